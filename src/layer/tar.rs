@@ -1,0 +1,445 @@
+//! A streaming tar reader that yields whole logical entries (metadata blocks + header) and
+//! keeps their raw bytes, so the rewrite can copy an untouched entry verbatim.
+//!
+//! Written here rather than using `tar::Archive` because the rewrite needs (a) the exact bytes
+//! of each PAX / GNU long-name block to copy them through, and (b) to refuse archives whose PAX
+//! `size` disagrees with the header (parsers disagreeing on entry boundaries is how hostile
+//! archives smuggle content). Field parsing still uses `tar::Header`.
+//!
+//! Owns: block framing, PAX/GNU long names, path normalisation. Must not: decide policy.
+
+use std::io::{self, Read, Write};
+
+pub const BLOCK: u64 = 512;
+/// Largest PAX or GNU long-name block accepted (a hostile archive could claim gigabytes).
+pub const MAX_META: u64 = 1 << 20;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    File,
+    HardLink,
+    Symlink,
+    CharDev,
+    BlockDev,
+    Dir,
+    Fifo,
+    /// A PAX global header: passed through, describes nothing itself.
+    GlobalPax,
+    Other(u8),
+}
+
+impl Kind {
+    fn from_byte(b: u8) -> Kind {
+        match b {
+            b'0' | 0 | b'7' => Kind::File,
+            b'1' => Kind::HardLink,
+            b'2' => Kind::Symlink,
+            b'3' => Kind::CharDev,
+            b'4' => Kind::BlockDev,
+            b'5' => Kind::Dir,
+            b'6' => Kind::Fifo,
+            b'g' => Kind::GlobalPax,
+            o => Kind::Other(o),
+        }
+    }
+}
+
+/// One logical entry: the metadata blocks before it and its header. Its data follows in the
+/// stream and is consumed with [`TarReader::copy_data`], [`TarReader::read_prefix`] or skipped.
+#[derive(Clone, Debug)]
+pub struct RawEntry {
+    /// PAX (`x`) and GNU long name/link (`L`/`K`) blocks, verbatim, header and padded data.
+    pub meta: Vec<u8>,
+    /// Local PAX records in order (key, value).
+    pub pax: Vec<(String, Vec<u8>)>,
+    pub header: tar::Header,
+    /// Normalised path: no leading `./` or `/`, no trailing `/`.
+    pub path: String,
+    /// Hardlink or symlink target as written (hardlink targets normalised like paths).
+    pub link: Option<String>,
+    pub kind: Kind,
+    pub size: u64,
+    /// The entry's path or hardlink target leaves the root (`..` or absolute after
+    /// normalisation would escape): reported, never followed.
+    pub escapes: bool,
+}
+
+impl RawEntry {
+    pub fn mode(&self) -> u32 {
+        self.header.mode().unwrap_or(0)
+    }
+    pub fn uid(&self) -> u64 {
+        pax_num(&self.pax, "uid").unwrap_or_else(|| self.header.uid().unwrap_or(0))
+    }
+    pub fn gid(&self) -> u64 {
+        pax_num(&self.pax, "gid").unwrap_or_else(|| self.header.gid().unwrap_or(0))
+    }
+    pub fn has_xattr(&self, name: &str) -> bool {
+        let key = format!("SCHILY.xattr.{name}");
+        self.pax.iter().any(|(k, _)| *k == key)
+    }
+    /// The name of the file a whiteout hides, if this is a whiteout (`.wh.NAME`), or the
+    /// directory an opaque whiteout (`.wh..wh..opq`) empties, marked by `true`.
+    pub fn whiteout(&self) -> Option<(String, bool)> {
+        let (dir, base) = split_parent(&self.path);
+        let hidden = base.strip_prefix(".wh.")?;
+        if hidden == ".wh..opq" {
+            return Some((dir.to_string(), true));
+        }
+        Some((join(dir, hidden), false))
+    }
+}
+
+pub fn split_parent(path: &str) -> (&str, &str) {
+    match path.rfind('/') {
+        Some(i) => (&path[..i], &path[i + 1..]),
+        None => ("", path),
+    }
+}
+
+pub fn join(dir: &str, name: &str) -> String {
+    if dir.is_empty() {
+        name.to_string()
+    } else {
+        format!("{dir}/{name}")
+    }
+}
+
+fn pax_num(pax: &[(String, Vec<u8>)], key: &str) -> Option<u64> {
+    pax.iter()
+        .rev()
+        .find(|(k, _)| k == key)
+        .and_then(|(_, v)| std::str::from_utf8(v).ok()?.parse().ok())
+}
+
+fn pax_str(pax: &[(String, Vec<u8>)], key: &str) -> Option<String> {
+    pax.iter().rev().find(|(k, _)| k == key).map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+}
+
+/// Normalise a tar path: strip `./` and `/` prefixes and trailing `/`, collapse `.`
+/// components. Returns the path and whether it tries to leave the root via `..`.
+pub fn normalize(raw: &str) -> (String, bool) {
+    let mut parts: Vec<&str> = Vec::new();
+    let mut escapes = raw.starts_with('/');
+    for c in raw.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                escapes = true;
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    (parts.join("/"), escapes)
+}
+
+/// Parse PAX records: `"<len> <key>=<value>\n"` repeated.
+pub fn parse_pax(data: &[u8]) -> io::Result<Vec<(String, Vec<u8>)>> {
+    let mut out = Vec::new();
+    let mut rest = data;
+    while !rest.is_empty() {
+        if rest.iter().all(|&b| b == 0) {
+            break;
+        }
+        let sp = rest.iter().position(|&b| b == b' ').ok_or_else(|| bad("PAX record without length"))?;
+        let len: usize = std::str::from_utf8(&rest[..sp])
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| bad("PAX record length is not a number"))?;
+        if len <= sp + 1 || len > rest.len() || rest[len - 1] != b'\n' {
+            return Err(bad("PAX record length does not fit the record"));
+        }
+        let rec = &rest[sp + 1..len - 1];
+        let eq = rec.iter().position(|&b| b == b'=').ok_or_else(|| bad("PAX record without `=`"))?;
+        let key = String::from_utf8_lossy(&rec[..eq]).into_owned();
+        out.push((key, rec[eq + 1..].to_vec()));
+        rest = &rest[len..];
+    }
+    Ok(out)
+}
+
+/// Encode PAX records in the canonical `"<len> <key>=<value>\n"` form.
+pub fn encode_pax(records: &[(String, Vec<u8>)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (k, v) in records {
+        let body = k.len() + v.len() + 3; // ' ', '=', '\n'
+        let mut len = body + body.to_string().len();
+        if len.to_string().len() + body != len {
+            len = body + len.to_string().len();
+        }
+        out.extend_from_slice(format!("{len} {k}=").as_bytes());
+        out.extend_from_slice(v);
+        out.push(b'\n');
+    }
+    out
+}
+
+pub fn bad(msg: impl Into<String>) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, msg.into())
+}
+
+pub fn padding(size: u64) -> u64 {
+    (BLOCK - size % BLOCK) % BLOCK
+}
+
+/// Reads logical entries from an uncompressed tar stream.
+pub struct TarReader<R> {
+    r: R,
+    /// Data bytes (plus padding) of the current entry not yet consumed.
+    pending_data: u64,
+    pending_pad: u64,
+    done: bool,
+}
+
+impl<R: Read> TarReader<R> {
+    pub fn new(r: R) -> Self {
+        TarReader { r, pending_data: 0, pending_pad: 0, done: false }
+    }
+
+    fn read_block(&mut self, buf: &mut [u8; 512]) -> io::Result<bool> {
+        let mut n = 0;
+        while n < 512 {
+            match self.r.read(&mut buf[n..]) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        match n {
+            0 => Ok(false),
+            512 => Ok(true),
+            _ => Err(bad("tar stream ends inside a header block (truncated layer)")),
+        }
+    }
+
+    fn skip_pending(&mut self) -> io::Result<()> {
+        let n = self.pending_data + self.pending_pad;
+        if n > 0 {
+            let copied = io::copy(&mut (&mut self.r).take(n), &mut io::sink())?;
+            if copied != n {
+                return Err(bad("tar stream ends inside an entry's data (truncated layer)"));
+            }
+        }
+        self.pending_data = 0;
+        self.pending_pad = 0;
+        Ok(())
+    }
+
+    fn read_meta_data(&mut self, size: u64) -> io::Result<Vec<u8>> {
+        if size > MAX_META {
+            return Err(bad(format!("metadata block of {size} bytes exceeds the {MAX_META}-byte limit")));
+        }
+        let padded = size + padding(size);
+        let mut data = Vec::with_capacity(padded as usize);
+        (&mut self.r).take(padded).read_to_end(&mut data)?;
+        if data.len() as u64 != padded {
+            return Err(bad("tar stream ends inside a metadata block (truncated layer)"));
+        }
+        Ok(data)
+    }
+
+    /// The next logical entry, or None at the end of the archive.
+    pub fn next_entry(&mut self) -> io::Result<Option<RawEntry>> {
+        if self.done {
+            return Ok(None);
+        }
+        self.skip_pending()?;
+        let mut meta = Vec::new();
+        let mut pax = Vec::new();
+        let mut long_name: Option<Vec<u8>> = None;
+        let mut long_link: Option<Vec<u8>> = None;
+        loop {
+            let mut block = [0u8; 512];
+            if !self.read_block(&mut block)? {
+                if meta.is_empty() {
+                    self.done = true;
+                    return Ok(None);
+                }
+                return Err(bad("tar stream ends after a metadata block with no entry"));
+            }
+            if block.iter().all(|&b| b == 0) {
+                if !meta.is_empty() {
+                    return Err(bad("metadata block followed by the end of the archive"));
+                }
+                self.done = true;
+                return Ok(None);
+            }
+            let header = tar::Header::from_byte_slice(&block).clone();
+            verify_checksum(&block)?;
+            let size = header.entry_size().map_err(|e| bad(format!("bad header size field: {e}")))?;
+            let t = header.entry_type().as_byte();
+            match t {
+                b'x' | b'L' | b'K' => {
+                    let data = self.read_meta_data(size)?;
+                    meta.extend_from_slice(&block);
+                    meta.extend_from_slice(&data);
+                    let body = &data[..size as usize];
+                    match t {
+                        b'x' => pax.extend(parse_pax(body)?),
+                        b'L' => long_name = Some(trim_nul(body).to_vec()),
+                        _ => long_link = Some(trim_nul(body).to_vec()),
+                    }
+                    continue;
+                }
+                _ => {}
+            }
+            if let Some(pax_size) = pax_num(&pax, "size") {
+                if pax_size != size {
+                    return Err(bad(format!(
+                        "PAX size {pax_size} disagrees with header size {size}: refusing an ambiguous archive"
+                    )));
+                }
+            }
+            let kind = Kind::from_byte(t);
+            let raw_path = pax_str(&pax, "path")
+                .or_else(|| long_name.map(|b| String::from_utf8_lossy(&b).into_owned()))
+                .unwrap_or_else(|| String::from_utf8_lossy(&header.path_bytes()).into_owned());
+            let raw_link = pax_str(&pax, "linkpath")
+                .or_else(|| long_link.map(|b| String::from_utf8_lossy(&b).into_owned()))
+                .or_else(|| header.link_name_bytes().map(|b| String::from_utf8_lossy(&b).into_owned()));
+            let (path, mut escapes) = normalize(&raw_path);
+            let link = match (kind, raw_link) {
+                (Kind::HardLink, Some(l)) => {
+                    let (l, esc) = normalize(&l);
+                    escapes |= esc;
+                    Some(l)
+                }
+                (Kind::Symlink, Some(l)) => Some(l),
+                _ => None,
+            };
+            // Only regular files (and unknown types, conservatively) carry data. Others may
+            // declare a size anyway; it is skipped, as GNU tar does, and never copied.
+            let carries_data = matches!(kind, Kind::File | Kind::GlobalPax | Kind::Other(_));
+            let data_size = if carries_data { size } else { 0 };
+            self.pending_data = data_size;
+            self.pending_pad = if carries_data { padding(size) } else { size + padding(size) };
+            return Ok(Some(RawEntry { meta, pax, header, path, link, kind, size: data_size, escapes }));
+        }
+    }
+
+    /// Copy the current entry's data (without padding) to `w`.
+    pub fn copy_data(&mut self, w: &mut impl Write) -> io::Result<u64> {
+        let n = self.pending_data;
+        let copied = io::copy(&mut (&mut self.r).take(n), w)?;
+        if copied != n {
+            return Err(bad("tar stream ends inside an entry's data (truncated layer)"));
+        }
+        self.pending_data = 0;
+        Ok(copied)
+    }
+
+    /// Read up to `n` bytes of the current entry's data; the rest is skipped later.
+    pub fn read_prefix(&mut self, n: u64) -> io::Result<Vec<u8>> {
+        let want = n.min(self.pending_data);
+        let mut buf = Vec::with_capacity(want as usize);
+        (&mut self.r).take(want).read_to_end(&mut buf)?;
+        if buf.len() as u64 != want {
+            return Err(bad("tar stream ends inside an entry's data (truncated layer)"));
+        }
+        self.pending_data -= want;
+        Ok(buf)
+    }
+
+    /// Consume the rest of the stream (trailing zero blocks, GNU record padding).
+    pub fn finish(mut self) -> io::Result<R> {
+        self.skip_pending()?;
+        io::copy(&mut self.r, &mut io::sink())?;
+        Ok(self.r)
+    }
+}
+
+fn trim_nul(b: &[u8]) -> &[u8] {
+    let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+    &b[..end]
+}
+
+fn verify_checksum(block: &[u8; 512]) -> io::Result<()> {
+    let sum: u32 = block[..148].iter().chain(&block[156..]).map(|&b| b as u32).sum::<u32>() + 8 * 32;
+    let field = std::str::from_utf8(&block[148..156]).unwrap_or("");
+    let field = field.trim_matches(|c: char| c == '\0' || c == ' ');
+    match u32::from_str_radix(field, 8) {
+        Ok(v) if v == sum => Ok(()),
+        _ => Err(bad("tar header checksum mismatch (corrupt layer)")),
+    }
+}
+
+/// Writes tar output: verbatim blocks, modified headers, and the end-of-archive marker.
+pub struct TarWriter<W: Write> {
+    pub w: W,
+}
+
+impl<W: Write> TarWriter<W> {
+    pub fn new(w: W) -> Self {
+        TarWriter { w }
+    }
+
+    /// Write a PAX `x` block carrying `records` (nothing when empty).
+    pub fn write_pax(&mut self, records: &[(String, Vec<u8>)]) -> io::Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let data = encode_pax(records);
+        let mut h = tar::Header::new_ustar();
+        // A fixed name like GNU tar's `./PaxHeaders/NAME` is not needed for correctness.
+        h.set_path("PaxHeader").map_err(|e| bad(e.to_string()))?;
+        h.set_entry_type(tar::EntryType::XHeader);
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_mtime(0);
+        h.set_cksum();
+        self.w.write_all(h.as_bytes())?;
+        self.w.write_all(&data)?;
+        self.pad(data.len() as u64)
+    }
+
+    pub fn write_header(&mut self, h: &tar::Header) -> io::Result<()> {
+        self.w.write_all(h.as_bytes())
+    }
+
+    pub fn pad(&mut self, size: u64) -> io::Result<()> {
+        let p = padding(size) as usize;
+        self.w.write_all(&[0u8; 512][..p])
+    }
+
+    pub fn finish(mut self) -> io::Result<W> {
+        self.w.write_all(&[0u8; 1024])?;
+        Ok(self.w)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalizes_paths() {
+        assert_eq!(normalize("./usr/bin/"), ("usr/bin".to_string(), false));
+        assert_eq!(normalize("/etc/passwd"), ("etc/passwd".to_string(), true));
+        assert_eq!(normalize("a/../../etc"), ("etc".to_string(), true));
+    }
+
+    #[test]
+    fn pax_roundtrip() {
+        let recs = vec![
+            ("path".to_string(), b"a/very/long/path".to_vec()),
+            ("SCHILY.xattr.security.capability".to_string(), vec![1, 0, 0, 2, 0, b'\n', 0]),
+        ];
+        let enc = encode_pax(&recs);
+        assert_eq!(parse_pax(&enc).unwrap(), recs);
+        // The length prefix counts itself: "9 a=bcd\n" would be wrong at the 9/10 boundary.
+        let r = vec![("k".to_string(), vec![b'x'; 5])];
+        let e = encode_pax(&r);
+        assert_eq!(e.len(), std::str::from_utf8(&e[..e.iter().position(|&b| b == b' ').unwrap()]).unwrap().parse::<usize>().unwrap());
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        let mut r = TarReader::new(&[1u8; 512][..]);
+        assert!(r.next_entry().is_err());
+        let mut r = TarReader::new(&[1u8; 100][..]);
+        assert!(r.next_entry().is_err());
+        assert!(parse_pax(b"99 path=x\n").is_err());
+    }
+}

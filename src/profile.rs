@@ -1,0 +1,544 @@
+//! Profiles: the TOML rules that say what to change, loaded from built-ins (profiles/, embedded
+//! in the binary) or files, with `extends`, named path groups and validation that names
+//! `file:line:column`.
+//!
+//! Owns: the schema, merging, glob compilation. Must not: look at images.
+
+use crate::digest::Digest;
+use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use toml::Spanned;
+
+/// Built-in profiles and the groups file, embedded so the binary works anywhere.
+pub const BUILTINS: &[(&str, &str)] = &[
+    ("baseline", include_str!("../profiles/baseline.toml")),
+    ("debian", include_str!("../profiles/debian.toml")),
+    ("alpine", include_str!("../profiles/alpine.toml")),
+    ("strict", include_str!("../profiles/strict.toml")),
+    ("passthrough", include_str!("../profiles/passthrough.toml")),
+];
+const GROUPS: &str = include_str!("../profiles/groups.toml");
+const MAX_EXTENDS_DEPTH: usize = 16;
+const MAX_PATTERN_LEN: usize = 4096;
+
+#[derive(Debug, thiserror::Error)]
+#[error("{file}:{line}:{column}: {message}")]
+pub struct ProfileError {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+fn line_col(src: &str, offset: usize) -> (usize, usize) {
+    let before = &src[..offset.min(src.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.chars().rev().take_while(|&c| c != '\n').count() + 1;
+    (line, column)
+}
+
+struct Source<'a> {
+    name: String,
+    text: &'a str,
+}
+
+impl Source<'_> {
+    fn err(&self, span: std::ops::Range<usize>, message: impl Into<String>) -> ProfileError {
+        let (line, column) = line_col(self.text, span.start);
+        ProfileError { file: self.name.clone(), line, column, message: message.into() }
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawProfile {
+    name: Option<String>,
+    description: Option<String>,
+    extends: Option<Spanned<String>>,
+    files: Option<RawFiles>,
+    config: Option<RawConfig>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawFiles {
+    remove: Option<Vec<Spanned<String>>>,
+    keep: Option<Vec<Spanned<String>>>,
+    strip_setuid: Option<bool>,
+    setuid_allow: Option<Vec<Spanned<String>>>,
+    strip_capabilities: Option<bool>,
+    fix_world_writable: Option<bool>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    user: Option<String>,
+    uid: Option<u32>,
+    gid: Option<u32>,
+    home: Option<String>,
+    healthcheck: Option<RawHealth>,
+    labels: Option<BTreeMap<String, String>>,
+    remove_labels: Option<Vec<String>>,
+    annotations: Option<BTreeMap<String, String>>,
+    remove_annotations: Option<Vec<String>>,
+    env_secrets: Option<Spanned<String>>,
+    env: Option<BTreeMap<String, String>>,
+    exposed_ports: Option<Vec<String>>,
+    volumes: Option<Vec<String>>,
+    workdir: Option<String>,
+    stop_signal: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawHealth {
+    /// Exec form: `["CMD", "/app/check"]` or just the argv.
+    test: Option<Vec<String>>,
+    /// Shell form (`CMD-SHELL`): needs /bin/sh in the image.
+    shell: Option<String>,
+    interval: Option<Spanned<String>>,
+    timeout: Option<Spanned<String>>,
+    start_period: Option<Spanned<String>>,
+    retries: Option<u32>,
+    remove: Option<bool>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Rule {
+    /// The glob as written (after group expansion), e.g. `/usr/bin/sh`.
+    pub pattern: String,
+    /// Where it came from, e.g. `@shells (strict)`.
+    pub origin: String,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum EnvSecrets {
+    Remove,
+    Fail,
+    Keep,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub enum UserRule {
+    Keep,
+    Set { name: String, uid: u32, gid: u32, home: String },
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub enum HealthRule {
+    Remove,
+    /// Docker's config form: Test, Interval, Timeout, StartPeriod (ns), Retries.
+    Set(serde_json::Value),
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ConfigRules {
+    pub user: UserRule,
+    pub healthcheck: Option<HealthRule>,
+    pub labels: BTreeMap<String, String>,
+    pub remove_labels: Vec<String>,
+    pub annotations: BTreeMap<String, String>,
+    pub remove_annotations: Vec<String>,
+    pub env_secrets: EnvSecrets,
+    pub env: BTreeMap<String, String>,
+    pub exposed_ports: Option<Vec<String>>,
+    pub volumes: Option<Vec<String>>,
+    pub workdir: Option<String>,
+    pub stop_signal: Option<String>,
+}
+
+/// A fully resolved profile: every `extends` and `--profile` merged, groups expanded.
+#[derive(Clone, Debug, Serialize)]
+pub struct Profile {
+    pub names: Vec<String>,
+    pub remove: Vec<Rule>,
+    pub keep: Vec<Rule>,
+    pub strip_setuid: bool,
+    pub setuid_allow: Vec<Rule>,
+    pub strip_capabilities: bool,
+    pub fix_world_writable: bool,
+    pub config: ConfigRules,
+}
+
+impl Profile {
+    fn empty() -> Profile {
+        Profile {
+            names: Vec::new(),
+            remove: Vec::new(),
+            keep: Vec::new(),
+            strip_setuid: false,
+            setuid_allow: Vec::new(),
+            strip_capabilities: false,
+            fix_world_writable: false,
+            config: ConfigRules {
+                user: UserRule::Keep,
+                healthcheck: None,
+                labels: BTreeMap::new(),
+                remove_labels: Vec::new(),
+                annotations: BTreeMap::new(),
+                remove_annotations: Vec::new(),
+                env_secrets: EnvSecrets::Keep,
+                env: BTreeMap::new(),
+                exposed_ports: None,
+                volumes: None,
+                workdir: None,
+                stop_signal: None,
+            },
+        }
+    }
+
+    /// The name recorded in labels: the `--profile` names joined with `+`.
+    pub fn name(&self) -> String {
+        self.names.join("+")
+    }
+
+    /// Digest of the resolved rules: with harden's version and the compressor, it names a
+    /// layer rewrite (and makes output digests a pure function of their inputs).
+    pub fn digest(&self) -> Digest {
+        Digest::of(&serde_json::to_vec(self).unwrap_or_default())
+    }
+
+    /// Does this profile change any file? (A passthrough never rewrites a layer.)
+    pub fn touches_files(&self) -> bool {
+        !self.remove.is_empty() || self.strip_setuid || self.strip_capabilities || self.fix_world_writable
+    }
+}
+
+/// Load and merge `specs` in order (built-in names or paths). No specs means `baseline`.
+pub fn load(specs: &[String]) -> Result<Profile, ProfileError> {
+    let groups = parse_groups()?;
+    let mut profile = Profile::empty();
+    let default = vec!["baseline".to_string()];
+    let specs = if specs.is_empty() { &default } else { specs };
+    for spec in specs {
+        let (name, text, dir) = read_spec(spec, None)?;
+        apply(&mut profile, &name, &text, dir.as_deref(), &groups, 0)?;
+        profile.names.push(display_name(spec));
+    }
+    Ok(profile)
+}
+
+fn display_name(spec: &str) -> String {
+    if BUILTINS.iter().any(|(n, _)| *n == spec) {
+        spec.to_string()
+    } else {
+        Path::new(spec).file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| spec.to_string())
+    }
+}
+
+fn read_spec(spec: &str, relative_to: Option<&Path>) -> Result<(String, String, Option<PathBuf>), ProfileError> {
+    if let Some((n, t)) = BUILTINS.iter().find(|(n, _)| *n == spec) {
+        return Ok((format!("profiles/{n}.toml"), t.to_string(), None));
+    }
+    let path = match relative_to {
+        Some(dir) if !Path::new(spec).is_absolute() => dir.join(spec),
+        _ => PathBuf::from(spec),
+    };
+    let looks_like_path = spec.contains('/') || spec.ends_with(".toml") || path.exists();
+    if !looks_like_path {
+        let names: Vec<&str> = BUILTINS.iter().map(|(n, _)| *n).collect();
+        return Err(ProfileError {
+            file: spec.to_string(),
+            line: 1,
+            column: 1,
+            message: format!("no built-in profile `{spec}` (built-ins: {}), and no such file", names.join(", ")),
+        });
+    }
+    let text = std::fs::read_to_string(&path).map_err(|e| ProfileError {
+        file: path.display().to_string(),
+        line: 1,
+        column: 1,
+        message: format!("cannot read profile: {e}"),
+    })?;
+    Ok((path.display().to_string(), text, path.parent().map(Path::to_path_buf)))
+}
+
+struct Groups(BTreeMap<String, (Vec<String>, Vec<String>)>);
+
+fn parse_groups() -> Result<Groups, ProfileError> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct G {
+        #[allow(dead_code)]
+        description: String,
+        paths: Vec<String>,
+        #[serde(default)]
+        keep: Vec<String>,
+    }
+    let src = Source { name: "profiles/groups.toml".into(), text: GROUPS };
+    let raw: BTreeMap<String, G> = toml::from_str(GROUPS).map_err(|e| src.err(e.span().unwrap_or(0..0), e.message().to_string()))?;
+    Ok(Groups(raw.into_iter().map(|(k, g)| (k, (g.paths, g.keep))).collect()))
+}
+
+/// The group names, for `profile list`.
+pub fn group_names() -> Vec<String> {
+    parse_groups().map(|g| g.0.keys().cloned().collect()).unwrap_or_default()
+}
+
+fn apply(p: &mut Profile, file: &str, text: &str, dir: Option<&Path>, groups: &Groups, depth: usize) -> Result<(), ProfileError> {
+    let src = Source { name: file.to_string(), text };
+    let raw: RawProfile = toml::from_str(text).map_err(|e| {
+        let msg = e.message().trim().replace('\n', " ");
+        src.err(e.span().unwrap_or(0..0), msg)
+    })?;
+    let label = raw.name.clone().unwrap_or_else(|| display_name(file));
+    if let Some(ext) = &raw.extends {
+        if depth >= MAX_EXTENDS_DEPTH {
+            return Err(src.err(ext.span(), format!("`extends` chain deeper than {MAX_EXTENDS_DEPTH} (a cycle?)")));
+        }
+        let (n, t, d) = read_spec(ext.get_ref(), dir).map_err(|e| src.err(ext.span(), e.message))?;
+        apply(p, &n, &t, d.as_deref().or(dir), groups, depth + 1)?;
+    }
+    let _ = raw.description;
+    if let Some(f) = raw.files {
+        for s in f.remove.unwrap_or_default() {
+            expand(&src, &s, &label, groups, &mut p.remove, Some(&mut p.keep))?;
+        }
+        for s in f.keep.unwrap_or_default() {
+            expand(&src, &s, &label, groups, &mut p.keep, None)?;
+        }
+        for s in f.setuid_allow.unwrap_or_default() {
+            expand(&src, &s, &label, groups, &mut p.setuid_allow, None)?;
+        }
+        p.strip_setuid = f.strip_setuid.unwrap_or(p.strip_setuid);
+        p.strip_capabilities = f.strip_capabilities.unwrap_or(p.strip_capabilities);
+        p.fix_world_writable = f.fix_world_writable.unwrap_or(p.fix_world_writable);
+    }
+    if let Some(c) = raw.config {
+        let cr = &mut p.config;
+        if let Some(u) = c.user {
+            if u == "keep" {
+                cr.user = UserRule::Keep;
+            } else {
+                let (uid, gid) = match &cr.user {
+                    UserRule::Set { uid, gid, .. } => (*uid, *gid),
+                    UserRule::Keep => (65532, 65532),
+                };
+                cr.user = UserRule::Set { home: format!("/home/{u}"), name: u, uid, gid };
+            }
+        }
+        if let UserRule::Set { uid, gid, home, .. } = &mut cr.user {
+            *uid = c.uid.unwrap_or(*uid);
+            *gid = c.gid.unwrap_or(*gid);
+            if let Some(h) = c.home {
+                *home = h;
+            }
+        }
+        if let Some(h) = c.healthcheck {
+            cr.healthcheck = Some(health(&src, h)?);
+        }
+        cr.labels.extend(c.labels.unwrap_or_default());
+        cr.remove_labels.extend(c.remove_labels.unwrap_or_default());
+        cr.annotations.extend(c.annotations.unwrap_or_default());
+        cr.remove_annotations.extend(c.remove_annotations.unwrap_or_default());
+        if let Some(es) = c.env_secrets {
+            cr.env_secrets = match es.get_ref().as_str() {
+                "remove" => EnvSecrets::Remove,
+                "fail" => EnvSecrets::Fail,
+                "keep" => EnvSecrets::Keep,
+                other => return Err(src.err(es.span(), format!("env_secrets = `{other}`: expected \"remove\", \"fail\" or \"keep\""))),
+            };
+        }
+        cr.env.extend(c.env.unwrap_or_default());
+        cr.exposed_ports = c.exposed_ports.or(cr.exposed_ports.take());
+        cr.volumes = c.volumes.or(cr.volumes.take());
+        cr.workdir = c.workdir.or(cr.workdir.take());
+        cr.stop_signal = c.stop_signal.or(cr.stop_signal.take());
+    }
+    Ok(())
+}
+
+fn expand(src: &Source, s: &Spanned<String>, label: &str, groups: &Groups, out: &mut Vec<Rule>, keep_out: Option<&mut Vec<Rule>>) -> Result<(), ProfileError> {
+    let v = s.get_ref();
+    if let Some(g) = v.strip_prefix('@') {
+        let Some((paths, keeps)) = groups.0.get(g) else {
+            let known: Vec<String> = groups.0.keys().map(|k| format!("@{k}")).collect();
+            return Err(src.err(s.span(), format!("unknown group `{v}` (known: {})", known.join(", "))));
+        };
+        out.extend(paths.iter().map(|p| Rule { pattern: p.clone(), origin: format!("{v} ({label})") }));
+        if let Some(k) = keep_out {
+            k.extend(keeps.iter().map(|p| Rule { pattern: p.clone(), origin: format!("{v} ({label})") }));
+        }
+        return Ok(());
+    }
+    if v.is_empty() || v.len() > MAX_PATTERN_LEN {
+        return Err(src.err(s.span(), "expected a non-empty glob of at most 4096 characters"));
+    }
+    compile(v).map_err(|e| src.err(s.span(), format!("bad glob `{v}`: {e}")))?;
+    out.push(Rule { pattern: v.clone(), origin: label.to_string() });
+    Ok(())
+}
+
+/// Compile one rule's glob against canonical paths (no leading `/`). `*` does not cross `/`;
+/// a pattern without a leading `/` matches at any depth.
+pub fn compile(pattern: &str) -> Result<Glob, globset::Error> {
+    let p = match pattern.strip_prefix('/') {
+        Some(rest) => rest.to_string(),
+        None => format!("**/{pattern}"),
+    };
+    GlobBuilder::new(&p).literal_separator(true).build()
+}
+
+/// A set of rules compiled for matching; `which` tells the first rule matching a path.
+pub struct RuleSet<'a> {
+    rules: &'a [Rule],
+    set: GlobSet,
+}
+
+impl<'a> RuleSet<'a> {
+    pub fn new(rules: &'a [Rule]) -> RuleSet<'a> {
+        let mut b = GlobSetBuilder::new();
+        for r in rules {
+            // Validated at load time; a rule that no longer compiles matches nothing.
+            if let Ok(g) = compile(&r.pattern) {
+                b.add(g);
+            } else {
+                b.add(Glob::new("\u{0}never").expect("literal glob"));
+            }
+        }
+        RuleSet { rules, set: b.build().unwrap_or_else(|_| GlobSet::empty()) }
+    }
+    pub fn which(&self, path: &str) -> Option<&'a Rule> {
+        self.set.matches(path).first().map(|&i| &self.rules[i])
+    }
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+}
+
+fn duration_ns(src: &Source, s: &Spanned<String>) -> Result<u64, ProfileError> {
+    parse_duration(s.get_ref()).ok_or_else(|| src.err(s.span(), format!("bad duration `{}`: expected e.g. 30s, 1m30s, 500ms", s.get_ref())))
+}
+
+/// Parse `1h2m3s`, `500ms`, `30s` into nanoseconds.
+pub fn parse_duration(s: &str) -> Option<u64> {
+    let mut total: u64 = 0;
+    let mut rest = s.trim();
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit())?;
+        if digits == 0 {
+            return None;
+        }
+        let n: u64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let mult: u64 = match &rest[..unit_len] {
+            "ns" => 1,
+            "us" => 1_000,
+            "ms" => 1_000_000,
+            "s" => 1_000_000_000,
+            "m" => 60_000_000_000,
+            "h" => 3_600_000_000_000,
+            _ => return None,
+        };
+        total = total.checked_add(n.checked_mul(mult)?)?;
+        rest = &rest[unit_len..];
+    }
+    Some(total)
+}
+
+fn health(src: &Source, h: RawHealth) -> Result<HealthRule, ProfileError> {
+    if h.remove == Some(true) {
+        return Ok(HealthRule::Remove);
+    }
+    let test: Vec<String> = match (h.test, h.shell) {
+        (Some(_), Some(_)) => return Err(src.err(0..0, "healthcheck: give `test` or `shell`, not both")),
+        (Some(t), None) if t.first().map(String::as_str) == Some("CMD") => t,
+        (Some(t), None) if !t.is_empty() => std::iter::once("CMD".to_string()).chain(t).collect(),
+        (None, Some(s)) => vec!["CMD-SHELL".into(), s],
+        _ => return Err(src.err(0..0, "healthcheck: expected `test = [\"/path\", ...]` or `shell = \"...\"`")),
+    };
+    let mut m = serde_json::Map::new();
+    m.insert("Test".into(), serde_json::json!(test));
+    for (key, v) in [("Interval", &h.interval), ("Timeout", &h.timeout), ("StartPeriod", &h.start_period)] {
+        if let Some(v) = v {
+            m.insert(key.into(), serde_json::json!(duration_ns(src, v)?));
+        }
+    }
+    if let Some(r) = h.retries {
+        m.insert("Retries".into(), serde_json::json!(r));
+    }
+    Ok(HealthRule::Set(serde_json::Value::Object(m)))
+}
+
+/// Validate one profile file on its own (`harden profile validate`).
+pub fn validate_file(path: &str) -> Result<Profile, ProfileError> {
+    load(&[path.to_string()])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_text(text: &str) -> Result<Profile, ProfileError> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("p.toml");
+        std::fs::write(&p, text).unwrap();
+        load(&[p.display().to_string()])
+    }
+
+    #[test]
+    fn builtins_load_and_strict_extends_baseline() {
+        for (n, _) in BUILTINS {
+            load(&[n.to_string()]).unwrap();
+        }
+        let s = load(&["strict".into()]).unwrap();
+        assert!(s.remove.iter().any(|r| r.pattern == "/bin/sh" && r.origin.contains("@shells")));
+        assert!(s.remove.iter().any(|r| r.origin.contains("@package-caches")));
+        assert!(s.keep.iter().any(|r| r.pattern == "/var/lib/dpkg/status"));
+        assert!(s.strip_setuid);
+        assert!(matches!(s.config.user, UserRule::Set { uid: 65532, gid: 65532, .. }));
+    }
+
+    #[test]
+    fn errors_name_file_line_column() {
+        let e = load_text("[files]\nremove = [\"@nope\"]\n").unwrap_err();
+        assert_eq!((e.line, e.column), (2, 11), "{e}");
+        assert!(e.message.contains("unknown group `@nope`"), "{e}");
+        let e = load_text("[files]\nbogus = 1\n").unwrap_err();
+        assert_eq!(e.line, 2, "{e}");
+        assert!(e.message.contains("bogus"), "{e}");
+        let e = load_text("[files]\nstrip_setuid = \"yes\"\n").unwrap_err();
+        assert!(e.message.contains("bool"), "{e}");
+        let e = load_text("[files]\nremove = [\"/a/[b\"]\n").unwrap_err();
+        assert!(e.message.contains("bad glob"), "{e}");
+        let e = load_text("[config.healthcheck]\ntest = [\"/x\"]\ninterval = \"3 parsecs\"\n").unwrap_err();
+        assert_eq!(e.line, 3, "{e}");
+    }
+
+    #[test]
+    fn extends_cycles_stop() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.toml"), "extends = \"b.toml\"\n").unwrap();
+        std::fs::write(dir.path().join("b.toml"), "extends = \"a.toml\"\n").unwrap();
+        let e = load(&[dir.path().join("a.toml").display().to_string()]).unwrap_err();
+        assert!(e.message.contains("deeper"), "{e}");
+    }
+
+    #[test]
+    fn durations_and_healthchecks() {
+        assert_eq!(parse_duration("1m30s"), Some(90_000_000_000));
+        assert_eq!(parse_duration("500ms"), Some(500_000_000));
+        assert_eq!(parse_duration("5"), None);
+        let p = load_text("[config.healthcheck]\nshell = \"curl -f localhost\"\ninterval = \"30s\"\nretries = 3\n").unwrap();
+        let Some(HealthRule::Set(v)) = p.config.healthcheck else { panic!() };
+        assert_eq!(v["Test"][0], "CMD-SHELL");
+        assert_eq!(v["Interval"], 30_000_000_000u64);
+    }
+
+    #[test]
+    fn globs_stay_within_components() {
+        let rules = vec![Rule { pattern: "/usr/bin/dpkg-*".into(), origin: "t".into() }, Rule { pattern: ".env".into(), origin: "t".into() }];
+        let rs = RuleSet::new(&rules);
+        assert!(rs.which("usr/bin/dpkg-query").is_some());
+        assert!(rs.which("usr/bin/dpkg-x/y").is_none());
+        assert!(rs.which("app/deep/.env").is_some());
+    }
+}

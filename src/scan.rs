@@ -1,0 +1,99 @@
+//! Scan: read every layer once, headers only (plus small prefixes of the few files later stages
+//! look inside), and check each layer's uncompressed digest against the config's diff_id.
+//!
+//! Owns: turning a layer blob into a [`LayerIndex`]. Must not: decide what to change, write blobs.
+
+use crate::digest::{Digest, HashingReader};
+use crate::layer::codec::{self, Codec};
+use crate::layer::tar::{Kind, TarReader};
+use std::io::{self, Read};
+
+/// What the scan remembers of one entry.
+#[derive(Clone, Debug)]
+pub struct EntryInfo {
+    pub path: String,
+    pub kind: Kind,
+    pub mode: u32,
+    pub uid: u64,
+    pub gid: u64,
+    pub size: u64,
+    pub link: Option<String>,
+    /// Carries a `security.capability` xattr.
+    pub caps: bool,
+    pub escapes: bool,
+    /// The first bytes of the file, for the few files later stages look inside (see [`prefix_len`]).
+    pub prefix: Option<Box<[u8]>>,
+}
+
+impl EntryInfo {
+    pub fn is_whiteout(&self) -> bool {
+        crate::layer::tar::split_parent(&self.path).1.starts_with(".wh.")
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct LayerIndex {
+    pub entries: Vec<EntryInfo>,
+    pub codec: Codec,
+    pub diff_id: Digest,
+    pub uncompressed_size: u64,
+}
+
+/// Files whose contents matter later: executables (shebang, ELF interpreter), account
+/// databases (user checks), and candidate secret files (audit by content). Bounded sizes
+/// keep the whole scan's memory small.
+pub fn prefix_len(path: &str, mode: u32, size: u64) -> u64 {
+    const ACCOUNTS: [&str; 4] = ["etc/passwd", "etc/group", "etc/shadow", "etc/gshadow"];
+    if ACCOUNTS.contains(&path) {
+        return size.min(1 << 20);
+    }
+    if mode & 0o111 != 0 {
+        return size.min(1024);
+    }
+    let lower = path.to_ascii_lowercase();
+    let secretish = [".pem", ".key", ".p12", ".pfx", ".asc", ".env", ".npmrc", "id_rsa", "id_ecdsa", "id_ed25519", "id_dsa", "credentials", ".json", ".yml", ".yaml", ".cfg", ".conf", ".ini", ".txt", ".py", ".sh"];
+    if secretish.iter().any(|s| lower.ends_with(s)) {
+        return size.min(4096);
+    }
+    0
+}
+
+/// Scan one layer blob. `expected_diff_id` (from the config) is checked when given.
+pub fn scan_layer(blob: impl Read, expected_diff_id: Option<&Digest>) -> io::Result<LayerIndex> {
+    let (codec, plain) = codec::decoder(blob)?;
+    let mut hashing = HashingReader::new(plain);
+    let mut entries = Vec::new();
+    {
+        let mut tr = TarReader::new(&mut hashing);
+        while let Some(e) = tr.next_entry()? {
+            if e.kind == Kind::GlobalPax {
+                continue;
+            }
+            let mode = e.mode();
+            let want = if e.kind == Kind::File { prefix_len(&e.path, mode, e.size) } else { 0 };
+            let prefix = if want > 0 { Some(tr.read_prefix(want)?.into_boxed_slice()) } else { None };
+            entries.push(EntryInfo {
+                caps: e.has_xattr("security.capability"),
+                uid: e.uid(),
+                gid: e.gid(),
+                path: e.path,
+                kind: e.kind,
+                mode,
+                size: e.size,
+                link: e.link,
+                escapes: e.escapes,
+                prefix,
+            });
+        }
+        tr.finish()?;
+    }
+    let (diff_id, uncompressed_size) = hashing.finish()?;
+    if let Some(expected) = expected_diff_id {
+        if *expected != diff_id {
+            return Err(crate::layer::tar::bad(format!(
+                "uncompressed content has digest {diff_id}, but the config's diff_id says {expected}"
+            )));
+        }
+    }
+    Ok(LayerIndex { entries, codec, diff_id, uncompressed_size })
+}

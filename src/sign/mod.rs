@@ -1,0 +1,58 @@
+//! Cosign-compatible signing: keys and "simple signing" signatures.
+//!
+//! # What this module owns
+//! - **Cosign key files** ([`keys`]): generating an ECDSA P-256 key pair and writing it as cosign
+//!   does (`ENCRYPTED SIGSTORE PRIVATE KEY`: scrypt + nacl/secretbox over PKCS#8, plus a
+//!   `PUBLIC KEY` PKIX PEM), loading cosign/sigstore encrypted private keys and public keys, and
+//!   the raw ECDSA P-256/SHA-256 (ASN.1 DER) sign and verify operations.
+//! - **Simple signing** ([`simple`]): the exact payload cosign signs, the `sha256-<hex>.sig` tag
+//!   name, the signature layer and its annotations, the config blob and the `.sig` OCI manifest
+//!   (appending signatures idempotently), and checking a `.sig` manifest's layers against a
+//!   public key and an expected image digest.
+//!
+//! # What it must not touch
+//! No image layers, no registries, no network, no filesystem. Everything here is a pure function
+//! of its inputs (plus the OS random generator for key generation, salts, nonces and ECDSA
+//! signing). Callers fetch and push blobs and manifests themselves: [`simple::append_signature`]
+//! returns the manifest and config bytes to push, and [`simple::verify_signature_manifest`] takes
+//! a closure that fetches a payload blob by digest. Reading key files from disk, prompting for
+//! passwords and `COSIGN_PASSWORD` handling belong to the caller too.
+//!
+//! The formats follow cosign and sigstore-rs; see `shared/reference/cosign-format.md`.
+
+pub mod keys;
+pub mod simple;
+
+pub use keys::{generate, SigningKey, VerifyingKey};
+pub use simple::{
+    append_signature, payload, sig_tag, signature_config, verify_signature_manifest,
+    AppendedSignature, LayerFailure, LayerVerdict, SignatureLayer, VerifiedPayload,
+    OCI_CONFIG_MEDIA_TYPE, OCI_MANIFEST_MEDIA_TYPE, SIGNATURE_ANNOTATION,
+    SIMPLE_SIGNING_MEDIA_TYPE,
+};
+
+/// Everything that can go wrong with keys and signatures. Messages are one line each.
+#[derive(Debug, thiserror::Error)]
+pub enum SignError {
+    /// The secretbox did not open: the password is wrong (or the ciphertext was altered).
+    #[error("wrong password for the encrypted private key (or the key file was modified)")]
+    WrongPassword,
+    /// The key file is not a readable cosign key: bad PEM, base64, JSON or DER.
+    #[error("corrupt key file: {0}")]
+    CorruptKey(String),
+    /// The key is well formed but not ECDSA P-256, the only type harden signs with.
+    #[error("unsupported key type: {0} (harden supports only ECDSA P-256 keys)")]
+    UnsupportedKey(String),
+    /// The key file uses a KDF, KDF parameters or cipher that harden refuses to run.
+    #[error("unsupported key encryption: {0}")]
+    UnsupportedEncryption(String),
+    /// The public key file could not be read as a PEM `PUBLIC KEY`.
+    #[error("invalid public key: {0}")]
+    InvalidPublicKey(String),
+    /// The signature does not verify against the payload with this key.
+    #[error("signature verification failed")]
+    BadSignature,
+    /// The OS random generator or a cryptographic primitive failed.
+    #[error("cryptographic failure: {0}")]
+    Crypto(String),
+}
