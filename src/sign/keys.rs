@@ -45,8 +45,8 @@ const BOX_TAG_LEN: usize = 16;
 /// DER prefix of a PKIX SubjectPublicKeyInfo for an uncompressed P-256 point:
 /// SEQUENCE { SEQUENCE { OID ecPublicKey, OID prime256v1 }, BIT STRING (0 unused bits) ... }.
 const P256_SPKI_PREFIX: [u8; 26] = [
-    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08,
-    0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a,
+    0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
 ];
 const P256_POINT_LEN: usize = 65;
 
@@ -111,10 +111,17 @@ pub fn encrypt_pkcs8(
     let body = EncryptedKey {
         kdf: Kdf {
             name: "scrypt".into(),
-            params: ScryptParams { n: SCRYPT_N_WRITE, r: SCRYPT_R, p: SCRYPT_P },
+            params: ScryptParams {
+                n: SCRYPT_N_WRITE,
+                r: SCRYPT_R,
+                p: SCRYPT_P,
+            },
             salt: B64.encode(salt),
         },
-        cipher: Cipher { name: "nacl/secretbox".into(), nonce: B64.encode(nonce) },
+        cipher: Cipher {
+            name: "nacl/secretbox".into(),
+            nonce: B64.encode(nonce),
+        },
         ciphertext: B64.encode(sealed?),
     };
     let json = serde_json::to_vec(&body).map_err(|e| SignError::Crypto(e.to_string()))?;
@@ -204,15 +211,16 @@ impl SigningKey {
             }
         }
         let rng = SystemRandom::new();
-        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, der, &rng).map_err(
-            |e| match e.description_() {
-                "WrongAlgorithm" => SignError::UnsupportedKey("not an ECDSA P-256 key".into()),
-                "PublicKeyIsMissing" => SignError::UnsupportedKey(
-                    "P-256 PKCS#8 key without its embedded public key".into(),
-                ),
-                other => SignError::CorruptKey(format!("PKCS#8 key rejected: {other}")),
-            },
-        )?;
+        let pair =
+            EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, der, &rng).map_err(|e| {
+                match e.to_string().as_str() {
+                    "WrongAlgorithm" => SignError::UnsupportedKey("not an ECDSA P-256 key".into()),
+                    "PublicKeyIsMissing" => SignError::UnsupportedKey(
+                        "P-256 PKCS#8 key without its embedded public key".into(),
+                    ),
+                    other => SignError::CorruptKey(format!("PKCS#8 key rejected: {other}")),
+                }
+            })?;
         Ok(Self { pair, rng })
     }
 
@@ -265,7 +273,11 @@ impl VerifyingKey {
             Some((alg, key)) if alg.is_p256() => Err(SignError::UnsupportedKey(format!(
                 "P-256 public key in {}-byte {} form (only the 65-byte uncompressed point)",
                 key.len(),
-                if key.first().is_some_and(|b| *b == 2 || *b == 3) { "compressed" } else { "unknown" }
+                if key.first().is_some_and(|b| *b == 2 || *b == 3) {
+                    "compressed"
+                } else {
+                    "unknown"
+                }
             ))),
             Some((alg, _)) => Err(SignError::UnsupportedKey(alg.describe())),
             None => Err(SignError::InvalidPublicKey(
@@ -284,7 +296,9 @@ impl VerifyingKey {
             ))
         })?;
         if point[0] != 0x04 {
-            return Err(SignError::InvalidPublicKey("P-256 point is not uncompressed".into()));
+            return Err(SignError::InvalidPublicKey(
+                "P-256 point is not uncompressed".into(),
+            ));
         }
         Ok(Self { point })
     }
@@ -378,7 +392,9 @@ fn secretbox_open(
 ) -> Result<Vec<u8>, SignError> {
     use crypto_secretbox::aead::{Aead, KeyInit};
     let cipher = crypto_secretbox::XSalsa20Poly1305::new(key.into());
-    cipher.decrypt(nonce.into(), sealed).map_err(|_| SignError::WrongPassword)
+    cipher
+        .decrypt(nonce.into(), sealed)
+        .map_err(|_| SignError::WrongPassword)
 }
 
 /// Best-effort wipe of secret bytes.
@@ -433,7 +449,9 @@ pub(crate) fn pem_decode(text: &str) -> Result<(String, Vec<u8>), String> {
         return Err("PEM headers are not supported".into());
     }
     let b64: String = body.chars().filter(|c| !c.is_ascii_whitespace()).collect();
-    let der = B64.decode(b64.as_bytes()).map_err(|e| format!("PEM base64: {e}"))?;
+    let der = B64
+        .decode(b64.as_bytes())
+        .map_err(|e| format!("PEM base64: {e}"))?;
     if der.is_empty() {
         return Err("empty PEM body".into());
     }
@@ -522,7 +540,10 @@ impl KeyAlgorithm {
 
 fn oid_to_string(der: &[u8]) -> Option<String> {
     let (&first, rest) = der.split_first()?;
-    let mut arcs = vec![(first / 40).min(2) as u64, (first as u64) - 40 * (first / 40).min(2) as u64];
+    let mut arcs = vec![
+        (first / 40).min(2) as u64,
+        (first as u64) - 40 * (first / 40).min(2) as u64,
+    ];
     let mut acc: u64 = 0;
     for &b in rest {
         acc = acc.checked_mul(128)? | (b & 0x7f) as u64;
@@ -531,7 +552,12 @@ fn oid_to_string(der: &[u8]) -> Option<String> {
             acc = 0;
         }
     }
-    Some(arcs.iter().map(u64::to_string).collect::<Vec<_>>().join("."))
+    Some(
+        arcs.iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join("."),
+    )
 }
 
 /// Parse an AlgorithmIdentifier SEQUENCE's contents.
@@ -544,7 +570,10 @@ fn algorithm_identifier(contents: &[u8]) -> Option<KeyAlgorithm> {
         Some((TAG_OID, c, _)) => oid_to_string(c),
         _ => None,
     };
-    Some(KeyAlgorithm { oid: oid_to_string(oid)?, curve })
+    Some(KeyAlgorithm {
+        oid: oid_to_string(oid)?,
+        curve,
+    })
 }
 
 /// PKCS#8 PrivateKeyInfo: SEQUENCE { INTEGER version, AlgorithmIdentifier, OCTET STRING, ... }.
@@ -601,14 +630,32 @@ mod tests {
         let (_, body) = pem_decode(&private_pem).unwrap();
         let body = String::from_utf8(body).unwrap();
         assert!(
-            body.starts_with(r#"{"kdf":{"name":"scrypt","params":{"N":32768,"r":8,"p":1},"salt":""#),
+            body.starts_with(
+                r#"{"kdf":{"name":"scrypt","params":{"N":32768,"r":8,"p":1},"salt":""#
+            ),
             "{body}"
         );
-        assert!(body.contains(r#""},"cipher":{"name":"nacl/secretbox","nonce":""#), "{body}");
-        assert!(body.contains(r#""},"ciphertext":""#) && body.ends_with("\"}"), "{body}");
+        assert!(
+            body.contains(r#""},"cipher":{"name":"nacl/secretbox","nonce":""#),
+            "{body}"
+        );
+        assert!(
+            body.contains(r#""},"ciphertext":""#) && body.ends_with("\"}"),
+            "{body}"
+        );
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-        assert_eq!(B64.decode(v["kdf"]["salt"].as_str().unwrap()).unwrap().len(), 32);
-        assert_eq!(B64.decode(v["cipher"]["nonce"].as_str().unwrap()).unwrap().len(), 24);
+        assert_eq!(
+            B64.decode(v["kdf"]["salt"].as_str().unwrap())
+                .unwrap()
+                .len(),
+            32
+        );
+        assert_eq!(
+            B64.decode(v["cipher"]["nonce"].as_str().unwrap())
+                .unwrap()
+                .len(),
+            24
+        );
 
         let key = SigningKey::from_encrypted_pem(&private_pem, b"correct horse").unwrap();
         assert_eq!(key.public_pem(), public_pem);
@@ -617,7 +664,10 @@ mod tests {
         let sig = key.sign(b"hello").unwrap();
         assert_eq!(sig[0], 0x30, "DER SEQUENCE");
         vk.verify(b"hello", &sig).unwrap();
-        assert!(matches!(vk.verify(b"hellO", &sig), Err(SignError::BadSignature)));
+        assert!(matches!(
+            vk.verify(b"hellO", &sig),
+            Err(SignError::BadSignature)
+        ));
 
         // Another key does not verify it.
         let other = SigningKey::from_pkcs8_der(
@@ -626,7 +676,10 @@ mod tests {
                 .as_ref(),
         )
         .unwrap();
-        assert!(matches!(other.public_key().verify(b"hello", &sig), Err(SignError::BadSignature)));
+        assert!(matches!(
+            other.public_key().verify(b"hello", &sig),
+            Err(SignError::BadSignature)
+        ));
     }
 
     #[test]
@@ -703,12 +756,21 @@ mod tests {
     #[test]
     fn kdf_parameters_are_bounded() {
         let (private_pem, _) = generate(b"pw").unwrap();
-        for (n, r, p) in [(1u64 << 30, 8, 1), (16384, 8, 1), (32768, 16, 1), (32768, 8, 2), (32769, 8, 1)] {
+        for (n, r, p) in [
+            (1u64 << 30, 8, 1),
+            (16384, 8, 1),
+            (32768, 16, 1),
+            (32768, 8, 2),
+            (32769, 8, 1),
+        ] {
             let pem = reencode_body(&private_pem, |v| {
                 v["kdf"]["params"] = serde_json::json!({"N": n, "r": r, "p": p});
             });
             let err = SigningKey::from_encrypted_pem(&pem, b"pw").unwrap_err();
-            assert!(matches!(err, SignError::UnsupportedEncryption(_)), "N={n}: {err}");
+            assert!(
+                matches!(err, SignError::UnsupportedEncryption(_)),
+                "N={n}: {err}"
+            );
         }
         let pem = reencode_body(&private_pem, |v| v["kdf"]["name"] = "argon2".into());
         assert!(matches!(
@@ -751,14 +813,15 @@ mod tests {
         let pem = encrypt_pkcs8(ed.as_ref(), b"pw", &rng).unwrap();
         let err = SigningKey::from_encrypted_pem(&pem, b"pw").unwrap_err();
         assert!(matches!(err, SignError::UnsupportedKey(_)), "{err}");
-        assert!(err.to_string().contains("Ed25519 (OID 1.3.101.112)"), "{err}");
+        assert!(
+            err.to_string().contains("Ed25519 (OID 1.3.101.112)"),
+            "{err}"
+        );
 
         // A P-384 key.
-        let p384 = EcdsaKeyPair::generate_pkcs8(
-            &ring::signature::ECDSA_P384_SHA384_ASN1_SIGNING,
-            &rng,
-        )
-        .unwrap();
+        let p384 =
+            EcdsaKeyPair::generate_pkcs8(&ring::signature::ECDSA_P384_SHA384_ASN1_SIGNING, &rng)
+                .unwrap();
         let pem = encrypt_pkcs8(p384.as_ref(), b"pw", &rng).unwrap();
         let err = SigningKey::from_encrypted_pem(&pem, b"pw").unwrap_err();
         assert!(err.to_string().contains("ECDSA P-384"), "{err}");
@@ -793,17 +856,27 @@ mod tests {
         spki.extend_from_slice(p384.public_key().as_ref());
         let err = VerifyingKey::from_pem(&pem_encode("PUBLIC KEY", &spki)).unwrap_err();
         assert!(matches!(err, SignError::UnsupportedKey(_)), "{err}");
-        assert!(err.to_string().contains("P-384 (curve OID 1.3.132.0.34)"), "{err}");
+        assert!(
+            err.to_string().contains("P-384 (curve OID 1.3.132.0.34)"),
+            "{err}"
+        );
 
         // Ed25519 public key.
         let ed = ring::signature::Ed25519KeyPair::from_pkcs8(
-            ring::signature::Ed25519KeyPair::generate_pkcs8(&rng).unwrap().as_ref(),
+            ring::signature::Ed25519KeyPair::generate_pkcs8(&rng)
+                .unwrap()
+                .as_ref(),
         )
         .unwrap();
-        let mut spki = vec![0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00];
+        let mut spki = vec![
+            0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+        ];
         spki.extend_from_slice(ed.public_key().as_ref());
         let err = VerifyingKey::from_pem(&pem_encode("PUBLIC KEY", &spki)).unwrap_err();
-        assert!(err.to_string().contains("Ed25519 (OID 1.3.101.112)"), "{err}");
+        assert!(
+            err.to_string().contains("Ed25519 (OID 1.3.101.112)"),
+            "{err}"
+        );
 
         // Garbage and wrong labels.
         assert!(matches!(
@@ -814,7 +887,10 @@ mod tests {
             VerifyingKey::from_pem(&pem.replace("PUBLIC KEY", "CERTIFICATE")),
             Err(SignError::InvalidPublicKey(_))
         ));
-        assert!(matches!(VerifyingKey::from_pem("nope"), Err(SignError::InvalidPublicKey(_))));
+        assert!(matches!(
+            VerifyingKey::from_pem("nope"),
+            Err(SignError::InvalidPublicKey(_))
+        ));
     }
 
     /// Fixture written by the sigstore crate (sigstore-rs 0.15,
@@ -823,10 +899,16 @@ mod tests {
     fn reads_sigstore_rs_key_fixture() {
         let pem = include_str!("testdata/sigstore-rs.key");
         let public = include_str!("testdata/sigstore-rs.pub");
+        // sigstore-rs (the `pem` crate) writes CRLF line endings; both files must still parse.
+        assert!(pem.contains("\r\n") && public.contains("\r\n"));
         let key = SigningKey::from_encrypted_pem(pem, b"harden-test").unwrap();
-        assert_eq!(key.public_pem(), public);
+        assert_eq!(key.public_key(), VerifyingKey::from_pem(public).unwrap());
+        assert_eq!(key.public_pem(), public.replace("\r\n", "\n"));
         let sig = key.sign(b"payload").unwrap();
-        VerifyingKey::from_pem(public).unwrap().verify(b"payload", &sig).unwrap();
+        VerifyingKey::from_pem(public)
+            .unwrap()
+            .verify(b"payload", &sig)
+            .unwrap();
         assert!(matches!(
             SigningKey::from_encrypted_pem(pem, b"harden-tesT"),
             Err(SignError::WrongPassword)
@@ -838,7 +920,9 @@ mod tests {
     fn verifies_sigstore_rs_signature_fixture() {
         let public = VerifyingKey::from_pem(include_str!("testdata/sigstore-rs.pub")).unwrap();
         let payload = include_bytes!("testdata/payload.json");
-        let sig = B64.decode(include_str!("testdata/payload.json.sigstore-rs.sig").trim()).unwrap();
+        let sig = B64
+            .decode(include_str!("testdata/payload.json.sigstore-rs.sig").trim())
+            .unwrap();
         public.verify(payload, &sig).unwrap();
         assert!(public.verify(&payload[1..], &sig).is_err());
     }
@@ -853,7 +937,9 @@ mod tests {
         let key = SigningKey::from_encrypted_pem(pem, b"harden-test").unwrap();
         assert_eq!(key.public_pem(), public);
         let payload = include_bytes!("testdata/payload.json");
-        let sig = B64.decode(include_str!("testdata/payload.json.cosign-compat.sig").trim()).unwrap();
+        let sig = B64
+            .decode(include_str!("testdata/payload.json.cosign-compat.sig").trim())
+            .unwrap();
         key.public_key().verify(payload, &sig).unwrap();
     }
 }
