@@ -86,9 +86,6 @@ impl<R: Read> HashingReader<R> {
     pub fn new(inner: R) -> Self {
         HashingReader { inner, hasher: Sha256::new(), count: 0 }
     }
-    pub fn count(&self) -> u64 {
-        self.count
-    }
     /// Drain what is left (so the digest covers the whole stream), then return it.
     pub fn finish(mut self) -> io::Result<(Digest, u64)> {
         io::copy(&mut self, &mut io::sink())?;

@@ -64,15 +64,6 @@ impl FinalFs {
         self.map.iter().map(|(p, &l)| (p.as_str(), l, self.entry(l)))
     }
 
-    /// Paths strictly under `dir`.
-    pub fn under<'a>(&'a self, dir: &str) -> impl Iterator<Item = (&'a str, Loc)> + 'a {
-        let prefix = if dir.is_empty() { String::new() } else { format!("{dir}/") };
-        self.map
-            .range(prefix.clone()..)
-            .take_while(move |(p, _)| p.starts_with(&prefix))
-            .map(|(p, &l)| (p.as_str(), l))
-    }
-
     /// Resolve `path` (absolute or relative to the root) to a canonical path, following
     /// symlinks in every component, and in the last one too when `follow_last`. Returns the
     /// canonical path even if nothing exists there; None on a loop or an escape attempt
@@ -141,10 +132,6 @@ impl FinalFs {
     pub fn prefix(&self, path: &str) -> Option<&[u8]> {
         let canon = self.resolve(path, true)?;
         self.get(&canon).and_then(|(_, e)| e.prefix.as_deref())
-    }
-
-    pub fn len(&self) -> usize {
-        self.map.len()
     }
 }
 

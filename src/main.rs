@@ -1,8 +1,54 @@
+//! harden: harden container images that already exist — no Dockerfile, no rebuild from source.
+//!
+//! The pipeline, one module per stage:
+//! [`reference`] resolve → [`transport`] fetch (verified) → [`scan`] headers into a
+//! [`fs::FinalFs`] → [`plan`] what the [`profile`] changes, [`guard`] checks it still starts →
+//! [`rewrite`] the layers that change → [`config`] edits → [`transport`] push (blobs first,
+//! manifest last). [`pipeline`] orders them; this file only parses the command line.
+
+mod cli;
+mod config;
 mod digest;
 mod fs;
+mod guard;
+mod image;
 mod layer;
+mod pipeline;
 mod plan;
 mod profile;
+mod progress;
+mod reference;
 mod rewrite;
 mod scan;
-fn main() {}
+mod transport;
+
+use std::process::ExitCode;
+
+/// Failures with their own exit code; every other error exits 1.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    /// Bad flags, references or profiles: exit 2.
+    #[error("{0}")]
+    Usage(String),
+    /// A policy result — the guard refusing, findings over the threshold, a failed verification: exit 3.
+    #[error("{0}")]
+    Policy(String),
+}
+
+fn main() -> ExitCode {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    match cli::run() {
+        Ok(code) => code,
+        Err(e) => {
+            let code = match e.downcast_ref::<Failure>() {
+                Some(Failure::Usage(_)) => 2,
+                Some(Failure::Policy(_)) => 3,
+                None => 1,
+            };
+            // One line: the outermost context first, causes after.
+            let msg: Vec<String> = e.chain().map(ToString::to_string).collect();
+            eprintln!("error: {}", msg.join(": ").replace('\n', " "));
+            ExitCode::from(code)
+        }
+    }
+}

@@ -47,12 +47,6 @@ impl LayerPlan {
 }
 
 #[derive(Clone, Debug, Serialize)]
-pub struct Removal {
-    pub path: String,
-    pub rule: Rule,
-}
-
-#[derive(Clone, Debug, Serialize)]
 pub struct Plan {
     pub layers: Vec<LayerPlan>,
     /// Every removed path of the final image (canonical), with the rule that removed it.

@@ -201,11 +201,6 @@ impl Profile {
     pub fn digest(&self) -> Digest {
         Digest::of(&serde_json::to_vec(self).unwrap_or_default())
     }
-
-    /// Does this profile change any file? (A passthrough never rewrites a layer.)
-    pub fn touches_files(&self) -> bool {
-        !self.remove.is_empty() || self.strip_setuid || self.strip_capabilities || self.fix_world_writable
-    }
 }
 
 /// Load and merge `specs` in order (built-in names or paths). No specs means `baseline`.

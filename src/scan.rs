@@ -58,9 +58,11 @@ pub fn prefix_len(path: &str, mode: u32, size: u64) -> u64 {
     0
 }
 
-/// Scan one layer blob. `expected_diff_id` (from the config) is checked when given.
-pub fn scan_layer(blob: impl Read, expected_diff_id: Option<&Digest>) -> io::Result<LayerIndex> {
-    let (codec, plain) = codec::decoder(blob)?;
+/// Scan one layer blob. The blob's digest (when not verified on download) and the config's
+/// diff_id are checked when given: a mismatch is an error naming both.
+pub fn scan_layer(blob: impl Read, expected_digest: Option<&Digest>, expected_diff_id: Option<&Digest>) -> io::Result<LayerIndex> {
+    let mut compressed = HashingReader::new(blob);
+    let (codec, plain) = codec::decoder(&mut compressed)?;
     let mut hashing = HashingReader::new(plain);
     let mut entries = Vec::new();
     {
@@ -88,6 +90,12 @@ pub fn scan_layer(blob: impl Read, expected_diff_id: Option<&Digest>) -> io::Res
         tr.finish()?;
     }
     let (diff_id, uncompressed_size) = hashing.finish()?;
+    let (digest, _) = compressed.finish()?;
+    if let Some(expected) = expected_digest {
+        if *expected != digest {
+            return Err(crate::layer::tar::bad(format!("blob content has digest {digest} (corrupt or tampered)")));
+        }
+    }
     if let Some(expected) = expected_diff_id {
         if *expected != diff_id {
             return Err(crate::layer::tar::bad(format!(

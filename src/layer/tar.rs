@@ -78,16 +78,6 @@ impl RawEntry {
         let key = format!("SCHILY.xattr.{name}");
         self.pax.iter().any(|(k, _)| *k == key)
     }
-    /// The name of the file a whiteout hides, if this is a whiteout (`.wh.NAME`), or the
-    /// directory an opaque whiteout (`.wh..wh..opq`) empties, marked by `true`.
-    pub fn whiteout(&self) -> Option<(String, bool)> {
-        let (dir, base) = split_parent(&self.path);
-        let hidden = base.strip_prefix(".wh.")?;
-        if hidden == ".wh..opq" {
-            return Some((dir.to_string(), true));
-        }
-        Some((join(dir, hidden), false))
-    }
 }
 
 pub fn split_parent(path: &str) -> (&str, &str) {

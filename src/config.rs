@@ -1,0 +1,308 @@
+//! Config: the image config edits a profile asks for — numeric non-root user (and the small
+//! layer that creates it when missing), health check, labels, annotations, env secrets
+//! (also scrubbed from history), ports, volumes, workdir, stop signal — plus new diff_ids
+//! and one history entry saying what harden did.
+//!
+//! Owns: config JSON edits and the user layer. Must not: touch existing layers.
+
+use crate::digest::{Digest, HashingWriter};
+use crate::fs::FinalFs;
+use crate::layer::codec::{Encoder, OutputCodec};
+use crate::profile::{EnvSecrets, HealthRule, Profile, UserRule};
+use anyhow::{bail, Result};
+use serde_json::{json, Map, Value};
+
+pub const LABEL_NS: &str = "dev.harden";
+
+/// The user the result runs as, and the layer that creates it when the image lacks it.
+pub struct UserPlan {
+    pub config_user: Option<String>,
+    pub layer: Option<UserLayer>,
+}
+
+pub struct UserLayer {
+    pub blob: Vec<u8>,
+    pub digest: Digest,
+    pub diff_id: Digest,
+    pub name: String,
+}
+
+fn find_account(text: &str, name: &str) -> Option<(u32, u32)> {
+    text.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.len() >= 4 && f[0] == name).then(|| Some((f[2].parse().ok()?, f[3].parse().ok()?)))?
+    })
+}
+
+/// Resolve the profile's user against the image's passwd; build a layer adding it if needed.
+pub fn plan_user(fs: &FinalFs, profile: &Profile, mtime: u64, codec: OutputCodec) -> Result<UserPlan> {
+    let UserRule::Set { name, uid, gid, home } = &profile.config.user else {
+        return Ok(UserPlan { config_user: None, layer: None });
+    };
+    let passwd = fs.prefix("etc/passwd").map(|b| String::from_utf8_lossy(b).into_owned());
+    if let Some((u, g)) = passwd.as_deref().and_then(|p| find_account(p, name)) {
+        return Ok(UserPlan { config_user: Some(format!("{u}:{g}")), layer: None });
+    }
+    let group = fs.prefix("etc/group").map(|b| String::from_utf8_lossy(b).into_owned());
+    let with_line = |orig: Option<String>, line: String| {
+        let mut s = orig.unwrap_or_default();
+        if !s.is_empty() && !s.ends_with('\n') {
+            s.push('\n');
+        }
+        s.push_str(&line);
+        s
+    };
+    let passwd = with_line(passwd, format!("{name}:x:{uid}:{gid}:{name}:{home}:/sbin/nologin\n"));
+    let group_has = group.as_deref().map(|g| g.lines().any(|l| l.split(':').nth(2) == Some(&gid.to_string()))).unwrap_or(false);
+    let group = if group_has { group.unwrap_or_default() } else { with_line(group, format!("{name}:x:{gid}:\n")) };
+    let file_meta = |path: &str| fs.get(path).map(|(_, e)| (e.mode, e.uid, e.gid)).unwrap_or((0o644, 0, 0));
+
+    let blob = HashingWriter::new(Vec::new());
+    let enc = Encoder::new(codec, blob)?;
+    let mut tb = tar::Builder::new(HashingWriter::new(enc));
+    let mut add = |path: &str, data: &[u8], meta: (u32, u64, u64), dir: bool| -> Result<()> {
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(if dir { tar::EntryType::Directory } else { tar::EntryType::Regular });
+        h.set_mode(meta.0);
+        h.set_uid(meta.1);
+        h.set_gid(meta.2);
+        h.set_mtime(mtime);
+        h.set_size(data.len() as u64);
+        tb.append_data(&mut h, path, data)?;
+        Ok(())
+    };
+    add("etc/passwd", passwd.as_bytes(), file_meta("etc/passwd"), false)?;
+    add("etc/group", group.as_bytes(), file_meta("etc/group"), false)?;
+    let home = home.trim_start_matches('/');
+    let mut parent = String::new();
+    for part in home.split('/').filter(|p| !p.is_empty()) {
+        parent = if parent.is_empty() { part.to_string() } else { format!("{parent}/{part}") };
+        let meta = if parent == home { (0o755, *uid as u64, *gid as u64) } else { fs.get(&parent).map(|(_, e)| (e.mode, e.uid, e.gid)).unwrap_or((0o755, 0, 0)) };
+        add(&format!("{parent}/"), b"", meta, true)?;
+    }
+    let tar_hash = tb.into_inner()?;
+    let (enc, diff_id, _) = tar_hash.finish();
+    let (blob, digest, _) = enc.finish()?.finish();
+    Ok(UserPlan { config_user: Some(format!("{uid}:{gid}")), layer: Some(UserLayer { blob, digest, diff_id, name: name.clone() }) })
+}
+
+/// Env names that look like secrets (Dockle's pattern and Trivy's list).
+pub fn secret_env_name(name: &str) -> bool {
+    let up = name.to_ascii_uppercase();
+    if up == "GPG_KEY" || up == "GPG_KEYS" {
+        return false;
+    }
+    ["PASS", "PASSWD", "PASSWORD", "SECRET", "KEY", "ACCESS", "TOKEN", "CREDENTIAL", "PRIVATE"].iter().any(|w| up.contains(w))
+}
+
+/// What the config edit did, for the report and the history comment.
+#[derive(Default, serde::Serialize)]
+pub struct ConfigChanges {
+    pub user: Option<String>,
+    pub env_removed: Vec<String>,
+    pub healthcheck: Option<String>,
+    pub labels_set: Vec<String>,
+}
+
+pub struct ConfigEdit<'a> {
+    pub profile: &'a Profile,
+    pub source_name: String,
+    pub source_digest: Digest,
+    pub diff_ids: Vec<Digest>,
+    pub user: Option<String>,
+    pub added_layer: bool,
+    pub summary: String,
+    pub created: Option<String>,
+}
+
+/// Apply the edit. Fails (policy) when env secrets are found and the profile says `fail`.
+pub fn edit(config: &mut Value, e: &ConfigEdit) -> Result<ConfigChanges> {
+    let mut ch = ConfigChanges::default();
+    let rules = &e.profile.config;
+    if !config["config"].is_object() {
+        config["config"] = json!({});
+    }
+    let c = config["config"].as_object_mut().expect("object just ensured");
+    if let Some(u) = &e.user {
+        c.insert("User".into(), json!(u));
+        ch.user = Some(u.clone());
+    }
+    match &rules.healthcheck {
+        Some(HealthRule::Remove) => {
+            c.remove("Healthcheck");
+            ch.healthcheck = Some("removed".into());
+        }
+        Some(HealthRule::Set(h)) => {
+            c.insert("Healthcheck".into(), h.clone());
+            ch.healthcheck = Some(h["Test"].to_string());
+        }
+        None => {}
+    }
+    // Env: secrets out (or refuse), profile values in.
+    let mut secret_values = Vec::new();
+    if let Some(env) = c.get_mut("Env").and_then(Value::as_array_mut) {
+        let mut kept = Vec::new();
+        for v in env.drain(..) {
+            let s = v.as_str().unwrap_or_default().to_string();
+            let (k, val) = s.split_once('=').unwrap_or((&s, ""));
+            if secret_env_name(k) && !val.is_empty() && rules.env_secrets != EnvSecrets::Keep {
+                if rules.env_secrets == EnvSecrets::Fail {
+                    bail!(crate::Failure::Policy(format!("config Env: `{k}` looks like a secret and the profile says env_secrets = \"fail\"")));
+                }
+                ch.env_removed.push(k.to_string());
+                if val.len() >= 4 {
+                    secret_values.push(val.to_string());
+                }
+            } else {
+                kept.push(v);
+            }
+        }
+        *env = kept;
+    }
+    if !rules.env.is_empty() {
+        let env = c.entry("Env").or_insert_with(|| json!([])).as_array_mut();
+        if let Some(env) = env {
+            for (k, v) in &rules.env {
+                env.retain(|x| x.as_str().and_then(|s| s.split_once('=')).map(|(n, _)| n != k).unwrap_or(true));
+                env.push(json!(format!("{k}={v}")));
+            }
+        }
+    }
+    if let Some(p) = &rules.exposed_ports {
+        c.insert("ExposedPorts".into(), Value::Object(p.iter().map(|x| (x.clone(), json!({}))).collect()));
+    }
+    if let Some(v) = &rules.volumes {
+        c.insert("Volumes".into(), Value::Object(v.iter().map(|x| (x.clone(), json!({}))).collect()));
+    }
+    if let Some(w) = &rules.workdir {
+        c.insert("WorkingDir".into(), json!(w));
+    }
+    if let Some(s) = &rules.stop_signal {
+        c.insert("StopSignal".into(), json!(s));
+    }
+    // Labels: the profile's, then harden's own record of where this came from.
+    let labels = c.entry("Labels").or_insert_with(|| json!({}));
+    if !labels.is_object() {
+        *labels = json!({});
+    }
+    let labels = labels.as_object_mut().expect("object just ensured");
+    for k in &rules.remove_labels {
+        labels.remove(k);
+    }
+    let mut set = |k: &str, v: String| {
+        labels.insert(k.to_string(), json!(v));
+        ch.labels_set.push(k.to_string());
+    };
+    for (k, v) in &rules.labels {
+        set(k, v.clone());
+    }
+    set("org.opencontainers.image.base.name", e.source_name.clone());
+    set("org.opencontainers.image.base.digest", e.source_digest.to_string());
+    set(&format!("{LABEL_NS}.profile"), e.profile.name());
+    set(&format!("{LABEL_NS}.profile.digest"), e.profile.digest().to_string());
+    set(&format!("{LABEL_NS}.version"), env!("CARGO_PKG_VERSION").to_string());
+
+    if let Some(created) = &e.created {
+        config["created"] = json!(created);
+    }
+    let created = config["created"].clone();
+    config["rootfs"] = json!({"type": "layers", "diff_ids": e.diff_ids.iter().map(Digest::as_str).collect::<Vec<_>>()});
+    let history = config.as_object_mut().expect("config is an object").entry("history").or_insert_with(|| json!([]));
+    if let Some(h) = history.as_array_mut() {
+        for entry in h.iter_mut() {
+            if let Some(cb) = entry["created_by"].as_str() {
+                let mut s = cb.to_string();
+                for v in &secret_values {
+                    s = s.replace(v.as_str(), "***");
+                }
+                entry["created_by"] = json!(s);
+            }
+        }
+        let mut entry = Map::new();
+        if !created.is_null() {
+            entry.insert("created".into(), created);
+        }
+        entry.insert("created_by".into(), json!(format!("harden {} --profile {}", env!("CARGO_PKG_VERSION"), e.profile.name())));
+        entry.insert("comment".into(), json!(e.summary));
+        if !e.added_layer {
+            entry.insert("empty_layer".into(), json!(true));
+        }
+        h.push(Value::Object(entry));
+    }
+    Ok(ch)
+}
+
+/// RFC 3339 from SOURCE_DATE_EPOCH, when set: the only clock harden reads.
+pub fn source_date_epoch() -> Result<Option<(u64, String)>> {
+    let Ok(s) = std::env::var("SOURCE_DATE_EPOCH") else { return Ok(None) };
+    let secs: u64 = s.trim().parse().map_err(|_| crate::Failure::Usage(format!("SOURCE_DATE_EPOCH=`{s}` is not a number of seconds")))?;
+    Ok(Some((secs, rfc3339(secs))))
+}
+
+fn rfc3339(secs: u64) -> String {
+    let days = (secs / 86400) as i64;
+    let rem = secs % 86400;
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+/// Seconds since the epoch of an RFC 3339 `created` (for the user layer's mtimes); 0 if unparsable.
+pub fn epoch_of(created: &str) -> u64 {
+    let p = |a: usize, b: usize| created.get(a..b).and_then(|s| s.parse::<i64>().ok());
+    let (Some(y), Some(m), Some(d), Some(hh), Some(mm), Some(ss)) = (p(0, 4), p(5, 7), p(8, 10), p(11, 13), p(14, 16), p(17, 19)) else { return 0 };
+    let y2 = if m <= 2 { y - 1 } else { y };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    (days * 86400 + hh * 3600 + mm * 60 + ss).max(0) as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_roundtrip() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(epoch_of("2023-11-14T22:13:20.123456Z"), 1_700_000_000);
+    }
+
+    #[test]
+    fn secret_env_names() {
+        assert!(secret_env_name("AWS_SECRET_ACCESS_KEY"));
+        assert!(secret_env_name("db_password"));
+        assert!(!secret_env_name("GPG_KEY"));
+        assert!(!secret_env_name("PATH"));
+    }
+
+    #[test]
+    fn edit_keeps_unknown_fields_and_scrubs_history() {
+        let profile = crate::profile::load(&["baseline".into()]).unwrap();
+        let mut cfg: Value = serde_json::from_str(r#"{"architecture":"amd64","config":{"Env":["PATH=/bin","API_TOKEN=abcd1234"],"ArgsEscaped":true,"Healthcheck":{"Test":["NONE"]}},"rootfs":{"type":"layers","diff_ids":[]},"history":[{"created_by":"RUN echo abcd1234"}],"container_config":{"x":1}}"#).unwrap();
+        let e = ConfigEdit { profile: &profile, source_name: "r/x:1".into(), source_digest: Digest::of(b"m"), diff_ids: vec![Digest::of(b"l")], user: Some("65532:65532".into()), added_layer: true, summary: "s".into(), created: None };
+        let ch = edit(&mut cfg, &e).unwrap();
+        assert_eq!(ch.env_removed, vec!["API_TOKEN"]);
+        assert_eq!(cfg["config"]["User"], "65532:65532");
+        assert_eq!(cfg["config"]["ArgsEscaped"], true);
+        assert_eq!(cfg["config"]["Healthcheck"]["Test"][0], "NONE");
+        assert_eq!(cfg["container_config"]["x"], 1);
+        assert_eq!(cfg["history"][0]["created_by"], "RUN echo ***");
+        assert_eq!(cfg["history"].as_array().unwrap().len(), 2);
+        assert!(cfg["history"][1].get("empty_layer").is_none());
+        assert_eq!(cfg["config"]["Labels"]["org.opencontainers.image.base.name"], "r/x:1");
+    }
+}

@@ -1,0 +1,136 @@
+//! OCI image layout (`oci-layout`, `index.json`, `blobs/sha256/…`) as a source and a sink.
+//! Blobs are written to a temporary name and renamed; `index.json` is replaced by rename last.
+
+use super::{LocalBlob, Manifest};
+use crate::digest::Digest;
+use crate::reference::ImageRef;
+use anyhow::{anyhow, bail, Context, Result};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+pub struct Layout {
+    pub dir: PathBuf,
+}
+
+const REF_NAME: &str = "org.opencontainers.image.ref.name";
+
+impl Layout {
+    pub fn new(dir: PathBuf) -> Layout {
+        Layout { dir }
+    }
+
+    fn blob_path(&self, d: &Digest) -> PathBuf {
+        self.dir.join("blobs/sha256").join(d.hex())
+    }
+
+    fn index(&self) -> Result<serde_json::Value> {
+        let p = self.dir.join("index.json");
+        let text = std::fs::read(&p).with_context(|| format!("oci:{}: cannot read index.json", self.dir.display()))?;
+        if text.len() > super::MAX_MANIFEST {
+            bail!("oci:{}: index.json is larger than {} bytes", self.dir.display(), super::MAX_MANIFEST);
+        }
+        serde_json::from_slice(&text).with_context(|| format!("oci:{}: index.json is not valid JSON", self.dir.display()))
+    }
+
+    pub fn manifest(&self, r: &ImageRef) -> Result<Manifest> {
+        let index = self.index()?;
+        let entries = index["manifests"].as_array().cloned().unwrap_or_default();
+        let pick = match (r.digest(), r.tag()) {
+            (Some(d), _) => entries.iter().find(|e| e["digest"] == d.as_str()).or(None),
+            (None, Some(t)) => entries.iter().find(|e| e["annotations"][REF_NAME] == t),
+            (None, None) if entries.len() == 1 => entries.first(),
+            (None, None) => bail!("{r}: the layout holds {} images; name one with oci:DIR:TAG", entries.len()),
+        };
+        let (digest, media_type) = match (pick, r.digest()) {
+            (Some(e), _) => (Digest::parse(e["digest"].as_str().unwrap_or("")).map_err(|e| anyhow!("{r}: index.json: {e}"))?, e["mediaType"].as_str().map(str::to_string)),
+            // A digest not listed in index.json may still be a blob of the layout (a platform manifest).
+            (None, Some(d)) => (d.clone(), None),
+            (None, None) => bail!("{r}: no image with that tag in index.json"),
+        };
+        let bytes = self.blob_bytes(&digest, super::MAX_MANIFEST as u64).with_context(|| format!("{r}: manifest"))?;
+        let got = Digest::of(&bytes);
+        if got != digest {
+            bail!("{r}: manifest blob {digest} has digest {got} (corrupt layout)");
+        }
+        let media_type = media_type.or_else(|| super::media_type_of(&bytes)).ok_or_else(|| anyhow!("{r}: manifest {digest} has no media type"))?;
+        Ok(Manifest { bytes, media_type, digest })
+    }
+
+    pub fn blob_bytes(&self, d: &Digest, max: u64) -> Result<Vec<u8>> {
+        let p = self.blob_path(d);
+        let len = std::fs::metadata(&p).with_context(|| format!("oci:{}: blob {d} is missing", self.dir.display()))?.len();
+        if len > max {
+            bail!("blob {d}: {len} bytes is more than the {max}-byte limit for this kind of blob");
+        }
+        Ok(std::fs::read(&p)?)
+    }
+
+    pub fn blob_local(&self, d: &Digest) -> Result<LocalBlob> {
+        let path = self.blob_path(d);
+        if !path.is_file() {
+            bail!("oci:{}: blob {d} is missing", self.dir.display());
+        }
+        Ok(LocalBlob { path, verified: false })
+    }
+
+    pub fn has_blob(&self, d: &Digest) -> bool {
+        self.blob_path(d).is_file()
+    }
+
+    fn prepare(&self) -> Result<PathBuf> {
+        let blobs = self.dir.join("blobs/sha256");
+        std::fs::create_dir_all(&blobs).with_context(|| format!("oci:{}: cannot create the layout", self.dir.display()))?;
+        let marker = self.dir.join("oci-layout");
+        if !marker.exists() {
+            write_atomic(&marker, br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+        }
+        Ok(blobs)
+    }
+
+    pub fn put_blob(&self, d: &Digest, src: &Path) -> Result<()> {
+        self.prepare()?;
+        let dst = self.blob_path(d);
+        if dst.is_file() {
+            return Ok(());
+        }
+        let tmp = tempfile::NamedTempFile::new_in(self.dir.join("blobs/sha256"))?;
+        std::fs::copy(src, tmp.path()).with_context(|| format!("copying blob {d} into oci:{}", self.dir.display()))?;
+        tmp.persist(&dst).map_err(|e| anyhow!("storing blob {d}: {}", e.error))?;
+        Ok(())
+    }
+
+    pub fn put_blob_bytes(&self, d: &Digest, bytes: &[u8]) -> Result<()> {
+        self.prepare()?;
+        let dst = self.blob_path(d);
+        if !dst.is_file() {
+            write_atomic(&dst, bytes)?;
+        }
+        Ok(())
+    }
+
+    pub fn put_manifest(&self, r: &ImageRef, m: &Manifest) -> Result<()> {
+        self.put_blob_bytes(&m.digest, &m.bytes)?;
+        let mut index = if self.dir.join("index.json").exists() { self.index()? } else { serde_json::json!({"schemaVersion": 2, "mediaType": crate::image::OCI_INDEX, "manifests": []}) };
+        let mut desc = serde_json::json!({"mediaType": m.media_type, "digest": m.digest.as_str(), "size": m.bytes.len()});
+        let list = index["manifests"].as_array_mut().ok_or_else(|| anyhow!("oci:{}: index.json has no manifests list", self.dir.display()))?;
+        match r.tag() {
+            Some(t) => {
+                desc["annotations"] = serde_json::json!({ REF_NAME: t });
+                list.retain(|e| e["annotations"][REF_NAME] != t);
+            }
+            None => list.retain(|e| e["digest"] != m.digest.as_str() || e["annotations"][REF_NAME].is_string()),
+        }
+        list.push(desc);
+        write_atomic(&self.dir.join("index.json"), &serde_json::to_vec(&index)?)
+    }
+}
+
+/// Write via a temporary file in the same directory and rename: readers see old or new, never half.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).with_context(|| format!("cannot write in {}", dir.display()))?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| anyhow!("cannot replace {}: {}", path.display(), e.error))?;
+    Ok(())
+}

@@ -1,0 +1,143 @@
+//! Transport: fetch and store manifests and blobs, from and to a registry or an OCI layout.
+//! Every blob and manifest read is checked against its digest; stores are blobs first, the
+//! manifest (or `index.json`) last.
+//!
+//! Owns: I/O with image stores, credentials, digest verification. Must not: know about
+//! profiles or layer contents.
+
+pub mod auth;
+pub mod layout;
+pub mod registry;
+
+use crate::digest::Digest;
+use crate::reference::ImageRef;
+use anyhow::Result;
+use std::path::{Path, PathBuf};
+
+/// Largest manifest or config accepted (the distribution spec's recommended manifest limit is 4 MiB).
+pub const MAX_MANIFEST: usize = 4 << 20;
+pub const MAX_CONFIG: u64 = 16 << 20;
+
+#[derive(Clone, Debug)]
+pub struct Manifest {
+    pub bytes: Vec<u8>,
+    pub media_type: String,
+    pub digest: Digest,
+}
+
+/// Network settings shared by every registry a run talks to.
+#[derive(Clone, Debug, Default)]
+pub struct NetOptions {
+    /// Hosts spoken to over plain HTTP besides localhost and 127.0.0.0/8.
+    pub plain_http: bool,
+    pub insecure: bool,
+    pub ca_cert: Option<PathBuf>,
+}
+
+/// A blob available as a local file: the layout's own blob, or a verified download.
+pub struct LocalBlob {
+    pub path: PathBuf,
+    /// Whether its digest has been checked already (downloads are checked on the way).
+    pub verified: bool,
+}
+
+pub enum Endpoint {
+    Registry(registry::Registry),
+    Layout(layout::Layout),
+}
+
+impl Endpoint {
+    pub fn open(r: &ImageRef, net: &NetOptions) -> Result<Endpoint> {
+        Ok(match r {
+            ImageRef::Registry { .. } => Endpoint::Registry(registry::Registry::open(r, net)?),
+            ImageRef::Layout { dir, .. } => Endpoint::Layout(layout::Layout::new(dir.clone())),
+        })
+    }
+
+    /// The manifest `r` names (by digest when it has one, else by tag).
+    pub async fn manifest(&self, r: &ImageRef) -> Result<Manifest> {
+        let m = match self {
+            Endpoint::Registry(x) => x.manifest(r).await?,
+            Endpoint::Layout(x) => x.manifest(r)?,
+        };
+        if let Some(want) = r.digest() {
+            if *want != m.digest {
+                anyhow::bail!("{r}: manifest has digest {}, not the {want} asked for", m.digest);
+            }
+        }
+        Ok(m)
+    }
+
+    /// A small blob (a config), read whole and verified.
+    pub async fn blob_bytes(&self, d: &Digest, max: u64) -> Result<Vec<u8>> {
+        let bytes = match self {
+            Endpoint::Registry(x) => x.blob_bytes(d, max).await?,
+            Endpoint::Layout(x) => x.blob_bytes(d, max)?,
+        };
+        let got = Digest::of(&bytes);
+        if got != *d {
+            anyhow::bail!("blob {d}: content has digest {got} (corrupt or tampered)");
+        }
+        Ok(bytes)
+    }
+
+    pub async fn blob_local(&self, d: &Digest, spool: &Path) -> Result<LocalBlob> {
+        match self {
+            Endpoint::Registry(x) => x.download(d, spool).await,
+            Endpoint::Layout(x) => x.blob_local(d),
+        }
+    }
+
+    pub async fn has_blob(&self, d: &Digest) -> Result<bool> {
+        match self {
+            Endpoint::Registry(x) => x.has_blob(d).await,
+            Endpoint::Layout(x) => Ok(x.has_blob(d)),
+        }
+    }
+
+    /// Store a blob from a local file whose digest and size are known.
+    pub async fn put_blob(&self, d: &Digest, size: u64, path: &Path) -> Result<()> {
+        match self {
+            Endpoint::Registry(x) => x.put_blob(d, size, path).await,
+            Endpoint::Layout(x) => x.put_blob(d, path),
+        }
+    }
+
+    pub async fn put_blob_bytes(&self, d: &Digest, bytes: &[u8]) -> Result<()> {
+        match self {
+            Endpoint::Registry(x) => x.put_blob_bytes(d, bytes).await,
+            Endpoint::Layout(x) => x.put_blob_bytes(d, bytes),
+        }
+    }
+
+    /// Cross-repository mount within one registry; false when not possible.
+    pub async fn mount_from(&self, src: &Endpoint, d: &Digest) -> bool {
+        match (self, src) {
+            (Endpoint::Registry(dst), Endpoint::Registry(s)) if dst.registry == s.registry && dst.repository != s.repository => dst.mount(s, d).await,
+            _ => false,
+        }
+    }
+
+    /// Store the manifest last, under `r`'s tag (or only by digest when it has none).
+    pub async fn put_manifest(&self, r: &ImageRef, m: &Manifest) -> Result<()> {
+        match self {
+            Endpoint::Registry(x) => x.put_manifest(r, m).await,
+            Endpoint::Layout(x) => x.put_manifest(r, m),
+        }
+    }
+}
+
+/// The media type a manifest declares, or the one its shape implies.
+pub fn media_type_of(bytes: &[u8]) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    if let Some(mt) = v["mediaType"].as_str() {
+        return Some(mt.to_string());
+    }
+    if v.get("manifests").is_some() {
+        Some(crate::image::OCI_INDEX.to_string())
+    } else if v.get("layers").is_some() {
+        Some(crate::image::OCI_MANIFEST.to_string())
+    } else {
+        None
+    }
+}
