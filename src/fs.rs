@@ -120,12 +120,21 @@ impl FinalFs {
                 continue;
             }
             if let Some(t) = self.resolve(p, true) {
-                if t != p && matches!(self.get(&t), Some((_, te)) if te.kind == Kind::Dir) {
+                if t != p && self.is_dir(&t) {
                     out.push((p.to_string(), t));
                 }
             }
         }
         out
+    }
+
+    /// A directory entry, or a path with entries under it (layers may omit directory entries).
+    pub fn is_dir(&self, path: &str) -> bool {
+        if let Some((_, e)) = self.get(path) {
+            return e.kind == Kind::Dir;
+        }
+        let prefix = format!("{path}/");
+        self.map.range(prefix.clone()..).next().is_some_and(|(p, _)| p.starts_with(&prefix))
     }
 
     /// The contents the scan kept for a file (full for account files, a prefix otherwise).

@@ -21,22 +21,27 @@ pub struct Breakage {
     pub needed_by: String,
     /// The path as the config or file names it.
     pub path: String,
-    /// The canonical path in the image that the plan removes, when it is the plan's doing.
-    pub removed: Option<String>,
+    /// The canonical paths in the image (the file and any symlink leading to it) that the plan
+    /// removes; empty when the image lacked the file already.
+    pub removed: Vec<String>,
     pub rule: Option<String>,
     pub origin: Option<String>,
 }
 
 impl std::fmt::Display for Breakage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match (&self.removed, &self.rule) {
-            (Some(r), Some(rule)) => write!(
-                f,
-                "{} needs {} (/{r} in the image), which rule `{rule}` from {} removes; add keep = [\"/{r}\"] to a profile to keep it",
-                self.needed_by,
-                self.path,
-                self.origin.as_deref().unwrap_or("the profile")
-            ),
+        match (self.removed.first(), &self.rule) {
+            (Some(r), Some(rule)) => {
+                let keep: Vec<String> = self.removed.iter().map(|p| format!("\"/{p}\"")).collect();
+                write!(
+                    f,
+                    "{} needs {} (/{r} in the image), which rule `{rule}` from {} removes; add keep = [{}] to a profile to keep it",
+                    self.needed_by,
+                    self.path,
+                    self.origin.as_deref().unwrap_or("the profile"),
+                    keep.join(", ")
+                )
+            }
             _ => write!(f, "{} needs {}, which the image does not have", self.needed_by, self.path),
         }
     }
@@ -111,8 +116,9 @@ impl<'a> Guard<'a> {
     fn blame(&mut self, needed_by: &str, path: &str) {
         let before_link = self.fs.resolve(path, false);
         let before_target = self.fs.resolve(path, true);
-        let removed = [before_link, before_target].into_iter().flatten().find(|p| self.plan.is_removed(p));
-        let rule = removed.as_ref().and_then(|r| self.plan.removed.get(r));
+        let mut removed: Vec<String> = [before_link, before_target].into_iter().flatten().filter(|p| self.plan.is_removed(p)).collect();
+        removed.dedup();
+        let rule = removed.first().and_then(|r| self.plan.removed.get(r));
         let b = Breakage {
             needed_by: needed_by.to_string(),
             path: path.to_string(),
@@ -120,7 +126,7 @@ impl<'a> Guard<'a> {
             origin: rule.map(|r| r.origin.clone()),
             removed,
         };
-        if b.removed.is_some() {
+        if !b.removed.is_empty() {
             self.broken.push(b);
         } else {
             self.preexisting.push(b);
@@ -135,7 +141,7 @@ impl<'a> Guard<'a> {
             Some(l) => l,
             None => {
                 // Not on PATH even before the plan: the image was like this already.
-                self.preexisting.push(Breakage { needed_by: needed_by.into(), path: name.into(), removed: None, rule: None, origin: None });
+                self.preexisting.push(Breakage { needed_by: needed_by.into(), path: name.into(), removed: Vec::new(), rule: None, origin: None });
                 return;
             }
         };
@@ -239,6 +245,7 @@ mod tests {
         assert_eq!(g.broken.len(), 1);
         let msg = g.broken[0].to_string();
         assert!(msg.contains("/bin/sh") && msg.contains("@shells"), "{msg}");
+        assert!(msg.contains(r#"keep = ["/usr/bin/sh", "/usr/bin/dash"]"#), "{msg}");
     }
 
     #[test]
