@@ -1,0 +1,23 @@
+# Integration-test targets; the top-level Makefile does `include integration/integration.mk`.
+#
+#   make setup        install docker-registry, skopeo, umoci, runc, debootstrap,
+#                     oci-image-tool, htpasswd (apache2-utils), zstd (root, apt)
+#   make fixtures     build/cached OCI-layout fixtures (debian, app, app-shellcmd)
+#                     under $${XDG_CACHE_HOME:-target}/harden-fixtures
+#   make integration  run the integration tests (root; release build of harden,
+#                     the debug build is several times slower on 200 MB layers)
+
+INTEGRATION_DIR := $(patsubst %/,%,$(dir $(lastword $(MAKEFILE_LIST))))
+CARGO ?= cargo
+INTEGRATION_TEST_ARGS ?=
+
+.PHONY: setup fixtures integration
+
+setup:
+	bash $(INTEGRATION_DIR)/setup.sh
+
+fixtures: setup
+	bash $(INTEGRATION_DIR)/build-image.sh all
+
+integration: fixtures
+	$(CARGO) test --release --test integration -- $(INTEGRATION_TEST_ARGS)

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Install the host tools the harden integration tests need.
+#
+# Idempotent: packages whose commands are already present are skipped, and
+# apt-get is only invoked when something is missing. Must be run as root
+# (or with passwordless sudo) on a Debian/Ubuntu host.
+set -euo pipefail
+
+# command -> Debian package providing it
+declare -A PKG_OF=(
+  [docker-registry]=docker-registry
+  [skopeo]=skopeo
+  [umoci]=umoci
+  [runc]=runc
+  [debootstrap]=debootstrap
+  [oci-image-tool]=oci-image-tool
+  [htpasswd]=apache2-utils
+  [zstd]=zstd
+  [tar]=tar
+  [curl]=curl
+  [python3]=python3
+)
+ORDER=(docker-registry skopeo umoci runc debootstrap oci-image-tool htpasswd zstd tar curl python3)
+
+have() {
+  command -v "$1" >/dev/null 2>&1 && return 0
+  # root's PATH may lack /usr/sbin when run via some CI wrappers
+  [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ]
+}
+
+missing_cmds() {
+  local c
+  for c in "${ORDER[@]}"; do have "$c" || printf '%s\n' "$c"; done
+}
+
+mapfile -t missing < <(missing_cmds)
+if [ "${#missing[@]}" -eq 0 ]; then
+  echo "setup.sh: all integration tools present"
+  exit 0
+fi
+
+declare -A seen=()
+pkgs=()
+for c in "${missing[@]}"; do
+  p=${PKG_OF[$c]}
+  if [ -z "${seen[$p]:-}" ]; then seen[$p]=1; pkgs+=("$p"); fi
+done
+echo "setup.sh: missing commands: ${missing[*]}"
+echo "setup.sh: installing Debian packages: ${pkgs[*]}"
+
+SUDO=
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then SUDO="sudo -n"; else
+    echo "setup.sh: ERROR: not root and no sudo; cannot install: ${pkgs[*]}" >&2
+    exit 1
+  fi
+fi
+if ! command -v apt-get >/dev/null 2>&1; then
+  echo "setup.sh: ERROR: apt-get not found; install these packages manually: ${pkgs[*]}" >&2
+  exit 1
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+# Wait (bounded) for another dpkg/apt process to release its lock.
+apt_opts=(-o DPkg::Lock::Timeout=600 -o Acquire::Retries=3)
+if ! $SUDO apt-get "${apt_opts[@]}" update -qq; then
+  echo "setup.sh: WARNING: apt-get update failed; trying install with existing lists" >&2
+fi
+if ! $SUDO apt-get "${apt_opts[@]}" install -y -qq --no-install-recommends "${pkgs[@]}"; then
+  echo "setup.sh: ERROR: apt-get install failed for: ${pkgs[*]}" >&2
+fi
+
+mapfile -t still < <(missing_cmds)
+if [ "${#still[@]}" -ne 0 ]; then
+  echo "setup.sh: ERROR: still missing after install: ${still[*]}" >&2
+  for c in "${still[@]}"; do echo "  - command '$c' (Debian package ${PKG_OF[$c]})" >&2; done
+  exit 1
+fi
+echo "setup.sh: all integration tools present"
