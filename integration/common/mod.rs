@@ -239,13 +239,15 @@ pub fn dump(out: &Output) -> String {
 /// An empty docker config dir shared by all harden runs that don't pass
 /// their own DOCKER_CONFIG, so the host's ~/.docker never leaks into tests.
 fn empty_docker_config() -> &'static Path {
-    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    // A fixed, shared directory (statics are never dropped, so a TempDir
+    // here would leak one directory per test run).
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let d = tempdir("no-creds");
-        std::fs::write(d.path().join("config.json"), "{\"auths\":{}}").unwrap();
+        let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("harden-it-no-creds");
+        std::fs::create_dir_all(&d).expect("create empty docker config dir");
+        std::fs::write(d.join("config.json"), "{\"auths\":{}}").unwrap();
         d
     })
-    .path()
 }
 
 /// The harden binary under test: $HARDEN_BIN if set (e.g. a release build,
