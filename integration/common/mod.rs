@@ -597,6 +597,14 @@ pub fn skopeo_copy_args(src: &str, dst: &str, extra: &[&str]) {
     run_ok(&mut c);
 }
 
+/// `skopeo copy --dest-compress-format gzip SRC DST`: recompresses zstd
+/// layers to gzip. umoci 0.4.7 and oci-image-tool 1.0.0-rc1 reject
+/// `application/vnd.oci.image.layer.v1.tar+zstd`, so copy a zstd result
+/// through this before [`umoci_unpack`] / [`oci_image_tool_validate`].
+pub fn skopeo_copy_as_gzip(src: &str, dst: &str) {
+    skopeo_copy_args(src, dst, &["--dest-compress-format", "gzip"]);
+}
+
 /// `skopeo inspect --raw REF` bytes, exactly as served (hash them to check a digest).
 pub fn skopeo_inspect_raw_bytes(r: &str, extra: &[&str]) -> Vec<u8> {
     let mut c = skopeo_cmd();
