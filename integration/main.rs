@@ -11,6 +11,7 @@
 
 mod common;
 mod rebuild;
+mod sign;
 
 use common::*;
 use std::process::Command;

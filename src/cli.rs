@@ -5,7 +5,8 @@ use crate::pipeline::{self, RebuildOptions};
 use crate::profile;
 use crate::progress::Progress;
 use crate::reference::ImageRef;
-use crate::transport::NetOptions;
+use crate::signing;
+use crate::transport::{Endpoint, NetOptions};
 use crate::Failure;
 use anyhow::Result;
 use clap::{Args, CommandFactory, Parser, Subcommand};
@@ -64,6 +65,10 @@ enum Command {
         /// Push even when the guard finds the result cannot start.
         #[arg(long)]
         allow_broken: bool,
+        /// After the push, sign the result with this cosign private key (see `harden sign`);
+        /// the report records the signature.
+        #[arg(long, value_name = "KEY")]
+        sign_key: Option<PathBuf>,
         /// Output layer compression: gzip[:LEVEL] or zstd[:LEVEL].
         #[arg(long, default_value = "gzip:6", value_name = "CODEC")]
         compression: String,
@@ -71,6 +76,59 @@ enum Command {
         #[arg(long, short = 'j', default_value_t = 4)]
         jobs: usize,
         /// No progress on stderr.
+        #[arg(long, short = 'q')]
+        quiet: bool,
+        #[command(flatten)]
+        net: Net,
+    },
+    /// Write a cosign key pair: PREFIX.key (encrypted ECDSA P-256) and PREFIX.pub.
+    ///
+    /// The password comes from HARDEN_PASSWORD (or COSIGN_PASSWORD), else it is asked for on the
+    /// terminal. The files are cosign's formats: cosign and sigstore tools read them.
+    Keygen {
+        /// Write PREFIX.key and PREFIX.pub.
+        #[arg(long, default_value = "cosign", value_name = "PREFIX")]
+        output: String,
+        /// Overwrite existing files.
+        #[arg(long)]
+        force: bool,
+        /// Encrypt the private key with an empty password (refused otherwise).
+        #[arg(long)]
+        empty_password: bool,
+    },
+    /// Sign IMAGE with a cosign key; print each signed manifest as NAME@sha256:…, one per line.
+    ///
+    /// The signature is cosign's (simple signing, stored under the tag sha256-<hex>.sig beside
+    /// the image), so `cosign verify --key` accepts it. A tag is resolved to its digest first; for
+    /// a multi-platform index every platform manifest and the index are signed (the index's line
+    /// first). Signing again with the same key adds nothing.
+    Sign {
+        /// Image to sign: registry reference or oci:DIR[:TAG].
+        image: String,
+        /// Encrypted cosign private key; its password comes from HARDEN_PASSWORD (or
+        /// COSIGN_PASSWORD), else the terminal.
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// Add KEY=VALUE to the signed payload's optional annotations; repeatable.
+        #[arg(long = "annotation", short = 'a', value_name = "KEY=VALUE")]
+        annotations: Vec<String>,
+        /// No progress on stderr.
+        #[arg(long, short = 'q')]
+        quiet: bool,
+        #[command(flatten)]
+        net: Net,
+    },
+    /// Check IMAGE has a valid cosign signature by KEY over its digest; print it by digest.
+    ///
+    /// Exit 0 when a signature verifies, 3 when none does (each one found is listed with why it
+    /// failed), 1 when the image or key cannot be read.
+    Verify {
+        /// Image to check: registry reference or oci:DIR[:TAG].
+        image: String,
+        /// Cosign public key (PEM `PUBLIC KEY`, ECDSA P-256).
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// No details on stderr.
         #[arg(long, short = 'q')]
         quiet: bool,
         #[command(flatten)]
@@ -114,14 +172,16 @@ pub fn run() -> Result<ExitCode> {
         }
     };
     match cli.command {
-        Command::Rebuild { src, dst, profile, report, digest_file, dry_run, allow_broken, compression, jobs, quiet, net } => {
+        Command::Rebuild { src, dst, profile, report, digest_file, dry_run, allow_broken, sign_key, compression, jobs, quiet, net } => {
             let src = ImageRef::parse(&src).map_err(usage)?;
             let dst = ImageRef::parse(&dst).map_err(usage)?;
             let codec: OutputCodec = compression.parse().map_err(usage)?;
+            // Load (and ask for the password of) the key before any work, not after the push.
+            let sign_key = sign_key.as_deref().map(signing::load_signing_key).transpose()?;
             let progress = Progress::new(quiet);
             let bar = progress.clone_bar();
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-            let opts = RebuildOptions { src, dst, profiles: profile, report, digest_file, dry_run, allow_broken, codec, jobs, net: net.options(), progress };
+            let opts = RebuildOptions { src, dst, profiles: profile, report, digest_file, dry_run, allow_broken, codec, jobs, net: net.options(), progress, sign_key };
             let result = rt.block_on(async {
                 tokio::select! {
                     r = pipeline::rebuild(opts) => r,
@@ -135,6 +195,51 @@ pub fn run() -> Result<ExitCode> {
             if !line.is_empty() {
                 println!("{line}");
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Keygen { output, force, empty_password } => {
+            let password = signing::keygen_password(empty_password)?;
+            let (k, p) = signing::keygen(&output, force, &password)?;
+            eprintln!("Private key written to {}", k.display());
+            eprintln!("Public key written to {}", p.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Sign { image, key, annotations, quiet, net } => {
+            let r = ImageRef::parse(&image).map_err(usage)?;
+            let annotations = signing::parse_annotations(&annotations)?;
+            let key = signing::load_signing_key(&key)?;
+            let progress = Progress::new(quiet);
+            let bar = progress.clone_bar();
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let result = rt.block_on(async {
+                let ep = Endpoint::open(&r, &net.options())?;
+                signing::sign(&ep, &r, &key, &annotations, &progress).await
+            });
+            if let Some(b) = bar {
+                b.finish_and_clear();
+            }
+            for s in result? {
+                println!("{}", r.by_digest(&s.image_digest));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Verify { image, key, quiet, net } => {
+            let r = ImageRef::parse(&image).map_err(usage)?;
+            let key = signing::load_verifying_key(&key)?;
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let v = rt.block_on(async {
+                let ep = Endpoint::open(&r, &net.options())?;
+                signing::verify(&ep, &r, &key).await
+            })?;
+            if !quiet {
+                for l in &v.verdicts {
+                    match &l.result {
+                        Ok(p) => eprintln!("harden: {} #{} {}: verified (docker-reference {})", v.tag, l.index, l.digest, p.docker_reference),
+                        Err(e) => eprintln!("harden: {} #{} {}: {e}", v.tag, l.index, l.digest),
+                    }
+                }
+            }
+            println!("{}", r.by_digest(&v.image_digest));
             Ok(ExitCode::SUCCESS)
         }
         Command::Profile(ProfileCmd::List) => {

@@ -4,7 +4,8 @@
 //! [`reference`] resolve → [`transport`] fetch (verified) → [`scan`] headers into a
 //! [`fs::FinalFs`] → [`plan`] what the [`profile`] changes, [`guard`] checks it still starts →
 //! [`rewrite`] the layers that change → [`config`] edits → [`transport`] push (blobs first,
-//! manifest last). [`pipeline`] orders them; this file only parses the command line.
+//! manifest last) → [`signing`] the result (cosign `.sig` manifests; formats and crypto in
+//! [`sign`]). [`pipeline`] orders them; this file only parses the command line.
 
 mod cli;
 mod config;
@@ -20,6 +21,8 @@ mod progress;
 mod reference;
 mod rewrite;
 mod scan;
+mod sign;
+mod signing;
 mod transport;
 
 use std::process::ExitCode;

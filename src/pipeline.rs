@@ -37,6 +37,8 @@ pub struct RebuildOptions {
     pub jobs: usize,
     pub net: NetOptions,
     pub progress: Progress,
+    /// Sign the pushed result with this key (cosign `.sig` beside it) and report the signature.
+    pub sign_key: Option<crate::sign::SigningKey>,
 }
 
 /// Fetch the manifest and config of `r`, refusing indexes with a clear message.
@@ -345,6 +347,15 @@ pub async fn rebuild(o: RebuildOptions) -> Result<String> {
     report["result"] = json!({"reference": line, "digest": result.digest.as_str(), "config_digest": config_digest.as_str()});
     report["layers"] = json!(layer_reports);
     report["config_changes"] = serde_json::to_value(&changes)?;
+    if let Some(key) = &o.sign_key {
+        match crate::signing::sign_digest(&dst, &o.dst, &result.digest, key, &Default::default(), &o.progress).await {
+            Ok(s) => report["signature"] = json!({"tag": s.tag, "manifest_digest": s.manifest_digest.as_str(), "payload_digest": s.payload_digest.as_str(), "added": s.added}),
+            Err(e) => {
+                write_report(&report)?;
+                return Err(e.context(format!("{line} was pushed, but signing it failed")));
+            }
+        }
+    }
     report["timings_ms"] = json!({"scan": t_scan.as_millis() as u64, "rewrite": t_rewrite.as_millis() as u64, "push": t_push.as_millis() as u64, "total": t0.elapsed().as_millis() as u64});
     write_report(&report)?;
     o.progress.line(&summary);

@@ -304,6 +304,7 @@ impl VerifyingKey {
     }
 
     /// The 65-byte uncompressed point.
+    #[allow(dead_code)]
     pub fn point(&self) -> &[u8] {
         &self.point
     }

@@ -23,12 +23,11 @@
 pub mod keys;
 pub mod simple;
 
+// What the signing stage (src/signing.rs) uses; the rest is reached through the submodules.
 pub use keys::{generate, SigningKey, VerifyingKey};
 pub use simple::{
-    append_signature, payload, sig_tag, signature_config, verify_signature_manifest,
-    AppendedSignature, LayerFailure, LayerVerdict, SignatureLayer, VerifiedPayload,
-    OCI_CONFIG_MEDIA_TYPE, OCI_MANIFEST_MEDIA_TYPE, SIGNATURE_ANNOTATION,
-    SIMPLE_SIGNING_MEDIA_TYPE,
+    append_signature, payload, sig_tag, verify_signature_manifest, LayerVerdict, SignatureLayer,
+    OCI_MANIFEST_MEDIA_TYPE,
 };
 
 /// Everything that can go wrong with keys and signatures. Messages are one line each.

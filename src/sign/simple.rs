@@ -19,9 +19,13 @@ use super::keys::VerifyingKey;
 pub const SIMPLE_SIGNING_MEDIA_TYPE: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
 /// Layer annotation holding the base64 signature.
 pub const SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
-/// Optional layer annotations cosign may add (keyless signing / transparency log).
+/// Optional layer annotations cosign may add (keyless signing / transparency log). harden signs
+/// and verifies with keys only and never writes them; they name what a `.sig` layer may carry.
+#[allow(dead_code)]
 pub const CERTIFICATE_ANNOTATION: &str = "dev.sigstore.cosign/certificate";
+#[allow(dead_code)]
 pub const CHAIN_ANNOTATION: &str = "dev.sigstore.cosign/chain";
+#[allow(dead_code)]
 pub const BUNDLE_ANNOTATION: &str = "dev.sigstore.cosign/bundle";
 /// The `.sig` manifest's media type (containers/image rejects any other).
 pub const OCI_MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";

@@ -56,6 +56,25 @@ impl Layout {
         Ok(Manifest { bytes, media_type, digest })
     }
 
+    /// Like [`Layout::manifest`], but `None` when the layout (or its `index.json`) does not exist,
+    /// no entry has the tag, or the digest is neither listed nor a blob of the layout.
+    pub fn manifest_opt(&self, r: &ImageRef) -> Result<Option<Manifest>> {
+        if !self.dir.join("index.json").exists() {
+            return Ok(None);
+        }
+        let index = self.index()?;
+        let entries = index["manifests"].as_array().cloned().unwrap_or_default();
+        let present = match (r.digest(), r.tag()) {
+            (Some(d), _) => entries.iter().any(|e| e["digest"] == d.as_str()) || self.has_blob(d),
+            (None, Some(t)) => entries.iter().any(|e| e["annotations"][REF_NAME] == t),
+            (None, None) => !entries.is_empty(),
+        };
+        if !present {
+            return Ok(None);
+        }
+        self.manifest(r).map(Some)
+    }
+
     pub fn blob_bytes(&self, d: &Digest, max: u64) -> Result<Vec<u8>> {
         let p = self.blob_path(d);
         let len = std::fs::metadata(&p).with_context(|| format!("oci:{}: blob {d} is missing", self.dir.display()))?.len();

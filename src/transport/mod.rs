@@ -68,6 +68,21 @@ impl Endpoint {
         Ok(m)
     }
 
+    /// Like [`Endpoint::manifest`], but `None` when the tag or digest does not exist, so callers
+    /// can tell "not there" (e.g. an image with no `.sig` yet) from a failure to look.
+    pub async fn manifest_opt(&self, r: &ImageRef) -> Result<Option<Manifest>> {
+        let m = match self {
+            Endpoint::Registry(x) => x.manifest_opt(r).await?,
+            Endpoint::Layout(x) => x.manifest_opt(r)?,
+        };
+        if let (Some(want), Some(m)) = (r.digest(), &m) {
+            if *want != m.digest {
+                anyhow::bail!("{r}: manifest has digest {}, not the {want} asked for", m.digest);
+            }
+        }
+        Ok(m)
+    }
+
     /// A small blob (a config), read whole and verified.
     pub async fn blob_bytes(&self, d: &Digest, max: u64) -> Result<Vec<u8>> {
         let bytes = match self {

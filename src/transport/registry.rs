@@ -40,6 +40,18 @@ pub fn describe(e: &OciDistributionError) -> String {
     s.lines().next().unwrap_or("").to_string()
 }
 
+/// Whether a registry error means "no such manifest" (as opposed to auth, network or server trouble).
+fn is_not_found(e: &OciDistributionError) -> bool {
+    use oci_client::errors::OciErrorCode as C;
+    match e {
+        OciDistributionError::ImageManifestNotFoundError(_) | OciDistributionError::ServerError { code: 404, .. } => true,
+        OciDistributionError::RegistryError { envelope, .. } => {
+            !envelope.errors.is_empty() && envelope.errors.iter().all(|x| matches!(x.code, C::ManifestUnknown | C::NotFound | C::NameUnknown))
+        }
+        _ => false,
+    }
+}
+
 impl Registry {
     pub fn open(r: &ImageRef, net: &NetOptions) -> Result<Registry> {
         let ImageRef::Registry { registry, repository, .. } = r else { bail!("{r} is not a registry reference") };
@@ -91,16 +103,34 @@ impl Registry {
     }
 
     pub async fn manifest(&self, r: &ImageRef) -> Result<Manifest> {
+        self.fetch_manifest(r).await?.map_err(|e| anyhow!("{r}: {}", describe(&e)))
+    }
+
+    /// Like [`Registry::manifest`], but `None` when the registry says the tag or digest does not
+    /// exist (404, or MANIFEST_UNKNOWN / NOT_FOUND / NAME_UNKNOWN); every other failure is an error.
+    pub async fn manifest_opt(&self, r: &ImageRef) -> Result<Option<Manifest>> {
+        match self.fetch_manifest(r).await? {
+            Ok(m) => Ok(Some(m)),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(anyhow!("{r}: {}", describe(&e))),
+        }
+    }
+
+    /// The outer error is ours (auth, size, shape); the inner one is the registry's answer.
+    async fn fetch_manifest(&self, r: &ImageRef) -> Result<std::result::Result<Manifest, OciDistributionError>> {
         self.ensure_auth(false).await?;
         let key = r.digest().map(|d| d.as_str().to_string()).or_else(|| r.tag().map(str::to_string));
         let reference = self.reference(key.as_deref());
-        let (bytes, _) = self.client.pull_manifest_raw(&reference, &self.auth, ACCEPT).await.map_err(|e| anyhow!("{r}: {}", describe(&e)))?;
+        let bytes = match self.client.pull_manifest_raw(&reference, &self.auth, ACCEPT).await {
+            Ok((bytes, _)) => bytes,
+            Err(e) => return Ok(Err(e)),
+        };
         if bytes.len() > super::MAX_MANIFEST {
             bail!("{r}: manifest of {} bytes exceeds the {}-byte limit", bytes.len(), super::MAX_MANIFEST);
         }
         let digest = Digest::of(&bytes);
         let media_type = super::media_type_of(&bytes).ok_or_else(|| anyhow!("{r}: the registry answered with something that is not a manifest"))?;
-        Ok(Manifest { bytes: bytes.to_vec(), media_type, digest })
+        Ok(Ok(Manifest { bytes: bytes.to_vec(), media_type, digest }))
     }
 
     pub async fn manifest_exists(&self, d: &Digest) -> bool {
