@@ -167,7 +167,10 @@ mod tests {
         b.into_inner().unwrap()
     }
 
-    fn entries(blob: &[u8]) -> Vec<(String, Kind, u32, Option<String>, Vec<u8>, bool)> {
+    /// (path, kind, mode, link, data, has security.capability)
+    type Seen = (String, Kind, u32, Option<String>, Vec<u8>, bool);
+
+    fn entries(blob: &[u8]) -> Vec<Seen> {
         let (_, r) = decoder(blob).unwrap();
         let mut tr = TarReader::new(r);
         let mut out = Vec::new();

@@ -27,10 +27,8 @@ pub const CERTIFICATE_ANNOTATION: &str = "dev.sigstore.cosign/certificate";
 pub const CHAIN_ANNOTATION: &str = "dev.sigstore.cosign/chain";
 #[allow(dead_code)]
 pub const BUNDLE_ANNOTATION: &str = "dev.sigstore.cosign/bundle";
-/// The `.sig` manifest's media type (containers/image rejects any other).
-pub const OCI_MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
-/// The `.sig` manifest's config media type.
-pub const OCI_CONFIG_MEDIA_TYPE: &str = "application/vnd.oci.image.config.v1+json";
+/// The `.sig` manifest and its config use the ordinary OCI media types.
+pub use crate::image::{OCI_CONFIG as OCI_CONFIG_MEDIA_TYPE, OCI_MANIFEST as OCI_MANIFEST_MEDIA_TYPE};
 /// `critical.type` of a cosign payload.
 pub const PAYLOAD_TYPE: &str = "cosign container image signature";
 

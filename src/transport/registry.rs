@@ -133,11 +133,6 @@ impl Registry {
         Ok(Ok(Manifest { bytes: bytes.to_vec(), media_type, digest }))
     }
 
-    pub async fn manifest_exists(&self, d: &Digest) -> bool {
-        let r = self.reference(Some(d.as_str()));
-        self.client.fetch_manifest_digest(&r, &self.auth).await.is_ok()
-    }
-
     pub async fn blob_bytes(&self, d: &Digest, max: u64) -> Result<Vec<u8>> {
         self.ensure_auth(false).await?;
         let r = self.reference(None);

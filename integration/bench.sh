@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# make bench: harden against the tools a release engineer would use today, from ONE run on ONE
+# machine, reported as ratios (never as timed assertions in tests).
+#
+#  1. big-layer rebuild: an image with a ~1 GiB (uncompressed) layer of real Debian files,
+#     `harden rebuild -p strict` registry A → registry B, vs `skopeo copy` A → B of the same image,
+#     and vs `gzip -dc | gzip -c` of the same layer (the floor for any recompressing tool);
+#     harden's peak RSS (target < 100 MiB).
+#  2. no-op mirror: `harden rebuild -p passthrough` A → B vs `skopeo copy` A → B (no mount possible).
+#  3. strict on the app image vs the do-it-yourself pipeline (skopeo → umoci unpack → rm/chmod →
+#     umoci repack → umoci config → skopeo), time and result size.
+#
+# Output: a Markdown table on stdout (pasted into README.md), details on stderr.
+set -euo pipefail
+export LC_ALL=C.UTF-8 PATH="$PATH:/usr/sbin:/sbin"
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+HARDEN="${HARDEN:-$ROOT/target/release/harden}"
+[ -x "$HARDEN" ] || { echo "bench: $HARDEN missing (make bench builds it)" >&2; exit 1; }
+for t in skopeo umoci /usr/bin/time gzip python3; do command -v "$t" >/dev/null || { echo "bench: $t missing: run make setup" >&2; exit 1; }; done
+
+mapfile -t REFS < <(bash integration/build-image.sh all)
+APP_REF=$(printf '%s\n' "${REFS[@]}" | grep ':app$')
+CACHE="${XDG_CACHE_HOME:-$ROOT/target}/harden-fixtures"
+ROOTFS=$(ls -d "$CACHE"/rootfs/app-* | grep -v '\.done$' | head -1)
+
+WORK=$(mktemp -d /tmp/harden-bench.XXXXXX)
+cleanup() { bash integration/registry.sh stop "$WORK/regA" >/dev/null 2>&1 || true; bash integration/registry.sh stop "$WORK/regB" >/dev/null 2>&1 || true; rm -rf "$WORK"; }
+trap cleanup EXIT
+mkdir -p "$WORK/regA" "$WORK/regB"
+A=$(bash integration/registry.sh start "$WORK/regA")
+B=$(bash integration/registry.sh start "$WORK/regB")
+
+# The big image: the app rootfs four times over in one layer (~1 GiB of real files), gzip -6.
+BIG="$WORK/big"
+python3 - "$ROOTFS" "$BIG" <<'PY'
+import gzip, hashlib, json, os, sys, tarfile
+src, out = sys.argv[1], sys.argv[2]
+os.makedirs(out + "/blobs/sha256", exist_ok=True)
+tmp = out + "/layer.tmp"
+class H:
+    def __init__(s, f): s.f, s.h, s.n = f, hashlib.sha256(), 0
+    def write(s, b): s.h.update(b); s.n += len(b); return s.f.write(b)
+    def flush(s): s.f.flush()
+with open(tmp, "wb") as raw:
+    hz = H(raw)
+    with gzip.GzipFile(fileobj=hz, mode="wb", compresslevel=6, mtime=0) as gz:
+        ht = H(gz)
+        with tarfile.open(fileobj=ht, mode="w|", format=tarfile.PAX_FORMAT) as t:
+            for copy in ("", "copy1/", "copy2/", "copy3/"):
+                t.add(src, arcname=copy.rstrip("/") or ".", recursive=True)
+digest, size, diff = hz.h.hexdigest(), hz.n, ht.h.hexdigest()
+os.rename(tmp, f"{out}/blobs/sha256/{digest}")
+cfg = json.dumps({"architecture": "amd64", "os": "linux", "created": "2024-01-01T00:00:00Z",
+    "config": {"Cmd": ["/usr/bin/python3", "-c", "print(1)"]},
+    "rootfs": {"type": "layers", "diff_ids": ["sha256:" + diff]},
+    "history": [{"created": "2024-01-01T00:00:00Z", "created_by": "bench"}]}).encode()
+cd = hashlib.sha256(cfg).hexdigest()
+open(f"{out}/blobs/sha256/{cd}", "wb").write(cfg)
+man = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+    "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": "sha256:" + cd, "size": len(cfg)},
+    "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": "sha256:" + digest, "size": size}]}).encode()
+md = hashlib.sha256(man).hexdigest()
+open(f"{out}/blobs/sha256/{md}", "wb").write(man)
+open(f"{out}/oci-layout", "w").write('{"imageLayoutVersion":"1.0.0"}')
+json.dump({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": "sha256:" + md, "size": len(man), "annotations": {"org.opencontainers.image.ref.name": "big"}}]}, open(f"{out}/index.json", "w"))
+print(f"big layer: {ht.n/2**20:.0f} MiB uncompressed, {size/2**20:.0f} MiB gzip", file=sys.stderr)
+open(out + "/layer-digest", "w").write(digest)
+PY
+LAYER="$BIG/blobs/sha256/$(cat "$BIG/layer-digest")"
+skopeo copy -q --dest-tls-verify=false "oci:$BIG:big" "docker://$A/big:1"
+skopeo copy -q --dest-tls-verify=false "$APP_REF" "docker://$A/app:1"
+
+# Seconds and peak RSS (KiB) of a command, via GNU time.
+measure() {
+  local out="$WORK/time.$RANDOM"
+  /usr/bin/time -f '%e %M' -o "$out" "$@" >/dev/null 2>"$WORK/last.err" || { cat "$WORK/last.err" >&2; echo "bench: failed: $*" >&2; exit 1; }
+  cat "$out"
+}
+ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
+
+read -r t_skopeo_big _ < <(measure skopeo copy -q --src-tls-verify=false --dest-tls-verify=false "docker://$A/big:1" "docker://$B/big-skopeo:1")
+read -r t_harden_big rss_big < <(measure "$HARDEN" rebuild -q -p strict "$A/big:1" "$B/big-hard:1")
+read -r t_gzip _ < <(measure sh -c "gzip -dc '$LAYER' | gzip -6 -c > /dev/null")
+read -r t_skopeo_mirror _ < <(measure skopeo copy -q --src-tls-verify=false --dest-tls-verify=false "docker://$A/big:1" "docker://$B/big-mirror-skopeo:1")
+read -r t_harden_mirror rss_mirror < <(measure "$HARDEN" rebuild -q -p passthrough "$A/big:1" "$B/big-mirror-hard:1")
+
+# Do-it-yourself: what a release engineer scripts today for the strict result.
+diy() {
+  local d="$WORK/diy"
+  rm -rf "$d"; mkdir -p "$d"
+  skopeo copy -q --src-tls-verify=false "docker://$A/app:1" "oci:$d/img:app"
+  umoci unpack --image "$d/img:app" "$d/bundle" >/dev/null
+  local r="$d/bundle/rootfs"
+  rm -rf "$r"/usr/bin/{sh,dash,bash,rbash,busybox,apt,apt-get,apt-cache,apt-config,apt-mark,dpkg,dpkg-*,su,sudo,passwd,chsh,chfn,ssh,scp,sftp,ping} \
+         "$r"/var/lib/apt/lists/* "$r"/var/cache/apt/archives/*.deb "$r"/root/.cache/pip "$r"/usr/share/doc "$r"/usr/share/man "$r"/app/.env "$r"/root/.ssh
+  find "$r" -xdev -perm /6000 -type f -exec chmod a-s {} +
+  umoci repack --image "$d/img:app" "$d/bundle" >/dev/null
+  umoci config --image "$d/img:app" --config.user 65532:65532 >/dev/null
+  skopeo copy -q --dest-tls-verify=false "oci:$d/img:app" "docker://$B/app-diy:1"
+}
+read -r t_diy _ < <(measure bash -c "$(declare -f diy); A=$A B=$B WORK=$WORK diy")
+read -r t_harden_app rss_app < <(measure "$HARDEN" rebuild -q -p strict "$A/app:1" "$B/app-hard:1")
+size_of() { skopeo inspect --tls-verify=false --raw "docker://$1" | python3 -c "import json,sys; print(sum(l['size'] for l in json.load(sys.stdin)['layers']))"; }
+s_src=$(size_of "$A/app:1"); s_diy=$(size_of "$B/app-diy:1"); s_hard=$(size_of "$B/app-hard:1")
+
+mib() { python3 -c "print(f'{$1/1024:.0f} MiB')"; }
+mb() { python3 -c "print(f'{$1/2**20:.1f} MiB')"; }
+cat <<MD
+| measurement | harden | reference | ratio (harden / reference) |
+|---|---|---|---|
+| 1 GiB layer, \`-p strict\`, registry → registry | ${t_harden_big} s, peak RSS $(mib "$rss_big") | \`skopeo copy\` ${t_skopeo_big} s | $(ratio "$t_harden_big" "$t_skopeo_big") |
+| same layer, recompression floor | ${t_harden_big} s | \`gzip -dc \| gzip -6 -c\` ${t_gzip} s | $(ratio "$t_harden_big" "$t_gzip") |
+| no-op mirror (\`-p passthrough\`), registry A → B | ${t_harden_mirror} s, peak RSS $(mib "$rss_mirror") | \`skopeo copy\` ${t_skopeo_mirror} s | $(ratio "$t_harden_mirror" "$t_skopeo_mirror") |
+| \`-p strict\` on the app image | ${t_harden_app} s, $(mb "$s_hard") | DIY skopeo+umoci ${t_diy} s, $(mb "$s_diy") (source $(mb "$s_src")) | $(ratio "$t_harden_app" "$t_diy") |
+MD
