@@ -9,6 +9,7 @@
 //! skopeo, umoci, runc) and must pass regardless of harden's state; the
 //! `rebuild_*` tests check harden's CLI contract.
 
+mod check;
 mod common;
 mod rebuild;
 mod sign;

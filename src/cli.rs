@@ -137,6 +137,35 @@ enum Command {
     /// List, show and validate profiles.
     #[command(subcommand)]
     Profile(ProfileCmd),
+    /// Audit IMAGE: findings with stable IDs, levels, evidence and the profile rule that fixes each.
+    ///
+    /// Exit 0 when no finding is at or above --fail-on, 3 when one is, 1 on errors. The checks,
+    /// the JSON format and what --profile suppresses are in docs/checks.md.
+    Check {
+        /// Image to audit: registry reference or oci:DIR[:TAG].
+        image: String,
+        /// Expected findings: paths this profile's `keep` rules match and setuid files its
+        /// `setuid_allow` matches are not reported. Repeatable, merged like rebuild's.
+        #[arg(long, short = 'p', value_name = "NAME|FILE")]
+        profile: Vec<String>,
+        /// Output on stdout.
+        #[arg(long, value_enum, default_value_t = crate::audit::format::Format::Text)]
+        format: crate::audit::format::Format,
+        /// Exit 3 when a finding is at or above this level.
+        #[arg(long, value_enum, default_value_t = crate::audit::Level::Fatal)]
+        fail_on: crate::audit::Level,
+        /// Do not report this check ID (e.g. HARDEN-HEALTHCHECK-MISSING); repeatable.
+        #[arg(long, value_name = "ID")]
+        ignore: Vec<String>,
+        /// Layers scanned at once.
+        #[arg(long, short = 'j', default_value_t = 4)]
+        jobs: usize,
+        /// No progress on stderr.
+        #[arg(long, short = 'q')]
+        quiet: bool,
+        #[command(flatten)]
+        net: Net,
+    },
     /// Print shell completions.
     Completions {
         /// bash, zsh, fish, elvish or powershell.
@@ -262,6 +291,25 @@ pub fn run() -> Result<ExitCode> {
             profile::validate_file(&file).map_err(usage)?;
             println!("{file}: ok");
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Check { image, profile, format, fail_on, ignore, jobs, quiet, net } => {
+            let image = ImageRef::parse(&image).map_err(usage)?;
+            let progress = Progress::new(quiet);
+            let bar = progress.clone_bar();
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let opts = crate::audit::CheckOptions { image, profiles: profile, format, fail_on, ignore, jobs, net: net.options(), progress };
+            let result = rt.block_on(async {
+                tokio::select! {
+                    r = crate::audit::check(opts) => r,
+                    _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+                }
+            });
+            if let Some(b) = bar {
+                b.finish_and_clear();
+            }
+            let out = result?;
+            print!("{}", out.rendered);
+            Ok(if out.failed { ExitCode::from(3) } else { ExitCode::SUCCESS })
         }
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "harden", &mut std::io::stdout());

@@ -7,6 +7,7 @@
 //! manifest last) → [`signing`] the result (cosign `.sig` manifests; formats and crypto in
 //! [`sign`]). [`pipeline`] orders them; this file only parses the command line.
 
+mod audit;
 mod cli;
 mod config;
 mod digest;

@@ -145,6 +145,26 @@ pub async fn rebuild(o: RebuildOptions) -> Result<String> {
         view.layers.len()
     );
 
+    // Audit the source and the result as the plan and the config edit will make it.
+    let mut predicted = config.clone();
+    let predicted_ok = config::edit(
+        &mut predicted,
+        &ConfigEdit {
+            profile: &profile,
+            source_name: o.src.to_string(),
+            source_digest: manifest.digest.clone(),
+            diff_ids: fs.layers.iter().map(|l| l.diff_id.clone()).collect(),
+            user: user.config_user.clone(),
+            added_layer: user.layer.is_some(),
+            summary: summary.clone(),
+            created: created.clone(),
+        },
+    )
+    .is_ok();
+    let user_blob = user.layer.as_ref().map(|u| (u.blob.as_slice(), &u.digest));
+    let mut findings = crate::audit::run::rebuild_findings(&src, &o.src, &manifest.digest, &view, &fs, &config, &plan, predicted_ok.then_some(&predicted), user_blob, o.sign_key.is_some()).await;
+    o.progress.line(&findings.summary());
+
     let mut report = json!({
         "harden_version": env!("CARGO_PKG_VERSION"),
         "source": {"reference": o.src.to_string(), "digest": manifest.digest.as_str()},
@@ -162,6 +182,7 @@ pub async fn rebuild(o: RebuildOptions) -> Result<String> {
         "guard": {"broken": guard.broken.iter().map(|b| json!({"needed_by": b.needed_by, "path": b.path, "removed": b.removed, "rule": b.rule, "origin": b.origin, "message": b.to_string()})).collect::<Vec<_>>(),
                   "preexisting": guard.preexisting.iter().map(ToString::to_string).collect::<Vec<_>>()},
     });
+    report["findings"] = findings.to_json();
     let write_report = |report: &Value| -> Result<()> {
         if let Some(p) = &o.report {
             crate::transport::layout::write_atomic(p, &serde_json::to_vec_pretty(report)?).with_context(|| format!("--report {}", p.display()))?;
@@ -356,6 +377,8 @@ pub async fn rebuild(o: RebuildOptions) -> Result<String> {
             }
         }
     }
+    findings.name_after_layers(&manifest_json["layers"]);
+    report["findings"] = findings.to_json();
     report["timings_ms"] = json!({"scan": t_scan.as_millis() as u64, "rewrite": t_rewrite.as_millis() as u64, "push": t_push.as_millis() as u64, "total": t0.elapsed().as_millis() as u64});
     write_report(&report)?;
     o.progress.line(&summary);

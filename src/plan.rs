@@ -79,18 +79,18 @@ fn visible_names(path: &str, aliases: &[(String, String)]) -> Vec<String> {
     names
 }
 
-/// Self-or-ancestor matching with memoisation by canonical directory.
-struct Matcher<'a> {
+/// Self-or-ancestor matching with memoisation by canonical directory (also used by the audit).
+pub(crate) struct Matcher<'a> {
     set: RuleSet<'a>,
     aliases: &'a [(String, String)],
     memo: HashMap<String, Option<&'a Rule>>,
 }
 
 impl<'a> Matcher<'a> {
-    fn new(rules: &'a [Rule], aliases: &'a [(String, String)]) -> Self {
+    pub(crate) fn new(rules: &'a [Rule], aliases: &'a [(String, String)]) -> Self {
         Matcher { set: RuleSet::new(rules), aliases, memo: HashMap::new() }
     }
-    fn matches(&mut self, path: &str) -> Option<&'a Rule> {
+    pub(crate) fn matches(&mut self, path: &str) -> Option<&'a Rule> {
         if path.is_empty() || self.set.is_empty() {
             return None;
         }

@@ -274,6 +274,13 @@ pub fn group_names() -> Vec<String> {
     parse_groups().map(|g| g.0.keys().cloned().collect()).unwrap_or_default()
 }
 
+/// One group's paths as rules with origin `@name` (the audit's "shells present" and similar
+/// checks use the same lists the profiles remove). Unknown names give no rules.
+pub fn group(name: &str) -> Vec<Rule> {
+    let Ok(groups) = parse_groups() else { return Vec::new() };
+    groups.0.get(name).map(|(paths, _)| paths.iter().map(|p| Rule { pattern: p.clone(), origin: format!("@{name}") }).collect()).unwrap_or_default()
+}
+
 fn apply(p: &mut Profile, file: &str, text: &str, dir: Option<&Path>, groups: &Groups, depth: usize) -> Result<(), ProfileError> {
     let src = Source { name: file.to_string(), text };
     let raw: RawProfile = toml::from_str(text).map_err(|e| {

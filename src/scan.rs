@@ -50,8 +50,12 @@ pub fn prefix_len(path: &str, mode: u32, size: u64) -> u64 {
     if mode & 0o111 != 0 {
         return size.min(1024);
     }
+    // The audit reads these for key material, and skips library code: keep nothing of it.
+    if crate::audit::secrets::library_path(path) {
+        return 0;
+    }
     let lower = path.to_ascii_lowercase();
-    let secretish = [".pem", ".key", ".p12", ".pfx", ".asc", ".env", ".npmrc", "id_rsa", "id_ecdsa", "id_ed25519", "id_dsa", "credentials", ".json", ".yml", ".yaml", ".cfg", ".conf", ".ini", ".txt", ".py", ".sh"];
+    let secretish = [".pem", ".key", ".p12", ".pfx", ".asc", ".env", ".npmrc", "id_rsa", "id_ecdsa", "id_ed25519", "id_dsa", "credentials", ".json", ".yml", ".yaml", ".cfg", ".conf", ".ini", ".txt", ".py", ".sh", ".properties", ".toml", ".xml", ".rb", ".js", ".php", ".tfvars"];
     if secretish.iter().any(|s| lower.ends_with(s)) {
         return size.min(4096);
     }
