@@ -8,12 +8,7 @@ use std::collections::BTreeSet;
 
 /// `check` prints its findings on stdout whatever the verdict: only the exit code says.
 fn expect_code(out: &std::process::Output, code: i32) {
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "expected exit code {code}:\n{}",
-        dump(out)
-    );
+    assert_eq!(out.status.code(), Some(code), "expected exit code {code}:\n{}", dump(out));
 }
 
 fn check_json(image: &str, extra: &[&str]) -> (std::process::Output, Value) {
@@ -26,12 +21,7 @@ fn check_json(image: &str, extra: &[&str]) -> (std::process::Output, Value) {
 }
 
 fn ids(findings: &Value) -> BTreeSet<String> {
-    findings
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["id"].as_str().unwrap().to_string())
-        .collect()
+    findings.as_array().unwrap().iter().map(|f| f["id"].as_str().unwrap().to_string()).collect()
 }
 
 fn paths(v: &Value, id: &str) -> Vec<String> {
@@ -47,12 +37,7 @@ fn paths(v: &Value, id: &str) -> Vec<String> {
 
 fn manifest_layers(layout: &std::path::Path, digest: &str) -> BTreeSet<String> {
     let m = read_json(&oci_blob_path(layout, digest));
-    m["layers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| l["digest"].as_str().unwrap().to_string())
-        .collect()
+    m["layers"].as_array().unwrap().iter().map(|l| l["digest"].as_str().unwrap().to_string()).collect()
 }
 
 /// Findings that strict addresses and must be gone after it.
@@ -92,43 +77,28 @@ fn check_app_before_and_after_strict() {
         assert!(found.contains(id), "{id} missing: {found:?}");
     }
     let setuid = paths(&before, "HARDEN-FILE-SETUID");
-    for p in [
-        "/usr/local/bin/setuid-copy",
-        "/usr/bin/su",
-        "/usr/bin/sudo",
-        "/usr/lib/openssh/ssh-keysign",
-    ] {
+    for p in ["/usr/local/bin/setuid-copy", "/usr/bin/su", "/usr/bin/sudo", "/usr/lib/openssh/ssh-keysign"] {
         assert!(setuid.contains(&p.to_string()), "{p} not in {setuid:?}");
     }
-    assert_eq!(
-        paths(&before, "HARDEN-FILE-CAPABILITIES"),
-        vec!["/usr/bin/ping"]
-    );
+    assert_eq!(paths(&before, "HARDEN-FILE-CAPABILITIES"), vec!["/usr/bin/ping"]);
     let shells = paths(&before, "HARDEN-SHELLS");
-    assert!(
-        shells.contains(&"/usr/bin/sh".to_string())
-            && shells.contains(&"/usr/bin/dash".to_string()),
-        "{shells:?}"
-    );
+    assert!(shells.contains(&"/usr/bin/sh".to_string()) && shells.contains(&"/usr/bin/dash".to_string()), "{shells:?}");
     let caches = paths(&before, "HARDEN-PACKAGE-CACHES");
-    for p in [
-        "/root/.cache/pip",
-        "/var/cache/apt/archives/fake_1.0_amd64.deb",
-    ] {
+    for p in ["/root/.cache/pip", "/var/cache/apt/archives/fake_1.0_amd64.deb"] {
         assert!(caches.contains(&p.to_string()), "{p} not in {caches:?}");
     }
     let secrets = paths(&before, "HARDEN-SECRET-FILE");
     assert!(
-        secrets.contains(&"/app/.env".to_string())
-            && secrets.contains(&"/root/.ssh/id_rsa".to_string()),
+        secrets.contains(&"/app/.env".to_string()) && secrets.contains(&"/root/.ssh/id_rsa".to_string()),
         "{secrets:?}"
     );
     // CA certificates are not secrets.
-    let all: Vec<String> = paths(&before, "HARDEN-SECRET-FILE")
-        .into_iter()
-        .chain(paths(&before, "HARDEN-SECRET-CONTENT"))
-        .collect();
-    assert!(!all.iter().any(|p| p.starts_with("/etc/ssl/certs") || p.starts_with("/usr/share/ca-certificates")), "{all:?}");
+    let all: Vec<String> =
+        paths(&before, "HARDEN-SECRET-FILE").into_iter().chain(paths(&before, "HARDEN-SECRET-CONTENT")).collect();
+    assert!(
+        !all.iter().any(|p| p.starts_with("/etc/ssl/certs") || p.starts_with("/usr/share/ca-certificates")),
+        "{all:?}"
+    );
     // Every file's evidence names a layer of the manifest.
     let layers = manifest_layers(&fx.layout, &fx.manifest_digest());
     for f in before["findings"].as_array().unwrap() {
@@ -138,32 +108,13 @@ fn check_app_before_and_after_strict() {
             }
         }
     }
-    assert_eq!(
-        before["image"]["digest"].as_str(),
-        Some(fx.manifest_digest().as_str())
-    );
+    assert_eq!(before["image"]["digest"].as_str(), Some(fx.manifest_digest().as_str()));
 
     // Exit 0 when nothing reaches --fail-on: the only fatal findings are the secret files.
-    let out = harden(&[
-        "check",
-        &src,
-        "--ignore",
-        "HARDEN-SECRET-FILE",
-        "--ignore",
-        "harden-secret-content",
-        "-q",
-    ]);
+    let out = harden(&["check", &src, "--ignore", "HARDEN-SECRET-FILE", "--ignore", "harden-secret-content", "-q"]);
     assert_eq!(out.status.code(), Some(0), "{}", dump(&out));
-    assert!(
-        stdout_str(&out).contains("HARDEN-FILE-SETUID"),
-        "text output lists findings:\n{}",
-        dump(&out)
-    );
-    assert!(
-        !stdout_str(&out).contains("HARDEN-SECRET-FILE"),
-        "{}",
-        dump(&out)
-    );
+    assert!(stdout_str(&out).contains("HARDEN-FILE-SETUID"), "text output lists findings:\n{}", dump(&out));
+    assert!(!stdout_str(&out).contains("HARDEN-SECRET-FILE"), "{}", dump(&out));
 
     // SARIF 2.1.0.
     let out = harden(&["check", &src, "--format", "sarif", "-q"]);
@@ -174,8 +125,7 @@ fn check_app_before_and_after_strict() {
     assert_eq!(run["tool"]["driver"]["name"], "harden");
     let results = run["results"].as_array().unwrap();
     assert!(results.iter().any(|r| r["ruleId"] == "HARDEN-FILE-SETUID"
-        && r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
-            == "usr/local/bin/setuid-copy"));
+        && r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] == "usr/local/bin/setuid-copy"));
     for r in results {
         let i = r["ruleIndex"].as_u64().unwrap() as usize;
         assert_eq!(run["tool"]["driver"]["rules"][i]["id"], r["ruleId"]);
@@ -195,16 +145,9 @@ fn check_app_before_and_after_strict() {
         report.to_str().unwrap(),
     ]);
     let pinned = expect_pinned(&out);
-    let line = stderr_str(&out)
-        .lines()
-        .find(|l| l.contains("findings ") && l.contains(" → "))
-        .map(str::to_string);
-    let line =
-        line.unwrap_or_else(|| panic!("no `findings N → M` line on stderr:\n{}", dump(&out)));
-    assert!(
-        line.contains("(fatal 1 → 0)") || line.contains("(fatal 2 → 0)"),
-        "{line}"
-    );
+    let line = stderr_str(&out).lines().find(|l| l.contains("findings ") && l.contains(" → ")).map(str::to_string);
+    let line = line.unwrap_or_else(|| panic!("no `findings N → M` line on stderr:\n{}", dump(&out)));
+    assert!(line.contains("(fatal 1 → 0)") || line.contains("(fatal 2 → 0)"), "{line}");
     let rep = read_json(&report);
     let report_before = ids(&rep["findings"]["before"]);
     let report_after = ids(&rep["findings"]["after"]);
@@ -215,23 +158,14 @@ fn check_app_before_and_after_strict() {
     expect_code(&out, 0);
     let after_ids = ids(&after["findings"]);
     for id in STRICT_FIXES {
-        assert!(
-            !after_ids.contains(id),
-            "{id} still there after strict: {after:#}"
-        );
+        assert!(!after_ids.contains(id), "{id} still there after strict: {after:#}");
     }
-    assert_eq!(
-        after_ids, report_after,
-        "the report's after list is what check finds on the result"
-    );
+    assert_eq!(after_ids, report_after, "the report's after list is what check finds on the result");
     let result_layers = manifest_layers(&out_dir, &pinned.digest);
     for f in rep["findings"]["after"].as_array().unwrap() {
         for e in f["evidence"].as_array().unwrap() {
             if let Some(l) = e["layer"].as_str() {
-                assert!(
-                    result_layers.contains(l),
-                    "after evidence names a result layer: {f}"
-                );
+                assert!(result_layers.contains(l), "after evidence names a result layer: {f}");
             }
         }
     }
@@ -244,18 +178,10 @@ fn check_debian_before_and_after_strict() {
     let (out, before) = check_json(&fx.oci_ref(), &["--fail-on", "warn"]);
     expect_code(&out, 3);
     let found = ids(&before["findings"]);
-    for id in [
-        "HARDEN-USER-ROOT",
-        "HARDEN-FILE-SETUID",
-        "HARDEN-SHELLS",
-        "HARDEN-PACKAGE-MANAGERS",
-    ] {
+    for id in ["HARDEN-USER-ROOT", "HARDEN-FILE-SETUID", "HARDEN-SHELLS", "HARDEN-PACKAGE-MANAGERS"] {
         assert!(found.contains(id), "{id} missing: {found:?}");
     }
-    assert!(
-        paths(&before, "HARDEN-FILE-SETUID").len() >= 8,
-        "{before:#}"
-    );
+    assert!(paths(&before, "HARDEN-FILE-SETUID").len() >= 8, "{before:#}");
     assert!(
         !found.contains("HARDEN-SECRET-CONTENT") && !found.contains("HARDEN-SECRET-FILE"),
         "a stock Debian has no secrets: {before:#}"
@@ -264,11 +190,7 @@ fn check_debian_before_and_after_strict() {
     // Its CMD runs /bin/sh: strict, keeping the one shell it needs.
     let tmp = tempdir("check-debian");
     let profile = tmp.path().join("strict-sh.toml");
-    std::fs::write(
-        &profile,
-        "extends = \"strict\"\n[files]\nkeep = [\"/bin/sh\", \"/bin/dash\"]\n",
-    )
-    .unwrap();
+    std::fs::write(&profile, "extends = \"strict\"\n[files]\nkeep = [\"/bin/sh\", \"/bin/dash\"]\n").unwrap();
     let out_dir = tmp.path().join("out");
     let pinned = expect_pinned(&harden(&[
         "rebuild",
@@ -280,22 +202,13 @@ fn check_debian_before_and_after_strict() {
     let (out, after) = check_json(&pinned.reference(), &["--fail-on", "warn"]);
     expect_code(&out, 0);
     for f in after["findings"].as_array().unwrap() {
-        assert_eq!(
-            f["level"], "info",
-            "only info findings remain after strict: {f}"
-        );
+        assert_eq!(f["level"], "info", "only info findings remain after strict: {f}");
     }
     let shells = paths(&after, "HARDEN-SHELLS");
     assert_eq!(shells, vec!["/usr/bin/dash", "/usr/bin/sh"], "{after:#}");
     // --profile: what the profile keeps is expected, not reported.
-    let (_, with_profile) = check_json(
-        &pinned.reference(),
-        &["--profile", profile.to_str().unwrap()],
-    );
-    assert!(
-        paths(&with_profile, "HARDEN-SHELLS").is_empty(),
-        "{with_profile:#}"
-    );
+    let (_, with_profile) = check_json(&pinned.reference(), &["--profile", profile.to_str().unwrap()]);
+    assert!(paths(&with_profile, "HARDEN-SHELLS").is_empty(), "{with_profile:#}");
 }
 
 #[test]
@@ -305,10 +218,7 @@ fn check_errors() {
     assert_eq!(out.status.code(), Some(2), "{}", dump(&out));
     assert!(stderr_str(&out).contains("HARDEN-NOPE"), "{}", dump(&out));
     let tmp = tempdir("check-missing");
-    let out = harden(&[
-        "check",
-        &format!("oci:{}:x", tmp.path().join("no-such-layout").display()),
-    ]);
+    let out = harden(&["check", &format!("oci:{}:x", tmp.path().join("no-such-layout").display())]);
     expect_exit(&out, 1);
     let out = harden(&["check", &fx.oci_ref(), "--format", "yaml"]);
     assert_eq!(out.status.code(), Some(2), "{}", dump(&out));

@@ -50,16 +50,9 @@ fn harness_app_fixture_contents() {
     oci_image_tool_validate(&fx.layout);
     let manifest = read_json(&oci_blob_path(&fx.layout, &fx.manifest_digest()));
     let layers = manifest["layers"].as_array().unwrap();
-    assert_eq!(
-        layers.len(),
-        2,
-        "app = debootstrap layer + app layer: {manifest}"
-    );
+    assert_eq!(layers.len(), 2, "app = debootstrap layer + app layer: {manifest}");
 
-    let base = gnu_tar_list(&oci_blob_path(
-        &fx.layout,
-        layers[0]["digest"].as_str().unwrap(),
-    ));
+    let base = gnu_tar_list(&oci_blob_path(&fx.layout, layers[0]["digest"].as_str().unwrap()));
     let lines: Vec<&str> = base.lines().collect();
     let i = lines
         .iter()
@@ -67,24 +60,14 @@ fn harness_app_fixture_contents() {
         .unwrap_or_else(|| panic!("usr/bin/ping missing from base layer"));
     // GNU tar marks entries with xattrs by a '*' after the mode string and
     // lists their names on the following lines with -vv.
+    assert!(lines[i].starts_with("-rwxr-xr-x*"), "ping should carry xattrs: {}", lines[i]);
     assert!(
-        lines[i].starts_with("-rwxr-xr-x*"),
-        "ping should carry xattrs: {}",
-        lines[i]
-    );
-    assert!(
-        lines[i + 1..]
-            .iter()
-            .take_while(|l| l.starts_with("  x:"))
-            .any(|l| l.ends_with(" security.capability")),
+        lines[i + 1..].iter().take_while(|l| l.starts_with("  x:")).any(|l| l.ends_with(" security.capability")),
         "ping should carry security.capability: {:?}",
         &lines[i..(i + 3).min(lines.len())]
     );
 
-    let app = gnu_tar_list(&oci_blob_path(
-        &fx.layout,
-        layers[1]["digest"].as_str().unwrap(),
-    ));
+    let app = gnu_tar_list(&oci_blob_path(&fx.layout, layers[1]["digest"].as_str().unwrap()));
     for needle in [
         "app/server.py",
         "app/.env",
@@ -95,40 +78,22 @@ fn harness_app_fixture_contents() {
     ] {
         assert!(app.contains(needle), "app layer lacks {needle}:\n{app}");
     }
-    let suid = app
-        .lines()
-        .find(|l| l.ends_with(" usr/local/bin/setuid-copy"))
-        .expect("setuid-copy");
-    assert!(
-        suid.starts_with("-rwsr-xr-x"),
-        "setuid-copy must be 4755: {suid}"
-    );
+    let suid = app.lines().find(|l| l.ends_with(" usr/local/bin/setuid-copy")).expect("setuid-copy");
+    assert!(suid.starts_with("-rwsr-xr-x"), "setuid-copy must be 4755: {suid}");
 
     let cfg_digest = manifest["config"]["digest"].as_str().unwrap();
-    let cfg: serde_json::Value =
-        serde_json::from_slice(&oci_read_blob_verified(&fx.layout, cfg_digest)).unwrap();
-    assert_eq!(
-        cfg["config"]["Entrypoint"],
-        serde_json::json!(["/usr/bin/python3", "/app/server.py"])
-    );
+    let cfg: serde_json::Value = serde_json::from_slice(&oci_read_blob_verified(&fx.layout, cfg_digest)).unwrap();
+    assert_eq!(cfg["config"]["Entrypoint"], serde_json::json!(["/usr/bin/python3", "/app/server.py"]));
     assert_eq!(cfg["config"]["WorkingDir"], "/app");
     assert!(cfg["config"]["ExposedPorts"]["8080/tcp"].is_object());
 
     let shell = fixture("app-shellcmd");
     let m2 = read_json(&oci_blob_path(&shell.layout, &shell.manifest_digest()));
-    let cfg2: serde_json::Value = serde_json::from_slice(&oci_read_blob_verified(
-        &shell.layout,
-        m2["config"]["digest"].as_str().unwrap(),
-    ))
-    .unwrap();
-    assert_eq!(
-        cfg2["config"]["Cmd"],
-        serde_json::json!(["/bin/sh", "-c", "python3 /app/server.py"])
-    );
-    assert!(
-        cfg2["config"]["Entrypoint"].is_null(),
-        "app-shellcmd must have no Entrypoint: {cfg2}"
-    );
+    let cfg2: serde_json::Value =
+        serde_json::from_slice(&oci_read_blob_verified(&shell.layout, m2["config"]["digest"].as_str().unwrap()))
+            .unwrap();
+    assert_eq!(cfg2["config"]["Cmd"], serde_json::json!(["/bin/sh", "-c", "python3 /app/server.py"]));
+    assert!(cfg2["config"]["Entrypoint"].is_null(), "app-shellcmd must have no Entrypoint: {cfg2}");
 }
 
 /// The app image starts: server.py --selftest under runc, as root, in /app.
@@ -138,10 +103,7 @@ fn harness_app_fixture_runs() {
     let tmp = tempdir("harness-app");
     let bundle = tmp.path().join("bundle");
     umoci_unpack(&fx.oci_ref(), &bundle);
-    let run = runc_run_args(
-        &bundle,
-        Some(&["/usr/bin/python3", "/app/server.py", "--selftest"]),
-    );
+    let run = runc_run_args(&bundle, Some(&["/usr/bin/python3", "/app/server.py", "--selftest"]));
     assert!(run.status.success(), "{}", dump(&run));
     assert_eq!(stdout_str(&run), "selftest 200 OK ok\nuid=0 cwd=/app\n");
 }
@@ -173,37 +135,21 @@ fn harness_auth_registry() {
         .arg(reg.docker("debian:1"))
         .output()
         .unwrap();
-    assert!(
-        !anon.status.success(),
-        "anonymous access must fail:\n{}",
-        dump(&anon)
-    );
+    assert!(!anon.status.success(), "anonymous access must fail:\n{}", dump(&anon));
 }
 
 #[test]
 fn harness_helpers() {
-    assert_eq!(
-        base64_encode(b"harden:secret-pw"),
-        "aGFyZGVuOnNlY3JldC1wdw=="
-    );
+    assert_eq!(base64_encode(b"harden:secret-pw"), "aGFyZGVuOnNlY3JldC1wdw==");
     assert_eq!(base64_encode(b"a"), "YQ==");
     assert_eq!(base64_encode(b"ab"), "YWI=");
-    assert_eq!(
-        skopeo_ref("127.0.0.1:5000/a/b:1"),
-        "docker://127.0.0.1:5000/a/b:1"
-    );
+    assert_eq!(skopeo_ref("127.0.0.1:5000/a/b:1"), "docker://127.0.0.1:5000/a/b:1");
     assert_eq!(skopeo_ref("oci:/x/y:tag"), "oci:/x/y:tag");
     assert_eq!(oci_dir_of("/x/y:tag"), std::path::PathBuf::from("/x/y"));
-    assert_eq!(
-        oci_dir_of("/x/y@sha256:00"),
-        std::path::PathBuf::from("/x/y")
-    );
+    assert_eq!(oci_dir_of("/x/y@sha256:00"), std::path::PathBuf::from("/x/y"));
     assert_eq!(oci_dir_of("/x:1/y"), std::path::PathBuf::from("/x:1/y"));
     assert!(is_sha256_digest(&sha256_digest(b"")));
-    assert_eq!(
-        sha256_digest(b""),
-        "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-    );
+    assert_eq!(sha256_digest(b""), "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
 }
 
 /// A missing tool must fail the test with a message naming it, not skip.

@@ -9,18 +9,10 @@ use std::time::Duration;
 /// Checks a registry result: printed name, digest resolvable, raw manifest
 /// hashes to the digest, and the tag points at the same manifest.
 fn check_registry_result(reg: &Registry, pinned: &Pinned, repo: &str, tag: &str, creds: &[&str]) {
-    assert_eq!(
-        pinned.name,
-        format!("{}/{}", reg.host, repo),
-        "printed name"
-    );
+    assert_eq!(pinned.name, format!("{}/{}", reg.host, repo), "printed name");
     let by_digest = format!("{}/{}@{}", reg.host, repo, pinned.digest);
     let raw = skopeo_inspect_raw_bytes(&by_digest, creds);
-    assert_eq!(
-        sha256_digest(&raw),
-        pinned.digest,
-        "registry manifest bytes do not hash to the printed digest"
-    );
+    assert_eq!(sha256_digest(&raw), pinned.digest, "registry manifest bytes do not hash to the printed digest");
     let manifest: serde_json::Value = serde_json::from_slice(&raw).unwrap();
     assert_eq!(manifest["schemaVersion"], 2, "{manifest}");
     let by_tag = skopeo_inspect(&format!("{}/{}:{}", reg.host, repo, tag), creds);
@@ -34,16 +26,8 @@ fn check_registry_result(reg: &Registry, pinned: &Pinned, repo: &str, tag: &str,
 /// Checks an OCI-layout result: printed name is `oci:DIR`, the index names
 /// the digest, and the manifest blob hashes to it.
 fn check_oci_result(dir: &Path, pinned: &Pinned, tag: &str) {
-    assert_eq!(
-        pinned.name,
-        format!("oci:{}", dir.display()),
-        "printed name"
-    );
-    assert_eq!(
-        oci_manifest_digest(dir, tag),
-        pinned.digest,
-        "index.json tag {tag}"
-    );
+    assert_eq!(pinned.name, format!("oci:{}", dir.display()), "printed name");
+    assert_eq!(oci_manifest_digest(dir, tag), pinned.digest, "index.json tag {tag}");
     oci_read_blob_verified(dir, &pinned.digest);
 }
 
@@ -51,23 +35,15 @@ fn check_oci_result(dir: &Path, pinned: &Pinned, tag: &str) {
 /// and the `org.opencontainers.image.base.name` label/annotation blanked.
 fn normalized_result(layout: &Path, digest: &str) -> (serde_json::Value, serde_json::Value) {
     const BASE_NAME: &str = "org.opencontainers.image.base.name";
-    let mut manifest: serde_json::Value =
-        serde_json::from_slice(&oci_read_blob_verified(layout, digest)).unwrap();
+    let mut manifest: serde_json::Value = serde_json::from_slice(&oci_read_blob_verified(layout, digest)).unwrap();
     let cfg_digest = manifest["config"]["digest"].as_str().unwrap().to_string();
-    let mut config: serde_json::Value =
-        serde_json::from_slice(&oci_read_blob_verified(layout, &cfg_digest)).unwrap();
-    if let Some(a) = manifest
-        .get_mut("annotations")
-        .and_then(|a| a.as_object_mut())
-    {
+    let mut config: serde_json::Value = serde_json::from_slice(&oci_read_blob_verified(layout, &cfg_digest)).unwrap();
+    if let Some(a) = manifest.get_mut("annotations").and_then(|a| a.as_object_mut()) {
         a.remove(BASE_NAME);
     }
     manifest["config"]["digest"] = serde_json::Value::Null;
     manifest["config"]["size"] = serde_json::Value::Null;
-    if let Some(l) = config
-        .pointer_mut("/config/Labels")
-        .and_then(|l| l.as_object_mut())
-    {
+    if let Some(l) = config.pointer_mut("/config/Labels").and_then(|l| l.as_object_mut()) {
         l.remove(BASE_NAME);
     }
     (manifest, config)
@@ -92,20 +68,12 @@ fn rebuild_registry_to_registry_runs() {
     let layout_ref = format!("oci:{}:hardened", layout.display());
     skopeo_copy(&pinned.reference(), &layout_ref);
     oci_image_tool_validate(&layout);
-    assert_eq!(
-        oci_manifest_digest(&layout, "hardened"),
-        pinned.digest,
-        "skopeo changed the manifest"
-    );
+    assert_eq!(oci_manifest_digest(&layout, "hardened"), pinned.digest, "skopeo changed the manifest");
 
     let bundle = tmp.path().join("bundle");
     umoci_unpack(&layout_ref, &bundle);
     let run = runc_run(&bundle);
-    assert!(
-        run.status.success(),
-        "hardened image does not run:\n{}",
-        dump(&run)
-    );
+    assert!(run.status.success(), "hardened image does not run:\n{}", dump(&run));
     assert_eq!(stdout_str(&run), "hello from debian\n", "{}", dump(&run));
 }
 
@@ -121,42 +89,20 @@ fn rebuild_four_directions_same_digest() {
     let src_oci = fx.oci_ref();
     let profile = default_profile();
 
-    let rr = expect_pinned(&harden(&[
-        "rebuild",
-        &src_reg,
-        &reg.image("h-rr:1"),
-        "--profile",
-        &profile,
-    ]));
+    let rr = expect_pinned(&harden(&["rebuild", &src_reg, &reg.image("h-rr:1"), "--profile", &profile]));
     check_registry_result(&reg, &rr, "h-rr", "1", &[]);
 
     let ro_dir = tmp.path().join("ro");
-    let ro = expect_pinned(&harden(&[
-        "rebuild",
-        &src_reg,
-        &format!("oci:{}:1", ro_dir.display()),
-        "--profile",
-        &profile,
-    ]));
+    let ro =
+        expect_pinned(&harden(&["rebuild", &src_reg, &format!("oci:{}:1", ro_dir.display()), "--profile", &profile]));
     check_oci_result(&ro_dir, &ro, "1");
 
-    let or = expect_pinned(&harden(&[
-        "rebuild",
-        &src_oci,
-        &reg.image("h-or:1"),
-        "--profile",
-        &profile,
-    ]));
+    let or = expect_pinned(&harden(&["rebuild", &src_oci, &reg.image("h-or:1"), "--profile", &profile]));
     check_registry_result(&reg, &or, "h-or", "1", &[]);
 
     let oo_dir = tmp.path().join("oo");
-    let oo = expect_pinned(&harden(&[
-        "rebuild",
-        &src_oci,
-        &format!("oci:{}:1", oo_dir.display()),
-        "--profile",
-        &profile,
-    ]));
+    let oo =
+        expect_pinned(&harden(&["rebuild", &src_oci, &format!("oci:{}:1", oo_dir.display()), "--profile", &profile]));
     check_oci_result(&oo_dir, &oo, "1");
 
     // Same source reference -> byte-identical result, whatever the destination.
@@ -168,10 +114,7 @@ fn rebuild_four_directions_same_digest() {
     // Layers, config and everything else must be identical.
     let from_reg = normalized_result(&ro_dir, &ro.digest);
     let from_oci = normalized_result(&oo_dir, &oo.digest);
-    assert_eq!(
-        from_reg, from_oci,
-        "registry source vs oci source differ beyond org.opencontainers.image.base.name"
-    );
+    assert_eq!(from_reg, from_oci, "registry source vs oci source differ beyond org.opencontainers.image.base.name");
 
     // The source layout must be untouched by harden.
     assert_eq!(fx.manifest_digest(), fixture("debian").manifest_digest());
@@ -193,13 +136,7 @@ fn rebuild_is_reproducible() {
     let fx = fixture("debian").copy_into(tmp.path());
     let src = reg.push_fixture(&fx, "debian:1");
     let profile = default_profile();
-    let args = [
-        "rebuild",
-        src.as_str(),
-        &reg.image("repro:1"),
-        "--profile",
-        &profile,
-    ];
+    let args = ["rebuild", src.as_str(), &reg.image("repro:1"), "--profile", &profile];
 
     let first = expect_pinned(&harden(&args));
     std::thread::sleep(Duration::from_millis(1100)); // catch wall-clock timestamps
@@ -210,20 +147,10 @@ fn rebuild_is_reproducible() {
     // And into two fresh OCI layouts from the OCI source.
     let a = tmp.path().join("a");
     let b = tmp.path().join("b");
-    let pa = expect_pinned(&harden(&[
-        "rebuild",
-        &fx.oci_ref(),
-        &format!("oci:{}:r", a.display()),
-        "--profile",
-        &profile,
-    ]));
-    let pb = expect_pinned(&harden(&[
-        "rebuild",
-        &fx.oci_ref(),
-        &format!("oci:{}:r", b.display()),
-        "--profile",
-        &profile,
-    ]));
+    let pa =
+        expect_pinned(&harden(&["rebuild", &fx.oci_ref(), &format!("oci:{}:r", a.display()), "--profile", &profile]));
+    let pb =
+        expect_pinned(&harden(&["rebuild", &fx.oci_ref(), &format!("oci:{}:r", b.display()), "--profile", &profile]));
     assert_eq!(pa.digest, pb.digest, "oci->oci twice");
 }
 
@@ -239,34 +166,17 @@ fn rebuild_auth_registry() {
     let tmp = tempdir("rebuild-auth");
     let docker_config = reg.docker_config(tmp.path());
 
-    let out = harden_env(
-        &["rebuild", &src, &dst, "--profile", &profile],
-        &[("DOCKER_CONFIG", docker_config.as_os_str())],
-    );
+    let out =
+        harden_env(&["rebuild", &src, &dst, "--profile", &profile], &[("DOCKER_CONFIG", docker_config.as_os_str())]);
     let pinned = expect_pinned(&out);
-    check_registry_result(
-        &reg,
-        &pinned,
-        "hardened",
-        "1",
-        &["--creds", "harden:secret-pw"],
-    );
+    check_registry_result(&reg, &pinned, "hardened", "1", &["--creds", "harden:secret-pw"]);
 
     // No credentials at all (harden() points DOCKER_CONFIG at an empty config).
     let out = harden(&["rebuild", &src, &reg.image("anon:1"), "--profile", &profile]);
     expect_exit(&out, 1);
     let err = stderr_str(&out).to_lowercase();
     assert!(
-        [
-            "unauthorized",
-            "authentication",
-            "401",
-            "credential",
-            "denied",
-            "auth"
-        ]
-        .iter()
-        .any(|w| err.contains(w)),
+        ["unauthorized", "authentication", "401", "credential", "denied", "auth"].iter().any(|w| err.contains(w)),
         "the error should say authentication failed:\n{}",
         dump(&out)
     );
@@ -277,8 +187,7 @@ fn rebuild_auth_registry() {
     let auth = base64_encode(b"harden:wrong-pw");
     std::fs::write(
         bad.join("config.json"),
-        serde_json::to_vec(&serde_json::json!({"auths": {reg.host.clone(): {"auth": auth}}}))
-            .unwrap(),
+        serde_json::to_vec(&serde_json::json!({"auths": {reg.host.clone(): {"auth": auth}}})).unwrap(),
     )
     .unwrap();
     let out = harden_env(
@@ -293,13 +202,7 @@ fn rebuild_auth_registry() {
 fn rebuild_missing_image() {
     let reg = Registry::start(false);
     let missing = reg.image("does-not-exist:1");
-    let out = harden(&[
-        "rebuild",
-        &missing,
-        &reg.image("out:1"),
-        "--profile",
-        &default_profile(),
-    ]);
+    let out = harden(&["rebuild", &missing, &reg.image("out:1"), "--profile", &default_profile()]);
     expect_exit(&out, 1);
     assert!(
         stderr_str(&out).contains("does-not-exist"),
@@ -310,19 +213,9 @@ fn rebuild_missing_image() {
     // Missing tag in an existing repository.
     let fx = fixture("debian");
     reg.push_fixture(&fx, "debian:1");
-    let out = harden(&[
-        "rebuild",
-        &reg.image("debian:nope"),
-        &reg.image("out:1"),
-        "--profile",
-        &default_profile(),
-    ]);
+    let out = harden(&["rebuild", &reg.image("debian:nope"), &reg.image("out:1"), "--profile", &default_profile()]);
     expect_exit(&out, 1);
-    assert!(
-        stderr_str(&out).contains("debian:nope") || stderr_str(&out).contains("nope"),
-        "{}",
-        dump(&out)
-    );
+    assert!(stderr_str(&out).contains("debian:nope") || stderr_str(&out).contains("nope"), "{}", dump(&out));
 
     // Missing OCI layout.
     let tmp = tempdir("rebuild-missing");
@@ -335,11 +228,7 @@ fn rebuild_missing_image() {
         &default_profile(),
     ]);
     expect_exit(&out, 1);
-    assert!(
-        stderr_str(&out).contains("no-such-layout"),
-        "{}",
-        dump(&out)
-    );
+    assert!(stderr_str(&out).contains("no-such-layout"), "{}", dump(&out));
 }
 
 /// Usage errors exit 2.
@@ -349,11 +238,6 @@ fn rebuild_usage_errors() {
     assert_eq!(out.status.code(), Some(2), "{}", dump(&out));
     let out = harden(&["rebuild", "127.0.0.1:1/a:1"]);
     assert_eq!(out.status.code(), Some(2), "{}", dump(&out));
-    let out = harden(&[
-        "rebuild",
-        "127.0.0.1:1/a:1",
-        "127.0.0.1:1/b:1",
-        "--no-such-flag",
-    ]);
+    let out = harden(&["rebuild", "127.0.0.1:1/a:1", "127.0.0.1:1/b:1", "--no-such-flag"]);
     assert_eq!(out.status.code(), Some(2), "{}", dump(&out));
 }

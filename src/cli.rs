@@ -69,6 +69,10 @@ enum Command {
         /// the report records the signature.
         #[arg(long, value_name = "KEY")]
         sign_key: Option<PathBuf>,
+        /// The source's pullable name to record as org.opencontainers.image.base.name
+        /// (default: a registry source's repository:tag; an OCI layout source records none).
+        #[arg(long, value_name = "NAME")]
+        base_name: Option<String>,
         /// Output layer compression: gzip[:LEVEL] or zstd[:LEVEL].
         #[arg(long, default_value = "gzip:6", value_name = "CODEC")]
         compression: String,
@@ -201,7 +205,21 @@ pub fn run() -> Result<ExitCode> {
         }
     };
     match cli.command {
-        Command::Rebuild { src, dst, profile, report, digest_file, dry_run, allow_broken, sign_key, compression, jobs, quiet, net } => {
+        Command::Rebuild {
+            src,
+            dst,
+            profile,
+            report,
+            digest_file,
+            dry_run,
+            allow_broken,
+            sign_key,
+            base_name,
+            compression,
+            jobs,
+            quiet,
+            net,
+        } => {
             let src = ImageRef::parse(&src).map_err(usage)?;
             let dst = ImageRef::parse(&dst).map_err(usage)?;
             let codec: OutputCodec = compression.parse().map_err(usage)?;
@@ -210,7 +228,21 @@ pub fn run() -> Result<ExitCode> {
             let progress = Progress::new(quiet);
             let bar = progress.clone_bar();
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-            let opts = RebuildOptions { src, dst, profiles: profile, report, digest_file, dry_run, allow_broken, codec, jobs, net: net.options(), progress, sign_key };
+            let opts = RebuildOptions {
+                src,
+                dst,
+                profiles: profile,
+                report,
+                digest_file,
+                dry_run,
+                allow_broken,
+                codec,
+                jobs,
+                net: net.options(),
+                progress,
+                sign_key,
+                base_name,
+            };
             let result = rt.block_on(async {
                 tokio::select! {
                     r = pipeline::rebuild(opts) => r,
@@ -263,7 +295,10 @@ pub fn run() -> Result<ExitCode> {
             if !quiet {
                 for l in &v.verdicts {
                     match &l.result {
-                        Ok(p) => eprintln!("harden: {} #{} {}: verified (docker-reference {})", v.tag, l.index, l.digest, p.docker_reference),
+                        Ok(p) => eprintln!(
+                            "harden: {} #{} {}: verified (docker-reference {})",
+                            v.tag, l.index, l.digest, p.docker_reference
+                        ),
                         Err(e) => eprintln!("harden: {} #{} {}: {e}", v.tag, l.index, l.digest),
                     }
                 }
@@ -273,11 +308,15 @@ pub fn run() -> Result<ExitCode> {
         }
         Command::Profile(ProfileCmd::List) => {
             for (name, text) in profile::BUILTINS {
-                let desc = text.lines().find_map(|l| l.strip_prefix("description = ")).unwrap_or("\"\"").trim_matches('"');
+                let desc =
+                    text.lines().find_map(|l| l.strip_prefix("description = ")).unwrap_or("\"\"").trim_matches('"');
                 println!("{name:<12} {desc}");
             }
             println!();
-            println!("groups: {}", profile::group_names().iter().map(|g| format!("@{g}")).collect::<Vec<_>>().join(" "));
+            println!(
+                "groups: {}",
+                profile::group_names().iter().map(|g| format!("@{g}")).collect::<Vec<_>>().join(" ")
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Profile(ProfileCmd::Show { names }) => {
@@ -297,7 +336,16 @@ pub fn run() -> Result<ExitCode> {
             let progress = Progress::new(quiet);
             let bar = progress.clone_bar();
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-            let opts = crate::audit::CheckOptions { image, profiles: profile, format, fail_on, ignore, jobs, net: net.options(), progress };
+            let opts = crate::audit::CheckOptions {
+                image,
+                profiles: profile,
+                format,
+                fail_on,
+                ignore,
+                jobs,
+                net: net.options(),
+                progress,
+            };
             let result = rt.block_on(async {
                 tokio::select! {
                     r = crate::audit::check(opts) => r,

@@ -53,7 +53,8 @@ pub fn plan_user(fs: &FinalFs, profile: &Profile, mtime: u64, codec: OutputCodec
         s
     };
     let passwd = with_line(passwd, format!("{name}:x:{uid}:{gid}:{name}:{home}:/sbin/nologin\n"));
-    let group_has = group.as_deref().map(|g| g.lines().any(|l| l.split(':').nth(2) == Some(&gid.to_string()))).unwrap_or(false);
+    let group_has =
+        group.as_deref().map(|g| g.lines().any(|l| l.split(':').nth(2) == Some(&gid.to_string()))).unwrap_or(false);
     let group = if group_has { group.unwrap_or_default() } else { with_line(group, format!("{name}:x:{gid}:\n")) };
     let file_meta = |path: &str| fs.get(path).map(|(_, e)| (e.mode, e.uid, e.gid)).unwrap_or((0o644, 0, 0));
 
@@ -77,13 +78,20 @@ pub fn plan_user(fs: &FinalFs, profile: &Profile, mtime: u64, codec: OutputCodec
     let mut parent = String::new();
     for part in home.split('/').filter(|p| !p.is_empty()) {
         parent = if parent.is_empty() { part.to_string() } else { format!("{parent}/{part}") };
-        let meta = if parent == home { (0o755, *uid as u64, *gid as u64) } else { fs.get(&parent).map(|(_, e)| (e.mode, e.uid, e.gid)).unwrap_or((0o755, 0, 0)) };
+        let meta = if parent == home {
+            (0o755, *uid as u64, *gid as u64)
+        } else {
+            fs.get(&parent).map(|(_, e)| (e.mode, e.uid, e.gid)).unwrap_or((0o755, 0, 0))
+        };
         add(&format!("{parent}/"), b"", meta, true)?;
     }
     let tar_hash = tb.into_inner()?;
     let (enc, diff_id, _) = tar_hash.finish();
     let (blob, digest, _) = enc.finish()?.finish();
-    Ok(UserPlan { config_user: Some(format!("{uid}:{gid}")), layer: Some(UserLayer { blob, digest, diff_id, name: name.clone() }) })
+    Ok(UserPlan {
+        config_user: Some(format!("{uid}:{gid}")),
+        layer: Some(UserLayer { blob, digest, diff_id, name: name.clone() }),
+    })
 }
 
 /// Env names that look like secrets (Dockle's pattern and Trivy's list).
@@ -92,7 +100,9 @@ pub fn secret_env_name(name: &str) -> bool {
     if up == "GPG_KEY" || up == "GPG_KEYS" {
         return false;
     }
-    ["PASS", "PASSWD", "PASSWORD", "SECRET", "KEY", "ACCESS", "TOKEN", "CREDENTIAL", "PRIVATE"].iter().any(|w| up.contains(w))
+    ["PASS", "PASSWD", "PASSWORD", "SECRET", "KEY", "ACCESS", "TOKEN", "CREDENTIAL", "PRIVATE"]
+        .iter()
+        .any(|w| up.contains(w))
 }
 
 /// What the config edit did, for the report and the history comment.
@@ -106,7 +116,10 @@ pub struct ConfigChanges {
 
 pub struct ConfigEdit<'a> {
     pub profile: &'a Profile,
-    pub source_name: String,
+    /// The source's pullable name, recorded as org.opencontainers.image.base.name; None for an
+    /// OCI layout (a local path is nobody's name, and would make the digest depend on where the
+    /// layout sits on disk) unless `--base-name` gives one.
+    pub source_name: Option<String>,
     pub source_digest: Digest,
     pub diff_ids: Vec<Digest>,
     pub user: Option<String>,
@@ -147,7 +160,9 @@ pub fn edit(config: &mut Value, e: &ConfigEdit) -> Result<ConfigChanges> {
             let (k, val) = s.split_once('=').unwrap_or((&s, ""));
             if secret_env_name(k) && !val.is_empty() && rules.env_secrets != EnvSecrets::Keep {
                 if rules.env_secrets == EnvSecrets::Fail {
-                    bail!(crate::Failure::Policy(format!("config Env: `{k}` looks like a secret and the profile says env_secrets = \"fail\"")));
+                    bail!(crate::Failure::Policy(format!(
+                        "config Env: `{k}` looks like a secret and the profile says env_secrets = \"fail\""
+                    )));
                 }
                 ch.env_removed.push(k.to_string());
                 if val.len() >= 4 {
@@ -189,6 +204,8 @@ pub fn edit(config: &mut Value, e: &ConfigEdit) -> Result<ConfigChanges> {
     for k in &rules.remove_labels {
         labels.remove(k);
     }
+    // A base.name inherited from the source's own base would be wrong for the result.
+    labels.remove("org.opencontainers.image.base.name");
     let mut set = |k: &str, v: String| {
         labels.insert(k.to_string(), json!(v));
         ch.labels_set.push(k.to_string());
@@ -196,7 +213,9 @@ pub fn edit(config: &mut Value, e: &ConfigEdit) -> Result<ConfigChanges> {
     for (k, v) in &rules.labels {
         set(k, v.clone());
     }
-    set("org.opencontainers.image.base.name", e.source_name.clone());
+    if let Some(n) = &e.source_name {
+        set("org.opencontainers.image.base.name", n.clone());
+    }
     set("org.opencontainers.image.base.digest", e.source_digest.to_string());
     set(&format!("{LABEL_NS}.profile"), e.profile.name());
     set(&format!("{LABEL_NS}.profile.digest"), e.profile.digest().to_string());
@@ -222,7 +241,10 @@ pub fn edit(config: &mut Value, e: &ConfigEdit) -> Result<ConfigChanges> {
         if !created.is_null() {
             entry.insert("created".into(), created);
         }
-        entry.insert("created_by".into(), json!(format!("harden {} --profile {}", env!("CARGO_PKG_VERSION"), e.profile.name())));
+        entry.insert(
+            "created_by".into(),
+            json!(format!("harden {} --profile {}", env!("CARGO_PKG_VERSION"), e.profile.name())),
+        );
         entry.insert("comment".into(), json!(e.summary));
         if !e.added_layer {
             entry.insert("empty_layer".into(), json!(true));
@@ -235,7 +257,10 @@ pub fn edit(config: &mut Value, e: &ConfigEdit) -> Result<ConfigChanges> {
 /// RFC 3339 from SOURCE_DATE_EPOCH, when set: the only clock harden reads.
 pub fn source_date_epoch() -> Result<Option<(u64, String)>> {
     let Ok(s) = std::env::var("SOURCE_DATE_EPOCH") else { return Ok(None) };
-    let secs: u64 = s.trim().parse().map_err(|_| crate::Failure::Usage(format!("SOURCE_DATE_EPOCH=`{s}` is not a number of seconds")))?;
+    let secs: u64 = s
+        .trim()
+        .parse()
+        .map_err(|_| crate::Failure::Usage(format!("SOURCE_DATE_EPOCH=`{s}` is not a number of seconds")))?;
     Ok(Some((secs, rfc3339(secs))))
 }
 
@@ -259,7 +284,11 @@ fn rfc3339(secs: u64) -> String {
 /// Seconds since the epoch of an RFC 3339 `created` (for the user layer's mtimes); 0 if unparsable.
 pub fn epoch_of(created: &str) -> u64 {
     let p = |a: usize, b: usize| created.get(a..b).and_then(|s| s.parse::<i64>().ok());
-    let (Some(y), Some(m), Some(d), Some(hh), Some(mm), Some(ss)) = (p(0, 4), p(5, 7), p(8, 10), p(11, 13), p(14, 16), p(17, 19)) else { return 0 };
+    let (Some(y), Some(m), Some(d), Some(hh), Some(mm), Some(ss)) =
+        (p(0, 4), p(5, 7), p(8, 10), p(11, 13), p(14, 16), p(17, 19))
+    else {
+        return 0;
+    };
     let y2 = if m <= 2 { y - 1 } else { y };
     let era = y2.div_euclid(400);
     let yoe = y2 - era * 400;
@@ -293,7 +322,16 @@ mod tests {
     fn edit_keeps_unknown_fields_and_scrubs_history() {
         let profile = crate::profile::load(&["baseline".into()]).unwrap();
         let mut cfg: Value = serde_json::from_str(r#"{"architecture":"amd64","config":{"Env":["PATH=/bin","API_TOKEN=abcd1234"],"ArgsEscaped":true,"Healthcheck":{"Test":["NONE"]}},"rootfs":{"type":"layers","diff_ids":[]},"history":[{"created_by":"RUN echo abcd1234"}],"container_config":{"x":1}}"#).unwrap();
-        let e = ConfigEdit { profile: &profile, source_name: "r/x:1".into(), source_digest: Digest::of(b"m"), diff_ids: vec![Digest::of(b"l")], user: Some("65532:65532".into()), added_layer: true, summary: "s".into(), created: None };
+        let e = ConfigEdit {
+            profile: &profile,
+            source_name: Some("r/x:1".into()),
+            source_digest: Digest::of(b"m"),
+            diff_ids: vec![Digest::of(b"l")],
+            user: Some("65532:65532".into()),
+            added_layer: true,
+            summary: "s".into(),
+            created: None,
+        };
         let ch = edit(&mut cfg, &e).unwrap();
         assert_eq!(ch.env_removed, vec!["API_TOKEN"]);
         assert_eq!(cfg["config"]["User"], "65532:65532");

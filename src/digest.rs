@@ -14,9 +14,7 @@ pub struct Digest(String);
 impl Digest {
     /// Parse and validate; only sha256 is accepted (the only algorithm registries require).
     pub fn parse(s: &str) -> Result<Self, String> {
-        let hex = s
-            .strip_prefix("sha256:")
-            .ok_or_else(|| format!("digest `{s}` is not sha256:<hex>"))?;
+        let hex = s.strip_prefix("sha256:").ok_or_else(|| format!("digest `{s}` is not sha256:<hex>"))?;
         if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
             return Err(format!("digest `{s}` is not sha256 followed by 64 lower-case hex digits"));
         }

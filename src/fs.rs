@@ -74,7 +74,12 @@ impl FinalFs {
 
     /// As [`resolve`](Self::resolve), over any lookup (the plan resolves against the view
     /// after removals).
-    pub fn resolve_with<'a>(&self, path: &str, follow_last: bool, lookup: &dyn Fn(&str) -> Option<&'a EntryInfo>) -> Option<String> {
+    pub fn resolve_with<'a>(
+        &self,
+        path: &str,
+        follow_last: bool,
+        lookup: &dyn Fn(&str) -> Option<&'a EntryInfo>,
+    ) -> Option<String> {
         let mut todo: Vec<String> = path.split('/').filter(|c| !c.is_empty()).map(str::to_string).collect();
         todo.reverse();
         let mut cur: Vec<String> = Vec::new();
@@ -102,7 +107,8 @@ impl FinalFs {
                     if target.starts_with('/') {
                         cur.clear();
                     }
-                    let mut parts: Vec<String> = target.split('/').filter(|c| !c.is_empty()).map(str::to_string).collect();
+                    let mut parts: Vec<String> =
+                        target.split('/').filter(|c| !c.is_empty()).map(str::to_string).collect();
                     parts.reverse();
                     todo.extend(parts);
                 }
@@ -155,7 +161,8 @@ fn whiteout_of(e: &EntryInfo) -> Option<(String, bool)> {
 
 fn remove_under(map: &mut BTreeMap<String, Loc>, dir: &str) {
     let prefix = if dir.is_empty() { String::new() } else { format!("{dir}/") };
-    let doomed: Vec<String> = map.range(prefix.clone()..).take_while(|(p, _)| p.starts_with(&prefix)).map(|(p, _)| p.clone()).collect();
+    let doomed: Vec<String> =
+        map.range(prefix.clone()..).take_while(|(p, _)| p.starts_with(&prefix)).map(|(p, _)| p.clone()).collect();
     for p in doomed {
         map.remove(&p);
     }
@@ -195,7 +202,11 @@ pub mod tests {
             entry("opt", Kind::Dir, None),
             entry("opt/x", Kind::File, None),
         ]);
-        let l1 = layer(vec![entry("etc/.wh.a", Kind::File, None), entry("opt/.wh..wh..opq", Kind::File, None), entry("opt/y", Kind::File, None)]);
+        let l1 = layer(vec![
+            entry("etc/.wh.a", Kind::File, None),
+            entry("opt/.wh..wh..opq", Kind::File, None),
+            entry("opt/y", Kind::File, None),
+        ]);
         let fs = FinalFs::build(vec![l0, l1]);
         assert!(fs.get("etc/a").is_none());
         assert!(fs.get("etc/b").is_some());

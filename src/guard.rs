@@ -72,7 +72,9 @@ impl<'a> Guard<'a> {
             broken: Vec::new(),
             preexisting: Vec::new(),
         };
-        let strings = |v: &Value| -> Vec<String> { v.as_array().map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect()).unwrap_or_default() };
+        let strings = |v: &Value| -> Vec<String> {
+            v.as_array().map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect()).unwrap_or_default()
+        };
         let mut argv = strings(&c["Entrypoint"]);
         let what = if argv.is_empty() { "CMD" } else { "ENTRYPOINT" };
         argv.extend(strings(&c["Cmd"]));
@@ -116,7 +118,8 @@ impl<'a> Guard<'a> {
     fn blame(&mut self, needed_by: &str, path: &str) {
         let before_link = self.fs.resolve(path, false);
         let before_target = self.fs.resolve(path, true);
-        let mut removed: Vec<String> = [before_link, before_target].into_iter().flatten().filter(|p| self.plan.is_removed(p)).collect();
+        let mut removed: Vec<String> =
+            [before_link, before_target].into_iter().flatten().filter(|p| self.plan.is_removed(p)).collect();
         removed.dedup();
         let rule = removed.first().and_then(|r| self.plan.removed.get(r));
         let b = Breakage {
@@ -141,7 +144,13 @@ impl<'a> Guard<'a> {
             Some(l) => l,
             None => {
                 // Not on PATH even before the plan: the image was like this already.
-                self.preexisting.push(Breakage { needed_by: needed_by.into(), path: name.into(), removed: Vec::new(), rule: None, origin: None });
+                self.preexisting.push(Breakage {
+                    needed_by: needed_by.into(),
+                    path: name.into(),
+                    removed: Vec::new(),
+                    rule: None,
+                    origin: None,
+                });
                 return;
             }
         };
@@ -198,10 +207,20 @@ pub fn elf_interpreter(b: &[u8]) -> Option<String> {
     }
     let is64 = b[4] == 2;
     let le = b[5] == 1;
-    let u16_at = |o: usize| -> Option<u64> { let s = b.get(o..o + 2)?; Some(if le { u16::from_le_bytes([s[0], s[1]]) } else { u16::from_be_bytes([s[0], s[1]]) } as u64) };
-    let u32_at = |o: usize| -> Option<u64> { let s: [u8; 4] = b.get(o..o + 4)?.try_into().ok()?; Some(if le { u32::from_le_bytes(s) } else { u32::from_be_bytes(s) } as u64) };
-    let u64_at = |o: usize| -> Option<u64> { let s: [u8; 8] = b.get(o..o + 8)?.try_into().ok()?; Some(if le { u64::from_le_bytes(s) } else { u64::from_be_bytes(s) }) };
-    let (phoff, phentsize, phnum) = if is64 { (u64_at(32)?, u16_at(54)?, u16_at(56)?) } else { (u32_at(28)?, u16_at(42)?, u16_at(44)?) };
+    let u16_at = |o: usize| -> Option<u64> {
+        let s = b.get(o..o + 2)?;
+        Some(if le { u16::from_le_bytes([s[0], s[1]]) } else { u16::from_be_bytes([s[0], s[1]]) } as u64)
+    };
+    let u32_at = |o: usize| -> Option<u64> {
+        let s: [u8; 4] = b.get(o..o + 4)?.try_into().ok()?;
+        Some(if le { u32::from_le_bytes(s) } else { u32::from_be_bytes(s) } as u64)
+    };
+    let u64_at = |o: usize| -> Option<u64> {
+        let s: [u8; 8] = b.get(o..o + 8)?.try_into().ok()?;
+        Some(if le { u64::from_le_bytes(s) } else { u64::from_be_bytes(s) })
+    };
+    let (phoff, phentsize, phnum) =
+        if is64 { (u64_at(32)?, u16_at(54)?, u16_at(56)?) } else { (u32_at(28)?, u16_at(42)?, u16_at(44)?) };
     for i in 0..phnum.min(64) {
         let ph = usize::try_from(phoff.checked_add(i.checked_mul(phentsize)?)?).ok()?;
         if u32_at(ph)? != 3 {
@@ -252,7 +271,8 @@ mod tests {
     fn script_entrypoint_follows_env_shebang() {
         let fs = image();
         let plan = crate::plan::plan(&fs, &load(&["strict".into()]).unwrap());
-        let cfg = serde_json::json!({"config": {"Entrypoint": ["run"], "Healthcheck": {"Test": ["CMD-SHELL", "true"]}}});
+        let cfg =
+            serde_json::json!({"config": {"Entrypoint": ["run"], "Healthcheck": {"Test": ["CMD-SHELL", "true"]}}});
         let g = Guard::check(&fs, &plan, &cfg, None);
         // run → /usr/bin/env python3 are all kept; the CMD-SHELL health check needs /bin/sh.
         assert_eq!(g.broken.len(), 1, "{:?}", g.broken);

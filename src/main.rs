@@ -40,6 +40,12 @@ pub enum Failure {
 }
 
 fn main() -> ExitCode {
+    // Rust ignores SIGPIPE, so `harden … | head` would panic in println!. Restore the default:
+    // a closed pipe ends the process quietly, as it does for every other Unix tool.
+    // SAFETY: called first thing, before any thread exists; SIG_DFL is a valid disposition.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let _ = rustls::crypto::ring::default_provider().install_default();
     match cli::run() {
         Ok(code) => code,

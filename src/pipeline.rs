@@ -39,6 +39,23 @@ pub struct RebuildOptions {
     pub progress: Progress,
     /// Sign the pushed result with this key (cosign `.sig` beside it) and report the signature.
     pub sign_key: Option<crate::sign::SigningKey>,
+    /// Recorded as org.opencontainers.image.base.name (see [`RebuildOptions::base_name`]).
+    pub base_name: Option<String>,
+}
+
+impl RebuildOptions {
+    /// What the result records as its base name: `--base-name`, else a registry source's
+    /// repository and tag (the digest is recorded separately), else nothing.
+    pub fn base_name(&self) -> Option<String> {
+        self.base_name.clone().or_else(|| match &self.src {
+            ImageRef::Registry { tag, .. } => Some(format!(
+                "{}{}",
+                self.src.repository_name(),
+                tag.as_ref().map(|t| format!(":{t}")).unwrap_or_default()
+            )),
+            ImageRef::Layout { .. } => None,
+        })
+    }
 }
 
 /// Fetch the manifest and config of `r`, refusing indexes with a clear message.
@@ -48,16 +65,35 @@ pub async fn resolve(src: &Endpoint, r: &ImageRef) -> Result<(Manifest, Manifest
         let idx: Value = serde_json::from_slice(&manifest.bytes).unwrap_or_default();
         let platforms: Vec<String> = idx["manifests"]
             .as_array()
-            .map(|m| m.iter().map(|e| format!("{}/{} {}", e["platform"]["os"].as_str().unwrap_or("?"), e["platform"]["architecture"].as_str().unwrap_or("?"), e["digest"].as_str().unwrap_or("?"))).collect())
+            .map(|m| {
+                m.iter()
+                    .map(|e| {
+                        format!(
+                            "{}/{} {}",
+                            e["platform"]["os"].as_str().unwrap_or("?"),
+                            e["platform"]["architecture"].as_str().unwrap_or("?"),
+                            e["digest"].as_str().unwrap_or("?")
+                        )
+                    })
+                    .collect()
+            })
             .unwrap_or_default();
-        bail!("{r} is a multi-platform index ({}); rebuild one platform by digest, e.g. {}", platforms.join(", "), r.with_digest(&Digest::parse(idx["manifests"][0]["digest"].as_str().unwrap_or("")).unwrap_or_else(|_| manifest.digest.clone())));
+        bail!(
+            "{r} is a multi-platform index ({}); rebuild one platform by digest, e.g. {}",
+            platforms.join(", "),
+            r.with_digest(
+                &Digest::parse(idx["manifests"][0]["digest"].as_str().unwrap_or(""))
+                    .unwrap_or_else(|_| manifest.digest.clone())
+            )
+        );
     }
     if manifest.media_type != image::OCI_MANIFEST && manifest.media_type != image::DOCKER_MANIFEST {
         bail!("{r}: manifest media type {} is not an image manifest", manifest.media_type);
     }
     let view = ManifestView::parse(&manifest.bytes, &manifest.media_type).with_context(|| format!("{r}"))?;
     let config_bytes = src.blob_bytes(&view.config.digest, MAX_CONFIG).await.with_context(|| format!("{r}: config"))?;
-    let config: Value = serde_json::from_slice(&config_bytes).map_err(|e| anyhow!("{r}: config {} is not valid JSON: {e}", view.config.digest))?;
+    let config: Value = serde_json::from_slice(&config_bytes)
+        .map_err(|e| anyhow!("{r}: config {} is not valid JSON: {e}", view.config.digest))?;
     if !config.is_object() {
         bail!("{r}: config {} is not a JSON object", view.config.digest);
     }
@@ -65,7 +101,14 @@ pub async fn resolve(src: &Endpoint, r: &ImageRef) -> Result<(Manifest, Manifest
 }
 
 /// Materialise and scan every layer (bounded concurrency), verifying digests and diff_ids.
-pub async fn scan_all(src: &Endpoint, view: &ManifestView, config: &Value, spool: &std::path::Path, jobs: usize, progress: &Progress) -> Result<(Vec<LocalBlob>, Vec<LayerIndex>)> {
+pub async fn scan_all(
+    src: &Endpoint,
+    view: &ManifestView,
+    config: &Value,
+    spool: &std::path::Path,
+    jobs: usize,
+    progress: &Progress,
+) -> Result<(Vec<LocalBlob>, Vec<LayerIndex>)> {
     let diff_ids = image::diff_ids(config, view.layers.len())?;
     let results: Vec<(LocalBlob, LayerIndex)> = stream::iter(view.layers.iter().zip(diff_ids).enumerate())
         .map(|(i, (layer, diff_id))| async move {
@@ -82,7 +125,13 @@ pub async fn scan_all(src: &Endpoint, view: &ManifestView, config: &Value, spool
             })
             .await?
             .map_err(|e| anyhow!("layer {digest}: {e}"))?;
-            progress.line(&format!("scanned layer {}/{} {} ({} entries)", i + 1, view.layers.len(), digest.short(), index.entries.len()));
+            progress.line(&format!(
+                "scanned layer {}/{} {} ({} entries)",
+                i + 1,
+                view.layers.len(),
+                digest.short(),
+                index.entries.len()
+            ));
             Ok((blob, index))
         })
         .buffered(jobs.max(1))
@@ -121,7 +170,8 @@ pub async fn rebuild(o: RebuildOptions) -> Result<String> {
     let plan = plan::plan(&fs, &profile);
     let epoch = config::source_date_epoch()?;
     let created = epoch.as_ref().map(|(_, s)| s.clone());
-    let mtime = epoch.as_ref().map(|(s, _)| *s).unwrap_or_else(|| config::epoch_of(config["created"].as_str().unwrap_or("")));
+    let mtime =
+        epoch.as_ref().map(|(s, _)| *s).unwrap_or_else(|| config::epoch_of(config["created"].as_str().unwrap_or("")));
     let user = config::plan_user(&fs, &profile, mtime, o.codec)?;
     let mut effective = config.clone();
     if let Some(crate::profile::HealthRule::Set(h)) = &profile.config.healthcheck {
@@ -151,7 +201,7 @@ pub async fn rebuild(o: RebuildOptions) -> Result<String> {
         &mut predicted,
         &ConfigEdit {
             profile: &profile,
-            source_name: o.src.to_string(),
+            source_name: o.base_name(),
             source_digest: manifest.digest.clone(),
             diff_ids: fs.layers.iter().map(|l| l.diff_id.clone()).collect(),
             user: user.config_user.clone(),
@@ -162,7 +212,19 @@ pub async fn rebuild(o: RebuildOptions) -> Result<String> {
     )
     .is_ok();
     let user_blob = user.layer.as_ref().map(|u| (u.blob.as_slice(), &u.digest));
-    let mut findings = crate::audit::run::rebuild_findings(&src, &o.src, &manifest.digest, &view, &fs, &config, &plan, predicted_ok.then_some(&predicted), user_blob, o.sign_key.is_some()).await;
+    let mut findings = crate::audit::run::rebuild_findings(
+        &src,
+        &o.src,
+        &manifest.digest,
+        &view,
+        &fs,
+        &config,
+        &plan,
+        predicted_ok.then_some(&predicted),
+        user_blob,
+        o.sign_key.is_some(),
+    )
+    .await;
     o.progress.line(&findings.summary());
 
     let mut report = json!({
@@ -185,15 +247,24 @@ pub async fn rebuild(o: RebuildOptions) -> Result<String> {
     report["findings"] = findings.to_json();
     let write_report = |report: &Value| -> Result<()> {
         if let Some(p) = &o.report {
-            crate::transport::layout::write_atomic(p, &serde_json::to_vec_pretty(report)?).with_context(|| format!("--report {}", p.display()))?;
+            crate::transport::layout::write_atomic(p, &serde_json::to_vec_pretty(report)?)
+                .with_context(|| format!("--report {}", p.display()))?;
         }
         Ok(())
     };
 
     if o.dry_run {
         println!("{summary}");
+        // Top-most removed paths only, with how much goes with them; the report lists all.
         for (p, r) in &plan.removed {
-            println!("remove /{p}  ({} from {})", r.pattern, r.origin);
+            let (parent, _) = crate::layer::tar::split_parent(p);
+            if !parent.is_empty() && plan.is_removed(parent) {
+                continue;
+            }
+            let under =
+                plan.removed.range(format!("{p}/")..).take_while(|(q, _)| q.starts_with(&format!("{p}/"))).count();
+            let extra = if under > 0 { format!(" (+{under} under it)") } else { String::new() };
+            println!("remove /{p}{extra}  [{} from {}]", r.pattern, r.origin);
         }
         for p in &plan.setuid_stripped {
             println!("chmod a-s /{p}");
@@ -216,7 +287,10 @@ pub async fn rebuild(o: RebuildOptions) -> Result<String> {
         }
         if !o.allow_broken {
             write_report(&report)?;
-            bail!(Failure::Policy(format!("refusing to produce an image that cannot start: {} (--allow-broken overrides)", guard.broken[0])));
+            bail!(Failure::Policy(format!(
+                "refusing to produce an image that cannot start: {} (--allow-broken overrides)",
+                guard.broken[0]
+            )));
         }
     }
 
@@ -225,35 +299,45 @@ pub async fn rebuild(o: RebuildOptions) -> Result<String> {
     let plans: Vec<Arc<LayerPlan>> = plan.layers.iter().cloned().map(Arc::new).collect();
     let spool_path = spool.path().to_path_buf();
     let codec = o.codec;
-    let rewrites: Vec<Option<(PathBuf, LayerRewrite)>> = stream::iter(view.layers.iter().zip(&blobs).zip(&plans).enumerate())
-        .map(|(i, ((layer, blob), lp))| {
-            let input = blob.path.clone();
-            let out = spool_path.join(format!("out-{i}"));
-            let lp = Arc::clone(lp);
-            let digest = layer.digest.clone();
-            let progress = &o.progress;
-            let n = view.layers.len();
-            async move {
-                if lp.is_unchanged() {
-                    return Ok(None);
+    let rewrites: Vec<Option<(PathBuf, LayerRewrite)>> =
+        stream::iter(view.layers.iter().zip(&blobs).zip(&plans).enumerate())
+            .map(|(i, ((layer, blob), lp))| {
+                let input = blob.path.clone();
+                let out = spool_path.join(format!("out-{i}"));
+                let lp = Arc::clone(lp);
+                let digest = layer.digest.clone();
+                let progress = &o.progress;
+                let n = view.layers.len();
+                async move {
+                    if lp.is_unchanged() {
+                        return Ok(None);
+                    }
+                    let out2 = out.clone();
+                    let rw = tokio::task::spawn_blocking(move || -> std::io::Result<LayerRewrite> {
+                        let r = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(&input)?);
+                        let w = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&out2)?);
+                        let (mut w, rw) = rewrite::rewrite_layer(r, w, &lp, codec)?;
+                        std::io::Write::flush(&mut w)?;
+                        Ok(rw)
+                    })
+                    .await?
+                    .map_err(|e| anyhow!("layer {digest}: rewrite failed: {e}"))?;
+                    progress.line(&format!(
+                        "rewrote layer {}/{n} {} → {} ({} → {}, {} removed, {} changed)",
+                        i + 1,
+                        digest.short(),
+                        rw.digest.short(),
+                        human(layer.size),
+                        human(rw.size),
+                        rw.stats.removed,
+                        rw.stats.changed
+                    ));
+                    Ok::<_, anyhow::Error>(Some((out, rw)))
                 }
-                let out2 = out.clone();
-                let rw = tokio::task::spawn_blocking(move || -> std::io::Result<LayerRewrite> {
-                    let r = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(&input)?);
-                    let w = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&out2)?);
-                    let (mut w, rw) = rewrite::rewrite_layer(r, w, &lp, codec)?;
-                    std::io::Write::flush(&mut w)?;
-                    Ok(rw)
-                })
-                .await?
-                .map_err(|e| anyhow!("layer {digest}: rewrite failed: {e}"))?;
-                progress.line(&format!("rewrote layer {}/{n} {} → {} ({} → {}, {} removed, {} changed)", i + 1, digest.short(), rw.digest.short(), human(layer.size), human(rw.size), rw.stats.removed, rw.stats.changed));
-                Ok::<_, anyhow::Error>(Some((out, rw)))
-            }
-        })
-        .buffered(o.jobs.max(1))
-        .try_collect()
-        .await?;
+            })
+            .buffered(o.jobs.max(1))
+            .try_collect()
+            .await?;
     let t_rewrite = t1.elapsed();
 
     // New manifest and config.
@@ -268,18 +352,20 @@ pub async fn rebuild(o: RebuildOptions) -> Result<String> {
                 d["digest"] = json!(rw.digest.as_str());
                 d["size"] = json!(rw.size);
                 diff_ids.push(rw.diff_id.clone());
-                layer_reports.push(json!({"input_digest": layer.digest.as_str(), "output_digest": rw.digest.as_str(), "action": "rewritten", "bytes_in": layer.size, "bytes_out": rw.size, "entries_removed": rw.stats.removed, "entries_changed": rw.stats.changed}));
+                layer_reports.push(json!({"input_digest": layer.digest.as_str(), "output_digest": rw.digest.as_str(), "action": "rewritten", "input_codec": format!("{:?}", fs.layers[i].codec).to_lowercase(), "uncompressed_bytes": fs.layers[i].uncompressed_size, "bytes_in": layer.size, "bytes_out": rw.size, "entries_removed": rw.stats.removed, "entries_changed": rw.stats.changed}));
             }
             None => {
                 diff_ids.push(fs.layers[i].diff_id.clone());
-                layer_reports.push(json!({"input_digest": layer.digest.as_str(), "output_digest": layer.digest.as_str(), "action": "reused", "bytes_in": layer.size, "bytes_out": layer.size, "entries_removed": 0, "entries_changed": 0}));
+                layer_reports.push(json!({"input_digest": layer.digest.as_str(), "output_digest": layer.digest.as_str(), "action": "reused", "input_codec": format!("{:?}", fs.layers[i].codec).to_lowercase(), "uncompressed_bytes": fs.layers[i].uncompressed_size, "bytes_in": layer.size, "bytes_out": layer.size, "entries_removed": 0, "entries_changed": 0}));
             }
         }
     }
     if let Some(ul) = &user.layer {
         diff_ids.push(ul.diff_id.clone());
         let layers = manifest_json["layers"].as_array_mut().ok_or_else(|| anyhow!("manifest has no layers list"))?;
-        layers.push(json!({"mediaType": view.layer_media_type(o.codec), "digest": ul.digest.as_str(), "size": ul.blob.len()}));
+        layers.push(
+            json!({"mediaType": view.layer_media_type(o.codec), "digest": ul.digest.as_str(), "size": ul.blob.len()}),
+        );
         layer_reports.push(json!({"input_digest": null, "output_digest": ul.digest.as_str(), "action": "added", "bytes_in": 0, "bytes_out": ul.blob.len(), "purpose": format!("adds user {}", ul.name)}));
     }
     let mut new_config = config.clone();
@@ -287,7 +373,7 @@ pub async fn rebuild(o: RebuildOptions) -> Result<String> {
         &mut new_config,
         &ConfigEdit {
             profile: &profile,
-            source_name: o.src.to_string(),
+            source_name: o.base_name(),
             source_digest: manifest.digest.clone(),
             diff_ids,
             user: user.config_user.clone(),
@@ -301,9 +387,16 @@ pub async fn rebuild(o: RebuildOptions) -> Result<String> {
     manifest_json["config"]["digest"] = json!(config_digest.as_str());
     manifest_json["config"]["size"] = json!(config_bytes.len());
     if !view.docker {
-        let ann = manifest_json.as_object_mut().expect("manifest is an object").entry("annotations").or_insert_with(|| json!({}));
+        let ann = manifest_json
+            .as_object_mut()
+            .expect("manifest is an object")
+            .entry("annotations")
+            .or_insert_with(|| json!({}));
         if let Some(a) = ann.as_object_mut() {
-            a.insert("org.opencontainers.image.base.name".into(), json!(o.src.to_string()));
+            match o.base_name() {
+                Some(n) => a.insert("org.opencontainers.image.base.name".into(), json!(n)),
+                None => a.remove("org.opencontainers.image.base.name"),
+            };
             a.insert("org.opencontainers.image.base.digest".into(), json!(manifest.digest.as_str()));
             for k in &profile.config.remove_annotations {
                 a.remove(k);
@@ -314,7 +407,11 @@ pub async fn rebuild(o: RebuildOptions) -> Result<String> {
         }
     }
     let manifest_bytes = serde_json::to_vec(&manifest_json)?;
-    let result = Manifest { digest: Digest::of(&manifest_bytes), bytes: manifest_bytes, media_type: manifest.media_type.clone() };
+    let result = Manifest {
+        digest: Digest::of(&manifest_bytes),
+        bytes: manifest_bytes,
+        media_type: manifest.media_type.clone(),
+    };
 
     // Push: blobs first, each confirmed; the manifest last.
     let t2 = Instant::now();
@@ -350,7 +447,11 @@ pub async fn rebuild(o: RebuildOptions) -> Result<String> {
     if !dst.has_blob(&config_digest).await? {
         dst.put_blob_bytes(&config_digest, &config_bytes).await?;
     }
-    let mut all: Vec<Digest> = rewrites.iter().zip(&view.layers).map(|(rw, l)| rw.as_ref().map(|(_, r)| r.digest.clone()).unwrap_or_else(|| l.digest.clone())).collect();
+    let mut all: Vec<Digest> = rewrites
+        .iter()
+        .zip(&view.layers)
+        .map(|(rw, l)| rw.as_ref().map(|(_, r)| r.digest.clone()).unwrap_or_else(|| l.digest.clone()))
+        .collect();
     all.extend(user.layer.as_ref().map(|u| u.digest.clone()));
     all.push(config_digest.clone());
     for d in &all {
@@ -363,14 +464,18 @@ pub async fn rebuild(o: RebuildOptions) -> Result<String> {
 
     let line = o.dst.by_digest(&result.digest);
     if let Some(p) = &o.digest_file {
-        crate::transport::layout::write_atomic(p, format!("{}\n", result.digest).as_bytes()).with_context(|| format!("--digest-file {}", p.display()))?;
+        crate::transport::layout::write_atomic(p, format!("{}\n", result.digest).as_bytes())
+            .with_context(|| format!("--digest-file {}", p.display()))?;
     }
-    report["result"] = json!({"reference": line, "digest": result.digest.as_str(), "config_digest": config_digest.as_str()});
+    report["result"] =
+        json!({"reference": line, "digest": result.digest.as_str(), "config_digest": config_digest.as_str()});
     report["layers"] = json!(layer_reports);
     report["config_changes"] = serde_json::to_value(&changes)?;
     if let Some(key) = &o.sign_key {
         match crate::signing::sign_digest(&dst, &o.dst, &result.digest, key, &Default::default(), &o.progress).await {
-            Ok(s) => report["signature"] = json!({"tag": s.tag, "manifest_digest": s.manifest_digest.as_str(), "payload_digest": s.payload_digest.as_str(), "added": s.added}),
+            Ok(s) => {
+                report["signature"] = json!({"tag": s.tag, "manifest_digest": s.manifest_digest.as_str(), "payload_digest": s.payload_digest.as_str(), "added": s.added})
+            }
             Err(e) => {
                 write_report(&report)?;
                 return Err(e.context(format!("{line} was pushed, but signing it failed")));

@@ -159,12 +159,17 @@ pub fn plan(fs: &FinalFs, profile: &Profile) -> Plan {
             continue;
         }
         let mut mode = e.mode;
-        if profile.strip_setuid && matches!(e.kind, Kind::File | Kind::HardLink) && e.mode & 0o6000 != 0 && allow_m.matches(path).is_none() {
+        if profile.strip_setuid
+            && matches!(e.kind, Kind::File | Kind::HardLink)
+            && e.mode & 0o6000 != 0
+            && allow_m.matches(path).is_none()
+        {
             mode &= !0o6000;
             setuid_stripped.push(path.to_string());
         }
         let sticky_dir = e.kind == Kind::Dir && e.mode & 0o1000 != 0;
-        if profile.fix_world_writable && matches!(e.kind, Kind::File | Kind::Dir) && e.mode & 0o002 != 0 && !sticky_dir {
+        if profile.fix_world_writable && matches!(e.kind, Kind::File | Kind::Dir) && e.mode & 0o002 != 0 && !sticky_dir
+        {
             mode &= !0o002;
             world_writable_fixed.push(path.to_string());
         }

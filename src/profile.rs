@@ -265,7 +265,8 @@ fn parse_groups() -> Result<Groups, ProfileError> {
         keep: Vec<String>,
     }
     let src = Source { name: "profiles/groups.toml".into(), text: GROUPS };
-    let raw: BTreeMap<String, G> = toml::from_str(GROUPS).map_err(|e| src.err(e.span().unwrap_or(0..0), e.message().to_string()))?;
+    let raw: BTreeMap<String, G> =
+        toml::from_str(GROUPS).map_err(|e| src.err(e.span().unwrap_or(0..0), e.message().to_string()))?;
     Ok(Groups(raw.into_iter().map(|(k, g)| (k, (g.paths, g.keep))).collect()))
 }
 
@@ -278,10 +279,21 @@ pub fn group_names() -> Vec<String> {
 /// checks use the same lists the profiles remove). Unknown names give no rules.
 pub fn group(name: &str) -> Vec<Rule> {
     let Ok(groups) = parse_groups() else { return Vec::new() };
-    groups.0.get(name).map(|(paths, _)| paths.iter().map(|p| Rule { pattern: p.clone(), origin: format!("@{name}") }).collect()).unwrap_or_default()
+    groups
+        .0
+        .get(name)
+        .map(|(paths, _)| paths.iter().map(|p| Rule { pattern: p.clone(), origin: format!("@{name}") }).collect())
+        .unwrap_or_default()
 }
 
-fn apply(p: &mut Profile, file: &str, text: &str, dir: Option<&Path>, groups: &Groups, depth: usize) -> Result<(), ProfileError> {
+fn apply(
+    p: &mut Profile,
+    file: &str,
+    text: &str,
+    dir: Option<&Path>,
+    groups: &Groups,
+    depth: usize,
+) -> Result<(), ProfileError> {
     let src = Source { name: file.to_string(), text };
     let raw: RawProfile = toml::from_str(text).map_err(|e| {
         let msg = e.message().trim().replace('\n', " ");
@@ -342,7 +354,10 @@ fn apply(p: &mut Profile, file: &str, text: &str, dir: Option<&Path>, groups: &G
                 "remove" => EnvSecrets::Remove,
                 "fail" => EnvSecrets::Fail,
                 "keep" => EnvSecrets::Keep,
-                other => return Err(src.err(es.span(), format!("env_secrets = `{other}`: expected \"remove\", \"fail\" or \"keep\""))),
+                other => {
+                    return Err(src
+                        .err(es.span(), format!("env_secrets = `{other}`: expected \"remove\", \"fail\" or \"keep\"")))
+                }
             };
         }
         cr.env.extend(c.env.unwrap_or_default());
@@ -354,7 +369,14 @@ fn apply(p: &mut Profile, file: &str, text: &str, dir: Option<&Path>, groups: &G
     Ok(())
 }
 
-fn expand(src: &Source, s: &Spanned<String>, label: &str, groups: &Groups, out: &mut Vec<Rule>, keep_out: Option<&mut Vec<Rule>>) -> Result<(), ProfileError> {
+fn expand(
+    src: &Source,
+    s: &Spanned<String>,
+    label: &str,
+    groups: &Groups,
+    out: &mut Vec<Rule>,
+    keep_out: Option<&mut Vec<Rule>>,
+) -> Result<(), ProfileError> {
     let v = s.get_ref();
     if let Some(g) = v.strip_prefix('@') {
         let Some((paths, keeps)) = groups.0.get(g) else {
@@ -413,7 +435,8 @@ impl<'a> RuleSet<'a> {
 }
 
 fn duration_ns(src: &Source, s: &Spanned<String>) -> Result<u64, ProfileError> {
-    parse_duration(s.get_ref()).ok_or_else(|| src.err(s.span(), format!("bad duration `{}`: expected e.g. 30s, 1m30s, 500ms", s.get_ref())))
+    parse_duration(s.get_ref())
+        .ok_or_else(|| src.err(s.span(), format!("bad duration `{}`: expected e.g. 30s, 1m30s, 500ms", s.get_ref())))
 }
 
 /// Parse `1h2m3s`, `500ms`, `30s` into nanoseconds.
@@ -529,7 +552,8 @@ mod tests {
         assert_eq!(parse_duration("1m30s"), Some(90_000_000_000));
         assert_eq!(parse_duration("500ms"), Some(500_000_000));
         assert_eq!(parse_duration("5"), None);
-        let p = load_text("[config.healthcheck]\nshell = \"curl -f localhost\"\ninterval = \"30s\"\nretries = 3\n").unwrap();
+        let p = load_text("[config.healthcheck]\nshell = \"curl -f localhost\"\ninterval = \"30s\"\nretries = 3\n")
+            .unwrap();
         let Some(HealthRule::Set(v)) = p.config.healthcheck else { panic!() };
         assert_eq!(v["Test"][0], "CMD-SHELL");
         assert_eq!(v["Interval"], 30_000_000_000u64);
@@ -537,7 +561,10 @@ mod tests {
 
     #[test]
     fn globs_stay_within_components() {
-        let rules = vec![Rule { pattern: "/usr/bin/dpkg-*".into(), origin: "t".into() }, Rule { pattern: ".env".into(), origin: "t".into() }];
+        let rules = vec![
+            Rule { pattern: "/usr/bin/dpkg-*".into(), origin: "t".into() },
+            Rule { pattern: ".env".into(), origin: "t".into() },
+        ];
         let rs = RuleSet::new(&rules);
         assert!(rs.which("usr/bin/dpkg-query").is_some());
         assert!(rs.which("usr/bin/dpkg-x/y").is_none());

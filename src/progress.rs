@@ -16,7 +16,10 @@ impl Progress {
             Progress::Quiet
         } else if std::io::stderr().is_terminal() {
             let pb = ProgressBar::new_spinner();
-            pb.set_style(ProgressStyle::with_template("{spinner} {elapsed} {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+            pb.set_style(
+                ProgressStyle::with_template("{spinner} {elapsed} {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
             pb.enable_steady_tick(std::time::Duration::from_millis(120));
             Progress::Bar(pb)
         } else {

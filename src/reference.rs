@@ -38,9 +38,13 @@ impl ImageRef {
             _ => ("docker.io".to_string(), format!("library/{name}")),
         };
         let valid_repo = !repository.is_empty()
-            && repository.split('/').all(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b)));
+            && repository.split('/').all(|c| {
+                !c.is_empty() && c.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+            });
         if !valid_repo {
-            return Err(format!("`{s}`: repository `{repository}` is not a valid name (lower-case letters, digits, `._-`, `/`)"));
+            return Err(format!(
+                "`{s}`: repository `{repository}` is not a valid name (lower-case letters, digits, `._-`, `/`)"
+            ));
         }
         if let Some(t) = &tag {
             if t.is_empty() || t.len() > 128 || !t.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) {
@@ -53,7 +57,9 @@ impl ImageRef {
     /// The same image, named by digest.
     pub fn with_digest(&self, d: &Digest) -> ImageRef {
         match self.clone() {
-            ImageRef::Registry { registry, repository, tag, .. } => ImageRef::Registry { registry, repository, tag, digest: Some(d.clone()) },
+            ImageRef::Registry { registry, repository, tag, .. } => {
+                ImageRef::Registry { registry, repository, tag, digest: Some(d.clone()) }
+            }
             ImageRef::Layout { dir, tag, .. } => ImageRef::Layout { dir, tag, digest: Some(d.clone()) },
         }
     }
@@ -97,7 +103,9 @@ fn split_digest<'a>(s: &'a str, whole: &str) -> Result<(&'a str, Option<Digest>)
 impl fmt::Display for ImageRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (base, tag, digest) = match self {
-            ImageRef::Registry { registry, repository, tag, digest } => (format!("{registry}/{repository}"), tag, digest),
+            ImageRef::Registry { registry, repository, tag, digest } => {
+                (format!("{registry}/{repository}"), tag, digest)
+            }
             ImageRef::Layout { dir, tag, digest } => (format!("oci:{}", dir.display()), tag, digest),
         };
         write!(f, "{base}")?;
@@ -118,7 +126,15 @@ mod tests {
     #[test]
     fn parses_registry_and_layout_references() {
         let r = ImageRef::parse("docker://127.0.0.1:5000/team/app:1.2").unwrap();
-        assert_eq!(r, ImageRef::Registry { registry: "127.0.0.1:5000".into(), repository: "team/app".into(), tag: Some("1.2".into()), digest: None });
+        assert_eq!(
+            r,
+            ImageRef::Registry {
+                registry: "127.0.0.1:5000".into(),
+                repository: "team/app".into(),
+                tag: Some("1.2".into()),
+                digest: None
+            }
+        );
         assert_eq!(r.to_string(), "127.0.0.1:5000/team/app:1.2");
         assert_eq!(ImageRef::parse("debian").unwrap().to_string(), "docker.io/library/debian");
         let d = format!("sha256:{}", "a".repeat(64));

@@ -26,7 +26,12 @@ pub struct LayerRewrite {
 }
 
 /// Rewrite `input` (a layer blob in any supported codec) into `out` per `plan`.
-pub fn rewrite_layer<W: Write>(input: impl Read, out: W, plan: &LayerPlan, codec: OutputCodec) -> io::Result<(W, LayerRewrite)> {
+pub fn rewrite_layer<W: Write>(
+    input: impl Read,
+    out: W,
+    plan: &LayerPlan,
+    codec: OutputCodec,
+) -> io::Result<(W, LayerRewrite)> {
     let (_, plain) = codec::decoder(input)?;
     let blob = HashingWriter::new(out);
     let enc = Encoder::new(codec, blob)?;
@@ -71,9 +76,16 @@ fn header_consistent(e: &RawEntry) -> bool {
 
 /// Emit an entry with a changed header: mode, capabilities, a promotion (a removed
 /// hardlink target re-emitted as a regular file at its first kept link's path) or a relink.
-fn write_changed<W: Write, R: Read>(tw: &mut TarWriter<W>, tr: &mut TarReader<R>, e: &RawEntry, c: &EntryChange, promoted: Option<(&str, Option<&EntryChange>)>) -> io::Result<()> {
+fn write_changed<W: Write, R: Read>(
+    tw: &mut TarWriter<W>,
+    tr: &mut TarReader<R>,
+    e: &RawEntry,
+    c: &EntryChange,
+    promoted: Option<(&str, Option<&EntryChange>)>,
+) -> io::Result<()> {
     let mut h = e.header.clone();
-    let mut records: Vec<(String, Vec<u8>)> = e.pax.iter().filter(|(k, _)| k != "path" && k != "linkpath" && k != "size").cloned().collect();
+    let mut records: Vec<(String, Vec<u8>)> =
+        e.pax.iter().filter(|(k, _)| k != "path" && k != "linkpath" && k != "size").cloned().collect();
     let mut path = e.path.clone();
     let mut link = e.link.clone();
     let mut mode = c.mode;
@@ -133,24 +145,32 @@ mod tests {
     /// Build a tar with GNU tar-like edge cases using the tar crate's builder.
     fn sample() -> Vec<u8> {
         let mut b = tar::Builder::new(Vec::new());
-        let mut add = |path: &str, kind: tar::EntryType, mode: u32, data: &[u8], link: Option<&str>, pax: &[(&str, &[u8])]| {
-            if !pax.is_empty() {
-                b.append_pax_extensions(pax.iter().copied()).unwrap();
-            }
-            let mut h = tar::Header::new_gnu();
-            h.set_entry_type(kind);
-            h.set_mode(mode);
-            h.set_uid(1000);
-            h.set_gid(1000);
-            h.set_mtime(1_700_000_000);
-            h.set_size(data.len() as u64);
-            match link {
-                Some(l) => b.append_link(&mut h, path, l).unwrap(),
-                None => b.append_data(&mut h, path, data).unwrap(),
-            }
-        };
+        let mut add =
+            |path: &str, kind: tar::EntryType, mode: u32, data: &[u8], link: Option<&str>, pax: &[(&str, &[u8])]| {
+                if !pax.is_empty() {
+                    b.append_pax_extensions(pax.iter().copied()).unwrap();
+                }
+                let mut h = tar::Header::new_gnu();
+                h.set_entry_type(kind);
+                h.set_mode(mode);
+                h.set_uid(1000);
+                h.set_gid(1000);
+                h.set_mtime(1_700_000_000);
+                h.set_size(data.len() as u64);
+                match link {
+                    Some(l) => b.append_link(&mut h, path, l).unwrap(),
+                    None => b.append_data(&mut h, path, data).unwrap(),
+                }
+            };
         add("usr/", tar::EntryType::Directory, 0o755, b"", None, &[]);
-        add("usr/bin/ping", tar::EntryType::Regular, 0o755, b"\x7fELFping", None, &[("SCHILY.xattr.security.capability", b"\x01\x00\x00\x02\x00\x20\x00\x00")]);
+        add(
+            "usr/bin/ping",
+            tar::EntryType::Regular,
+            0o755,
+            b"\x7fELFping",
+            None,
+            &[("SCHILY.xattr.security.capability", b"\x01\x00\x00\x02\x00\x20\x00\x00")],
+        );
         add("usr/bin/su", tar::EntryType::Regular, 0o4755, b"su-binary", None, &[]);
         add("usr/bin/perl5.36.0", tar::EntryType::Regular, 0o755, b"perl", None, &[]);
         add("usr/bin/perl", tar::EntryType::Link, 0o755, b"", Some("usr/bin/perl5.36.0"), &[]);
@@ -206,10 +226,13 @@ mod tests {
         };
         plan.changes.insert("usr/bin/su".into(), ch(|c| c.mode = Some(0o755)));
         plan.changes.insert("usr/bin/ping".into(), ch(|c| c.strip_caps = true));
-        plan.changes.insert("root/.env".into(), ch(|c| {
-            c.remove = true;
-            c.promote_to = Some("app/a".into())
-        }));
+        plan.changes.insert(
+            "root/.env".into(),
+            ch(|c| {
+                c.remove = true;
+                c.promote_to = Some("app/a".into())
+            }),
+        );
         plan.changes.insert("app/a".into(), ch(|c| c.remove = true));
         plan.changes.insert("app/b".into(), ch(|c| c.relink_to = Some("app/a".into())));
         let long = format!("opt/{}/file", "d".repeat(150));

@@ -55,7 +55,36 @@ pub fn prefix_len(path: &str, mode: u32, size: u64) -> u64 {
         return 0;
     }
     let lower = path.to_ascii_lowercase();
-    let secretish = [".pem", ".key", ".p12", ".pfx", ".asc", ".env", ".npmrc", "id_rsa", "id_ecdsa", "id_ed25519", "id_dsa", "credentials", ".json", ".yml", ".yaml", ".cfg", ".conf", ".ini", ".txt", ".py", ".sh", ".properties", ".toml", ".xml", ".rb", ".js", ".php", ".tfvars"];
+    let secretish = [
+        ".pem",
+        ".key",
+        ".p12",
+        ".pfx",
+        ".asc",
+        ".env",
+        ".npmrc",
+        "id_rsa",
+        "id_ecdsa",
+        "id_ed25519",
+        "id_dsa",
+        "credentials",
+        ".json",
+        ".yml",
+        ".yaml",
+        ".cfg",
+        ".conf",
+        ".ini",
+        ".txt",
+        ".py",
+        ".sh",
+        ".properties",
+        ".toml",
+        ".xml",
+        ".rb",
+        ".js",
+        ".php",
+        ".tfvars",
+    ];
     if secretish.iter().any(|s| lower.ends_with(s)) {
         return size.min(4096);
     }
@@ -64,7 +93,11 @@ pub fn prefix_len(path: &str, mode: u32, size: u64) -> u64 {
 
 /// Scan one layer blob. The blob's digest (when not verified on download) and the config's
 /// diff_id are checked when given: a mismatch is an error naming both.
-pub fn scan_layer(blob: impl Read, expected_digest: Option<&Digest>, expected_diff_id: Option<&Digest>) -> io::Result<LayerIndex> {
+pub fn scan_layer(
+    blob: impl Read,
+    expected_digest: Option<&Digest>,
+    expected_diff_id: Option<&Digest>,
+) -> io::Result<LayerIndex> {
     let mut compressed = HashingReader::new(blob);
     let (codec, plain) = codec::decoder(&mut compressed)?;
     let mut hashing = HashingReader::new(plain);

@@ -61,21 +61,10 @@ pub struct Verified {
 pub fn sig_ref(r: &ImageRef, digest: &Digest) -> ImageRef {
     let tag = Some(sign::sig_tag(digest.as_str()));
     match r {
-        ImageRef::Registry {
-            registry,
-            repository,
-            ..
-        } => ImageRef::Registry {
-            registry: registry.clone(),
-            repository: repository.clone(),
-            tag,
-            digest: None,
-        },
-        ImageRef::Layout { dir, .. } => ImageRef::Layout {
-            dir: dir.clone(),
-            tag,
-            digest: None,
-        },
+        ImageRef::Registry { registry, repository, .. } => {
+            ImageRef::Registry { registry: registry.clone(), repository: repository.clone(), tag, digest: None }
+        }
+        ImageRef::Layout { dir, .. } => ImageRef::Layout { dir: dir.clone(), tag, digest: None },
     }
 }
 
@@ -112,10 +101,7 @@ pub async fn sign(
     for d in &children {
         out.push(sign_digest(ep, r, d, key, annotations, progress).await?);
     }
-    out.insert(
-        0,
-        sign_digest(ep, r, &top.digest, key, annotations, progress).await?,
-    );
+    out.insert(0, sign_digest(ep, r, &top.digest, key, annotations, progress).await?);
     Ok(out)
 }
 
@@ -131,10 +117,7 @@ async fn collect_children(
         return Ok(());
     }
     if depth >= MAX_INDEX_DEPTH {
-        bail!(
-            "{}: indexes nested more than {MAX_INDEX_DEPTH} deep",
-            r.by_digest(&m.digest)
-        );
+        bail!("{}: indexes nested more than {MAX_INDEX_DEPTH} deep", r.by_digest(&m.digest));
     }
     let idx: Value = serde_json::from_slice(&m.bytes)
         .map_err(|e| anyhow!("{}: index is not valid JSON: {e}", r.by_digest(&m.digest)))?;
@@ -172,12 +155,12 @@ pub async fn sign_digest(
     let payload_digest = Digest::of(&payload);
     let target = sig_ref(r, digest);
     let tag = sign::sig_tag(digest.as_str());
-    let existing = ep
-        .manifest_opt(&target)
-        .await
-        .with_context(|| format!("reading the signatures of {}", r.by_digest(digest)))?;
+    let existing =
+        ep.manifest_opt(&target).await.with_context(|| format!("reading the signatures of {}", r.by_digest(digest)))?;
     let existing_json: Option<Value> = match &existing {
-        Some(m) => Some(serde_json::from_slice(&m.bytes).map_err(|e| anyhow!("{target}: the existing signature manifest is not valid JSON ({e}); not replacing it"))?),
+        Some(m) => Some(serde_json::from_slice(&m.bytes).map_err(|e| {
+            anyhow!("{target}: the existing signature manifest is not valid JSON ({e}); not replacing it")
+        })?),
         None => None,
     };
 
@@ -199,17 +182,11 @@ pub async fn sign_digest(
             &key.public_key(),
             digest.as_str(),
         );
-        if verdicts
-            .iter()
-            .any(|v| v.is_ok() && v.digest == payload_digest.as_str())
-        {
+        if verdicts.iter().any(|v| v.is_ok() && v.digest == payload_digest.as_str()) {
             if !ep.has_blob(&payload_digest).await? {
                 ep.put_blob_bytes(&payload_digest, &payload).await?;
             }
-            progress.line(&format!(
-                "{} is already signed with this key ({tag})",
-                r.by_digest(digest)
-            ));
+            progress.line(&format!("{} is already signed with this key ({tag})", r.by_digest(digest)));
             return Ok(Signed {
                 image_digest: digest.clone(),
                 tag,
@@ -220,16 +197,11 @@ pub async fn sign_digest(
         }
     }
 
-    let signature = key
-        .sign(&payload)
-        .map_err(|e| anyhow!("signing {}: {e}", r.by_digest(digest)))?;
-    let Some(appended) = sign::append_signature(
-        existing_json.as_ref(),
-        SignatureLayer::new(&payload, &signature),
-    ) else {
+    let signature = key.sign(&payload).map_err(|e| anyhow!("signing {}: {e}", r.by_digest(digest)))?;
+    let Some(appended) = sign::append_signature(existing_json.as_ref(), SignatureLayer::new(&payload, &signature))
+    else {
         // Only reachable if the store already holds this very signature (same random nonce).
-        let m = existing
-            .ok_or_else(|| anyhow!("{target}: signature reported present in a missing manifest"))?;
+        let m = existing.ok_or_else(|| anyhow!("{target}: signature reported present in a missing manifest"))?;
         return Ok(Signed {
             image_digest: digest.clone(),
             tag,
@@ -238,12 +210,8 @@ pub async fn sign_digest(
             added: false,
         });
     };
-    let config_digest =
-        Digest::parse(&appended.config_digest).map_err(|e| anyhow!("signature config: {e}"))?;
-    for (d, bytes) in [
-        (&payload_digest, &payload),
-        (&config_digest, &appended.config),
-    ] {
+    let config_digest = Digest::parse(&appended.config_digest).map_err(|e| anyhow!("signature config: {e}"))?;
+    for (d, bytes) in [(&payload_digest, &payload), (&config_digest, &appended.config)] {
         if !ep.has_blob(d).await? {
             ep.put_blob_bytes(d, bytes).await?;
         }
@@ -263,13 +231,7 @@ pub async fn sign_digest(
         r.by_digest(digest),
         if layers == 1 { "" } else { "s" }
     ));
-    Ok(Signed {
-        image_digest: digest.clone(),
-        tag,
-        manifest_digest: manifest.digest,
-        payload_digest,
-        added: true,
-    })
+    Ok(Signed { image_digest: digest.clone(), tag, manifest_digest: manifest.digest, payload_digest, added: true })
 }
 
 /// Check that a signature by `key` over the digest `r` resolves to exists. `Err` with
@@ -280,20 +242,12 @@ pub async fn verify(ep: &Endpoint, r: &ImageRef, key: &VerifyingKey) -> Result<V
     let pinned = r.by_digest(&image.digest);
     let target = sig_ref(r, &image.digest);
     let tag = sign::sig_tag(image.digest.as_str());
-    let Some(sig) = ep
-        .manifest_opt(&target)
-        .await
-        .with_context(|| format!("reading the signatures of {pinned}"))?
+    let Some(sig) = ep.manifest_opt(&target).await.with_context(|| format!("reading the signatures of {pinned}"))?
     else {
-        bail!(Failure::Policy(format!(
-            "{pinned}: no signatures (no {tag} manifest)"
-        )));
+        bail!(Failure::Policy(format!("{pinned}: no signatures (no {tag} manifest)")));
     };
-    let json: Value = serde_json::from_slice(&sig.bytes).map_err(|e| {
-        Failure::Policy(format!(
-            "{pinned}: no valid signature: {tag} is not valid JSON ({e})"
-        ))
-    })?;
+    let json: Value = serde_json::from_slice(&sig.bytes)
+        .map_err(|e| Failure::Policy(format!("{pinned}: no valid signature: {tag} is not valid JSON ({e})")))?;
 
     // verify_signature_manifest is synchronous: fetch every payload first.
     let mut payloads: HashMap<String, Result<Vec<u8>, String>> = HashMap::new();
@@ -305,36 +259,22 @@ pub async fn verify(ep: &Endpoint, r: &ImageRef, key: &VerifyingKey) -> Result<V
             continue;
         }
         let got = match Digest::parse(d) {
-            Ok(dd) => ep
-                .blob_bytes(&dd, MAX_PAYLOAD)
-                .await
-                .map_err(|e| format!("{e:#}")),
+            Ok(dd) => ep.blob_bytes(&dd, MAX_PAYLOAD).await.map_err(|e| format!("{e:#}")),
             Err(e) => Err(e),
         };
         payloads.insert(d.to_string(), got);
     }
     let verdicts = sign::verify_signature_manifest(
         &json,
-        |d| {
-            payloads
-                .get(d)
-                .cloned()
-                .unwrap_or_else(|| Err("not fetched".to_string()))
-        },
+        |d| payloads.get(d).cloned().unwrap_or_else(|| Err("not fetched".to_string())),
         key,
         image.digest.as_str(),
     );
     if verdicts.iter().any(LayerVerdict::is_ok) {
-        return Ok(Verified {
-            image_digest: image.digest,
-            tag,
-            verdicts,
-        });
+        return Ok(Verified { image_digest: image.digest, tag, verdicts });
     }
     if verdicts.is_empty() {
-        bail!(Failure::Policy(format!(
-            "{pinned}: no valid signature: {tag} holds no signature layers"
-        )));
+        bail!(Failure::Policy(format!("{pinned}: no valid signature: {tag} holds no signature layers")));
     }
     let why: Vec<String> = verdicts
         .iter()
@@ -342,16 +282,8 @@ pub async fn verify(ep: &Endpoint, r: &ImageRef, key: &VerifyingKey) -> Result<V
             format!(
                 "#{} {}: {}",
                 v.index,
-                if v.digest.is_empty() {
-                    "(no digest)"
-                } else {
-                    &v.digest
-                },
-                v.result
-                    .as_ref()
-                    .err()
-                    .map(ToString::to_string)
-                    .unwrap_or_default()
+                if v.digest.is_empty() { "(no digest)" } else { &v.digest },
+                v.result.as_ref().err().map(ToString::to_string).unwrap_or_default()
             )
         })
         .collect();
@@ -370,9 +302,7 @@ pub async fn verify(ep: &Endpoint, r: &ImageRef, key: &VerifyingKey) -> Result<V
 fn env_password() -> Result<Option<(&'static str, String)>> {
     for name in PASSWORD_ENV {
         if let Some(v) = std::env::var_os(name) {
-            let v = v
-                .into_string()
-                .map_err(|_| anyhow!("{name} is not valid UTF-8"))?;
+            let v = v.into_string().map_err(|_| anyhow!("{name} is not valid UTF-8"))?;
             return Ok(Some((name, v)));
         }
     }
@@ -394,19 +324,14 @@ fn no_password() -> anyhow::Error {
 /// The password for a new key: `--empty-password`, else the environment, else asked twice on the
 /// terminal. An empty password is refused unless asked for with `--empty-password`.
 pub fn keygen_password(empty_password: bool) -> Result<String> {
-    choose_keygen_password(
-        env_password()?,
-        empty_password,
-        std::io::stdin().is_terminal(),
-        || {
-            let a = prompt("Enter password for private key: ")?;
-            let b = prompt("Enter password for private key again: ")?;
-            if a != b {
-                bail!(Failure::Usage("the passwords do not match".into()));
-            }
-            Ok(a)
-        },
-    )
+    choose_keygen_password(env_password()?, empty_password, std::io::stdin().is_terminal(), || {
+        let a = prompt("Enter password for private key: ")?;
+        let b = prompt("Enter password for private key again: ")?;
+        if a != b {
+            bail!(Failure::Usage("the passwords do not match".into()));
+        }
+        Ok(a)
+    })
 }
 
 fn choose_keygen_password(
@@ -418,9 +343,7 @@ fn choose_keygen_password(
     if empty_password {
         if let Some((name, v)) = &env {
             if !v.is_empty() {
-                bail!(Failure::Usage(format!(
-                    "--empty-password conflicts with {name}, which is set and not empty"
-                )));
+                bail!(Failure::Usage(format!("--empty-password conflicts with {name}, which is set and not empty")));
             }
         }
         return Ok(String::new());
@@ -431,9 +354,7 @@ fn choose_keygen_password(
         None => return Err(no_password()),
     };
     if pw.is_empty() {
-        bail!(Failure::Usage(
-            "empty password: pass --empty-password to write a private key without one".into()
-        ));
+        bail!(Failure::Usage("empty password: pass --empty-password to write a private key without one".into()));
     }
     Ok(pw)
 }
@@ -467,24 +388,20 @@ pub fn keygen(prefix: &str, force: bool, password: &str) -> Result<(PathBuf, Pat
 /// from the environment (empty allowed) or the terminal. Wrong password, corrupt file and
 /// unsupported key type each give one line naming the file.
 pub fn load_signing_key(path: &Path) -> Result<SigningKey> {
-    let bytes = std::fs::read(path)
-        .with_context(|| format!("cannot read the private key {}", path.display()))?;
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read the private key {}", path.display()))?;
     let pem = String::from_utf8_lossy(&bytes);
     let fail = |e: sign::SignError| anyhow!("{}: {e}", path.display());
     // Refuse what is not an encrypted cosign key before asking for a password for it.
     match keys::pem_decode(&pem) {
-        Ok((label, _))
-            if label == keys::SIGSTORE_PRIVATE_KEY_LABEL
-                || label == keys::COSIGN_PRIVATE_KEY_LABEL => {}
+        Ok((label, _)) if label == keys::SIGSTORE_PRIVATE_KEY_LABEL || label == keys::COSIGN_PRIVATE_KEY_LABEL => {}
         // Not a cosign key: from_encrypted_pem names what is wrong without running the KDF.
         _ => return SigningKey::from_encrypted_pem(&pem, b"").map_err(fail),
     }
     let password = match env_password()? {
         Some((_, v)) => v,
-        None if std::io::stdin().is_terminal() => prompt(&format!(
-            "Enter password for private key {}: ",
-            path.display()
-        ))?,
+        None if std::io::stdin().is_terminal() => {
+            prompt(&format!("Enter password for private key {}: ", path.display()))?
+        }
         None => return Err(no_password()),
     };
     SigningKey::from_encrypted_pem(&pem, password.as_bytes()).map_err(fail)
@@ -492,10 +409,8 @@ pub fn load_signing_key(path: &Path) -> Result<SigningKey> {
 
 /// Load a cosign public key (`PUBLIC KEY` PEM, ECDSA P-256).
 pub fn load_verifying_key(path: &Path) -> Result<VerifyingKey> {
-    let bytes = std::fs::read(path)
-        .with_context(|| format!("cannot read the public key {}", path.display()))?;
-    VerifyingKey::from_pem(&String::from_utf8_lossy(&bytes))
-        .map_err(|e| anyhow!("{}: {e}", path.display()))
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read the public key {}", path.display()))?;
+    VerifyingKey::from_pem(&String::from_utf8_lossy(&bytes)).map_err(|e| anyhow!("{}: {e}", path.display()))
 }
 
 #[cfg(test)]
@@ -507,11 +422,7 @@ mod tests {
     const SIG: &str = sign::simple::SIGNATURE_ANNOTATION;
 
     fn block<T>(f: impl std::future::Future<Output = T>) -> T {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(f)
+        tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
     }
 
     /// A layout holding one small image manifest tagged `tag`; returns its digest.
@@ -521,24 +432,14 @@ mod tests {
             let cd = Digest::of(&config);
             ep.put_blob_bytes(&cd, &config).await.unwrap();
             let m = serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": image::OCI_MANIFEST, "config": {"mediaType": image::OCI_CONFIG, "digest": cd.as_str(), "size": config.len()}, "layers": []})).unwrap();
-            let man = Manifest {
-                digest: Digest::of(&m),
-                bytes: m,
-                media_type: image::OCI_MANIFEST.into(),
-            };
-            ep.put_manifest(&layout_ref(dir, Some(tag)), &man)
-                .await
-                .unwrap();
+            let man = Manifest { digest: Digest::of(&m), bytes: m, media_type: image::OCI_MANIFEST.into() };
+            ep.put_manifest(&layout_ref(dir, Some(tag)), &man).await.unwrap();
             man.digest
         })
     }
 
     fn layout_ref(dir: &Path, tag: Option<&str>) -> ImageRef {
-        ImageRef::Layout {
-            dir: dir.to_path_buf(),
-            tag: tag.map(str::to_string),
-            digest: None,
-        }
+        ImageRef::Layout { dir: dir.to_path_buf(), tag: tag.map(str::to_string), digest: None }
     }
 
     fn key() -> SigningKey {
@@ -560,13 +461,7 @@ mod tests {
         let r = layout_ref(&dir, Some("v1"));
         let ep = Endpoint::open(&r, &NetOptions::default()).unwrap();
         let digest = put_image(&ep, &dir, "v1", "a");
-        Setup {
-            _tmp: tmp,
-            dir,
-            ep,
-            r,
-            digest,
-        }
+        Setup { _tmp: tmp, dir, ep, r, digest }
     }
 
     fn sig_manifest(s: &Setup, d: &Digest) -> Value {
@@ -576,21 +471,14 @@ mod tests {
 
     fn write_sig_manifest(s: &Setup, d: &Digest, v: &Value) {
         let bytes = serde_json::to_vec(v).unwrap();
-        let m = Manifest {
-            digest: Digest::of(&bytes),
-            bytes,
-            media_type: sign::OCI_MANIFEST_MEDIA_TYPE.into(),
-        };
+        let m = Manifest { digest: Digest::of(&bytes), bytes, media_type: sign::OCI_MANIFEST_MEDIA_TYPE.into() };
         block(s.ep.put_manifest(&sig_ref(&s.r, d), &m)).unwrap();
     }
 
     /// The error must be a policy failure (exit 3) whose message contains `needle`.
     fn expect_policy(r: Result<Verified>, needle: &str) {
         let e = r.expect_err("verification should fail");
-        assert!(
-            matches!(e.downcast_ref::<Failure>(), Some(Failure::Policy(_))),
-            "not a policy failure: {e:#}"
-        );
+        assert!(matches!(e.downcast_ref::<Failure>(), Some(Failure::Policy(_))), "not a policy failure: {e:#}");
         assert!(e.to_string().contains(needle), "{e:#} lacks {needle:?}");
     }
 
@@ -612,32 +500,17 @@ mod tests {
         // The .sig manifest is cosign's shape, in index.json under the .sig tag, blobs present.
         let m = sig_manifest(&s, &s.digest);
         assert_eq!(m["mediaType"], sign::OCI_MANIFEST_MEDIA_TYPE);
-        assert_eq!(
-            m["layers"][0]["mediaType"],
-            sign::simple::SIMPLE_SIGNING_MEDIA_TYPE
-        );
+        assert_eq!(m["layers"][0]["mediaType"], sign::simple::SIMPLE_SIGNING_MEDIA_TYPE);
         assert!(m["layers"][0]["annotations"][SIG].is_string());
         assert_eq!(m["layers"][0]["digest"], signed[0].payload_digest.as_str());
+        assert!(s.dir.join("blobs/sha256").join(signed[0].payload_digest.hex()).is_file());
         assert!(s
             .dir
             .join("blobs/sha256")
-            .join(signed[0].payload_digest.hex())
-            .is_file());
-        assert!(s
-            .dir
-            .join("blobs/sha256")
-            .join(
-                Digest::parse(m["config"]["digest"].as_str().unwrap())
-                    .unwrap()
-                    .hex()
-            )
+            .join(Digest::parse(m["config"]["digest"].as_str().unwrap()).unwrap().hex())
             .is_file());
         assert_eq!(
-            Digest::of(
-                &block(s.ep.manifest(&sig_ref(&s.r, &s.digest)))
-                    .unwrap()
-                    .bytes
-            ),
+            Digest::of(&block(s.ep.manifest(&sig_ref(&s.r, &s.digest))).unwrap().bytes),
             signed[0].manifest_digest
         );
         // The image tag still resolves to the image.
@@ -649,100 +522,34 @@ mod tests {
         let s = setup();
         let (k1, k2) = (key(), key());
         let none = BTreeMap::new();
-        let first = block(sign_digest(
-            &s.ep,
-            &s.r,
-            &s.digest,
-            &k1,
-            &none,
-            &Progress::Quiet,
-        ))
-        .unwrap();
-        let again = block(sign_digest(
-            &s.ep,
-            &s.r,
-            &s.digest,
-            &k1,
-            &none,
-            &Progress::Quiet,
-        ))
-        .unwrap();
+        let first = block(sign_digest(&s.ep, &s.r, &s.digest, &k1, &none, &Progress::Quiet)).unwrap();
+        let again = block(sign_digest(&s.ep, &s.r, &s.digest, &k1, &none, &Progress::Quiet)).unwrap();
         assert!(first.added && !again.added);
         assert_eq!(first.manifest_digest, again.manifest_digest);
-        assert_eq!(
-            sig_manifest(&s, &s.digest)["layers"]
-                .as_array()
-                .unwrap()
-                .len(),
-            1
-        );
+        assert_eq!(sig_manifest(&s, &s.digest)["layers"].as_array().unwrap().len(), 1);
         // Another key adds its own layer; both verify.
-        let other = block(sign_digest(
-            &s.ep,
-            &s.r,
-            &s.digest,
-            &k2,
-            &none,
-            &Progress::Quiet,
-        ))
-        .unwrap();
+        let other = block(sign_digest(&s.ep, &s.r, &s.digest, &k2, &none, &Progress::Quiet)).unwrap();
         assert!(other.added);
-        assert_eq!(
-            sig_manifest(&s, &s.digest)["layers"]
-                .as_array()
-                .unwrap()
-                .len(),
-            2
-        );
+        assert_eq!(sig_manifest(&s, &s.digest)["layers"].as_array().unwrap().len(), 2);
         block(verify(&s.ep, &s.r, &k1.public_key())).unwrap();
         block(verify(&s.ep, &s.r, &k2.public_key())).unwrap();
         // Other annotations are another payload: another layer.
         let ann = parse_annotations(&["a=b".to_string()]).unwrap();
-        assert!(
-            block(sign_digest(
-                &s.ep,
-                &s.r,
-                &s.digest,
-                &k1,
-                &ann,
-                &Progress::Quiet
-            ))
-            .unwrap()
-            .added
-        );
-        assert_eq!(
-            sig_manifest(&s, &s.digest)["layers"]
-                .as_array()
-                .unwrap()
-                .len(),
-            3
-        );
+        assert!(block(sign_digest(&s.ep, &s.r, &s.digest, &k1, &ann, &Progress::Quiet)).unwrap().added);
+        assert_eq!(sig_manifest(&s, &s.digest)["layers"].as_array().unwrap().len(), 3);
     }
 
     #[test]
     fn unsigned_image_fails_with_policy() {
         let s = setup();
-        expect_policy(
-            block(verify(&s.ep, &s.r, &key().public_key())),
-            "no signatures",
-        );
+        expect_policy(block(verify(&s.ep, &s.r, &key().public_key())), "no signatures");
     }
 
     #[test]
     fn other_key_fails() {
         let s = setup();
-        block(sign(
-            &s.ep,
-            &s.r,
-            &key(),
-            &BTreeMap::new(),
-            &Progress::Quiet,
-        ))
-        .unwrap();
-        expect_policy(
-            block(verify(&s.ep, &s.r, &key().public_key())),
-            "signature does not verify with the public key",
-        );
+        block(sign(&s.ep, &s.r, &key(), &BTreeMap::new(), &Progress::Quiet)).unwrap();
+        expect_policy(block(verify(&s.ep, &s.r, &key().public_key())), "signature does not verify with the public key");
     }
 
     #[test]
@@ -750,18 +557,10 @@ mod tests {
         let s = setup();
         let k = key();
         let signed = block(sign(&s.ep, &s.r, &k, &BTreeMap::new(), &Progress::Quiet)).unwrap();
-        let p = s
-            .dir
-            .join("blobs/sha256")
-            .join(signed[0].payload_digest.hex());
-        let text = std::fs::read_to_string(&p)
-            .unwrap()
-            .replace("oci:", "oci:x");
+        let p = s.dir.join("blobs/sha256").join(signed[0].payload_digest.hex());
+        let text = std::fs::read_to_string(&p).unwrap().replace("oci:", "oci:x");
         std::fs::write(&p, text).unwrap();
-        expect_policy(
-            block(verify(&s.ep, &s.r, &k.public_key())),
-            "corrupt or tampered",
-        );
+        expect_policy(block(verify(&s.ep, &s.r, &k.public_key())), "corrupt or tampered");
     }
 
     #[test]
@@ -777,10 +576,7 @@ mod tests {
         m["layers"][0]["digest"] = json!(ed.as_str());
         m["layers"][0]["size"] = json!(evil.len());
         write_sig_manifest(&s, &s.digest, &m);
-        expect_policy(
-            block(verify(&s.ep, &s.r, &k.public_key())),
-            "signature does not verify",
-        );
+        expect_policy(block(verify(&s.ep, &s.r, &k.public_key())), "signature does not verify");
     }
 
     #[test]
@@ -802,10 +598,7 @@ mod tests {
         let k = key();
         block(sign(&s.ep, &s.r, &k, &BTreeMap::new(), &Progress::Quiet)).unwrap();
         let mut m = sig_manifest(&s, &s.digest);
-        let sig = m["layers"][0]["annotations"][SIG]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let sig = m["layers"][0]["annotations"][SIG].as_str().unwrap().to_string();
         // Flip one base64 character in the middle: still base64, no longer the signature.
         let mut chars: Vec<char> = sig.chars().collect();
         let i = chars.len() / 2;
@@ -816,10 +609,7 @@ mod tests {
         // Not base64 at all.
         m["layers"][0]["annotations"][SIG] = json!("%%%");
         write_sig_manifest(&s, &s.digest, &m);
-        expect_policy(
-            block(verify(&s.ep, &s.r, &k.public_key())),
-            "not valid base64",
-        );
+        expect_policy(block(verify(&s.ep, &s.r, &k.public_key())), "not valid base64");
     }
 
     #[test]
@@ -831,11 +621,7 @@ mod tests {
             {"mediaType": image::OCI_MANIFEST, "digest": s.digest.as_str(), "size": 1, "platform": {"os": "linux", "architecture": "amd64"}},
             {"mediaType": image::OCI_MANIFEST, "digest": d2.as_str(), "size": 1, "platform": {"os": "linux", "architecture": "arm64"}}]}))
         .unwrap();
-        let im = Manifest {
-            digest: Digest::of(&idx),
-            bytes: idx,
-            media_type: image::OCI_INDEX.into(),
-        };
+        let im = Manifest { digest: Digest::of(&idx), bytes: idx, media_type: image::OCI_INDEX.into() };
         let ir = layout_ref(&s.dir, Some("multi"));
         block(s.ep.put_manifest(&ir, &im)).unwrap();
         let signed = block(sign(&s.ep, &ir, &k, &BTreeMap::new(), &Progress::Quiet)).unwrap();
@@ -843,20 +629,11 @@ mod tests {
         assert_eq!(digests, vec![&im.digest, &s.digest, &d2]);
         block(verify(&s.ep, &ir, &k.public_key())).unwrap();
         block(verify(&s.ep, &s.r, &k.public_key())).unwrap();
-        block(verify(
-            &s.ep,
-            &layout_ref(&s.dir, Some("arm")),
-            &k.public_key(),
-        ))
-        .unwrap();
+        block(verify(&s.ep, &layout_ref(&s.dir, Some("arm")), &k.public_key())).unwrap();
         // By digest too.
         block(verify(
             &s.ep,
-            &ImageRef::Layout {
-                dir: s.dir.clone(),
-                tag: None,
-                digest: Some(d2.clone()),
-            },
+            &ImageRef::Layout { dir: s.dir.clone(), tag: None, digest: Some(d2.clone()) },
             &k.public_key(),
         ))
         .unwrap();
@@ -875,34 +652,13 @@ mod tests {
     fn keygen_password_rules() {
         let never = || -> Result<String> { panic!("must not prompt") };
         let env = |v: &str| Some(("HARDEN_PASSWORD", v.to_string()));
-        assert_eq!(
-            choose_keygen_password(env("pw"), false, false, never).unwrap(),
-            "pw"
-        );
-        assert!(
-            choose_keygen_password(env(""), false, true, never).is_err(),
-            "empty only with --empty-password"
-        );
-        assert_eq!(
-            choose_keygen_password(env(""), true, false, never).unwrap(),
-            ""
-        );
-        assert_eq!(
-            choose_keygen_password(None, true, false, never).unwrap(),
-            ""
-        );
-        assert!(
-            choose_keygen_password(env("pw"), true, false, never).is_err(),
-            "--empty-password with a password set"
-        );
-        assert!(
-            choose_keygen_password(None, false, false, never).is_err(),
-            "no terminal, no env"
-        );
-        assert_eq!(
-            choose_keygen_password(None, false, true, || Ok("typed".into())).unwrap(),
-            "typed"
-        );
+        assert_eq!(choose_keygen_password(env("pw"), false, false, never).unwrap(), "pw");
+        assert!(choose_keygen_password(env(""), false, true, never).is_err(), "empty only with --empty-password");
+        assert_eq!(choose_keygen_password(env(""), true, false, never).unwrap(), "");
+        assert_eq!(choose_keygen_password(None, true, false, never).unwrap(), "");
+        assert!(choose_keygen_password(env("pw"), true, false, never).is_err(), "--empty-password with a password set");
+        assert!(choose_keygen_password(None, false, false, never).is_err(), "no terminal, no env");
+        assert_eq!(choose_keygen_password(None, false, true, || Ok("typed".into())).unwrap(), "typed");
         assert!(choose_keygen_password(None, false, true, || Ok(String::new())).is_err());
     }
 
@@ -913,32 +669,16 @@ mod tests {
         let prefix = tmp.path().join("k").display().to_string();
         let (kp, pp) = keygen(&prefix, false, "pw").unwrap();
         let pem = std::fs::read_to_string(&kp).unwrap();
-        assert!(
-            pem.starts_with("-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----\n"),
-            "{pem}"
-        );
-        assert!(std::fs::read_to_string(&pp)
-            .unwrap()
-            .starts_with("-----BEGIN PUBLIC KEY-----\n"));
-        assert_eq!(
-            std::fs::metadata(&kp).unwrap().permissions().mode() & 0o777,
-            0o600
-        );
+        assert!(pem.starts_with("-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----\n"), "{pem}");
+        assert!(std::fs::read_to_string(&pp).unwrap().starts_with("-----BEGIN PUBLIC KEY-----\n"));
+        assert_eq!(std::fs::metadata(&kp).unwrap().permissions().mode() & 0o777, 0o600);
         let k = SigningKey::from_encrypted_pem(&pem, b"pw").unwrap();
         assert_eq!(load_verifying_key(&pp).unwrap(), k.public_key());
         let e = keygen(&prefix, false, "pw").unwrap_err();
         assert!(e.to_string().contains("already exists"), "{e}");
-        assert_eq!(
-            std::fs::read_to_string(&kp).unwrap(),
-            pem,
-            "not overwritten"
-        );
+        assert_eq!(std::fs::read_to_string(&kp).unwrap(), pem, "not overwritten");
         keygen(&prefix, true, "pw2").unwrap();
-        assert_ne!(
-            std::fs::read_to_string(&kp).unwrap(),
-            pem,
-            "--force overwrites"
-        );
+        assert_ne!(std::fs::read_to_string(&kp).unwrap(), pem, "--force overwrites");
     }
 
     #[test]
@@ -949,9 +689,6 @@ mod tests {
         std::fs::write(&p, public).unwrap();
         let e = load_signing_key(&p).unwrap_err();
         assert!(e.to_string().contains("is not"), "{e}");
-        assert!(load_signing_key(&tmp.path().join("missing.key"))
-            .unwrap_err()
-            .to_string()
-            .contains("cannot read"));
+        assert!(load_signing_key(&tmp.path().join("missing.key")).unwrap_err().to_string().contains("cannot read"));
     }
 }

@@ -46,10 +46,7 @@ pub fn integration_dir() -> PathBuf {
 pub fn tempdir(prefix: &str) -> tempfile::TempDir {
     let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
     std::fs::create_dir_all(&base).expect("create CARGO_TARGET_TMPDIR");
-    tempfile::Builder::new()
-        .prefix(&format!("harden-it-{prefix}-"))
-        .tempdir_in(base)
-        .expect("create temp dir")
+    tempfile::Builder::new().prefix(&format!("harden-it-{prefix}-")).tempdir_in(base).expect("create temp dir")
 }
 
 /// The profile argument for rebuild tests: `integration/profiles/minimal.toml`
@@ -91,17 +88,9 @@ pub fn require_tool(tool: &str) -> PathBuf {
     if let Some(p) = cache.lock().unwrap().get(tool) {
         return p.clone();
     }
-    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect())
-        .unwrap_or_default();
-    for extra in [
-        "/usr/local/sbin",
-        "/usr/local/bin",
-        "/usr/sbin",
-        "/usr/bin",
-        "/sbin",
-        "/bin",
-    ] {
+    let mut dirs: Vec<PathBuf> =
+        std::env::var_os("PATH").map(|p| std::env::split_paths(&p).collect()).unwrap_or_default();
+    for extra in ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"] {
         dirs.push(PathBuf::from(extra));
     }
     for d in dirs {
@@ -120,19 +109,13 @@ pub fn require_tool(tool: &str) -> PathBuf {
 
 fn is_executable(p: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(p)
-        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        .unwrap_or(false)
+    std::fs::metadata(p).map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
 }
 
 /// Panics unless running as root (umoci unpack of real rootfs, runc).
 pub fn require_root() {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let uid = status
-        .lines()
-        .find(|l| l.starts_with("Uid:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .unwrap_or("?");
+    let uid = status.lines().find(|l| l.starts_with("Uid:")).and_then(|l| l.split_whitespace().nth(1)).unwrap_or("?");
     assert_eq!(
         uid, "0",
         "harden integration tests must run as root (umoci unpack/repack of real rootfs, runc); uid is {uid}"
@@ -142,10 +125,8 @@ pub fn require_root() {
 // ------------------------------------------------------------------ running commands
 
 fn timeout() -> Duration {
-    let secs = std::env::var("HARDEN_IT_TIMEOUT_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(DEFAULT_TIMEOUT_SECS);
+    let secs =
+        std::env::var("HARDEN_IT_TIMEOUT_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(DEFAULT_TIMEOUT_SECS);
     Duration::from_secs(secs)
 }
 
@@ -153,12 +134,8 @@ fn timeout() -> Duration {
 /// the timeout (panics then).
 pub fn run_with_timeout(cmd: &mut Command) -> Output {
     let desc = describe(cmd);
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("failed to spawn `{desc}`: {e}"));
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("failed to spawn `{desc}`: {e}"));
     let mut out = child.stdout.take().unwrap();
     let mut err = child.stderr.take().unwrap();
     let t_out = std::thread::spawn(move || {
@@ -185,11 +162,7 @@ pub fn run_with_timeout(cmd: &mut Command) -> Output {
             Err(e) => panic!("waiting for `{desc}`: {e}"),
         }
     };
-    Output {
-        status,
-        stdout: t_out.join().unwrap(),
-        stderr: t_err.join().unwrap(),
-    }
+    Output { status, stdout: t_out.join().unwrap(), stderr: t_err.join().unwrap() }
 }
 
 fn describe(cmd: &Command) -> String {
@@ -226,12 +199,7 @@ pub fn stderr_str(out: &Output) -> String {
 
 /// Human-readable dump of an Output, for assertion messages.
 pub fn dump(out: &Output) -> String {
-    format!(
-        "status: {}\n--- stdout\n{}--- stderr\n{}",
-        out.status,
-        stdout_str(out),
-        stderr_str(out)
-    )
+    format!("status: {}\n--- stdout\n{}--- stderr\n{}", out.status, stdout_str(out), stderr_str(out))
 }
 
 // ------------------------------------------------------------------ harden
@@ -256,16 +224,8 @@ pub fn harden_bin() -> PathBuf {
     match std::env::var_os("HARDEN_BIN") {
         Some(p) if !p.is_empty() => {
             let p = PathBuf::from(p);
-            let p = if p.is_relative() {
-                repo_root().join(p)
-            } else {
-                p
-            };
-            assert!(
-                is_executable(&p),
-                "HARDEN_BIN={} is not an executable file",
-                p.display()
-            );
+            let p = if p.is_relative() { repo_root().join(p) } else { p };
+            assert!(is_executable(&p), "HARDEN_BIN={} is not an executable file", p.display());
             p
         }
         _ => PathBuf::from(env!("CARGO_BIN_EXE_harden")),
@@ -317,26 +277,15 @@ pub fn expect_pinned(out: &Output) -> Pinned {
         dump(out)
     );
     let line = stdout.trim_end_matches('\n');
-    let (name, digest) = line
-        .rsplit_once('@')
-        .unwrap_or_else(|| panic!("harden stdout {line:?} is not NAME@sha256:HEX"));
-    assert!(
-        is_sha256_digest(digest),
-        "bad digest {digest:?} in harden output {line:?}"
-    );
-    Pinned {
-        name: name.to_string(),
-        digest: digest.to_string(),
-    }
+    let (name, digest) =
+        line.rsplit_once('@').unwrap_or_else(|| panic!("harden stdout {line:?} is not NAME@sha256:HEX"));
+    assert!(is_sha256_digest(digest), "bad digest {digest:?} in harden output {line:?}");
+    Pinned { name: name.to_string(), digest: digest.to_string() }
 }
 
 pub fn is_sha256_digest(s: &str) -> bool {
     s.strip_prefix("sha256:")
-        .map(|h| {
-            h.len() == 64
-                && h.bytes()
-                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        })
+        .map(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
         .unwrap_or(false)
 }
 
@@ -355,22 +304,9 @@ pub fn sha256_digest(data: &[u8]) -> String {
 
 /// Asserts a harden failure with the given exit code and a non-empty stderr.
 pub fn expect_exit(out: &Output, code: i32) {
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "expected exit code {code}:\n{}",
-        dump(out)
-    );
-    assert!(
-        !out.stderr.is_empty(),
-        "expected an error message on stderr:\n{}",
-        dump(out)
-    );
-    assert!(
-        out.stdout.is_empty(),
-        "a failed run must not print a result on stdout:\n{}",
-        dump(out)
-    );
+    assert_eq!(out.status.code(), Some(code), "expected exit code {code}:\n{}", dump(out));
+    assert!(!out.stderr.is_empty(), "expected an error message on stderr:\n{}", dump(out));
+    assert!(out.stdout.is_empty(), "a failed run must not print a result on stdout:\n{}", dump(out));
 }
 
 // ------------------------------------------------------------------ fixtures
@@ -394,10 +330,7 @@ impl Fixture {
         let dest = dest_parent.join(self.layout.file_name().unwrap());
         run_ok(Command::new("cp").arg("-a").arg(&self.layout).arg(&dest));
         let _ = std::fs::remove_file(dest.join(".done"));
-        Fixture {
-            layout: dest,
-            tag: self.tag.clone(),
-        }
+        Fixture { layout: dest, tag: self.tag.clone() }
     }
 
     /// The manifest digest the tag points at in index.json.
@@ -419,10 +352,7 @@ pub fn fixture(name: &str) -> Fixture {
         let rest = r.strip_prefix("oci:").unwrap_or(r);
         if let Some((dir, tag)) = rest.rsplit_once(':') {
             if tag == name {
-                return Fixture {
-                    layout: PathBuf::from(dir),
-                    tag: tag.to_string(),
-                };
+                return Fixture { layout: PathBuf::from(dir), tag: tag.to_string() };
             }
         }
     }
@@ -449,16 +379,9 @@ fn build_fixtures() -> Result<Vec<String>, String> {
             stderr_str(&out)
         ));
     }
-    let refs: Vec<String> = stdout_str(&out)
-        .lines()
-        .filter(|l| l.starts_with("oci:"))
-        .map(str::to_string)
-        .collect();
+    let refs: Vec<String> = stdout_str(&out).lines().filter(|l| l.starts_with("oci:")).map(str::to_string).collect();
     if refs.is_empty() {
-        return Err(format!(
-            "build-image.sh printed no oci: refs\n{}",
-            dump(&out)
-        ));
+        return Err(format!("build-image.sh printed no oci: refs\n{}", dump(&out)));
     }
     Ok(refs)
 }
@@ -472,9 +395,7 @@ pub fn read_json(path: &Path) -> Value {
 
 /// Path of a blob inside an OCI layout.
 pub fn oci_blob_path(layout: &Path, digest: &str) -> PathBuf {
-    let (alg, hex) = digest
-        .split_once(':')
-        .unwrap_or_else(|| panic!("bad digest {digest:?}"));
+    let (alg, hex) = digest.split_once(':').unwrap_or_else(|| panic!("bad digest {digest:?}"));
     layout.join("blobs").join(alg).join(hex)
 }
 
@@ -487,10 +408,7 @@ pub fn oci_manifest_digest(layout: &Path, tag: &str) -> String {
             return m["digest"].as_str().unwrap().to_string();
         }
     }
-    panic!(
-        "tag {tag:?} not found in {}/index.json: {index}",
-        layout.display()
-    );
+    panic!("tag {tag:?} not found in {}/index.json: {index}", layout.display());
 }
 
 /// The tag (ref.name annotation) that points at `digest` in LAYOUT/index.json, if any.
@@ -498,9 +416,7 @@ pub fn oci_tag_for_digest(layout: &Path, digest: &str) -> Option<String> {
     let index = read_json(&layout.join("index.json"));
     index["manifests"].as_array()?.iter().find_map(|m| {
         if m["digest"].as_str() == Some(digest) {
-            m["annotations"]["org.opencontainers.image.ref.name"]
-                .as_str()
-                .map(str::to_string)
+            m["annotations"]["org.opencontainers.image.ref.name"].as_str().map(str::to_string)
         } else {
             None
         }
@@ -511,12 +427,7 @@ pub fn oci_tag_for_digest(layout: &Path, digest: &str) -> Option<String> {
 pub fn oci_read_blob_verified(layout: &Path, digest: &str) -> Vec<u8> {
     let p = oci_blob_path(layout, digest);
     let data = std::fs::read(&p).unwrap_or_else(|e| panic!("read blob {}: {e}", p.display()));
-    assert_eq!(
-        sha256_digest(&data),
-        digest,
-        "blob {} does not match its digest",
-        p.display()
-    );
+    assert_eq!(sha256_digest(&data), digest, "blob {} does not match its digest", p.display());
     data
 }
 
@@ -539,10 +450,7 @@ pub fn skopeo_ref(r: &str) -> String {
             }
             let index = read_json(&layout.join("index.json"));
             let n = index["manifests"].as_array().map(|a| a.len()).unwrap_or(0);
-            assert_eq!(
-                n, 1,
-                "cannot address {r} with skopeo: digest has no tag and the layout holds {n} manifests"
-            );
+            assert_eq!(n, 1, "cannot address {r} with skopeo: digest has no tag and the layout holds {n} manifests");
             return format!("oci:{dir}");
         }
         return r.to_string();
@@ -566,8 +474,7 @@ pub fn oci_dir_of(rest: &str) -> PathBuf {
 fn skopeo_cmd() -> Command {
     let mut c = Command::new(require_tool("skopeo"));
     // Never pick up the host's credentials or policy surprises.
-    c.env_remove("REGISTRY_AUTH_FILE")
-        .env("DOCKER_CONFIG", empty_docker_config());
+    c.env_remove("REGISTRY_AUTH_FILE").env("DOCKER_CONFIG", empty_docker_config());
     c
 }
 
@@ -580,15 +487,10 @@ pub fn skopeo_copy(src: &str, dst: &str) {
 /// [`skopeo_copy`] with extra flags, e.g. `["--dest-creds", "harden:secret-pw"]`.
 pub fn skopeo_copy_args(src: &str, dst: &str, extra: &[&str]) {
     let mut c = skopeo_cmd();
-    c.args([
-        "copy",
-        "--quiet",
-        "--src-tls-verify=false",
-        "--dest-tls-verify=false",
-    ])
-    .args(extra)
-    .arg(skopeo_ref(src))
-    .arg(skopeo_ref(dst));
+    c.args(["copy", "--quiet", "--src-tls-verify=false", "--dest-tls-verify=false"])
+        .args(extra)
+        .arg(skopeo_ref(src))
+        .arg(skopeo_ref(dst));
     if let Some(dir) = dst.strip_prefix("oci:").map(oci_dir_of) {
         if let Some(p) = dir.parent() {
             let _ = std::fs::create_dir_all(p);
@@ -608,36 +510,28 @@ pub fn skopeo_copy_as_gzip(src: &str, dst: &str) {
 /// `skopeo inspect --raw REF` bytes, exactly as served (hash them to check a digest).
 pub fn skopeo_inspect_raw_bytes(r: &str, extra: &[&str]) -> Vec<u8> {
     let mut c = skopeo_cmd();
-    c.args(["inspect", "--raw", "--tls-verify=false"])
-        .args(extra)
-        .arg(skopeo_ref(r));
+    c.args(["inspect", "--raw", "--tls-verify=false"]).args(extra).arg(skopeo_ref(r));
     run_ok(&mut c).stdout
 }
 
 /// `skopeo inspect --raw REF` parsed as JSON (the manifest or index).
 pub fn skopeo_inspect_raw(r: &str) -> Value {
     let raw = skopeo_inspect_raw_bytes(r, &[]);
-    serde_json::from_slice(&raw)
-        .unwrap_or_else(|e| panic!("skopeo inspect --raw {r}: not JSON: {e}"))
+    serde_json::from_slice(&raw).unwrap_or_else(|e| panic!("skopeo inspect --raw {r}: not JSON: {e}"))
 }
 
 /// `skopeo inspect --config REF` parsed as JSON (the image config).
 pub fn skopeo_inspect_config(r: &str, extra: &[&str]) -> Value {
     let mut c = skopeo_cmd();
-    c.args(["inspect", "--config", "--tls-verify=false"])
-        .args(extra)
-        .arg(skopeo_ref(r));
+    c.args(["inspect", "--config", "--tls-verify=false"]).args(extra).arg(skopeo_ref(r));
     let out = run_ok(&mut c);
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("skopeo inspect --config {r}: {e}"))
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("skopeo inspect --config {r}: {e}"))
 }
 
 /// `skopeo inspect REF` (summary incl. "Digest") parsed as JSON.
 pub fn skopeo_inspect(r: &str, extra: &[&str]) -> Value {
     let mut c = skopeo_cmd();
-    c.args(["inspect", "--tls-verify=false"])
-        .args(extra)
-        .arg(skopeo_ref(r));
+    c.args(["inspect", "--tls-verify=false"]).args(extra).arg(skopeo_ref(r));
     let out = run_ok(&mut c);
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("skopeo inspect {r}: {e}"))
 }
@@ -648,15 +542,8 @@ pub fn skopeo_inspect(r: &str, extra: &[&str]) -> Value {
 pub fn umoci_unpack(layout_ref: &str, bundle_dir: &Path) {
     require_root();
     let r = layout_ref.strip_prefix("oci:").unwrap_or(layout_ref);
-    assert!(
-        !r.contains('@'),
-        "umoci needs a tag, not a digest: {layout_ref}"
-    );
-    run_ok(
-        Command::new(require_tool("umoci"))
-            .args(["unpack", "--image", r])
-            .arg(bundle_dir),
-    );
+    assert!(!r.contains('@'), "umoci needs a tag, not a digest: {layout_ref}");
+    run_ok(Command::new(require_tool("umoci")).args(["unpack", "--image", r]).arg(bundle_dir));
 }
 
 static CONTAINER_SEQ: AtomicUsize = AtomicUsize::new(0);
@@ -675,37 +562,19 @@ pub fn runc_run_args(bundle_dir: &Path, args: Option<&[&str]>) -> Output {
     let mut cfg = read_json(&cfg_path);
     cfg["process"]["terminal"] = Value::Bool(false);
     if let Some(a) = args {
-        cfg["process"]["args"] =
-            Value::Array(a.iter().map(|s| Value::String(s.to_string())).collect());
+        cfg["process"]["args"] = Value::Array(a.iter().map(|s| Value::String(s.to_string())).collect());
     }
     std::fs::write(&cfg_path, serde_json::to_vec_pretty(&cfg).unwrap()).unwrap();
-    let id = format!(
-        "harden-it-{}-{}",
-        std::process::id(),
-        CONTAINER_SEQ.fetch_add(1, Ordering::SeqCst)
-    );
-    let out = run_with_timeout(
-        Command::new(&runc)
-            .args(["run", "--bundle"])
-            .arg(bundle_dir)
-            .arg(&id),
-    );
-    let _ = Command::new(&runc)
-        .args(["delete", "--force", &id])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
+    let id = format!("harden-it-{}-{}", std::process::id(), CONTAINER_SEQ.fetch_add(1, Ordering::SeqCst));
+    let out = run_with_timeout(Command::new(&runc).args(["run", "--bundle"]).arg(bundle_dir).arg(&id));
+    let _ = Command::new(&runc).args(["delete", "--force", &id]).stdout(Stdio::null()).stderr(Stdio::null()).status();
     out
 }
 
 /// `oci-image-tool validate --type image LAYOUT` (checks schemas and every
 /// referenced blob's digest and size); panics with its output on failure.
 pub fn oci_image_tool_validate(layout_dir: &Path) {
-    run_ok(
-        Command::new(require_tool("oci-image-tool"))
-            .args(["validate", "--type", "image"])
-            .arg(layout_dir),
-    );
+    run_ok(Command::new(require_tool("oci-image-tool")).args(["validate", "--type", "image"]).arg(layout_dir));
 }
 
 /// `tar --xattrs --xattrs-include='*' --numeric-owner -tvvf BLOB` (GNU tar
@@ -752,15 +621,8 @@ impl Registry {
         cmd.arg(dir.path());
         let out = run_ok(&mut cmd);
         let host = stdout_str(&out).trim().to_string();
-        assert!(
-            host.starts_with("127.0.0.1:"),
-            "registry.sh start printed {host:?}"
-        );
-        Registry {
-            dir: Some(dir),
-            host,
-            auth,
-        }
+        assert!(host.starts_with("127.0.0.1:"), "registry.sh start printed {host:?}");
+        Registry { dir: Some(dir), host, auth }
     }
 
     pub fn dir(&self) -> &Path {
@@ -784,11 +646,7 @@ impl Registry {
         std::fs::create_dir_all(&dir).unwrap();
         let auth = base64_encode(format!("{AUTH_USER}:{AUTH_PASS}").as_bytes());
         let cfg = serde_json::json!({ "auths": { self.host.clone(): { "auth": auth } } });
-        std::fs::write(
-            dir.join("config.json"),
-            serde_json::to_vec_pretty(&cfg).unwrap(),
-        )
-        .unwrap();
+        std::fs::write(dir.join("config.json"), serde_json::to_vec_pretty(&cfg).unwrap()).unwrap();
         dir
     }
 
@@ -830,24 +688,12 @@ pub fn base64_encode(data: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut s = String::new();
     for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         s.push(T[(n >> 18) as usize & 63] as char);
         s.push(T[(n >> 12) as usize & 63] as char);
-        s.push(if chunk.len() > 1 {
-            T[(n >> 6) as usize & 63] as char
-        } else {
-            '='
-        });
-        s.push(if chunk.len() > 2 {
-            T[n as usize & 63] as char
-        } else {
-            '='
-        });
+        s.push(if chunk.len() > 1 { T[(n >> 6) as usize & 63] as char } else { '=' });
+        s.push(if chunk.len() > 2 { T[n as usize & 63] as char } else { '=' });
     }
     s
 }

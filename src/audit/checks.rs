@@ -12,16 +12,8 @@ use std::collections::{BTreeMap, BTreeSet};
 pub(super) fn run(fs: &FinalFs, config: &Value, ctx: &AuditContext) -> Vec<Finding> {
     let aliases = fs.dir_aliases();
     let no_rules: Vec<Rule> = Vec::new();
-    let mut keep = Matcher::new(
-        ctx.profile.map(|p| p.keep.as_slice()).unwrap_or(&no_rules),
-        &aliases,
-    );
-    let mut allow = Matcher::new(
-        ctx.profile
-            .map(|p| p.setuid_allow.as_slice())
-            .unwrap_or(&no_rules),
-        &aliases,
-    );
+    let mut keep = Matcher::new(ctx.profile.map(|p| p.keep.as_slice()).unwrap_or(&no_rules), &aliases);
+    let mut allow = Matcher::new(ctx.profile.map(|p| p.setuid_allow.as_slice()).unwrap_or(&no_rules), &aliases);
     let a = Audit { fs, ctx };
     let passwd = a.text("etc/passwd");
     let mut out = vec![
@@ -48,25 +40,13 @@ pub(super) fn run(fs: &FinalFs, config: &Value, ctx: &AuditContext) -> Vec<Findi
                 |e| format!("mode {:04o}", e.mode & 0o7777),
             ),
         ),
-        Finding::new(
-            "HARDEN-SHELLS",
-            a.present("shells", &aliases, &mut keep, false),
-        ),
-        Finding::new(
-            "HARDEN-PACKAGE-MANAGERS",
-            a.present("package-managers", &aliases, &mut keep, false),
-        ),
-        Finding::new(
-            "HARDEN-PACKAGE-CACHES",
-            a.present("package-caches", &aliases, &mut keep, true),
-        ),
+        Finding::new("HARDEN-SHELLS", a.present("shells", &aliases, &mut keep, false)),
+        Finding::new("HARDEN-PACKAGE-MANAGERS", a.present("package-managers", &aliases, &mut keep, false)),
+        Finding::new("HARDEN-PACKAGE-CACHES", a.present("package-caches", &aliases, &mut keep, true)),
     ];
     let secret_rules = profile::group("secrets");
     let mut secret_m = Matcher::new(&secret_rules, &aliases);
-    out.push(Finding::new(
-        "HARDEN-SECRET-FILE",
-        a.present_with(&mut secret_m, &mut keep, true),
-    ));
+    out.push(Finding::new("HARDEN-SECRET-FILE", a.present_with(&mut secret_m, &mut keep, true)));
     let (content, paths) = a.secret_content(&mut secret_m, &mut keep);
     let mut f = Finding::new("HARDEN-SECRET-CONTENT", content);
     if !paths.is_empty() {
@@ -75,25 +55,13 @@ pub(super) fn run(fs: &FinalFs, config: &Value, ctx: &AuditContext) -> Vec<Findi
     }
     out.push(f);
     out.push(Finding::new("HARDEN-SECRET-ENV", env_secrets(config)));
-    out.push(Finding::new(
-        "HARDEN-SECRET-HISTORY",
-        history_secrets(config),
-    ));
-    out.push(Finding::new(
-        "HARDEN-SHADOW-EMPTY-PASSWORD",
-        a.empty_passwords(),
-    ));
-    out.push(Finding::new(
-        "HARDEN-ACCOUNT-DUPLICATE-ID",
-        a.duplicate_ids(passwd.as_ref()),
-    ));
+    out.push(Finding::new("HARDEN-SECRET-HISTORY", history_secrets(config)));
+    out.push(Finding::new("HARDEN-SHADOW-EMPTY-PASSWORD", a.empty_passwords()));
+    out.push(Finding::new("HARDEN-ACCOUNT-DUPLICATE-ID", a.duplicate_ids(passwd.as_ref())));
     let (latest, unpinned) = reference(ctx);
     out.push(Finding::new("HARDEN-REFERENCE-LATEST", latest));
     out.push(Finding::new("HARDEN-REFERENCE-UNPINNED", unpinned));
-    out.push(Finding::new(
-        "HARDEN-SIGNATURE-MISSING",
-        signature(&ctx.signature),
-    ));
+    out.push(Finding::new("HARDEN-SIGNATURE-MISSING", signature(&ctx.signature)));
     out.push(Finding::new("HARDEN-VOLUME-SENSITIVE", volumes(config)));
     out.push(Finding::new("HARDEN-PORT-PRIVILEGED", ports(config)));
     out.push(Finding::new("HARDEN-LAYER-PATH-ESCAPE", a.escapes()));
@@ -129,10 +97,7 @@ impl Audit<'_> {
         let canon = self.fs.resolve(path, true)?;
         let (loc, e) = self.fs.get(&canon)?;
         let body = String::from_utf8_lossy(e.prefix.as_deref()?).into_owned();
-        Some(Text {
-            body,
-            ev: self.file(&canon, loc),
-        })
+        Some(Text { body, ev: self.file(&canon, loc) })
     }
 
     fn root_user(&self, config: &Value, passwd: Option<&Text>) -> Vec<Evidence> {
@@ -220,12 +185,7 @@ impl Audit<'_> {
     /// not each file in it), with the file count and bytes under it. With `content_only`, only
     /// non-empty files count (an empty lock file is no cache). Rules that float (`/**/name`)
     /// do not match in library code; anchored ones (`/usr/lib/ssl/private/*`) do.
-    fn present_with(
-        &self,
-        m: &mut Matcher,
-        keep: &mut Matcher,
-        content_only: bool,
-    ) -> Vec<Evidence> {
+    fn present_with(&self, m: &mut Matcher, keep: &mut Matcher, content_only: bool) -> Vec<Evidence> {
         let mut hits: BTreeMap<String, (u64, u64)> = BTreeMap::new();
         for (path, _, e) in self.fs.iter() {
             let has_content = (e.kind == Kind::File && e.size > 0) || e.kind == Kind::HardLink;
@@ -235,9 +195,7 @@ impl Audit<'_> {
             let Some(rule) = m.matches(path) else {
                 continue;
             };
-            if keep.matches(path).is_some()
-                || (rule.pattern.starts_with("/**/") && secrets::library_path(path))
-            {
+            if keep.matches(path).is_some() || (rule.pattern.starts_with("/**/") && secrets::library_path(path)) {
                 continue;
             }
             let mut top = path;
@@ -255,10 +213,7 @@ impl Audit<'_> {
             };
             let mut ev = self.file(&top, loc);
             if e.kind == Kind::Dir {
-                ev.detail = Some(format!(
-                    "{files} file{} ({bytes} bytes)",
-                    if files == 1 { "" } else { "s" }
-                ));
+                ev.detail = Some(format!("{files} file{} ({bytes} bytes)", if files == 1 { "" } else { "s" }));
             } else if e.kind == Kind::Symlink {
                 ev.detail = Some(format!("symlink to {}", e.link.as_deref().unwrap_or("?")));
             }
@@ -269,19 +224,14 @@ impl Audit<'_> {
 
     /// Private keys and AWS key ids in the kept prefixes of files that no secret name already
     /// covers. Returns the evidence and the paths (for the fix).
-    fn secret_content(
-        &self,
-        by_name: &mut Matcher,
-        keep: &mut Matcher,
-    ) -> (Vec<Evidence>, Vec<String>) {
+    fn secret_content(&self, by_name: &mut Matcher, keep: &mut Matcher) -> (Vec<Evidence>, Vec<String>) {
         let mut out = Vec::new();
         let mut paths = Vec::new();
         for (path, loc, e) in self.fs.iter() {
             let Some(prefix) = e.prefix.as_deref() else {
                 continue;
             };
-            if e.kind != Kind::File || prefix.starts_with(b"\x7fELF") || secrets::library_path(path)
-            {
+            if e.kind != Kind::File || prefix.starts_with(b"\x7fELF") || secrets::library_path(path) {
                 continue;
             }
             if by_name.matches(path).is_some() || keep.matches(path).is_some() {
@@ -305,12 +255,8 @@ impl Audit<'_> {
             .lines()
             .filter_map(|l| {
                 let f: Vec<&str> = l.split(':').collect();
-                (f.len() >= 2 && !f[0].is_empty() && f[1].is_empty()).then(|| {
-                    shadow
-                        .ev
-                        .clone()
-                        .with_detail(format!("account `{}` has an empty password", f[0]))
-                })
+                (f.len() >= 2 && !f[0].is_empty() && f[1].is_empty())
+                    .then(|| shadow.ev.clone().with_detail(format!("account `{}` has an empty password", f[0])))
             })
             .collect()
     }
@@ -329,10 +275,7 @@ impl Audit<'_> {
             }
             for (id, names) in by_id {
                 if names.len() > 1 {
-                    out.push(
-                        t.ev.clone()
-                            .with_detail(format!("{what} {id}: {}", names.join(", "))),
-                    );
+                    out.push(t.ev.clone().with_detail(format!("{what} {id}: {}", names.join(", "))));
                 }
             }
         }
@@ -346,7 +289,9 @@ impl Audit<'_> {
         for (li, layer) in self.fs.layers.iter().enumerate() {
             for (ei, e) in layer.entries.iter().enumerate() {
                 if e.escapes {
-                    out.push(self.file(&e.path, Loc { layer: li, entry: ei }).with_detail("the stored name leaves the root (../ or absolute); shown as harden normalises it"));
+                    out.push(self.file(&e.path, Loc { layer: li, entry: ei }).with_detail(
+                        "the stored name leaves the root (../ or absolute); shown as harden normalises it",
+                    ));
                 }
             }
         }
@@ -377,10 +322,7 @@ fn env_secrets(config: &Value) -> Vec<Evidence> {
         let s = v.as_str().unwrap_or_default();
         let (k, val) = s.split_once('=').unwrap_or((s, ""));
         if secret_env_name(k) && !harmless_value(val) {
-            out.push(Evidence::field(
-                "config.Env",
-                format!("{k} looks like a secret"),
-            ));
+            out.push(Evidence::field("config.Env", format!("{k} looks like a secret")));
         } else {
             for what in secrets::find(val.as_bytes()) {
                 out.push(Evidence::field("config.Env", format!("{k} holds a {what}")));
@@ -391,9 +333,7 @@ fn env_secrets(config: &Value) -> Vec<Evidence> {
 }
 
 fn identifier(s: &str) -> bool {
-    s.bytes()
-        .next()
-        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+    s.bytes().next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
         && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
@@ -401,12 +341,7 @@ fn identifier(s: &str) -> bool {
 /// args), and key material anywhere in it.
 fn history_secrets(config: &Value) -> Vec<Evidence> {
     let mut out = Vec::new();
-    for (i, h) in config["history"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .enumerate()
-    {
+    for (i, h) in config["history"].as_array().into_iter().flatten().enumerate() {
         let Some(cb) = h["created_by"].as_str() else {
             continue;
         };
@@ -421,10 +356,7 @@ fn history_secrets(config: &Value) -> Vec<Evidence> {
             }
         }
         for n in names {
-            out.push(Evidence::field(
-                field.clone(),
-                format!("{n}=… looks like a secret"),
-            ));
+            out.push(Evidence::field(field.clone(), format!("{n}=… looks like a secret")));
         }
         for what in secrets::find(cb.as_bytes()) {
             out.push(Evidence::field(field.clone(), what));
@@ -456,35 +388,18 @@ fn reference(ctx: &AuditContext) -> (Vec<Evidence>, Vec<Evidence>) {
 fn signature(s: &Signature) -> Vec<Evidence> {
     match s {
         Signature::NotChecked | Signature::Found(_) => Vec::new(),
-        Signature::Absent(at) => vec![Evidence::field(
-            "signature",
-            format!("no cosign signature at {at}"),
-        )],
-        Signature::Unknown(note) => vec![Evidence::field(
-            "signature",
-            format!("could not look for a cosign signature: {note}"),
-        )],
+        Signature::Absent(at) => vec![Evidence::field("signature", format!("no cosign signature at {at}"))],
+        Signature::Unknown(note) => {
+            vec![Evidence::field("signature", format!("could not look for a cosign signature: {note}"))]
+        }
     }
 }
 
 fn volumes(config: &Value) -> Vec<Evidence> {
     let mut out = Vec::new();
-    for k in config["config"]["Volumes"]
-        .as_object()
-        .into_iter()
-        .flat_map(|m| m.keys())
-    {
-        let norm = format!(
-            "/{}",
-            k.split('/')
-                .filter(|c| !c.is_empty() && *c != ".")
-                .collect::<Vec<_>>()
-                .join("/")
-        );
-        if ["/proc", "/sys", "/dev"]
-            .iter()
-            .any(|s| norm == *s || norm.starts_with(&format!("{s}/")))
-        {
+    for k in config["config"]["Volumes"].as_object().into_iter().flat_map(|m| m.keys()) {
+        let norm = format!("/{}", k.split('/').filter(|c| !c.is_empty() && *c != ".").collect::<Vec<_>>().join("/"));
+        if ["/proc", "/sys", "/dev"].iter().any(|s| norm == *s || norm.starts_with(&format!("{s}/"))) {
             out.push(Evidence::field("config.Volumes", k.clone()));
         }
     }
@@ -493,18 +408,8 @@ fn volumes(config: &Value) -> Vec<Evidence> {
 
 fn ports(config: &Value) -> Vec<Evidence> {
     let mut out = Vec::new();
-    for k in config["config"]["ExposedPorts"]
-        .as_object()
-        .into_iter()
-        .flat_map(|m| m.keys())
-    {
-        let port = k
-            .split('/')
-            .next()
-            .unwrap_or("")
-            .split('-')
-            .next()
-            .unwrap_or("");
+    for k in config["config"]["ExposedPorts"].as_object().into_iter().flat_map(|m| m.keys()) {
+        let port = k.split('/').next().unwrap_or("").split('-').next().unwrap_or("");
         if let Ok(p) = port.trim().parse::<u32>() {
             if (1..1024).contains(&p) {
                 out.push(Evidence::field("config.ExposedPorts", k.clone()));

@@ -25,14 +25,12 @@ pub const JSON_SCHEMA: &str = "harden-check/1";
 pub fn render(format: Format, findings: &[Finding], image: &ImageInfo, fail_on: Level) -> String {
     match format {
         Format::Text => text(findings, image, fail_on),
-        Format::Json => format!(
-            "{}\n",
-            serde_json::to_string_pretty(&json(findings, image, fail_on)).unwrap_or_default()
-        ),
-        Format::Sarif => format!(
-            "{}\n",
-            serde_json::to_string_pretty(&super::sarif::sarif(findings, image)).unwrap_or_default()
-        ),
+        Format::Json => {
+            format!("{}\n", serde_json::to_string_pretty(&json(findings, image, fail_on)).unwrap_or_default())
+        }
+        Format::Sarif => {
+            format!("{}\n", serde_json::to_string_pretty(&super::sarif::sarif(findings, image)).unwrap_or_default())
+        }
     }
 }
 
@@ -70,36 +68,17 @@ pub fn text(findings: &[Finding], image: &ImageInfo, fail_on: Level) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "{} {}", image.reference, image.digest);
     for f in findings {
-        let refs: Vec<String> = f
-            .cis
-            .map(|c| format!("CIS {c}"))
-            .into_iter()
-            .chain(f.dockle.map(|d| format!("Dockle {d}")))
-            .collect();
-        let refs = if refs.is_empty() {
-            String::new()
-        } else {
-            format!(" [{}]", refs.join(", "))
-        };
-        let _ = writeln!(
-            s,
-            "\n{:<5} {}: {}{}",
-            f.level.as_str().to_uppercase(),
-            f.id,
-            f.title,
-            refs
-        );
+        let refs: Vec<String> =
+            f.cis.map(|c| format!("CIS {c}")).into_iter().chain(f.dockle.map(|d| format!("Dockle {d}"))).collect();
+        let refs = if refs.is_empty() { String::new() } else { format!(" [{}]", refs.join(", ")) };
+        let _ = writeln!(s, "\n{:<5} {}: {}{}", f.level.as_str().to_uppercase(), f.id, f.title, refs);
         for e in &f.evidence {
             let _ = writeln!(s, "  {}", evidence_line(e));
         }
         let _ = writeln!(s, "  fix: {}", f.fix);
     }
     let (n, fa, w, i) = counts(findings);
-    let verdict = if fails(findings, fail_on) {
-        "at or above"
-    } else {
-        "nothing at or above"
-    };
+    let verdict = if fails(findings, fail_on) { "at or above" } else { "nothing at or above" };
     let _ = writeln!(
         s,
         "\n{n} finding{}: {fa} fatal, {w} warn, {i} info ({verdict} --fail-on {})",

@@ -66,14 +66,7 @@ const fn c(
     dockle: Option<&'static str>,
     fix: &'static str,
 ) -> Check {
-    Check {
-        id,
-        level,
-        title,
-        cis,
-        dockle,
-        fix,
-    }
+    Check { id, level, title, cis, dockle, fix }
 }
 
 /// Every check, in report order within a level. IDs never change meaning; new checks get new IDs.
@@ -121,11 +114,7 @@ pub struct Evidence {
 
 impl Evidence {
     pub fn field(field: impl Into<String>, detail: impl Into<String>) -> Evidence {
-        Evidence {
-            field: Some(field.into()),
-            detail: Some(detail.into()),
-            ..Default::default()
-        }
+        Evidence { field: Some(field.into()), detail: Some(detail.into()), ..Default::default() }
     }
     pub fn with_detail(mut self, detail: impl Into<String>) -> Evidence {
         self.detail = Some(detail.into());
@@ -148,15 +137,7 @@ pub struct Finding {
 impl Finding {
     fn new(id: &'static str, evidence: Vec<Evidence>) -> Finding {
         let c = check_info(id).unwrap_or_else(|| panic!("check {id} is not in CHECKS"));
-        Finding {
-            id,
-            level: c.level,
-            title: c.title,
-            evidence,
-            fix: c.fix.to_string(),
-            cis: c.cis,
-            dockle: c.dockle,
-        }
+        Finding { id, level: c.level, title: c.title, evidence, fix: c.fix.to_string(), cis: c.cis, dockle: c.dockle }
     }
 }
 
@@ -191,27 +172,15 @@ pub struct AuditContext<'a> {
 /// Run every check. Findings come fatal first, then in [`CHECKS`] order; `ctx.ignore` drops IDs.
 pub fn audit(fs: &FinalFs, config: &Value, ctx: &AuditContext) -> Vec<Finding> {
     let mut out = checks::run(fs, config, ctx);
-    out.retain(|f| {
-        !f.evidence.is_empty() && !ctx.ignore.iter().any(|i| i.eq_ignore_ascii_case(f.id))
-    });
-    out.sort_by_key(|f| {
-        (
-            std::cmp::Reverse(f.level),
-            CHECKS.iter().position(|c| c.id == f.id),
-        )
-    });
+    out.retain(|f| !f.evidence.is_empty() && !ctx.ignore.iter().any(|i| i.eq_ignore_ascii_case(f.id)));
+    out.sort_by_key(|f| (std::cmp::Reverse(f.level), CHECKS.iter().position(|c| c.id == f.id)));
     out
 }
 
 /// `(total, fatal, warn, info)`.
 pub fn counts(findings: &[Finding]) -> (usize, usize, usize, usize) {
     let n = |l: Level| findings.iter().filter(|f| f.level == l).count();
-    (
-        findings.len(),
-        n(Level::Fatal),
-        n(Level::Warn),
-        n(Level::Info),
-    )
+    (findings.len(), n(Level::Fatal), n(Level::Warn), n(Level::Info))
 }
 
 /// True when a finding is at or above `fail_on`.
@@ -297,10 +266,7 @@ impl RebuildFindings {
         for f in self.after.iter_mut().flatten() {
             for e in &mut f.evidence {
                 if let Some(i) = e.layer_index {
-                    e.layer = manifest_layers[i]["digest"]
-                        .as_str()
-                        .map(str::to_string)
-                        .or(e.layer.take());
+                    e.layer = manifest_layers[i]["digest"].as_str().map(str::to_string).or(e.layer.take());
                 }
             }
         }

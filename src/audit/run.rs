@@ -34,21 +34,10 @@ pub struct CheckOutput {
 fn sig_ref(r: &ImageRef, d: &Digest) -> ImageRef {
     let tag = Some(format!("sha256-{}.sig", d.hex()));
     match r {
-        ImageRef::Registry {
-            registry,
-            repository,
-            ..
-        } => ImageRef::Registry {
-            registry: registry.clone(),
-            repository: repository.clone(),
-            tag,
-            digest: None,
-        },
-        ImageRef::Layout { dir, .. } => ImageRef::Layout {
-            dir: dir.clone(),
-            tag,
-            digest: None,
-        },
+        ImageRef::Registry { registry, repository, .. } => {
+            ImageRef::Registry { registry: registry.clone(), repository: repository.clone(), tag, digest: None }
+        }
+        ImageRef::Layout { dir, .. } => ImageRef::Layout { dir: dir.clone(), tag, digest: None },
     }
 }
 
@@ -85,11 +74,7 @@ pub async fn check(o: CheckOptions) -> Result<CheckOutput> {
     for id in &o.ignore {
         if check_info(&id.to_ascii_uppercase()).is_none() {
             let known: Vec<&str> = CHECKS.iter().map(|c| c.id).collect();
-            return Err(Failure::Usage(format!(
-                "--ignore {id}: no such check (known: {})",
-                known.join(", ")
-            ))
-            .into());
+            return Err(Failure::Usage(format!("--ignore {id}: no such check (known: {})", known.join(", "))).into());
         }
     }
     let profile = if o.profiles.is_empty() {
@@ -98,51 +83,31 @@ pub async fn check(o: CheckOptions) -> Result<CheckOutput> {
         Some(profile::load(&o.profiles).map_err(|e| Failure::Usage(e.to_string()))?)
     };
     let src = Endpoint::open(&o.image, &o.net)?;
-    let spool = tempfile::Builder::new()
-        .prefix("harden-")
-        .tempdir()
-        .context("cannot create a temporary directory")?;
+    let spool = tempfile::Builder::new().prefix("harden-").tempdir().context("cannot create a temporary directory")?;
     let (manifest, view, config) = pipeline::resolve(&src, &o.image).await?;
-    let (_blobs, indexes) =
-        pipeline::scan_all(&src, &view, &config, spool.path(), o.jobs, &o.progress).await?;
+    let (_blobs, indexes) = pipeline::scan_all(&src, &view, &config, spool.path(), o.jobs, &o.progress).await?;
     let fs = FinalFs::build(indexes);
     let sig = signature(&src, &o.image, &manifest.digest).await;
     if let Signature::Found(at) = &sig {
-        o.progress.line(&format!(
-            "cosign signature found at {at} (not verified: harden verify --key does that)"
-        ));
+        o.progress.line(&format!("cosign signature found at {at} (not verified: harden verify --key does that)"));
     }
     let ctx = AuditContext {
         reference: Some(&o.image),
-        layers: view
-            .layers
-            .iter()
-            .map(|l| Some(l.digest.to_string()))
-            .collect(),
+        layers: view.layers.iter().map(|l| Some(l.digest.to_string())).collect(),
         signature: sig,
         profile: profile.as_ref(),
         ignore: &o.ignore,
     };
     let findings = audit(&fs, &config, &ctx);
     drop(spool);
-    let image = ImageInfo {
-        reference: o.image.to_string(),
-        digest: manifest.digest.to_string(),
-    };
+    let image = ImageInfo { reference: o.image.to_string(), digest: manifest.digest.to_string() };
     let failed = fails(&findings, o.fail_on);
     let (n, f, w, i) = super::counts(&findings);
     o.progress.line(&format!(
         "{n} findings: {f} fatal, {w} warn, {i} info{}",
-        if failed {
-            format!(" (some at or above --fail-on {})", o.fail_on.as_str())
-        } else {
-            String::new()
-        }
+        if failed { format!(" (some at or above --fail-on {})", o.fail_on.as_str()) } else { String::new() }
     ));
-    Ok(CheckOutput {
-        rendered: format::render(o.format, &findings, &image, o.fail_on),
-        failed,
-    })
+    Ok(CheckOutput { rendered: format::render(o.format, &findings, &image, o.fail_on), failed })
 }
 
 /// `rebuild`'s audit: the source as fetched, and the result predicted from the plan (see
@@ -164,23 +129,15 @@ pub async fn rebuild_findings(
 ) -> super::RebuildFindings {
     let before_ctx = AuditContext {
         reference: Some(r),
-        layers: view
-            .layers
-            .iter()
-            .map(|l| Some(l.digest.to_string()))
-            .collect(),
+        layers: view.layers.iter().map(|l| Some(l.digest.to_string())).collect(),
         signature: signature(src, r, manifest_digest).await,
         ..Default::default()
     };
     let before = audit(fs, config, &before_ctx);
     let after = new_config.map(|cfg| {
         let view_after = super::after_view(fs, plan, user_layer.map(|(b, _)| b));
-        let mut layers: Vec<Option<String>> = view
-            .layers
-            .iter()
-            .zip(&plan.layers)
-            .map(|(l, p)| p.is_unchanged().then(|| l.digest.to_string()))
-            .collect();
+        let mut layers: Vec<Option<String>> =
+            view.layers.iter().zip(&plan.layers).map(|(l, p)| p.is_unchanged().then(|| l.digest.to_string())).collect();
         layers.extend(user_layer.map(|(_, d)| Some(d.to_string())));
         let ctx = AuditContext {
             // The result is printed, and best referred to, by digest.

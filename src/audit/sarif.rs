@@ -55,12 +55,12 @@ fn result(f: &Finding, e: Option<&Evidence>) -> Value {
     if let Some(e) = e {
         if let Some(p) = &e.path {
             text.push_str(&format!(": {p}"));
-            r["locations"] = json!([{"physicalLocation": {"artifactLocation": {"uri": uri_path(p), "uriBaseId": "ROOTFS"}}}]);
+            r["locations"] =
+                json!([{"physicalLocation": {"artifactLocation": {"uri": uri_path(p), "uriBaseId": "ROOTFS"}}}]);
         }
         if let Some(field) = &e.field {
             text.push_str(&format!(": {field}"));
-            r["locations"] =
-                json!([{"logicalLocations": [{"fullyQualifiedName": field, "name": field}]}]);
+            r["locations"] = json!([{"logicalLocations": [{"fullyQualifiedName": field, "name": field}]}]);
         }
         if let Some(d) = &e.detail {
             text.push_str(&format!(" ({d})"));

@@ -83,11 +83,7 @@ fn private_key(data: &[u8]) -> Option<String> {
             break;
         };
         let label = &rest[..end];
-        if end > 64
-            || !label
-                .iter()
-                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || *b == b' ')
-        {
+        if end > 64 || !label.iter().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || *b == b' ') {
             continue;
         }
         if !(label.ends_with(b"PRIVATE KEY") || label == b"PGP PRIVATE KEY BLOCK") {
@@ -113,9 +109,7 @@ fn body_follows(after_marker: &[u8]) -> bool {
             continue;
         }
         return line.len() >= 16
-            && line
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/' || b == b'=');
+            && line.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/' || b == b'=');
     }
     false
 }
@@ -128,13 +122,10 @@ fn aws_key_ids(data: &[u8]) -> Vec<String> {
     let mut i = 0;
     while i + 20 <= data.len() {
         let here = &data[i..i + 20];
-        let standalone =
-            (i == 0 || !word(data[i - 1])) && data.get(i + 20).is_none_or(|b| !word(*b));
+        let standalone = (i == 0 || !word(data[i - 1])) && data.get(i + 20).is_none_or(|b| !word(*b));
         if standalone
             && PREFIXES.iter().any(|p| here.starts_with(p))
-            && here[4..]
-                .iter()
-                .all(|b| b.is_ascii_uppercase() || (b'2'..=b'7').contains(b))
+            && here[4..].iter().all(|b| b.is_ascii_uppercase() || (b'2'..=b'7').contains(b))
         {
             let id = String::from_utf8_lossy(here).into_owned();
             if !out.contains(&id) {
@@ -156,10 +147,7 @@ mod tests {
 
     #[test]
     fn finds_private_keys_but_not_certificates_or_markers_in_code() {
-        assert_eq!(
-            find(KEY.as_bytes()),
-            vec!["PEM block `OPENSSH PRIVATE KEY`"]
-        );
+        assert_eq!(find(KEY.as_bytes()), vec!["PEM block `OPENSSH PRIVATE KEY`"]);
         let enc = "-----BEGIN RSA PRIVATE KEY-----\r\nProc-Type: 4,ENCRYPTED\r\nDEK-Info: AES-128-CBC,00\r\n\r\nMIIEpAIBAAKCAQEAu1SU1LfVLPHCozMxH2Mo\r\n";
         assert_eq!(find(enc.as_bytes()).len(), 1);
         let cert = "-----BEGIN CERTIFICATE-----\nMIIDdzCCAl+gAwIBAgIEAgAAuTANBgkqhkiG9w0BAQUFADBaMQswCQYDVQQGEwJJ\n-----END CERTIFICATE-----\n";
@@ -172,10 +160,7 @@ mod tests {
 
     #[test]
     fn finds_aws_key_ids_standing_alone() {
-        assert_eq!(
-            find(b"AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE\n"),
-            vec!["AWS access key id AKIA…MPLE"]
-        );
+        assert_eq!(find(b"AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE\n"), vec!["AWS access key id AKIA…MPLE"]);
         assert!(find(b"XAKIAIOSFODNN7EXAMPLE").is_empty());
         assert!(find(b"AKIAIOSFODNN7EXAMPLEX").is_empty());
         assert!(find(b"AKIAiosfodnn7example").is_empty());
@@ -184,18 +169,12 @@ mod tests {
 
     #[test]
     fn library_paths_are_skipped() {
-        assert!(library_path(
-            "usr/lib/python3/dist-packages/django/conf/settings.py"
-        ));
-        assert!(library_path(
-            "usr/local/lib/python3.12/site-packages/x/key.pem"
-        ));
+        assert!(library_path("usr/lib/python3/dist-packages/django/conf/settings.py"));
+        assert!(library_path("usr/local/lib/python3.12/site-packages/x/key.pem"));
         assert!(library_path("app/node_modules/x/test.key"));
         assert!(library_path("app/tests/fixture.pem"));
         assert!(library_path("app/README.md"));
-        assert!(library_path(
-            "usr/share/ca-certificates/mozilla/ISRG_Root_X1.crt"
-        ));
+        assert!(library_path("usr/share/ca-certificates/mozilla/ISRG_Root_X1.crt"));
         assert!(!library_path("app/settings.py"));
         assert!(!library_path("etc/ssl/private/server.key"));
         assert!(!library_path("root/.ssh/id_rsa"));

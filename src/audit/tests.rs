@@ -29,9 +29,7 @@ fn find<'a>(f: &'a [Finding], id: &str) -> Option<&'a Finding> {
 }
 
 fn paths(f: &[Finding], id: &str) -> Vec<String> {
-    find(f, id)
-        .map(|f| f.evidence.iter().filter_map(|e| e.path.clone()).collect())
-        .unwrap_or_default()
+    find(f, id).map(|f| f.evidence.iter().filter_map(|e| e.path.clone()).collect()).unwrap_or_default()
 }
 
 /// A config with a non-root user and a health check: no config findings of its own.
@@ -47,29 +45,13 @@ const PASSWD: &[u8] = b"root:x:0:0:root:/root:/bin/bash\nnobody:x:65534:65534:no
 
 #[test]
 fn root_user_forms() {
-    let fs = FinalFs::build(vec![layer(vec![
-        dir("etc"),
-        file("etc/passwd", 0o644, PASSWD),
-    ])]);
+    let fs = FinalFs::build(vec![layer(vec![dir("etc"), file("etc/passwd", 0o644, PASSWD)])]);
     let user = |u: &str| {
         let mut c = quiet_config();
         c["config"]["User"] = json!(u);
-        find(
-            &audit(&fs, &c, &AuditContext::default()),
-            "HARDEN-USER-ROOT",
-        )
-        .is_some()
+        find(&audit(&fs, &c, &AuditContext::default()), "HARDEN-USER-ROOT").is_some()
     };
-    for root in [
-        "",
-        "root",
-        "0",
-        "0:0",
-        "root:root",
-        "0:65532",
-        "toor",
-        " 0 ",
-    ] {
+    for root in ["", "root", "0", "0:0", "root:root", "0:65532", "toor", " 0 "] {
         assert!(user(root), "{root:?} is root");
     }
     for not in ["65532", "65532:65532", "nobody", "1000:0", "ghost"] {
@@ -77,24 +59,14 @@ fn root_user_forms() {
     }
     let mut c = quiet_config();
     c["config"]["User"] = json!("toor");
-    let f = audit(
-        &fs,
-        &c,
-        &AuditContext {
-            layers: vec![Some("sha256:l0".into())],
-            ..Default::default()
-        },
-    );
+    let f = audit(&fs, &c, &AuditContext { layers: vec![Some("sha256:l0".into())], ..Default::default() });
     let ev = &find(&f, "HARDEN-USER-ROOT").unwrap().evidence;
     assert_eq!(ev[0].field.as_deref(), Some("config.User"));
     assert_eq!(ev[1].path.as_deref(), Some("/etc/passwd"));
     assert_eq!(ev[1].layer.as_deref(), Some("sha256:l0"));
     let mut c = quiet_config();
     c["config"].as_object_mut().unwrap().remove("User");
-    assert!(
-        find(&run(vec![], &c), "HARDEN-USER-ROOT").is_some(),
-        "no User at all is root"
-    );
+    assert!(find(&run(vec![], &c), "HARDEN-USER-ROOT").is_some(), "no User at all is root");
 }
 
 #[test]
@@ -119,19 +91,9 @@ fn setuid_each_listed_on_the_final_filesystem() {
     ]);
     let l1 = layer(vec![entry("usr/bin/.wh.gone", Kind::File, None)]);
     let f = run(vec![l0, l1], &quiet_config());
-    assert_eq!(
-        paths(&f, "HARDEN-FILE-SETUID"),
-        vec!["/usr/bin/chage", "/usr/bin/su"]
-    );
+    assert_eq!(paths(&f, "HARDEN-FILE-SETUID"), vec!["/usr/bin/chage", "/usr/bin/su"]);
     let ev = &find(&f, "HARDEN-FILE-SETUID").unwrap().evidence;
-    assert!(
-        ev[0]
-            .detail
-            .as_deref()
-            .unwrap()
-            .starts_with("setgid, mode 2755"),
-        "{ev:?}"
-    );
+    assert!(ev[0].detail.as_deref().unwrap().starts_with("setgid, mode 2755"), "{ev:?}");
     assert_eq!(ev[1].layer_index, Some(0));
 
     // --profile: setuid_allow says which are expected.
@@ -139,18 +101,8 @@ fn setuid_each_listed_on_the_final_filesystem() {
     let p = dirp.path().join("p.toml");
     std::fs::write(&p, "[files]\nsetuid_allow = [\"/usr/bin/su\"]\n").unwrap();
     let profile = crate::profile::load(&[p.display().to_string()]).unwrap();
-    let fs = FinalFs::build(vec![layer(vec![
-        file("usr/bin/su", 0o4755, b""),
-        file("usr/bin/chage", 0o2755, b""),
-    ])]);
-    let f = audit(
-        &fs,
-        &quiet_config(),
-        &AuditContext {
-            profile: Some(&profile),
-            ..Default::default()
-        },
-    );
+    let fs = FinalFs::build(vec![layer(vec![file("usr/bin/su", 0o4755, b""), file("usr/bin/chage", 0o2755, b"")])]);
+    let f = audit(&fs, &quiet_config(), &AuditContext { profile: Some(&profile), ..Default::default() });
     assert_eq!(paths(&f, "HARDEN-FILE-SETUID"), vec!["/usr/bin/chage"]);
 }
 
@@ -165,22 +117,11 @@ fn capabilities_and_world_writable_but_not_sticky_dirs_or_symlinks() {
     let mut link = entry("srv/link", Kind::Symlink, Some("open"));
     link.mode = 0o777;
     let f = run(
-        vec![layer(vec![
-            ping,
-            tmp,
-            dir("srv"),
-            open,
-            link,
-            file("srv/w", 0o666, b"x"),
-            file("srv/r", 0o644, b"x"),
-        ])],
+        vec![layer(vec![ping, tmp, dir("srv"), open, link, file("srv/w", 0o666, b"x"), file("srv/r", 0o644, b"x")])],
         &quiet_config(),
     );
     assert_eq!(paths(&f, "HARDEN-FILE-CAPABILITIES"), vec!["/usr/bin/ping"]);
-    assert_eq!(
-        paths(&f, "HARDEN-FILE-WORLD-WRITABLE"),
-        vec!["/srv/open", "/srv/w"]
-    );
+    assert_eq!(paths(&f, "HARDEN-FILE-WORLD-WRITABLE"), vec!["/srv/open", "/srv/w"]);
 }
 
 fn usr_merged(extra: Vec<EntryInfo>) -> crate::scan::LayerIndex {
@@ -202,32 +143,12 @@ fn usr_merged(extra: Vec<EntryInfo>) -> crate::scan::LayerIndex {
 #[test]
 fn shells_and_package_managers_through_usr_merge() {
     let f = run(vec![usr_merged(vec![])], &quiet_config());
-    assert_eq!(
-        paths(&f, "HARDEN-SHELLS"),
-        vec!["/usr/bin/bash", "/usr/bin/dash", "/usr/bin/sh"]
-    );
-    assert_eq!(
-        find(&f, "HARDEN-SHELLS").unwrap().fix,
-        "[files] remove = [\"@shells\"] (profile strict)"
-    );
-    assert_eq!(
-        paths(&f, "HARDEN-PACKAGE-MANAGERS"),
-        vec!["/usr/bin/apt-get", "/usr/bin/dpkg-query"]
-    );
+    assert_eq!(paths(&f, "HARDEN-SHELLS"), vec!["/usr/bin/bash", "/usr/bin/dash", "/usr/bin/sh"]);
+    assert_eq!(find(&f, "HARDEN-SHELLS").unwrap().fix, "[files] remove = [\"@shells\"] (profile strict)");
+    assert_eq!(paths(&f, "HARDEN-PACKAGE-MANAGERS"), vec!["/usr/bin/apt-get", "/usr/bin/dpkg-query"]);
     // Without shells: no finding.
-    let f = run(
-        vec![layer(vec![
-            dir("usr"),
-            dir("usr/bin"),
-            file("usr/bin/python3", 0o755, b""),
-        ])],
-        &quiet_config(),
-    );
-    assert!(
-        find(&f, "HARDEN-SHELLS").is_none() && find(&f, "HARDEN-PACKAGE-MANAGERS").is_none(),
-        "{:?}",
-        ids(&f)
-    );
+    let f = run(vec![layer(vec![dir("usr"), dir("usr/bin"), file("usr/bin/python3", 0o755, b"")])], &quiet_config());
+    assert!(find(&f, "HARDEN-SHELLS").is_none() && find(&f, "HARDEN-PACKAGE-MANAGERS").is_none(), "{:?}", ids(&f));
 }
 
 #[test]
@@ -235,11 +156,7 @@ fn package_caches_grouped_and_empty_files_ignored() {
     let f = run(
         vec![layer(vec![
             dir("var/lib/apt/lists"),
-            file(
-                "var/lib/apt/lists/deb.debian.org_debian_dists_bookworm_InRelease",
-                0o644,
-                b"x",
-            ),
+            file("var/lib/apt/lists/deb.debian.org_debian_dists_bookworm_InRelease", 0o644, b"x"),
             file("var/lib/apt/lists/lock", 0o640, b""),
             dir("var/lib/apt/lists/partial"),
             dir("root/.cache/pip"),
@@ -277,11 +194,7 @@ fn secret_files_by_name_not_in_library_code() {
             file("home/u/.aws/credentials", 0o600, b"[default]\n"),
             file("etc/ssl/private/ssl-cert-snakeoil.key", 0o640, KEY),
             file("usr/lib/ssl/private/server.key", 0o600, KEY),
-            file(
-                "usr/lib/python3/dist-packages/dotenv/tests/.env",
-                0o644,
-                b"A=1\n",
-            ),
+            file("usr/lib/python3/dist-packages/dotenv/tests/.env", 0o644, b"A=1\n"),
             file("app/empty/.env", 0o644, b""),
         ])],
         &quiet_config(),
@@ -297,11 +210,7 @@ fn secret_files_by_name_not_in_library_code() {
         ]
     );
     // Named secrets are not reported again by content.
-    assert!(
-        find(&f, "HARDEN-SECRET-CONTENT").is_none(),
-        "{:?}",
-        find(&f, "HARDEN-SECRET-CONTENT")
-    );
+    assert!(find(&f, "HARDEN-SECRET-CONTENT").is_none(), "{:?}", find(&f, "HARDEN-SECRET-CONTENT"));
     assert_eq!(f[0].level, Level::Fatal);
 }
 
@@ -310,53 +219,25 @@ fn secret_content_without_the_usual_false_positives() {
     let f = run(
         vec![layer(vec![
             file("app/tls/server.pem", 0o600, KEY),
-            file(
-                "app/settings.py",
-                0o644,
-                b"AWS_KEY = 'AKIAIOSFODNN7EXAMPLE'\n",
-            ),
+            file("app/settings.py", 0o644, b"AWS_KEY = 'AKIAIOSFODNN7EXAMPLE'\n"),
             // CA certificates are not secrets.
             file("etc/ssl/certs/ca-certificates.crt", 0o644, CERT),
             file("etc/ssl/certs/ISRG_Root_X1.pem", 0o644, CERT),
-            file(
-                "usr/share/ca-certificates/mozilla/ISRG_Root_X1.crt",
-                0o644,
-                CERT,
-            ),
+            file("usr/share/ca-certificates/mozilla/ISRG_Root_X1.crt", 0o644, CERT),
             // Library code is skipped, as real scanners skip it.
-            file(
-                "usr/lib/python3/dist-packages/django/conf/settings.py",
-                0o644,
-                b"SECRET = 'AKIAIOSFODNN7EXAMPLE'\n",
-            ),
+            file("usr/lib/python3/dist-packages/django/conf/settings.py", 0o644, b"SECRET = 'AKIAIOSFODNN7EXAMPLE'\n"),
             file("usr/lib/python3/dist-packages/x/test_key.pem", 0o644, KEY),
             file("app/docs/keys.md", 0o644, KEY),
             // Binaries are not read as text.
-            file(
-                "app/bin/tool",
-                0o755,
-                b"\x7fELF\x02\x01AKIAIOSFODNN7EXAMPLE ",
-            ),
+            file("app/bin/tool", 0o755, b"\x7fELF\x02\x01AKIAIOSFODNN7EXAMPLE "),
         ])],
         &quiet_config(),
     );
     let found = find(&f, "HARDEN-SECRET-CONTENT").unwrap();
-    assert_eq!(
-        paths(&f, "HARDEN-SECRET-CONTENT"),
-        vec!["/app/settings.py", "/app/tls/server.pem"]
-    );
-    assert_eq!(
-        found.evidence[0].detail.as_deref(),
-        Some("AWS access key id AKIA…MPLE")
-    );
-    assert_eq!(
-        found.evidence[1].detail.as_deref(),
-        Some("PEM block `RSA PRIVATE KEY`")
-    );
-    assert_eq!(
-        found.fix,
-        "[files] remove = [\"/app/settings.py\", \"/app/tls/server.pem\"]"
-    );
+    assert_eq!(paths(&f, "HARDEN-SECRET-CONTENT"), vec!["/app/settings.py", "/app/tls/server.pem"]);
+    assert_eq!(found.evidence[0].detail.as_deref(), Some("AWS access key id AKIA…MPLE"));
+    assert_eq!(found.evidence[1].detail.as_deref(), Some("PEM block `RSA PRIVATE KEY`"));
+    assert_eq!(found.fix, "[files] remove = [\"/app/settings.py\", \"/app/tls/server.pem\"]");
     assert!(find(&f, "HARDEN-SECRET-FILE").is_none());
 }
 
@@ -380,19 +261,9 @@ fn secrets_in_env_and_history() {
         {"empty_layer": true},
     ]);
     let f = run(vec![], &c);
-    let env: Vec<_> = find(&f, "HARDEN-SECRET-ENV")
-        .unwrap()
-        .evidence
-        .iter()
-        .map(|e| e.detail.clone().unwrap())
-        .collect();
-    assert_eq!(
-        env,
-        vec![
-            "API_TOKEN looks like a secret",
-            "NOTE holds a AWS access key id AKIA…MPLE"
-        ]
-    );
+    let env: Vec<_> =
+        find(&f, "HARDEN-SECRET-ENV").unwrap().evidence.iter().map(|e| e.detail.clone().unwrap()).collect();
+    assert_eq!(env, vec!["API_TOKEN looks like a secret", "NOTE holds a AWS access key id AKIA…MPLE"]);
     let hist: Vec<_> = find(&f, "HARDEN-SECRET-HISTORY")
         .unwrap()
         .evidence
@@ -402,22 +273,13 @@ fn secrets_in_env_and_history() {
     assert_eq!(
         hist,
         vec![
-            (
-                "history[0].created_by".to_string(),
-                "DB_PASSWORD=… looks like a secret".to_string()
-            ),
-            (
-                "history[1].created_by".to_string(),
-                "GITHUB_TOKEN=… looks like a secret".to_string()
-            )
+            ("history[0].created_by".to_string(), "DB_PASSWORD=… looks like a secret".to_string()),
+            ("history[1].created_by".to_string(), "GITHUB_TOKEN=… looks like a secret".to_string())
         ]
     );
     // Reports never carry the secret.
     let all = serde_json::to_string(&f).unwrap();
-    assert!(
-        !all.contains("hunter2") && !all.contains("abcd1234") && !all.contains("ghp_abc"),
-        "{all}"
-    );
+    assert!(!all.contains("hunter2") && !all.contains("abcd1234") && !all.contains("ghp_abc"), "{all}");
 }
 
 #[test]
@@ -436,16 +298,9 @@ fn empty_shadow_passwords_and_duplicate_ids() {
     let empty = &find(&f, "HARDEN-SHADOW-EMPTY-PASSWORD").unwrap().evidence;
     assert_eq!(empty.len(), 1);
     assert_eq!(empty[0].path.as_deref(), Some("/etc/shadow"));
-    assert_eq!(
-        empty[0].detail.as_deref(),
-        Some("account `bob` has an empty password")
-    );
-    let dup: Vec<_> = find(&f, "HARDEN-ACCOUNT-DUPLICATE-ID")
-        .unwrap()
-        .evidence
-        .iter()
-        .map(|e| e.detail.clone().unwrap())
-        .collect();
+    assert_eq!(empty[0].detail.as_deref(), Some("account `bob` has an empty password"));
+    let dup: Vec<_> =
+        find(&f, "HARDEN-ACCOUNT-DUPLICATE-ID").unwrap().evidence.iter().map(|e| e.detail.clone().unwrap()).collect();
     assert_eq!(dup, vec!["uid 0: root, toor", "gid 50: staff, wheel"]);
     // Negative: unique ids, locked passwords.
     let f = run(
@@ -455,10 +310,7 @@ fn empty_shadow_passwords_and_duplicate_ids() {
         ])],
         &quiet_config(),
     );
-    assert!(
-        find(&f, "HARDEN-SHADOW-EMPTY-PASSWORD").is_none()
-            && find(&f, "HARDEN-ACCOUNT-DUPLICATE-ID").is_none()
-    );
+    assert!(find(&f, "HARDEN-SHADOW-EMPTY-PASSWORD").is_none() && find(&f, "HARDEN-ACCOUNT-DUPLICATE-ID").is_none());
 }
 
 #[test]
@@ -466,79 +318,40 @@ fn references_latest_and_unpinned() {
     let fs = FinalFs::build(vec![]);
     let by = |r: &str| {
         let r = ImageRef::parse(r).unwrap();
-        ids(&audit(
-            &fs,
-            &quiet_config(),
-            &AuditContext {
-                reference: Some(&r),
-                ..Default::default()
-            },
-        ))
+        ids(&audit(&fs, &quiet_config(), &AuditContext { reference: Some(&r), ..Default::default() }))
     };
     assert_eq!(by("127.0.0.1:5000/app"), vec!["HARDEN-REFERENCE-LATEST"]);
-    assert_eq!(
-        by("127.0.0.1:5000/app:latest"),
-        vec!["HARDEN-REFERENCE-LATEST"]
-    );
-    assert_eq!(
-        by("127.0.0.1:5000/app:1.2"),
-        vec!["HARDEN-REFERENCE-UNPINNED"]
-    );
+    assert_eq!(by("127.0.0.1:5000/app:latest"), vec!["HARDEN-REFERENCE-LATEST"]);
+    assert_eq!(by("127.0.0.1:5000/app:1.2"), vec!["HARDEN-REFERENCE-UNPINNED"]);
     assert_eq!(by("oci:/x:app"), vec!["HARDEN-REFERENCE-UNPINNED"]);
-    assert!(by(&format!(
-        "127.0.0.1:5000/app:latest@sha256:{}",
-        "a".repeat(64)
-    ))
-    .is_empty());
+    assert!(by(&format!("127.0.0.1:5000/app:latest@sha256:{}", "a".repeat(64))).is_empty());
     assert_eq!(by("oci:/x"), vec!["HARDEN-REFERENCE-UNPINNED"]);
 }
 
 #[test]
 fn signature_missing_or_unknown() {
     let fs = FinalFs::build(vec![]);
-    let with = |s: Signature| {
-        audit(
-            &fs,
-            &quiet_config(),
-            &AuditContext {
-                signature: s,
-                ..Default::default()
-            },
-        )
-    };
+    let with = |s: Signature| audit(&fs, &quiet_config(), &AuditContext { signature: s, ..Default::default() });
     assert!(with(Signature::Found("x".into())).is_empty());
     assert!(with(Signature::NotChecked).is_empty());
     let f = with(Signature::Absent("r:sha256-00.sig".into()));
     assert_eq!(ids(&f), vec!["HARDEN-SIGNATURE-MISSING"]);
     assert_eq!(f[0].level, Level::Info);
     let f = with(Signature::Unknown("connection refused".into()));
-    assert!(f[0].evidence[0]
-        .detail
-        .as_deref()
-        .unwrap()
-        .contains("connection refused"));
+    assert!(f[0].evidence[0].detail.as_deref().unwrap().contains("connection refused"));
 }
 
 #[test]
 fn sensitive_volumes_and_privileged_ports() {
     let mut c = quiet_config();
-    c["config"]["Volumes"] =
-        json!({"/proc": {}, "/sys/fs/cgroup/": {}, "/data": {}, "/device": {}});
+    c["config"]["Volumes"] = json!({"/proc": {}, "/sys/fs/cgroup/": {}, "/data": {}, "/device": {}});
     c["config"]["ExposedPorts"] = json!({"80/tcp": {}, "8080/tcp": {}, "53/udp": {}, "1024": {}});
     let f = run(vec![], &c);
-    let v: Vec<_> = find(&f, "HARDEN-VOLUME-SENSITIVE")
-        .unwrap()
-        .evidence
-        .iter()
-        .map(|e| e.detail.clone().unwrap())
-        .collect();
+    let v: Vec<_> =
+        find(&f, "HARDEN-VOLUME-SENSITIVE").unwrap().evidence.iter().map(|e| e.detail.clone().unwrap()).collect();
     assert_eq!(v, vec!["/proc", "/sys/fs/cgroup/"]);
-    let p: Vec<_> = find(&f, "HARDEN-PORT-PRIVILEGED")
-        .unwrap()
-        .evidence
-        .iter()
-        .map(|e| e.detail.clone().unwrap())
-        .collect();
+    let p: Vec<_> =
+        find(&f, "HARDEN-PORT-PRIVILEGED").unwrap().evidence.iter().map(|e| e.detail.clone().unwrap()).collect();
     assert_eq!(p, vec!["80/tcp", "53/udp"]);
     assert_eq!(f[0].id, "HARDEN-VOLUME-SENSITIVE", "fatal first");
 }
@@ -547,35 +360,18 @@ fn sensitive_volumes_and_privileged_ports() {
 fn escapes_are_found_per_layer_even_when_hidden_later() {
     let mut evil = file("etc/cron.d/x", 0o644, b"x");
     evil.escapes = true;
-    let l0 = layer(vec![
-        dir("etc"),
-        dir("etc/cron.d"),
-        evil,
-        file("etc/ok", 0o644, b""),
-    ]);
+    let l0 = layer(vec![dir("etc"), dir("etc/cron.d"), evil, file("etc/ok", 0o644, b"")]);
     let l1 = layer(vec![entry("etc/cron.d/.wh.x", Kind::File, None)]);
     let f = audit(
         &FinalFs::build(vec![l0, l1]),
         &quiet_config(),
-        &AuditContext {
-            layers: vec![Some("sha256:l0".into()), Some("sha256:l1".into())],
-            ..Default::default()
-        },
+        &AuditContext { layers: vec![Some("sha256:l0".into()), Some("sha256:l1".into())], ..Default::default() },
     );
     let ev = &find(&f, "HARDEN-LAYER-PATH-ESCAPE").unwrap().evidence;
     assert_eq!(ev.len(), 1);
-    assert_eq!(
-        (ev[0].path.as_deref(), ev[0].layer.as_deref()),
-        (Some("/etc/cron.d/x"), Some("sha256:l0"))
-    );
-    assert!(find(
-        &run(
-            vec![layer(vec![file("etc/ok", 0o644, b"")])],
-            &quiet_config()
-        ),
-        "HARDEN-LAYER-PATH-ESCAPE"
-    )
-    .is_none());
+    assert_eq!((ev[0].path.as_deref(), ev[0].layer.as_deref()), (Some("/etc/cron.d/x"), Some("sha256:l0")));
+    assert!(find(&run(vec![layer(vec![file("etc/ok", 0o644, b"")])], &quiet_config()), "HARDEN-LAYER-PATH-ESCAPE")
+        .is_none());
 }
 
 #[test]
@@ -583,14 +379,7 @@ fn ignore_drops_ids() {
     let ignore = vec!["harden-healthcheck-missing".to_string()];
     let mut c = quiet_config();
     c["config"].as_object_mut().unwrap().remove("Healthcheck");
-    let f = audit(
-        &FinalFs::build(vec![]),
-        &c,
-        &AuditContext {
-            ignore: &ignore,
-            ..Default::default()
-        },
-    );
+    let f = audit(&FinalFs::build(vec![]), &c, &AuditContext { ignore: &ignore, ..Default::default() });
     assert!(f.is_empty(), "{:?}", ids(&f));
 }
 
@@ -629,27 +418,15 @@ fn after_view_of_a_strict_plan() {
         "HARDEN-PACKAGE-CACHES",
         "HARDEN-SECRET-FILE",
     ] {
-        assert!(
-            find(&before, id).is_some(),
-            "{id} before: {:?}",
-            ids(&before)
-        );
+        assert!(find(&before, id).is_some(), "{id} before: {:?}", ids(&before));
     }
     let after_fs = after_view(&fs, &plan, None);
-    assert!(
-        after_fs.get("usr/bin/python3").is_some() && after_fs.get("var/lib/dpkg/status").is_some()
-    );
+    assert!(after_fs.get("usr/bin/python3").is_some() && after_fs.get("var/lib/dpkg/status").is_some());
     assert!(after_fs.get("usr/bin/sh").is_none() && after_fs.get("app/.env").is_none());
-    assert_eq!(
-        after_fs.get("usr/local/bin/setuid-copy").unwrap().1.mode,
-        0o755
-    );
+    assert_eq!(after_fs.get("usr/local/bin/setuid-copy").unwrap().1.mode, 0o755);
     let after = audit(&after_fs, &quiet_config(), &AuditContext::default());
     assert!(after.is_empty(), "{after:#?}");
-    let r = RebuildFindings {
-        before,
-        after: Some(after),
-    };
+    let r = RebuildFindings { before, after: Some(after) };
     assert_eq!(r.summary(), "findings 6 → 0 (fatal 1 → 0)");
 }
 
@@ -663,9 +440,7 @@ fn after_view_adds_the_user_layer_and_promotes_hardlinks() {
     ])]);
     let profile = crate::profile::load(&["baseline".into()]).unwrap();
     let plan = crate::plan::plan(&fs, &profile);
-    let user =
-        crate::config::plan_user(&fs, &profile, 0, crate::layer::codec::OutputCodec::Gzip(1))
-            .unwrap();
+    let user = crate::config::plan_user(&fs, &profile, 0, crate::layer::codec::OutputCodec::Gzip(1)).unwrap();
     let after = after_view(&fs, &plan, user.layer.as_ref().map(|l| l.blob.as_slice()));
     assert_eq!(after.layers.len(), 2);
     let passwd = String::from_utf8_lossy(after.prefix("etc/passwd").unwrap()).into_owned();
@@ -676,22 +451,12 @@ fn after_view_adds_the_user_layer_and_promotes_hardlinks() {
 
 #[test]
 fn rebuild_findings_name_result_layers() {
-    let mut e = Evidence {
-        path: Some("/x".into()),
-        layer_index: Some(1),
-        ..Default::default()
-    };
+    let mut e = Evidence { path: Some("/x".into()), layer_index: Some(1), ..Default::default() };
     e.layer = None;
     let f = Finding::new("HARDEN-FILE-SETUID", vec![e]);
-    let mut r = RebuildFindings {
-        before: vec![],
-        after: Some(vec![f]),
-    };
+    let mut r = RebuildFindings { before: vec![], after: Some(vec![f]) };
     r.name_after_layers(&json!([{"digest": "sha256:a"}, {"digest": "sha256:b"}]));
-    assert_eq!(
-        r.after.as_ref().unwrap()[0].evidence[0].layer.as_deref(),
-        Some("sha256:b")
-    );
+    assert_eq!(r.after.as_ref().unwrap()[0].evidence[0].layer.as_deref(), Some("sha256:b"));
     let j = r.to_json();
     assert_eq!(j["summary"], "findings 0 → 1 (fatal 0 → 0)");
     assert_eq!(j["after"][0]["evidence"][0]["layer"], "sha256:b");
@@ -709,34 +474,19 @@ fn json_shape_is_stable() {
             detail: Some("setuid".into()),
         }],
     )];
-    let img = format::ImageInfo {
-        reference: "oci:/x:app".into(),
-        digest: "sha256:m".into(),
-    };
+    let img = format::ImageInfo { reference: "oci:/x:app".into(), digest: "sha256:m".into() };
     let j = format::json(&f, &img, Level::Warn);
     assert_eq!(j["schema"], "harden-check/1");
     assert_eq!(j["failed"], true);
-    assert_eq!(
-        j["summary"],
-        json!({"total": 1, "fatal": 0, "warn": 1, "info": 0})
-    );
+    assert_eq!(j["summary"], json!({"total": 1, "fatal": 0, "warn": 1, "info": 0}));
     assert_eq!(
         j["findings"][0],
         json!({"id": "HARDEN-FILE-SETUID", "level": "warn", "title": "Setuid/setgid files", "evidence": [{"path": "/usr/bin/su", "layer": "sha256:aa", "layer_index": 0, "field": null, "detail": "setuid"}], "fix": "[files] strip_setuid = true (setuid_allow lists the ones to keep)", "cis": "4.8", "dockle": "CIS-DI-0008"})
     );
     let t = format::text(&f, &img, Level::Fatal);
-    assert!(
-        t.contains("WARN  HARDEN-FILE-SETUID: Setuid/setgid files [CIS 4.8, Dockle CIS-DI-0008]"),
-        "{t}"
-    );
-    assert!(
-        t.contains("  /usr/bin/su  setuid  (layer sha256:aa)"),
-        "{t}"
-    );
-    assert!(
-        t.contains("1 finding: 0 fatal, 1 warn, 0 info (nothing at or above --fail-on fatal)"),
-        "{t}"
-    );
+    assert!(t.contains("WARN  HARDEN-FILE-SETUID: Setuid/setgid files [CIS 4.8, Dockle CIS-DI-0008]"), "{t}");
+    assert!(t.contains("  /usr/bin/su  setuid  (layer sha256:aa)"), "{t}");
+    assert!(t.contains("1 finding: 0 fatal, 1 warn, 0 info (nothing at or above --fail-on fatal)"), "{t}");
 }
 
 #[test]
@@ -751,38 +501,17 @@ fn sarif_is_2_1_0_shaped() {
                 ..Default::default()
             }],
         ),
-        Finding::new(
-            "HARDEN-USER-ROOT",
-            vec![Evidence::field("config.User", "\"0:0\"")],
-        ),
+        Finding::new("HARDEN-USER-ROOT", vec![Evidence::field("config.User", "\"0:0\"")]),
     ];
-    let s = sarif::sarif(
-        &f,
-        &format::ImageInfo {
-            reference: "r".into(),
-            digest: "d".into(),
-        },
-    );
+    let s = sarif::sarif(&f, &format::ImageInfo { reference: "r".into(), digest: "d".into() });
     assert_eq!(s["version"], "2.1.0");
     let run = &s["runs"][0];
-    assert_eq!(
-        run["tool"]["driver"]["rules"].as_array().unwrap().len(),
-        CHECKS.len()
-    );
+    assert_eq!(run["tool"]["driver"]["rules"].as_array().unwrap().len(), CHECKS.len());
     let r0 = &run["results"][0];
-    assert_eq!(
-        run["tool"]["driver"]["rules"][r0["ruleIndex"].as_u64().unwrap() as usize]["id"],
-        "HARDEN-FILE-SETUID"
-    );
+    assert_eq!(run["tool"]["driver"]["rules"][r0["ruleIndex"].as_u64().unwrap() as usize]["id"], "HARDEN-FILE-SETUID");
     assert_eq!(r0["level"], "warning");
-    assert_eq!(
-        r0["locations"][0]["physicalLocation"]["artifactLocation"]["uri"],
-        "usr/bin/a%20b"
-    );
-    assert_eq!(
-        run["results"][1]["locations"][0]["logicalLocations"][0]["fullyQualifiedName"],
-        "config.User"
-    );
+    assert_eq!(r0["locations"][0]["physicalLocation"]["artifactLocation"]["uri"], "usr/bin/a%20b");
+    assert_eq!(run["results"][1]["locations"][0]["logicalLocations"][0]["fullyQualifiedName"], "config.User");
 }
 
 /// docs/checks.md lists every check with its level, CIS and Dockle IDs.

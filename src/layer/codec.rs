@@ -109,7 +109,9 @@ impl<W: Write> Encoder<W> {
     pub fn new(codec: OutputCodec, w: W) -> io::Result<Self> {
         Ok(match codec {
             // mtime 0, no file name, OS byte fixed by GzBuilder: the same bytes on every machine.
-            OutputCodec::Gzip(level) => Encoder::Gzip(GzBuilder::new().mtime(0).operating_system(255).write(w, GzLevel::new(level))),
+            OutputCodec::Gzip(level) => {
+                Encoder::Gzip(GzBuilder::new().mtime(0).operating_system(255).write(w, GzLevel::new(level)))
+            }
             OutputCodec::Zstd(level) => {
                 let mut e = zstd::stream::write::Encoder::new(w, level)?;
                 e.include_checksum(true)?;

@@ -96,10 +96,7 @@ pub fn join(dir: &str, name: &str) -> String {
 }
 
 fn pax_num(pax: &[(String, Vec<u8>)], key: &str) -> Option<u64> {
-    pax.iter()
-        .rev()
-        .find(|(k, _)| k == key)
-        .and_then(|(_, v)| std::str::from_utf8(v).ok()?.parse().ok())
+    pax.iter().rev().find(|(k, _)| k == key).and_then(|(_, v)| std::str::from_utf8(v).ok()?.parse().ok())
 }
 
 fn pax_str(pax: &[(String, Vec<u8>)], key: &str) -> Option<String> {
@@ -421,7 +418,10 @@ mod tests {
         // The length prefix counts itself: "9 a=bcd\n" would be wrong at the 9/10 boundary.
         let r = vec![("k".to_string(), vec![b'x'; 5])];
         let e = encode_pax(&r);
-        assert_eq!(e.len(), std::str::from_utf8(&e[..e.iter().position(|&b| b == b' ').unwrap()]).unwrap().parse::<usize>().unwrap());
+        assert_eq!(
+            e.len(),
+            std::str::from_utf8(&e[..e.iter().position(|&b| b == b' ').unwrap()]).unwrap().parse::<usize>().unwrap()
+        );
     }
 
     #[test]

@@ -16,8 +16,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use ring::rand::{SecureRandom, SystemRandom};
 use ring::signature::{
-    EcdsaKeyPair, KeyPair, UnparsedPublicKey, ECDSA_P256_SHA256_ASN1,
-    ECDSA_P256_SHA256_ASN1_SIGNING,
+    EcdsaKeyPair, KeyPair, UnparsedPublicKey, ECDSA_P256_SHA256_ASN1, ECDSA_P256_SHA256_ASN1_SIGNING,
 };
 use serde::{Deserialize, Serialize};
 
@@ -45,8 +44,8 @@ const BOX_TAG_LEN: usize = 16;
 /// DER prefix of a PKIX SubjectPublicKeyInfo for an uncompressed P-256 point:
 /// SEQUENCE { SEQUENCE { OID ecPublicKey, OID prime256v1 }, BIT STRING (0 unused bits) ... }.
 const P256_SPKI_PREFIX: [u8; 26] = [
-    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a,
-    0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce,
+    0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
 ];
 const P256_POINT_LEN: usize = 65;
 
@@ -63,9 +62,7 @@ pub struct SigningKey {
 impl std::fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never print private material.
-        f.debug_struct("SigningKey")
-            .field("public", &self.public_key())
-            .finish_non_exhaustive()
+        f.debug_struct("SigningKey").field("public", &self.public_key()).finish_non_exhaustive()
     }
 }
 
@@ -95,11 +92,7 @@ pub fn generate(password: &[u8]) -> Result<(String, String), SignError> {
 }
 
 /// Encrypt a PKCS#8 DER private key into a cosign `ENCRYPTED SIGSTORE PRIVATE KEY` PEM.
-pub fn encrypt_pkcs8(
-    pkcs8_der: &[u8],
-    password: &[u8],
-    rng: &dyn SecureRandom,
-) -> Result<String, SignError> {
+pub fn encrypt_pkcs8(pkcs8_der: &[u8], password: &[u8], rng: &dyn SecureRandom) -> Result<String, SignError> {
     let mut salt = [0u8; SALT_LEN];
     let mut nonce = [0u8; NONCE_LEN];
     rng.fill(&mut salt)
@@ -111,17 +104,10 @@ pub fn encrypt_pkcs8(
     let body = EncryptedKey {
         kdf: Kdf {
             name: "scrypt".into(),
-            params: ScryptParams {
-                n: SCRYPT_N_WRITE,
-                r: SCRYPT_R,
-                p: SCRYPT_P,
-            },
+            params: ScryptParams { n: SCRYPT_N_WRITE, r: SCRYPT_R, p: SCRYPT_P },
             salt: B64.encode(salt),
         },
-        cipher: Cipher {
-            name: "nacl/secretbox".into(),
-            nonce: B64.encode(nonce),
-        },
+        cipher: Cipher { name: "nacl/secretbox".into(), nonce: B64.encode(nonce) },
         ciphertext: B64.encode(sealed?),
     };
     let json = serde_json::to_vec(&body).map_err(|e| SignError::Crypto(e.to_string()))?;
@@ -151,13 +137,10 @@ impl SigningKey {
                 )))
             }
         }
-        let enc: EncryptedKey = serde_json::from_slice(&body)
-            .map_err(|e| SignError::CorruptKey(format!("key JSON: {e}")))?;
+        let enc: EncryptedKey =
+            serde_json::from_slice(&body).map_err(|e| SignError::CorruptKey(format!("key JSON: {e}")))?;
         if enc.kdf.name != "scrypt" {
-            return Err(SignError::UnsupportedEncryption(format!(
-                "KDF \"{}\" (only scrypt)",
-                enc.kdf.name
-            )));
+            return Err(SignError::UnsupportedEncryption(format!("KDF \"{}\" (only scrypt)", enc.kdf.name)));
         }
         if enc.cipher.name != "nacl/secretbox" {
             return Err(SignError::UnsupportedEncryption(format!(
@@ -171,23 +154,18 @@ impl SigningKey {
                 "scrypt N={n} r={r} p={p} (accepted: N=32768, 65536 or 131072 with r=8, p=1)"
             )));
         }
-        let salt = B64
-            .decode(enc.kdf.salt.as_bytes())
-            .map_err(|e| SignError::CorruptKey(format!("salt base64: {e}")))?;
-        let nonce = B64
-            .decode(enc.cipher.nonce.as_bytes())
-            .map_err(|e| SignError::CorruptKey(format!("nonce base64: {e}")))?;
-        let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|v: Vec<u8>| {
-            SignError::CorruptKey(format!("nonce is {} bytes, expected {NONCE_LEN}", v.len()))
-        })?;
+        let salt =
+            B64.decode(enc.kdf.salt.as_bytes()).map_err(|e| SignError::CorruptKey(format!("salt base64: {e}")))?;
+        let nonce =
+            B64.decode(enc.cipher.nonce.as_bytes()).map_err(|e| SignError::CorruptKey(format!("nonce base64: {e}")))?;
+        let nonce: [u8; NONCE_LEN] = nonce
+            .try_into()
+            .map_err(|v: Vec<u8>| SignError::CorruptKey(format!("nonce is {} bytes, expected {NONCE_LEN}", v.len())))?;
         let ciphertext = B64
             .decode(enc.ciphertext.as_bytes())
             .map_err(|e| SignError::CorruptKey(format!("ciphertext base64: {e}")))?;
         if ciphertext.len() <= BOX_TAG_LEN {
-            return Err(SignError::CorruptKey(format!(
-                "ciphertext is only {} bytes",
-                ciphertext.len()
-            )));
+            return Err(SignError::CorruptKey(format!("ciphertext is only {} bytes", ciphertext.len())));
         }
         let mut box_key = derive_box_key(password, &salt, n)?;
         let opened = secretbox_open(&box_key, &nonce, &ciphertext);
@@ -204,23 +182,18 @@ impl SigningKey {
         match pkcs8_algorithm(der) {
             Some(alg) if alg.is_p256() => {}
             Some(alg) => return Err(SignError::UnsupportedKey(alg.describe())),
-            None => {
-                return Err(SignError::CorruptKey(
-                    "decrypted private key is not PKCS#8 DER".into(),
-                ))
-            }
+            None => return Err(SignError::CorruptKey("decrypted private key is not PKCS#8 DER".into())),
         }
         let rng = SystemRandom::new();
-        let pair =
-            EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, der, &rng).map_err(|e| {
-                match e.to_string().as_str() {
-                    "WrongAlgorithm" => SignError::UnsupportedKey("not an ECDSA P-256 key".into()),
-                    "PublicKeyIsMissing" => SignError::UnsupportedKey(
-                        "P-256 PKCS#8 key without its embedded public key".into(),
-                    ),
-                    other => SignError::CorruptKey(format!("PKCS#8 key rejected: {other}")),
+        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, der, &rng).map_err(|e| {
+            match e.to_string().as_str() {
+                "WrongAlgorithm" => SignError::UnsupportedKey("not an ECDSA P-256 key".into()),
+                "PublicKeyIsMissing" => {
+                    SignError::UnsupportedKey("P-256 PKCS#8 key without its embedded public key".into())
                 }
-            })?;
+                other => SignError::CorruptKey(format!("PKCS#8 key rejected: {other}")),
+            }
+        })?;
         Ok(Self { pair, rng })
     }
 
@@ -252,9 +225,7 @@ impl VerifyingKey {
     pub fn from_pem(pem: &str) -> Result<Self, SignError> {
         let (label, der) = pem_decode(pem).map_err(SignError::InvalidPublicKey)?;
         if label != PUBLIC_KEY_LABEL {
-            return Err(SignError::InvalidPublicKey(format!(
-                "PEM label \"{label}\", expected \"{PUBLIC_KEY_LABEL}\""
-            )));
+            return Err(SignError::InvalidPublicKey(format!("PEM label \"{label}\", expected \"{PUBLIC_KEY_LABEL}\"")));
         }
         Self::from_spki_der(&der)
     }
@@ -273,16 +244,10 @@ impl VerifyingKey {
             Some((alg, key)) if alg.is_p256() => Err(SignError::UnsupportedKey(format!(
                 "P-256 public key in {}-byte {} form (only the 65-byte uncompressed point)",
                 key.len(),
-                if key.first().is_some_and(|b| *b == 2 || *b == 3) {
-                    "compressed"
-                } else {
-                    "unknown"
-                }
+                if key.first().is_some_and(|b| *b == 2 || *b == 3) { "compressed" } else { "unknown" }
             ))),
             Some((alg, _)) => Err(SignError::UnsupportedKey(alg.describe())),
-            None => Err(SignError::InvalidPublicKey(
-                "not a PKIX SubjectPublicKeyInfo DER structure".into(),
-            )),
+            None => Err(SignError::InvalidPublicKey("not a PKIX SubjectPublicKeyInfo DER structure".into())),
         }
     }
 
@@ -290,15 +255,10 @@ impl VerifyingKey {
     /// curve when a signature is verified; ring has no separate check.)
     pub fn from_point(point: &[u8]) -> Result<Self, SignError> {
         let point: [u8; P256_POINT_LEN] = point.try_into().map_err(|_| {
-            SignError::InvalidPublicKey(format!(
-                "P-256 point is {} bytes, expected {P256_POINT_LEN}",
-                point.len()
-            ))
+            SignError::InvalidPublicKey(format!("P-256 point is {} bytes, expected {P256_POINT_LEN}", point.len()))
         })?;
         if point[0] != 0x04 {
-            return Err(SignError::InvalidPublicKey(
-                "P-256 point is not uncompressed".into(),
-            ));
+            return Err(SignError::InvalidPublicKey("P-256 point is not uncompressed".into()));
         }
         Ok(Self { point })
     }
@@ -368,34 +328,21 @@ fn derive_box_key(password: &[u8], salt: &[u8], n: u32) -> Result<[u8; BOX_KEY_L
     let params = scrypt::Params::new(log_n, SCRYPT_R, SCRYPT_P)
         .map_err(|e| SignError::Crypto(format!("scrypt parameters: {e}")))?;
     let mut out = [0u8; BOX_KEY_LEN];
-    scrypt::scrypt(password, salt, &params, &mut out)
-        .map_err(|e| SignError::Crypto(format!("scrypt: {e}")))?;
+    scrypt::scrypt(password, salt, &params, &mut out).map_err(|e| SignError::Crypto(format!("scrypt: {e}")))?;
     Ok(out)
 }
 
-fn secretbox_seal(
-    key: &[u8; BOX_KEY_LEN],
-    nonce: &[u8; NONCE_LEN],
-    plaintext: &[u8],
-) -> Result<Vec<u8>, SignError> {
+fn secretbox_seal(key: &[u8; BOX_KEY_LEN], nonce: &[u8; NONCE_LEN], plaintext: &[u8]) -> Result<Vec<u8>, SignError> {
     use crypto_secretbox::aead::{Aead, KeyInit};
     let cipher = crypto_secretbox::XSalsa20Poly1305::new(key.into());
     // Output is tag (16 bytes) || ciphertext, the layout of Go's secretbox.Seal.
-    cipher
-        .encrypt(nonce.into(), plaintext)
-        .map_err(|_| SignError::Crypto("secretbox seal failed".into()))
+    cipher.encrypt(nonce.into(), plaintext).map_err(|_| SignError::Crypto("secretbox seal failed".into()))
 }
 
-fn secretbox_open(
-    key: &[u8; BOX_KEY_LEN],
-    nonce: &[u8; NONCE_LEN],
-    sealed: &[u8],
-) -> Result<Vec<u8>, SignError> {
+fn secretbox_open(key: &[u8; BOX_KEY_LEN], nonce: &[u8; NONCE_LEN], sealed: &[u8]) -> Result<Vec<u8>, SignError> {
     use crypto_secretbox::aead::{Aead, KeyInit};
     let cipher = crypto_secretbox::XSalsa20Poly1305::new(key.into());
-    cipher
-        .decrypt(nonce.into(), sealed)
-        .map_err(|_| SignError::WrongPassword)
+    cipher.decrypt(nonce.into(), sealed).map_err(|_| SignError::WrongPassword)
 }
 
 /// Best-effort wipe of secret bytes.
@@ -442,17 +389,13 @@ pub(crate) fn pem_decode(text: &str) -> Result<(String, Vec<u8>), String> {
     }
     let body_and_rest = &after[label_end + DASHES.len()..];
     let end_marker = format!("-----END {label}-----");
-    let end = body_and_rest
-        .find(&end_marker)
-        .ok_or_else(|| format!("no PEM \"-----END {label}-----\" line"))?;
+    let end = body_and_rest.find(&end_marker).ok_or_else(|| format!("no PEM \"-----END {label}-----\" line"))?;
     let body = &body_and_rest[..end];
     if body.contains(':') {
         return Err("PEM headers are not supported".into());
     }
     let b64: String = body.chars().filter(|c| !c.is_ascii_whitespace()).collect();
-    let der = B64
-        .decode(b64.as_bytes())
-        .map_err(|e| format!("PEM base64: {e}"))?;
+    let der = B64.decode(b64.as_bytes()).map_err(|e| format!("PEM base64: {e}"))?;
     if der.is_empty() {
         return Err("empty PEM body".into());
     }
@@ -541,10 +484,7 @@ impl KeyAlgorithm {
 
 fn oid_to_string(der: &[u8]) -> Option<String> {
     let (&first, rest) = der.split_first()?;
-    let mut arcs = vec![
-        (first / 40).min(2) as u64,
-        (first as u64) - 40 * (first / 40).min(2) as u64,
-    ];
+    let mut arcs = vec![(first / 40).min(2) as u64, (first as u64) - 40 * (first / 40).min(2) as u64];
     let mut acc: u64 = 0;
     for &b in rest {
         acc = acc.checked_mul(128)? | (b & 0x7f) as u64;
@@ -553,12 +493,7 @@ fn oid_to_string(der: &[u8]) -> Option<String> {
             acc = 0;
         }
     }
-    Some(
-        arcs.iter()
-            .map(u64::to_string)
-            .collect::<Vec<_>>()
-            .join("."),
-    )
+    Some(arcs.iter().map(u64::to_string).collect::<Vec<_>>().join("."))
 }
 
 /// Parse an AlgorithmIdentifier SEQUENCE's contents.
@@ -571,10 +506,7 @@ fn algorithm_identifier(contents: &[u8]) -> Option<KeyAlgorithm> {
         Some((TAG_OID, c, _)) => oid_to_string(c),
         _ => None,
     };
-    Some(KeyAlgorithm {
-        oid: oid_to_string(oid)?,
-        curve,
-    })
+    Some(KeyAlgorithm { oid: oid_to_string(oid)?, curve })
 }
 
 /// PKCS#8 PrivateKeyInfo: SEQUENCE { INTEGER version, AlgorithmIdentifier, OCTET STRING, ... }.
@@ -630,33 +562,12 @@ mod tests {
         // The JSON body has cosign's exact shape and field order.
         let (_, body) = pem_decode(&private_pem).unwrap();
         let body = String::from_utf8(body).unwrap();
-        assert!(
-            body.starts_with(
-                r#"{"kdf":{"name":"scrypt","params":{"N":32768,"r":8,"p":1},"salt":""#
-            ),
-            "{body}"
-        );
-        assert!(
-            body.contains(r#""},"cipher":{"name":"nacl/secretbox","nonce":""#),
-            "{body}"
-        );
-        assert!(
-            body.contains(r#""},"ciphertext":""#) && body.ends_with("\"}"),
-            "{body}"
-        );
+        assert!(body.starts_with(r#"{"kdf":{"name":"scrypt","params":{"N":32768,"r":8,"p":1},"salt":""#), "{body}");
+        assert!(body.contains(r#""},"cipher":{"name":"nacl/secretbox","nonce":""#), "{body}");
+        assert!(body.contains(r#""},"ciphertext":""#) && body.ends_with("\"}"), "{body}");
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-        assert_eq!(
-            B64.decode(v["kdf"]["salt"].as_str().unwrap())
-                .unwrap()
-                .len(),
-            32
-        );
-        assert_eq!(
-            B64.decode(v["cipher"]["nonce"].as_str().unwrap())
-                .unwrap()
-                .len(),
-            24
-        );
+        assert_eq!(B64.decode(v["kdf"]["salt"].as_str().unwrap()).unwrap().len(), 32);
+        assert_eq!(B64.decode(v["cipher"]["nonce"].as_str().unwrap()).unwrap().len(), 24);
 
         let key = SigningKey::from_encrypted_pem(&private_pem, b"correct horse").unwrap();
         assert_eq!(key.public_pem(), public_pem);
@@ -665,32 +576,21 @@ mod tests {
         let sig = key.sign(b"hello").unwrap();
         assert_eq!(sig[0], 0x30, "DER SEQUENCE");
         vk.verify(b"hello", &sig).unwrap();
-        assert!(matches!(
-            vk.verify(b"hellO", &sig),
-            Err(SignError::BadSignature)
-        ));
+        assert!(matches!(vk.verify(b"hellO", &sig), Err(SignError::BadSignature)));
 
         // Another key does not verify it.
         let other = SigningKey::from_pkcs8_der(
-            EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &SystemRandom::new())
-                .unwrap()
-                .as_ref(),
+            EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &SystemRandom::new()).unwrap().as_ref(),
         )
         .unwrap();
-        assert!(matches!(
-            other.public_key().verify(b"hello", &sig),
-            Err(SignError::BadSignature)
-        ));
+        assert!(matches!(other.public_key().verify(b"hello", &sig), Err(SignError::BadSignature)));
     }
 
     #[test]
     fn empty_password_allowed() {
         let (private_pem, _) = generate(b"").unwrap();
         SigningKey::from_encrypted_pem(&private_pem, b"").unwrap();
-        assert!(matches!(
-            SigningKey::from_encrypted_pem(&private_pem, b"x"),
-            Err(SignError::WrongPassword)
-        ));
+        assert!(matches!(SigningKey::from_encrypted_pem(&private_pem, b"x"), Err(SignError::WrongPassword)));
     }
 
     #[test]
@@ -748,41 +648,23 @@ mod tests {
             ct[last] ^= 1;
             v["ciphertext"] = B64.encode(ct).into();
         });
-        assert!(matches!(
-            SigningKey::from_encrypted_pem(&pem, b"pw"),
-            Err(SignError::WrongPassword)
-        ));
+        assert!(matches!(SigningKey::from_encrypted_pem(&pem, b"pw"), Err(SignError::WrongPassword)));
     }
 
     #[test]
     fn kdf_parameters_are_bounded() {
         let (private_pem, _) = generate(b"pw").unwrap();
-        for (n, r, p) in [
-            (1u64 << 30, 8, 1),
-            (16384, 8, 1),
-            (32768, 16, 1),
-            (32768, 8, 2),
-            (32769, 8, 1),
-        ] {
+        for (n, r, p) in [(1u64 << 30, 8, 1), (16384, 8, 1), (32768, 16, 1), (32768, 8, 2), (32769, 8, 1)] {
             let pem = reencode_body(&private_pem, |v| {
                 v["kdf"]["params"] = serde_json::json!({"N": n, "r": r, "p": p});
             });
             let err = SigningKey::from_encrypted_pem(&pem, b"pw").unwrap_err();
-            assert!(
-                matches!(err, SignError::UnsupportedEncryption(_)),
-                "N={n}: {err}"
-            );
+            assert!(matches!(err, SignError::UnsupportedEncryption(_)), "N={n}: {err}");
         }
         let pem = reencode_body(&private_pem, |v| v["kdf"]["name"] = "argon2".into());
-        assert!(matches!(
-            SigningKey::from_encrypted_pem(&pem, b"pw"),
-            Err(SignError::UnsupportedEncryption(_))
-        ));
+        assert!(matches!(SigningKey::from_encrypted_pem(&pem, b"pw"), Err(SignError::UnsupportedEncryption(_))));
         let pem = reencode_body(&private_pem, |v| v["cipher"]["name"] = "aes-gcm".into());
-        assert!(matches!(
-            SigningKey::from_encrypted_pem(&pem, b"pw"),
-            Err(SignError::UnsupportedEncryption(_))
-        ));
+        assert!(matches!(SigningKey::from_encrypted_pem(&pem, b"pw"), Err(SignError::UnsupportedEncryption(_))));
     }
 
     #[test]
@@ -814,15 +696,10 @@ mod tests {
         let pem = encrypt_pkcs8(ed.as_ref(), b"pw", &rng).unwrap();
         let err = SigningKey::from_encrypted_pem(&pem, b"pw").unwrap_err();
         assert!(matches!(err, SignError::UnsupportedKey(_)), "{err}");
-        assert!(
-            err.to_string().contains("Ed25519 (OID 1.3.101.112)"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("Ed25519 (OID 1.3.101.112)"), "{err}");
 
         // A P-384 key.
-        let p384 =
-            EcdsaKeyPair::generate_pkcs8(&ring::signature::ECDSA_P384_SHA384_ASN1_SIGNING, &rng)
-                .unwrap();
+        let p384 = EcdsaKeyPair::generate_pkcs8(&ring::signature::ECDSA_P384_SHA384_ASN1_SIGNING, &rng).unwrap();
         let pem = encrypt_pkcs8(p384.as_ref(), b"pw", &rng).unwrap();
         let err = SigningKey::from_encrypted_pem(&pem, b"pw").unwrap_err();
         assert!(err.to_string().contains("ECDSA P-384"), "{err}");
@@ -844,40 +721,28 @@ mod tests {
         // P-384 public key: unsupported, named.
         let p384 = EcdsaKeyPair::from_pkcs8(
             &ring::signature::ECDSA_P384_SHA384_ASN1_SIGNING,
-            EcdsaKeyPair::generate_pkcs8(&ring::signature::ECDSA_P384_SHA384_ASN1_SIGNING, &rng)
-                .unwrap()
-                .as_ref(),
+            EcdsaKeyPair::generate_pkcs8(&ring::signature::ECDSA_P384_SHA384_ASN1_SIGNING, &rng).unwrap().as_ref(),
             &rng,
         )
         .unwrap();
         let mut spki = vec![
-            0x30, 0x76, 0x30, 0x10, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06,
-            0x05, 0x2b, 0x81, 0x04, 0x00, 0x22, 0x03, 0x62, 0x00,
+            0x30, 0x76, 0x30, 0x10, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x05, 0x2b, 0x81, 0x04,
+            0x00, 0x22, 0x03, 0x62, 0x00,
         ];
         spki.extend_from_slice(p384.public_key().as_ref());
         let err = VerifyingKey::from_pem(&pem_encode("PUBLIC KEY", &spki)).unwrap_err();
         assert!(matches!(err, SignError::UnsupportedKey(_)), "{err}");
-        assert!(
-            err.to_string().contains("P-384 (curve OID 1.3.132.0.34)"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("P-384 (curve OID 1.3.132.0.34)"), "{err}");
 
         // Ed25519 public key.
         let ed = ring::signature::Ed25519KeyPair::from_pkcs8(
-            ring::signature::Ed25519KeyPair::generate_pkcs8(&rng)
-                .unwrap()
-                .as_ref(),
+            ring::signature::Ed25519KeyPair::generate_pkcs8(&rng).unwrap().as_ref(),
         )
         .unwrap();
-        let mut spki = vec![
-            0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
-        ];
+        let mut spki = vec![0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00];
         spki.extend_from_slice(ed.public_key().as_ref());
         let err = VerifyingKey::from_pem(&pem_encode("PUBLIC KEY", &spki)).unwrap_err();
-        assert!(
-            err.to_string().contains("Ed25519 (OID 1.3.101.112)"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("Ed25519 (OID 1.3.101.112)"), "{err}");
 
         // Garbage and wrong labels.
         assert!(matches!(
@@ -888,10 +753,7 @@ mod tests {
             VerifyingKey::from_pem(&pem.replace("PUBLIC KEY", "CERTIFICATE")),
             Err(SignError::InvalidPublicKey(_))
         ));
-        assert!(matches!(
-            VerifyingKey::from_pem("nope"),
-            Err(SignError::InvalidPublicKey(_))
-        ));
+        assert!(matches!(VerifyingKey::from_pem("nope"), Err(SignError::InvalidPublicKey(_))));
     }
 
     /// Fixture written by the sigstore crate (sigstore-rs 0.15,
@@ -906,14 +768,8 @@ mod tests {
         assert_eq!(key.public_key(), VerifyingKey::from_pem(public).unwrap());
         assert_eq!(key.public_pem(), public.replace("\r\n", "\n"));
         let sig = key.sign(b"payload").unwrap();
-        VerifyingKey::from_pem(public)
-            .unwrap()
-            .verify(b"payload", &sig)
-            .unwrap();
-        assert!(matches!(
-            SigningKey::from_encrypted_pem(pem, b"harden-tesT"),
-            Err(SignError::WrongPassword)
-        ));
+        VerifyingKey::from_pem(public).unwrap().verify(b"payload", &sig).unwrap();
+        assert!(matches!(SigningKey::from_encrypted_pem(pem, b"harden-tesT"), Err(SignError::WrongPassword)));
     }
 
     /// A signature made by sigstore-rs with that key over `testdata/payload.json` verifies here.
@@ -921,9 +777,7 @@ mod tests {
     fn verifies_sigstore_rs_signature_fixture() {
         let public = VerifyingKey::from_pem(include_str!("testdata/sigstore-rs.pub")).unwrap();
         let payload = include_bytes!("testdata/payload.json");
-        let sig = B64
-            .decode(include_str!("testdata/payload.json.sigstore-rs.sig").trim())
-            .unwrap();
+        let sig = B64.decode(include_str!("testdata/payload.json.sigstore-rs.sig").trim()).unwrap();
         public.verify(payload, &sig).unwrap();
         assert!(public.verify(&payload[1..], &sig).is_err());
     }
@@ -938,9 +792,7 @@ mod tests {
         let key = SigningKey::from_encrypted_pem(pem, b"harden-test").unwrap();
         assert_eq!(key.public_pem(), public);
         let payload = include_bytes!("testdata/payload.json");
-        let sig = B64
-            .decode(include_str!("testdata/payload.json.cosign-compat.sig").trim())
-            .unwrap();
+        let sig = B64.decode(include_str!("testdata/payload.json.cosign-compat.sig").trim()).unwrap();
         key.public_key().verify(payload, &sig).unwrap();
     }
 }

@@ -38,11 +38,7 @@ pub const PAYLOAD_TYPE: &str = "cosign container image signature";
 ///
 /// `docker_reference` is what cosign puts there by default: the repository without tag or
 /// digest (e.g. `registry.example/ns/app`).
-pub fn payload(
-    docker_reference: &str,
-    manifest_digest: &str,
-    optional: &BTreeMap<String, String>,
-) -> Vec<u8> {
+pub fn payload(docker_reference: &str, manifest_digest: &str, optional: &BTreeMap<String, String>) -> Vec<u8> {
     let mut s = String::with_capacity(192 + docker_reference.len());
     s.push_str(r#"{"critical":{"identity":{"docker-reference":"#);
     go_json_string(&mut s, docker_reference);
@@ -156,11 +152,8 @@ impl SignatureLayer {
     }
 
     fn descriptor(&self) -> Value {
-        let annotations: Map<String, Value> = self
-            .all_annotations()
-            .into_iter()
-            .map(|(k, v)| (k, Value::String(v)))
-            .collect();
+        let annotations: Map<String, Value> =
+            self.all_annotations().into_iter().map(|(k, v)| (k, Value::String(v))).collect();
         json!({
             "mediaType": SIMPLE_SIGNING_MEDIA_TYPE,
             "size": self.size,
@@ -190,10 +183,7 @@ pub struct AppendedSignature {
 /// layers. Returns `None` when a layer with the same digest, media type and annotations is
 /// already there (nothing to push). Manifest-level annotations of the existing manifest are
 /// kept; entries of `layers` that are not JSON objects are dropped.
-pub fn append_signature(
-    existing: Option<&Value>,
-    layer: SignatureLayer,
-) -> Option<AppendedSignature> {
+pub fn append_signature(existing: Option<&Value>, layer: SignatureLayer) -> Option<AppendedSignature> {
     let existing_layers: Vec<Value> = existing
         .and_then(|m| m.get("layers"))
         .and_then(Value::as_array)
@@ -212,15 +202,8 @@ pub fn append_signature(
 
     let mut layers = existing_layers;
     layers.push(layer.descriptor());
-    let diff_ids: Vec<String> = layers
-        .iter()
-        .map(|l| {
-            l.get("digest")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string()
-        })
-        .collect();
+    let diff_ids: Vec<String> =
+        layers.iter().map(|l| l.get("digest").and_then(Value::as_str).unwrap_or_default().to_string()).collect();
     let config = signature_config(&diff_ids);
     let config_digest = sha256_digest(&config);
 
@@ -234,27 +217,16 @@ pub fn append_signature(
         },
         "layers": layers,
     });
-    if let Some(a) = existing
-        .and_then(|m| m.get("annotations"))
-        .filter(|a| a.is_object())
-    {
+    if let Some(a) = existing.and_then(|m| m.get("annotations")).filter(|a| a.is_object()) {
         manifest["annotations"] = a.clone();
     }
     let manifest_bytes = serde_json::to_vec(&manifest).expect("serializing a JSON value");
-    Some(AppendedSignature {
-        manifest,
-        manifest_bytes,
-        config,
-        config_digest,
-    })
+    Some(AppendedSignature { manifest, manifest_bytes, config, config_digest })
 }
 
 /// Annotations as a string map; `None` if absent or not all values are strings.
 fn string_map(v: Option<&Value>) -> Option<BTreeMap<String, String>> {
-    v?.as_object()?
-        .iter()
-        .map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
-        .collect()
+    v?.as_object()?.iter().map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect()
 }
 
 /// What a verified payload says.
@@ -323,20 +295,11 @@ pub fn verify_signature_manifest<E: std::fmt::Display>(
         .iter()
         .enumerate()
         .map(|(index, layer)| {
-            let digest = layer
-                .get("digest")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
+            let digest = layer.get("digest").and_then(Value::as_str).unwrap_or_default();
             LayerVerdict {
                 index,
                 digest: digest.to_string(),
-                result: verify_layer(
-                    layer,
-                    digest,
-                    &mut fetch_payload,
-                    key,
-                    expected_manifest_digest,
-                ),
+                result: verify_layer(layer, digest, &mut fetch_payload, key, expected_manifest_digest),
             }
         })
         .collect()
@@ -349,10 +312,7 @@ fn verify_layer<E: std::fmt::Display>(
     key: &VerifyingKey,
     expected_manifest_digest: &str,
 ) -> Result<VerifiedPayload, LayerFailure> {
-    let media_type = layer
-        .get("mediaType")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
+    let media_type = layer.get("mediaType").and_then(Value::as_str).unwrap_or_default();
     if media_type != SIMPLE_SIGNING_MEDIA_TYPE {
         return Err(LayerFailure::WrongMediaType(media_type.to_string()));
     }
@@ -367,41 +327,25 @@ fn verify_layer<E: std::fmt::Display>(
     let payload = fetch_payload(digest).map_err(|e| LayerFailure::Fetch(e.to_string()))?;
     let actual = sha256_digest(&payload);
     if actual != digest {
-        return Err(LayerFailure::PayloadDigestMismatch {
-            expected: digest.to_string(),
-            actual,
-        });
+        return Err(LayerFailure::PayloadDigestMismatch { expected: digest.to_string(), actual });
     }
     // Go's JSON decoding of []byte (and sigstore-rs) tolerate line breaks in base64.
-    let cleaned: String = sig_b64
-        .chars()
-        .filter(|c| *c != '\n' && *c != '\r')
-        .collect();
-    let sig = B64
-        .decode(cleaned.as_bytes())
-        .map_err(|_| LayerFailure::BadBase64)?;
-    key.verify(&payload, &sig)
-        .map_err(|_| LayerFailure::SignatureInvalid)?;
+    let cleaned: String = sig_b64.chars().filter(|c| *c != '\n' && *c != '\r').collect();
+    let sig = B64.decode(cleaned.as_bytes()).map_err(|_| LayerFailure::BadBase64)?;
+    key.verify(&payload, &sig).map_err(|_| LayerFailure::SignatureInvalid)?;
 
-    let v: Value = serde_json::from_slice(&payload)
-        .map_err(|e| LayerFailure::PayloadUnparseable(e.to_string()))?;
-    let critical = v
-        .get("critical")
-        .ok_or_else(|| LayerFailure::PayloadUnparseable("no \"critical\"".into()))?;
+    let v: Value = serde_json::from_slice(&payload).map_err(|e| LayerFailure::PayloadUnparseable(e.to_string()))?;
+    let critical = v.get("critical").ok_or_else(|| LayerFailure::PayloadUnparseable("no \"critical\"".into()))?;
     let found = critical
         .get("image")
         .and_then(|i| i.get("docker-manifest-digest"))
         .and_then(Value::as_str)
-        .ok_or_else(|| {
-            LayerFailure::PayloadUnparseable("no critical.image.docker-manifest-digest".into())
-        })?;
+        .ok_or_else(|| LayerFailure::PayloadUnparseable("no critical.image.docker-manifest-digest".into()))?;
     let docker_reference = critical
         .get("identity")
         .and_then(|i| i.get("docker-reference"))
         .and_then(Value::as_str)
-        .ok_or_else(|| {
-            LayerFailure::PayloadUnparseable("no critical.identity.docker-reference".into())
-        })?;
+        .ok_or_else(|| LayerFailure::PayloadUnparseable("no critical.identity.docker-reference".into()))?;
     if found != expected_manifest_digest {
         return Err(LayerFailure::ManifestDigestMismatch {
             expected: expected_manifest_digest.to_string(),
@@ -426,9 +370,7 @@ mod tests {
 
     fn test_key() -> SigningKey {
         // Fast: no scrypt.
-        let pkcs8 =
-            EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &SystemRandom::new())
-                .unwrap();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &SystemRandom::new()).unwrap();
         SigningKey::from_pkcs8_der(pkcs8.as_ref()).unwrap()
     }
 
@@ -461,10 +403,7 @@ mod tests {
 
     #[test]
     fn tag_and_config() {
-        assert_eq!(
-            sig_tag(DIGEST),
-            "sha256-4a1c4b21597c1b4415bdbecb28a3296c6b5e23ca4f9feeb599860a1dac6a0108.sig"
-        );
+        assert_eq!(sig_tag(DIGEST), "sha256-4a1c4b21597c1b4415bdbecb28a3296c6b5e23ca4f9feeb599860a1dac6a0108.sig");
         let c = signature_config(&["sha256:aa".into(), "sha256:bb".into()]);
         assert_eq!(
             std::str::from_utf8(&c).unwrap(),
@@ -491,15 +430,8 @@ mod tests {
         (out, blobs)
     }
 
-    fn fetcher(
-        blobs: &HashMap<String, Vec<u8>>,
-    ) -> impl FnMut(&str) -> Result<Vec<u8>, String> + '_ {
-        |d| {
-            blobs
-                .get(d)
-                .cloned()
-                .ok_or_else(|| format!("blob {d} not found"))
-        }
+    fn fetcher(blobs: &HashMap<String, Vec<u8>>) -> impl FnMut(&str) -> Result<Vec<u8>, String> + '_ {
+        |d| blobs.get(d).cloned().ok_or_else(|| format!("blob {d} not found"))
     }
 
     #[test]
@@ -519,10 +451,7 @@ mod tests {
         assert!(layers[0]["annotations"][SIGNATURE_ANNOTATION].is_string());
         let cfg: Value = serde_json::from_slice(&out.config).unwrap();
         assert_eq!(cfg["rootfs"]["diff_ids"][0], layers[0]["digest"]);
-        assert_eq!(
-            serde_json::from_slice::<Value>(&out.manifest_bytes).unwrap(),
-            out.manifest
-        );
+        assert_eq!(serde_json::from_slice::<Value>(&out.manifest_bytes).unwrap(), out.manifest);
     }
 
     #[test]
@@ -551,9 +480,7 @@ mod tests {
 
         // Same digest and signature but different extra annotations: not a duplicate.
         let mut layer3 = layer;
-        layer3
-            .annotations
-            .insert(BUNDLE_ANNOTATION.into(), "{}".into());
+        layer3.annotations.insert(BUNDLE_ANNOTATION.into(), "{}".into());
         assert!(append_signature(Some(&second.manifest), layer3).is_some());
     }
 
@@ -561,8 +488,7 @@ mod tests {
     fn verify_ok() {
         let key = test_key();
         let (out, blobs) = signed(&key, None, DIGEST);
-        let v =
-            verify_signature_manifest(&out.manifest, fetcher(&blobs), &key.public_key(), DIGEST);
+        let v = verify_signature_manifest(&out.manifest, fetcher(&blobs), &key.public_key(), DIGEST);
         assert_eq!(v.len(), 1);
         let ok = v[0].result.as_ref().unwrap();
         assert_eq!(ok.docker_reference, "registry.example/ns/app");
@@ -573,12 +499,7 @@ mod tests {
     fn verify_other_key_fails() {
         let key = test_key();
         let (out, blobs) = signed(&key, None, DIGEST);
-        let v = verify_signature_manifest(
-            &out.manifest,
-            fetcher(&blobs),
-            &test_key().public_key(),
-            DIGEST,
-        );
+        let v = verify_signature_manifest(&out.manifest, fetcher(&blobs), &test_key().public_key(), DIGEST);
         assert_eq!(v[0].result, Err(LayerFailure::SignatureInvalid));
     }
 
@@ -588,29 +509,21 @@ mod tests {
         let (out, blobs) = signed(&key, None, DIGEST);
         let other = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
         let v = verify_signature_manifest(&out.manifest, fetcher(&blobs), &key.public_key(), other);
-        assert!(
-            matches!(&v[0].result, Err(LayerFailure::ManifestDigestMismatch { found, .. }) if found == DIGEST)
-        );
+        assert!(matches!(&v[0].result, Err(LayerFailure::ManifestDigestMismatch { found, .. }) if found == DIGEST));
     }
 
     #[test]
     fn verify_tampered_payload_fails() {
         let key = test_key();
         let (out, blobs) = signed(&key, None, DIGEST);
-        let digest = out.manifest["layers"][0]["digest"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let digest = out.manifest["layers"][0]["digest"].as_str().unwrap().to_string();
 
         // The registry serves different bytes than the layer digest: digest mismatch.
         let mut evil = blobs.clone();
         let tampered = payload("registry.example/ns/evil", DIGEST, &BTreeMap::new());
         evil.insert(digest.clone(), tampered.clone());
         let v = verify_signature_manifest(&out.manifest, fetcher(&evil), &key.public_key(), DIGEST);
-        assert!(matches!(
-            v[0].result,
-            Err(LayerFailure::PayloadDigestMismatch { .. })
-        ));
+        assert!(matches!(v[0].result, Err(LayerFailure::PayloadDigestMismatch { .. })));
 
         // Consistent digest and size, but the signature was over other bytes.
         let mut m = out.manifest.clone();
@@ -622,12 +535,7 @@ mod tests {
         assert_eq!(v[0].result, Err(LayerFailure::SignatureInvalid));
 
         // Blob missing.
-        let v = verify_signature_manifest(
-            &out.manifest,
-            fetcher(&HashMap::new()),
-            &key.public_key(),
-            DIGEST,
-        );
+        let v = verify_signature_manifest(&out.manifest, fetcher(&HashMap::new()), &key.public_key(), DIGEST);
         assert!(matches!(v[0].result, Err(LayerFailure::Fetch(_))));
     }
 
@@ -635,10 +543,7 @@ mod tests {
     fn verify_corrupted_annotation_fails() {
         let key = test_key();
         let (out, blobs) = signed(&key, None, DIGEST);
-        let sig = out.manifest["layers"][0]["annotations"][SIGNATURE_ANNOTATION]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let sig = out.manifest["layers"][0]["annotations"][SIGNATURE_ANNOTATION].as_str().unwrap().to_string();
 
         let mut m = out.manifest.clone();
         m["layers"][0]["annotations"][SIGNATURE_ANNOTATION] = format!("{}!", &sig[1..]).into();
@@ -680,36 +585,21 @@ mod tests {
         let two = append_signature(Some(&out.manifest), layer).unwrap();
         let mut store = blobs.clone();
         store.insert(sha256_digest(&junk), junk);
-        let v =
-            verify_signature_manifest(&two.manifest, fetcher(&store), &key.public_key(), DIGEST);
+        let v = verify_signature_manifest(&two.manifest, fetcher(&store), &key.public_key(), DIGEST);
         assert_eq!(v.len(), 2);
         assert!(v[0].is_ok());
-        assert!(matches!(
-            v[1].result,
-            Err(LayerFailure::PayloadUnparseable(_))
-        ));
+        assert!(matches!(v[1].result, Err(LayerFailure::PayloadUnparseable(_))));
         assert_eq!(v[1].index, 1);
 
-        assert!(
-            verify_signature_manifest(&json!({}), fetcher(&store), &key.public_key(), DIGEST)
-                .is_empty()
-        );
+        assert!(verify_signature_manifest(&json!({}), fetcher(&store), &key.public_key(), DIGEST).is_empty());
     }
 
     #[test]
     fn failure_messages_are_one_line() {
         let msgs = [
             LayerFailure::WrongMediaType("x".into()).to_string(),
-            LayerFailure::PayloadDigestMismatch {
-                expected: "a".into(),
-                actual: "b".into(),
-            }
-            .to_string(),
-            LayerFailure::ManifestDigestMismatch {
-                expected: "a".into(),
-                found: "b".into(),
-            }
-            .to_string(),
+            LayerFailure::PayloadDigestMismatch { expected: "a".into(), actual: "b".into() }.to_string(),
+            LayerFailure::ManifestDigestMismatch { expected: "a".into(), found: "b".into() }.to_string(),
             crate::sign::SignError::WrongPassword.to_string(),
         ];
         for m in msgs {

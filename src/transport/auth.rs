@@ -28,19 +28,30 @@ fn config_files() -> Vec<PathBuf> {
 
 /// Credentials for `registry` (host[:port]), or Anonymous when none are configured.
 pub fn lookup(registry: &str) -> Result<Credentials> {
-    let keys = [registry.to_string(), format!("https://{registry}"), format!("http://{registry}"), if registry == "docker.io" { "https://index.docker.io/v1/".to_string() } else { registry.to_string() }];
+    let keys = [
+        registry.to_string(),
+        format!("https://{registry}"),
+        format!("http://{registry}"),
+        if registry == "docker.io" { "https://index.docker.io/v1/".to_string() } else { registry.to_string() },
+    ];
     for file in config_files() {
         let Ok(text) = std::fs::read_to_string(&file) else { continue };
-        let cfg: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{}: not valid JSON", file.display()))?;
+        let cfg: serde_json::Value =
+            serde_json::from_str(&text).with_context(|| format!("{}: not valid JSON", file.display()))?;
         if let Some(helper) = keys.iter().find_map(|k| cfg["credHelpers"][k].as_str()) {
             return helper_get(helper, registry);
         }
         for k in &keys {
             let entry = &cfg["auths"][k];
             if let Some(auth) = entry["auth"].as_str() {
-                let raw = base64::engine::general_purpose::STANDARD.decode(auth.trim()).with_context(|| format!("{}: auths.{k}.auth is not base64", file.display()))?;
-                let s = String::from_utf8(raw).with_context(|| format!("{}: auths.{k}.auth is not UTF-8", file.display()))?;
-                let (u, p) = s.split_once(':').ok_or_else(|| anyhow!("{}: auths.{k}.auth is not user:password", file.display()))?;
+                let raw = base64::engine::general_purpose::STANDARD
+                    .decode(auth.trim())
+                    .with_context(|| format!("{}: auths.{k}.auth is not base64", file.display()))?;
+                let s = String::from_utf8(raw)
+                    .with_context(|| format!("{}: auths.{k}.auth is not UTF-8", file.display()))?;
+                let (u, p) = s
+                    .split_once(':')
+                    .ok_or_else(|| anyhow!("{}: auths.{k}.auth is not user:password", file.display()))?;
                 return Ok(Credentials::Basic(u.into(), p.into()));
             }
             if let (Some(u), Some(p)) = (entry["username"].as_str(), entry["password"].as_str()) {
@@ -59,7 +70,13 @@ pub fn lookup(registry: &str) -> Result<Credentials> {
 
 fn helper_get(helper: &str, registry: &str) -> Result<Credentials> {
     let prog = format!("docker-credential-{helper}");
-    let mut child = Command::new(&prog).arg("get").stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().with_context(|| format!("cannot run credential helper {prog}"))?;
+    let mut child = Command::new(&prog)
+        .arg("get")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot run credential helper {prog}"))?;
     if let Some(mut stdin) = child.stdin.take() {
         use std::io::Write;
         stdin.write_all(registry.as_bytes())?;
@@ -68,7 +85,8 @@ fn helper_get(helper: &str, registry: &str) -> Result<Credentials> {
     if !out.status.success() {
         return Err(anyhow!("credential helper {prog} found no credentials for {registry}"));
     }
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).with_context(|| format!("{prog} printed something that is not JSON"))?;
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).with_context(|| format!("{prog} printed something that is not JSON"))?;
     match (v["Username"].as_str(), v["Secret"].as_str()) {
         (Some(u), Some(s)) => Ok(Credentials::Basic(u.into(), s.into())),
         _ => Err(anyhow!("{prog}: answer lacks Username/Secret")),
@@ -82,7 +100,11 @@ mod tests {
     #[test]
     fn reads_auths_from_docker_config() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("config.json"), r#"{"auths":{"127.0.0.1:5000":{"auth":"aGFyZGVuOnNlY3JldC1wdw=="}}}"#).unwrap();
+        std::fs::write(
+            dir.path().join("config.json"),
+            r#"{"auths":{"127.0.0.1:5000":{"auth":"aGFyZGVuOnNlY3JldC1wdw=="}}}"#,
+        )
+        .unwrap();
         // Environment is process-wide: this test owns DOCKER_CONFIG and REGISTRY_AUTH_FILE.
         std::env::remove_var("REGISTRY_AUTH_FILE");
         std::env::set_var("DOCKER_CONFIG", dir.path());

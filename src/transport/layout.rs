@@ -29,7 +29,8 @@ impl Layout {
         if text.len() > super::MAX_MANIFEST {
             bail!("oci:{}: index.json is larger than {} bytes", self.dir.display(), super::MAX_MANIFEST);
         }
-        serde_json::from_slice(&text).with_context(|| format!("oci:{}: index.json is not valid JSON", self.dir.display()))
+        serde_json::from_slice(&text)
+            .with_context(|| format!("oci:{}: index.json is not valid JSON", self.dir.display()))
     }
 
     pub fn manifest(&self, r: &ImageRef) -> Result<Manifest> {
@@ -42,7 +43,10 @@ impl Layout {
             (None, None) => bail!("{r}: the layout holds {} images; name one with oci:DIR:TAG", entries.len()),
         };
         let (digest, media_type) = match (pick, r.digest()) {
-            (Some(e), _) => (Digest::parse(e["digest"].as_str().unwrap_or("")).map_err(|e| anyhow!("{r}: index.json: {e}"))?, e["mediaType"].as_str().map(str::to_string)),
+            (Some(e), _) => (
+                Digest::parse(e["digest"].as_str().unwrap_or("")).map_err(|e| anyhow!("{r}: index.json: {e}"))?,
+                e["mediaType"].as_str().map(str::to_string),
+            ),
             // A digest not listed in index.json may still be a blob of the layout (a platform manifest).
             (None, Some(d)) => (d.clone(), None),
             (None, None) => bail!("{r}: no image with that tag in index.json"),
@@ -52,7 +56,9 @@ impl Layout {
         if got != digest {
             bail!("{r}: manifest blob {digest} has digest {got} (corrupt layout)");
         }
-        let media_type = media_type.or_else(|| super::media_type_of(&bytes)).ok_or_else(|| anyhow!("{r}: manifest {digest} has no media type"))?;
+        let media_type = media_type
+            .or_else(|| super::media_type_of(&bytes))
+            .ok_or_else(|| anyhow!("{r}: manifest {digest} has no media type"))?;
         Ok(Manifest { bytes, media_type, digest })
     }
 
@@ -77,7 +83,8 @@ impl Layout {
 
     pub fn blob_bytes(&self, d: &Digest, max: u64) -> Result<Vec<u8>> {
         let p = self.blob_path(d);
-        let len = std::fs::metadata(&p).with_context(|| format!("oci:{}: blob {d} is missing", self.dir.display()))?.len();
+        let len =
+            std::fs::metadata(&p).with_context(|| format!("oci:{}: blob {d} is missing", self.dir.display()))?.len();
         if len > max {
             bail!("blob {d}: {len} bytes is more than the {max}-byte limit for this kind of blob");
         }
@@ -98,7 +105,8 @@ impl Layout {
 
     fn prepare(&self) -> Result<PathBuf> {
         let blobs = self.dir.join("blobs/sha256");
-        std::fs::create_dir_all(&blobs).with_context(|| format!("oci:{}: cannot create the layout", self.dir.display()))?;
+        std::fs::create_dir_all(&blobs)
+            .with_context(|| format!("oci:{}: cannot create the layout", self.dir.display()))?;
         let marker = self.dir.join("oci-layout");
         if !marker.exists() {
             write_atomic(&marker, br#"{"imageLayoutVersion":"1.0.0"}"#)?;
@@ -129,9 +137,16 @@ impl Layout {
 
     pub fn put_manifest(&self, r: &ImageRef, m: &Manifest) -> Result<()> {
         self.put_blob_bytes(&m.digest, &m.bytes)?;
-        let mut index = if self.dir.join("index.json").exists() { self.index()? } else { serde_json::json!({"schemaVersion": 2, "mediaType": crate::image::OCI_INDEX, "manifests": []}) };
-        let mut desc = serde_json::json!({"mediaType": m.media_type, "digest": m.digest.as_str(), "size": m.bytes.len()});
-        let list = index["manifests"].as_array_mut().ok_or_else(|| anyhow!("oci:{}: index.json has no manifests list", self.dir.display()))?;
+        let mut index = if self.dir.join("index.json").exists() {
+            self.index()?
+        } else {
+            serde_json::json!({"schemaVersion": 2, "mediaType": crate::image::OCI_INDEX, "manifests": []})
+        };
+        let mut desc =
+            serde_json::json!({"mediaType": m.media_type, "digest": m.digest.as_str(), "size": m.bytes.len()});
+        let list = index["manifests"]
+            .as_array_mut()
+            .ok_or_else(|| anyhow!("oci:{}: index.json has no manifests list", self.dir.display()))?;
         match r.tag() {
             Some(t) => {
                 desc["annotations"] = serde_json::json!({ REF_NAME: t });

@@ -128,7 +128,11 @@ impl Endpoint {
     /// Cross-repository mount within one registry; false when not possible.
     pub async fn mount_from(&self, src: &Endpoint, d: &Digest) -> bool {
         match (self, src) {
-            (Endpoint::Registry(dst), Endpoint::Registry(s)) if dst.registry == s.registry && dst.repository != s.repository => dst.mount(s, d).await,
+            (Endpoint::Registry(dst), Endpoint::Registry(s))
+                if dst.registry == s.registry && dst.repository != s.repository =>
+            {
+                dst.mount(s, d).await
+            }
             _ => false,
         }
     }

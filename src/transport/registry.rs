@@ -22,12 +22,8 @@ pub struct Registry {
     pub repository: String,
 }
 
-const ACCEPT: &[&str] = &[
-    crate::image::OCI_MANIFEST,
-    crate::image::OCI_INDEX,
-    crate::image::DOCKER_MANIFEST,
-    crate::image::DOCKER_LIST,
-];
+const ACCEPT: &[&str] =
+    &[crate::image::OCI_MANIFEST, crate::image::OCI_INDEX, crate::image::DOCKER_MANIFEST, crate::image::DOCKER_LIST];
 
 fn is_loopback(registry: &str) -> bool {
     let host = registry.rsplit_once(':').map(|(h, _)| h).unwrap_or(registry);
@@ -44,9 +40,12 @@ pub fn describe(e: &OciDistributionError) -> String {
 fn is_not_found(e: &OciDistributionError) -> bool {
     use oci_client::errors::OciErrorCode as C;
     match e {
-        OciDistributionError::ImageManifestNotFoundError(_) | OciDistributionError::ServerError { code: 404, .. } => true,
+        OciDistributionError::ImageManifestNotFoundError(_) | OciDistributionError::ServerError { code: 404, .. } => {
+            true
+        }
         OciDistributionError::RegistryError { envelope, .. } => {
-            !envelope.errors.is_empty() && envelope.errors.iter().all(|x| matches!(x.code, C::ManifestUnknown | C::NotFound | C::NameUnknown))
+            !envelope.errors.is_empty()
+                && envelope.errors.iter().all(|x| matches!(x.code, C::ManifestUnknown | C::NotFound | C::NameUnknown))
         }
         _ => false,
     }
@@ -55,7 +54,8 @@ fn is_not_found(e: &OciDistributionError) -> bool {
 impl Registry {
     pub fn open(r: &ImageRef, net: &NetOptions) -> Result<Registry> {
         let ImageRef::Registry { registry, repository, .. } = r else { bail!("{r} is not a registry reference") };
-        let protocol = if net.plain_http || is_loopback(registry) { ClientProtocol::Http } else { ClientProtocol::Https };
+        let protocol =
+            if net.plain_http || is_loopback(registry) { ClientProtocol::Http } else { ClientProtocol::Https };
         let mut extra = Vec::new();
         if let Some(ca) = &net.ca_cert {
             let data = std::fs::read(ca).with_context(|| format!("--ca-cert {}: cannot read", ca.display()))?;
@@ -70,7 +70,8 @@ impl Registry {
             connect_timeout: Some(std::time::Duration::from_secs(30)),
             ..Default::default()
         };
-        let client = Client::try_from(config).map_err(|e| anyhow!("{r}: cannot set up the HTTP client: {}", describe(&e)))?;
+        let client =
+            Client::try_from(config).map_err(|e| anyhow!("{r}: cannot set up the HTTP client: {}", describe(&e)))?;
         let auth = match auth::lookup(registry)? {
             Credentials::Anonymous => RegistryAuth::Anonymous,
             Credentials::Basic(u, p) => RegistryAuth::Basic(u, p),
@@ -80,7 +81,9 @@ impl Registry {
 
     fn reference(&self, tag_or_digest: Option<&str>) -> Reference {
         match tag_or_digest {
-            Some(d) if d.starts_with("sha256:") => Reference::with_digest(self.registry.clone(), self.repository.clone(), d.to_string()),
+            Some(d) if d.starts_with("sha256:") => {
+                Reference::with_digest(self.registry.clone(), self.repository.clone(), d.to_string())
+            }
             Some(t) => Reference::with_tag(self.registry.clone(), self.repository.clone(), t.to_string()),
             None => Reference::with_tag(self.registry.clone(), self.repository.clone(), "latest".to_string()),
         }
@@ -129,14 +132,19 @@ impl Registry {
             bail!("{r}: manifest of {} bytes exceeds the {}-byte limit", bytes.len(), super::MAX_MANIFEST);
         }
         let digest = Digest::of(&bytes);
-        let media_type = super::media_type_of(&bytes).ok_or_else(|| anyhow!("{r}: the registry answered with something that is not a manifest"))?;
+        let media_type = super::media_type_of(&bytes)
+            .ok_or_else(|| anyhow!("{r}: the registry answered with something that is not a manifest"))?;
         Ok(Ok(Manifest { bytes: bytes.to_vec(), media_type, digest }))
     }
 
     pub async fn blob_bytes(&self, d: &Digest, max: u64) -> Result<Vec<u8>> {
         self.ensure_auth(false).await?;
         let r = self.reference(None);
-        let mut stream = self.client.pull_blob_stream(&r, d.as_str()).await.map_err(|e| anyhow!("{}: blob {d}: {}", self.name(), describe(&e)))?;
+        let mut stream = self
+            .client
+            .pull_blob_stream(&r, d.as_str())
+            .await
+            .map_err(|e| anyhow!("{}: blob {d}: {}", self.name(), describe(&e)))?;
         let mut out = Vec::new();
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| anyhow!("{}: blob {d}: {e}", self.name()))?;
@@ -152,7 +160,11 @@ impl Registry {
     pub async fn download(&self, d: &Digest, spool: &Path) -> Result<LocalBlob> {
         self.ensure_auth(false).await?;
         let r = self.reference(None);
-        let mut stream = self.client.pull_blob_stream(&r, d.as_str()).await.map_err(|e| anyhow!("{}: blob {d}: {}", self.name(), describe(&e)))?;
+        let mut stream = self
+            .client
+            .pull_blob_stream(&r, d.as_str())
+            .await
+            .map_err(|e| anyhow!("{}: blob {d}: {}", self.name(), describe(&e)))?;
         let path = spool.join(format!("in-{}", d.hex()));
         let file = std::fs::File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
         let mut w = HashingWriter::new(std::io::BufWriter::with_capacity(1 << 20, file));
@@ -170,7 +182,10 @@ impl Registry {
 
     pub async fn has_blob(&self, d: &Digest) -> Result<bool> {
         self.ensure_auth(false).await?;
-        self.client.blob_exists(&self.reference(None), d.as_str()).await.map_err(|e| anyhow!("{}: HEAD blob {d}: {}", self.name(), describe(&e)))
+        self.client
+            .blob_exists(&self.reference(None), d.as_str())
+            .await
+            .map_err(|e| anyhow!("{}: HEAD blob {d}: {}", self.name(), describe(&e)))
     }
 
     pub async fn put_blob(&self, d: &Digest, size: u64, path: &Path) -> Result<()> {
@@ -186,7 +201,10 @@ impl Registry {
 
     pub async fn put_blob_bytes(&self, d: &Digest, bytes: &[u8]) -> Result<()> {
         self.ensure_auth(true).await?;
-        self.client.push_blob(&self.reference(None), bytes.to_vec(), d.as_str()).await.map_err(|e| anyhow!("{}: upload of blob {d} failed: {}", self.name(), describe(&e)))?;
+        self.client
+            .push_blob(&self.reference(None), bytes.to_vec(), d.as_str())
+            .await
+            .map_err(|e| anyhow!("{}: upload of blob {d} failed: {}", self.name(), describe(&e)))?;
         Ok(())
     }
 
@@ -202,7 +220,10 @@ impl Registry {
         self.ensure_auth(true).await?;
         let key = r.tag().map(str::to_string).unwrap_or_else(|| m.digest.as_str().to_string());
         let ct = m.media_type.parse().map_err(|_| anyhow!("media type {} is not a valid header", m.media_type))?;
-        self.client.push_manifest_raw(&self.reference(Some(&key)), m.bytes.clone(), ct).await.map_err(|e| anyhow!("{r}: manifest push failed: {}", describe(&e)))?;
+        self.client
+            .push_manifest_raw(&self.reference(Some(&key)), m.bytes.clone(), ct)
+            .await
+            .map_err(|e| anyhow!("{r}: manifest push failed: {}", describe(&e)))?;
         Ok(())
     }
 }
