@@ -11,6 +11,7 @@
 
 mod check;
 mod common;
+mod platforms;
 mod rebuild;
 mod sign;
 

@@ -1,5 +1,6 @@
 //! The command line: clap definitions and exit codes. No logic lives here.
 
+use crate::cache::{self, RewriteCache};
 use crate::layer::codec::OutputCodec;
 use crate::pipeline::{self, RebuildOptions};
 use crate::profile;
@@ -39,6 +40,24 @@ impl Net {
     }
 }
 
+#[derive(Args, Clone)]
+struct CacheArgs {
+    /// Where rewritten layers are kept, keyed by (input digest, layer plan, harden version,
+    /// codec). Default: $XDG_CACHE_HOME/harden or ~/.cache/harden.
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Keep rewrites in memory for this run only.
+    #[arg(long, conflicts_with = "cache_dir")]
+    no_cache: bool,
+}
+
+impl CacheArgs {
+    fn open(&self) -> Result<std::sync::Arc<RewriteCache>> {
+        let dir = if self.no_cache { None } else { self.cache_dir.clone().or_else(cache::default_dir) };
+        Ok(std::sync::Arc::new(RewriteCache::new(dir)?))
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Pull SRC, rewrite it per the profiles, push it to DST; print DST by digest.
@@ -73,6 +92,12 @@ enum Command {
         /// (default: a registry source's repository:tag; an OCI layout source records none).
         #[arg(long, value_name = "NAME")]
         base_name: Option<String>,
+        /// For a multi-platform source, rebuild only these platforms (os/arch[/variant]);
+        /// repeatable. Default: all (attestation manifests are dropped).
+        #[arg(long, value_name = "OS/ARCH")]
+        platform: Vec<String>,
+        #[command(flatten)]
+        cache: CacheArgs,
         /// Output layer compression: gzip[:LEVEL] or zstd[:LEVEL].
         #[arg(long, default_value = "gzip:6", value_name = "CODEC")]
         compression: String,
@@ -215,6 +240,8 @@ pub fn run() -> Result<ExitCode> {
             allow_broken,
             sign_key,
             base_name,
+            platform,
+            cache,
             compression,
             jobs,
             quiet,
@@ -242,6 +269,8 @@ pub fn run() -> Result<ExitCode> {
                 progress,
                 sign_key,
                 base_name,
+                platforms: platform,
+                cache: Some(cache.open()?),
             };
             let result = rt.block_on(async {
                 tokio::select! {

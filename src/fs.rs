@@ -7,6 +7,7 @@
 use crate::layer::tar::{join, split_parent, Kind};
 use crate::scan::{EntryInfo, LayerIndex};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// Where a visible path comes from: layer index and entry index in that layer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -16,7 +17,8 @@ pub struct Loc {
 }
 
 pub struct FinalFs {
-    pub layers: Vec<LayerIndex>,
+    /// Shared: platforms of an index that share a layer share its scan.
+    pub layers: Vec<Arc<LayerIndex>>,
     map: BTreeMap<String, Loc>,
 }
 
@@ -24,7 +26,8 @@ pub struct FinalFs {
 const MAX_HOPS: usize = 40;
 
 impl FinalFs {
-    pub fn build(layers: Vec<LayerIndex>) -> FinalFs {
+    pub fn build<L: Into<Arc<LayerIndex>>>(layers: Vec<L>) -> FinalFs {
+        let layers: Vec<Arc<LayerIndex>> = layers.into_iter().map(Into::into).collect();
         let mut map: BTreeMap<String, Loc> = BTreeMap::new();
         for (li, layer) in layers.iter().enumerate() {
             // Whiteouts hide what lower layers hold; apply them before this layer's own entries.

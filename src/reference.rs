@@ -64,6 +64,16 @@ impl ImageRef {
         }
     }
 
+    /// The same reference without its tag (a manifest pushed by digest only).
+    pub fn without_tag(&self) -> ImageRef {
+        match self.clone() {
+            ImageRef::Registry { registry, repository, digest, .. } => {
+                ImageRef::Registry { registry, repository, tag: None, digest }
+            }
+            ImageRef::Layout { dir, digest, .. } => ImageRef::Layout { dir, tag: None, digest },
+        }
+    }
+
     /// `host/repo@sha256:…` or `oci:DIR@sha256:…`: the one line `rebuild` prints.
     pub fn by_digest(&self, d: &Digest) -> String {
         match self {

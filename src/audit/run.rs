@@ -85,7 +85,8 @@ pub async fn check(o: CheckOptions) -> Result<CheckOutput> {
     let src = Endpoint::open(&o.image, &o.net)?;
     let spool = tempfile::Builder::new().prefix("harden-").tempdir().context("cannot create a temporary directory")?;
     let (manifest, view, config) = pipeline::resolve(&src, &o.image).await?;
-    let (_blobs, indexes) = pipeline::scan_all(&src, &view, &config, spool.path(), o.jobs, &o.progress).await?;
+    let memo = pipeline::ScanMemo::default();
+    let (_blobs, indexes) = pipeline::scan_all(&src, &view, &config, spool.path(), o.jobs, &o.progress, &memo).await?;
     let fs = FinalFs::build(indexes);
     let sig = signature(&src, &o.image, &manifest.digest).await;
     if let Signature::Found(at) = &sig {

@@ -4,6 +4,7 @@ use super::*;
 use crate::fs::tests::{entry, layer};
 use crate::layer::tar::Kind;
 use crate::scan::EntryInfo;
+use crate::scan::LayerIndex;
 use serde_json::json;
 
 fn file(path: &str, mode: u32, body: &[u8]) -> EntryInfo {
@@ -315,7 +316,7 @@ fn empty_shadow_passwords_and_duplicate_ids() {
 
 #[test]
 fn references_latest_and_unpinned() {
-    let fs = FinalFs::build(vec![]);
+    let fs = FinalFs::build(Vec::<LayerIndex>::new());
     let by = |r: &str| {
         let r = ImageRef::parse(r).unwrap();
         ids(&audit(&fs, &quiet_config(), &AuditContext { reference: Some(&r), ..Default::default() }))
@@ -330,7 +331,7 @@ fn references_latest_and_unpinned() {
 
 #[test]
 fn signature_missing_or_unknown() {
-    let fs = FinalFs::build(vec![]);
+    let fs = FinalFs::build(Vec::<LayerIndex>::new());
     let with = |s: Signature| audit(&fs, &quiet_config(), &AuditContext { signature: s, ..Default::default() });
     assert!(with(Signature::Found("x".into())).is_empty());
     assert!(with(Signature::NotChecked).is_empty());
@@ -379,7 +380,8 @@ fn ignore_drops_ids() {
     let ignore = vec!["harden-healthcheck-missing".to_string()];
     let mut c = quiet_config();
     c["config"].as_object_mut().unwrap().remove("Healthcheck");
-    let f = audit(&FinalFs::build(vec![]), &c, &AuditContext { ignore: &ignore, ..Default::default() });
+    let f =
+        audit(&FinalFs::build(Vec::<LayerIndex>::new()), &c, &AuditContext { ignore: &ignore, ..Default::default() });
     assert!(f.is_empty(), "{:?}", ids(&f));
 }
 

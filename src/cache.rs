@@ -1,0 +1,166 @@
+//! Rewrite cache: rewriting a layer is a pure function of (input layer digest, that layer's plan,
+//! harden's version, output codec), so its result is recorded under that key — on disk
+//! (`--cache-dir`) and in flight (one rewrite per key even when platforms or batch jobs ask at
+//! once). A base layer shared by many images is recompressed once; a rerun recompresses nothing.
+//!
+//! The key holds the layer's *plan*, not just the profile's digest: what a profile does to a layer
+//! depends on the rest of the image (whiteouts above it, symlinks, hardlinks), and the plan is
+//! exactly what the rewrite consumes.
+//!
+//! Owns: cache keys, the cache directory. Must not: decide what a rewrite does.
+
+use crate::digest::Digest;
+use crate::layer::codec::OutputCodec;
+use crate::plan::LayerPlan;
+use crate::rewrite::{LayerRewrite, RewriteStats};
+use anyhow::{Context, Result};
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::sync::{Mutex, OnceCell};
+
+/// A finished rewrite: where its blob is, and what it is.
+#[derive(Clone, Debug)]
+pub struct Rewritten {
+    pub blob: PathBuf,
+    pub rw: LayerRewrite,
+    /// Served from the cache directory rather than computed in this run.
+    pub cached: bool,
+}
+
+pub struct RewriteCache {
+    dir: Option<PathBuf>,
+    inflight: Mutex<HashMap<String, Arc<OnceCell<Rewritten>>>>,
+}
+
+/// The default cache directory: `$XDG_CACHE_HOME/harden`, else `~/.cache/harden`.
+pub fn default_dir() -> Option<PathBuf> {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .map(|d| d.join("harden"))
+}
+
+impl RewriteCache {
+    /// `dir` None keeps the cache in memory only (this run).
+    pub fn new(dir: Option<PathBuf>) -> Result<RewriteCache> {
+        if let Some(d) = &dir {
+            for sub in ["rewrites", "blobs/sha256"] {
+                std::fs::create_dir_all(d.join(sub))
+                    .with_context(|| format!("--cache-dir {}: cannot create it", d.display()))?;
+            }
+        }
+        Ok(RewriteCache { dir, inflight: Mutex::new(HashMap::new()) })
+    }
+
+    pub fn key(input: &Digest, plan: &LayerPlan, codec: OutputCodec) -> String {
+        let plan_json = serde_json::to_vec(plan).unwrap_or_default();
+        let mut material = format!("harden-rewrite/1\0{}\0{input}\0{codec}\0", env!("CARGO_PKG_VERSION")).into_bytes();
+        material.extend_from_slice(&plan_json);
+        Digest::of(&material).hex().to_string()
+    }
+
+    fn lookup(&self, key: &str) -> Option<Rewritten> {
+        let dir = self.dir.as_ref()?;
+        let meta: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("rewrites").join(key)).ok()?).ok()?;
+        let digest = Digest::parse(meta["digest"].as_str()?).ok()?;
+        let diff_id = Digest::parse(meta["diff_id"].as_str()?).ok()?;
+        let size = meta["size"].as_u64()?;
+        let blob = dir.join("blobs/sha256").join(digest.hex());
+        // A blob evicted or truncated by hand is a miss, never a wrong answer.
+        if std::fs::metadata(&blob).ok()?.len() != size {
+            return None;
+        }
+        let stats = RewriteStats { removed: meta["removed"].as_u64()?, changed: meta["changed"].as_u64()? };
+        Some(Rewritten { blob, rw: LayerRewrite { digest, size, diff_id, stats }, cached: true })
+    }
+
+    fn store(&self, key: &str, spooled: &Path, rw: &LayerRewrite) -> Result<PathBuf> {
+        let Some(dir) = &self.dir else { return Ok(spooled.to_path_buf()) };
+        let blob = dir.join("blobs/sha256").join(rw.digest.hex());
+        if std::fs::rename(spooled, &blob).is_err() {
+            let tmp = tempfile::NamedTempFile::new_in(dir.join("blobs/sha256"))?;
+            std::fs::copy(spooled, tmp.path()).with_context(|| format!("caching blob {}", rw.digest))?;
+            tmp.persist(&blob).map_err(|e| anyhow::anyhow!("caching blob {}: {}", rw.digest, e.error))?;
+        }
+        let meta = serde_json::json!({"digest": rw.digest.as_str(), "diff_id": rw.diff_id.as_str(), "size": rw.size,
+            "removed": rw.stats.removed, "changed": rw.stats.changed});
+        crate::transport::layout::write_atomic(&dir.join("rewrites").join(key), &serde_json::to_vec(&meta)?)?;
+        Ok(blob)
+    }
+
+    /// The rewrite for `key`: from this run, from the cache directory, or computed by `compute`
+    /// (which returns the spooled blob and its description) — once per key.
+    pub async fn get_or_rewrite<F, Fut>(&self, key: &str, compute: F) -> Result<Rewritten>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<(PathBuf, LayerRewrite)>>,
+    {
+        let cell = self.inflight.lock().await.entry(key.to_string()).or_default().clone();
+        // Done earlier in this run (another platform or batch job): reused, not recomputed.
+        if let Some(done) = cell.get() {
+            return Ok(Rewritten { cached: true, ..done.clone() });
+        }
+        let r = cell
+            .get_or_try_init(|| async {
+                if let Some(hit) = self.lookup(key) {
+                    return Ok(hit);
+                }
+                let (spooled, rw) = compute().await?;
+                let blob = self.store(key, &spooled, &rw)?;
+                Ok::<_, anyhow::Error>(Rewritten { blob, rw, cached: false })
+            })
+            .await?;
+        Ok(r.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn computes_once_and_serves_from_disk_afterwards() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = tempfile::tempdir().unwrap();
+        let plan = LayerPlan::default();
+        let input = Digest::of(b"in");
+        let key = RewriteCache::key(&input, &plan, OutputCodec::Gzip(6));
+        assert_ne!(key, RewriteCache::key(&input, &plan, OutputCodec::Gzip(9)));
+        let make = |n: &str| {
+            let p = spool.path().join(n);
+            std::fs::write(&p, b"blob").unwrap();
+            let rw = LayerRewrite {
+                digest: Digest::of(b"blob"),
+                size: 4,
+                diff_id: Digest::of(b"tar"),
+                stats: Default::default(),
+            };
+            (p, rw)
+        };
+        let cache = RewriteCache::new(Some(dir.path().to_path_buf())).unwrap();
+        let calls = std::sync::atomic::AtomicUsize::new(0);
+        for _ in 0..2 {
+            let r = cache
+                .get_or_rewrite(&key, || async {
+                    calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    Ok(make("a"))
+                })
+                .await
+                .unwrap();
+            assert_eq!(std::fs::read(&r.blob).unwrap(), b"blob");
+        }
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+        // A new process (new cache object) finds it on disk without computing.
+        let again = RewriteCache::new(Some(dir.path().to_path_buf())).unwrap();
+        let r = again.get_or_rewrite(&key, || async { panic!("must not recompute") }).await.unwrap();
+        assert!(r.cached);
+        // A truncated blob is a miss.
+        std::fs::write(&r.blob, b"x").unwrap();
+        let third = RewriteCache::new(Some(dir.path().to_path_buf())).unwrap();
+        let r = third.get_or_rewrite(&key, || async { Ok(make("b")) }).await.unwrap();
+        assert!(!r.cached);
+    }
+}
