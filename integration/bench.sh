@@ -104,6 +104,47 @@ read -r t_harden_app rss_app < <(measure "$HARDEN" rebuild -q -p strict "$A/app:
 size_of() { skopeo inspect --tls-verify=false --raw "docker://$1" | python3 -c "import json,sys; print(sum(l['size'] for l in json.load(sys.stdin)['layers']))"; }
 s_src=$(size_of "$A/app:1"); s_diy=$(size_of "$B/app-diy:1"); s_hard=$(size_of "$B/app-hard:1")
 
+# 4. A fleet: 20 images on the app image's base layer, each with its own small app layer; a batch
+#    vs one image, in a fresh cache. Ideal: base once + 20 small layers.
+FLEET="$WORK/fleet"
+python3 - "$APP_REF" "$FLEET" <<'PY'
+import hashlib, io, json, os, shutil, sys, tarfile, gzip
+ref, out = sys.argv[1], sys.argv[2]
+src, tag = ref[len("oci:"):].rsplit(":", 1)
+idx = json.load(open(f"{src}/index.json"))
+m = [e for e in idx["manifests"] if e.get("annotations", {}).get("org.opencontainers.image.ref.name") == tag][0]
+blob = lambda d: f"{src}/blobs/sha256/{d.split(':')[1]}"
+man = json.load(open(blob(m["digest"]))); cfg = json.load(open(blob(man["config"]["digest"])))
+os.makedirs(f"{out}/blobs/sha256", exist_ok=True)
+def put(b):
+    d = hashlib.sha256(b).hexdigest(); open(f"{out}/blobs/sha256/{d}", "wb").write(b); return "sha256:" + d
+base = man["layers"][0]
+shutil.copy(blob(base["digest"]), f"{out}/blobs/sha256/{base['digest'].split(':')[1]}")
+entries = []
+for i in range(20):
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as t:
+        for name, data in ((f"app/service-{i}.py", (f"print('service {i}')\n" * 2000).encode()), ("root/.cache/pip/x", b"cache" * 1000)):
+            ti = tarfile.TarInfo(name); ti.size = len(data); ti.mtime = 1700000000; t.addfile(ti, io.BytesIO(data))
+    tarb = raw.getvalue(); gz = gzip.compress(tarb, 6, mtime=0)
+    c = dict(cfg); c["rootfs"] = {"type": "layers", "diff_ids": [cfg["rootfs"]["diff_ids"][0], "sha256:" + hashlib.sha256(tarb).hexdigest()]}
+    c["history"] = cfg.get("history", [])[:1] + [{"created_by": f"service {i}"}]
+    cb = json.dumps(c).encode()
+    mm = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+          "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": put(cb), "size": len(cb)},
+          "layers": [base, {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": put(gz), "size": len(gz)}]}
+    mb = json.dumps(mm).encode()
+    entries.append({"mediaType": mm["mediaType"], "digest": put(mb), "size": len(mb), "annotations": {"org.opencontainers.image.ref.name": f"s{i}"}})
+json.dump({"schemaVersion": 2, "manifests": entries}, open(f"{out}/index.json", "w"))
+open(f"{out}/oci-layout", "w").write('{"imageLayoutVersion":"1.0.0"}')
+PY
+for i in $(seq 0 19); do skopeo copy -q --dest-tls-verify=false "oci:$FLEET:s$i" "docker://$A/fleet:s$i"; done
+{ echo '[defaults]'; echo 'profiles = ["strict"]'; for i in $(seq 0 19); do printf '[[job]]\nsource = "%s/fleet:s%s"\ndestination = "%s/fleet-hard:s%s"\n' "$A" "$i" "$B" "$i"; done; } > "$WORK/fleet.toml"
+{ echo '[defaults]'; echo 'profiles = ["strict"]'; printf '[[job]]\nsource = "%s/fleet:s0"\ndestination = "%s/fleet-one:s0"\n' "$A" "$B"; } > "$WORK/one.toml"
+read -r t_one _ < <(measure "$HARDEN" batch -q --cache-dir "$WORK/cache-one" "$WORK/one.toml")
+read -r t_fleet rss_fleet < <(measure "$HARDEN" batch -q --jobs 2 --cache-dir "$WORK/cache-fleet" "$WORK/fleet.toml")
+read -r t_rerun _ < <(measure "$HARDEN" batch -q --jobs 2 --cache-dir "$WORK/cache-fleet" "$WORK/fleet.toml")
+
 mib() { python3 -c "print(f'{$1/1024:.0f} MiB')"; }
 mb() { python3 -c "print(f'{$1/2**20:.1f} MiB')"; }
 cat <<MD
@@ -113,4 +154,6 @@ cat <<MD
 | same layer, recompression floor | ${t_harden_big} s | \`gzip -dc \| gzip -6 -c\` ${t_gzip} s | $(ratio "$t_harden_big" "$t_gzip") |
 | no-op mirror (\`-p passthrough\`), registry A → B | ${t_harden_mirror} s, peak RSS $(mib "$rss_mirror") | \`skopeo copy\` ${t_skopeo_mirror} s | $(ratio "$t_harden_mirror" "$t_skopeo_mirror") |
 | \`-p strict\` on the app image | ${t_harden_app} s, $(mb "$s_hard") | DIY skopeo+umoci ${t_diy} s, $(mb "$s_diy") (source $(mb "$s_src")) | $(ratio "$t_harden_app" "$t_diy") |
+| batch of 20 images on one base, \`-p strict\` | ${t_fleet} s, peak RSS $(mib "$rss_fleet") | one image of them ${t_one} s (×20 = $(python3 -c "print(f'{20*$t_one:.1f}')") s) | $(ratio "$t_fleet" "$t_one") × one image |
+| the same batch again (cache warm, all pushed) | ${t_rerun} s | the first run ${t_fleet} s | $(ratio "$t_rerun" "$t_fleet") |
 MD
