@@ -205,6 +205,7 @@ async fn run_job(
         codec,
         jobs: 2,
         net: o.net.clone(),
+        limits: crate::layer::Limits::default().with_cancel(&crate::spool::INTERRUPTED),
         progress: Progress::Quiet,
         sign_key: key,
         base_name: None,

@@ -32,12 +32,70 @@ struct Net {
     /// Trust this PEM CA certificate for registry TLS.
     #[arg(long, global = true, value_name = "FILE")]
     ca_cert: Option<PathBuf>,
+    /// Retries of a registry request after a transient failure (connection reset or refused,
+    /// timeout, HTTP 5xx, 429), with exponential backoff and jitter.
+    #[arg(long, global = true, value_name = "N", default_value_t = crate::transport::retry::DEFAULT_RETRIES)]
+    retries: u32,
+    /// Seconds a registry request may take (a blob transfer: may go without progress) before it
+    /// counts as failed and is retried.
+    #[arg(long, global = true, value_name = "SECS", default_value_t = crate::transport::retry::DEFAULT_TIMEOUT.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..=86400))]
+    timeout: u64,
 }
 
 impl Net {
     fn options(&self) -> NetOptions {
-        NetOptions { plain_http: self.plain_http, insecure: self.insecure, ca_cert: self.ca_cert.clone() }
+        NetOptions {
+            plain_http: self.plain_http,
+            insecure: self.insecure,
+            ca_cert: self.ca_cert.clone(),
+            retries: self.retries,
+            timeout: std::time::Duration::from_secs(self.timeout),
+        }
     }
+}
+
+/// Bounds on reading layers (see `crate::layer::Limits`).
+#[derive(Args, Clone)]
+struct LimitArgs {
+    /// Refuse a layer larger than this uncompressed; K, M, G and T suffixes are powers of 1024.
+    #[arg(long, value_name = "BYTES", default_value = "64G", value_parser = parse_size)]
+    max_layer_size: u64,
+    /// Refuse a layer that decompresses to more than RATIO times its compressed size (judged
+    /// once it has produced 64 MiB).
+    #[arg(long, value_name = "RATIO", default_value_t = crate::layer::DEFAULT_MAX_RATIO,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    max_ratio: u64,
+    /// Refuse an image with more entries than this in its layers (each is kept in memory).
+    #[arg(long, value_name = "N", default_value_t = crate::layer::DEFAULT_MAX_ENTRIES)]
+    max_entries: u64,
+}
+
+impl LimitArgs {
+    fn limits(&self) -> crate::layer::Limits {
+        crate::layer::Limits::new(self.max_layer_size, self.max_ratio, self.max_entries)
+            .with_cancel(&crate::spool::INTERRUPTED)
+    }
+}
+
+/// `64G`, `512M`, `1T`, `1000` (bytes).
+fn parse_size(s: &str) -> std::result::Result<u64, String> {
+    let t = s.trim();
+    let (num, shift) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let shift = match c.to_ascii_uppercase() {
+                'K' => 10,
+                'M' => 20,
+                'G' => 30,
+                'T' => 40,
+                _ => return Err(format!("`{s}`: expected a number of bytes with an optional K, M, G or T")),
+            };
+            (&t[..i], shift)
+        }
+        _ => (t, 0),
+    };
+    let n: u64 = num.trim().parse().map_err(|_| format!("`{s}`: expected a number of bytes, e.g. 64G"))?;
+    n.checked_mul(1u64 << shift).filter(|&v| v > 0).ok_or_else(|| format!("`{s}`: out of range"))
 }
 
 #[derive(Args, Clone)]
@@ -109,6 +167,8 @@ enum Command {
         quiet: bool,
         #[command(flatten)]
         net: Net,
+        #[command(flatten)]
+        limits: LimitArgs,
     },
     /// Write a cosign key pair: PREFIX.key (encrypted ECDSA P-256) and PREFIX.pub.
     ///
@@ -194,6 +254,8 @@ enum Command {
         quiet: bool,
         #[command(flatten)]
         net: Net,
+        #[command(flatten)]
+        limits: LimitArgs,
     },
     /// Print shell completions.
     Completions {
@@ -246,6 +308,7 @@ pub fn run() -> Result<ExitCode> {
             jobs,
             quiet,
             net,
+            limits,
         } => {
             let src = ImageRef::parse(&src).map_err(usage)?;
             let dst = ImageRef::parse(&dst).map_err(usage)?;
@@ -266,6 +329,7 @@ pub fn run() -> Result<ExitCode> {
                 codec,
                 jobs,
                 net: net.options(),
+                limits: limits.limits(),
                 progress,
                 sign_key,
                 base_name,
@@ -275,7 +339,7 @@ pub fn run() -> Result<ExitCode> {
             let result = rt.block_on(async {
                 tokio::select! {
                     r = pipeline::rebuild(opts) => r,
-                    _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted; nothing was pushed after the last completed blob, and no manifest")),
+                    _ = crate::spool::ctrl_c() => Err(anyhow::anyhow!("interrupted; nothing was pushed after the last completed blob, and no manifest")),
                 }
             });
             if let Some(b) = bar {
@@ -360,7 +424,7 @@ pub fn run() -> Result<ExitCode> {
             println!("{file}: ok");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Check { image, profile, format, fail_on, ignore, jobs, quiet, net } => {
+        Command::Check { image, profile, format, fail_on, ignore, jobs, quiet, net, limits } => {
             let image = ImageRef::parse(&image).map_err(usage)?;
             let progress = Progress::new(quiet);
             let bar = progress.clone_bar();
@@ -373,12 +437,13 @@ pub fn run() -> Result<ExitCode> {
                 ignore,
                 jobs,
                 net: net.options(),
+                limits: limits.limits(),
                 progress,
             };
             let result = rt.block_on(async {
                 tokio::select! {
                     r = crate::audit::check(opts) => r,
-                    _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+                    _ = crate::spool::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
                 }
             });
             if let Some(b) = bar {

@@ -25,6 +25,7 @@ mod rewrite;
 mod scan;
 mod sign;
 mod signing;
+mod spool;
 mod transport;
 
 use std::process::ExitCode;
@@ -48,7 +49,10 @@ fn main() -> ExitCode {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     let _ = rustls::crypto::ring::default_provider().install_default();
-    match cli::run() {
+    let result = cli::run();
+    // After the runtime (and every thread that could write there) is gone.
+    spool::cleanup_at_exit();
+    match result {
         Ok(code) => code,
         Err(e) => {
             let code = match e.downcast_ref::<Failure>() {

@@ -38,6 +38,8 @@ pub struct RebuildOptions {
     pub codec: OutputCodec,
     pub jobs: usize,
     pub net: NetOptions,
+    /// What reading a layer may cost (`--max-layer-size`, `--max-ratio`, `--max-entries`).
+    pub limits: crate::layer::Limits,
     pub progress: Progress,
     /// Sign the pushed result with this key (cosign `.sig` beside it) and report the signature.
     pub sign_key: Option<crate::sign::SigningKey>,
@@ -109,7 +111,8 @@ pub async fn image_config(src: &Endpoint, r: &ImageRef, manifest: &Manifest) -> 
 pub type ScanMemo = tokio::sync::Mutex<HashMap<Digest, Arc<tokio::sync::OnceCell<(PathBuf, Arc<LayerIndex>)>>>>;
 
 /// Materialise and scan every layer (bounded concurrency, each layer once per `memo`), verifying
-/// digests and diff_ids.
+/// digests and diff_ids, within `limits`.
+#[allow(clippy::too_many_arguments)]
 pub async fn scan_all(
     src: &Endpoint,
     view: &ManifestView,
@@ -118,6 +121,7 @@ pub async fn scan_all(
     jobs: usize,
     progress: &Progress,
     memo: &ScanMemo,
+    limits: &crate::layer::Limits,
 ) -> Result<(Vec<PathBuf>, Vec<Arc<LayerIndex>>)> {
     let diff_ids = image::diff_ids(config, view.layers.len())?;
     let n = view.layers.len();
@@ -129,13 +133,15 @@ pub async fn scan_all(
             let cell = memo.lock().await.entry(layer.digest.clone()).or_default().clone();
             let r = cell
                 .get_or_try_init(|| async {
-                    let blob = src.blob_local(&layer.digest, spool).await?;
+                    let blob = src.blob_local(&layer.digest, layer.size, spool).await?;
                     let path = blob.path.clone();
                     let digest = layer.digest.clone();
                     let verify = (!blob.verified).then(|| digest.clone());
+                    let limits = limits.clone();
                     let index = tokio::task::spawn_blocking(move || {
                         let f = std::fs::File::open(&path)?;
-                        scan::scan_layer(std::io::BufReader::with_capacity(1 << 20, f), verify.as_ref(), Some(&diff_id))
+                        let f = std::io::BufReader::with_capacity(1 << 20, f);
+                        scan::scan_layer(f, verify.as_ref(), Some(&diff_id), &limits)
                     })
                     .await?
                     .map_err(|e| anyhow!("layer {digest}: {e}"))?;
@@ -206,7 +212,8 @@ async fn prepare(ctx: &Ctx<'_>, src_ref: ImageRef, manifest: Manifest) -> Result
     let o = ctx.o;
     let profile = &ctx.profile;
     let (view, config) = image_config(&ctx.src, &src_ref, &manifest).await?;
-    let (blobs, indexes) = scan_all(&ctx.src, &view, &config, &ctx.spool, o.jobs, &o.progress, &ctx.scans).await?;
+    let (blobs, indexes) =
+        scan_all(&ctx.src, &view, &config, &ctx.spool, o.jobs, &o.progress, &ctx.scans, &o.limits).await?;
     let t_scan = t0.elapsed();
 
     let fs = FinalFs::build(indexes);
@@ -353,6 +360,7 @@ async fn execute(ctx: &Ctx<'_>, mut p: Prepared, tag: Option<&ImageRef>) -> Resu
                 let key = RewriteCache::key(&layer.digest, lp, o.codec);
                 let spooled = ctx.spool.join(format!("out-{key}"));
                 let (input, lp2, codec, digest) = (input.clone(), Arc::new(lp.clone()), o.codec, layer.digest.clone());
+                let limits = o.limits.clone();
                 let r = ctx
                     .cache
                     .get_or_rewrite(&key, || async move {
@@ -360,7 +368,7 @@ async fn execute(ctx: &Ctx<'_>, mut p: Prepared, tag: Option<&ImageRef>) -> Resu
                         let rw = tokio::task::spawn_blocking(move || -> std::io::Result<LayerRewrite> {
                             let r = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(&input)?);
                             let w = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&out)?);
-                            let (mut w, rw) = rewrite::rewrite_layer(r, w, &lp2, codec)?;
+                            let (mut w, rw) = rewrite::rewrite_layer(r, w, &lp2, codec, &limits)?;
                             std::io::Write::flush(&mut w)?;
                             Ok(rw)
                         })
@@ -551,7 +559,7 @@ fn select_platforms(index: &Value, wanted: &[String], progress: &Progress) -> Re
 pub async fn rebuild(o: RebuildOptions) -> Result<String> {
     let t0 = Instant::now();
     let profile: Profile = profile::load(&o.profiles).map_err(|e| Failure::Usage(e.to_string()))?;
-    let spool = tempfile::Builder::new().prefix("harden-").tempdir().context("cannot create a temporary directory")?;
+    let spool = crate::spool::create().context("cannot create a temporary directory")?;
     let cache = match &o.cache {
         Some(c) => Arc::clone(c),
         None => Arc::new(RewriteCache::new(None)?),

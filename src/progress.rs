@@ -1,9 +1,14 @@
 //! Progress on stderr: one line per step, drawn above an indicatif spinner on a terminal,
 //! plain lines otherwise, nothing with `--quiet`. stdout is kept for results.
+//!
+//! Code far from the pipeline (the transport's retries) reports through [`note`], which uses
+//! the command's current [`Progress`] (the last one made by [`Progress::new`]).
 
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
+use std::sync::Mutex;
 
+#[derive(Clone)]
 pub enum Progress {
     Quiet,
     Plain,
@@ -12,6 +17,14 @@ pub enum Progress {
 
 impl Progress {
     pub fn new(quiet: bool) -> Progress {
+        let p = Progress::make(quiet);
+        if let Ok(mut c) = CURRENT.lock() {
+            *c = Some(p.clone());
+        }
+        p
+    }
+
+    fn make(quiet: bool) -> Progress {
         if quiet {
             Progress::Quiet
         } else if std::io::stderr().is_terminal() {
@@ -44,5 +57,17 @@ impl Progress {
             Progress::Bar(pb) => Some(pb.clone()),
             _ => None,
         }
+    }
+}
+
+static CURRENT: Mutex<Option<Progress>> = Mutex::new(None);
+
+/// A line for the current command's progress (e.g. "retrying"): on stderr like the others,
+/// nothing with `--quiet`, plain `harden: …` before any [`Progress`] exists.
+pub fn note(msg: &str) {
+    let current = CURRENT.lock().ok().and_then(|c| c.clone());
+    match current {
+        Some(p) => p.line(msg),
+        None => eprintln!("harden: {msg}"),
     }
 }

@@ -7,6 +7,7 @@
 use crate::digest::{Digest, HashingWriter};
 use crate::layer::codec::{self, Encoder, OutputCodec};
 use crate::layer::tar::{bad, Kind, RawEntry, TarReader, TarWriter};
+use crate::layer::Limits;
 use crate::plan::{EntryChange, LayerPlan};
 use std::io::{self, Read, Write};
 
@@ -25,14 +26,16 @@ pub struct LayerRewrite {
     pub stats: RewriteStats,
 }
 
-/// Rewrite `input` (a layer blob in any supported codec) into `out` per `plan`.
+/// Rewrite `input` (a layer blob in any supported codec) into `out` per `plan`, reading within
+/// `limits` (size and ratio; the input was scanned under the same ones).
 pub fn rewrite_layer<W: Write>(
     input: impl Read,
     out: W,
     plan: &LayerPlan,
     codec: OutputCodec,
+    limits: &Limits,
 ) -> io::Result<(W, LayerRewrite)> {
-    let (_, plain) = codec::decoder(input)?;
+    let (_, plain) = codec::limited_decoder(input, limits)?;
     let blob = HashingWriter::new(out);
     let enc = Encoder::new(codec, blob)?;
     let tar_hash = HashingWriter::new(enc);
@@ -205,7 +208,9 @@ mod tests {
     #[test]
     fn unchanged_plan_copies_every_entry_verbatim() {
         let input = sample();
-        let (out, rw) = rewrite_layer(&input[..], Vec::new(), &LayerPlan::default(), OutputCodec::Gzip(6)).unwrap();
+        let (out, rw) =
+            rewrite_layer(&input[..], Vec::new(), &LayerPlan::default(), OutputCodec::Gzip(6), &Limits::default())
+                .unwrap();
         let (_, mut d) = decoder(&out[..]).unwrap();
         let mut plain = Vec::new();
         d.read_to_end(&mut plain).unwrap();
@@ -237,7 +242,7 @@ mod tests {
         plan.changes.insert("app/b".into(), ch(|c| c.relink_to = Some("app/a".into())));
         let long = format!("opt/{}/file", "d".repeat(150));
         plan.changes.insert(long.clone(), ch(|c| c.mode = Some(0o600)));
-        let (out, rw) = rewrite_layer(&input[..], Vec::new(), &plan, OutputCodec::Gzip(6)).unwrap();
+        let (out, rw) = rewrite_layer(&input[..], Vec::new(), &plan, OutputCodec::Gzip(6), &Limits::default()).unwrap();
         let got = entries(&out);
         let find = |p: &str| got.iter().find(|e| e.0 == p).unwrap_or_else(|| panic!("{p} missing from {got:?}"));
         assert_eq!(find("usr/bin/su").2, 0o755);
@@ -256,7 +261,8 @@ mod tests {
         assert!(got.iter().any(|e| e.0 == "var/.wh..wh..opq"));
         assert_eq!((rw.stats.changed, rw.stats.removed), (5, 1));
         // Deterministic: the same input and plan give the same digest.
-        let (_, again) = rewrite_layer(&input[..], Vec::new(), &plan, OutputCodec::Gzip(6)).unwrap();
+        let (_, again) =
+            rewrite_layer(&input[..], Vec::new(), &plan, OutputCodec::Gzip(6), &Limits::default()).unwrap();
         assert_eq!(again.digest, rw.digest);
     }
 
@@ -267,9 +273,18 @@ mod tests {
         gz.write_all(&input).unwrap();
         let gz = gz.finish().unwrap();
         let cut = &gz[..gz.len() / 2];
-        assert!(rewrite_layer(cut, Vec::new(), &LayerPlan::default(), OutputCodec::Gzip(6)).is_err());
+        assert!(
+            rewrite_layer(cut, Vec::new(), &LayerPlan::default(), OutputCodec::Gzip(6), &Limits::default()).is_err()
+        );
         let mut corrupt = input.clone();
         corrupt[600] ^= 0xff; // inside the second header
-        assert!(rewrite_layer(&corrupt[..], Vec::new(), &LayerPlan::default(), OutputCodec::Gzip(6)).is_err());
+        assert!(rewrite_layer(
+            &corrupt[..],
+            Vec::new(),
+            &LayerPlan::default(),
+            OutputCodec::Gzip(6),
+            &Limits::default()
+        )
+        .is_err());
     }
 }

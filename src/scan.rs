@@ -6,6 +6,7 @@
 use crate::digest::{Digest, HashingReader};
 use crate::layer::codec::{self, Codec};
 use crate::layer::tar::{Kind, TarReader};
+use crate::layer::Limits;
 use std::io::{self, Read};
 
 /// What the scan remembers of one entry.
@@ -91,15 +92,17 @@ pub fn prefix_len(path: &str, mode: u32, size: u64) -> u64 {
     0
 }
 
-/// Scan one layer blob. The blob's digest (when not verified on download) and the config's
-/// diff_id are checked when given: a mismatch is an error naming both.
+/// Scan one layer blob within `limits` (size, ratio, entries: see [`Limits`]). The blob's digest
+/// (when not verified on download) and the config's diff_id are checked when given: a mismatch
+/// is an error naming both.
 pub fn scan_layer(
     blob: impl Read,
     expected_digest: Option<&Digest>,
     expected_diff_id: Option<&Digest>,
+    limits: &Limits,
 ) -> io::Result<LayerIndex> {
     let mut compressed = HashingReader::new(blob);
-    let (codec, plain) = codec::decoder(&mut compressed)?;
+    let (codec, plain) = codec::limited_decoder(&mut compressed, limits)?;
     let mut hashing = HashingReader::new(plain);
     let mut entries = Vec::new();
     {
@@ -111,6 +114,8 @@ pub fn scan_layer(
             let mode = e.mode();
             let want = if e.kind == Kind::File { prefix_len(&e.path, mode, e.size) } else { 0 };
             let prefix = if want > 0 { Some(tr.read_prefix(want)?.into_boxed_slice()) } else { None };
+            let kept = e.path.len() + e.link.as_ref().map_or(0, String::len) + prefix.as_ref().map_or(0, |p| p.len());
+            limits.take_entry(kept as u64)?;
             entries.push(EntryInfo {
                 caps: e.has_xattr("security.capability"),
                 uid: e.uid(),

@@ -235,7 +235,7 @@ pub fn after_view(fs: &FinalFs, plan: &Plan, user_layer: Option<&[u8]>) -> Final
         });
     }
     if let Some(blob) = user_layer {
-        if let Ok(l) = crate::scan::scan_layer(blob, None, None) {
+        if let Ok(l) = crate::scan::scan_layer(blob, None, None, &crate::layer::Limits::default()) {
             layers.push(l);
         }
     }

@@ -21,6 +21,8 @@ pub struct CheckOptions {
     pub ignore: Vec<String>,
     pub jobs: usize,
     pub net: NetOptions,
+    /// What reading a layer may cost (as for rebuild).
+    pub limits: crate::layer::Limits,
     pub progress: Progress,
 }
 
@@ -83,10 +85,11 @@ pub async fn check(o: CheckOptions) -> Result<CheckOutput> {
         Some(profile::load(&o.profiles).map_err(|e| Failure::Usage(e.to_string()))?)
     };
     let src = Endpoint::open(&o.image, &o.net)?;
-    let spool = tempfile::Builder::new().prefix("harden-").tempdir().context("cannot create a temporary directory")?;
+    let spool = crate::spool::create().context("cannot create a temporary directory")?;
     let (manifest, view, config) = pipeline::resolve(&src, &o.image).await?;
     let memo = pipeline::ScanMemo::default();
-    let (_blobs, indexes) = pipeline::scan_all(&src, &view, &config, spool.path(), o.jobs, &o.progress, &memo).await?;
+    let (_blobs, indexes) =
+        pipeline::scan_all(&src, &view, &config, spool.path(), o.jobs, &o.progress, &memo, &o.limits).await?;
     let fs = FinalFs::build(indexes);
     let sig = signature(&src, &o.image, &manifest.digest).await;
     if let Signature::Found(at) = &sig {

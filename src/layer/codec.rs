@@ -4,9 +4,12 @@
 //!
 //! Owns: byte-level codecs. Must not: look inside the tar stream.
 
+use super::Limits;
 use flate2::{read::MultiGzDecoder, write::GzEncoder, Compression as GzLevel, GzBuilder};
 use std::fmt;
 use std::io::{self, BufRead, BufReader, Read, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 /// What a layer blob is compressed with, judged by its magic bytes (media types lie).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -97,6 +100,68 @@ pub fn decoder<'a, R: Read + 'a>(raw: R) -> io::Result<(Codec, Box<dyn Read + 'a
         Codec::None => Box::new(buf),
     };
     Ok((codec, r))
+}
+
+/// [`decoder`] within `limits`: the uncompressed stream fails (`InvalidData`, naming the flag)
+/// once it passes `max_layer_size`, or — past [`super::RATIO_FLOOR`] — `max_ratio` times the
+/// compressed bytes consumed so far; and once the run is cancelled.
+pub fn limited_decoder<'a, R: Read + 'a>(raw: R, limits: &Limits) -> io::Result<(Codec, Box<dyn Read + 'a>)> {
+    let consumed = Arc::new(AtomicU64::new(0));
+    let counted = Counted { inner: raw, n: Arc::clone(&consumed) };
+    let (codec, plain) = decoder(counted)?;
+    Ok((codec, Box::new(Bounded { inner: plain, out: 0, consumed, limits: limits.clone() })))
+}
+
+struct Counted<R> {
+    inner: R,
+    n: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let k = self.inner.read(buf)?;
+        self.n.fetch_add(k as u64, Ordering::Relaxed);
+        Ok(k)
+    }
+}
+
+struct Bounded<'a> {
+    inner: Box<dyn Read + 'a>,
+    out: u64,
+    consumed: Arc<AtomicU64>,
+    limits: Limits,
+}
+
+impl Read for Bounded<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.limits.cancelled() {
+            // Not ErrorKind::Interrupted: readers retry on that.
+            return Err(io::Error::other("interrupted"));
+        }
+        // Never hand out more than one byte past the limit, so a bomb is stopped promptly.
+        let room = self.limits.max_layer_size.saturating_sub(self.out).saturating_add(1);
+        let want = buf.len().min(usize::try_from(room).unwrap_or(usize::MAX));
+        let k = self.inner.read(&mut buf[..want])?;
+        self.out += k as u64;
+        if self.out > self.limits.max_layer_size {
+            return Err(bad_data(format!(
+                "more than {} bytes uncompressed (--max-layer-size; a decompression bomb?)",
+                self.limits.max_layer_size
+            )));
+        }
+        let consumed = self.consumed.load(Ordering::Relaxed).max(1);
+        if self.out > super::RATIO_FLOOR && self.out > consumed.saturating_mul(self.limits.max_ratio) {
+            return Err(bad_data(format!(
+                "{} bytes uncompressed from {consumed} compressed, a ratio over {} (--max-ratio; a decompression bomb?)",
+                self.out, self.limits.max_ratio
+            )));
+        }
+        Ok(k)
+    }
+}
+
+fn bad_data(msg: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, msg)
 }
 
 /// A compressing writer; `finish` must be called to write the trailer.

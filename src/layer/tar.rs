@@ -13,6 +13,11 @@ use std::io::{self, Read, Write};
 pub const BLOCK: u64 = 512;
 /// Largest PAX or GNU long-name block accepted (a hostile archive could claim gigabytes).
 pub const MAX_META: u64 = 1 << 20;
+/// Largest total of the metadata blocks before one entry (a chain of PAX blocks).
+pub const MAX_META_TOTAL: u64 = 4 << 20;
+/// Longest path or link target accepted: Linux's PATH_MAX, so nothing a runtime could unpack
+/// is refused, and the names the scan keeps stay small.
+pub const MAX_NAME: usize = 4096;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -262,6 +267,11 @@ impl<R: Read> TarReader<R> {
                     let data = self.read_meta_data(size)?;
                     meta.extend_from_slice(&block);
                     meta.extend_from_slice(&data);
+                    if meta.len() as u64 > MAX_META_TOTAL {
+                        return Err(bad(format!(
+                            "metadata blocks before one entry exceed {MAX_META_TOTAL} bytes (a hostile archive?)"
+                        )));
+                    }
                     let body = &data[..size as usize];
                     match t {
                         b'x' => pax.extend(parse_pax(body)?),
@@ -286,6 +296,15 @@ impl<R: Read> TarReader<R> {
             let raw_link = pax_str(&pax, "linkpath")
                 .or_else(|| long_link.map(|b| String::from_utf8_lossy(&b).into_owned()))
                 .or_else(|| header.link_name_bytes().map(|b| String::from_utf8_lossy(&b).into_owned()));
+            for (what, name) in [("name", Some(&raw_path)), ("link target", raw_link.as_ref())] {
+                if let Some(n) = name.filter(|n| n.len() > MAX_NAME) {
+                    return Err(bad(format!(
+                        "entry {what} of {} bytes exceeds the {MAX_NAME}-byte limit (PATH_MAX): {}…",
+                        n.len(),
+                        n.chars().take(60).collect::<String>()
+                    )));
+                }
+            }
             let (path, mut escapes) = normalize(&raw_path);
             let link = match (kind, raw_link) {
                 (Kind::HardLink, Some(l)) => {

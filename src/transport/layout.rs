@@ -91,10 +91,14 @@ impl Layout {
         Ok(std::fs::read(&p)?)
     }
 
-    pub fn blob_local(&self, d: &Digest) -> Result<LocalBlob> {
+    pub fn blob_local(&self, d: &Digest, size: u64) -> Result<LocalBlob> {
         let path = self.blob_path(d);
         if !path.is_file() {
             bail!("oci:{}: blob {d} is missing", self.dir.display());
+        }
+        let len = std::fs::metadata(&path)?.len();
+        if len != size {
+            bail!("oci:{}: blob {d} is {len} bytes, but the manifest says {size}", self.dir.display());
         }
         Ok(LocalBlob { path, verified: false })
     }

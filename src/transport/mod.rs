@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod layout;
 pub mod registry;
+pub mod retry;
 
 use crate::digest::Digest;
 use crate::reference::ImageRef;
@@ -26,12 +27,28 @@ pub struct Manifest {
 }
 
 /// Network settings shared by every registry a run talks to.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct NetOptions {
     /// Hosts spoken to over plain HTTP besides localhost and 127.0.0.0/8.
     pub plain_http: bool,
     pub insecure: bool,
     pub ca_cert: Option<PathBuf>,
+    /// Retries per request after a transient failure (`--retries`).
+    pub retries: u32,
+    /// Per-request deadline, and the longest a transfer may stall (`--timeout`).
+    pub timeout: std::time::Duration,
+}
+
+impl Default for NetOptions {
+    fn default() -> Self {
+        NetOptions {
+            plain_http: false,
+            insecure: false,
+            ca_cert: None,
+            retries: retry::DEFAULT_RETRIES,
+            timeout: retry::DEFAULT_TIMEOUT,
+        }
+    }
 }
 
 /// A blob available as a local file: the layout's own blob, or a verified download.
@@ -96,10 +113,13 @@ impl Endpoint {
         Ok(bytes)
     }
 
-    pub async fn blob_local(&self, d: &Digest, spool: &Path) -> Result<LocalBlob> {
+    /// A blob as a local file: the layout's own, or downloaded into `spool` and verified on the
+    /// way. `size` is the (verified) manifest's: a blob of another size is refused — a download
+    /// as soon as it runs over, so a hostile registry cannot fill the disk.
+    pub async fn blob_local(&self, d: &Digest, size: u64, spool: &Path) -> Result<LocalBlob> {
         match self {
-            Endpoint::Registry(x) => x.download(d, spool).await,
-            Endpoint::Layout(x) => x.blob_local(d),
+            Endpoint::Registry(x) => x.download(d, size, spool).await,
+            Endpoint::Layout(x) => x.blob_local(d, size),
         }
     }
 

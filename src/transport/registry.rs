@@ -1,8 +1,15 @@
 //! A registry through oci-client: Basic auth and the Bearer challenge are oci-client's; plain
 //! HTTP is used for localhost and 127.0.0.0/8 (or with `--plain-http`). Layer uploads are
 //! monolithic PUTs streamed from a local file with the digest known up front.
+//!
+//! Every request goes through the [`RetryPolicy`] (`--retries`, `--timeout`): a transient
+//! failure is retried with backoff; a download restarts from scratch into the same spool file;
+//! an upload is sent again whole (an interrupted upload session is abandoned, and the registry
+//! discards it). Reads stall out after `--timeout` without data (reqwest's read timeout), and
+//! uploads after `--timeout` without the registry taking data (a watchdog on the body stream).
 
 use super::auth::{self, Credentials};
+use super::retry::{AttemptError, Classify, RetryPolicy};
 use super::{LocalBlob, Manifest, NetOptions};
 use crate::digest::{Digest, HashingWriter};
 use crate::reference::ImageRef;
@@ -14,10 +21,14 @@ use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 use std::io::Write;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 pub struct Registry {
     client: Client,
     auth: RegistryAuth,
+    retry: RetryPolicy,
     pub registry: String,
     pub repository: String,
 }
@@ -66,17 +77,18 @@ impl Registry {
             accept_invalid_certificates: net.insecure,
             extra_root_certificates: extra,
             use_monolithic_push: true,
-            read_timeout: Some(std::time::Duration::from_secs(300)),
-            connect_timeout: Some(std::time::Duration::from_secs(30)),
+            read_timeout: Some(net.timeout),
+            connect_timeout: Some(net.timeout.min(Duration::from_secs(30))),
             ..Default::default()
         };
+        let retry = RetryPolicy { retries: net.retries, timeout: net.timeout, ..Default::default() };
         let client =
             Client::try_from(config).map_err(|e| anyhow!("{r}: cannot set up the HTTP client: {}", describe(&e)))?;
         let auth = match auth::lookup(registry)? {
             Credentials::Anonymous => RegistryAuth::Anonymous,
             Credentials::Basic(u, p) => RegistryAuth::Basic(u, p),
         };
-        Ok(Registry { client, auth, registry: registry.clone(), repository: repository.clone() })
+        Ok(Registry { client, auth, retry, registry: registry.clone(), repository: repository.clone() })
     }
 
     fn reference(&self, tag_or_digest: Option<&str>) -> Reference {
@@ -97,8 +109,9 @@ impl Registry {
         let r = self.reference(None);
         self.client.store_auth_if_needed(&self.registry, &self.auth).await;
         if push {
-            self.client
-                .auth(&r, &self.auth, oci_client::RegistryOperation::Push)
+            let what = format!("{}: authentication for push", self.name());
+            self.retry
+                .call(&what, || self.client.auth(&r, &self.auth, oci_client::RegistryOperation::Push))
                 .await
                 .map_err(|e| anyhow!("{}: authentication for push failed: {}", self.name(), describe(&e)))?;
         }
@@ -124,7 +137,9 @@ impl Registry {
         self.ensure_auth(false).await?;
         let key = r.digest().map(|d| d.as_str().to_string()).or_else(|| r.tag().map(str::to_string));
         let reference = self.reference(key.as_deref());
-        let bytes = match self.client.pull_manifest_raw(&reference, &self.auth, ACCEPT).await {
+        let what = format!("{r}: GET manifest");
+        let pulled = self.retry.call(&what, || self.client.pull_manifest_raw(&reference, &self.auth, ACCEPT)).await;
+        let bytes = match pulled {
             Ok((bytes, _)) => bytes,
             Err(e) => return Ok(Err(e)),
         };
@@ -140,71 +155,115 @@ impl Registry {
     pub async fn blob_bytes(&self, d: &Digest, max: u64) -> Result<Vec<u8>> {
         self.ensure_auth(false).await?;
         let r = self.reference(None);
-        let mut stream = self
-            .client
-            .pull_blob_stream(&r, d.as_str())
-            .await
-            .map_err(|e| anyhow!("{}: blob {d}: {}", self.name(), describe(&e)))?;
-        let mut out = Vec::new();
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| anyhow!("{}: blob {d}: {e}", self.name()))?;
-            if out.len() as u64 + chunk.len() as u64 > max {
-                bail!("{}: blob {d} is larger than the {max}-byte limit for this kind of blob", self.name());
-            }
-            out.extend_from_slice(&chunk);
-        }
+        let what = format!("{}: blob {d}", self.name());
+        let out = self
+            .retry
+            .stream(&what, || async {
+                let mut stream =
+                    self.client.pull_blob_stream(&r, d.as_str()).await.map_err(|e| AttemptError::oci(e, &what))?;
+                let mut out = Vec::new();
+                while let Some(chunk) = stream.next().await {
+                    let chunk = chunk.map_err(|e| AttemptError::io(e, &what))?;
+                    if out.len() as u64 + chunk.len() as u64 > max {
+                        return Err(AttemptError::fatal(anyhow!(
+                            "{what} is larger than the {max}-byte limit for this kind of blob"
+                        )));
+                    }
+                    out.extend_from_slice(&chunk);
+                }
+                Ok(out)
+            })
+            .await?;
         Ok(out)
     }
 
     /// Download a blob into `spool`, hashing on the way; a mismatch aborts naming the digest.
-    pub async fn download(&self, d: &Digest, spool: &Path) -> Result<LocalBlob> {
+    /// `size` is the manifest's (which is verified): a registry sending more is refused as it
+    /// happens, so a hostile one cannot fill the disk. A failed attempt starts over from byte 0.
+    pub async fn download(&self, d: &Digest, size: u64, spool: &Path) -> Result<LocalBlob> {
         self.ensure_auth(false).await?;
         let r = self.reference(None);
-        let mut stream = self
-            .client
-            .pull_blob_stream(&r, d.as_str())
-            .await
-            .map_err(|e| anyhow!("{}: blob {d}: {}", self.name(), describe(&e)))?;
         let path = spool.join(format!("in-{}", d.hex()));
-        let file = std::fs::File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
-        let mut w = HashingWriter::new(std::io::BufWriter::with_capacity(1 << 20, file));
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| anyhow!("{}: blob {d}: download failed: {e}", self.name()))?;
-            w.write_all(&chunk)?;
-        }
-        let (mut inner, got, _) = w.finish();
-        inner.flush()?;
-        if got != *d {
-            bail!("{}: blob {d}: content has digest {got} (corrupt or tampered)", self.name());
-        }
-        Ok(LocalBlob { path, verified: true })
+        let what = format!("{}: blob {d}", self.name());
+        let fatal = |e: std::io::Error| AttemptError::fatal(anyhow!("{}: {e}", path.display()));
+        self.retry
+            .stream(&what, || async {
+                let mut stream =
+                    self.client.pull_blob_stream(&r, d.as_str()).await.map_err(|e| AttemptError::oci(e, &what))?;
+                // Truncates what an earlier attempt left.
+                let file = std::fs::File::create(&path).map_err(fatal)?;
+                let mut w = HashingWriter::new(std::io::BufWriter::with_capacity(1 << 20, file));
+                let mut n = 0u64;
+                while let Some(chunk) = stream.next().await {
+                    let chunk = chunk.map_err(|e| AttemptError::io(e, format!("{what}: download failed")))?;
+                    n += chunk.len() as u64;
+                    if n > size {
+                        return Err(AttemptError::fatal(anyhow!(
+                            "{what}: the registry sent more than the {size} bytes the manifest declares"
+                        )));
+                    }
+                    w.write_all(&chunk).map_err(fatal)?;
+                }
+                let (mut inner, got, count) = w.finish();
+                inner.flush().map_err(fatal)?;
+                if count < size {
+                    // Cut short without an error: the connection's fault, worth another try.
+                    return Err(AttemptError {
+                        error: anyhow!("{what}: download ended after {count} of {size} bytes"),
+                        verdict: super::retry::Verdict::Retry(None),
+                    });
+                }
+                if got != *d {
+                    return Err(AttemptError::fatal(anyhow!("{what}: content has digest {got} (corrupt or tampered)")));
+                }
+                Ok(LocalBlob { path: path.clone(), verified: true })
+            })
+            .await
+            .map_err(anyhow::Error::from)
     }
 
     pub async fn has_blob(&self, d: &Digest) -> Result<bool> {
         self.ensure_auth(false).await?;
-        self.client
-            .blob_exists(&self.reference(None), d.as_str())
+        let r = self.reference(None);
+        let what = format!("{}: HEAD blob {d}", self.name());
+        self.retry
+            .call(&what, || self.client.blob_exists(&r, d.as_str()))
             .await
-            .map_err(|e| anyhow!("{}: HEAD blob {d}: {}", self.name(), describe(&e)))
+            .map_err(|e| anyhow!("{what}: {}", describe(&e)))
     }
 
     pub async fn put_blob(&self, d: &Digest, size: u64, path: &Path) -> Result<()> {
         self.ensure_auth(true).await?;
-        let file = tokio::fs::File::open(path).await.with_context(|| format!("cannot open {}", path.display()))?;
-        let stream = tokio_util::io::ReaderStream::with_capacity(file, 1 << 20).map_err(OciDistributionError::from);
-        self.client
-            .push_blob_stream(&self.reference(None), stream, d.as_str(), Some(size))
+        let r = self.reference(None);
+        let what = format!("{}: upload of blob {d}", self.name());
+        let timeout = self.retry.timeout;
+        self.retry
+            .stream(&what, || async {
+                let file = tokio::fs::File::open(path)
+                    .await
+                    .map_err(|e| AttemptError::fatal(anyhow!("cannot open {}: {e}", path.display())))?;
+                let watch = Watchdog::new();
+                let body = tokio_util::io::ReaderStream::with_capacity(file, 1 << 20);
+                let body = watch.observe(body).map_err(OciDistributionError::from);
+                let push = self.client.push_blob_stream(&r, body, d.as_str(), Some(size));
+                tokio::select! {
+                    res = push => res.map(|_| ()).map_err(|e| AttemptError::oci(e, format!("{what} failed"))),
+                    stalled = watch.stalled(timeout) => Err(AttemptError { error: anyhow!("{what} failed: {stalled}"), ..AttemptError::timed_out(timeout) }),
+                }
+            })
             .await
-            .map_err(|e| anyhow!("{}: upload of blob {d} failed: {}", self.name(), describe(&e)))?;
-        Ok(())
+            .map_err(anyhow::Error::from)
     }
 
     pub async fn put_blob_bytes(&self, d: &Digest, bytes: &[u8]) -> Result<()> {
         self.ensure_auth(true).await?;
-        self.client
-            .push_blob(&self.reference(None), bytes.to_vec(), d.as_str())
+        let r = self.reference(None);
+        let what = format!("{}: upload of blob {d}", self.name());
+        let bytes = bytes::Bytes::copy_from_slice(bytes);
+        self.retry
+            .call(&what, || self.client.push_blob(&r, bytes.clone(), d.as_str()))
             .await
-            .map_err(|e| anyhow!("{}: upload of blob {d} failed: {}", self.name(), describe(&e)))?;
+            .map_err(|e| anyhow!("{what} failed: {}", describe(&e)))?;
         Ok(())
     }
 
@@ -212,18 +271,69 @@ impl Registry {
         if self.ensure_auth(true).await.is_err() {
             return false;
         }
-        let from = src.reference(None);
-        self.client.mount_blob(&self.reference(None), &from, d.as_str()).await.is_ok()
+        let (to, from) = (self.reference(None), src.reference(None));
+        let what = format!("{}: mount of blob {d} from {}", self.name(), src.name());
+        self.retry.call(&what, || self.client.mount_blob(&to, &from, d.as_str())).await.is_ok()
     }
 
     pub async fn put_manifest(&self, r: &ImageRef, m: &Manifest) -> Result<()> {
         self.ensure_auth(true).await?;
         let key = r.tag().map(str::to_string).unwrap_or_else(|| m.digest.as_str().to_string());
-        let ct = m.media_type.parse().map_err(|_| anyhow!("media type {} is not a valid header", m.media_type))?;
-        self.client
-            .push_manifest_raw(&self.reference(Some(&key)), m.bytes.clone(), ct)
+        let ct: reqwest::header::HeaderValue =
+            m.media_type.parse().map_err(|_| anyhow!("media type {} is not a valid header", m.media_type))?;
+        let target = self.reference(Some(&key));
+        let body = bytes::Bytes::from(m.bytes.clone());
+        let what = format!("{r}: manifest push");
+        self.retry
+            .call(&what, || self.client.push_manifest_raw(&target, body.clone(), ct.clone()))
             .await
             .map_err(|e| anyhow!("{r}: manifest push failed: {}", describe(&e)))?;
         Ok(())
+    }
+}
+
+/// Watches an upload body: when the registry stops taking data for `--timeout`, the attempt
+/// fails (a read timeout cannot see a stalled upload: nothing is being read).
+struct Watchdog {
+    start: Instant,
+    /// Milliseconds since `start` at the last chunk handed to the connection.
+    last: Arc<AtomicU64>,
+    done: Arc<AtomicBool>,
+}
+
+impl Watchdog {
+    fn new() -> Watchdog {
+        Watchdog { start: Instant::now(), last: Arc::new(AtomicU64::new(0)), done: Arc::new(AtomicBool::new(false)) }
+    }
+
+    fn observe<S: futures_util::Stream + Unpin>(&self, body: S) -> impl futures_util::Stream<Item = S::Item> {
+        let (start, last, done) = (self.start, Arc::clone(&self.last), Arc::clone(&self.done));
+        futures_util::stream::unfold(body, move |mut body| {
+            let (last, done) = (Arc::clone(&last), Arc::clone(&done));
+            async move {
+                let item = body.next().await;
+                last.store(start.elapsed().as_millis() as u64, Ordering::Relaxed);
+                if item.is_none() {
+                    // All sent: waiting for the answer is the read timeout's job.
+                    done.store(true, Ordering::Relaxed);
+                }
+                item.map(|i| (i, body))
+            }
+        })
+    }
+
+    /// Resolves when the body has made no progress for `limit` (never once it is all sent).
+    async fn stalled(&self, limit: Duration) -> String {
+        let tick = (limit / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
+        loop {
+            tokio::time::sleep(tick).await;
+            if self.done.load(Ordering::Relaxed) {
+                std::future::pending::<()>().await;
+            }
+            let idle = self.start.elapsed().saturating_sub(Duration::from_millis(self.last.load(Ordering::Relaxed)));
+            if idle >= limit {
+                return format!("the registry took no data for {} s (--timeout)", idle.as_secs());
+            }
+        }
     }
 }
