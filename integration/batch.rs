@@ -9,7 +9,9 @@ use serde_json::Value;
 fn batch_shares_rewrites_shards_and_reruns_for_free() {
     let reg = Registry::start(false);
     let tmp = tempdir("batch");
-    for (fx, tag, name) in [("app", "app", "app:1"), ("app", "app-shellcmd", "shell:1"), ("debian", "debian", "debian:1")] {
+    for (fx, tag, name) in
+        [("app", "app", "app:1"), ("app", "app-shellcmd", "shell:1"), ("debian", "debian", "debian:1")]
+    {
         let f = fixture(fx);
         skopeo_copy(&format!("oci:{}:{tag}", f.layout.display()), &reg.docker(&format!("src/{name}")));
     }

@@ -7,8 +7,10 @@
 //!
 //! `harness_*` tests exercise only the infrastructure (fixtures, registry,
 //! skopeo, umoci, runc) and must pass regardless of harden's state; the
-//! `rebuild_*` tests check harden's CLI contract.
+//! `rebuild_*` tests check harden's CLI contract; `profiles_*` are the hardening profiles'
+//! acceptance test on the app fixture.
 
+mod batch;
 mod check;
 mod common;
 mod platforms;

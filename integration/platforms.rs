@@ -96,6 +96,18 @@ fn index_is_rebuilt_per_platform_and_shared_layers_once() {
     }
     assert!(stderr_str(&again).contains("already present"), "{}", dump(&again));
 
+    // check audits an index platform by platform (attestations are not images).
+    let c = harden(&["check", &src, "--format", "json", "-q"]);
+    assert_eq!(c.status.code(), Some(3), "the source holds secrets (fatal):\n{}", dump(&c));
+    let doc: Value = serde_json::from_str(&stdout_str(&c)).unwrap();
+    assert_eq!(doc["format"], "harden-check-index/1");
+    assert_eq!(doc["images"].as_array().unwrap().len(), 2);
+    let c = harden(&["check", &src, "--format", "sarif", "-q"]);
+    let sarif: Value = serde_json::from_str(&stdout_str(&c)).unwrap();
+    assert_eq!(sarif["runs"].as_array().unwrap().len(), 2);
+    let strict_check = harden(&["check", &pinned.reference(), "-q", "--fail-on", "fatal"]);
+    assert!(strict_check.status.success(), "{}", dump(&strict_check));
+
     // --platform chooses; the variant may be left out.
     let one = harden(&[
         "rebuild",

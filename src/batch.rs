@@ -92,7 +92,8 @@ pub struct BatchOptions {
 }
 
 fn load(path: &Path) -> Result<(Defaults, Vec<Job>)> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read the job file", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("{}: cannot read the job file", path.display()))?;
     let f: JobFile = toml::from_str(&text).map_err(|e| {
         let (line, col) = e
             .span()
@@ -169,7 +170,9 @@ pub async fn run(o: BatchOptions) -> Result<()> {
     let count = |s: &str| results.iter().filter(|r| r["status"] == s).count();
     let (ok, refused, failed, skipped) = (count("ok"), count("refused"), count("failed"), count("skipped"));
     if !o.quiet {
-        eprintln!("harden: batch: {total} jobs in this shard: {ok} ok, {refused} refused, {failed} failed, {skipped} skipped");
+        eprintln!(
+            "harden: batch: {total} jobs in this shard: {ok} ok, {refused} refused, {failed} failed, {skipped} skipped"
+        );
     }
     if let Some(p) = &o.report {
         let mut sorted = results.clone();
@@ -220,7 +223,12 @@ mod tests {
     use super::*;
 
     fn job(s: &str) -> Job {
-        Job { source: format!("r.example/{s}:1"), destination: format!("m.example/{s}:1"), profiles: None, sign_key: None }
+        Job {
+            source: format!("r.example/{s}:1"),
+            destination: format!("m.example/{s}:1"),
+            profiles: None,
+            sign_key: None,
+        }
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The command line: clap definitions and exit codes. No logic lives here.
 
+use crate::batch;
 use crate::cache::{self, RewriteCache};
 use crate::layer::codec::OutputCodec;
 use crate::pipeline::{self, RebuildOptions};
@@ -223,6 +224,35 @@ enum Command {
         #[command(flatten)]
         net: Net,
     },
+    /// Rebuild many images from a TOML job list; print one result line per job.
+    ///
+    /// The file has optional `[defaults]` (profiles, sign_key, compression) and `[[job]]` tables
+    /// (source, destination, profiles, sign_key). All jobs share one rewrite cache, so a base
+    /// layer common to many images is rewritten once. See samples/batch.toml.
+    Batch {
+        /// The job list (TOML).
+        file: PathBuf,
+        /// Images rebuilt at once.
+        #[arg(long, short = 'j', default_value_t = 2)]
+        jobs: usize,
+        /// Take only share I of N of the list (stable under edits: by hash of source and
+        /// destination), e.g. --shard $JOB_COMPLETION_INDEX/4 in a Kubernetes indexed Job.
+        #[arg(long, value_name = "I/N")]
+        shard: Option<batch::Shard>,
+        /// Run every job even after one fails (default: stop starting new ones).
+        #[arg(long)]
+        keep_going: bool,
+        /// Write a JSON report of every job (status, result, the job's rebuild report).
+        #[arg(long, value_name = "FILE")]
+        report: Option<PathBuf>,
+        #[command(flatten)]
+        cache: CacheArgs,
+        /// No progress on stderr.
+        #[arg(long, short = 'q')]
+        quiet: bool,
+        #[command(flatten)]
+        net: Net,
+    },
     /// List, show and validate profiles.
     #[command(subcommand)]
     Profile(ProfileCmd),
@@ -314,7 +344,7 @@ pub fn run() -> Result<ExitCode> {
             let dst = ImageRef::parse(&dst).map_err(usage)?;
             let codec: OutputCodec = compression.parse().map_err(usage)?;
             // Load (and ask for the password of) the key before any work, not after the push.
-            let sign_key = sign_key.as_deref().map(signing::load_signing_key).transpose()?;
+            let sign_key = sign_key.as_deref().map(signing::load_signing_key).transpose()?.map(std::sync::Arc::new);
             let progress = Progress::new(quiet);
             let bar = progress.clone_bar();
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
@@ -338,7 +368,7 @@ pub fn run() -> Result<ExitCode> {
             };
             let result = rt.block_on(async {
                 tokio::select! {
-                    r = pipeline::rebuild(opts) => r,
+                    r = pipeline::rebuild(&opts) => r.map(|(line, _)| line),
                     _ = crate::spool::ctrl_c() => Err(anyhow::anyhow!("interrupted; nothing was pushed after the last completed blob, and no manifest")),
                 }
             });
@@ -349,6 +379,26 @@ pub fn run() -> Result<ExitCode> {
             if !line.is_empty() {
                 println!("{line}");
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Batch { file, jobs, shard, keep_going, report, cache, quiet, net } => {
+            let opts = batch::BatchOptions {
+                file,
+                jobs,
+                shard,
+                keep_going,
+                report,
+                cache: cache.open()?,
+                net: net.options(),
+                quiet,
+            };
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            rt.block_on(async {
+                tokio::select! {
+                    r = batch::run(opts) => r,
+                    _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted; jobs under way pushed no manifest")),
+                }
+            })?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Keygen { output, force, empty_password } => {

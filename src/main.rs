@@ -8,6 +8,7 @@
 //! [`sign`]). [`pipeline`] orders them; this file only parses the command line.
 
 mod audit;
+mod batch;
 mod cache;
 mod cli;
 mod config;

@@ -42,7 +42,7 @@ pub struct RebuildOptions {
     pub limits: crate::layer::Limits,
     pub progress: Progress,
     /// Sign the pushed result with this key (cosign `.sig` beside it) and report the signature.
-    pub sign_key: Option<crate::sign::SigningKey>,
+    pub sign_key: Option<Arc<crate::sign::SigningKey>>,
     /// Recorded as org.opencontainers.image.base.name (see [`RebuildOptions::base_name`]).
     pub base_name: Option<String>,
     /// For an index: the platforms to rebuild (`os/arch[/variant]`); empty means all.
@@ -64,32 +64,6 @@ impl RebuildOptions {
             ImageRef::Layout { .. } => None,
         })
     }
-}
-
-/// Fetch the manifest and config of `r` (an image, not an index: `check` audits one image).
-pub async fn resolve(src: &Endpoint, r: &ImageRef) -> Result<(Manifest, ManifestView, Value)> {
-    let manifest = src.manifest(r).await?;
-    if image::is_index(&manifest.media_type) {
-        let idx: Value = serde_json::from_slice(&manifest.bytes).unwrap_or_default();
-        let platforms: Vec<String> = idx["manifests"]
-            .as_array()
-            .map(|m| {
-                m.iter()
-                    .map(|e| {
-                        format!(
-                            "{}/{} {}",
-                            e["platform"]["os"].as_str().unwrap_or("?"),
-                            e["platform"]["architecture"].as_str().unwrap_or("?"),
-                            e["digest"].as_str().unwrap_or("?")
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        bail!("{r} is a multi-platform index ({}); name one platform by digest", platforms.join(", "));
-    }
-    let (view, config) = image_config(src, r, &manifest).await?;
-    Ok((manifest, view, config))
 }
 
 /// The manifest view and config of an image manifest already fetched.
@@ -556,7 +530,8 @@ fn select_platforms(index: &Value, wanted: &[String], progress: &Progress) -> Re
     Ok(out)
 }
 
-pub async fn rebuild(o: RebuildOptions) -> Result<String> {
+/// Rebuild `o.src` into `o.dst`; returns the result by digest (empty for a dry run) and the report.
+pub async fn rebuild(o: &RebuildOptions) -> Result<(String, Value)> {
     let t0 = Instant::now();
     let profile: Profile = profile::load(&o.profiles).map_err(|e| Failure::Usage(e.to_string()))?;
     let spool = crate::spool::create().context("cannot create a temporary directory")?;
@@ -565,7 +540,7 @@ pub async fn rebuild(o: RebuildOptions) -> Result<String> {
         None => Arc::new(RewriteCache::new(None)?),
     };
     let ctx = Ctx {
-        o: &o,
+        o,
         src: Endpoint::open(&o.src, &o.net)?,
         dst: Endpoint::open(&o.dst, &o.net)?,
         profile,
@@ -628,7 +603,7 @@ pub async fn rebuild(o: RebuildOptions) -> Result<String> {
         if !broken.is_empty() && !o.allow_broken {
             bail!(Failure::Policy(format!("the plan would break the image: {}", broken[0])));
         }
-        return Ok(String::new());
+        return Ok((String::new(), report));
     }
     if !broken.is_empty() {
         for b in &broken {
@@ -709,5 +684,5 @@ pub async fn rebuild(o: RebuildOptions) -> Result<String> {
     report["timings_ms"]["total"] = json!(t0.elapsed().as_millis() as u64);
     write_report(&report)?;
     drop(spool);
-    Ok(line)
+    Ok((line, report))
 }

@@ -34,6 +34,32 @@ pub fn render(format: Format, findings: &[Finding], image: &ImageInfo, fail_on: 
     }
 }
 
+/// One document for several images (the platforms of an index): text sections one after the
+/// other; JSON `{"format": "harden-check-index/1", "images": [...]}`; one SARIF log whose `runs`
+/// hold one run per image.
+pub fn combine(format: Format, mut docs: Vec<String>) -> String {
+    if docs.len() == 1 {
+        return docs.pop().unwrap_or_default();
+    }
+    let parsed = || docs.iter().filter_map(|d| serde_json::from_str::<serde_json::Value>(d).ok()).collect::<Vec<_>>();
+    match format {
+        Format::Text => docs.join("\n"),
+        Format::Json => format!(
+            "{}\n",
+            serde_json::to_string_pretty(&serde_json::json!({"format": "harden-check-index/1", "images": parsed()}))
+                .unwrap_or_default()
+        ),
+        Format::Sarif => {
+            let mut all = parsed();
+            let runs: Vec<serde_json::Value> =
+                all.iter().flat_map(|d| d["runs"].as_array().cloned().unwrap_or_default()).collect();
+            let Some(mut first) = all.drain(..).next() else { return String::new() };
+            first["runs"] = serde_json::json!(runs);
+            format!("{}\n", serde_json::to_string_pretty(&first).unwrap_or_default())
+        }
+    }
+}
+
 fn short_layer(d: &str) -> &str {
     // `sha256:` and 12 hex digits, as progress lines show digests.
     d.get(..19).unwrap_or(d)

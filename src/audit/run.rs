@@ -32,42 +32,16 @@ pub struct CheckOutput {
     pub failed: bool,
 }
 
-/// The `.sig` tag cosign uses for a manifest digest, beside the image (same repository or layout).
-fn sig_ref(r: &ImageRef, d: &Digest) -> ImageRef {
-    let tag = Some(format!("sha256-{}.sig", d.hex()));
-    match r {
-        ImageRef::Registry { registry, repository, .. } => {
-            ImageRef::Registry { registry: registry.clone(), repository: repository.clone(), tag, digest: None }
-        }
-        ImageRef::Layout { dir, .. } => ImageRef::Layout { dir: dir.clone(), tag, digest: None },
-    }
-}
-
 /// Look for a cosign signature of `digest` beside `r`. Never fails: a look-up that errors
 /// (other than "no such tag") says so in the result.
 pub async fn signature(ep: &Endpoint, r: &ImageRef, digest: &Digest) -> Signature {
-    let s = sig_ref(r, digest);
-    match ep.manifest(&s).await {
-        Ok(_) => Signature::Found(s.to_string()),
+    let s = crate::signing::sig_ref(r, digest);
+    match ep.manifest_opt(&s).await {
+        Ok(Some(_)) => Signature::Found(s.to_string()),
+        Ok(None) => Signature::Absent(s.to_string()),
         Err(e) => {
             let msg: Vec<String> = e.chain().map(ToString::to_string).collect();
-            let msg = msg.join(": ");
-            let lower = msg.to_ascii_lowercase();
-            let absent = [
-                "manifest_unknown",
-                "manifest unknown",
-                "not found",
-                "code: 404",
-                "name_unknown",
-                "no image with that tag",
-            ]
-            .iter()
-            .any(|n| lower.contains(n));
-            if absent {
-                Signature::Absent(s.to_string())
-            } else {
-                Signature::Unknown(msg.replace('\n', " "))
-            }
+            Signature::Unknown(msg.join(": ").replace('\n', " "))
         }
     }
 }
@@ -86,32 +60,58 @@ pub async fn check(o: CheckOptions) -> Result<CheckOutput> {
     };
     let src = Endpoint::open(&o.image, &o.net)?;
     let spool = crate::spool::create().context("cannot create a temporary directory")?;
-    let (manifest, view, config) = pipeline::resolve(&src, &o.image).await?;
     let memo = pipeline::ScanMemo::default();
-    let (_blobs, indexes) =
-        pipeline::scan_all(&src, &view, &config, spool.path(), o.jobs, &o.progress, &memo, &o.limits).await?;
-    let fs = FinalFs::build(indexes);
-    let sig = signature(&src, &o.image, &manifest.digest).await;
-    if let Signature::Found(at) = &sig {
-        o.progress.line(&format!("cosign signature found at {at} (not verified: harden verify --key does that)"));
-    }
-    let ctx = AuditContext {
-        reference: Some(&o.image),
-        layers: view.layers.iter().map(|l| Some(l.digest.to_string())).collect(),
-        signature: sig,
-        profile: profile.as_ref(),
-        ignore: &o.ignore,
+    let top = src.manifest(&o.image).await?;
+    // An index is audited platform by platform (its attestation manifests are not images).
+    let images: Vec<(ImageRef, crate::transport::Manifest)> = if crate::image::is_index(&top.media_type) {
+        let index: serde_json::Value = serde_json::from_slice(&top.bytes).context("index is not JSON")?;
+        let mut out = Vec::new();
+        for e in index["manifests"].as_array().map(Vec::as_slice).unwrap_or_default() {
+            let mt = e["mediaType"].as_str().unwrap_or_default();
+            if e["platform"]["os"] == "unknown" || crate::image::is_index(mt) {
+                continue;
+            }
+            let d = Digest::parse(e["digest"].as_str().unwrap_or_default())
+                .map_err(|e| anyhow::anyhow!("{}: {e}", o.image))?;
+            let r = o.image.with_digest(&d);
+            let m = src.manifest(&r).await?;
+            out.push((r, m));
+        }
+        out
+    } else {
+        vec![(o.image.clone(), top)]
     };
-    let findings = audit(&fs, &config, &ctx);
+    let mut rendered = Vec::new();
+    let mut failed = false;
+    for (r, manifest) in images {
+        let (view, config) = pipeline::image_config(&src, &r, &manifest).await?;
+        let (_blobs, indexes) =
+            pipeline::scan_all(&src, &view, &config, spool.path(), o.jobs, &o.progress, &memo, &o.limits).await?;
+        let fs = FinalFs::build(indexes);
+        let sig = signature(&src, &o.image, &manifest.digest).await;
+        if let Signature::Found(at) = &sig {
+            o.progress.line(&format!("cosign signature found at {at} (not verified: harden verify --key does that)"));
+        }
+        let ctx = AuditContext {
+            reference: Some(&o.image),
+            layers: view.layers.iter().map(|l| Some(l.digest.to_string())).collect(),
+            signature: sig,
+            profile: profile.as_ref(),
+            ignore: &o.ignore,
+        };
+        let findings = audit(&fs, &config, &ctx);
+        let image = ImageInfo { reference: r.to_string(), digest: manifest.digest.to_string() };
+        let this_failed = fails(&findings, o.fail_on);
+        failed |= this_failed;
+        let (n, f, w, i) = super::counts(&findings);
+        o.progress.line(&format!(
+            "{r}: {n} findings: {f} fatal, {w} warn, {i} info{}",
+            if this_failed { format!(" (some at or above --fail-on {})", o.fail_on.as_str()) } else { String::new() }
+        ));
+        rendered.push(format::render(o.format, &findings, &image, o.fail_on));
+    }
     drop(spool);
-    let image = ImageInfo { reference: o.image.to_string(), digest: manifest.digest.to_string() };
-    let failed = fails(&findings, o.fail_on);
-    let (n, f, w, i) = super::counts(&findings);
-    o.progress.line(&format!(
-        "{n} findings: {f} fatal, {w} warn, {i} info{}",
-        if failed { format!(" (some at or above --fail-on {})", o.fail_on.as_str()) } else { String::new() }
-    ));
-    Ok(CheckOutput { rendered: format::render(o.format, &findings, &image, o.fail_on), failed })
+    Ok(CheckOutput { rendered: format::combine(o.format, rendered), failed })
 }
 
 /// `rebuild`'s audit: the source as fetched, and the result predicted from the plan (see
