@@ -20,6 +20,11 @@ pub struct FinalFs {
     /// Shared: platforms of an index that share a layer share its scan.
     pub layers: Vec<Arc<LayerIndex>>,
     map: BTreeMap<String, Loc>,
+    /// Entries stored under a symlink (of their own or a lower layer) whose target leaves the
+    /// root, with that symlink's path: a naive unpacker would write them outside the root; a
+    /// container runtime writes them inside it. Reported by the audit; the map keeps them under
+    /// their stored name and [`FinalFs::resolve`] never leaves the root.
+    pub through_symlink: Vec<(Loc, String)>,
 }
 
 /// Maximum symlinks followed in one lookup (as Linux's ELOOP limit).
@@ -29,6 +34,7 @@ impl FinalFs {
     pub fn build<L: Into<Arc<LayerIndex>>>(layers: Vec<L>) -> FinalFs {
         let layers: Vec<Arc<LayerIndex>> = layers.into_iter().map(Into::into).collect();
         let mut map: BTreeMap<String, Loc> = BTreeMap::new();
+        let mut through_symlink = Vec::new();
         for (li, layer) in layers.iter().enumerate() {
             // Whiteouts hide what lower layers hold; apply them before this layer's own entries.
             for e in &layer.entries {
@@ -48,10 +54,13 @@ impl FinalFs {
                 if e.kind != Kind::Dir {
                     remove_under(&mut map, &e.path);
                 }
+                if let Some(link) = escaping_ancestor(&map, &layers, &e.path) {
+                    through_symlink.push((Loc { layer: li, entry: ei }, link));
+                }
                 map.insert(e.path.clone(), Loc { layer: li, entry: ei });
             }
         }
-        FinalFs { layers, map }
+        FinalFs { layers, map, through_symlink }
     }
 
     pub fn entry(&self, loc: Loc) -> &EntryInfo {
@@ -153,6 +162,44 @@ impl FinalFs {
     }
 }
 
+/// The first directory above `path` that is, at this point of the unpacking, a symlink whose
+/// target leaves the root (absolute, or more `..` than it is deep).
+fn escaping_ancestor(map: &BTreeMap<String, Loc>, layers: &[Arc<LayerIndex>], path: &str) -> Option<String> {
+    let mut end = 0;
+    while let Some(i) = path[end..].find('/') {
+        let dir = &path[..end + i];
+        end += i + 1;
+        let Some(loc) = map.get(dir) else { continue };
+        let e = &layers[loc.layer].entries[loc.entry];
+        if e.kind == Kind::Symlink && e.link.as_deref().is_some_and(|t| link_leaves_root(dir, t)) {
+            return Some(dir.to_string());
+        }
+    }
+    None
+}
+
+/// Whether a symlink at `link_path` to `target` points outside the root when taken literally
+/// (as an unpacker on the host would): absolute, or climbing above the root with `..`.
+pub fn link_leaves_root(link_path: &str, target: &str) -> bool {
+    if target.starts_with('/') {
+        return true;
+    }
+    let mut depth = split_parent(link_path).0.split('/').filter(|c| !c.is_empty()).count() as i64;
+    for c in target.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                depth -= 1;
+                if depth < 0 {
+                    return true;
+                }
+            }
+            _ => depth += 1,
+        }
+    }
+    false
+}
+
 fn whiteout_of(e: &EntryInfo) -> Option<(String, bool)> {
     let (dir, base) = split_parent(&e.path);
     let hidden = base.strip_prefix(".wh.")?;
@@ -216,6 +263,46 @@ pub mod tests {
         assert!(fs.get("opt/x").is_none());
         assert_eq!(fs.get("opt/y").unwrap().0.layer, 1);
         assert!(fs.get("opt/.wh..wh..opq").is_none());
+    }
+
+    #[test]
+    fn symlinks_out_of_the_root_are_flagged_and_never_followed_out() {
+        let fs = FinalFs::build(vec![
+            layer(vec![
+                entry("etc", Kind::Dir, None),
+                entry("etc/passwd", Kind::File, None),
+                entry("evil", Kind::Symlink, Some("../../../../etc")),
+                entry("abs", Kind::Symlink, Some("/etc")),
+                entry("ok", Kind::Symlink, Some("etc")),
+                // Written through the symlinks, in the same layer.
+                entry("evil/shadow", Kind::File, None),
+                entry("ok/hosts", Kind::File, None),
+            ]),
+            // ...and through one of a lower layer.
+            layer(vec![entry("abs/cron", Kind::File, None)]),
+        ]);
+        let flagged: Vec<(usize, &str, &str)> =
+            fs.through_symlink.iter().map(|(l, s)| (l.layer, fs.entry(*l).path.as_str(), s.as_str())).collect();
+        assert_eq!(flagged, vec![(0, "evil/shadow", "evil"), (1, "abs/cron", "abs")]);
+        // Resolution clamps `..` at the root: the plan and the guard stay inside.
+        assert_eq!(fs.resolve("/evil/passwd", true).unwrap(), "etc/passwd");
+        assert_eq!(fs.resolve("evil/../../../../../etc/passwd", true).unwrap(), "etc/passwd");
+        assert_eq!(fs.resolve("/abs/passwd", true).unwrap(), "etc/passwd");
+        assert!(link_leaves_root("a/b", "../../x"));
+        assert!(!link_leaves_root("a/b", "../x"));
+        assert!(link_leaves_root("a", "/x"));
+        assert!(!link_leaves_root("usr/bin/sh", "dash"));
+    }
+
+    #[test]
+    fn duplicate_entries_the_later_one_wins() {
+        let mut first = entry("etc/motd", Kind::File, None);
+        first.mode = 0o4755;
+        let mut second = entry("etc/motd", Kind::File, None);
+        second.mode = 0o644;
+        let fs = FinalFs::build(vec![layer(vec![first, entry("etc/x", Kind::Dir, None), second])]);
+        let (loc, e) = fs.get("etc/motd").unwrap();
+        assert_eq!((loc.entry, e.mode), (2, 0o644), "as tar extraction does: the last one stays");
     }
 
     #[test]

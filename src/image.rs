@@ -13,6 +13,7 @@ pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
 
 pub fn is_index(media_type: &str) -> bool {
     media_type == OCI_INDEX || media_type == DOCKER_LIST
@@ -54,6 +55,10 @@ impl ManifestView {
             bail!("manifest schemaVersion is {}, only 2 is supported", json["schemaVersion"]);
         }
         let config = desc(&json["config"], "config")?;
+        // An artifact (a Helm chart, a signature, an SBOM) is not an image to rebuild.
+        if config.media_type != OCI_CONFIG && config.media_type != DOCKER_CONFIG {
+            bail!("config media type `{}` is not an image config (an artifact, not an image?)", config.media_type);
+        }
         let layers = json["layers"]
             .as_array()
             .ok_or_else(|| anyhow!("manifest has no layers list"))?
@@ -81,4 +86,43 @@ pub fn diff_ids(config: &Value, layers: usize) -> Result<Vec<Digest>> {
         bail!("config lists {} diff_ids for {} layers", ids.len(), layers);
     }
     ids.iter().map(|v| Digest::parse(v.as_str().unwrap_or("")).map_err(|e| anyhow!("config diff_id: {e}"))).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(config_type: &str) -> Vec<u8> {
+        serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": config_type, "digest": Digest::of(b"{}").as_str(), "size": 2},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": Digest::of(b"l").as_str(), "size": 1}],
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn parses_image_manifests_and_refuses_malformed_ones() {
+        let v = ManifestView::parse(&manifest(OCI_CONFIG), OCI_MANIFEST).unwrap();
+        assert_eq!(v.layers.len(), 1);
+        assert!(ManifestView::parse(&manifest(DOCKER_CONFIG), DOCKER_MANIFEST).unwrap().docker);
+        let err = |b: &[u8]| ManifestView::parse(b, OCI_MANIFEST).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err(&manifest("application/vnd.cncf.helm.config.v1+json")).contains("not an image config"));
+        assert!(err(b"{not json").contains("not valid JSON"));
+        assert!(err(b"[]").contains("schemaVersion"));
+        assert!(err(br#"{"schemaVersion":2,"config":{"digest":"sha256:00","size":1},"layers":[]}"#).contains("digest"));
+        assert!(err(br#"{"schemaVersion":1}"#).contains("schemaVersion"));
+        let mut no_size: Value = serde_json::from_slice(&manifest(OCI_CONFIG)).unwrap();
+        no_size["layers"][0]["size"] = serde_json::json!(-1);
+        assert!(err(&serde_json::to_vec(&no_size).unwrap()).contains("no size"));
+        // Deep nesting is an error from serde_json's recursion limit, not a stack overflow.
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        assert!(err(deep.as_bytes()).contains("not valid JSON"));
+        // The diff_ids must match the layers.
+        let cfg = serde_json::json!({"rootfs": {"diff_ids": [Digest::of(b"x").as_str()]}});
+        assert!(diff_ids(&cfg, 2).is_err());
+        assert!(diff_ids(&serde_json::json!({"rootfs": {"diff_ids": ["md5:00"]}}), 1).is_err());
+        assert_eq!(diff_ids(&cfg, 1).unwrap().len(), 1);
+    }
 }

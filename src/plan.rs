@@ -26,6 +26,10 @@ pub struct EntryChange {
     /// A kept hardlink whose target is removed: it now points at the promoted path.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub relink_to: Option<String>,
+    /// The stored name (or hardlink target) leaves the root (`../`, absolute): rewrite it as
+    /// normalised inside the root (`../../etc/x` → `etc/x`), as a container runtime reads it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub normalize: bool,
 }
 
 /// The rewrite instructions for one layer, keyed by the entry's normalised path.
@@ -143,12 +147,24 @@ pub fn plan(fs: &FinalFs, profile: &Profile) -> Plan {
     }
 
     let mut layers: Vec<LayerPlan> = vec![LayerPlan::default(); fs.layers.len()];
+    let mut escaping = 0;
     for (li, layer) in fs.layers.iter().enumerate() {
         for e in &layer.entries {
             if removed.contains_key(&e.path) {
                 layers[li].changes.entry(e.path.clone()).or_default().remove = true;
             }
+            // Never pass an escaping name on: the layer is rewritten with the name normalised.
+            if e.escapes {
+                layers[li].changes.entry(e.path.clone()).or_default().normalize = true;
+                escaping += 1;
+            }
         }
+    }
+    if escaping > 0 {
+        notes.push(format!(
+            "{escaping} entries whose stored name leaves the root (../ or absolute) are rewritten with the name \
+             normalised inside it"
+        ));
     }
 
     let mut setuid_stripped = Vec::new();
@@ -280,6 +296,18 @@ mod tests {
         assert_eq!(c["root/.env"].promote_to.as_deref(), Some("app/a"));
         assert!(c["app/a"].remove);
         assert_eq!(c["app/b"].relink_to.as_deref(), Some("app/a"));
+    }
+
+    #[test]
+    fn escaping_names_are_normalised_even_by_passthrough() {
+        let mut evil = entry("etc/cron.d/x", Kind::File, None);
+        evil.escapes = true; // stored as ../../etc/cron.d/x
+        let fs = FinalFs::build(vec![layer(vec![evil]), layer(vec![entry("app", Kind::File, None)])]);
+        let p = plan(&fs, &load(&["passthrough".into()]).unwrap());
+        assert!(p.layers[0].changes["etc/cron.d/x"].normalize);
+        assert!(!p.layers[0].changes["etc/cron.d/x"].remove);
+        assert!(p.layers[1].is_unchanged());
+        assert!(p.notes.iter().any(|n| n.contains("leaves the root")), "{:?}", p.notes);
     }
 
     #[test]

@@ -22,6 +22,8 @@ pub const BUILTINS: &[(&str, &str)] = &[
 const GROUPS: &str = include_str!("../profiles/groups.toml");
 const MAX_EXTENDS_DEPTH: usize = 16;
 const MAX_PATTERN_LEN: usize = 4096;
+/// Largest profile file read (built-ins are a few KiB): `extends = "/dev/zero"` must not hang.
+const MAX_PROFILE_BYTES: u64 = 1 << 20;
 
 #[derive(Debug, thiserror::Error)]
 #[error("{file}:{line}:{column}: {message}")]
@@ -214,7 +216,42 @@ pub fn load(specs: &[String]) -> Result<Profile, ProfileError> {
         apply(&mut profile, &name, &text, dir.as_deref(), &groups, 0)?;
         profile.names.push(display_name(spec));
     }
+    check_sets(&profile, &specs[specs.len() - 1])?;
     Ok(profile)
+}
+
+/// Load one profile from text (`name` is what errors call it); `extends` resolves against the
+/// working directory. For the fuzzer (fuzz/fuzz_targets/profile_parse.rs) and tests.
+#[allow(dead_code)]
+pub fn load_str(name: &str, text: &str) -> Result<Profile, ProfileError> {
+    let groups = parse_groups()?;
+    let mut profile = Profile::empty();
+    apply(&mut profile, name, text, None, &groups, 0)?;
+    profile.names.push(display_name(name));
+    check_sets(&profile, name)?;
+    Ok(profile)
+}
+
+/// Every rule compiles on its own when loaded; together they must also fit the matcher's size
+/// limits (regex's), or [`RuleSet::new`] would quietly match nothing.
+fn check_sets(p: &Profile, file: &str) -> Result<(), ProfileError> {
+    for (what, rules) in [("remove", &p.remove), ("keep", &p.keep), ("setuid_allow", &p.setuid_allow)] {
+        let mut b = GlobSetBuilder::new();
+        for r in rules.iter() {
+            if let Ok(g) = compile(&r.pattern) {
+                b.add(g);
+            }
+        }
+        if let Err(e) = b.build() {
+            return Err(ProfileError {
+                file: file.to_string(),
+                line: 1,
+                column: 1,
+                message: format!("the `{what}` globs together are too complex to match: {e}"),
+            });
+        }
+    }
+    Ok(())
 }
 
 fn display_name(spec: &str) -> String {
@@ -243,13 +280,29 @@ fn read_spec(spec: &str, relative_to: Option<&Path>) -> Result<(String, String, 
             message: format!("no built-in profile `{spec}` (built-ins: {}), and no such file", names.join(", ")),
         });
     }
-    let text = std::fs::read_to_string(&path).map_err(|e| ProfileError {
+    let text = read_bounded(&path).map_err(|message| ProfileError {
         file: path.display().to_string(),
         line: 1,
         column: 1,
-        message: format!("cannot read profile: {e}"),
+        message,
     })?;
     Ok((path.display().to_string(), text, path.parent().map(Path::to_path_buf)))
+}
+
+/// A regular file of at most [`MAX_PROFILE_BYTES`] (a FIFO or a device would block or never end).
+fn read_bounded(path: &Path) -> Result<String, String> {
+    use std::io::Read;
+    let f = std::fs::File::open(path).map_err(|e| format!("cannot read profile: {e}"))?;
+    let meta = f.metadata().map_err(|e| format!("cannot read profile: {e}"))?;
+    if !meta.is_file() {
+        return Err("cannot read profile: not a regular file".into());
+    }
+    let mut text = String::new();
+    f.take(MAX_PROFILE_BYTES + 1).read_to_string(&mut text).map_err(|e| format!("cannot read profile: {e}"))?;
+    if text.len() as u64 > MAX_PROFILE_BYTES {
+        return Err(format!("profile larger than {MAX_PROFILE_BYTES} bytes"));
+    }
+    Ok(text)
 }
 
 struct Groups(BTreeMap<String, (Vec<String>, Vec<String>)>);
@@ -536,6 +589,61 @@ mod tests {
         assert!(e.message.contains("bad glob"), "{e}");
         let e = load_text("[config.healthcheck]\ntest = [\"/x\"]\ninterval = \"3 parsecs\"\n").unwrap_err();
         assert_eq!(e.line, 3, "{e}");
+    }
+
+    #[test]
+    fn hostile_globs_are_bounded_in_time_or_refused() {
+        let t = std::time::Instant::now();
+        // Thousands of `**`, and of alternations, at the 4096-character limit.
+        let stars = format!("/{}", "**/".repeat(1364));
+        let alts = format!("/{}", "{a,b,c}/".repeat(512));
+        let classes = format!("/{}", "[!a-z]*?".repeat(512));
+        for g in [&stars, &alts, &classes] {
+            let text = format!("[files]\nremove = [\"{g}\"]\nkeep = [\"{g}\"]\n");
+            match load_text(&text) {
+                Ok(p) => {
+                    // If it loads, matching a long path is still quick (regex is linear-time).
+                    let rs = RuleSet::new(&p.remove);
+                    let path = "a/".repeat(2000) + "z";
+                    let _ = rs.which(&path);
+                }
+                Err(e) => assert!(e.message.contains("glob") || e.message.contains("complex"), "{e}"),
+            }
+        }
+        // Many rules at once.
+        let many: Vec<String> = (0..2000).map(|i| format!("\"/opt/{i}/**/{{a,b}}*\"")).collect();
+        let _ = load_text(&format!("[files]\nremove = [{}]\n", many.join(",")));
+        // Deeply nested alternations: compiled or refused, without overflowing the stack.
+        let nested = format!("/{}b{}", "{a,".repeat(1000), "}".repeat(1000));
+        let _ = load_text(&format!("[files]\nremove = [\"{nested}\"]\n"));
+        assert!(t.elapsed() < std::time::Duration::from_secs(5), "took {:?}", t.elapsed());
+    }
+
+    #[test]
+    fn hostile_files_and_deep_extends_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        // A chain longer than the limit (no cycle).
+        for i in 0..40 {
+            std::fs::write(dir.path().join(format!("p{i}.toml")), format!("extends = \"p{}.toml\"\n", i + 1)).unwrap();
+        }
+        std::fs::write(dir.path().join("p40.toml"), "").unwrap();
+        let e = load(&[dir.path().join("p0.toml").display().to_string()]).unwrap_err();
+        assert!(e.message.contains("deeper"), "{e}");
+        // A device, a directory, a FIFO-like non-file, an oversized file: errors, not hangs.
+        for target in ["/dev/zero", "/tmp"] {
+            let e = load_text(&format!("extends = \"{target}\"\n")).unwrap_err();
+            assert!(e.message.contains("not a regular file"), "{target}: {e}");
+        }
+        let big = dir.path().join("big.toml");
+        std::fs::write(&big, format!("description = \"{}\"\n", "x".repeat(2 << 20))).unwrap();
+        let e = load(&[big.display().to_string()]).unwrap_err();
+        assert!(e.message.contains("larger than"), "{e}");
+        // A self-extending text through load_str stops too.
+        let me = dir.path().join("me.toml");
+        std::fs::write(&me, format!("extends = \"{}\"\n", me.display())).unwrap();
+        let e = load_str("inline", &format!("extends = \"{}\"\n", me.display())).unwrap_err();
+        assert!(e.message.contains("deeper"), "{e}");
+        assert!(load_str("inline", "extends = \"strict\"\n").is_ok());
     }
 
     #[test]

@@ -295,6 +295,13 @@ impl Audit<'_> {
                 }
             }
         }
+        for (loc, link) in &self.fs.through_symlink {
+            let e = self.fs.entry(*loc);
+            out.push(self.file(&e.path, *loc).with_detail(format!(
+                "written through /{link}, a symlink out of the root ({}): an unpacker that follows it writes outside",
+                self.fs.get(link).and_then(|(_, l)| l.link.clone()).unwrap_or_default()
+            )));
+        }
         out
     }
 }

@@ -78,3 +78,6 @@ impl Limits {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod hostile_tests;

@@ -9,6 +9,8 @@ pub mod auth;
 pub mod layout;
 pub mod registry;
 pub mod retry;
+#[cfg(test)]
+mod tests;
 
 use crate::digest::Digest;
 use crate::reference::ImageRef;

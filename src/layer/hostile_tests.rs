@@ -1,0 +1,305 @@
+//! Crafted hostile layers through the scan and the rewrite: each gets a clear error or the
+//! documented normalisation, never a panic, a hang or unbounded memory.
+
+use super::codec::{decoder, Encoder, OutputCodec};
+use super::tar::{Kind, TarReader, MAX_META, MAX_NAME};
+use super::Limits;
+use crate::fs::FinalFs;
+use crate::plan::{self, LayerPlan};
+use crate::profile;
+use crate::rewrite::rewrite_layer;
+use crate::scan::scan_layer;
+use std::io::{Read, Write};
+
+/// One raw tar entry with the name and link written as given (`tar::Builder` refuses `..`).
+fn raw(out: &mut Vec<u8>, name: &str, kind: u8, mode: u32, data: &[u8], link: &str) {
+    let mut h = tar::Header::new_ustar();
+    {
+        let old = h.as_old_mut();
+        old.name[..name.len()].copy_from_slice(name.as_bytes());
+        old.linkname[..link.len()].copy_from_slice(link.as_bytes());
+    }
+    h.set_entry_type(tar::EntryType::new(kind));
+    h.set_mode(mode);
+    h.set_size(data.len() as u64);
+    h.set_mtime(1_700_000_000);
+    h.set_cksum();
+    out.extend_from_slice(h.as_bytes());
+    out.extend_from_slice(data);
+    out.resize(out.len().div_ceil(512) * 512, 0);
+}
+
+/// A PAX `x` block with one record of `value_len` bytes.
+fn pax(out: &mut Vec<u8>, key: &str, value_len: usize) {
+    let recs = super::tar::encode_pax(&[(key.to_string(), vec![b'a'; value_len])]);
+    let mut h = tar::Header::new_ustar();
+    h.set_path("PaxHeader").unwrap();
+    h.set_entry_type(tar::EntryType::XHeader);
+    h.set_size(recs.len() as u64);
+    h.set_cksum();
+    out.extend_from_slice(h.as_bytes());
+    out.extend_from_slice(&recs);
+    out.resize(out.len().div_ceil(512) * 512, 0);
+}
+
+fn end(mut t: Vec<u8>) -> Vec<u8> {
+    t.extend_from_slice(&[0; 1024]);
+    t
+}
+
+fn gz(t: &[u8]) -> Vec<u8> {
+    let mut e = Encoder::new(OutputCodec::Gzip(6), Vec::new()).unwrap();
+    e.write_all(t).unwrap();
+    e.finish().unwrap()
+}
+
+fn zst(t: &[u8]) -> Vec<u8> {
+    let mut e = Encoder::new(OutputCodec::Zstd(3), Vec::new()).unwrap();
+    e.write_all(t).unwrap();
+    e.finish().unwrap()
+}
+
+fn scan(blob: &[u8]) -> std::io::Result<crate::scan::LayerIndex> {
+    scan_layer(blob, None, None, &Limits::default())
+}
+
+fn rewrite(blob: &[u8], plan: &LayerPlan) -> std::io::Result<Vec<u8>> {
+    rewrite_layer(blob, Vec::new(), plan, OutputCodec::Gzip(6), &Limits::default()).map(|(o, _)| o)
+}
+
+/// (raw stored name, kind, mode, data) of every entry of a (compressed) layer.
+fn stored(blob: &[u8]) -> Vec<(String, Kind, u32, Vec<u8>)> {
+    let (_, r) = decoder(blob).unwrap();
+    let mut tr = TarReader::new(r);
+    let mut out = Vec::new();
+    while let Some(e) = tr.next_entry().unwrap() {
+        let mut data = Vec::new();
+        tr.copy_data(&mut data).unwrap();
+        let name = super::tar::parse_pax(&e.meta[512.min(e.meta.len())..])
+            .ok()
+            .and_then(|p| {
+                p.into_iter().find(|(k, _)| k == "path").map(|(_, v)| String::from_utf8_lossy(&v).into_owned())
+            })
+            .unwrap_or_else(|| String::from_utf8_lossy(&e.header.path_bytes()).into_owned());
+        out.push((name, e.kind, e.mode(), data));
+    }
+    out
+}
+
+fn msg(r: std::io::Result<impl std::fmt::Debug>) -> String {
+    match r {
+        Ok(v) => panic!("a hostile layer was accepted: {v:?}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn escaping_names_are_flagged_and_rewritten_inside_the_root() {
+    let mut t = Vec::new();
+    raw(&mut t, "etc/", b'5', 0o755, b"", "");
+    raw(&mut t, "../../etc/cron.d/evil", b'0', 0o644, b"* * * * * root sh\n", "");
+    raw(&mut t, "/abs/file", b'0', 0o644, b"x", "");
+    raw(&mut t, "app/ok", b'0', 0o644, b"ok", "");
+    raw(&mut t, "app/hard", b'1', 0o644, b"", "../../etc/shadow");
+    let blob = gz(&end(t));
+    let idx = scan(&blob).unwrap();
+    let esc: Vec<(&str, bool)> = idx.entries.iter().map(|e| (e.path.as_str(), e.escapes)).collect();
+    assert_eq!(
+        esc,
+        vec![("etc", false), ("etc/cron.d/evil", true), ("abs/file", true), ("app/ok", false), ("app/hard", true)]
+    );
+    assert_eq!(idx.entries[4].link.as_deref(), Some("etc/shadow"));
+
+    // Even a profile that changes nothing rewrites the layer, with the names inside the root.
+    let fs = FinalFs::build(vec![idx]);
+    let p = plan::plan(&fs, &profile::load(&["passthrough".into()]).unwrap());
+    assert!(!p.layers[0].is_unchanged());
+    let out = rewrite(&blob, &p.layers[0]).unwrap();
+    let names: Vec<String> = stored(&out).into_iter().map(|e| e.0).collect();
+    assert_eq!(names, vec!["etc/", "etc/cron.d/evil", "abs/file", "app/ok", "app/hard"]);
+    let back = scan(&out).unwrap();
+    assert!(back.entries.iter().all(|e| !e.escapes), "{:?}", back.entries);
+    assert_eq!(back.entries[4].link.as_deref(), Some("etc/shadow"));
+    assert_eq!(stored(&out)[1].3, b"* * * * * root sh\n");
+}
+
+#[test]
+fn a_symlink_out_of_the_root_and_an_entry_through_it_are_reported_never_followed() {
+    let mut t = Vec::new();
+    raw(&mut t, "etc/passwd", b'0', 0o644, b"root:x:0:0::/root:/bin/sh\n", "");
+    raw(&mut t, "evil", b'2', 0o777, b"", "../../../../../etc");
+    raw(&mut t, "evil/passwd", b'0', 0o644, b"pwned::0:0::/:/bin/sh\n", "");
+    let fs = FinalFs::build(vec![scan(&gz(&end(t))).unwrap()]);
+    assert_eq!(fs.through_symlink.len(), 1);
+    assert_eq!(fs.entry(fs.through_symlink[0].0).path, "evil/passwd");
+    // What the guard and the audit read as /etc/passwd is the root's, not the one written
+    // through the link: lookups never leave the root.
+    assert_eq!(fs.resolve("/evil/passwd", true).as_deref(), Some("etc/passwd"));
+    assert!(String::from_utf8_lossy(fs.prefix("/etc/passwd").unwrap()).starts_with("root:"));
+}
+
+#[test]
+fn duplicate_entries_the_later_wins_and_the_rewrite_keeps_both() {
+    let mut t = Vec::new();
+    raw(&mut t, "usr/bin/tool", b'0', 0o755, b"old", "");
+    raw(&mut t, "usr/bin/other", b'0', 0o755, b"o", "");
+    raw(&mut t, "usr/bin/tool", b'0', 0o4755, b"new", "");
+    let blob = gz(&end(t));
+    let fs = FinalFs::build(vec![scan(&blob).unwrap()]);
+    assert_eq!(fs.get("usr/bin/tool").unwrap().1.mode, 0o4755, "the later entry wins, as on extraction");
+    // baseline strips the setuid bit the final entry has: both copies get the new mode, both
+    // stay (byte fidelity), in order, so extraction still ends with the later one.
+    let p = plan::plan(&fs, &profile::load(&["baseline".into()]).unwrap());
+    let out = rewrite(&blob, &p.layers[0]).unwrap();
+    let got: Vec<(String, u32, Vec<u8>)> = stored(&out).into_iter().map(|e| (e.0, e.2, e.3)).collect();
+    assert_eq!(
+        got,
+        vec![
+            ("usr/bin/tool".into(), 0o755, b"old".to_vec()),
+            ("usr/bin/other".into(), 0o755, b"o".to_vec()),
+            ("usr/bin/tool".into(), 0o755, b"new".to_vec()),
+        ]
+    );
+    // A removal drops every copy.
+    let mut lp = LayerPlan::default();
+    lp.changes.entry("usr/bin/tool".into()).or_default().remove = true;
+    let names: Vec<String> = stored(&rewrite(&blob, &lp).unwrap()).into_iter().map(|e| e.0).collect();
+    assert_eq!(names, vec!["usr/bin/other"]);
+}
+
+#[test]
+fn enormous_pax_headers_and_names_are_refused() {
+    // One 2 MiB PAX record.
+    let mut t = Vec::new();
+    pax(&mut t, "comment", 2 << 20);
+    raw(&mut t, "a", b'0', 0o644, b"", "");
+    let e = msg(scan(&gz(&end(t.clone()))));
+    assert!(e.contains("limit"), "{e}");
+    assert!(msg(rewrite(&gz(&end(t)), &LayerPlan::default())).contains("limit"));
+
+    // A chain of PAX blocks, each under the per-block limit, over the total.
+    let mut t = Vec::new();
+    for _ in 0..5 {
+        pax(&mut t, "comment", (MAX_META - 1024) as usize);
+    }
+    raw(&mut t, "a", b'0', 0o644, b"", "");
+    assert!(msg(scan(&gz(&end(t)))).contains("metadata blocks before one entry exceed"));
+
+    // A name longer than PATH_MAX through PAX.
+    let mut t = Vec::new();
+    pax(&mut t, "path", MAX_NAME + 1);
+    raw(&mut t, "a", b'0', 0o644, b"", "");
+    assert!(msg(scan(&gz(&end(t)))).contains("PATH_MAX"));
+
+    // A PAX size that disagrees with the header (two parsers, two archives).
+    let mut t = Vec::new();
+    let recs = super::tar::encode_pax(&[("size".to_string(), b"1024".to_vec())]);
+    let mut h = tar::Header::new_ustar();
+    h.set_path("PaxHeader").unwrap();
+    h.set_entry_type(tar::EntryType::XHeader);
+    h.set_size(recs.len() as u64);
+    h.set_cksum();
+    t.extend_from_slice(h.as_bytes());
+    t.extend_from_slice(&recs);
+    t.resize(t.len().div_ceil(512) * 512, 0);
+    raw(&mut t, "a", b'0', 0o644, b"", "");
+    assert!(msg(scan(&gz(&end(t)))).contains("disagrees"));
+}
+
+#[test]
+fn truncated_and_corrupt_gzip_and_zstd_are_errors() {
+    let mut t = Vec::new();
+    for i in 0..200 {
+        raw(&mut t, &format!("f{i}"), b'0', 0o644, format!("content {i} ").repeat(50).as_bytes(), "");
+    }
+    let t = end(t);
+    for (name, blob) in [("gzip", gz(&t)), ("zstd", zst(&t))] {
+        assert!(scan(&blob).is_ok(), "{name}");
+        for cut in [10, blob.len() / 3, blob.len() / 2, blob.len() - 9, blob.len() - 1] {
+            let e = msg(scan(&blob[..cut]));
+            assert!(!e.is_empty(), "{name} cut at {cut}");
+            assert!(rewrite(&blob[..cut], &LayerPlan::default()).is_err(), "{name} cut at {cut}");
+        }
+        for at in [20, blob.len() / 2, blob.len() - 6] {
+            let mut bad = blob.clone();
+            bad[at] ^= 0x55;
+            assert!(scan(&bad).is_err(), "{name} with byte {at} flipped");
+            assert!(rewrite(&bad, &LayerPlan::default()).is_err(), "{name} with byte {at} flipped");
+        }
+        // Garbage after the stream.
+        let mut trailing = blob.clone();
+        trailing.extend_from_slice(b"garbage after the end");
+        assert!(scan(&trailing).is_err() || name == "zstd", "{name} with trailing garbage");
+    }
+    // A tar cut inside a header or inside data, uncompressed.
+    assert!(msg(scan(&t[..700])).contains("truncated"));
+    assert!(msg(scan(&t[..1000])).contains("truncated"));
+}
+
+/// A tar holding one file of `size` zero bytes, compressed with `codec`, produced streaming.
+fn bomb(codec: OutputCodec, size: u64) -> Vec<u8> {
+    let mut e = Encoder::new(codec, Vec::new()).unwrap();
+    let mut h = tar::Header::new_ustar();
+    h.set_path("zeros").unwrap();
+    h.set_size(size);
+    h.set_mode(0o644);
+    h.set_cksum();
+    e.write_all(h.as_bytes()).unwrap();
+    let chunk = vec![0u8; 1 << 20];
+    let mut left = size;
+    while left > 0 {
+        let n = left.min(chunk.len() as u64) as usize;
+        e.write_all(&chunk[..n]).unwrap();
+        left -= n as u64;
+    }
+    e.write_all(&[0u8; 1024]).unwrap();
+    e.finish().unwrap()
+}
+
+#[test]
+fn decompression_bombs_stop_at_the_limits() {
+    for codec in [OutputCodec::Gzip(9), OutputCodec::Zstd(19)] {
+        let b = bomb(codec, 96 << 20);
+        assert!(b.len() < 200 << 10, "{codec}: {} bytes", b.len());
+        // Size limit.
+        let small = Limits::new(8 << 20, 1_000_000, 1000);
+        let e = msg(scan_layer(&b[..], None, None, &small));
+        assert!(e.contains("--max-layer-size"), "{codec}: {e}");
+        let e = msg(rewrite_layer(&b[..], Vec::new(), &LayerPlan::default(), OutputCodec::Gzip(1), &small));
+        assert!(e.contains("--max-layer-size"), "{codec}: {e}");
+        // Ratio limit (judged past 64 MiB).
+        let ratio = Limits::new(1 << 40, 100, 1000);
+        let e = msg(scan_layer(&b[..], None, None, &ratio));
+        assert!(e.contains("--max-ratio"), "{codec}: {e}");
+        // The defaults let it through (it is only 96 MiB, ratio about 1000 for gzip).
+        let ok = Limits::new(1 << 40, 1_000_000, 1000);
+        assert_eq!(scan_layer(&b[..], None, None, &ok).unwrap().uncompressed_size, (96 << 20) + 512 + 1024);
+    }
+}
+
+#[test]
+fn entry_counts_are_bounded_across_the_run() {
+    let mut t = Vec::new();
+    for i in 0..30 {
+        raw(&mut t, &format!("f{i}"), b'0', 0o644, b"", "");
+    }
+    let blob = gz(&end(t));
+    let limits = Limits::new(1 << 30, 1000, 50);
+    scan_layer(&blob[..], None, None, &limits).unwrap();
+    // The second layer of the same run shares the budget.
+    let e = msg(scan_layer(&blob[..], None, None, &limits.clone()));
+    assert!(e.contains("--max-entries"), "{e}");
+}
+
+#[test]
+fn an_interrupted_run_stops_reading() {
+    static FLAG: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    let blob = bomb(OutputCodec::Gzip(1), 4 << 20);
+    let limits = Limits::default().with_cancel(&FLAG);
+    assert!(scan_layer(&blob[..], None, None, &limits).is_ok());
+    FLAG.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert!(msg(scan_layer(&blob[..], None, None, &limits)).contains("interrupted"));
+    let mut sink = Vec::new();
+    let (_, mut r) = super::codec::limited_decoder(&blob[..], &limits).unwrap();
+    assert!(r.read_to_end(&mut sink).is_err());
+}
