@@ -5,7 +5,7 @@
 //! Owns: byte-level codecs. Must not: look inside the tar stream.
 
 use super::Limits;
-use flate2::{read::MultiGzDecoder, write::GzEncoder, Compression as GzLevel, GzBuilder};
+use flate2::read::MultiGzDecoder;
 use std::fmt;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -166,17 +166,19 @@ fn bad_data(msg: String) -> io::Error {
 
 /// A compressing writer; `finish` must be called to write the trailer.
 pub enum Encoder<W: Write> {
-    Gzip(GzEncoder<W>),
+    Gzip(super::pgzip::ParallelGz<W>),
     Zstd(zstd::stream::write::Encoder<'static, W>),
 }
 
 impl<W: Write> Encoder<W> {
     pub fn new(codec: OutputCodec, w: W) -> io::Result<Self> {
         Ok(match codec {
-            // mtime 0, no file name, OS byte fixed by GzBuilder: the same bytes on every machine.
-            OutputCodec::Gzip(level) => {
-                Encoder::Gzip(GzBuilder::new().mtime(0).operating_system(255).write(w, GzLevel::new(level)))
-            }
+            // mtime 0, no file name, fixed OS byte and fixed chunking: the same bytes on every machine.
+            OutputCodec::Gzip(level) => Encoder::Gzip(super::pgzip::ParallelGz::new(
+                w,
+                level,
+                super::pgzip::ParallelGz::<W>::default_workers(),
+            )?),
             OutputCodec::Zstd(level) => {
                 let mut e = zstd::stream::write::Encoder::new(w, level)?;
                 e.include_checksum(true)?;
@@ -201,7 +203,7 @@ impl<W: Write> Write for Encoder<W> {
     }
     fn flush(&mut self) -> io::Result<()> {
         match self {
-            Encoder::Gzip(e) => e.flush(),
+            Encoder::Gzip(e) => Write::flush(e),
             Encoder::Zstd(e) => e.flush(),
         }
     }
