@@ -584,11 +584,15 @@ pub async fn rebuild(o: &RebuildOptions) -> Result<(String, Value)> {
         (None, Vec::new(), vec![prepare(&ctx, o.src.clone(), top.clone()).await?])
     };
     let broken: Vec<String> = images.iter().flat_map(|p| p.broken.clone()).collect();
-    let reports = |images: &[Prepared]| -> Value {
+    // Where a completed run's report has them: per-image reports under `images` for an index;
+    // plan, guard and findings at the top for one image.
+    let add_reports = |report: &mut Value, images: &[Prepared]| {
         if index.is_some() {
-            json!(images.iter().map(|p| p.report.clone()).collect::<Vec<_>>())
-        } else {
-            images[0].report.clone()
+            report["images"] = json!(images.iter().map(|p| p.report.clone()).collect::<Vec<_>>());
+        } else if let Value::Object(m) = &images[0].report {
+            for (k, v) in m.iter().filter(|(k, _)| *k != "source") {
+                report[k.as_str()] = v.clone();
+            }
         }
     };
     if o.dry_run {
@@ -598,7 +602,7 @@ pub async fn rebuild(o: &RebuildOptions) -> Result<(String, Value)> {
             }
             print_plan(p);
         }
-        report["plan"] = reports(&images);
+        add_reports(&mut report, &images);
         write_report(&report)?;
         if !broken.is_empty() && !o.allow_broken {
             bail!(Failure::Policy(format!("the plan would break the image: {}", broken[0])));
@@ -610,7 +614,7 @@ pub async fn rebuild(o: &RebuildOptions) -> Result<(String, Value)> {
             o.progress.line(&format!("guard: {b}"));
         }
         if !o.allow_broken {
-            report["plan"] = reports(&images);
+            add_reports(&mut report, &images);
             write_report(&report)?;
             bail!(Failure::Policy(format!(
                 "refusing to produce an image that cannot start: {} (--allow-broken overrides)",
