@@ -14,6 +14,7 @@ mod batch;
 mod check;
 mod common;
 mod platforms;
+mod profiles;
 mod rebuild;
 mod sign;
 
