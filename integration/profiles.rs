@@ -425,8 +425,8 @@ fn profiles_strict_app_contents() {
     let labels = &c["Labels"];
     assert_eq!(labels["org.opencontainers.image.base.digest"].as_str(), Some(h.fx.manifest_digest().as_str()));
     assert_eq!(labels["org.opencontainers.image.base.name"].as_str(), Some(h.src.as_str()));
-    // The profile is recorded by its --profile name (a file's stem), as the report says.
-    assert_eq!(labels["dev.harden.profile"], "app-profile", "{labels:#}");
+    // The profile's declared `name`, not its file name.
+    assert_eq!(labels["dev.harden.profile"], "sample-app", "{labels:#}");
     assert_eq!(labels["dev.harden.profile"], h.report["profile"]["name"]);
     assert_eq!(labels["dev.harden.profile.digest"], h.report["profile"]["digest"]);
     let wanted = app_profile()["config"]["labels"].as_table().expect("[config.labels] in the sample").clone();

@@ -34,6 +34,16 @@ pub struct RewriteCache {
     inflight: Mutex<HashMap<String, Arc<OnceCell<Rewritten>>>>,
 }
 
+/// The version, and a digest of this very binary: development builds share a version number,
+/// and a cache entry written by another build must never be taken for this one's output.
+fn build_id() -> &'static str {
+    static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ID.get_or_init(|| {
+        let exe = std::env::current_exe().and_then(std::fs::read).unwrap_or_default();
+        format!("{}+{}", env!("CARGO_PKG_VERSION"), &Digest::of(&exe).hex()[..16])
+    })
+}
+
 /// The default cache directory: `$XDG_CACHE_HOME/harden`, else `~/.cache/harden`.
 pub fn default_dir() -> Option<PathBuf> {
     std::env::var_os("XDG_CACHE_HOME")
@@ -56,7 +66,7 @@ impl RewriteCache {
 
     pub fn key(input: &Digest, plan: &LayerPlan, codec: OutputCodec) -> String {
         let plan_json = serde_json::to_vec(plan).unwrap_or_default();
-        let mut material = format!("harden-rewrite/1\0{}\0{input}\0{codec}\0", env!("CARGO_PKG_VERSION")).into_bytes();
+        let mut material = format!("harden-rewrite/1\0{}\0{input}\0{codec}\0", build_id()).into_bytes();
         material.extend_from_slice(&plan_json);
         Digest::of(&material).hex().to_string()
     }

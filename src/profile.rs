@@ -213,8 +213,9 @@ pub fn load(specs: &[String]) -> Result<Profile, ProfileError> {
     let specs = if specs.is_empty() { &default } else { specs };
     for spec in specs {
         let (name, text, dir) = read_spec(spec, None)?;
-        apply(&mut profile, &name, &text, dir.as_deref(), &groups, 0)?;
-        profile.names.push(display_name(spec));
+        // Recorded in labels: the profile's own `name`, else the built-in name or file stem.
+        let label = apply(&mut profile, &name, &text, dir.as_deref(), &groups, 0)?;
+        profile.names.push(label);
     }
     check_sets(&profile, &specs[specs.len() - 1])?;
     Ok(profile)
@@ -226,8 +227,8 @@ pub fn load(specs: &[String]) -> Result<Profile, ProfileError> {
 pub fn load_str(name: &str, text: &str) -> Result<Profile, ProfileError> {
     let groups = parse_groups()?;
     let mut profile = Profile::empty();
-    apply(&mut profile, name, text, None, &groups, 0)?;
-    profile.names.push(display_name(name));
+    let label = apply(&mut profile, name, text, None, &groups, 0)?;
+    profile.names.push(label);
     check_sets(&profile, name)?;
     Ok(profile)
 }
@@ -346,7 +347,7 @@ fn apply(
     dir: Option<&Path>,
     groups: &Groups,
     depth: usize,
-) -> Result<(), ProfileError> {
+) -> Result<String, ProfileError> {
     let src = Source { name: file.to_string(), text };
     let raw: RawProfile = toml::from_str(text).map_err(|e| {
         let msg = e.message().trim().replace('\n', " ");
@@ -419,7 +420,7 @@ fn apply(
         cr.workdir = c.workdir.or(cr.workdir.take());
         cr.stop_signal = c.stop_signal.or(cr.stop_signal.take());
     }
-    Ok(())
+    Ok(label)
 }
 
 fn expand(
