@@ -95,13 +95,7 @@ fn load(path: &Path) -> Result<(Defaults, Vec<Job>)> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("{}: cannot read the job file", path.display()))?;
     let f: JobFile = toml::from_str(&text).map_err(|e| {
-        let (line, col) = e
-            .span()
-            .map(|sp| {
-                let before = &text[..sp.start.min(text.len())];
-                (before.matches('\n').count() + 1, before.chars().rev().take_while(|&c| c != '\n').count() + 1)
-            })
-            .unwrap_or((1, 1));
+        let (line, col) = e.span().map(|sp| crate::profile::line_col(&text, sp.start)).unwrap_or((1, 1));
         Failure::Usage(format!("{}:{line}:{col}: {}", path.display(), e.message().trim().replace('\n', " ")))
     })?;
     for (i, j) in f.jobs.iter().enumerate() {
