@@ -12,6 +12,7 @@
 
 mod batch;
 mod check;
+mod formats;
 mod common;
 mod platforms;
 mod profiles;
