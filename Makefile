@@ -31,5 +31,18 @@ unit:
 bench: setup release
 	bash integration/bench.sh
 
+## fuzz: each cargo-fuzz target for FUZZ_SECONDS (default 60), from fuzz/seeds; a crash stops
+## it and leaves the input in fuzz/artifacts/TARGET/ (turn it into a unit test). No nightly here:
+## RUSTC_BOOTSTRAP=1 lets stable rustc take cargo-fuzz's -Z flags.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= tar_rewrite profile_parse manifest_parse
+fuzz:
+	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	cd fuzz && for t in $(FUZZ_TARGETS); do \
+	  mkdir -p corpus/$$t && \
+	  RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run $$t corpus/$$t seeds/$$t -- \
+	    -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 -max_len=1048576 || exit 1; \
+	done
+
 clean-fixtures:
 	rm -rf $${XDG_CACHE_HOME:-target}/harden-fixtures

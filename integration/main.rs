@@ -12,11 +12,12 @@
 
 mod batch;
 mod check;
-mod formats;
 mod common;
+mod formats;
 mod platforms;
 mod profiles;
 mod rebuild;
+mod reliability;
 mod sign;
 
 use common::*;

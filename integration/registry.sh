@@ -2,7 +2,7 @@
 # Start/stop a throwaway Docker distribution registry (Debian's docker-registry)
 # on a free 127.0.0.1 port, for harden's integration tests.
 #
-#   integration/registry.sh start [--auth] [--owner-pid PID] DIR
+#   integration/registry.sh start [--auth] [--owner-pid PID] [--port PORT] DIR
 #   integration/registry.sh stop DIR
 #
 # start: writes DIR/config.yml (storage in DIR/data), optionally DIR/htpasswd
@@ -11,7 +11,8 @@
 #        (200, or 401 with --auth), writes DIR/port, DIR/pid, DIR/registry.log,
 #        and prints "127.0.0.1:PORT" on stdout. With --owner-pid, a small
 #        watchdog stops the registry once process PID is gone (so a killed
-#        test run does not leak registries).
+#        test run does not leak registries). With --port, that port (a restart on
+#        the same port and storage: the reliability tests stop a registry mid-push).
 # stop:  kills the registry whose pid is in DIR/pid (if it is still that
 #        registry) and waits for it to exit. DIR itself is left for the caller.
 #
@@ -26,7 +27,7 @@ AUTH_PASS=secret-pw
 REGISTRY_BIN="${REGISTRY_BIN:-/usr/bin/docker-registry}"
 
 die() { printf 'registry.sh: ERROR: %s\n' "$*" >&2; exit 1; }
-usage() { echo "usage: $0 start [--auth] [--owner-pid PID] DIR | stop DIR" >&2; exit 2; }
+usage() { echo "usage: $0 start [--auth] [--owner-pid PID] [--port PORT] DIR | stop DIR" >&2; exit 2; }
 
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
@@ -107,11 +108,12 @@ EOF
 }
 
 cmd_start() {
-  local auth=0 dir="" owner=""
+  local auth=0 dir="" owner="" fixed_port=""
   while [ $# -gt 0 ]; do
     case "$1" in
       --auth) auth=1 ;;
       --owner-pid) shift; owner="${1:-}"; [[ "$owner" =~ ^[0-9]+$ ]] || usage ;;
+      --port) shift; fixed_port="${1:-}"; [[ "$fixed_port" =~ ^[0-9]+$ ]] || usage ;;
       -*) usage ;;
       *) [ -z "$dir" ] || usage; dir="$1" ;;
     esac
@@ -136,7 +138,7 @@ cmd_start() {
 
   local attempt port pid code i
   for attempt in 1 2 3 4 5; do
-    port="$(free_port)"
+    port="${fixed_port:-$(free_port)}"
     write_config "$dir" "$port" "$auth"
     # stdin/stdout/stderr fully redirected so callers capturing our output
     # (e.g. Rust's Command::output) don't wait for the daemon.
@@ -161,6 +163,7 @@ cmd_start() {
     wait "$pid" 2>/dev/null || true
     if grep -q 'address already in use' "$dir/registry.log"; then
       echo "registry.sh: port $port taken, retrying" >&2
+      [ -z "$fixed_port" ] || sleep 1
       continue
     fi
     tail -n 20 "$dir/registry.log" >&2

@@ -42,13 +42,28 @@ pub enum Failure {
     Policy(String),
 }
 
+/// A write to a closed stdout (`harden … | head`) panics with EPIPE; end the process there,
+/// quietly, as a Unix tool killed by SIGPIPE would (status 141), after removing temp files.
+fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let p = info.payload();
+        let msg = p.downcast_ref::<String>().map(String::as_str).or_else(|| p.downcast_ref::<&str>().copied());
+        // println! says "failed printing to stdout: Broken pipe"; clap_complete says "…BrokenPipe…".
+        if msg.is_some_and(|m| m.contains("Broken pipe") || m.contains("BrokenPipe")) {
+            spool::cleanup_at_exit();
+            std::process::exit(141);
+        }
+        default(info);
+    }));
+}
+
 fn main() -> ExitCode {
-    // Rust ignores SIGPIPE, so `harden … | head` would panic in println!. Restore the default:
-    // a closed pipe ends the process quietly, as it does for every other Unix tool.
-    // SAFETY: called first thing, before any thread exists; SIG_DFL is a valid disposition.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
+    // SIGPIPE stays ignored (Rust's default): with its default action, a registry closing a
+    // connection while hyper writes to it with writev (which, unlike send, cannot be told
+    // MSG_NOSIGNAL) would kill harden instead of giving an error to retry. `harden … | head`
+    // still ends quietly: see quiet_on_closed_stdout.
+    quiet_on_closed_stdout();
     let _ = rustls::crypto::ring::default_provider().install_default();
     let result = cli::run();
     // After the runtime (and every thread that could write there) is gone.

@@ -629,6 +629,32 @@ impl Registry {
         self.dir.as_ref().unwrap().path()
     }
 
+    /// Stop the registry (as a crash would leave it: uploads under way are lost), keeping its
+    /// storage and port for [`Registry::restart`].
+    pub fn stop(&self) {
+        run_ok(
+            Command::new(require_tool("bash")).arg(integration_dir().join("registry.sh")).arg("stop").arg(self.dir()),
+        );
+    }
+
+    /// Start the registry again on the same port with the same storage.
+    pub fn restart(&self) {
+        let port = self.host.rsplit_once(':').unwrap().1.to_string();
+        let mut cmd = Command::new(require_tool("bash"));
+        cmd.arg(integration_dir().join("registry.sh")).args([
+            "start",
+            "--owner-pid",
+            &std::process::id().to_string(),
+            "--port",
+            &port,
+        ]);
+        if self.auth {
+            cmd.arg("--auth");
+        }
+        let out = run_ok(cmd.arg(self.dir()));
+        assert_eq!(stdout_str(&out).trim(), self.host, "restarted on another address");
+    }
+
     /// `127.0.0.1:PORT/REPO_TAG` (harden-style reference).
     pub fn image(&self, repo_tag: &str) -> String {
         format!("{}/{}", self.host, repo_tag)

@@ -84,8 +84,10 @@ fn reqwest_verdict(e: &reqwest::Error) -> Verdict {
     if let Some(s) = e.status() {
         return status_verdict(s.as_u16());
     }
-    // Builder, redirect and decode errors are ours or the server's for good.
-    if e.is_connect() || e.is_timeout() || e.is_request() || e.is_body() {
+    // A body cut short reads as a decode error ("error decoding response body"): transient.
+    // oci-client parses JSON itself, so no decode error here is a malformed document. Builder
+    // and redirect errors are ours or the server's for good.
+    if e.is_connect() || e.is_timeout() || e.is_request() || e.is_body() || e.is_decode() {
         Verdict::Retry(None)
     } else {
         Verdict::Fail
@@ -360,6 +362,33 @@ mod tests {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let e = reqwest::Client::new().get(format!("http://127.0.0.1:{port}/v2/")).send().await.unwrap_err();
         assert_eq!(OciDistributionError::from(e).verdict(), Verdict::Retry(None));
+    }
+
+    #[tokio::test]
+    async fn a_body_cut_short_is_transient() {
+        use futures_util::StreamExt;
+        use std::io::{Read, Write};
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            let (mut c, _) = l.accept().unwrap();
+            let mut req = [0u8; 1024];
+            let _ = c.read(&mut req);
+            let _ = c.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\nonly a little");
+        });
+        let resp = reqwest::Client::new().get(format!("http://127.0.0.1:{port}/blob")).send().await.unwrap();
+        let mut body = resp.bytes_stream();
+        let mut failed = None;
+        while let Some(chunk) = body.next().await {
+            if let Err(e) = chunk {
+                failed = Some(e);
+                break;
+            }
+        }
+        let e = failed.expect("a body cut short must be an error");
+        assert_eq!(reqwest_verdict(&e), Verdict::Retry(None), "{e}");
+        assert_eq!(io_verdict(&std::io::Error::other(e)), Verdict::Retry(None), "as oci-client's stream wraps it");
     }
 
     #[tokio::test]

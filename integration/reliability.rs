@@ -1,0 +1,393 @@
+//! Registry faults and clean failure, with the real binary and a real registry:
+//! - the registry stopped in the middle of a push: harden fails with one line (exit 1); once it
+//!   is back (same port, same storage) a rerun gives the digest of an undisturbed run and
+//!   reuses the blobs the first run had finished;
+//! - a loopback proxy that drops every third connection and delays the others: the rebuild
+//!   still succeeds with the digest of a direct one;
+//! - Ctrl-C in the middle of a rebuild: a non-zero exit, no `harden-*` directory left in TMPDIR
+//!   and no half-written OCI layout.
+//!
+//! The proxy only ever connects to 127.0.0.1, handles a bounded number of connections and stops
+//! by itself after a bounded time.
+
+use crate::common::*;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{channel, Receiver};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The name recorded as base.name, so a rebuild through the proxy (another host:port) gives
+/// the same digest as a direct one.
+const BASE_NAME: &str = "example.com/app:1";
+
+// ------------------------------------------------------------------ a faulty loopback proxy
+
+#[derive(Clone, Copy, Default)]
+struct Faults {
+    /// Close every Nth accepted connection at once (0: never).
+    drop_every: u64,
+    /// Wait this long before connecting a kept connection upstream.
+    delay: Duration,
+    /// Client-to-registry bytes per second (0: unlimited): makes a push last long enough to
+    /// be interrupted.
+    rate: u64,
+    /// Cut every Nth kept connection (0: never) once it has sent this many bytes back to
+    /// harden: a blob download broken in the middle.
+    cut_every: u64,
+    cut_after: u64,
+}
+
+struct Proxy {
+    host: String,
+    stop: Arc<AtomicBool>,
+    /// Bytes sent from harden to the registry (blob uploads are nearly all of it).
+    up: Arc<AtomicU64>,
+    accepted: Arc<AtomicU64>,
+    dropped: Arc<AtomicU64>,
+}
+
+/// No test needs more; the proxy refuses to run longer or accept more.
+const PROXY_LIFETIME: Duration = Duration::from_secs(600);
+const PROXY_MAX_CONNECTIONS: u64 = 2000;
+
+impl Proxy {
+    fn start(upstream: &str, faults: Faults) -> Proxy {
+        assert!(upstream.starts_with("127.0.0.1:"), "the proxy only talks to loopback");
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let host = listener.local_addr().unwrap().to_string();
+        let (stop, up, accepted, dropped) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicU64::new(0)),
+            Arc::new(AtomicU64::new(0)),
+            Arc::new(AtomicU64::new(0)),
+        );
+        let (s, u, a, d, upstream) =
+            (stop.clone(), up.clone(), accepted.clone(), dropped.clone(), upstream.to_string());
+        std::thread::spawn(move || {
+            let born = Instant::now();
+            while !s.load(Ordering::SeqCst)
+                && born.elapsed() < PROXY_LIFETIME
+                && a.load(Ordering::SeqCst) < PROXY_MAX_CONNECTIONS
+            {
+                let client = match listener.accept() {
+                    Ok((c, _)) => c,
+                    Err(_) => {
+                        std::thread::sleep(Duration::from_millis(5));
+                        continue;
+                    }
+                };
+                let n = a.fetch_add(1, Ordering::SeqCst) + 1;
+                if faults.drop_every > 0 && n % faults.drop_every == 0 {
+                    d.fetch_add(1, Ordering::SeqCst);
+                    let _ = client.shutdown(Shutdown::Both);
+                    continue;
+                }
+                let (u, s, upstream) = (u.clone(), s.clone(), upstream.clone());
+                std::thread::spawn(move || {
+                    let _ = client.set_nonblocking(false);
+                    std::thread::sleep(faults.delay);
+                    let Ok(server) = TcpStream::connect(&upstream) else {
+                        let _ = client.shutdown(Shutdown::Both);
+                        return;
+                    };
+                    let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                    let up = std::thread::spawn(move || pipe(client, server, Some(&u), faults.rate, &s, None));
+                    let stop = Arc::new(AtomicBool::new(false));
+                    let cut = (faults.cut_every > 0 && n % faults.cut_every == 1).then_some(faults.cut_after);
+                    pipe(s2, c2, None, 0, &stop, cut);
+                    let _ = up.join();
+                });
+            }
+        });
+        Proxy { host, stop, up, accepted, dropped }
+    }
+
+    fn image(&self, repo_tag: &str) -> String {
+        format!("{}/{}", self.host, repo_tag)
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Copy `from` to `to` until either side closes (or the proxy stops), counting and throttling;
+/// with `cut`, break the connection (both ways) after that many bytes.
+fn pipe(
+    mut from: TcpStream,
+    mut to: TcpStream,
+    count: Option<&AtomicU64>,
+    rate: u64,
+    stop: &AtomicBool,
+    cut: Option<u64>,
+) {
+    let _ = from.set_read_timeout(Some(Duration::from_millis(500)));
+    let mut buf = vec![0u8; if rate > 0 { 16 << 10 } else { 64 << 10 }];
+    let start = Instant::now();
+    let mut sent = 0u64;
+    loop {
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
+        let n = match from.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => continue,
+            Err(_) => break,
+        };
+        let n = match cut {
+            Some(c) => n.min(c.saturating_sub(sent) as usize),
+            None => n,
+        };
+        if to.write_all(&buf[..n]).is_err() {
+            break;
+        }
+        sent += n as u64;
+        if cut.is_some_and(|c| sent >= c) {
+            let _ = to.shutdown(Shutdown::Both);
+            let _ = from.shutdown(Shutdown::Both);
+            return;
+        }
+        if let Some(c) = count {
+            c.fetch_add(n as u64, Ordering::SeqCst);
+        }
+        if rate > 0 {
+            let due = Duration::from_secs_f64(sent as f64 / rate as f64);
+            if let Some(wait) = due.checked_sub(start.elapsed()) {
+                std::thread::sleep(wait);
+            }
+        }
+    }
+    let _ = to.shutdown(Shutdown::Write);
+    let _ = from.shutdown(Shutdown::Read);
+}
+
+// ------------------------------------------------------------------ harden, watched as it runs
+
+struct Running {
+    child: Child,
+    lines: Receiver<String>,
+    stderr: Arc<Mutex<String>>,
+    stdout: Arc<Mutex<Vec<u8>>>,
+}
+
+fn no_creds(dir: &Path) -> PathBuf {
+    let d = dir.join("no-creds");
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(d.join("config.json"), "{\"auths\":{}}").unwrap();
+    d
+}
+
+fn spawn_harden(args: &[&str], env: &[(&str, &Path)]) -> Running {
+    let mut cmd = Command::new(harden_bin());
+    cmd.args(args).current_dir(repo_root()).env_remove("REGISTRY_AUTH_FILE").env("NO_COLOR", "1");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let (tx, lines) = channel();
+    let stderr = Arc::new(Mutex::new(String::new()));
+    let (err, all) = (child.stderr.take().unwrap(), stderr.clone());
+    std::thread::spawn(move || {
+        for line in BufReader::new(err).lines().map_while(Result::ok) {
+            all.lock().unwrap().push_str(&format!("{line}\n"));
+            let _ = tx.send(line);
+        }
+    });
+    let stdout = Arc::new(Mutex::new(Vec::new()));
+    let (mut out, buf) = (child.stdout.take().unwrap(), stdout.clone());
+    std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = out.read_to_end(&mut v);
+        *buf.lock().unwrap() = v;
+    });
+    Running { child, lines, stderr, stdout }
+}
+
+impl Running {
+    /// Wait (bounded) for a stderr line containing `needle`.
+    fn wait_for_line(&self, needle: &str, limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) if l.contains(needle) => return l,
+                Ok(_) => {}
+                Err(_) => panic!("harden never said {needle:?} within {limit:?}:\n{}", self.stderr.lock().unwrap()),
+            }
+        }
+    }
+
+    /// Wait (bounded) for the exit; returns (code, stdout, stderr).
+    fn finish(mut self, limit: Duration) -> (Option<i32>, String, String) {
+        let deadline = Instant::now() + limit;
+        let status = loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                break st;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!("harden did not exit within {limit:?}:\n{}", self.stderr.lock().unwrap());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        std::thread::sleep(Duration::from_millis(200)); // let the readers drain
+        let out = String::from_utf8_lossy(&self.stdout.lock().unwrap()).into_owned();
+        let err = self.stderr.lock().unwrap().clone();
+        let err = match std::os::unix::process::ExitStatusExt::signal(&status) {
+            Some(sig) => format!("{err}[killed by signal {sig}]\n"),
+            None => err,
+        };
+        (status.code(), out, err)
+    }
+}
+
+/// The error is one line, the last, and the only one starting with `error:`.
+fn assert_one_line_error(stderr: &str) {
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "expected one error line:\n{stderr}");
+    assert_eq!(stderr.lines().last(), Some(errors[0]), "the error must be the last line:\n{stderr}");
+}
+
+fn pinned_of(stdout: &str) -> String {
+    let line = stdout.trim_end();
+    assert_eq!(stdout.matches('\n').count(), 1, "one result line expected: {stdout:?}");
+    line.rsplit_once('@').unwrap().1.to_string()
+}
+
+// ------------------------------------------------------------------ the tests
+
+/// The registry is stopped while harden pushes the big layer (throttled through the proxy so
+/// the push is under way for seconds); harden fails with one line. The registry comes back on
+/// the same port and storage; a rerun finishes with the digest of an undisturbed run and does
+/// not upload again the blob the first run had finished.
+#[test]
+fn reliability_registry_stopped_mid_push_then_rerun_same_digest() {
+    let reg = Registry::start(false);
+    let tmp = tempdir("rel-stop");
+    let creds = no_creds(tmp.path());
+    let fx = fixture("app");
+    let src = reg.push_fixture(&fx, "app:1");
+    let profile = default_profile();
+    let base = ["--base-name", BASE_NAME, "-p", profile.as_str()];
+
+    // What an undisturbed run gives.
+    let clean = expect_pinned(&harden(&[&["rebuild", src.as_str(), &reg.image("clean:1")][..], &base[..]].concat()));
+
+    // Through a throttled proxy, stopped once a blob is pushed and the big one is under way.
+    let proxy = Proxy::start(&reg.host, Faults { rate: 8 << 20, ..Default::default() });
+    let (from, to) = (proxy.image("app:1"), proxy.image("hardened:1"));
+    let args = [&["rebuild", &from, &to, "--retries", "2", "--timeout", "5"][..], &base[..]].concat();
+    let run = spawn_harden(&args, &[("DOCKER_CONFIG", &creds)]);
+    run.wait_for_line("pushed blob", Duration::from_secs(300));
+    let t = Instant::now();
+    let before = proxy.up.load(Ordering::SeqCst);
+    while proxy.up.load(Ordering::SeqCst) < before + (4 << 20) {
+        assert!(t.elapsed() < Duration::from_secs(60), "the big layer's upload never got going");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    reg.stop();
+    let (code, out, err) = run.finish(Duration::from_secs(120));
+    assert_eq!(code, Some(1), "exit 1 expected:\n{err}");
+    assert!(out.is_empty(), "no result on stdout after a failure: {out:?}");
+    assert_one_line_error(&err);
+    assert!(err.contains("retry"), "the transient failure should have been retried:\n{err}");
+    drop(proxy);
+
+    // Back on the same port and storage: the rerun gives the same digest, reusing what the
+    // interrupted run had finished.
+    reg.restart();
+    let again = harden(&[&["rebuild", src.as_str(), &reg.image("hardened:1")][..], &base[..]].concat());
+    let pinned = expect_pinned(&again);
+    assert_eq!(pinned.digest, clean.digest, "the rerun after the fault gives another digest");
+    assert!(
+        stderr_str(&again).contains("already present"),
+        "the blob the first run pushed should be reused:\n{}",
+        stderr_str(&again)
+    );
+    let inspected = skopeo_inspect(&reg.image("hardened:1"), &[]);
+    assert_eq!(inspected["Digest"].as_str(), Some(clean.digest.as_str()));
+}
+
+/// Every third connection dropped on accept, the others delayed 100 ms, and one in four of
+/// those cut after 1 MiB back to harden (a download broken mid-way): the rebuild succeeds by
+/// retrying and gives the digest of a direct rebuild.
+#[test]
+fn reliability_flaky_proxy_same_digest_as_direct() {
+    let reg = Registry::start(false);
+    let tmp = tempdir("rel-proxy");
+    let creds = no_creds(tmp.path());
+    let fx = fixture("debian");
+    let src = reg.push_fixture(&fx, "debian:1");
+    let profile = default_profile();
+    let base = ["--base-name", BASE_NAME, "-p", profile.as_str()];
+    let direct = expect_pinned(&harden(&[&["rebuild", src.as_str(), &reg.image("direct:1")][..], &base[..]].concat()));
+
+    let faults = Faults {
+        drop_every: 3,
+        delay: Duration::from_millis(100),
+        cut_every: 4,
+        cut_after: 1 << 20,
+        ..Default::default()
+    };
+    let proxy = Proxy::start(&reg.host, faults);
+    let (from, to) = (proxy.image("debian:1"), proxy.image("flaky:1"));
+    let args = [&["rebuild", &from, &to, "--retries", "8"][..], &base[..]].concat();
+    let run = spawn_harden(&args, &[("DOCKER_CONFIG", &creds)]);
+    let (code, out, err) = run.finish(Duration::from_secs(600));
+    assert_eq!(code, Some(0), "the rebuild should survive a flaky connection:\n{err}");
+    assert_eq!(pinned_of(&out), direct.digest, "through the flaky proxy the digest differs:\n{err}");
+    assert!(proxy.dropped.load(Ordering::SeqCst) > 0, "the proxy dropped nothing: not a test");
+    assert!(err.contains("retry"), "no retry was reported:\n{err}");
+    eprintln!(
+        "proxy: {} connections, {} dropped",
+        proxy.accepted.load(Ordering::SeqCst),
+        proxy.dropped.load(Ordering::SeqCst)
+    );
+    let inspected = skopeo_inspect(&reg.image("flaky:1"), &[]);
+    assert_eq!(inspected["Digest"].as_str(), Some(direct.digest.as_str()));
+}
+
+/// SIGINT in the middle of a rebuild into an OCI layout: exit non-zero, no temporary directory
+/// left in TMPDIR, and the layout has no index.json (nothing half-made is visible).
+#[test]
+fn reliability_ctrl_c_leaves_no_temp_files() {
+    let tmp = tempdir("rel-sigint");
+    let tmpdir = tmp.path().join("tmp");
+    std::fs::create_dir_all(&tmpdir).unwrap();
+    let creds = no_creds(tmp.path());
+    let fx = fixture("app");
+    let out_dir = tmp.path().join("out");
+    let dst = format!("oci:{}:x", out_dir.display());
+    let run = spawn_harden(
+        &["rebuild", &fx.oci_ref(), &dst, "-p", &default_profile(), "--no-cache"],
+        &[("TMPDIR", &tmpdir), ("DOCKER_CONFIG", &creds)],
+    );
+    // Mid-run: the scan is done and the rewrite of the big layer has started.
+    run.wait_for_line("findings", Duration::from_secs(300));
+    std::thread::sleep(Duration::from_millis(300));
+    let pid = run.child.id().to_string();
+    run_ok(Command::new("bash").args(["-c", &format!("kill -INT {pid}")]));
+    let (code, out, err) = run.finish(Duration::from_secs(120));
+    assert_ne!(code, Some(0), "an interrupted rebuild must not succeed:\n{err}");
+    assert!(out.is_empty(), "{out:?}");
+    assert!(err.contains("interrupted"), "{err}");
+    let left: Vec<String> =
+        std::fs::read_dir(&tmpdir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert!(left.is_empty(), "temporary files left in TMPDIR after Ctrl-C: {left:?}");
+    assert!(!out_dir.join("index.json").exists(), "an interrupted rebuild wrote index.json");
+    if out_dir.join("blobs/sha256").exists() {
+        for e in std::fs::read_dir(out_dir.join("blobs/sha256")).unwrap() {
+            let name = e.unwrap().file_name().to_string_lossy().into_owned();
+            assert!(is_sha256_digest(&format!("sha256:{name}")), "a temporary file is left in the layout: {name}");
+        }
+    }
+}
