@@ -396,7 +396,7 @@ pub fn run() -> Result<ExitCode> {
             rt.block_on(async {
                 tokio::select! {
                     r = batch::run(opts) => r,
-                    _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted; jobs under way pushed no manifest")),
+                    _ = crate::spool::ctrl_c() => Err(anyhow::anyhow!("interrupted; jobs under way pushed no manifest")),
                 }
             })?;
             Ok(ExitCode::SUCCESS)
