@@ -5,8 +5,10 @@
 //! Every request goes through the [`RetryPolicy`] (`--retries`, `--timeout`): a transient
 //! failure is retried with backoff; a download restarts from scratch into the same spool file;
 //! an upload is sent again whole (an interrupted upload session is abandoned, and the registry
-//! discards it). Reads stall out after `--timeout` without data (reqwest's read timeout), and
-//! uploads after `--timeout` without the registry taking data (a watchdog on the body stream).
+//! discards it). A transfer fails when it makes no progress for `--timeout`: a download that
+//! receives nothing, an upload the registry takes nothing of, or no answer once it is all sent.
+//! (reqwest's read timeout is not used: hyper keeps reading while it sends a body, so it would
+//! cut every upload longer than the timeout, however steady.)
 
 use super::auth::{self, Credentials};
 use super::retry::{AttemptError, Classify, RetryPolicy};
@@ -15,7 +17,7 @@ use crate::digest::{Digest, HashingWriter};
 use crate::reference::ImageRef;
 use anyhow::{anyhow, bail, Context, Result};
 use futures_util::{StreamExt, TryStreamExt};
-use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
+use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol, SizedStream};
 use oci_client::errors::OciDistributionError;
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
@@ -77,7 +79,7 @@ impl Registry {
             accept_invalid_certificates: net.insecure,
             extra_root_certificates: extra,
             use_monolithic_push: true,
-            read_timeout: Some(net.timeout),
+            read_timeout: None,
             connect_timeout: Some(net.timeout.min(Duration::from_secs(30))),
             ..Default::default()
         };
@@ -159,10 +161,9 @@ impl Registry {
         let out = self
             .retry
             .stream(&what, || async {
-                let mut stream =
-                    self.client.pull_blob_stream(&r, d.as_str()).await.map_err(|e| AttemptError::oci(e, &what))?;
+                let mut stream = self.open_blob(&r, d, &what).await?;
                 let mut out = Vec::new();
-                while let Some(chunk) = stream.next().await {
+                while let Some(chunk) = self.next_chunk(&mut stream, &what).await? {
                     let chunk = chunk.map_err(|e| AttemptError::io(e, &what))?;
                     if out.len() as u64 + chunk.len() as u64 > max {
                         return Err(AttemptError::fatal(anyhow!(
@@ -188,13 +189,12 @@ impl Registry {
         let fatal = |e: std::io::Error| AttemptError::fatal(anyhow!("{}: {e}", path.display()));
         self.retry
             .stream(&what, || async {
-                let mut stream =
-                    self.client.pull_blob_stream(&r, d.as_str()).await.map_err(|e| AttemptError::oci(e, &what))?;
+                let mut stream = self.open_blob(&r, d, &what).await?;
                 // Truncates what an earlier attempt left.
                 let file = std::fs::File::create(&path).map_err(fatal)?;
                 let mut w = HashingWriter::new(std::io::BufWriter::with_capacity(1 << 20, file));
                 let mut n = 0u64;
-                while let Some(chunk) = stream.next().await {
+                while let Some(chunk) = self.next_chunk(&mut stream, &what).await? {
                     let chunk = chunk.map_err(|e| AttemptError::io(e, format!("{what}: download failed")))?;
                     n += chunk.len() as u64;
                     if n > size {
@@ -222,6 +222,29 @@ impl Registry {
             .map_err(anyhow::Error::from)
     }
 
+    /// Start a blob download: the response's headers within --timeout.
+    async fn open_blob(&self, r: &Reference, d: &Digest, what: &str) -> Result<SizedStream, AttemptError> {
+        match tokio::time::timeout(self.retry.timeout, self.client.pull_blob_stream(r, d.as_str())).await {
+            Ok(res) => res.map_err(|e| AttemptError::oci(e, what)),
+            Err(_) => Err(AttemptError::timed_out(self.retry.timeout)),
+        }
+    }
+
+    /// The next chunk of a download, or a (transient) failure after --timeout without one.
+    async fn next_chunk(
+        &self,
+        stream: &mut SizedStream,
+        what: &str,
+    ) -> Result<Option<std::io::Result<bytes::Bytes>>, AttemptError> {
+        match tokio::time::timeout(self.retry.timeout, stream.next()).await {
+            Ok(chunk) => Ok(chunk),
+            Err(_) => Err(AttemptError {
+                error: anyhow!("{what}: no data for {} s (--timeout)", self.retry.timeout.as_secs()),
+                ..AttemptError::timed_out(self.retry.timeout)
+            }),
+        }
+    }
+
     pub async fn has_blob(&self, d: &Digest) -> Result<bool> {
         self.ensure_auth(false).await?;
         let r = self.reference(None);
@@ -243,7 +266,9 @@ impl Registry {
                     .await
                     .map_err(|e| AttemptError::fatal(anyhow!("cannot open {}: {e}", path.display())))?;
                 let watch = Watchdog::new();
-                let body = tokio_util::io::ReaderStream::with_capacity(file, 1 << 20);
+                // Small chunks: the watchdog sees progress chunk by chunk, so even a slow link
+                // moves one well within --timeout.
+                let body = tokio_util::io::ReaderStream::with_capacity(file, 64 << 10);
                 let body = watch.observe(body).map_err(OciDistributionError::from);
                 let push = self.client.push_blob_stream(&r, body, d.as_str(), Some(size));
                 tokio::select! {
@@ -293,7 +318,7 @@ impl Registry {
 }
 
 /// Watches an upload body: when the registry stops taking data for `--timeout`, the attempt
-/// fails (a read timeout cannot see a stalled upload: nothing is being read).
+/// fails; once it is all sent, the registry has --timeout to answer.
 struct Watchdog {
     start: Instant,
     /// Milliseconds since `start` at the last chunk handed to the connection.
@@ -314,7 +339,7 @@ impl Watchdog {
                 let item = body.next().await;
                 last.store(start.elapsed().as_millis() as u64, Ordering::Relaxed);
                 if item.is_none() {
-                    // All sent: waiting for the answer is the read timeout's job.
+                    // All sent: from now on the clock runs for the answer.
                     done.store(true, Ordering::Relaxed);
                 }
                 item.map(|i| (i, body))
@@ -322,18 +347,116 @@ impl Watchdog {
         })
     }
 
-    /// Resolves when the body has made no progress for `limit` (never once it is all sent).
+    /// Resolves when the body has made no progress for `limit`, or — once it is all sent — the
+    /// registry has not answered for `limit`.
     async fn stalled(&self, limit: Duration) -> String {
         let tick = (limit / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
         loop {
             tokio::time::sleep(tick).await;
-            if self.done.load(Ordering::Relaxed) {
-                std::future::pending::<()>().await;
-            }
             let idle = self.start.elapsed().saturating_sub(Duration::from_millis(self.last.load(Ordering::Relaxed)));
             if idle >= limit {
-                return format!("the registry took no data for {} s (--timeout)", idle.as_secs());
+                return if self.done.load(Ordering::Relaxed) {
+                    format!("no answer {} s after the upload (--timeout)", idle.as_secs())
+                } else {
+                    format!("the registry took no data for {} s (--timeout)", idle.as_secs())
+                };
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+
+    const BLOB: usize = 24 << 20;
+
+    /// A registry that opens upload sessions and then, for the body of a PUT, either never
+    /// reads it (`steady: false`) or reads it slowly but steadily (about 6 MiB/s) and answers.
+    /// Returns its port and the number of PUTs seen.
+    fn fake_registry(steady: bool) -> (u16, Arc<AtomicU64>) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let puts = Arc::new(AtomicU64::new(0));
+        let p2 = Arc::clone(&puts);
+        std::thread::spawn(move || {
+            for c in l.incoming().take(20) {
+                let Ok(mut c) = c else { break };
+                let p2 = Arc::clone(&p2);
+                std::thread::spawn(move || loop {
+                    let mut head = Vec::new();
+                    let mut b = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") {
+                        match c.read(&mut b) {
+                            Ok(1) => head.push(b[0]),
+                            _ => return,
+                        }
+                    }
+                    let answer = if head.starts_with(b"POST") {
+                        "HTTP/1.1 202 Accepted\r\nLocation: /v2/r/blobs/uploads/u\r\nContent-Length: 0\r\n\r\n"
+                    } else if head.starts_with(b"PUT") {
+                        p2.fetch_add(1, Ordering::SeqCst);
+                        if !steady {
+                            std::thread::sleep(Duration::from_secs(20));
+                            return;
+                        }
+                        let mut buf = vec![0u8; 256 << 10];
+                        let mut got = 0;
+                        while got < BLOB {
+                            match c.read(&mut buf) {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => got += n,
+                            }
+                            std::thread::sleep(Duration::from_millis(40));
+                        }
+                        "HTTP/1.1 201 Created\r\nLocation: /v2/r/blobs/x\r\nContent-Length: 0\r\n\r\n"
+                    } else {
+                        "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+                    };
+                    if c.write_all(answer.as_bytes()).is_err() {
+                        return;
+                    }
+                });
+            }
+        });
+        (port, puts)
+    }
+
+    fn upload(port: u16, timeout: Duration) -> (Result<()>, Duration) {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let r = ImageRef::parse(&format!("127.0.0.1:{port}/r:1")).unwrap();
+        let net = NetOptions { retries: 1, timeout, ..Default::default() };
+        let reg = Registry::open(&r, &net).unwrap();
+        // Larger than what the kernel's socket buffers absorb without the server reading.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("blob");
+        std::fs::write(&path, vec![7u8; BLOB]).unwrap();
+        let d = Digest::of(&[7u8; 1]);
+        let t = Instant::now();
+        let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+        let res = rt.block_on(reg.put_blob(&d, BLOB as u64, &path));
+        (res, t.elapsed())
+    }
+
+    #[test]
+    fn a_stalled_upload_fails_after_the_timeout_and_is_retried() {
+        let (port, puts) = fake_registry(false);
+        let (res, took) = upload(port, Duration::from_secs(1));
+        let e = res.unwrap_err().to_string();
+        assert!(e.contains("took no data"), "{e}");
+        assert_eq!(puts.load(Ordering::SeqCst), 2, "the first try and one retry");
+        assert!(took < Duration::from_secs(15), "{took:?}");
+    }
+
+    /// An upload that takes several times --timeout but keeps moving is not cut.
+    #[test]
+    fn a_slow_but_steady_upload_is_not_cut() {
+        let (port, puts) = fake_registry(true);
+        let (res, took) = upload(port, Duration::from_secs(2));
+        res.unwrap();
+        assert_eq!(puts.load(Ordering::SeqCst), 1);
+        assert!(took > Duration::from_secs(3), "the test's upload was not slower than --timeout: {took:?}");
     }
 }

@@ -234,7 +234,7 @@ impl RetryPolicy {
     }
 
     /// As [`RetryPolicy::call`] but without a deadline per attempt: for transfers, whose length
-    /// depends on their size; they guard against stalls themselves (read timeout, upload watchdog).
+    /// depends on their size; they guard against stalls themselves (a deadline per chunk downloaded, a watchdog on uploads).
     pub async fn stream<T, E, F, Fut>(&self, what: &dyn Display, op: F) -> Result<T, E>
     where
         E: Classify,
