@@ -25,11 +25,14 @@ CACHE="${XDG_CACHE_HOME:-$ROOT/target}/harden-fixtures"
 ROOTFS=$(ls -d "$CACHE"/rootfs/app-* | grep -v '\.done$' | head -1)
 
 WORK=$(mktemp -d /tmp/harden-bench.XXXXXX)
-cleanup() { bash integration/registry.sh stop "$WORK/regA" >/dev/null 2>&1 || true; bash integration/registry.sh stop "$WORK/regB" >/dev/null 2>&1 || true; rm -rf "$WORK"; }
+cleanup() { for r in regA regB regC; do bash integration/registry.sh stop "$WORK/$r" >/dev/null 2>&1 || true; done; rm -rf "$WORK"; }
 trap cleanup EXIT
-mkdir -p "$WORK/regA" "$WORK/regB"
+mkdir -p "$WORK/regA" "$WORK/regB" "$WORK/regC"
 A=$(bash integration/registry.sh start "$WORK/regA")
 B=$(bash integration/registry.sh start "$WORK/regB")
+# C receives harden's copies, B skopeo's: both start empty, so neither can skip or mount a blob
+# the other pushed.
+C=$(bash integration/registry.sh start "$WORK/regC")
 
 # The big image: the app rootfs four times over in one layer (~1 GiB of real files), gzip -6.
 BIG="$WORK/big"
@@ -79,11 +82,11 @@ measure() {
 }
 ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
 
-read -r t_skopeo_big _ < <(measure skopeo copy -q --src-tls-verify=false --dest-tls-verify=false "docker://$A/big:1" "docker://$B/big-skopeo:1")
-read -r t_harden_big rss_big < <(measure "$HARDEN" rebuild -q -p strict "$A/big:1" "$B/big-hard:1")
+read -r t_skopeo_big _ < <(measure skopeo copy -q --src-tls-verify=false --dest-tls-verify=false "docker://$A/big:1" "docker://$B/big:1")
+t_skopeo_mirror=$t_skopeo_big
+read -r t_harden_mirror rss_mirror < <(measure "$HARDEN" rebuild -q --no-cache -p passthrough "$A/big:1" "$C/big:1")
+read -r t_harden_big rss_big < <(measure "$HARDEN" rebuild -q --no-cache -p strict "$A/big:1" "$C/big-hard:1")
 read -r t_gzip _ < <(measure sh -c "gzip -dc '$LAYER' | gzip -6 -c > /dev/null")
-read -r t_skopeo_mirror _ < <(measure skopeo copy -q --src-tls-verify=false --dest-tls-verify=false "docker://$A/big:1" "docker://$B/big-mirror-skopeo:1")
-read -r t_harden_mirror rss_mirror < <(measure "$HARDEN" rebuild -q -p passthrough "$A/big:1" "$B/big-mirror-hard:1")
 
 # Do-it-yourself: what a release engineer scripts today for the strict result.
 diy() {
@@ -100,9 +103,9 @@ diy() {
   skopeo copy -q --dest-tls-verify=false "oci:$d/img:app" "docker://$B/app-diy:1"
 }
 read -r t_diy _ < <(measure bash -c "$(declare -f diy); A=$A B=$B WORK=$WORK diy")
-read -r t_harden_app rss_app < <(measure "$HARDEN" rebuild -q -p strict "$A/app:1" "$B/app-hard:1")
+read -r t_harden_app rss_app < <(measure "$HARDEN" rebuild -q --no-cache -p strict "$A/app:1" "$C/app-hard:1")
 size_of() { skopeo inspect --tls-verify=false --raw "docker://$1" | python3 -c "import json,sys; print(sum(l['size'] for l in json.load(sys.stdin)['layers']))"; }
-s_src=$(size_of "$A/app:1"); s_diy=$(size_of "$B/app-diy:1"); s_hard=$(size_of "$B/app-hard:1")
+s_src=$(size_of "$A/app:1"); s_diy=$(size_of "$B/app-diy:1"); s_hard=$(size_of "$C/app-hard:1")
 
 # 4. A fleet: 20 images on the app image's base layer, each with its own small app layer; a batch
 #    vs one image, in a fresh cache. Ideal: base once + 20 small layers.
@@ -139,8 +142,8 @@ json.dump({"schemaVersion": 2, "manifests": entries}, open(f"{out}/index.json", 
 open(f"{out}/oci-layout", "w").write('{"imageLayoutVersion":"1.0.0"}')
 PY
 for i in $(seq 0 19); do skopeo copy -q --dest-tls-verify=false "oci:$FLEET:s$i" "docker://$A/fleet:s$i"; done
-{ echo '[defaults]'; echo 'profiles = ["strict"]'; for i in $(seq 0 19); do printf '[[job]]\nsource = "%s/fleet:s%s"\ndestination = "%s/fleet-hard:s%s"\n' "$A" "$i" "$B" "$i"; done; } > "$WORK/fleet.toml"
-{ echo '[defaults]'; echo 'profiles = ["strict"]'; printf '[[job]]\nsource = "%s/fleet:s0"\ndestination = "%s/fleet-one:s0"\n' "$A" "$B"; } > "$WORK/one.toml"
+{ echo '[defaults]'; echo 'profiles = ["strict"]'; for i in $(seq 0 19); do printf '[[job]]\nsource = "%s/fleet:s%s"\ndestination = "%s/fleet-hard:s%s"\n' "$A" "$i" "$C" "$i"; done; } > "$WORK/fleet.toml"
+{ echo '[defaults]'; echo 'profiles = ["strict"]'; printf '[[job]]\nsource = "%s/fleet:s0"\ndestination = "%s/fleet-one:s0"\n' "$A" "$C"; } > "$WORK/one.toml"
 read -r t_one _ < <(measure "$HARDEN" batch -q --cache-dir "$WORK/cache-one" "$WORK/one.toml")
 read -r t_fleet rss_fleet < <(measure "$HARDEN" batch -q --jobs 2 --cache-dir "$WORK/cache-fleet" "$WORK/fleet.toml")
 read -r t_rerun _ < <(measure "$HARDEN" batch -q --jobs 2 --cache-dir "$WORK/cache-fleet" "$WORK/fleet.toml")

@@ -241,3 +241,21 @@ fn rebuild_usage_errors() {
     let out = harden(&["rebuild", "127.0.0.1:1/a:1", "127.0.0.1:1/b:1", "--no-such-flag"]);
     assert_eq!(out.status.code(), Some(2), "{}", dump(&out));
 }
+
+/// Mirroring with a profile that changes no file: each layer is uploaded while it is scanned,
+/// keeps its digest, and the push finds it already there.
+#[test]
+fn rebuild_passthrough_mirror_keeps_layers_and_overlaps_upload() {
+    let a = Registry::start(false);
+    let b = Registry::start(false);
+    let fx = fixture("debian");
+    let src = a.push_fixture(&fx, "debian:1");
+    let src_raw: serde_json::Value = serde_json::from_slice(&skopeo_inspect_raw_bytes(&src, &[])).unwrap();
+    let out = harden(&["rebuild", &a.image("debian:1"), &b.image("mirror:1"), "-p", "passthrough", "--no-cache"]);
+    let pinned = expect_pinned(&out);
+    let raw: serde_json::Value = serde_json::from_slice(&skopeo_inspect_raw_bytes(&pinned.reference(), &[])).unwrap();
+    assert_eq!(raw["layers"][0]["digest"], src_raw["layers"][0]["digest"], "passthrough keeps the layer's bytes");
+    let err = stderr_str(&out);
+    assert!(err.contains("already present"), "the layer went up during the scan:\n{err}");
+    assert!(!err.contains("pushed blob"), "no layer is uploaded a second time:\n{err}");
+}

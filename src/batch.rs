@@ -123,11 +123,13 @@ pub async fn run(o: BatchOptions) -> Result<()> {
         }
     }
     let stop = AtomicBool::new(false);
+    // One spool and scan memo for the whole batch: a shared base layer is fetched and scanned once.
+    let scans = Arc::new(pipeline::ScanShare::new()?);
     let progress = Progress::new(o.quiet);
     let total = mine.len();
     let results: Vec<Value> = stream::iter(mine)
         .map(|(i, job)| {
-            let (defaults, keys, stop, progress, o) = (&defaults, &keys, &stop, &progress, &o);
+            let (defaults, keys, stop, progress, o, scans) = (&defaults, &keys, &stop, &progress, &o, &scans);
             async move {
                 let label = format!("job {} {} -> {}", i + 1, job.source, job.destination);
                 if stop.load(Ordering::SeqCst) {
@@ -135,7 +137,7 @@ pub async fn run(o: BatchOptions) -> Result<()> {
                     return json!({"job": i + 1, "source": job.source, "destination": job.destination, "status": "skipped"});
                 }
                 progress.line(&format!("{label}: started"));
-                let outcome = run_job(o, defaults, keys, &job, codec).await;
+                let outcome = run_job(o, defaults, keys, &job, codec, scans).await;
                 match outcome {
                     Ok((line, report)) => {
                         println!("ok {} {line}", job.source);
@@ -189,6 +191,7 @@ async fn run_job(
     keys: &HashMap<PathBuf, Arc<crate::sign::SigningKey>>,
     job: &Job,
     codec: OutputCodec,
+    scans: &Arc<pipeline::ScanShare>,
 ) -> Result<(String, Value)> {
     let key = job.sign_key.as_ref().or(defaults.sign_key.as_ref()).and_then(|k| keys.get(k)).cloned();
     let opts = RebuildOptions {
@@ -208,6 +211,7 @@ async fn run_job(
         base_name: None,
         platforms: Vec::new(),
         cache: Some(Arc::clone(&o.cache)),
+        scans: Some(Arc::clone(scans)),
     };
     pipeline::rebuild(&opts).await
 }

@@ -365,6 +365,7 @@ pub fn run() -> Result<ExitCode> {
                 base_name,
                 platforms: platform,
                 cache: Some(cache.open()?),
+                scans: None,
             };
             let result = rt.block_on(async {
                 tokio::select! {

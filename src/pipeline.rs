@@ -1,5 +1,7 @@
-//! Pipeline: the order of the stages for one image — resolve → scan → plan + guard →
-//! rewrite → config → push — with bounded concurrency, progress on stderr, and the report.
+//! Pipeline: the order of the stages — resolve → scan → plan + guard → rewrite → config → push
+//! → sign — for one image or every platform of an index (all planned and guarded before any
+//! layer is rewritten), with bounded concurrency, the rewrite cache, progress on stderr, and the
+//! report.
 //!
 //! Owns: ordering, temp files (one directory, removed on every exit), reports. Must not: hold
 //! policy (that is the profile's and the plan's).
@@ -49,6 +51,8 @@ pub struct RebuildOptions {
     pub platforms: Vec<String>,
     /// The rewrite cache, shared by every image of a batch; None for a private in-memory one.
     pub cache: Option<Arc<RewriteCache>>,
+    /// Fetched layers and their scans, shared by every image of a batch; None for this run's own.
+    pub scans: Option<Arc<ScanShare>>,
 }
 
 impl RebuildOptions {
@@ -84,56 +88,87 @@ pub async fn image_config(src: &Endpoint, r: &ImageRef, manifest: &Manifest) -> 
 /// Layers fetched and scanned in this run, by input digest: platforms of an index may share layers.
 pub type ScanMemo = tokio::sync::Mutex<HashMap<Digest, Arc<tokio::sync::OnceCell<(PathBuf, Arc<LayerIndex>)>>>>;
 
-/// Materialise and scan every layer (bounded concurrency, each layer once per `memo`), verifying
-/// digests and diff_ids, within `limits`.
-#[allow(clippy::too_many_arguments)]
-pub async fn scan_all(
-    src: &Endpoint,
-    view: &ManifestView,
-    config: &Value,
-    spool: &std::path::Path,
-    jobs: usize,
-    progress: &Progress,
-    memo: &ScanMemo,
-    limits: &crate::layer::Limits,
-) -> Result<(Vec<PathBuf>, Vec<Arc<LayerIndex>>)> {
-    let diff_ids = image::diff_ids(config, view.layers.len())?;
-    let n = view.layers.len();
-    let results: Vec<(PathBuf, Arc<LayerIndex>)> = stream::iter(view.layers.iter().zip(diff_ids).enumerate())
-        .map(|(i, (layer, diff_id))| async move {
-            if layer.is_foreign() {
-                bail!("layer {}: foreign (non-distributable) layers are not supported", layer.digest);
-            }
-            let cell = memo.lock().await.entry(layer.digest.clone()).or_default().clone();
-            let r = cell
-                .get_or_try_init(|| async {
-                    let blob = src.blob_local(&layer.digest, layer.size, spool).await?;
-                    let path = blob.path.clone();
-                    let digest = layer.digest.clone();
-                    let verify = (!blob.verified).then(|| digest.clone());
-                    let limits = limits.clone();
-                    let index = tokio::task::spawn_blocking(move || {
-                        let f = std::fs::File::open(&path)?;
-                        let f = std::io::BufReader::with_capacity(1 << 20, f);
-                        scan::scan_layer(f, verify.as_ref(), Some(&diff_id), &limits)
-                    })
-                    .await?
-                    .map_err(|e| anyhow!("layer {digest}: {e}"))?;
-                    progress.line(&format!(
-                        "scanned layer {}/{n} {} ({} entries)",
-                        i + 1,
-                        digest.short(),
-                        index.entries.len()
-                    ));
-                    Ok::<_, anyhow::Error>((blob.path, Arc::new(index)))
-                })
-                .await?;
-            Ok(r.clone())
+/// Where fetched layers are spooled and what their scans found. One per rebuild, or one for a
+/// whole batch so a base layer shared by many images is fetched and scanned once (the spool then
+/// holds each distinct layer until the batch ends).
+pub struct ScanShare {
+    pub spool: crate::spool::Spool,
+    pub memo: ScanMemo,
+}
+
+impl ScanShare {
+    pub fn new() -> Result<ScanShare> {
+        Ok(ScanShare {
+            spool: crate::spool::create().context("cannot create a temporary directory")?,
+            memo: ScanMemo::default(),
         })
-        .buffered(jobs.max(1))
-        .try_collect()
-        .await?;
-    Ok(results.into_iter().unzip())
+    }
+}
+
+/// Fetches and scans the layers of images from one source.
+pub struct Scanner<'a> {
+    pub src: &'a Endpoint,
+    pub share: &'a ScanShare,
+    pub jobs: usize,
+    pub progress: &'a Progress,
+    pub limits: &'a crate::layer::Limits,
+    /// Upload each fetched layer here while it is scanned — for profiles that change no file
+    /// (mirroring), where every layer will be pushed as it is, so the copy overlaps the scan.
+    pub mirror_to: Option<&'a Endpoint>,
+}
+
+impl Scanner<'_> {
+    /// Materialise and scan every layer (bounded concurrency, each layer once per share),
+    /// verifying digests and diff_ids, within the limits.
+    pub async fn scan(&self, view: &ManifestView, config: &Value) -> Result<(Vec<PathBuf>, Vec<Arc<LayerIndex>>)> {
+        let diff_ids = image::diff_ids(config, view.layers.len())?;
+        let n = view.layers.len();
+        let results: Vec<(PathBuf, Arc<LayerIndex>)> = stream::iter(view.layers.iter().zip(diff_ids).enumerate())
+            .map(|(i, (layer, diff_id))| async move {
+                if layer.is_foreign() {
+                    bail!("layer {}: foreign (non-distributable) layers are not supported", layer.digest);
+                }
+                let cell = self.share.memo.lock().await.entry(layer.digest.clone()).or_default().clone();
+                let r = cell
+                    .get_or_try_init(|| async {
+                        let blob = self.src.blob_local(&layer.digest, layer.size, self.share.spool.path()).await?;
+                        let path = blob.path.clone();
+                        let digest = layer.digest.clone();
+                        let verify = (!blob.verified).then(|| digest.clone());
+                        let limits = self.limits.clone();
+                        let scan = tokio::task::spawn_blocking(move || {
+                            let f = std::fs::File::open(&path)?;
+                            let f = std::io::BufReader::with_capacity(1 << 20, f);
+                            scan::scan_layer(f, verify.as_ref(), Some(&diff_id), &limits)
+                        });
+                        let upload = async {
+                            match self.mirror_to {
+                                // A layout blob is verified by the scan: upload only what was checked.
+                                Some(dst) if blob.verified && !dst.has_blob(&layer.digest).await? => {
+                                    dst.put_blob(&layer.digest, layer.size, &blob.path).await
+                                }
+                                _ => Ok(()),
+                            }
+                        };
+                        let (index, uploaded) = tokio::join!(scan, upload);
+                        let index = index?.map_err(|e| anyhow!("layer {digest}: {e}"))?;
+                        uploaded?;
+                        self.progress.line(&format!(
+                            "scanned layer {}/{n} {} ({} entries)",
+                            i + 1,
+                            digest.short(),
+                            index.entries.len()
+                        ));
+                        Ok::<_, anyhow::Error>((blob.path, Arc::new(index)))
+                    })
+                    .await?;
+                Ok(r.clone())
+            })
+            .buffered(self.jobs.max(1))
+            .try_collect()
+            .await?;
+        Ok(results.into_iter().unzip())
+    }
 }
 
 fn human(n: u64) -> String {
@@ -157,9 +192,8 @@ struct Ctx<'a> {
     profile: Profile,
     src: Endpoint,
     dst: Endpoint,
-    spool: PathBuf,
+    share: Arc<ScanShare>,
     cache: Arc<RewriteCache>,
-    scans: ScanMemo,
 }
 
 /// One image scanned, planned and checked: nothing rewritten or pushed yet.
@@ -186,8 +220,16 @@ async fn prepare(ctx: &Ctx<'_>, src_ref: ImageRef, manifest: Manifest) -> Result
     let o = ctx.o;
     let profile = &ctx.profile;
     let (view, config) = image_config(&ctx.src, &src_ref, &manifest).await?;
-    let (blobs, indexes) =
-        scan_all(&ctx.src, &view, &config, &ctx.spool, o.jobs, &o.progress, &ctx.scans, &o.limits).await?;
+    let (blobs, indexes) = Scanner {
+        src: &ctx.src,
+        share: &ctx.share,
+        jobs: o.jobs,
+        progress: &o.progress,
+        limits: &o.limits,
+        mirror_to: (!ctx.profile.changes_files()).then_some(&ctx.dst),
+    }
+    .scan(&view, &config)
+    .await?;
     let t_scan = t0.elapsed();
 
     let fs = FinalFs::build(indexes);
@@ -332,7 +374,7 @@ async fn execute(ctx: &Ctx<'_>, mut p: Prepared, tag: Option<&ImageRef>) -> Resu
                     return Ok(None);
                 }
                 let key = RewriteCache::key(&layer.digest, lp, o.codec);
-                let spooled = ctx.spool.join(format!("out-{key}"));
+                let spooled = ctx.share.spool.path().join(format!("out-{key}"));
                 let (input, lp2, codec, digest) = (input.clone(), Arc::new(lp.clone()), o.codec, layer.digest.clone());
                 let limits = o.limits.clone();
                 let r = ctx
@@ -534,20 +576,16 @@ fn select_platforms(index: &Value, wanted: &[String], progress: &Progress) -> Re
 pub async fn rebuild(o: &RebuildOptions) -> Result<(String, Value)> {
     let t0 = Instant::now();
     let profile: Profile = profile::load(&o.profiles).map_err(|e| Failure::Usage(e.to_string()))?;
-    let spool = crate::spool::create().context("cannot create a temporary directory")?;
+    let share = match &o.scans {
+        Some(s) => Arc::clone(s),
+        None => Arc::new(ScanShare::new()?),
+    };
     let cache = match &o.cache {
         Some(c) => Arc::clone(c),
         None => Arc::new(RewriteCache::new(None)?),
     };
-    let ctx = Ctx {
-        o,
-        src: Endpoint::open(&o.src, &o.net)?,
-        dst: Endpoint::open(&o.dst, &o.net)?,
-        profile,
-        spool: spool.path().to_path_buf(),
-        cache,
-        scans: Default::default(),
-    };
+    let ctx =
+        Ctx { o, src: Endpoint::open(&o.src, &o.net)?, dst: Endpoint::open(&o.dst, &o.net)?, profile, share, cache };
     let top = ctx.src.manifest(&o.src).await?;
     let write_report = |report: &Value| -> Result<()> {
         if let Some(p) = &o.report {
@@ -687,6 +725,5 @@ pub async fn rebuild(o: &RebuildOptions) -> Result<(String, Value)> {
     }
     report["timings_ms"]["total"] = json!(t0.elapsed().as_millis() as u64);
     write_report(&report)?;
-    drop(spool);
     Ok((line, report))
 }

@@ -198,6 +198,11 @@ impl Profile {
         }
     }
 
+    /// Whether any file rule applies (a profile without one only edits the config: mirroring).
+    pub fn changes_files(&self) -> bool {
+        !self.remove.is_empty() || self.strip_setuid || self.strip_capabilities || self.fix_world_writable
+    }
+
     /// The name recorded in labels: the `--profile` names joined with `+`.
     pub fn name(&self) -> String {
         self.names.join("+")

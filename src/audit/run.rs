@@ -59,8 +59,7 @@ pub async fn check(o: CheckOptions) -> Result<CheckOutput> {
         Some(profile::load(&o.profiles).map_err(|e| Failure::Usage(e.to_string()))?)
     };
     let src = Endpoint::open(&o.image, &o.net)?;
-    let spool = crate::spool::create().context("cannot create a temporary directory")?;
-    let memo = pipeline::ScanMemo::default();
+    let share = pipeline::ScanShare::new()?;
     let top = src.manifest(&o.image).await?;
     // An index is audited platform by platform (its attestation manifests are not images).
     let images: Vec<(ImageRef, crate::transport::Manifest)> = if crate::image::is_index(&top.media_type) {
@@ -85,8 +84,15 @@ pub async fn check(o: CheckOptions) -> Result<CheckOutput> {
     let mut failed = false;
     for (r, manifest) in images {
         let (view, config) = pipeline::image_config(&src, &r, &manifest).await?;
-        let (_blobs, indexes) =
-            pipeline::scan_all(&src, &view, &config, spool.path(), o.jobs, &o.progress, &memo, &o.limits).await?;
+        let scanner = pipeline::Scanner {
+            src: &src,
+            share: &share,
+            jobs: o.jobs,
+            progress: &o.progress,
+            limits: &o.limits,
+            mirror_to: None,
+        };
+        let (_blobs, indexes) = scanner.scan(&view, &config).await?;
         let fs = FinalFs::build(indexes);
         let sig = signature(&src, &o.image, &manifest.digest).await;
         if let Signature::Found(at) = &sig {
@@ -110,7 +116,7 @@ pub async fn check(o: CheckOptions) -> Result<CheckOutput> {
         ));
         rendered.push(format::render(o.format, &findings, &image, o.fail_on));
     }
-    drop(spool);
+    drop(share);
     Ok(CheckOutput { rendered: format::combine(o.format, rendered), failed })
 }
 

@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::image::{OCI_CONFIG, OCI_INDEX, OCI_MANIFEST};
-use crate::pipeline::{image_config, scan_all, ScanMemo};
+use crate::pipeline::{image_config, ScanShare, Scanner};
 use serde_json::json;
 use std::path::Path;
 
@@ -88,11 +88,17 @@ fn read_image(f: &Fake) -> anyhow::Result<usize> {
         let r = f.r(":t");
         let m = ep.manifest(&r).await?;
         let (view, config) = image_config(&ep, &r, &m).await?;
-        let spool = tempfile::tempdir()?;
-        let memo = ScanMemo::default();
+        let share = ScanShare::new()?;
         let limits = crate::layer::Limits::default();
-        let (_, idx) =
-            scan_all(&ep, &view, &config, spool.path(), 2, &crate::progress::Progress::Quiet, &memo, &limits).await?;
+        let scanner = Scanner {
+            src: &ep,
+            share: &share,
+            jobs: 2,
+            progress: &crate::progress::Progress::Quiet,
+            limits: &limits,
+            mirror_to: None,
+        };
+        let (_, idx) = scanner.scan(&view, &config).await?;
         Ok(idx.len())
     })
 }
