@@ -244,12 +244,27 @@ pub fn harden_env<S: AsRef<OsStr>, V: AsRef<OsStr>>(args: &[S], env: &[(&str, V)
     cmd.args(args)
         .current_dir(repo_root())
         .env("DOCKER_CONFIG", empty_docker_config())
+        // Rewrite cache: this test process's own, never the user's (~/.cache/harden).
+        .env("XDG_CACHE_HOME", it_cache_home())
         .env_remove("REGISTRY_AUTH_FILE")
         .env("NO_COLOR", "1");
     for (k, v) in env {
         cmd.env(k, v);
     }
     run_with_timeout(&mut cmd)
+}
+
+/// A cache directory for every harden run of this test process.
+fn it_cache_home() -> PathBuf {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        // One directory, emptied when a test process starts: runs do not pile up rewritten layers.
+        let d = repo_root().join("target/tmp/it-cache");
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).expect("create the integration tests' cache directory");
+        d
+    })
+    .clone()
 }
 
 /// What `harden rebuild` prints on success: `NAME@sha256:HEX`, where NAME is
