@@ -20,7 +20,8 @@ say "sample image pushed to the local registry $REG/sample/app:1"
 skopeo copy -q --dest-tls-verify=false "$APP" "docker://$REG/sample/app:1"
 skopeo copy -q --dest-tls-verify=false "$SHELLCMD" "docker://$REG/sample/app:shell"
 say "plan only (--dry-run), first lines"
-"$H" rebuild --dry-run -q -p samples/app-profile.toml "$REG/sample/app:1" "$REG/sample/app:hardened" | head -15
+"$H" rebuild --dry-run -q -p samples/app-profile.toml "$REG/sample/app:1" "$REG/sample/app:hardened" > "$DIR/plan.txt"
+head -15 "$DIR/plan.txt"; echo "… ($(wc -l < "$DIR/plan.txt") lines in $DIR/plan.txt)"
 say "the guard refuses a shell-form CMD under strict (exit 3 expected)"
 set +e; "$H" rebuild -q -p strict "$REG/sample/app:shell" "$REG/sample/app:shell-hardened"; echo "exit code: $?"; set -e
 say "rebuild"
@@ -28,7 +29,7 @@ OUT=$("$H" rebuild -p samples/app-profile.toml --report "$DIR/report.json" "$REG
 echo "$OUT"
 say "result, as skopeo sees it"
 skopeo inspect --tls-verify=false "docker://$OUT" | python3 -c 'import json,sys; d=json.load(sys.stdin); print("user:", d.get("User") or "(see config)"); [print(" ", k, "=", v) for k, v in sorted(d["Labels"].items())]'
-skopeo inspect --tls-verify=false --config "docker://$OUT" | python3 -c 'import json,sys; c=json.load(sys.stdin)["config"]; print("User:", c.get("User")); print("Healthcheck:", c.get("Healthcheck", {}).get("Test"))'
+skopeo inspect --tls-verify=false --raw --config "docker://$OUT" | python3 -c 'import json,sys; c=json.load(sys.stdin)["config"]; print("User:", c.get("User")); print("Healthcheck:", c.get("Healthcheck", {}).get("Test"))'
 python3 - "$DIR/report.json" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
