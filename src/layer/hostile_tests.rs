@@ -31,15 +31,7 @@ fn raw(out: &mut Vec<u8>, name: &str, kind: u8, mode: u32, data: &[u8], link: &s
 
 /// A PAX `x` block with one record of `value_len` bytes.
 fn pax(out: &mut Vec<u8>, key: &str, value_len: usize) {
-    let recs = super::tar::encode_pax(&[(key.to_string(), vec![b'a'; value_len])]);
-    let mut h = tar::Header::new_ustar();
-    h.set_path("PaxHeader").unwrap();
-    h.set_entry_type(tar::EntryType::XHeader);
-    h.set_size(recs.len() as u64);
-    h.set_cksum();
-    out.extend_from_slice(h.as_bytes());
-    out.extend_from_slice(&recs);
-    out.resize(out.len().div_ceil(512) * 512, 0);
+    super::tar::TarWriter::new(out).write_pax(&[(key.to_string(), vec![b'a'; value_len])]).unwrap();
 }
 
 fn end(mut t: Vec<u8>) -> Vec<u8> {
@@ -193,15 +185,7 @@ fn enormous_pax_headers_and_names_are_refused() {
 
     // A PAX size that disagrees with the header (two parsers, two archives).
     let mut t = Vec::new();
-    let recs = super::tar::encode_pax(&[("size".to_string(), b"1024".to_vec())]);
-    let mut h = tar::Header::new_ustar();
-    h.set_path("PaxHeader").unwrap();
-    h.set_entry_type(tar::EntryType::XHeader);
-    h.set_size(recs.len() as u64);
-    h.set_cksum();
-    t.extend_from_slice(h.as_bytes());
-    t.extend_from_slice(&recs);
-    t.resize(t.len().div_ceil(512) * 512, 0);
+    super::tar::TarWriter::new(&mut t).write_pax(&[("size".to_string(), b"1024".to_vec())]).unwrap();
     raw(&mut t, "a", b'0', 0o644, b"", "");
     assert!(msg(scan(&gz(&end(t)))).contains("disagrees"));
 }
