@@ -19,6 +19,14 @@ pub fn is_index(media_type: &str) -> bool {
     media_type == OCI_INDEX || media_type == DOCKER_LIST
 }
 
+/// An index entry that is an attestation (BuildKit's provenance/SBOM manifests: platform
+/// unknown/unknown, or Docker's reference-type annotation), not an image to run.
+pub fn is_attestation(entry: &Value) -> bool {
+    let p = &entry["platform"];
+    (p["os"].as_str().unwrap_or("unknown") == "unknown" && p["architecture"].as_str().unwrap_or("unknown") == "unknown")
+        || entry["annotations"]["vnd.docker.reference.type"].as_str() == Some("attestation-manifest")
+}
+
 /// A layer descriptor of a manifest.
 #[derive(Clone, Debug)]
 pub struct LayerDesc {

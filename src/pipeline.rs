@@ -548,9 +548,7 @@ fn select_platforms(index: &Value, wanted: &[String], progress: &Progress) -> Re
             Some(v) => format!("{os}/{arch}/{v}"),
             None => format!("{os}/{arch}"),
         };
-        let attestation = (os == "unknown" && arch == "unknown")
-            || e["annotations"]["vnd.docker.reference.type"].as_str() == Some("attestation-manifest");
-        if attestation {
+        if image::is_attestation(e) {
             progress.line(&format!(
                 "note: dropping attestation manifest {} (it describes the source's digests)",
                 e["digest"].as_str().unwrap_or("?")

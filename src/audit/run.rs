@@ -67,7 +67,7 @@ pub async fn check(o: CheckOptions) -> Result<CheckOutput> {
         let mut out = Vec::new();
         for e in index["manifests"].as_array().map(Vec::as_slice).unwrap_or_default() {
             let mt = e["mediaType"].as_str().unwrap_or_default();
-            if e["platform"]["os"] == "unknown" || crate::image::is_index(mt) {
+            if crate::image::is_attestation(e) || crate::image::is_index(mt) {
                 continue;
             }
             let d = Digest::parse(e["digest"].as_str().unwrap_or_default())
