@@ -48,11 +48,11 @@ fn docker_schema2_stays_docker_and_zstd_input_is_read() {
     let pinned_z = expect_pinned(&out);
     let raw: Value = serde_json::from_slice(&skopeo_inspect_raw_bytes(&pinned_z.reference(), &[])).unwrap();
     assert!(raw["layers"][0]["mediaType"].as_str().unwrap().ends_with("tar+gzip"), "{raw}");
-    // Same content as from the gzip source: the rewritten layer is identical.
+    // Same content as from the gzip source: the rewritten layer's tar is identical (its blob is
+    // not: from gzip, the source's untouched deflate blocks are spliced in; zstd is recompressed).
     let from_gzip = harden(&["rebuild", &fx.oci_ref(), &reg.image("gz/hard:1"), "-p", "baseline", "--no-cache"]);
-    let raw_g: Value =
-        serde_json::from_slice(&skopeo_inspect_raw_bytes(&expect_pinned(&from_gzip).reference(), &[])).unwrap();
-    assert_eq!(raw["layers"][0]["digest"], raw_g["layers"][0]["digest"]);
+    let diff_ids = |r: &str| skopeo_inspect_config(r, &[])["rootfs"]["diff_ids"].clone();
+    assert_eq!(diff_ids(&pinned_z.reference()), diff_ids(&expect_pinned(&from_gzip).reference()));
     let bundle = tmp.path().join("bundle");
     skopeo_copy(&pinned_z.reference(), &format!("oci:{}:z", tmp.path().join("z").display()));
     umoci_unpack(&format!("oci:{}:z", tmp.path().join("z").display()), &bundle);

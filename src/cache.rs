@@ -83,7 +83,11 @@ impl RewriteCache {
         if std::fs::metadata(&blob).ok()?.len() != size {
             return None;
         }
-        let stats = RewriteStats { removed: meta["removed"].as_u64()?, changed: meta["changed"].as_u64()? };
+        let stats = RewriteStats {
+            removed: meta["removed"].as_u64()?,
+            changed: meta["changed"].as_u64()?,
+            copied: meta["copied"].as_u64().unwrap_or(0),
+        };
         Some(Rewritten { blob, rw: LayerRewrite { digest, size, diff_id, stats }, cached: true })
     }
 
@@ -96,7 +100,7 @@ impl RewriteCache {
             tmp.persist(&blob).map_err(|e| anyhow::anyhow!("caching blob {}: {}", rw.digest, e.error))?;
         }
         let meta = serde_json::json!({"digest": rw.digest.as_str(), "diff_id": rw.diff_id.as_str(), "size": rw.size,
-            "removed": rw.stats.removed, "changed": rw.stats.changed});
+            "removed": rw.stats.removed, "changed": rw.stats.changed, "copied": rw.stats.copied});
         crate::transport::layout::write_atomic(&dir.join("rewrites").join(key), &serde_json::to_vec(&meta)?)?;
         Ok(blob)
     }

@@ -59,6 +59,9 @@ impl<W: Write> HashingWriter<W> {
     pub fn finish(self) -> (W, Digest, u64) {
         (self.inner, Digest::from_hasher(self.hasher), self.count)
     }
+    pub fn get_mut(&mut self) -> &mut W {
+        &mut self.inner
+    }
 }
 
 impl<W: Write> Write for HashingWriter<W> {

@@ -382,9 +382,11 @@ async fn execute(ctx: &Ctx<'_>, mut p: Prepared, tag: Option<&ImageRef>) -> Resu
                     .get_or_rewrite(&key, || async move {
                         let out = spooled.clone();
                         let rw = tokio::task::spawn_blocking(move || -> std::io::Result<LayerRewrite> {
-                            let r = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(&input)?);
-                            let w = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&out)?);
-                            let (mut w, rw) = rewrite::rewrite_layer(r, w, &lp2, codec, &limits)?;
+                            let r: Arc<dyn crate::layer::splice::ReadAt> = Arc::new(std::fs::File::open(&input)?);
+                            // Created (truncated) again if a splice has to be redone.
+                            let open_out =
+                                || Ok(std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&out)?));
+                            let (mut w, rw) = rewrite::rewrite_layer(r, open_out, &lp2, codec, &limits)?;
                             std::io::Write::flush(&mut w)?;
                             Ok(rw)
                         })
@@ -426,7 +428,7 @@ async fn execute(ctx: &Ctx<'_>, mut p: Prepared, tag: Option<&ImageRef>) -> Resu
                 d["digest"] = json!(r.rw.digest.as_str());
                 d["size"] = json!(r.rw.size);
                 diff_ids.push(r.rw.diff_id.clone());
-                layer_reports.push(json!({"input_digest": layer.digest.as_str(), "output_digest": r.rw.digest.as_str(), "action": if r.cached { "rewritten (cached)" } else { "rewritten" }, "input_codec": codec_in, "uncompressed_bytes": idx.uncompressed_size, "bytes_in": layer.size, "bytes_out": r.rw.size, "entries_removed": r.rw.stats.removed, "entries_changed": r.rw.stats.changed}));
+                layer_reports.push(json!({"input_digest": layer.digest.as_str(), "output_digest": r.rw.digest.as_str(), "action": if r.cached { "rewritten (cached)" } else { "rewritten" }, "input_codec": codec_in, "uncompressed_bytes": idx.uncompressed_size, "bytes_in": layer.size, "bytes_out": r.rw.size, "entries_removed": r.rw.stats.removed, "entries_changed": r.rw.stats.changed, "bytes_spliced": r.rw.stats.copied}));
             }
             None => {
                 diff_ids.push(idx.diff_id.clone());

@@ -2,19 +2,29 @@
 //! entry, re-tar, recompress — hashing the tar (diff_id) and the blob (digest) on the way.
 //! Untouched entries are copied byte for byte, PAX records and long names included.
 //!
+//! A gzip layer rewritten to gzip is spliced ([`crate::layer::splice`]): the deflate blocks the
+//! changes do not reach are copied from the source instead of compressed again, so the cost is
+//! about one decompression. Every spliced blob is decoded again on a second thread and must give
+//! the diff_id computed on the way; if it ever does not (or the splicer cannot read the source),
+//! the layer is recompressed in full.
+//!
 //! Owns: turning plan decisions into bytes. Must not: decide what to drop.
 
 use crate::digest::{Digest, HashingWriter};
-use crate::layer::codec::{self, Encoder, OutputCodec};
+use crate::layer::codec::{self, Codec, Encoder, OutputCodec};
+use crate::layer::splice::{self, Cursor, ReadAt, Splicer};
 use crate::layer::tar::{bad, Kind, RawEntry, TarReader, TarWriter};
 use crate::layer::Limits;
 use crate::plan::{EntryChange, LayerPlan};
 use std::io::{self, Read, Write};
+use std::sync::Arc;
 
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct RewriteStats {
     pub removed: u64,
     pub changed: u64,
+    /// Uncompressed bytes whose deflate blocks were copied from the source (splicing).
+    pub copied: u64,
 }
 
 /// The result of rewriting one layer.
@@ -26,50 +36,194 @@ pub struct LayerRewrite {
     pub stats: RewriteStats,
 }
 
-/// Rewrite `input` (a layer blob in any supported codec) into `out` per `plan`, reading within
-/// `limits` (size and ratio; the input was scanned under the same ones).
+/// Rewrite the layer blob `input` (any supported codec) per `plan` into a writer from
+/// `open_out` (called again, to start over, if a splice has to be redone as a recompression),
+/// reading within `limits` (size and ratio; the input was scanned under the same ones).
 pub fn rewrite_layer<W: Write>(
-    input: impl Read,
-    out: W,
+    input: Arc<dyn ReadAt>,
+    mut open_out: impl FnMut() -> io::Result<W>,
     plan: &LayerPlan,
     codec: OutputCodec,
     limits: &Limits,
 ) -> io::Result<(W, LayerRewrite)> {
-    let (_, plain) = codec::limited_decoder(input, limits)?;
-    let blob = HashingWriter::new(out);
-    let enc = Encoder::new(codec, blob)?;
-    let tar_hash = HashingWriter::new(enc);
-    let mut tw = TarWriter::new(tar_hash);
-    let mut tr = TarReader::new(plain);
+    if let OutputCodec::Gzip(level) = codec {
+        let mut magic = [0u8; 4];
+        let n = input.read_at(&mut magic, 0)?;
+        if Codec::sniff(&magic[..n]) == Codec::Gzip {
+            match spliced(Arc::clone(&input), open_out()?, plan, level, limits) {
+                Ok(r) => return Ok(r),
+                Err(e) if limits.cancelled() => return Err(e),
+                // Recompressing fails with the input's own error, if it has one.
+                Err(_) => {}
+            }
+        }
+    }
+    let (_, plain) = codec::limited_decoder(Cursor::new(input), limits)?;
+    let blob = HashingWriter::new(open_out()?);
+    let mut tw = TarWriter::new(HashingWriter::new(Encoder::new(codec, blob)?));
+    let stats = filter(TarReader::new(plain), &mut tw, plan)?;
+    let (enc, diff_id, _) = tw.finish()?.finish();
+    let (out, digest, size) = enc.finish()?.finish();
+    Ok((out, LayerRewrite { digest, size, diff_id, stats }))
+}
+
+/// The splice: decode the source block by block, filter, copy what survives, and check the
+/// result by decoding it again.
+fn spliced<W: Write>(
+    input: Arc<dyn ReadAt>,
+    out: W,
+    plan: &LayerPlan,
+    level: u32,
+    limits: &Limits,
+) -> io::Result<(W, LayerRewrite)> {
+    let workers = crate::layer::pgzip::ParallelGz::<W>::default_workers();
+    let blob = HashingWriter::new(Verified::new(out));
+    let (dec, splicer) = splice::open(input, blob, level, workers)?;
+    let consumed = dec.consumed();
+    let plain = io::BufReader::with_capacity(256 << 10, codec::bounded(dec, consumed, limits));
+    let mut tw = TarWriter::new(HashingWriter::new(splicer));
+    let mut stats = filter(TarReader::new(plain), &mut tw, plan)?;
+    let (splicer, diff_id, plain_len) = tw.finish()?.finish();
+    let (blob, spliced) = splicer.finish()?;
+    let (verified, digest, size) = blob.finish();
+    let (out, decoded, decoded_len) = verified.finish()?;
+    if decoded != diff_id || decoded_len != plain_len {
+        return Err(io::Error::other(format!(
+            "spliced layer decodes to {decoded}, not the {diff_id} written (recompressing instead)"
+        )));
+    }
+    stats.copied = spliced.copied;
+    Ok((out, LayerRewrite { digest, size, diff_id, stats }))
+}
+
+/// Where the rewritten tar goes: told which output bytes are the source tar's own.
+trait TarSink: Write {
+    /// The next bytes are the source tar's, from `offset` (with `None`: bytes of our own).
+    fn claim(&mut self, _offset: Option<u64>) {}
+}
+
+impl<W: Write> TarSink for Encoder<W> {}
+
+impl<W: Write> TarSink for Splicer<W> {
+    fn claim(&mut self, offset: Option<u64>) {
+        Splicer::claim(self, offset);
+    }
+}
+
+/// Apply `plan` entry by entry, telling the sink which output is the source's own bytes.
+fn filter<R: Read, S: TarSink>(
+    mut tr: TarReader<R>,
+    tw: &mut TarWriter<HashingWriter<S>>,
+    plan: &LayerPlan,
+) -> io::Result<RewriteStats> {
     let mut stats = RewriteStats::default();
     while let Some(e) = tr.next_entry()? {
         let change = plan.changes.get(&e.path);
         match change {
             None if header_consistent(&e) => {
+                // Verbatim, padding included (a source whose padding is not zeros makes a
+                // splice fail its check and the layer is recompressed).
+                tw.w.get_mut().claim(Some(e.offset));
                 tw.w.write_all(&e.meta)?;
                 tw.write_header(&e.header)?;
                 tr.copy_data(&mut tw.w)?;
                 tw.pad(e.size)?;
+                tw.w.get_mut().claim(None);
             }
             None => {
-                write_changed(&mut tw, &mut tr, &e, &EntryChange::default(), None)?;
+                write_changed(tw, &mut tr, &e, &EntryChange::default(), None)?;
             }
             Some(c) if c.remove && c.promote_to.is_none() => {
                 stats.removed += 1;
             }
             Some(c) => {
                 let promoted = c.promote_to.as_ref().map(|p| (p.as_str(), plan.changes.get(p)));
-                write_changed(&mut tw, &mut tr, &e, c, promoted)?;
+                write_changed(tw, &mut tr, &e, c, promoted)?;
                 stats.changed += 1;
             }
         }
     }
     tr.finish()?;
-    let tar_hash = tw.finish()?;
-    let (enc, diff_id, _) = tar_hash.finish();
-    let blob = enc.finish()?;
-    let (out, digest, size) = blob.finish();
-    Ok((out, LayerRewrite { digest, size, diff_id, stats }))
+    Ok(stats)
+}
+
+/// A blob writer that also decodes what it writes on another thread, for [`spliced`]'s check.
+struct Verified<W> {
+    inner: W,
+    buf: Vec<u8>,
+    tx: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
+    check: Option<std::thread::JoinHandle<io::Result<(Digest, u64)>>>,
+}
+
+impl<W: Write> Verified<W> {
+    fn new(inner: W) -> Self {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(8);
+        let check = std::thread::spawn(move || {
+            let chunks = ChannelReader { rx, cur: Vec::new(), pos: 0 };
+            let mut d = flate2::read::MultiGzDecoder::new(io::BufReader::with_capacity(256 << 10, chunks));
+            let mut h = HashingWriter::new(io::sink());
+            io::copy(&mut d, &mut h)?;
+            let (_, digest, n) = h.finish();
+            Ok((digest, n))
+        });
+        Verified { inner, buf: Vec::with_capacity(256 << 10), tx: Some(tx), check: Some(check) }
+    }
+
+    fn send(&mut self) {
+        if let Some(tx) = &self.tx {
+            // A failed send means the checker stopped on an error, which finish reports.
+            if tx.send(std::mem::replace(&mut self.buf, Vec::with_capacity(256 << 10))).is_err() {
+                self.tx = None;
+            }
+        }
+    }
+
+    /// The inner writer, and what the written blob decodes to (digest, length).
+    fn finish(mut self) -> io::Result<(W, Digest, u64)> {
+        self.send();
+        self.tx = None;
+        let check = self.check.take().ok_or_else(|| io::Error::other("check already finished"))?;
+        let (digest, n) = check.join().map_err(|_| io::Error::other("the splice check stopped"))??;
+        Ok((self.inner, digest, n))
+    }
+}
+
+impl<W: Write> Write for Verified<W> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.inner.write_all(data)?;
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= 256 << 10 {
+            self.send();
+        }
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+struct ChannelReader {
+    rx: std::sync::mpsc::Receiver<Vec<u8>>,
+    cur: Vec<u8>,
+    pos: usize,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.cur.len() {
+            match self.rx.recv() {
+                Ok(next) => {
+                    self.cur = next;
+                    self.pos = 0;
+                }
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.cur.len() - self.pos);
+        buf[..n].copy_from_slice(&self.cur[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
 }
 
 /// Entries without data must say size 0; anything else is rewritten so framing stays sane.
@@ -145,6 +299,14 @@ mod tests {
     use super::*;
     use crate::layer::codec::decoder;
 
+    fn blob(b: &[u8]) -> Arc<dyn ReadAt> {
+        Arc::new(b.to_vec())
+    }
+
+    fn vec_out() -> io::Result<Vec<u8>> {
+        Ok(Vec::new())
+    }
+
     /// Build a tar with GNU tar-like edge cases using the tar crate's builder.
     fn sample() -> Vec<u8> {
         let mut b = tar::Builder::new(Vec::new());
@@ -209,7 +371,7 @@ mod tests {
     fn unchanged_plan_copies_every_entry_verbatim() {
         let input = sample();
         let (out, rw) =
-            rewrite_layer(&input[..], Vec::new(), &LayerPlan::default(), OutputCodec::Gzip(6), &Limits::default())
+            rewrite_layer(blob(&input), vec_out, &LayerPlan::default(), OutputCodec::Gzip(6), &Limits::default())
                 .unwrap();
         let (_, mut d) = decoder(&out[..]).unwrap();
         let mut plain = Vec::new();
@@ -242,7 +404,7 @@ mod tests {
         plan.changes.insert("app/b".into(), ch(|c| c.relink_to = Some("app/a".into())));
         let long = format!("opt/{}/file", "d".repeat(150));
         plan.changes.insert(long.clone(), ch(|c| c.mode = Some(0o600)));
-        let (out, rw) = rewrite_layer(&input[..], Vec::new(), &plan, OutputCodec::Gzip(6), &Limits::default()).unwrap();
+        let (out, rw) = rewrite_layer(blob(&input), vec_out, &plan, OutputCodec::Gzip(6), &Limits::default()).unwrap();
         let got = entries(&out);
         let find = |p: &str| got.iter().find(|e| e.0 == p).unwrap_or_else(|| panic!("{p} missing from {got:?}"));
         assert_eq!(find("usr/bin/su").2, 0o755);
@@ -261,9 +423,50 @@ mod tests {
         assert!(got.iter().any(|e| e.0 == "var/.wh..wh..opq"));
         assert_eq!((rw.stats.changed, rw.stats.removed), (5, 1));
         // Deterministic: the same input and plan give the same digest.
-        let (_, again) =
-            rewrite_layer(&input[..], Vec::new(), &plan, OutputCodec::Gzip(6), &Limits::default()).unwrap();
+        let (_, again) = rewrite_layer(blob(&input), vec_out, &plan, OutputCodec::Gzip(6), &Limits::default()).unwrap();
         assert_eq!(again.digest, rw.digest);
+    }
+
+    #[test]
+    fn gzip_layers_are_spliced_to_the_same_tar() {
+        // 60 files of ~64 KiB text: many deflate blocks, most far from any change.
+        let mut b = tar::Builder::new(Vec::new());
+        for i in 0..60u32 {
+            let mut x = i + 1;
+            let text: Vec<u8> = (0..65_000u32)
+                .map(|_| {
+                    x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                    b"abcdefghij klmnop\n"[((x >> 16) % 18) as usize]
+                })
+                .collect();
+            let mut h = tar::Header::new_gnu();
+            h.set_mode(if i == 30 { 0o4755 } else { 0o644 });
+            h.set_size(text.len() as u64);
+            h.set_mtime(1_700_000_000);
+            b.append_data(&mut h, format!("data/f{i}"), &text[..]).unwrap();
+        }
+        let tar = b.into_inner().unwrap();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
+        gz.write_all(&tar).unwrap();
+        let gz = gz.finish().unwrap();
+        let mut plan = LayerPlan::default();
+        plan.changes.insert("data/f10".into(), EntryChange { remove: true, ..Default::default() });
+        plan.changes.insert("data/f30".into(), EntryChange { mode: Some(0o755), ..Default::default() });
+        let codec = OutputCodec::Gzip(6);
+        let (spliced, s) = rewrite_layer(blob(&gz), vec_out, &plan, codec, &Limits::default()).unwrap();
+        let (full, f) = rewrite_layer(blob(&tar), vec_out, &plan, codec, &Limits::default()).unwrap();
+        assert_eq!(s.diff_id, f.diff_id, "splicing and recompressing must give the same tar");
+        assert!(s.stats.copied > tar.len() as u64 / 2, "{:?}", s.stats);
+        assert_eq!(f.stats.copied, 0);
+        assert_eq!((s.stats.removed, s.stats.changed), (1, 1));
+        let (_, mut d) = decoder(&spliced[..]).unwrap();
+        let mut plain = Vec::new();
+        d.read_to_end(&mut plain).unwrap();
+        assert_eq!(Digest::of(&plain), s.diff_id);
+        assert_eq!(Digest::of(&spliced), s.digest);
+        assert!(spliced.len() < full.len() * 11 / 10);
+        let again = rewrite_layer(blob(&gz), vec_out, &plan, codec, &Limits::default()).unwrap().0;
+        assert_eq!(again, spliced);
     }
 
     #[test]
@@ -274,13 +477,13 @@ mod tests {
         let gz = gz.finish().unwrap();
         let cut = &gz[..gz.len() / 2];
         assert!(
-            rewrite_layer(cut, Vec::new(), &LayerPlan::default(), OutputCodec::Gzip(6), &Limits::default()).is_err()
+            rewrite_layer(blob(cut), vec_out, &LayerPlan::default(), OutputCodec::Gzip(6), &Limits::default()).is_err()
         );
         let mut corrupt = input.clone();
         corrupt[600] ^= 0xff; // inside the second header
         assert!(rewrite_layer(
-            &corrupt[..],
-            Vec::new(),
+            blob(&corrupt),
+            vec_out,
             &LayerPlan::default(),
             OutputCodec::Gzip(6),
             &Limits::default()

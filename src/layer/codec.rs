@@ -109,7 +109,13 @@ pub fn limited_decoder<'a, R: Read + 'a>(raw: R, limits: &Limits) -> io::Result<
     let consumed = Arc::new(AtomicU64::new(0));
     let counted = Counted { inner: raw, n: Arc::clone(&consumed) };
     let (codec, plain) = decoder(counted)?;
-    Ok((codec, Box::new(Bounded { inner: plain, out: 0, consumed, limits: limits.clone() })))
+    Ok((codec, bounded(plain, consumed, limits)))
+}
+
+/// `plain` (decompressed from `consumed` compressed bytes so far) within `limits`, as
+/// [`limited_decoder`] does for its own decoder.
+pub fn bounded<'a>(plain: impl Read + 'a, consumed: Arc<AtomicU64>, limits: &Limits) -> Box<dyn Read + 'a> {
+    Box::new(Bounded { inner: Box::new(plain), out: 0, consumed, limits: limits.clone() })
 }
 
 struct Counted<R> {

@@ -56,7 +56,8 @@ fn scan(blob: &[u8]) -> std::io::Result<crate::scan::LayerIndex> {
 }
 
 fn rewrite(blob: &[u8], plan: &LayerPlan) -> std::io::Result<Vec<u8>> {
-    rewrite_layer(blob, Vec::new(), plan, OutputCodec::Gzip(6), &Limits::default()).map(|(o, _)| o)
+    rewrite_layer(std::sync::Arc::new(blob.to_vec()), || Ok(Vec::new()), plan, OutputCodec::Gzip(6), &Limits::default())
+        .map(|(o, _)| o)
 }
 
 /// (raw stored name, kind, mode, data) of every entry of a (compressed) layer.
@@ -249,7 +250,13 @@ fn decompression_bombs_stop_at_the_limits() {
         let small = Limits::new(8 << 20, 1_000_000, 1000);
         let e = msg(scan_layer(&b[..], None, None, &small));
         assert!(e.contains("--max-layer-size"), "{codec}: {e}");
-        let e = msg(rewrite_layer(&b[..], Vec::new(), &LayerPlan::default(), OutputCodec::Gzip(1), &small));
+        let e = msg(rewrite_layer(
+            std::sync::Arc::new(b.clone()),
+            || Ok(Vec::new()),
+            &LayerPlan::default(),
+            OutputCodec::Gzip(1),
+            &small,
+        ));
         assert!(e.contains("--max-layer-size"), "{codec}: {e}");
         // Ratio limit (judged past 64 MiB).
         let ratio = Limits::new(1 << 40, 100, 1000);

@@ -119,6 +119,29 @@ impl<W: Write> ParallelGz<W> {
         Ok(())
     }
 
+    /// Bytes the caller deflated itself follow (see [`ParallelGz::push_ready`]): end the chunk
+    /// being filled (so it ends byte-aligned, before them) and count `plain` into the CRC.
+    pub fn copied(&mut self, plain: &[u8]) -> io::Result<()> {
+        if !self.buf.is_empty() {
+            self.submit(false)?;
+        }
+        self.crc.update(plain);
+        Ok(())
+    }
+
+    /// Queue deflate data the caller made (starting and ending on a byte boundary, no final
+    /// block), in order after everything written so far; its plain bytes must have gone to
+    /// [`ParallelGz::copied`].
+    pub fn push_ready(&mut self, deflated: Vec<u8>) -> io::Result<()> {
+        let (tx, rx) = channel();
+        let _ = tx.send(Ok(deflated));
+        self.pending.push_back(rx);
+        while self.pending.len() > self.max_pending {
+            self.write_one()?;
+        }
+        Ok(())
+    }
+
     /// Flush every chunk, then the trailer (CRC-32 and size mod 2^32); returns the inner writer.
     pub fn finish(mut self) -> io::Result<W> {
         self.submit(true)?;

@@ -67,6 +67,8 @@ pub struct RawEntry {
     /// The entry's path or hardlink target leaves the root (`..` or absolute after
     /// normalisation would escape): reported, never followed.
     pub escapes: bool,
+    /// Offset of the entry's first byte (its first metadata block, or its header) in the stream.
+    pub offset: u64,
 }
 
 impl RawEntry {
@@ -177,7 +179,7 @@ pub fn padding(size: u64) -> u64 {
 
 /// Reads logical entries from an uncompressed tar stream.
 pub struct TarReader<R> {
-    r: R,
+    r: Counted<R>,
     /// Data bytes (plus padding) of the current entry not yet consumed.
     pending_data: u64,
     pending_pad: u64,
@@ -186,7 +188,7 @@ pub struct TarReader<R> {
 
 impl<R: Read> TarReader<R> {
     pub fn new(r: R) -> Self {
-        TarReader { r, pending_data: 0, pending_pad: 0, done: false }
+        TarReader { r: Counted { inner: r, n: 0 }, pending_data: 0, pending_pad: 0, done: false }
     }
 
     fn read_block(&mut self, buf: &mut [u8; 512]) -> io::Result<bool> {
@@ -238,6 +240,7 @@ impl<R: Read> TarReader<R> {
             return Ok(None);
         }
         self.skip_pending()?;
+        let offset = self.r.n;
         let mut meta = Vec::new();
         let mut pax = Vec::new();
         let mut long_name: Option<Vec<u8>> = None;
@@ -321,7 +324,7 @@ impl<R: Read> TarReader<R> {
             let data_size = if carries_data { size } else { 0 };
             self.pending_data = data_size;
             self.pending_pad = if carries_data { padding(size) } else { size + padding(size) };
-            return Ok(Some(RawEntry { meta, pax, header, path, link, kind, size: data_size, escapes }));
+            return Ok(Some(RawEntry { meta, pax, header, path, link, kind, size: data_size, escapes, offset }));
         }
     }
 
@@ -352,7 +355,21 @@ impl<R: Read> TarReader<R> {
     pub fn finish(mut self) -> io::Result<R> {
         self.skip_pending()?;
         io::copy(&mut self.r, &mut io::sink())?;
-        Ok(self.r)
+        Ok(self.r.inner)
+    }
+}
+
+/// Counts the bytes read through it (the stream offset of each entry).
+struct Counted<R> {
+    inner: R,
+    n: u64,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let k = self.inner.read(buf)?;
+        self.n += k as u64;
+        Ok(k)
     }
 }
 
