@@ -432,13 +432,7 @@ mod tests {
         // 60 files of ~64 KiB text: many deflate blocks, most far from any change.
         let mut b = tar::Builder::new(Vec::new());
         for i in 0..60u32 {
-            let mut x = i + 1;
-            let text: Vec<u8> = (0..65_000u32)
-                .map(|_| {
-                    x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
-                    b"abcdefghij klmnop\n"[((x >> 16) % 18) as usize]
-                })
-                .collect();
+            let text = crate::layer::testdata::sample(65_000, i + 1);
             let mut h = tar::Header::new_gnu();
             h.set_mode(if i == 30 { 0o4755 } else { 0o644 });
             h.set_size(text.len() as u64);

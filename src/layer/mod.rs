@@ -5,6 +5,25 @@ pub mod pgzip;
 pub mod splice;
 pub mod tar;
 
+/// Test data shared by the codec tests.
+#[cfg(test)]
+pub mod testdata {
+    /// `n` bytes of pseudo-random words and noise (compressible, but not trivially).
+    pub fn sample(n: usize, seed: u32) -> Vec<u8> {
+        let mut x = seed;
+        (0..n)
+            .map(|i| {
+                x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                if i % 5 == 0 {
+                    (x >> 24) as u8
+                } else {
+                    b"the layer's words repeat "[i % 25]
+                }
+            })
+            .collect()
+    }
+}
+
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;

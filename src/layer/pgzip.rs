@@ -197,24 +197,10 @@ mod tests {
         w.finish().unwrap()
     }
 
-    fn sample(n: usize) -> Vec<u8> {
-        let mut x: u32 = 1;
-        (0..n)
-            .map(|i| {
-                x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
-                if i % 3 == 0 {
-                    (x >> 24) as u8
-                } else {
-                    b"layer data "[i % 11]
-                }
-            })
-            .collect()
-    }
-
     #[test]
     fn output_is_valid_gzip_and_independent_of_workers() {
         for n in [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK + 12345] {
-            let data = sample(n);
+            let data = crate::layer::testdata::sample(n, 1);
             let one = compress(&data, 1);
             let four = compress(&data, 4);
             assert_eq!(one, four, "n={n}: bytes must not depend on the worker count");

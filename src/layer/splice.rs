@@ -34,10 +34,10 @@ use std::sync::{Arc, Mutex};
 const WINDOW: u64 = 32 * 1024;
 /// Compressed bytes of copied blocks per output segment (each segment ends with a 5-byte empty
 /// stored block that restores byte alignment).
-const MAX_RUN_BYTES: u64 = 4 << 20;
+const MAX_RUN_BYTES: u64 = 1 << 20;
 /// Plain bytes held back while waiting to learn whether their block can be copied; past this,
 /// they are compressed instead (a huge block costs ratio, never memory).
-const MAX_HOLD: usize = 8 << 20;
+const MAX_HOLD: usize = 4 << 20;
 /// Input read per refill.
 const INPUT_BUF: usize = 256 << 10;
 
@@ -608,20 +608,7 @@ impl<W: Write> Write for Splicer<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn sample(n: usize, seed: u32) -> Vec<u8> {
-        let mut x = seed;
-        (0..n)
-            .map(|i| {
-                x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
-                if i % 5 == 0 {
-                    (x >> 24) as u8
-                } else {
-                    b"the layer's words repeat "[i % 25]
-                }
-            })
-            .collect()
-    }
+    use crate::layer::testdata::sample;
 
     fn gzip(data: &[u8], level: u32) -> Vec<u8> {
         let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(level));
