@@ -113,7 +113,8 @@ pub struct Scanner<'a> {
     pub progress: &'a Progress,
     pub limits: &'a crate::layer::Limits,
     /// Upload each fetched layer here while it is scanned — for profiles that change no file
-    /// (mirroring), where every layer will be pushed as it is, so the copy overlaps the scan.
+    /// (mirroring), where every layer will be pushed as it is, so the copy overlaps the scan
+    /// (and, from a registry, the download too).
     pub mirror_to: Option<&'a Endpoint>,
 }
 
@@ -186,10 +187,7 @@ impl Scanner<'_> {
         };
         let upload = async {
             match self.mirror_to {
-                Some(dst) if !dst.has_blob(digest).await? => {
-                    let path = spool.join(format!("in-{}", digest.hex()));
-                    dst.put_blob_following(digest, layer.size, &path, &follow).await
-                }
+                Some(dst) if !dst.has_blob(digest).await? => dst.put_blob_following(digest, layer.size, &follow).await,
                 _ => Ok(()),
             }
         };

@@ -19,7 +19,7 @@ use futures_util::Stream;
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 /// How a download ended, as far as its followers know.
@@ -39,6 +39,8 @@ struct State {
     attempt: u32,
     /// The current attempt's file, once it has one (a handle of its own for followers).
     file: Option<Arc<File>>,
+    /// Where the download writes, once an attempt has begun.
+    path: Option<PathBuf>,
     /// Bytes of the current attempt in the file.
     written: u64,
     end: End,
@@ -84,7 +86,7 @@ pub fn tap(what: impl Into<String>, size: u64) -> (Tap, Follow) {
     let shared = Arc::new(Shared {
         what: what.into(),
         size,
-        state: Mutex::new(State { attempt: 1, file: None, written: 0, end: End::Running }),
+        state: Mutex::new(State { attempt: 1, file: None, path: None, written: 0, end: End::Running }),
         cond: Condvar::new(),
         notify: tokio::sync::Notify::new(),
     });
@@ -98,6 +100,7 @@ impl Tap {
         let handle = Arc::new(File::open(path)?);
         let mut st = self.shared.lock();
         st.file = Some(handle);
+        st.path = Some(path.to_path_buf());
         st.written = 0;
         drop(st);
         self.shared.changed();
@@ -206,6 +209,11 @@ impl Follow {
 
     pub fn end(&self) -> End {
         self.shared.lock().end.clone()
+    }
+
+    /// The file the download writes, once it has begun writing one.
+    pub fn path(&self) -> Option<PathBuf> {
+        self.shared.lock().path.clone()
     }
 
     /// Resolves once the download has ended, with how.
@@ -371,7 +379,9 @@ mod tests {
             let mut out = Vec::new();
             r.read_to_end(&mut out).map(|_| out)
         });
+        assert_eq!(follow.path(), None, "no file before an attempt begins");
         let mut f = begin(&tap, &dir);
+        assert_eq!(follow.path(), Some(dir.path().join("blob")));
         feed(&tap, &mut f, &data);
         // EOF comes at the declared size, before the download says how it ended.
         assert_eq!(reader.join().unwrap().unwrap(), data);

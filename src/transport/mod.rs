@@ -154,12 +154,12 @@ impl Endpoint {
     /// Store a blob while it downloads (see [`follow`]): streamed behind the download into a
     /// registry, which checks the digest itself; copied into a layout once the download is
     /// verified. Fails when the download does (the caller reports the download's error).
-    pub async fn put_blob_following(&self, d: &Digest, size: u64, path: &Path, follow: &follow::Follow) -> Result<()> {
+    pub async fn put_blob_following(&self, d: &Digest, size: u64, follow: &follow::Follow) -> Result<()> {
         match self {
             Endpoint::Registry(x) => x.put_blob_following(d, size, follow).await,
-            Endpoint::Layout(x) => match follow.finished().await {
-                follow::End::Verified => x.put_blob(d, path),
-                end => anyhow::bail!("blob {d}: not stored, its download did not complete ({end:?})"),
+            Endpoint::Layout(x) => match (follow.finished().await, follow.path()) {
+                (follow::End::Verified, Some(path)) => x.put_blob(d, &path),
+                (end, _) => anyhow::bail!("blob {d}: not stored, its download did not complete ({end:?})"),
             },
         }
     }

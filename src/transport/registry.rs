@@ -1,6 +1,7 @@
 //! A registry through oci-client: Basic auth and the Bearer challenge are oci-client's; plain
 //! HTTP is used for localhost and 127.0.0.0/8 (or with `--plain-http`). Layer uploads are
-//! monolithic PUTs streamed from a local file with the digest known up front.
+//! monolithic PUTs with the digest known up front, streamed from a local file or from behind a
+//! download still under way (see [`super::follow`]), which downloads publish their progress to.
 //!
 //! Every request goes through the [`RetryPolicy`] (`--retries`, `--timeout`): a transient
 //! failure is retried with backoff; a download restarts from scratch into the same spool file;
