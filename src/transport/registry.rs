@@ -184,7 +184,8 @@ impl Registry {
         Ok(out)
     }
 
-    /// Download a blob into `spool`, hashing on the way; a mismatch aborts naming the digest.
+    /// Download a blob into `spool`, verified on the way (by oci-client's stream); a mismatch
+    /// aborts naming the digest received.
     /// `size` is the manifest's (which is verified): a registry sending more is refused as it
     /// happens, so a hostile one cannot fill the disk. A failed attempt starts over from byte 0.
     /// Progress goes to `tap` as it happens (each chunk is written straight to the file), so
