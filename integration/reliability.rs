@@ -3,7 +3,8 @@
 //!   is back (same port, same storage) a rerun gives the digest of an undisturbed run and
 //!   reuses the blobs the first run had finished;
 //! - a loopback proxy that drops every third connection and delays the others: the rebuild
-//!   still succeeds with the digest of a direct one;
+//!   still succeeds with the digest of a direct one, and so does a mirror (`-p passthrough`),
+//!   which scans and uploads each layer while it downloads;
 //! - Ctrl-C in the middle of a rebuild: a non-zero exit, no `harden-*` directory left in TMPDIR
 //!   and no half-written OCI layout.
 //!
@@ -354,6 +355,44 @@ fn reliability_flaky_proxy_same_digest_as_direct() {
     );
     let inspected = skopeo_inspect(&reg.image("flaky:1"), &[]);
     assert_eq!(inspected["Digest"].as_str(), Some(direct.digest.as_str()));
+}
+
+/// A mirror (`-p passthrough`) through the same flaky proxy: each layer is scanned and uploaded
+/// while it downloads, so a download cut mid-way voids what the scan and the upload had read
+/// of it. The rebuild still succeeds, with the digest of a direct mirror, every layer kept
+/// as it was and uploaded during the scan (the push finds it there).
+#[test]
+fn reliability_flaky_proxy_mirror_same_digest_as_direct() {
+    let reg = Registry::start(false);
+    let tmp = tempdir("rel-mirror");
+    let creds = no_creds(tmp.path());
+    let fx = fixture("debian");
+    let src = reg.push_fixture(&fx, "debian:1");
+    let base = ["--base-name", BASE_NAME, "-p", "passthrough", "--no-cache"];
+    let direct =
+        expect_pinned(&harden(&[&["rebuild", src.as_str(), &reg.image("mirror-direct:1")][..], &base[..]].concat()));
+
+    let faults = Faults {
+        drop_every: 3,
+        delay: Duration::from_millis(100),
+        cut_every: 4,
+        cut_after: 1 << 20,
+        ..Default::default()
+    };
+    let proxy = Proxy::start(&reg.host, faults);
+    let (from, to) = (proxy.image("debian:1"), proxy.image("mirror-flaky:1"));
+    let args = [&["rebuild", &from, &to, "--retries", "8"][..], &base[..]].concat();
+    let run = spawn_harden(&args, &[("DOCKER_CONFIG", &creds)]);
+    let (code, out, err) = run.finish(Duration::from_secs(600));
+    assert_eq!(code, Some(0), "the mirror should survive a flaky connection:\n{err}");
+    assert_eq!(pinned_of(&out), direct.digest, "through the flaky proxy the digest differs:\n{err}");
+    assert!(proxy.dropped.load(Ordering::SeqCst) > 0, "the proxy dropped nothing: not a test");
+    assert!(err.contains("retry"), "no retry was reported:\n{err}");
+    assert!(err.contains("already present") && !err.contains("pushed blob"), "layers go up during the scan:\n{err}");
+    let src_raw: serde_json::Value = serde_json::from_slice(&skopeo_inspect_raw_bytes(&src, &[])).unwrap();
+    let raw: serde_json::Value =
+        serde_json::from_slice(&skopeo_inspect_raw_bytes(&reg.image("mirror-flaky:1"), &[])).unwrap();
+    assert_eq!(raw["layers"], src_raw["layers"], "a mirror keeps every layer as it is");
 }
 
 /// SIGINT in the middle of a rebuild into an OCI layout: exit non-zero, no temporary directory

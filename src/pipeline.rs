@@ -25,7 +25,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use futures_util::{stream, StreamExt, TryStreamExt};
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -113,7 +113,8 @@ pub struct Scanner<'a> {
     pub progress: &'a Progress,
     pub limits: &'a crate::layer::Limits,
     /// Upload each fetched layer here while it is scanned — for profiles that change no file
-    /// (mirroring), where every layer will be pushed as it is, so the copy overlaps the scan.
+    /// (mirroring), where every layer will be pushed as it is, so the copy overlaps the scan
+    /// (and, from a registry, the download too).
     pub mirror_to: Option<&'a Endpoint>,
 }
 
@@ -131,35 +132,18 @@ impl Scanner<'_> {
                 let cell = self.share.memo.lock().await.entry(layer.digest.clone()).or_default().clone();
                 let r = cell
                     .get_or_try_init(|| async {
-                        let blob = self.src.blob_local(&layer.digest, layer.size, self.share.spool.path()).await?;
-                        let path = blob.path.clone();
-                        let digest = layer.digest.clone();
-                        let verify = (!blob.verified).then(|| digest.clone());
-                        let limits = self.limits.clone();
-                        let scan = tokio::task::spawn_blocking(move || {
-                            let f = std::fs::File::open(&path)?;
-                            let f = std::io::BufReader::with_capacity(1 << 20, f);
-                            scan::scan_layer(f, verify.as_ref(), Some(&diff_id), &limits)
-                        });
-                        let upload = async {
-                            match self.mirror_to {
-                                // A layout blob is verified by the scan: upload only what was checked.
-                                Some(dst) if blob.verified && !dst.has_blob(&layer.digest).await? => {
-                                    dst.put_blob(&layer.digest, layer.size, &blob.path).await
-                                }
-                                _ => Ok(()),
-                            }
+                        let (path, index) = if self.src.is_registry() {
+                            self.fetch_following(layer, diff_id).await?
+                        } else {
+                            self.fetch_then_scan(layer, diff_id).await?
                         };
-                        let (index, uploaded) = tokio::join!(scan, upload);
-                        let index = index?.map_err(|e| anyhow!("layer {digest}: {e}"))?;
-                        uploaded?;
                         self.progress.line(&format!(
                             "scanned layer {}/{n} {} ({} entries)",
                             i + 1,
-                            digest.short(),
+                            layer.digest.short(),
                             index.entries.len()
                         ));
-                        Ok::<_, anyhow::Error>((blob.path, Arc::new(index)))
+                        Ok::<_, anyhow::Error>((path, Arc::new(index)))
                     })
                     .await?;
                 Ok(r.clone())
@@ -168,6 +152,71 @@ impl Scanner<'_> {
             .try_collect()
             .await?;
         Ok(results.into_iter().unzip())
+    }
+}
+
+impl Scanner<'_> {
+    /// A local blob (an OCI layout's): scan it, verifying its digest on the way, and upload it
+    /// (when mirroring) only once the scan has checked it.
+    async fn fetch_then_scan(&self, layer: &image::LayerDesc, diff_id: Digest) -> Result<(PathBuf, LayerIndex)> {
+        let blob = self.src.blob_local(&layer.digest, layer.size, self.share.spool.path(), None).await?;
+        let verify = (!blob.verified).then(|| layer.digest.clone());
+        let index = self.scan_file(&blob.path, verify, diff_id, &layer.digest).await?;
+        if let Some(dst) = self.mirror_to {
+            if !dst.has_blob(&layer.digest).await? {
+                dst.put_blob(&layer.digest, layer.size, &blob.path).await?;
+            }
+        }
+        Ok((blob.path, index))
+    }
+
+    /// A registry's blob: download it, scan it and (when mirroring) upload it all at once, the
+    /// scan and the upload reading the spool file behind the download (see
+    /// [`crate::transport::follow`]). The scan trusts the download's verification only when
+    /// the download verified exactly the bytes it read — one attempt, file written once — and
+    /// scans the finished file again otherwise. A failed download is the error, whatever the
+    /// scan and the upload made of its bytes.
+    async fn fetch_following(&self, layer: &image::LayerDesc, diff_id: Digest) -> Result<(PathBuf, LayerIndex)> {
+        let digest = &layer.digest;
+        let spool = self.share.spool.path();
+        let (tap, follow) = crate::transport::follow::tap(format!("blob {digest}"), layer.size);
+        let download = self.src.blob_local(digest, layer.size, spool, Some(tap));
+        let scan = {
+            let (reader, limits, diff_id) = (follow.reader(), self.limits.clone(), diff_id.clone());
+            tokio::task::spawn_blocking(move || scan::scan_layer(reader, None, Some(&diff_id), &limits))
+        };
+        let upload = async {
+            match self.mirror_to {
+                Some(dst) if !dst.has_blob(digest).await? => dst.put_blob_following(digest, layer.size, &follow).await,
+                _ => Ok(()),
+            }
+        };
+        let (blob, scanned, uploaded) = tokio::join!(download, scan, upload);
+        let blob = blob?;
+        let index = match scanned {
+            Ok(Ok(index)) if follow.attempts() == 1 => index,
+            _ => self.scan_file(&blob.path, None, diff_id, digest).await?,
+        };
+        uploaded?;
+        Ok((blob.path, index))
+    }
+
+    /// Scan a whole local blob; `verify` its digest when it is not known good.
+    async fn scan_file(
+        &self,
+        path: &Path,
+        verify: Option<Digest>,
+        diff_id: Digest,
+        digest: &Digest,
+    ) -> Result<LayerIndex> {
+        let (path, limits) = (path.to_path_buf(), self.limits.clone());
+        let index = tokio::task::spawn_blocking(move || {
+            let f = std::fs::File::open(&path)?;
+            let f = std::io::BufReader::with_capacity(1 << 20, f);
+            scan::scan_layer(f, verify.as_ref(), Some(&diff_id), &limits)
+        })
+        .await?;
+        index.map_err(|e| anyhow!("layer {digest}: {e}"))
     }
 }
 

@@ -4,7 +4,8 @@
 //! Owns: turning a layer blob into a [`LayerIndex`]. Must not: decide what to change, write blobs.
 
 use crate::digest::{Digest, HashingReader};
-use crate::layer::codec::{self, Codec};
+use crate::layer::codec::Codec;
+use crate::layer::inflate;
 use crate::layer::tar::{Kind, TarReader};
 use crate::layer::Limits;
 use std::io::{self, Read};
@@ -94,47 +95,69 @@ pub fn prefix_len(path: &str, mode: u32, size: u64) -> u64 {
 
 /// Scan one layer blob within `limits` (size, ratio, entries: see [`Limits`]). The blob's digest
 /// (when not verified on download) and the config's diff_id are checked when given: a mismatch
-/// is an error naming both.
+/// is an error naming both. One thread decompresses (and hashes the blob), the caller's hashes
+/// the uncompressed stream and parses it (see [`crate::layer::inflate`]). A scan that fails
+/// gives back the entries it had taken from `limits`.
 pub fn scan_layer(
-    blob: impl Read,
+    blob: impl Read + Send,
     expected_digest: Option<&Digest>,
     expected_diff_id: Option<&Digest>,
     limits: &Limits,
 ) -> io::Result<LayerIndex> {
-    let mut compressed = HashingReader::new(blob);
-    let (codec, plain) = codec::limited_decoder(&mut compressed, limits)?;
-    let mut hashing = HashingReader::new(plain);
-    let mut entries = Vec::new();
-    {
-        let mut tr = TarReader::new(&mut hashing);
-        while let Some(e) = tr.next_entry()? {
-            if e.kind == Kind::GlobalPax {
-                continue;
-            }
-            let mode = e.mode();
-            let want = if e.kind == Kind::File { prefix_len(&e.path, mode, e.size) } else { 0 };
-            let prefix = if want > 0 { Some(tr.read_prefix(want)?.into_boxed_slice()) } else { None };
-            let kept = e.path.len() + e.link.as_ref().map_or(0, String::len) + prefix.as_ref().map_or(0, |p| p.len());
-            limits.take_entry(kept as u64)?;
-            entries.push(EntryInfo {
-                caps: e.has_xattr("security.capability"),
-                uid: e.uid(),
-                gid: e.gid(),
-                path: e.path,
-                kind: e.kind,
-                mode,
-                size: e.size,
-                link: e.link,
-                escapes: e.escapes,
-                prefix,
-            });
-        }
-        tr.finish()?;
+    let mut taken = (0u64, 0u64);
+    let res = scan_counted(blob, expected_digest, expected_diff_id, limits, &mut taken);
+    if res.is_err() {
+        limits.give_back(taken.0, taken.1);
     }
-    let (diff_id, uncompressed_size) = hashing.finish()?;
-    let (digest, _) = compressed.finish()?;
+    res
+}
+
+fn scan_counted(
+    blob: impl Read + Send,
+    expected_digest: Option<&Digest>,
+    expected_diff_id: Option<&Digest>,
+    limits: &Limits,
+    taken: &mut (u64, u64),
+) -> io::Result<LayerIndex> {
+    let ((entries, diff_id, uncompressed_size), compressed) =
+        inflate::with_plain(blob, expected_digest.is_some(), limits, |plain| {
+            let mut hashing = HashingReader::new(plain);
+            let mut entries = Vec::new();
+            {
+                let mut tr = TarReader::new(&mut hashing);
+                while let Some(e) = tr.next_entry()? {
+                    if e.kind == Kind::GlobalPax {
+                        continue;
+                    }
+                    let mode = e.mode();
+                    let want = if e.kind == Kind::File { prefix_len(&e.path, mode, e.size) } else { 0 };
+                    let prefix = if want > 0 { Some(tr.read_prefix(want)?.into_boxed_slice()) } else { None };
+                    let kept =
+                        e.path.len() + e.link.as_ref().map_or(0, String::len) + prefix.as_ref().map_or(0, |p| p.len());
+                    limits.take_entry(kept as u64)?;
+                    taken.0 += 1;
+                    taken.1 += kept as u64;
+                    entries.push(EntryInfo {
+                        caps: e.has_xattr("security.capability"),
+                        uid: e.uid(),
+                        gid: e.gid(),
+                        path: e.path,
+                        kind: e.kind,
+                        mode,
+                        size: e.size,
+                        link: e.link,
+                        escapes: e.escapes,
+                        prefix,
+                    });
+                }
+                tr.finish()?;
+            }
+            let (diff_id, uncompressed_size) = hashing.finish()?;
+            Ok((entries, diff_id, uncompressed_size))
+        })?;
     if let Some(expected) = expected_digest {
-        if *expected != digest {
+        let digest = compressed.digest.as_ref().ok_or_else(|| io::Error::other("the blob was not hashed"))?;
+        if expected != digest {
             return Err(crate::layer::tar::bad(format!("blob content has digest {digest} (corrupt or tampered)")));
         }
     }
@@ -145,5 +168,5 @@ pub fn scan_layer(
             )));
         }
     }
-    Ok(LayerIndex { entries, codec, diff_id, uncompressed_size })
+    Ok(LayerIndex { entries, codec: compressed.codec, diff_id, uncompressed_size })
 }

@@ -143,8 +143,7 @@ pub async fn rebuild_findings(
         signature: signature(src, r, manifest_digest).await,
         ..Default::default()
     };
-    let before = audit(fs, config, &before_ctx);
-    let after = new_config.map(|cfg| {
+    let audit_after = |cfg: &serde_json::Value| {
         let view_after = super::after_view(fs, plan, user_layer.map(|(b, _)| b));
         let mut layers: Vec<Option<String>> =
             view.layers.iter().zip(&plan.layers).map(|(l, p)| p.is_unchanged().then(|| l.digest.to_string())).collect();
@@ -161,6 +160,22 @@ pub async fn rebuild_findings(
             ..Default::default()
         };
         audit(&view_after, cfg, &ctx)
+    };
+    // The two audits are independent and CPU-bound (a walk of every entry per check): side by
+    // side, on a thread each, when a thread can be had.
+    let (before, after) = std::thread::scope(|s| {
+        let other = new_config.map(|cfg| {
+            std::thread::Builder::new()
+                .name("harden-audit".into())
+                .spawn_scoped(s, move || audit_after(cfg))
+                .map_err(|_| cfg)
+        });
+        let before = audit(fs, config, &before_ctx);
+        let after = other.map(|h| match h {
+            Ok(h) => h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
+            Err(cfg) => audit_after(cfg),
+        });
+        (before, after)
     });
     super::RebuildFindings { before, after }
 }

@@ -1,6 +1,7 @@
 //! Layer bytes: compression codecs and the tar entry stream. The two stages that read
 //! layers — [`crate::scan`] and [`crate::rewrite`] — are built on these, within [`Limits`].
 pub mod codec;
+pub mod inflate;
 pub mod pgzip;
 pub mod splice;
 pub mod tar;
@@ -97,6 +98,13 @@ impl Limits {
             )));
         }
         Ok(())
+    }
+
+    /// Return what a reader that failed had taken with [`Limits::take_entry`]: a failed scan
+    /// keeps nothing, and may be run again.
+    pub fn give_back(&self, entries: u64, bytes: u64) {
+        self.entries.fetch_sub(entries, Ordering::Relaxed);
+        self.kept_bytes.fetch_sub(bytes, Ordering::Relaxed);
     }
 }
 

@@ -6,6 +6,7 @@
 //! profiles or layer contents.
 
 pub mod auth;
+pub mod follow;
 pub mod layout;
 pub mod registry;
 pub mod retry;
@@ -117,18 +118,49 @@ impl Endpoint {
 
     /// A blob as a local file: the layout's own, or downloaded into `spool` and verified on the
     /// way. `size` is the (verified) manifest's: a blob of another size is refused — a download
-    /// as soon as it runs over, so a hostile registry cannot fill the disk.
-    pub async fn blob_local(&self, d: &Digest, size: u64, spool: &Path) -> Result<LocalBlob> {
+    /// as soon as it runs over, so a hostile registry cannot fill the disk. A download publishes
+    /// its progress to `tap` (see [`follow`]); a layout's blob is already whole, and its `tap`
+    /// ends verified only if the layout checked it, which it does not ([`LocalBlob::verified`]).
+    pub async fn blob_local(&self, d: &Digest, size: u64, spool: &Path, tap: Option<follow::Tap>) -> Result<LocalBlob> {
         match self {
-            Endpoint::Registry(x) => x.download(d, size, spool).await,
-            Endpoint::Layout(x) => x.blob_local(d, size),
+            Endpoint::Registry(x) => x.download(d, size, spool, tap).await,
+            Endpoint::Layout(x) => {
+                let blob = x.blob_local(d, size);
+                if let Some(tap) = tap {
+                    match &blob {
+                        Ok(_) => {
+                            tap.failed(&anyhow::anyhow!("{d}: a layout's blob is not downloaded, nothing to follow"))
+                        }
+                        Err(e) => tap.failed(e),
+                    }
+                }
+                blob
+            }
         }
+    }
+
+    /// Whether blobs come from the network (and so can be followed while they download).
+    pub fn is_registry(&self) -> bool {
+        matches!(self, Endpoint::Registry(_))
     }
 
     pub async fn has_blob(&self, d: &Digest) -> Result<bool> {
         match self {
             Endpoint::Registry(x) => x.has_blob(d).await,
             Endpoint::Layout(x) => Ok(x.has_blob(d)),
+        }
+    }
+
+    /// Store a blob while it downloads (see [`follow`]): streamed behind the download into a
+    /// registry, which checks the digest itself; copied into a layout once the download is
+    /// verified. Fails when the download does (the caller reports the download's error).
+    pub async fn put_blob_following(&self, d: &Digest, size: u64, follow: &follow::Follow) -> Result<()> {
+        match self {
+            Endpoint::Registry(x) => x.put_blob_following(d, size, follow).await,
+            Endpoint::Layout(x) => match (follow.finished().await, follow.path()) {
+                (follow::End::Verified, Some(path)) => x.put_blob(d, &path),
+                (end, _) => anyhow::bail!("blob {d}: not stored, its download did not complete ({end:?})"),
+            },
         }
     }
 

@@ -1,6 +1,7 @@
 //! A registry through oci-client: Basic auth and the Bearer challenge are oci-client's; plain
 //! HTTP is used for localhost and 127.0.0.0/8 (or with `--plain-http`). Layer uploads are
-//! monolithic PUTs streamed from a local file with the digest known up front.
+//! monolithic PUTs with the digest known up front, streamed from a local file or from behind a
+//! download still under way (see [`super::follow`]), which downloads publish their progress to.
 //!
 //! Every request goes through the [`RetryPolicy`] (`--retries`, `--timeout`): a transient
 //! failure is retried with backoff; a download restarts from scratch into the same spool file;
@@ -11,9 +12,10 @@
 //! cut every upload longer than the timeout, however steady.)
 
 use super::auth::{self, Credentials};
+use super::follow::{End, Follow, Tap};
 use super::retry::{AttemptError, Classify, RetryPolicy};
 use super::{LocalBlob, Manifest, NetOptions};
-use crate::digest::{Digest, HashingWriter};
+use crate::digest::Digest;
 use crate::reference::ImageRef;
 use anyhow::{anyhow, bail, Context, Result};
 use futures_util::{StreamExt, TryStreamExt};
@@ -26,6 +28,10 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// Largest chunk of an upload body read behind a download: progress for the watchdog stays
+/// fine-grained, and few hand-offs to the blocking pool.
+const UPLOAD_CHUNK: usize = 256 << 10;
 
 pub struct Registry {
     client: Client,
@@ -178,10 +184,24 @@ impl Registry {
         Ok(out)
     }
 
-    /// Download a blob into `spool`, hashing on the way; a mismatch aborts naming the digest.
+    /// Download a blob into `spool`, verified on the way (by oci-client's stream); a mismatch
+    /// aborts naming the digest received.
     /// `size` is the manifest's (which is verified): a registry sending more is refused as it
     /// happens, so a hostile one cannot fill the disk. A failed attempt starts over from byte 0.
-    pub async fn download(&self, d: &Digest, size: u64, spool: &Path) -> Result<LocalBlob> {
+    /// Progress goes to `tap` as it happens (each chunk is written straight to the file), so
+    /// followers can read the blob while it arrives; dropping this future marks it abandoned.
+    pub async fn download(&self, d: &Digest, size: u64, spool: &Path, tap: Option<Tap>) -> Result<LocalBlob> {
+        let res = self.download_into(d, size, spool, tap.as_ref()).await;
+        if let Some(tap) = tap {
+            match &res {
+                Ok(_) => tap.verified(),
+                Err(e) => tap.failed(e),
+            }
+        }
+        res
+    }
+
+    async fn download_into(&self, d: &Digest, size: u64, spool: &Path, tap: Option<&Tap>) -> Result<LocalBlob> {
         self.ensure_auth(false).await?;
         let r = self.reference(None);
         let path = spool.join(format!("in-{}", d.hex()));
@@ -189,34 +209,42 @@ impl Registry {
         let fatal = |e: std::io::Error| AttemptError::fatal(anyhow!("{}: {e}", path.display()));
         self.retry
             .stream(&what, || async {
-                let mut stream = self.open_blob(&r, d, &what).await?;
-                // Truncates what an earlier attempt left.
-                let file = std::fs::File::create(&path).map_err(fatal)?;
-                let mut w = HashingWriter::new(std::io::BufWriter::with_capacity(1 << 20, file));
-                let mut n = 0u64;
-                while let Some(chunk) = self.next_chunk(&mut stream, &what).await? {
-                    let chunk = chunk.map_err(|e| AttemptError::io(e, format!("{what}: download failed")))?;
-                    n += chunk.len() as u64;
-                    if n > size {
-                        return Err(AttemptError::fatal(anyhow!(
-                            "{what}: the registry sent more than the {size} bytes the manifest declares"
-                        )));
+                let res = async {
+                    let mut stream = self.open_blob(&r, d, &what).await?;
+                    // Truncates what an earlier attempt left.
+                    let mut file = std::fs::File::create(&path).map_err(fatal)?;
+                    if let Some(tap) = tap {
+                        tap.begin(&path).map_err(fatal)?;
                     }
-                    w.write_all(&chunk).map_err(fatal)?;
+                    // Unbuffered: a chunk is in the file (the page cache) before followers hear
+                    // of it. Not hashed here: oci-client's stream checks the digest and fails at
+                    // its end on a mismatch (`a_registry_sending_other_bytes_is_refused` holds it
+                    // to that).
+                    let mut n = 0u64;
+                    while let Some(chunk) = self.next_chunk(&mut stream, &what).await? {
+                        let chunk = chunk.map_err(|e| chunk_error(e, n, size, &what))?;
+                        n += chunk.len() as u64;
+                        if n > size {
+                            return Err(AttemptError::fatal(anyhow!(
+                                "{what}: the registry sent more than the {size} bytes the manifest declares"
+                            )));
+                        }
+                        file.write_all(&chunk).map_err(fatal)?;
+                        if let Some(tap) = tap {
+                            tap.wrote(chunk.len() as u64);
+                        }
+                    }
+                    if n < size {
+                        // Cut short without an error: the connection's fault, worth another try.
+                        return Err(short(n, size, &what));
+                    }
+                    Ok(LocalBlob { path: path.clone(), verified: true })
                 }
-                let (mut inner, got, count) = w.finish();
-                inner.flush().map_err(fatal)?;
-                if count < size {
-                    // Cut short without an error: the connection's fault, worth another try.
-                    return Err(AttemptError {
-                        error: anyhow!("{what}: download ended after {count} of {size} bytes"),
-                        verdict: super::retry::Verdict::Retry(None),
-                    });
+                .await;
+                if let (Err(_), Some(tap)) = (&res, tap) {
+                    tap.void();
                 }
-                if got != *d {
-                    return Err(AttemptError::fatal(anyhow!("{what}: content has digest {got} (corrupt or tampered)")));
-                }
-                Ok(LocalBlob { path: path.clone(), verified: true })
+                res
             })
             .await
             .map_err(anyhow::Error::from)
@@ -257,27 +285,71 @@ impl Registry {
 
     pub async fn put_blob(&self, d: &Digest, size: u64, path: &Path) -> Result<()> {
         self.ensure_auth(true).await?;
-        let r = self.reference(None);
         let what = format!("{}: upload of blob {d}", self.name());
-        let timeout = self.retry.timeout;
         self.retry
             .stream(&what, || async {
                 let file = tokio::fs::File::open(path)
                     .await
                     .map_err(|e| AttemptError::fatal(anyhow!("cannot open {}: {e}", path.display())))?;
-                let watch = Watchdog::new();
                 // Small chunks: the watchdog sees progress chunk by chunk, so even a slow link
                 // moves one well within --timeout.
                 let body = tokio_util::io::ReaderStream::with_capacity(file, 64 << 10);
-                let body = watch.observe(body).map_err(OciDistributionError::from);
-                let push = self.client.push_blob_stream(&r, body, d.as_str(), Some(size));
-                tokio::select! {
-                    res = push => res.map(|_| ()).map_err(|e| AttemptError::oci(e, format!("{what} failed"))),
-                    stalled = watch.stalled(timeout) => Err(AttemptError { error: anyhow!("{what} failed: {stalled}"), ..AttemptError::timed_out(timeout) }),
-                }
+                self.push_watched(d, size, body, &what).await
             })
             .await
             .map_err(anyhow::Error::from)
+    }
+
+    /// Store a blob while it is being downloaded, the body read behind the download (see
+    /// [`super::follow`]). The registry checks the digest (`PUT ?digest=`), so sending bytes not
+    /// yet verified is safe. An upload attempt reads from byte 0 of the download's current
+    /// attempt; when the download restarts, the upload starts over with its retries afresh
+    /// (this ends: the download's attempts are bounded). When the download fails, so does this,
+    /// at once; the caller reports the download's error.
+    pub async fn put_blob_following(&self, d: &Digest, size: u64, follow: &Follow) -> Result<()> {
+        self.ensure_auth(true).await?;
+        let what = format!("{}: upload of blob {d}", self.name());
+        let download_gone = || matches!(follow.end(), End::Failed(_) | End::Abandoned);
+        loop {
+            let attempt = follow.attempts();
+            let res = self
+                .retry
+                .stream(&what, || async {
+                    // No upload session (and no watchdog) while the download has nothing to give.
+                    follow.ready().await;
+                    if follow.attempts() != attempt || download_gone() {
+                        return Err(AttemptError::fatal(anyhow!("{what}: the download it follows was restarted")));
+                    }
+                    let body = Box::pin(follow.stream(UPLOAD_CHUNK));
+                    match self.push_watched(d, size, body, &what).await {
+                        // The download's doing, not the destination's: no retry here.
+                        Err(e) if follow.attempts() != attempt || download_gone() => Err(AttemptError::fatal(e.error)),
+                        res => res,
+                    }
+                })
+                .await;
+            match res {
+                Err(_) if follow.attempts() != attempt && !download_gone() => continue,
+                res => return res.map_err(anyhow::Error::from),
+            }
+        }
+    }
+
+    /// One monolithic upload of `body`, failed when the registry stops taking data or
+    /// answering for --timeout.
+    async fn push_watched<S>(&self, d: &Digest, size: u64, body: S, what: &str) -> Result<(), AttemptError>
+    where
+        S: futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + Unpin + Send + 'static,
+    {
+        let r = self.reference(None);
+        let timeout = self.retry.timeout;
+        let watch = Watchdog::new();
+        let body = watch.observe(body).map_err(OciDistributionError::from);
+        let push = self.client.push_blob_stream(&r, body, d.as_str(), Some(size));
+        tokio::select! {
+            res = push => res.map(|_| ()).map_err(|e| AttemptError::oci(e, format!("{what} failed"))),
+            stalled = watch.stalled(timeout) => Err(AttemptError { error: anyhow!("{what} failed: {stalled}"), ..AttemptError::timed_out(timeout) }),
+        }
     }
 
     pub async fn put_blob_bytes(&self, d: &Digest, bytes: &[u8]) -> Result<()> {
@@ -314,6 +386,28 @@ impl Registry {
             .await
             .map_err(|e| anyhow!("{r}: manifest push failed: {}", describe(&e)))?;
         Ok(())
+    }
+}
+
+/// A download cut short after `n` of `size` bytes: the connection's fault, worth another try.
+fn short(n: u64, size: u64, what: &str) -> AttemptError {
+    AttemptError {
+        error: anyhow!("{what}: download ended after {n} of {size} bytes"),
+        verdict: super::retry::Verdict::Retry(None),
+    }
+}
+
+/// A download's stream failed after `n` bytes: a digest mismatch once all `size` are in is the
+/// content's fault (for good); before that the body was cut short; anything else is the
+/// network's, classified.
+fn chunk_error(e: std::io::Error, n: u64, size: u64, what: &str) -> AttemptError {
+    use oci_client::errors::DigestError;
+    match e.get_ref().and_then(|i| i.downcast_ref::<DigestError>()) {
+        Some(DigestError::VerificationError { actual, .. }) if n >= size => {
+            AttemptError::fatal(anyhow!("{what}: content has digest {actual} (corrupt or tampered)"))
+        }
+        Some(DigestError::VerificationError { .. }) => short(n, size, what),
+        _ => AttemptError::io(e, format!("{what}: download failed")),
     }
 }
 
@@ -438,6 +532,102 @@ mod tests {
         let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
         let res = rt.block_on(reg.put_blob(&d, BLOB as u64, &path));
         (res, t.elapsed())
+    }
+
+    /// A registry that answers every blob GET with `body` (and anything else with an empty
+    /// 200). Returns its port and the number of blob GETs seen.
+    fn blob_server(body: Vec<u8>) -> (u16, Arc<AtomicU64>) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let gets = Arc::new(AtomicU64::new(0));
+        let g2 = Arc::clone(&gets);
+        std::thread::spawn(move || {
+            for c in l.incoming().take(20) {
+                let Ok(mut c) = c else { break };
+                let (g2, body) = (Arc::clone(&g2), body.clone());
+                std::thread::spawn(move || loop {
+                    let mut head = Vec::new();
+                    let mut b = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") {
+                        match c.read(&mut b) {
+                            Ok(1) => head.push(b[0]),
+                            _ => return,
+                        }
+                    }
+                    let blob = head.starts_with(b"GET") && String::from_utf8_lossy(&head).contains("/blobs/");
+                    let sent = if blob {
+                        g2.fetch_add(1, Ordering::SeqCst);
+                        let h = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
+                        c.write_all(h.as_bytes()).and_then(|_| c.write_all(&body))
+                    } else {
+                        c.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+                    };
+                    if sent.is_err() {
+                        return;
+                    }
+                });
+            }
+        });
+        (port, gets)
+    }
+
+    fn download_from(port: u16, d: &Digest, size: u64) -> (Result<LocalBlob>, Follow, Vec<u8>, std::io::Result<()>) {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let r = ImageRef::parse(&format!("127.0.0.1:{port}/r:1")).unwrap();
+        let net = NetOptions { retries: 2, timeout: Duration::from_secs(5), ..Default::default() };
+        let reg = Registry::open(&r, &net).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let (tap, follow) = super::super::follow::tap(format!("blob {d}"), size);
+        let mut reader = follow.reader();
+        let scan = std::thread::spawn(move || {
+            let mut out = Vec::new();
+            let res = reader.read_to_end(&mut out).map(|_| ());
+            (out, res)
+        });
+        let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+        let res = rt.block_on(reg.download(d, size, dir.path(), Some(tap)));
+        let (read, read_res) = scan.join().unwrap();
+        (res, follow, read, read_res)
+    }
+
+    /// oci-client's stream checks the digest (the download does not hash again): hold it to
+    /// that. Other bytes of the right size fail for good, naming their digest; a follower read
+    /// them all, and learns the download failed.
+    #[test]
+    fn a_registry_sending_other_bytes_is_refused() {
+        let sent = vec![7u8; 100_000];
+        let (port, gets) = blob_server(sent.clone());
+        let want = Digest::of(&[8u8; 100_000]);
+        let (res, follow, read, _) = download_from(port, &want, sent.len() as u64);
+        let e = res.err().expect("other bytes must be refused").to_string();
+        assert!(e.contains("corrupt or tampered") && e.contains(Digest::of(&sent).as_str()), "{e}");
+        assert_eq!(gets.load(Ordering::SeqCst), 1, "a digest mismatch is not retried");
+        assert!(matches!(follow.end(), super::super::follow::End::Failed(m) if m.contains("tampered")));
+        assert_eq!(read, sent, "the follower read what the registry sent");
+    }
+
+    /// A body shorter than the manifest's size is retried (a connection cut short), and each
+    /// retry is a new attempt for followers; a right one is verified after one attempt.
+    #[test]
+    fn a_short_body_is_retried_and_a_right_one_verified() {
+        let sent = vec![7u8; 100_000];
+        let (port, gets) = blob_server(sent[..50_000].to_vec());
+        let (res, follow, _, read_res) = download_from(port, &Digest::of(&sent), sent.len() as u64);
+        let e = res.err().expect("a short body must fail").to_string();
+        assert!(e.contains("ended after 50000 of 100000 bytes"), "{e}");
+        assert_eq!(gets.load(Ordering::SeqCst), 3, "the first try and 2 retries");
+        assert_eq!(follow.attempts(), 4, "each failed attempt voided its bytes");
+        assert!(read_res.unwrap_err().to_string().contains("restarted"));
+
+        let (port, gets) = blob_server(sent.clone());
+        let (res, follow, read, read_res) = download_from(port, &Digest::of(&sent), sent.len() as u64);
+        let blob = res.unwrap();
+        assert!(blob.verified);
+        assert_eq!(std::fs::read(&blob.path).ok(), None, "the spool directory went with the test");
+        assert_eq!((gets.load(Ordering::SeqCst), follow.attempts()), (1, 1));
+        assert_eq!(follow.end(), super::super::follow::End::Verified);
+        read_res.unwrap();
+        assert_eq!(read, sent);
     }
 
     #[test]
