@@ -53,6 +53,12 @@ fn docker_schema2_stays_docker_and_zstd_input_is_read() {
     let from_gzip = harden(&["rebuild", &fx.oci_ref(), &reg.image("gz/hard:1"), "-p", "baseline", "--no-cache"]);
     let diff_ids = |r: &str| skopeo_inspect_config(r, &[])["rootfs"]["diff_ids"].clone();
     assert_eq!(diff_ids(&pinned_z.reference()), diff_ids(&expect_pinned(&from_gzip).reference()));
+    // With --recompress, the gzip source's layer is compressed in full: the very same blob.
+    let full =
+        harden(&["rebuild", &fx.oci_ref(), &reg.image("gz/full:1"), "-p", "baseline", "--no-cache", "--recompress"]);
+    let raw_f: Value =
+        serde_json::from_slice(&skopeo_inspect_raw_bytes(&expect_pinned(&full).reference(), &[])).unwrap();
+    assert_eq!(raw["layers"][0]["digest"], raw_f["layers"][0]["digest"]);
     let bundle = tmp.path().join("bundle");
     skopeo_copy(&pinned_z.reference(), &format!("oci:{}:z", tmp.path().join("z").display()));
     umoci_unpack(&format!("oci:{}:z", tmp.path().join("z").display()), &bundle);

@@ -30,6 +30,9 @@ struct Defaults {
     profiles: Vec<String>,
     sign_key: Option<PathBuf>,
     compression: Option<String>,
+    /// As `rebuild --recompress`.
+    #[serde(default)]
+    recompress: bool,
 }
 
 #[derive(Deserialize, Clone)]
@@ -203,6 +206,7 @@ async fn run_job(
         dry_run: false,
         allow_broken: false,
         codec,
+        recompress: defaults.recompress,
         jobs: 2,
         net: o.net.clone(),
         limits: crate::layer::Limits::default().with_cancel(&crate::spool::INTERRUPTED),

@@ -64,9 +64,10 @@ impl RewriteCache {
         Ok(RewriteCache { dir, inflight: Mutex::new(HashMap::new()) })
     }
 
-    pub fn key(input: &Digest, plan: &LayerPlan, codec: OutputCodec) -> String {
+    pub fn key(input: &Digest, plan: &LayerPlan, codec: OutputCodec, splice: bool) -> String {
         let plan_json = serde_json::to_vec(plan).unwrap_or_default();
-        let mut material = format!("harden-rewrite/1\0{}\0{input}\0{codec}\0", build_id()).into_bytes();
+        let method = if splice { "splice" } else { "full" };
+        let mut material = format!("harden-rewrite/1\0{}\0{input}\0{codec}\0{method}\0", build_id()).into_bytes();
         material.extend_from_slice(&plan_json);
         Digest::of(&material).hex().to_string()
     }
@@ -141,8 +142,9 @@ mod tests {
         let spool = tempfile::tempdir().unwrap();
         let plan = LayerPlan::default();
         let input = Digest::of(b"in");
-        let key = RewriteCache::key(&input, &plan, OutputCodec::Gzip(6));
-        assert_ne!(key, RewriteCache::key(&input, &plan, OutputCodec::Gzip(9)));
+        let key = RewriteCache::key(&input, &plan, OutputCodec::Gzip(6), true);
+        assert_ne!(key, RewriteCache::key(&input, &plan, OutputCodec::Gzip(9), true));
+        assert_ne!(key, RewriteCache::key(&input, &plan, OutputCodec::Gzip(6), false));
         let make = |n: &str| {
             let p = spool.path().join(n);
             std::fs::write(&p, b"blob").unwrap();

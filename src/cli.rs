@@ -160,6 +160,11 @@ enum Command {
         /// Output layer compression: gzip[:LEVEL] or zstd[:LEVEL].
         #[arg(long, default_value = "gzip:6", value_name = "CODEC")]
         compression: String,
+        /// Compress every changed layer in full. By default a gzip layer is spliced: the source's
+        /// deflate blocks the changes do not reach are kept, only the rest is compressed at
+        /// LEVEL — much faster, a few percent larger than a full recompression.
+        #[arg(long)]
+        recompress: bool,
         /// Layers processed at once.
         #[arg(long, short = 'j', default_value_t = 4)]
         jobs: usize,
@@ -226,7 +231,7 @@ enum Command {
     },
     /// Rebuild many images from a TOML job list; print one result line per job.
     ///
-    /// The file has optional `[defaults]` (profiles, sign_key, compression) and `[[job]]` tables
+    /// The file has optional `[defaults]` (profiles, sign_key, compression, recompress) and `[[job]]` tables
     /// (source, destination, profiles, sign_key). All jobs share one rewrite cache, so a base
     /// layer common to many images is rewritten once. See samples/batch.toml.
     Batch {
@@ -335,6 +340,7 @@ pub fn run() -> Result<ExitCode> {
             platform,
             cache,
             compression,
+            recompress,
             jobs,
             quiet,
             net,
@@ -357,6 +363,7 @@ pub fn run() -> Result<ExitCode> {
                 dry_run,
                 allow_broken,
                 codec,
+                recompress,
                 jobs,
                 net: net.options(),
                 limits: limits.limits(),

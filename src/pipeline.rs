@@ -38,6 +38,8 @@ pub struct RebuildOptions {
     pub dry_run: bool,
     pub allow_broken: bool,
     pub codec: OutputCodec,
+    /// Compress changed layers in full instead of splicing (`--recompress`).
+    pub recompress: bool,
     pub jobs: usize,
     pub net: NetOptions,
     /// What reading a layer may cost (`--max-layer-size`, `--max-ratio`, `--max-entries`).
@@ -422,9 +424,10 @@ async fn execute(ctx: &Ctx<'_>, mut p: Prepared, tag: Option<&ImageRef>) -> Resu
                 if lp.is_unchanged() {
                     return Ok(None);
                 }
-                let key = RewriteCache::key(&layer.digest, lp, o.codec);
+                let key = RewriteCache::key(&layer.digest, lp, o.codec, !o.recompress);
                 let spooled = ctx.share.spool.path().join(format!("out-{key}"));
                 let (input, lp2, codec, digest) = (input.clone(), Arc::new(lp.clone()), o.codec, layer.digest.clone());
+                let splice = !o.recompress;
                 let limits = o.limits.clone();
                 let r = ctx
                     .cache
@@ -435,7 +438,7 @@ async fn execute(ctx: &Ctx<'_>, mut p: Prepared, tag: Option<&ImageRef>) -> Resu
                             // Created (truncated) again if a splice has to be redone.
                             let open_out =
                                 || Ok(std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&out)?));
-                            let (mut w, rw) = rewrite::rewrite_layer(r, open_out, &lp2, codec, &limits)?;
+                            let (mut w, rw) = rewrite::rewrite_layer(r, open_out, &lp2, codec, splice, &limits)?;
                             std::io::Write::flush(&mut w)?;
                             Ok(rw)
                         })
@@ -648,6 +651,7 @@ pub async fn rebuild(o: &RebuildOptions) -> Result<(String, Value)> {
         "source": {"reference": o.src.to_string(), "digest": top.digest.as_str()},
         "profile": {"name": ctx.profile.name(), "digest": ctx.profile.digest().as_str()},
         "compression": o.codec.to_string(),
+        "splice": !o.recompress,
     });
 
     // Plan every image before rewriting any: a refusal leaves nothing pushed.

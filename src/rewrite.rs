@@ -36,7 +36,8 @@ pub struct LayerRewrite {
     pub stats: RewriteStats,
 }
 
-/// Rewrite the layer blob `input` (any supported codec) per `plan` into a writer from
+/// Rewrite the layer blob `input` (any supported codec) per `plan` — spliced when `splice` and
+/// both it and `codec` are gzip, else recompressed in full — into a writer from
 /// `open_out` (called again, to start over, if a splice has to be redone as a recompression),
 /// reading within `limits` (size and ratio; the input was scanned under the same ones).
 pub fn rewrite_layer<W: Write>(
@@ -44,9 +45,10 @@ pub fn rewrite_layer<W: Write>(
     mut open_out: impl FnMut() -> io::Result<W>,
     plan: &LayerPlan,
     codec: OutputCodec,
+    splice: bool,
     limits: &Limits,
 ) -> io::Result<(W, LayerRewrite)> {
-    if let OutputCodec::Gzip(level) = codec {
+    if let (OutputCodec::Gzip(level), true) = (codec, splice) {
         let mut magic = [0u8; 4];
         let n = input.read_at(&mut magic, 0)?;
         if Codec::sniff(&magic[..n]) == Codec::Gzip {
@@ -371,7 +373,7 @@ mod tests {
     fn unchanged_plan_copies_every_entry_verbatim() {
         let input = sample();
         let (out, rw) =
-            rewrite_layer(blob(&input), vec_out, &LayerPlan::default(), OutputCodec::Gzip(6), &Limits::default())
+            rewrite_layer(blob(&input), vec_out, &LayerPlan::default(), OutputCodec::Gzip(6), true, &Limits::default())
                 .unwrap();
         let (_, mut d) = decoder(&out[..]).unwrap();
         let mut plain = Vec::new();
@@ -404,7 +406,8 @@ mod tests {
         plan.changes.insert("app/b".into(), ch(|c| c.relink_to = Some("app/a".into())));
         let long = format!("opt/{}/file", "d".repeat(150));
         plan.changes.insert(long.clone(), ch(|c| c.mode = Some(0o600)));
-        let (out, rw) = rewrite_layer(blob(&input), vec_out, &plan, OutputCodec::Gzip(6), &Limits::default()).unwrap();
+        let (out, rw) =
+            rewrite_layer(blob(&input), vec_out, &plan, OutputCodec::Gzip(6), true, &Limits::default()).unwrap();
         let got = entries(&out);
         let find = |p: &str| got.iter().find(|e| e.0 == p).unwrap_or_else(|| panic!("{p} missing from {got:?}"));
         assert_eq!(find("usr/bin/su").2, 0o755);
@@ -423,7 +426,8 @@ mod tests {
         assert!(got.iter().any(|e| e.0 == "var/.wh..wh..opq"));
         assert_eq!((rw.stats.changed, rw.stats.removed), (5, 1));
         // Deterministic: the same input and plan give the same digest.
-        let (_, again) = rewrite_layer(blob(&input), vec_out, &plan, OutputCodec::Gzip(6), &Limits::default()).unwrap();
+        let (_, again) =
+            rewrite_layer(blob(&input), vec_out, &plan, OutputCodec::Gzip(6), true, &Limits::default()).unwrap();
         assert_eq!(again.digest, rw.digest);
     }
 
@@ -447,11 +451,14 @@ mod tests {
         plan.changes.insert("data/f10".into(), EntryChange { remove: true, ..Default::default() });
         plan.changes.insert("data/f30".into(), EntryChange { mode: Some(0o755), ..Default::default() });
         let codec = OutputCodec::Gzip(6);
-        let (spliced, s) = rewrite_layer(blob(&gz), vec_out, &plan, codec, &Limits::default()).unwrap();
-        let (full, f) = rewrite_layer(blob(&tar), vec_out, &plan, codec, &Limits::default()).unwrap();
+        let (spliced, s) = rewrite_layer(blob(&gz), vec_out, &plan, codec, true, &Limits::default()).unwrap();
+        let (full, f) = rewrite_layer(blob(&tar), vec_out, &plan, codec, true, &Limits::default()).unwrap();
         assert_eq!(s.diff_id, f.diff_id, "splicing and recompressing must give the same tar");
         assert!(s.stats.copied > tar.len() as u64 / 2, "{:?}", s.stats);
         assert_eq!(f.stats.copied, 0);
+        let (recompressed, r) = rewrite_layer(blob(&gz), vec_out, &plan, codec, false, &Limits::default()).unwrap();
+        assert_eq!((r.diff_id, r.stats.copied), (f.diff_id.clone(), 0), "--recompress does not splice");
+        assert_eq!(recompressed, full, "recompressing from gzip or from the plain tar: the same blob");
         assert_eq!((s.stats.removed, s.stats.changed), (1, 1));
         let (_, mut d) = decoder(&spliced[..]).unwrap();
         let mut plain = Vec::new();
@@ -459,7 +466,7 @@ mod tests {
         assert_eq!(Digest::of(&plain), s.diff_id);
         assert_eq!(Digest::of(&spliced), s.digest);
         assert!(spliced.len() < full.len() * 11 / 10);
-        let again = rewrite_layer(blob(&gz), vec_out, &plan, codec, &Limits::default()).unwrap().0;
+        let again = rewrite_layer(blob(&gz), vec_out, &plan, codec, true, &Limits::default()).unwrap().0;
         assert_eq!(again, spliced);
     }
 
@@ -470,9 +477,15 @@ mod tests {
         gz.write_all(&input).unwrap();
         let gz = gz.finish().unwrap();
         let cut = &gz[..gz.len() / 2];
-        assert!(
-            rewrite_layer(blob(cut), vec_out, &LayerPlan::default(), OutputCodec::Gzip(6), &Limits::default()).is_err()
-        );
+        assert!(rewrite_layer(
+            blob(cut),
+            vec_out,
+            &LayerPlan::default(),
+            OutputCodec::Gzip(6),
+            true,
+            &Limits::default()
+        )
+        .is_err());
         let mut corrupt = input.clone();
         corrupt[600] ^= 0xff; // inside the second header
         assert!(rewrite_layer(
@@ -480,6 +493,7 @@ mod tests {
             vec_out,
             &LayerPlan::default(),
             OutputCodec::Gzip(6),
+            true,
             &Limits::default()
         )
         .is_err());

@@ -29,7 +29,7 @@ fuzz_target!(|data: &[u8]| {
     let fs = FinalFs::build(vec![index]);
     let p = plan::plan(&fs, profile());
     let lp = &p.layers[0];
-    let (out, rw) = rewrite::rewrite_layer(std::sync::Arc::new(data.to_vec()), || Ok(Vec::new()), lp, OutputCodec::Gzip(1), &limits())
+    let (out, rw) = rewrite::rewrite_layer(std::sync::Arc::new(data.to_vec()), || Ok(Vec::new()), lp, OutputCodec::Gzip(1), true, &limits())
         .expect("a layer that scans must rewrite");
     let back = scan::scan_layer(&out[..], None, Some(&rw.diff_id), &limits()).expect("the rewrite must scan back");
     for e in &back.entries {

@@ -56,8 +56,15 @@ fn scan(blob: &[u8]) -> std::io::Result<crate::scan::LayerIndex> {
 }
 
 fn rewrite(blob: &[u8], plan: &LayerPlan) -> std::io::Result<Vec<u8>> {
-    rewrite_layer(std::sync::Arc::new(blob.to_vec()), || Ok(Vec::new()), plan, OutputCodec::Gzip(6), &Limits::default())
-        .map(|(o, _)| o)
+    rewrite_layer(
+        std::sync::Arc::new(blob.to_vec()),
+        || Ok(Vec::new()),
+        plan,
+        OutputCodec::Gzip(6),
+        true,
+        &Limits::default(),
+    )
+    .map(|(o, _)| o)
 }
 
 /// (raw stored name, kind, mode, data) of every entry of a (compressed) layer.
@@ -255,6 +262,7 @@ fn decompression_bombs_stop_at_the_limits() {
             || Ok(Vec::new()),
             &LayerPlan::default(),
             OutputCodec::Gzip(1),
+            true,
             &small,
         ));
         assert!(e.contains("--max-layer-size"), "{codec}: {e}");
