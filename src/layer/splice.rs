@@ -454,7 +454,12 @@ impl<W: Write> Splicer<W> {
                 continue;
             }
             let reach = b.member.max(b.plain.0.saturating_sub(WINDOW));
-            let copyable = b.plain.0 == self.held_src && self.run_start.is_some_and(|r| r <= reach);
+            // A block larger than MAX_HOLD is never copied: so whether it is copied never depends
+            // on how far the decoder had got when the hold ran over (the output stays a function
+            // of the input alone).
+            let copyable = b.plain.0 == self.held_src
+                && self.run_start.is_some_and(|r| r <= reach)
+                && b.plain.1 - b.plain.0 <= MAX_HOLD as u64;
             if !copyable {
                 self.compress_held((b.plain.1.min(held_end) - self.held_src) as usize)?;
                 continue;
