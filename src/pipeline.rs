@@ -448,7 +448,7 @@ async fn execute(ctx: &Ctx<'_>, mut p: Prepared, tag: Option<&ImageRef>) -> Resu
                     })
                     .await?;
                 o.progress.line(&format!(
-                    "{} layer {}/{n} {} → {} ({} → {}, {} removed, {} changed)",
+                    "{} layer {}/{n} {} → {} ({} → {}, {} removed, {} changed{})",
                     if r.cached { "cached" } else { "rewrote" },
                     i + 1,
                     layer.digest.short(),
@@ -456,7 +456,11 @@ async fn execute(ctx: &Ctx<'_>, mut p: Prepared, tag: Option<&ImageRef>) -> Resu
                     human(layer.size),
                     human(r.rw.size),
                     r.rw.stats.removed,
-                    r.rw.stats.changed
+                    r.rw.stats.changed,
+                    match r.rw.stats.copied {
+                        0 => String::new(),
+                        c => format!(", {} of its tar spliced, not recompressed", human(c)),
+                    }
                 ));
                 Ok::<_, anyhow::Error>(Some(r))
             })
