@@ -424,10 +424,10 @@ async fn execute(ctx: &Ctx<'_>, mut p: Prepared, tag: Option<&ImageRef>) -> Resu
                 if lp.is_unchanged() {
                     return Ok(None);
                 }
-                let key = RewriteCache::key(&layer.digest, lp, o.codec, !o.recompress);
+                let splice = !o.recompress;
+                let key = RewriteCache::key(&layer.digest, lp, o.codec, splice);
                 let spooled = ctx.share.spool.path().join(format!("out-{key}"));
                 let (input, lp2, codec, digest) = (input.clone(), Arc::new(lp.clone()), o.codec, layer.digest.clone());
-                let splice = !o.recompress;
                 let limits = o.limits.clone();
                 let r = ctx
                     .cache

@@ -150,24 +150,20 @@ impl Read for Bounded<'_> {
         let k = self.inner.read(&mut buf[..want])?;
         self.out += k as u64;
         if self.out > self.limits.max_layer_size {
-            return Err(bad_data(format!(
+            return Err(super::tar::bad(format!(
                 "more than {} bytes uncompressed (--max-layer-size; a decompression bomb?)",
                 self.limits.max_layer_size
             )));
         }
         let consumed = self.consumed.load(Ordering::Relaxed).max(1);
         if self.out > super::RATIO_FLOOR && self.out > consumed.saturating_mul(self.limits.max_ratio) {
-            return Err(bad_data(format!(
+            return Err(super::tar::bad(format!(
                 "{} bytes uncompressed from {consumed} compressed, a ratio over {} (--max-ratio; a decompression bomb?)",
                 self.out, self.limits.max_ratio
             )));
         }
         Ok(k)
     }
-}
-
-fn bad_data(msg: String) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, msg)
 }
 
 /// A compressing writer; `finish` must be called to write the trailer.

@@ -24,6 +24,7 @@
 //! Owns: the block-level gzip decoder and the splicing writer. Must not: know about tar.
 
 use super::pgzip::ParallelGz;
+use super::tar::bad;
 use libz_rs_sys as z;
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
@@ -110,10 +111,6 @@ type Log = Arc<Mutex<VecDeque<Block>>>;
 
 fn lock(log: &Log) -> std::sync::MutexGuard<'_, VecDeque<Block>> {
     log.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn bad(msg: impl Into<String>) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, msg.into())
 }
 
 enum State {
