@@ -318,19 +318,18 @@ fn reliability_registry_stopped_mid_push_then_rerun_same_digest() {
     assert_eq!(inspected["Digest"].as_str(), Some(clean.digest.as_str()));
 }
 
-/// Every third connection dropped on accept, the others delayed 100 ms, and one in four of
-/// those cut after 1 MiB back to harden (a download broken mid-way): the rebuild succeeds by
-/// retrying and gives the digest of a direct rebuild.
-#[test]
-fn reliability_flaky_proxy_same_digest_as_direct() {
+/// Rebuild `repo`'s debian image with `args` twice — straight into `repo-direct:1`, then
+/// through a proxy that drops every third connection on accept, delays the others 100 ms and
+/// cuts one in four of those after 1 MiB back to harden (a download broken mid-way) into
+/// `repo-flaky:1` — and check the flaky run succeeds with the direct digest while the proxy
+/// really dropped connections. Returns the registry, the flaky image and the run's stderr.
+fn direct_and_through_flaky_proxy(repo: &str, args: &[&str]) -> (Registry, String, String) {
     let reg = Registry::start(false);
-    let tmp = tempdir("rel-proxy");
+    let tmp = tempdir(repo);
     let creds = no_creds(tmp.path());
-    let fx = fixture("debian");
-    let src = reg.push_fixture(&fx, "debian:1");
-    let profile = default_profile();
-    let base = ["--base-name", BASE_NAME, "-p", profile.as_str()];
-    let direct = expect_pinned(&harden(&[&["rebuild", src.as_str(), &reg.image("direct:1")][..], &base[..]].concat()));
+    let src = reg.push_fixture(&fixture("debian"), "debian:1");
+    let direct_image = reg.image(&format!("{repo}-direct:1"));
+    let direct = expect_pinned(&harden(&[&["rebuild", src.as_str(), &direct_image][..], args].concat()));
 
     let faults = Faults {
         drop_every: 3,
@@ -340,59 +339,46 @@ fn reliability_flaky_proxy_same_digest_as_direct() {
         ..Default::default()
     };
     let proxy = Proxy::start(&reg.host, faults);
-    let (from, to) = (proxy.image("debian:1"), proxy.image("flaky:1"));
-    let args = [&["rebuild", &from, &to, "--retries", "8"][..], &base[..]].concat();
-    let run = spawn_harden(&args, &[("DOCKER_CONFIG", &creds)]);
+    let (from, to) = (proxy.image("debian:1"), proxy.image(&format!("{repo}-flaky:1")));
+    let run =
+        spawn_harden(&[&["rebuild", &from, &to, "--retries", "8"][..], args].concat(), &[("DOCKER_CONFIG", &creds)]);
     let (code, out, err) = run.finish(Duration::from_secs(600));
     assert_eq!(code, Some(0), "the rebuild should survive a flaky connection:\n{err}");
     assert_eq!(pinned_of(&out), direct.digest, "through the flaky proxy the digest differs:\n{err}");
     assert!(proxy.dropped.load(Ordering::SeqCst) > 0, "the proxy dropped nothing: not a test");
-    assert!(err.contains("retry"), "no retry was reported:\n{err}");
     eprintln!(
         "proxy: {} connections, {} dropped",
         proxy.accepted.load(Ordering::SeqCst),
         proxy.dropped.load(Ordering::SeqCst)
     );
-    let inspected = skopeo_inspect(&reg.image("flaky:1"), &[]);
-    assert_eq!(inspected["Digest"].as_str(), Some(direct.digest.as_str()));
+    let flaky_image = reg.image(&format!("{repo}-flaky:1"));
+    assert_eq!(skopeo_inspect(&flaky_image, &[])["Digest"].as_str(), Some(direct.digest.as_str()));
+    (reg, flaky_image, err)
+}
+
+/// A rebuild through the flaky proxy succeeds by retrying and gives the digest of a direct one.
+#[test]
+fn reliability_flaky_proxy_same_digest_as_direct() {
+    let profile = default_profile();
+    let (_reg, _, err) =
+        direct_and_through_flaky_proxy("rel-proxy", &["--base-name", BASE_NAME, "-p", profile.as_str()]);
+    assert!(err.contains("retry"), "no retry was reported:\n{err}");
 }
 
 /// A mirror (`-p passthrough`) through the same flaky proxy: each layer is scanned and uploaded
 /// while it downloads, so a download cut mid-way voids what the scan and the upload had read
 /// of it. The rebuild still succeeds, with the digest of a direct mirror, every layer kept
-/// as it was and uploaded during the scan (the push finds it there).
+/// as it was and uploaded during the scan (the push finds it there). Whether a fault lands on
+/// the layer download (and so shows as a retry) depends on which pooled connection carries it:
+/// not asserted, or the test is flaky.
 #[test]
 fn reliability_flaky_proxy_mirror_same_digest_as_direct() {
-    let reg = Registry::start(false);
-    let tmp = tempdir("rel-mirror");
-    let creds = no_creds(tmp.path());
-    let fx = fixture("debian");
-    let src = reg.push_fixture(&fx, "debian:1");
-    let base = ["--base-name", BASE_NAME, "-p", "passthrough", "--no-cache"];
-    let direct =
-        expect_pinned(&harden(&[&["rebuild", src.as_str(), &reg.image("mirror-direct:1")][..], &base[..]].concat()));
-
-    let faults = Faults {
-        drop_every: 3,
-        delay: Duration::from_millis(100),
-        cut_every: 4,
-        cut_after: 1 << 20,
-        ..Default::default()
-    };
-    let proxy = Proxy::start(&reg.host, faults);
-    let (from, to) = (proxy.image("debian:1"), proxy.image("mirror-flaky:1"));
-    let args = [&["rebuild", &from, &to, "--retries", "8"][..], &base[..]].concat();
-    let run = spawn_harden(&args, &[("DOCKER_CONFIG", &creds)]);
-    let (code, out, err) = run.finish(Duration::from_secs(600));
-    assert_eq!(code, Some(0), "the mirror should survive a flaky connection:\n{err}");
-    assert_eq!(pinned_of(&out), direct.digest, "through the flaky proxy the digest differs:\n{err}");
-    // Faults were injected; whether one lands on the layer download (and so shows as a retry)
-    // depends on which pooled connection carries it — not asserted, or the test is flaky.
-    assert!(proxy.dropped.load(Ordering::SeqCst) > 0, "the proxy dropped nothing: not a test");
+    let (reg, flaky_image, err) =
+        direct_and_through_flaky_proxy("rel-mirror", &["--base-name", BASE_NAME, "-p", "passthrough", "--no-cache"]);
     assert!(err.contains("already present") && !err.contains("pushed blob"), "layers go up during the scan:\n{err}");
-    let src_raw: serde_json::Value = serde_json::from_slice(&skopeo_inspect_raw_bytes(&src, &[])).unwrap();
-    let raw: serde_json::Value =
-        serde_json::from_slice(&skopeo_inspect_raw_bytes(&reg.image("mirror-flaky:1"), &[])).unwrap();
+    let src_raw: serde_json::Value =
+        serde_json::from_slice(&skopeo_inspect_raw_bytes(&reg.image("debian:1"), &[])).unwrap();
+    let raw: serde_json::Value = serde_json::from_slice(&skopeo_inspect_raw_bytes(&flaky_image, &[])).unwrap();
     assert_eq!(raw["layers"], src_raw["layers"], "a mirror keeps every layer as it is");
 }
 
