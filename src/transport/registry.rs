@@ -467,18 +467,17 @@ mod tests {
 
     const BLOB: usize = 24 << 20;
 
-    /// A registry that opens upload sessions and then, for the body of a PUT, either never
-    /// reads it (`steady: false`) or reads it slowly but steadily (about 6 MiB/s) and answers.
-    /// Returns its port and the number of PUTs seen.
-    fn fake_registry(steady: bool) -> (u16, Arc<AtomicU64>) {
+    /// A fake HTTP/1.1 registry on a free port: for each request (its head read up to the blank
+    /// line) `answer` replies on the connection, or returns false to drop it. At most 20
+    /// connections.
+    fn serve(answer: impl Fn(&[u8], &mut std::net::TcpStream) -> bool + Send + Sync + 'static) -> u16 {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
-        let puts = Arc::new(AtomicU64::new(0));
-        let p2 = Arc::clone(&puts);
+        let answer = Arc::new(answer);
         std::thread::spawn(move || {
             for c in l.incoming().take(20) {
                 let Ok(mut c) = c else { break };
-                let p2 = Arc::clone(&p2);
+                let answer = Arc::clone(&answer);
                 std::thread::spawn(move || loop {
                     let mut head = Vec::new();
                     let mut b = [0u8; 1];
@@ -488,41 +487,57 @@ mod tests {
                             _ => return,
                         }
                     }
-                    let answer = if head.starts_with(b"POST") {
-                        "HTTP/1.1 202 Accepted\r\nLocation: /v2/r/blobs/uploads/u\r\nContent-Length: 0\r\n\r\n"
-                    } else if head.starts_with(b"PUT") {
-                        p2.fetch_add(1, Ordering::SeqCst);
-                        if !steady {
-                            std::thread::sleep(Duration::from_secs(20));
-                            return;
-                        }
-                        let mut buf = vec![0u8; 256 << 10];
-                        let mut got = 0;
-                        while got < BLOB {
-                            match c.read(&mut buf) {
-                                Ok(0) | Err(_) => return,
-                                Ok(n) => got += n,
-                            }
-                            std::thread::sleep(Duration::from_millis(40));
-                        }
-                        "HTTP/1.1 201 Created\r\nLocation: /v2/r/blobs/x\r\nContent-Length: 0\r\n\r\n"
-                    } else {
-                        "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
-                    };
-                    if c.write_all(answer.as_bytes()).is_err() {
+                    if !answer(&head, &mut c) {
                         return;
                     }
                 });
             }
         });
+        port
+    }
+
+    /// harden's client for the fake registry on `port`.
+    fn client(port: u16, retries: u32, timeout: Duration) -> Registry {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let r = ImageRef::parse(&format!("127.0.0.1:{port}/r:1")).unwrap();
+        Registry::open(&r, &NetOptions { retries, timeout, ..Default::default() }).unwrap()
+    }
+
+    /// A registry that opens upload sessions and then, for the body of a PUT, either never
+    /// reads it (`steady: false`) or reads it slowly but steadily (about 6 MiB/s) and answers.
+    /// Returns its port and the number of PUTs seen.
+    fn fake_registry(steady: bool) -> (u16, Arc<AtomicU64>) {
+        let puts = Arc::new(AtomicU64::new(0));
+        let p2 = Arc::clone(&puts);
+        let port = serve(move |head, c| {
+            let answer = if head.starts_with(b"POST") {
+                "HTTP/1.1 202 Accepted\r\nLocation: /v2/r/blobs/uploads/u\r\nContent-Length: 0\r\n\r\n"
+            } else if head.starts_with(b"PUT") {
+                p2.fetch_add(1, Ordering::SeqCst);
+                if !steady {
+                    std::thread::sleep(Duration::from_secs(20));
+                    return false;
+                }
+                let mut buf = vec![0u8; 256 << 10];
+                let mut got = 0;
+                while got < BLOB {
+                    match c.read(&mut buf) {
+                        Ok(0) | Err(_) => return false,
+                        Ok(n) => got += n,
+                    }
+                    std::thread::sleep(Duration::from_millis(40));
+                }
+                "HTTP/1.1 201 Created\r\nLocation: /v2/r/blobs/x\r\nContent-Length: 0\r\n\r\n"
+            } else {
+                "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+            };
+            c.write_all(answer.as_bytes()).is_ok()
+        });
         (port, puts)
     }
 
     fn upload(port: u16, timeout: Duration) -> (Result<()>, Duration) {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let r = ImageRef::parse(&format!("127.0.0.1:{port}/r:1")).unwrap();
-        let net = NetOptions { retries: 1, timeout, ..Default::default() };
-        let reg = Registry::open(&r, &net).unwrap();
+        let reg = client(port, 1, timeout);
         // Larger than what the kernel's socket buffers absorb without the server reading.
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("blob");
@@ -537,45 +552,24 @@ mod tests {
     /// A registry that answers every blob GET with `body` (and anything else with an empty
     /// 200). Returns its port and the number of blob GETs seen.
     fn blob_server(body: Vec<u8>) -> (u16, Arc<AtomicU64>) {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = l.local_addr().unwrap().port();
         let gets = Arc::new(AtomicU64::new(0));
         let g2 = Arc::clone(&gets);
-        std::thread::spawn(move || {
-            for c in l.incoming().take(20) {
-                let Ok(mut c) = c else { break };
-                let (g2, body) = (Arc::clone(&g2), body.clone());
-                std::thread::spawn(move || loop {
-                    let mut head = Vec::new();
-                    let mut b = [0u8; 1];
-                    while !head.ends_with(b"\r\n\r\n") {
-                        match c.read(&mut b) {
-                            Ok(1) => head.push(b[0]),
-                            _ => return,
-                        }
-                    }
-                    let blob = head.starts_with(b"GET") && String::from_utf8_lossy(&head).contains("/blobs/");
-                    let sent = if blob {
-                        g2.fetch_add(1, Ordering::SeqCst);
-                        let h = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
-                        c.write_all(h.as_bytes()).and_then(|_| c.write_all(&body))
-                    } else {
-                        c.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
-                    };
-                    if sent.is_err() {
-                        return;
-                    }
-                });
-            }
+        let port = serve(move |head, c| {
+            let blob = head.starts_with(b"GET") && String::from_utf8_lossy(head).contains("/blobs/");
+            let sent = if blob {
+                g2.fetch_add(1, Ordering::SeqCst);
+                let h = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
+                c.write_all(h.as_bytes()).and_then(|_| c.write_all(&body))
+            } else {
+                c.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+            };
+            sent.is_ok()
         });
         (port, gets)
     }
 
     fn download_from(port: u16, d: &Digest, size: u64) -> (Result<LocalBlob>, Follow, Vec<u8>, std::io::Result<()>) {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let r = ImageRef::parse(&format!("127.0.0.1:{port}/r:1")).unwrap();
-        let net = NetOptions { retries: 2, timeout: Duration::from_secs(5), ..Default::default() };
-        let reg = Registry::open(&r, &net).unwrap();
+        let reg = client(port, 2, Duration::from_secs(5));
         let dir = tempfile::tempdir().unwrap();
         let (tap, follow) = super::super::follow::tap(format!("blob {d}"), size);
         let mut reader = follow.reader();
