@@ -166,9 +166,14 @@ impl Shared {
             )));
         }
         match &st.end {
-            End::Failed(e) => return Err(io::Error::other(format!("{}: download failed: {e}", self.what))),
+            // What a failed download wrote is its last attempt's, and stays readable: a follower
+            // gets the failure where those bytes end, so it has seen all the registry sent
+            // whether or not it had caught up when the download failed.
+            End::Failed(e) if pos >= st.written.min(self.size) => {
+                return Err(io::Error::other(format!("{}: download failed: {e}", self.what)))
+            }
             End::Abandoned => return Err(io::Error::other(format!("{}: download abandoned", self.what))),
-            End::Running | End::Verified => {}
+            End::Running | End::Verified | End::Failed(_) => {}
         }
         if pos >= self.size {
             return Ok(Step::Eof);

@@ -241,7 +241,9 @@ impl Registry {
                     Ok(LocalBlob { path: path.clone(), verified: true })
                 }
                 .await;
-                if let (Err(_), Some(tap)) = (&res, tap) {
+                // Only an attempt that may be tried again voids what it wrote: after a failure
+                // for good the bytes stay the download's last, readable up to the failure.
+                if let (Err(AttemptError { verdict: super::retry::Verdict::Retry(_), .. }), Some(tap)) = (&res, tap) {
                     tap.void();
                 }
                 res
