@@ -358,15 +358,13 @@ mod tests {
     type Seen = (String, Kind, u32, Option<String>, Vec<u8>, bool);
 
     fn entries(blob: &[u8]) -> Vec<Seen> {
-        let (_, r) = decoder(blob).unwrap();
-        let mut tr = TarReader::new(r);
-        let mut out = Vec::new();
-        while let Some(e) = tr.next_entry().unwrap() {
-            let mut data = Vec::new();
-            tr.copy_data(&mut data).unwrap();
-            out.push((e.path.clone(), e.kind, e.mode(), e.link.clone(), data, e.has_xattr("security.capability")));
-        }
-        out
+        crate::layer::testdata::entries(blob)
+            .into_iter()
+            .map(|(e, data)| {
+                let (caps, mode) = (e.has_xattr("security.capability"), e.mode());
+                (e.path, e.kind, mode, e.link, data, caps)
+            })
+            .collect()
     }
 
     #[test]

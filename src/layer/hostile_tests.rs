@@ -1,8 +1,8 @@
 //! Crafted hostile layers through the scan and the rewrite: each gets a clear error or the
 //! documented normalisation, never a panic, a hang or unbounded memory.
 
-use super::codec::{decoder, Encoder, OutputCodec};
-use super::tar::{Kind, TarReader, MAX_META, MAX_NAME};
+use super::codec::{Encoder, OutputCodec};
+use super::tar::{Kind, MAX_META, MAX_NAME};
 use super::Limits;
 use crate::fs::FinalFs;
 use crate::plan::{self, LayerPlan};
@@ -69,21 +69,18 @@ fn rewrite(blob: &[u8], plan: &LayerPlan) -> std::io::Result<Vec<u8>> {
 
 /// (raw stored name, kind, mode, data) of every entry of a (compressed) layer.
 fn stored(blob: &[u8]) -> Vec<(String, Kind, u32, Vec<u8>)> {
-    let (_, r) = decoder(blob).unwrap();
-    let mut tr = TarReader::new(r);
-    let mut out = Vec::new();
-    while let Some(e) = tr.next_entry().unwrap() {
-        let mut data = Vec::new();
-        tr.copy_data(&mut data).unwrap();
-        let name = super::tar::parse_pax(&e.meta[512.min(e.meta.len())..])
-            .ok()
-            .and_then(|p| {
-                p.into_iter().find(|(k, _)| k == "path").map(|(_, v)| String::from_utf8_lossy(&v).into_owned())
-            })
-            .unwrap_or_else(|| String::from_utf8_lossy(&e.header.path_bytes()).into_owned());
-        out.push((name, e.kind, e.mode(), data));
-    }
-    out
+    super::testdata::entries(blob)
+        .into_iter()
+        .map(|(e, data)| {
+            let name = super::tar::parse_pax(&e.meta[512.min(e.meta.len())..])
+                .ok()
+                .and_then(|p| {
+                    p.into_iter().find(|(k, _)| k == "path").map(|(_, v)| String::from_utf8_lossy(&v).into_owned())
+                })
+                .unwrap_or_else(|| String::from_utf8_lossy(&e.header.path_bytes()).into_owned());
+            (name, e.kind, e.mode(), data)
+        })
+        .collect()
 }
 
 fn msg(r: std::io::Result<impl std::fmt::Debug>) -> String {

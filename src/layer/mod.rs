@@ -23,6 +23,19 @@ pub mod testdata {
             })
             .collect()
     }
+
+    /// Every entry of a (compressed) layer blob with its data.
+    pub fn entries(blob: &[u8]) -> Vec<(super::tar::RawEntry, Vec<u8>)> {
+        let (_, r) = super::codec::decoder(blob).unwrap();
+        let mut tr = super::tar::TarReader::new(r);
+        let mut out = Vec::new();
+        while let Some(e) = tr.next_entry().unwrap() {
+            let mut data = Vec::new();
+            tr.copy_data(&mut data).unwrap();
+            out.push((e, data));
+        }
+        out
+    }
 }
 
 use std::io;
