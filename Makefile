@@ -25,7 +25,7 @@ lint:
 	$(CARGO) clippy --all-targets -- -D warnings
 
 unit:
-	$(CARGO) test --bins
+	$(CARGO) test --lib --bins
 
 ## bench: ratios against skopeo, gzip and umoci from one run; prints a Markdown table.
 bench: setup release

@@ -4,7 +4,7 @@
 //! common to many images is rewritten once.
 //!
 //! Owns: job files, sharding, scheduling, the batch report. Must not: rebuild anything itself
-//! (each job is a [`pipeline::rebuild`]).
+//! (each job is a [`pipeline::rebuild`]), or print (the CLI prints each job's line).
 
 use crate::cache::RewriteCache;
 use crate::digest::Digest;
@@ -12,12 +12,13 @@ use crate::layer::codec::OutputCodec;
 use crate::pipeline::{self, RebuildOptions};
 use crate::progress::Progress;
 use crate::reference::ImageRef;
+use crate::report::{BatchReport, JobReport, JobStatus};
+use crate::source::ScanShare;
 use crate::transport::NetOptions;
 use crate::Failure;
 use anyhow::{anyhow, Context, Result};
 use futures_util::{stream, StreamExt};
 use serde::Deserialize;
-use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -85,13 +86,17 @@ impl Shard {
 
 pub struct BatchOptions {
     pub file: PathBuf,
+    /// Images rebuilt at once; the CPU budget is shared among them.
     pub jobs: usize,
     pub shard: Option<Shard>,
     pub keep_going: bool,
     pub report: Option<PathBuf>,
     pub cache: Arc<RewriteCache>,
     pub net: NetOptions,
-    pub quiet: bool,
+    pub progress: Progress,
+    /// What every job starts from (each job's file entries override its profiles, key,
+    /// compression and recompress).
+    pub rebuild: RebuildOptions,
 }
 
 fn load(path: &Path) -> Result<(Defaults, Vec<Job>)> {
@@ -109,115 +114,129 @@ fn load(path: &Path) -> Result<(Defaults, Vec<Job>)> {
     Ok((f.defaults, f.jobs))
 }
 
-/// Run the batch; prints one line per job on stdout. Exit: 0 all done, 3 when every failure is
-/// a policy result, 1 otherwise.
-pub async fn run(o: BatchOptions) -> Result<()> {
+/// The signing keys a batch's jobs name (in this shard), loaded once before any work; `ask`
+/// gives the password of an encrypted key when the environment has none.
+pub fn signing_keys(
+    o: &BatchOptions,
+    mut ask: impl FnMut(&Path) -> Result<String>,
+) -> Result<HashMap<PathBuf, Arc<crate::sign::SigningKey>>> {
+    let (defaults, all) = load(&o.file)?;
+    let mut keys = HashMap::new();
+    for j in all.iter().filter(|j| o.shard.is_none_or(|s| s.owns(j))) {
+        if let Some(k) = j.sign_key.as_ref().or(defaults.sign_key.as_ref()) {
+            if !keys.contains_key(k) {
+                let key = crate::sign::keyfile::load_signing_key(k, || ask(k))?;
+                keys.insert(k.clone(), Arc::new(key));
+            }
+        }
+    }
+    Ok(keys)
+}
+
+/// Run the batch with the keys from [`signing_keys`]; `on_result` hears of each job as it ends
+/// (the CLI prints a line). Exit: 0 all done, 3 when every failure is a policy result, 1
+/// otherwise.
+pub async fn run(
+    o: BatchOptions,
+    keys: HashMap<PathBuf, Arc<crate::sign::SigningKey>>,
+    on_result: impl Fn(&JobReport) + Sync,
+) -> Result<BatchReport> {
     let (defaults, all) = load(&o.file)?;
     let mine: Vec<(usize, Job)> =
         all.into_iter().enumerate().filter(|(_, j)| o.shard.is_none_or(|s| s.owns(j))).collect();
     let codec: OutputCodec = defaults.compression.as_deref().unwrap_or("gzip:6").parse().map_err(Failure::Usage)?;
-    // Keys are loaded (and their passwords asked for) once, before any work.
-    let mut keys: HashMap<PathBuf, Arc<crate::sign::SigningKey>> = HashMap::new();
-    for (_, j) in &mine {
-        if let Some(k) = j.sign_key.as_ref().or(defaults.sign_key.as_ref()) {
-            if !keys.contains_key(k) {
-                keys.insert(k.clone(), Arc::new(crate::signing::load_signing_key(k)?));
-            }
-        }
-    }
     let stop = AtomicBool::new(false);
     // One spool and scan memo for the whole batch: a shared base layer is fetched and scanned once.
-    let scans = Arc::new(pipeline::ScanShare::new()?);
-    let progress = Progress::new(o.quiet);
+    let scans = Arc::new(ScanShare::new()?);
     let total = mine.len();
-    let results: Vec<Value> = stream::iter(mine)
+    // The jobs at once share the machine: each gets its part of the run's CPU budget.
+    let cpu = o.rebuild.cpu.share(o.jobs.max(1));
+    let progress = &o.progress;
+    let mut results: Vec<JobReport> = stream::iter(mine)
         .map(|(i, job)| {
-            let (defaults, keys, stop, progress, o, scans) = (&defaults, &keys, &stop, &progress, &o, &scans);
+            let (defaults, keys, stop, o, scans, on_result) = (&defaults, &keys, &stop, &o, &scans, &on_result);
             async move {
                 let label = format!("job {} {} -> {}", i + 1, job.source, job.destination);
+                let mut r = JobReport {
+                    job: i + 1,
+                    source: job.source.clone(),
+                    destination: job.destination.clone(),
+                    status: JobStatus::Skipped,
+                    result: None,
+                    report: None,
+                    error: None,
+                };
                 if stop.load(Ordering::SeqCst) {
-                    println!("skipped {} (an earlier job failed; --keep-going runs the rest)", job.source);
-                    return json!({"job": i + 1, "source": job.source, "destination": job.destination, "status": "skipped"});
+                    on_result(&r);
+                    return r;
                 }
                 progress.line(&format!("{label}: started"));
-                let outcome = run_job(o, defaults, keys, &job, codec, scans).await;
-                match outcome {
-                    Ok((line, report)) => {
-                        println!("ok {} {line}", job.source);
+                let key = job.sign_key.as_ref().or(defaults.sign_key.as_ref()).and_then(|k| keys.get(k)).cloned();
+                let opts = RebuildOptions {
+                    profiles: job.profiles.clone().unwrap_or_else(|| defaults.profiles.clone()),
+                    codec,
+                    recompress: defaults.recompress,
+                    cpu,
+                    net: o.net.clone(),
+                    progress: Progress::Quiet,
+                    sign_key: key,
+                    cache: Some(Arc::clone(&o.cache)),
+                    scans: Some(Arc::clone(scans)),
+                    ..o.rebuild.clone()
+                };
+                match run_job(&job, &opts).await {
+                    Ok(outcome) => {
                         progress.line(&format!("{label}: done"));
-                        json!({"job": i + 1, "source": job.source, "destination": job.destination, "status": "ok", "result": line, "report": report})
+                        r.status = JobStatus::Ok;
+                        r.result = outcome.pushed;
+                        r.report = Some(Box::new(outcome.report));
                     }
                     Err(e) => {
                         let policy = matches!(e.downcast_ref::<Failure>(), Some(Failure::Policy(_)));
                         let msg: Vec<String> = e.chain().map(ToString::to_string).collect();
-                        let msg = msg.join(": ").replace('\n', " ");
-                        println!("failed {} {msg}", job.source);
+                        r.status = if policy { JobStatus::Refused } else { JobStatus::Failed };
+                        r.error = Some(msg.join(": ").replace('\n', " "));
                         if !o.keep_going {
                             stop.store(true, Ordering::SeqCst);
                         }
-                        json!({"job": i + 1, "source": job.source, "destination": job.destination, "status": if policy { "refused" } else { "failed" }, "error": msg})
                     }
                 }
+                on_result(&r);
+                r
             }
         })
         .buffer_unordered(o.jobs.max(1))
         .collect()
         .await;
-    if let Some(bar) = progress.clone_bar() {
-        bar.finish_and_clear();
-    }
-    let count = |s: &str| results.iter().filter(|r| r["status"] == s).count();
-    let (ok, refused, failed, skipped) = (count("ok"), count("refused"), count("failed"), count("skipped"));
-    if !o.quiet {
-        eprintln!(
-            "harden: batch: {total} jobs in this shard: {ok} ok, {refused} refused, {failed} failed, {skipped} skipped"
-        );
-    }
+    results.sort_by_key(|r| r.job);
+    let count = |s: JobStatus| results.iter().filter(|r| r.status == s).count();
+    let (ok, refused, failed, skipped) =
+        (count(JobStatus::Ok), count(JobStatus::Refused), count(JobStatus::Failed), count(JobStatus::Skipped));
+    progress.line(&format!(
+        "batch: {total} jobs in this shard: {ok} ok, {refused} refused, {failed} failed, {skipped} skipped"
+    ));
+    let report = BatchReport {
+        schema: crate::report::BATCH_SCHEMA,
+        harden_version: env!("CARGO_PKG_VERSION"),
+        file: o.file.display().to_string(),
+        shard: o.shard.map(|s| format!("{}/{}", s.index, s.count)),
+        jobs: results,
+    };
     if let Some(p) = &o.report {
-        let mut sorted = results.clone();
-        sorted.sort_by_key(|r| r["job"].as_u64());
-        let report = json!({"harden_version": env!("CARGO_PKG_VERSION"), "file": o.file.display().to_string(),
-            "shard": o.shard.map(|s| format!("{}/{}", s.index, s.count)), "jobs": sorted});
-        crate::transport::layout::write_atomic(p, &serde_json::to_vec_pretty(&report)?)
+        crate::files::write_atomic(p, &serde_json::to_vec_pretty(&report)?)
             .with_context(|| format!("--report {}", p.display()))?;
     }
     match (failed, refused) {
-        (0, 0) => Ok(()),
+        (0, 0) => Ok(report),
         (0, _) => Err(Failure::Policy(format!("{refused} of {total} jobs refused by the guard")).into()),
         _ => Err(anyhow!("{} of {total} jobs failed", failed + refused)),
     }
 }
 
-async fn run_job(
-    o: &BatchOptions,
-    defaults: &Defaults,
-    keys: &HashMap<PathBuf, Arc<crate::sign::SigningKey>>,
-    job: &Job,
-    codec: OutputCodec,
-    scans: &Arc<pipeline::ScanShare>,
-) -> Result<(String, Value)> {
-    let key = job.sign_key.as_ref().or(defaults.sign_key.as_ref()).and_then(|k| keys.get(k)).cloned();
-    let opts = RebuildOptions {
-        src: ImageRef::parse(&job.source).map_err(Failure::Usage)?,
-        dst: ImageRef::parse(&job.destination).map_err(Failure::Usage)?,
-        profiles: job.profiles.clone().unwrap_or_else(|| defaults.profiles.clone()),
-        report: None,
-        digest_file: None,
-        dry_run: false,
-        allow_broken: false,
-        codec,
-        recompress: defaults.recompress,
-        jobs: 2,
-        net: o.net.clone(),
-        limits: crate::layer::Limits::default().with_cancel(&crate::spool::INTERRUPTED),
-        progress: Progress::Quiet,
-        sign_key: key,
-        base_name: None,
-        platforms: Vec::new(),
-        cache: Some(Arc::clone(&o.cache)),
-        scans: Some(Arc::clone(scans)),
-    };
-    pipeline::rebuild(&opts).await
+async fn run_job(job: &Job, opts: &RebuildOptions) -> Result<crate::pipeline::Outcome> {
+    let src = ImageRef::parse(&job.source).map_err(Failure::Usage)?;
+    let dst = ImageRef::parse(&job.destination).map_err(Failure::Usage)?;
+    pipeline::rebuild(&src, &dst, opts).await
 }
 
 #[cfg(test)]

@@ -102,7 +102,7 @@ impl RewriteCache {
         }
         let meta = serde_json::json!({"digest": rw.digest.as_str(), "diff_id": rw.diff_id.as_str(), "size": rw.size,
             "removed": rw.stats.removed, "changed": rw.stats.changed, "copied": rw.stats.copied});
-        crate::transport::layout::write_atomic(&dir.join("rewrites").join(key), &serde_json::to_vec(&meta)?)?;
+        crate::files::write_atomic(&dir.join("rewrites").join(key), &serde_json::to_vec(&meta)?)?;
         Ok(blob)
     }
 

@@ -94,19 +94,8 @@ pub fn plan_user(fs: &FinalFs, profile: &Profile, mtime: u64, codec: OutputCodec
     })
 }
 
-/// Env names that look like secrets (Dockle's pattern and Trivy's list).
-pub fn secret_env_name(name: &str) -> bool {
-    let up = name.to_ascii_uppercase();
-    if up == "GPG_KEY" || up == "GPG_KEYS" {
-        return false;
-    }
-    ["PASS", "PASSWD", "PASSWORD", "SECRET", "KEY", "ACCESS", "TOKEN", "CREDENTIAL", "PRIVATE"]
-        .iter()
-        .any(|w| up.contains(w))
-}
-
 /// What the config edit did, for the report and the history comment.
-#[derive(Default, serde::Serialize)]
+#[derive(Default, Clone, Debug, serde::Serialize)]
 pub struct ConfigChanges {
     pub user: Option<String>,
     pub env_removed: Vec<String>,
@@ -158,7 +147,7 @@ pub fn edit(config: &mut Value, e: &ConfigEdit) -> Result<ConfigChanges> {
         for v in env.drain(..) {
             let s = v.as_str().unwrap_or_default().to_string();
             let (k, val) = s.split_once('=').unwrap_or((&s, ""));
-            if secret_env_name(k) && !val.is_empty() && rules.env_secrets != EnvSecrets::Keep {
+            if crate::secrets::env_name(k) && !val.is_empty() && rules.env_secrets != EnvSecrets::Keep {
                 if rules.env_secrets == EnvSecrets::Fail {
                     bail!(crate::Failure::Policy(format!(
                         "config Env: `{k}` looks like a secret and the profile says env_secrets = \"fail\""
@@ -308,14 +297,6 @@ mod tests {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
         assert_eq!(epoch_of("2023-11-14T22:13:20.123456Z"), 1_700_000_000);
-    }
-
-    #[test]
-    fn secret_env_names() {
-        assert!(secret_env_name("AWS_SECRET_ACCESS_KEY"));
-        assert!(secret_env_name("db_password"));
-        assert!(!secret_env_name("GPG_KEY"));
-        assert!(!secret_env_name("PATH"));
     }
 
     #[test]

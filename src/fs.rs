@@ -4,7 +4,8 @@
 //!
 //! Owns: the merged view and path lookup. Must not: read file bodies (beyond the scan's prefixes).
 
-use crate::layer::tar::{join, split_parent, Kind};
+use crate::layer::path::{join, split_parent};
+use crate::layer::tar::Kind;
 use crate::scan::{EntryInfo, LayerIndex};
 use std::collections::BTreeMap;
 use std::sync::Arc;

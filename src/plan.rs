@@ -7,7 +7,8 @@
 //! Owns: the decisions. Must not: read or write layer bytes.
 
 use crate::fs::FinalFs;
-use crate::layer::tar::{split_parent, Kind};
+use crate::layer::path::split_parent;
+use crate::layer::tar::Kind;
 use crate::profile::{Profile, Rule, RuleSet};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet};

@@ -1,30 +1,37 @@
 //! Progress on stderr: one line per step, drawn above an indicatif spinner on a terminal,
-//! plain lines otherwise, nothing with `--quiet`. stdout is kept for results.
+//! plain lines otherwise, nothing with `--quiet`. stdout is kept for results (only the CLI
+//! writes there).
 //!
-//! Code far from the pipeline (the transport's retries) reports through [`note`], which uses
-//! the command's current [`Progress`] (the last one made by [`Progress::new`]).
+//! A [`Progress`] is a handle passed to whatever reports — the pipeline, the push, and the
+//! transport's retries (through [`crate::transport::NetOptions::progress`]) — never a global.
+//!
+//! Owns: how a line reaches stderr. Must not: decide what is worth saying.
 
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
-use std::sync::Mutex;
 
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub enum Progress {
     Quiet,
+    /// `harden: …` lines.
+    #[default]
     Plain,
     Bar(ProgressBar),
 }
 
-impl Progress {
-    pub fn new(quiet: bool) -> Progress {
-        let p = Progress::make(quiet);
-        if let Ok(mut c) = CURRENT.lock() {
-            *c = Some(p.clone());
-        }
-        p
+impl std::fmt::Debug for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Progress::Quiet => "Progress::Quiet",
+            Progress::Plain => "Progress::Plain",
+            Progress::Bar(_) => "Progress::Bar",
+        })
     }
+}
 
-    fn make(quiet: bool) -> Progress {
+impl Progress {
+    /// Quiet with `quiet`, else a spinner on a terminal, else plain lines.
+    pub fn new(quiet: bool) -> Progress {
         if quiet {
             Progress::Quiet
         } else if std::io::stderr().is_terminal() {
@@ -51,23 +58,36 @@ impl Progress {
         }
     }
 
-    /// The spinner, to clear it once the run is over.
-    pub fn clone_bar(&self) -> Option<ProgressBar> {
-        match self {
-            Progress::Bar(pb) => Some(pb.clone()),
-            _ => None,
+    /// Clear the spinner once the run is over (before the result goes to stdout).
+    pub fn finish(&self) {
+        if let Progress::Bar(pb) = self {
+            pb.finish_and_clear();
         }
     }
 }
 
-static CURRENT: Mutex<Option<Progress>> = Mutex::new(None);
+/// A byte count for people: `512 B`, `1.5 MiB`.
+pub fn human(n: u64) -> String {
+    const U: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut f = n as f64;
+    let mut i = 0;
+    while f >= 1024.0 && i < 4 {
+        f /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{n} B")
+    } else {
+        format!("{f:.1} {}", U[i])
+    }
+}
 
-/// A line for the current command's progress (e.g. "retrying"): on stderr like the others,
-/// nothing with `--quiet`, plain `harden: …` before any [`Progress`] exists.
-pub fn note(msg: &str) {
-    let current = CURRENT.lock().ok().and_then(|c| c.clone());
-    match current {
-        Some(p) => p.line(msg),
-        None => eprintln!("harden: {msg}"),
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn human_sizes() {
+        assert_eq!(super::human(512), "512 B");
+        assert_eq!(super::human(1536), "1.5 KiB");
+        assert_eq!(super::human(3 << 30), "3.0 GiB");
     }
 }

@@ -36,23 +36,40 @@ pub struct LayerRewrite {
     pub stats: RewriteStats,
 }
 
-/// Rewrite the layer blob `input` (any supported codec) per `plan` — spliced when `splice` and
-/// both it and `codec` are gzip, else recompressed in full — into a writer from
+/// How a changed layer is written.
+#[derive(Clone, Copy, Debug)]
+pub struct Settings {
+    pub codec: OutputCodec,
+    /// Splice gzip into gzip (copy the source's deflate blocks the plan does not reach).
+    pub splice: bool,
+    /// Compression threads (from the run's [`crate::cpu::Budget`]; never changes the bytes).
+    pub workers: usize,
+}
+
+impl Settings {
+    /// `codec`, spliced, with this machine's workers.
+    pub fn new(codec: OutputCodec) -> Settings {
+        Settings { codec, splice: true, workers: crate::cpu::Budget::machine().layer_workers(1) }
+    }
+}
+
+/// Rewrite the layer blob `input` (any supported codec) per `plan` — spliced when
+/// `settings.splice` and both it and the codec are gzip, else recompressed in full — into a writer from
 /// `open_out` (called again, to start over, if a splice has to be redone as a recompression),
 /// reading within `limits` (size and ratio; the input was scanned under the same ones).
 pub fn rewrite_layer<W: Write>(
     input: Arc<dyn ReadAt>,
     mut open_out: impl FnMut() -> io::Result<W>,
     plan: &LayerPlan,
-    codec: OutputCodec,
-    splice: bool,
+    settings: Settings,
     limits: &Limits,
 ) -> io::Result<(W, LayerRewrite)> {
+    let Settings { codec, splice, workers } = settings;
     if let (OutputCodec::Gzip(level), true) = (codec, splice) {
         let mut magic = [0u8; 4];
         let n = input.read_at(&mut magic, 0)?;
         if Codec::sniff(&magic[..n]) == Codec::Gzip {
-            match spliced(Arc::clone(&input), open_out()?, plan, level, limits) {
+            match spliced(Arc::clone(&input), open_out()?, plan, level, workers, limits) {
                 Ok(r) => return Ok(r),
                 Err(e) if limits.cancelled() => return Err(e),
                 // Recompressing fails with the input's own error, if it has one.
@@ -62,7 +79,7 @@ pub fn rewrite_layer<W: Write>(
     }
     let (_, plain) = codec::limited_decoder(Cursor::new(input), limits)?;
     let blob = HashingWriter::new(open_out()?);
-    let mut tw = TarWriter::new(HashingWriter::new(Encoder::new(codec, blob)?));
+    let mut tw = TarWriter::new(HashingWriter::new(Encoder::with_workers(codec, blob, workers)?));
     let stats = filter(TarReader::new(plain), &mut tw, plan)?;
     let (enc, diff_id, _) = tw.finish()?.finish();
     let (out, digest, size) = enc.finish()?.finish();
@@ -76,9 +93,9 @@ fn spliced<W: Write>(
     out: W,
     plan: &LayerPlan,
     level: u32,
+    workers: usize,
     limits: &Limits,
 ) -> io::Result<(W, LayerRewrite)> {
-    let workers = crate::layer::pgzip::ParallelGz::<W>::default_workers();
     let blob = HashingWriter::new(Verified::new(out));
     let (dec, splicer) = splice::open(input, blob, level, workers)?;
     let consumed = dec.consumed();
@@ -370,9 +387,14 @@ mod tests {
     #[test]
     fn unchanged_plan_copies_every_entry_verbatim() {
         let input = sample();
-        let (out, rw) =
-            rewrite_layer(blob(&input), vec_out, &LayerPlan::default(), OutputCodec::Gzip(6), true, &Limits::default())
-                .unwrap();
+        let (out, rw) = rewrite_layer(
+            blob(&input),
+            vec_out,
+            &LayerPlan::default(),
+            Settings::new(OutputCodec::Gzip(6)),
+            &Limits::default(),
+        )
+        .unwrap();
         let (_, mut d) = decoder(&out[..]).unwrap();
         let mut plain = Vec::new();
         d.read_to_end(&mut plain).unwrap();
@@ -405,7 +427,8 @@ mod tests {
         let long = format!("opt/{}/file", "d".repeat(150));
         plan.changes.insert(long.clone(), ch(|c| c.mode = Some(0o600)));
         let (out, rw) =
-            rewrite_layer(blob(&input), vec_out, &plan, OutputCodec::Gzip(6), true, &Limits::default()).unwrap();
+            rewrite_layer(blob(&input), vec_out, &plan, Settings::new(OutputCodec::Gzip(6)), &Limits::default())
+                .unwrap();
         let got = entries(&out);
         let find = |p: &str| got.iter().find(|e| e.0 == p).unwrap_or_else(|| panic!("{p} missing from {got:?}"));
         assert_eq!(find("usr/bin/su").2, 0o755);
@@ -425,7 +448,8 @@ mod tests {
         assert_eq!((rw.stats.changed, rw.stats.removed), (5, 1));
         // Deterministic: the same input and plan give the same digest.
         let (_, again) =
-            rewrite_layer(blob(&input), vec_out, &plan, OutputCodec::Gzip(6), true, &Limits::default()).unwrap();
+            rewrite_layer(blob(&input), vec_out, &plan, Settings::new(OutputCodec::Gzip(6)), &Limits::default())
+                .unwrap();
         assert_eq!(again.digest, rw.digest);
     }
 
@@ -449,12 +473,19 @@ mod tests {
         plan.changes.insert("data/f10".into(), EntryChange { remove: true, ..Default::default() });
         plan.changes.insert("data/f30".into(), EntryChange { mode: Some(0o755), ..Default::default() });
         let codec = OutputCodec::Gzip(6);
-        let (spliced, s) = rewrite_layer(blob(&gz), vec_out, &plan, codec, true, &Limits::default()).unwrap();
-        let (full, f) = rewrite_layer(blob(&tar), vec_out, &plan, codec, true, &Limits::default()).unwrap();
+        let (spliced, s) = rewrite_layer(blob(&gz), vec_out, &plan, Settings::new(codec), &Limits::default()).unwrap();
+        let (full, f) = rewrite_layer(blob(&tar), vec_out, &plan, Settings::new(codec), &Limits::default()).unwrap();
         assert_eq!(s.diff_id, f.diff_id, "splicing and recompressing must give the same tar");
         assert!(s.stats.copied > tar.len() as u64 / 2, "{:?}", s.stats);
         assert_eq!(f.stats.copied, 0);
-        let (recompressed, r) = rewrite_layer(blob(&gz), vec_out, &plan, codec, false, &Limits::default()).unwrap();
+        let (recompressed, r) = rewrite_layer(
+            blob(&gz),
+            vec_out,
+            &plan,
+            Settings { splice: false, ..Settings::new(codec) },
+            &Limits::default(),
+        )
+        .unwrap();
         assert_eq!((r.diff_id, r.stats.copied), (f.diff_id.clone(), 0), "--recompress does not splice");
         assert_eq!(recompressed, full, "recompressing from gzip or from the plain tar: the same blob");
         assert_eq!((s.stats.removed, s.stats.changed), (1, 1));
@@ -464,7 +495,7 @@ mod tests {
         assert_eq!(Digest::of(&plain), s.diff_id);
         assert_eq!(Digest::of(&spliced), s.digest);
         assert!(spliced.len() < full.len() * 11 / 10);
-        let again = rewrite_layer(blob(&gz), vec_out, &plan, codec, true, &Limits::default()).unwrap().0;
+        let again = rewrite_layer(blob(&gz), vec_out, &plan, Settings::new(codec), &Limits::default()).unwrap().0;
         assert_eq!(again, spliced);
     }
 
@@ -482,8 +513,7 @@ mod tests {
                 blob(bad_input),
                 vec_out,
                 &LayerPlan::default(),
-                OutputCodec::Gzip(6),
-                true,
+                Settings::new(OutputCodec::Gzip(6)),
                 &Limits::default(),
             );
             assert!(r.is_err());

@@ -29,7 +29,7 @@ pub struct EntryInfo {
 
 impl EntryInfo {
     pub fn is_whiteout(&self) -> bool {
-        crate::layer::tar::split_parent(&self.path).1.starts_with(".wh.")
+        crate::layer::path::split_parent(&self.path).1.starts_with(".wh.")
     }
 }
 
@@ -53,7 +53,7 @@ pub fn prefix_len(path: &str, mode: u32, size: u64) -> u64 {
         return size.min(1024);
     }
     // The audit reads these for key material, and skips library code: keep nothing of it.
-    if crate::audit::secrets::library_path(path) {
+    if crate::secrets::library_path(path) {
         return 0;
     }
     let lower = path.to_ascii_lowercase();

@@ -2,10 +2,10 @@
 //! and the config edited as a rebuild would. Errors are fine; panics are not.
 #![no_main]
 
-use harden_fuzz::config::{self, ConfigEdit};
-use harden_fuzz::digest::Digest;
-use harden_fuzz::image::{self, ManifestView};
-use harden_fuzz::profile;
+use harden::config::{self, ConfigEdit};
+use harden::digest::Digest;
+use harden::image::{self, ManifestView};
+use harden::profile;
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
 
@@ -17,7 +17,7 @@ fn baseline() -> &'static profile::Profile {
 fuzz_target!(|data: &[u8]| {
     for mt in [image::OCI_MANIFEST, image::DOCKER_MANIFEST] {
         if let Ok(v) = ManifestView::parse(data, mt) {
-            let _ = v.layer_media_type(harden_fuzz::layer::codec::OutputCodec::Gzip(6));
+            let _ = v.layer_media_type(harden::layer::codec::OutputCodec::Gzip(6));
             let _ = serde_json::to_vec(&v.json);
         }
     }

@@ -2,7 +2,7 @@
 //! loads, its rule sets compiled and matched. Errors are fine; panics and hangs are not.
 #![no_main]
 
-use harden_fuzz::profile;
+use harden::profile;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -4,10 +4,10 @@
 //! with the plan's removals gone.
 #![no_main]
 
-use harden_fuzz::fs::FinalFs;
-use harden_fuzz::layer::codec::OutputCodec;
-use harden_fuzz::layer::Limits;
-use harden_fuzz::{plan, profile, rewrite, scan};
+use harden::fs::FinalFs;
+use harden::layer::codec::OutputCodec;
+use harden::layer::Limits;
+use harden::{plan, profile, rewrite, scan};
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
 
@@ -29,7 +29,7 @@ fuzz_target!(|data: &[u8]| {
     let fs = FinalFs::build(vec![index]);
     let p = plan::plan(&fs, profile());
     let lp = &p.layers[0];
-    let (out, rw) = rewrite::rewrite_layer(std::sync::Arc::new(data.to_vec()), || Ok(Vec::new()), lp, OutputCodec::Gzip(1), true, &limits())
+    let (out, rw) = rewrite::rewrite_layer(std::sync::Arc::new(data.to_vec()), || Ok(Vec::new()), lp, rewrite::Settings::new(OutputCodec::Gzip(1)), &limits())
         .expect("a layer that scans must rewrite");
     let back = scan::scan_layer(&out[..], None, Some(&rw.diff_id), &limits()).expect("the rewrite must scan back");
     for e in &back.entries {

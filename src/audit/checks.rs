@@ -1,11 +1,12 @@
 //! The checks themselves, one function each; see [`super::CHECKS`] for the table.
 
-use super::{secrets, AuditContext, Evidence, Finding, Signature};
-use crate::config::secret_env_name;
+use super::{AuditContext, Evidence, Finding, Signature};
 use crate::fs::{FinalFs, Loc};
-use crate::layer::tar::{split_parent, Kind};
+use crate::layer::path::split_parent;
+use crate::layer::tar::Kind;
 use crate::plan::Matcher;
 use crate::profile::{self, Rule};
+use crate::secrets::{self, env_name as secret_env_name};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -1,7 +1,7 @@
 //! `check`'s text and JSON outputs (SARIF is in [`super::sarif`]). The JSON shape is documented
 //! in docs/checks.md and versioned by its `schema` field.
 
-use super::{counts, fails, Evidence, Finding, Level};
+use super::{counts, fails, Evidence, Finding, ImageInfo, Level};
 use serde_json::{json, Value};
 use std::fmt::Write;
 
@@ -11,12 +11,6 @@ pub enum Format {
     Text,
     Json,
     Sarif,
-}
-
-/// The image a run audited.
-pub struct ImageInfo {
-    pub reference: String,
-    pub digest: String,
 }
 
 /// The JSON format's version; bumped only on incompatible changes.

@@ -14,7 +14,6 @@ mod checks;
 pub mod format;
 pub mod run;
 pub mod sarif;
-pub mod secrets;
 
 pub use run::{check, CheckOptions};
 
@@ -25,6 +24,12 @@ use crate::reference::ImageRef;
 use crate::scan::LayerIndex;
 use serde::Serialize;
 use serde_json::{json, Value};
+
+/// The image a run audited.
+pub struct ImageInfo {
+    pub reference: String,
+    pub digest: String,
+}
 
 /// How bad a finding is; `--fail-on` compares against it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, clap::ValueEnum)]

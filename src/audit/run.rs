@@ -1,17 +1,18 @@
-//! `harden check`: fetch and scan the image as `rebuild` does (same temp-dir handling), look for
-//! its cosign signature, audit, render. Reads only.
+//! `harden check`: fetch and scan the image through [`crate::source`] as `rebuild` does, look
+//! for its cosign signature, audit, render. Reads only.
 
-use super::format::{self, Format, ImageInfo};
+use super::format::{self, Format};
+use super::ImageInfo;
 use super::{audit, check_info, fails, AuditContext, Level, Signature, CHECKS};
 use crate::digest::Digest;
 use crate::fs::FinalFs;
-use crate::pipeline;
 use crate::profile;
 use crate::progress::Progress;
 use crate::reference::ImageRef;
+use crate::source::{self, walk};
 use crate::transport::{Endpoint, NetOptions};
 use crate::Failure;
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 pub struct CheckOptions {
     pub image: ImageRef,
@@ -35,7 +36,7 @@ pub struct CheckOutput {
 /// Look for a cosign signature of `digest` beside `r`. Never fails: a look-up that errors
 /// (other than "no such tag") says so in the result.
 pub async fn signature(ep: &Endpoint, r: &ImageRef, digest: &Digest) -> Signature {
-    let s = crate::signing::sig_ref(r, digest);
+    let s = crate::sign::store::sig_ref(r, digest);
     match ep.manifest_opt(&s).await {
         Ok(Some(_)) => Signature::Found(s.to_string()),
         Ok(None) => Signature::Absent(s.to_string()),
@@ -59,32 +60,26 @@ pub async fn check(o: CheckOptions) -> Result<CheckOutput> {
         Some(profile::load(&o.profiles).map_err(|e| Failure::Usage(e.to_string()))?)
     };
     let src = Endpoint::open(&o.image, &o.net)?;
-    let share = pipeline::ScanShare::new()?;
-    let top = src.manifest(&o.image).await?;
-    // An index is audited platform by platform (its attestation manifests are not images).
-    let images: Vec<(ImageRef, crate::transport::Manifest)> = if crate::image::is_index(&top.media_type) {
-        let index: serde_json::Value = serde_json::from_slice(&top.bytes).context("index is not JSON")?;
+    let share = source::ScanShare::new()?;
+    // An index is audited image by image (attestation manifests are not images; nested
+    // indexes are followed by the one walk).
+    let w = walk::walk(&src, &o.image).await?;
+    let images: Vec<(ImageRef, crate::transport::Manifest)> = if w.index.is_some() {
         let mut out = Vec::new();
-        for e in index["manifests"].as_array().map(Vec::as_slice).unwrap_or_default() {
-            let mt = e["mediaType"].as_str().unwrap_or_default();
-            if crate::image::is_attestation(e) || crate::image::is_index(mt) {
-                continue;
-            }
-            let d = Digest::parse(e["digest"].as_str().unwrap_or_default())
-                .map_err(|e| anyhow::anyhow!("{}: {e}", o.image))?;
-            let r = o.image.with_digest(&d);
+        for e in w.entries.iter().filter(|e| e.kind == walk::EntryKind::Image) {
+            let r = o.image.with_digest(&e.digest);
             let m = src.manifest(&r).await?;
             out.push((r, m));
         }
         out
     } else {
-        vec![(o.image.clone(), top)]
+        vec![(o.image.clone(), w.top)]
     };
     let mut rendered = Vec::new();
     let mut failed = false;
     for (r, manifest) in images {
-        let (view, config) = pipeline::image_config(&src, &r, &manifest).await?;
-        let scanner = pipeline::Scanner {
+        let (view, config) = source::image_config(&src, &r, &manifest).await?;
+        let scanner = source::Scanner {
             src: &src,
             share: &share,
             jobs: o.jobs,

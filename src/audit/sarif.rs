@@ -2,8 +2,7 @@
 //! per piece of evidence — a file is a physical location (its path relative to the image root,
 //! under the `uriBaseId` `ROOTFS`), a config field a logical one.
 
-use super::format::ImageInfo;
-use super::{Evidence, Finding, Level, CHECKS};
+use super::{Evidence, Finding, ImageInfo, Level, CHECKS};
 use serde_json::{json, Value};
 
 pub const SCHEMA: &str = "https://json.schemastore.org/sarif-2.1.0.json";

@@ -476,7 +476,7 @@ fn json_shape_is_stable() {
             detail: Some("setuid".into()),
         }],
     )];
-    let img = format::ImageInfo { reference: "oci:/x:app".into(), digest: "sha256:m".into() };
+    let img = super::ImageInfo { reference: "oci:/x:app".into(), digest: "sha256:m".into() };
     let j = format::json(&f, &img, Level::Warn);
     assert_eq!(j["schema"], "harden-check/1");
     assert_eq!(j["failed"], true);
@@ -505,7 +505,7 @@ fn sarif_is_2_1_0_shaped() {
         ),
         Finding::new("HARDEN-USER-ROOT", vec![Evidence::field("config.User", "\"0:0\"")]),
     ];
-    let s = sarif::sarif(&f, &format::ImageInfo { reference: "r".into(), digest: "d".into() });
+    let s = sarif::sarif(&f, &super::ImageInfo { reference: "r".into(), digest: "d".into() });
     assert_eq!(s["version"], "2.1.0");
     let run = &s["runs"][0];
     assert_eq!(run["tool"]["driver"]["rules"].as_array().unwrap().len(), CHECKS.len());

@@ -173,14 +173,16 @@ pub enum Encoder<W: Write> {
 }
 
 impl<W: Write> Encoder<W> {
+    /// An encoder using up to [`crate::cpu::MAX_LAYER_WORKERS`] of the machine's cores.
     pub fn new(codec: OutputCodec, w: W) -> io::Result<Self> {
+        Encoder::with_workers(codec, w, crate::cpu::Budget::machine().layer_workers(1))
+    }
+
+    /// An encoder with `workers` compression threads (gzip; the bytes do not depend on it).
+    pub fn with_workers(codec: OutputCodec, w: W, workers: usize) -> io::Result<Self> {
         Ok(match codec {
             // mtime 0, no file name, fixed OS byte and fixed chunking: the same bytes on every machine.
-            OutputCodec::Gzip(level) => Encoder::Gzip(super::pgzip::ParallelGz::new(
-                w,
-                level,
-                super::pgzip::ParallelGz::<W>::default_workers(),
-            )?),
+            OutputCodec::Gzip(level) => Encoder::Gzip(super::pgzip::ParallelGz::new(w, level, workers.max(1))?),
             OutputCodec::Zstd(level) => {
                 let mut e = zstd::stream::write::Encoder::new(w, level)?;
                 e.include_checksum(true)?;

@@ -60,8 +60,7 @@ fn rewrite(blob: &[u8], plan: &LayerPlan) -> std::io::Result<Vec<u8>> {
         std::sync::Arc::new(blob.to_vec()),
         || Ok(Vec::new()),
         plan,
-        OutputCodec::Gzip(6),
-        true,
+        crate::rewrite::Settings::new(OutputCodec::Gzip(6)),
         &Limits::default(),
     )
     .map(|(o, _)| o)
@@ -258,8 +257,7 @@ fn decompression_bombs_stop_at_the_limits() {
             std::sync::Arc::new(b.clone()),
             || Ok(Vec::new()),
             &LayerPlan::default(),
-            OutputCodec::Gzip(1),
-            true,
+            crate::rewrite::Settings::new(OutputCodec::Gzip(1)),
             &small,
         ));
         assert!(e.contains("--max-layer-size"), "{codec}: {e}");

@@ -2,6 +2,7 @@
 //! layers — [`crate::scan`] and [`crate::rewrite`] — are built on these, within [`Limits`].
 pub mod codec;
 pub mod inflate;
+pub mod path;
 pub mod pgzip;
 pub mod splice;
 pub mod tar;

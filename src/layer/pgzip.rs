@@ -87,11 +87,6 @@ impl<W: Write> ParallelGz<W> {
         })
     }
 
-    /// The number of workers for this machine (speed only).
-    pub fn default_workers() -> usize {
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(8)
-    }
-
     fn out(&mut self) -> io::Result<&mut W> {
         self.out.as_mut().ok_or_else(|| io::Error::other("gzip writer already finished"))
     }

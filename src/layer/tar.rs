@@ -6,8 +6,10 @@
 //! `size` disagrees with the header (parsers disagreeing on entry boundaries is how hostile
 //! archives smuggle content). Field parsing still uses `tar::Header`.
 //!
-//! Owns: block framing, PAX/GNU long names, path normalisation. Must not: decide policy.
+//! Owns: block framing, PAX/GNU long names. Must not: decide policy (paths are normalised by
+//! [`super::path`]).
 
+use super::path::normalize;
 use std::io::{self, Read, Write};
 
 pub const BLOCK: u64 = 512;
@@ -87,45 +89,12 @@ impl RawEntry {
     }
 }
 
-pub fn split_parent(path: &str) -> (&str, &str) {
-    match path.rfind('/') {
-        Some(i) => (&path[..i], &path[i + 1..]),
-        None => ("", path),
-    }
-}
-
-pub fn join(dir: &str, name: &str) -> String {
-    if dir.is_empty() {
-        name.to_string()
-    } else {
-        format!("{dir}/{name}")
-    }
-}
-
 fn pax_num(pax: &[(String, Vec<u8>)], key: &str) -> Option<u64> {
     pax.iter().rev().find(|(k, _)| k == key).and_then(|(_, v)| std::str::from_utf8(v).ok()?.parse().ok())
 }
 
 fn pax_str(pax: &[(String, Vec<u8>)], key: &str) -> Option<String> {
     pax.iter().rev().find(|(k, _)| k == key).map(|(_, v)| String::from_utf8_lossy(v).into_owned())
-}
-
-/// Normalise a tar path: strip `./` and `/` prefixes and trailing `/`, collapse `.`
-/// components. Returns the path and whether it tries to leave the root via `..`.
-pub fn normalize(raw: &str) -> (String, bool) {
-    let mut parts: Vec<&str> = Vec::new();
-    let mut escapes = raw.starts_with('/');
-    for c in raw.split('/') {
-        match c {
-            "" | "." => {}
-            ".." => {
-                escapes = true;
-                parts.pop();
-            }
-            c => parts.push(c),
-        }
-    }
-    (parts.join("/"), escapes)
 }
 
 /// Parse PAX records: `"<len> <key>=<value>\n"` repeated.
@@ -435,13 +404,6 @@ impl<W: Write> TarWriter<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn normalizes_paths() {
-        assert_eq!(normalize("./usr/bin/"), ("usr/bin".to_string(), false));
-        assert_eq!(normalize("/etc/passwd"), ("etc/passwd".to_string(), true));
-        assert_eq!(normalize("a/../../etc"), ("etc".to_string(), true));
-    }
 
     #[test]
     fn pax_roundtrip() {

@@ -1,6 +1,9 @@
-//! Cosign-compatible signing: keys and "simple signing" signatures.
+//! Cosign-compatible signing: keys and "simple signing" signatures. The pure formats
+//! ([`keys`], [`simple`]) are apart from what touches the world: [`store`] reads and pushes
+//! `.sig` manifests, [`keyfile`] reads and writes key files (passwords come from the
+//! environment or from the CLI's prompt).
 //!
-//! # What this module owns
+//! # What the format modules own
 //! - **Cosign key files** ([`keys`]): generating an ECDSA P-256 key pair and writing it as cosign
 //!   does (`ENCRYPTED SIGSTORE PRIVATE KEY`: scrypt + nacl/secretbox over PKCS#8, plus a
 //!   `PUBLIC KEY` PKIX PEM), loading cosign/sigstore encrypted private keys and public keys, and
@@ -10,20 +13,22 @@
 //!   (appending signatures idempotently), and checking a `.sig` manifest's layers against a
 //!   public key and an expected image digest.
 //!
-//! # What it must not touch
+//! # What they must not touch
 //! No image layers, no registries, no network, no filesystem. Everything here is a pure function
 //! of its inputs (plus the OS random generator for key generation, salts, nonces and ECDSA
 //! signing). Callers fetch and push blobs and manifests themselves: [`simple::append_signature`]
 //! returns the manifest and config bytes to push, and [`simple::verify_signature_manifest`] takes
-//! a closure that fetches a payload blob by digest. Reading key files from disk, prompting for
-//! passwords and `COSIGN_PASSWORD` handling belong to the caller too.
+//! a closure that fetches a payload blob by digest. Key files on disk are [`keyfile`]'s; prompting
+//! for passwords is the CLI's.
 //!
 //! The formats follow cosign and sigstore-rs; see `shared/reference/cosign-format.md`.
 
+pub mod keyfile;
 pub mod keys;
 pub mod simple;
+pub mod store;
 
-// What the signing stage (src/signing.rs) uses; the rest is reached through the submodules.
+// What the store and the pipeline use; the rest is reached through the submodules.
 pub use keys::{generate, SigningKey, VerifyingKey};
 pub use simple::{
     append_signature, payload, sig_tag, verify_signature_manifest, LayerVerdict, SignatureLayer,

@@ -5,7 +5,6 @@ use super::{LocalBlob, Manifest};
 use crate::digest::Digest;
 use crate::reference::ImageRef;
 use anyhow::{anyhow, bail, Context, Result};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 pub struct Layout {
@@ -113,7 +112,7 @@ impl Layout {
             .with_context(|| format!("oci:{}: cannot create the layout", self.dir.display()))?;
         let marker = self.dir.join("oci-layout");
         if !marker.exists() {
-            write_atomic(&marker, br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+            crate::files::write_atomic(&marker, br#"{"imageLayoutVersion":"1.0.0"}"#)?;
         }
         Ok(blobs)
     }
@@ -134,7 +133,7 @@ impl Layout {
         self.prepare()?;
         let dst = self.blob_path(d);
         if !dst.is_file() {
-            write_atomic(&dst, bytes)?;
+            crate::files::write_atomic(&dst, bytes)?;
         }
         Ok(())
     }
@@ -159,16 +158,6 @@ impl Layout {
             None => list.retain(|e| e["digest"] != m.digest.as_str() || e["annotations"][REF_NAME].is_string()),
         }
         list.push(desc);
-        write_atomic(&self.dir.join("index.json"), &serde_json::to_vec(&index)?)
+        crate::files::write_atomic(&self.dir.join("index.json"), &serde_json::to_vec(&index)?)
     }
-}
-
-/// Write via a temporary file in the same directory and rename: readers see old or new, never half.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).with_context(|| format!("cannot write in {}", dir.display()))?;
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| anyhow!("cannot replace {}: {}", path.display(), e.error))?;
-    Ok(())
 }

@@ -6,8 +6,10 @@
 //! profiles or layer contents.
 
 pub mod auth;
+pub mod errors;
 pub mod follow;
 pub mod layout;
+pub mod push;
 pub mod registry;
 pub mod retry;
 #[cfg(test)]
@@ -40,6 +42,8 @@ pub struct NetOptions {
     pub retries: u32,
     /// Per-request deadline, and the longest a transfer may stall (`--timeout`).
     pub timeout: std::time::Duration,
+    /// Where the transport's own notes (retries) go.
+    pub progress: crate::progress::Progress,
 }
 
 impl Default for NetOptions {
@@ -50,6 +54,7 @@ impl Default for NetOptions {
             ca_cert: None,
             retries: retry::DEFAULT_RETRIES,
             timeout: retry::DEFAULT_TIMEOUT,
+            progress: crate::progress::Progress::default(),
         }
     }
 }
@@ -62,14 +67,14 @@ pub struct LocalBlob {
 }
 
 pub enum Endpoint {
-    Registry(registry::Registry),
+    Registry(Box<registry::Registry>),
     Layout(layout::Layout),
 }
 
 impl Endpoint {
     pub fn open(r: &ImageRef, net: &NetOptions) -> Result<Endpoint> {
         Ok(match r {
-            ImageRef::Registry { .. } => Endpoint::Registry(registry::Registry::open(r, net)?),
+            ImageRef::Registry { .. } => Endpoint::Registry(Box::new(registry::Registry::open(r, net)?)),
             ImageRef::Layout { dir, .. } => Endpoint::Layout(layout::Layout::new(dir.clone())),
         })
     }

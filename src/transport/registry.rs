@@ -12,8 +12,9 @@
 //! cut every upload longer than the timeout, however steady.)
 
 use super::auth::{self, Credentials};
+use super::errors::{describe, is_not_found, AttemptError};
 use super::follow::{End, Follow, Tap};
-use super::retry::{AttemptError, Classify, RetryPolicy};
+use super::retry::{Classify, RetryPolicy};
 use super::{LocalBlob, Manifest, NetOptions};
 use crate::digest::Digest;
 use crate::reference::ImageRef;
@@ -49,27 +50,6 @@ fn is_loopback(registry: &str) -> bool {
     host == "localhost" || host.starts_with("127.") || host == "[::1]"
 }
 
-/// One line for a registry error: the status and the registry's own message.
-pub fn describe(e: &OciDistributionError) -> String {
-    let s = e.to_string();
-    s.lines().next().unwrap_or("").to_string()
-}
-
-/// Whether a registry error means "no such manifest" (as opposed to auth, network or server trouble).
-fn is_not_found(e: &OciDistributionError) -> bool {
-    use oci_client::errors::OciErrorCode as C;
-    match e {
-        OciDistributionError::ImageManifestNotFoundError(_) | OciDistributionError::ServerError { code: 404, .. } => {
-            true
-        }
-        OciDistributionError::RegistryError { envelope, .. } => {
-            !envelope.errors.is_empty()
-                && envelope.errors.iter().all(|x| matches!(x.code, C::ManifestUnknown | C::NotFound | C::NameUnknown))
-        }
-        _ => false,
-    }
-}
-
 impl Registry {
     pub fn open(r: &ImageRef, net: &NetOptions) -> Result<Registry> {
         let ImageRef::Registry { registry, repository, .. } = r else { bail!("{r} is not a registry reference") };
@@ -89,7 +69,12 @@ impl Registry {
             connect_timeout: Some(net.timeout.min(Duration::from_secs(30))),
             ..Default::default()
         };
-        let retry = RetryPolicy { retries: net.retries, timeout: net.timeout, ..Default::default() };
+        let retry = RetryPolicy {
+            retries: net.retries,
+            timeout: net.timeout,
+            progress: net.progress.clone(),
+            ..Default::default()
+        };
         let client =
             Client::try_from(config).map_err(|e| anyhow!("{r}: cannot set up the HTTP client: {}", describe(&e)))?;
         let auth = match auth::lookup(registry)? {

@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::image::{OCI_CONFIG, OCI_INDEX, OCI_MANIFEST};
-use crate::pipeline::{image_config, ScanShare, Scanner};
+use crate::source::{image_config, ScanShare, Scanner};
 use serde_json::json;
 use std::path::Path;
 

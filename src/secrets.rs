@@ -1,8 +1,22 @@
-//! Secrets by content: PEM private key blocks and AWS access key ids, found in the bytes the
+//! Secrets: what names a secret (Env names) and what looks like one by content: PEM private key blocks and AWS access key ids, found in the bytes the
 //! scan kept of a file (its first KiB for executables, 4 KiB for secret-looking names), in Env
 //! values and in history lines. Library code, tests, examples, locales and Markdown are skipped
 //! as real scanners skip them, so that certificates, test keys shipped by packages and
 //! `settings.py` in site-packages are not reported.
+//!
+//! Owns: the patterns. Must not: read images or decide what to do about a secret (the audit
+//! reports, the config edit removes).
+
+/// Env names that look like secrets (Dockle's pattern and Trivy's list).
+pub fn env_name(name: &str) -> bool {
+    let up = name.to_ascii_uppercase();
+    if up == "GPG_KEY" || up == "GPG_KEYS" {
+        return false;
+    }
+    ["PASS", "PASSWD", "PASSWORD", "SECRET", "KEY", "ACCESS", "TOKEN", "CREDENTIAL", "PRIVATE"]
+        .iter()
+        .any(|w| up.contains(w))
+}
 
 /// Paths whose contents are never judged: library code, headers, shared data, tests, examples,
 /// locales and Markdown. The scan keeps no content prefix for them either.
@@ -141,6 +155,13 @@ fn aws_key_ids(data: &[u8]) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn env_names() {
+        assert!(env_name("AWS_SECRET_ACCESS_KEY"));
+        assert!(env_name("db_password"));
+        assert!(!env_name("GPG_KEY"));
+        assert!(!env_name("PATH"));
+    }
     use super::*;
 
     const KEY: &str = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW\n-----END OPENSSH PRIVATE KEY-----\n";

@@ -1,38 +1,32 @@
-//! Signing stage: cosign signatures of an image, stored where cosign stores them — an OCI
-//! manifest at the tag `sha256-<hex>.sig` beside the image (in the image's registry repository,
-//! or in an OCI layout's `index.json`), one simple-signing layer per signature.
+//! Signatures stored where cosign stores them: an OCI manifest at the tag `sha256-<hex>.sig`
+//! beside the image (in the image's registry repository, or in an OCI layout's `index.json`),
+//! one simple-signing layer per signature.
 //!
-//! Owns: pushing and reading `.sig` manifests for an image through [`transport`]: resolving
-//! IMAGE to the manifest digest(s) to sign (a tag to its digest; for an index every platform
-//! manifest and the index itself), fetching the existing `.sig` manifest, pushing the payload
-//! and config blobs first and the `.sig` manifest last; checking the signatures of an image;
-//! and the key files on disk with their passwords (`HARDEN_PASSWORD`, `COSIGN_PASSWORD`, or a
-//! prompt on the terminal).
+//! Owns: resolving IMAGE to the manifest digest(s) to sign (a tag to its digest; for an index
+//! every entry the [`walk`] finds, then the index itself), reading the existing `.sig` manifest,
+//! pushing a new one through the [`push`] protocol, checking the signatures of an image.
 //!
-//! Must not: know about image layers or their contents (a signature is over a manifest digest
-//! only), or do cryptography or format work itself: that is [`crate::sign`]'s, on ring.
+//! Must not: know about image layers (a signature is over a manifest digest only), do
+//! cryptography or format work (that is [`super::simple`] and [`super::keys`], pure), or read
+//! key files and passwords ([`super::keyfile`] and the CLI do).
 //!
-//! [`transport`]: crate::transport
+//! [`walk`]: crate::source::walk
+//! [`push`]: crate::transport::push
 
 use crate::digest::Digest;
-use crate::image;
 use crate::progress::Progress;
 use crate::reference::ImageRef;
-use crate::sign::{self, keys, LayerVerdict, SignatureLayer, SigningKey, VerifyingKey};
+use crate::sign::{self, LayerVerdict, SignatureLayer, SigningKey, VerifyingKey};
+use crate::source::walk;
+use crate::transport::push::{Blob, Push};
 use crate::transport::{Endpoint, Manifest};
 use crate::Failure;
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
-use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
 
-/// Environment variables holding the key password, in the order they are read.
-pub const PASSWORD_ENV: [&str; 2] = ["HARDEN_PASSWORD", "COSIGN_PASSWORD"];
 /// Largest simple-signing payload read back (cosign's are a few hundred bytes).
 const MAX_PAYLOAD: u64 = 1 << 20;
-/// How deep nested indexes are followed when signing every manifest of an index.
-const MAX_INDEX_DEPTH: usize = 4;
 
 /// One manifest digest signed (or found already signed with this key).
 #[derive(Debug, Clone)]
@@ -68,20 +62,6 @@ pub fn sig_ref(r: &ImageRef, digest: &Digest) -> ImageRef {
     }
 }
 
-/// `-a key=value` arguments as the payload's `optional` map (a later key replaces an earlier one).
-pub fn parse_annotations(args: &[String]) -> Result<BTreeMap<String, String>> {
-    let mut out = BTreeMap::new();
-    for a in args {
-        match a.split_once('=') {
-            Some((k, v)) if !k.is_empty() => {
-                out.insert(k.to_string(), v.to_string());
-            }
-            _ => bail!(Failure::Usage(format!("annotation `{a}` is not key=value"))),
-        }
-    }
-    Ok(out)
-}
-
 /// Sign the image `r` names: its manifest, or for an index (OCI index / Docker manifest list)
 /// every platform manifest and then the index. The result lists the digest `r` resolves to
 /// first, then the manifests it lists.
@@ -92,53 +72,14 @@ pub async fn sign(
     annotations: &BTreeMap<String, String>,
     progress: &Progress,
 ) -> Result<Vec<Signed>> {
-    let top = ep.manifest(r).await?;
-    let mut children = Vec::new();
-    collect_children(ep, r, &top, 0, &mut children).await?;
-    children.retain(|d| *d != top.digest);
-    let mut out = Vec::with_capacity(children.len() + 1);
+    let w = walk::walk(ep, r).await?;
+    let mut out = Vec::with_capacity(w.entries.len() + 1);
     // Platform manifests first, the index last: a signed index means all of it was signed.
-    for d in &children {
-        out.push(sign_digest(ep, r, d, key, annotations, progress).await?);
+    for e in &w.entries {
+        out.push(sign_digest(ep, r, &e.digest, key, annotations, progress).await?);
     }
-    out.insert(0, sign_digest(ep, r, &top.digest, key, annotations, progress).await?);
+    out.insert(0, sign_digest(ep, r, &w.top.digest, key, annotations, progress).await?);
     Ok(out)
-}
-
-/// The manifests an index lists (depth first, nested indexes followed and included), deduplicated.
-async fn collect_children(
-    ep: &Endpoint,
-    r: &ImageRef,
-    m: &Manifest,
-    depth: usize,
-    out: &mut Vec<Digest>,
-) -> Result<()> {
-    if !image::is_index(&m.media_type) {
-        return Ok(());
-    }
-    if depth >= MAX_INDEX_DEPTH {
-        bail!("{}: indexes nested more than {MAX_INDEX_DEPTH} deep", r.by_digest(&m.digest));
-    }
-    let idx: Value = serde_json::from_slice(&m.bytes)
-        .map_err(|e| anyhow!("{}: index is not valid JSON: {e}", r.by_digest(&m.digest)))?;
-    let entries = idx["manifests"]
-        .as_array()
-        .ok_or_else(|| anyhow!("{}: index has no manifests list", r.by_digest(&m.digest)))?;
-    for e in entries {
-        let d = Digest::parse(e["digest"].as_str().unwrap_or(""))
-            .map_err(|err| anyhow!("{}: index entry: {err}", r.by_digest(&m.digest)))?;
-        if out.contains(&d) {
-            continue;
-        }
-        if e["mediaType"].as_str().is_some_and(image::is_index) {
-            let child = ep.manifest(&r.with_digest(&d)).await?;
-            Box::pin(collect_children(ep, r, &child, depth + 1, out)).await?;
-        }
-        if !out.contains(&d) {
-            out.push(d);
-        }
-    }
-    Ok(())
 }
 
 /// Add a signature of `digest` (a manifest in `r`'s repository or layout) to its `.sig`
@@ -211,20 +152,15 @@ pub async fn sign_digest(
         });
     };
     let config_digest = Digest::parse(&appended.config_digest).map_err(|e| anyhow!("signature config: {e}"))?;
-    for (d, bytes) in [(&payload_digest, &payload), (&config_digest, &appended.config)] {
-        if !ep.has_blob(d).await? {
-            ep.put_blob_bytes(d, bytes).await?;
-        }
-        if !ep.has_blob(d).await? {
-            bail!("{target}: blob {d} is not present after upload; signature manifest not pushed");
-        }
-    }
     let manifest = Manifest {
         digest: Digest::of(&appended.manifest_bytes),
         bytes: appended.manifest_bytes,
         media_type: sign::OCI_MANIFEST_MEDIA_TYPE.to_string(),
     };
-    ep.put_manifest(&target, &manifest).await?;
+    let blobs = [Blob::bytes(payload_digest.clone(), payload), Blob::bytes(config_digest, appended.config)];
+    Push { dst: ep, mount_from: None, jobs: 1, progress }
+        .push(&blobs, &target, &manifest, "signature manifest")
+        .await?;
     let layers = appended.manifest["layers"].as_array().map_or(0, Vec::len);
     progress.line(&format!(
         "signed {} ({tag}, {layers} signature{})",
@@ -295,129 +231,13 @@ pub async fn verify(ep: &Endpoint, r: &ImageRef, key: &VerifyingKey) -> Result<V
     )))
 }
 
-// ------------------------------------------------------------------ key files and passwords
-
-/// The password from the environment: `(variable, value)` of the first of [`PASSWORD_ENV`] set.
-/// An empty value counts (it is how a key without password is used non-interactively).
-fn env_password() -> Result<Option<(&'static str, String)>> {
-    for name in PASSWORD_ENV {
-        if let Some(v) = std::env::var_os(name) {
-            let v = v.into_string().map_err(|_| anyhow!("{name} is not valid UTF-8"))?;
-            return Ok(Some((name, v)));
-        }
-    }
-    Ok(None)
-}
-
-fn prompt(msg: &str) -> Result<String> {
-    rpassword::prompt_password(msg).context("cannot read the password from the terminal")
-}
-
-fn no_password() -> anyhow::Error {
-    Failure::Usage(format!(
-        "no password: set {} (or {}), or run on a terminal to be asked",
-        PASSWORD_ENV[0], PASSWORD_ENV[1]
-    ))
-    .into()
-}
-
-/// The password for a new key: `--empty-password`, else the environment, else asked twice on the
-/// terminal. An empty password is refused unless asked for with `--empty-password`.
-pub fn keygen_password(empty_password: bool) -> Result<String> {
-    choose_keygen_password(env_password()?, empty_password, std::io::stdin().is_terminal(), || {
-        let a = prompt("Enter password for private key: ")?;
-        let b = prompt("Enter password for private key again: ")?;
-        if a != b {
-            bail!(Failure::Usage("the passwords do not match".into()));
-        }
-        Ok(a)
-    })
-}
-
-fn choose_keygen_password(
-    env: Option<(&str, String)>,
-    empty_password: bool,
-    terminal: bool,
-    ask: impl FnOnce() -> Result<String>,
-) -> Result<String> {
-    if empty_password {
-        if let Some((name, v)) = &env {
-            if !v.is_empty() {
-                bail!(Failure::Usage(format!("--empty-password conflicts with {name}, which is set and not empty")));
-            }
-        }
-        return Ok(String::new());
-    }
-    let pw = match env {
-        Some((_, v)) => v,
-        None if terminal => ask()?,
-        None => return Err(no_password()),
-    };
-    if pw.is_empty() {
-        bail!(Failure::Usage("empty password: pass --empty-password to write a private key without one".into()));
-    }
-    Ok(pw)
-}
-
-/// Write `PREFIX.key` (mode 0600) and `PREFIX.pub` as `cosign generate-key-pair` does. Existing
-/// files are left alone unless `force`.
-pub fn keygen(prefix: &str, force: bool, password: &str) -> Result<(PathBuf, PathBuf)> {
-    use std::os::unix::fs::PermissionsExt;
-    let key_path = PathBuf::from(format!("{prefix}.key"));
-    let pub_path = PathBuf::from(format!("{prefix}.pub"));
-    if !force {
-        for p in [&key_path, &pub_path] {
-            if p.symlink_metadata().is_ok() {
-                bail!("{} already exists; --force overwrites it", p.display());
-            }
-        }
-    }
-    let (private_pem, public_pem) =
-        sign::generate(password.as_bytes()).map_err(|e| anyhow!("generating a key pair: {e}"))?;
-    // write_atomic goes through a temporary file created 0600, so the key is never readable by others.
-    crate::transport::layout::write_atomic(&key_path, private_pem.as_bytes())
-        .with_context(|| format!("writing {}", key_path.display()))?;
-    std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600))?;
-    crate::transport::layout::write_atomic(&pub_path, public_pem.as_bytes())
-        .with_context(|| format!("writing {}", pub_path.display()))?;
-    std::fs::set_permissions(&pub_path, std::fs::Permissions::from_mode(0o644))?;
-    Ok((key_path, pub_path))
-}
-
-/// Load a cosign encrypted private key (harden's, cosign's or sigstore-rs's), with the password
-/// from the environment (empty allowed) or the terminal. Wrong password, corrupt file and
-/// unsupported key type each give one line naming the file.
-pub fn load_signing_key(path: &Path) -> Result<SigningKey> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read the private key {}", path.display()))?;
-    let pem = String::from_utf8_lossy(&bytes);
-    let fail = |e: sign::SignError| anyhow!("{}: {e}", path.display());
-    // Refuse what is not an encrypted cosign key before asking for a password for it.
-    match keys::pem_decode(&pem) {
-        Ok((label, _)) if label == keys::SIGSTORE_PRIVATE_KEY_LABEL || label == keys::COSIGN_PRIVATE_KEY_LABEL => {}
-        // Not a cosign key: from_encrypted_pem names what is wrong without running the KDF.
-        _ => return SigningKey::from_encrypted_pem(&pem, b"").map_err(fail),
-    }
-    let password = match env_password()? {
-        Some((_, v)) => v,
-        None if std::io::stdin().is_terminal() => {
-            prompt(&format!("Enter password for private key {}: ", path.display()))?
-        }
-        None => return Err(no_password()),
-    };
-    SigningKey::from_encrypted_pem(&pem, password.as_bytes()).map_err(fail)
-}
-
-/// Load a cosign public key (`PUBLIC KEY` PEM, ECDSA P-256).
-pub fn load_verifying_key(path: &Path) -> Result<VerifyingKey> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read the public key {}", path.display()))?;
-    VerifyingKey::from_pem(&String::from_utf8_lossy(&bytes)).map_err(|e| anyhow!("{}: {e}", path.display()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::image;
     use crate::transport::NetOptions;
     use serde_json::json;
+    use std::path::{Path, PathBuf};
 
     const SIG: &str = sign::simple::SIGNATURE_ANNOTATION;
 
@@ -486,7 +306,7 @@ mod tests {
     fn sign_then_verify_round_trip() {
         let s = setup();
         let k = key();
-        let ann = parse_annotations(&["team=infra".to_string()]).unwrap();
+        let ann = BTreeMap::from([("team".to_string(), "infra".to_string())]);
         let signed = block(sign(&s.ep, &s.r, &k, &ann, &Progress::Quiet)).unwrap();
         assert_eq!(signed.len(), 1);
         assert_eq!(signed[0].image_digest, s.digest);
@@ -534,7 +354,7 @@ mod tests {
         block(verify(&s.ep, &s.r, &k1.public_key())).unwrap();
         block(verify(&s.ep, &s.r, &k2.public_key())).unwrap();
         // Other annotations are another payload: another layer.
-        let ann = parse_annotations(&["a=b".to_string()]).unwrap();
+        let ann = BTreeMap::from([("a".to_string(), "b".to_string())]);
         assert!(block(sign_digest(&s.ep, &s.r, &s.digest, &k1, &ann, &Progress::Quiet)).unwrap().added);
         assert_eq!(sig_manifest(&s, &s.digest)["layers"].as_array().unwrap().len(), 3);
     }
@@ -637,58 +457,5 @@ mod tests {
             &k.public_key(),
         ))
         .unwrap();
-    }
-
-    #[test]
-    fn annotations_parse() {
-        let a = parse_annotations(&["k=v".into(), "x=a=b".into(), "k=w".into()]).unwrap();
-        assert_eq!(a.get("k").map(String::as_str), Some("w"));
-        assert_eq!(a.get("x").map(String::as_str), Some("a=b"));
-        assert!(parse_annotations(&["novalue".into()]).is_err());
-        assert!(parse_annotations(&["=v".into()]).is_err());
-    }
-
-    #[test]
-    fn keygen_password_rules() {
-        let never = || -> Result<String> { panic!("must not prompt") };
-        let env = |v: &str| Some(("HARDEN_PASSWORD", v.to_string()));
-        assert_eq!(choose_keygen_password(env("pw"), false, false, never).unwrap(), "pw");
-        assert!(choose_keygen_password(env(""), false, true, never).is_err(), "empty only with --empty-password");
-        assert_eq!(choose_keygen_password(env(""), true, false, never).unwrap(), "");
-        assert_eq!(choose_keygen_password(None, true, false, never).unwrap(), "");
-        assert!(choose_keygen_password(env("pw"), true, false, never).is_err(), "--empty-password with a password set");
-        assert!(choose_keygen_password(None, false, false, never).is_err(), "no terminal, no env");
-        assert_eq!(choose_keygen_password(None, false, true, || Ok("typed".into())).unwrap(), "typed");
-        assert!(choose_keygen_password(None, false, true, || Ok(String::new())).is_err());
-    }
-
-    #[test]
-    fn keygen_writes_cosign_files_and_refuses_to_overwrite() {
-        use std::os::unix::fs::PermissionsExt;
-        let tmp = tempfile::tempdir().unwrap();
-        let prefix = tmp.path().join("k").display().to_string();
-        let (kp, pp) = keygen(&prefix, false, "pw").unwrap();
-        let pem = std::fs::read_to_string(&kp).unwrap();
-        assert!(pem.starts_with("-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----\n"), "{pem}");
-        assert!(std::fs::read_to_string(&pp).unwrap().starts_with("-----BEGIN PUBLIC KEY-----\n"));
-        assert_eq!(std::fs::metadata(&kp).unwrap().permissions().mode() & 0o777, 0o600);
-        let k = SigningKey::from_encrypted_pem(&pem, b"pw").unwrap();
-        assert_eq!(load_verifying_key(&pp).unwrap(), k.public_key());
-        let e = keygen(&prefix, false, "pw").unwrap_err();
-        assert!(e.to_string().contains("already exists"), "{e}");
-        assert_eq!(std::fs::read_to_string(&kp).unwrap(), pem, "not overwritten");
-        keygen(&prefix, true, "pw2").unwrap();
-        assert_ne!(std::fs::read_to_string(&kp).unwrap(), pem, "--force overwrites");
-    }
-
-    #[test]
-    fn load_signing_key_refuses_non_keys_before_asking() {
-        let tmp = tempfile::tempdir().unwrap();
-        let (_, public) = sign::generate(b"").unwrap();
-        let p = tmp.path().join("x.pub");
-        std::fs::write(&p, public).unwrap();
-        let e = load_signing_key(&p).unwrap_err();
-        assert!(e.to_string().contains("is not"), "{e}");
-        assert!(load_signing_key(&tmp.path().join("missing.key")).unwrap_err().to_string().contains("cannot read"));
     }
 }

@@ -1,0 +1,167 @@
+//! `harden keygen`, `sign` and `verify`, and the one place harden asks for a password on the
+//! terminal (the library takes passwords from the environment or from these prompts).
+
+use super::args::Net;
+use super::{block_on, outln, usage};
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use harden::progress::Progress;
+use harden::reference::ImageRef;
+use harden::sign::keyfile;
+use harden::sign::store;
+use harden::sign::SigningKey;
+use harden::transport::Endpoint;
+use harden::Failure;
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Args)]
+pub struct KeygenArgs {
+    /// Write PREFIX.key and PREFIX.pub.
+    #[arg(long, default_value = "cosign", value_name = "PREFIX")]
+    output: String,
+    /// Overwrite existing files.
+    #[arg(long)]
+    force: bool,
+    /// Encrypt the private key with an empty password (refused otherwise).
+    #[arg(long)]
+    empty_password: bool,
+}
+
+#[derive(Args)]
+pub struct SignArgs {
+    /// Image to sign: registry reference or oci:DIR[:TAG].
+    image: String,
+    /// Encrypted cosign private key; its password comes from HARDEN_PASSWORD (or
+    /// COSIGN_PASSWORD), else the terminal.
+    #[arg(long, value_name = "FILE")]
+    key: PathBuf,
+    /// Add KEY=VALUE to the signed payload's optional annotations; repeatable.
+    #[arg(long = "annotation", short = 'a', value_name = "KEY=VALUE")]
+    annotations: Vec<String>,
+    /// No progress on stderr.
+    #[arg(long, short = 'q')]
+    quiet: bool,
+    #[command(flatten)]
+    net: Net,
+}
+
+#[derive(Args)]
+pub struct VerifyArgs {
+    /// Image to check: registry reference or oci:DIR[:TAG].
+    image: String,
+    /// Cosign public key (PEM `PUBLIC KEY`, ECDSA P-256).
+    #[arg(long, value_name = "FILE")]
+    key: PathBuf,
+    /// No details on stderr.
+    #[arg(long, short = 'q')]
+    quiet: bool,
+    #[command(flatten)]
+    net: Net,
+}
+
+fn prompt(msg: &str) -> Result<String> {
+    rpassword::prompt_password(msg).context("cannot read the password from the terminal")
+}
+
+fn terminal() -> bool {
+    std::io::stdin().is_terminal()
+}
+
+/// The password of the private key at `path`, asked on the terminal (when there is one).
+pub fn ask_key_password(path: &Path) -> Result<String> {
+    if !terminal() {
+        return Err(keyfile::no_password());
+    }
+    prompt(&format!("Enter password for private key {}: ", path.display()))
+}
+
+/// Load a private key, asking its password on the terminal when the environment has none.
+pub fn load_signing_key(path: &Path) -> Result<SigningKey> {
+    keyfile::load_signing_key(path, || ask_key_password(path))
+}
+
+/// `-a key=value` arguments as the payload's `optional` map (a later key replaces an earlier one).
+fn parse_annotations(args: &[String]) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for a in args {
+        match a.split_once('=') {
+            Some((k, v)) if !k.is_empty() => {
+                out.insert(k.to_string(), v.to_string());
+            }
+            _ => bail!(Failure::Usage(format!("annotation `{a}` is not key=value"))),
+        }
+    }
+    Ok(out)
+}
+
+pub fn keygen(a: KeygenArgs) -> Result<ExitCode> {
+    let password = keyfile::keygen_password(a.empty_password, terminal(), || {
+        let first = prompt("Enter password for private key: ")?;
+        let again = prompt("Enter password for private key again: ")?;
+        if first != again {
+            bail!(Failure::Usage("the passwords do not match".into()));
+        }
+        Ok(first)
+    })?;
+    let (k, p) = keyfile::keygen(&a.output, a.force, &password)?;
+    eprintln!("Private key written to {}", k.display());
+    eprintln!("Public key written to {}", p.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn sign(a: SignArgs) -> Result<ExitCode> {
+    let r = ImageRef::parse(&a.image).map_err(usage)?;
+    let annotations = parse_annotations(&a.annotations)?;
+    let key = load_signing_key(&a.key)?;
+    let progress = Progress::new(a.quiet);
+    let net = a.net.options(&progress);
+    let signed = block_on(&progress, "interrupted", async {
+        let ep = Endpoint::open(&r, &net)?;
+        store::sign(&ep, &r, &key, &annotations, &progress).await
+    })?;
+    for s in signed {
+        outln(&r.by_digest(&s.image_digest).to_string())?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn verify(a: VerifyArgs) -> Result<ExitCode> {
+    let r = ImageRef::parse(&a.image).map_err(usage)?;
+    let key = keyfile::load_verifying_key(&a.key)?;
+    let progress = if a.quiet { Progress::Quiet } else { Progress::Plain };
+    let net = a.net.options(&progress);
+    let v = block_on(&progress, "interrupted", async {
+        let ep = Endpoint::open(&r, &net)?;
+        store::verify(&ep, &r, &key).await
+    })?;
+    if !a.quiet {
+        for l in &v.verdicts {
+            match &l.result {
+                Ok(p) => eprintln!(
+                    "harden: {} #{} {}: verified (docker-reference {})",
+                    v.tag, l.index, l.digest, p.docker_reference
+                ),
+                Err(e) => eprintln!("harden: {} #{} {}: {e}", v.tag, l.index, l.digest),
+            }
+        }
+    }
+    outln(&r.by_digest(&v.image_digest).to_string())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn annotations_parse() {
+        let a = parse_annotations(&["k=v".into(), "x=a=b".into(), "k=w".into()]).unwrap();
+        assert_eq!(a.get("k").map(String::as_str), Some("w"));
+        assert_eq!(a.get("x").map(String::as_str), Some("a=b"));
+        assert!(parse_annotations(&["novalue".into()]).is_err());
+        assert!(parse_annotations(&["=v".into()]).is_err());
+    }
+}

@@ -1,0 +1,128 @@
+//! The command line: clap argument structs per command, turned into the library's options,
+//! the run (one helper for the runtime, Ctrl-C and the progress line), and stdout. No pipeline
+//! logic lives here; what a command prints on stdout is written only from these files.
+
+mod args;
+mod batch;
+mod check;
+mod keys;
+mod profile;
+mod rebuild;
+
+use anyhow::{Context, Result};
+use clap::{CommandFactory, Parser, Subcommand};
+use harden::error::exit;
+use harden::progress::Progress;
+use std::future::Future;
+use std::io::Write;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "harden", version, about = "Harden existing container images: strip, chmod, set user, health check and labels, repack, push, sign", long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Pull SRC, rewrite it per the profiles, push it to DST; print DST by digest.
+    ///
+    /// SRC and DST are registry references ([docker://]host[:port]/repo[:tag|@sha256:…]) or OCI
+    /// layouts (oci:DIR[:TAG]). Loopback registries are spoken to over plain HTTP.
+    Rebuild(rebuild::RebuildArgs),
+    /// Write a cosign key pair: PREFIX.key (encrypted ECDSA P-256) and PREFIX.pub.
+    ///
+    /// The password comes from HARDEN_PASSWORD (or COSIGN_PASSWORD), else it is asked for on the
+    /// terminal. The files are cosign's formats: cosign and sigstore tools read them.
+    Keygen(keys::KeygenArgs),
+    /// Sign IMAGE with a cosign key; print each signed manifest as NAME@sha256:…, one per line.
+    ///
+    /// The signature is cosign's (simple signing, stored under the tag sha256-<hex>.sig beside
+    /// the image), so `cosign verify --key` accepts it. A tag is resolved to its digest first; for
+    /// a multi-platform index every platform manifest and the index are signed (the index's line
+    /// first). Signing again with the same key adds nothing.
+    Sign(keys::SignArgs),
+    /// Check IMAGE has a valid cosign signature by KEY over its digest; print it by digest.
+    ///
+    /// Exit 0 when a signature verifies, 3 when none does (each one found is listed with why it
+    /// failed), 1 when the image or key cannot be read.
+    Verify(keys::VerifyArgs),
+    /// Rebuild many images from a TOML job list; print one result line per job.
+    ///
+    /// The file has optional `[defaults]` (profiles, sign_key, compression, recompress) and `[[job]]` tables
+    /// (source, destination, profiles, sign_key). All jobs share one rewrite cache, so a base
+    /// layer common to many images is rewritten once. See samples/batch.toml.
+    Batch(batch::BatchArgs),
+    /// List, show and validate profiles.
+    #[command(subcommand)]
+    Profile(profile::ProfileCmd),
+    /// Audit IMAGE: findings with stable IDs, levels, evidence and the profile rule that fixes each.
+    ///
+    /// Exit 0 when no finding is at or above --fail-on, 3 when one is, 1 on errors. The checks,
+    /// the JSON format and what --profile suppresses are in docs/checks.md.
+    Check(check::CheckArgs),
+    /// Print shell completions.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+}
+
+/// Parse the command line and run the command.
+pub fn run() -> Result<ExitCode> {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { exit::USAGE } else { exit::OK };
+            let _ = e.print();
+            return Ok(ExitCode::from(code));
+        }
+    };
+    match cli.command {
+        Command::Rebuild(a) => rebuild::run(a),
+        Command::Keygen(a) => keys::keygen(a),
+        Command::Sign(a) => keys::sign(a),
+        Command::Verify(a) => keys::verify(a),
+        Command::Batch(a) => batch::run(a),
+        Command::Profile(c) => profile::run(c),
+        Command::Check(a) => check::run(a),
+        Command::Completions { shell } => {
+            let mut buf = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "harden", &mut buf);
+            out(&String::from_utf8_lossy(&buf))?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// A usage error (exit 2) from a message.
+fn usage(e: impl std::fmt::Display) -> anyhow::Error {
+    harden::Failure::Usage(e.to_string()).into()
+}
+
+/// Write to stdout: the only way the CLI prints results. A closed pipe comes back as an error
+/// whose chain holds the `BrokenPipe` (main exits 141, quietly).
+fn out(text: &str) -> Result<()> {
+    let mut so = std::io::stdout().lock();
+    so.write_all(text.as_bytes()).and_then(|()| so.flush()).context("writing to stdout")
+}
+
+/// `out` with a newline.
+fn outln(line: &str) -> Result<()> {
+    out(&format!("{line}\n"))
+}
+
+/// Run `work` on a multi-threaded runtime until it ends or Ctrl-C (then `interrupted` is the
+/// error), and clear the progress line either way before anything is printed.
+fn block_on<T>(progress: &Progress, interrupted: &str, work: impl Future<Output = Result<T>>) -> Result<T> {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let result = rt.block_on(async {
+        tokio::select! {
+            r = work => r,
+            _ = harden::spool::ctrl_c() => Err(anyhow::anyhow!("{interrupted}")),
+        }
+    });
+    progress.finish();
+    result
+}

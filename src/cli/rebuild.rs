@@ -1,0 +1,124 @@
+//! `harden rebuild`: its flags, turned into [`RebuildOptions`].
+
+use super::args::{CacheArgs, LimitArgs, Net};
+use super::{block_on, outln, usage};
+use anyhow::Result;
+use clap::Args;
+use harden::layer::codec::OutputCodec;
+use harden::pipeline::{self, RebuildOptions};
+use harden::progress::Progress;
+use harden::reference::ImageRef;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(Args)]
+pub struct RebuildArgs {
+    /// Source image.
+    src: String,
+    /// Destination image.
+    dst: String,
+    /// Built-in profile name or TOML file; repeatable, later ones override. Default: baseline.
+    #[arg(long, short = 'p', value_name = "NAME|FILE")]
+    profile: Vec<String>,
+    /// Write a JSON report (schema harden-rebuild/1, docs/reports.md): digests, per-layer
+    /// results, plan, guard, timings.
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
+    /// Write the result's digest to FILE.
+    #[arg(long, value_name = "FILE")]
+    digest_file: Option<PathBuf>,
+    /// Scan and plan only: print what would change, push nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Push even when the guard finds the result cannot start.
+    #[arg(long)]
+    allow_broken: bool,
+    /// After the push, sign the result with this cosign private key (see `harden sign`);
+    /// the report records the signature.
+    #[arg(long, value_name = "KEY")]
+    sign_key: Option<PathBuf>,
+    /// The source's pullable name to record as org.opencontainers.image.base.name
+    /// (default: a registry source's repository:tag; an OCI layout source records none).
+    #[arg(long, value_name = "NAME")]
+    base_name: Option<String>,
+    /// For a multi-platform source, rebuild only these platforms (os/arch[/variant]);
+    /// repeatable. Default: all (attestation manifests are dropped).
+    #[arg(long, value_name = "OS/ARCH")]
+    platform: Vec<String>,
+    #[command(flatten)]
+    cache: CacheArgs,
+    /// Output layer compression: gzip[:LEVEL] or zstd[:LEVEL].
+    #[arg(long, default_value = "gzip:6", value_name = "CODEC")]
+    compression: String,
+    /// Compress every changed layer in full. By default a gzip layer is spliced: the source's
+    /// deflate blocks the changes do not reach are kept, only the rest is compressed at
+    /// LEVEL — much faster, a few percent larger than a full recompression.
+    #[arg(long)]
+    recompress: bool,
+    /// Layers processed at once.
+    #[arg(long, short = 'j', default_value_t = 4)]
+    jobs: usize,
+    /// No progress on stderr.
+    #[arg(long, short = 'q')]
+    quiet: bool,
+    #[command(flatten)]
+    net: Net,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+impl RebuildArgs {
+    /// The references and options; loads (and asks the password of) the signing key now,
+    /// before any work rather than after the push.
+    fn options(self) -> Result<(ImageRef, ImageRef, RebuildOptions)> {
+        let src = ImageRef::parse(&self.src).map_err(usage)?;
+        let dst = ImageRef::parse(&self.dst).map_err(usage)?;
+        let codec: OutputCodec = self.compression.parse().map_err(usage)?;
+        let sign_key = self.sign_key.as_deref().map(super::keys::load_signing_key).transpose()?.map(Arc::new);
+        let progress = Progress::new(self.quiet);
+        let opts = RebuildOptions {
+            profiles: self.profile,
+            report: self.report,
+            digest_file: self.digest_file,
+            dry_run: self.dry_run,
+            allow_broken: self.allow_broken,
+            codec,
+            recompress: self.recompress,
+            jobs: self.jobs,
+            net: self.net.options(&progress),
+            limits: self.limits.limits(),
+            sign_key,
+            base_name: self.base_name,
+            platforms: self.platform,
+            cache: Some(self.cache.open()?),
+            progress,
+            ..RebuildOptions::default()
+        };
+        Ok((src, dst, opts))
+    }
+}
+
+pub fn run(a: RebuildArgs) -> Result<ExitCode> {
+    let (src, dst, opts) = a.options()?;
+    let outcome = block_on(
+        &opts.progress,
+        "interrupted; nothing was pushed after the last completed blob, and no manifest",
+        pipeline::rebuild(&src, &dst, &opts),
+    )?;
+    for listing in &outcome.dry_run {
+        if let Some(image) = &listing.image {
+            outln(&format!("{image}:"))?;
+        }
+        for l in &listing.lines {
+            outln(l)?;
+        }
+    }
+    if let Some(refused) = outcome.refused {
+        return Err(refused.into());
+    }
+    if let Some(line) = &outcome.pushed {
+        outln(line)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,18 @@
+//! Files harden writes outside image stores' own formats: reports, digests, keys, cache
+//! records — each written whole or not at all.
+//!
+//! Owns: atomic replacement of a file. Must not: know what the bytes are.
+
+use anyhow::{anyhow, Context, Result};
+use std::io::Write;
+use std::path::Path;
+
+/// Write via a temporary file in the same directory and rename: readers see old or new, never half.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).with_context(|| format!("cannot write in {}", dir.display()))?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| anyhow!("cannot replace {}: {}", path.display(), e.error))?;
+    Ok(())
+}

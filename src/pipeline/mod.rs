@@ -1,0 +1,273 @@
+//! Pipeline: the order of the stages for `rebuild` — resolve ([`crate::source::walk`]) → scan,
+//! plan, guard and audit every image ([`prepare`]) → for one image ([`single`]) or each
+//! platform of an index and then the index ([`index`]): rewrite, config, push → sign.
+//! Every image is planned and guarded before any layer is rewritten, so a refusal pushes
+//! nothing.
+//!
+//! Owns: ordering, the run's shared state ([`Ctx`]: endpoints, the scan share, the rewrite
+//! cache), the report's assembly. Must not: hold policy (the profile's and the plan's), print
+//! to stdout (the CLI does), or prompt.
+
+mod index;
+mod prepare;
+mod single;
+#[cfg(test)]
+mod tests;
+
+use crate::cache::RewriteCache;
+use crate::cpu::Budget;
+use crate::layer::codec::OutputCodec;
+use crate::profile::{self, Profile};
+use crate::progress::Progress;
+use crate::reference::ImageRef;
+use crate::report::{ProfileRef, RebuildReport, ResultRef, SignatureReport, SourceRef, Timings};
+use crate::source::{walk, ScanShare};
+use crate::transport::{Endpoint, NetOptions};
+use crate::Failure;
+use anyhow::{anyhow, bail, Context, Result};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+pub use prepare::Prepared;
+
+/// How to rebuild; the two references are [`rebuild`]'s arguments. `Default` is `rebuild`'s
+/// defaults (profile baseline, gzip:6 spliced, 4 layers at once, the whole machine).
+#[derive(Clone)]
+pub struct RebuildOptions {
+    pub profiles: Vec<String>,
+    pub report: Option<PathBuf>,
+    pub digest_file: Option<PathBuf>,
+    pub dry_run: bool,
+    pub allow_broken: bool,
+    pub codec: OutputCodec,
+    /// Compress changed layers in full instead of splicing (`--recompress`).
+    pub recompress: bool,
+    /// Layers fetched, scanned and rewritten at once.
+    pub jobs: usize,
+    /// The threads this rebuild may keep busy (a batch gives each job a share).
+    pub cpu: Budget,
+    pub net: NetOptions,
+    /// What reading a layer may cost (`--max-layer-size`, `--max-ratio`, `--max-entries`).
+    pub limits: crate::layer::Limits,
+    pub progress: Progress,
+    /// Sign the pushed result with this key (cosign `.sig` beside it) and report the signature.
+    pub sign_key: Option<Arc<crate::sign::SigningKey>>,
+    /// Recorded as org.opencontainers.image.base.name (see [`base_name`]).
+    pub base_name: Option<String>,
+    /// For an index: the platforms to rebuild (`os/arch[/variant]`); empty means all.
+    pub platforms: Vec<String>,
+    /// The rewrite cache, shared by every image of a batch; None for a private in-memory one.
+    pub cache: Option<Arc<RewriteCache>>,
+    /// Fetched layers and their scans, shared by every image of a batch; None for this run's own.
+    pub scans: Option<Arc<ScanShare>>,
+}
+
+impl Default for RebuildOptions {
+    fn default() -> Self {
+        RebuildOptions {
+            profiles: Vec::new(),
+            report: None,
+            digest_file: None,
+            dry_run: false,
+            allow_broken: false,
+            codec: OutputCodec::Gzip(6),
+            recompress: false,
+            jobs: 4,
+            cpu: Budget::machine(),
+            net: NetOptions::default(),
+            limits: crate::layer::Limits::default(),
+            progress: Progress::default(),
+            sign_key: None,
+            base_name: None,
+            platforms: Vec::new(),
+            cache: None,
+            scans: None,
+        }
+    }
+}
+
+/// What the result records as its base name: `--base-name`, else a registry source's
+/// repository and tag (the digest is recorded separately), else nothing.
+pub fn base_name(src: &ImageRef, o: &RebuildOptions) -> Option<String> {
+    o.base_name.clone().or_else(|| match src {
+        ImageRef::Registry { tag, .. } => {
+            Some(format!("{}{}", src.repository_name(), tag.as_ref().map(|t| format!(":{t}")).unwrap_or_default()))
+        }
+        ImageRef::Layout { .. } => None,
+    })
+}
+
+/// A finished (or dry) run: what to print and the report.
+#[derive(Debug)]
+pub struct Outcome {
+    /// `DST@sha256:…`; None for a dry run.
+    pub pushed: Option<String>,
+    /// A dry run's listing, one per image (with the image's name first for an index).
+    pub dry_run: Vec<PlanListing>,
+    /// A dry run whose plan the guard refuses: the CLI prints the listing, then fails with this.
+    pub refused: Option<Failure>,
+    pub report: RebuildReport,
+}
+
+/// The dry-run listing of one image's plan.
+#[derive(Debug)]
+pub struct PlanListing {
+    /// The image, for a platform of an index.
+    pub image: Option<String>,
+    pub lines: Vec<String>,
+}
+
+/// Everything a run shares across the images it rebuilds (one, or one per platform).
+pub(crate) struct Ctx<'a> {
+    pub o: &'a RebuildOptions,
+    pub src_ref: &'a ImageRef,
+    pub dst_ref: &'a ImageRef,
+    pub profile: Profile,
+    pub src: Endpoint,
+    pub dst: Endpoint,
+    pub share: Arc<ScanShare>,
+    pub cache: Arc<RewriteCache>,
+}
+
+/// Rebuild `src` into `dst`.
+pub async fn rebuild(src: &ImageRef, dst: &ImageRef, o: &RebuildOptions) -> Result<Outcome> {
+    let t0 = Instant::now();
+    let profile: Profile = profile::load(&o.profiles).map_err(|e| Failure::Usage(e.to_string()))?;
+    let share = match &o.scans {
+        Some(s) => Arc::clone(s),
+        None => Arc::new(ScanShare::new()?),
+    };
+    let cache = match &o.cache {
+        Some(c) => Arc::clone(c),
+        None => Arc::new(RewriteCache::new(None)?),
+    };
+    let ctx = Ctx {
+        o,
+        src_ref: src,
+        dst_ref: dst,
+        src: Endpoint::open(src, &o.net)?,
+        dst: Endpoint::open(dst, &o.net)?,
+        profile,
+        share,
+        cache,
+    };
+    let w = walk::walk(&ctx.src, src).await?;
+    let mut report = RebuildReport::new(
+        SourceRef { reference: src.to_string(), digest: w.top.digest.to_string() },
+        ProfileRef { name: ctx.profile.name(), digest: ctx.profile.digest().to_string() },
+        o.codec.to_string(),
+        !o.recompress,
+    );
+
+    // Plan every image before rewriting any: a refusal leaves nothing pushed.
+    let chosen = if w.index.is_some() { index::select_platforms(&w, &o.platforms, &o.progress)? } else { Vec::new() };
+    let mut images = Vec::new();
+    if w.index.is_some() {
+        for e in &chosen {
+            let r = src.with_digest(&e.digest);
+            let m = ctx.src.manifest(&r).await?;
+            images.push(prepare::prepare(&ctx, r, m).await?);
+        }
+    } else {
+        images.push(prepare::prepare(&ctx, src.clone(), w.top.clone()).await?);
+    }
+    let broken: Vec<String> = images.iter().flat_map(|p| p.broken.clone()).collect();
+    let is_index = w.index.is_some();
+    let set_images = |report: &mut RebuildReport, images: &[Prepared]| {
+        if is_index {
+            report.images = Some(images.iter().map(|p| p.report.clone()).collect());
+        } else if let Some(p) = images.first() {
+            let mut r = p.report.clone();
+            r.source = None;
+            report.image = Some(r);
+        }
+    };
+    if o.dry_run {
+        let dry_run = images
+            .iter()
+            .map(|p| PlanListing { image: is_index.then(|| p.src_ref.to_string()), lines: p.listing() })
+            .collect();
+        set_images(&mut report, &images);
+        write_report(o, &report)?;
+        let refused = (!broken.is_empty() && !o.allow_broken)
+            .then(|| Failure::Policy(format!("the plan would break the image: {}", broken[0])));
+        return Ok(Outcome { pushed: None, dry_run, refused, report });
+    }
+    if !broken.is_empty() {
+        for b in &broken {
+            o.progress.line(&format!("guard: {b}"));
+        }
+        if !o.allow_broken {
+            set_images(&mut report, &images);
+            write_report(o, &report)?;
+            bail!(Failure::Policy(format!(
+                "refusing to produce an image that cannot start: {} (--allow-broken overrides)",
+                broken[0]
+            )));
+        }
+    }
+
+    let (result_digest, result, mut timings) = match &w.index {
+        None => {
+            let p = images.into_iter().next().ok_or_else(|| anyhow!("no image to rebuild"))?;
+            let done = single::execute(&ctx, p, Some(dst)).await?;
+            let digest = done.manifest.digest;
+            let mut image = done.report;
+            image.source = None;
+            let timings = image.timings_ms.take().unwrap_or_default();
+            let result = image.result.take().unwrap_or_default();
+            report.image = Some(image);
+            (digest, result, timings)
+        }
+        Some(idx) => {
+            let (m, per) = index::execute(&ctx, idx, &w.top, &chosen, images).await?;
+            report.images = Some(per);
+            (m.digest.clone(), ResultRef { digest: m.digest.to_string(), ..Default::default() }, Timings::default())
+        }
+    };
+    let line = dst.by_digest(&result_digest);
+    if let Some(p) = &o.digest_file {
+        crate::files::write_atomic(p, format!("{result_digest}\n").as_bytes())
+            .with_context(|| format!("--digest-file {}", p.display()))?;
+    }
+    report.result = Some(ResultRef { reference: Some(line.clone()), ..result });
+    if let Some(key) = &o.sign_key {
+        let signed = if is_index {
+            crate::sign::store::sign(&ctx.dst, &dst.with_digest(&result_digest), key, &Default::default(), &o.progress)
+                .await
+                .map(|v| v.into_iter().last())
+        } else {
+            crate::sign::store::sign_digest(&ctx.dst, dst, &result_digest, key, &Default::default(), &o.progress)
+                .await
+                .map(Some)
+        };
+        match signed {
+            Ok(Some(s)) => {
+                report.signature = Some(SignatureReport {
+                    tag: s.tag,
+                    manifest_digest: s.manifest_digest.to_string(),
+                    payload_digest: s.payload_digest.to_string(),
+                    added: s.added,
+                })
+            }
+            Ok(None) => {}
+            Err(e) => {
+                write_report(o, &report)?;
+                return Err(e.context(format!("{line} was pushed, but signing it failed")));
+            }
+        }
+    }
+    timings.total = Some(t0.elapsed().as_millis() as u64);
+    report.timings_ms = Some(timings);
+    write_report(o, &report)?;
+    Ok(Outcome { pushed: Some(line), dry_run: Vec::new(), refused: None, report })
+}
+
+fn write_report(o: &RebuildOptions, report: &RebuildReport) -> Result<()> {
+    if let Some(p) = &o.report {
+        crate::files::write_atomic(p, &serde_json::to_vec_pretty(report)?)
+            .with_context(|| format!("--report {}", p.display()))?;
+    }
+    Ok(())
+}

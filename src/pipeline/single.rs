@@ -1,0 +1,259 @@
+//! Rebuilding one image manifest once it is [`Prepared`]: rewrite the layers the plan changes
+//! (through the rewrite cache), build the new config and manifest, push (blobs first, the
+//! manifest last). An index runs this once per platform ([`super::index`]).
+//!
+//! Owns: the new manifest's layer descriptors and annotations, the per-layer report. Must not:
+//! decide what changes (that is the plan's) or how a push is ordered (that is
+//! [`crate::transport::push`]'s).
+
+use super::{Ctx, Prepared};
+use crate::cache::{RewriteCache, Rewritten};
+use crate::config;
+use crate::digest::Digest;
+use crate::progress::human;
+use crate::reference::ImageRef;
+use crate::report::{ImageReport, LayerAction, LayerReport, ResultRef, Timings};
+use crate::rewrite::{self, LayerRewrite};
+use crate::transport::push::{Blob, Push};
+use crate::transport::Manifest;
+use anyhow::{anyhow, Result};
+use futures_util::{stream, StreamExt, TryStreamExt};
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// A pushed image and its finished report.
+pub struct Done {
+    pub manifest: Manifest,
+    pub report: ImageReport,
+}
+
+/// Rewrite, edit, push. The manifest is stored under `tag`, or by digest only when the image
+/// is one platform of an index.
+pub async fn execute(ctx: &Ctx<'_>, mut p: Prepared, tag: Option<&ImageRef>) -> Result<Done> {
+    let t1 = Instant::now();
+    let rewrites = rewrite_layers(ctx, &p).await?;
+    let t_rewrite = t1.elapsed();
+
+    let (manifest_json, diff_ids, layer_reports) = new_layers(ctx, &p, &rewrites)?;
+    let mut new_config = p.config.clone();
+    let changes = config::edit(
+        &mut new_config,
+        &super::prepare::config_edit(ctx, &p.manifest, &p.fs, &p.user, &p.summary, &p.created, Some(diff_ids)),
+    )?;
+    let config_bytes = serde_json::to_vec(&new_config)?;
+    let config_digest = Digest::of(&config_bytes);
+    let manifest_json = finish_manifest(ctx, &p, manifest_json, &config_digest, config_bytes.len())?;
+    let manifest_bytes = serde_json::to_vec(&manifest_json)?;
+    let result = Manifest {
+        digest: Digest::of(&manifest_bytes),
+        bytes: manifest_bytes,
+        media_type: p.manifest.media_type.clone(),
+    };
+
+    // Push: the layers (unchanged ones mountable from the source), the user layer, the config;
+    // then the manifest.
+    let t2 = Instant::now();
+    let mut blobs: Vec<Blob> = p
+        .view
+        .layers
+        .iter()
+        .zip(&rewrites)
+        .zip(&p.blobs)
+        .map(|((layer, rw), input)| match rw {
+            Some(r) => Blob::file(r.rw.digest.clone(), r.rw.size, r.blob.clone()),
+            None => Blob { mountable: true, ..Blob::file(layer.digest.clone(), layer.size, input.clone()) },
+        })
+        .collect();
+    if let Some(ul) = &p.user.layer {
+        blobs.push(Blob::bytes(ul.digest.clone(), ul.blob.clone()));
+    }
+    blobs.push(Blob::bytes(config_digest.clone(), config_bytes));
+    let push_ref = tag.cloned().unwrap_or_else(|| ctx.dst_ref.with_digest(&result.digest).without_tag());
+    let push = Push { dst: &ctx.dst, mount_from: Some(&ctx.src), jobs: ctx.o.jobs, progress: &ctx.o.progress };
+    push.push(&blobs, &push_ref, &result, "manifest").await?;
+    let t_push = t2.elapsed();
+
+    p.findings.name_after_layers(&manifest_json["layers"]);
+    let mut report = p.report;
+    report.findings = (&p.findings).into();
+    report.result = Some(ResultRef {
+        digest: result.digest.to_string(),
+        config_digest: Some(config_digest.to_string()),
+        reference: None,
+    });
+    report.layers = Some(layer_reports);
+    report.config_changes = Some(changes);
+    report.timings_ms = Some(Timings {
+        scan: Some(p.t_scan.as_millis() as u64),
+        rewrite: Some(t_rewrite.as_millis() as u64),
+        push: Some(t_push.as_millis() as u64),
+        total: None,
+    });
+    ctx.o.progress.line(&p.summary);
+    Ok(Done { manifest: result, report })
+}
+
+/// Rewrite every layer the plan changes (at most `jobs` at once), each through the cache;
+/// None for an unchanged layer.
+async fn rewrite_layers(ctx: &Ctx<'_>, p: &Prepared) -> Result<Vec<Option<Rewritten>>> {
+    let o = ctx.o;
+    let n = p.view.layers.len();
+    let workers = o.cpu.layer_workers(o.jobs);
+    stream::iter(p.view.layers.iter().zip(&p.blobs).zip(&p.plan.layers).enumerate())
+        .map(|(i, ((layer, input), lp))| async move {
+            if lp.is_unchanged() {
+                return Ok(None);
+            }
+            let splice = !o.recompress;
+            let key = RewriteCache::key(&layer.digest, lp, o.codec, splice);
+            let spooled = ctx.share.spool.path().join(format!("out-{key}"));
+            let (input, lp2, codec, digest) = (input.clone(), Arc::new(lp.clone()), o.codec, layer.digest.clone());
+            let limits = o.limits.clone();
+            let r = ctx
+                .cache
+                .get_or_rewrite(&key, || async move {
+                    let out = spooled.clone();
+                    let rw = tokio::task::spawn_blocking(move || -> std::io::Result<LayerRewrite> {
+                        let r: Arc<dyn crate::layer::splice::ReadAt> = Arc::new(std::fs::File::open(&input)?);
+                        // Created (truncated) again if a splice has to be redone.
+                        let open_out = || Ok(std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&out)?));
+                        let settings = rewrite::Settings { codec, splice, workers };
+                        let (mut w, rw) = rewrite::rewrite_layer(r, open_out, &lp2, settings, &limits)?;
+                        std::io::Write::flush(&mut w)?;
+                        Ok(rw)
+                    })
+                    .await?
+                    .map_err(|e| anyhow!("layer {digest}: rewrite failed: {e}"))?;
+                    Ok((spooled, rw))
+                })
+                .await?;
+            o.progress.line(&format!(
+                "{} layer {}/{n} {} → {} ({} → {}, {} removed, {} changed{})",
+                if r.cached { "cached" } else { "rewrote" },
+                i + 1,
+                layer.digest.short(),
+                r.rw.digest.short(),
+                human(layer.size),
+                human(r.rw.size),
+                r.rw.stats.removed,
+                r.rw.stats.changed,
+                match r.rw.stats.copied {
+                    0 => String::new(),
+                    c => format!(", {} of its tar spliced, not recompressed", human(c)),
+                }
+            ));
+            Ok::<_, anyhow::Error>(Some(r))
+        })
+        .buffered(o.jobs.max(1))
+        .try_collect()
+        .await
+}
+
+/// The manifest with its layer descriptors updated (and the user layer appended), the
+/// result's diff_ids, and the per-layer report.
+fn new_layers(
+    ctx: &Ctx<'_>,
+    p: &Prepared,
+    rewrites: &[Option<Rewritten>],
+) -> Result<(Value, Vec<Digest>, Vec<LayerReport>)> {
+    let codec = ctx.o.codec;
+    let view = &p.view;
+    let mut manifest_json = view.json.clone();
+    let mut diff_ids = Vec::new();
+    let mut reports = Vec::new();
+    for (i, (layer, rw)) in view.layers.iter().zip(rewrites).enumerate() {
+        let idx = &p.fs.layers[i];
+        let input_codec = Some(format!("{:?}", idx.codec).to_lowercase());
+        match rw {
+            Some(r) => {
+                let d = &mut manifest_json["layers"][i];
+                d["mediaType"] = json!(view.layer_media_type(codec));
+                d["digest"] = json!(r.rw.digest.as_str());
+                d["size"] = json!(r.rw.size);
+                diff_ids.push(r.rw.diff_id.clone());
+                reports.push(LayerReport {
+                    input_digest: Some(layer.digest.to_string()),
+                    output_digest: r.rw.digest.to_string(),
+                    action: if r.cached { LayerAction::RewrittenCached } else { LayerAction::Rewritten },
+                    input_codec,
+                    uncompressed_bytes: Some(idx.uncompressed_size),
+                    bytes_in: layer.size,
+                    bytes_out: r.rw.size,
+                    entries_removed: Some(r.rw.stats.removed),
+                    entries_changed: Some(r.rw.stats.changed),
+                    bytes_spliced: Some(r.rw.stats.copied),
+                    purpose: None,
+                });
+            }
+            None => {
+                diff_ids.push(idx.diff_id.clone());
+                reports.push(LayerReport {
+                    input_digest: Some(layer.digest.to_string()),
+                    output_digest: layer.digest.to_string(),
+                    action: LayerAction::Reused,
+                    input_codec,
+                    uncompressed_bytes: Some(idx.uncompressed_size),
+                    bytes_in: layer.size,
+                    bytes_out: layer.size,
+                    entries_removed: Some(0),
+                    entries_changed: Some(0),
+                    bytes_spliced: None,
+                    purpose: None,
+                });
+            }
+        }
+    }
+    if let Some(ul) = &p.user.layer {
+        diff_ids.push(ul.diff_id.clone());
+        let layers = manifest_json["layers"].as_array_mut().ok_or_else(|| anyhow!("manifest has no layers list"))?;
+        layers.push(
+            json!({"mediaType": view.layer_media_type(codec), "digest": ul.digest.as_str(), "size": ul.blob.len()}),
+        );
+        reports.push(LayerReport {
+            input_digest: None,
+            output_digest: ul.digest.to_string(),
+            action: LayerAction::Added,
+            input_codec: None,
+            uncompressed_bytes: None,
+            bytes_in: 0,
+            bytes_out: ul.blob.len() as u64,
+            entries_removed: None,
+            entries_changed: None,
+            bytes_spliced: None,
+            purpose: Some(format!("adds user {}", ul.name)),
+        });
+    }
+    Ok((manifest_json, diff_ids, reports))
+}
+
+/// Point the manifest at the new config and set its annotations (OCI manifests only: Docker
+/// schema 2 has none): the base image's name and digest, then the profile's removals and values.
+fn finish_manifest(
+    ctx: &Ctx<'_>,
+    p: &Prepared,
+    mut manifest: Value,
+    config_digest: &Digest,
+    config_len: usize,
+) -> Result<Value> {
+    manifest["config"]["digest"] = json!(config_digest.as_str());
+    manifest["config"]["size"] = json!(config_len);
+    if p.view.docker {
+        return Ok(manifest);
+    }
+    let obj = manifest.as_object_mut().ok_or_else(|| anyhow!("{}: manifest is not a JSON object", p.src_ref))?;
+    if let Some(a) = obj.entry("annotations").or_insert_with(|| json!({})).as_object_mut() {
+        match super::base_name(ctx.src_ref, ctx.o) {
+            Some(n) => a.insert("org.opencontainers.image.base.name".into(), json!(n)),
+            None => a.remove("org.opencontainers.image.base.name"),
+        };
+        a.insert("org.opencontainers.image.base.digest".into(), json!(p.manifest.digest.as_str()));
+        for k in &ctx.profile.config.remove_annotations {
+            a.remove(k);
+        }
+        for (k, v) in &ctx.profile.config.annotations {
+            a.insert(k.clone(), json!(v));
+        }
+    }
+    Ok(manifest)
+}

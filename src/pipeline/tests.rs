@@ -1,0 +1,321 @@
+//! The pipeline in-process, on OCI layouts built here: fast, no registry. The integration tests
+//! (integration/) run the binary against a real registry and real Debian content.
+
+use super::*;
+use crate::digest::Digest;
+use crate::image;
+use crate::transport::Manifest;
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+use std::path::Path;
+
+fn block<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap().block_on(f)
+}
+
+/// A gzip layer of `(path, mode, data)` files (directories made as needed).
+fn layer(files: &[(&str, u32, &[u8])]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut dirs = BTreeSet::new();
+    for (path, mode, data) in files {
+        let mut parts: Vec<&str> = path.split('/').collect();
+        parts.pop();
+        for i in 1..=parts.len() {
+            let d = parts[..i].join("/");
+            if dirs.insert(d.clone()) {
+                let mut h = tar::Header::new_ustar();
+                h.set_entry_type(tar::EntryType::Directory);
+                h.set_mode(0o755);
+                h.set_size(0);
+                h.set_mtime(1_700_000_000);
+                b.append_data(&mut h, format!("{d}/"), std::io::empty()).unwrap();
+            }
+        }
+        let mut h = tar::Header::new_ustar();
+        h.set_mode(*mode);
+        h.set_size(data.len() as u64);
+        h.set_mtime(1_700_000_000);
+        b.append_data(&mut h, path, *data).unwrap();
+    }
+    let tar = b.into_inner().unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
+    std::io::Write::write_all(&mut gz, &tar).unwrap();
+    gz.finish().unwrap()
+}
+
+fn diff_id(gz: &[u8]) -> Digest {
+    let mut plain = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(gz), &mut plain).unwrap();
+    Digest::of(&plain)
+}
+
+fn layout_ref(dir: &Path, tag: &str) -> ImageRef {
+    ImageRef::Layout { dir: dir.to_path_buf(), tag: Some(tag.to_string()), digest: None }
+}
+
+/// An image of `layers` with an entrypoint, stored in the layout at `dir`; returns its manifest.
+fn put_image(ep: &Endpoint, dir: &Path, tag: Option<&str>, arch: &str, layers: &[Vec<u8>]) -> Manifest {
+    block(async {
+        let config = json!({
+            "architecture": arch, "os": "linux", "created": "2024-01-01T00:00:00Z",
+            "config": {"Entrypoint": ["/app/server"], "Env": ["PATH=/usr/bin:/bin", "API_TOKEN=hunter2"]},
+            "rootfs": {"type": "layers", "diff_ids": layers.iter().map(|l| diff_id(l).to_string()).collect::<Vec<_>>()},
+            "history": layers.iter().map(|_| json!({"created_by": "test"})).collect::<Vec<_>>(),
+        });
+        let config = serde_json::to_vec(&config).unwrap();
+        let cd = Digest::of(&config);
+        ep.put_blob_bytes(&cd, &config).await.unwrap();
+        let mut descs = Vec::new();
+        for l in layers {
+            let d = Digest::of(l);
+            ep.put_blob_bytes(&d, l).await.unwrap();
+            descs.push(json!({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": d.as_str(), "size": l.len()}));
+        }
+        let m = serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": image::OCI_MANIFEST,
+            "config": {"mediaType": image::OCI_CONFIG, "digest": cd.as_str(), "size": config.len()}, "layers": descs}))
+        .unwrap();
+        let man = Manifest { digest: Digest::of(&m), bytes: m, media_type: image::OCI_MANIFEST.into() };
+        let r = match tag {
+            Some(t) => layout_ref(dir, t),
+            None => ImageRef::Layout { dir: dir.to_path_buf(), tag: None, digest: Some(man.digest.clone()) },
+        };
+        ep.put_manifest(&r, &man).await.unwrap();
+        man
+    })
+}
+
+fn app_layers() -> Vec<Vec<u8>> {
+    vec![
+        layer(&[
+            ("bin/sh", 0o755, b"\x7fELF-not-really-a-shell"),
+            ("usr/bin/passwd", 0o4755, b"setuid tool"),
+            ("etc/passwd", 0o644, b"root:x:0:0:root:/root:/bin/sh\n"),
+            ("var/cache/apt/pkgcache.bin", 0o644, b"cache bytes"),
+        ]),
+        layer(&[("app/server", 0o755, b"#!/bin/sh\necho serving\n"), ("app/config.yml", 0o644, b"port: 8080\n")]),
+    ]
+}
+
+struct Fixture {
+    _tmp: tempfile::TempDir,
+    src_dir: std::path::PathBuf,
+    dst_dir: std::path::PathBuf,
+    src: ImageRef,
+}
+
+fn fixture() -> Fixture {
+    let tmp = tempfile::tempdir().unwrap();
+    let src_dir = tmp.path().join("src");
+    let dst_dir = tmp.path().join("dst");
+    let src = layout_ref(&src_dir, "v1");
+    let ep = Endpoint::open(&src, &NetOptions::default()).unwrap();
+    put_image(&ep, &src_dir, Some("v1"), "amd64", &app_layers());
+    Fixture { _tmp: tmp, src_dir, dst_dir, src }
+}
+
+fn f_src_digest(f: &Fixture) -> String {
+    let ep = Endpoint::open(&f.src, &NetOptions::default()).unwrap();
+    block(ep.manifest(&f.src)).unwrap().digest.to_string()
+}
+
+fn quiet(profiles: &[&str]) -> RebuildOptions {
+    RebuildOptions {
+        profiles: profiles.iter().map(|s| s.to_string()).collect(),
+        progress: Progress::Quiet,
+        ..RebuildOptions::default()
+    }
+}
+
+/// Every key path of a JSON value (`a.b[].c`), to pin a report's shape.
+fn shape(v: &Value, at: &str, out: &mut BTreeSet<String>) {
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m {
+                let p = if at.is_empty() { k.clone() } else { format!("{at}.{k}") };
+                out.insert(p.clone());
+                shape(x, &p, out);
+            }
+        }
+        Value::Array(a) => {
+            for x in a {
+                shape(x, &format!("{at}[]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The `harden-rebuild/1` shape of one image's report, as documented in docs/reports.md.
+const ONE_IMAGE_SHAPE: &[&str] = &[
+    "schema",
+    "harden_version",
+    "source",
+    "source.reference",
+    "source.digest",
+    "profile",
+    "profile.name",
+    "profile.digest",
+    "compression",
+    "splice",
+    "plan",
+    "plan.summary",
+    "plan.removed",
+    "plan.removed[].path",
+    "plan.removed[].rule",
+    "plan.removed[].origin",
+    "plan.setuid_stripped",
+    "plan.capabilities_stripped",
+    "plan.world_writable_fixed",
+    "plan.notes",
+    "plan.layers",
+    "plan.layers[].digest",
+    "plan.layers[].changes",
+    "plan.layers[].removed",
+    "plan.layers[].changed",
+    "guard",
+    "guard.broken",
+    "guard.preexisting",
+    "findings",
+    "findings.before",
+    "findings.after",
+    "findings.summary",
+    "layers",
+    "layers[].input_digest",
+    "layers[].output_digest",
+    "layers[].action",
+    "layers[].input_codec",
+    "layers[].uncompressed_bytes",
+    "layers[].bytes_in",
+    "layers[].bytes_out",
+    "layers[].entries_removed",
+    "layers[].entries_changed",
+    "layers[].bytes_spliced",
+    "layers[].purpose",
+    "config_changes",
+    "config_changes.user",
+    "config_changes.env_removed",
+    "config_changes.healthcheck",
+    "config_changes.labels_set",
+    "result",
+    "result.digest",
+    "result.config_digest",
+    "result.reference",
+    "timings_ms",
+    "timings_ms.scan",
+    "timings_ms.rewrite",
+    "timings_ms.push",
+    "timings_ms.total",
+];
+
+#[test]
+fn one_image_report_has_the_documented_shape() {
+    let f = fixture();
+    let dst = layout_ref(&f.dst_dir, "hard");
+    let out = block(rebuild(&f.src, &dst, &quiet(&["baseline"]))).unwrap();
+    let v = serde_json::to_value(&out.report).unwrap();
+    let mut keys = BTreeSet::new();
+    shape(&v, "", &mut keys);
+    // Findings have their own documented shape (docs/checks.md); pin only down to the list.
+    keys.retain(|k| !k.starts_with("findings.before[]") && !k.starts_with("findings.after[]"));
+    let want: BTreeSet<String> = ONE_IMAGE_SHAPE.iter().map(|s| s.to_string()).collect();
+    assert_eq!(keys, want, "\nextra: {:?}\nmissing: {:?}", keys.difference(&want), want.difference(&keys));
+    assert_eq!(v["schema"], "harden-rebuild/1");
+    // Actions, as strings.
+    let actions: Vec<&str> = v["layers"].as_array().unwrap().iter().map(|l| l["action"].as_str().unwrap()).collect();
+    assert_eq!(actions, ["rewritten", "reused", "added"]);
+    assert_eq!(v["layers"][2]["input_digest"], Value::Null);
+    assert!(v["layers"][1].get("bytes_spliced").is_none(), "only rewritten layers say how much was spliced");
+}
+
+#[test]
+fn rebuild_on_layouts_removes_strips_and_is_reproducible() {
+    let f = fixture();
+    let dst = layout_ref(&f.dst_dir, "hard");
+    let first = block(rebuild(&f.src, &dst, &quiet(&["baseline"]))).unwrap();
+    let pushed = first.pushed.clone().unwrap();
+    let r = &first.report;
+    let removed: Vec<&str> = r.image.as_ref().unwrap().plan.removed.iter().map(|p| p.path.as_str()).collect();
+    assert!(removed.contains(&"/var/cache/apt/pkgcache.bin"), "{removed:?}");
+    assert_eq!(r.image.as_ref().unwrap().plan.setuid_stripped, ["/usr/bin/passwd"]);
+    let digest = r.result.as_ref().unwrap().digest.clone();
+    assert_eq!(pushed, format!("oci:{}@{digest}", f.dst_dir.display()));
+    // The destination holds the result under its tag, with every blob it names.
+    let ep = Endpoint::open(&dst, &NetOptions::default()).unwrap();
+    let m = block(ep.manifest(&dst)).unwrap();
+    assert_eq!(m.digest.to_string(), digest);
+    let mv: Value = serde_json::from_slice(&m.bytes).unwrap();
+    for d in std::iter::once(&mv["config"]).chain(mv["layers"].as_array().unwrap()) {
+        let d = Digest::parse(d["digest"].as_str().unwrap()).unwrap();
+        assert!(block(ep.has_blob(&d)).unwrap(), "{d} missing");
+    }
+    let cd = Digest::parse(mv["config"]["digest"].as_str().unwrap()).unwrap();
+    let config: Value = serde_json::from_slice(&block(ep.blob_bytes(&cd, 1 << 20)).unwrap()).unwrap();
+    assert_eq!(config["config"]["User"], "65532:65532");
+    assert!(!config["config"]["Env"].to_string().contains("hunter2"), "secret env removed");
+    assert_eq!(mv["annotations"]["org.opencontainers.image.base.digest"], json!(f_src_digest(&f)));
+    // Same source, profile and build: same digest, into another layout.
+    let other = layout_ref(&f.dst_dir.with_file_name("again"), "x");
+    let second = block(rebuild(&f.src, &other, &quiet(&["baseline"]))).unwrap();
+    assert_eq!(second.report.result.unwrap().digest, digest);
+}
+
+#[test]
+fn dry_run_lists_the_plan_and_pushes_nothing() {
+    let f = fixture();
+    let dst = layout_ref(&f.dst_dir, "hard");
+    let out = block(rebuild(&f.src, &dst, &RebuildOptions { dry_run: true, ..quiet(&["strict"]) })).unwrap();
+    assert!(out.pushed.is_none());
+    let lines = &out.dry_run[0].lines;
+    assert!(lines[0].starts_with("removed "), "{lines:?}");
+    assert!(lines.iter().any(|l| l.starts_with("remove /bin/sh")), "{lines:?}");
+    assert!(!f.dst_dir.exists(), "a dry run writes nothing");
+}
+
+#[test]
+fn the_guard_refuses_before_anything_is_pushed() {
+    let f = fixture();
+    let dst = layout_ref(&f.dst_dir, "hard");
+    let profile = f.src_dir.with_file_name("breaks.toml");
+    std::fs::write(&profile, "name = \"breaks\"\n[files]\nremove = [\"/app/server\"]\n").unwrap();
+    let o = quiet(&[profile.to_str().unwrap()]);
+    let e = block(rebuild(&f.src, &dst, &o)).unwrap_err();
+    assert!(matches!(e.downcast_ref::<Failure>(), Some(Failure::Policy(_))), "{e:#}");
+    assert!(e.to_string().contains("/app/server"), "{e:#}");
+    assert!(!f.dst_dir.join("index.json").exists(), "nothing pushed");
+    // A dry run lists the plan and reports the refusal rather than failing outright.
+    let dry = block(rebuild(&f.src, &dst, &RebuildOptions { dry_run: true, ..o })).unwrap();
+    assert!(dry.refused.is_some());
+    assert!(dry.dry_run[0].lines.iter().any(|l| l.starts_with("guard: ")));
+}
+
+#[test]
+fn an_index_is_rebuilt_platform_by_platform() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("src");
+    let r = layout_ref(&dir, "multi");
+    let ep = Endpoint::open(&r, &NetOptions::default()).unwrap();
+    let amd = put_image(&ep, &dir, None, "amd64", &app_layers());
+    let arm = put_image(&ep, &dir, None, "arm64", &app_layers()[..1]);
+    let entry = |m: &Manifest, arch: &str| json!({"mediaType": image::OCI_MANIFEST, "digest": m.digest.as_str(), "size": m.bytes.len(), "platform": {"os": "linux", "architecture": arch}});
+    let att = json!({"mediaType": image::OCI_MANIFEST, "digest": Digest::of(b"attestation").as_str(), "size": 1, "platform": {"os": "unknown", "architecture": "unknown"}});
+    let idx = serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": image::OCI_INDEX, "manifests": [entry(&amd, "amd64"), entry(&arm, "arm64"), att]})).unwrap();
+    let idx = Manifest { digest: Digest::of(&idx), bytes: idx, media_type: image::OCI_INDEX.into() };
+    block(ep.put_manifest(&r, &idx)).unwrap();
+
+    let dst = layout_ref(&tmp.path().join("dst"), "hard");
+    let out = block(rebuild(&r, &dst, &quiet(&["baseline"]))).unwrap();
+    let images = out.report.images.as_ref().unwrap();
+    assert_eq!(images.len(), 2, "two platforms; the attestation is dropped");
+    let dep = Endpoint::open(&dst, &NetOptions::default()).unwrap();
+    let top: Value = serde_json::from_slice(&block(dep.manifest(&dst)).unwrap().bytes).unwrap();
+    let archs: Vec<&str> =
+        top["manifests"].as_array().unwrap().iter().map(|e| e["platform"]["architecture"].as_str().unwrap()).collect();
+    assert_eq!(archs, ["amd64", "arm64"]);
+    // --platform picks one.
+    let one = RebuildOptions { platforms: vec!["linux/arm64".into()], ..quiet(&["baseline"]) };
+    let out = block(rebuild(&r, &layout_ref(&tmp.path().join("one"), "x"), &one)).unwrap();
+    assert_eq!(out.report.images.unwrap().len(), 1);
+    let none = RebuildOptions { platforms: vec!["linux/s390x".into()], ..quiet(&["baseline"]) };
+    let e = block(rebuild(&r, &layout_ref(&tmp.path().join("none"), "x"), &none)).unwrap_err();
+    assert!(matches!(e.downcast_ref::<Failure>(), Some(Failure::Usage(_))), "{e:#}");
+}

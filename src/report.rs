@@ -1,0 +1,309 @@
+//! Typed, versioned reports: what `rebuild --report` (`harden-rebuild/1`) and `batch --report`
+//! (`harden-batch/1`) write. The shapes are documented in docs/reports.md; `check`'s JSON
+//! (`harden-check/1`) is the audit's ([`crate::audit::format`]).
+//!
+//! A field is added, never renamed or given another meaning, without bumping the schema.
+//!
+//! Owns: the report types and their serialisation. Must not: print, or compute anything
+//! beyond converting what the stages found.
+
+use crate::audit::{Finding, RebuildFindings};
+use crate::config::ConfigChanges;
+use crate::digest::Digest;
+use crate::guard::Breakage;
+use crate::plan::Plan;
+use serde::Serialize;
+
+/// The rebuild report's schema; bumped only on incompatible changes.
+pub const REBUILD_SCHEMA: &str = "harden-rebuild/1";
+/// The batch report's schema.
+pub const BATCH_SCHEMA: &str = "harden-batch/1";
+
+/// `rebuild --report`. For one image its plan, guard, findings, layers and config changes sit
+/// at the top; for an index each platform's are under `images`.
+#[derive(Serialize, Clone, Debug)]
+pub struct RebuildReport {
+    pub schema: &'static str,
+    pub harden_version: &'static str,
+    pub source: SourceRef,
+    pub profile: ProfileRef,
+    /// The output codec, e.g. `gzip:6`.
+    pub compression: String,
+    /// Whether changed gzip layers were spliced (false with `--recompress`).
+    pub splice: bool,
+    /// One image: its report, flattened into this one (without its `source`).
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub image: Option<ImageReport>,
+    /// An index: one report per platform rebuilt.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub images: Option<Vec<ImageReport>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<ResultRef>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signature: Option<SignatureReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timings_ms: Option<Timings>,
+}
+
+impl RebuildReport {
+    pub fn new(source: SourceRef, profile: ProfileRef, compression: String, splice: bool) -> RebuildReport {
+        RebuildReport {
+            schema: REBUILD_SCHEMA,
+            harden_version: env!("CARGO_PKG_VERSION"),
+            source,
+            profile,
+            compression,
+            splice,
+            image: None,
+            images: None,
+            result: None,
+            signature: None,
+            timings_ms: None,
+        }
+    }
+}
+
+#[derive(Serialize, Clone, Debug)]
+pub struct SourceRef {
+    pub reference: String,
+    pub digest: String,
+}
+
+#[derive(Serialize, Clone, Debug)]
+pub struct ProfileRef {
+    pub name: String,
+    pub digest: String,
+}
+
+/// What was pushed: the manifest (or index) digest, and for one image its config's.
+#[derive(Serialize, Clone, Debug, Default)]
+pub struct ResultRef {
+    pub digest: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub config_digest: Option<String>,
+    /// `DST@sha256:…`, as printed on stdout.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+}
+
+/// The report of one image (a platform of an index, or the whole run for one image).
+#[derive(Serialize, Clone, Debug)]
+pub struct ImageReport {
+    /// Where this platform came from (absent when flattened into the run's report).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<SourceRef>,
+    pub plan: PlanReport,
+    pub guard: GuardReport,
+    pub findings: FindingsReport,
+    /// For a platform of an index; for one image the run's `result` holds it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<ResultRef>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub layers: Option<Vec<LayerReport>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub config_changes: Option<ConfigChanges>,
+    /// For a platform of an index; for one image the run's `timings_ms` holds them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timings_ms: Option<Timings>,
+}
+
+#[derive(Serialize, Clone, Debug)]
+pub struct PlanReport {
+    /// `removed 12 paths, stripped setuid/setgid from 3, …; 2 of 5 layers rewritten`.
+    pub summary: String,
+    pub removed: Vec<RemovedPath>,
+    pub setuid_stripped: Vec<String>,
+    pub capabilities_stripped: Vec<String>,
+    pub world_writable_fixed: Vec<String>,
+    pub notes: Vec<String>,
+    pub layers: Vec<LayerPlanReport>,
+}
+
+impl PlanReport {
+    /// The plan, paths absolute; `layer_digests` are the source's, in manifest order.
+    pub fn new(summary: String, plan: &Plan, layer_digests: &[Digest]) -> PlanReport {
+        let abs = |v: &[String]| v.iter().map(|p| format!("/{p}")).collect();
+        PlanReport {
+            summary,
+            removed: plan
+                .removed
+                .iter()
+                .map(|(p, r)| RemovedPath { path: format!("/{p}"), rule: r.pattern.clone(), origin: r.origin.clone() })
+                .collect(),
+            setuid_stripped: abs(&plan.setuid_stripped),
+            capabilities_stripped: abs(&plan.caps_stripped),
+            world_writable_fixed: abs(&plan.world_writable_fixed),
+            notes: plan.notes.clone(),
+            layers: layer_digests
+                .iter()
+                .zip(&plan.layers)
+                .map(|(d, p)| LayerPlanReport {
+                    digest: d.to_string(),
+                    changes: !p.is_unchanged(),
+                    removed: p.removed(),
+                    changed: p.changed(),
+                })
+                .collect(),
+        }
+    }
+}
+
+#[derive(Serialize, Clone, Debug)]
+pub struct RemovedPath {
+    pub path: String,
+    /// The glob that matched, as written (after group expansion).
+    pub rule: String,
+    /// Where the rule came from, e.g. `@shells (strict)`.
+    pub origin: String,
+}
+
+#[derive(Serialize, Clone, Debug)]
+pub struct LayerPlanReport {
+    pub digest: String,
+    pub changes: bool,
+    pub removed: usize,
+    pub changed: usize,
+}
+
+#[derive(Serialize, Clone, Debug)]
+pub struct GuardReport {
+    pub broken: Vec<BreakageReport>,
+    pub preexisting: Vec<String>,
+}
+
+impl GuardReport {
+    pub fn new(broken: &[Breakage], preexisting: &[Breakage]) -> GuardReport {
+        GuardReport {
+            broken: broken.iter().map(|b| BreakageReport { message: b.to_string(), breakage: b.clone() }).collect(),
+            preexisting: preexisting.iter().map(ToString::to_string).collect(),
+        }
+    }
+}
+
+/// A refusal: the guard's [`Breakage`] and its one-line message.
+#[derive(Serialize, Clone, Debug)]
+pub struct BreakageReport {
+    #[serde(flatten)]
+    pub breakage: Breakage,
+    pub message: String,
+}
+
+/// The audit of the source and of the result.
+#[derive(Serialize, Clone, Debug)]
+pub struct FindingsReport {
+    pub before: Vec<Finding>,
+    /// None when the result's config could not be predicted (the config edit refuses).
+    pub after: Option<Vec<Finding>>,
+    pub summary: String,
+}
+
+impl From<&RebuildFindings> for FindingsReport {
+    fn from(f: &RebuildFindings) -> FindingsReport {
+        FindingsReport { before: f.before.clone(), after: f.after.clone(), summary: f.summary() }
+    }
+}
+
+/// What happened to a layer.
+#[derive(Serialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LayerAction {
+    /// Unchanged: the source's blob and descriptor, as they were.
+    #[serde(rename = "reused")]
+    Reused,
+    #[serde(rename = "rewritten")]
+    Rewritten,
+    /// Rewritten by an earlier run (or job): served from the rewrite cache.
+    #[serde(rename = "rewritten (cached)")]
+    RewrittenCached,
+    /// A layer harden adds (the user layer).
+    #[serde(rename = "added")]
+    Added,
+}
+
+/// One layer of the result.
+#[derive(Serialize, Clone, Debug)]
+pub struct LayerReport {
+    /// The source layer (null for an added one).
+    pub input_digest: Option<String>,
+    pub output_digest: String,
+    pub action: LayerAction,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input_codec: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uncompressed_bytes: Option<u64>,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entries_removed: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entries_changed: Option<u64>,
+    /// Bytes of the tar copied as source deflate blocks rather than recompressed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes_spliced: Option<u64>,
+    /// Why an added layer is there.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub purpose: Option<String>,
+}
+
+/// Milliseconds per stage; `total` for the whole run.
+#[derive(Serialize, Clone, Debug, Default)]
+pub struct Timings {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scan: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rewrite: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub push: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub total: Option<u64>,
+}
+
+/// The cosign signature `--sign-key` added (or found).
+#[derive(Serialize, Clone, Debug)]
+pub struct SignatureReport {
+    pub tag: String,
+    pub manifest_digest: String,
+    pub payload_digest: String,
+    /// False when an equivalent signature was already there.
+    pub added: bool,
+}
+
+/// `batch --report`.
+#[derive(Serialize, Clone, Debug)]
+pub struct BatchReport {
+    pub schema: &'static str,
+    pub harden_version: &'static str,
+    pub file: String,
+    /// `I/N` with `--shard`.
+    pub shard: Option<String>,
+    /// Every job of this shard, in file order.
+    pub jobs: Vec<JobReport>,
+}
+
+/// How a job ended.
+#[derive(Serialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum JobStatus {
+    Ok,
+    /// A policy result: the guard refused (exit 3 on its own).
+    Refused,
+    Failed,
+    /// Not started: an earlier job failed and `--keep-going` was not given.
+    Skipped,
+}
+
+#[derive(Serialize, Clone, Debug)]
+pub struct JobReport {
+    /// 1-based position in the job file.
+    pub job: usize,
+    pub source: String,
+    pub destination: String,
+    pub status: JobStatus,
+    /// `DST@sha256:…` when ok.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub report: Option<Box<RebuildReport>>,
+    /// The one-line error when refused or failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}

@@ -1,0 +1,171 @@
+//! Source: the fetch-and-scan stage shared by `rebuild`, `check` and `sign` — an image's
+//! manifest, config and layers, each layer fetched once per run (or batch), verified (blob
+//! digest and diff_id), and scanned into a [`LayerIndex`]; and the one walk over an index.
+//!
+//! Owns: resolving what a reference names ([`walk`]), fetching configs and layers, the spool of
+//! fetched layers, the per-run memo of scans. Must not: plan, rewrite or judge anything.
+
+use crate::digest::Digest;
+use crate::image::{self, ManifestView};
+use crate::progress::Progress;
+use crate::reference::ImageRef;
+use crate::scan::{self, LayerIndex};
+use crate::transport::{Endpoint, Manifest, MAX_CONFIG};
+use anyhow::{anyhow, bail, Context, Result};
+use futures_util::{stream, StreamExt, TryStreamExt};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub mod walk;
+
+/// The manifest view and config of an image manifest already fetched.
+pub async fn image_config(src: &Endpoint, r: &ImageRef, manifest: &Manifest) -> Result<(ManifestView, Value)> {
+    if manifest.media_type != image::OCI_MANIFEST && manifest.media_type != image::DOCKER_MANIFEST {
+        bail!("{r}: manifest media type {} is not an image manifest", manifest.media_type);
+    }
+    let view = ManifestView::parse(&manifest.bytes, &manifest.media_type).with_context(|| format!("{r}"))?;
+    let config_bytes = src.blob_bytes(&view.config.digest, MAX_CONFIG).await.with_context(|| format!("{r}: config"))?;
+    let config: Value = serde_json::from_slice(&config_bytes)
+        .map_err(|e| anyhow!("{r}: config {} is not valid JSON: {e}", view.config.digest))?;
+    if !config.is_object() {
+        bail!("{r}: config {} is not a JSON object", view.config.digest);
+    }
+    Ok((view, config))
+}
+
+/// Layers fetched and scanned in this run, by input digest: platforms of an index may share layers.
+pub type ScanMemo = tokio::sync::Mutex<HashMap<Digest, Arc<tokio::sync::OnceCell<(PathBuf, Arc<LayerIndex>)>>>>;
+
+/// Where fetched layers are spooled and what their scans found. One per rebuild, or one for a
+/// whole batch so a base layer shared by many images is fetched and scanned once (the spool then
+/// holds each distinct layer until the batch ends).
+pub struct ScanShare {
+    pub spool: crate::spool::Spool,
+    pub memo: ScanMemo,
+}
+
+impl ScanShare {
+    pub fn new() -> Result<ScanShare> {
+        Ok(ScanShare {
+            spool: crate::spool::create().context("cannot create a temporary directory")?,
+            memo: ScanMemo::default(),
+        })
+    }
+}
+
+/// Fetches and scans the layers of images from one source.
+pub struct Scanner<'a> {
+    pub src: &'a Endpoint,
+    pub share: &'a ScanShare,
+    pub jobs: usize,
+    pub progress: &'a Progress,
+    pub limits: &'a crate::layer::Limits,
+    /// Upload each fetched layer here while it is scanned — for profiles that change no file
+    /// (mirroring), where every layer will be pushed as it is, so the copy overlaps the scan
+    /// (and, from a registry, the download too).
+    pub mirror_to: Option<&'a Endpoint>,
+}
+
+impl Scanner<'_> {
+    /// Materialise and scan every layer (bounded concurrency, each layer once per share),
+    /// verifying digests and diff_ids, within the limits.
+    pub async fn scan(&self, view: &ManifestView, config: &Value) -> Result<(Vec<PathBuf>, Vec<Arc<LayerIndex>>)> {
+        let diff_ids = image::diff_ids(config, view.layers.len())?;
+        let n = view.layers.len();
+        let results: Vec<(PathBuf, Arc<LayerIndex>)> = stream::iter(view.layers.iter().zip(diff_ids).enumerate())
+            .map(|(i, (layer, diff_id))| async move {
+                if layer.is_foreign() {
+                    bail!("layer {}: foreign (non-distributable) layers are not supported", layer.digest);
+                }
+                let cell = self.share.memo.lock().await.entry(layer.digest.clone()).or_default().clone();
+                let r = cell
+                    .get_or_try_init(|| async {
+                        let (path, index) = if self.src.is_registry() {
+                            self.fetch_following(layer, diff_id).await?
+                        } else {
+                            self.fetch_then_scan(layer, diff_id).await?
+                        };
+                        self.progress.line(&format!(
+                            "scanned layer {}/{n} {} ({} entries)",
+                            i + 1,
+                            layer.digest.short(),
+                            index.entries.len()
+                        ));
+                        Ok::<_, anyhow::Error>((path, Arc::new(index)))
+                    })
+                    .await?;
+                Ok(r.clone())
+            })
+            .buffered(self.jobs.max(1))
+            .try_collect()
+            .await?;
+        Ok(results.into_iter().unzip())
+    }
+}
+
+impl Scanner<'_> {
+    /// A local blob (an OCI layout's): scan it, verifying its digest on the way, and upload it
+    /// (when mirroring) only once the scan has checked it.
+    async fn fetch_then_scan(&self, layer: &image::LayerDesc, diff_id: Digest) -> Result<(PathBuf, LayerIndex)> {
+        let blob = self.src.blob_local(&layer.digest, layer.size, self.share.spool.path(), None).await?;
+        let verify = (!blob.verified).then(|| layer.digest.clone());
+        let index = self.scan_file(&blob.path, verify, diff_id, &layer.digest).await?;
+        if let Some(dst) = self.mirror_to {
+            if !dst.has_blob(&layer.digest).await? {
+                dst.put_blob(&layer.digest, layer.size, &blob.path).await?;
+            }
+        }
+        Ok((blob.path, index))
+    }
+
+    /// A registry's blob: download it, scan it and (when mirroring) upload it all at once, the
+    /// scan and the upload reading the spool file behind the download (see
+    /// [`crate::transport::follow`]). The scan trusts the download's verification only when
+    /// the download verified exactly the bytes it read — one attempt, file written once — and
+    /// scans the finished file again otherwise. A failed download is the error, whatever the
+    /// scan and the upload made of its bytes.
+    async fn fetch_following(&self, layer: &image::LayerDesc, diff_id: Digest) -> Result<(PathBuf, LayerIndex)> {
+        let digest = &layer.digest;
+        let spool = self.share.spool.path();
+        let (tap, follow) = crate::transport::follow::tap(format!("blob {digest}"), layer.size);
+        let download = self.src.blob_local(digest, layer.size, spool, Some(tap));
+        let scan = {
+            let (reader, limits, diff_id) = (follow.reader(), self.limits.clone(), diff_id.clone());
+            tokio::task::spawn_blocking(move || scan::scan_layer(reader, None, Some(&diff_id), &limits))
+        };
+        let upload = async {
+            match self.mirror_to {
+                Some(dst) if !dst.has_blob(digest).await? => dst.put_blob_following(digest, layer.size, &follow).await,
+                _ => Ok(()),
+            }
+        };
+        let (blob, scanned, uploaded) = tokio::join!(download, scan, upload);
+        let blob = blob?;
+        let index = match scanned {
+            Ok(Ok(index)) if follow.attempts() == 1 => index,
+            _ => self.scan_file(&blob.path, None, diff_id, digest).await?,
+        };
+        uploaded?;
+        Ok((blob.path, index))
+    }
+
+    /// Scan a whole local blob; `verify` its digest when it is not known good.
+    async fn scan_file(
+        &self,
+        path: &Path,
+        verify: Option<Digest>,
+        diff_id: Digest,
+        digest: &Digest,
+    ) -> Result<LayerIndex> {
+        let (path, limits) = (path.to_path_buf(), self.limits.clone());
+        let index = tokio::task::spawn_blocking(move || {
+            let f = std::fs::File::open(&path)?;
+            let f = std::io::BufReader::with_capacity(1 << 20, f);
+            scan::scan_layer(f, verify.as_ref(), Some(&diff_id), &limits)
+        })
+        .await?;
+        index.map_err(|e| anyhow!("layer {digest}: {e}"))
+    }
+}

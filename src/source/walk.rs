@@ -1,0 +1,147 @@
+//! The one walk over what a reference names: a single image manifest, or an index (OCI index or
+//! Docker manifest list) with its entries, nested indexes followed up to [`MAX_INDEX_DEPTH`].
+//!
+//! One policy for every command: each entry is classified ([`EntryKind`]) and listed once
+//! (deduplicated by digest), children of a nested index before the nested index itself; an
+//! entry pointing back at an index above it is refused. What a command does with each kind is
+//! the command's: `rebuild` rewrites the images of the top index (it cannot write nested
+//! indexes, so it refuses them) and drops attestations; `check` audits every image; `sign`
+//! signs every entry.
+//!
+//! Owns: fetching and parsing index manifests, classifying entries. Must not: fetch image
+//! manifests or layers (callers do, for the entries they want).
+
+use crate::digest::Digest;
+use crate::image;
+use crate::reference::ImageRef;
+use crate::transport::{Endpoint, Manifest};
+use anyhow::{anyhow, bail, Result};
+use serde_json::Value;
+
+/// How deep nested indexes are followed.
+pub const MAX_INDEX_DEPTH: usize = 4;
+
+/// What an index entry is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EntryKind {
+    /// An image manifest for a platform.
+    Image,
+    /// An attestation manifest (BuildKit provenance/SBOM): describes the source's digests.
+    Attestation,
+    /// An index inside the index.
+    Index,
+}
+
+/// One entry of an index, found by [`walk`].
+#[derive(Clone, Debug)]
+pub struct Entry {
+    pub digest: Digest,
+    pub kind: EntryKind,
+    /// The descriptor as the index holds it (platform, annotations and fields harden does not model).
+    pub descriptor: Value,
+    /// Its position in the index that lists it.
+    pub position: usize,
+    /// 0 for an entry of the top index, 1 inside a nested index, …
+    pub depth: usize,
+}
+
+impl Entry {
+    /// `os/arch[/variant]` of the descriptor (`unknown` where it says nothing).
+    pub fn platform(&self) -> String {
+        platform_name(&self.descriptor)
+    }
+}
+
+/// `os/arch[/variant]` of an index descriptor.
+pub fn platform_name(descriptor: &Value) -> String {
+    let p = &descriptor["platform"];
+    let os = p["os"].as_str().unwrap_or("unknown");
+    let arch = p["architecture"].as_str().unwrap_or("unknown");
+    match p["variant"].as_str() {
+        Some(v) => format!("{os}/{arch}/{v}"),
+        None => format!("{os}/{arch}"),
+    }
+}
+
+/// What a reference names: its manifest, and for an index the index document and every entry.
+pub struct Walk {
+    pub top: Manifest,
+    /// The top index's JSON (None for an image manifest).
+    pub index: Option<Value>,
+    /// Every entry, nested ones included, each digest once; empty for an image manifest.
+    pub entries: Vec<Entry>,
+}
+
+impl Walk {
+    /// Entries of the top index (depth 0), in index order.
+    pub fn top_entries(&self) -> impl Iterator<Item = &Entry> {
+        self.entries.iter().filter(|e| e.depth == 0)
+    }
+}
+
+/// Resolve `r` and, for an index, list its entries.
+pub async fn walk(ep: &Endpoint, r: &ImageRef) -> Result<Walk> {
+    let top = ep.manifest(r).await?;
+    if !image::is_index(&top.media_type) {
+        return Ok(Walk { top, index: None, entries: Vec::new() });
+    }
+    let index = parse_index(r, &top)?;
+    let mut entries = Vec::new();
+    let mut above = vec![top.digest.clone()];
+    collect(ep, r, &top, &index, 0, &mut above, &mut entries).await?;
+    Ok(Walk { top, index: Some(index), entries })
+}
+
+fn parse_index(r: &ImageRef, m: &Manifest) -> Result<Value> {
+    let index: Value = serde_json::from_slice(&m.bytes)
+        .map_err(|e| anyhow!("{}: index is not valid JSON: {e}", r.by_digest(&m.digest)))?;
+    if !index["manifests"].is_array() {
+        bail!("{}: index has no manifests list", r.by_digest(&m.digest));
+    }
+    Ok(index)
+}
+
+/// Depth first; a nested index's entries are listed (post-order) before the nested index.
+async fn collect(
+    ep: &Endpoint,
+    r: &ImageRef,
+    m: &Manifest,
+    index: &Value,
+    depth: usize,
+    above: &mut Vec<Digest>,
+    out: &mut Vec<Entry>,
+) -> Result<()> {
+    if depth >= MAX_INDEX_DEPTH {
+        bail!("{}: indexes nested more than {MAX_INDEX_DEPTH} deep", r.by_digest(&m.digest));
+    }
+    let list = index["manifests"].as_array().map(Vec::as_slice).unwrap_or_default();
+    for (position, desc) in list.iter().enumerate() {
+        let digest = Digest::parse(desc["digest"].as_str().unwrap_or(""))
+            .map_err(|err| anyhow!("{}: index entry {position}: {err}", r.by_digest(&m.digest)))?;
+        if above.contains(&digest) {
+            bail!("{}: index entry {position} points at an index that contains it", r.by_digest(&m.digest));
+        }
+        if out.iter().any(|e| e.digest == digest) {
+            continue;
+        }
+        let kind = if desc["mediaType"].as_str().is_some_and(image::is_index) {
+            EntryKind::Index
+        } else if image::is_attestation(desc) {
+            EntryKind::Attestation
+        } else {
+            EntryKind::Image
+        };
+        let descriptor = desc.clone();
+        if kind == EntryKind::Index {
+            let child = ep.manifest(&r.with_digest(&digest)).await?;
+            let child_index = parse_index(r, &child)?;
+            above.push(digest.clone());
+            Box::pin(collect(ep, r, &child, &child_index, depth + 1, above, out)).await?;
+            above.pop();
+        }
+        if !out.iter().any(|e| e.digest == digest) {
+            out.push(Entry { digest, kind, descriptor, position, depth });
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,115 @@
+//! The push protocol, the one way anything reaches a destination: for each blob, already
+//! present? mountable from another repository of the same registry? else upload; then every
+//! blob confirmed present; the manifest last. A manifest is never stored before all that it
+//! names is, so an interrupted or failed push leaves nothing that points at a missing blob.
+//! Used by the rebuild, by signing, and by whatever pushes next (attestations, referrers).
+//!
+//! Owns: the order of a push and its checks. Must not: build blobs or manifests.
+
+use super::{Endpoint, Manifest};
+use crate::digest::Digest;
+use crate::progress::Progress;
+use crate::reference::ImageRef;
+use anyhow::{bail, Result};
+use futures_util::{stream, StreamExt, TryStreamExt};
+use std::path::PathBuf;
+
+/// Where a blob's bytes are.
+#[derive(Clone, Debug)]
+pub enum BlobData {
+    File(PathBuf),
+    Bytes(Vec<u8>),
+}
+
+/// A blob to store, with its known digest and size.
+#[derive(Clone, Debug)]
+pub struct Blob {
+    pub digest: Digest,
+    pub size: u64,
+    pub data: BlobData,
+    /// Try a cross-repository mount from the push's `mount_from` before uploading (for a blob
+    /// the source registry already holds).
+    pub mountable: bool,
+    /// Say on the progress what happened to it (layers); configs and payloads go quietly.
+    pub announce: bool,
+}
+
+impl Blob {
+    pub fn bytes(digest: Digest, bytes: Vec<u8>) -> Blob {
+        Blob { digest, size: bytes.len() as u64, data: BlobData::Bytes(bytes), mountable: false, announce: false }
+    }
+    pub fn file(digest: Digest, size: u64, path: PathBuf) -> Blob {
+        Blob { digest, size, data: BlobData::File(path), mountable: false, announce: true }
+    }
+}
+
+/// One push to `dst`.
+pub struct Push<'a> {
+    pub dst: &'a Endpoint,
+    /// The source endpoint mounts may come from (the same registry, another repository).
+    pub mount_from: Option<&'a Endpoint>,
+    /// Blobs stored at once.
+    pub jobs: usize,
+    pub progress: &'a Progress,
+}
+
+impl Push<'_> {
+    /// Store `blobs` (at most `jobs` at once), confirm each is present, then store `manifest`
+    /// under `target` (its tag, or by digest only when it has none). `what` names the manifest
+    /// in the error when a blob is missing (e.g. "manifest", "signature manifest").
+    pub async fn push(&self, blobs: &[Blob], target: &ImageRef, manifest: &Manifest, what: &str) -> Result<()> {
+        self.blobs(blobs).await?;
+        self.confirm(blobs.iter().map(|b| &b.digest), target, what).await?;
+        self.dst.put_manifest(target, manifest).await
+    }
+
+    /// Store each blob that is not there yet.
+    pub async fn blobs(&self, blobs: &[Blob]) -> Result<()> {
+        stream::iter(blobs)
+            .map(|b| self.blob(b))
+            .buffer_unordered(self.jobs.max(1))
+            .try_collect::<Vec<()>>()
+            .await
+            .map(drop)
+    }
+
+    async fn blob(&self, b: &Blob) -> Result<()> {
+        let dst = self.dst;
+        let say = |msg: String| {
+            if b.announce {
+                self.progress.line(&msg);
+            }
+        };
+        if dst.has_blob(&b.digest).await? {
+            say(format!("blob {} already present", b.digest.short()));
+            return Ok(());
+        }
+        if let Some(src) = self.mount_from.filter(|_| b.mountable) {
+            if dst.mount_from(src, &b.digest).await && dst.has_blob(&b.digest).await? {
+                say(format!("mounted blob {}", b.digest.short()));
+                return Ok(());
+            }
+        }
+        match &b.data {
+            BlobData::File(path) => dst.put_blob(&b.digest, b.size, path).await?,
+            BlobData::Bytes(bytes) => dst.put_blob_bytes(&b.digest, bytes).await?,
+        }
+        say(format!("pushed blob {} ({})", b.digest.short(), crate::progress::human(b.size)));
+        Ok(())
+    }
+
+    /// Every digest present at the destination, or an error naming the first one missing.
+    pub async fn confirm<'d>(
+        &self,
+        digests: impl IntoIterator<Item = &'d Digest>,
+        target: &ImageRef,
+        what: &str,
+    ) -> Result<()> {
+        for d in digests {
+            if !self.dst.has_blob(d).await? {
+                bail!("{target}: blob {d} is not present after upload; {what} not pushed");
+            }
+        }
+        Ok(())
+    }
+}
