@@ -117,31 +117,79 @@ pub struct ConfigEdit<'a> {
     pub created: Option<String>,
 }
 
-/// Apply the edit. Fails (policy) when env secrets are found and the profile says `fail`.
+/// The edit in progress: what the passes have done so far.
+pub struct Editing<'e> {
+    pub edit: &'e ConfigEdit<'e>,
+    pub changes: ConfigChanges,
+    /// Values of the secret Env entries removed, scrubbed from history by a later pass.
+    pub secret_values: Vec<String>,
+}
+
+/// One step of the config edit: one concern, applied to the config JSON. Passes run in
+/// [`PASSES`] order, each seeing what the earlier ones did.
+pub type Pass = fn(&mut Value, &mut Editing) -> Result<()>;
+
+/// The passes, in order.
+pub const PASSES: &[(&str, Pass)] = &[
+    ("user", set_user),
+    ("healthcheck", set_healthcheck),
+    ("env", edit_env),
+    ("runtime settings", set_runtime),
+    ("labels", set_labels),
+    ("rootfs", set_rootfs),
+    ("history", edit_history),
+];
+
+/// Apply the edit: every pass in order. Fails (policy) when env secrets are found and the
+/// profile says `fail`, and when the config is not a JSON object.
 pub fn edit(config: &mut Value, e: &ConfigEdit) -> Result<ConfigChanges> {
-    let mut ch = ConfigChanges::default();
-    let rules = &e.profile.config;
-    if !config["config"].is_object() {
-        config["config"] = json!({});
+    let mut ed = Editing { edit: e, changes: ConfigChanges::default(), secret_values: Vec::new() };
+    for (_, pass) in PASSES {
+        pass(config, &mut ed)?;
     }
-    let c = config["config"].as_object_mut().expect("object just ensured");
-    if let Some(u) = &e.user {
-        c.insert("User".into(), json!(u));
-        ch.user = Some(u.clone());
+    Ok(ed.changes)
+}
+
+/// The container config (`config` in the image config), made an object if it is missing.
+fn container(config: &mut Value) -> Result<&mut Map<String, Value>> {
+    let top = config.as_object_mut().ok_or_else(|| anyhow::anyhow!("the image config is not a JSON object"))?;
+    let c = top.entry("config").or_insert_with(|| json!({}));
+    if !c.is_object() {
+        *c = json!({});
     }
-    match &rules.healthcheck {
+    c.as_object_mut().ok_or_else(|| anyhow::anyhow!("the image config's `config` is not a JSON object"))
+}
+
+/// `User` (numeric uid:gid from the user plan).
+pub fn set_user(config: &mut Value, ed: &mut Editing) -> Result<()> {
+    if let Some(u) = &ed.edit.user {
+        container(config)?.insert("User".into(), json!(u));
+        ed.changes.user = Some(u.clone());
+    }
+    Ok(())
+}
+
+/// `Healthcheck`: set or removed as the profile says.
+pub fn set_healthcheck(config: &mut Value, ed: &mut Editing) -> Result<()> {
+    let c = container(config)?;
+    match &ed.edit.profile.config.healthcheck {
         Some(HealthRule::Remove) => {
             c.remove("Healthcheck");
-            ch.healthcheck = Some("removed".into());
+            ed.changes.healthcheck = Some("removed".into());
         }
         Some(HealthRule::Set(h)) => {
             c.insert("Healthcheck".into(), h.clone());
-            ch.healthcheck = Some(h["Test"].to_string());
+            ed.changes.healthcheck = Some(h["Test"].to_string());
         }
         None => {}
     }
-    // Env: secrets out (or refuse), profile values in.
-    let mut secret_values = Vec::new();
+    Ok(())
+}
+
+/// `Env`: secrets out (or refuse, per `env_secrets`), the profile's values in.
+pub fn edit_env(config: &mut Value, ed: &mut Editing) -> Result<()> {
+    let rules = &ed.edit.profile.config;
+    let c = container(config)?;
     if let Some(env) = c.get_mut("Env").and_then(Value::as_array_mut) {
         let mut kept = Vec::new();
         for v in env.drain(..) {
@@ -153,9 +201,9 @@ pub fn edit(config: &mut Value, e: &ConfigEdit) -> Result<ConfigChanges> {
                         "config Env: `{k}` looks like a secret and the profile says env_secrets = \"fail\""
                     )));
                 }
-                ch.env_removed.push(k.to_string());
+                ed.changes.env_removed.push(k.to_string());
                 if val.len() >= 4 {
-                    secret_values.push(val.to_string());
+                    ed.secret_values.push(val.to_string());
                 }
             } else {
                 kept.push(v);
@@ -164,14 +212,20 @@ pub fn edit(config: &mut Value, e: &ConfigEdit) -> Result<ConfigChanges> {
         *env = kept;
     }
     if !rules.env.is_empty() {
-        let env = c.entry("Env").or_insert_with(|| json!([])).as_array_mut();
-        if let Some(env) = env {
+        if let Some(env) = c.entry("Env").or_insert_with(|| json!([])).as_array_mut() {
             for (k, v) in &rules.env {
                 env.retain(|x| x.as_str().and_then(|s| s.split_once('=')).map(|(n, _)| n != k).unwrap_or(true));
                 env.push(json!(format!("{k}={v}")));
             }
         }
     }
+    Ok(())
+}
+
+/// `ExposedPorts`, `Volumes`, `WorkingDir`, `StopSignal`: replaced where the profile sets them.
+pub fn set_runtime(config: &mut Value, ed: &mut Editing) -> Result<()> {
+    let rules = &ed.edit.profile.config;
+    let c = container(config)?;
     if let Some(p) = &rules.exposed_ports {
         c.insert("ExposedPorts".into(), Value::Object(p.iter().map(|x| (x.clone(), json!({}))).collect()));
     }
@@ -184,12 +238,19 @@ pub fn edit(config: &mut Value, e: &ConfigEdit) -> Result<ConfigChanges> {
     if let Some(s) = &rules.stop_signal {
         c.insert("StopSignal".into(), json!(s));
     }
-    // Labels: the profile's, then harden's own record of where this came from.
+    Ok(())
+}
+
+/// `Labels`: the profile's removals and values, then harden's own record of where this came from.
+pub fn set_labels(config: &mut Value, ed: &mut Editing) -> Result<()> {
+    let e = ed.edit;
+    let rules = &e.profile.config;
+    let c = container(config)?;
     let labels = c.entry("Labels").or_insert_with(|| json!({}));
     if !labels.is_object() {
         *labels = json!({});
     }
-    let labels = labels.as_object_mut().expect("object just ensured");
+    let Some(labels) = labels.as_object_mut() else { return Ok(()) };
     for k in &rules.remove_labels {
         labels.remove(k);
     }
@@ -197,7 +258,7 @@ pub fn edit(config: &mut Value, e: &ConfigEdit) -> Result<ConfigChanges> {
     labels.remove("org.opencontainers.image.base.name");
     let mut set = |k: &str, v: String| {
         labels.insert(k.to_string(), json!(v));
-        ch.labels_set.push(k.to_string());
+        ed.changes.labels_set.push(k.to_string());
     };
     for (k, v) in &rules.labels {
         set(k, v.clone());
@@ -209,18 +270,32 @@ pub fn edit(config: &mut Value, e: &ConfigEdit) -> Result<ConfigChanges> {
     set(&format!("{LABEL_NS}.profile"), e.profile.name());
     set(&format!("{LABEL_NS}.profile.digest"), e.profile.digest().to_string());
     set(&format!("{LABEL_NS}.version"), env!("CARGO_PKG_VERSION").to_string());
+    Ok(())
+}
 
+/// `created` (from `SOURCE_DATE_EPOCH` when given) and `rootfs.diff_ids` of the result.
+pub fn set_rootfs(config: &mut Value, ed: &mut Editing) -> Result<()> {
+    let e = ed.edit;
+    let top = config.as_object_mut().ok_or_else(|| anyhow::anyhow!("the image config is not a JSON object"))?;
     if let Some(created) = &e.created {
-        config["created"] = json!(created);
+        top.insert("created".into(), json!(created));
     }
+    let diff_ids: Vec<&str> = e.diff_ids.iter().map(Digest::as_str).collect();
+    top.insert("rootfs".into(), json!({"type": "layers", "diff_ids": diff_ids}));
+    Ok(())
+}
+
+/// `history`: removed secrets scrubbed from every `created_by`, and harden's own entry last.
+pub fn edit_history(config: &mut Value, ed: &mut Editing) -> Result<()> {
+    let e = ed.edit;
     let created = config["created"].clone();
-    config["rootfs"] = json!({"type": "layers", "diff_ids": e.diff_ids.iter().map(Digest::as_str).collect::<Vec<_>>()});
-    let history = config.as_object_mut().expect("config is an object").entry("history").or_insert_with(|| json!([]));
+    let top = config.as_object_mut().ok_or_else(|| anyhow::anyhow!("the image config is not a JSON object"))?;
+    let history = top.entry("history").or_insert_with(|| json!([]));
     if let Some(h) = history.as_array_mut() {
         for entry in h.iter_mut() {
             if let Some(cb) = entry["created_by"].as_str() {
                 let mut s = cb.to_string();
-                for v in &secret_values {
+                for v in &ed.secret_values {
                     s = s.replace(v.as_str(), "***");
                 }
                 entry["created_by"] = json!(s);
@@ -240,7 +315,7 @@ pub fn edit(config: &mut Value, e: &ConfigEdit) -> Result<ConfigChanges> {
         }
         h.push(Value::Object(entry));
     }
-    Ok(ch)
+    Ok(())
 }
 
 /// RFC 3339 from SOURCE_DATE_EPOCH, when set: the only clock harden reads.
@@ -323,5 +398,80 @@ mod tests {
         assert_eq!(cfg["history"].as_array().unwrap().len(), 2);
         assert!(cfg["history"][1].get("empty_layer").is_none());
         assert_eq!(cfg["config"]["Labels"]["org.opencontainers.image.base.name"], "r/x:1");
+    }
+
+    fn edit_of(profile: &Profile) -> ConfigEdit<'_> {
+        ConfigEdit {
+            profile,
+            source_name: None,
+            source_digest: Digest::of(b"m"),
+            diff_ids: vec![Digest::of(b"l")],
+            user: None,
+            added_layer: false,
+            summary: "s".into(),
+            created: None,
+        }
+    }
+
+    fn run_pass(pass: Pass, config: &mut Value, e: &ConfigEdit) -> Result<ConfigChanges> {
+        let mut ed = Editing { edit: e, changes: ConfigChanges::default(), secret_values: Vec::new() };
+        pass(config, &mut ed)?;
+        Ok(ed.changes)
+    }
+
+    #[test]
+    fn pass_user_and_healthcheck_touch_only_their_fields() {
+        let profile = crate::profile::load_str(
+            "t.toml",
+            "name = \"t\"\n[config.healthcheck]\ntest = [\"/app/check\"]\ninterval = \"10s\"\n",
+        )
+        .unwrap();
+        let mut e = edit_of(&profile);
+        e.user = Some("65532:65532".into());
+        let mut cfg = json!({"config": {"Env": ["A=b"]}});
+        let ch = run_pass(set_user, &mut cfg, &e).unwrap();
+        assert_eq!(ch.user.as_deref(), Some("65532:65532"));
+        assert_eq!(cfg, json!({"config": {"Env": ["A=b"], "User": "65532:65532"}}));
+        let ch = run_pass(set_healthcheck, &mut cfg, &e).unwrap();
+        assert_eq!(cfg["config"]["Healthcheck"]["Test"], json!(["CMD", "/app/check"]));
+        assert!(ch.healthcheck.is_some());
+        assert_eq!(cfg["config"]["Env"], json!(["A=b"]));
+    }
+
+    #[test]
+    fn pass_env_refuses_with_fail_and_keeps_with_keep() {
+        let fail = crate::profile::load_str("t.toml", "name = \"t\"\n[config]\nenv_secrets = \"fail\"\n").unwrap();
+        let mut cfg = json!({"config": {"Env": ["DB_PASSWORD=swordfish"]}});
+        let e = run_pass(edit_env, &mut cfg, &edit_of(&fail)).unwrap_err();
+        assert!(matches!(e.downcast_ref::<crate::Failure>(), Some(crate::Failure::Policy(_))), "{e}");
+        let keep = crate::profile::load_str("t.toml", "name = \"t\"\n[config]\nenv_secrets = \"keep\"\n").unwrap();
+        let mut cfg = json!({"config": {"Env": ["DB_PASSWORD=swordfish"]}});
+        let ch = run_pass(edit_env, &mut cfg, &edit_of(&keep)).unwrap();
+        assert!(ch.env_removed.is_empty());
+        assert_eq!(cfg["config"]["Env"], json!(["DB_PASSWORD=swordfish"]));
+    }
+
+    #[test]
+    fn pass_labels_replace_an_inherited_base_name() {
+        let profile = crate::profile::load(&["passthrough".into()]).unwrap();
+        let mut cfg = json!({"config": {"Labels": {"org.opencontainers.image.base.name": "their/base", "keep": "me"}}});
+        run_pass(set_labels, &mut cfg, &edit_of(&profile)).unwrap();
+        let l = &cfg["config"]["Labels"];
+        assert!(l.get("org.opencontainers.image.base.name").is_none(), "no name for a layout source: {l}");
+        assert_eq!(l["keep"], "me");
+        assert_eq!(l["org.opencontainers.image.base.digest"], Digest::of(b"m").as_str());
+    }
+
+    #[test]
+    fn passes_refuse_a_config_that_is_not_an_object() {
+        let profile = crate::profile::load(&["baseline".into()]).unwrap();
+        let mut e = edit_of(&profile);
+        e.user = Some("1:1".into());
+        for (name, pass) in PASSES {
+            // Each pass that touches the config refuses it (none panics).
+            let mut cfg = json!(["not", "an", "object"]);
+            assert!(run_pass(*pass, &mut cfg, &e).is_err(), "{name}");
+        }
+        assert!(edit(&mut json!("text"), &e).is_err());
     }
 }

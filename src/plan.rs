@@ -51,7 +51,7 @@ impl LayerPlan {
     }
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct Plan {
     pub layers: Vec<LayerPlan>,
     /// Every removed path of the final image (canonical), with the rule that removed it.
@@ -109,70 +109,97 @@ impl<'a> Matcher<'a> {
     }
 }
 
+/// One step of planning: reads the image and the profile, adds to the plan. Passes run in
+/// [`PASSES`] order, each seeing what the earlier ones decided — as regclient's `mod` applies
+/// one step per option — so a new kind of change is a new pass, tested on its own.
+pub type Pass = fn(&FinalFs, &Profile, &mut Plan);
+
+/// The passes, in order.
+pub const PASSES: &[(&str, Pass)] = &[
+    ("select removals", select_removals),
+    ("keep cross-layer hardlink targets", keep_cross_layer_link_targets),
+    ("mark layers", mark_layers),
+    ("fix modes and capabilities", fix_modes),
+    ("promote hardlinks", promote_hardlinks),
+];
+
+/// What `profile` does to the image `fs`: every pass in order.
 pub fn plan(fs: &FinalFs, profile: &Profile) -> Plan {
+    let mut p = Plan { layers: vec![LayerPlan::default(); fs.layers.len()], ..Plan::default() };
+    for (_, pass) in PASSES {
+        pass(fs, profile, &mut p);
+    }
+    p
+}
+
+/// Paths the `remove` rules match (through directory symlinks, a directory taking what is under
+/// it), unless a `keep` rule matches; a kept path keeps its directories.
+pub fn select_removals(fs: &FinalFs, profile: &Profile, p: &mut Plan) {
     let aliases = fs.dir_aliases();
     let mut remove_m = Matcher::new(&profile.remove, &aliases);
     let mut keep_m = Matcher::new(&profile.keep, &aliases);
-    let mut allow_m = Matcher::new(&profile.setuid_allow, &aliases);
-
-    let mut removed: BTreeMap<String, Rule> = BTreeMap::new();
     let mut kept: Vec<String> = Vec::new();
     for (path, _, _) in fs.iter() {
         if keep_m.matches(path).is_some() {
             kept.push(path.to_string());
         } else if let Some(rule) = remove_m.matches(path) {
-            removed.insert(path.to_string(), rule.clone());
+            p.removed.insert(path.to_string(), rule.clone());
         }
     }
-    // A kept path keeps its directories.
     for k in &kept {
-        let mut p = parent(k);
-        while !p.is_empty() && removed.remove(p).is_some() {
-            p = parent(p);
+        let mut d = parent(k);
+        while !d.is_empty() && p.removed.remove(d).is_some() {
+            d = parent(d);
         }
     }
+}
 
-    let mut notes = Vec::new();
-    // Hardlinks whose removed target lives in a lower layer cannot be promoted while
-    // streaming (the data is in another blob): keep the target instead.
+/// Hardlinks whose removed target lives in a lower layer cannot be promoted while streaming
+/// (the data is in another blob): keep the target instead, and say so.
+pub fn keep_cross_layer_link_targets(fs: &FinalFs, _: &Profile, p: &mut Plan) {
     for (path, loc, e) in fs.iter() {
-        if e.kind == Kind::HardLink && !removed.contains_key(path) {
+        if e.kind == Kind::HardLink && !p.removed.contains_key(path) {
             if let Some(t) = &e.link {
                 let same_layer = fs.layers[loc.layer].entries.iter().any(|x| x.path == *t && x.kind == Kind::File);
-                if removed.contains_key(t) && !same_layer {
-                    removed.remove(t);
-                    notes.push(format!("kept /{t}: hardlinked from /{path} in a higher layer"));
+                if p.removed.contains_key(t) && !same_layer {
+                    p.removed.remove(t);
+                    p.notes.push(format!("kept /{t}: hardlinked from /{path} in a higher layer"));
                 }
             }
         }
     }
+}
 
-    let mut layers: Vec<LayerPlan> = vec![LayerPlan::default(); fs.layers.len()];
+/// Every layer holding a removed path drops it (no whiteouts); an entry whose stored name
+/// leaves the root is rewritten with the name normalised, whatever the profile.
+pub fn mark_layers(fs: &FinalFs, _: &Profile, p: &mut Plan) {
     let mut escaping = 0;
     for (li, layer) in fs.layers.iter().enumerate() {
         for e in &layer.entries {
-            if removed.contains_key(&e.path) {
-                layers[li].changes.entry(e.path.clone()).or_default().remove = true;
+            if p.removed.contains_key(&e.path) {
+                p.layers[li].changes.entry(e.path.clone()).or_default().remove = true;
             }
-            // Never pass an escaping name on: the layer is rewritten with the name normalised.
             if e.escapes {
-                layers[li].changes.entry(e.path.clone()).or_default().normalize = true;
+                p.layers[li].changes.entry(e.path.clone()).or_default().normalize = true;
                 escaping += 1;
             }
         }
     }
     if escaping > 0 {
-        notes.push(format!(
+        p.notes.push(format!(
             "{escaping} entries whose stored name leaves the root (../ or absolute) are rewritten with the name \
              normalised inside it"
         ));
     }
+}
 
-    let mut setuid_stripped = Vec::new();
-    let mut caps_stripped = Vec::new();
-    let mut world_writable_fixed = Vec::new();
+/// setuid/setgid bits (except `setuid_allow`), world-writable bits (sticky directories
+/// excepted) and file capabilities, on what stays.
+pub fn fix_modes(fs: &FinalFs, profile: &Profile, p: &mut Plan) {
+    let aliases = fs.dir_aliases();
+    let mut allow_m = Matcher::new(&profile.setuid_allow, &aliases);
     for (path, loc, e) in fs.iter() {
-        if removed.contains_key(path) {
+        if p.removed.contains_key(path) {
             continue;
         }
         let mut mode = e.mode;
@@ -182,56 +209,56 @@ pub fn plan(fs: &FinalFs, profile: &Profile) -> Plan {
             && allow_m.matches(path).is_none()
         {
             mode &= !0o6000;
-            setuid_stripped.push(path.to_string());
+            p.setuid_stripped.push(path.to_string());
         }
         let sticky_dir = e.kind == Kind::Dir && e.mode & 0o1000 != 0;
         if profile.fix_world_writable && matches!(e.kind, Kind::File | Kind::Dir) && e.mode & 0o002 != 0 && !sticky_dir
         {
             mode &= !0o002;
-            world_writable_fixed.push(path.to_string());
+            p.world_writable_fixed.push(path.to_string());
         }
         let strip_caps = profile.strip_capabilities && e.caps;
         if strip_caps {
-            caps_stripped.push(path.to_string());
+            p.caps_stripped.push(path.to_string());
         }
         if mode != e.mode || strip_caps {
-            let c = layers[loc.layer].changes.entry(path.to_string()).or_default();
+            let c = p.layers[loc.layer].changes.entry(path.to_string()).or_default();
             if mode != e.mode {
                 c.mode = Some(mode);
             }
             c.strip_caps = strip_caps;
         }
     }
+}
 
-    // Same-layer hardlinks to removed targets: the first kept link takes the data.
+/// Same-layer hardlinks to a removed target: the first kept link takes the data, later links
+/// point at it.
+pub fn promote_hardlinks(fs: &FinalFs, _: &Profile, p: &mut Plan) {
     for (li, layer) in fs.layers.iter().enumerate() {
         let mut promoted: HashMap<String, String> = HashMap::new();
         let mut seen_removed: HashSet<&str> = HashSet::new();
         for e in &layer.entries {
-            if e.kind == Kind::File && removed.contains_key(&e.path) {
+            if e.kind == Kind::File && p.removed.contains_key(&e.path) {
                 seen_removed.insert(&e.path);
             }
-            if e.kind != Kind::HardLink || removed.contains_key(&e.path) {
+            if e.kind != Kind::HardLink || p.removed.contains_key(&e.path) {
                 continue;
             }
             let Some(t) = &e.link else { continue };
             if !seen_removed.contains(t.as_str()) {
                 continue;
             }
-            let lp = &mut layers[li];
+            let lp = &mut p.layers[li];
             if let Some(first) = promoted.get(t) {
                 lp.changes.entry(e.path.clone()).or_default().relink_to = Some(first.clone());
             } else {
                 promoted.insert(t.clone(), e.path.clone());
                 lp.changes.entry(t.clone()).or_default().promote_to = Some(e.path.clone());
                 // The link's own entry is replaced by the promoted one.
-                let c = lp.changes.entry(e.path.clone()).or_default();
-                c.remove = true;
+                lp.changes.entry(e.path.clone()).or_default().remove = true;
             }
         }
     }
-
-    Plan { layers, removed, setuid_stripped, caps_stripped, world_writable_fixed, notes }
 }
 
 #[cfg(test)]
@@ -318,5 +345,94 @@ mod tests {
         let fs = FinalFs::build(vec![layer(vec![s])]);
         let p = plan(&fs, &load(&["passthrough".into()]).unwrap());
         assert!(p.layers.iter().all(LayerPlan::is_unchanged));
+    }
+
+    /// A plan with only `passes` run, in order.
+    fn run(fs: &FinalFs, profile: &Profile, passes: &[Pass]) -> Plan {
+        let mut p = Plan { layers: vec![LayerPlan::default(); fs.layers.len()], ..Plan::default() };
+        for pass in passes {
+            pass(fs, profile, &mut p);
+        }
+        p
+    }
+
+    fn profile(text: &str) -> Profile {
+        crate::profile::load_str("t.toml", text).unwrap()
+    }
+
+    #[test]
+    fn pass_select_removals_keep_wins_and_keeps_its_directories() {
+        let fs = FinalFs::build(vec![layer(vec![
+            entry("opt", Kind::Dir, None),
+            entry("opt/tool", Kind::Dir, None),
+            entry("opt/tool/bin", Kind::File, None),
+            entry("opt/tool/licence", Kind::File, None),
+        ])]);
+        let pr = profile("name = \"t\"\n[files]\nremove = [\"/opt\"]\nkeep = [\"/opt/tool/licence\"]\n");
+        let p = run(&fs, &pr, &[select_removals]);
+        assert!(p.is_removed("opt/tool/bin"));
+        assert!(!p.is_removed("opt/tool/licence"));
+        assert!(!p.is_removed("opt/tool") && !p.is_removed("opt"), "a kept path keeps its directories");
+        assert!(p.layers[0].is_unchanged(), "selection alone marks no layer");
+    }
+
+    #[test]
+    fn pass_keep_cross_layer_link_targets_keeps_and_notes() {
+        let fs = FinalFs::build(vec![
+            layer(vec![entry("root/.env", Kind::File, None)]),
+            layer(vec![entry("app/env", Kind::HardLink, Some("root/.env"))]),
+        ]);
+        let pr = load(&["baseline".into()]).unwrap();
+        let p = run(&fs, &pr, &[select_removals]);
+        assert!(p.is_removed("root/.env"));
+        let p = run(&fs, &pr, &[select_removals, keep_cross_layer_link_targets]);
+        assert!(!p.is_removed("root/.env"));
+        assert!(p.notes[0].contains("hardlinked from /app/env in a higher layer"), "{:?}", p.notes);
+    }
+
+    #[test]
+    fn pass_mark_layers_drops_from_every_layer() {
+        let fs = FinalFs::build(vec![
+            layer(vec![entry("etc/secret.pem", Kind::File, None)]),
+            layer(vec![entry("etc/secret.pem", Kind::File, None), entry("app", Kind::File, None)]),
+        ]);
+        let mut p = Plan { layers: vec![LayerPlan::default(); 2], ..Plan::default() };
+        p.removed.insert("etc/secret.pem".into(), Rule { pattern: "x".into(), origin: "t".into() });
+        mark_layers(&fs, &load(&["passthrough".into()]).unwrap(), &mut p);
+        assert!(p.layers[0].changes["etc/secret.pem"].remove && p.layers[1].changes["etc/secret.pem"].remove);
+        assert!(!p.layers[1].changes.contains_key("app"));
+    }
+
+    #[test]
+    fn pass_fix_modes_honours_setuid_allow_and_skips_removed() {
+        let mut su = entry("usr/bin/su", Kind::File, None);
+        su.mode = 0o4755;
+        let mut ping = entry("usr/bin/ping", Kind::File, None);
+        ping.mode = 0o4755;
+        ping.caps = true;
+        let fs = FinalFs::build(vec![layer(vec![su, ping])]);
+        let pr = profile("name = \"t\"\nextends = \"baseline\"\n[files]\nsetuid_allow = [\"/usr/bin/ping\"]\n");
+        let p = run(&fs, &pr, &[fix_modes]);
+        assert_eq!(p.setuid_stripped, ["usr/bin/su"]);
+        assert_eq!(p.caps_stripped, ["usr/bin/ping"]);
+        assert_eq!(p.layers[0].changes["usr/bin/ping"].mode, None, "allowed: bits kept");
+        assert!(p.layers[0].changes["usr/bin/ping"].strip_caps);
+        let mut removed = Plan { layers: vec![LayerPlan::default()], ..Plan::default() };
+        removed.removed.insert("usr/bin/su".into(), Rule { pattern: "x".into(), origin: "t".into() });
+        fix_modes(&fs, &pr, &mut removed);
+        assert!(!removed.setuid_stripped.contains(&"usr/bin/su".to_string()), "a removed file is not also chmodded");
+    }
+
+    #[test]
+    fn plan_is_the_passes_in_order() {
+        let fs = FinalFs::build(vec![layer(vec![
+            entry("root/.env", Kind::File, None),
+            entry("app/a", Kind::HardLink, Some("root/.env")),
+        ])]);
+        let pr = load(&["strict".into()]).unwrap();
+        let all: Vec<Pass> = PASSES.iter().map(|(_, p)| *p).collect();
+        let by_hand = run(&fs, &pr, &all);
+        let planned = plan(&fs, &pr);
+        assert_eq!(serde_json::to_value(&by_hand).unwrap(), serde_json::to_value(&planned).unwrap());
     }
 }

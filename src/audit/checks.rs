@@ -1,6 +1,6 @@
 //! The checks themselves, one function each; see [`super::CHECKS`] for the table.
 
-use super::{AuditContext, Evidence, Finding, Signature};
+use super::{AuditContext, CheckId, Evidence, Finding, Signature};
 use crate::fs::{FinalFs, Loc};
 use crate::layer::path::split_parent;
 use crate::layer::tar::Kind;
@@ -18,11 +18,11 @@ pub(super) fn run(fs: &FinalFs, config: &Value, ctx: &AuditContext) -> Vec<Findi
     let a = Audit { fs, ctx };
     let passwd = a.text("etc/passwd");
     let mut out = vec![
-        Finding::new("HARDEN-USER-ROOT", a.root_user(config, passwd.as_ref())),
-        Finding::new("HARDEN-HEALTHCHECK-MISSING", healthcheck(config)),
-        Finding::new("HARDEN-FILE-SETUID", a.setuid(&mut keep, &mut allow)),
+        Finding::new(CheckId::UserRoot, a.root_user(config, passwd.as_ref())),
+        Finding::new(CheckId::HealthcheckMissing, healthcheck(config)),
+        Finding::new(CheckId::FileSetuid, a.setuid(&mut keep, &mut allow)),
         Finding::new(
-            "HARDEN-FILE-CAPABILITIES",
+            CheckId::FileCapabilities,
             a.mode_check(
                 &mut keep,
                 |e| matches!(e.kind, Kind::File | Kind::HardLink) && e.caps,
@@ -30,7 +30,7 @@ pub(super) fn run(fs: &FinalFs, config: &Value, ctx: &AuditContext) -> Vec<Findi
             ),
         ),
         Finding::new(
-            "HARDEN-FILE-WORLD-WRITABLE",
+            CheckId::FileWorldWritable,
             a.mode_check(
                 &mut keep,
                 |e| {
@@ -41,31 +41,31 @@ pub(super) fn run(fs: &FinalFs, config: &Value, ctx: &AuditContext) -> Vec<Findi
                 |e| format!("mode {:04o}", e.mode & 0o7777),
             ),
         ),
-        Finding::new("HARDEN-SHELLS", a.present("shells", &aliases, &mut keep, false)),
-        Finding::new("HARDEN-PACKAGE-MANAGERS", a.present("package-managers", &aliases, &mut keep, false)),
-        Finding::new("HARDEN-PACKAGE-CACHES", a.present("package-caches", &aliases, &mut keep, true)),
+        Finding::new(CheckId::Shells, a.present("shells", &aliases, &mut keep, false)),
+        Finding::new(CheckId::PackageManagers, a.present("package-managers", &aliases, &mut keep, false)),
+        Finding::new(CheckId::PackageCaches, a.present("package-caches", &aliases, &mut keep, true)),
     ];
     let secret_rules = profile::group("secrets");
     let mut secret_m = Matcher::new(&secret_rules, &aliases);
-    out.push(Finding::new("HARDEN-SECRET-FILE", a.present_with(&mut secret_m, &mut keep, true)));
+    out.push(Finding::new(CheckId::SecretFile, a.present_with(&mut secret_m, &mut keep, true)));
     let (content, paths) = a.secret_content(&mut secret_m, &mut keep);
-    let mut f = Finding::new("HARDEN-SECRET-CONTENT", content);
+    let mut f = Finding::new(CheckId::SecretContent, content);
     if !paths.is_empty() {
         let list: Vec<String> = paths.iter().map(|p| format!("\"{p}\"")).collect();
         f.fix = format!("[files] remove = [{}]", list.join(", "));
     }
     out.push(f);
-    out.push(Finding::new("HARDEN-SECRET-ENV", env_secrets(config)));
-    out.push(Finding::new("HARDEN-SECRET-HISTORY", history_secrets(config)));
-    out.push(Finding::new("HARDEN-SHADOW-EMPTY-PASSWORD", a.empty_passwords()));
-    out.push(Finding::new("HARDEN-ACCOUNT-DUPLICATE-ID", a.duplicate_ids(passwd.as_ref())));
+    out.push(Finding::new(CheckId::SecretEnv, env_secrets(config)));
+    out.push(Finding::new(CheckId::SecretHistory, history_secrets(config)));
+    out.push(Finding::new(CheckId::ShadowEmptyPassword, a.empty_passwords()));
+    out.push(Finding::new(CheckId::AccountDuplicateId, a.duplicate_ids(passwd.as_ref())));
     let (latest, unpinned) = reference(ctx);
-    out.push(Finding::new("HARDEN-REFERENCE-LATEST", latest));
-    out.push(Finding::new("HARDEN-REFERENCE-UNPINNED", unpinned));
-    out.push(Finding::new("HARDEN-SIGNATURE-MISSING", signature(&ctx.signature)));
-    out.push(Finding::new("HARDEN-VOLUME-SENSITIVE", volumes(config)));
-    out.push(Finding::new("HARDEN-PORT-PRIVILEGED", ports(config)));
-    out.push(Finding::new("HARDEN-LAYER-PATH-ESCAPE", a.escapes()));
+    out.push(Finding::new(CheckId::ReferenceLatest, latest));
+    out.push(Finding::new(CheckId::ReferenceUnpinned, unpinned));
+    out.push(Finding::new(CheckId::SignatureMissing, signature(&ctx.signature)));
+    out.push(Finding::new(CheckId::VolumeSensitive, volumes(config)));
+    out.push(Finding::new(CheckId::PortPrivileged, ports(config)));
+    out.push(Finding::new(CheckId::LayerPathEscape, a.escapes()));
     out
 }
 

@@ -50,9 +50,124 @@ impl Level {
     }
 }
 
+/// A check's stable ID. The [`CHECKS`] table is indexed by it (checked at compile time), so
+/// looking a check up cannot fail.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CheckId {
+    UserRoot,
+    HealthcheckMissing,
+    FileSetuid,
+    FileCapabilities,
+    FileWorldWritable,
+    Shells,
+    PackageManagers,
+    PackageCaches,
+    SecretFile,
+    SecretContent,
+    SecretEnv,
+    SecretHistory,
+    ShadowEmptyPassword,
+    AccountDuplicateId,
+    ReferenceLatest,
+    ReferenceUnpinned,
+    SignatureMissing,
+    VolumeSensitive,
+    PortPrivileged,
+    LayerPathEscape,
+}
+
+impl CheckId {
+    /// Every ID, in [`CHECKS`] order.
+    pub const ALL: [CheckId; 20] = [
+        CheckId::UserRoot,
+        CheckId::HealthcheckMissing,
+        CheckId::FileSetuid,
+        CheckId::FileCapabilities,
+        CheckId::FileWorldWritable,
+        CheckId::Shells,
+        CheckId::PackageManagers,
+        CheckId::PackageCaches,
+        CheckId::SecretFile,
+        CheckId::SecretContent,
+        CheckId::SecretEnv,
+        CheckId::SecretHistory,
+        CheckId::ShadowEmptyPassword,
+        CheckId::AccountDuplicateId,
+        CheckId::ReferenceLatest,
+        CheckId::ReferenceUnpinned,
+        CheckId::SignatureMissing,
+        CheckId::VolumeSensitive,
+        CheckId::PortPrivileged,
+        CheckId::LayerPathEscape,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckId::UserRoot => "HARDEN-USER-ROOT",
+            CheckId::HealthcheckMissing => "HARDEN-HEALTHCHECK-MISSING",
+            CheckId::FileSetuid => "HARDEN-FILE-SETUID",
+            CheckId::FileCapabilities => "HARDEN-FILE-CAPABILITIES",
+            CheckId::FileWorldWritable => "HARDEN-FILE-WORLD-WRITABLE",
+            CheckId::Shells => "HARDEN-SHELLS",
+            CheckId::PackageManagers => "HARDEN-PACKAGE-MANAGERS",
+            CheckId::PackageCaches => "HARDEN-PACKAGE-CACHES",
+            CheckId::SecretFile => "HARDEN-SECRET-FILE",
+            CheckId::SecretContent => "HARDEN-SECRET-CONTENT",
+            CheckId::SecretEnv => "HARDEN-SECRET-ENV",
+            CheckId::SecretHistory => "HARDEN-SECRET-HISTORY",
+            CheckId::ShadowEmptyPassword => "HARDEN-SHADOW-EMPTY-PASSWORD",
+            CheckId::AccountDuplicateId => "HARDEN-ACCOUNT-DUPLICATE-ID",
+            CheckId::ReferenceLatest => "HARDEN-REFERENCE-LATEST",
+            CheckId::ReferenceUnpinned => "HARDEN-REFERENCE-UNPINNED",
+            CheckId::SignatureMissing => "HARDEN-SIGNATURE-MISSING",
+            CheckId::VolumeSensitive => "HARDEN-VOLUME-SENSITIVE",
+            CheckId::PortPrivileged => "HARDEN-PORT-PRIVILEGED",
+            CheckId::LayerPathEscape => "HARDEN-LAYER-PATH-ESCAPE",
+        }
+    }
+
+    /// The check's row of [`CHECKS`].
+    pub fn info(self) -> &'static Check {
+        &CHECKS[self as usize]
+    }
+
+    /// The ID named `s` (case-insensitive), as `--ignore` takes it.
+    pub fn parse(s: &str) -> Option<CheckId> {
+        CheckId::ALL.into_iter().find(|c| c.as_str().eq_ignore_ascii_case(s))
+    }
+}
+
+impl std::fmt::Display for CheckId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for CheckId {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl Serialize for CheckId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+// CHECKS[id as usize] is the row of `id`: proven here, at compile time.
+const _: () = {
+    assert!(CHECKS.len() == CheckId::ALL.len());
+    let mut i = 0;
+    while i < CHECKS.len() {
+        assert!(CHECKS[i].id as usize == i && CheckId::ALL[i] as usize == i);
+        i += 1;
+    }
+};
+
 /// One check: the row of the table in docs/checks.md.
 pub struct Check {
-    pub id: &'static str,
+    pub id: CheckId,
     pub level: Level,
     pub title: &'static str,
     /// CIS Docker Benchmark (v1.6.0) section 4 recommendation.
@@ -64,7 +179,7 @@ pub struct Check {
 }
 
 const fn c(
-    id: &'static str,
+    id: CheckId,
     level: Level,
     title: &'static str,
     cis: Option<&'static str>,
@@ -76,30 +191,30 @@ const fn c(
 
 /// Every check, in report order within a level. IDs never change meaning; new checks get new IDs.
 pub const CHECKS: &[Check] = &[
-    c("HARDEN-USER-ROOT", Level::Warn, "Runs as root", Some("4.1"), Some("CIS-DI-0001"), "[config] user = \"nonroot\" (a numeric uid:gid, 65532 by default)"),
-    c("HARDEN-HEALTHCHECK-MISSING", Level::Info, "No HEALTHCHECK", Some("4.6"), Some("CIS-DI-0006"), "[config.healthcheck] test = [\"/path/to/check\"]"),
-    c("HARDEN-FILE-SETUID", Level::Warn, "Setuid/setgid files", Some("4.8"), Some("CIS-DI-0008"), "[files] strip_setuid = true (setuid_allow lists the ones to keep)"),
-    c("HARDEN-FILE-CAPABILITIES", Level::Warn, "Files with capabilities (security.capability)", None, None, "[files] strip_capabilities = true"),
-    c("HARDEN-FILE-WORLD-WRITABLE", Level::Warn, "World-writable files or directories (not sticky)", None, None, "[files] fix_world_writable = true"),
-    c("HARDEN-SHELLS", Level::Info, "Shells present", Some("4.3"), None, "[files] remove = [\"@shells\"] (profile strict)"),
-    c("HARDEN-PACKAGE-MANAGERS", Level::Info, "Package managers present", Some("4.3"), None, "[files] remove = [\"@package-managers\"] (profile strict)"),
-    c("HARDEN-PACKAGE-CACHES", Level::Warn, "Package caches present", Some("4.3"), Some("DKL-DI-0005"), "[files] remove = [\"@package-caches\"] (profile baseline)"),
-    c("HARDEN-SECRET-FILE", Level::Fatal, "Secret files (by name)", Some("4.10"), Some("CIS-DI-0010"), "[files] remove = [\"@secrets\"] (profile baseline)"),
-    c("HARDEN-SECRET-CONTENT", Level::Fatal, "Private keys or AWS access keys in files", Some("4.10"), Some("CIS-DI-0010"), "[files] remove = [\"/each/path/listed\"]"),
-    c("HARDEN-SECRET-ENV", Level::Fatal, "Secrets in Env", Some("4.10"), Some("CIS-DI-0010"), "[config] env_secrets = \"remove\" (profile baseline)"),
-    c("HARDEN-SECRET-HISTORY", Level::Fatal, "Secrets in history (created_by)", Some("4.10"), Some("CIS-DI-0010"), "[config] env_secrets = \"remove\" also scrubs those values from history; others need a rebuild from source"),
-    c("HARDEN-SHADOW-EMPTY-PASSWORD", Level::Fatal, "Accounts with an empty password in /etc/shadow", None, Some("DKL-LI-0001"), "no profile rule: lock the account in the source image (passwd -l NAME); profile strict removes the login tools"),
-    c("HARDEN-ACCOUNT-DUPLICATE-ID", Level::Fatal, "Duplicate uids or gids", None, Some("DKL-LI-0002"), "no profile rule: fix /etc/passwd and /etc/group in the source image"),
-    c("HARDEN-REFERENCE-LATEST", Level::Warn, "Referenced by the latest tag", None, Some("DKL-DI-0006"), "refer to the image by digest (rebuild prints DST@sha256:…)"),
-    c("HARDEN-REFERENCE-UNPINNED", Level::Info, "Referenced without a digest", None, None, "refer to the image by digest (rebuild prints DST@sha256:…)"),
-    c("HARDEN-SIGNATURE-MISSING", Level::Info, "No cosign signature found", Some("4.5"), Some("CIS-DI-0005"), "rebuild --sign-key KEY, or harden sign --key KEY IMAGE"),
-    c("HARDEN-VOLUME-SENSITIVE", Level::Fatal, "Volume on /proc, /sys or /dev", None, Some("DKL-DI-0002"), "[config] volumes = [...] (replaces the image's list)"),
-    c("HARDEN-PORT-PRIVILEGED", Level::Warn, "Privileged port (below 1024) exposed", None, None, "[config] exposed_ports = [\"8080/tcp\"] (replaces the image's list)"),
-    c("HARDEN-LAYER-PATH-ESCAPE", Level::Fatal, "Layer entries whose path leaves the root (../ or absolute)", None, None, "no profile rule: rebuild the layer; harden normalises the names of the entries it rewrites"),
+    c(CheckId::UserRoot, Level::Warn, "Runs as root", Some("4.1"), Some("CIS-DI-0001"), "[config] user = \"nonroot\" (a numeric uid:gid, 65532 by default)"),
+    c(CheckId::HealthcheckMissing, Level::Info, "No HEALTHCHECK", Some("4.6"), Some("CIS-DI-0006"), "[config.healthcheck] test = [\"/path/to/check\"]"),
+    c(CheckId::FileSetuid, Level::Warn, "Setuid/setgid files", Some("4.8"), Some("CIS-DI-0008"), "[files] strip_setuid = true (setuid_allow lists the ones to keep)"),
+    c(CheckId::FileCapabilities, Level::Warn, "Files with capabilities (security.capability)", None, None, "[files] strip_capabilities = true"),
+    c(CheckId::FileWorldWritable, Level::Warn, "World-writable files or directories (not sticky)", None, None, "[files] fix_world_writable = true"),
+    c(CheckId::Shells, Level::Info, "Shells present", Some("4.3"), None, "[files] remove = [\"@shells\"] (profile strict)"),
+    c(CheckId::PackageManagers, Level::Info, "Package managers present", Some("4.3"), None, "[files] remove = [\"@package-managers\"] (profile strict)"),
+    c(CheckId::PackageCaches, Level::Warn, "Package caches present", Some("4.3"), Some("DKL-DI-0005"), "[files] remove = [\"@package-caches\"] (profile baseline)"),
+    c(CheckId::SecretFile, Level::Fatal, "Secret files (by name)", Some("4.10"), Some("CIS-DI-0010"), "[files] remove = [\"@secrets\"] (profile baseline)"),
+    c(CheckId::SecretContent, Level::Fatal, "Private keys or AWS access keys in files", Some("4.10"), Some("CIS-DI-0010"), "[files] remove = [\"/each/path/listed\"]"),
+    c(CheckId::SecretEnv, Level::Fatal, "Secrets in Env", Some("4.10"), Some("CIS-DI-0010"), "[config] env_secrets = \"remove\" (profile baseline)"),
+    c(CheckId::SecretHistory, Level::Fatal, "Secrets in history (created_by)", Some("4.10"), Some("CIS-DI-0010"), "[config] env_secrets = \"remove\" also scrubs those values from history; others need a rebuild from source"),
+    c(CheckId::ShadowEmptyPassword, Level::Fatal, "Accounts with an empty password in /etc/shadow", None, Some("DKL-LI-0001"), "no profile rule: lock the account in the source image (passwd -l NAME); profile strict removes the login tools"),
+    c(CheckId::AccountDuplicateId, Level::Fatal, "Duplicate uids or gids", None, Some("DKL-LI-0002"), "no profile rule: fix /etc/passwd and /etc/group in the source image"),
+    c(CheckId::ReferenceLatest, Level::Warn, "Referenced by the latest tag", None, Some("DKL-DI-0006"), "refer to the image by digest (rebuild prints DST@sha256:…)"),
+    c(CheckId::ReferenceUnpinned, Level::Info, "Referenced without a digest", None, None, "refer to the image by digest (rebuild prints DST@sha256:…)"),
+    c(CheckId::SignatureMissing, Level::Info, "No cosign signature found", Some("4.5"), Some("CIS-DI-0005"), "rebuild --sign-key KEY, or harden sign --key KEY IMAGE"),
+    c(CheckId::VolumeSensitive, Level::Fatal, "Volume on /proc, /sys or /dev", None, Some("DKL-DI-0002"), "[config] volumes = [...] (replaces the image's list)"),
+    c(CheckId::PortPrivileged, Level::Warn, "Privileged port (below 1024) exposed", None, None, "[config] exposed_ports = [\"8080/tcp\"] (replaces the image's list)"),
+    c(CheckId::LayerPathEscape, Level::Fatal, "Layer entries whose path leaves the root (../ or absolute)", None, None, "no profile rule: rebuild the layer; harden normalises the names of the entries it rewrites"),
 ];
 
 pub fn check_info(id: &str) -> Option<&'static Check> {
-    CHECKS.iter().find(|c| c.id == id)
+    CheckId::parse(id).map(CheckId::info)
 }
 
 /// Where a finding was seen: a file (path and the layer holding it) or a config field.
@@ -130,7 +245,7 @@ impl Evidence {
 /// One check's result: every path or field it found, under one ID.
 #[derive(Clone, Debug, Serialize)]
 pub struct Finding {
-    pub id: &'static str,
+    pub id: CheckId,
     pub level: Level,
     pub title: &'static str,
     pub evidence: Vec<Evidence>,
@@ -140,8 +255,8 @@ pub struct Finding {
 }
 
 impl Finding {
-    fn new(id: &'static str, evidence: Vec<Evidence>) -> Finding {
-        let c = check_info(id).unwrap_or_else(|| panic!("check {id} is not in CHECKS"));
+    fn new(id: CheckId, evidence: Vec<Evidence>) -> Finding {
+        let c = id.info();
         Finding { id, level: c.level, title: c.title, evidence, fix: c.fix.to_string(), cis: c.cis, dockle: c.dockle }
     }
 }
@@ -177,8 +292,8 @@ pub struct AuditContext<'a> {
 /// Run every check. Findings come fatal first, then in [`CHECKS`] order; `ctx.ignore` drops IDs.
 pub fn audit(fs: &FinalFs, config: &Value, ctx: &AuditContext) -> Vec<Finding> {
     let mut out = checks::run(fs, config, ctx);
-    out.retain(|f| !f.evidence.is_empty() && !ctx.ignore.iter().any(|i| i.eq_ignore_ascii_case(f.id)));
-    out.sort_by_key(|f| (std::cmp::Reverse(f.level), CHECKS.iter().position(|c| c.id == f.id)));
+    out.retain(|f| !f.evidence.is_empty() && !ctx.ignore.iter().any(|i| i.eq_ignore_ascii_case(f.id.as_str())));
+    out.sort_by_key(|f| (std::cmp::Reverse(f.level), f.id as usize));
     out
 }
 

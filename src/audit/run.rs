@@ -50,7 +50,7 @@ pub async fn signature(ep: &Endpoint, r: &ImageRef, digest: &Digest) -> Signatur
 pub async fn check(o: CheckOptions) -> Result<CheckOutput> {
     for id in &o.ignore {
         if check_info(&id.to_ascii_uppercase()).is_none() {
-            let known: Vec<&str> = CHECKS.iter().map(|c| c.id).collect();
+            let known: Vec<&str> = CHECKS.iter().map(|c| c.id.as_str()).collect();
             return Err(Failure::Usage(format!("--ignore {id}: no such check (known: {})", known.join(", "))).into());
         }
     }

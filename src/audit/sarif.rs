@@ -47,7 +47,7 @@ fn rules() -> Vec<Value> {
 }
 
 fn result(f: &Finding, e: Option<&Evidence>) -> Value {
-    let rule_index = CHECKS.iter().position(|c| c.id == f.id).unwrap_or(0);
+    let rule_index = f.id as usize;
     let mut text = f.title.to_string();
     let mut props = serde_json::Map::new();
     let mut r = json!({"ruleId": f.id, "ruleIndex": rule_index, "level": level(f.level)});

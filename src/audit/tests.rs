@@ -22,7 +22,7 @@ fn dir(path: &str) -> EntryInfo {
 }
 
 fn ids(f: &[Finding]) -> Vec<&'static str> {
-    f.iter().map(|f| f.id).collect()
+    f.iter().map(|f| f.id.as_str()).collect()
 }
 
 fn find<'a>(f: &'a [Finding], id: &str) -> Option<&'a Finding> {
@@ -455,7 +455,7 @@ fn after_view_adds_the_user_layer_and_promotes_hardlinks() {
 fn rebuild_findings_name_result_layers() {
     let mut e = Evidence { path: Some("/x".into()), layer_index: Some(1), ..Default::default() };
     e.layer = None;
-    let f = Finding::new("HARDEN-FILE-SETUID", vec![e]);
+    let f = Finding::new(CheckId::FileSetuid, vec![e]);
     let mut r = RebuildFindings { before: vec![], after: Some(vec![f]) };
     r.name_after_layers(&json!([{"digest": "sha256:a"}, {"digest": "sha256:b"}]));
     assert_eq!(r.after.as_ref().unwrap()[0].evidence[0].layer.as_deref(), Some("sha256:b"));
@@ -467,7 +467,7 @@ fn rebuild_findings_name_result_layers() {
 #[test]
 fn json_shape_is_stable() {
     let f = vec![Finding::new(
-        "HARDEN-FILE-SETUID",
+        CheckId::FileSetuid,
         vec![Evidence {
             path: Some("/usr/bin/su".into()),
             layer: Some("sha256:aa".into()),
@@ -495,7 +495,7 @@ fn json_shape_is_stable() {
 fn sarif_is_2_1_0_shaped() {
     let f = vec![
         Finding::new(
-            "HARDEN-FILE-SETUID",
+            CheckId::FileSetuid,
             vec![Evidence {
                 path: Some("/usr/bin/a b".into()),
                 layer: Some("sha256:aa".into()),
@@ -503,7 +503,7 @@ fn sarif_is_2_1_0_shaped() {
                 ..Default::default()
             }],
         ),
-        Finding::new("HARDEN-USER-ROOT", vec![Evidence::field("config.User", "\"0:0\"")]),
+        Finding::new(CheckId::UserRoot, vec![Evidence::field("config.User", "\"0:0\"")]),
     ];
     let s = sarif::sarif(&f, &super::ImageInfo { reference: "r".into(), digest: "d".into() });
     assert_eq!(s["version"], "2.1.0");
