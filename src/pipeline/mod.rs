@@ -161,17 +161,7 @@ pub async fn rebuild(src: &ImageRef, dst: &ImageRef, o: &RebuildOptions) -> Resu
     );
 
     // Plan every image before rewriting any: a refusal leaves nothing pushed.
-    let chosen = if w.index.is_some() { index::select_platforms(&w, &o.platforms, &o.progress)? } else { Vec::new() };
-    let mut images = Vec::new();
-    if w.index.is_some() {
-        for e in &chosen {
-            let r = src.with_digest(&e.digest);
-            let m = ctx.src.manifest(&r).await?;
-            images.push(prepare::prepare(&ctx, r, m).await?);
-        }
-    } else {
-        images.push(prepare::prepare(&ctx, src.clone(), w.top.clone()).await?);
-    }
+    let (chosen, images) = prepare_all(&ctx, &w).await?;
     let broken: Vec<String> = images.iter().flat_map(|p| p.broken.clone()).collect();
     let is_index = w.index.is_some();
     let set_images = |report: &mut RebuildReport, images: &[Prepared]| {
@@ -233,25 +223,8 @@ pub async fn rebuild(src: &ImageRef, dst: &ImageRef, o: &RebuildOptions) -> Resu
     }
     report.result = Some(ResultRef { reference: Some(line.clone()), ..result });
     if let Some(key) = &o.sign_key {
-        let signed = if is_index {
-            crate::sign::store::sign(&ctx.dst, &dst.with_digest(&result_digest), key, &Default::default(), &o.progress)
-                .await
-                .map(|v| v.into_iter().last())
-        } else {
-            crate::sign::store::sign_digest(&ctx.dst, dst, &result_digest, key, &Default::default(), &o.progress)
-                .await
-                .map(Some)
-        };
-        match signed {
-            Ok(Some(s)) => {
-                report.signature = Some(SignatureReport {
-                    tag: s.tag,
-                    manifest_digest: s.manifest_digest.to_string(),
-                    payload_digest: s.payload_digest.to_string(),
-                    added: s.added,
-                })
-            }
-            Ok(None) => {}
+        match sign_result(&ctx, &result_digest, is_index, key).await {
+            Ok(sig) => report.signature = sig,
             Err(e) => {
                 write_report(o, &report)?;
                 return Err(e.context(format!("{line} was pushed, but signing it failed")));
@@ -262,6 +235,48 @@ pub async fn rebuild(src: &ImageRef, dst: &ImageRef, o: &RebuildOptions) -> Resu
     report.timings_ms = Some(timings);
     write_report(o, &report)?;
     Ok(Outcome { pushed: Some(line), dry_run: Vec::new(), refused: None, report })
+}
+
+/// Scan, plan, guard and audit every image `w` names: the one image, or the chosen platforms
+/// of an index (with the entries chosen).
+async fn prepare_all(ctx: &Ctx<'_>, w: &walk::Walk) -> Result<(Vec<walk::Entry>, Vec<Prepared>)> {
+    let o = ctx.o;
+    if w.index.is_none() {
+        return Ok((Vec::new(), vec![prepare::prepare(ctx, ctx.src_ref.clone(), w.top.clone()).await?]));
+    }
+    let chosen = index::select_platforms(w, &o.platforms, &o.progress)?;
+    let mut images = Vec::new();
+    for e in &chosen {
+        let r = ctx.src_ref.with_digest(&e.digest);
+        let m = ctx.src.manifest(&r).await?;
+        images.push(prepare::prepare(ctx, r, m).await?);
+    }
+    Ok((chosen, images))
+}
+
+/// Sign the pushed result (for an index every platform and then the index); the report entry
+/// is the signature of what `DST@digest` names.
+async fn sign_result(
+    ctx: &Ctx<'_>,
+    digest: &crate::digest::Digest,
+    is_index: bool,
+    key: &crate::sign::SigningKey,
+) -> Result<Option<SignatureReport>> {
+    let (dst, progress) = (ctx.dst_ref, &ctx.o.progress);
+    let signed = if is_index {
+        crate::sign::store::sign(&ctx.dst, &dst.with_digest(digest), key, &Default::default(), progress)
+            .await?
+            .into_iter()
+            .last()
+    } else {
+        Some(crate::sign::store::sign_digest(&ctx.dst, dst, digest, key, &Default::default(), progress).await?)
+    };
+    Ok(signed.map(|s| SignatureReport {
+        tag: s.tag,
+        manifest_digest: s.manifest_digest.to_string(),
+        payload_digest: s.payload_digest.to_string(),
+        added: s.added,
+    }))
 }
 
 fn write_report(o: &RebuildOptions, report: &RebuildReport) -> Result<()> {
