@@ -22,6 +22,7 @@ test: lint unit integration
 
 lint:
 	$(CARGO) fmt --check
+	python3 integration/import-cycles.py src
 	$(CARGO) clippy --all-targets -- -D warnings
 
 unit:
