@@ -75,8 +75,8 @@ pub async fn sign(
     let w = walk::walk(ep, r).await?;
     let mut out = Vec::with_capacity(w.entries.len() + 1);
     // Platform manifests first, the index last: a signed index means all of it was signed.
-    for e in &w.entries {
-        out.push(sign_digest(ep, r, &e.digest, key, annotations, progress).await?);
+    for d in w.digests().into_iter().filter(|d| **d != w.top.digest) {
+        out.push(sign_digest(ep, r, d, key, annotations, progress).await?);
     }
     out.insert(0, sign_digest(ep, r, &w.top.digest, key, annotations, progress).await?);
     Ok(out)

@@ -1,9 +1,10 @@
 //! The one walk over what a reference names: a single image manifest, or an index (OCI index or
 //! Docker manifest list) with its entries, nested indexes followed up to [`MAX_INDEX_DEPTH`].
 //!
-//! One policy for every command: each entry is classified ([`EntryKind`]) and listed once
-//! (deduplicated by digest), children of a nested index before the nested index itself; an
-//! entry pointing back at an index above it is refused. What a command does with each kind is
+//! One policy for every command: each entry is classified ([`EntryKind`]) and listed as the
+//! index lists it (a digest listed twice, say as an image and as an attestation, is two
+//! entries; a nested index is followed once), children of a nested index before the nested
+//! index itself; an entry pointing back at an index above it is refused. What a command does with each kind is
 //! the command's: `rebuild` rewrites the images of the top index (it cannot write nested
 //! indexes, so it refuses them) and drops attestations; `check` audits every image; `sign`
 //! signs every entry.
@@ -68,11 +69,22 @@ pub struct Walk {
     pub top: Manifest,
     /// The top index's JSON (None for an image manifest).
     pub index: Option<Value>,
-    /// Every entry, nested ones included, each digest once; empty for an image manifest.
+    /// Every entry, nested ones included; empty for an image manifest.
     pub entries: Vec<Entry>,
 }
 
 impl Walk {
+    /// Every digest the walk found, each once, in walk order.
+    pub fn digests(&self) -> Vec<&Digest> {
+        let mut out: Vec<&Digest> = Vec::new();
+        for e in &self.entries {
+            if !out.contains(&&e.digest) {
+                out.push(&e.digest);
+            }
+        }
+        out
+    }
+
     /// Entries of the top index (depth 0), in index order.
     pub fn top_entries(&self) -> impl Iterator<Item = &Entry> {
         self.entries.iter().filter(|e| e.depth == 0)
@@ -121,9 +133,6 @@ async fn collect(
         if above.contains(&digest) {
             bail!("{}: index entry {position} points at an index that contains it", r.by_digest(&m.digest));
         }
-        if out.iter().any(|e| e.digest == digest) {
-            continue;
-        }
         let kind = if desc["mediaType"].as_str().is_some_and(image::is_index) {
             EntryKind::Index
         } else if image::is_attestation(desc) {
@@ -132,16 +141,87 @@ async fn collect(
             EntryKind::Image
         };
         let descriptor = desc.clone();
-        if kind == EntryKind::Index {
+        let followed = out.iter().any(|e| e.kind == EntryKind::Index && e.digest == digest);
+        if kind == EntryKind::Index && !followed {
             let child = ep.manifest(&r.with_digest(&digest)).await?;
             let child_index = parse_index(r, &child)?;
             above.push(digest.clone());
             Box::pin(collect(ep, r, &child, &child_index, depth + 1, above, out)).await?;
             above.pop();
         }
-        if !out.iter().any(|e| e.digest == digest) {
-            out.push(Entry { digest, kind, descriptor, position, depth });
-        }
+        out.push(Entry { digest, kind, descriptor, position, depth });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::NetOptions;
+    use serde_json::json;
+
+    fn block<T>(f: impl std::future::Future<Output = T>) -> T {
+        tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
+    }
+
+    /// Store `doc` as a manifest of `media_type` in the layout (tagged `tag` when given).
+    fn put(ep: &Endpoint, dir: &std::path::Path, tag: Option<&str>, doc: Value, media_type: &str) -> Digest {
+        let bytes = serde_json::to_vec(&doc).unwrap();
+        let m = Manifest { digest: Digest::of(&bytes), bytes, media_type: media_type.into() };
+        let r = ImageRef::Layout { dir: dir.into(), tag: tag.map(Into::into), digest: Some(m.digest.clone()) };
+        block(ep.put_manifest(&r, &m)).unwrap();
+        m.digest
+    }
+
+    fn desc(d: &Digest, media_type: &str, platform: Value) -> Value {
+        json!({"mediaType": media_type, "digest": d.as_str(), "size": 1, "platform": platform})
+    }
+
+    #[test]
+    fn walks_nested_indexes_once_and_keeps_every_listing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("lay");
+        let top_ref = ImageRef::Layout { dir: dir.clone(), tag: Some("t".into()), digest: None };
+        let ep = Endpoint::open(&top_ref, &NetOptions::default()).unwrap();
+        let image = Digest::of(b"an image manifest (never fetched by the walk)");
+        let linux = json!({"os": "linux", "architecture": "amd64"});
+        let unknown = json!({"os": "unknown", "architecture": "unknown"});
+        let inner = put(
+            &ep,
+            &dir,
+            None,
+            json!({"schemaVersion": 2, "manifests": [desc(&image, image::OCI_MANIFEST, linux.clone())]}),
+            image::OCI_INDEX,
+        );
+        let top = json!({"schemaVersion": 2, "manifests": [
+            desc(&image, image::OCI_MANIFEST, linux.clone()),
+            desc(&image, image::OCI_MANIFEST, unknown),
+            desc(&inner, image::OCI_INDEX, linux.clone()),
+            desc(&inner, image::OCI_INDEX, linux),
+        ]});
+        put(&ep, &dir, Some("t"), top, image::OCI_INDEX);
+        let w = block(walk(&ep, &top_ref)).unwrap();
+        let kinds: Vec<(EntryKind, usize)> = w.entries.iter().map(|e| (e.kind, e.depth)).collect();
+        assert_eq!(
+            kinds,
+            [
+                (EntryKind::Image, 0),
+                (EntryKind::Attestation, 0),
+                (EntryKind::Image, 1),
+                (EntryKind::Index, 0),
+                (EntryKind::Index, 0),
+            ],
+            "the same digest listed as an image and as an attestation is two entries; the nested index is followed once"
+        );
+        assert_eq!(w.top_entries().count(), 4);
+        assert_eq!(w.digests(), [&image, &inner]);
+        assert_eq!(w.entries[1].platform(), "unknown/unknown");
+
+        // A malformed index: one line naming it.
+        let not_json = Manifest { digest: Digest::of(b"{"), bytes: b"{".to_vec(), media_type: image::OCI_INDEX.into() };
+        let bad = ImageRef::Layout { dir: dir.clone(), tag: Some("bad".into()), digest: None };
+        block(ep.put_manifest(&bad, &not_json)).unwrap();
+        let Err(e) = block(walk(&ep, &bad)) else { panic!("a malformed index was walked") };
+        assert!(e.to_string().contains("not valid JSON"), "{e}");
+    }
 }
