@@ -130,7 +130,8 @@ fn scan_counted(
                         continue;
                     }
                     let mode = e.mode();
-                    let want = if e.kind == Kind::File { prefix_len(&e.path, mode, e.size) } else { 0 };
+                    // A sparse file's stored bytes are not its bytes from offset 0: no prefix.
+                    let want = if e.kind == Kind::File && !e.sparse { prefix_len(&e.path, mode, e.size) } else { 0 };
                     let prefix = if want > 0 { Some(tr.read_prefix(want)?.into_boxed_slice()) } else { None };
                     let kept =
                         e.path.len() + e.link.as_ref().map_or(0, String::len) + prefix.as_ref().map_or(0, |p| p.len());
@@ -144,7 +145,8 @@ fn scan_counted(
                         path: e.path,
                         kind: e.kind,
                         mode,
-                        size: e.size,
+                        // The size once extracted (a sparse file's real size).
+                        size: e.real_size,
                         link: e.link,
                         escapes: e.escapes,
                         prefix,
