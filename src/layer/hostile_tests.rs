@@ -196,6 +196,37 @@ fn enormous_pax_headers_and_names_are_refused() {
 }
 
 #[test]
+fn header_only_entries_carry_no_data_whatever_size_they_declare() {
+    // POSIX, GNU tar, Go and CPython: no data follows a directory (or link, device, FIFO), so
+    // the next header comes at once. Skipping the 1024 declared bytes would hide `sbin/hidden`
+    // from the scan (and so from the plan and the audit) while every unpacker creates it.
+    let mut t = Vec::new();
+    raw(&mut t, "sbin", b'5', 0o755, b"", "");
+    let dir_header = t.len() - 512;
+    let mut h = tar::Header::from_byte_slice(&t[dir_header..]).clone();
+    h.set_size(1024);
+    h.set_cksum();
+    t[dir_header..].copy_from_slice(h.as_bytes());
+    raw(&mut t, "sbin/hidden", b'0', 0o4755, b"suid", "");
+    raw(&mut t, "z", b'0', 0o644, &[b'z'; 1024], "");
+    let idx = scan(&gz(&end(t))).unwrap();
+    let got: Vec<(&str, u64)> = idx.entries.iter().map(|e| (e.path.as_str(), e.size)).collect();
+    assert_eq!(got, vec![("sbin", 0), ("sbin/hidden", 4), ("z", 1024)]);
+
+    // A PAX key with a NUL byte is refused (as bsdtar and GNU tar do); PAX blocks with no entry
+    // after them end the archive (as GNU tar and Go do).
+    let mut t = Vec::new();
+    super::tar::TarWriter::new(&mut t).write_pax(&[("SCHILY.xattr.a\0b".to_string(), b"v".to_vec())]).unwrap();
+    raw(&mut t, "a", b'0', 0o644, b"", "");
+    assert!(msg(scan(&gz(&end(t)))).contains("NUL"));
+    let mut t = Vec::new();
+    raw(&mut t, "a", b'0', 0o644, b"", "");
+    pax(&mut t, "path", 10);
+    assert_eq!(scan(&gz(&t)).unwrap().entries.len(), 1);
+    assert_eq!(scan(&gz(&end(t))).unwrap().entries.len(), 1);
+}
+
+#[test]
 fn a_pax_size_overrides_the_header_as_every_reader_does() {
     // Go's pax-pos-size-file.tar: header 684, PAX 999. GNU tar, bsdtar and Go frame it by 999.
     let mut t = Vec::new();

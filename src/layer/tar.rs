@@ -21,6 +21,8 @@
 //!   header says `./GNUSparseFile.NNN/name`). [`RawEntry::path`] is the real name and
 //!   [`RawEntry::real_size`] the file's size once expanded.
 //! - **Header checksums** computed over unsigned or signed bytes (old Unix tars; GNU tar takes both).
+//! - **Header-only entries** (links, devices, directories, FIFOs) carry no data whatever size they
+//!   declare, as POSIX says and GNU tar, Go and CPython read them.
 //!
 //! Owns: block framing, PAX/GNU long names, sparse headers, path normalisation. Must not: decide policy.
 
@@ -179,6 +181,10 @@ pub fn parse_pax(data: &[u8]) -> io::Result<Vec<(String, Vec<u8>)>> {
         }
         let rec = &rest[sp + 1..len - 1];
         let eq = rec.iter().position(|&b| b == b'=').ok_or_else(|| bad("PAX record without `=`"))?;
+        if rec[..eq].contains(&0) {
+            // bsdtar and GNU tar refuse it too (Go's pax-nul-xattrs.tar).
+            return Err(bad("PAX record key contains a NUL byte"));
+        }
         let key = String::from_utf8_lossy(&rec[..eq]).into_owned();
         out.push((key, rec[eq + 1..].to_vec()));
         rest = &rest[len..];
@@ -280,24 +286,17 @@ impl<R: Read> TarReader<R> {
         let mut long_link: Option<Vec<u8>> = None;
         loop {
             let mut block = [0u8; 512];
-            if !self.read_block(&mut block)? {
-                if meta.is_empty() {
-                    self.done = true;
-                    return Ok(None);
-                }
-                return Err(bad("tar stream ends after a metadata block with no entry"));
-            }
-            if block.iter().all(|&b| b == 0) {
-                if !meta.is_empty() {
-                    return Err(bad("metadata block followed by the end of the archive"));
-                }
+            // The end (end of stream or a zero block). Metadata blocks with no entry after them
+            // describe nothing: GNU tar and Go end the archive there too (Go's
+            // pax-path-hdr.tar); a rewrite drops them.
+            if !self.read_block(&mut block)? || block.iter().all(|&b| b == 0) {
                 self.done = true;
                 return Ok(None);
             }
             let header = tar::Header::from_byte_slice(&block).clone();
             verify_checksum(&block)?;
             let t = header.entry_type().as_byte();
-            let header_size = header.entry_size().map_err(|e| bad(format!("bad header size field: {e}")));
+            let header_size = entry_size(&header);
             if !matches!(t, b'x' | b'L' | b'K') {
                 // POSIX: a PAX `size` record overrides the header (Go writes 0 there past 8 GiB).
                 let size = match pax.iter().rev().find(|(k, _)| k == "size") {
@@ -388,8 +387,11 @@ impl<R: Read> TarReader<R> {
             (Kind::Symlink, Some(l)) => Some(l),
             _ => None,
         };
-        // Only regular files (and unknown types, conservatively) carry data. Others may
-        // declare a size anyway; it is skipped, as GNU tar does, and never copied.
+        // Only regular files (and unknown types, conservatively) carry data. POSIX says no data
+        // follows links, devices, directories and FIFOs, whatever size they declare, and GNU tar,
+        // Go and CPython frame them so (CPython's testtar.tar has a directory declaring 255
+        // bytes, followed at once by the next header). Skipping the declared bytes would hide
+        // the entries after it from the scan while every unpacker sees them.
         let carries_data = matches!(kind, Kind::File | Kind::GlobalPax | Kind::Other(_));
         let data_size = if carries_data { size } else { 0 };
         let real_size = if t == b'S' {
@@ -400,7 +402,7 @@ impl<R: Read> TarReader<R> {
             data_size
         };
         self.pending_data = data_size;
-        self.pending_pad = if carries_data { padding(size) } else { size.saturating_add(padding(size)) };
+        self.pending_pad = if carries_data { padding(size) } else { 0 };
         meta.shrink_to_fit();
         Ok(Some(RawEntry {
             meta,
@@ -467,6 +469,17 @@ impl<R: Read> Read for Counted<R> {
 fn trim_nul(b: &[u8]) -> &[u8] {
     let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
     &b[..end]
+}
+
+/// The header's size field: octal, or GNU base-256 (top bit of the first byte set). The tar
+/// crate reads only the last 8 bytes of a base-256 field; a value past 2^64 or negative is an
+/// error here, as in GNU tar and Go (Go's issue12435.tar), not a silent 0.
+fn entry_size(header: &tar::Header) -> io::Result<u64> {
+    let field = &header.as_old().size;
+    if field[0] & 0x80 != 0 && (field[0] & 0x7f != 0 || field[1..4].iter().any(|&b| b != 0)) {
+        return Err(bad("bad header size field: base-256 value negative or over 2^64"));
+    }
+    header.entry_size().map_err(|e| bad(format!("bad header size field: {e}")))
 }
 
 /// The header checksum, over unsigned bytes (POSIX) or signed ones (some old Unix tars; GNU
@@ -581,5 +594,30 @@ mod tests {
         // Neither sum: refused.
         t[148] = b'7';
         assert!(TarReader::new(&t[..]).next_entry().unwrap_err().to_string().contains("checksum"));
+    }
+
+    #[test]
+    fn base256_sizes_past_u64_are_errors_not_zero() {
+        let archive = |size: [u8; 12]| {
+            let mut h = tar::Header::new_gnu();
+            h.set_path("f").unwrap();
+            h.as_old_mut().size = size;
+            h.set_cksum();
+            let mut t = h.as_bytes().to_vec();
+            t.extend_from_slice(&[b'd'; 512]);
+            t.extend_from_slice(&[0; 1024]);
+            t
+        };
+        let mut five = [0u8; 12];
+        five[0] = 0x80;
+        five[11] = 5;
+        let t = archive(five);
+        assert_eq!(TarReader::new(&t[..]).next_entry().unwrap().unwrap().size, 5);
+        let mut huge = five;
+        huge[0] = 0x97; // Go's issue12435.tar: the tar crate would read 0
+        let t = archive(huge);
+        assert!(TarReader::new(&t[..]).next_entry().unwrap_err().to_string().contains("base-256"));
+        let t = archive([0xff; 12]);
+        assert!(TarReader::new(&t[..]).next_entry().is_err());
     }
 }
