@@ -483,8 +483,10 @@ async fn execute(ctx: &Ctx<'_>, mut p: Prepared, tag: Option<&ImageRef>) -> Resu
                 d["mediaType"] = json!(view.layer_media_type(o.codec));
                 d["digest"] = json!(r.rw.digest.as_str());
                 d["size"] = json!(r.rw.size);
+                // Lazy-pull TOC annotations describe the source blob (unchanged layers keep theirs).
+                let dropped = crate::image::drop_lazy_pull_annotations(d);
                 diff_ids.push(r.rw.diff_id.clone());
-                layer_reports.push(json!({"input_digest": layer.digest.as_str(), "output_digest": r.rw.digest.as_str(), "action": if r.cached { "rewritten (cached)" } else { "rewritten" }, "input_codec": codec_in, "uncompressed_bytes": idx.uncompressed_size, "bytes_in": layer.size, "bytes_out": r.rw.size, "entries_removed": r.rw.stats.removed, "entries_changed": r.rw.stats.changed, "bytes_spliced": r.rw.stats.copied}));
+                layer_reports.push(json!({"input_digest": layer.digest.as_str(), "output_digest": r.rw.digest.as_str(), "action": if r.cached { "rewritten (cached)" } else { "rewritten" }, "input_codec": codec_in, "uncompressed_bytes": idx.uncompressed_size, "bytes_in": layer.size, "bytes_out": r.rw.size, "entries_removed": r.rw.stats.removed, "entries_changed": r.rw.stats.changed, "bytes_spliced": r.rw.stats.copied, "dropped_annotations": dropped}));
             }
             None => {
                 diff_ids.push(idx.diff_id.clone());
