@@ -236,6 +236,7 @@ pub mod tests {
             caps: false,
             escapes: false,
             prefix: None,
+            elf: None,
         }
     }
 

@@ -5,6 +5,7 @@
 
 use crate::digest::{Digest, HashingReader};
 use crate::layer::codec::Codec;
+use crate::layer::elf::{self, ElfDeps};
 use crate::layer::inflate;
 use crate::layer::tar::{Kind, TarReader};
 use crate::layer::Limits;
@@ -25,6 +26,9 @@ pub struct EntryInfo {
     pub escapes: bool,
     /// The first bytes of the file, for the few files later stages look inside (see [`prefix_len`]).
     pub prefix: Option<Box<[u8]>>,
+    /// An ELF file's class, machine and dynamic dependencies (what the guard follows), read as
+    /// the layer streams past (see [`crate::layer::elf`]).
+    pub elf: Option<Box<ElfDeps>>,
 }
 
 impl EntryInfo {
@@ -48,6 +52,13 @@ pub fn prefix_len(path: &str, mode: u32, size: u64) -> u64 {
     const ACCOUNTS: [&str; 4] = ["etc/passwd", "etc/group", "etc/shadow", "etc/gshadow"];
     if ACCOUNTS.contains(&path) {
         return size.min(1 << 20);
+    }
+    // The dynamic loader's search path (the guard resolves DT_NEEDED through it).
+    if path == "etc/ld.so.conf"
+        || path.starts_with("etc/ld.so.conf.d/")
+        || (path.starts_with("etc/ld-musl-") && path.ends_with(".path"))
+    {
+        return size.min(64 << 10);
     }
     if mode & 0o111 != 0 {
         return size.min(1024);
@@ -132,9 +143,19 @@ fn scan_counted(
                     let mode = e.mode();
                     // A sparse file's stored bytes are not its bytes from offset 0: no prefix.
                     let want = if e.kind == Kind::File && !e.sparse { prefix_len(&e.path, mode, e.size) } else { 0 };
-                    let prefix = if want > 0 { Some(tr.read_prefix(want)?.into_boxed_slice()) } else { None };
-                    let kept =
-                        e.path.len() + e.link.as_ref().map_or(0, String::len) + prefix.as_ref().map_or(0, |p| p.len());
+                    // Every file's first bytes say whether it is ELF (libraries are not executable).
+                    let head_len = if e.kind == Kind::File && !e.sparse { want.max(e.size.min(64)) } else { 0 };
+                    let head = if head_len > 0 { tr.read_prefix(head_len)? } else { Vec::new() };
+                    let elf = if head.starts_with(b"\x7fELF") {
+                        elf::read_deps(&head, e.size, |n| tr.read_prefix(n))?.map(Box::new)
+                    } else {
+                        None
+                    };
+                    let prefix: Option<Box<[u8]>> = (want > 0).then(|| head[..head.len().min(want as usize)].into());
+                    let kept = e.path.len()
+                        + e.link.as_ref().map_or(0, String::len)
+                        + prefix.as_ref().map_or(0, |p| p.len())
+                        + elf.as_ref().map_or(0, |d| d.kept_bytes());
                     limits.take_entry(kept as u64)?;
                     taken.0 += 1;
                     taken.1 += kept as u64;
@@ -150,6 +171,7 @@ fn scan_counted(
                         link: e.link,
                         escapes: e.escapes,
                         prefix,
+                        elf,
                     });
                 }
                 tr.finish()?;

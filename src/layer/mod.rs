@@ -1,6 +1,7 @@
 //! Layer bytes: compression codecs and the tar entry stream. The two stages that read
 //! layers — [`crate::scan`] and [`crate::rewrite`] — are built on these, within [`Limits`].
 pub mod codec;
+pub mod elf;
 pub mod inflate;
 pub mod pgzip;
 pub mod splice;
