@@ -123,6 +123,26 @@ pub fn plan(fs: &FinalFs, profile: &Profile) -> Plan {
             removed.insert(path.to_string(), rule.clone());
         }
     }
+    // A hardlink is the same file under another name (e.g. /usr/local/bin/mysh linked to
+    // /usr/bin/dash): when a rule removes one name of it, every other name that is not kept goes
+    // with it, reported as `copy of /usr/bin/dash`.
+    let mut names: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (path, _, e) in fs.iter() {
+        if let (Kind::HardLink, Some(t)) = (e.kind, &e.link) {
+            names.entry(t.as_str()).or_default().push(path);
+        }
+    }
+    let kept_set: HashSet<&str> = kept.iter().map(String::as_str).collect();
+    let mut copies = Vec::new();
+    for (target, links) in &names {
+        let group: Vec<&str> = std::iter::once(*target).chain(links.iter().copied()).collect();
+        let Some((by, rule)) = group.iter().find_map(|p| removed.get(*p).map(|r| (*p, r))) else { continue };
+        for p in group.iter().filter(|p| !removed.contains_key(**p) && !kept_set.contains(**p)) {
+            let copy = Rule { pattern: format!("copy of /{by}"), origin: rule.origin.clone() };
+            copies.push((p.to_string(), copy));
+        }
+    }
+    removed.extend(copies);
     // A kept path keeps its directories.
     for k in &kept {
         let mut p = parent(k);
@@ -291,11 +311,40 @@ mod tests {
             entry("app/a", Kind::HardLink, Some("root/.env")),
             entry("app/b", Kind::HardLink, Some("root/.env")),
         ])]);
-        let p = plan(&fs, &load(&["baseline".into()]).unwrap());
+        // Kept links (keep wins over the copy rule) take the data.
+        let keep_app =
+            crate::profile::load_str("t.toml", "name = \"t\"\nextends = \"baseline\"\n[files]\nkeep = [\"/app\"]\n");
+        let p = plan(&fs, &keep_app.unwrap());
         let c = &p.layers[0].changes;
         assert_eq!(c["root/.env"].promote_to.as_deref(), Some("app/a"));
         assert!(c["app/a"].remove);
         assert_eq!(c["app/b"].relink_to.as_deref(), Some("app/a"));
+    }
+
+    #[test]
+    fn hardlinks_to_a_removed_tool_go_with_it_in_any_layer_unless_kept() {
+        let fs = FinalFs::build(vec![
+            layer(vec![
+                entry("bin", Kind::Symlink, Some("usr/bin")),
+                entry("usr/bin/dash", Kind::File, None),
+                entry("usr/local/bin/mysh", Kind::HardLink, Some("usr/bin/dash")),
+                entry("opt/keepme", Kind::HardLink, Some("usr/bin/dash")),
+            ]),
+            layer(vec![entry("srv/sh2", Kind::HardLink, Some("usr/bin/dash"))]),
+        ]);
+        let profile = crate::profile::load_str(
+            "t.toml",
+            "name = \"t\"\nextends = \"strict\"\n[files]\nkeep = [\"/opt/keepme\"]\n",
+        )
+        .unwrap();
+        let p = plan(&fs, &profile);
+        let copy = &p.removed["usr/local/bin/mysh"];
+        assert_eq!(copy.pattern, "copy of /usr/bin/dash");
+        assert!(copy.origin.contains("@shells"), "{copy:?}");
+        assert!(p.removed["srv/sh2"].pattern.starts_with("copy of /usr/bin/dash"));
+        assert!(p.layers[1].changes["srv/sh2"].remove);
+        assert!(!p.is_removed("opt/keepme"), "keep wins");
+        assert_eq!(p.layers[0].changes["usr/bin/dash"].promote_to.as_deref(), Some("opt/keepme"));
     }
 
     #[test]
