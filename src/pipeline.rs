@@ -284,7 +284,15 @@ async fn prepare(ctx: &Ctx<'_>, src_ref: ImageRef, manifest: Manifest) -> Result
     let t_scan = t0.elapsed();
 
     let fs = FinalFs::build(indexes);
-    let plan = plan::plan(&fs, profile);
+    let mut plan = plan::plan(&fs, profile);
+    // Byte-identical copies of removed tools: the few candidates are hashed (their layers read again).
+    let check = plan::copy_check(&fs, &plan, profile);
+    if !check.is_empty() {
+        let (b, l) = (blobs.clone(), o.limits.clone());
+        let names: Vec<String> = view.layers.iter().map(|d| d.digest.to_string()).collect();
+        let hashes = tokio::task::spawn_blocking(move || scan::hash_locs(&b, &names, &check, &l)).await??;
+        plan = plan::plan_with(&fs, profile, &plan::copies(&fs, &plan, &hashes));
+    }
     let epoch = config::source_date_epoch()?;
     let created = epoch.as_ref().map(|(_, s)| s.clone());
     let mtime =

@@ -6,9 +6,11 @@
 //!
 //! Owns: the decisions. Must not: read or write layer bytes.
 
-use crate::fs::FinalFs;
+use crate::digest::Digest;
+use crate::fs::{FinalFs, Loc};
 use crate::layer::tar::{split_parent, Kind};
 use crate::profile::{Profile, Rule, RuleSet};
+use crate::scan::EntryInfo;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -109,6 +111,55 @@ impl<'a> Matcher<'a> {
 }
 
 pub fn plan(fs: &FinalFs, profile: &Profile) -> Plan {
+    plan_with(fs, profile, &BTreeMap::new())
+}
+
+/// Files that may be byte-identical copies of a tool the plan removes: visible, regular,
+/// executable, neither removed nor kept, and of the size of a removed executable — with those
+/// removed files. Only these are hashed ([`crate::scan::hash_entries`], a second read of their
+/// layers); empty when no file could be a copy.
+pub fn copy_check(fs: &FinalFs, plan: &Plan, profile: &Profile) -> Vec<Loc> {
+    let aliases = fs.dir_aliases();
+    let mut keep_m = Matcher::new(&profile.keep, &aliases);
+    let tool = |e: &EntryInfo| e.kind == Kind::File && e.mode & 0o111 != 0 && e.size > 0;
+    let originals: Vec<(Loc, u64)> =
+        fs.iter().filter(|(p, _, e)| plan.is_removed(p) && tool(e)).map(|(_, l, e)| (l, e.size)).collect();
+    let sizes: HashSet<u64> = originals.iter().map(|o| o.1).collect();
+    let candidates: Vec<Loc> = fs
+        .iter()
+        .filter(|(p, _, e)| tool(e) && sizes.contains(&e.size) && !plan.is_removed(p) && keep_m.matches(p).is_none())
+        .map(|(_, l, _)| l)
+        .collect();
+    if candidates.is_empty() {
+        return Vec::new();
+    }
+    let wanted: HashSet<u64> = candidates.iter().map(|l| fs.entry(*l).size).collect();
+    originals.into_iter().filter(|o| wanted.contains(&o.1)).map(|o| o.0).chain(candidates).collect()
+}
+
+/// The removals [`copy_check`]'s hashes call for: each candidate byte-identical to a removed
+/// file goes with it, as `copy of /usr/bin/dash` under that file's rule's origin.
+pub fn copies(fs: &FinalFs, plan: &Plan, hashes: &HashMap<Loc, Digest>) -> BTreeMap<String, Rule> {
+    let mut by_hash: HashMap<&Digest, (&str, &Rule)> = HashMap::new();
+    for (p, l, _) in fs.iter() {
+        if let (Some(h), Some(r)) = (hashes.get(&l), plan.removed.get(p)) {
+            by_hash.entry(h).or_insert((p, r));
+        }
+    }
+    let mut out = BTreeMap::new();
+    for (p, l, _) in fs.iter() {
+        if plan.is_removed(p) {
+            continue;
+        }
+        if let Some((orig, rule)) = hashes.get(&l).and_then(|h| by_hash.get(h)) {
+            out.insert(p.to_string(), Rule { pattern: format!("copy of /{orig}"), origin: rule.origin.clone() });
+        }
+    }
+    out
+}
+
+/// [`plan`], with `extra` removals decided elsewhere (copies of removed tools).
+pub fn plan_with(fs: &FinalFs, profile: &Profile, extra: &BTreeMap<String, Rule>) -> Plan {
     let aliases = fs.dir_aliases();
     let mut remove_m = Matcher::new(&profile.remove, &aliases);
     let mut keep_m = Matcher::new(&profile.keep, &aliases);
@@ -121,6 +172,25 @@ pub fn plan(fs: &FinalFs, profile: &Profile) -> Plan {
             kept.push(path.to_string());
         } else if let Some(rule) = remove_m.matches(path) {
             removed.insert(path.to_string(), rule.clone());
+        }
+    }
+    for (p, r) in extra {
+        if !kept.contains(p) {
+            removed.entry(p.clone()).or_insert_with(|| r.clone());
+        }
+    }
+    // busybox under any name (recognised by its banner): when a rule removes one, every other
+    // busybox that is not kept goes with it.
+    let busybox = removed.iter().find(|(p, _)| fs.get(p).is_some_and(|(_, e)| e.busybox));
+    if let Some((by, rule)) = busybox.map(|(p, r)| (p.clone(), r.clone())) {
+        let kept_set: HashSet<&str> = kept.iter().map(String::as_str).collect();
+        let others: Vec<String> = fs
+            .iter()
+            .filter(|(p, _, e)| e.busybox && !removed.contains_key(*p) && !kept_set.contains(p))
+            .map(|(p, _, _)| p.to_string())
+            .collect();
+        for p in others {
+            removed.insert(p, Rule { pattern: format!("copy of /{by} (busybox)"), origin: rule.origin.clone() });
         }
     }
     // A hardlink is the same file under another name (e.g. /usr/local/bin/mysh linked to
@@ -366,5 +436,52 @@ mod tests {
         let fs = FinalFs::build(vec![layer(vec![s])]);
         let p = plan(&fs, &load(&["passthrough".into()]).unwrap());
         assert!(p.layers.iter().all(LayerPlan::is_unchanged));
+    }
+
+    #[test]
+    fn byte_identical_copies_and_busybox_under_other_names_go_with_the_removed_tool() {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut add = |path: &str, mode: u32, data: &[u8]| {
+            let mut h = tar::Header::new_ustar();
+            h.set_mode(mode);
+            h.set_size(data.len() as u64);
+            b.append_data(&mut h, path, data).unwrap();
+        };
+        let mut busybox = vec![0u8; 100_000];
+        busybox[70_000..70_009].copy_from_slice(b"BusyBox v");
+        let mut other_busybox = busybox.clone();
+        other_busybox.push(1); // another build: another size
+        add("bin/dash", 0o755, b"dash-binary");
+        add("opt/mysh", 0o755, b"dash-binary"); // a copy under another name
+        add("opt/same-size", 0o755, b"other-bytes"); // same size, other bytes: hashed, kept
+        add("opt/kept-copy", 0o755, b"dash-binary"); // a copy, but kept
+        add("opt/data", 0o644, b"dash-binary"); // not executable: not a tool
+        add("bin/busybox", 0o755, &busybox);
+        add("usr/local/bin/toolbox", 0o755, &other_busybox);
+        add("usr/local/bin/not-busybox", 0o755, &[0u8; 100]);
+        let t = b.into_inner().unwrap();
+        let idx = crate::scan::scan_layer(&t[..], None, None, &crate::layer::Limits::default()).unwrap();
+        let flagged: Vec<&str> = idx.entries.iter().filter(|e| e.busybox).map(|e| e.path.as_str()).collect();
+        assert_eq!(flagged, vec!["bin/busybox", "usr/local/bin/toolbox"]);
+        let fs = FinalFs::build(vec![idx]);
+        let text = "name = \"t\"\nextends = \"strict\"\n[files]\nkeep = [\"/opt/kept-copy\"]\n";
+        let profile = crate::profile::load_str("t.toml", text).unwrap();
+        let first = plan(&fs, &profile);
+        let check = copy_check(&fs, &first, &profile);
+        let mut names: Vec<&str> = check.iter().map(|l| fs.entry(*l).path.as_str()).collect();
+        names.sort();
+        // Hashed: the removed tools of a size some candidate has, and those candidates only.
+        assert_eq!(names, vec!["bin/dash", "opt/mysh", "opt/same-size"]);
+        let wanted = check.iter().map(|l| l.entry).collect();
+        let hashes = crate::scan::hash_entries(&t[..], &wanted, &crate::layer::Limits::default()).unwrap();
+        let hashes = hashes.into_iter().map(|(entry, d)| (Loc { layer: 0, entry }, d)).collect();
+        let p = plan_with(&fs, &profile, &copies(&fs, &first, &hashes));
+        assert_eq!(p.removed["opt/mysh"].pattern, "copy of /bin/dash");
+        assert!(p.removed["opt/mysh"].origin.contains("@shells"), "{:?}", p.removed["opt/mysh"]);
+        assert_eq!(p.removed["usr/local/bin/toolbox"].pattern, "copy of /bin/busybox (busybox)");
+        for kept in ["opt/same-size", "opt/kept-copy", "opt/data", "usr/local/bin/not-busybox"] {
+            assert!(!p.is_removed(kept), "{kept}");
+        }
+        assert!(p.layers[0].changes["opt/mysh"].remove);
     }
 }

@@ -29,6 +29,8 @@ pub struct EntryInfo {
     /// An ELF file's class, machine and dynamic dependencies (what the guard follows), read as
     /// the layer streams past (see [`crate::layer::elf`]).
     pub elf: Option<Box<ElfDeps>>,
+    /// An executable whose data holds busybox's banner (`BusyBox v`): busybox under any name.
+    pub busybox: bool,
 }
 
 impl EntryInfo {
@@ -104,6 +106,104 @@ pub fn prefix_len(path: &str, mode: u32, size: u64) -> u64 {
     0
 }
 
+/// busybox's banner, in every build's data.
+const BUSYBOX: &[u8] = b"BusyBox v";
+
+/// A sink that looks for [`BUSYBOX`] across the chunks written to it.
+struct Banner {
+    tail: Vec<u8>,
+    found: bool,
+}
+
+impl Banner {
+    fn new(head: &[u8]) -> Banner {
+        let mut b = Banner { tail: Vec::new(), found: false };
+        b.look(head);
+        b
+    }
+
+    fn look(&mut self, data: &[u8]) {
+        if self.found {
+            return;
+        }
+        // The banner may straddle two chunks: search the previous chunk's tail with this one's start.
+        let k = BUSYBOX.len() - 1;
+        let mut window = std::mem::take(&mut self.tail);
+        window.extend_from_slice(&data[..data.len().min(k)]);
+        if memchr::memmem::find(&window, BUSYBOX).is_some() || memchr::memmem::find(data, BUSYBOX).is_some() {
+            self.found = true;
+            return;
+        }
+        self.tail = if data.len() >= k {
+            data[data.len() - k..].to_vec()
+        } else {
+            window.split_off(window.len().saturating_sub(k))
+        };
+    }
+}
+
+impl std::io::Write for Banner {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.look(data);
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The sha256 of the data of the entries `wanted` of one layer blob (numbered as
+/// [`scan_layer`] numbers them: global PAX headers are not entries), read again within `limits`.
+/// This second read serves the plan's search for copies of removed tools, for the few files
+/// that may be one.
+pub fn hash_entries(
+    blob: impl Read,
+    wanted: &std::collections::BTreeSet<usize>,
+    limits: &Limits,
+) -> io::Result<std::collections::HashMap<usize, Digest>> {
+    let mut out = std::collections::HashMap::new();
+    let (_, plain) = crate::layer::codec::limited_decoder(blob, limits)?;
+    let mut tr = TarReader::new(plain);
+    let mut i = 0;
+    while out.len() < wanted.len() {
+        let Some(e) = tr.next_entry()? else { break };
+        if e.kind == Kind::GlobalPax {
+            continue;
+        }
+        if wanted.contains(&i) {
+            let mut h = crate::digest::HashingWriter::new(io::sink());
+            tr.copy_data(&mut h)?;
+            out.insert(i, h.finish().1);
+        }
+        i += 1;
+    }
+    Ok(out)
+}
+
+/// [`hash_entries`] for entries spread over layers: `blobs[i]` is layer `i`'s blob file and
+/// `names[i]` names it in errors.
+pub fn hash_locs(
+    blobs: &[std::path::PathBuf],
+    names: &[String],
+    locs: &[crate::fs::Loc],
+    limits: &Limits,
+) -> io::Result<std::collections::HashMap<crate::fs::Loc, Digest>> {
+    let mut per_layer: std::collections::BTreeMap<usize, std::collections::BTreeSet<usize>> = Default::default();
+    for l in locs {
+        per_layer.entry(l.layer).or_default().insert(l.entry);
+    }
+    let mut out = std::collections::HashMap::new();
+    for (layer, wanted) in per_layer {
+        let name = names.get(layer).map_or("?", String::as_str);
+        let path = blobs.get(layer).ok_or_else(|| io::Error::other(format!("layer {name}: no local blob")))?;
+        let file = std::fs::File::open(path).map_err(|e| io::Error::new(e.kind(), format!("layer {name}: {e}")))?;
+        let hashes = hash_entries(io::BufReader::new(file), &wanted, limits)
+            .map_err(|e| io::Error::new(e.kind(), format!("layer {name}: {e}")))?;
+        out.extend(hashes.into_iter().map(|(entry, d)| (crate::fs::Loc { layer, entry }, d)));
+    }
+    Ok(out)
+}
+
 /// Scan one layer blob within `limits` (size, ratio, entries: see [`Limits`]). The blob's digest
 /// (when not verified on download) and the config's diff_id are checked when given: a mismatch
 /// is an error naming both. One thread decompresses (and hashes the blob), the caller's hashes
@@ -146,12 +246,26 @@ fn scan_counted(
                     // Every file's first bytes say whether it is ELF (libraries are not executable).
                     let head_len = if e.kind == Kind::File && !e.sparse { want.max(e.size.min(64)) } else { 0 };
                     let head = if head_len > 0 { tr.read_prefix(head_len)? } else { Vec::new() };
+                    let mut banner = Banner::new(&head);
                     let elf = if head.starts_with(b"\x7fELF") {
-                        elf::read_deps(&head, e.size, |n| tr.read_prefix(n))?.map(Box::new)
+                        elf::read_deps(&head, e.size, |n| {
+                            let more = tr.read_prefix(n)?;
+                            banner.look(&more);
+                            Ok(more)
+                        })?
+                        .map(Box::new)
                     } else {
                         None
                     };
                     let prefix: Option<Box<[u8]>> = (want > 0).then(|| head[..head.len().min(want as usize)].into());
+                    // Executables are read to their end for busybox's banner (the bytes stream past
+                    // anyway); nothing of them is kept but the flag.
+                    let busybox = if e.kind == Kind::File && !e.sparse && mode & 0o111 != 0 && e.size > 0 {
+                        tr.copy_data(&mut banner)?;
+                        banner.found
+                    } else {
+                        false
+                    };
                     let kept = e.path.len()
                         + e.link.as_ref().map_or(0, String::len)
                         + prefix.as_ref().map_or(0, |p| p.len())
@@ -172,6 +286,7 @@ fn scan_counted(
                         escapes: e.escapes,
                         prefix,
                         elf,
+                        busybox,
                     });
                 }
                 tr.finish()?;
@@ -193,4 +308,36 @@ fn scan_counted(
         }
     }
     Ok(LayerIndex { entries, codec: compressed.codec, diff_id, uncompressed_size })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn the_busybox_banner_is_found_across_chunks() {
+        let data = b"xxxxBusyBox v1.36.1 (2023-01-01)".to_vec();
+        for split in 0..data.len() {
+            for first in [0, 2] {
+                let mut b = Banner::new(&data[..first.min(split)]);
+                b.write_all(&data[first.min(split)..split]).unwrap();
+                // One byte at a time, then the rest.
+                for c in data[split..].chunks(1).take(3) {
+                    b.write_all(c).unwrap();
+                }
+                b.write_all(&data[(split + 3).min(data.len())..]).unwrap();
+                assert!(b.found, "split at {split}");
+            }
+        }
+        let mut b = Banner::new(b"BusyBox");
+        b.write_all(b"v1 BusyBox").unwrap();
+        b.write_all(b"-v").unwrap();
+        assert!(!b.found, "neither is the banner");
+        let mut b = Banner::new(b"Busy");
+        b.write_all(b"Box").unwrap();
+        b.write_all(b" ").unwrap();
+        b.write_all(b"v").unwrap();
+        assert!(b.found);
+    }
 }
