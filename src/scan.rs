@@ -109,36 +109,40 @@ pub fn prefix_len(path: &str, mode: u32, size: u64) -> u64 {
 /// busybox's banner, in every build's data.
 const BUSYBOX: &[u8] = b"BusyBox v";
 
-/// A sink that looks for [`BUSYBOX`] across the chunks written to it.
+/// A sink that looks for [`BUSYBOX`] across the chunks written to it, allocating nothing.
 struct Banner {
-    tail: Vec<u8>,
+    finder: memchr::memmem::Finder<'static>,
+    /// The last bytes seen (fewer than the banner), for a banner split between two chunks.
+    tail: [u8; 8],
+    len: usize,
     found: bool,
 }
 
 impl Banner {
     fn new(head: &[u8]) -> Banner {
-        let mut b = Banner { tail: Vec::new(), found: false };
+        let mut b = Banner { finder: memchr::memmem::Finder::new(BUSYBOX), tail: [0; 8], len: 0, found: false };
         b.look(head);
         b
     }
 
     fn look(&mut self, data: &[u8]) {
-        if self.found {
+        const K: usize = BUSYBOX.len() - 1;
+        if self.found || data.is_empty() {
             return;
         }
-        // The banner may straddle two chunks: search the previous chunk's tail with this one's start.
-        let k = BUSYBOX.len() - 1;
-        let mut window = std::mem::take(&mut self.tail);
-        window.extend_from_slice(&data[..data.len().min(k)]);
-        if memchr::memmem::find(&window, BUSYBOX).is_some() || memchr::memmem::find(data, BUSYBOX).is_some() {
+        // The previous tail with this chunk's start: a banner straddling the two.
+        let mut w = [0u8; 2 * K];
+        let n = data.len().min(K);
+        w[..self.len].copy_from_slice(&self.tail[..self.len]);
+        w[self.len..self.len + n].copy_from_slice(&data[..n]);
+        let joined = &w[..self.len + n];
+        if self.finder.find(joined).is_some() || self.finder.find(data).is_some() {
             self.found = true;
             return;
         }
-        self.tail = if data.len() >= k {
-            data[data.len() - k..].to_vec()
-        } else {
-            window.split_off(window.len().saturating_sub(k))
-        };
+        let last = if data.len() >= K { &data[data.len() - K..] } else { &joined[joined.len().saturating_sub(K)..] };
+        self.tail[..last.len()].copy_from_slice(last);
+        self.len = last.len();
     }
 }
 
