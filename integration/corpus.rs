@@ -5,6 +5,9 @@
 //! The rule: an archive that bsdtar or GNU tar lists without error is rebuilt (exit 0) and its
 //! output layer lists the same (names, types, sizes) with the same tool; any other archive fails
 //! with exit 1 and one line naming the layer. Never a panic (exit 101), a hang or a signal.
+//! `passthrough` leaves such a layer as it is, so each listed archive is also rebuilt with a
+//! profile removing its first plainly named file: the layer is then rewritten (every other entry
+//! copied through the filter) and must list the same without that file.
 //! Compressed corpus files are decompressed with the system tools first (harden reads plain,
 //! gzip and zstd tar; bzip2 and xz layers are out of its scope, not the archives inside them).
 
@@ -126,6 +129,42 @@ fn run_harden(args: &[&str]) -> Output {
     run_with_timeout(&mut c)
 }
 
+/// Rebuild `src` removing its first plainly named regular file: the layer is rewritten, and
+/// must list as `want` without that file and its hardlinks.
+fn rewritten(case: &Path, src: &str, tool: &str, want: &[(char, String, String)]) -> Result<String, String> {
+    let plain = |n: &str| !n.is_empty() && n.bytes().all(|b| b.is_ascii_alphanumeric() || b"/._-".contains(&b));
+    let Some((_, _, victim)) = want.iter().find(|(k, _, n)| *k == '-' && plain(n)) else {
+        return Ok("no plainly named file to remove".into());
+    };
+    let profile = case.join("probe.toml");
+    let text = format!("name = \"probe\"\nextends = \"passthrough\"\n[files]\nremove = [\"/{victim}\"]\n");
+    std::fs::write(&profile, text).unwrap();
+    let dst = format!("oci:{}:t", case.join("rw").display());
+    let out = run_harden(&["rebuild", "-q", "--no-cache", "-p", &profile.to_string_lossy(), src, &dst]);
+    if out.status.code() != Some(0) {
+        return Err(format!("removing /{victim}: harden exits {:?}: {}", out.status.code(), stderr_str(&out).trim()));
+    }
+    let layout = case.join("rw");
+    let manifest = read_json(&oci_blob_path(&layout, &oci_manifest_digest(&layout, "t")));
+    let layer = manifest["layers"][0]["digest"].as_str().unwrap_or_default().to_string();
+    let codec =
+        if manifest["layers"][0]["mediaType"].as_str().unwrap_or_default().ends_with("gzip") { "gz" } else { "tar" };
+    let out_tar = case.join(format!("rw.{codec}"));
+    std::fs::write(&out_tar, oci_read_blob_verified(&layout, &layer)).unwrap();
+    // Hardlinks to the removed file go with it (the same tool under another name).
+    let link = format!(" link to {victim}");
+    let expect: Vec<_> = want.iter().filter(|(_, _, n)| n != victim && !n.ends_with(&link)).cloned().collect();
+    match listing(tool, &out_tar) {
+        Some(got) if got == expect => Ok(format!("rewritten without /{victim}, the rest the same")),
+        Some(got) => Err(format!(
+            "rewritten without /{victim}: only in the output {:?}, only in the input {:?}",
+            got.iter().filter(|e| !expect.contains(e)).collect::<Vec<_>>(),
+            expect.iter().filter(|e| !got.contains(e)).collect::<Vec<_>>()
+        )),
+        None => Err(format!("{tool} cannot list the layer rewritten without /{victim}")),
+    }
+}
+
 #[test]
 fn corpus_archives_of_go_and_cpython() {
     let tmp = tempdir("corpus");
@@ -155,7 +194,10 @@ fn corpus_archives_of_go_and_cpython() {
                 let out_tar = case.join("out.tar");
                 std::fs::write(&out_tar, oci_read_blob_verified(&case.join("out"), &out_layer)).unwrap();
                 match listing(tool, &out_tar) {
-                    Some(got) if &got == want => Ok(format!("rebuilt, {tool} lists the same {} entries", got.len())),
+                    Some(got) if &got == want => match rewritten(&case, &src, tool, want) {
+                        Ok(what) => Ok(format!("rebuilt, {tool} lists the same {} entries; {what}", got.len())),
+                        Err(why) => Err(why),
+                    },
                     Some(got) => {
                         let only_out: Vec<_> = got.iter().filter(|e| !want.contains(e)).collect();
                         let only_in: Vec<_> = want.iter().filter(|e| !got.contains(e)).collect();

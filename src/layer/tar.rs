@@ -23,6 +23,7 @@
 //! - **Header checksums** computed over unsigned or signed bytes (old Unix tars; GNU tar takes both).
 //! - **Header-only entries** (links, devices, directories, FIFOs) carry no data whatever size they
 //!   declare, as POSIX says and GNU tar, Go and CPython read them.
+//! - **PAX names** end at their first NUL, as GNU tar and bsdtar read them.
 //!
 //! Owns: block framing, PAX/GNU long names, sparse headers, path normalisation. Must not: decide policy.
 
@@ -141,8 +142,10 @@ fn pax_num(pax: &[(String, Vec<u8>)], key: &str) -> Option<u64> {
     pax.iter().rev().find(|(k, _)| k == key).and_then(|(_, v)| std::str::from_utf8(v).ok()?.parse().ok())
 }
 
+/// A PAX string value, up to its first NUL: GNU tar and bsdtar take a name so (Go's
+/// `pax-nul-path.tar`), and a plan matching the whole value would miss the file they create.
 fn pax_str(pax: &[(String, Vec<u8>)], key: &str) -> Option<String> {
-    pax.iter().rev().find(|(k, _)| k == key).map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+    pax.iter().rev().find(|(k, _)| k == key).map(|(_, v)| String::from_utf8_lossy(trim_nul(v)).into_owned())
 }
 
 /// Normalise a tar path: strip `./` and `/` prefixes and trailing `/`, collapse `.`
@@ -591,6 +594,14 @@ mod tests {
         t.extend_from_slice(&[0; 1024]);
         let mut r = TarReader::new(&t[..]);
         assert_eq!(r.next_entry().unwrap().unwrap().path, "caf\u{e9}");
+        // A PAX path is a C string to GNU tar and bsdtar: what follows a NUL is not the name.
+        let mut t = Vec::new();
+        TarWriter::new(&mut t).write_pax(&[("path".into(), b"etc/shadow\0.txt".to_vec())]).unwrap();
+        t.extend_from_slice(&block);
+        t.extend_from_slice(&[0; 1024]);
+        assert_eq!(TarReader::new(&t[..]).next_entry().unwrap().unwrap().path, "etc/shadow");
+        let mut t = block.to_vec();
+        t.extend_from_slice(&[0; 1024]);
         // Neither sum: refused.
         t[148] = b'7';
         assert!(TarReader::new(&t[..]).next_entry().unwrap_err().to_string().contains("checksum"));
