@@ -299,7 +299,7 @@ impl<'a> Guard<'a> {
             return d.clone();
         }
         let mut dirs = Vec::new();
-        self.read_conf("etc/ld.so.conf", &mut dirs, 0);
+        self.read_conf("etc/ld.so.conf", &mut dirs, &mut Default::default(), 0);
         let musl: Vec<String> = self
             .fs
             .iter()
@@ -314,13 +314,20 @@ impl<'a> Guard<'a> {
         dirs
     }
 
-    fn read_conf(&self, path: &str, dirs: &mut Vec<String>, depth: usize) {
+    /// Each file is read once (`read`): includes that include each other end there.
+    fn read_conf(
+        &self,
+        path: &str,
+        dirs: &mut Vec<String>,
+        read: &mut std::collections::HashSet<String>,
+        depth: usize,
+    ) {
         if depth > MAX_DEPTH {
             return;
         }
         let after = self.after();
         let Some(canon) = self.fs.resolve_with(path, true, &after) else { return };
-        if after(&canon).is_none() {
+        if after(&canon).is_none() || !read.insert(canon.clone()) {
             return;
         }
         let Some(text) = self.fs.get(&canon).and_then(|(_, e)| e.prefix.as_deref()) else { return };
@@ -331,7 +338,7 @@ impl<'a> Guard<'a> {
                 for pat in pattern.split_whitespace() {
                     let pat = if pat.starts_with('/') { pat.to_string() } else { format!("/etc/{pat}") };
                     for file in self.glob(&pat) {
-                        self.read_conf(&file, dirs, depth + 1);
+                        self.read_conf(&file, dirs, read, depth + 1);
                     }
                 }
             } else if !line.starts_with("hwcap") {
@@ -582,6 +589,24 @@ mod tests {
         let msg = g.broken.first().map(ToString::to_string).unwrap_or_default();
         assert!(msg.contains("needs libfoo.so.1 (/usr/lib/app/libfoo.so.1 in the image)"), "{msg}");
         assert!(msg.contains(r#"keep = ["/usr/lib/app/libfoo.so.1", "/usr/lib/app/libfoo.so.1.2"]"#), "{msg}");
+    }
+
+    #[test]
+    fn ld_so_conf_includes_that_include_each_other_end() {
+        // 50 files each including all 50: read once each, in bounded time.
+        let mut entries = vec![file("etc/ld.so.conf", 0o644, None, Some(b"include /etc/ld.so.conf.d/*.conf\n"))];
+        for i in 0..50 {
+            let text = format!("include /etc/ld.so.conf.d/*.conf\ninclude ../ld.so.conf\n/opt/l{i}\n");
+            entries.push(file(&format!("etc/ld.so.conf.d/{i:02}.conf"), 0o644, None, Some(text.as_bytes())));
+        }
+        entries.push(file("usr/bin/app", 0o755, elf(&["libq.so"], &[]), None));
+        entries.push(file("opt/l49/libq.so", 0o644, elf(&[], &[]), None));
+        let fs = FinalFs::build(vec![layer(entries)]);
+        let plan = crate::plan::plan(&fs, &profile(""));
+        let t = std::time::Instant::now();
+        let g = Guard::check(&fs, &plan, &serde_json::json!({"config": {"Cmd": ["/usr/bin/app"]}}), None);
+        assert!(t.elapsed() < std::time::Duration::from_secs(5));
+        assert!(g.broken.is_empty() && g.preexisting.is_empty(), "{:?} {:?}", g.broken, g.preexisting);
     }
 
     #[test]
