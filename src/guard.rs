@@ -26,6 +26,9 @@ const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/s
 const MAX_DEPTH: usize = 8;
 /// Libraries followed at most in one check (a hostile image could chain thousands).
 const MAX_LIBS: usize = 4096;
+/// Candidate paths looked up at most while following libraries: with [`MAX_LIBS`], it bounds
+/// the guard's time on a hostile image (hundreds of names, thousands of search directories).
+const MAX_LIB_LOOKUPS: usize = 200_000;
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Breakage {
@@ -70,9 +73,13 @@ pub struct Guard<'a> {
     conf_dirs: Option<Vec<String>>,
     /// Libraries (canonical paths) already followed.
     libs_seen: std::collections::HashSet<String>,
+    /// Candidate paths looked up so far (see [`MAX_LIB_LOOKUPS`]).
+    lookups: std::cell::Cell<usize>,
     pub broken: Vec<Breakage>,
     /// Problems the source image already had (not caused by harden): reported, not refused.
     pub preexisting: Vec<Breakage>,
+    /// What the guard did not check, and why.
+    pub notes: Vec<String>,
 }
 
 impl<'a> Guard<'a> {
@@ -94,8 +101,10 @@ impl<'a> Guard<'a> {
             ld_library_path: ld_library_path.split(':').filter(|d| !d.is_empty()).map(str::to_string).collect(),
             conf_dirs: None,
             libs_seen: Default::default(),
+            lookups: Default::default(),
             broken: Vec::new(),
             preexisting: Vec::new(),
+            notes: Vec::new(),
         };
         let strings = |v: &Value| -> Vec<String> {
             v.as_array().map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect()).unwrap_or_default()
@@ -232,6 +241,9 @@ impl<'a> Guard<'a> {
             dirs.extend(default_dirs(d.is64, d.machine));
             let mut seen = std::collections::HashSet::new();
             dirs.retain(|x| seen.insert(x.clone()));
+            if self.lookups.get() > MAX_LIB_LOOKUPS {
+                break;
+            }
             let who = format!("/{object} (loaded for {needed_by})");
             for name in &d.needed {
                 match self.find_library(name, &dirs, &d) {
@@ -241,6 +253,7 @@ impl<'a> Guard<'a> {
                         }
                     }
                     Lib::OnlyBefore(path) => self.blame_as(&who, name, &path),
+                    Lib::Unchecked => {}
                     Lib::Nowhere => self.preexisting.push(Breakage {
                         needed_by: who.clone(),
                         path: name.clone(),
@@ -250,6 +263,12 @@ impl<'a> Guard<'a> {
                     }),
                 }
             }
+        }
+        let note = format!(
+            "shared libraries were looked for {MAX_LIB_LOOKUPS} times at most (a hostile image?): not all of them are checked"
+        );
+        if self.lookups.get() > MAX_LIB_LOOKUPS && !self.notes.contains(&note) {
+            self.notes.push(note);
         }
     }
 
@@ -267,6 +286,10 @@ impl<'a> Guard<'a> {
         let after = self.after();
         let mut before = None;
         for c in candidates {
+            self.lookups.set(self.lookups.get() + 1);
+            if self.lookups.get() > MAX_LIB_LOOKUPS {
+                return Lib::Unchecked;
+            }
             if let Some(canon) = self.fs.resolve_with(&c, true, &after) {
                 if after(&canon).is_some_and(compatible) {
                     return Lib::After(canon);
@@ -382,6 +405,8 @@ enum Lib {
     OnlyBefore(String),
     /// Not even before: the image lacked it already.
     Nowhere,
+    /// Past [`MAX_LIB_LOOKUPS`]: not looked for (never a refusal).
+    Unchecked,
 }
 
 /// The loader's built-in directories for an ELF class and machine (glibc with Debian's
@@ -607,6 +632,25 @@ mod tests {
         let g = Guard::check(&fs, &plan, &serde_json::json!({"config": {"Cmd": ["/usr/bin/app"]}}), None);
         assert!(t.elapsed() < std::time::Duration::from_secs(5));
         assert!(g.broken.is_empty() && g.preexisting.is_empty(), "{:?} {:?}", g.broken, g.preexisting);
+    }
+
+    #[test]
+    fn hostile_library_searches_are_bounded() {
+        // 256 names found nowhere, 5000 search directories: cut short with a note, no refusal.
+        let conf: String = (0..5000).map(|i| format!("/d{i}\n")).collect();
+        let names: Vec<String> = (0..256).map(|i| format!("libn{i}.so")).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let fs = FinalFs::build(vec![layer(vec![
+            file("etc/ld.so.conf", 0o644, None, Some(conf.as_bytes())),
+            file("usr/bin/app", 0o755, elf(&names, &[]), None),
+        ])]);
+        let plan = crate::plan::plan(&fs, &profile(""));
+        let t = std::time::Instant::now();
+        let g = Guard::check(&fs, &plan, &serde_json::json!({"config": {"Cmd": ["/usr/bin/app"]}}), None);
+        assert!(t.elapsed() < std::time::Duration::from_secs(20), "{:?}", t.elapsed());
+        assert!(g.broken.is_empty());
+        assert_eq!(g.notes.len(), 1, "{:?}", g.notes);
+        assert!(g.preexisting.len() < 256, "the search stopped early");
     }
 
     #[test]

@@ -306,6 +306,9 @@ async fn prepare(ctx: &Ctx<'_>, src_ref: ImageRef, manifest: Manifest) -> Result
     for p in &guard.preexisting {
         o.progress.line(&format!("note: {p} (already so in the source image)"));
     }
+    for n in &guard.notes {
+        o.progress.line(&format!("note: guard: {n}"));
+    }
     for n in &plan.notes {
         o.progress.line(&format!("note: {n}"));
     }

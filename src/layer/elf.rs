@@ -17,6 +17,8 @@ use std::io;
 pub const MAX_HEAD: u64 = 16 << 20;
 /// Largest dynamic segment read (a real one is a few hundred bytes).
 const MAX_DYNAMIC: u64 = 1 << 20;
+/// Most `DT_NEEDED` names kept of one file.
+pub const MAX_NEEDED: usize = 256;
 /// Program headers must lie in the first bytes of the file (they follow the ELF header).
 const MAX_PHDRS_END: u64 = 64 << 10;
 
@@ -206,6 +208,8 @@ pub fn read_deps(
             continue;
         };
         match tag {
+            // A real file needs a few dozen; a hostile one is cut short (and marked so).
+            DT_NEEDED if deps.needed.len() >= MAX_NEEDED => deps.incomplete = true,
             DT_NEEDED => deps.needed.push(s),
             DT_RPATH => deps.rpath.extend(s.split(':').filter(|p| !p.is_empty()).map(str::to_string)),
             _ => deps.runpath.extend(s.split(':').filter(|p| !p.is_empty()).map(str::to_string)),
@@ -314,6 +318,11 @@ pub mod tests {
         // apart, and the strings (in the head) still resolve.
         let far = elf64(&["libz.so.1"], None, MAX_HEAD as usize + 4096);
         assert_eq!(deps_of(&far, 4096).unwrap().needed, vec!["libz.so.1"]);
+        // A hostile number of names is cut short, and says so.
+        let many: Vec<String> = (0..300).map(|i| format!("l{i}.so")).collect();
+        let many = elf64(&many.iter().map(String::as_str).collect::<Vec<_>>(), None, 0);
+        let d = deps_of(&many, 64).unwrap();
+        assert_eq!((d.needed.len(), d.incomplete), (MAX_NEEDED, true));
         // Not ELF, or truncated: no facts, no panic.
         assert_eq!(deps_of(b"#!/bin/sh\n", 10), None);
         for cut in [60, 100, 200, b.len() - 1] {
