@@ -13,6 +13,7 @@
 mod batch;
 mod check;
 mod common;
+mod corpus;
 mod formats;
 mod platforms;
 mod profiles;

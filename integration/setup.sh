@@ -19,10 +19,18 @@ declare -A PKG_OF=(
   [tar]=tar
   [curl]=curl
   [python3]=python3
+  [bsdtar]=libarchive-tools
+  [bzip2]=bzip2
+  [xz]=xz-utils
+  # Not commands: the tar corpora of other projects (integration/corpus.rs), checked as files.
+  [/usr/share/go-1.19/src/archive/tar/testdata/gnu.tar]=golang-1.19-src
+  [/usr/lib/python3.11/test/testtar.tar]=libpython3.11-testsuite
 )
-ORDER=(docker-registry skopeo umoci runc debootstrap oci-image-tool htpasswd zstd tar curl python3)
+ORDER=(docker-registry skopeo umoci runc debootstrap oci-image-tool htpasswd zstd tar curl python3 bsdtar bzip2 xz
+  /usr/share/go-1.19/src/archive/tar/testdata/gnu.tar /usr/lib/python3.11/test/testtar.tar)
 
 have() {
+  case "$1" in /*) [ -f "$1" ]; return ;; esac
   command -v "$1" >/dev/null 2>&1 && return 0
   # root's PATH may lack /usr/sbin when run via some CI wrappers
   [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ]
@@ -73,7 +81,7 @@ fi
 mapfile -t still < <(missing_cmds)
 if [ "${#still[@]}" -ne 0 ]; then
   echo "setup.sh: ERROR: still missing after install: ${still[*]}" >&2
-  for c in "${still[@]}"; do echo "  - command '$c' (Debian package ${PKG_OF[$c]})" >&2; done
+  for c in "${still[@]}"; do echo "  - '$c' (Debian package ${PKG_OF[$c]})" >&2; done
   exit 1
 fi
 echo "setup.sh: all integration tools present"

@@ -7,6 +7,13 @@
 //! depends on the rest of the image (whiteouts above it, symlinks, hardlinks), and the plan is
 //! exactly what the rewrite consumes.
 //!
+//! The cache is input, not truth. Its directory must be this user's alone — owned by the
+//! effective uid and writable by no group or other user, checked for it and its subdirectories as
+//! ssh checks key files — since whoever can write there decides what a later rewrite reuses (a
+//! consistent forged entry cannot be told from a real one). Within it, every blob is hashed
+//! before use: a blob changed in place, truncated or lost is a miss (with a notice) and is
+//! recomputed. The entry's record (diff_id, counts) is trusted as this user's own file.
+//!
 //! Owns: cache keys, the cache directory. Must not: decide what a rewrite does.
 
 use crate::digest::Digest;
@@ -32,6 +39,8 @@ pub struct Rewritten {
 pub struct RewriteCache {
     dir: Option<PathBuf>,
     inflight: Mutex<HashMap<String, Arc<OnceCell<Rewritten>>>>,
+    /// Where notices (a cached blob that fails its check) go.
+    progress: crate::progress::Progress,
 }
 
 /// The version, and a digest of this very binary: development builds share a version number,
@@ -56,12 +65,20 @@ impl RewriteCache {
     /// `dir` None keeps the cache in memory only (this run).
     pub fn new(dir: Option<PathBuf>) -> Result<RewriteCache> {
         if let Some(d) = &dir {
+            use std::os::unix::fs::DirBuilderExt;
             for sub in ["rewrites", "blobs/sha256"] {
-                std::fs::create_dir_all(d.join(sub))
+                // Created for this user alone (umask may only take more away).
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(d.join(sub))
                     .with_context(|| format!("--cache-dir {}: cannot create it", d.display()))?;
             }
+            for sub in ["", "rewrites", "blobs", "blobs/sha256"] {
+                check_private(&d.join(sub), rustix::process::geteuid().as_raw())?;
+            }
         }
-        Ok(RewriteCache { dir, inflight: Mutex::new(HashMap::new()) })
+        Ok(RewriteCache { dir, inflight: Mutex::new(HashMap::new()), progress: crate::progress::Progress::default() })
     }
 
     pub fn key(input: &Digest, plan: &LayerPlan, codec: OutputCodec, splice: bool) -> String {
@@ -72,17 +89,28 @@ impl RewriteCache {
         Digest::of(&material).hex().to_string()
     }
 
-    fn lookup(&self, key: &str) -> Option<Rewritten> {
-        let dir = self.dir.as_ref()?;
+    fn lookup(dir: &Path, key: &str, progress: &crate::progress::Progress) -> Option<Rewritten> {
         let meta: serde_json::Value =
             serde_json::from_slice(&std::fs::read(dir.join("rewrites").join(key)).ok()?).ok()?;
         let digest = Digest::parse(meta["digest"].as_str()?).ok()?;
         let diff_id = Digest::parse(meta["diff_id"].as_str()?).ok()?;
         let size = meta["size"].as_u64()?;
         let blob = dir.join("blobs/sha256").join(digest.hex());
-        // A blob evicted or truncated by hand is a miss, never a wrong answer.
+        // A blob evicted or truncated by hand is a miss, never a wrong answer; so is one whose
+        // bytes changed in place (hashed: the size alone cannot tell).
         if std::fs::metadata(&blob).ok()?.len() != size {
             return None;
+        }
+        match hash_file(&blob) {
+            Ok(actual) if actual == digest => {}
+            Ok(actual) => {
+                progress.line(&format!(
+                    "cached blob {} has digest {actual}, not its name's: ignoring it and rewriting the layer again",
+                    blob.display()
+                ));
+                return None;
+            }
+            Err(_) => return None,
         }
         let stats = RewriteStats {
             removed: meta["removed"].as_u64()?,
@@ -106,6 +134,12 @@ impl RewriteCache {
         Ok(blob)
     }
 
+    /// Notices go to `progress` (the default is plain stderr lines).
+    pub fn with_progress(mut self, progress: crate::progress::Progress) -> RewriteCache {
+        self.progress = progress;
+        self
+    }
+
     /// The rewrite for `key`: from this run, from the cache directory, or computed by `compute`
     /// (which returns the spooled blob and its description) — once per key.
     pub async fn get_or_rewrite<F, Fut>(&self, key: &str, compute: F) -> Result<Rewritten>
@@ -120,8 +154,12 @@ impl RewriteCache {
         }
         let r = cell
             .get_or_try_init(|| async {
-                if let Some(hit) = self.lookup(key) {
-                    return Ok(hit);
+                if let Some(dir) = self.dir.clone() {
+                    // Hashing a cached blob is blocking work: off the async workers.
+                    let (k, progress) = (key.to_string(), self.progress.clone());
+                    if let Some(hit) = tokio::task::spawn_blocking(move || Self::lookup(&dir, &k, &progress)).await? {
+                        return Ok(hit);
+                    }
                 }
                 let (spooled, rw) = compute().await?;
                 let blob = self.store(key, &spooled, &rw)?;
@@ -130,6 +168,36 @@ impl RewriteCache {
             .await?;
         Ok(r.clone())
     }
+}
+
+/// The sha256 of a file, streamed.
+fn hash_file(path: &Path) -> std::io::Result<Digest> {
+    let mut h = crate::digest::HashingWriter::new(std::io::sink());
+    std::io::copy(&mut std::fs::File::open(path)?, &mut h)?;
+    Ok(h.finish().1)
+}
+
+/// Refuse a cache directory another user could write to: group- or world-writable, or owned by
+/// another uid than `euid` (as ssh refuses such key files).
+fn check_private(dir: &Path, euid: u32) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(dir).with_context(|| format!("--cache-dir {}: cannot read it", dir.display()))?;
+    if m.mode() & 0o022 != 0 {
+        anyhow::bail!(
+            "--cache-dir {}: writable by other users (mode {:04o}), who could change what harden reuses; run `chmod go-w {}`",
+            dir.display(),
+            m.mode() & 0o7777,
+            dir.display()
+        );
+    }
+    if m.uid() != euid {
+        anyhow::bail!(
+            "--cache-dir {}: owned by uid {}, not by this user (uid {euid}), who could change what harden reuses; use a directory of your own",
+            dir.display(),
+            m.uid()
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -178,5 +246,37 @@ mod tests {
         let third = RewriteCache::new(Some(dir.path().to_path_buf())).unwrap();
         let r = third.get_or_rewrite(&key, || async { Ok(make("b")) }).await.unwrap();
         assert!(!r.cached);
+        // A blob changed in place (same size, other bytes) is a miss too, and is rewritten.
+        std::fs::write(&r.blob, b"BLOB").unwrap();
+        let fourth = RewriteCache::new(Some(dir.path().to_path_buf())).unwrap();
+        let r = fourth.get_or_rewrite(&key, || async { Ok(make("c")) }).await.unwrap();
+        assert!(!r.cached, "a tampered blob must not be served");
+        assert_eq!(std::fs::read(&r.blob).unwrap(), b"blob", "and the good bytes replace it");
+        let fifth = RewriteCache::new(Some(dir.path().to_path_buf())).unwrap();
+        assert!(fifth.get_or_rewrite(&key, || async { panic!("must not recompute") }).await.unwrap().cached);
+    }
+
+    #[test]
+    fn a_cache_directory_other_users_can_write_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("c");
+        RewriteCache::new(Some(d.clone())).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&d.join("blobs/sha256")) & 0o077, 0, "created private");
+        for (sub, m) in [("", 0o777), ("", 0o775), ("blobs/sha256", 0o757)] {
+            let p = d.join(sub);
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(m)).unwrap();
+            let e = RewriteCache::new(Some(d.clone())).err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(e.contains(&format!("chmod go-w {}", p.display())) && e.contains("writable"), "{e}");
+            assert_eq!(e.lines().count(), 1, "{e}");
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        RewriteCache::new(Some(d.clone())).unwrap();
+        // Owned by someone else (checked against another uid than the directory's).
+        use std::os::unix::fs::MetadataExt;
+        let owner = std::fs::metadata(&d).unwrap().uid();
+        let e = check_private(&d, owner + 1).unwrap_err().to_string();
+        assert!(e.contains(&format!("owned by uid {owner}")), "{e}");
     }
 }

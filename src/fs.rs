@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// Where a visible path comes from: layer index and entry index in that layer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Loc {
     pub layer: usize,
     pub entry: usize,
@@ -237,6 +237,8 @@ pub mod tests {
             caps: false,
             escapes: false,
             prefix: None,
+            elf: None,
+            busybox: false,
         }
     }
 

@@ -3,9 +3,20 @@
 //! program interpreter, the health check's command (`CMD-SHELL` needs /bin/sh), the user.
 //! A finding names the file, the rule that removes it, and the `keep` that would fix it.
 //!
+//! Each ELF among them has its shared libraries followed too (`DT_NEEDED`, recursively),
+//! resolved as glibc's loader does: `DT_RPATH` (when there is no `DT_RUNPATH`, with the
+//! executable's), `LD_LIBRARY_PATH` from the config's Env, `DT_RUNPATH`, with `$ORIGIN`; then
+//! `/etc/ld.so.conf` and its `include`s (and musl's `/etc/ld-musl-*.path`) as the plan leaves
+//! them — standing in for `ld.so.cache`, which is built from them; then the default directories
+//! for the ELF's class and machine (`/lib/<multiarch>`, `/usr/lib/<multiarch>`, `/lib64`,
+//! `/usr/lib64`, `/lib`, `/usr/lib`, `/usr/local/lib`), through symlinks, skipping libraries of
+//! another class or machine. A library the source image already lacked is a preexisting note.
+//!
 //! Owns: "will the result still start?". Must not: change the plan.
 
 use crate::fs::FinalFs;
+use crate::layer::elf::{multiarch, ElfDeps};
+use crate::layer::path::split_parent;
 use crate::layer::tar::Kind;
 use crate::plan::Plan;
 use crate::scan::EntryInfo;
@@ -14,6 +25,11 @@ use serde_json::Value;
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 const MAX_DEPTH: usize = 8;
+/// Libraries followed at most in one check (a hostile image could chain thousands).
+const MAX_LIBS: usize = 4096;
+/// Candidate paths looked up at most while following libraries: with [`MAX_LIBS`], it bounds
+/// the guard's time on a hostile image (hundreds of names, thousands of search directories).
+const MAX_LIB_LOOKUPS: usize = 200_000;
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Breakage {
@@ -52,25 +68,44 @@ pub struct Guard<'a> {
     plan: &'a Plan,
     path_dirs: Vec<String>,
     workdir: String,
+    /// `LD_LIBRARY_PATH` of the config's Env.
+    ld_library_path: Vec<String>,
+    /// Directories of `/etc/ld.so.conf` (and includes) after the plan, read once.
+    conf_dirs: Option<Vec<String>>,
+    /// Libraries (canonical paths) already followed.
+    libs_seen: std::collections::HashSet<String>,
+    /// Candidate paths looked up so far (see [`MAX_LIB_LOOKUPS`]).
+    lookups: std::cell::Cell<usize>,
     pub broken: Vec<Breakage>,
     /// Problems the source image already had (not caused by harden): reported, not refused.
     pub preexisting: Vec<Breakage>,
+    /// What the guard did not check, and why.
+    pub notes: Vec<String>,
 }
 
 impl<'a> Guard<'a> {
     pub fn check(fs: &'a FinalFs, plan: &'a Plan, config: &Value, user: Option<&str>) -> Guard<'a> {
         let c = &config["config"];
-        let path_var = c["Env"]
-            .as_array()
-            .and_then(|env| env.iter().filter_map(Value::as_str).find_map(|e| e.strip_prefix("PATH=")))
-            .unwrap_or(DEFAULT_PATH);
+        let env_var = |name: &str| {
+            let prefix = format!("{name}=");
+            c["Env"].as_array().and_then(|env| {
+                env.iter().filter_map(Value::as_str).find_map(|e| e.strip_prefix(prefix.as_str()).map(str::to_string))
+            })
+        };
+        let path_var = env_var("PATH").unwrap_or_else(|| DEFAULT_PATH.to_string());
+        let ld_library_path = env_var("LD_LIBRARY_PATH").unwrap_or_default();
         let mut g = Guard {
             fs,
             plan,
             path_dirs: path_var.split(':').filter(|d| !d.is_empty()).map(str::to_string).collect(),
             workdir: c["WorkingDir"].as_str().unwrap_or("/").to_string(),
+            ld_library_path: ld_library_path.split(':').filter(|d| !d.is_empty()).map(str::to_string).collect(),
+            conf_dirs: None,
+            libs_seen: Default::default(),
+            lookups: Default::default(),
             broken: Vec::new(),
             preexisting: Vec::new(),
+            notes: Vec::new(),
         };
         let strings = |v: &Value| -> Vec<String> {
             v.as_array().map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect()).unwrap_or_default()
@@ -116,6 +151,11 @@ impl<'a> Guard<'a> {
     }
 
     fn blame(&mut self, needed_by: &str, path: &str) {
+        self.blame_as(needed_by, path, path)
+    }
+
+    /// As [`blame`](Self::blame), showing the file as `shown` (a library's DT_NEEDED name).
+    fn blame_as(&mut self, needed_by: &str, shown: &str, path: &str) {
         let before_link = self.fs.resolve(path, false);
         let before_target = self.fs.resolve(path, true);
         let mut removed: Vec<String> =
@@ -124,7 +164,7 @@ impl<'a> Guard<'a> {
         let rule = removed.first().and_then(|r| self.plan.removed.get(r));
         let b = Breakage {
             needed_by: needed_by.to_string(),
-            path: path.to_string(),
+            path: shown.to_string(),
             rule: rule.map(|r| r.pattern.clone()),
             origin: rule.map(|r| r.origin.clone()),
             removed,
@@ -163,6 +203,9 @@ impl<'a> Guard<'a> {
             return;
         }
         let Some(canon) = canon_after else { return };
+        if let Some(deps) = self.fs.get(&canon).and_then(|(_, e)| e.elf.clone()) {
+            self.libraries(needed_by, &canon, *deps);
+        }
         let Some(prefix) = self.fs.get(&canon).and_then(|(_, e)| e.prefix.clone()) else { return };
         if let Some(interp) = shebang(&prefix) {
             let what = format!("the interpreter of {located}");
@@ -180,6 +223,169 @@ impl<'a> Guard<'a> {
         }
     }
 
+    /// Follow the shared libraries of the ELF at `exe` (canonical), breadth first.
+    fn libraries(&mut self, needed_by: &str, exe: &str, deps: ElfDeps) {
+        let exe_rpath = if deps.runpath.is_empty() { self.expand(&deps.rpath, exe) } else { Vec::new() };
+        let mut queue = std::collections::VecDeque::from([(exe.to_string(), deps)]);
+        while let Some((object, d)) = queue.pop_front() {
+            if !self.libs_seen.insert(object.clone()) || self.libs_seen.len() > MAX_LIBS {
+                continue;
+            }
+            let mut dirs = Vec::new();
+            if d.runpath.is_empty() {
+                dirs.extend(self.expand(&d.rpath, &object));
+                dirs.extend(exe_rpath.iter().cloned());
+            }
+            dirs.extend(self.ld_library_path.iter().cloned());
+            dirs.extend(self.expand(&d.runpath, &object));
+            dirs.extend(self.conf_dirs());
+            dirs.extend(default_dirs(d.is64, d.machine));
+            let mut seen = std::collections::HashSet::new();
+            dirs.retain(|x| seen.insert(x.clone()));
+            if self.lookups.get() > MAX_LIB_LOOKUPS {
+                break;
+            }
+            let who = format!("/{object} (loaded for {needed_by})");
+            for name in &d.needed {
+                match self.find_library(name, &dirs, &d) {
+                    Lib::After(canon) => {
+                        if let Some(ld) = self.fs.get(&canon).and_then(|(_, e)| e.elf.clone()) {
+                            queue.push_back((canon, *ld));
+                        }
+                    }
+                    Lib::OnlyBefore(path) => self.blame_as(&who, name, &path),
+                    Lib::Unchecked => {}
+                    Lib::Nowhere => self.preexisting.push(Breakage {
+                        needed_by: who.clone(),
+                        path: name.clone(),
+                        removed: Vec::new(),
+                        rule: None,
+                        origin: None,
+                    }),
+                }
+            }
+        }
+        let note = format!(
+            "shared libraries were looked for {MAX_LIB_LOOKUPS} times at most (a hostile image?): not all of them are checked"
+        );
+        if self.lookups.get() > MAX_LIB_LOOKUPS && !self.notes.contains(&note) {
+            self.notes.push(note);
+        }
+    }
+
+    /// Where the loader finds library `name` for an object of `d`'s class and machine.
+    fn find_library(&self, name: &str, dirs: &[String], d: &ElfDeps) -> Lib {
+        let candidates: Vec<String> = if name.contains('/') {
+            // A name with a slash is a path, as the loader takes it (relative to the cwd).
+            vec![if name.starts_with('/') { name.to_string() } else { format!("{}/{name}", self.workdir) }]
+        } else {
+            dirs.iter().map(|dir| format!("{dir}/{name}")).collect()
+        };
+        let compatible = |e: &EntryInfo| {
+            e.kind != Kind::Dir && e.elf.as_ref().is_none_or(|l| l.is64 == d.is64 && l.machine == d.machine)
+        };
+        let after = self.after();
+        let mut before = None;
+        for c in candidates {
+            self.lookups.set(self.lookups.get() + 1);
+            if self.lookups.get() > MAX_LIB_LOOKUPS {
+                return Lib::Unchecked;
+            }
+            if let Some(canon) = self.fs.resolve_with(&c, true, &after) {
+                if after(&canon).is_some_and(compatible) {
+                    return Lib::After(canon);
+                }
+            }
+            if before.is_none() {
+                let canon = self.fs.resolve(&c, true);
+                if canon.and_then(|p| self.fs.get(&p)).is_some_and(|(_, e)| compatible(e)) {
+                    before = Some(c);
+                }
+            }
+        }
+        before.map_or(Lib::Nowhere, Lib::OnlyBefore)
+    }
+
+    /// RPATH/RUNPATH entries with `$ORIGIN` (the directory of the object) expanded.
+    fn expand(&self, entries: &[String], object: &str) -> Vec<String> {
+        let origin = format!("/{}", split_parent(object).0);
+        entries
+            .iter()
+            .map(|e| e.replace("${ORIGIN}", &origin).replace("$ORIGIN", &origin))
+            .map(|e| if e.starts_with('/') { e } else { format!("{}/{e}", self.workdir) })
+            .collect()
+    }
+
+    /// The directories of `/etc/ld.so.conf` and its includes, and of musl's path files, as the
+    /// plan leaves them.
+    fn conf_dirs(&mut self) -> Vec<String> {
+        if let Some(d) = &self.conf_dirs {
+            return d.clone();
+        }
+        let mut dirs = Vec::new();
+        self.read_conf("etc/ld.so.conf", &mut dirs, &mut Default::default(), 0);
+        let musl: Vec<String> = self
+            .fs
+            .iter()
+            .filter(|(p, _, _)| p.starts_with("etc/ld-musl-") && p.ends_with(".path") && !self.plan.is_removed(p))
+            .map(|(p, _, _)| p.to_string())
+            .collect();
+        for p in musl {
+            let text = self.fs.prefix(&p).map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
+            dirs.extend(text.split(['\n', ':']).map(str::trim).filter(|d| d.starts_with('/')).map(str::to_string));
+        }
+        self.conf_dirs = Some(dirs.clone());
+        dirs
+    }
+
+    /// Each file is read once (`read`): includes that include each other end there.
+    fn read_conf(
+        &self,
+        path: &str,
+        dirs: &mut Vec<String>,
+        read: &mut std::collections::HashSet<String>,
+        depth: usize,
+    ) {
+        if depth > MAX_DEPTH {
+            return;
+        }
+        let after = self.after();
+        let Some(canon) = self.fs.resolve_with(path, true, &after) else { return };
+        if after(&canon).is_none() || !read.insert(canon.clone()) {
+            return;
+        }
+        let Some(text) = self.fs.get(&canon).and_then(|(_, e)| e.prefix.as_deref()) else { return };
+        let text = String::from_utf8_lossy(text).into_owned();
+        for line in text.lines() {
+            let line = line.split('#').next().unwrap_or_default().trim();
+            if let Some(pattern) = line.strip_prefix("include").filter(|r| r.starts_with([' ', '\t'])) {
+                for pat in pattern.split_whitespace() {
+                    let pat = if pat.starts_with('/') { pat.to_string() } else { format!("/etc/{pat}") };
+                    for file in self.glob(&pat) {
+                        self.read_conf(&file, dirs, read, depth + 1);
+                    }
+                }
+            } else if !line.starts_with("hwcap") {
+                dirs.extend(line.split([' ', '\t', ':', ',']).filter(|d| d.starts_with('/')).map(str::to_string));
+            }
+        }
+    }
+
+    /// Files matching `pattern` (a glob in its last component), sorted as ldconfig reads them.
+    fn glob(&self, pattern: &str) -> Vec<String> {
+        let (dir, name) = split_parent(pattern);
+        let Some(dir) = self.fs.resolve(dir, true) else { return Vec::new() };
+        let Ok(m) = globset::Glob::new(name).map(|g| g.compile_matcher()) else { return Vec::new() };
+        let mut out: Vec<String> = self
+            .fs
+            .iter()
+            .filter(|(p, _, _)| split_parent(p).0 == dir && m.is_match(split_parent(p).1))
+            .map(|(p, _, _)| p.to_string())
+            .collect();
+        out.sort();
+        out
+    }
+
     fn user(&mut self, user: &str) {
         let name = user.split(':').next().unwrap_or_default();
         if name.is_empty() || name.bytes().all(|b| b.is_ascii_digit()) {
@@ -190,6 +396,33 @@ impl<'a> Guard<'a> {
             self.blame(&format!("USER {user}"), "/etc/passwd");
         }
     }
+}
+
+/// Where a library was found.
+enum Lib {
+    /// Found after the plan, at this canonical path.
+    After(String),
+    /// Only before the plan (the plan removes it), at this path.
+    OnlyBefore(String),
+    /// Not even before: the image lacked it already.
+    Nowhere,
+    /// Past [`MAX_LIB_LOOKUPS`]: not looked for (never a refusal).
+    Unchecked,
+}
+
+/// The loader's built-in directories for an ELF class and machine (glibc with Debian's
+/// multiarch, and the usual others; musl's default is among them).
+fn default_dirs(is64: bool, machine: u16) -> Vec<String> {
+    let mut v = Vec::new();
+    if let Some(t) = multiarch(is64, machine) {
+        v.push(format!("/lib/{t}"));
+        v.push(format!("/usr/lib/{t}"));
+    }
+    if is64 {
+        v.extend(["/lib64".to_string(), "/usr/lib64".to_string()]);
+    }
+    v.extend(["/lib".to_string(), "/usr/lib".to_string(), "/usr/local/lib".to_string()]);
+    v
 }
 
 /// The `#!` line of a script, without the `#!`.
@@ -296,5 +529,149 @@ mod tests {
         assert_eq!(elf_interpreter(&b).as_deref(), Some("/lib64/ld-linux-x86-64.so.2"));
         assert_eq!(elf_interpreter(&b[..100]), None);
         assert_eq!(shebang(b"#!/bin/sh -e\n"), Some("/bin/sh -e".into()));
+    }
+
+    fn elf(needed: &[&str], runpath: &[&str]) -> Option<Box<ElfDeps>> {
+        Some(Box::new(ElfDeps {
+            is64: true,
+            machine: 62,
+            dynamic: true,
+            needed: needed.iter().map(|s| s.to_string()).collect(),
+            runpath: runpath.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        }))
+    }
+
+    fn file(path: &str, mode: u32, elf: Option<Box<ElfDeps>>, prefix: Option<&[u8]>) -> EntryInfo {
+        let mut e = entry(path, Kind::File, None);
+        e.mode = mode;
+        e.elf = elf;
+        e.prefix = prefix.map(|p| p.to_vec().into_boxed_slice());
+        e
+    }
+
+    /// An app whose libraries come through RUNPATH with $ORIGIN, the default directories and
+    /// ld.so.conf's include, one of them reached by a symlink, and one the image never had.
+    fn libs_image() -> FinalFs {
+        FinalFs::build(vec![layer(vec![
+            file(
+                "usr/bin/app",
+                0o755,
+                elf(&["libfoo.so.1", "libc.so.6", "libgone.so.9"], &["$ORIGIN/../lib/app"]),
+                None,
+            ),
+            entry("usr/lib/app/libfoo.so.1", Kind::Symlink, Some("libfoo.so.1.2")),
+            file("usr/lib/app/libfoo.so.1.2", 0o644, elf(&["libbar.so"], &[]), None),
+            file("usr/lib/x86_64-linux-gnu/libc.so.6", 0o644, elf(&[], &[]), None),
+            file("etc/ld.so.conf", 0o644, None, Some(b"# multiarch\ninclude /etc/ld.so.conf.d/*.conf\n")),
+            file("etc/ld.so.conf.d/bar.conf", 0o644, None, Some(b"/opt/bar/lib\n")),
+            file("opt/bar/lib/libbar.so", 0o644, elf(&["libc.so.6"], &[]), None),
+            // Same name, another machine: the loader skips it.
+            file(
+                "usr/lib/libbar.so",
+                0o644,
+                Some(Box::new(ElfDeps { is64: false, machine: 3, ..Default::default() })),
+                None,
+            ),
+        ])])
+    }
+
+    fn profile(remove: &str) -> crate::profile::Profile {
+        let text = format!("name = \"t\"\nextends = \"passthrough\"\n[files]\nremove = [{remove}]\n");
+        crate::profile::load_str("t.toml", &text).unwrap()
+    }
+
+    #[test]
+    fn shared_libraries_are_followed_and_a_removed_one_refused() {
+        let fs = libs_image();
+        let cfg = serde_json::json!({"config": {"Entrypoint": ["/usr/bin/app"]}});
+        // Nothing removed: every library resolves; the one the image never had is a note.
+        let plan = crate::plan::plan(&fs, &profile(""));
+        let g = Guard::check(&fs, &plan, &cfg, None);
+        assert!(g.broken.is_empty(), "{:?}", g.broken);
+        let pre: Vec<String> = g.preexisting.iter().map(ToString::to_string).collect();
+        assert_eq!(pre, vec!["/usr/bin/app (loaded for ENTRYPOINT) needs libgone.so.9, which the image does not have"]);
+        // libbar.so (found through ld.so.conf's include, needed by libfoo): refused, naming the
+        // library, who needs it and the rule.
+        let plan = crate::plan::plan(&fs, &profile("\"/opt/bar\""));
+        let g = Guard::check(&fs, &plan, &cfg, None);
+        let msgs: Vec<String> = g.broken.iter().map(ToString::to_string).collect();
+        assert_eq!(msgs.len(), 1, "{msgs:?}");
+        assert!(
+            msgs[0].starts_with("/usr/lib/app/libfoo.so.1.2 (loaded for ENTRYPOINT) needs libbar.so (/opt/bar/lib/libbar.so in the image), which rule `/opt/bar`"),
+            "{}",
+            msgs[0]
+        );
+        assert!(msgs[0].contains(r#"keep = ["/opt/bar/lib/libbar.so"]"#), "{}", msgs[0]);
+        // Removing the conf include's file takes its directory off the search path. Known limit:
+        // that is a note (the library is not found), not a refusal naming the conf file.
+        let plan = crate::plan::plan(&fs, &profile("\"/etc/ld.so.conf.d\""));
+        let g = Guard::check(&fs, &plan, &cfg, None);
+        assert_eq!(g.broken.len(), 0, "{:?}", g.broken);
+        assert!(g.preexisting.iter().any(|b| b.path == "libbar.so"), "{:?}", g.preexisting);
+        // The RUNPATH library behind a symlink: both names are in the keep hint.
+        let plan = crate::plan::plan(&fs, &profile("\"/usr/lib/app\""));
+        let g = Guard::check(&fs, &plan, &cfg, None);
+        let msg = g.broken.first().map(ToString::to_string).unwrap_or_default();
+        assert!(msg.contains("needs libfoo.so.1 (/usr/lib/app/libfoo.so.1 in the image)"), "{msg}");
+        assert!(msg.contains(r#"keep = ["/usr/lib/app/libfoo.so.1", "/usr/lib/app/libfoo.so.1.2"]"#), "{msg}");
+    }
+
+    #[test]
+    fn ld_so_conf_includes_that_include_each_other_end() {
+        // 50 files each including all 50: read once each, in bounded time.
+        let mut entries = vec![file("etc/ld.so.conf", 0o644, None, Some(b"include /etc/ld.so.conf.d/*.conf\n"))];
+        for i in 0..50 {
+            let text = format!("include /etc/ld.so.conf.d/*.conf\ninclude ../ld.so.conf\n/opt/l{i}\n");
+            entries.push(file(&format!("etc/ld.so.conf.d/{i:02}.conf"), 0o644, None, Some(text.as_bytes())));
+        }
+        entries.push(file("usr/bin/app", 0o755, elf(&["libq.so"], &[]), None));
+        entries.push(file("opt/l49/libq.so", 0o644, elf(&[], &[]), None));
+        let fs = FinalFs::build(vec![layer(entries)]);
+        let plan = crate::plan::plan(&fs, &profile(""));
+        let t = std::time::Instant::now();
+        let g = Guard::check(&fs, &plan, &serde_json::json!({"config": {"Cmd": ["/usr/bin/app"]}}), None);
+        assert!(t.elapsed() < std::time::Duration::from_secs(5));
+        assert!(g.broken.is_empty() && g.preexisting.is_empty(), "{:?} {:?}", g.broken, g.preexisting);
+    }
+
+    #[test]
+    fn hostile_library_searches_are_bounded() {
+        // 256 names found nowhere, 5000 search directories: cut short with a note, no refusal.
+        let conf: String = (0..5000).map(|i| format!("/d{i}\n")).collect();
+        let names: Vec<String> = (0..256).map(|i| format!("libn{i}.so")).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let fs = FinalFs::build(vec![layer(vec![
+            file("etc/ld.so.conf", 0o644, None, Some(conf.as_bytes())),
+            file("usr/bin/app", 0o755, elf(&names, &[]), None),
+        ])]);
+        let plan = crate::plan::plan(&fs, &profile(""));
+        let t = std::time::Instant::now();
+        let g = Guard::check(&fs, &plan, &serde_json::json!({"config": {"Cmd": ["/usr/bin/app"]}}), None);
+        assert!(t.elapsed() < std::time::Duration::from_secs(20), "{:?}", t.elapsed());
+        assert!(g.broken.is_empty());
+        assert_eq!(g.notes.len(), 1, "{:?}", g.notes);
+        assert!(g.preexisting.len() < 256, "the search stopped early");
+    }
+
+    #[test]
+    fn the_scan_reads_the_dynamic_section_of_every_elf_file() {
+        // A library is not executable: its DT_NEEDED is read all the same.
+        let lib = crate::layer::elf::tests::elf64(&["libc.so.6"], Some("$ORIGIN"), 3000);
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_ustar();
+        h.set_mode(0o644);
+        h.set_size(lib.len() as u64);
+        b.append_data(&mut h, "usr/lib/libx.so.1", &lib[..]).unwrap();
+        let mut h = tar::Header::new_ustar();
+        h.set_mode(0o755);
+        h.set_size(5);
+        b.append_data(&mut h, "usr/bin/after", &b"after"[..]).unwrap();
+        let t = b.into_inner().unwrap();
+        let idx = crate::scan::scan_layer(&t[..], None, None, &crate::layer::Limits::default()).unwrap();
+        let d = idx.entries[0].elf.as_deref().unwrap();
+        assert_eq!((d.needed.clone(), d.runpath.clone()), (vec!["libc.so.6".to_string()], vec!["$ORIGIN".to_string()]));
+        assert!(idx.entries[0].prefix.is_none(), "a library keeps no prefix");
+        assert_eq!(idx.entries[1].prefix.as_deref(), Some(&b"after"[..]), "the stream stays in step");
     }
 }

@@ -87,6 +87,36 @@ impl ManifestView {
     }
 }
 
+/// Descriptor annotations that describe a layer blob's bytes for lazy pulling: eStargz's TOC
+/// digest and uncompressed size, zstd:chunked's manifest position and checksums. They are true of
+/// the source blob only; a rewritten layer no longer matches its TOC, and a snapshotter trusting
+/// them would fetch the wrong ranges.
+pub fn is_lazy_pull_annotation(key: &str) -> bool {
+    const PREFIXES: [&str; 5] = [
+        "containerd.io/snapshot/stargz/",
+        "io.containers.estargz.",
+        "io.containers.zstd-chunked.",
+        "io.github.containers.zstd-chunked.",
+        "io.github.containers.estargz.",
+    ];
+    PREFIXES.iter().any(|p| key.starts_with(p))
+}
+
+/// Drop the lazy-pull annotations ([`is_lazy_pull_annotation`]) from a rewritten layer's
+/// descriptor, and the `annotations` object if nothing is left; the dropped keys, in order.
+pub fn drop_lazy_pull_annotations(desc: &mut Value) -> Vec<String> {
+    let Some(obj) = desc.as_object_mut() else { return Vec::new() };
+    let Some(ann) = obj.get_mut("annotations").and_then(Value::as_object_mut) else { return Vec::new() };
+    let dropped: Vec<String> = ann.keys().filter(|k| is_lazy_pull_annotation(k)).cloned().collect();
+    for k in &dropped {
+        ann.shift_remove(k);
+    }
+    if ann.is_empty() && !dropped.is_empty() {
+        obj.shift_remove("annotations");
+    }
+    dropped
+}
+
 /// `rootfs.diff_ids` of a config, checked against the manifest's layer count.
 pub fn diff_ids(config: &Value, layers: usize) -> Result<Vec<Digest>> {
     let ids = config["rootfs"]["diff_ids"].as_array().ok_or_else(|| anyhow!("config has no rootfs.diff_ids"))?;
@@ -132,5 +162,39 @@ mod tests {
         assert!(diff_ids(&cfg, 2).is_err());
         assert!(diff_ids(&serde_json::json!({"rootfs": {"diff_ids": ["md5:00"]}}), 1).is_err());
         assert_eq!(diff_ids(&cfg, 1).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn lazy_pull_annotations_are_dropped_from_rewritten_layers_only_them() {
+        let mut d = serde_json::json!({
+            "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": "sha256:00", "size": 1,
+            "annotations": {
+                "containerd.io/snapshot/stargz/toc.digest": "sha256:11",
+                "org.example.keep": "yes",
+                "io.containers.estargz.uncompressed-size": "42",
+                "io.github.containers.zstd-chunked.manifest-position": "1:2:3:4",
+                "io.containers.zstd-chunked.manifest-checksum": "sha256:22",
+            }
+        });
+        let dropped = drop_lazy_pull_annotations(&mut d);
+        assert_eq!(
+            dropped,
+            vec![
+                "containerd.io/snapshot/stargz/toc.digest",
+                "io.containers.estargz.uncompressed-size",
+                "io.github.containers.zstd-chunked.manifest-position",
+                "io.containers.zstd-chunked.manifest-checksum",
+            ]
+        );
+        assert_eq!(d["annotations"], serde_json::json!({"org.example.keep": "yes"}));
+        // Only lazy-pull keys: the annotations object goes with them; none: nothing changes.
+        let mut only = serde_json::json!({"annotations": {"containerd.io/snapshot/stargz/toc.digest": "x"}});
+        assert_eq!(drop_lazy_pull_annotations(&mut only).len(), 1);
+        assert_eq!(only, serde_json::json!({}));
+        let mut plain = serde_json::json!({"digest": "sha256:00", "annotations": {}});
+        let before = plain.clone();
+        assert!(drop_lazy_pull_annotations(&mut plain).is_empty());
+        assert_eq!(plain, before);
+        assert!(!is_lazy_pull_annotation("containerd.io/snapshot/other"));
     }
 }

@@ -6,10 +6,12 @@
 //!
 //! Owns: the decisions. Must not: read or write layer bytes.
 
-use crate::fs::FinalFs;
+use crate::digest::Digest;
+use crate::fs::{FinalFs, Loc};
 use crate::layer::path::split_parent;
 use crate::layer::tar::Kind;
 use crate::profile::{Profile, Rule, RuleSet};
+use crate::scan::EntryInfo;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -61,6 +63,10 @@ pub struct Plan {
     pub world_writable_fixed: Vec<String>,
     /// Things the plan chose not to do, and why.
     pub notes: Vec<String>,
+    /// Byte-identical copies of removed tools found by hashing ([`plan_with`]), for
+    /// [`remove_copies`].
+    #[serde(skip)]
+    pub copies_found: BTreeMap<String, Rule>,
 }
 
 impl Plan {
@@ -117,6 +123,8 @@ pub type Pass = fn(&FinalFs, &Profile, &mut Plan);
 /// The passes, in order.
 pub const PASSES: &[(&str, Pass)] = &[
     ("select removals", select_removals),
+    ("copies of removed tools", remove_copies),
+    ("keep the directories of kept paths", keep_directories),
     ("keep cross-layer hardlink targets", keep_cross_layer_link_targets),
     ("mark layers", mark_layers),
     ("fix modes and capabilities", fix_modes),
@@ -125,27 +133,129 @@ pub const PASSES: &[(&str, Pass)] = &[
 
 /// What `profile` does to the image `fs`: every pass in order.
 pub fn plan(fs: &FinalFs, profile: &Profile) -> Plan {
+    plan_with(fs, profile, &BTreeMap::new())
+}
+
+/// [`plan`], with `extra` removals decided elsewhere (byte-identical copies of removed tools,
+/// found by hashing [`copy_check`]'s candidates): every pass in order.
+pub fn plan_with(fs: &FinalFs, profile: &Profile, extra: &BTreeMap<String, Rule>) -> Plan {
     let mut p = Plan { layers: vec![LayerPlan::default(); fs.layers.len()], ..Plan::default() };
+    p.copies_found = extra.clone();
     for (_, pass) in PASSES {
         pass(fs, profile, &mut p);
     }
     p
 }
 
+/// Files that may be byte-identical copies of a tool the plan removes: visible, regular,
+/// executable, neither removed nor kept, and of the size of a removed executable — with those
+/// removed files. Only these are hashed ([`crate::scan::hash_entries`], a second read of their
+/// layers); empty when no file could be a copy.
+pub fn copy_check(fs: &FinalFs, plan: &Plan, profile: &Profile) -> Vec<Loc> {
+    let aliases = fs.dir_aliases();
+    let mut keep_m = Matcher::new(&profile.keep, &aliases);
+    let tool = |e: &EntryInfo| e.kind == Kind::File && e.mode & 0o111 != 0 && e.size > 0;
+    let originals: Vec<(Loc, u64)> =
+        fs.iter().filter(|(p, _, e)| plan.is_removed(p) && tool(e)).map(|(_, l, e)| (l, e.size)).collect();
+    let sizes: HashSet<u64> = originals.iter().map(|o| o.1).collect();
+    let candidates: Vec<Loc> = fs
+        .iter()
+        .filter(|(p, _, e)| tool(e) && sizes.contains(&e.size) && !plan.is_removed(p) && keep_m.matches(p).is_none())
+        .map(|(_, l, _)| l)
+        .collect();
+    if candidates.is_empty() {
+        return Vec::new();
+    }
+    let wanted: HashSet<u64> = candidates.iter().map(|l| fs.entry(*l).size).collect();
+    originals.into_iter().filter(|o| wanted.contains(&o.1)).map(|o| o.0).chain(candidates).collect()
+}
+
+/// The removals [`copy_check`]'s hashes call for: each candidate byte-identical to a removed
+/// file goes with it, as `copy of /usr/bin/dash` under that file's rule's origin.
+pub fn copies(fs: &FinalFs, plan: &Plan, hashes: &HashMap<Loc, Digest>) -> BTreeMap<String, Rule> {
+    let mut by_hash: HashMap<&Digest, (&str, &Rule)> = HashMap::new();
+    for (p, l, _) in fs.iter() {
+        if let (Some(h), Some(r)) = (hashes.get(&l), plan.removed.get(p)) {
+            by_hash.entry(h).or_insert((p, r));
+        }
+    }
+    let mut out = BTreeMap::new();
+    for (p, l, _) in fs.iter() {
+        if plan.is_removed(p) {
+            continue;
+        }
+        if let Some((orig, rule)) = hashes.get(&l).and_then(|h| by_hash.get(h)) {
+            out.insert(p.to_string(), Rule { pattern: format!("copy of /{orig}"), origin: rule.origin.clone() });
+        }
+    }
+    out
+}
+
 /// Paths the `remove` rules match (through directory symlinks, a directory taking what is under
-/// it), unless a `keep` rule matches; a kept path keeps its directories.
+/// it), unless a `keep` rule matches.
 pub fn select_removals(fs: &FinalFs, profile: &Profile, p: &mut Plan) {
     let aliases = fs.dir_aliases();
     let mut remove_m = Matcher::new(&profile.remove, &aliases);
     let mut keep_m = Matcher::new(&profile.keep, &aliases);
-    let mut kept: Vec<String> = Vec::new();
     for (path, _, _) in fs.iter() {
-        if keep_m.matches(path).is_some() {
-            kept.push(path.to_string());
-        } else if let Some(rule) = remove_m.matches(path) {
-            p.removed.insert(path.to_string(), rule.clone());
+        if keep_m.matches(path).is_none() {
+            if let Some(rule) = remove_m.matches(path) {
+                p.removed.insert(path.to_string(), rule.clone());
+            }
         }
     }
+}
+
+/// The same tool under another name goes with a removed one, as `copy of /usr/bin/dash`, unless
+/// kept: byte-identical copies ([`plan_with`]'s extra removals), busybox under any name (by its
+/// banner) once a rule removes a busybox, and every other name (hardlink) of a removed file.
+pub fn remove_copies(fs: &FinalFs, profile: &Profile, p: &mut Plan) {
+    let aliases = fs.dir_aliases();
+    let mut keep_m = Matcher::new(&profile.keep, &aliases);
+    let kept: HashSet<String> =
+        fs.iter().filter(|(path, _, _)| keep_m.matches(path).is_some()).map(|(path, _, _)| path.to_string()).collect();
+    let removed = &mut p.removed;
+    for (path, r) in &p.copies_found {
+        if !kept.contains(path) {
+            removed.entry(path.clone()).or_insert_with(|| r.clone());
+        }
+    }
+    let busybox = removed.iter().find(|(path, _)| fs.get(path).is_some_and(|(_, e)| e.busybox));
+    if let Some((by, rule)) = busybox.map(|(path, r)| (path.clone(), r.clone())) {
+        let others: Vec<String> = fs
+            .iter()
+            .filter(|(path, _, e)| e.busybox && !removed.contains_key(*path) && !kept.contains(*path))
+            .map(|(path, _, _)| path.to_string())
+            .collect();
+        for path in others {
+            removed.insert(path, Rule { pattern: format!("copy of /{by} (busybox)"), origin: rule.origin.clone() });
+        }
+    }
+    // A hardlink is the same file under another name (e.g. /usr/local/bin/mysh linked to
+    // /usr/bin/dash).
+    let mut names: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (path, _, e) in fs.iter() {
+        if let (Kind::HardLink, Some(t)) = (e.kind, &e.link) {
+            names.entry(t.as_str()).or_default().push(path);
+        }
+    }
+    let mut copies = Vec::new();
+    for (target, links) in &names {
+        let group: Vec<&str> = std::iter::once(*target).chain(links.iter().copied()).collect();
+        let Some((by, rule)) = group.iter().find_map(|q| removed.get(*q).map(|r| (*q, r))) else { continue };
+        for q in group.iter().filter(|q| !removed.contains_key(**q) && !kept.contains(**q)) {
+            copies.push((q.to_string(), Rule { pattern: format!("copy of /{by}"), origin: rule.origin.clone() }));
+        }
+    }
+    removed.extend(copies);
+}
+
+/// A kept path keeps its directories.
+pub fn keep_directories(fs: &FinalFs, profile: &Profile, p: &mut Plan) {
+    let aliases = fs.dir_aliases();
+    let mut keep_m = Matcher::new(&profile.keep, &aliases);
+    let kept: Vec<String> =
+        fs.iter().filter(|(path, _, _)| keep_m.matches(path).is_some()).map(|(path, _, _)| path.to_string()).collect();
     for k in &kept {
         let mut d = parent(k);
         while !d.is_empty() && p.removed.remove(d).is_some() {
@@ -319,11 +429,40 @@ mod tests {
             entry("app/a", Kind::HardLink, Some("root/.env")),
             entry("app/b", Kind::HardLink, Some("root/.env")),
         ])]);
-        let p = plan(&fs, &load(&["baseline".into()]).unwrap());
+        // Kept links (keep wins over the copy rule) take the data.
+        let keep_app =
+            crate::profile::load_str("t.toml", "name = \"t\"\nextends = \"baseline\"\n[files]\nkeep = [\"/app\"]\n");
+        let p = plan(&fs, &keep_app.unwrap());
         let c = &p.layers[0].changes;
         assert_eq!(c["root/.env"].promote_to.as_deref(), Some("app/a"));
         assert!(c["app/a"].remove);
         assert_eq!(c["app/b"].relink_to.as_deref(), Some("app/a"));
+    }
+
+    #[test]
+    fn hardlinks_to_a_removed_tool_go_with_it_in_any_layer_unless_kept() {
+        let fs = FinalFs::build(vec![
+            layer(vec![
+                entry("bin", Kind::Symlink, Some("usr/bin")),
+                entry("usr/bin/dash", Kind::File, None),
+                entry("usr/local/bin/mysh", Kind::HardLink, Some("usr/bin/dash")),
+                entry("opt/keepme", Kind::HardLink, Some("usr/bin/dash")),
+            ]),
+            layer(vec![entry("srv/sh2", Kind::HardLink, Some("usr/bin/dash"))]),
+        ]);
+        let profile = crate::profile::load_str(
+            "t.toml",
+            "name = \"t\"\nextends = \"strict\"\n[files]\nkeep = [\"/opt/keepme\"]\n",
+        )
+        .unwrap();
+        let p = plan(&fs, &profile);
+        let copy = &p.removed["usr/local/bin/mysh"];
+        assert_eq!(copy.pattern, "copy of /usr/bin/dash");
+        assert!(copy.origin.contains("@shells"), "{copy:?}");
+        assert!(p.removed["srv/sh2"].pattern.starts_with("copy of /usr/bin/dash"));
+        assert!(p.layers[1].changes["srv/sh2"].remove);
+        assert!(!p.is_removed("opt/keepme"), "keep wins");
+        assert_eq!(p.layers[0].changes["usr/bin/dash"].promote_to.as_deref(), Some("opt/keepme"));
     }
 
     #[test]
@@ -361,7 +500,7 @@ mod tests {
     }
 
     #[test]
-    fn pass_select_removals_keep_wins_and_keeps_its_directories() {
+    fn passes_select_removals_and_keep_directories_keep_wins() {
         let fs = FinalFs::build(vec![layer(vec![
             entry("opt", Kind::Dir, None),
             entry("opt/tool", Kind::Dir, None),
@@ -369,7 +508,7 @@ mod tests {
             entry("opt/tool/licence", Kind::File, None),
         ])]);
         let pr = profile("name = \"t\"\n[files]\nremove = [\"/opt\"]\nkeep = [\"/opt/tool/licence\"]\n");
-        let p = run(&fs, &pr, &[select_removals]);
+        let p = run(&fs, &pr, &[select_removals, keep_directories]);
         assert!(p.is_removed("opt/tool/bin"));
         assert!(!p.is_removed("opt/tool/licence"));
         assert!(!p.is_removed("opt/tool") && !p.is_removed("opt"), "a kept path keeps its directories");
@@ -434,5 +573,52 @@ mod tests {
         let by_hand = run(&fs, &pr, &all);
         let planned = plan(&fs, &pr);
         assert_eq!(serde_json::to_value(&by_hand).unwrap(), serde_json::to_value(&planned).unwrap());
+    }
+
+    #[test]
+    fn byte_identical_copies_and_busybox_under_other_names_go_with_the_removed_tool() {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut add = |path: &str, mode: u32, data: &[u8]| {
+            let mut h = tar::Header::new_ustar();
+            h.set_mode(mode);
+            h.set_size(data.len() as u64);
+            b.append_data(&mut h, path, data).unwrap();
+        };
+        let mut busybox = vec![0u8; 100_000];
+        busybox[70_000..70_009].copy_from_slice(b"BusyBox v");
+        let mut other_busybox = busybox.clone();
+        other_busybox.push(1); // another build: another size
+        add("bin/dash", 0o755, b"dash-binary");
+        add("opt/mysh", 0o755, b"dash-binary"); // a copy under another name
+        add("opt/same-size", 0o755, b"other-bytes"); // same size, other bytes: hashed, kept
+        add("opt/kept-copy", 0o755, b"dash-binary"); // a copy, but kept
+        add("opt/data", 0o644, b"dash-binary"); // not executable: not a tool
+        add("bin/busybox", 0o755, &busybox);
+        add("usr/local/bin/toolbox", 0o755, &other_busybox);
+        add("usr/local/bin/not-busybox", 0o755, &[0u8; 100]);
+        let t = b.into_inner().unwrap();
+        let idx = crate::scan::scan_layer(&t[..], None, None, &crate::layer::Limits::default()).unwrap();
+        let flagged: Vec<&str> = idx.entries.iter().filter(|e| e.busybox).map(|e| e.path.as_str()).collect();
+        assert_eq!(flagged, vec!["bin/busybox", "usr/local/bin/toolbox"]);
+        let fs = FinalFs::build(vec![idx]);
+        let text = "name = \"t\"\nextends = \"strict\"\n[files]\nkeep = [\"/opt/kept-copy\"]\n";
+        let profile = crate::profile::load_str("t.toml", text).unwrap();
+        let first = plan(&fs, &profile);
+        let check = copy_check(&fs, &first, &profile);
+        let mut names: Vec<&str> = check.iter().map(|l| fs.entry(*l).path.as_str()).collect();
+        names.sort();
+        // Hashed: the removed tools of a size some candidate has, and those candidates only.
+        assert_eq!(names, vec!["bin/dash", "opt/mysh", "opt/same-size"]);
+        let wanted = check.iter().map(|l| l.entry).collect();
+        let hashes = crate::scan::hash_entries(&t[..], &wanted, &crate::layer::Limits::default()).unwrap();
+        let hashes = hashes.into_iter().map(|(entry, d)| (Loc { layer: 0, entry }, d)).collect();
+        let p = plan_with(&fs, &profile, &copies(&fs, &first, &hashes));
+        assert_eq!(p.removed["opt/mysh"].pattern, "copy of /bin/dash");
+        assert!(p.removed["opt/mysh"].origin.contains("@shells"), "{:?}", p.removed["opt/mysh"]);
+        assert_eq!(p.removed["usr/local/bin/toolbox"].pattern, "copy of /bin/busybox (busybox)");
+        for kept in ["opt/same-size", "opt/kept-copy", "opt/data", "usr/local/bin/not-busybox"] {
+            assert!(!p.is_removed(kept), "{kept}");
+        }
+        assert!(p.layers[0].changes["opt/mysh"].remove);
     }
 }

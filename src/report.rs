@@ -239,6 +239,10 @@ pub struct LayerReport {
     /// Bytes of the tar copied as source deflate blocks rather than recompressed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bytes_spliced: Option<u64>,
+    /// Descriptor annotations a rewritten layer lost because they describe the source blob
+    /// (eStargz / zstd:chunked TOC digests); rewritten layers only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dropped_annotations: Option<Vec<String>>,
     /// Why an added layer is there.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub purpose: Option<String>,

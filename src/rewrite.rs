@@ -13,7 +13,7 @@
 use crate::digest::{Digest, HashingWriter};
 use crate::layer::codec::{self, Codec, Encoder, OutputCodec};
 use crate::layer::splice::{self, Cursor, ReadAt, Splicer};
-use crate::layer::tar::{bad, Kind, RawEntry, TarReader, TarWriter};
+use crate::layer::tar::{bad, Kind, RawEntry, TarReader, TarWriter, MAX_USTAR_SIZE};
 use crate::layer::Limits;
 use crate::plan::{EntryChange, LayerPlan};
 use std::io::{self, Read, Write};
@@ -145,6 +145,7 @@ fn filter<R: Read, S: TarSink>(
                 tw.w.get_mut().claim(Some(e.offset));
                 tw.w.write_all(&e.meta)?;
                 tw.write_header(&e.header)?;
+                tw.w.write_all(&e.ext)?;
                 tr.copy_data(&mut tw.w)?;
                 tw.pad(e.size)?;
                 tw.w.get_mut().claim(None);
@@ -245,9 +246,10 @@ impl Read for ChannelReader {
     }
 }
 
-/// Entries without data must say size 0; anything else is rewritten so framing stays sane.
+/// Entries without data must say size 0; anything else is rewritten so framing stays sane. The
+/// declared size is the PAX `size` when there is one (it frames the entry for every reader).
 fn header_consistent(e: &RawEntry) -> bool {
-    e.header.entry_size().map(|s| s == e.size).unwrap_or(false)
+    e.declared == e.size
 }
 
 /// Emit an entry with a changed header: mode, capabilities, a promotion (a removed
@@ -260,8 +262,15 @@ fn write_changed<W: Write, R: Read>(
     promoted: Option<(&str, Option<&EntryChange>)>,
 ) -> io::Result<()> {
     let mut h = e.header.clone();
-    let mut records: Vec<(String, Vec<u8>)> =
-        e.pax.iter().filter(|(k, _)| k != "path" && k != "linkpath" && k != "size").cloned().collect();
+    // A PAX 1.0 sparse file keeps its `GNUSparseFile.NNN` header name; its real name is the
+    // `GNU.sparse.name` record, renamed below.
+    let sparse_name = e.pax.iter().any(|(k, _)| k == "GNU.sparse.name");
+    let mut records: Vec<(String, Vec<u8>)> = e
+        .pax
+        .iter()
+        .filter(|(k, _)| k != "path" && k != "linkpath" && k != "size" && k != "GNU.sparse.name")
+        .cloned()
+        .collect();
     let mut path = e.path.clone();
     let mut link = e.link.clone();
     let mut mode = c.mode;
@@ -282,11 +291,20 @@ fn write_changed<W: Write, R: Read>(
     if let Some(m) = mode {
         h.set_mode(m);
     }
-    h.set_size(e.size);
+    if e.size > MAX_USTAR_SIZE {
+        // Past 8 GiB the size goes in PAX, the header saying 0, as Go and CPython write it
+        // (every reader takes PAX's; a base-256 header field is a GNU-only extension).
+        records.push(("size".into(), e.size.to_string().into_bytes()));
+        h.set_size(0);
+    } else {
+        h.set_size(e.size);
+    }
     if e.kind == Kind::Dir && !path.ends_with('/') {
         path.push('/');
     }
-    if h.set_path(&path).is_err() {
+    if sparse_name {
+        records.push(("GNU.sparse.name".into(), path.clone().into_bytes()));
+    } else if h.set_path(&path).is_err() {
         records.push(("path".into(), path.clone().into_bytes()));
         set_truncated(&mut h.as_old_mut().name, &path);
     }
@@ -299,6 +317,7 @@ fn write_changed<W: Write, R: Read>(
     h.set_cksum();
     tw.write_pax(&records)?;
     tw.write_header(&h)?;
+    tw.w.write_all(&e.ext)?;
     let n = tr.copy_data(&mut tw.w)?;
     if n != e.size {
         return Err(bad("entry data shorter than its header says"));
@@ -518,5 +537,182 @@ mod tests {
             );
             assert!(r.is_err());
         }
+    }
+
+    /// A header block of type `t` declaring `size`; `f` edits its raw bytes before the checksum.
+    fn header(name: &str, t: u8, size: u64, f: impl FnOnce(&mut [u8; 512])) -> [u8; 512] {
+        let mut h = tar::Header::new_gnu();
+        h.set_path(name).unwrap();
+        h.set_entry_type(tar::EntryType::new(t));
+        h.set_mode(0o644);
+        h.set_size(size);
+        h.set_mtime(1_700_000_000);
+        let mut b = *h.as_bytes();
+        f(&mut b);
+        let mut h = tar::Header::from_byte_slice(&b).clone();
+        h.set_cksum();
+        *h.as_bytes()
+    }
+
+    fn octal(field: &mut [u8], v: u64) {
+        let s = format!("{v:0w$o}\0", w = field.len() - 1);
+        field.copy_from_slice(s.as_bytes());
+    }
+
+    fn padded(t: &mut Vec<u8>, data: &[u8]) {
+        t.extend_from_slice(data);
+        t.resize(t.len().div_ceil(512) * 512, 0);
+    }
+
+    /// GNU sparse files as `tar --sparse` writes them (old-GNU `S` with an extension block) and
+    /// as `--sparse-version=1.0` does (PAX, map in the data, real name in GNU.sparse.name).
+    fn sparse_sample() -> Vec<u8> {
+        let mut t = Vec::new();
+        t.extend_from_slice(&header("sparse", b'S', 1024, |b| {
+            octal(&mut b[386..398], 0);
+            octal(&mut b[398..410], 512);
+            b[482] = 1; // isextended
+            octal(&mut b[483..495], 1 << 20); // realsize
+        }));
+        let mut ext = [0u8; 512];
+        octal(&mut ext[0..12], (1 << 20) - 512);
+        octal(&mut ext[12..24], 512);
+        t.extend_from_slice(&ext);
+        t.extend_from_slice(&[b'z'; 1024]);
+        let recs: Vec<(String, Vec<u8>)> = [
+            ("GNU.sparse.major", "1"),
+            ("GNU.sparse.minor", "0"),
+            ("GNU.sparse.name", "opt/real name"),
+            ("GNU.sparse.realsize", "1000000"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+        .collect();
+        TarWriter::new(&mut t).write_pax(&recs).unwrap();
+        let mut data = b"1\n999995\n5\n".to_vec();
+        data.resize(512, 0);
+        data.extend_from_slice(b"hello");
+        t.extend_from_slice(&header("./GNUSparseFile.0/real name", b'0', data.len() as u64, |_| {}));
+        padded(&mut t, &data);
+        t.extend_from_slice(&header("next", b'0', 4, |_| {}));
+        padded(&mut t, b"next");
+        t.extend_from_slice(&[0; 1024]);
+        t
+    }
+
+    #[test]
+    fn gnu_sparse_files_are_read_and_passed_through_with_their_maps() {
+        let t = sparse_sample();
+        let idx = crate::scan::scan_layer(&t[..], None, None, &Limits::default()).unwrap();
+        let got: Vec<(&str, Kind, u64)> = idx.entries.iter().map(|e| (e.path.as_str(), e.kind, e.size)).collect();
+        assert_eq!(
+            got,
+            vec![("sparse", Kind::File, 1 << 20), ("opt/real name", Kind::File, 1_000_000), ("next", Kind::File, 4)]
+        );
+        // Unchanged: the same tar, byte for byte.
+        let (out, _) = rewrite_layer(
+            blob(&t),
+            vec_out,
+            &LayerPlan::default(),
+            Settings { splice: false, ..Settings::new(OutputCodec::Gzip(6)) },
+            &Limits::default(),
+        )
+        .unwrap();
+        let mut plain = Vec::new();
+        decoder(&out[..]).unwrap().1.read_to_end(&mut plain).unwrap();
+        assert_eq!(plain, t);
+        // Changed (headers rebuilt): the map blocks, the data and the 1.0 header name stay.
+        let mut plan = LayerPlan::default();
+        for p in ["sparse", "opt/real name"] {
+            plan.changes.insert(p.into(), EntryChange { mode: Some(0o600), ..Default::default() });
+        }
+        let (out, _) = rewrite_layer(
+            blob(&t),
+            vec_out,
+            &plan,
+            Settings { splice: false, ..Settings::new(OutputCodec::Gzip(6)) },
+            &Limits::default(),
+        )
+        .unwrap();
+        let back = crate::layer::testdata::entries(&out);
+        assert_eq!(back.len(), 3);
+        let (e, d) = &back[0];
+        assert_eq!(
+            (e.path.as_str(), e.mode(), e.real_size, &e.ext[..], &d[..]),
+            ("sparse", 0o600, 1 << 20, &ext_of(&t)[..], &[b'z'; 1024][..])
+        );
+        let (e, d) = &back[1];
+        assert_eq!((e.path.as_str(), e.mode(), e.real_size, d.len()), ("opt/real name", 0o600, 1_000_000, 517));
+        assert!(e.header.path_bytes().starts_with(b"GNUSparseFile.0/"), "{:?}", e.header.path_bytes());
+        assert_eq!((back[2].0.path.as_str(), &back[2].1[..]), ("next", &b"next"[..]));
+    }
+
+    fn ext_of(t: &[u8]) -> Vec<u8> {
+        t[512..1024].to_vec()
+    }
+
+    /// The rewritten tar, handed to a reader on another thread in chunks: nothing is kept whole.
+    struct Pipe {
+        tx: std::sync::mpsc::SyncSender<Vec<u8>>,
+        buf: Vec<u8>,
+    }
+
+    impl Write for Pipe {
+        fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+            self.buf.extend_from_slice(data);
+            if self.buf.len() >= 4 << 20 {
+                let full = std::mem::replace(&mut self.buf, Vec::with_capacity(4 << 20));
+                self.tx.send(full).map_err(|_| io::Error::other("reader stopped"))?;
+            }
+            Ok(data.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl TarSink for Pipe {}
+
+    #[test]
+    fn a_file_over_8_gib_with_a_pax_size_is_read_and_rewritten_without_the_disk() {
+        // As Go and CPython write it: the size in PAX, 0 in the header. The data is generated.
+        const BIG: u64 = (8 << 30) + 3;
+        let mut head = Vec::new();
+        TarWriter::new(&mut head).write_pax(&[("size".into(), BIG.to_string().into_bytes())]).unwrap();
+        head.extend_from_slice(&header("big", b'0', 0, |_| {}));
+        let mut tail = vec![0u8; crate::layer::tar::padding(BIG) as usize];
+        tail.extend_from_slice(&header("after", b'0', 5, |_| {}));
+        padded(&mut tail, b"after");
+        tail.extend_from_slice(&[0; 1024]);
+        let input = io::Cursor::new(head).chain(io::repeat(0).take(BIG)).chain(io::Cursor::new(tail));
+
+        let (tx, rx) = std::sync::mpsc::sync_channel(4);
+        let reader = std::thread::spawn(move || {
+            let mut tr = TarReader::new(ChannelReader { rx, cur: Vec::new(), pos: 0 });
+            let mut seen = Vec::new();
+            while let Some(e) = tr.next_entry().unwrap() {
+                // Small data is kept to compare, the big one only counted.
+                let mut small = Vec::new();
+                let n = if e.size < 1024 { tr.copy_data(&mut small) } else { tr.copy_data(&mut io::sink()) }.unwrap();
+                let pax_size = e.pax.iter().find(|(k, _)| k == "size").map(|(_, v)| v.clone());
+                seen.push((e.path, n, e.header.entry_size().unwrap(), pax_size, small));
+            }
+            seen
+        });
+        // The big file's header is rebuilt (a mode change), the small one is copied.
+        let mut plan = LayerPlan::default();
+        plan.changes.insert("big".into(), EntryChange { mode: Some(0o600), ..Default::default() });
+        let mut tw = TarWriter::new(HashingWriter::new(Pipe { tx, buf: Vec::new() }));
+        let stats = filter(TarReader::new(input), &mut tw, &plan).unwrap();
+        assert_eq!(stats.changed, 1);
+        let (mut pipe, _, len) = tw.finish().unwrap().finish();
+        let rest = std::mem::take(&mut pipe.buf);
+        pipe.tx.send(rest).unwrap();
+        drop(pipe);
+        let seen = reader.join().unwrap();
+        assert_eq!(len, 1536 + BIG + 512 - 3 + 1024 + 1024, "PAX block, header, data, the small file, the end");
+        assert_eq!(seen.len(), 2);
+        assert_eq!(seen[0], ("big".into(), BIG, 0, Some(BIG.to_string().into_bytes()), Vec::new()));
+        assert_eq!(seen[1], ("after".into(), 5, 5, None, b"after".to_vec()));
     }
 }

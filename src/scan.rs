@@ -5,6 +5,7 @@
 
 use crate::digest::{Digest, HashingReader};
 use crate::layer::codec::Codec;
+use crate::layer::elf::{self, ElfDeps};
 use crate::layer::inflate;
 use crate::layer::tar::{Kind, TarReader};
 use crate::layer::Limits;
@@ -25,6 +26,11 @@ pub struct EntryInfo {
     pub escapes: bool,
     /// The first bytes of the file, for the few files later stages look inside (see [`prefix_len`]).
     pub prefix: Option<Box<[u8]>>,
+    /// An ELF file's class, machine and dynamic dependencies (what the guard follows), read as
+    /// the layer streams past (see [`crate::layer::elf`]).
+    pub elf: Option<Box<ElfDeps>>,
+    /// An executable whose data holds busybox's banner (`BusyBox v`): busybox under any name.
+    pub busybox: bool,
 }
 
 impl EntryInfo {
@@ -48,6 +54,13 @@ pub fn prefix_len(path: &str, mode: u32, size: u64) -> u64 {
     const ACCOUNTS: [&str; 4] = ["etc/passwd", "etc/group", "etc/shadow", "etc/gshadow"];
     if ACCOUNTS.contains(&path) {
         return size.min(1 << 20);
+    }
+    // The dynamic loader's search path (the guard resolves DT_NEEDED through it).
+    if path == "etc/ld.so.conf"
+        || path.starts_with("etc/ld.so.conf.d/")
+        || (path.starts_with("etc/ld-musl-") && path.ends_with(".path"))
+    {
+        return size.min(64 << 10);
     }
     if mode & 0o111 != 0 {
         return size.min(1024);
@@ -93,6 +106,108 @@ pub fn prefix_len(path: &str, mode: u32, size: u64) -> u64 {
     0
 }
 
+/// busybox's banner, in every build's data.
+const BUSYBOX: &[u8] = b"BusyBox v";
+
+/// A sink that looks for [`BUSYBOX`] across the chunks written to it, allocating nothing.
+struct Banner {
+    finder: memchr::memmem::Finder<'static>,
+    /// The last bytes seen (fewer than the banner), for a banner split between two chunks.
+    tail: [u8; 8],
+    len: usize,
+    found: bool,
+}
+
+impl Banner {
+    fn new(head: &[u8]) -> Banner {
+        let mut b = Banner { finder: memchr::memmem::Finder::new(BUSYBOX), tail: [0; 8], len: 0, found: false };
+        b.look(head);
+        b
+    }
+
+    fn look(&mut self, data: &[u8]) {
+        const K: usize = BUSYBOX.len() - 1;
+        if self.found || data.is_empty() {
+            return;
+        }
+        // The previous tail with this chunk's start: a banner straddling the two.
+        let mut w = [0u8; 2 * K];
+        let n = data.len().min(K);
+        w[..self.len].copy_from_slice(&self.tail[..self.len]);
+        w[self.len..self.len + n].copy_from_slice(&data[..n]);
+        let joined = &w[..self.len + n];
+        if self.finder.find(joined).is_some() || self.finder.find(data).is_some() {
+            self.found = true;
+            return;
+        }
+        let last = if data.len() >= K { &data[data.len() - K..] } else { &joined[joined.len().saturating_sub(K)..] };
+        self.tail[..last.len()].copy_from_slice(last);
+        self.len = last.len();
+    }
+}
+
+impl std::io::Write for Banner {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.look(data);
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The sha256 of the data of the entries `wanted` of one layer blob (numbered as
+/// [`scan_layer`] numbers them: global PAX headers are not entries), read again within `limits`.
+/// This second read serves the plan's search for copies of removed tools, for the few files
+/// that may be one.
+pub fn hash_entries(
+    blob: impl Read,
+    wanted: &std::collections::BTreeSet<usize>,
+    limits: &Limits,
+) -> io::Result<std::collections::HashMap<usize, Digest>> {
+    let mut out = std::collections::HashMap::new();
+    let (_, plain) = crate::layer::codec::limited_decoder(blob, limits)?;
+    let mut tr = TarReader::new(plain);
+    let mut i = 0;
+    while out.len() < wanted.len() {
+        let Some(e) = tr.next_entry()? else { break };
+        if e.kind == Kind::GlobalPax {
+            continue;
+        }
+        if wanted.contains(&i) {
+            let mut h = crate::digest::HashingWriter::new(io::sink());
+            tr.copy_data(&mut h)?;
+            out.insert(i, h.finish().1);
+        }
+        i += 1;
+    }
+    Ok(out)
+}
+
+/// [`hash_entries`] for entries spread over layers: `blobs[i]` is layer `i`'s blob file and
+/// `names[i]` names it in errors.
+pub fn hash_locs(
+    blobs: &[std::path::PathBuf],
+    names: &[String],
+    locs: &[crate::fs::Loc],
+    limits: &Limits,
+) -> io::Result<std::collections::HashMap<crate::fs::Loc, Digest>> {
+    let mut per_layer: std::collections::BTreeMap<usize, std::collections::BTreeSet<usize>> = Default::default();
+    for l in locs {
+        per_layer.entry(l.layer).or_default().insert(l.entry);
+    }
+    let mut out = std::collections::HashMap::new();
+    for (layer, wanted) in per_layer {
+        let name = names.get(layer).map_or("?", String::as_str);
+        let path = blobs.get(layer).ok_or_else(|| io::Error::other(format!("layer {name}: no local blob")))?;
+        let file = std::fs::File::open(path).map_err(|e| io::Error::new(e.kind(), format!("layer {name}: {e}")))?;
+        let hashes = hash_entries(io::BufReader::new(file), &wanted, limits)
+            .map_err(|e| io::Error::new(e.kind(), format!("layer {name}: {e}")))?;
+        out.extend(hashes.into_iter().map(|(entry, d)| (crate::fs::Loc { layer, entry }, d)));
+    }
+    Ok(out)
+}
+
 /// Scan one layer blob within `limits` (size, ratio, entries: see [`Limits`]). The blob's digest
 /// (when not verified on download) and the config's diff_id are checked when given: a mismatch
 /// is an error naming both. One thread decompresses (and hashes the blob), the caller's hashes
@@ -130,10 +245,35 @@ fn scan_counted(
                         continue;
                     }
                     let mode = e.mode();
-                    let want = if e.kind == Kind::File { prefix_len(&e.path, mode, e.size) } else { 0 };
-                    let prefix = if want > 0 { Some(tr.read_prefix(want)?.into_boxed_slice()) } else { None };
-                    let kept =
-                        e.path.len() + e.link.as_ref().map_or(0, String::len) + prefix.as_ref().map_or(0, |p| p.len());
+                    // A sparse file's stored bytes are not its bytes from offset 0: no prefix.
+                    let want = if e.kind == Kind::File && !e.sparse { prefix_len(&e.path, mode, e.size) } else { 0 };
+                    // Every file's first bytes say whether it is ELF (libraries are not executable).
+                    let head_len = if e.kind == Kind::File && !e.sparse { want.max(e.size.min(64)) } else { 0 };
+                    let head = if head_len > 0 { tr.read_prefix(head_len)? } else { Vec::new() };
+                    let mut banner = Banner::new(&head);
+                    let elf = if head.starts_with(b"\x7fELF") {
+                        elf::read_deps(&head, e.size, |n| {
+                            let more = tr.read_prefix(n)?;
+                            banner.look(&more);
+                            Ok(more)
+                        })?
+                        .map(Box::new)
+                    } else {
+                        None
+                    };
+                    let prefix: Option<Box<[u8]>> = (want > 0).then(|| head[..head.len().min(want as usize)].into());
+                    // Executables are read to their end for busybox's banner (the bytes stream past
+                    // anyway); nothing of them is kept but the flag.
+                    let busybox = if e.kind == Kind::File && !e.sparse && mode & 0o111 != 0 && e.size > 0 {
+                        tr.copy_data(&mut banner)?;
+                        banner.found
+                    } else {
+                        false
+                    };
+                    let kept = e.path.len()
+                        + e.link.as_ref().map_or(0, String::len)
+                        + prefix.as_ref().map_or(0, |p| p.len())
+                        + elf.as_ref().map_or(0, |d| d.kept_bytes());
                     limits.take_entry(kept as u64)?;
                     taken.0 += 1;
                     taken.1 += kept as u64;
@@ -144,10 +284,13 @@ fn scan_counted(
                         path: e.path,
                         kind: e.kind,
                         mode,
-                        size: e.size,
+                        // The size once extracted (a sparse file's real size).
+                        size: e.real_size,
                         link: e.link,
                         escapes: e.escapes,
                         prefix,
+                        elf,
+                        busybox,
                     });
                 }
                 tr.finish()?;
@@ -169,4 +312,36 @@ fn scan_counted(
         }
     }
     Ok(LayerIndex { entries, codec: compressed.codec, diff_id, uncompressed_size })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn the_busybox_banner_is_found_across_chunks() {
+        let data = b"xxxxBusyBox v1.36.1 (2023-01-01)".to_vec();
+        for split in 0..data.len() {
+            for first in [0, 2] {
+                let mut b = Banner::new(&data[..first.min(split)]);
+                b.write_all(&data[first.min(split)..split]).unwrap();
+                // One byte at a time, then the rest.
+                for c in data[split..].chunks(1).take(3) {
+                    b.write_all(c).unwrap();
+                }
+                b.write_all(&data[(split + 3).min(data.len())..]).unwrap();
+                assert!(b.found, "split at {split}");
+            }
+        }
+        let mut b = Banner::new(b"BusyBox");
+        b.write_all(b"v1 BusyBox").unwrap();
+        b.write_all(b"-v").unwrap();
+        assert!(!b.found, "neither is the banner");
+        let mut b = Banner::new(b"Busy");
+        b.write_all(b"Box").unwrap();
+        b.write_all(b" ").unwrap();
+        b.write_all(b"v").unwrap();
+        assert!(b.found);
+    }
 }

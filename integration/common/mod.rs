@@ -77,6 +77,11 @@ fn package_of(tool: &str) -> &'static str {
         "curl" => "curl",
         "python3" => "python3",
         "bash" => "bash",
+        "bsdtar" => "libarchive-tools",
+        "bzip2" => "bzip2",
+        "xz" => "xz-utils",
+        "gzip" => "gzip",
+        "timeout" => "coreutils",
         _ => "?",
     }
 }

@@ -440,7 +440,9 @@ fn after_view_adds_the_user_layer_and_promotes_hardlinks() {
         file("root/.env", 0o600, b"A=1\n"),
         entry("app/a", Kind::HardLink, Some("root/.env")),
     ])]);
-    let profile = crate::profile::load(&["baseline".into()]).unwrap();
+    // The kept link takes the data (an unkept one would go with the removed file).
+    let text = "name = \"t\"\nextends = \"baseline\"\n[files]\nkeep = [\"/app\"]\n";
+    let profile = crate::profile::load_str("t.toml", text).unwrap();
     let plan = crate::plan::plan(&fs, &profile);
     let user = crate::config::plan_user(&fs, &profile, 0, crate::layer::codec::OutputCodec::Gzip(1)).unwrap();
     let after = after_view(&fs, &plan, user.layer.as_ref().map(|l| l.blob.as_slice()));

@@ -50,9 +50,9 @@ pub struct LimitArgs {
     #[arg(long, value_name = "BYTES", default_value = "64G", value_parser = parse_size)]
     max_layer_size: u64,
     /// Refuse a layer that decompresses to more than RATIO times its compressed size (judged
-    /// once it has produced 64 MiB).
-    #[arg(long, value_name = "RATIO", default_value_t = harden::layer::DEFAULT_MAX_RATIO,
-          value_parser = clap::value_parser!(u64).range(1..))]
+    /// once it has produced 64 MiB). 0 (the default) is off: --max-layer-size bounds the work,
+    /// and a ratio would also refuse legitimate, very compressible files.
+    #[arg(long, value_name = "RATIO", default_value_t = harden::layer::DEFAULT_MAX_RATIO)]
     max_ratio: u64,
     /// Refuse an image with more entries than this in its layers (each is kept in memory).
     #[arg(long, value_name = "N", default_value_t = harden::layer::DEFAULT_MAX_ENTRIES)]
@@ -98,8 +98,9 @@ pub struct CacheArgs {
 }
 
 impl CacheArgs {
-    pub fn open(&self) -> Result<std::sync::Arc<RewriteCache>> {
+    /// The cache, its notices going to `progress`.
+    pub fn open(&self, progress: &Progress) -> Result<std::sync::Arc<RewriteCache>> {
         let dir = if self.no_cache { None } else { self.cache_dir.clone().or_else(cache::default_dir) };
-        Ok(std::sync::Arc::new(RewriteCache::new(dir)?))
+        Ok(std::sync::Arc::new(RewriteCache::new(dir)?.with_progress(progress.clone())))
     }
 }

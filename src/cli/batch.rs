@@ -58,7 +58,7 @@ pub fn run(a: BatchArgs) -> Result<ExitCode> {
         shard: a.shard,
         keep_going: a.keep_going,
         report: a.report,
-        cache: a.cache.open()?,
+        cache: a.cache.open(&progress)?,
         net: a.net.options(&progress),
         progress: progress.clone(),
         rebuild: RebuildOptions {

@@ -91,7 +91,7 @@ impl RebuildArgs {
             sign_key,
             base_name: self.base_name,
             platforms: self.platform,
-            cache: Some(self.cache.open()?),
+            cache: Some(self.cache.open(&progress)?),
             progress,
             ..RebuildOptions::default()
         };

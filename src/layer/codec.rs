@@ -103,8 +103,9 @@ pub fn decoder<'a, R: Read + 'a>(raw: R) -> io::Result<(Codec, Box<dyn Read + 'a
 }
 
 /// [`decoder`] within `limits`: the uncompressed stream fails (`InvalidData`, naming the flag)
-/// once it passes `max_layer_size`, or — past [`super::RATIO_FLOOR`] — `max_ratio` times the
-/// compressed bytes consumed so far; and once the run is cancelled.
+/// once it passes `max_layer_size`, or — when `max_ratio` is set (not 0), past
+/// [`super::RATIO_FLOOR`] — `max_ratio` times the compressed bytes consumed so far; and once the
+/// run is cancelled.
 pub fn limited_decoder<'a, R: Read + 'a>(raw: R, limits: &Limits) -> io::Result<(Codec, Box<dyn Read + 'a>)> {
     let consumed = Arc::new(AtomicU64::new(0));
     let counted = Counted { inner: raw, n: Arc::clone(&consumed) };
@@ -156,7 +157,8 @@ impl Read for Bounded<'_> {
             )));
         }
         let consumed = self.consumed.load(Ordering::Relaxed).max(1);
-        if self.out > super::RATIO_FLOOR && self.out > consumed.saturating_mul(self.limits.max_ratio) {
+        let ratio = self.limits.max_ratio;
+        if ratio > 0 && self.out > super::RATIO_FLOOR && self.out > consumed.saturating_mul(ratio) {
             return Err(super::tar::bad(format!(
                 "{} bytes uncompressed from {consumed} compressed, a ratio over {} (--max-ratio; a decompression bomb?)",
                 self.out, self.limits.max_ratio

@@ -187,11 +187,69 @@ fn enormous_pax_headers_and_names_are_refused() {
     raw(&mut t, "a", b'0', 0o644, b"", "");
     assert!(msg(scan(&gz(&end(t)))).contains("PATH_MAX"));
 
-    // A PAX size that disagrees with the header (two parsers, two archives).
+    // A PAX size that is not a number: the entry cannot be framed.
     let mut t = Vec::new();
-    super::tar::TarWriter::new(&mut t).write_pax(&[("size".to_string(), b"1024".to_vec())]).unwrap();
+    super::tar::TarWriter::new(&mut t).write_pax(&[("size".to_string(), b"1k".to_vec())]).unwrap();
     raw(&mut t, "a", b'0', 0o644, b"", "");
-    assert!(msg(scan(&gz(&end(t)))).contains("disagrees"));
+    assert!(msg(scan(&gz(&end(t)))).contains("PAX size record `1k` is not a number"));
+}
+
+#[test]
+fn header_only_entries_carry_no_data_whatever_size_they_declare() {
+    // POSIX, GNU tar, Go and CPython: no data follows a directory (or link, device, FIFO), so
+    // the next header comes at once. Skipping the 1024 declared bytes would hide `sbin/hidden`
+    // from the scan (and so from the plan and the audit) while every unpacker creates it.
+    let mut t = Vec::new();
+    raw(&mut t, "sbin", b'5', 0o755, b"", "");
+    let dir_header = t.len() - 512;
+    let mut h = tar::Header::from_byte_slice(&t[dir_header..]).clone();
+    h.set_size(1024);
+    h.set_cksum();
+    t[dir_header..].copy_from_slice(h.as_bytes());
+    raw(&mut t, "sbin/hidden", b'0', 0o4755, b"suid", "");
+    raw(&mut t, "z", b'0', 0o644, &[b'z'; 1024], "");
+    let idx = scan(&gz(&end(t))).unwrap();
+    let got: Vec<(&str, u64)> = idx.entries.iter().map(|e| (e.path.as_str(), e.size)).collect();
+    assert_eq!(got, vec![("sbin", 0), ("sbin/hidden", 4), ("z", 1024)]);
+
+    // A PAX key with a NUL byte is refused (as bsdtar and GNU tar do); PAX blocks with no entry
+    // after them end the archive (as GNU tar and Go do).
+    let mut t = Vec::new();
+    super::tar::TarWriter::new(&mut t).write_pax(&[("SCHILY.xattr.a\0b".to_string(), b"v".to_vec())]).unwrap();
+    raw(&mut t, "a", b'0', 0o644, b"", "");
+    assert!(msg(scan(&gz(&end(t)))).contains("NUL"));
+    let mut t = Vec::new();
+    raw(&mut t, "a", b'0', 0o644, b"", "");
+    pax(&mut t, "path", 10);
+    assert_eq!(scan(&gz(&t)).unwrap().entries.len(), 1);
+    assert_eq!(scan(&gz(&end(t))).unwrap().entries.len(), 1);
+}
+
+#[test]
+fn a_pax_size_overrides_the_header_as_every_reader_does() {
+    // Go's pax-pos-size-file.tar: header 684, PAX 999. GNU tar, bsdtar and Go frame it by 999.
+    let mut t = Vec::new();
+    super::tar::TarWriter::new(&mut t).write_pax(&[("size".to_string(), b"999".to_vec())]).unwrap();
+    let mut body = vec![b'x'; 999];
+    raw(&mut t, "a", b'0', 0o644, &body[..684], "");
+    t.truncate(t.len() - 512 * 2); // drop the 684 bytes (2 blocks) the header framed
+    body.resize(999usize.div_ceil(512) * 512, 0);
+    t.extend_from_slice(&body);
+    raw(&mut t, "b", b'0', 0o644, b"after", "");
+    let blob = gz(&end(t));
+    let idx = scan(&blob).unwrap();
+    let got: Vec<(&str, u64)> = idx.entries.iter().map(|e| (e.path.as_str(), e.size)).collect();
+    assert_eq!(got, vec![("a", 999), ("b", 5)]);
+    // Passed through unchanged, and rewritten (its header rebuilt) alike.
+    let fs = FinalFs::build(vec![idx]);
+    let mut p = plan::plan(&fs, &profile::load(&["passthrough".into()]).unwrap()).layers.remove(0);
+    let same = super::testdata::entries(&rewrite(&blob, &p).unwrap());
+    p.changes.insert("a".into(), plan::EntryChange { mode: Some(0o600), ..Default::default() });
+    let changed = super::testdata::entries(&rewrite(&blob, &p).unwrap());
+    for out in [same, changed] {
+        let got: Vec<(&str, usize, &[u8])> = out.iter().map(|(e, d)| (e.path.as_str(), d.len(), &d[..3])).collect();
+        assert_eq!(got, vec![("a", 999, &b"xxx"[..]), ("b", 5, &b"aft"[..])]);
+    }
 }
 
 #[test]
@@ -265,8 +323,10 @@ fn decompression_bombs_stop_at_the_limits() {
         let ratio = Limits::new(1 << 40, 100, 1000);
         let e = msg(scan_layer(&b[..], None, None, &ratio));
         assert!(e.contains("--max-ratio"), "{codec}: {e}");
-        // The defaults let it through (it is only 96 MiB, ratio about 1000 for gzip).
-        let ok = Limits::new(1 << 40, 1_000_000, 1000);
+        // The defaults let it through: a file of zeros is also what a legitimate layer may hold,
+        // and it fits --max-layer-size (the ratio is off unless asked for).
+        let ok = Limits::new(1 << 40, super::DEFAULT_MAX_RATIO, 1000);
+        assert_eq!(super::DEFAULT_MAX_RATIO, 0);
         assert_eq!(scan_layer(&b[..], None, None, &ok).unwrap().uncompressed_size, (96 << 20) + 512 + 1024);
     }
 }

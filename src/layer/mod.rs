@@ -1,6 +1,7 @@
 //! Layer bytes: compression codecs and the tar entry stream. The two stages that read
 //! layers — [`crate::scan`] and [`crate::rewrite`] — are built on these, within [`Limits`].
 pub mod codec;
+pub mod elf;
 pub mod inflate;
 pub mod path;
 pub mod pgzip;
@@ -44,16 +45,20 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 pub const DEFAULT_MAX_LAYER_SIZE: u64 = 64 << 30;
-pub const DEFAULT_MAX_RATIO: u64 = 1000;
+/// Off (0) by default: a legitimate file of zeros or logs compresses beyond any ratio a bomb
+/// needs, so the ratio cannot tell them apart; the absolute bound `--max-layer-size` is what
+/// bounds the work. An operator may opt in for sources where such files are not expected.
+pub const DEFAULT_MAX_RATIO: u64 = 0;
 pub const DEFAULT_MAX_ENTRIES: u64 = 4_000_000;
-/// The ratio is judged only once a layer has produced this much: small layers (a few files of
-/// zeros) legitimately compress beyond any sane ratio, and cost nothing.
+/// When `--max-ratio` is set, it is judged only once a layer has produced this much: small
+/// layers (a few files of zeros) legitimately compress beyond any sane ratio, and cost nothing.
 pub const RATIO_FLOOR: u64 = 64 << 20;
 /// Names and file prefixes the scan keeps in memory for a whole run, at most.
 pub const MAX_KEPT_BYTES: u64 = 4 << 30;
 
-/// What reading layers may cost: uncompressed bytes per layer (`--max-layer-size`), the
-/// uncompressed/compressed ratio (`--max-ratio`, a decompression bomb's signature) and the
+/// What reading layers may cost: uncompressed bytes per layer (`--max-layer-size`, the bound on
+/// a decompression bomb's work), optionally the uncompressed/compressed ratio (`--max-ratio`, 0 =
+/// off, to stop a bomb earlier at the price of refusing very compressible legitimate files) and the
 /// entries kept in memory across the run (`--max-entries`, with [`MAX_KEPT_BYTES`] of names and
 /// prefixes). Clones share the entry count: one run, one budget.
 #[derive(Clone, Debug)]

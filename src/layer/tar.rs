@@ -1,13 +1,32 @@
 //! A streaming tar reader that yields whole logical entries (metadata blocks + header) and
 //! keeps their raw bytes, so the rewrite can copy an untouched entry verbatim.
 //!
-//! Written here rather than using `tar::Archive` because the rewrite needs (a) the exact bytes
-//! of each PAX / GNU long-name block to copy them through, and (b) to refuse archives whose PAX
-//! `size` disagrees with the header (parsers disagreeing on entry boundaries is how hostile
-//! archives smuggle content). Field parsing still uses `tar::Header`.
+//! Written here rather than using `tar::Archive` because the rewrite needs the exact bytes of
+//! each PAX / GNU long-name block and GNU sparse extension block to copy them through. Field
+//! parsing still uses `tar::Header`.
 //!
-//! Owns: block framing, PAX/GNU long names. Must not: decide policy (paths are normalised by
-//! [`super::path`]).
+//! What it reads is what GNU tar, libarchive (bsdtar) and Go's archive/tar read:
+//! - **Entry size**: a PAX `size` record overrides the header's size field, as POSIX says and
+//!   every one of those readers does. Go and CPython write files over 8 GiB with the real size in
+//!   PAX and `0` in the header; Go's `pax-pos-size-file.tar` (header 684, PAX 999) is framed by
+//!   999 bytes in all three. harden does the same, deliberately: following PAX like every reader
+//!   is what makes the framing unambiguous (refusing it would only break real archives; a
+//!   parser that ignores PAX is the odd one out, and nothing harden writes relies on it). A PAX
+//!   `size` that is not a number is an error. A rewritten header of a file over 8 GiB keeps the
+//!   size in a PAX record (header field 0), as Go writes it.
+//! - **GNU sparse files**, passed through unchanged: old-GNU `S` headers with their `isextended`
+//!   continuation blocks (kept verbatim in [`RawEntry::ext`], data = the header's size = stored
+//!   bytes); PAX 0.0/0.1 (`GNU.sparse.*` records, header size = stored size) and 1.0 (the map
+//!   at the start of the data, `GNU.sparse.realsize`, the real name in `GNU.sparse.name` while the
+//!   header says `./GNUSparseFile.NNN/name`). [`RawEntry::path`] is the real name and
+//!   [`RawEntry::real_size`] the file's size once expanded.
+//! - **Header checksums** computed over unsigned or signed bytes (old Unix tars; GNU tar takes both).
+//! - **Header-only entries** (links, devices, directories, FIFOs) carry no data whatever size they
+//!   declare, as POSIX says and GNU tar, Go and CPython read them.
+//! - **PAX names** end at their first NUL, as GNU tar and bsdtar read them.
+//!
+//! Owns: block framing, PAX/GNU long names, sparse headers. Must not: decide policy (paths are
+//! normalised by [`super::path`]).
 
 use super::path::normalize;
 use std::io::{self, Read, Write};
@@ -15,8 +34,12 @@ use std::io::{self, Read, Write};
 pub const BLOCK: u64 = 512;
 /// Largest PAX or GNU long-name block accepted (a hostile archive could claim gigabytes).
 pub const MAX_META: u64 = 1 << 20;
-/// Largest total of the metadata blocks before one entry (a chain of PAX blocks).
+/// Largest total of the metadata blocks before one entry (a chain of PAX blocks), and of the
+/// GNU sparse extension blocks after its header.
 pub const MAX_META_TOTAL: u64 = 4 << 20;
+/// The largest size a ustar header's 11 octal digits hold (8 GiB - 1); beyond it the size goes
+/// in a PAX record.
+pub const MAX_USTAR_SIZE: u64 = 0o777_7777_7777;
 /// Longest path or link target accepted: Linux's PATH_MAX, so nothing a runtime could unpack
 /// is refused, and the names the scan keeps stay small.
 pub const MAX_NAME: usize = 4096;
@@ -38,7 +61,8 @@ pub enum Kind {
 impl Kind {
     fn from_byte(b: u8) -> Kind {
         match b {
-            b'0' | 0 | b'7' => Kind::File,
+            // `S`: an old-GNU sparse file (its map in the header and extension blocks).
+            b'0' | 0 | b'7' | b'S' => Kind::File,
             b'1' => Kind::HardLink,
             b'2' => Kind::Symlink,
             b'3' => Kind::CharDev,
@@ -65,7 +89,19 @@ pub struct RawEntry {
     /// Hardlink or symlink target as written (hardlink targets normalised like paths).
     pub link: Option<String>,
     pub kind: Kind,
+    /// Data bytes stored in the archive after the header (for a sparse file: the stored
+    /// segments, plus the map for PAX 1.0).
     pub size: u64,
+    /// The size the archive declares for the entry (PAX `size`, else the header's), which
+    /// frames it; differs from `size` only for entries that carry no data but declare some.
+    pub declared: u64,
+    /// The file's size once extracted: `size`, or a sparse file's real size.
+    pub real_size: u64,
+    /// A GNU sparse file (old-GNU `S` or PAX 0.x/1.0): its stored data is not the file's bytes
+    /// from offset 0.
+    pub sparse: bool,
+    /// Old-GNU sparse extension blocks that follow the header, verbatim (empty otherwise).
+    pub ext: Vec<u8>,
     /// The entry's path or hardlink target leaves the root (`..` or absolute after
     /// normalisation would escape): reported, never followed.
     pub escapes: bool,
@@ -93,8 +129,10 @@ fn pax_num(pax: &[(String, Vec<u8>)], key: &str) -> Option<u64> {
     pax.iter().rev().find(|(k, _)| k == key).and_then(|(_, v)| std::str::from_utf8(v).ok()?.parse().ok())
 }
 
+/// A PAX string value, up to its first NUL: GNU tar and bsdtar take a name so (Go's
+/// `pax-nul-path.tar`), and a plan matching the whole value would miss the file they create.
 fn pax_str(pax: &[(String, Vec<u8>)], key: &str) -> Option<String> {
-    pax.iter().rev().find(|(k, _)| k == key).map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+    pax.iter().rev().find(|(k, _)| k == key).map(|(_, v)| String::from_utf8_lossy(trim_nul(v)).into_owned())
 }
 
 /// Parse PAX records: `"<len> <key>=<value>\n"` repeated.
@@ -115,6 +153,10 @@ pub fn parse_pax(data: &[u8]) -> io::Result<Vec<(String, Vec<u8>)>> {
         }
         let rec = &rest[sp + 1..len - 1];
         let eq = rec.iter().position(|&b| b == b'=').ok_or_else(|| bad("PAX record without `=`"))?;
+        if rec[..eq].contains(&0) {
+            // bsdtar and GNU tar refuse it too (Go's pax-nul-xattrs.tar).
+            return Err(bad("PAX record key contains a NUL byte"));
+        }
         let key = String::from_utf8_lossy(&rec[..eq]).into_owned();
         out.push((key, rec[eq + 1..].to_vec()));
         rest = &rest[len..];
@@ -211,90 +253,144 @@ impl<R: Read> TarReader<R> {
         self.skip_pending()?;
         let offset = self.r.n;
         let mut meta = Vec::new();
-        let mut pax = Vec::new();
+        let mut pax: Vec<(String, Vec<u8>)> = Vec::new();
         let mut long_name: Option<Vec<u8>> = None;
         let mut long_link: Option<Vec<u8>> = None;
         loop {
             let mut block = [0u8; 512];
-            if !self.read_block(&mut block)? {
-                if meta.is_empty() {
-                    self.done = true;
-                    return Ok(None);
-                }
-                return Err(bad("tar stream ends after a metadata block with no entry"));
-            }
-            if block.iter().all(|&b| b == 0) {
-                if !meta.is_empty() {
-                    return Err(bad("metadata block followed by the end of the archive"));
-                }
+            // The end (end of stream or a zero block). Metadata blocks with no entry after them
+            // describe nothing: GNU tar and Go end the archive there too (Go's
+            // pax-path-hdr.tar); a rewrite drops them.
+            if !self.read_block(&mut block)? || block.iter().all(|&b| b == 0) {
                 self.done = true;
                 return Ok(None);
             }
             let header = tar::Header::from_byte_slice(&block).clone();
             verify_checksum(&block)?;
-            let size = header.entry_size().map_err(|e| bad(format!("bad header size field: {e}")))?;
             let t = header.entry_type().as_byte();
+            let header_size = entry_size(&header);
+            if !matches!(t, b'x' | b'L' | b'K') {
+                // POSIX: a PAX `size` record overrides the header (Go writes 0 there past 8 GiB).
+                let size = match pax.iter().rev().find(|(k, _)| k == "size") {
+                    Some((_, v)) => {
+                        std::str::from_utf8(v).ok().and_then(|s| s.parse::<u64>().ok()).ok_or_else(|| {
+                            bad(format!("PAX size record `{}` is not a number", String::from_utf8_lossy(v)))
+                        })?
+                    }
+                    None => header_size?,
+                };
+                return self.finish_entry(offset, meta, pax, header, t, size, long_name, long_link, &block);
+            }
+            let size = header_size?;
+            let data = self.read_meta_data(size)?;
+            meta.extend_from_slice(&block);
+            meta.extend_from_slice(&data);
+            if meta.len() as u64 > MAX_META_TOTAL {
+                return Err(bad(format!(
+                    "metadata blocks before one entry exceed {MAX_META_TOTAL} bytes (a hostile archive?)"
+                )));
+            }
+            let body = &data[..size as usize];
             match t {
-                b'x' | b'L' | b'K' => {
-                    let data = self.read_meta_data(size)?;
-                    meta.extend_from_slice(&block);
-                    meta.extend_from_slice(&data);
-                    if meta.len() as u64 > MAX_META_TOTAL {
-                        return Err(bad(format!(
-                            "metadata blocks before one entry exceed {MAX_META_TOTAL} bytes (a hostile archive?)"
-                        )));
-                    }
-                    let body = &data[..size as usize];
-                    match t {
-                        b'x' => pax.extend(parse_pax(body)?),
-                        b'L' => long_name = Some(trim_nul(body).to_vec()),
-                        _ => long_link = Some(trim_nul(body).to_vec()),
-                    }
-                    continue;
-                }
-                _ => {}
+                b'x' => pax.extend(parse_pax(body)?),
+                b'L' => long_name = Some(trim_nul(body).to_vec()),
+                _ => long_link = Some(trim_nul(body).to_vec()),
             }
-            if let Some(pax_size) = pax_num(&pax, "size") {
-                if pax_size != size {
-                    return Err(bad(format!(
-                        "PAX size {pax_size} disagrees with header size {size}: refusing an ambiguous archive"
-                    )));
-                }
-            }
-            let kind = Kind::from_byte(t);
-            let raw_path = pax_str(&pax, "path")
-                .or_else(|| long_name.map(|b| String::from_utf8_lossy(&b).into_owned()))
-                .unwrap_or_else(|| String::from_utf8_lossy(&header.path_bytes()).into_owned());
-            let raw_link = pax_str(&pax, "linkpath")
-                .or_else(|| long_link.map(|b| String::from_utf8_lossy(&b).into_owned()))
-                .or_else(|| header.link_name_bytes().map(|b| String::from_utf8_lossy(&b).into_owned()));
-            for (what, name) in [("name", Some(&raw_path)), ("link target", raw_link.as_ref())] {
-                if let Some(n) = name.filter(|n| n.len() > MAX_NAME) {
-                    return Err(bad(format!(
-                        "entry {what} of {} bytes exceeds the {MAX_NAME}-byte limit (PATH_MAX): {}…",
-                        n.len(),
-                        n.chars().take(60).collect::<String>()
-                    )));
-                }
-            }
-            let (path, mut escapes) = normalize(&raw_path);
-            let link = match (kind, raw_link) {
-                (Kind::HardLink, Some(l)) => {
-                    let (l, esc) = normalize(&l);
-                    escapes |= esc;
-                    Some(l)
-                }
-                (Kind::Symlink, Some(l)) => Some(l),
-                _ => None,
-            };
-            // Only regular files (and unknown types, conservatively) carry data. Others may
-            // declare a size anyway; it is skipped, as GNU tar does, and never copied.
-            let carries_data = matches!(kind, Kind::File | Kind::GlobalPax | Kind::Other(_));
-            let data_size = if carries_data { size } else { 0 };
-            self.pending_data = data_size;
-            self.pending_pad = if carries_data { padding(size) } else { size + padding(size) };
-            return Ok(Some(RawEntry { meta, pax, header, path, link, kind, size: data_size, escapes, offset }));
         }
+    }
+
+    /// The entry whose header is `block` (type `t`, declaring `size` data bytes).
+    #[allow(clippy::too_many_arguments)]
+    fn finish_entry(
+        &mut self,
+        offset: u64,
+        mut meta: Vec<u8>,
+        pax: Vec<(String, Vec<u8>)>,
+        header: tar::Header,
+        t: u8,
+        size: u64,
+        long_name: Option<Vec<u8>>,
+        long_link: Option<Vec<u8>>,
+        block: &[u8; 512],
+    ) -> io::Result<Option<RawEntry>> {
+        // Old-GNU sparse: `isextended` (byte 482) says more map blocks follow the header,
+        // each with its own flag at byte 504. They are the entry's metadata, kept verbatim.
+        let mut ext = Vec::new();
+        let mut more = t == b'S' && block[482] != 0;
+        while more {
+            let mut b = [0u8; 512];
+            if !self.read_block(&mut b)? {
+                return Err(bad("tar stream ends inside a GNU sparse map (truncated layer)"));
+            }
+            ext.extend_from_slice(&b);
+            if (meta.len() + ext.len()) as u64 > MAX_META_TOTAL {
+                return Err(bad(format!(
+                    "GNU sparse map blocks of one entry exceed {MAX_META_TOTAL} bytes (a hostile archive?)"
+                )));
+            }
+            more = b[504] != 0;
+        }
+        let pax_sparse = pax.iter().any(|(k, _)| k.starts_with("GNU.sparse."));
+        let sparse = t == b'S' || pax_sparse;
+        let kind = Kind::from_byte(t);
+        let raw_path = pax_str(&pax, "GNU.sparse.name")
+            .or_else(|| pax_str(&pax, "path"))
+            .or_else(|| long_name.map(|b| String::from_utf8_lossy(&b).into_owned()))
+            .unwrap_or_else(|| String::from_utf8_lossy(&header.path_bytes()).into_owned());
+        let raw_link = pax_str(&pax, "linkpath")
+            .or_else(|| long_link.map(|b| String::from_utf8_lossy(&b).into_owned()))
+            .or_else(|| header.link_name_bytes().map(|b| String::from_utf8_lossy(&b).into_owned()));
+        for (what, name) in [("name", Some(&raw_path)), ("link target", raw_link.as_ref())] {
+            if let Some(n) = name.filter(|n| n.len() > MAX_NAME) {
+                return Err(bad(format!(
+                    "entry {what} of {} bytes exceeds the {MAX_NAME}-byte limit (PATH_MAX): {}…",
+                    n.len(),
+                    n.chars().take(60).collect::<String>()
+                )));
+            }
+        }
+        let (path, mut escapes) = normalize(&raw_path);
+        let link = match (kind, raw_link) {
+            (Kind::HardLink, Some(l)) => {
+                let (l, esc) = normalize(&l);
+                escapes |= esc;
+                Some(l)
+            }
+            (Kind::Symlink, Some(l)) => Some(l),
+            _ => None,
+        };
+        // Only regular files (and unknown types, conservatively) carry data. POSIX says no data
+        // follows links, devices, directories and FIFOs, whatever size they declare, and GNU tar,
+        // Go and CPython frame them so (CPython's testtar.tar has a directory declaring 255
+        // bytes, followed at once by the next header). Skipping the declared bytes would hide
+        // the entries after it from the scan while every unpacker sees them.
+        let carries_data = matches!(kind, Kind::File | Kind::GlobalPax | Kind::Other(_));
+        let data_size = if carries_data { size } else { 0 };
+        let real_size = if t == b'S' {
+            header.as_gnu().and_then(|g| g.real_size().ok()).unwrap_or(data_size)
+        } else if pax_sparse {
+            pax_num(&pax, "GNU.sparse.realsize").or_else(|| pax_num(&pax, "GNU.sparse.size")).unwrap_or(data_size)
+        } else {
+            data_size
+        };
+        self.pending_data = data_size;
+        self.pending_pad = if carries_data { padding(size) } else { 0 };
+        meta.shrink_to_fit();
+        Ok(Some(RawEntry {
+            meta,
+            pax,
+            header,
+            path,
+            link,
+            kind,
+            size: data_size,
+            declared: size,
+            real_size,
+            sparse,
+            ext,
+            escapes,
+            offset,
+        }))
     }
 
     /// Copy the current entry's data (without padding) to `w`.
@@ -347,12 +443,27 @@ fn trim_nul(b: &[u8]) -> &[u8] {
     &b[..end]
 }
 
+/// The header's size field: octal, or GNU base-256 (top bit of the first byte set). The tar
+/// crate reads only the last 8 bytes of a base-256 field; a value past 2^64 or negative is an
+/// error here, as in GNU tar and Go (Go's issue12435.tar), not a silent 0.
+fn entry_size(header: &tar::Header) -> io::Result<u64> {
+    let field = &header.as_old().size;
+    if field[0] & 0x80 != 0 && (field[0] & 0x7f != 0 || field[1..4].iter().any(|&b| b != 0)) {
+        return Err(bad("bad header size field: base-256 value negative or over 2^64"));
+    }
+    header.entry_size().map_err(|e| bad(format!("bad header size field: {e}")))
+}
+
+/// The header checksum, over unsigned bytes (POSIX) or signed ones (some old Unix tars; GNU
+/// tar and Go accept both).
 fn verify_checksum(block: &[u8; 512]) -> io::Result<()> {
-    let sum: u32 = block[..148].iter().chain(&block[156..]).map(|&b| b as u32).sum::<u32>() + 8 * 32;
+    let rest = || block[..148].iter().chain(&block[156..]);
+    let unsigned: i64 = rest().map(|&b| b as i64).sum::<i64>() + 8 * 32;
+    let signed: i64 = rest().map(|&b| b as i8 as i64).sum::<i64>() + 8 * 32;
     let field = std::str::from_utf8(&block[148..156]).unwrap_or("");
     let field = field.trim_matches(|c: char| c == '\0' || c == ' ');
-    match u32::from_str_radix(field, 8) {
-        Ok(v) if v == sum => Ok(()),
+    match i64::from_str_radix(field, 8) {
+        Ok(v) if v == unsigned || v == signed => Ok(()),
         _ => Err(bad("tar header checksum mismatch (corrupt layer)")),
     }
 }
@@ -429,5 +540,57 @@ mod tests {
         let mut r = TarReader::new(&[1u8; 100][..]);
         assert!(r.next_entry().is_err());
         assert!(parse_pax(b"99 path=x\n").is_err());
+    }
+
+    #[test]
+    fn accepts_signed_header_checksums() {
+        // Old Unix tars summed the header as signed bytes; GNU tar and Go accept either sum.
+        let mut h = tar::Header::new_ustar();
+        h.set_path("caf\u{e9}").unwrap();
+        h.set_size(0);
+        h.set_cksum();
+        let mut block = *h.as_bytes();
+        let signed: i64 = block[..148].iter().chain(&block[156..]).map(|&b| b as i8 as i64).sum::<i64>() + 8 * 32;
+        block[148..156].copy_from_slice(format!("{signed:06o}\0 ").as_bytes());
+        let mut t = block.to_vec();
+        t.extend_from_slice(&[0; 1024]);
+        let mut r = TarReader::new(&t[..]);
+        assert_eq!(r.next_entry().unwrap().unwrap().path, "caf\u{e9}");
+        // A PAX path is a C string to GNU tar and bsdtar: what follows a NUL is not the name.
+        let mut t = Vec::new();
+        TarWriter::new(&mut t).write_pax(&[("path".into(), b"etc/shadow\0.txt".to_vec())]).unwrap();
+        t.extend_from_slice(&block);
+        t.extend_from_slice(&[0; 1024]);
+        assert_eq!(TarReader::new(&t[..]).next_entry().unwrap().unwrap().path, "etc/shadow");
+        let mut t = block.to_vec();
+        t.extend_from_slice(&[0; 1024]);
+        // Neither sum: refused.
+        t[148] = b'7';
+        assert!(TarReader::new(&t[..]).next_entry().unwrap_err().to_string().contains("checksum"));
+    }
+
+    #[test]
+    fn base256_sizes_past_u64_are_errors_not_zero() {
+        let archive = |size: [u8; 12]| {
+            let mut h = tar::Header::new_gnu();
+            h.set_path("f").unwrap();
+            h.as_old_mut().size = size;
+            h.set_cksum();
+            let mut t = h.as_bytes().to_vec();
+            t.extend_from_slice(&[b'd'; 512]);
+            t.extend_from_slice(&[0; 1024]);
+            t
+        };
+        let mut five = [0u8; 12];
+        five[0] = 0x80;
+        five[11] = 5;
+        let t = archive(five);
+        assert_eq!(TarReader::new(&t[..]).next_entry().unwrap().unwrap().size, 5);
+        let mut huge = five;
+        huge[0] = 0x97; // Go's issue12435.tar: the tar crate would read 0
+        let t = archive(huge);
+        assert!(TarReader::new(&t[..]).next_entry().unwrap_err().to_string().contains("base-256"));
+        let t = archive([0xff; 12]);
+        assert!(TarReader::new(&t[..]).next_entry().is_err());
     }
 }

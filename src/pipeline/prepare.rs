@@ -60,7 +60,15 @@ pub async fn prepare(ctx: &Ctx<'_>, src_ref: ImageRef, manifest: Manifest) -> Re
     let t_scan = t0.elapsed();
 
     let fs = FinalFs::build(indexes);
-    let plan = plan::plan(&fs, profile);
+    let mut plan = plan::plan(&fs, profile);
+    // Byte-identical copies of removed tools: the few candidates are hashed (their layers read again).
+    let check = plan::copy_check(&fs, &plan, profile);
+    if !check.is_empty() {
+        let (b, l) = (blobs.clone(), o.limits.clone());
+        let names: Vec<String> = view.layers.iter().map(|d| d.digest.to_string()).collect();
+        let hashes = tokio::task::spawn_blocking(move || crate::scan::hash_locs(&b, &names, &check, &l)).await??;
+        plan = plan::plan_with(&fs, profile, &plan::copies(&fs, &plan, &hashes));
+    }
     let epoch = config::source_date_epoch()?;
     let created = epoch.as_ref().map(|(_, s)| s.clone());
     let mtime =
@@ -73,6 +81,9 @@ pub async fn prepare(ctx: &Ctx<'_>, src_ref: ImageRef, manifest: Manifest) -> Re
     let guard = Guard::check(&fs, &plan, &effective, user.config_user.as_deref().or(config["config"]["User"].as_str()));
     for p in &guard.preexisting {
         o.progress.line(&format!("note: {p} (already so in the source image)"));
+    }
+    for n in &guard.notes {
+        o.progress.line(&format!("note: guard: {n}"));
     }
     for n in &plan.notes {
         o.progress.line(&format!("note: {n}"));

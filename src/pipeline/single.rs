@@ -171,6 +171,8 @@ fn new_layers(
                 d["mediaType"] = json!(view.layer_media_type(codec));
                 d["digest"] = json!(r.rw.digest.as_str());
                 d["size"] = json!(r.rw.size);
+                // Lazy-pull TOC annotations describe the source blob (unchanged layers keep theirs).
+                let dropped = crate::image::drop_lazy_pull_annotations(d);
                 diff_ids.push(r.rw.diff_id.clone());
                 reports.push(LayerReport {
                     input_digest: Some(layer.digest.to_string()),
@@ -183,6 +185,7 @@ fn new_layers(
                     entries_removed: Some(r.rw.stats.removed),
                     entries_changed: Some(r.rw.stats.changed),
                     bytes_spliced: Some(r.rw.stats.copied),
+                    dropped_annotations: Some(dropped),
                     purpose: None,
                 });
             }
@@ -199,6 +202,7 @@ fn new_layers(
                     entries_removed: Some(0),
                     entries_changed: Some(0),
                     bytes_spliced: None,
+                    dropped_annotations: None,
                     purpose: None,
                 });
             }
@@ -221,6 +225,7 @@ fn new_layers(
             entries_removed: None,
             entries_changed: None,
             bytes_spliced: None,
+            dropped_annotations: None,
             purpose: Some(format!("adds user {}", ul.name)),
         });
     }

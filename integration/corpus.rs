@@ -1,0 +1,230 @@
+//! Other projects' tar corpora: every archive of Go's `archive/tar/testdata` (Debian package
+//! `golang-1.19-src`) and of CPython's tarfile tests (`libpython3.11-testsuite`), each as the
+//! single layer of an OCI layout image, through `harden rebuild -p passthrough`.
+//!
+//! The rule: an archive that bsdtar or GNU tar lists without error is rebuilt (exit 0) and its
+//! output layer lists the same (names, types, sizes) with the same tool; any other archive fails
+//! with exit 1 and one line naming the layer. Never a panic (exit 101), a hang or a signal.
+//! `passthrough` leaves such a layer as it is, so each listed archive is also rebuilt with a
+//! profile removing its first plainly named file: the layer is then rewritten (every other entry
+//! copied through the filter) and must list the same without that file.
+//! Compressed corpus files are decompressed with the system tools first (harden reads plain,
+//! gzip and zstd tar; bzip2 and xz layers are out of its scope, not the archives inside them).
+
+use crate::common::*;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const GO_TESTDATA: &str = "/usr/share/go-1.19/src/archive/tar/testdata";
+const CPYTHON_TEST: &str = "/usr/lib/python3.11/test";
+/// Per command; the corpus files are at most a few KiB.
+const TIMEOUT_SECS: &str = "60";
+/// Archives a tool lists that harden refuses on purpose (exit 1, one line naming the layer).
+const REFUSED_ON_PURPOSE: &[(&str, &str)] = &[(
+    "go/pax-bad-hdr-large.tar.bz2",
+    "a 1 MiB path: past PATH_MAX and the 1 MiB bound on a PAX block (Go refuses it too, ErrFieldTooLong)",
+)];
+
+/// The corpus: (display name, plain tar bytes).
+fn corpus() -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for (dir, pkg) in [(GO_TESTDATA, "golang-1.19-src"), (CPYTHON_TEST, "libpython3.11-testsuite")] {
+        let entries = std::fs::read_dir(dir).unwrap_or_else(|e| {
+            panic!("{dir}: {e}; the corpus test needs Debian package `{pkg}` (run `make setup`, integration/setup.sh)")
+        });
+        let mut files: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_file() && p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.contains(".tar")))
+            .collect();
+        files.sort();
+        assert!(!files.is_empty(), "{dir} holds no tar archive (package `{pkg}` changed?)");
+        for f in files {
+            let name = format!("{}/{}", if dir == GO_TESTDATA { "go" } else { "cpython" }, file_name(&f));
+            let bytes = match f.extension().and_then(|e| e.to_str()) {
+                Some("tar") => std::fs::read(&f).unwrap(),
+                Some("bz2") => decompress("bzip2", &f),
+                Some("xz") => decompress("xz", &f),
+                Some("gz") => decompress("gzip", &f),
+                _ => continue,
+            };
+            out.push((name, bytes));
+        }
+    }
+    out
+}
+
+fn file_name(p: &Path) -> String {
+    p.file_name().unwrap().to_string_lossy().into_owned()
+}
+
+fn decompress(tool: &str, f: &Path) -> Vec<u8> {
+    run_ok(Command::new(require_tool(tool)).arg("-dc").arg(f)).stdout
+}
+
+fn timed(tool: &Path) -> Command {
+    let mut c = Command::new(require_tool("timeout"));
+    c.args(["-s", "KILL", TIMEOUT_SECS]).arg(tool);
+    c
+}
+
+/// (type, size, name) of each entry as `tool -tvf` lists it, or None when it fails.
+fn listing(tool: &str, tar: &Path) -> Option<Vec<(char, String, String)>> {
+    let out = run_with_timeout(timed(&require_tool(tool)).arg("-tvf").arg(tar));
+    if !out.status.success() {
+        return None;
+    }
+    Some(stdout_str(&out).lines().map(parse_list_line).collect())
+}
+
+/// `-rw-r--r-- 0 user group 5 Jan  1  2020 name` (bsdtar) or
+/// `-rw-r--r-- user/group 5 2020-01-01 00:00 name` (GNU tar): type, size, name. Names are compared
+/// as the container sees them (no leading `./` or `/`, no trailing `/`); sizes of regular files
+/// only (harden writes 0 for a directory or link that declares a size it carries no data for).
+fn parse_list_line(line: &str) -> (char, String, String) {
+    let f: Vec<&str> = line.split_whitespace().collect();
+    let kind = line.chars().next().unwrap_or('?');
+    let (size, name) = if f.get(1).is_some_and(|s| s.contains('/')) {
+        (f.get(2).copied().unwrap_or_default(), f.get(5..).map(|n| n.join(" ")).unwrap_or_default())
+    } else {
+        (f.get(4).copied().unwrap_or_default(), f.get(8..).map(|n| n.join(" ")).unwrap_or_default())
+    };
+    let name = name.trim_start_matches("./").trim_start_matches('/').trim_end_matches('/').to_string();
+    let size = if kind == '-' { size.to_string() } else { String::new() };
+    (kind, size, name)
+}
+
+/// An OCI layout at `dir` whose image (tag `t`) has `tar` as its single, uncompressed layer.
+fn layout_with_layer(dir: &Path, tar: &[u8]) -> String {
+    let blobs = dir.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    let put = |data: &[u8]| {
+        std::fs::write(blobs.join(sha256_hex(data)), data).unwrap();
+        (sha256_digest(data), data.len())
+    };
+    let (layer, layer_size) = put(tar);
+    let config = serde_json::json!({
+        "architecture": "amd64", "os": "linux", "config": {},
+        "rootfs": {"type": "layers", "diff_ids": [layer]},
+    });
+    let (cfg, cfg_size) = put(&serde_json::to_vec(&config).unwrap());
+    let manifest = serde_json::json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cfg, "size": cfg_size},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer, "size": layer_size}],
+    });
+    let (m, m_size) = put(&serde_json::to_vec(&manifest).unwrap());
+    let index = serde_json::json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": m, "size": m_size,
+            "annotations": {"org.opencontainers.image.ref.name": "t"}}],
+    });
+    std::fs::write(dir.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    layer
+}
+
+fn run_harden(args: &[&str]) -> Output {
+    let mut c = timed(&harden_bin());
+    c.args(args).current_dir(repo_root()).env("DOCKER_CONFIG", tempdir("corpus-docker").path());
+    run_with_timeout(&mut c)
+}
+
+/// Rebuild `src` removing its first plainly named regular file: the layer is rewritten, and
+/// must list as `want` without that file and its hardlinks.
+fn rewritten(case: &Path, src: &str, tool: &str, want: &[(char, String, String)]) -> Result<String, String> {
+    let plain = |n: &str| !n.is_empty() && n.bytes().all(|b| b.is_ascii_alphanumeric() || b"/._-".contains(&b));
+    let Some((_, _, victim)) = want.iter().find(|(k, _, n)| *k == '-' && plain(n)) else {
+        return Ok("no plainly named file to remove".into());
+    };
+    let profile = case.join("probe.toml");
+    let text = format!("name = \"probe\"\nextends = \"passthrough\"\n[files]\nremove = [\"/{victim}\"]\n");
+    std::fs::write(&profile, text).unwrap();
+    let dst = format!("oci:{}:t", case.join("rw").display());
+    let out = run_harden(&["rebuild", "-q", "--no-cache", "-p", &profile.to_string_lossy(), src, &dst]);
+    if out.status.code() != Some(0) {
+        return Err(format!("removing /{victim}: harden exits {:?}: {}", out.status.code(), stderr_str(&out).trim()));
+    }
+    let layout = case.join("rw");
+    let manifest = read_json(&oci_blob_path(&layout, &oci_manifest_digest(&layout, "t")));
+    let layer = manifest["layers"][0]["digest"].as_str().unwrap_or_default().to_string();
+    let codec =
+        if manifest["layers"][0]["mediaType"].as_str().unwrap_or_default().ends_with("gzip") { "gz" } else { "tar" };
+    let out_tar = case.join(format!("rw.{codec}"));
+    std::fs::write(&out_tar, oci_read_blob_verified(&layout, &layer)).unwrap();
+    // Hardlinks to the removed file go with it (the same tool under another name).
+    let link = format!(" link to {victim}");
+    let expect: Vec<_> = want.iter().filter(|(_, _, n)| n != victim && !n.ends_with(&link)).cloned().collect();
+    match listing(tool, &out_tar) {
+        Some(got) if got == expect => Ok(format!("rewritten without /{victim}, the rest the same")),
+        Some(got) => Err(format!(
+            "rewritten without /{victim}: only in the output {:?}, only in the input {:?}",
+            got.iter().filter(|e| !expect.contains(e)).collect::<Vec<_>>(),
+            expect.iter().filter(|e| !got.contains(e)).collect::<Vec<_>>()
+        )),
+        None => Err(format!("{tool} cannot list the layer rewritten without /{victim}")),
+    }
+}
+
+#[test]
+fn corpus_archives_of_go_and_cpython() {
+    let tmp = tempdir("corpus");
+    let mut rows = Vec::new();
+    let mut broken = Vec::new();
+    for (i, (name, tar)) in corpus().into_iter().enumerate() {
+        let case = tmp.path().join(i.to_string());
+        std::fs::create_dir_all(&case).unwrap();
+        let plain = case.join("layer.tar");
+        std::fs::write(&plain, &tar).unwrap();
+        let reference =
+            listing("bsdtar", &plain).map(|l| ("bsdtar", l)).or_else(|| listing("tar", &plain).map(|l| ("tar", l)));
+        let layer = layout_with_layer(&case.join("in"), &tar);
+        let src = format!("oci:{}:t", case.join("in").display());
+        let dst = format!("oci:{}:t", case.join("out").display());
+        let out = run_harden(&["rebuild", "-q", "--no-cache", "-p", "passthrough", &src, &dst]);
+        let code = out.status.code();
+        let err = stderr_str(&out);
+        let first_err = err.lines().find(|l| !l.trim().is_empty()).unwrap_or("").to_string();
+        let verdict = match (&reference, code) {
+            (_, None) => Err(format!("killed by a signal or the {TIMEOUT_SECS} s timeout")),
+            (_, Some(101)) => Err(format!("panicked: {first_err}")),
+            (Some((tool, want)), Some(0)) => {
+                let manifest =
+                    read_json(&oci_blob_path(&case.join("out"), &oci_manifest_digest(&case.join("out"), "t")));
+                let out_layer = manifest["layers"][0]["digest"].as_str().unwrap_or_default().to_string();
+                let out_tar = case.join("out.tar");
+                std::fs::write(&out_tar, oci_read_blob_verified(&case.join("out"), &out_layer)).unwrap();
+                match listing(tool, &out_tar) {
+                    Some(got) if &got == want => match rewritten(&case, &src, tool, want) {
+                        Ok(what) => Ok(format!("rebuilt, {tool} lists the same {} entries; {what}", got.len())),
+                        Err(why) => Err(why),
+                    },
+                    Some(got) => {
+                        let only_out: Vec<_> = got.iter().filter(|e| !want.contains(e)).collect();
+                        let only_in: Vec<_> = want.iter().filter(|e| !got.contains(e)).collect();
+                        Err(format!("{tool} lists the output differently: only in the output {only_out:?}, only in the input {only_in:?}"))
+                    }
+                    None => Err(format!("{tool} cannot list the output layer")),
+                }
+            }
+            (Some((tool, _)), Some(c)) => match REFUSED_ON_PURPOSE.iter().find(|(n, _)| *n == name) {
+                Some((_, why)) if c == 1 && err.lines().count() == 1 && err.contains(&layer) => {
+                    Ok(format!("refused on purpose ({why}): {first_err}"))
+                }
+                _ => Err(format!("{tool} lists it, harden exits {c}: {first_err}")),
+            },
+            (None, Some(1)) if err.lines().count() == 1 && err.contains(&layer) => Ok(format!("refused: {first_err}")),
+            (None, Some(1)) => Err(format!("refused without one line naming layer {layer}: {err:?}")),
+            (None, Some(c)) => Err(format!("no tool lists it, harden exits {c}: {first_err}")),
+        };
+        let listed = reference.as_ref().map_or("neither", |(t, _)| *t);
+        match verdict {
+            Ok(what) => rows.push(format!("ok    {name:<40} {listed:<8} {what}")),
+            Err(why) => {
+                rows.push(format!("FAIL  {name:<40} {listed:<8} {why}"));
+                broken.push(format!("{name}: {why}"));
+            }
+        }
+    }
+    println!("corpus: archive / listed by / result\n{}", rows.join("\n"));
+    assert!(broken.is_empty(), "{} archives broke the rule:\n{}", broken.len(), broken.join("\n"));
+}
