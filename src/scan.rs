@@ -184,30 +184,6 @@ pub fn hash_entries(
     Ok(out)
 }
 
-/// [`hash_entries`] for entries spread over layers: `blobs[i]` is layer `i`'s blob file and
-/// `names[i]` names it in errors.
-pub fn hash_locs(
-    blobs: &[std::path::PathBuf],
-    names: &[String],
-    locs: &[crate::fs::Loc],
-    limits: &Limits,
-) -> io::Result<std::collections::HashMap<crate::fs::Loc, Digest>> {
-    let mut per_layer: std::collections::BTreeMap<usize, std::collections::BTreeSet<usize>> = Default::default();
-    for l in locs {
-        per_layer.entry(l.layer).or_default().insert(l.entry);
-    }
-    let mut out = std::collections::HashMap::new();
-    for (layer, wanted) in per_layer {
-        let name = names.get(layer).map_or("?", String::as_str);
-        let path = blobs.get(layer).ok_or_else(|| io::Error::other(format!("layer {name}: no local blob")))?;
-        let file = std::fs::File::open(path).map_err(|e| io::Error::new(e.kind(), format!("layer {name}: {e}")))?;
-        let hashes = hash_entries(io::BufReader::new(file), &wanted, limits)
-            .map_err(|e| io::Error::new(e.kind(), format!("layer {name}: {e}")))?;
-        out.extend(hashes.into_iter().map(|(entry, d)| (crate::fs::Loc { layer, entry }, d)));
-    }
-    Ok(out)
-}
-
 /// Scan one layer blob within `limits` (size, ratio, entries: see [`Limits`]). The blob's digest
 /// (when not verified on download) and the config's diff_id are checked when given: a mismatch
 /// is an error naming both. One thread decompresses (and hashes the blob), the caller's hashes

@@ -66,7 +66,7 @@ pub async fn prepare(ctx: &Ctx<'_>, src_ref: ImageRef, manifest: Manifest) -> Re
     if !check.is_empty() {
         let (b, l) = (blobs.clone(), o.limits.clone());
         let names: Vec<String> = view.layers.iter().map(|d| d.digest.to_string()).collect();
-        let hashes = tokio::task::spawn_blocking(move || crate::scan::hash_locs(&b, &names, &check, &l)).await??;
+        let hashes = tokio::task::spawn_blocking(move || crate::source::hash_locs(&b, &names, &check, &l)).await??;
         plan = plan::plan_with(&fs, profile, &plan::copies(&fs, &plan, &hashes));
     }
     let epoch = config::source_date_epoch()?;

@@ -3,7 +3,8 @@
 //! digest and diff_id), and scanned into a [`LayerIndex`]; and the one walk over an index.
 //!
 //! Owns: resolving what a reference names ([`walk`]), fetching configs and layers, the spool of
-//! fetched layers, the per-run memo of scans. Must not: plan, rewrite or judge anything.
+//! fetched layers, the per-run memo of scans, reading chosen entries of fetched layers again
+//! ([`hash_locs`]). Must not: plan, rewrite or judge anything.
 
 use crate::digest::Digest;
 use crate::image::{self, ManifestView};
@@ -168,4 +169,31 @@ impl Scanner<'_> {
         .await?;
         index.map_err(|e| anyhow!("layer {digest}: {e}"))
     }
+}
+
+/// The sha256 of the data of chosen entries of an image's fetched layers (a second read of the
+/// spooled blobs, for the few candidates that matter: [`crate::plan::copy_check`]):
+/// [`scan::hash_entries`] for entries spread over layers: `blobs[i]` is layer `i`'s blob file and
+/// `names[i]` names it in errors.
+pub fn hash_locs(
+    blobs: &[std::path::PathBuf],
+    names: &[String],
+    locs: &[crate::fs::Loc],
+    limits: &crate::layer::Limits,
+) -> std::io::Result<std::collections::HashMap<crate::fs::Loc, Digest>> {
+    let mut per_layer: std::collections::BTreeMap<usize, std::collections::BTreeSet<usize>> = Default::default();
+    for l in locs {
+        per_layer.entry(l.layer).or_default().insert(l.entry);
+    }
+    let mut out = std::collections::HashMap::new();
+    for (layer, wanted) in per_layer {
+        let name = names.get(layer).map_or("?", String::as_str);
+        let path = blobs.get(layer).ok_or_else(|| std::io::Error::other(format!("layer {name}: no local blob")))?;
+        let file =
+            std::fs::File::open(path).map_err(|e| std::io::Error::new(e.kind(), format!("layer {name}: {e}")))?;
+        let hashes = scan::hash_entries(std::io::BufReader::new(file), &wanted, limits)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("layer {name}: {e}")))?;
+        out.extend(hashes.into_iter().map(|(entry, d)| (crate::fs::Loc { layer, entry }, d)));
+    }
+    Ok(out)
 }
