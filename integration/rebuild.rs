@@ -197,6 +197,37 @@ fn rebuild_auth_registry() {
     expect_exit(&out, 1);
 }
 
+/// A destination that refuses the credentials fails before any layer is fetched or rewritten:
+/// a push-scoped authentication and one HEAD, not a whole rebuild.
+#[test]
+fn rebuild_refused_destination_fails_before_any_work() {
+    let open = Registry::start(false);
+    let locked = Registry::start(true);
+    let fx = fixture("debian");
+    let src = open.push_fixture(&fx, "debian:1");
+    let tmp = tempdir("rebuild-fail-fast");
+    let bad = tmp.path().join("bad");
+    std::fs::create_dir_all(&bad).unwrap();
+    std::fs::write(
+        bad.join("config.json"),
+        serde_json::to_vec(
+            &serde_json::json!({"auths": {locked.host.clone(): {"auth": base64_encode(b"harden:wrong-pw")}}}),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let dst = locked.image("hardened:1");
+    let started = std::time::Instant::now();
+    let out =
+        harden_env(&["rebuild", &src, &dst, "--profile", &default_profile()], &[("DOCKER_CONFIG", bad.as_os_str())]);
+    let took = started.elapsed();
+    expect_exit(&out, 1);
+    let err = stderr_str(&out);
+    assert!(err.contains("does not accept a push") && err.contains(&locked.host), "{}", dump(&out));
+    assert!(!err.contains("scanned layer"), "no layer may be fetched before the destination is checked:\n{err}");
+    eprintln!("refused destination failed after {took:?}");
+}
+
 /// (e) A missing source exits 1 and names the reference.
 #[test]
 fn rebuild_missing_image() {

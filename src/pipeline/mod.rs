@@ -152,6 +152,9 @@ pub async fn rebuild(src: &ImageRef, dst: &ImageRef, o: &RebuildOptions) -> Resu
         share,
         cache,
     };
+    if !o.dry_run {
+        ctx.dst.check_push().await.with_context(|| format!("{dst}: the destination does not accept a push"))?;
+    }
     let w = walk::walk(&ctx.src, src).await?;
     let mut report = RebuildReport::new(
         SourceRef { reference: src.to_string(), digest: w.top.digest.to_string() },

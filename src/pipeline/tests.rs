@@ -288,7 +288,7 @@ fn the_guard_refuses_before_anything_is_pushed() {
     let e = block(rebuild(&f.src, &dst, &o)).unwrap_err();
     assert!(matches!(e.downcast_ref::<Failure>(), Some(Failure::Policy(_))), "{e:#}");
     assert!(e.to_string().contains("/app/server"), "{e:#}");
-    assert!(!f.dst_dir.join("index.json").exists(), "nothing pushed");
+    assert!(!f.dst_dir.exists(), "nothing pushed, not even a directory");
     // A dry run lists the plan and reports the refusal rather than failing outright.
     let dry = block(rebuild(&f.src, &dst, &RebuildOptions { dry_run: true, ..o })).unwrap();
     assert!(dry.refused.is_some());
@@ -325,4 +325,15 @@ fn an_index_is_rebuilt_platform_by_platform() {
     let none = RebuildOptions { platforms: vec!["linux/s390x".into()], ..quiet(&["baseline"]) };
     let e = block(rebuild(&r, &layout_ref(&tmp.path().join("none"), "x"), &none)).unwrap_err();
     assert!(matches!(e.downcast_ref::<Failure>(), Some(Failure::Usage(_))), "{e:#}");
+}
+
+#[test]
+fn an_unwritable_destination_fails_before_any_work() {
+    let f = fixture();
+    let file = f.dst_dir.with_file_name("a-file");
+    std::fs::write(&file, b"not a directory").unwrap();
+    let dst = layout_ref(&file.join("layout"), "x");
+    let e = block(rebuild(&f.src, &dst, &quiet(&["baseline"]))).unwrap_err();
+    let msg = format!("{e:#}");
+    assert!(msg.contains("the destination does not accept a push") && msg.contains("not a directory"), "{msg}");
 }

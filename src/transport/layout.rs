@@ -102,6 +102,27 @@ impl Layout {
         Ok(LocalBlob { path, verified: false })
     }
 
+    /// Whether the layout can be written: a file made and removed in its directory, or in the
+    /// nearest existing directory above it when it does not exist yet (nothing is created).
+    pub fn check_writable(&self) -> Result<()> {
+        let mut dir = self.dir.as_path();
+        while !dir.exists() {
+            dir = match dir.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p,
+                _ => Path::new("."),
+            };
+            if dir == Path::new(".") {
+                break;
+            }
+        }
+        if dir.exists() && !dir.is_dir() {
+            bail!("{}: {} is not a directory", self.dir.display(), dir.display());
+        }
+        tempfile::NamedTempFile::new_in(dir)
+            .with_context(|| format!("{}: cannot write in {}", self.dir.display(), dir.display()))?;
+        Ok(())
+    }
+
     pub fn has_blob(&self, d: &Digest) -> bool {
         self.blob_path(d).is_file()
     }

@@ -149,6 +149,16 @@ impl Endpoint {
         matches!(self, Endpoint::Registry(_))
     }
 
+    /// Fail fast: whether a push here would be accepted (a registry: credentials with push
+    /// scope and a HEAD; a layout: its directory writable), checked before anything is fetched
+    /// or rewritten, so refused credentials cost a second rather than a rebuild.
+    pub async fn check_push(&self) -> Result<()> {
+        match self {
+            Endpoint::Registry(x) => x.check_push().await,
+            Endpoint::Layout(x) => x.check_writable(),
+        }
+    }
+
     pub async fn has_blob(&self, d: &Digest) -> Result<bool> {
         match self {
             Endpoint::Registry(x) => x.has_blob(d).await,

@@ -260,6 +260,14 @@ impl Registry {
         }
     }
 
+    /// Whether this repository will take a push with these credentials, at the cost of a
+    /// push-scoped authentication and one HEAD: refused credentials show here, before any work.
+    pub async fn check_push(&self) -> Result<()> {
+        self.ensure_auth(true).await?;
+        let probe = Digest::of(b"");
+        self.has_blob(&probe).await.map(drop)
+    }
+
     pub async fn has_blob(&self, d: &Digest) -> Result<bool> {
         self.ensure_auth(false).await?;
         let r = self.reference(None);
