@@ -10,6 +10,7 @@
 //! `rebuild_*` tests check harden's CLI contract; `profiles_*` are the hardening profiles'
 //! acceptance test on the app fixture.
 
+mod archives;
 mod batch;
 mod check;
 mod common;

@@ -19,8 +19,10 @@ declare -A PKG_OF=(
   [tar]=tar
   [curl]=curl
   [python3]=python3
+  [containerd]=containerd
+  [ctr]=containerd
 )
-ORDER=(docker-registry skopeo umoci runc debootstrap oci-image-tool htpasswd zstd tar curl python3)
+ORDER=(docker-registry skopeo umoci runc debootstrap oci-image-tool htpasswd zstd tar curl python3 containerd ctr)
 
 have() {
   command -v "$1" >/dev/null 2>&1 && return 0

@@ -383,7 +383,10 @@ fn reference(ctx: &AuditContext) -> (Vec<Evidence>, Vec<Evidence>) {
     }
     let latest = match r {
         ImageRef::Registry { tag, .. } => tag.as_deref().is_none_or(|t| t == "latest"),
-        ImageRef::Layout { tag, .. } => tag.as_deref() == Some("latest"),
+        ImageRef::Layout { tag, .. } | ImageRef::OciArchive { tag, .. } => tag.as_deref() == Some("latest"),
+        ImageRef::DockerArchive { name, .. } => {
+            matches!(name, Some(crate::reference::ArchiveName::Ref(n)) if n.ends_with(":latest"))
+        }
     };
     let ev = vec![Evidence::field("reference", r.to_string())];
     if latest {

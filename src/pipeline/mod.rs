@@ -94,7 +94,7 @@ pub fn base_name(src: &ImageRef, o: &RebuildOptions) -> Option<String> {
         ImageRef::Registry { tag, .. } => {
             Some(format!("{}{}", src.repository_name(), tag.as_ref().map(|t| format!(":{t}")).unwrap_or_default()))
         }
-        ImageRef::Layout { .. } => None,
+        ImageRef::Layout { .. } | ImageRef::DockerArchive { .. } | ImageRef::OciArchive { .. } => None,
     })
 }
 
@@ -152,6 +152,9 @@ pub async fn rebuild(src: &ImageRef, dst: &ImageRef, o: &RebuildOptions) -> Resu
         share,
         cache,
     };
+    if o.sign_key.is_some() && matches!(dst, ImageRef::DockerArchive { .. }) {
+        bail!(Failure::Usage(format!("{dst}: a docker-archive cannot hold a signature; sign after loading it")));
+    }
     let w = walk::walk(&ctx.src, src).await?;
     let mut report = RebuildReport::new(
         SourceRef { reference: src.to_string(), digest: w.top.digest.to_string() },
@@ -162,6 +165,14 @@ pub async fn rebuild(src: &ImageRef, dst: &ImageRef, o: &RebuildOptions) -> Resu
 
     // Plan every image before rewriting any: a refusal leaves nothing pushed.
     let chosen = if w.index.is_some() { index::select_platforms(&w, &o.platforms, &o.progress)? } else { Vec::new() };
+    // A destination that holds no index (a docker-archive) takes one platform, as an image.
+    let is_index = w.index.is_some() && (ctx.dst.holds_index() || chosen.len() > 1);
+    if is_index && !ctx.dst.holds_index() {
+        bail!(Failure::Usage(format!(
+            "{dst}: holds one image, and the source has {} platforms; choose one with --platform",
+            chosen.len()
+        )));
+    }
     let mut images = Vec::new();
     if w.index.is_some() {
         for e in &chosen {
@@ -173,7 +184,6 @@ pub async fn rebuild(src: &ImageRef, dst: &ImageRef, o: &RebuildOptions) -> Resu
         images.push(prepare::prepare(&ctx, src.clone(), w.top.clone()).await?);
     }
     let broken: Vec<String> = images.iter().flat_map(|p| p.broken.clone()).collect();
-    let is_index = w.index.is_some();
     let set_images = |report: &mut RebuildReport, images: &[Prepared]| {
         if is_index {
             report.images = Some(images.iter().map(|p| p.report.clone()).collect());
@@ -208,7 +218,7 @@ pub async fn rebuild(src: &ImageRef, dst: &ImageRef, o: &RebuildOptions) -> Resu
         }
     }
 
-    let (result_digest, result, mut timings) = match &w.index {
+    let (result_digest, result, mut timings) = match w.index.as_ref().filter(|_| is_index) {
         None => {
             let p = images.into_iter().next().ok_or_else(|| anyhow!("no image to rebuild"))?;
             let done = single::execute(&ctx, p, Some(dst)).await?;
@@ -226,12 +236,14 @@ pub async fn rebuild(src: &ImageRef, dst: &ImageRef, o: &RebuildOptions) -> Resu
             (m.digest.clone(), ResultRef { digest: m.digest.to_string(), ..Default::default() }, Timings::default())
         }
     };
+    // What readers of the destination see (a docker-archive keeps no manifest of its own).
+    let result_digest = ctx.dst.stored_digest(&result_digest);
     let line = dst.by_digest(&result_digest);
     if let Some(p) = &o.digest_file {
         crate::files::write_atomic(p, format!("{result_digest}\n").as_bytes())
             .with_context(|| format!("--digest-file {}", p.display()))?;
     }
-    report.result = Some(ResultRef { reference: Some(line.clone()), ..result });
+    report.result = Some(ResultRef { reference: Some(line.clone()), digest: result_digest.to_string(), ..result });
     if let Some(key) = &o.sign_key {
         let signed = if is_index {
             crate::sign::store::sign(&ctx.dst, &dst.with_digest(&result_digest), key, &Default::default(), &o.progress)
