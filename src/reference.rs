@@ -10,13 +10,30 @@ use std::path::PathBuf;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ImageRef {
-    Registry { registry: String, repository: String, tag: Option<String>, digest: Option<Digest> },
-    Layout { dir: PathBuf, tag: Option<String>, digest: Option<Digest> },
+    Registry {
+        registry: String,
+        repository: String,
+        tag: Option<String>,
+        digest: Option<Digest>,
+    },
+    Layout {
+        dir: PathBuf,
+        tag: Option<String>,
+        digest: Option<Digest>,
+    },
     /// `docker save`'s format. `name` picks an image of a multi-image archive when reading and
     /// is the image's `RepoTags` entry when writing.
-    DockerArchive { file: PathBuf, name: Option<ArchiveName>, digest: Option<Digest> },
+    DockerArchive {
+        file: PathBuf,
+        name: Option<ArchiveName>,
+        digest: Option<Digest>,
+    },
     /// An OCI layout in a tar (skopeo's and buildah's `oci-archive:`).
-    OciArchive { file: PathBuf, tag: Option<String>, digest: Option<Digest> },
+    OciArchive {
+        file: PathBuf,
+        tag: Option<String>,
+        digest: Option<Digest>,
+    },
 }
 
 /// Which image of a docker-archive: by `RepoTags` entry, or by position (`@N`, from 0).
@@ -39,9 +56,7 @@ impl fmt::Display for ArchiveName {
 /// trailing digest (which harden itself appends to name a platform or print a result).
 fn split_archive<'a>(rest: &'a str, whole: &str) -> Result<(PathBuf, Option<&'a str>, Option<Digest>), String> {
     let (rest, digest) = match rest.rsplit_once('@') {
-        Some((r, d)) if d.starts_with("sha256:") => {
-            (r, Some(Digest::parse(d).map_err(|e| format!("`{whole}`: {e}"))?))
-        }
+        Some((r, d)) if d.starts_with("sha256:") => (r, Some(Digest::parse(d).map_err(|e| format!("`{whole}`: {e}"))?)),
         _ => (rest, None),
     };
     let (file, name) = match rest.split_once(':') {
@@ -132,7 +147,9 @@ impl ImageRef {
                 ImageRef::Registry { registry, repository, tag, digest: Some(d.clone()) }
             }
             ImageRef::Layout { dir, tag, .. } => ImageRef::Layout { dir, tag, digest: Some(d.clone()) },
-            ImageRef::DockerArchive { file, name, .. } => ImageRef::DockerArchive { file, name, digest: Some(d.clone()) },
+            ImageRef::DockerArchive { file, name, .. } => {
+                ImageRef::DockerArchive { file, name, digest: Some(d.clone()) }
+            }
             ImageRef::OciArchive { file, tag, .. } => ImageRef::OciArchive { file, tag, digest: Some(d.clone()) },
         }
     }

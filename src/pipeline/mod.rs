@@ -57,6 +57,10 @@ pub struct RebuildOptions {
     pub base_name: Option<String>,
     /// For an index: the platforms to rebuild (`os/arch[/variant]`); empty means all.
     pub platforms: Vec<String>,
+    /// Write the result's runtime contract here (`--contract`); for an index, the first
+    /// platform's.
+    pub contract: Option<PathBuf>,
+    pub contract_format: crate::contract::Format,
     /// The rewrite cache, shared by every image of a batch; None for a private in-memory one.
     pub cache: Option<Arc<RewriteCache>>,
     /// Fetched layers and their scans, shared by every image of a batch; None for this run's own.
@@ -81,6 +85,8 @@ impl Default for RebuildOptions {
             sign_key: None,
             base_name: None,
             platforms: Vec::new(),
+            contract: None,
+            contract_format: crate::contract::Format::Json,
             cache: None,
             scans: None,
         }
@@ -222,6 +228,7 @@ pub async fn rebuild(src: &ImageRef, dst: &ImageRef, o: &RebuildOptions) -> Resu
         None => {
             let p = images.into_iter().next().ok_or_else(|| anyhow!("no image to rebuild"))?;
             let done = single::execute(&ctx, p, Some(dst)).await?;
+            write_contract(o, &done.contract)?;
             let digest = done.manifest.digest;
             let mut image = done.report;
             image.source = None;
@@ -231,7 +238,10 @@ pub async fn rebuild(src: &ImageRef, dst: &ImageRef, o: &RebuildOptions) -> Resu
             (digest, result, timings)
         }
         Some(idx) => {
-            let (m, per) = index::execute(&ctx, idx, &w.top, &chosen, images).await?;
+            let (m, per, contract) = index::execute(&ctx, idx, &w.top, &chosen, images).await?;
+            if let Some(c) = &contract {
+                write_contract(o, c)?;
+            }
             report.images = Some(per);
             (m.digest.clone(), ResultRef { digest: m.digest.to_string(), ..Default::default() }, Timings::default())
         }
@@ -274,6 +284,14 @@ pub async fn rebuild(src: &ImageRef, dst: &ImageRef, o: &RebuildOptions) -> Resu
     report.timings_ms = Some(timings);
     write_report(o, &report)?;
     Ok(Outcome { pushed: Some(line), dry_run: Vec::new(), refused: None, report })
+}
+
+fn write_contract(o: &RebuildOptions, c: &crate::contract::Contract) -> Result<()> {
+    if let Some(p) = &o.contract {
+        crate::files::write_atomic(p, c.render(o.contract_format).as_bytes())
+            .with_context(|| format!("--contract {}", p.display()))?;
+    }
+    Ok(())
 }
 
 fn write_report(o: &RebuildOptions, report: &RebuildReport) -> Result<()> {

@@ -89,15 +89,7 @@ impl Archive {
         };
         let spool = crate::spool::create().context("cannot create a temporary directory")?;
         let layout = Layout::new(spool.path().join("layout"));
-        Ok(Archive {
-            kind,
-            file,
-            name,
-            spool,
-            layout,
-            state: Mutex::new(State::Fresh),
-            stored: Mutex::default(),
-        })
+        Ok(Archive { kind, file, name, spool, layout, state: Mutex::new(State::Fresh), stored: Mutex::default() })
     }
 
     fn what(&self) -> String {
