@@ -183,7 +183,10 @@ fn archives_oci_archive_with_registries_and_tampering() {
         "-p",
         APP_PROFILE,
     ]));
-    assert_eq!(skopeo_inspect(&format!("docker-archive:{}", da.display()), &[])["Digest"].as_str(), Some(p3.digest.as_str()));
+    assert_eq!(
+        skopeo_inspect(&format!("docker-archive:{}", da.display()), &[])["Digest"].as_str(),
+        Some(p3.digest.as_str())
+    );
     assert_eq!(names(&dir), ["in-oci.tar", "out-docker.tar", "out-oci.tar"]);
 
     // Tampering: one byte of a layer's file changed in a skopeo-written docker-archive.
@@ -201,7 +204,8 @@ fn archives_oci_archive_with_registries_and_tampering() {
     let bad = tmp.path().join("bad.tar");
     run_ok(Command::new(require_tool("tar")).arg("-cf").arg(&bad).arg("-C").arg(&x).arg("."));
     let dst = dir.join("never.tar");
-    let out = harden(&["rebuild", &format!("docker-archive:{}", bad.display()), &format!("oci-archive:{}", dst.display())]);
+    let out =
+        harden(&["rebuild", &format!("docker-archive:{}", bad.display()), &format!("oci-archive:{}", dst.display())]);
     expect_exit(&out, 1);
     let err = stderr_str(&out);
     let last = err.lines().last().unwrap_or_default();
