@@ -14,6 +14,7 @@ mod archives;
 mod batch;
 mod check;
 mod common;
+mod contract;
 mod formats;
 mod platforms;
 mod profiles;
