@@ -455,7 +455,11 @@ pub fn oci_read_blob_verified(layout: &Path, digest: &str) -> Vec<u8> {
 /// `oci:DIR` when the layout holds a single untagged manifest.
 /// Already-prefixed `docker://`, `oci:` refs pass through.
 pub fn skopeo_ref(r: &str) -> String {
-    if r.starts_with("docker://") || r.starts_with("dir:") || r.starts_with("docker-archive:") {
+    if r.starts_with("docker://")
+        || r.starts_with("dir:")
+        || r.starts_with("docker-archive:")
+        || r.starts_with("oci-archive:")
+    {
         return r.to_string();
     }
     if let Some(rest) = r.strip_prefix("oci:") {
