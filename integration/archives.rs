@@ -167,7 +167,10 @@ fn archives_oci_archive_with_registries_and_tampering() {
         "--no-cache",
     ]));
     assert_eq!(p2.name, format!("oci-archive:{}", out.display()));
-    assert_eq!(p2.digest, pinned.digest, "the same image from a registry and from an archive");
+    // The same content from a registry as from the archive (the manifests differ: a registry
+    // source's name is recorded as base.name).
+    let rootfs = |r: &str| skopeo_inspect_config(r, &[])["rootfs"].clone();
+    assert_eq!(rootfs(&format!("oci-archive:{}:hard", out.display())), rootfs(&reg.image("app:from-oa")));
     let r = format!("oci-archive:{}:hard", out.display());
     assert_eq!(skopeo_inspect(&r, &[])["Digest"].as_str(), Some(p2.digest.as_str()));
     skopeo_copy(&r, &reg.docker("app:from-oci-out"));
