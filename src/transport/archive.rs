@@ -225,6 +225,9 @@ impl Archive {
             let Some(name) = clean(&raw_name, "") else {
                 bail!("entry `{raw_name}` leaves the archive");
             };
+            if name.is_empty() {
+                continue; // `./`, the archive's root directory
+            }
             match e.header().entry_type() {
                 tar::EntryType::Regular | tar::EntryType::Continuous => {
                     let path = raw.join(i.to_string());
@@ -453,7 +456,8 @@ impl Archive {
 }
 
 /// `name` (relative to the directory `dir` of the archive) as a plain relative path: no `.`,
-/// no empty components, a leading `/` meaning the archive's root; None when it leaves the root.
+/// no empty components, a leading `/` meaning the archive's root (`""` is the root itself); None
+/// when it leaves the root.
 fn clean(name: &str, dir: &str) -> Option<String> {
     let mut parts: Vec<&str> = if name.starts_with('/') { Vec::new() } else { dir.split('/').collect() };
     for c in name.split('/') {
@@ -467,7 +471,7 @@ fn clean(name: &str, dir: &str) -> Option<String> {
         }
     }
     parts.retain(|p| !p.is_empty());
-    (!parts.is_empty()).then(|| parts.join("/"))
+    Some(parts.join("/"))
 }
 
 /// `REF` with `:latest` when it has no tag (what `docker load` lists).
@@ -569,6 +573,7 @@ mod tests {
         assert_eq!(clean("/manifest.json", "d").as_deref(), Some("manifest.json"));
         assert_eq!(clean("../../x", "d"), None);
         assert_eq!(clean("..", ""), None);
+        assert_eq!(clean("./", "").as_deref(), Some(""));
         assert_eq!(with_tag("localhost:5000/app"), "localhost:5000/app:latest");
         assert_eq!(with_tag("app:1"), "app:1");
         let d = Digest::of(b"x");
