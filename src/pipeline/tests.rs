@@ -354,6 +354,8 @@ fn archives_round_trip_reproducibly_and_refuse_tampered_layers() {
     let da2 = arch(&format!("docker-archive:{}/d2.tar:localhost/app:1", dir.display()));
     block(rebuild(&oa, &da2, &quiet(&["passthrough"]))).unwrap();
     let d1 = std::fs::read(dir.join("d.tar")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(dir.join("d.tar")).unwrap().permissions().mode() & 0o777, 0o644);
     assert_eq!(d1, std::fs::read(dir.join("d2.tar")).unwrap());
     let mut ar = tar::Archive::new(&d1[..]);
     let mut entries = Vec::new();

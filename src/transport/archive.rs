@@ -557,6 +557,9 @@ fn pack(file: &Path, entries: &BTreeMap<String, Src>) -> Result<()> {
     let mut w = b.into_inner()?;
     w.flush()?;
     drop(w);
+    // A temporary file is created 0600; the archive is meant to be read (docker load, ctr
+    // import) by others, as skopeo's are: 0644.
+    tmp.as_file().set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
     tmp.as_file().sync_all()?;
     tmp.persist(file).map_err(|e| anyhow!("cannot replace {}: {}", file.display(), e.error))?;
     Ok(())
