@@ -41,8 +41,9 @@ fn manifest_layers(layout: &std::path::Path, digest: &str) -> BTreeSet<String> {
 }
 
 /// Findings that strict addresses and must be gone after it.
-const STRICT_FIXES: [&str; 8] = [
+const STRICT_FIXES: [&str; 9] = [
     "HARDEN-USER-ROOT",
+    "HARDEN-CONTRACT-UNMET",
     "HARDEN-FILE-SETUID",
     "HARDEN-FILE-CAPABILITIES",
     "HARDEN-SHELLS",
@@ -73,8 +74,14 @@ fn check_app_before_and_after_strict() {
         "HARDEN-SECRET-FILE",
         "HARDEN-HEALTHCHECK-MISSING",
         "HARDEN-SIGNATURE-MISSING",
+        "HARDEN-CONTRACT-UNMET",
     ] {
         assert!(found.contains(id), "{id} missing: {found:?}");
+    }
+    // The contract cannot be met: a root user, and setuid and capability files left.
+    let unmet = paths(&before, "HARDEN-CONTRACT-UNMET");
+    for p in ["/usr/bin/su", "/usr/bin/ping"] {
+        assert!(unmet.contains(&p.to_string()), "{p} not in {unmet:?}");
     }
     let setuid = paths(&before, "HARDEN-FILE-SETUID");
     for p in ["/usr/local/bin/setuid-copy", "/usr/bin/su", "/usr/bin/sudo", "/usr/lib/openssh/ssh-keysign"] {

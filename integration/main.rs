@@ -10,9 +10,11 @@
 //! `rebuild_*` tests check harden's CLI contract; `profiles_*` are the hardening profiles'
 //! acceptance test on the app fixture.
 
+mod archives;
 mod batch;
 mod check;
 mod common;
+mod contract;
 mod corpus;
 mod formats;
 mod platforms;

@@ -441,12 +441,12 @@ fn profiles_strict_app_contents() {
 
 // ------------------------------------------------------------------ runc
 
-static SEQ: AtomicUsize = AtomicUsize::new(0);
+pub(crate) static SEQ: AtomicUsize = AtomicUsize::new(0);
 
 /// A detached runc container; killed and deleted on drop, whatever happened.
-struct Container {
-    runc: PathBuf,
-    id: String,
+pub(crate) struct Container {
+    pub(crate) runc: PathBuf,
+    pub(crate) id: String,
 }
 
 impl Drop for Container {
@@ -465,7 +465,7 @@ impl Drop for Container {
 }
 
 /// Waits for `cmd` (stdio to the given files: a detached container keeps them open) within `limit`.
-fn status_with_timeout(cmd: &mut Command, limit: Duration) -> ExitStatus {
+pub(crate) fn status_with_timeout(cmd: &mut Command, limit: Duration) -> ExitStatus {
     let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
     let start = Instant::now();
     loop {
@@ -482,7 +482,7 @@ fn status_with_timeout(cmd: &mut Command, limit: Duration) -> ExitStatus {
 }
 
 /// True if the network namespace of `pid` has a TCP socket listening on `port` (IPv4 or IPv6).
-fn listens(pid: u32, port: u16) -> bool {
+pub(crate) fn listens(pid: u32, port: u16) -> bool {
     let want = format!(":{port:04X}");
     ["tcp", "tcp6"].iter().any(|table| {
         std::fs::read_to_string(format!("/proc/{pid}/net/{table}"))
@@ -496,7 +496,7 @@ fn listens(pid: u32, port: u16) -> bool {
     })
 }
 
-fn runc_exec(c: &Container, argv: &[&str]) -> std::process::Output {
+pub(crate) fn runc_exec(c: &Container, argv: &[&str]) -> std::process::Output {
     run_with_timeout(Command::new(&c.runc).arg("exec").arg(&c.id).args(argv))
 }
 

@@ -22,12 +22,14 @@ declare -A PKG_OF=(
   [bsdtar]=libarchive-tools
   [bzip2]=bzip2
   [xz]=xz-utils
+  [containerd]=containerd
+  [ctr]=containerd
   # Not commands: the tar corpora of other projects (integration/corpus.rs), checked as files.
   [/usr/share/go-1.19/src/archive/tar/testdata/gnu.tar]=golang-1.19-src
   [/usr/lib/python3.11/test/testtar.tar]=libpython3.11-testsuite
 )
 ORDER=(docker-registry skopeo umoci runc debootstrap oci-image-tool htpasswd zstd tar curl python3 bsdtar bzip2 xz
-  /usr/share/go-1.19/src/archive/tar/testdata/gnu.tar /usr/lib/python3.11/test/testtar.tar)
+  containerd ctr /usr/share/go-1.19/src/archive/tar/testdata/gnu.tar /usr/lib/python3.11/test/testtar.tar)
 
 have() {
   case "$1" in /*) [ -f "$1" ]; return ;; esac

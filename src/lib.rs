@@ -16,6 +16,7 @@ pub mod audit;
 pub mod batch;
 pub mod cache;
 pub mod config;
+pub mod contract;
 pub mod cpu;
 pub mod digest;
 pub mod error;

@@ -66,6 +66,17 @@ struct RawProfile {
     extends: Option<Spanned<String>>,
     files: Option<RawFiles>,
     config: Option<RawConfig>,
+    runtime: Option<RawRuntime>,
+}
+
+/// `[runtime]`: what the runtime contract (crate::contract) adds to what it derives.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRuntime {
+    /// Absolute directories the app writes (tmpfs / emptyDir in the contract).
+    writable: Option<Vec<Spanned<String>>>,
+    /// Linux capabilities the app needs, e.g. `NET_RAW` (`CAP_` prefix optional).
+    capabilities: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -158,6 +169,66 @@ pub struct ConfigRules {
     pub stop_signal: Option<String>,
 }
 
+/// `[runtime]`, merged: later profiles add to earlier ones.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct RuntimeRules {
+    /// Normalised absolute paths (no trailing `/`), in order, without duplicates.
+    pub writable: Vec<String>,
+    /// Upper-case names without `CAP_`, e.g. `NET_RAW`.
+    pub capabilities: Vec<String>,
+}
+
+impl RuntimeRules {
+    pub fn is_empty(&self) -> bool {
+        self.writable.is_empty() && self.capabilities.is_empty()
+    }
+}
+
+/// The capabilities of Linux 6.x, without `CAP_`.
+pub const CAPABILITIES: &[&str] = &[
+    "AUDIT_CONTROL",
+    "AUDIT_READ",
+    "AUDIT_WRITE",
+    "BLOCK_SUSPEND",
+    "BPF",
+    "CHECKPOINT_RESTORE",
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "DAC_READ_SEARCH",
+    "FOWNER",
+    "FSETID",
+    "IPC_LOCK",
+    "IPC_OWNER",
+    "KILL",
+    "LEASE",
+    "LINUX_IMMUTABLE",
+    "MAC_ADMIN",
+    "MAC_OVERRIDE",
+    "MKNOD",
+    "NET_ADMIN",
+    "NET_BIND_SERVICE",
+    "NET_BROADCAST",
+    "NET_RAW",
+    "PERFMON",
+    "SETFCAP",
+    "SETGID",
+    "SETPCAP",
+    "SETUID",
+    "SYSLOG",
+    "SYS_ADMIN",
+    "SYS_BOOT",
+    "SYS_CHROOT",
+    "SYS_MODULE",
+    "SYS_NICE",
+    "SYS_PACCT",
+    "SYS_PTRACE",
+    "SYS_RAWIO",
+    "SYS_RESOURCE",
+    "SYS_TIME",
+    "SYS_TTY_CONFIG",
+    "WAKE_ALARM",
+];
+
 /// A fully resolved profile: every `extends` and `--profile` merged, groups expanded.
 #[derive(Clone, Debug, Serialize)]
 pub struct Profile {
@@ -169,6 +240,9 @@ pub struct Profile {
     pub strip_capabilities: bool,
     pub fix_world_writable: bool,
     pub config: ConfigRules,
+    /// Absent from the digest when empty, so profiles without `[runtime]` keep their digests.
+    #[serde(skip_serializing_if = "RuntimeRules::is_empty")]
+    pub runtime: RuntimeRules,
 }
 
 impl Profile {
@@ -195,6 +269,7 @@ impl Profile {
                 workdir: None,
                 stop_signal: None,
             },
+            runtime: RuntimeRules::default(),
         }
     }
 
@@ -430,7 +505,49 @@ fn apply(
         cr.workdir = c.workdir.or(cr.workdir.take());
         cr.stop_signal = c.stop_signal.or(cr.stop_signal.take());
     }
+    if let Some(rt) = raw.runtime {
+        for w in rt.writable.unwrap_or_default() {
+            let path = normalise_dir(w.get_ref()).ok_or_else(|| {
+                src.err(
+                    w.span(),
+                    format!(
+                        "writable = `{}`: expected an absolute directory like \"/var/cache/app\" (not `/`, no `..`)",
+                        w.get_ref()
+                    ),
+                )
+            })?;
+            if !p.runtime.writable.contains(&path) {
+                p.runtime.writable.push(path);
+            }
+        }
+        for c in rt.capabilities.unwrap_or_default() {
+            let up = c.get_ref().to_ascii_uppercase();
+            let name = up.strip_prefix("CAP_").unwrap_or(&up).to_string();
+            if !CAPABILITIES.contains(&name.as_str()) {
+                return Err(src.err(
+                    c.span(),
+                    format!("capabilities: `{}` is not a Linux capability (e.g. \"NET_RAW\")", c.get_ref()),
+                ));
+            }
+            if !p.runtime.capabilities.contains(&name) {
+                p.runtime.capabilities.push(name);
+            }
+        }
+    }
     Ok(label)
+}
+
+/// `/var/cache//nginx/` → `/var/cache/nginx`; None for a relative path, `/` itself, `..` or
+/// `.` components, or characters a mount option list cannot carry (`,`, `:`, whitespace).
+fn normalise_dir(p: &str) -> Option<String> {
+    if !p.starts_with('/') || p.chars().any(|c| c == ',' || c == ':' || c.is_whitespace() || c.is_control()) {
+        return None;
+    }
+    let parts: Vec<&str> = p.split('/').filter(|c| !c.is_empty()).collect();
+    if parts.is_empty() || parts.iter().any(|c| *c == ".." || *c == ".") {
+        return None;
+    }
+    Some(format!("/{}", parts.join("/")))
 }
 
 fn expand(
@@ -600,6 +717,29 @@ mod tests {
         assert!(e.message.contains("bad glob"), "{e}");
         let e = load_text("[config.healthcheck]\ntest = [\"/x\"]\ninterval = \"3 parsecs\"\n").unwrap_err();
         assert_eq!(e.line, 3, "{e}");
+    }
+
+    #[test]
+    fn runtime_section_is_validated_and_merged() {
+        let p = load_text(
+            "extends = \"strict\"\n[runtime]\nwritable = [\"/var/cache//nginx/\", \"/run\"]\ncapabilities = [\"cap_net_raw\"]\n",
+        )
+        .unwrap();
+        assert_eq!(p.runtime.writable, ["/var/cache/nginx", "/run"]);
+        assert_eq!(p.runtime.capabilities, ["NET_RAW"]);
+        let e = load_text("[runtime]\nwritable = [\"/tmp\", \"var/x\"]\n").unwrap_err();
+        assert_eq!((e.line, e.column), (2, 21), "{e}");
+        assert!(e.message.contains("absolute directory"), "{e}");
+        for bad in ["/", "/a/../b", "/a,b"] {
+            assert!(load_text(&format!("[runtime]\nwritable = [{bad:?}]\n")).is_err(), "{bad}");
+        }
+        let e = load_text("[runtime]\ncapabilities = [\"NET_RAW\",\n  \"FLY\"]\n").unwrap_err();
+        assert_eq!(e.line, 3, "{e}");
+        assert!(e.message.contains("`FLY` is not a Linux capability"), "{e}");
+        assert!(load_text("[runtime]\nreadonly = true\n").unwrap_err().message.contains("readonly"));
+        // No [runtime]: the digest is what it was before the section existed.
+        let s = load(&["strict".into()]).unwrap();
+        assert!(!serde_json::to_string(&s).unwrap().contains("runtime"));
     }
 
     #[test]

@@ -1,4 +1,6 @@
-//! Image references: `[docker://]host[:port]/repo[:tag][@sha256:…]` and `oci:DIR[:TAG|@sha256:…]`.
+//! Image references: `[docker://]host[:port]/repo[:tag][@sha256:…]`, `oci:DIR[:TAG|@sha256:…]`,
+//! `docker-archive:FILE[:REF|:@N]` and `oci-archive:FILE[:TAG]` (skopeo's spelling: FILE ends at
+//! the first `:`).
 //!
 //! Owns: parsing and printing references. Must not: do I/O.
 
@@ -8,12 +10,96 @@ use std::path::PathBuf;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ImageRef {
-    Registry { registry: String, repository: String, tag: Option<String>, digest: Option<Digest> },
-    Layout { dir: PathBuf, tag: Option<String>, digest: Option<Digest> },
+    Registry {
+        registry: String,
+        repository: String,
+        tag: Option<String>,
+        digest: Option<Digest>,
+    },
+    Layout {
+        dir: PathBuf,
+        tag: Option<String>,
+        digest: Option<Digest>,
+    },
+    /// `docker save`'s format. `name` picks an image of a multi-image archive when reading and
+    /// is the image's `RepoTags` entry when writing.
+    DockerArchive {
+        file: PathBuf,
+        name: Option<ArchiveName>,
+        digest: Option<Digest>,
+    },
+    /// An OCI layout in a tar (skopeo's and buildah's `oci-archive:`).
+    OciArchive {
+        file: PathBuf,
+        tag: Option<String>,
+        digest: Option<Digest>,
+    },
+}
+
+/// Which image of a docker-archive: by `RepoTags` entry, or by position (`@N`, from 0).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ArchiveName {
+    Ref(String),
+    Index(usize),
+}
+
+impl fmt::Display for ArchiveName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ArchiveName::Ref(r) => write!(f, "{r}"),
+            ArchiveName::Index(i) => write!(f, "@{i}"),
+        }
+    }
+}
+
+/// `FILE[:REST][@sha256:…]` of an archive reference: the file, what follows its first `:`, and a
+/// trailing digest (which harden itself appends to name a platform or print a result).
+fn split_archive<'a>(rest: &'a str, whole: &str) -> Result<(PathBuf, Option<&'a str>, Option<Digest>), String> {
+    let (rest, digest) = match rest.rsplit_once('@') {
+        Some((r, d)) if d.starts_with("sha256:") => (r, Some(Digest::parse(d).map_err(|e| format!("`{whole}`: {e}"))?)),
+        _ => (rest, None),
+    };
+    let (file, name) = match rest.split_once(':') {
+        Some((f, n)) => (f, Some(n).filter(|n| !n.is_empty())),
+        None => (rest, None),
+    };
+    if file.is_empty() {
+        return Err(format!("`{whole}`: expected a file name after the transport"));
+    }
+    Ok((PathBuf::from(file), name, digest))
 }
 
 impl ImageRef {
     pub fn parse(s: &str) -> Result<ImageRef, String> {
+        if let Some(rest) = s.strip_prefix("docker-archive:") {
+            let (file, name, digest) = split_archive(rest, s)?;
+            let name = match name {
+                None => None,
+                Some(n) => match n.strip_prefix('@') {
+                    Some(i) => Some(ArchiveName::Index(
+                        i.parse().map_err(|_| format!("`{s}`: `@{i}` is not an image number (@0, @1, …)"))?,
+                    )),
+                    None => {
+                        // Checked as a registry reference would be; stored as written.
+                        ImageRef::parse(n).map_err(|e| format!("`{s}`: image name {e}"))?;
+                        if n.contains('@') {
+                            return Err(format!("`{s}`: the image name in a docker-archive cannot have a digest"));
+                        }
+                        Some(ArchiveName::Ref(n.to_string()))
+                    }
+                },
+            };
+            return Ok(ImageRef::DockerArchive { file, name, digest });
+        }
+        if let Some(rest) = s.strip_prefix("oci-archive:") {
+            let (file, tag, digest) = split_archive(rest, s)?;
+            if let Some(t) = tag {
+                if t.contains(['/', ':', '@']) {
+                    return Err(format!("`{s}`: `{t}` is not a valid tag"));
+                }
+            }
+            return Ok(ImageRef::OciArchive { file, tag: tag.map(str::to_string), digest });
+        }
         if let Some(rest) = s.strip_prefix("oci:") {
             let (rest, digest) = split_digest(rest, s)?;
             // oci:DIR:TAG — the tag is after the last ':' when it holds no '/'.
@@ -61,6 +147,10 @@ impl ImageRef {
                 ImageRef::Registry { registry, repository, tag, digest: Some(d.clone()) }
             }
             ImageRef::Layout { dir, tag, .. } => ImageRef::Layout { dir, tag, digest: Some(d.clone()) },
+            ImageRef::DockerArchive { file, name, .. } => {
+                ImageRef::DockerArchive { file, name, digest: Some(d.clone()) }
+            }
+            ImageRef::OciArchive { file, tag, .. } => ImageRef::OciArchive { file, tag, digest: Some(d.clone()) },
         }
     }
 
@@ -71,15 +161,15 @@ impl ImageRef {
                 ImageRef::Registry { registry, repository, tag: None, digest }
             }
             ImageRef::Layout { dir, digest, .. } => ImageRef::Layout { dir, tag: None, digest },
+            ImageRef::DockerArchive { file, digest, .. } => ImageRef::DockerArchive { file, name: None, digest },
+            ImageRef::OciArchive { file, digest, .. } => ImageRef::OciArchive { file, tag: None, digest },
         }
     }
 
-    /// `host/repo@sha256:…` or `oci:DIR@sha256:…`: the one line `rebuild` prints.
+    /// `host/repo@sha256:…`, `oci:DIR@sha256:…`, `docker-archive:FILE@sha256:…`: the one line
+    /// `rebuild` prints.
     pub fn by_digest(&self, d: &Digest) -> String {
-        match self {
-            ImageRef::Registry { registry, repository, .. } => format!("{registry}/{repository}@{d}"),
-            ImageRef::Layout { dir, .. } => format!("oci:{}@{d}", dir.display()),
-        }
+        format!("{}@{d}", self.repository_name())
     }
 
     /// The repository without tag or digest (what cosign signs as docker-reference).
@@ -87,18 +177,26 @@ impl ImageRef {
         match self {
             ImageRef::Registry { registry, repository, .. } => format!("{registry}/{repository}"),
             ImageRef::Layout { dir, .. } => format!("oci:{}", dir.display()),
+            ImageRef::DockerArchive { file, .. } => format!("docker-archive:{}", file.display()),
+            ImageRef::OciArchive { file, .. } => format!("oci-archive:{}", file.display()),
         }
     }
 
     pub fn digest(&self) -> Option<&Digest> {
         match self {
-            ImageRef::Registry { digest, .. } | ImageRef::Layout { digest, .. } => digest.as_ref(),
+            ImageRef::Registry { digest, .. }
+            | ImageRef::Layout { digest, .. }
+            | ImageRef::DockerArchive { digest, .. }
+            | ImageRef::OciArchive { digest, .. } => digest.as_ref(),
         }
     }
 
     pub fn tag(&self) -> Option<&str> {
         match self {
-            ImageRef::Registry { tag, .. } | ImageRef::Layout { tag, .. } => tag.as_deref(),
+            ImageRef::Registry { tag, .. } | ImageRef::Layout { tag, .. } | ImageRef::OciArchive { tag, .. } => {
+                tag.as_deref()
+            }
+            ImageRef::DockerArchive { .. } => None,
         }
     }
 }
@@ -112,17 +210,15 @@ fn split_digest<'a>(s: &'a str, whole: &str) -> Result<(&'a str, Option<Digest>)
 
 impl fmt::Display for ImageRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (base, tag, digest) = match self {
-            ImageRef::Registry { registry, repository, tag, digest } => {
-                (format!("{registry}/{repository}"), tag, digest)
-            }
-            ImageRef::Layout { dir, tag, digest } => (format!("oci:{}", dir.display()), tag, digest),
+        let tag = match self {
+            ImageRef::DockerArchive { name, .. } => name.as_ref().map(|n| n.to_string()),
+            _ => self.tag().map(str::to_string),
         };
-        write!(f, "{base}")?;
+        write!(f, "{}", self.repository_name())?;
         if let Some(t) = tag {
             write!(f, ":{t}")?;
         }
-        if let Some(d) = digest {
+        if let Some(d) = self.digest() {
             write!(f, "@{d}")?;
         }
         Ok(())
@@ -156,5 +252,36 @@ mod tests {
         assert!(ImageRef::parse("host:5000/UPPER").is_err());
         assert!(ImageRef::parse("host:5000/x@sha256:zz").is_err());
         assert!(ImageRef::parse("oci:").is_err());
+    }
+
+    #[test]
+    fn parses_archive_references() {
+        let r = ImageRef::parse("docker-archive:/tmp/a.tar:localhost/app:1.0").unwrap();
+        assert_eq!(
+            r,
+            ImageRef::DockerArchive {
+                file: "/tmp/a.tar".into(),
+                name: Some(ArchiveName::Ref("localhost/app:1.0".into())),
+                digest: None
+            }
+        );
+        assert_eq!(r.to_string(), "docker-archive:/tmp/a.tar:localhost/app:1.0");
+        let r = ImageRef::parse("docker-archive:a.tar:@2").unwrap();
+        assert!(matches!(&r, ImageRef::DockerArchive { name: Some(ArchiveName::Index(2)), .. }));
+        assert_eq!(r.to_string(), "docker-archive:a.tar:@2");
+        assert!(matches!(ImageRef::parse("docker-archive:a.tar").unwrap(), ImageRef::DockerArchive { name: None, .. }));
+        assert!(ImageRef::parse("docker-archive:a.tar:@x").is_err());
+        assert!(ImageRef::parse("docker-archive:a.tar:UPPER/x").is_err());
+        assert!(ImageRef::parse("docker-archive:").is_err());
+        assert!(ImageRef::parse("oci-archive::v1").is_err());
+        let d = Digest::of(b"x");
+        // What rebuild prints parses back to the same image.
+        let printed = ImageRef::parse("docker-archive:a.tar:app:1").unwrap().by_digest(&d);
+        assert_eq!(printed, format!("docker-archive:a.tar@{d}"));
+        assert_eq!(ImageRef::parse(&printed).unwrap().digest(), Some(&d));
+        let o = ImageRef::parse("oci-archive:./o.tar:v1").unwrap();
+        assert_eq!(o, ImageRef::OciArchive { file: "./o.tar".into(), tag: Some("v1".into()), digest: None });
+        assert_eq!(o.with_digest(&d).to_string(), format!("oci-archive:./o.tar:v1@{d}"));
+        assert!(ImageRef::parse("oci-archive:o.tar:a/b").is_err());
     }
 }

@@ -76,6 +76,7 @@ fn package_of(tool: &str) -> &'static str {
         "tar" => "tar",
         "curl" => "curl",
         "python3" => "python3",
+        "containerd" | "ctr" | "containerd-shim-runc-v2" => "containerd",
         "bash" => "bash",
         "bsdtar" => "libarchive-tools",
         "bzip2" => "bzip2",
@@ -459,7 +460,11 @@ pub fn oci_read_blob_verified(layout: &Path, digest: &str) -> Vec<u8> {
 /// `oci:DIR` when the layout holds a single untagged manifest.
 /// Already-prefixed `docker://`, `oci:` refs pass through.
 pub fn skopeo_ref(r: &str) -> String {
-    if r.starts_with("docker://") || r.starts_with("dir:") || r.starts_with("docker-archive:") {
+    if r.starts_with("docker://")
+        || r.starts_with("dir:")
+        || r.starts_with("docker-archive:")
+        || r.starts_with("oci-archive:")
+    {
         return r.to_string();
     }
     if let Some(rest) = r.strip_prefix("oci:") {
@@ -742,4 +747,101 @@ pub fn base64_encode(data: &[u8]) -> String {
         s.push(if chunk.len() > 2 { T[n as usize & 63] as char } else { '=' });
     }
     s
+}
+
+// ------------------------------------------------------------------ containerd
+
+/// A private containerd (Debian's `containerd`): its own root, state, socket and config under a
+/// temporary directory, the CRI plugin off, images unpacked with the native snapshotter (no
+/// overlayfs needed). Stopped (SIGTERM, then SIGKILL) and its directory removed on drop.
+pub struct Containerd {
+    child: Option<std::process::Child>,
+    dir: Option<tempfile::TempDir>,
+    pub address: PathBuf,
+}
+
+impl Containerd {
+    pub fn start() -> Containerd {
+        require_root();
+        let bin = require_tool("containerd");
+        require_tool("ctr");
+        require_tool("containerd-shim-runc-v2");
+        require_tool("runc");
+        // Short path: a unix socket's name is limited to 107 bytes.
+        let dir = tempfile::Builder::new().prefix("harden-ctrd-").tempdir_in("/tmp").expect("containerd temp dir");
+        let address = dir.path().join("c.sock");
+        let config = dir.path().join("config.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "version = 2\nroot = {:?}\nstate = {:?}\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\
+                 [grpc]\n  address = {:?}\n",
+                dir.path().join("root"),
+                dir.path().join("state"),
+                address
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(dir.path().join("containerd.log")).unwrap();
+        let child = Command::new(bin)
+            .arg("--config")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start containerd: {e}"));
+        let mut c = Containerd { child: Some(child), dir: Some(dir), address };
+        let start = Instant::now();
+        loop {
+            let ok = Command::new(require_tool("ctr"))
+                .arg("--address")
+                .arg(&c.address)
+                .arg("version")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false);
+            if ok {
+                break;
+            }
+            if let Some(st) = c.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("containerd exited ({st}) before serving:\n{}", c.log());
+            }
+            assert!(start.elapsed() < Duration::from_secs(30), "containerd not ready after 30 s:\n{}", c.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        c
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.as_ref().unwrap().path().join("containerd.log")).unwrap_or_default()
+    }
+
+    /// `ctr --address … --namespace harden-it ARGS`.
+    pub fn ctr(&self) -> Command {
+        let mut c = Command::new(require_tool("ctr"));
+        c.arg("--address").arg(&self.address).args(["--namespace", "harden-it"]);
+        c
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+            let start = Instant::now();
+            while child.try_wait().ok().flatten().is_none() && start.elapsed() < Duration::from_secs(10) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if let Some(d) = self.dir.take() {
+            // The native snapshotter leaves plain directories; a task's rootfs may still be mounted.
+            let _ = Command::new("umount").arg("-R").arg(d.path().join("state")).stderr(Stdio::null()).status();
+            let _ = d.close();
+        }
+    }
 }

@@ -66,6 +66,7 @@ pub(super) fn run(fs: &FinalFs, config: &Value, ctx: &AuditContext) -> Vec<Findi
     out.push(Finding::new(CheckId::VolumeSensitive, volumes(config)));
     out.push(Finding::new(CheckId::PortPrivileged, ports(config)));
     out.push(Finding::new(CheckId::LayerPathEscape, a.escapes()));
+    out.push(Finding::new(CheckId::ContractUnmet, a.contract(config)));
     out
 }
 
@@ -85,6 +86,38 @@ fn parent(p: &str) -> &str {
 }
 
 impl Audit<'_> {
+    /// Where the runtime contract (crate::contract) has to give way.
+    fn contract(&self, config: &Value) -> Vec<Evidence> {
+        use crate::contract::Obstacle;
+        let no_rules = profile::RuntimeRules::default();
+        let rules = self.ctx.profile.map(|p| &p.runtime).unwrap_or(&no_rules);
+        let (_, obstacles) = crate::contract::derive(self.fs, config, rules);
+        obstacles
+            .into_iter()
+            .map(|o| match o {
+                Obstacle::RootUser(u) => Evidence::field(
+                    "config.User",
+                    format!(
+                        "{}: runAsNonRoot cannot be true",
+                        if u.is_empty() { "not set (root)".into() } else { format!("\"{u}\" is root") }
+                    ),
+                ),
+                Obstacle::UnknownUser(u) => Evidence::field(
+                    "config.User",
+                    format!("`{u}` is not in /etc/passwd or /etc/group: no numeric runAsUser"),
+                ),
+                Obstacle::Escalation(p) => {
+                    let canon = p.trim_start_matches('/');
+                    let ev = match self.fs.get(canon) {
+                        Some((loc, _)) => self.file(canon, loc),
+                        None => Evidence { path: Some(p.clone()), ..Default::default() },
+                    };
+                    ev.with_detail("setuid/setgid or file capabilities: allowPrivilegeEscalation must stay true")
+                }
+            })
+            .collect()
+    }
+
     fn file(&self, path: &str, loc: Loc) -> Evidence {
         Evidence {
             path: Some(format!("/{path}")),
@@ -383,7 +416,10 @@ fn reference(ctx: &AuditContext) -> (Vec<Evidence>, Vec<Evidence>) {
     }
     let latest = match r {
         ImageRef::Registry { tag, .. } => tag.as_deref().is_none_or(|t| t == "latest"),
-        ImageRef::Layout { tag, .. } => tag.as_deref() == Some("latest"),
+        ImageRef::Layout { tag, .. } | ImageRef::OciArchive { tag, .. } => tag.as_deref() == Some("latest"),
+        ImageRef::DockerArchive { name, .. } => {
+            matches!(name, Some(crate::reference::ArchiveName::Ref(n)) if n.ends_with(":latest"))
+        }
     };
     let ev = vec![Evidence::field("reference", r.to_string())];
     if latest {

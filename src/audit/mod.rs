@@ -74,11 +74,12 @@ pub enum CheckId {
     VolumeSensitive,
     PortPrivileged,
     LayerPathEscape,
+    ContractUnmet,
 }
 
 impl CheckId {
     /// Every ID, in [`CHECKS`] order.
-    pub const ALL: [CheckId; 20] = [
+    pub const ALL: [CheckId; 21] = [
         CheckId::UserRoot,
         CheckId::HealthcheckMissing,
         CheckId::FileSetuid,
@@ -99,6 +100,7 @@ impl CheckId {
         CheckId::VolumeSensitive,
         CheckId::PortPrivileged,
         CheckId::LayerPathEscape,
+        CheckId::ContractUnmet,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -123,6 +125,7 @@ impl CheckId {
             CheckId::VolumeSensitive => "HARDEN-VOLUME-SENSITIVE",
             CheckId::PortPrivileged => "HARDEN-PORT-PRIVILEGED",
             CheckId::LayerPathEscape => "HARDEN-LAYER-PATH-ESCAPE",
+            CheckId::ContractUnmet => "HARDEN-CONTRACT-UNMET",
         }
     }
 
@@ -211,6 +214,7 @@ pub const CHECKS: &[Check] = &[
     c(CheckId::VolumeSensitive, Level::Fatal, "Volume on /proc, /sys or /dev", None, Some("DKL-DI-0002"), "[config] volumes = [...] (replaces the image's list)"),
     c(CheckId::PortPrivileged, Level::Warn, "Privileged port (below 1024) exposed", None, None, "[config] exposed_ports = [\"8080/tcp\"] (replaces the image's list)"),
     c(CheckId::LayerPathEscape, Level::Fatal, "Layer entries whose path leaves the root (../ or absolute)", None, None, "no profile rule: rebuild the layer; harden normalises the names of the entries it rewrites"),
+    c(CheckId::ContractUnmet, Level::Warn, "The least-privilege runtime contract cannot be met (root user, unknown user, setuid/setgid or capability files)", None, None, "[config] user = \"nonroot\"; [files] strip_setuid = true, strip_capabilities = true (harden contract IMAGE shows the contract)"),
 ];
 
 pub fn check_info(id: &str) -> Option<&'static Check> {

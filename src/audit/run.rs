@@ -174,3 +174,43 @@ pub async fn rebuild_findings(
     });
     super::RebuildFindings { before, after }
 }
+
+/// `harden contract IMAGE`: fetch and scan the image as `check` does and derive its runtime
+/// contract (crate::contract) with the profiles' `[runtime]` rules (none without `-p`). For an
+/// index, the first image's (platforms differ in binaries, not in users or setuid bits).
+pub async fn contract(
+    image: &ImageRef,
+    profiles: &[String],
+    jobs: usize,
+    net: &NetOptions,
+    limits: &crate::layer::Limits,
+    progress: &Progress,
+) -> Result<crate::contract::Contract> {
+    let rules = if profiles.is_empty() {
+        profile::RuntimeRules::default()
+    } else {
+        profile::load(profiles).map_err(|e| Failure::Usage(e.to_string()))?.runtime
+    };
+    let src = Endpoint::open(image, net)?;
+    let share = source::ScanShare::new()?;
+    let w = walk::walk(&src, image).await?;
+    let (r, manifest) = if w.index.is_some() {
+        let e = w
+            .entries
+            .iter()
+            .find(|e| e.kind == walk::EntryKind::Image)
+            .ok_or_else(|| anyhow::anyhow!("{image}: the index lists no image"))?;
+        progress.line(&format!("{image}: an index; the contract of its first image, {}", e.platform()));
+        let r = image.with_digest(&e.digest);
+        let m = src.manifest(&r).await?;
+        (r, m)
+    } else {
+        (image.clone(), w.top)
+    };
+    let (view, config) = source::image_config(&src, &r, &manifest).await?;
+    let scanner = source::Scanner { src: &src, share: &share, jobs, progress, limits, mirror_to: None };
+    let (_blobs, indexes) = scanner.scan(&view, &config).await?;
+    let fs = FinalFs::build(indexes);
+    let (c, _) = crate::contract::derive(&fs, &config, &rules);
+    Ok(c)
+}

@@ -419,9 +419,13 @@ fn after_view_of_a_strict_plan() {
         "HARDEN-PACKAGE-MANAGERS",
         "HARDEN-PACKAGE-CACHES",
         "HARDEN-SECRET-FILE",
+        "HARDEN-CONTRACT-UNMET",
     ] {
         assert!(find(&before, id).is_some(), "{id} before: {:?}", ids(&before));
     }
+    // The contract cannot forbid privilege escalation while the setuid file is there.
+    let unmet = find(&before, "HARDEN-CONTRACT-UNMET").unwrap();
+    assert!(unmet.evidence.iter().any(|e| e.path.as_deref() == Some("/usr/local/bin/setuid-copy")), "{unmet:#?}");
     let after_fs = after_view(&fs, &plan, None);
     assert!(after_fs.get("usr/bin/python3").is_some() && after_fs.get("var/lib/dpkg/status").is_some());
     assert!(after_fs.get("usr/bin/sh").is_none() && after_fs.get("app/.env").is_none());
@@ -429,7 +433,7 @@ fn after_view_of_a_strict_plan() {
     let after = audit(&after_fs, &quiet_config(), &AuditContext::default());
     assert!(after.is_empty(), "{after:#?}");
     let r = RebuildFindings { before, after: Some(after) };
-    assert_eq!(r.summary(), "findings 6 → 0 (fatal 1 → 0)");
+    assert_eq!(r.summary(), "findings 7 → 0 (fatal 1 → 0)");
 }
 
 #[test]

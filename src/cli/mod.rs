@@ -5,6 +5,7 @@
 mod args;
 mod batch;
 mod check;
+mod contract;
 mod keys;
 mod profile;
 mod rebuild;
@@ -62,6 +63,12 @@ enum Command {
     /// Exit 0 when no finding is at or above --fail-on, 3 when one is, 1 on errors. The checks,
     /// the JSON format and what --profile suppresses are in docs/checks.md.
     Check(check::CheckArgs),
+    /// Print IMAGE's runtime contract: a Kubernetes securityContext, volumes and `docker run` flags.
+    ///
+    /// Read-only root, a tmpfs for /tmp, each VOLUME and each `[runtime] writable` path, every
+    /// capability dropped (NET_BIND_SERVICE back for a port below 1024), no-new-privileges when
+    /// no setuid/setgid or capability file is left, the user as numbers. JSON, or YAML.
+    Contract(contract::ContractArgs),
     /// Print shell completions.
     Completions {
         /// bash, zsh, fish, elvish or powershell.
@@ -87,6 +94,7 @@ pub fn run() -> Result<ExitCode> {
         Command::Batch(a) => batch::run(a),
         Command::Profile(c) => profile::run(c),
         Command::Check(a) => check::run(a),
+        Command::Contract(a) => contract::run(a),
         Command::Completions { shell } => {
             let mut buf = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "harden", &mut buf);

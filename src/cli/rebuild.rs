@@ -25,6 +25,13 @@ pub struct RebuildArgs {
     /// results, plan, guard, timings.
     #[arg(long, value_name = "FILE")]
     report: Option<PathBuf>,
+    /// Write the result's runtime contract to FILE (see `harden contract`); it is also recorded
+    /// as the manifest annotation dev.harden.contract (OCI manifests).
+    #[arg(long, value_name = "FILE")]
+    contract: Option<PathBuf>,
+    /// The contract file's format.
+    #[arg(long, value_enum, default_value_t = harden::contract::Format::Json, requires = "contract")]
+    contract_format: harden::contract::Format,
     /// Write the result's digest to FILE.
     #[arg(long, value_name = "FILE")]
     digest_file: Option<PathBuf>,
@@ -81,6 +88,8 @@ impl RebuildArgs {
             profiles: self.profile,
             report: self.report,
             digest_file: self.digest_file,
+            contract: self.contract,
+            contract_format: self.contract_format,
             dry_run: self.dry_run,
             allow_broken: self.allow_broken,
             codec,

@@ -53,11 +53,13 @@ pub async fn execute(
     top: &Manifest,
     chosen: &[Entry],
     images: Vec<Prepared>,
-) -> Result<(Manifest, Vec<ImageReport>)> {
+) -> Result<(Manifest, Vec<ImageReport>, Option<crate::contract::Contract>)> {
     let mut per = Vec::new();
+    let mut contract = None;
     let mut new_entries = Vec::new();
     for (p, e) in images.into_iter().zip(chosen) {
         let done = single::execute(ctx, p, None).await?;
+        contract.get_or_insert(done.contract);
         let mut d = e.descriptor.clone();
         d["digest"] = json!(done.manifest.digest.as_str());
         d["size"] = json!(done.manifest.bytes.len());
@@ -73,5 +75,5 @@ pub async fn execute(
         return Err(anyhow!("no image to rebuild"));
     }
     ctx.dst.put_manifest(ctx.dst_ref, &m).await?;
-    Ok((m, per))
+    Ok((m, per, contract))
 }

@@ -57,6 +57,10 @@ pub struct RebuildOptions {
     pub base_name: Option<String>,
     /// For an index: the platforms to rebuild (`os/arch[/variant]`); empty means all.
     pub platforms: Vec<String>,
+    /// Write the result's runtime contract here (`--contract`); for an index, the first
+    /// platform's.
+    pub contract: Option<PathBuf>,
+    pub contract_format: crate::contract::Format,
     /// The rewrite cache, shared by every image of a batch; None for a private in-memory one.
     pub cache: Option<Arc<RewriteCache>>,
     /// Fetched layers and their scans, shared by every image of a batch; None for this run's own.
@@ -81,6 +85,8 @@ impl Default for RebuildOptions {
             sign_key: None,
             base_name: None,
             platforms: Vec::new(),
+            contract: None,
+            contract_format: crate::contract::Format::Json,
             cache: None,
             scans: None,
         }
@@ -94,7 +100,7 @@ pub fn base_name(src: &ImageRef, o: &RebuildOptions) -> Option<String> {
         ImageRef::Registry { tag, .. } => {
             Some(format!("{}{}", src.repository_name(), tag.as_ref().map(|t| format!(":{t}")).unwrap_or_default()))
         }
-        ImageRef::Layout { .. } => None,
+        ImageRef::Layout { .. } | ImageRef::DockerArchive { .. } | ImageRef::OciArchive { .. } => None,
     })
 }
 
@@ -152,6 +158,9 @@ pub async fn rebuild(src: &ImageRef, dst: &ImageRef, o: &RebuildOptions) -> Resu
         share,
         cache,
     };
+    if o.sign_key.is_some() && matches!(dst, ImageRef::DockerArchive { .. }) {
+        bail!(Failure::Usage(format!("{dst}: a docker-archive cannot hold a signature; sign after loading it")));
+    }
     if !o.dry_run {
         ctx.dst.check_push().await.with_context(|| format!("{dst}: the destination does not accept a push"))?;
     }
@@ -165,8 +174,15 @@ pub async fn rebuild(src: &ImageRef, dst: &ImageRef, o: &RebuildOptions) -> Resu
 
     // Plan every image before rewriting any: a refusal leaves nothing pushed.
     let (chosen, images) = prepare_all(&ctx, &w).await?;
+    // A destination that holds no index (a docker-archive) takes one platform, as an image.
+    let is_index = w.index.is_some() && (ctx.dst.holds_index() || chosen.len() > 1);
+    if is_index && !ctx.dst.holds_index() {
+        bail!(Failure::Usage(format!(
+            "{dst}: holds one image, and the source has {} platforms; choose one with --platform",
+            chosen.len()
+        )));
+    }
     let broken: Vec<String> = images.iter().flat_map(|p| p.broken.clone()).collect();
-    let is_index = w.index.is_some();
     let set_images = |report: &mut RebuildReport, images: &[Prepared]| {
         if is_index {
             report.images = Some(images.iter().map(|p| p.report.clone()).collect());
@@ -201,10 +217,11 @@ pub async fn rebuild(src: &ImageRef, dst: &ImageRef, o: &RebuildOptions) -> Resu
         }
     }
 
-    let (result_digest, result, mut timings) = match &w.index {
+    let (result_digest, result, mut timings) = match w.index.as_ref().filter(|_| is_index) {
         None => {
             let p = images.into_iter().next().ok_or_else(|| anyhow!("no image to rebuild"))?;
             let done = single::execute(&ctx, p, Some(dst)).await?;
+            write_contract(o, &done.contract)?;
             let digest = done.manifest.digest;
             let mut image = done.report;
             image.source = None;
@@ -214,17 +231,22 @@ pub async fn rebuild(src: &ImageRef, dst: &ImageRef, o: &RebuildOptions) -> Resu
             (digest, result, timings)
         }
         Some(idx) => {
-            let (m, per) = index::execute(&ctx, idx, &w.top, &chosen, images).await?;
+            let (m, per, contract) = index::execute(&ctx, idx, &w.top, &chosen, images).await?;
+            if let Some(c) = &contract {
+                write_contract(o, c)?;
+            }
             report.images = Some(per);
             (m.digest.clone(), ResultRef { digest: m.digest.to_string(), ..Default::default() }, Timings::default())
         }
     };
+    // What readers of the destination see (a docker-archive keeps no manifest of its own).
+    let result_digest = ctx.dst.stored_digest(&result_digest);
     let line = dst.by_digest(&result_digest);
     if let Some(p) = &o.digest_file {
         crate::files::write_atomic(p, format!("{result_digest}\n").as_bytes())
             .with_context(|| format!("--digest-file {}", p.display()))?;
     }
-    report.result = Some(ResultRef { reference: Some(line.clone()), ..result });
+    report.result = Some(ResultRef { reference: Some(line.clone()), digest: result_digest.to_string(), ..result });
     if let Some(key) = &o.sign_key {
         match sign_result(&ctx, &result_digest, is_index, key).await {
             Ok(sig) => report.signature = sig,
@@ -280,6 +302,14 @@ async fn sign_result(
         payload_digest: s.payload_digest.to_string(),
         added: s.added,
     }))
+}
+
+fn write_contract(o: &RebuildOptions, c: &crate::contract::Contract) -> Result<()> {
+    if let Some(p) = &o.contract {
+        crate::files::write_atomic(p, c.render(o.contract_format).as_bytes())
+            .with_context(|| format!("--contract {}", p.display()))?;
+    }
+    Ok(())
 }
 
 fn write_report(o: &RebuildOptions, report: &RebuildReport) -> Result<()> {

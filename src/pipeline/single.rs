@@ -26,6 +26,8 @@ use std::time::Instant;
 pub struct Done {
     pub manifest: Manifest,
     pub report: ImageReport,
+    /// The result's runtime contract (also its `dev.harden.contract` annotation, OCI only).
+    pub contract: crate::contract::Contract,
 }
 
 /// Rewrite, edit, push. The manifest is stored under `tag`, or by digest only when the image
@@ -41,9 +43,14 @@ pub async fn execute(ctx: &Ctx<'_>, mut p: Prepared, tag: Option<&ImageRef>) -> 
         &mut new_config,
         &super::prepare::config_edit(ctx, &p.manifest, &p.fs, &p.user, &p.summary, &p.created, Some(diff_ids)),
     )?;
+    // The contract of the result: its predicted filesystem (the plan applied, the user layer
+    // added) and its edited config.
+    let after = crate::audit::after_view(&p.fs, &p.plan, p.user.layer.as_ref().map(|l| l.blob.as_slice()));
+    let (contract, _) = crate::contract::derive(&after, &new_config, &ctx.profile.runtime);
+    drop(after);
     let config_bytes = serde_json::to_vec(&new_config)?;
     let config_digest = Digest::of(&config_bytes);
-    let manifest_json = finish_manifest(ctx, &p, manifest_json, &config_digest, config_bytes.len())?;
+    let manifest_json = finish_manifest(ctx, &p, manifest_json, &config_digest, config_bytes.len(), &contract)?;
     let manifest_bytes = serde_json::to_vec(&manifest_json)?;
     let result = Manifest {
         digest: Digest::of(&manifest_bytes),
@@ -91,7 +98,7 @@ pub async fn execute(ctx: &Ctx<'_>, mut p: Prepared, tag: Option<&ImageRef>) -> 
         total: None,
     });
     ctx.o.progress.line(&p.summary);
-    Ok(Done { manifest: result, report })
+    Ok(Done { manifest: result, report, contract })
 }
 
 /// Rewrite every layer the plan changes (at most `jobs` at once), each through the cache;
@@ -233,13 +240,15 @@ fn new_layers(
 }
 
 /// Point the manifest at the new config and set its annotations (OCI manifests only: Docker
-/// schema 2 has none): the base image's name and digest, then the profile's removals and values.
+/// schema 2 has none): the base image's name and digest, the runtime contract, then the
+/// profile's removals and values.
 fn finish_manifest(
     ctx: &Ctx<'_>,
     p: &Prepared,
     mut manifest: Value,
     config_digest: &Digest,
     config_len: usize,
+    contract: &crate::contract::Contract,
 ) -> Result<Value> {
     manifest["config"]["digest"] = json!(config_digest.as_str());
     manifest["config"]["size"] = json!(config_len);
@@ -253,6 +262,8 @@ fn finish_manifest(
             None => a.remove("org.opencontainers.image.base.name"),
         };
         a.insert("org.opencontainers.image.base.digest".into(), json!(p.manifest.digest.as_str()));
+        // For admission tooling: how to run it, without the contract file.
+        a.insert(crate::contract::ANNOTATION.into(), json!(contract.to_json_compact()));
         for k in &ctx.profile.config.remove_annotations {
             a.remove(k);
         }

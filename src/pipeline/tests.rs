@@ -337,3 +337,118 @@ fn an_unwritable_destination_fails_before_any_work() {
     let msg = format!("{e:#}");
     assert!(msg.contains("the destination does not accept a push") && msg.contains("not a directory"), "{msg}");
 }
+
+/// The diff_ids of the image `r` names (its content, whatever the compression).
+fn diff_ids_of(r: &ImageRef) -> Vec<Value> {
+    let ep = Endpoint::open(r, &NetOptions::default()).unwrap();
+    let m = block(ep.manifest(r)).unwrap();
+    let (_, config) = block(crate::source::image_config(&ep, r, &m)).unwrap();
+    config["rootfs"]["diff_ids"].as_array().unwrap().clone()
+}
+
+#[test]
+fn archives_round_trip_reproducibly_and_refuse_tampered_layers() {
+    let f = fixture();
+    let dir = f.dst_dir.parent().unwrap().join("archives");
+    std::fs::create_dir_all(&dir).unwrap();
+    let arch = |s: &str| ImageRef::parse(s).unwrap();
+    // layout → oci-archive (the rebuild), → docker-archive (mirror), → layout (mirror).
+    let oa = arch(&format!("oci-archive:{}/o.tar:hard", dir.display()));
+    let out = block(rebuild(&f.src, &oa, &quiet(&["baseline"]))).unwrap();
+    let printed = out.pushed.unwrap();
+    assert!(printed.starts_with(&format!("oci-archive:{}/o.tar@sha256:", dir.display())), "{printed}");
+    let hardened = diff_ids_of(&oa);
+    let da = arch(&format!("docker-archive:{}/d.tar:localhost/app:1", dir.display()));
+    block(rebuild(&oa, &da, &quiet(&["passthrough"]))).unwrap();
+    let back = layout_ref(&dir.join("back"), "x");
+    block(rebuild(&arch(&format!("docker-archive:{}/d.tar:@0", dir.display())), &back, &quiet(&["passthrough"])))
+        .unwrap();
+    assert_eq!(diff_ids_of(&back), hardened, "the content survives both archive kinds");
+    let names: BTreeSet<String> =
+        std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert_eq!(names, BTreeSet::from(["back".to_string(), "d.tar".into(), "o.tar".into()]), "no temporary files");
+
+    // Same input, same bytes; the docker-archive has manifest.json, the config and tar layers.
+    let da2 = arch(&format!("docker-archive:{}/d2.tar:localhost/app:1", dir.display()));
+    block(rebuild(&oa, &da2, &quiet(&["passthrough"]))).unwrap();
+    let d1 = std::fs::read(dir.join("d.tar")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(dir.join("d.tar")).unwrap().permissions().mode() & 0o777, 0o644);
+    assert_eq!(d1, std::fs::read(dir.join("d2.tar")).unwrap());
+    let mut ar = tar::Archive::new(&d1[..]);
+    let mut entries = Vec::new();
+    for e in ar.entries().unwrap() {
+        let e = e.unwrap();
+        assert_eq!((e.header().mtime().unwrap(), e.header().uid().unwrap(), e.header().gid().unwrap()), (0, 0, 0));
+        entries.push(e.path().unwrap().to_string_lossy().into_owned());
+    }
+    let mut sorted = entries.clone();
+    sorted.sort();
+    assert_eq!(entries, sorted);
+    assert!(
+        entries.contains(&"manifest.json".to_string()) && entries.iter().filter(|e| e.ends_with(".tar")).count() == 3
+    );
+
+    // A layer whose bytes are not its diff_id is refused, naming it; nothing is written.
+    let mut rebuilt = tar::Builder::new(Vec::new());
+    let mut victim = String::new();
+    for e in tar::Archive::new(&d1[..]).entries().unwrap() {
+        let mut e = e.unwrap();
+        let name = e.path().unwrap().to_string_lossy().into_owned();
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut e, &mut data).unwrap();
+        if name.ends_with(".tar") && victim.is_empty() {
+            let n = data.len() / 3;
+            data[n] ^= 1;
+            victim = name.clone();
+        }
+        let mut h = e.header().clone();
+        rebuilt.append_data(&mut h, &name, &data[..]).unwrap();
+    }
+    std::fs::write(dir.join("bad.tar"), rebuilt.into_inner().unwrap()).unwrap();
+    let never = layout_ref(&dir.join("never"), "x");
+    let e = block(rebuild(&arch(&format!("docker-archive:{}/bad.tar", dir.display())), &never, &quiet(&["baseline"])))
+        .unwrap_err();
+    assert!(format!("{e:#}").contains(&victim), "{e:#}");
+    assert!(!dir.join("never").exists());
+
+    // An archive that is not one, and a missing one, are one-line errors naming the file.
+    std::fs::write(dir.join("junk.tar"), b"not a tar at all").unwrap();
+    for name in ["junk.tar", "missing.tar"] {
+        let e =
+            block(rebuild(&arch(&format!("oci-archive:{}/{name}", dir.display())), &never, &quiet(&[]))).unwrap_err();
+        assert!(format!("{e:#}").contains(name), "{e:#}");
+    }
+}
+
+#[test]
+fn rebuild_writes_the_contract_and_records_it_as_an_annotation() {
+    let f = fixture();
+    let dst = layout_ref(&f.dst_dir, "hard");
+    let file = f.dst_dir.parent().unwrap().join("contract.json");
+    let o = RebuildOptions { contract: Some(file.clone()), ..quiet(&["baseline"]) };
+    block(rebuild(&f.src, &dst, &o)).unwrap();
+    let written: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    let sc = &written["securityContext"];
+    assert_eq!((sc["runAsUser"].as_u64(), sc["runAsGroup"].as_u64()), (Some(65532), Some(65532)));
+    // baseline strips the setuid bit of usr/bin/passwd: escalation can be forbidden.
+    assert_eq!(sc["allowPrivilegeEscalation"], false);
+    assert!(written["dockerRunArgs"].as_array().unwrap().contains(&json!("no-new-privileges")));
+    let ep = Endpoint::open(&dst, &NetOptions::default()).unwrap();
+    let m: Value = serde_json::from_slice(&block(ep.manifest(&dst)).unwrap().bytes).unwrap();
+    let annotated: Value =
+        serde_json::from_str(m["annotations"][crate::contract::ANNOTATION].as_str().unwrap()).unwrap();
+    assert_eq!(annotated, written);
+
+    // passthrough leaves the setuid file and the root user: the contract says so.
+    let yaml = f.dst_dir.parent().unwrap().join("contract.yaml");
+    let o = RebuildOptions {
+        contract: Some(yaml.clone()),
+        contract_format: crate::contract::Format::Yaml,
+        ..quiet(&["passthrough"])
+    };
+    block(rebuild(&f.src, &layout_ref(&f.dst_dir, "pass"), &o)).unwrap();
+    let y = std::fs::read_to_string(&yaml).unwrap();
+    assert!(y.contains("  runAsNonRoot: false\n") && y.contains("  allowPrivilegeEscalation: true\n"), "{y}");
+    assert!(y.contains("/usr/bin/passwd"), "{y}");
+}

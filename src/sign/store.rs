@@ -59,6 +59,11 @@ pub fn sig_ref(r: &ImageRef, digest: &Digest) -> ImageRef {
             ImageRef::Registry { registry: registry.clone(), repository: repository.clone(), tag, digest: None }
         }
         ImageRef::Layout { dir, .. } => ImageRef::Layout { dir: dir.clone(), tag, digest: None },
+        ImageRef::OciArchive { file, .. } => ImageRef::OciArchive { file: file.clone(), tag, digest: None },
+        // A docker-archive holds images only: storing a signature there fails, naming it.
+        ImageRef::DockerArchive { file, .. } => {
+            ImageRef::DockerArchive { file: file.clone(), name: None, digest: None }
+        }
     }
 }
 

@@ -1,10 +1,12 @@
-//! Transport: fetch and store manifests and blobs, from and to a registry or an OCI layout.
+//! Transport: fetch and store manifests and blobs, from and to a registry, an OCI layout or an
+//! archive ([`archive`]: `docker-archive:`, `oci-archive:`).
 //! Every blob and manifest read is checked against its digest; stores are blobs first, the
 //! manifest (or `index.json`) last.
 //!
 //! Owns: I/O with image stores, credentials, digest verification. Must not: know about
 //! profiles or layer contents.
 
+pub mod archive;
 pub mod auth;
 pub mod errors;
 pub mod follow;
@@ -69,6 +71,7 @@ pub struct LocalBlob {
 pub enum Endpoint {
     Registry(Box<registry::Registry>),
     Layout(layout::Layout),
+    Archive(Box<archive::Archive>),
 }
 
 impl Endpoint {
@@ -76,6 +79,9 @@ impl Endpoint {
         Ok(match r {
             ImageRef::Registry { .. } => Endpoint::Registry(Box::new(registry::Registry::open(r, net)?)),
             ImageRef::Layout { dir, .. } => Endpoint::Layout(layout::Layout::new(dir.clone())),
+            ImageRef::DockerArchive { .. } | ImageRef::OciArchive { .. } => {
+                Endpoint::Archive(Box::new(archive::Archive::open(r)?))
+            }
         })
     }
 
@@ -84,6 +90,7 @@ impl Endpoint {
         let m = match self {
             Endpoint::Registry(x) => x.manifest(r).await?,
             Endpoint::Layout(x) => x.manifest(r)?,
+            Endpoint::Archive(x) => x.manifest(r)?,
         };
         if let Some(want) = r.digest() {
             if *want != m.digest {
@@ -99,6 +106,7 @@ impl Endpoint {
         let m = match self {
             Endpoint::Registry(x) => x.manifest_opt(r).await?,
             Endpoint::Layout(x) => x.manifest_opt(r)?,
+            Endpoint::Archive(x) => x.manifest_opt(r)?,
         };
         if let (Some(want), Some(m)) = (r.digest(), &m) {
             if *want != m.digest {
@@ -113,6 +121,7 @@ impl Endpoint {
         let bytes = match self {
             Endpoint::Registry(x) => x.blob_bytes(d, max).await?,
             Endpoint::Layout(x) => x.blob_bytes(d, max)?,
+            Endpoint::Archive(x) => x.blob_bytes(d, max)?,
         };
         let got = Digest::of(&bytes);
         if got != *d {
@@ -127,21 +136,18 @@ impl Endpoint {
     /// its progress to `tap` (see [`follow`]); a layout's blob is already whole, and its `tap`
     /// ends verified only if the layout checked it, which it does not ([`LocalBlob::verified`]).
     pub async fn blob_local(&self, d: &Digest, size: u64, spool: &Path, tap: Option<follow::Tap>) -> Result<LocalBlob> {
-        match self {
-            Endpoint::Registry(x) => x.download(d, size, spool, tap).await,
-            Endpoint::Layout(x) => {
-                let blob = x.blob_local(d, size);
-                if let Some(tap) = tap {
-                    match &blob {
-                        Ok(_) => {
-                            tap.failed(&anyhow::anyhow!("{d}: a layout's blob is not downloaded, nothing to follow"))
-                        }
-                        Err(e) => tap.failed(e),
-                    }
-                }
-                blob
+        let blob = match self {
+            Endpoint::Registry(x) => return x.download(d, size, spool, tap).await,
+            Endpoint::Layout(x) => x.blob_local(d, size),
+            Endpoint::Archive(x) => x.blob_local(d, size),
+        };
+        if let Some(tap) = tap {
+            match &blob {
+                Ok(_) => tap.failed(&anyhow::anyhow!("{d}: a local blob is not downloaded, nothing to follow")),
+                Err(e) => tap.failed(e),
             }
         }
+        blob
     }
 
     /// Whether blobs come from the network (and so can be followed while they download).
@@ -156,6 +162,7 @@ impl Endpoint {
         match self {
             Endpoint::Registry(x) => x.check_push().await,
             Endpoint::Layout(x) => x.check_writable(),
+            Endpoint::Archive(x) => x.check_writable(),
         }
     }
 
@@ -163,6 +170,7 @@ impl Endpoint {
         match self {
             Endpoint::Registry(x) => x.has_blob(d).await,
             Endpoint::Layout(x) => Ok(x.has_blob(d)),
+            Endpoint::Archive(x) => Ok(x.has_blob(d)),
         }
     }
 
@@ -172,8 +180,8 @@ impl Endpoint {
     pub async fn put_blob_following(&self, d: &Digest, size: u64, follow: &follow::Follow) -> Result<()> {
         match self {
             Endpoint::Registry(x) => x.put_blob_following(d, size, follow).await,
-            Endpoint::Layout(x) => match (follow.finished().await, follow.path()) {
-                (follow::End::Verified, Some(path)) => x.put_blob(d, &path),
+            Endpoint::Layout(_) | Endpoint::Archive(_) => match (follow.finished().await, follow.path()) {
+                (follow::End::Verified, Some(path)) => self.put_blob(d, size, &path).await,
                 (end, _) => anyhow::bail!("blob {d}: not stored, its download did not complete ({end:?})"),
             },
         }
@@ -184,6 +192,7 @@ impl Endpoint {
         match self {
             Endpoint::Registry(x) => x.put_blob(d, size, path).await,
             Endpoint::Layout(x) => x.put_blob(d, path),
+            Endpoint::Archive(x) => x.put_blob(d, path),
         }
     }
 
@@ -191,6 +200,7 @@ impl Endpoint {
         match self {
             Endpoint::Registry(x) => x.put_blob_bytes(d, bytes).await,
             Endpoint::Layout(x) => x.put_blob_bytes(d, bytes),
+            Endpoint::Archive(x) => x.put_blob_bytes(d, bytes),
         }
     }
 
@@ -211,6 +221,24 @@ impl Endpoint {
         match self {
             Endpoint::Registry(x) => x.put_manifest(r, m).await,
             Endpoint::Layout(x) => x.put_manifest(r, m),
+            Endpoint::Archive(x) => x.put_manifest(r, m),
+        }
+    }
+
+    /// Whether an index (a multi-platform image) can be stored here; a docker-archive cannot.
+    pub fn holds_index(&self) -> bool {
+        match self {
+            Endpoint::Archive(x) => x.holds_index(),
+            _ => true,
+        }
+    }
+
+    /// The digest readers of this store see for the manifest stored as `d`: `d`, except in a
+    /// docker-archive, which keeps no manifest (see [`archive::Archive::stored_digest`]).
+    pub fn stored_digest(&self, d: &Digest) -> Digest {
+        match self {
+            Endpoint::Archive(x) => x.stored_digest(d),
+            _ => d.clone(),
         }
     }
 }

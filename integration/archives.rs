@@ -1,0 +1,226 @@
+//! `docker-archive:` and `oci-archive:` as sources and destinations, judged by tools harden did
+//! not write: skopeo writes the input archives and reads (inspects, copies to a registry) the
+//! outputs; a private containerd imports a written docker-archive and runs the hardened app.
+
+use crate::common::*;
+use serde_json::Value;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const APP_PROFILE: &str = "samples/app-profile.toml";
+
+fn file_digest(p: &Path) -> String {
+    sha256_digest(&std::fs::read(p).unwrap())
+}
+
+/// Names in `dir` (temporary files left behind would show up here).
+fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    v.sort();
+    v
+}
+
+/// skopeo writes a docker-archive of the app; harden hardens it into another docker-archive;
+/// skopeo sees the digest harden printed, copies the result to a registry (checking every
+/// blob), and a second run writes the same bytes; containerd imports it and runs the app,
+/// whose health check passes.
+#[test]
+fn archives_docker_archive_in_and_out_skopeo_and_containerd() {
+    let tmp = tempdir("archives-docker");
+    let dir = tmp.path().join("files");
+    std::fs::create_dir_all(&dir).unwrap();
+    let fx = fixture("app");
+    let input = dir.join("in.tar");
+    skopeo_copy(&fx.oci_ref(), &format!("docker-archive:{}:localhost/app:1", input.display()));
+
+    let out1 = dir.join("out.tar");
+    let t = Instant::now();
+    let run = |out: &Path| {
+        harden(&[
+            "rebuild",
+            &format!("docker-archive:{}:localhost/app:1", input.display()),
+            &format!("docker-archive:{}:localhost/app:hard", out.display()),
+            "-p",
+            APP_PROFILE,
+            "--no-cache",
+        ])
+    };
+    let pinned = expect_pinned(&run(&out1));
+    eprintln!("[archives] docker-archive → docker-archive in {:?}", t.elapsed());
+    assert_eq!(pinned.name, format!("docker-archive:{}", out1.display()));
+    // The digest printed is the one skopeo sees.
+    let seen = skopeo_inspect(&format!("docker-archive:{}", out1.display()), &[]);
+    assert_eq!(seen["Digest"].as_str(), Some(pinned.digest.as_str()), "{seen:#}");
+    let raw = skopeo_inspect_raw_bytes(&format!("docker-archive:{}", out1.display()), &[]);
+    assert_eq!(sha256_digest(&raw), pinned.digest);
+    // The config as stored (`skopeo inspect --config` re-serialises it through the OCI struct,
+    // which has no Healthcheck), read with GNU tar; skopeo's manifest names it by digest.
+    let tar_x = |name: &str| run_ok(Command::new(require_tool("tar")).arg("-xOf").arg(&out1).arg(name)).stdout;
+    let mj: Value = serde_json::from_slice(&tar_x("manifest.json")).unwrap();
+    assert_eq!(mj[0]["RepoTags"], serde_json::json!(["localhost/app:hard"]), "{mj:#}");
+    let cfg_bytes = tar_x(mj[0]["Config"].as_str().unwrap());
+    let seen_raw: Value = serde_json::from_slice(&raw).unwrap();
+    assert_eq!(seen_raw["config"]["digest"].as_str(), Some(sha256_digest(&cfg_bytes).as_str()));
+    let cfg: Value = serde_json::from_slice(&cfg_bytes).unwrap();
+    assert_eq!(cfg["config"]["User"], "65532:65532", "{cfg:#}");
+    assert!(cfg["config"]["Healthcheck"]["Test"].is_array(), "{cfg:#}");
+
+    // The same input gives the same bytes, and no temporary file is left beside the output.
+    let out2 = dir.join("out2.tar");
+    let again = expect_pinned(&run(&out2));
+    assert_eq!(again.digest, pinned.digest);
+    assert_eq!(file_digest(&out1), file_digest(&out2), "two runs wrote different archives");
+    assert_eq!(names(&dir), ["in.tar", "out.tar", "out2.tar"]);
+    // Entries: sorted, mtime 0, owned by 0:0 (GNU tar's listing).
+    let listing = gnu_tar_list(&out1);
+    let entry_names: Vec<&str> = listing.lines().filter_map(|l| l.split_whitespace().last()).collect();
+    let mut sorted = entry_names.clone();
+    sorted.sort();
+    assert_eq!(entry_names, sorted, "{listing}");
+    assert!(entry_names.contains(&"manifest.json"), "{listing}");
+    for l in listing.lines() {
+        assert!(l.contains(" 0/0 ") && l.contains("1970-01-01 00:00"), "entry not normalised: {l}");
+    }
+
+    // A registry takes it through skopeo (every blob checked against its digest).
+    let reg = Registry::start(false);
+    skopeo_copy(&format!("docker-archive:{}", out1.display()), &reg.docker("app:from-archive"));
+    let pushed_cfg = skopeo_inspect_config(&reg.image("app:from-archive"), &[]);
+    assert_eq!(pushed_cfg["rootfs"]["diff_ids"], cfg["rootfs"]["diff_ids"]);
+
+    // containerd imports it and runs the hardened app.
+    let ctrd = Containerd::start();
+    let out = run_with_timeout(
+        ctrd.ctr().args(["images", "import", "--snapshotter", "native"]).arg(&out1).env("HOME", tmp.path()),
+    );
+    assert!(out.status.success(), "ctr images import failed:\n{}\n{}", dump(&out), ctrd.log());
+    let out = run_ok(ctrd.ctr().args(["images", "ls", "-q"]));
+    assert!(stdout_str(&out).lines().any(|l| l == "localhost/app:hard"), "{}", dump(&out));
+    let health: Vec<String> = cfg["config"]["Healthcheck"]["Test"].as_array().unwrap()[1..]
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    let id = format!("harden-it-{}", std::process::id());
+    let out = run_with_timeout(ctrd.ctr().args(["run", "-d", "--snapshotter", "native", "localhost/app:hard", &id]));
+    assert!(out.status.success(), "ctr run failed:\n{}\n{}", dump(&out), ctrd.log());
+    let start = Instant::now();
+    let ok = loop {
+        let out = run_with_timeout(ctrd.ctr().args(["task", "exec", "--exec-id", "health", &id]).args(&health));
+        if out.status.success() {
+            break true;
+        }
+        if start.elapsed() > Duration::from_secs(30) {
+            eprintln!("health check never passed: {}", dump(&out));
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let uid = run_with_timeout(ctrd.ctr().args(["task", "exec", "--exec-id", "id", &id, "id", "-u"]));
+    let _ = run_with_timeout(ctrd.ctr().args(["task", "kill", "-s", "SIGKILL", &id]));
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = run_with_timeout(ctrd.ctr().args(["task", "delete", "-f", &id]));
+    let _ = run_with_timeout(ctrd.ctr().args(["container", "delete", &id]));
+    assert!(ok, "the hardened app's health check did not pass under containerd:\n{}", ctrd.log());
+    assert_eq!(stdout_str(&uid), "65532\n", "{}", dump(&uid));
+    // And `ctr run --rm` of a one-off command in the same image exits cleanly.
+    let out = run_with_timeout(ctrd.ctr().args([
+        "run",
+        "--rm",
+        "--snapshotter",
+        "native",
+        "localhost/app:hard",
+        &format!("{id}-once"),
+        "/usr/bin/python3",
+        "-c",
+        "import os; print(os.getuid())",
+    ]));
+    assert!(out.status.success(), "ctr run --rm failed:\n{}", dump(&out));
+    assert_eq!(stdout_str(&out), "65532\n");
+}
+
+/// oci-archive in and out, with registries on the other side; a docker-archive from an
+/// oci-archive; a layer whose bytes do not match its diff_id is refused, naming it.
+#[test]
+fn archives_oci_archive_with_registries_and_tampering() {
+    let tmp = tempdir("archives-oci");
+    let dir = tmp.path().join("files");
+    std::fs::create_dir_all(&dir).unwrap();
+    let fx = fixture("app");
+    let reg = Registry::start(false);
+    let oa = dir.join("in-oci.tar");
+    skopeo_copy(&fx.oci_ref(), &format!("oci-archive:{}:v1", oa.display()));
+
+    // oci-archive → registry.
+    let pinned = expect_pinned(&harden(&[
+        "rebuild",
+        &format!("oci-archive:{}:v1", oa.display()),
+        &reg.image("app:from-oa"),
+        "-p",
+        APP_PROFILE,
+        "--no-cache",
+    ]));
+    assert_eq!(skopeo_inspect(&reg.image("app:from-oa"), &[])["Digest"].as_str(), Some(pinned.digest.as_str()));
+
+    // registry → oci-archive: skopeo reads it, sees the same digest, copies it to a registry.
+    let src = reg.push_fixture(&fx, "app:1");
+    let out = dir.join("out-oci.tar");
+    let p2 = expect_pinned(&harden(&[
+        "rebuild",
+        &src,
+        &format!("oci-archive:{}:hard", out.display()),
+        "-p",
+        APP_PROFILE,
+        "--no-cache",
+    ]));
+    assert_eq!(p2.name, format!("oci-archive:{}", out.display()));
+    // The same content from a registry as from the archive (the manifests differ: a registry
+    // source's name is recorded as base.name).
+    let rootfs = |r: &str| skopeo_inspect_config(r, &[])["rootfs"].clone();
+    assert_eq!(rootfs(&format!("oci-archive:{}:hard", out.display())), rootfs(&reg.image("app:from-oa")));
+    let r = format!("oci-archive:{}:hard", out.display());
+    assert_eq!(skopeo_inspect(&r, &[])["Digest"].as_str(), Some(p2.digest.as_str()));
+    skopeo_copy(&r, &reg.docker("app:from-oci-out"));
+    let raw: Value = serde_json::from_slice(&skopeo_inspect_raw_bytes(&r, &[])).unwrap();
+    assert!(raw["annotations"]["org.opencontainers.image.base.digest"].is_string(), "{raw:#}");
+
+    // oci-archive → docker-archive: skopeo sees what harden printed.
+    let da = dir.join("out-docker.tar");
+    let p3 = expect_pinned(&harden(&[
+        "rebuild",
+        &format!("oci-archive:{}:v1", oa.display()),
+        &format!("docker-archive:{}:localhost/app:x", da.display()),
+        "-p",
+        APP_PROFILE,
+    ]));
+    assert_eq!(
+        skopeo_inspect(&format!("docker-archive:{}", da.display()), &[])["Digest"].as_str(),
+        Some(p3.digest.as_str())
+    );
+    assert_eq!(names(&dir), ["in-oci.tar", "out-docker.tar", "out-oci.tar"]);
+
+    // Tampering: one byte of a layer's file changed in a skopeo-written docker-archive.
+    let da_in = tmp.path().join("t.tar");
+    skopeo_copy(&fx.oci_ref(), &format!("docker-archive:{}:localhost/app:1", da_in.display()));
+    let x = tmp.path().join("x");
+    std::fs::create_dir_all(&x).unwrap();
+    run_ok(Command::new(require_tool("tar")).arg("-xf").arg(&da_in).arg("-C").arg(&x));
+    let manifest = read_json(&x.join("manifest.json"));
+    let layer = manifest[0]["Layers"][1].as_str().unwrap().to_string();
+    let mut bytes = std::fs::read(x.join(&layer)).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x20;
+    std::fs::write(x.join(&layer), &bytes).unwrap();
+    let bad = tmp.path().join("bad.tar");
+    run_ok(Command::new(require_tool("tar")).arg("-cf").arg(&bad).arg("-C").arg(&x).arg("."));
+    let dst = dir.join("never.tar");
+    let out =
+        harden(&["rebuild", &format!("docker-archive:{}", bad.display()), &format!("oci-archive:{}", dst.display())]);
+    expect_exit(&out, 1);
+    let err = stderr_str(&out);
+    let last = err.lines().last().unwrap_or_default();
+    assert!(last.contains(&layer), "the error names the layer {layer}: {err}");
+    assert!(!dst.exists(), "nothing written after a refusal");
+    assert_eq!(names(&dir), ["in-oci.tar", "out-docker.tar", "out-oci.tar"]);
+}
