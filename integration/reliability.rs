@@ -36,8 +36,10 @@ struct Faults {
     /// Client-to-registry bytes per second (0: unlimited): makes a push last long enough to
     /// be interrupted.
     rate: u64,
-    /// Cut every Nth kept connection (0: never) once it has sent this many bytes back to
-    /// harden: a blob download broken in the middle.
+    /// Cut every Nth kept connection that gets this far (0: never) once it has sent this many
+    /// bytes back to harden: a blob download broken in the middle. Counted among the
+    /// connections that carry that much, so small requests (manifests, HEADs, the destination
+    /// check) opening connections first do not move the cut off the downloads.
     cut_every: u64,
     cut_after: u64,
 }
@@ -69,6 +71,8 @@ impl Proxy {
         );
         let (s, u, a, d, upstream) =
             (stop.clone(), up.clone(), accepted.clone(), dropped.clone(), upstream.to_string());
+        // Connections that have sent `cut_after` bytes back, so far.
+        let big = Arc::new(AtomicU64::new(0));
         std::thread::spawn(move || {
             let born = Instant::now();
             while !s.load(Ordering::SeqCst)
@@ -88,7 +92,7 @@ impl Proxy {
                     let _ = client.shutdown(Shutdown::Both);
                     continue;
                 }
-                let (u, s, upstream) = (u.clone(), s.clone(), upstream.clone());
+                let (u, s, upstream, big) = (u.clone(), s.clone(), upstream.clone(), big.clone());
                 std::thread::spawn(move || {
                     let _ = client.set_nonblocking(false);
                     std::thread::sleep(faults.delay);
@@ -99,7 +103,11 @@ impl Proxy {
                     let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
                     let up = std::thread::spawn(move || pipe(client, server, Some(&u), faults.rate, &s, None));
                     let stop = Arc::new(AtomicBool::new(false));
-                    let cut = (faults.cut_every > 0 && n % faults.cut_every == 1).then_some(faults.cut_after);
+                    let cut = (faults.cut_every > 0).then_some(Cut {
+                        after: faults.cut_after,
+                        every: faults.cut_every,
+                        big: &big,
+                    });
                     pipe(s2, c2, None, 0, &stop, cut);
                     let _ = up.join();
                 });
@@ -119,15 +127,24 @@ impl Drop for Proxy {
     }
 }
 
+/// Break every `every`th connection that reaches `after` bytes, counting them in `big`.
+#[derive(Clone, Copy)]
+struct Cut<'a> {
+    after: u64,
+    every: u64,
+    big: &'a AtomicU64,
+}
+
 /// Copy `from` to `to` until either side closes (or the proxy stops), counting and throttling;
-/// with `cut`, break the connection (both ways) after that many bytes.
+/// with `cut`, break the connection (both ways) at `cut.after` bytes when it is one of the
+/// connections to break.
 fn pipe(
     mut from: TcpStream,
     mut to: TcpStream,
     count: Option<&AtomicU64>,
     rate: u64,
     stop: &AtomicBool,
-    cut: Option<u64>,
+    mut cut: Option<Cut>,
 ) {
     let _ = from.set_read_timeout(Some(Duration::from_millis(500)));
     let mut buf = vec![0u8; if rate > 0 { 16 << 10 } else { 64 << 10 }];
@@ -143,19 +160,29 @@ fn pipe(
             Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => continue,
             Err(_) => break,
         };
-        let n = match cut {
-            Some(c) => n.min(c.saturating_sub(sent) as usize),
-            None => n,
+        // Write up to the cut point first, then decide whether this connection is one to break.
+        let (first, rest) = match cut {
+            Some(c) if sent + (n as u64) >= c.after => {
+                let k = c.after.saturating_sub(sent) as usize;
+                (k, n - k)
+            }
+            _ => (n, 0),
         };
-        if to.write_all(&buf[..n]).is_err() {
+        if to.write_all(&buf[..first]).is_err() {
             break;
         }
-        sent += n as u64;
-        if cut.is_some_and(|c| sent >= c) {
-            let _ = to.shutdown(Shutdown::Both);
-            let _ = from.shutdown(Shutdown::Both);
-            return;
+        sent += first as u64;
+        if let Some(c) = cut.take_if(|c| sent >= c.after) {
+            if c.big.fetch_add(1, Ordering::SeqCst) % c.every == 0 {
+                let _ = to.shutdown(Shutdown::Both);
+                let _ = from.shutdown(Shutdown::Both);
+                return;
+            }
         }
+        if rest > 0 && to.write_all(&buf[first..n]).is_err() {
+            break;
+        }
+        sent += rest as u64;
         if let Some(c) = count {
             c.fetch_add(n as u64, Ordering::SeqCst);
         }
