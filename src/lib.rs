@@ -25,6 +25,7 @@ pub mod guard;
 pub mod image;
 pub mod layer;
 pub mod pipeline;
+pub mod pkgdb;
 pub mod plan;
 pub mod profile;
 pub mod progress;

@@ -251,7 +251,8 @@ fn header_consistent(e: &RawEntry) -> bool {
 }
 
 /// Emit an entry with a changed header: mode, capabilities, a promotion (a removed
-/// hardlink target re-emitted as a regular file at its first kept link's path) or a relink.
+/// hardlink target re-emitted as a regular file at its first kept link's path), a relink, or
+/// new contents.
 fn write_changed<W: Write, R: Read>(
     tw: &mut TarWriter<W>,
     tr: &mut TarReader<R>,
@@ -295,6 +296,15 @@ fn write_changed<W: Write, R: Read>(
             records.push(("linkpath".into(), l.clone().into_bytes()));
             set_truncated(&mut h.as_old_mut().linkname, l);
         }
+    }
+    if let Some(new) = c.content.as_ref().filter(|_| e.kind == Kind::File) {
+        // New contents (an edited package database): the source's data is skipped.
+        h.set_size(new.data.len() as u64);
+        h.set_cksum();
+        tw.write_pax(&records)?;
+        tw.write_header(&h)?;
+        tw.w.write_all(&new.data)?;
+        return tw.pad(new.data.len() as u64);
     }
     h.set_cksum();
     tw.write_pax(&records)?;

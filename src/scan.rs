@@ -42,12 +42,19 @@ pub struct LayerIndex {
 }
 
 /// Files whose contents matter later: executables (shebang, ELF interpreter), account
-/// databases (user checks), and candidate secret files (audit by content). Bounded sizes
+/// databases (user checks), package databases and os-release ([`crate::pkgdb`]), and candidate secret files (audit by content). Bounded sizes
 /// keep the whole scan's memory small.
 pub fn prefix_len(path: &str, mode: u32, size: u64) -> u64 {
     const ACCOUNTS: [&str; 4] = ["etc/passwd", "etc/group", "etc/shadow", "etc/gshadow"];
     if ACCOUNTS.contains(&path) {
         return size.min(1 << 20);
+    }
+    // Package databases, whole (the plan edits them; a file cut short is refused there, naming it).
+    if crate::pkgdb::paths::is_database_file(path) {
+        return size.min(crate::pkgdb::paths::MAX_FILE);
+    }
+    if path == "etc/os-release" || path == "usr/lib/os-release" {
+        return size.min(4096);
     }
     if mode & 0o111 != 0 {
         return size.min(1024);
