@@ -32,6 +32,7 @@ pub mod progress;
 pub mod reference;
 pub mod report;
 pub mod rewrite;
+pub mod sbom;
 pub mod scan;
 pub mod secrets;
 pub mod sign;

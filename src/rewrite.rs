@@ -529,4 +529,37 @@ mod tests {
             assert!(r.is_err());
         }
     }
+
+    #[test]
+    fn new_contents_replace_a_file_spliced_or_recompressed_the_same() {
+        let input = sample();
+        let gz = {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
+            e.write_all(&input).unwrap();
+            e.finish().unwrap()
+        };
+        let mut plan = LayerPlan::default();
+        let new = crate::plan::NewContent::new(b"edited database, longer than the original\n".to_vec());
+        plan.changes.insert("usr/bin/su".into(), EntryChange { content: Some(new), ..Default::default() });
+        let mut digests = Vec::new();
+        for splice in [true, false] {
+            let settings = Settings { codec: OutputCodec::Gzip(6), splice, workers: 1 };
+            let (out, rw) = rewrite_layer(blob(&gz), vec_out, &plan, settings, &Limits::default()).unwrap();
+            let (_, d) = decoder(&out[..]).unwrap();
+            let mut ar = tar::Archive::new(d);
+            let mut found = None;
+            for e in ar.entries().unwrap() {
+                let mut e = e.unwrap();
+                if e.path().unwrap().to_str() == Some("usr/bin/su") {
+                    let mut data = String::new();
+                    e.read_to_string(&mut data).unwrap();
+                    found = Some((data, e.header().mode().unwrap()));
+                }
+            }
+            assert_eq!(found, Some(("edited database, longer than the original\n".to_string(), 0o4755)));
+            assert_eq!(rw.stats.changed, 1);
+            digests.push(rw.diff_id);
+        }
+        assert_eq!(digests[0], digests[1], "spliced or not, the same tar");
+    }
 }

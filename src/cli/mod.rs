@@ -8,6 +8,7 @@ mod check;
 mod keys;
 mod profile;
 mod rebuild;
+mod sbom;
 
 use anyhow::{Context, Result};
 use clap::{CommandFactory, Parser, Subcommand};
@@ -62,6 +63,9 @@ enum Command {
     /// Exit 0 when no finding is at or above --fail-on, 3 when one is, 1 on errors. The checks,
     /// the JSON format and what --profile suppresses are in docs/checks.md.
     Check(check::CheckArgs),
+    /// Print a CycloneDX 1.5 JSON SBOM of IMAGE's packages, read from its package databases
+    /// (dpkg, apk): the same document `rebuild --sbom` writes for its result.
+    Sbom(sbom::SbomArgs),
     /// Print shell completions.
     Completions {
         /// bash, zsh, fish, elvish or powershell.
@@ -87,6 +91,7 @@ pub fn run() -> Result<ExitCode> {
         Command::Batch(a) => batch::run(a),
         Command::Profile(c) => profile::run(c),
         Command::Check(a) => check::run(a),
+        Command::Sbom(a) => sbom::run(a),
         Command::Completions { shell } => {
             let mut buf = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "harden", &mut buf);

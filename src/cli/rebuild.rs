@@ -25,6 +25,10 @@ pub struct RebuildArgs {
     /// results, plan, guard, timings.
     #[arg(long, value_name = "FILE")]
     report: Option<PathBuf>,
+    /// Write a CycloneDX 1.5 JSON SBOM of the result's packages (from its package databases)
+    /// to FILE; reproducible (no timestamp, serial number from the digest).
+    #[arg(long, value_name = "FILE")]
+    sbom: Option<PathBuf>,
     /// Write the result's digest to FILE.
     #[arg(long, value_name = "FILE")]
     digest_file: Option<PathBuf>,
@@ -80,6 +84,7 @@ impl RebuildArgs {
         let opts = RebuildOptions {
             profiles: self.profile,
             report: self.report,
+            sbom: self.sbom,
             digest_file: self.digest_file,
             dry_run: self.dry_run,
             allow_broken: self.allow_broken,

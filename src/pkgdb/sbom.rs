@@ -3,11 +3,37 @@
 //! component, the image (by digest) as `metadata.component`. No timestamp, components sorted,
 //! `serialNumber` derived from the image digest: the same image gives the same bytes.
 //!
-//! Owns: the SBOM document. Must not: read images (it is given the databases).
+//! Owns: the SBOM document. Must not: fetch images (it is given their final filesystem).
 
 use super::{Database, Format};
 use crate::fs::FinalFs;
 use serde_json::{json, Value};
+
+/// What an SBOM of an image needs, read before its digest is known (a rebuild's result).
+pub struct Inventory {
+    dbs: Vec<Database>,
+    /// Package names the plan removes from the databases.
+    removed: std::collections::BTreeSet<String>,
+    distro: Option<(String, String)>,
+}
+
+impl Inventory {
+    /// The packages of `fs`, less those `removed` (a plan's `packages.removed`).
+    pub fn of(fs: &FinalFs, removed: &[String]) -> Result<Inventory, String> {
+        Ok(Inventory { dbs: super::load(fs)?, removed: removed.iter().cloned().collect(), distro: os_release(fs) })
+    }
+
+    /// Packages listed.
+    pub fn count(&self) -> usize {
+        self.dbs.iter().flat_map(|d| &d.packages).filter(|p| !self.removed.contains(&p.name)).count()
+    }
+
+    /// The CycloneDX document for the image `name` whose manifest digest is `digest`.
+    pub fn cyclonedx(&self, name: &str, digest: &str) -> Value {
+        let skip = |di: usize, pi: usize| self.removed.contains(&self.dbs[di].packages[pi].name);
+        cyclonedx(&self.dbs, &skip, self.distro.as_ref(), name, digest)
+    }
+}
 
 /// `ID` and `VERSION_ID` of the image's os-release (`/etc/os-release`, else `/usr/lib/os-release`).
 pub fn os_release(fs: &FinalFs) -> Option<(String, String)> {
