@@ -14,6 +14,7 @@ mod batch;
 mod check;
 mod common;
 mod formats;
+mod packages;
 mod platforms;
 mod profiles;
 mod rebuild;

@@ -19,8 +19,23 @@ declare -A PKG_OF=(
   [tar]=tar
   [curl]=curl
   [python3]=python3
+  [dpkg-query]=dpkg
 )
-ORDER=(docker-registry skopeo umoci runc debootstrap oci-image-tool htpasswd zstd tar curl python3)
+ORDER=(docker-registry skopeo umoci runc debootstrap oci-image-tool htpasswd zstd tar curl python3 dpkg-query)
+
+# PyPI: cyclonedx-python-lib validates the SBOMs (integration/packages.rs), in a venv of its own
+# (Debian's python is externally managed) at target/it-venv; installed once, checked each run.
+VENV="$(cd "$(dirname "$0")/.." && pwd)/target/it-venv"
+python_libs() {
+  if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c 'import cyclonedx.validation.json' 2>/dev/null; then
+    echo "setup.sh: cyclonedx-python-lib present in $VENV"
+    return 0
+  fi
+  echo "setup.sh: installing cyclonedx-python-lib (PyPI) into $VENV"
+  python3 -m venv "$VENV" || { echo "setup.sh: ERROR: python3 -m venv failed (Debian package python3-venv)" >&2; exit 1; }
+  "$VENV/bin/python" -m pip install -q 'cyclonedx-python-lib[json-validation]' ||
+    { echo "setup.sh: ERROR: pip install cyclonedx-python-lib failed" >&2; exit 1; }
+}
 
 have() {
   command -v "$1" >/dev/null 2>&1 && return 0
@@ -36,6 +51,7 @@ missing_cmds() {
 mapfile -t missing < <(missing_cmds)
 if [ "${#missing[@]}" -eq 0 ]; then
   echo "setup.sh: all integration tools present"
+  python_libs
   exit 0
 fi
 
@@ -77,3 +93,4 @@ if [ "${#still[@]}" -ne 0 ]; then
   exit 1
 fi
 echo "setup.sh: all integration tools present"
+python_libs

@@ -311,7 +311,9 @@ pub fn promote_hardlinks(fs: &FinalFs, _: &Profile, p: &mut Plan) {
 
 /// `[packages] remove`: every path a matching package owns (per its database), except paths
 /// another remaining package also owns, directories with anything left under them, and what a
-/// `keep` rule matches. A remaining package that depends on a removed one is a note.
+/// profile's own `keep` rule matches (a group's keeps — `@docs` keeps licence files — do not
+/// hold back a package removed as a unit: its copyright goes with it). A remaining package that
+/// depends on a removed one is a note.
 pub fn remove_packages(fs: &FinalFs, profile: &Profile, p: &mut Plan) {
     if profile.packages.remove.is_empty() {
         return;
@@ -322,7 +324,8 @@ pub fn remove_packages(fs: &FinalFs, profile: &Profile, p: &mut Plan) {
     };
     let names = crate::profile::PackageMatcher::new(&profile.packages.remove);
     let aliases = fs.dir_aliases();
-    let mut keep_m = Matcher::new(&profile.keep, &aliases);
+    let own_keeps: Vec<Rule> = profile.keep.iter().filter(|r| !r.origin.starts_with('@')).cloned().collect();
+    let mut keep_m = Matcher::new(&own_keeps, &aliases);
     let mut any = false;
     for db in &dbs {
         let chosen: Vec<Option<&Rule>> = db.packages.iter().map(|pk| names.which(&pk.name)).collect();

@@ -76,6 +76,7 @@ fn package_of(tool: &str) -> &'static str {
         "tar" => "tar",
         "curl" => "curl",
         "python3" => "python3",
+        "dpkg" | "dpkg-query" => "dpkg",
         "bash" => "bash",
         _ => "?",
     }
