@@ -30,7 +30,8 @@ fn dpkg_packages(root: &Path) -> BTreeSet<(String, String)> {
 
 /// The `missing` lines of `dpkg --root=ROOT --verify` (dpkg exits 1 when it reports any).
 fn dpkg_missing(root: &Path) -> Vec<String> {
-    let out = run_with_timeout(Command::new(require_tool("dpkg")).arg(format!("--root={}", root.display())).arg("--verify"));
+    let out =
+        run_with_timeout(Command::new(require_tool("dpkg")).arg(format!("--root={}", root.display())).arg("--verify"));
     let text = stdout_str(&out);
     assert!(out.status.success() || !text.is_empty(), "dpkg --verify failed without a report:\n{}", dump(&out));
     text.lines().filter(|l| l.starts_with("missing")).map(str::to_string).collect()
@@ -38,7 +39,11 @@ fn dpkg_missing(root: &Path) -> Vec<String> {
 
 fn venv_python() -> PathBuf {
     let p = repo_root().join("target/it-venv/bin/python");
-    assert!(p.exists(), "{} is missing: run `make setup` (integration/setup.sh installs cyclonedx-python-lib)", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing: run `make setup` (integration/setup.sh installs cyclonedx-python-lib)",
+        p.display()
+    );
     p
 }
 
@@ -61,14 +66,14 @@ fn sbom_packages(bom: &Value) -> BTreeSet<(String, String)> {
         .collect()
 }
 
-struct Result {
+struct Rebuilt {
     root: PathBuf,
     report: Value,
     sbom: PathBuf,
     layout_ref: String,
 }
 
-fn rebuild(tmp: &Path, src: &str, name: &str, profile: &str) -> Result {
+fn rebuild(tmp: &Path, src: &str, name: &str, profile: &str) -> Rebuilt {
     let out_dir = tmp.join(format!("out-{name}"));
     let layout_ref = format!("oci:{}:hard", out_dir.display());
     let report = tmp.join(format!("{name}.json"));
@@ -87,7 +92,7 @@ fn rebuild(tmp: &Path, src: &str, name: &str, profile: &str) -> Result {
     expect_exit(&out, 0);
     let bundle = tmp.join(format!("bundle-{name}"));
     umoci_unpack(&layout_ref, &bundle);
-    Result { root: bundle.join("rootfs"), report: read_json(&report), sbom, layout_ref }
+    Rebuilt { root: bundle.join("rootfs"), report: read_json(&report), sbom, layout_ref }
 }
 
 #[test]
@@ -107,7 +112,10 @@ fn packages_database_follows_the_files_dpkg_judges() {
     let keepdb = tmp.path().join("keepdb.toml");
     std::fs::write(
         &keepdb,
-        format!("extends = \"{}\"\n[packages]\nkeep_database = true\n", repo_root().join("samples/app-profile.toml").display()),
+        format!(
+            "extends = \"{}\"\n[packages]\nkeep_database = true\n",
+            repo_root().join("samples/app-profile.toml").display()
+        ),
     )
     .unwrap();
     let old = rebuild(tmp.path(), &src, "keepdb", keepdb.to_str().unwrap());
@@ -118,7 +126,11 @@ fn packages_database_follows_the_files_dpkg_judges() {
     let new = rebuild(tmp.path(), &src, "strict", "samples/app-profile.toml");
     let after = dpkg_packages(&new.root);
     let missing = dpkg_missing(&new.root);
-    assert!(missing.is_empty(), "dpkg --verify reports missing files after strict: {:?}", &missing[..missing.len().min(20)]);
+    assert!(
+        missing.is_empty(),
+        "dpkg --verify reports missing files after strict: {:?}",
+        &missing[..missing.len().min(20)]
+    );
     for gone in ["sudo", "bash", "dash", "openssh-client", "iputils-ping", "login", "passwd", "apt"] {
         assert!(before.iter().any(|(n, _)| n == gone), "{gone} was installed");
         assert!(!after.iter().any(|(n, _)| n == gone), "{gone} is still listed after strict");
@@ -159,7 +171,8 @@ fn packages_removed_by_name_leave_files_and_database() {
     let fx = fixture("app").copy_into(tmp.path());
     let src = format!("oci:{}:{}", fx.layout.display(), fx.tag);
     let profile = tmp.path().join("byname.toml");
-    std::fs::write(&profile, "extends = \"passthrough\"\n[packages]\nremove = [\"openssh-client\", \"iputils-*\"]\n").unwrap();
+    std::fs::write(&profile, "extends = \"passthrough\"\n[packages]\nremove = [\"openssh-client\", \"iputils-*\"]\n")
+        .unwrap();
     let before_bundle = tmp.path().join("bundle-src");
     umoci_unpack(&src, &before_bundle);
     let before = dpkg_packages(&before_bundle.join("rootfs"));

@@ -74,11 +74,12 @@ pub enum CheckId {
     VolumeSensitive,
     PortPrivileged,
     LayerPathEscape,
+    PackageDatabaseStale,
 }
 
 impl CheckId {
     /// Every ID, in [`CHECKS`] order.
-    pub const ALL: [CheckId; 20] = [
+    pub const ALL: [CheckId; 21] = [
         CheckId::UserRoot,
         CheckId::HealthcheckMissing,
         CheckId::FileSetuid,
@@ -99,6 +100,7 @@ impl CheckId {
         CheckId::VolumeSensitive,
         CheckId::PortPrivileged,
         CheckId::LayerPathEscape,
+        CheckId::PackageDatabaseStale,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -123,6 +125,7 @@ impl CheckId {
             CheckId::VolumeSensitive => "HARDEN-VOLUME-SENSITIVE",
             CheckId::PortPrivileged => "HARDEN-PORT-PRIVILEGED",
             CheckId::LayerPathEscape => "HARDEN-LAYER-PATH-ESCAPE",
+            CheckId::PackageDatabaseStale => "HARDEN-PACKAGE-DB-STALE",
         }
     }
 
@@ -211,6 +214,7 @@ pub const CHECKS: &[Check] = &[
     c(CheckId::VolumeSensitive, Level::Fatal, "Volume on /proc, /sys or /dev", None, Some("DKL-DI-0002"), "[config] volumes = [...] (replaces the image's list)"),
     c(CheckId::PortPrivileged, Level::Warn, "Privileged port (below 1024) exposed", None, None, "[config] exposed_ports = [\"8080/tcp\"] (replaces the image's list)"),
     c(CheckId::LayerPathEscape, Level::Fatal, "Layer entries whose path leaves the root (../ or absolute)", None, None, "no profile rule: rebuild the layer; harden normalises the names of the entries it rewrites"),
+    c(CheckId::PackageDatabaseStale, Level::Warn, "Package database lists packages or files the image does not have", None, None, "rebuild with harden (any profile removing files): the database follows the files; drop [packages] keep_database = true"),
 ];
 
 pub fn check_info(id: &str) -> Option<&'static Check> {
@@ -340,6 +344,10 @@ pub fn after_view(fs: &FinalFs, plan: &Plan, user_layer: Option<&[u8]>) -> Final
             }
             if let Some(m) = mode {
                 n.mode = m;
+            }
+            if let Some(new) = &c.content {
+                n.size = new.data.len() as u64;
+                n.prefix = Some(new.data.to_vec().into_boxed_slice());
             }
             if strip_caps {
                 n.caps = false;
