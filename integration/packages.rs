@@ -185,7 +185,7 @@ fn packages_removed_by_name_leave_files_and_database() {
     assert!(!r.root.join("usr/bin/ping").exists());
     // Shared directories stay; what stays still runs.
     assert!(r.root.join("usr/share/doc").is_dir() && r.root.join("etc").is_dir());
-    let run = runc_run_args(&r.root.parent().unwrap().to_path_buf(), Some(&["python3", "-c", "print('still runs')"]));
+    let run = runc_run_args(r.root.parent().unwrap(), Some(&["python3", "-c", "print('still runs')"]));
     assert_eq!(stdout_str(&run), "still runs\n", "{}", dump(&run));
     validate_sbom(&r.sbom);
     assert_eq!(sbom_packages(&read_json(&r.sbom)), after);

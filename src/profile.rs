@@ -347,8 +347,9 @@ fn read_bounded(path: &Path) -> Result<String, String> {
     Ok(text)
 }
 
-/// Per group: paths, keeps, packages.
-struct Groups(BTreeMap<String, (Vec<String>, Vec<String>, Vec<String>)>);
+/// One group: paths, keeps, packages.
+type Group = (Vec<String>, Vec<String>, Vec<String>);
+struct Groups(BTreeMap<String, Group>);
 
 fn parse_groups() -> Result<Groups, ProfileError> {
     #[derive(Deserialize)]

@@ -81,7 +81,7 @@ enum Inner {
         /// Stanza files: canonical path and stanzas.
         files: Vec<(String, Vec<dpkg::Stanza>)>,
         /// Per package: (file, stanza) and its md5sums file (path, text).
-        at: Vec<(usize, usize, Option<(String, String)>)>,
+        at: Vec<(usize, usize, Option<Md5sums>)>,
     },
     Apk {
         path: String,
@@ -89,6 +89,9 @@ enum Inner {
         world: Option<String>,
     },
 }
+
+/// A `.md5sums` file: its canonical path and contents.
+type Md5sums = (String, String);
 
 /// What the database edit does: files with new contents, files to drop (canonical paths).
 #[derive(Debug, Default, PartialEq, Eq)]
