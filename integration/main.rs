@@ -17,6 +17,7 @@ mod common;
 mod contract;
 mod corpus;
 mod formats;
+mod packages;
 mod platforms;
 mod profiles;
 mod rebuild;

@@ -24,12 +24,27 @@ declare -A PKG_OF=(
   [xz]=xz-utils
   [containerd]=containerd
   [ctr]=containerd
+  [dpkg-query]=dpkg
   # Not commands: the tar corpora of other projects (integration/corpus.rs), checked as files.
   [/usr/share/go-1.19/src/archive/tar/testdata/gnu.tar]=golang-1.19-src
   [/usr/lib/python3.11/test/testtar.tar]=libpython3.11-testsuite
 )
 ORDER=(docker-registry skopeo umoci runc debootstrap oci-image-tool htpasswd zstd tar curl python3 bsdtar bzip2 xz
-  containerd ctr /usr/share/go-1.19/src/archive/tar/testdata/gnu.tar /usr/lib/python3.11/test/testtar.tar)
+  containerd ctr dpkg-query /usr/share/go-1.19/src/archive/tar/testdata/gnu.tar /usr/lib/python3.11/test/testtar.tar)
+
+# PyPI: cyclonedx-python-lib validates the SBOMs (integration/packages.rs), in a venv of its own
+# (Debian's python is externally managed) at target/it-venv; installed once, checked each run.
+VENV="$(cd "$(dirname "$0")/.." && pwd)/target/it-venv"
+python_libs() {
+  if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c 'import cyclonedx.validation.json' 2>/dev/null; then
+    echo "setup.sh: cyclonedx-python-lib present in $VENV"
+    return 0
+  fi
+  echo "setup.sh: installing cyclonedx-python-lib (PyPI) into $VENV"
+  python3 -m venv "$VENV" || { echo "setup.sh: ERROR: python3 -m venv failed (Debian package python3-venv)" >&2; exit 1; }
+  "$VENV/bin/python" -m pip install -q 'cyclonedx-python-lib[json-validation]' ||
+    { echo "setup.sh: ERROR: pip install cyclonedx-python-lib failed" >&2; exit 1; }
+}
 
 have() {
   case "$1" in /*) [ -f "$1" ]; return ;; esac
@@ -46,6 +61,7 @@ missing_cmds() {
 mapfile -t missing < <(missing_cmds)
 if [ "${#missing[@]}" -eq 0 ]; then
   echo "setup.sh: all integration tools present"
+  python_libs
   exit 0
 fi
 
@@ -87,3 +103,4 @@ if [ "${#still[@]}" -ne 0 ]; then
   exit 1
 fi
 echo "setup.sh: all integration tools present"
+python_libs

@@ -674,4 +674,26 @@ mod tests {
         assert!(idx.entries[0].prefix.is_none(), "a library keeps no prefix");
         assert_eq!(idx.entries[1].prefix.as_deref(), Some(&b"after"[..]), "the stream stays in step");
     }
+
+    #[test]
+    fn a_package_removal_that_breaks_the_entrypoint_is_refused_naming_the_package() {
+        let list = "/usr\n/usr/bin\n/usr/bin/python3.11\n/usr/bin/python3\n";
+        let mut status = entry("var/lib/dpkg/status", Kind::File, None);
+        let text = "Package: python3-minimal\nStatus: install ok installed\nVersion: 3.11\n\n";
+        status.size = text.len() as u64;
+        status.prefix = Some(text.as_bytes().to_vec().into_boxed_slice());
+        let mut info = entry("var/lib/dpkg/info/python3-minimal.list", Kind::File, None);
+        info.size = list.len() as u64;
+        info.prefix = Some(list.as_bytes().to_vec().into_boxed_slice());
+        let mut layers = vec![layer(vec![status, info])];
+        layers.insert(0, (*image().layers[0]).clone());
+        let fs = FinalFs::build(layers);
+        let profile = crate::profile::load_str("t.toml", "[packages]\nremove = [\"python3-*\"]\n").unwrap();
+        let plan = crate::plan::plan(&fs, &profile);
+        let cfg = serde_json::json!({"config": {"Entrypoint": ["python3", "/app/server.py"]}});
+        let g = Guard::check(&fs, &plan, &cfg, None);
+        assert_eq!(g.broken.len(), 1, "{:?}", g.broken);
+        let msg = g.broken[0].to_string();
+        assert!(msg.contains("rule `package python3-minimal` from t"), "{msg}");
+    }
 }

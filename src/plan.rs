@@ -33,6 +33,23 @@ pub struct EntryChange {
     /// normalised inside the root (`../../etc/x` → `etc/x`), as a container runtime reads it.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub normalize: bool,
+    /// New contents for a regular file (an edited package database: [`crate::pkgdb`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content: Option<NewContent>,
+}
+
+/// Replacement bytes for a file; serialised (into the rewrite cache key) as their digest.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct NewContent {
+    pub sha256: String,
+    #[serde(skip)]
+    pub data: std::sync::Arc<[u8]>,
+}
+
+impl NewContent {
+    pub fn new(data: Vec<u8>) -> NewContent {
+        NewContent { sha256: crate::digest::Digest::of(&data).to_string(), data: data.into() }
+    }
 }
 
 /// The rewrite instructions for one layer, keyed by the entry's normalised path.
@@ -67,6 +84,34 @@ pub struct Plan {
     /// [`remove_copies`].
     #[serde(skip)]
     pub copies_found: BTreeMap<String, Rule>,
+    /// What the package databases say after the plan ([`follow_databases`]).
+    #[serde(skip_serializing_if = "PackageChanges::is_empty")]
+    pub packages: PackageChanges,
+    /// Why the plan cannot be carried out (a package database harden cannot read), one line
+    /// each naming the file; the rebuild stops on the first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub failures: Vec<String>,
+}
+
+/// The package databases before and after the plan.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct PackageChanges {
+    /// Packages the databases listed before, and list after.
+    pub before: usize,
+    pub after: usize,
+    /// Packages gone from the database: none of their files is left.
+    pub removed: Vec<String>,
+    /// Packages that lost some of their files (the databases no longer list those).
+    pub trimmed: Vec<String>,
+    /// A database left as it was (rpm; or `keep_database`), and why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub left_as_is: Option<String>,
+}
+
+impl PackageChanges {
+    pub fn is_empty(&self) -> bool {
+        *self == PackageChanges::default()
+    }
 }
 
 impl Plan {
@@ -123,12 +168,15 @@ pub type Pass = fn(&FinalFs, &Profile, &mut Plan);
 /// The passes, in order.
 pub const PASSES: &[(&str, Pass)] = &[
     ("select removals", select_removals),
+    // Before the hardlink and layer passes, which must see every removal.
+    ("remove packages", remove_packages),
     ("copies of removed tools", remove_copies),
     ("keep the directories of kept paths", keep_directories),
     ("keep cross-layer hardlink targets", keep_cross_layer_link_targets),
     ("mark layers", mark_layers),
     ("fix modes and capabilities", fix_modes),
     ("promote hardlinks", promote_hardlinks),
+    ("package databases follow the files", follow_databases),
 ];
 
 /// What `profile` does to the image `fs`: every pass in order.
@@ -366,6 +414,167 @@ pub fn promote_hardlinks(fs: &FinalFs, _: &Profile, p: &mut Plan) {
                 lp.changes.entry(t.clone()).or_default().promote_to = Some(e.path.clone());
                 // The link's own entry is replaced by the promoted one.
                 lp.changes.entry(e.path.clone()).or_default().remove = true;
+            }
+        }
+    }
+}
+
+/// `[packages] remove`: every path a matching package owns (per its database), except paths
+/// another remaining package also owns, directories with anything left under them, and what a
+/// profile's own `keep` rule matches (a group's keeps — `@docs` keeps licence files — do not
+/// hold back a package removed as a unit: its copyright goes with it). A remaining package that
+/// depends on a removed one is a note.
+pub fn remove_packages(fs: &FinalFs, profile: &Profile, p: &mut Plan) {
+    if profile.packages.remove.is_empty() {
+        return;
+    }
+    let dbs = match crate::pkgdb::load(fs) {
+        Ok(d) => d,
+        Err(e) => return p.failures.push(format!("cannot remove packages: {e}")),
+    };
+    let names = crate::profile::PackageMatcher::new(&profile.packages.remove);
+    let aliases = fs.dir_aliases();
+    let own_keeps: Vec<Rule> = profile.keep.iter().filter(|r| !r.origin.starts_with('@')).cloned().collect();
+    let mut keep_m = Matcher::new(&own_keeps, &aliases);
+    let mut any = false;
+    for db in &dbs {
+        let chosen: Vec<Option<&Rule>> = db.packages.iter().map(|pk| names.which(&pk.name)).collect();
+        // Canonical paths that a package staying owns.
+        let mut staying: HashSet<String> = HashSet::new();
+        for (pk, rule) in db.packages.iter().zip(&chosen) {
+            if rule.is_none() {
+                staying.extend(pk.paths.iter().filter_map(|x| fs.resolve(x, false)));
+            }
+        }
+        let mut dirs: BTreeMap<String, Rule> = BTreeMap::new();
+        for (pk, rule) in db.packages.iter().zip(&chosen) {
+            let Some(rule) = rule else { continue };
+            any = true;
+            let by = Rule { pattern: format!("package {}", pk.name), origin: rule.origin.clone() };
+            let mut kept = 0;
+            for x in &pk.paths {
+                let Some(c) = fs.resolve(x, false).filter(|c| !c.is_empty()) else { continue };
+                if staying.contains(&c) || fs.get(&c).is_none() && !fs.is_dir(&c) || p.removed.contains_key(&c) {
+                    continue;
+                }
+                if keep_m.matches(&c).is_some() {
+                    kept += 1;
+                } else if fs.is_dir(&c) {
+                    dirs.insert(c, by.clone());
+                } else {
+                    p.removed.insert(c, by.clone());
+                }
+            }
+            if kept > 0 {
+                p.notes
+                    .push(format!("package {}: {kept} of its paths kept by `keep` rules (it stays listed)", pk.name));
+            }
+        }
+        // A package's directory goes only when everything under it goes (deepest first).
+        for (d, by) in dirs.iter().rev() {
+            let prefix = format!("{d}/");
+            let all_gone = fs
+                .iter()
+                .skip_while(|(q, _, _)| *q <= d.as_str())
+                .take_while(|(q, _, _)| q.starts_with(&prefix))
+                .all(|(q, _, _)| p.removed.contains_key(q));
+            if all_gone {
+                p.removed.insert(d.clone(), by.clone());
+            }
+        }
+        let removed_names: HashSet<&str> =
+            db.packages.iter().zip(&chosen).filter(|(_, r)| r.is_some()).map(|(pk, _)| pk.name.as_str()).collect();
+        for (pk, rule) in db.packages.iter().zip(&chosen) {
+            if rule.is_some() {
+                continue;
+            }
+            for d in pk.depends.iter().filter(|d| removed_names.contains(d.as_str())) {
+                p.notes.push(format!(
+                    "package {} depends on {d}, which is removed (kept anyway: a note, not a refusal)",
+                    pk.name
+                ));
+            }
+        }
+    }
+    if !any {
+        p.notes.push("no installed package matches `[packages] remove`".into());
+    }
+}
+
+/// The databases follow the files: a package none of whose files is left leaves the database
+/// (its stanza, its `info/` files), one that lost some no longer lists them
+/// ([`crate::pkgdb::Database::edit`]); the edited files get new contents in the layer the
+/// container sees them from. `[packages] keep_database` leaves databases as they are.
+pub fn follow_databases(fs: &FinalFs, profile: &Profile, p: &mut Plan) {
+    if p.removed.is_empty() {
+        return;
+    }
+    if profile.packages.keep_database {
+        p.packages.left_as_is = Some("the profile says keep_database = true".into());
+        return;
+    }
+    let dbs = match crate::pkgdb::load(fs) {
+        Ok(d) => d,
+        Err(e) => return p.failures.push(format!("the package database cannot follow the removed files: {e}")),
+    };
+    if let Some(rpm) = crate::pkgdb::rpm_database(fs) {
+        p.packages.left_as_is = Some(format!("/{rpm}: rpm databases are not edited; packages may list removed files"));
+        p.notes.push(format!("the rpm database /{rpm} is left as it was (harden does not edit rpm databases)"));
+    }
+    let removed = &p.removed;
+    let gone = |x: &str| fs.resolve(x, false).is_some_and(|c| !c.is_empty() && removed.contains_key(&c));
+    let mut new_removals: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+    for db in &dbs {
+        let mut drop = std::collections::BTreeSet::new();
+        let canon: Vec<Vec<String>> = db
+            .packages
+            .iter()
+            .map(|pk| pk.paths.iter().filter_map(|x| fs.resolve(x, false).filter(|c| !c.is_empty())).collect())
+            .collect();
+        let mut owners: HashMap<&str, usize> = HashMap::new();
+        for c in canon.iter().flatten() {
+            *owners.entry(c.as_str()).or_default() += 1;
+        }
+        for (i, pk) in db.packages.iter().enumerate() {
+            let mut touched = false;
+            let mut left = false;
+            for c in &canon[i] {
+                if removed.contains_key(c) {
+                    touched = true;
+                } else if owners.get(c.as_str()) == Some(&1) && fs.get(c).is_some_and(|(_, e)| e.kind != Kind::Dir) {
+                    // Its own file (a file another package also lists does not keep it).
+                    left = true;
+                }
+            }
+            if touched && !left {
+                drop.insert(i);
+                p.packages.removed.push(pk.name.clone());
+            } else if touched {
+                p.packages.trimmed.push(pk.name.clone());
+            }
+        }
+        p.packages.before += db.packages.len();
+        p.packages.after += db.packages.len() - drop.len();
+        let ed = db.edit(&drop, &gone);
+        for (path, data) in ed.replace {
+            if removed.contains_key(&path) {
+                continue;
+            }
+            if let Some((loc, e)) = fs.get(&path).filter(|(_, e)| e.kind == Kind::File) {
+                let c = p.layers[loc.layer].changes.entry(e.path.clone()).or_default();
+                c.content = Some(NewContent::new(data));
+            }
+        }
+        new_removals.extend(ed.remove.into_iter().filter(|x| !removed.contains_key(x)));
+    }
+    let by = Rule { pattern: "(package database)".into(), origin: "its package is removed".into() };
+    for x in &new_removals {
+        p.removed.insert(x.clone(), by.clone());
+    }
+    for (li, layer) in fs.layers.iter().enumerate() {
+        for e in &layer.entries {
+            if new_removals.contains(&e.path) {
+                p.layers[li].changes.entry(e.path.clone()).or_default().remove = true;
             }
         }
     }
@@ -620,5 +829,105 @@ mod tests {
             assert!(!p.is_removed(kept), "{kept}");
         }
         assert!(p.layers[0].changes["opt/mysh"].remove);
+    }
+
+    fn db_file(path: &str, text: &str) -> crate::scan::EntryInfo {
+        let mut e = entry(path, Kind::File, None);
+        e.size = text.len() as u64;
+        e.prefix = Some(text.as_bytes().to_vec().into_boxed_slice());
+        e
+    }
+
+    /// sudo and login share /usr/share/doc and /etc/pam.d; both list /etc/shared.conf.
+    fn dpkg_image() -> FinalFs {
+        let status = "Package: sudo\nStatus: install ok installed\nArchitecture: amd64\nVersion: 1.9\n\
+Conffiles:\n /etc/sudoers abc\n\n\
+Package: login\nStatus: install ok installed\nArchitecture: amd64\nVersion: 4.13\nPre-Depends: sudo\n\n";
+        FinalFs::build(vec![
+            layer(vec![
+                entry("etc", Kind::Dir, None),
+                entry("etc/pam.d", Kind::Dir, None),
+                entry("etc/pam.d/sudo", Kind::File, None),
+                entry("etc/pam.d/login", Kind::File, None),
+                entry("etc/sudoers", Kind::File, None),
+                entry("etc/shared.conf", Kind::File, None),
+                entry("usr", Kind::Dir, None),
+                entry("usr/bin", Kind::Dir, None),
+                entry("usr/bin/sudo", Kind::File, None),
+                entry("usr/bin/login", Kind::File, None),
+                entry("usr/share/doc/sudo", Kind::Dir, None),
+                entry("usr/share/doc/sudo/copyright", Kind::File, None),
+                entry("bin", Kind::Symlink, Some("usr/bin")),
+                db_file("var/lib/dpkg/status", status),
+                db_file("var/lib/dpkg/info/sudo.list", "/.\n/etc\n/etc/pam.d\n/etc/pam.d/sudo\n/etc/sudoers\n/etc/shared.conf\n/usr\n/usr/bin\n/usr/bin/sudo\n/usr/share/doc/sudo\n/usr/share/doc/sudo/copyright\n"),
+                db_file("var/lib/dpkg/info/sudo.md5sums", "aa  usr/bin/sudo\nbb  etc/pam.d/sudo\n"),
+                entry("var/lib/dpkg/info/sudo.postinst", Kind::File, None),
+                db_file("var/lib/dpkg/info/login.list", "/.\n/bin\n/bin/login\n/etc\n/etc/pam.d\n/etc/pam.d/login\n/etc/shared.conf\n"),
+            ]),
+            // A higher layer holds its own copy of the status file: that one is edited.
+            layer(vec![db_file("var/lib/dpkg/status", status), entry("app", Kind::File, None)]),
+        ])
+    }
+
+    #[test]
+    fn pass_remove_packages_spares_shared_paths_and_notes_dependents() {
+        let fs = dpkg_image();
+        let pr = profile("name = \"t\"\n[packages]\nremove = [\"su*\"]\n");
+        let p = plan(&fs, &pr);
+        assert!(p.failures.is_empty(), "{:?}", p.failures);
+        for gone in
+            ["usr/bin/sudo", "etc/pam.d/sudo", "etc/sudoers", "usr/share/doc/sudo", "usr/share/doc/sudo/copyright"]
+        {
+            assert!(p.is_removed(gone), "{gone}");
+        }
+        assert_eq!(p.removed["usr/bin/sudo"].pattern, "package sudo");
+        for stays in ["etc/shared.conf", "etc/pam.d", "etc", "usr/bin", "usr"] {
+            assert!(!p.is_removed(stays), "{stays}: shared with login, or not empty");
+        }
+        assert!(p.notes.iter().any(|n| n.contains("package login depends on sudo")), "{:?}", p.notes);
+        // The database follows: sudo's stanza and info files go, in the layer holding them.
+        assert_eq!(p.packages.removed, ["sudo"]);
+        assert_eq!((p.packages.before, p.packages.after), (2, 1));
+        assert!(
+            p.is_removed("var/lib/dpkg/info/sudo.postinst")
+                && p.layers[0].changes["var/lib/dpkg/info/sudo.list"].remove
+        );
+        let status = p.layers[1].changes["var/lib/dpkg/status"].content.as_ref().unwrap();
+        assert_eq!(
+            &*status.data,
+            b"Package: login\nStatus: install ok installed\nArchitecture: amd64\nVersion: 4.13\nPre-Depends: sudo\n\n"
+        );
+        assert!(!p.layers[0].changes.contains_key("var/lib/dpkg/status"), "the shadowed copy is not edited");
+    }
+
+    #[test]
+    fn pass_follow_databases_trims_through_usr_merge_and_keep_database_leaves_it() {
+        let fs = dpkg_image();
+        // Path rules only: /usr/bin/login (listed as /bin/login) and sudo's pam file go.
+        let pr =
+            profile("name = \"t\"\n[files]\nremove = [\"/bin/login\", \"/etc/pam.d/sudo\", \"/etc/shared.conf\"]\n");
+        let p = plan(&fs, &pr);
+        assert_eq!(p.packages.trimmed, ["sudo", "login"]);
+        assert!(p.packages.removed.is_empty(), "login keeps /etc/pam.d/login");
+        let list = &p.layers[0].changes["var/lib/dpkg/info/login.list"].content.as_ref().unwrap().data;
+        assert_eq!(&**list, b"/.\n/bin\n/etc\n/etc/pam.d\n/etc/pam.d/login\n");
+        let md5 = &p.layers[0].changes["var/lib/dpkg/info/sudo.md5sums"].content.as_ref().unwrap().data;
+        assert_eq!(&**md5, b"aa  usr/bin/sudo\n");
+        let pr = profile("name = \"t\"\n[files]\nremove = [\"/bin/login\"]\n[packages]\nkeep_database = true\n");
+        let p = plan(&fs, &pr);
+        assert!(p.layers.iter().all(|l| l.changes.values().all(|c| c.content.is_none())));
+        assert!(p.packages.left_as_is.is_some());
+    }
+
+    #[test]
+    fn pass_remove_packages_keep_wins_and_a_hostile_database_fails_the_plan() {
+        let fs = dpkg_image();
+        let pr = profile("name = \"t\"\n[files]\nkeep = [\"/etc/sudoers\"]\n[packages]\nremove = [\"sudo\"]\n");
+        let p = plan(&fs, &pr);
+        assert!(!p.is_removed("etc/sudoers") && p.is_removed("usr/bin/sudo"));
+        assert_eq!(p.packages.trimmed, ["sudo"], "a kept file keeps the package listed");
+        let bad = FinalFs::build(vec![layer(vec![db_file("var/lib/dpkg/status", "Package: a\n\n junk\n")])]);
+        let p = plan(&bad, &pr);
+        assert_eq!(p.failures, ["cannot remove packages: /var/lib/dpkg/status:3: continuation line outside a field"]);
     }
 }

@@ -67,6 +67,7 @@ struct RawProfile {
     files: Option<RawFiles>,
     config: Option<RawConfig>,
     runtime: Option<RawRuntime>,
+    packages: Option<RawPackages>,
 }
 
 /// `[runtime]`: what the runtime contract (crate::contract) adds to what it derives.
@@ -77,6 +78,13 @@ struct RawRuntime {
     writable: Option<Vec<Spanned<String>>>,
     /// Linux capabilities the app needs, e.g. `NET_RAW` (`CAP_` prefix optional).
     capabilities: Option<Vec<Spanned<String>>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawPackages {
+    remove: Option<Vec<Spanned<String>>>,
+    keep_database: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]
@@ -243,6 +251,24 @@ pub struct Profile {
     /// Absent from the digest when empty, so profiles without `[runtime]` keep their digests.
     #[serde(skip_serializing_if = "RuntimeRules::is_empty")]
     pub runtime: RuntimeRules,
+    /// `[packages]` (left out of the digest when empty, so older profiles keep theirs).
+    #[serde(skip_serializing_if = "PackageRules::is_empty")]
+    pub packages: PackageRules,
+}
+
+/// `[packages]`: packages removed as a unit (name globs, also from groups' `packages`), and
+/// whether the package databases are left as they were.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct PackageRules {
+    /// Name globs, with where they came from (`@shells (strict)`).
+    pub remove: Vec<Rule>,
+    pub keep_database: bool,
+}
+
+impl PackageRules {
+    pub fn is_empty(&self) -> bool {
+        self.remove.is_empty() && !self.keep_database
+    }
 }
 
 impl Profile {
@@ -255,6 +281,7 @@ impl Profile {
             setuid_allow: Vec::new(),
             strip_capabilities: false,
             fix_world_writable: false,
+            packages: PackageRules::default(),
             config: ConfigRules {
                 user: UserRule::Keep,
                 healthcheck: None,
@@ -275,7 +302,11 @@ impl Profile {
 
     /// Whether any file rule applies (a profile without one only edits the config: mirroring).
     pub fn changes_files(&self) -> bool {
-        !self.remove.is_empty() || self.strip_setuid || self.strip_capabilities || self.fix_world_writable
+        !self.remove.is_empty()
+            || !self.packages.remove.is_empty()
+            || self.strip_setuid
+            || self.strip_capabilities
+            || self.fix_world_writable
     }
 
     /// The name recorded in labels: the `--profile` names joined with `+`.
@@ -391,7 +422,9 @@ fn read_bounded(path: &Path) -> Result<String, String> {
     Ok(text)
 }
 
-struct Groups(BTreeMap<String, (Vec<String>, Vec<String>)>);
+/// One group: paths, keeps, packages.
+type Group = (Vec<String>, Vec<String>, Vec<String>);
+struct Groups(BTreeMap<String, Group>);
 
 fn parse_groups() -> Result<Groups, ProfileError> {
     #[derive(Deserialize)]
@@ -402,11 +435,13 @@ fn parse_groups() -> Result<Groups, ProfileError> {
         paths: Vec<String>,
         #[serde(default)]
         keep: Vec<String>,
+        #[serde(default)]
+        packages: Vec<String>,
     }
     let src = Source { name: "profiles/groups.toml".into(), text: GROUPS };
     let raw: BTreeMap<String, G> =
         toml::from_str(GROUPS).map_err(|e| src.err(e.span().unwrap_or(0..0), e.message().to_string()))?;
-    Ok(Groups(raw.into_iter().map(|(k, g)| (k, (g.paths, g.keep))).collect()))
+    Ok(Groups(raw.into_iter().map(|(k, g)| (k, (g.paths, g.keep, g.packages))).collect()))
 }
 
 /// The group names, for `profile list`.
@@ -421,7 +456,7 @@ pub fn group(name: &str) -> Vec<Rule> {
     groups
         .0
         .get(name)
-        .map(|(paths, _)| paths.iter().map(|p| Rule { pattern: p.clone(), origin: format!("@{name}") }).collect())
+        .map(|(paths, _, _)| paths.iter().map(|p| Rule { pattern: p.clone(), origin: format!("@{name}") }).collect())
         .unwrap_or_default()
 }
 
@@ -449,7 +484,7 @@ fn apply(
     let _ = raw.description;
     if let Some(f) = raw.files {
         for s in f.remove.unwrap_or_default() {
-            expand(&src, &s, &label, groups, &mut p.remove, Some(&mut p.keep))?;
+            expand(&src, &s, &label, groups, &mut p.remove, Some((&mut p.keep, &mut p.packages.remove)))?;
         }
         for s in f.keep.unwrap_or_default() {
             expand(&src, &s, &label, groups, &mut p.keep, None)?;
@@ -460,6 +495,12 @@ fn apply(
         p.strip_setuid = f.strip_setuid.unwrap_or(p.strip_setuid);
         p.strip_capabilities = f.strip_capabilities.unwrap_or(p.strip_capabilities);
         p.fix_world_writable = f.fix_world_writable.unwrap_or(p.fix_world_writable);
+    }
+    if let Some(pk) = raw.packages {
+        for s in pk.remove.unwrap_or_default() {
+            package_rule(&src, &s, &label, groups, &mut p.packages.remove)?;
+        }
+        p.packages.keep_database = pk.keep_database.unwrap_or(p.packages.keep_database);
     }
     if let Some(c) = raw.config {
         let cr = &mut p.config;
@@ -556,17 +597,19 @@ fn expand(
     label: &str,
     groups: &Groups,
     out: &mut Vec<Rule>,
-    keep_out: Option<&mut Vec<Rule>>,
+    keep_out: Option<(&mut Vec<Rule>, &mut Vec<Rule>)>,
 ) -> Result<(), ProfileError> {
     let v = s.get_ref();
     if let Some(g) = v.strip_prefix('@') {
-        let Some((paths, keeps)) = groups.0.get(g) else {
+        let Some((paths, keeps, packages)) = groups.0.get(g) else {
             let known: Vec<String> = groups.0.keys().map(|k| format!("@{k}")).collect();
             return Err(src.err(s.span(), format!("unknown group `{v}` (known: {})", known.join(", "))));
         };
         out.extend(paths.iter().map(|p| Rule { pattern: p.clone(), origin: format!("{v} ({label})") }));
-        if let Some(k) = keep_out {
+        if let Some((k, pk)) = keep_out {
             k.extend(keeps.iter().map(|p| Rule { pattern: p.clone(), origin: format!("{v} ({label})") }));
+            // A group removed by path also removes its packages (the database follows).
+            pk.extend(packages.iter().map(|p| Rule { pattern: p.clone(), origin: format!("{v} ({label})") }));
         }
         return Ok(());
     }
@@ -576,6 +619,56 @@ fn expand(
     compile(v).map_err(|e| src.err(s.span(), format!("bad glob `{v}`: {e}")))?;
     out.push(Rule { pattern: v.clone(), origin: label.to_string() });
     Ok(())
+}
+
+/// One `[packages] remove` entry: a package name glob, or `@group` (its `packages`).
+fn package_rule(
+    src: &Source,
+    s: &Spanned<String>,
+    label: &str,
+    groups: &Groups,
+    out: &mut Vec<Rule>,
+) -> Result<(), ProfileError> {
+    let v = s.get_ref();
+    if let Some(g) = v.strip_prefix('@') {
+        let Some((_, _, packages)) = groups.0.get(g) else {
+            let known: Vec<String> = groups.0.keys().map(|k| format!("@{k}")).collect();
+            return Err(src.err(s.span(), format!("unknown group `{v}` (known: {})", known.join(", "))));
+        };
+        out.extend(packages.iter().map(|p| Rule { pattern: p.clone(), origin: format!("{v} ({label})") }));
+        return Ok(());
+    }
+    if v.is_empty() || v.len() > 256 || v.contains('/') {
+        return Err(src.err(s.span(), "expected a package name or glob (no `/`, at most 256 characters)"));
+    }
+    Glob::new(v).map_err(|e| src.err(s.span(), format!("bad package glob `{v}`: {e}")))?;
+    out.push(Rule { pattern: v.clone(), origin: label.to_string() });
+    Ok(())
+}
+
+/// A matcher of package names against `[packages] remove`: the first rule matching.
+pub struct PackageMatcher<'a> {
+    rules: &'a [Rule],
+    /// Index into `rules` of each glob in `set` (a pattern that cannot compile matches nothing).
+    index: Vec<usize>,
+    set: GlobSet,
+}
+
+impl<'a> PackageMatcher<'a> {
+    pub fn new(rules: &'a [Rule]) -> PackageMatcher<'a> {
+        let mut b = GlobSetBuilder::new();
+        let mut index = Vec::new();
+        for (i, r) in rules.iter().enumerate() {
+            if let Ok(g) = Glob::new(&r.pattern) {
+                b.add(g);
+                index.push(i);
+            }
+        }
+        PackageMatcher { rules, index, set: b.build().unwrap_or_else(|_| GlobSet::empty()) }
+    }
+    pub fn which(&self, name: &str) -> Option<&'a Rule> {
+        self.set.matches(name).into_iter().min().map(|i| &self.rules[self.index[i]])
+    }
 }
 
 /// Compile one rule's glob against canonical paths (no leading `/`). `*` does not cross `/`;

@@ -253,7 +253,8 @@ fn header_consistent(e: &RawEntry) -> bool {
 }
 
 /// Emit an entry with a changed header: mode, capabilities, a promotion (a removed
-/// hardlink target re-emitted as a regular file at its first kept link's path) or a relink.
+/// hardlink target re-emitted as a regular file at its first kept link's path), a relink, or
+/// new contents.
 fn write_changed<W: Write, R: Read>(
     tw: &mut TarWriter<W>,
     tr: &mut TarReader<R>,
@@ -313,6 +314,15 @@ fn write_changed<W: Write, R: Read>(
             records.push(("linkpath".into(), l.clone().into_bytes()));
             set_truncated(&mut h.as_old_mut().linkname, l);
         }
+    }
+    if let Some(new) = c.content.as_ref().filter(|_| e.kind == Kind::File) {
+        // New contents (an edited package database): the source's data is skipped.
+        h.set_size(new.data.len() as u64);
+        h.set_cksum();
+        tw.write_pax(&records)?;
+        tw.write_header(&h)?;
+        tw.w.write_all(&new.data)?;
+        return tw.pad(new.data.len() as u64);
     }
     h.set_cksum();
     tw.write_pax(&records)?;
@@ -714,5 +724,38 @@ mod tests {
         assert_eq!(seen.len(), 2);
         assert_eq!(seen[0], ("big".into(), BIG, 0, Some(BIG.to_string().into_bytes()), Vec::new()));
         assert_eq!(seen[1], ("after".into(), 5, 5, None, b"after".to_vec()));
+    }
+
+    #[test]
+    fn new_contents_replace_a_file_spliced_or_recompressed_the_same() {
+        let input = sample();
+        let gz = {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
+            e.write_all(&input).unwrap();
+            e.finish().unwrap()
+        };
+        let mut plan = LayerPlan::default();
+        let new = crate::plan::NewContent::new(b"edited database, longer than the original\n".to_vec());
+        plan.changes.insert("usr/bin/su".into(), EntryChange { content: Some(new), ..Default::default() });
+        let mut digests = Vec::new();
+        for splice in [true, false] {
+            let settings = Settings { codec: OutputCodec::Gzip(6), splice, workers: 1 };
+            let (out, rw) = rewrite_layer(blob(&gz), vec_out, &plan, settings, &Limits::default()).unwrap();
+            let (_, d) = decoder(&out[..]).unwrap();
+            let mut ar = tar::Archive::new(d);
+            let mut found = None;
+            for e in ar.entries().unwrap() {
+                let mut e = e.unwrap();
+                if e.path().unwrap().to_str() == Some("usr/bin/su") {
+                    let mut data = String::new();
+                    e.read_to_string(&mut data).unwrap();
+                    found = Some((data, e.header().mode().unwrap()));
+                }
+            }
+            assert_eq!(found, Some(("edited database, longer than the original\n".to_string(), 0o4755)));
+            assert_eq!(rw.stats.changed, 1);
+            digests.push(rw.diff_id);
+        }
+        assert_eq!(digests[0], digests[1], "spliced or not, the same tar");
     }
 }

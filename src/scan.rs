@@ -48,7 +48,7 @@ pub struct LayerIndex {
 }
 
 /// Files whose contents matter later: executables (shebang, ELF interpreter), account
-/// databases (user checks), and candidate secret files (audit by content). Bounded sizes
+/// databases (user checks), package databases and os-release ([`crate::pkgdb`]), and candidate secret files (audit by content). Bounded sizes
 /// keep the whole scan's memory small.
 pub fn prefix_len(path: &str, mode: u32, size: u64) -> u64 {
     const ACCOUNTS: [&str; 4] = ["etc/passwd", "etc/group", "etc/shadow", "etc/gshadow"];
@@ -61,6 +61,13 @@ pub fn prefix_len(path: &str, mode: u32, size: u64) -> u64 {
         || (path.starts_with("etc/ld-musl-") && path.ends_with(".path"))
     {
         return size.min(64 << 10);
+    }
+    // Package databases, whole (the plan edits them; a file cut short is refused there, naming it).
+    if crate::pkgdb::paths::is_database_file(path) {
+        return size.min(crate::pkgdb::paths::MAX_FILE);
+    }
+    if path == "etc/os-release" || path == "usr/lib/os-release" {
+        return size.min(4096);
     }
     if mode & 0o111 != 0 {
         return size.min(1024);

@@ -77,6 +77,7 @@ fn package_of(tool: &str) -> &'static str {
         "curl" => "curl",
         "python3" => "python3",
         "containerd" | "ctr" | "containerd-shim-runc-v2" => "containerd",
+        "dpkg" | "dpkg-query" => "dpkg",
         "bash" => "bash",
         "bsdtar" => "libarchive-tools",
         "bzip2" => "bzip2",

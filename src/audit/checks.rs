@@ -67,6 +67,7 @@ pub(super) fn run(fs: &FinalFs, config: &Value, ctx: &AuditContext) -> Vec<Findi
     out.push(Finding::new(CheckId::PortPrivileged, ports(config)));
     out.push(Finding::new(CheckId::LayerPathEscape, a.escapes()));
     out.push(Finding::new(CheckId::ContractUnmet, a.contract(config)));
+    out.push(Finding::new(CheckId::PackageDatabaseStale, a.stale_packages()));
     out
 }
 
@@ -318,6 +319,51 @@ impl Audit<'_> {
 
     /// Every layer's entries as stored: the scan puts escaping names back inside the root, so
     /// the merged view cannot tell; the per-layer flag can.
+    /// Packages the databases list whose files are all gone, and listed files that are missing
+    /// (one line per package, naming the database).
+    fn stale_packages(&self) -> Vec<Evidence> {
+        let fs = self.fs;
+        let dbs = match crate::pkgdb::load(fs) {
+            Ok(d) => d,
+            Err(e) => {
+                return vec![Evidence {
+                    detail: Some(format!("cannot read the package database: {e}")),
+                    ..Default::default()
+                }]
+            }
+        };
+        let mut out = Vec::new();
+        for db in &dbs {
+            let file = match db.format {
+                crate::pkgdb::Format::Dpkg => "/var/lib/dpkg/status",
+                crate::pkgdb::Format::DpkgStatusD => "/var/lib/dpkg/status.d",
+                crate::pkgdb::Format::Apk => "/lib/apk/db/installed",
+            };
+            for p in &db.packages {
+                let (mut files, mut missing) = (0usize, Vec::new());
+                for x in &p.paths {
+                    let Some(c) = fs.resolve(x, false).filter(|c| !c.is_empty()) else { continue };
+                    if fs.is_dir(&c) {
+                        continue;
+                    }
+                    files += 1;
+                    if fs.get(&c).is_none() {
+                        missing.push(x.as_str());
+                    }
+                }
+                let detail = if files > 0 && missing.len() == files {
+                    format!("package {} is listed, but none of its {files} files is in the image", p.name)
+                } else if let Some(first) = missing.first() {
+                    format!("package {} lists {} files the image does not have (e.g. {first})", p.name, missing.len())
+                } else {
+                    continue;
+                };
+                out.push(Evidence { path: Some(file.to_string()), detail: Some(detail), ..Default::default() });
+            }
+        }
+        out
+    }
+
     fn escapes(&self) -> Vec<Evidence> {
         let mut out = Vec::new();
         for (li, layer) in self.fs.layers.iter().enumerate() {

@@ -75,11 +75,12 @@ pub enum CheckId {
     PortPrivileged,
     LayerPathEscape,
     ContractUnmet,
+    PackageDatabaseStale,
 }
 
 impl CheckId {
     /// Every ID, in [`CHECKS`] order.
-    pub const ALL: [CheckId; 21] = [
+    pub const ALL: [CheckId; 22] = [
         CheckId::UserRoot,
         CheckId::HealthcheckMissing,
         CheckId::FileSetuid,
@@ -101,6 +102,7 @@ impl CheckId {
         CheckId::PortPrivileged,
         CheckId::LayerPathEscape,
         CheckId::ContractUnmet,
+        CheckId::PackageDatabaseStale,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -126,6 +128,7 @@ impl CheckId {
             CheckId::PortPrivileged => "HARDEN-PORT-PRIVILEGED",
             CheckId::LayerPathEscape => "HARDEN-LAYER-PATH-ESCAPE",
             CheckId::ContractUnmet => "HARDEN-CONTRACT-UNMET",
+            CheckId::PackageDatabaseStale => "HARDEN-PACKAGE-DB-STALE",
         }
     }
 
@@ -215,6 +218,7 @@ pub const CHECKS: &[Check] = &[
     c(CheckId::PortPrivileged, Level::Warn, "Privileged port (below 1024) exposed", None, None, "[config] exposed_ports = [\"8080/tcp\"] (replaces the image's list)"),
     c(CheckId::LayerPathEscape, Level::Fatal, "Layer entries whose path leaves the root (../ or absolute)", None, None, "no profile rule: rebuild the layer; harden normalises the names of the entries it rewrites"),
     c(CheckId::ContractUnmet, Level::Warn, "The least-privilege runtime contract cannot be met (root user, unknown user, setuid/setgid or capability files)", None, None, "[config] user = \"nonroot\"; [files] strip_setuid = true, strip_capabilities = true (harden contract IMAGE shows the contract)"),
+    c(CheckId::PackageDatabaseStale, Level::Warn, "Package database lists packages or files the image does not have", None, None, "rebuild with harden (any profile removing files): the database follows the files; drop [packages] keep_database = true"),
 ];
 
 pub fn check_info(id: &str) -> Option<&'static Check> {
@@ -344,6 +348,10 @@ pub fn after_view(fs: &FinalFs, plan: &Plan, user_layer: Option<&[u8]>) -> Final
             }
             if let Some(m) = mode {
                 n.mode = m;
+            }
+            if let Some(new) = &c.content {
+                n.size = new.data.len() as u64;
+                n.prefix = Some(new.data.to_vec().into_boxed_slice());
             }
             if strip_caps {
                 n.caps = false;

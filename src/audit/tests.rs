@@ -537,3 +537,43 @@ fn docs_table_matches_checks() {
         assert_eq!(cells[5], c.dockle.unwrap_or("—"), "{row}");
     }
 }
+
+#[test]
+fn a_package_database_that_lies_is_reported_and_not_after_a_rebuild() {
+    let status = b"Package: sudo\nStatus: install ok installed\nVersion: 1\n\nPackage: tzdata\nVersion: 2\n\n";
+    let fs = FinalFs::build(vec![layer(vec![
+        file("var/lib/dpkg/status", 0o644, status),
+        file("var/lib/dpkg/info/sudo.list", 0o644, b"/.\n/usr\n/usr/bin\n/usr/bin/sudo\n"),
+        file("var/lib/dpkg/info/tzdata.list", 0o644, b"/usr\n/usr/share/zoneinfo/UTC\n/usr/share/zoneinfo/CET\n"),
+        file("usr/share/zoneinfo/UTC", 0o644, b"TZ"),
+        dir("usr/bin"),
+    ])]);
+    let f = audit(&fs, &quiet_config(), &AuditContext::default());
+    let stale = find(&f, "HARDEN-PACKAGE-DB-STALE").expect("the database lies");
+    let details: Vec<&str> = stale.evidence.iter().filter_map(|e| e.detail.as_deref()).collect();
+    assert_eq!(
+        details,
+        [
+            "package sudo is listed, but none of its 1 files is in the image",
+            "package tzdata lists 1 files the image does not have (e.g. /usr/share/zoneinfo/CET)"
+        ]
+    );
+    assert_eq!(stale.evidence[0].path.as_deref(), Some("/var/lib/dpkg/status"));
+    // A database that tells the truth: no finding.
+    let honest = FinalFs::build(vec![layer(vec![
+        file("var/lib/dpkg/status", 0o644, b"Package: tzdata\nVersion: 2\n\n"),
+        file("var/lib/dpkg/info/tzdata.list", 0o644, b"/usr\n/usr/share/zoneinfo/UTC\n"),
+        file("usr/share/zoneinfo/UTC", 0o644, b"TZ"),
+    ])]);
+    assert!(find(&audit(&honest, &quiet_config(), &AuditContext::default()), "HARDEN-PACKAGE-DB-STALE").is_none());
+    // The predicted result of a rebuild removing sudo's binary sees the edited database.
+    let fs = FinalFs::build(vec![layer(vec![
+        file("var/lib/dpkg/status", 0o644, b"Package: sudo\nVersion: 1\n\n"),
+        file("var/lib/dpkg/info/sudo.list", 0o644, b"/usr/bin/sudo\n"),
+        file("usr/bin/sudo", 0o755, b"ELF"),
+    ])]);
+    let profile = crate::profile::load(&["strict".into()]).unwrap();
+    let plan = crate::plan::plan(&fs, &profile);
+    let after = after_view(&fs, &plan, None);
+    assert!(find(&audit(&after, &quiet_config(), &AuditContext::default()), "HARDEN-PACKAGE-DB-STALE").is_none());
+}

@@ -9,6 +9,7 @@ mod contract;
 mod keys;
 mod profile;
 mod rebuild;
+mod sbom;
 
 use anyhow::{Context, Result};
 use clap::{CommandFactory, Parser, Subcommand};
@@ -31,7 +32,7 @@ enum Command {
     ///
     /// SRC and DST are registry references ([docker://]host[:port]/repo[:tag|@sha256:…]) or OCI
     /// layouts (oci:DIR[:TAG]). Loopback registries are spoken to over plain HTTP.
-    Rebuild(rebuild::RebuildArgs),
+    Rebuild(Box<rebuild::RebuildArgs>),
     /// Write a cosign key pair: PREFIX.key (encrypted ECDSA P-256) and PREFIX.pub.
     ///
     /// The password comes from HARDEN_PASSWORD (or COSIGN_PASSWORD), else it is asked for on the
@@ -69,6 +70,9 @@ enum Command {
     /// capability dropped (NET_BIND_SERVICE back for a port below 1024), no-new-privileges when
     /// no setuid/setgid or capability file is left, the user as numbers. JSON, or YAML.
     Contract(contract::ContractArgs),
+    /// Print a CycloneDX 1.5 JSON SBOM of IMAGE's packages, read from its package databases
+    /// (dpkg, apk): the same document `rebuild --sbom` writes for its result.
+    Sbom(sbom::SbomArgs),
     /// Print shell completions.
     Completions {
         /// bash, zsh, fish, elvish or powershell.
@@ -87,7 +91,7 @@ pub fn run() -> Result<ExitCode> {
         }
     };
     match cli.command {
-        Command::Rebuild(a) => rebuild::run(a),
+        Command::Rebuild(a) => rebuild::run(*a),
         Command::Keygen(a) => keys::keygen(a),
         Command::Sign(a) => keys::sign(a),
         Command::Verify(a) => keys::verify(a),
@@ -95,6 +99,7 @@ pub fn run() -> Result<ExitCode> {
         Command::Profile(c) => profile::run(c),
         Command::Check(a) => check::run(a),
         Command::Contract(a) => contract::run(a),
+        Command::Sbom(a) => sbom::run(a),
         Command::Completions { shell } => {
             let mut buf = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "harden", &mut buf);

@@ -32,6 +32,10 @@ pub struct RebuildArgs {
     /// The contract file's format.
     #[arg(long, value_enum, default_value_t = harden::contract::Format::Json, requires = "contract")]
     contract_format: harden::contract::Format,
+    /// Write a CycloneDX 1.5 JSON SBOM of the result's packages (from its package databases)
+    /// to FILE; reproducible (no timestamp, serial number from the digest).
+    #[arg(long, value_name = "FILE")]
+    sbom: Option<PathBuf>,
     /// Write the result's digest to FILE.
     #[arg(long, value_name = "FILE")]
     digest_file: Option<PathBuf>,
@@ -87,6 +91,7 @@ impl RebuildArgs {
         let opts = RebuildOptions {
             profiles: self.profile,
             report: self.report,
+            sbom: self.sbom,
             digest_file: self.digest_file,
             contract: self.contract,
             contract_format: self.contract_format,

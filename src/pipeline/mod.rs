@@ -37,6 +37,8 @@ pub use prepare::Prepared;
 pub struct RebuildOptions {
     pub profiles: Vec<String>,
     pub report: Option<PathBuf>,
+    /// Write a CycloneDX SBOM of the result's packages here (one image, not an index).
+    pub sbom: Option<PathBuf>,
     pub digest_file: Option<PathBuf>,
     pub dry_run: bool,
     pub allow_broken: bool,
@@ -72,6 +74,7 @@ impl Default for RebuildOptions {
         RebuildOptions {
             profiles: Vec::new(),
             report: None,
+            sbom: None,
             digest_file: None,
             dry_run: false,
             allow_broken: false,
@@ -172,6 +175,11 @@ pub async fn rebuild(src: &ImageRef, dst: &ImageRef, o: &RebuildOptions) -> Resu
         !o.recompress,
     );
 
+    if o.sbom.is_some() && w.index.is_some() {
+        bail!(Failure::Usage(format!(
+            "--sbom: {src} is a multi-platform index; rebuild one platform (by digest) to get its SBOM"
+        )));
+    }
     // Plan every image before rewriting any: a refusal leaves nothing pushed.
     let (chosen, images) = prepare_all(&ctx, &w).await?;
     // A destination that holds no index (a docker-archive) takes one platform, as an image.
@@ -220,9 +228,21 @@ pub async fn rebuild(src: &ImageRef, dst: &ImageRef, o: &RebuildOptions) -> Resu
     let (result_digest, result, mut timings) = match w.index.as_ref().filter(|_| is_index) {
         None => {
             let p = images.into_iter().next().ok_or_else(|| anyhow!("no image to rebuild"))?;
+            let inventory = match &o.sbom {
+                Some(_) => Some(
+                    crate::pkgdb::sbom::Inventory::of(&p.fs, &p.plan.packages.removed)
+                        .map_err(|e| anyhow!("--sbom: {e}"))?,
+                ),
+                None => None,
+            };
             let done = single::execute(&ctx, p, Some(dst)).await?;
             write_contract(o, &done.contract)?;
             let digest = done.manifest.digest;
+            if let (Some(path), Some(inv)) = (&o.sbom, inventory) {
+                let bom = inv.cyclonedx(&dst.without_tag().to_string(), digest.as_str());
+                crate::files::write_atomic(path, &serde_json::to_vec_pretty(&bom)?)
+                    .with_context(|| format!("--sbom {}", path.display()))?;
+            }
             let mut image = done.report;
             image.source = None;
             let timings = image.timings_ms.take().unwrap_or_default();

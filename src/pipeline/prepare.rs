@@ -69,6 +69,9 @@ pub async fn prepare(ctx: &Ctx<'_>, src_ref: ImageRef, manifest: Manifest) -> Re
         let hashes = tokio::task::spawn_blocking(move || crate::source::hash_locs(&b, &names, &check, &l)).await??;
         plan = plan::plan_with(&fs, profile, &plan::copies(&fs, &plan, &hashes));
     }
+    if let Some(f) = plan.failures.first() {
+        anyhow::bail!("{}: {f}", src_ref);
+    }
     let epoch = config::source_date_epoch()?;
     let created = epoch.as_ref().map(|(_, s)| s.clone());
     let mtime =
@@ -97,7 +100,7 @@ pub async fn prepare(ctx: &Ctx<'_>, src_ref: ImageRef, manifest: Manifest) -> Re
         plan.world_writable_fixed.len(),
         changed_layers,
         view.layers.len()
-    );
+    ) + &package_summary(&plan.packages);
 
     // Audit the source and the result as the plan and the config edit will make it.
     let mut predicted = config.clone();
@@ -147,6 +150,14 @@ pub async fn prepare(ctx: &Ctx<'_>, src_ref: ImageRef, manifest: Manifest) -> Re
         report,
         t_scan,
     })
+}
+
+/// `; packages 131 → 117 (14 removed, 60 trimmed)` when a database changed, else nothing.
+pub fn package_summary(p: &plan::PackageChanges) -> String {
+    if p.removed.is_empty() && p.trimmed.is_empty() {
+        return String::new();
+    }
+    format!("; packages {} → {} ({} removed, {} trimmed)", p.before, p.after, p.removed.len(), p.trimmed.len())
 }
 
 /// The config edit for this image: with the result's `diff_ids` once known, else the source's
