@@ -25,7 +25,7 @@ head -15 "$DIR/plan.txt"; echo "… ($(wc -l < "$DIR/plan.txt") lines in $DIR/pl
 say "the guard refuses a shell-form CMD under strict (exit 3 expected)"
 set +e; "$H" rebuild -q -p strict "$REG/sample/app:shell" "$REG/sample/app:shell-hardened"; echo "exit code: $?"; set -e
 say "rebuild"
-OUT=$("$H" rebuild -p samples/app-profile.toml --report "$DIR/report.json" "$REG/sample/app:1" "$REG/sample/app:hardened")
+OUT=$("$H" rebuild -p samples/app-profile.toml --report "$DIR/report.json" --sbom "$DIR/sbom.json" --contract "$DIR/contract.json" "$REG/sample/app:1" "$REG/sample/app:hardened")
 echo "$OUT"
 say "result, as skopeo sees it"
 skopeo inspect --tls-verify=false "docker://$OUT" | python3 -c 'import json,sys; d=json.load(sys.stdin); print("user:", d.get("User") or "(see config)"); [print(" ", k, "=", v) for k, v in sorted(d["Labels"].items())]'
@@ -37,5 +37,9 @@ i = sum(l["bytes_in"] for l in r["layers"]); o = sum(l["bytes_out"] for l in r["
 print(f"layers: {i/2**20:.1f} MiB -> {o/2**20:.1f} MiB;", r["plan"]["summary"])
 f = r.get("findings")
 if f: print(f"findings: {len(f['before'])} -> {len(f['after'])}")
+p = r["plan"].get("packages")
+if p: print(f"packages: {p['before']} -> {p['after']} ({len(p['removed'])} removed, {len(p['trimmed'])} trimmed)")
 PY
+python3 -c 'import json,sys; b=json.load(open(sys.argv[1])); print("sbom:", b["bomFormat"], b["specVersion"], len(b["components"]), "packages, e.g.", b["components"][0]["purl"])' "$DIR/sbom.json"
+python3 -c 'import json,sys; c=json.load(open(sys.argv[1])); print("runtime contract:", " ".join(c["dockerRunArgs"]))' "$DIR/contract.json"
 echo "report: $DIR/report.json"
