@@ -64,9 +64,9 @@ pub async fn prepare(ctx: &Ctx<'_>, src_ref: ImageRef, manifest: Manifest) -> Re
     // Byte-identical copies of removed tools: the few candidates are hashed (their layers read again).
     let check = plan::copy_check(&fs, &plan, profile);
     if !check.is_empty() {
-        let (b, l) = (blobs.clone(), o.limits.clone());
-        let names: Vec<String> = view.layers.iter().map(|d| d.digest.to_string()).collect();
-        let hashes = tokio::task::spawn_blocking(move || crate::source::hash_locs(&b, &names, &check, &l)).await??;
+        let (b, l, share) = (blobs.clone(), o.limits.clone(), std::sync::Arc::clone(&ctx.share));
+        let layers: Vec<Digest> = view.layers.iter().map(|d| d.digest.clone()).collect();
+        let hashes = tokio::task::spawn_blocking(move || share.hash_locs(&b, &layers, &check, &l)).await??;
         plan = plan::plan_with(&fs, profile, &plan::copies(&fs, &plan, &hashes));
     }
     if let Some(f) = plan.failures.first() {

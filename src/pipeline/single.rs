@@ -106,7 +106,9 @@ pub async fn execute(ctx: &Ctx<'_>, mut p: Prepared, tag: Option<&ImageRef>) -> 
 async fn rewrite_layers(ctx: &Ctx<'_>, p: &Prepared) -> Result<Vec<Option<Rewritten>>> {
     let o = ctx.o;
     let n = p.view.layers.len();
-    let workers = o.cpu.layer_workers(o.jobs);
+    // The budget is shared by the layers rewritten at once: no more of them than change.
+    let changing = p.plan.layers.iter().filter(|l| !l.is_unchanged()).count();
+    let workers = o.cpu.layer_workers(o.jobs.min(changing).max(1));
     stream::iter(p.view.layers.iter().zip(&p.blobs).zip(&p.plan.layers).enumerate())
         .map(|(i, ((layer, input), lp))| async move {
             if lp.is_unchanged() {

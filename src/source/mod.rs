@@ -45,6 +45,9 @@ pub type ScanMemo = tokio::sync::Mutex<HashMap<Digest, Arc<tokio::sync::OnceCell
 pub struct ScanShare {
     pub spool: crate::spool::Spool,
     pub memo: ScanMemo,
+    /// Content hashes of entries read again ([`ScanShare::hash_locs`]), by layer digest and
+    /// entry index: a batch's images on one base read the base for them once.
+    hashes: std::sync::Mutex<HashMap<(Digest, usize), Digest>>,
 }
 
 impl ScanShare {
@@ -52,7 +55,45 @@ impl ScanShare {
         Ok(ScanShare {
             spool: crate::spool::create().context("cannot create a temporary directory")?,
             memo: ScanMemo::default(),
+            hashes: Default::default(),
         })
+    }
+
+    /// [`hash_locs`] through this share's memo: only entries not hashed before are read.
+    pub fn hash_locs(
+        &self,
+        blobs: &[PathBuf],
+        layers: &[Digest],
+        locs: &[crate::fs::Loc],
+        limits: &crate::layer::Limits,
+    ) -> std::io::Result<HashMap<crate::fs::Loc, Digest>> {
+        let key = |l: &crate::fs::Loc| layers.get(l.layer).map(|d| (d.clone(), l.entry));
+        let mut out = HashMap::new();
+        let mut missing = Vec::new();
+        {
+            let memo = self.hashes.lock().map_err(|_| std::io::Error::other("hash memo poisoned"))?;
+            for l in locs {
+                match key(l).and_then(|k| memo.get(&k).cloned()) {
+                    Some(d) => {
+                        out.insert(*l, d);
+                    }
+                    None => missing.push(*l),
+                }
+            }
+        }
+        if missing.is_empty() {
+            return Ok(out);
+        }
+        let names: Vec<String> = layers.iter().map(ToString::to_string).collect();
+        let fresh = hash_locs(blobs, &names, &missing, limits)?;
+        let mut memo = self.hashes.lock().map_err(|_| std::io::Error::other("hash memo poisoned"))?;
+        for (l, d) in fresh {
+            if let Some(k) = key(&l) {
+                memo.insert(k, d.clone());
+            }
+            out.insert(l, d);
+        }
+        Ok(out)
     }
 }
 
