@@ -4,7 +4,6 @@
 //!
 //! Owns: the command's flow. Must not: change anything.
 
-use crate::fs::FinalFs;
 use crate::progress::Progress;
 use crate::reference::ImageRef;
 use crate::source::{self, walk};
@@ -39,7 +38,6 @@ pub async fn sbom(o: SbomOptions) -> Result<serde_json::Value> {
         ))
         .into());
     }
-    let (view, config) = source::image_config(&src, &o.image, &w.top).await?;
     let scanner = source::Scanner {
         src: &src,
         share: &share,
@@ -48,8 +46,7 @@ pub async fn sbom(o: SbomOptions) -> Result<serde_json::Value> {
         limits: &o.limits,
         mirror_to: None,
     };
-    let (_blobs, indexes) = scanner.scan(&view, &config).await?;
-    let fs = FinalFs::build(indexes);
+    let (_, _, _, fs) = scanner.read(&o.image, &w.top).await?;
     let inv = crate::pkgdb::sbom::Inventory::of(&fs, &[]).map_err(|e| anyhow!("{}: {e}", o.image))?;
     o.progress.line(&format!("{} packages", inv.count()));
     Ok(inv.cyclonedx(&o.image.without_tag().to_string(), w.top.digest.as_str()))

@@ -7,6 +7,7 @@
 //! ([`hash_locs`]). Must not: plan, rewrite or judge anything.
 
 use crate::digest::Digest;
+use crate::fs::FinalFs;
 use crate::image::{self, ManifestView};
 use crate::progress::Progress;
 use crate::reference::ImageRef;
@@ -144,6 +145,20 @@ impl Scanner<'_> {
             .try_collect()
             .await?;
         Ok(results.into_iter().unzip())
+    }
+}
+
+impl Scanner<'_> {
+    /// What `check`, `sbom` and `contract` read of one image: its manifest view, its config,
+    /// the fetched layer blobs and the final filesystem of their scans.
+    pub async fn read(
+        &self,
+        r: &ImageRef,
+        manifest: &Manifest,
+    ) -> Result<(ManifestView, Value, Vec<PathBuf>, FinalFs)> {
+        let (view, config) = image_config(self.src, r, manifest).await?;
+        let (blobs, indexes) = self.scan(&view, &config).await?;
+        Ok((view, config, blobs, FinalFs::build(indexes)))
     }
 }
 
