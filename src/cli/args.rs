@@ -104,3 +104,27 @@ impl CacheArgs {
         Ok(std::sync::Arc::new(RewriteCache::new(dir)?.with_progress(progress.clone())))
     }
 }
+
+/// What the commands that only read an image (`check`, `contract`, `sbom`) take besides it.
+#[derive(Args)]
+pub struct ReadArgs {
+    /// Layers scanned at once.
+    #[arg(long, short = 'j', default_value_t = 4)]
+    pub jobs: usize,
+    /// No progress on stderr.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+    #[command(flatten)]
+    pub net: Net,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+impl ReadArgs {
+    /// The progress line, the transport settings reporting to it, and the reading limits.
+    pub fn open(&self) -> (Progress, NetOptions, harden::layer::Limits) {
+        let progress = Progress::new(self.quiet);
+        let net = self.net.options(&progress);
+        (progress, net, self.limits.limits())
+    }
+}

@@ -1,12 +1,11 @@
 //! `harden check`: its flags, turned into [`CheckOptions`].
 
-use super::args::{LimitArgs, Net};
+use super::args::ReadArgs;
 use super::{block_on, out, usage};
 use anyhow::Result;
 use clap::Args;
 use harden::audit::{format::Format, CheckOptions, Level};
 use harden::error::exit;
-use harden::progress::Progress;
 use harden::reference::ImageRef;
 use std::process::ExitCode;
 
@@ -27,30 +26,22 @@ pub struct CheckArgs {
     /// Do not report this check ID (e.g. HARDEN-HEALTHCHECK-MISSING); repeatable.
     #[arg(long, value_name = "ID")]
     ignore: Vec<String>,
-    /// Layers scanned at once.
-    #[arg(long, short = 'j', default_value_t = 4)]
-    jobs: usize,
-    /// No progress on stderr.
-    #[arg(long, short = 'q')]
-    quiet: bool,
     #[command(flatten)]
-    net: Net,
-    #[command(flatten)]
-    limits: LimitArgs,
+    read: ReadArgs,
 }
 
 pub fn run(a: CheckArgs) -> Result<ExitCode> {
     let image = ImageRef::parse(&a.image).map_err(usage)?;
-    let progress = Progress::new(a.quiet);
+    let (progress, net, limits) = a.read.open();
     let opts = CheckOptions {
         image,
         profiles: a.profile,
         format: a.format,
         fail_on: a.fail_on,
         ignore: a.ignore,
-        jobs: a.jobs,
-        net: a.net.options(&progress),
-        limits: a.limits.limits(),
+        jobs: a.read.jobs,
+        net,
+        limits,
         progress: progress.clone(),
     };
     let result = block_on(&progress, "interrupted", harden::audit::check(opts))?;

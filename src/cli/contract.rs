@@ -1,11 +1,10 @@
 //! `harden contract`: its flags, and the contract printed or written.
 
-use super::args::{LimitArgs, Net};
+use super::args::ReadArgs;
 use super::{block_on, out, usage};
 use anyhow::{Context, Result};
 use clap::Args;
 use harden::contract::Format;
-use harden::progress::Progress;
 use harden::reference::ImageRef;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -24,27 +23,17 @@ pub struct ContractArgs {
     /// Write to FILE (replaced whole) instead of stdout.
     #[arg(long, short = 'o', value_name = "FILE")]
     output: Option<PathBuf>,
-    /// Layers scanned at once.
-    #[arg(long, short = 'j', default_value_t = 4)]
-    jobs: usize,
-    /// No progress on stderr.
-    #[arg(long, short = 'q')]
-    quiet: bool,
     #[command(flatten)]
-    net: Net,
-    #[command(flatten)]
-    limits: LimitArgs,
+    read: ReadArgs,
 }
 
 pub fn run(a: ContractArgs) -> Result<ExitCode> {
     let image = ImageRef::parse(&a.image).map_err(usage)?;
-    let progress = Progress::new(a.quiet);
-    let net = a.net.options(&progress);
-    let limits = a.limits.limits();
+    let (progress, net, limits) = a.read.open();
     let c = block_on(
         &progress,
         "interrupted",
-        harden::audit::run::contract(&image, &a.profile, a.jobs, &net, &limits, &progress),
+        harden::audit::run::contract(&image, &a.profile, a.read.jobs, &net, &limits, &progress),
     )?;
     let text = c.render(a.format);
     match &a.output {
