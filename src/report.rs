@@ -120,21 +120,7 @@ pub struct PlanReport {
     /// The package databases before and after (absent when no package lost a file and no
     /// database was left as it was).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub packages: Option<PackagesReport>,
-}
-
-/// `packages 131 → 117 (14 removed, 60 trimmed)`, typed.
-#[derive(Serialize, Clone, Debug)]
-pub struct PackagesReport {
-    pub before: usize,
-    pub after: usize,
-    /// Packages gone from the databases (none of their files left).
-    pub removed: Vec<String>,
-    /// Packages that lost files (they stay listed, without those files).
-    pub trimmed: Vec<String>,
-    /// A database not edited, and why (rpm; `keep_database = true`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub left_as_is: Option<String>,
+    pub packages: Option<crate::plan::PackageChanges>,
 }
 
 impl PlanReport {
@@ -162,13 +148,7 @@ impl PlanReport {
                     changed: p.changed(),
                 })
                 .collect(),
-            packages: (!plan.packages.is_empty()).then(|| PackagesReport {
-                before: plan.packages.before,
-                after: plan.packages.after,
-                removed: plan.packages.removed.clone(),
-                trimmed: plan.packages.trimmed.clone(),
-                left_as_is: plan.packages.left_as_is.clone(),
-            }),
+            packages: (!plan.packages.is_empty()).then(|| plan.packages.clone()),
         }
     }
 }
