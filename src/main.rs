@@ -14,6 +14,7 @@ fn main() -> ExitCode {
     // still ends quietly: stdout is written only through cli::out, whose broken-pipe error
     // maps to exit 141 with no message.
     let _ = rustls::crypto::ring::default_provider().install_default();
+    harden::memory::fix_mmap_threshold();
     let result = cli::run();
     // After the runtime (and every thread that could write there) is gone.
     harden::spool::cleanup_at_exit();

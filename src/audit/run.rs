@@ -126,8 +126,8 @@ pub async fn rebuild_findings(
     fs: &FinalFs,
     config: &serde_json::Value,
     plan: &crate::plan::Plan,
-    new_config: Option<&serde_json::Value>,
-    user_layer: Option<(&[u8], &Digest)>,
+    after: Option<(&FinalFs, &serde_json::Value)>,
+    user_layer: Option<&Digest>,
     will_sign: bool,
 ) -> super::RebuildFindings {
     let before_ctx = AuditContext {
@@ -136,11 +136,10 @@ pub async fn rebuild_findings(
         signature: signature(src, r, manifest_digest).await,
         ..Default::default()
     };
-    let audit_after = |cfg: &serde_json::Value| {
-        let view_after = super::after_view(fs, plan, user_layer.map(|(b, _)| b));
+    let audit_after = |(view_after, cfg): (&FinalFs, &serde_json::Value)| {
         let mut layers: Vec<Option<String>> =
             view.layers.iter().zip(&plan.layers).map(|(l, p)| p.is_unchanged().then(|| l.digest.to_string())).collect();
-        layers.extend(user_layer.map(|(_, d)| Some(d.to_string())));
+        layers.extend(user_layer.map(|d| Some(d.to_string())));
         let ctx = AuditContext {
             // The result is printed, and best referred to, by digest.
             reference: None,
@@ -152,21 +151,21 @@ pub async fn rebuild_findings(
             },
             ..Default::default()
         };
-        audit(&view_after, cfg, &ctx)
+        audit(view_after, cfg, &ctx)
     };
     // The two audits are independent and CPU-bound (a walk of every entry per check): side by
     // side, on a thread each, when a thread can be had.
     let (before, after) = std::thread::scope(|s| {
-        let other = new_config.map(|cfg| {
+        let other = after.map(|after| {
             std::thread::Builder::new()
                 .name("harden-audit".into())
-                .spawn_scoped(s, move || audit_after(cfg))
-                .map_err(|_| cfg)
+                .spawn_scoped(s, move || audit_after(after))
+                .map_err(|_| after)
         });
         let before = audit(fs, config, &before_ctx);
         let after = other.map(|h| match h {
             Ok(h) => h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
-            Err(cfg) => audit_after(cfg),
+            Err(after) => audit_after(after),
         });
         (before, after)
     });

@@ -182,6 +182,11 @@ pub async fn rebuild(src: &ImageRef, dst: &ImageRef, o: &RebuildOptions) -> Resu
     }
     // Plan every image before rewriting any: a refusal leaves nothing pushed.
     let (chosen, images) = prepare_all(&ctx, &w).await?;
+    if o.scans.is_none() {
+        // Nothing more is scanned in this run: each image's index now lives only as long as
+        // the image needs it (single::execute drops it before the rewrite).
+        ctx.share.forget_scans().await;
+    }
     // A destination that holds no index (a docker-archive) takes one platform, as an image.
     let is_index = w.index.is_some() && (ctx.dst.holds_index() || chosen.len() > 1);
     if is_index && !ctx.dst.holds_index() {

@@ -37,6 +37,9 @@ pub struct Prepared {
     /// The guard's refusals, one line each.
     pub broken: Vec<String>,
     pub findings: crate::audit::RebuildFindings,
+    /// The result's runtime contract, from the predicted filesystem and config; None when the
+    /// config edit refuses (execute then reports why).
+    pub contract: Option<crate::contract::Contract>,
     pub report: ImageReport,
     pub t_scan: Duration,
 }
@@ -106,7 +109,12 @@ pub async fn prepare(ctx: &Ctx<'_>, src_ref: ImageRef, manifest: Manifest) -> Re
     let mut predicted = config.clone();
     let predicted_ok =
         config::edit(&mut predicted, &config_edit(ctx, &manifest, &fs, &user, &summary, &created, None)).is_ok();
-    let user_blob = user.layer.as_ref().map(|u| (u.blob.as_slice(), &u.digest));
+    // The predicted result's filesystem: audited here, and the source of the result's runtime
+    // contract (the diff_ids the edit will get later are not part of it). Dropped at the end
+    // of this function, so it never coexists with a rewrite's buffers.
+    let after =
+        predicted_ok.then(|| crate::audit::after_view(&fs, &plan, user.layer.as_ref().map(|l| l.blob.as_slice())));
+    let contract = after.as_ref().map(|a| crate::contract::derive(a, &predicted, &profile.runtime).0);
     let findings = crate::audit::run::rebuild_findings(
         &ctx.src,
         &src_ref,
@@ -115,8 +123,8 @@ pub async fn prepare(ctx: &Ctx<'_>, src_ref: ImageRef, manifest: Manifest) -> Re
         &fs,
         &config,
         &plan,
-        predicted_ok.then_some(&predicted),
-        user_blob,
+        after.as_ref().map(|a| (a, &predicted)),
+        user.layer.as_ref().map(|u| &u.digest),
         o.sign_key.is_some(),
     )
     .await;
@@ -133,6 +141,7 @@ pub async fn prepare(ctx: &Ctx<'_>, src_ref: ImageRef, manifest: Manifest) -> Re
         config_changes: None,
         timings_ms: None,
     };
+    drop(after);
     let broken = guard.broken.iter().map(ToString::to_string).collect();
     Ok(Prepared {
         src_ref,
@@ -147,6 +156,7 @@ pub async fn prepare(ctx: &Ctx<'_>, src_ref: ImageRef, manifest: Manifest) -> Re
         summary,
         broken,
         findings,
+        contract,
         report,
         t_scan,
     })

@@ -33,21 +33,39 @@ pub struct Done {
 /// Rewrite, edit, push. The manifest is stored under `tag`, or by digest only when the image
 /// is one platform of an index.
 pub async fn execute(ctx: &Ctx<'_>, mut p: Prepared, tag: Option<&ImageRef>) -> Result<Done> {
+    // The contract was derived in prepare, from the predicted filesystem and config.
+    let contract = match p.contract.take() {
+        Some(c) => c,
+        None => {
+            let mut predicted = p.config.clone();
+            config::edit(
+                &mut predicted,
+                &super::prepare::config_edit(ctx, &p.manifest, &p.fs, &p.user, &p.summary, &p.created, None),
+            )?;
+            return Err(anyhow!("{}: no runtime contract could be derived", p.src_ref));
+        }
+    };
+    // The scan's index goes before the rewrite: the layers stream through with only the plan
+    // in memory (with the index, the 1 GiB strict rebuild peaked at the index plus the
+    // rewrite's buffers).
+    let layer_facts: Vec<LayerFacts> =
+        p.fs.layers
+            .iter()
+            .map(|l| LayerFacts { codec: l.codec, diff_id: l.diff_id.clone(), uncompressed_size: l.uncompressed_size })
+            .collect();
+    p.fs = crate::fs::FinalFs::build(Vec::<crate::scan::LayerIndex>::new());
+    crate::memory::give_back();
+
     let t1 = Instant::now();
     let rewrites = rewrite_layers(ctx, &p).await?;
     let t_rewrite = t1.elapsed();
 
-    let (manifest_json, diff_ids, layer_reports) = new_layers(ctx, &p, &rewrites)?;
+    let (manifest_json, diff_ids, layer_reports) = new_layers(ctx, &p, &layer_facts, &rewrites)?;
     let mut new_config = p.config.clone();
     let changes = config::edit(
         &mut new_config,
         &super::prepare::config_edit(ctx, &p.manifest, &p.fs, &p.user, &p.summary, &p.created, Some(diff_ids)),
     )?;
-    // The contract of the result: its predicted filesystem (the plan applied, the user layer
-    // added) and its edited config.
-    let after = crate::audit::after_view(&p.fs, &p.plan, p.user.layer.as_ref().map(|l| l.blob.as_slice()));
-    let (contract, _) = crate::contract::derive(&after, &new_config, &ctx.profile.runtime);
-    drop(after);
     let config_bytes = serde_json::to_vec(&new_config)?;
     let config_digest = Digest::of(&config_bytes);
     let manifest_json = finish_manifest(ctx, &p, manifest_json, &config_digest, config_bytes.len(), &contract)?;
@@ -161,9 +179,17 @@ async fn rewrite_layers(ctx: &Ctx<'_>, p: &Prepared) -> Result<Vec<Option<Rewrit
 
 /// The manifest with its layer descriptors updated (and the user layer appended), the
 /// result's diff_ids, and the per-layer report.
+/// What the report needs of each source layer's scan, kept when the index is dropped.
+struct LayerFacts {
+    codec: crate::layer::codec::Codec,
+    diff_id: Digest,
+    uncompressed_size: u64,
+}
+
 fn new_layers(
     ctx: &Ctx<'_>,
     p: &Prepared,
+    facts: &[LayerFacts],
     rewrites: &[Option<Rewritten>],
 ) -> Result<(Value, Vec<Digest>, Vec<LayerReport>)> {
     let codec = ctx.o.codec;
@@ -172,7 +198,7 @@ fn new_layers(
     let mut diff_ids = Vec::new();
     let mut reports = Vec::new();
     for (i, (layer, rw)) in view.layers.iter().zip(rewrites).enumerate() {
-        let idx = &p.fs.layers[i];
+        let idx = facts.get(i).ok_or_else(|| anyhow!("layer {i}: no scan"))?;
         let input_codec = Some(format!("{:?}", idx.codec).to_lowercase());
         match rw {
             Some(r) => {

@@ -60,6 +60,12 @@ impl ScanShare {
         })
     }
 
+    /// Let go of the memo's layer indexes (the spooled blobs stay where they are): for a run
+    /// that will scan nothing more, so that an index is freed once no image holds it.
+    pub async fn forget_scans(&self) {
+        self.memo.lock().await.clear();
+    }
+
     /// [`hash_locs`] through this share's memo: only entries not hashed before are read.
     pub fn hash_locs(
         &self,
