@@ -152,9 +152,14 @@ pub async fn run(
     // The jobs at once share the machine: each gets its part of the run's CPU budget.
     let cpu = o.rebuild.cpu.share(o.jobs.max(1));
     let progress = &o.progress;
+    let kept = match &o.report {
+        Some(_) => Some(KeptReports::new(scans.spool.path())?),
+        None => None,
+    };
     let mut results: Vec<JobReport> = stream::iter(mine)
         .map(|(i, job)| {
-            let (defaults, keys, stop, o, scans, on_result) = (&defaults, &keys, &stop, &o, &scans, &on_result);
+            let (defaults, keys, stop, o, scans, on_result, kept) =
+                (&defaults, &keys, &stop, &o, &scans, &on_result, &kept);
             async move {
                 let label = format!("job {} {} -> {}", i + 1, job.source, job.destination);
                 let mut r = JobReport {
@@ -202,7 +207,10 @@ pub async fn run(
                     }
                 }
                 on_result(&r);
-                r
+                match kept {
+                    Some(k) => k.keep(r),
+                    None => JobReport { report: None, ..r },
+                }
             }
         })
         .buffer_unordered(o.jobs.max(1))
@@ -222,14 +230,86 @@ pub async fn run(
         shard: o.shard.map(|s| format!("{}/{}", s.index, s.count)),
         jobs: results,
     };
-    if let Some(p) = &o.report {
-        crate::files::write_atomic(p, &serde_json::to_vec_pretty(&report)?)
-            .with_context(|| format!("--report {}", p.display()))?;
+    if let (Some(p), Some(k)) = (&o.report, &kept) {
+        k.write(p, &report).with_context(|| format!("--report {}", p.display()))?;
     }
     match (failed, refused) {
         (0, 0) => Ok(report),
         (0, _) => Err(Failure::Policy(format!("{refused} of {total} jobs refused by the guard")).into()),
         _ => Err(anyhow!("{} of {total} jobs failed", failed + refused)),
+    }
+}
+
+/// The finished jobs' full rebuild reports, kept on disk (in the batch's spool) until the
+/// batch's report is written, so that a batch's memory does not grow with its number of jobs
+/// (a `strict` job's report is ~300 KiB).
+struct KeptReports {
+    dir: PathBuf,
+}
+
+impl KeptReports {
+    fn new(spool: &Path) -> Result<KeptReports> {
+        let dir = spool.join("reports");
+        std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+        Ok(KeptReports { dir })
+    }
+
+    fn path(&self, job: usize) -> PathBuf {
+        self.dir.join(format!("job-{job}.json"))
+    }
+
+    /// Store `r` (pretty, as it will appear in the batch report) and return it without its
+    /// rebuild report; a report that cannot be stored (a full disk) stays in memory instead.
+    fn keep(&self, mut r: JobReport) -> JobReport {
+        if r.report.is_some() {
+            let stored = serde_json::to_vec_pretty(&r)
+                .map_err(std::io::Error::other)
+                .and_then(|bytes| std::fs::write(self.path(r.job), bytes));
+            if stored.is_ok() {
+                r.report = None;
+            }
+        }
+        r
+    }
+
+    /// The batch's report, as `serde_json::to_vec_pretty` of the whole would write it, with
+    /// each job's full report read back from its file in turn.
+    fn write(&self, path: &Path, report: &BatchReport) -> Result<()> {
+        crate::files::write_atomic_with(path, |w| {
+            let head = serde_json::to_value(BatchReport { jobs: Vec::new(), ..report.clone() })?;
+            let serde_json::Value::Object(fields) = head else { anyhow::bail!("batch report: not an object") };
+            w.write_all(b"{\n")?;
+            for (k, v) in fields.iter().filter(|(k, _)| k.as_str() != "jobs") {
+                let v = serde_json::to_string_pretty(v)?.replace('\n', "\n  ");
+                writeln!(w, "  {}: {v},", serde_json::to_string(k)?)?;
+            }
+            if report.jobs.is_empty() {
+                w.write_all(b"  \"jobs\": []\n}")?;
+                return Ok(());
+            }
+            w.write_all(b"  \"jobs\": [\n")?;
+            for (n, r) in report.jobs.iter().enumerate() {
+                let bytes = match r.report {
+                    Some(_) => serde_json::to_vec_pretty(r)?,
+                    None => match std::fs::read(self.path(r.job)) {
+                        Ok(b) => b,
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => serde_json::to_vec_pretty(r)?,
+                        Err(e) => return Err(anyhow!("job {}: its kept report: {e}", r.job)),
+                    },
+                };
+                // Nested two levels deep: every line four spaces in (JSON strings hold no newline).
+                for (i, line) in bytes.split(|&b| b == b'\n').enumerate() {
+                    if i > 0 {
+                        w.write_all(b"\n")?;
+                    }
+                    w.write_all(b"    ")?;
+                    w.write_all(line)?;
+                }
+                w.write_all(if n + 1 < report.jobs.len() { b",\n" } else { b"\n" })?;
+            }
+            w.write_all(b"  ]\n}")?;
+            Ok(())
+        })
     }
 }
 
@@ -270,6 +350,50 @@ mod tests {
         assert!("4/4".parse::<Shard>().is_err());
         assert!("1/0".parse::<Shard>().is_err());
         assert!("x".parse::<Shard>().is_err());
+    }
+
+    #[test]
+    fn kept_reports_write_what_the_whole_report_would() {
+        use crate::report::{ProfileRef, RebuildReport, SourceRef};
+        let spool = tempfile::tempdir().unwrap();
+        let kept = KeptReports::new(spool.path()).unwrap();
+        let job = |n: usize, status: JobStatus| JobReport {
+            job: n,
+            source: format!("r.example/a:{n}"),
+            destination: format!("m.example/a:{n}"),
+            status,
+            result: (status == JobStatus::Ok).then(|| format!("m.example/a@sha256:{n:064}")),
+            report: (status == JobStatus::Ok).then(|| {
+                Box::new(RebuildReport::new(
+                    SourceRef { reference: format!("r.example/a:{n}"), digest: "sha256:aa".into() },
+                    ProfileRef { name: "strict".into(), digest: "sha256:bb".into() },
+                    "gzip:6".into(),
+                    true,
+                ))
+            }),
+            error: (status == JobStatus::Failed).then(|| "no \"quotes\"\nor lines".into()),
+        };
+        for shard in [None, Some("1/2".to_string())] {
+            let whole = BatchReport {
+                schema: crate::report::BATCH_SCHEMA,
+                harden_version: "0",
+                file: "jobs.toml".into(),
+                shard: shard.clone(),
+                jobs: vec![job(1, JobStatus::Ok), job(2, JobStatus::Failed), job(3, JobStatus::Ok)],
+            };
+            let compact =
+                BatchReport { jobs: whole.jobs.iter().cloned().map(|r| kept.keep(r)).collect(), ..whole.clone() };
+            assert!(compact.jobs.iter().all(|r| r.report.is_none()), "reports left memory");
+            let out = spool.path().join("report.json");
+            kept.write(&out, &compact).unwrap();
+            assert_eq!(
+                std::fs::read_to_string(&out).unwrap(),
+                String::from_utf8(serde_json::to_vec_pretty(&whole).unwrap()).unwrap()
+            );
+            let empty = BatchReport { jobs: vec![], ..whole.clone() };
+            kept.write(&out, &empty).unwrap();
+            assert_eq!(std::fs::read(&out).unwrap(), serde_json::to_vec_pretty(&empty).unwrap());
+        }
     }
 
     #[test]
