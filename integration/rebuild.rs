@@ -290,3 +290,50 @@ fn rebuild_passthrough_mirror_keeps_layers_and_overlaps_upload() {
     assert!(err.contains("already present"), "the layer went up during the scan:\n{err}");
     assert!(!err.contains("pushed blob"), "no layer is uploaded a second time:\n{err}");
 }
+
+/// On a terminal (a pty from util-linux's `script`), a rebuild draws a bar per layer in flight
+/// (download, rewrite, upload, with bytes done / total) and one summary of the finished ones;
+/// the result still goes to stdout, and the same run off a terminal draws no bar.
+#[test]
+fn rebuild_on_a_terminal_draws_per_layer_bars() {
+    let script = require_tool("script");
+    let reg = Registry::start(false);
+    let fx = fixture("app");
+    let src = reg.push_fixture(&fx, "app:1");
+    let tmp = tempdir("rebuild-tty");
+    let typescript = tmp.path().join("typescript");
+    let cmd = format!("{} rebuild --no-cache -p strict {src} {}", harden_bin().display(), reg.image("app-hard:tty"));
+    let out = run_ok(std::process::Command::new(&script).args(["-qfec", &cmd]).arg(&typescript));
+    let raw = std::fs::read(&typescript).expect("script's typescript");
+    // Drop the terminal's escape sequences; carriage returns become line ends.
+    let text: String = String::from_utf8_lossy(&raw).replace('\r', "\n");
+    let esc = regex_lite_strip(&text);
+    for want in ["download", "rewrite", "MiB/", "done: download", " · rewrite 1 (", " · upload "] {
+        assert!(esc.contains(want), "no {want:?} on the terminal:\n{}\n{}", &esc[..esc.len().min(4000)], dump(&out));
+    }
+    assert!(esc.contains("@sha256:"), "the result is printed");
+
+    let plain = harden(&["rebuild", "--no-cache", "-p", "strict", &src, &reg.image("app-hard:plain")]);
+    expect_pinned(&plain);
+    let err = stderr_str(&plain);
+    assert!(!err.contains("MiB/") && !err.contains("done: download"), "bars off a terminal:\n{err}");
+}
+
+/// `text` without ANSI escape sequences (ESC [ … letter).
+fn regex_lite_strip(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' && chars.peek() == Some(&'[') {
+            chars.next();
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}

@@ -152,14 +152,15 @@ pub async fn run(
     // The jobs at once share the machine: each gets its part of the run's CPU budget.
     let cpu = o.rebuild.cpu.share(o.jobs.max(1));
     let progress = &o.progress;
+    let jobs_bar = progress.counter("jobs", total as u64);
     let kept = match &o.report {
         Some(_) => Some(KeptReports::new(scans.spool.path())?),
         None => None,
     };
     let mut results: Vec<JobReport> = stream::iter(mine)
         .map(|(i, job)| {
-            let (defaults, keys, stop, o, scans, on_result, kept) =
-                (&defaults, &keys, &stop, &o, &scans, &on_result, &kept);
+            let (defaults, keys, stop, o, scans, on_result, kept, jobs_bar) =
+                (&defaults, &keys, &stop, &o, &scans, &on_result, &kept, &jobs_bar);
             async move {
                 let label = format!("job {} {} -> {}", i + 1, job.source, job.destination);
                 let mut r = JobReport {
@@ -207,6 +208,7 @@ pub async fn run(
                     }
                 }
                 on_result(&r);
+                jobs_bar.inc(1);
                 match kept {
                     Some(k) => k.keep(r),
                     None => JobReport { report: None, ..r },

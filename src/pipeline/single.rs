@@ -141,8 +141,10 @@ async fn rewrite_layers(ctx: &Ctx<'_>, p: &Prepared) -> Result<Vec<Option<Rewrit
                 .cache
                 .get_or_rewrite(&key, || async move {
                     let out = spooled.clone();
+                    let bar = o.progress.transfer("rewrite", layer.digest.short(), layer.size);
                     let rw = tokio::task::spawn_blocking(move || -> std::io::Result<LayerRewrite> {
-                        let r: Arc<dyn crate::layer::splice::ReadAt> = Arc::new(std::fs::File::open(&input)?);
+                        let file = std::fs::File::open(&input)?;
+                        let r: Arc<dyn crate::layer::splice::ReadAt> = Arc::new(Watched { file, bar });
                         // Created (truncated) again if a splice has to be redone.
                         let open_out = || Ok(std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&out)?));
                         let settings = rewrite::Settings { codec, splice, workers };
@@ -179,6 +181,21 @@ async fn rewrite_layers(ctx: &Ctx<'_>, p: &Prepared) -> Result<Vec<Option<Rewrit
 
 /// The manifest with its layer descriptors updated (and the user layer appended), the
 /// result's diff_ids, and the per-layer report.
+/// A rewrite's input, moving its progress bar to the furthest byte read (a splice that is
+/// redone reads again).
+struct Watched {
+    file: std::fs::File,
+    bar: crate::progress::Transfer,
+}
+
+impl crate::layer::splice::ReadAt for Watched {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+        let n = crate::layer::splice::ReadAt::read_at(&self.file, buf, offset)?;
+        self.bar.reach(offset + n as u64);
+        Ok(n)
+    }
+}
+
 /// What the report needs of each source layer's scan, kept when the index is dropped.
 struct LayerFacts {
     codec: crate::layer::codec::Codec,

@@ -38,6 +38,8 @@ pub struct Registry {
     client: Client,
     auth: RegistryAuth,
     retry: RetryPolicy,
+    /// Bars for downloads and uploads (on a terminal).
+    progress: crate::progress::Progress,
     pub registry: String,
     pub repository: String,
 }
@@ -81,7 +83,14 @@ impl Registry {
             Credentials::Anonymous => RegistryAuth::Anonymous,
             Credentials::Basic(u, p) => RegistryAuth::Basic(u, p),
         };
-        Ok(Registry { client, auth, retry, registry: registry.clone(), repository: repository.clone() })
+        Ok(Registry {
+            client,
+            auth,
+            retry,
+            progress: net.progress.clone(),
+            registry: registry.clone(),
+            repository: repository.clone(),
+        })
     }
 
     fn reference(&self, tag_or_digest: Option<&str>) -> Reference {
@@ -205,6 +214,7 @@ impl Registry {
                     // of it. Not hashed here: oci-client's stream checks the digest and fails at
                     // its end on a mismatch (`a_registry_sending_other_bytes_is_refused` holds it
                     // to that).
+                    let bar = self.progress.transfer("download", d.short(), size);
                     let mut n = 0u64;
                     while let Some(chunk) = self.next_chunk(&mut stream, &what).await? {
                         let chunk = chunk.map_err(|e| chunk_error(e, n, size, &what))?;
@@ -215,6 +225,7 @@ impl Registry {
                             )));
                         }
                         file.write_all(&chunk).map_err(fatal)?;
+                        bar.inc(chunk.len() as u64);
                         if let Some(tap) = tap {
                             tap.wrote(chunk.len() as u64);
                         }
@@ -339,7 +350,11 @@ impl Registry {
         let r = self.reference(None);
         let timeout = self.retry.timeout;
         let watch = Watchdog::new();
-        let body = watch.observe(body).map_err(OciDistributionError::from);
+        let bar = self.progress.transfer("upload", d.short(), size);
+        let body = watch
+            .observe(body)
+            .inspect_ok(move |chunk| bar.inc(chunk.len() as u64))
+            .map_err(OciDistributionError::from);
         let push = self.client.push_blob_stream(&r, body, d.as_str(), Some(size));
         tokio::select! {
             res = push => res.map(|_| ()).map_err(|e| AttemptError::oci(e, format!("{what} failed"))),
