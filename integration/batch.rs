@@ -57,12 +57,26 @@ fn batch_shares_rewrites_shards_and_reruns_for_free() {
         skopeo_inspect(pinned, &[]);
     }
 
-    // A rerun recompresses nothing and uploads nothing, and gives the same digests.
+    // A rerun finds every result already at its destination: nothing planned, recompressed
+    // or uploaded, the same digests, and each job's report carries the report that made it.
     let again = run(&["--report", report.to_str().unwrap()]);
     assert!(again.status.success(), "{}", dump(&again));
     assert_eq!(stdout_str(&again).lines().collect::<Vec<_>>(), lines.iter().map(String::as_str).collect::<Vec<_>>());
     let r: Value = read_json(&report);
     for j in r["jobs"].as_array().unwrap() {
+        assert!(j["report"]["layers"].is_null(), "rerun planned again: {j}");
+        let made_by = &j["report"]["reused"]["made_by"];
+        assert_eq!(made_by["result"]["digest"], j["report"]["result"]["digest"], "{j}");
+        assert!(made_by["layers"].is_array(), "{j}");
+    }
+    // Into new destinations the results are rebuilt, and nothing is recompressed (the cache).
+    let moved = std::fs::read_to_string(&jobs).unwrap().replace("/dst/", "/dst2/");
+    std::fs::write(&jobs, moved).unwrap();
+    let third = run(&["--report", report.to_str().unwrap()]);
+    assert!(third.status.success(), "{}", dump(&third));
+    let r: Value = read_json(&report);
+    for j in r["jobs"].as_array().unwrap() {
+        assert!(j["report"]["reused"].is_null(), "nothing to reuse at a new destination: {j}");
         for l in j["report"]["layers"].as_array().unwrap() {
             assert_ne!(l["action"], "rewritten", "rerun recompressed: {l}");
         }

@@ -42,11 +42,11 @@ fn index_is_rebuilt_per_platform_and_shared_layers_once() {
     let cache = tmp.path().join("cache");
     let report = tmp.path().join("report.json");
     // The same rebuild twice, into the same cache: the second must recompress nothing.
-    let run = || {
+    let run_to = |dst: &str| {
         harden(&[
             "rebuild",
             &src,
-            &dst,
+            dst,
             "-p",
             "baseline",
             "--cache-dir",
@@ -55,6 +55,7 @@ fn index_is_rebuilt_per_platform_and_shared_layers_once() {
             report.to_str().unwrap(),
         ])
     };
+    let run = || run_to(&dst);
     let out = run();
     let pinned = expect_pinned(&out);
     assert!(stderr_str(&out).contains("dropping attestation manifest"), "{}", dump(&out));
@@ -79,8 +80,15 @@ fn index_is_rebuilt_per_platform_and_shared_layers_once() {
     assert_eq!(base(1)["action"], "rewritten (cached)", "{r}");
     assert_eq!(base(0)["output_digest"], base(1)["output_digest"]);
 
-    // A rerun recompresses nothing (the cache) and gives the same index digest.
+    // A rerun finds the index at its destination (each platform's manifest and blobs there,
+    // made from this source) and only tags it again.
     let again = run();
+    assert_eq!(expect_pinned(&again).digest, pinned.digest);
+    assert!(stderr_str(&again).contains("nothing rebuilt"), "{}", dump(&again));
+    assert_eq!(read_json(&report)["reused"]["made_by"]["images"].as_array().map(Vec::len), Some(2));
+
+    // Into another repository it is rebuilt: nothing recompressed (the cache), the same digest.
+    let again = run_to(&reg.image("multi2:hard"));
     assert_eq!(expect_pinned(&again).digest, pinned.digest);
     let r = read_json(&report);
     for img in r["images"].as_array().unwrap() {

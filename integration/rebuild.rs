@@ -136,7 +136,8 @@ fn rebuild_is_reproducible() {
     let fx = fixture("debian").copy_into(tmp.path());
     let src = reg.push_fixture(&fx, "debian:1");
     let profile = default_profile();
-    let args = ["rebuild", src.as_str(), &reg.image("repro:1"), "--profile", &profile];
+    // --no-cache: both runs do all the work (the second would reuse the first's result).
+    let args = ["rebuild", src.as_str(), &reg.image("repro:1"), "--profile", &profile, "--no-cache"];
 
     let first = expect_pinned(&harden(&args));
     std::thread::sleep(Duration::from_millis(1100)); // catch wall-clock timestamps
@@ -336,4 +337,58 @@ fn regex_lite_strip(text: &str) -> String {
         }
     }
     out
+}
+
+/// A rerun whose result is still at the destination re-tags it without planning or rewriting;
+/// the record is checked against the destination: a blob gone, or a record pointing at an
+/// image made from another source, and the rebuild runs again (to the same digest).
+#[test]
+fn rebuild_rerun_reuses_a_result_only_when_the_destination_holds_it() {
+    let tmp = tempdir("rebuild-reuse");
+    let app = fixture("app");
+    let deb = fixture("debian");
+    let cache = tmp.path().join("cache");
+    let out = tmp.path().join("out");
+    let rebuild = |src: &str, tag: &str| {
+        harden(&[
+            "rebuild",
+            "-p",
+            "baseline",
+            "--cache-dir",
+            cache.to_str().unwrap(),
+            src,
+            &format!("oci:{}:{tag}", out.display()),
+        ])
+    };
+    let first = rebuild(&app.oci_ref(), "app");
+    let made = expect_pinned(&first);
+    let again = rebuild(&app.oci_ref(), "app");
+    assert_eq!(expect_pinned(&again), made);
+    assert!(stderr_str(&again).contains("nothing rebuilt"), "{}", dump(&again));
+    assert!(!stderr_str(&again).contains("scanned layer"), "a reused result scans nothing:\n{}", dump(&again));
+
+    // A layer blob of the result removed from the destination: rebuilt, and the blob is back.
+    let m = read_json(&oci_blob_path(&out, &made.digest));
+    let layer = m["layers"][0]["digest"].as_str().unwrap().to_string();
+    std::fs::remove_file(oci_blob_path(&out, &layer)).unwrap();
+    let repaired = rebuild(&app.oci_ref(), "app");
+    assert_eq!(expect_pinned(&repaired), made);
+    assert!(stderr_str(&repaired).contains("incomplete or not from this source"), "{}", dump(&repaired));
+    oci_read_blob_verified(&out, &layer);
+
+    // Every record now points at the debian result: the app's rerun must not take it.
+    let deb_made = expect_pinned(&rebuild(&deb.oci_ref(), "debian"));
+    let records = cache.join("results");
+    let mut n = 0;
+    for e in std::fs::read_dir(&records).unwrap() {
+        let p = e.unwrap().path();
+        let mut rec: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+        rec["digest"] = serde_json::json!(deb_made.digest);
+        std::fs::write(&p, serde_json::to_vec(&rec).unwrap()).unwrap();
+        n += 1;
+    }
+    assert!(n >= 2, "one record per result: {n}");
+    let forged = rebuild(&app.oci_ref(), "app");
+    assert_eq!(expect_pinned(&forged), made, "a forged record must not tag another image");
+    assert!(stderr_str(&forged).contains("not from this source"), "{}", dump(&forged));
 }

@@ -45,7 +45,7 @@ pub struct RewriteCache {
 
 /// The version, and a digest of this very binary: development builds share a version number,
 /// and a cache entry written by another build must never be taken for this one's output.
-fn build_id() -> &'static str {
+pub fn build_id() -> &'static str {
     static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     ID.get_or_init(|| {
         let exe = std::env::current_exe().and_then(std::fs::read).unwrap_or_default();
@@ -66,7 +66,7 @@ impl RewriteCache {
     pub fn new(dir: Option<PathBuf>) -> Result<RewriteCache> {
         if let Some(d) = &dir {
             use std::os::unix::fs::DirBuilderExt;
-            for sub in ["rewrites", "blobs/sha256"] {
+            for sub in ["rewrites", "blobs/sha256", "results"] {
                 // Created for this user alone (umask may only take more away).
                 std::fs::DirBuilder::new()
                     .recursive(true)
@@ -74,11 +74,16 @@ impl RewriteCache {
                     .create(d.join(sub))
                     .with_context(|| format!("--cache-dir {}: cannot create it", d.display()))?;
             }
-            for sub in ["", "rewrites", "blobs", "blobs/sha256"] {
+            for sub in ["", "rewrites", "blobs", "blobs/sha256", "results"] {
                 check_private(&d.join(sub), rustix::process::geteuid().as_raw())?;
             }
         }
         Ok(RewriteCache { dir, inflight: Mutex::new(HashMap::new()), progress: crate::progress::Progress::default() })
+    }
+
+    /// The cache directory; None for an in-memory cache (`--no-cache`).
+    pub fn dir(&self) -> Option<&Path> {
+        self.dir.as_deref()
     }
 
     pub fn key(input: &Digest, plan: &LayerPlan, codec: OutputCodec, splice: bool) -> String {

@@ -43,6 +43,17 @@ pub struct RebuildReport {
     pub signature: Option<SignatureReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timings_ms: Option<Timings>,
+    /// A rerun that found its result already at the destination (nothing planned or rewritten).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reused: Option<Reused>,
+}
+
+/// `reused`: the result record found, and the report of the run that made the result.
+#[derive(Serialize, Clone, Debug)]
+pub struct Reused {
+    /// The record's key (a file under the cache directory's `results/`).
+    pub record: String,
+    pub made_by: serde_json::Value,
 }
 
 impl RebuildReport {
@@ -59,6 +70,7 @@ impl RebuildReport {
             result: None,
             signature: None,
             timings_ms: None,
+            reused: None,
         }
     }
 }

@@ -10,6 +10,7 @@
 
 mod index;
 mod prepare;
+mod reuse;
 mod single;
 #[cfg(test)]
 mod tests;
@@ -175,6 +176,13 @@ pub async fn rebuild(src: &ImageRef, dst: &ImageRef, o: &RebuildOptions) -> Resu
         !o.recompress,
     );
 
+    // A rerun whose result the destination still holds: re-tag it, no planning, no rewrite.
+    let result_key = reuse::key(&ctx, &w.top.digest);
+    if let Some(k) = &result_key {
+        if let Some(found) = k.find(&ctx, &w.top).await {
+            return reuse_result(&ctx, report, found, t0).await;
+        }
+    }
     if o.sbom.is_some() && w.index.is_some() {
         bail!(Failure::Usage(format!(
             "--sbom: {src} is a multi-platform index; rebuild one platform (by digest) to get its SBOM"
@@ -283,6 +291,33 @@ pub async fn rebuild(src: &ImageRef, dst: &ImageRef, o: &RebuildOptions) -> Resu
     }
     timings.total = Some(t0.elapsed().as_millis() as u64);
     report.timings_ms = Some(timings);
+    write_report(o, &report)?;
+    if let Some(k) = &result_key {
+        k.store(&result_digest, &report);
+    }
+    Ok(Outcome { pushed: Some(line), dry_run: Vec::new(), refused: None, report })
+}
+
+/// Finish a rerun from a recorded result: the destination's tag points at it again, the
+/// report says so and carries the report of the run that made it.
+async fn reuse_result(ctx: &Ctx<'_>, mut report: RebuildReport, found: reuse::Found, t0: Instant) -> Result<Outcome> {
+    let (o, dst) = (ctx.o, ctx.dst_ref);
+    if dst.tag().is_some() {
+        ctx.dst.put_manifest(dst, &found.manifest).await?;
+    }
+    let digest = found.manifest.digest.clone();
+    let line = dst.by_digest(&digest);
+    o.progress.line(&format!(
+        "{dst} already holds the result {} of this source and profile (recorded by an earlier run): nothing rebuilt",
+        digest.short()
+    ));
+    if let Some(p) = &o.digest_file {
+        crate::files::write_atomic(p, format!("{digest}\n").as_bytes())
+            .with_context(|| format!("--digest-file {}", p.display()))?;
+    }
+    report.result = Some(ResultRef { reference: Some(line.clone()), digest: digest.to_string(), ..Default::default() });
+    report.reused = Some(crate::report::Reused { record: found.key, made_by: found.made_by });
+    report.timings_ms = Some(Timings { total: Some(t0.elapsed().as_millis() as u64), ..Default::default() });
     write_report(o, &report)?;
     Ok(Outcome { pushed: Some(line), dry_run: Vec::new(), refused: None, report })
 }

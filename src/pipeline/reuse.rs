@@ -1,0 +1,148 @@
+//! Results already made. A rebuild is a pure function of the source (its top manifest's digest
+//! and the name the result records), the profile, the options that shape bytes and harden's
+//! build: a finished one is recorded under that key in the cache directory (`results/`). A rerun
+//! whose destination still holds that result re-tags it instead of planning and rewriting
+//! again; its cost is the source's manifest, the record, the destination's manifests and a HEAD
+//! per blob — what a mirror's rerun costs with skopeo.
+//!
+//! The record is input, not truth: the destination must hold the recorded manifest (fetched by
+//! digest, so its bytes are checked), every blob it names (HEAD), and the manifest must say it
+//! was made from this source (`org.opencontainers.image.base.digest`; for an index, each
+//! platform's manifest names one of the source index's entries). Anything else is a miss, and
+//! the rebuild runs. The cache directory's own rules ([`crate::cache`]) apply: it is this
+//! user's alone.
+//!
+//! Not reused (the run does the full work): dry runs, `--sign-key` (a signature is made per
+//! run), `--sbom` and `--contract` (they need the scan), docker-archive destinations (a file
+//! rewritten whole), and `--no-cache`.
+//!
+//! Owns: result keys and records. Must not: decide what a rebuild produces.
+
+use super::{Ctx, RebuildOptions};
+use crate::digest::Digest;
+use crate::image::ManifestView;
+use crate::reference::ImageRef;
+use crate::transport::Manifest;
+use anyhow::Result;
+use serde_json::{json, Value};
+use std::path::PathBuf;
+
+const SCHEMA: &str = "harden-result/1";
+const BASE_DIGEST: &str = "org.opencontainers.image.base.digest";
+
+/// Where a rebuild's result would be recorded, when reuse applies to this run.
+pub struct ResultKey {
+    path: PathBuf,
+    key: String,
+}
+
+/// A result found at the destination: its manifest (verified) and the report of the run that
+/// made it.
+pub struct Found {
+    pub manifest: Manifest,
+    pub key: String,
+    pub made_by: Value,
+}
+
+/// The key of this run's result, or None when reuse does not apply (see the module's doc).
+pub fn key(ctx: &Ctx<'_>, top: &Digest) -> Option<ResultKey> {
+    let o: &RebuildOptions = ctx.o;
+    let dir = ctx.cache.dir()?;
+    if o.dry_run || o.sign_key.is_some() || o.sbom.is_some() || o.contract.is_some() {
+        return None;
+    }
+    if matches!(ctx.dst_ref, ImageRef::DockerArchive { .. }) {
+        return None;
+    }
+    let epoch = crate::config::source_date_epoch().ok()?.map(|(s, _)| s);
+    let material = json!({
+        "schema": SCHEMA,
+        "build": crate::cache::build_id(),
+        "source": top.as_str(),
+        "base_name": super::base_name(ctx.src_ref, o),
+        "profile": ctx.profile.digest().as_str(),
+        "codec": o.codec.to_string(),
+        "recompress": o.recompress,
+        "platforms": o.platforms,
+        "allow_broken": o.allow_broken,
+        "source_date_epoch": epoch,
+        "holds_index": ctx.dst.holds_index(),
+    });
+    let key = Digest::of(material.to_string().as_bytes()).hex().to_string();
+    Some(ResultKey { path: dir.join("results").join(&key), key })
+}
+
+impl ResultKey {
+    /// The recorded result, if the destination still holds it whole and it names this source.
+    pub async fn find(&self, ctx: &Ctx<'_>, top: &Manifest) -> Option<Found> {
+        let record: Value = serde_json::from_slice(&std::fs::read(&self.path).ok()?).ok()?;
+        if record["schema"] != SCHEMA {
+            return None;
+        }
+        let digest = Digest::parse(record["digest"].as_str()?).ok()?;
+        let manifest = match ctx.dst.manifest(&ctx.dst_ref.with_digest(&digest)).await {
+            Ok(m) => m,
+            Err(_) => return None,
+        };
+        // A failure to look (a manifest that does not parse, a HEAD refused) is a miss too.
+        let whole = self.holds(ctx, &manifest, top).await.unwrap_or(false);
+        if !whole {
+            ctx.o.progress.line(&format!(
+                "note: the recorded result {} at {} is incomplete or not from this source: rebuilding",
+                digest.short(),
+                ctx.dst_ref
+            ));
+            return None;
+        }
+        Some(Found { manifest, key: self.key.clone(), made_by: record["report"].clone() })
+    }
+
+    /// Whether the destination holds `m` whole, made from `top`.
+    async fn holds(&self, ctx: &Ctx<'_>, m: &Manifest, top: &Manifest) -> Result<bool> {
+        let json: Value = serde_json::from_slice(&m.bytes)?;
+        let images: Vec<(Manifest, Value)> = match json["manifests"].as_array() {
+            None => vec![(m.clone(), json)],
+            Some(list) => {
+                let mut out = Vec::new();
+                for d in list {
+                    let d = Digest::parse(d["digest"].as_str().unwrap_or_default()).map_err(anyhow::Error::msg)?;
+                    let child = ctx.dst.manifest(&ctx.dst_ref.with_digest(&d)).await?;
+                    let v: Value = serde_json::from_slice(&child.bytes)?;
+                    out.push((child, v));
+                }
+                out
+            }
+        };
+        // Made from this source: the top manifest itself, or one of its index's entries.
+        let mut sources = vec![top.digest.to_string()];
+        if let Ok(v) = serde_json::from_slice::<Value>(&top.bytes) {
+            let entries = v["manifests"].as_array().into_iter().flatten();
+            sources.extend(entries.filter_map(|e| e["digest"].as_str().map(str::to_string)));
+        }
+        for (child, v) in &images {
+            let Some(base) = v["annotations"][BASE_DIGEST].as_str() else { return Ok(false) };
+            if !sources.iter().any(|s| s == base) {
+                return Ok(false);
+            }
+            let view = ManifestView::parse(&child.bytes, &child.media_type)?;
+            let mut blobs = vec![view.config.digest.clone()];
+            blobs.extend(view.layers.iter().map(|l| l.digest.clone()));
+            for b in &blobs {
+                if !ctx.dst.has_blob(b).await? {
+                    return Ok(false);
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    /// Record `digest` (and the report that made it) for the next run. A record that cannot be
+    /// written only costs that run its reuse.
+    pub fn store(&self, digest: &Digest, report: &crate::report::RebuildReport) {
+        let record = json!({"schema": SCHEMA, "digest": digest.as_str(), "report": report});
+        if let Some(dir) = self.path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let _ = serde_json::to_vec(&record).map(|b| crate::files::write_atomic(&self.path, &b));
+    }
+}
