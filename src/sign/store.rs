@@ -53,7 +53,13 @@ pub struct Verified {
 
 /// The `.sig` reference for `digest` beside `r`: same repository (or layout), tag `sha256-<hex>.sig`.
 pub fn sig_ref(r: &ImageRef, digest: &Digest) -> ImageRef {
-    let tag = Some(sign::sig_tag(digest.as_str()));
+    beside(r, sign::sig_tag(digest.as_str()))
+}
+
+/// The tag `tag` beside `r`: same repository (or layout), no digest. Where cosign keeps what
+/// describes an image (`.sig`, `.att`, the referrers tag).
+pub fn beside(r: &ImageRef, tag: String) -> ImageRef {
+    let tag = Some(tag);
     match r {
         ImageRef::Registry { registry, repository, .. } => {
             ImageRef::Registry { registry: registry.clone(), repository: repository.clone(), tag, digest: None }
