@@ -231,3 +231,144 @@ async fn fetch_layers(ep: &Endpoint, manifest: &Value, blobs: &mut HashMap<Strin
         blobs.insert(d.to_string(), got);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image;
+    use crate::progress::Progress;
+    use crate::sign::dsse::tests::test_key;
+    use crate::sign::{publish, store};
+    use crate::transport::{Manifest, NetOptions};
+    use serde_json::json;
+    use std::collections::BTreeMap;
+
+    fn block<T>(f: impl std::future::Future<Output = T>) -> T {
+        tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
+    }
+
+    struct Setup {
+        _tmp: tempfile::TempDir,
+        ep: Endpoint,
+        r: ImageRef,
+        digest: Digest,
+    }
+
+    fn setup() -> Setup {
+        let tmp = tempfile::tempdir().unwrap();
+        let r = ImageRef::Layout { dir: tmp.path().join("lay"), tag: Some("v1".into()), digest: None };
+        let ep = Endpoint::open(&r, &NetOptions::default()).unwrap();
+        let digest = block(async {
+            let config = br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+            let cd = Digest::of(config);
+            ep.put_blob_bytes(&cd, config).await.unwrap();
+            let m = serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": image::OCI_MANIFEST, "config": {"mediaType": image::OCI_CONFIG, "digest": cd.as_str(), "size": config.len()}, "layers": []})).unwrap();
+            let man = Manifest { digest: Digest::of(&m), bytes: m, media_type: image::OCI_MANIFEST.into() };
+            ep.put_manifest(&r, &man).await.unwrap();
+            man.digest
+        });
+        Setup { _tmp: tmp, ep, r, digest }
+    }
+
+    fn statement(d: &Digest, pt: &str) -> Vec<u8> {
+        let s = dsse::Subject { name: "x".into(), digest: d.to_string(), annotations: BTreeMap::new() };
+        dsse::statement(&s, pt, &json!({"n": 1}))
+    }
+
+    #[test]
+    fn every_format_is_found_and_checked() {
+        let s = setup();
+        let (k1, k2) = (test_key(), test_key());
+        let q = Progress::Quiet;
+        let none = BTreeMap::new();
+        // Nothing yet.
+        let e = block(examine(&s.ep, &s.r, &s.digest, &[k1.public_key()])).unwrap();
+        assert!(e.lines.is_empty() && e.signed_by().is_none());
+
+        // A bundle: pushed by digest, registered in the referrers tag (a layout has no API).
+        let b1 = block(publish::bundle_digest(&s.ep, &s.r, &s.digest, &k1, &none, None, &q)).unwrap();
+        assert!(b1.added);
+        assert_eq!(b1.referrers_tag.as_deref(), Some(bundle::fallback_tag(s.digest.as_str()).as_str()));
+        // The same key again adds nothing; another key adds a second referrer to the same index.
+        assert!(!block(publish::bundle_digest(&s.ep, &s.r, &s.digest, &k1, &none, None, &q)).unwrap().added);
+        let b2 = block(publish::bundle_digest(&s.ep, &s.r, &s.digest, &k2, &none, None, &q)).unwrap();
+        assert!(b2.added && b2.manifest_digest != b1.manifest_digest);
+        let idx = block(s.ep.manifest(&referrers::tag_ref(&s.r, &s.digest))).unwrap();
+        let idx: Value = serde_json::from_slice(&idx.bytes).unwrap();
+        let listed: Vec<&str> =
+            idx["manifests"].as_array().unwrap().iter().map(|d| d["digest"].as_str().unwrap()).collect();
+        assert_eq!(listed, vec![b1.manifest_digest.as_str(), b2.manifest_digest.as_str()]);
+        assert_eq!(idx["manifests"][0]["artifactType"], bundle::BUNDLE_MEDIA_TYPE);
+
+        // An attestation and a legacy signature.
+        let st = statement(&s.digest, dsse::SLSA_PROVENANCE_V1);
+        let a = block(publish::attest_digest(&s.ep, &s.r, &s.digest, &k1, dsse::SLSA_PROVENANCE_V1, &st, &q)).unwrap();
+        assert!(a.added);
+        let again =
+            block(publish::attest_digest(&s.ep, &s.r, &s.digest, &k1, dsse::SLSA_PROVENANCE_V1, &st, &q)).unwrap();
+        assert!(!again.added && again.manifest_digest == a.manifest_digest);
+        let sbom = statement(&s.digest, dsse::CYCLONEDX);
+        block(publish::attest_digest(&s.ep, &s.r, &s.digest, &k1, dsse::CYCLONEDX, &sbom, &q)).unwrap();
+        block(store::sign_digest(&s.ep, &s.r, &s.digest, &k2, &none, &q)).unwrap();
+
+        let e = block(examine(&s.ep, &s.r, &s.digest, &[k1.public_key()])).unwrap();
+        let text: Vec<String> = e.lines.iter().map(ToString::to_string).collect();
+        assert_eq!(e.lines.len(), 5, "{text:#?}");
+        assert_eq!(e.signed_by(), Some(0));
+        assert!(e.attested(dsse::SLSA_PROVENANCE_V1).is_some());
+        assert_eq!(e.attested(dsse::CYCLONEDX).unwrap().statement.as_deref(), Some(sbom.as_slice()));
+        assert!(text[0].contains(".sig #0") && text[0].contains("FAILED"), "{text:#?}");
+        // With both keys, everything verifies and says which key.
+        let e = block(examine(&s.ep, &s.r, &s.digest, &[k1.public_key(), k2.public_key()])).unwrap();
+        assert!(e.lines.iter().all(|l| l.result.is_ok()), "{:#?}", e.lines);
+        assert_eq!(e.lines[0].result, Ok(1));
+        // Only the other key: .att fails with the reason, the bundle of k2 verifies.
+        let e = block(examine(&s.ep, &s.r, &s.digest, &[k2.public_key()])).unwrap();
+        assert!(e.attested(dsse::SLSA_PROVENANCE_V1).is_none());
+        assert!(e
+            .lines
+            .iter()
+            .any(|l| l.to_string().contains(".att #0")
+                && l.to_string().contains("no signature of the envelope verifies")));
+    }
+
+    #[test]
+    fn a_referrers_tag_that_is_not_an_index_is_refused_not_overwritten() {
+        let s = setup();
+        let k = test_key();
+        // The referrers tag holds an image manifest (the image itself).
+        let image = block(s.ep.manifest(&s.r)).unwrap();
+        let tag = referrers::tag_ref(&s.r, &s.digest);
+        block(s.ep.put_manifest(&tag, &image)).unwrap();
+        let e = block(publish::bundle_digest(&s.ep, &s.r, &s.digest, &k, &BTreeMap::new(), None, &Progress::Quiet))
+            .unwrap_err();
+        assert!(format!("{e:#}").contains("never overwritten"), "{e:#}");
+        assert!(format!("{e:#}").contains("not an OCI image index"), "{e:#}");
+        assert_eq!(block(s.ep.manifest(&tag)).unwrap().digest, image.digest, "the tag was overwritten");
+        // Examining says so in a line; it does not fail the whole look.
+        let ex = block(examine(&s.ep, &s.r, &s.digest, &[k.public_key()])).unwrap();
+        assert_eq!(ex.lines.len(), 1);
+        assert!(ex.lines[0].to_string().contains("not an OCI image index"), "{}", ex.lines[0]);
+    }
+
+    #[test]
+    fn a_bundle_whose_manifest_subject_lies_fails() {
+        let s = setup();
+        let k = test_key();
+        let b = block(publish::bundle_digest(&s.ep, &s.r, &s.digest, &k, &BTreeMap::new(), None, &Progress::Quiet))
+            .unwrap();
+        // Rewrite the referrer so its subject names another digest, and list that one instead.
+        let m = block(s.ep.manifest(&s.r.without_tag().with_digest(&b.manifest_digest))).unwrap();
+        let mut v: Value = serde_json::from_slice(&m.bytes).unwrap();
+        v["subject"]["digest"] = json!("sha256:3333333333333333333333333333333333333333333333333333333333333333");
+        let bytes = serde_json::to_vec(&v).unwrap();
+        let lie = Manifest { digest: Digest::of(&bytes), bytes, media_type: image::OCI_MANIFEST.into() };
+        block(s.ep.put_manifest(&s.r.without_tag(), &lie)).unwrap();
+        let index = bundle::add_referrer(None, &bundle::referrer_descriptor(&lie.bytes).unwrap()).unwrap().unwrap();
+        let im = Manifest { digest: Digest::of(&index), bytes: index, media_type: image::OCI_INDEX.into() };
+        block(s.ep.put_manifest(&referrers::tag_ref(&s.r, &s.digest), &im)).unwrap();
+        let ex = block(examine(&s.ep, &s.r, &s.digest, &[k.public_key()])).unwrap();
+        assert!(ex.signed_by().is_none());
+        assert!(ex.lines[0].to_string().contains("names subject sha256:3333"), "{}", ex.lines[0]);
+    }
+}

@@ -152,7 +152,10 @@ pub async fn bundle_digest(
     let subject = ep.manifest(&r.with_digest(digest)).await?;
     let statement = bundle::sign_statement(digest.as_str(), annotations);
     // Already signed with this key? A referrer whose bundle verifies with it over this statement.
-    for d in referrers::list(ep, r, digest).await? {
+    let listed = referrers::list(ep, r, digest).await.with_context(|| {
+        format!("not signing {pinned}: its referrers cannot be read (a referrers tag is never overwritten)")
+    })?;
+    for d in listed {
         if d["artifactType"] != bundle::BUNDLE_MEDIA_TYPE {
             continue;
         }
