@@ -11,12 +11,13 @@ use super::{attest, bundle, dsse, referrers, simple, VerifyingKey};
 use crate::digest::Digest;
 use crate::reference::ImageRef;
 use crate::transport::Endpoint;
+use crate::Failure;
 use anyhow::Result;
 use serde_json::Value;
 use std::collections::HashMap;
 
 /// Largest blob read back: a simple-signing payload, an envelope or a bundle.
-const MAX_BLOB: u64 = super::publish::MAX_ENVELOPE;
+const MAX_BLOB: u64 = super::MAX_ENVELOPE;
 
 /// What kind of thing a line is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,13 +42,23 @@ pub struct Line {
     pub statement: Option<Vec<u8>>,
 }
 
-impl std::fmt::Display for Line {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl Line {
+    /// The line, the verifying key named by `names[k]` (or `key #k` past the names).
+    pub fn describe(&self, names: &[&str]) -> String {
         let pt = self.predicate_type.as_deref().map(|p| format!(" ({p})")).unwrap_or_default();
         match &self.result {
-            Ok(k) => write!(f, "{}{pt}: verified with key #{k}", self.what),
-            Err(e) => write!(f, "{}{pt}: FAILED: {e}", self.what),
+            Ok(k) => match names.get(*k) {
+                Some(n) => format!("{}{pt}: verified with {n}", self.what),
+                None => format!("{}{pt}: verified with key #{k}", self.what),
+            },
+            Err(e) => format!("{}{pt}: FAILED: {e}", self.what),
         }
+    }
+}
+
+impl std::fmt::Display for Line {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.describe(&[]))
     }
 }
 
@@ -209,6 +220,112 @@ pub async fn examine(ep: &Endpoint, r: &ImageRef, digest: &Digest, keys: &[Verif
         }
     }
     Ok(Examined { digest: digest.clone(), lines })
+}
+
+/// The policy of `harden verify` (and of `store::verify`): with no `attestations`, some
+/// signature (`.sig` or bundle) verifies; with some, each predicate type has a verified
+/// attestation (`.att` or bundle) whose subject is the digest. Else a [`Failure::Policy`]
+/// naming the image and, for each signature found, why it failed.
+pub fn require(r: &ImageRef, ex: &Examined, names: &[&str], attestations: &[String]) -> Result<(), Failure> {
+    let pinned = r.by_digest(&ex.digest);
+    let why = |kind: Kind| {
+        let failed: Vec<String> =
+            ex.lines.iter().filter(|l| l.kind == kind && l.result.is_err()).map(|l| l.describe(names)).collect();
+        failed.join("; ")
+    };
+    if attestations.is_empty() {
+        if ex.signed_by().is_some() {
+            return Ok(());
+        }
+        if !ex.lines.iter().any(|l| l.kind == Kind::Signature) {
+            return Err(Failure::Policy(format!(
+                "{pinned}: no signatures (no {} manifest, no bundle among its referrers)",
+                simple::sig_tag(ex.digest.as_str())
+            )));
+        }
+        return Err(Failure::Policy(format!(
+            "{pinned}: no signature verifies with {}: {}",
+            keys_named(names),
+            why(Kind::Signature)
+        )));
+    }
+    for t in attestations {
+        if ex.attested(t).is_none() {
+            let found = why(Kind::Attestation);
+            return Err(Failure::Policy(format!(
+                "{pinned}: no {t} attestation about this digest verifies with {}{}",
+                keys_named(names),
+                if found.is_empty() { " (none found)".to_string() } else { format!(": {found}") }
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn keys_named(names: &[&str]) -> String {
+    match names {
+        [] => "this key".to_string(),
+        [one] => one.to_string(),
+        more => format!("any of {}", more.join(", ")),
+    }
+}
+
+/// The outcome of a successful [`verify`]: at least one signature line is Ok.
+#[derive(Debug)]
+pub struct Verified {
+    pub image_digest: Digest,
+    pub tag: String,
+    pub lines: Vec<Line>,
+}
+
+/// Check that a signature by `key` (`.sig` or cosign v3 bundle) over the digest `r` resolves
+/// to exists. `Err` with [`Failure::Policy`] (exit 3) when there is none or none verifies,
+/// naming each one and why it failed; other errors (the image cannot be read) are plain.
+pub async fn verify(ep: &Endpoint, r: &ImageRef, key: &VerifyingKey) -> Result<Verified> {
+    let image = ep.manifest(r).await?;
+    let ex = examine(ep, r, &image.digest, std::slice::from_ref(key)).await?;
+    require(r, &ex, &[], &[])?;
+    Ok(Verified { tag: simple::sig_tag(image.digest.as_str()), image_digest: image.digest, lines: ex.lines })
+}
+
+/// What describes `digest` beside `r`, without checking it: the `.sig` and `.att` manifests
+/// (with their layer counts and predicate types) and every referrer (API or referrers tag), one
+/// line each. A referrers tag that cannot be read is a line too.
+pub async fn describing(ep: &Endpoint, r: &ImageRef, digest: &Digest) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    let layers = |m: &crate::transport::Manifest| -> (usize, Vec<String>) {
+        let v: Value = serde_json::from_slice(&m.bytes).unwrap_or(Value::Null);
+        let ls = v["layers"].as_array().cloned().unwrap_or_default();
+        let mut types: Vec<String> = ls
+            .iter()
+            .filter_map(|l| l["annotations"][attest::PREDICATE_TYPE_ANNOTATION].as_str().map(str::to_string))
+            .collect();
+        types.dedup();
+        (ls.len(), types)
+    };
+    let sig_tag = simple::sig_tag(digest.as_str());
+    if let Some(m) = ep.manifest_opt(&sig_ref(r, digest)).await? {
+        let (n, _) = layers(&m);
+        out.push(format!("{sig_tag} ({n} signature{})", if n == 1 { "" } else { "s" }));
+    }
+    let att_tag = attest::att_tag(digest.as_str());
+    if let Some(m) = ep.manifest_opt(&beside(r, att_tag.clone())).await? {
+        let (n, types) = layers(&m);
+        out.push(format!("{att_tag} ({n} attestation{}: {})", if n == 1 { "" } else { "s" }, types.join(", ")));
+    }
+    match referrers::list(ep, r, digest).await {
+        Ok(list) => {
+            for d in list {
+                out.push(format!(
+                    "referrer {} ({})",
+                    d["digest"].as_str().unwrap_or("(no digest)"),
+                    d["artifactType"].as_str().unwrap_or("no artifactType")
+                ));
+            }
+        }
+        Err(e) => out.push(format!("referrers unreadable: {e:#}")),
+    }
+    Ok(out)
 }
 
 fn failed(kind: Kind, what: &str, predicate_type: Option<String>, why: String) -> Line {

@@ -47,6 +47,9 @@ pub use simple::{
     OCI_MANIFEST_MEDIA_TYPE,
 };
 
+/// Largest envelope, bundle or payload blob read back (an SBOM of a big image is a few MiB).
+pub const MAX_ENVELOPE: u64 = 64 << 20;
+
 /// Everything that can go wrong with keys and signatures. Messages are one line each.
 #[derive(Debug, thiserror::Error)]
 pub enum SignError {

@@ -14,7 +14,7 @@
 //! [`push`]: crate::transport::push
 
 use super::store::beside;
-use super::{attest, bundle, dsse, referrers, SigningKey};
+use super::{attest, bundle, dsse, referrers, SigningKey, MAX_ENVELOPE};
 use crate::digest::Digest;
 use crate::progress::Progress;
 use crate::reference::ImageRef;
@@ -22,9 +22,6 @@ use crate::transport::push::{Blob, Push};
 use crate::transport::{Endpoint, Manifest};
 use anyhow::{anyhow, Context, Result};
 use serde_json::Value;
-
-/// Largest envelope or bundle blob read back (an SBOM of a big image is a few MiB).
-pub const MAX_ENVELOPE: u64 = 64 << 20;
 
 /// One attestation stored (or found already there).
 #[derive(Debug, Clone)]

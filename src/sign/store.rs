@@ -4,7 +4,7 @@
 //!
 //! Owns: resolving IMAGE to the manifest digest(s) to sign (a tag to its digest; for an index
 //! every entry the [`walk`] finds, then the index itself), reading the existing `.sig` manifest,
-//! pushing a new one through the [`push`] protocol, checking the signatures of an image.
+//! pushing a new one through the [`push`] protocol. Checking them is [`super::check`]'s.
 //!
 //! Must not: know about image layers (a signature is over a manifest digest only), do
 //! cryptography or format work (that is [`super::simple`] and [`super::keys`], pure), or read
@@ -16,17 +16,13 @@
 use crate::digest::Digest;
 use crate::progress::Progress;
 use crate::reference::ImageRef;
-use crate::sign::{self, LayerVerdict, SignatureLayer, SigningKey, VerifyingKey};
+use crate::sign::{self, SignatureLayer, SigningKey};
 use crate::source::walk;
 use crate::transport::push::{Blob, Push};
 use crate::transport::{Endpoint, Manifest};
-use crate::Failure;
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, Context, Result};
 use serde_json::Value;
-use std::collections::{BTreeMap, HashMap};
-
-/// Largest simple-signing payload read back (cosign's are a few hundred bytes).
-const MAX_PAYLOAD: u64 = 1 << 20;
+use std::collections::BTreeMap;
 
 /// One manifest digest signed (or found already signed with this key).
 #[derive(Debug, Clone)]
@@ -41,14 +37,6 @@ pub struct Signed {
     pub payload_digest: Digest,
     /// False when an equivalent signature was already there and nothing was pushed.
     pub added: bool,
-}
-
-/// The outcome of a successful [`verify`]: at least one verdict is Ok.
-#[derive(Debug)]
-pub struct Verified {
-    pub image_digest: Digest,
-    pub tag: String,
-    pub verdicts: Vec<LayerVerdict>,
 }
 
 /// The `.sig` reference for `digest` beside `r`: same repository (or layout), tag `sha256-<hex>.sig`.
@@ -181,72 +169,13 @@ pub async fn sign_digest(
     Ok(Signed { image_digest: digest.clone(), tag, manifest_digest: manifest.digest, payload_digest, added: true })
 }
 
-/// Check that a signature by `key` over the digest `r` resolves to exists. `Err` with
-/// [`Failure::Policy`] (exit 3) when there is no `.sig` manifest or none of its layers verifies,
-/// naming each layer and why it failed; other errors (the image cannot be read) are plain.
-pub async fn verify(ep: &Endpoint, r: &ImageRef, key: &VerifyingKey) -> Result<Verified> {
-    let image = ep.manifest(r).await?;
-    let pinned = r.by_digest(&image.digest);
-    let target = sig_ref(r, &image.digest);
-    let tag = sign::sig_tag(image.digest.as_str());
-    let Some(sig) = ep.manifest_opt(&target).await.with_context(|| format!("reading the signatures of {pinned}"))?
-    else {
-        bail!(Failure::Policy(format!("{pinned}: no signatures (no {tag} manifest)")));
-    };
-    let json: Value = serde_json::from_slice(&sig.bytes)
-        .map_err(|e| Failure::Policy(format!("{pinned}: no valid signature: {tag} is not valid JSON ({e})")))?;
-
-    // verify_signature_manifest is synchronous: fetch every payload first.
-    let mut payloads: HashMap<String, Result<Vec<u8>, String>> = HashMap::new();
-    for l in json["layers"].as_array().into_iter().flatten() {
-        let Some(d) = l["digest"].as_str() else {
-            continue;
-        };
-        if payloads.contains_key(d) {
-            continue;
-        }
-        let got = match Digest::parse(d) {
-            Ok(dd) => ep.blob_bytes(&dd, MAX_PAYLOAD).await.map_err(|e| format!("{e:#}")),
-            Err(e) => Err(e),
-        };
-        payloads.insert(d.to_string(), got);
-    }
-    let verdicts = sign::verify_signature_manifest(
-        &json,
-        |d| payloads.get(d).cloned().unwrap_or_else(|| Err("not fetched".to_string())),
-        key,
-        image.digest.as_str(),
-    );
-    if verdicts.iter().any(LayerVerdict::is_ok) {
-        return Ok(Verified { image_digest: image.digest, tag, verdicts });
-    }
-    if verdicts.is_empty() {
-        bail!(Failure::Policy(format!("{pinned}: no valid signature: {tag} holds no signature layers")));
-    }
-    let why: Vec<String> = verdicts
-        .iter()
-        .map(|v| {
-            format!(
-                "#{} {}: {}",
-                v.index,
-                if v.digest.is_empty() { "(no digest)" } else { &v.digest },
-                v.result.as_ref().err().map(ToString::to_string).unwrap_or_default()
-            )
-        })
-        .collect();
-    bail!(Failure::Policy(format!(
-        "{pinned}: no signature verifies with this key; {tag} holds {} signature{}: {}",
-        verdicts.len(),
-        if verdicts.len() == 1 { "" } else { "s" },
-        why.join("; ")
-    )))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::image;
+    use crate::sign::check::{verify, Verified};
     use crate::transport::NetOptions;
+    use crate::Failure;
     use serde_json::json;
     use std::path::{Path, PathBuf};
 
@@ -325,9 +254,8 @@ mod tests {
         assert_eq!(signed[0].tag, format!("sha256-{}.sig", s.digest.hex()));
         let v = block(verify(&s.ep, &s.r, &k.public_key())).unwrap();
         assert_eq!(v.image_digest, s.digest);
-        let ok = v.verdicts[0].result.as_ref().unwrap();
-        assert_eq!(ok.docker_reference, format!("oci:{}", s.dir.display()));
-        assert_eq!(ok.optional, json!({"team": "infra"}));
+        assert_eq!(v.lines[0].result, Ok(0));
+        assert!(v.lines[0].what.starts_with(&v.tag), "{}", v.lines[0]);
         // The .sig manifest is cosign's shape, in index.json under the .sig tag, blobs present.
         let m = sig_manifest(&s, &s.digest);
         assert_eq!(m["mediaType"], sign::OCI_MANIFEST_MEDIA_TYPE);
