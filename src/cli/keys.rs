@@ -5,10 +5,12 @@ use super::args::Net;
 use super::{block_on, outln, usage};
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use harden::digest::Digest;
 use harden::progress::Progress;
 use harden::reference::ImageRef;
 use harden::sign::SigningKey;
 use harden::sign::{check, dsse, keyfile, publish, store};
+use harden::source::walk;
 use harden::transport::Endpoint;
 use harden::Failure;
 use std::collections::BTreeMap;
@@ -40,9 +42,9 @@ pub struct SignArgs {
     /// Add KEY=VALUE to the signed payload's optional annotations; repeatable.
     #[arg(long = "annotation", short = 'a', value_name = "KEY=VALUE")]
     annotations: Vec<String>,
-    /// Also write cosign v3's signature: a sigstore bundle (DSSE, no transparency log) stored
-    /// as an OCI referrer of each manifest signed (the referrers tag sha256-<hex> where the
-    /// registry has no referrers API).
+    /// Sign in cosign v3's format instead of the legacy .sig: a sigstore bundle (DSSE, no
+    /// transparency log) stored as an OCI referrer of each manifest signed (the referrers tag
+    /// sha256-<hex> where the registry has no referrers API).
     #[arg(long)]
     bundle: bool,
     /// No progress on stderr.
@@ -150,17 +152,25 @@ pub fn sign(a: SignArgs) -> Result<ExitCode> {
     let created = harden::config::source_date_epoch()?.map(|(_, s)| s);
     let signed = block_on(&progress, "interrupted", async {
         let ep = Endpoint::open(&r, &net)?;
-        let signed = store::sign(&ep, &r, &key, &annotations, &progress).await?;
-        if a.bundle {
-            for s in &signed {
-                publish::bundle_digest(&ep, &r, &s.image_digest, &key, &annotations, created.as_deref(), &progress)
-                    .await?;
-            }
+        if !a.bundle {
+            return Ok(store::sign(&ep, &r, &key, &annotations, &progress)
+                .await?
+                .into_iter()
+                .map(|s| s.image_digest)
+                .collect());
         }
-        Ok(signed)
+        // cosign v3's format: a bundle per manifest (the index's line first, signed last).
+        let w = walk::walk(&ep, &r).await?;
+        let mut digests: Vec<Digest> = w.digests().into_iter().filter(|d| **d != w.top.digest).cloned().collect();
+        digests.push(w.top.digest.clone());
+        for d in &digests {
+            publish::bundle_digest(&ep, &r, d, &key, &annotations, created.as_deref(), &progress).await?;
+        }
+        digests.rotate_right(1);
+        Ok::<Vec<Digest>, anyhow::Error>(digests)
     })?;
-    for s in signed {
-        outln(&r.by_digest(&s.image_digest).to_string())?;
+    for d in signed {
+        outln(&r.by_digest(&d).to_string())?;
     }
     Ok(ExitCode::SUCCESS)
 }

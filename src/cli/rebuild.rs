@@ -49,8 +49,9 @@ pub struct RebuildArgs {
     /// the report records the signature.
     #[arg(long, value_name = "KEY")]
     sign_key: Option<PathBuf>,
-    /// With --sign-key: also sign as cosign v3 does, a sigstore bundle stored as an OCI
-    /// referrer of the result (the referrers tag sha256-<hex> on registries without the API).
+    /// With --sign-key: sign as cosign v3 does instead of the legacy .sig — a sigstore bundle
+    /// stored as an OCI referrer of the result (the referrers tag sha256-<hex> on registries
+    /// without the referrers API).
     #[arg(long, requires = "sign_key")]
     bundle: bool,
     /// With --sign-key: attest the result in its sha256-<hex>.att (DSSE, as `cosign attest`):

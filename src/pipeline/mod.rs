@@ -58,7 +58,7 @@ pub struct RebuildOptions {
     pub progress: Progress,
     /// Sign the pushed result with this key (cosign `.sig` beside it) and report the signature.
     pub sign_key: Option<Arc<crate::sign::SigningKey>>,
-    /// With `sign_key`: also a cosign v3 sigstore bundle, stored as an OCI referrer.
+    /// With `sign_key`: a cosign v3 sigstore bundle (an OCI referrer) instead of the `.sig`.
     pub bundle: bool,
     /// With `sign_key`: attest the result (SLSA provenance, CycloneDX SBOM) in its `.att`.
     pub attest: bool,

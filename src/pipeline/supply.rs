@@ -88,9 +88,9 @@ pub(crate) async fn not_carried(ctx: &Ctx<'_>, digests: &[Digest]) -> Result<Vec
     Ok(out)
 }
 
-/// Sign the pushed result (for an index every platform and then the index): the `.sig`, and
-/// with `--bundle` a cosign v3 bundle of each. The reports are of what `DST@digest` names
-/// first.
+/// Sign the pushed result (for an index every platform and then the index): the legacy
+/// `.sig`, or with `--bundle` cosign v3's sigstore bundle as a referrer instead. The reports
+/// are of what `DST@digest` names first.
 pub(crate) async fn sign_result(
     ctx: &Ctx<'_>,
     digest: &Digest,
@@ -100,7 +100,20 @@ pub(crate) async fn sign_result(
     let (dst, progress) = (ctx.dst_ref, &ctx.o.progress);
     let none = Default::default();
     let mut signature = None;
+    let mut bundles = Vec::new();
+    let created = crate::config::source_date_epoch()?.map(|(_, s)| s);
+    // Platforms first, the index last: a signed index means all of it was signed.
     for d in platforms.iter().chain([digest]) {
+        if ctx.o.bundle {
+            let b = publish::bundle_digest(&ctx.dst, dst, d, key, &none, created.as_deref(), progress).await?;
+            bundles.push(BundleReport {
+                subject: d.to_string(),
+                manifest_digest: b.manifest_digest.to_string(),
+                referrers_tag: b.referrers_tag,
+                added: b.added,
+            });
+            continue;
+        }
         let s = store::sign_digest(&ctx.dst, dst, d, key, &none, progress).await?;
         if d == digest {
             signature = Some(SignatureReport {
@@ -111,18 +124,9 @@ pub(crate) async fn sign_result(
             });
         }
     }
-    let mut bundles = Vec::new();
-    if ctx.o.bundle {
-        let created = crate::config::source_date_epoch()?.map(|(_, s)| s);
-        for d in [digest].into_iter().chain(platforms) {
-            let b = publish::bundle_digest(&ctx.dst, dst, d, key, &none, created.as_deref(), progress).await?;
-            bundles.push(BundleReport {
-                subject: d.to_string(),
-                manifest_digest: b.manifest_digest.to_string(),
-                referrers_tag: b.referrers_tag,
-                added: b.added,
-            });
-        }
+    // The result's own first.
+    if !bundles.is_empty() {
+        bundles.rotate_right(1);
     }
     Ok((signature, bundles))
 }
