@@ -92,12 +92,26 @@ fn blob(reg: &Registry, repo: &str, digest: &str) -> Vec<u8> {
     body
 }
 
-/// Upload a blob (monolithic POST) and return its digest.
+/// Upload a blob (POST a session, PUT the bytes with the digest) and return its digest.
 fn put_blob(reg: &Registry, repo: &str, bytes: &[u8]) -> String {
     let d = sha256_digest(bytes);
     let tmp = tempdir("put");
     let f = tmp.path().join("b");
     std::fs::write(&f, bytes).unwrap();
+    let started = run_ok(
+        Command::new(require_tool("curl"))
+            .args(["-s", "-o", "/dev/null", "-D", "-", "-X", "POST"])
+            .arg(format!("http://{}/v2/{repo}/blobs/uploads/", reg.host)),
+    );
+    let headers = stdout_str(&started);
+    let location = headers
+        .lines()
+        .find_map(|l| l.strip_prefix("Location: ").or_else(|| l.strip_prefix("location: ")))
+        .unwrap_or_else(|| panic!("no Location in {headers}"))
+        .trim()
+        .to_string();
+    let location = if location.starts_with('/') { format!("http://{}{location}", reg.host) } else { location };
+    let sep = if location.contains('?') { '&' } else { '?' };
     let out = run_ok(
         Command::new(require_tool("curl"))
             .args([
@@ -107,13 +121,13 @@ fn put_blob(reg: &Registry, repo: &str, bytes: &[u8]) -> String {
                 "-w",
                 "%{http_code}",
                 "-X",
-                "POST",
+                "PUT",
                 "-H",
                 "Content-Type: application/octet-stream",
                 "--data-binary",
             ])
             .arg(format!("@{}", f.display()))
-            .arg(format!("http://{}/v2/{repo}/blobs/uploads/?digest={d}", reg.host)),
+            .arg(format!("{location}{sep}digest={d}")),
     );
     assert_eq!(stdout_str(&out).trim(), "201", "blob upload of {d}");
     d
@@ -124,7 +138,7 @@ fn put_manifest(reg: &Registry, repo: &str, reference: &str, v: &Value) -> Strin
     let tmp = tempdir("putm");
     let f = tmp.path().join("m");
     std::fs::write(&f, &bytes).unwrap();
-    let mt = v["mediaType"].as_str().unwrap().to_string();
+    let mt = v["mediaType"].as_str().unwrap_or("application/vnd.oci.image.manifest.v1+json").to_string();
     let out = run_ok(
         Command::new(require_tool("curl"))
             .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "PUT", "-H"])

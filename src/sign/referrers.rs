@@ -28,8 +28,11 @@ pub fn tag_ref(r: &ImageRef, subject: &Digest) -> ImageRef {
 /// reports, then what the referrers tag lists. A referrers tag holding something other than an
 /// index is an error naming it.
 pub async fn list(ep: &Endpoint, r: &ImageRef, subject: &Digest) -> Result<Vec<Value>> {
+    // The tag first: one that is not an index is named as such (before the client's reading
+    // of the tag schema trips over it).
+    let tagged = tag_index(ep, r, subject).await?.1;
     let mut out: Vec<Value> = ep.referrers_api(subject).await?.unwrap_or_default();
-    out.extend(tag_index(ep, r, subject).await?.1);
+    out.extend(tagged);
     let mut seen = std::collections::HashSet::new();
     out.retain(|d| d["digest"].as_str().is_some_and(|x| seen.insert(x.to_string())));
     Ok(out)
@@ -60,11 +63,12 @@ pub async fn register(
     progress: &Progress,
 ) -> Result<Option<String>> {
     let listed = |l: &[Value]| l.iter().any(|d| d["digest"] == referrer.digest.as_str());
-    if ep.referrers_api(subject).await?.is_some_and(|l| listed(&l)) {
-        return Ok(None);
-    }
     let target = tag_ref(r, subject);
     let existing = ep.manifest_opt(&target).await.map_err(|e| anyhow!("reading the referrers of {subject}: {e:#}"))?;
+    let is_index = existing.as_ref().is_none_or(|m| bundle::parse_referrers_index(&m.bytes).is_ok());
+    if is_index && ep.referrers_api(subject).await?.is_some_and(|l| listed(&l)) {
+        return Ok(None);
+    }
     let descriptor = bundle::referrer_descriptor(&referrer.bytes).map_err(|e| anyhow!("{e}"))?;
     let Some(bytes) = bundle::add_referrer(existing.as_ref().map(|m| m.bytes.as_slice()), &descriptor)
         .map_err(|e| anyhow!("{target}: refusing to overwrite the referrers tag of {subject}: {e}"))?
