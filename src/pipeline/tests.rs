@@ -452,3 +452,75 @@ fn rebuild_writes_the_contract_and_records_it_as_an_annotation() {
     assert!(y.contains("  runAsNonRoot: false\n") && y.contains("  allowPrivilegeEscalation: true\n"), "{y}");
     assert!(y.contains("/usr/bin/passwd"), "{y}");
 }
+
+/// `--require-signature` on an index needs the index and every platform signed; `--attest`
+/// gives each platform its provenance and SBOM and the index its provenance, all verifying.
+#[test]
+fn an_index_is_gated_and_attested_per_platform() {
+    use crate::sign::{check, dsse, store};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("src");
+    let r = layout_ref(&dir, "multi");
+    let ep = Endpoint::open(&r, &NetOptions::default()).unwrap();
+    let amd = put_image(&ep, &dir, None, "amd64", &app_layers());
+    let arm = put_image(&ep, &dir, None, "arm64", &app_layers()[..1]);
+    let entry = |m: &Manifest, arch: &str| json!({"mediaType": image::OCI_MANIFEST, "digest": m.digest.as_str(), "size": m.bytes.len(), "platform": {"os": "linux", "architecture": arch}});
+    let idx = serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": image::OCI_INDEX, "manifests": [entry(&amd, "amd64"), entry(&arm, "arm64")]})).unwrap();
+    let idx = Manifest { digest: Digest::of(&idx), bytes: idx, media_type: image::OCI_INDEX.into() };
+    block(ep.put_manifest(&r, &idx)).unwrap();
+    let (vendor, key) = (crate::sign::dsse::tests::test_key(), crate::sign::dsse::tests::test_key());
+    let trusted = vec![TrustedKey { name: "vendor.pub".into(), key: vendor.public_key() }];
+    let none = Default::default();
+
+    // Only the index signed: the platforms are not, so the gate refuses and nothing is pushed.
+    block(store::sign_digest(&ep, &r, &idx.digest, &vendor, &none, &Progress::Quiet)).unwrap();
+    let dst = layout_ref(&tmp.path().join("dst"), "hard");
+    let o = RebuildOptions {
+        require_signature: trusted.clone(),
+        sign_key: Some(Arc::new(crate::sign::dsse::tests::test_key())),
+        attest: true,
+        ..quiet(&["baseline"])
+    };
+    let e = block(rebuild(&r, &dst, &o)).unwrap_err();
+    assert!(matches!(e.downcast_ref::<Failure>(), Some(Failure::Policy(_))), "{e:#}");
+    assert!(e.to_string().contains(&amd.digest.to_string()) && e.to_string().contains("carries no signature"), "{e:#}");
+    assert!(!tmp.path().join("dst").exists(), "a refused rebuild pushed something");
+
+    // Every manifest signed (as `harden sign` does): it passes, and every result is attested.
+    block(store::sign(&ep, &r, &vendor, &none, &Progress::Quiet)).unwrap();
+    let key = Arc::new(key);
+    let o = RebuildOptions { sign_key: Some(Arc::clone(&key)), ..o };
+    let out = block(rebuild(&r, &dst, &o)).unwrap();
+    let rep = &out.report;
+    let checked: Vec<&str> = rep.source_signatures.iter().map(|s| s.digest.as_str()).collect();
+    assert_eq!(checked, [idx.digest.as_str(), amd.digest.as_str(), arm.digest.as_str()]);
+    assert!(rep.source_signatures.iter().all(|s| s.key == "vendor.pub" && s.signature.contains(".sig #")));
+    // What described the source is reported, not copied.
+    assert_eq!(rep.not_carried_over.len(), 3, "{:?}", rep.not_carried_over);
+    let top = Digest::parse(&rep.result.as_ref().unwrap().digest).unwrap();
+    let platforms: Vec<Digest> = rep
+        .images
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|i| Digest::parse(&i.result.as_ref().unwrap().digest).unwrap())
+        .collect();
+    assert_eq!(rep.attestations.len(), 2 * platforms.len() + 1);
+    let dep = Endpoint::open(&dst, &NetOptions::default()).unwrap();
+    for d in &platforms {
+        let ex = block(check::examine(&dep, &dst, d, &[key.public_key()])).unwrap();
+        assert!(ex.attested(dsse::SLSA_PROVENANCE_V1).is_some() && ex.attested(dsse::CYCLONEDX).is_some(), "{ex:?}");
+        assert!(ex.signed_by().is_some());
+    }
+    let ex = block(check::examine(&dep, &dst, &top, &[key.public_key()])).unwrap();
+    let prov = ex.attested(dsse::SLSA_PROVENANCE_V1).expect("the index's provenance");
+    let st: Value = serde_json::from_slice(prov.statement.as_ref().unwrap()).unwrap();
+    assert_eq!(st["subject"][0]["digest"]["sha256"], top.hex());
+    let p = &st["predicate"];
+    assert_eq!(p["buildDefinition"]["resolvedDependencies"][0]["digest"]["sha256"], idx.digest.hex());
+    let by = p["runDetails"]["byproducts"].as_array().unwrap();
+    assert_eq!(by.len(), 2);
+    assert_eq!(by[1]["annotations"]["platform"], "linux/arm64");
+    assert_eq!(by[1]["annotations"]["source"], arm.digest.as_str());
+    assert!(p["buildDefinition"]["internalParameters"]["sourceVerifiedBy"][0].as_str().unwrap().contains("vendor.pub"));
+}
