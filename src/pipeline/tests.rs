@@ -295,19 +295,29 @@ fn the_guard_refuses_before_anything_is_pushed() {
     assert!(dry.dry_run[0].lines.iter().any(|l| l.starts_with("guard: ")));
 }
 
-#[test]
-fn an_index_is_rebuilt_platform_by_platform() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("src");
+/// An index of two platforms (amd64 with the app's layers, arm64 with the first), plus `extra`
+/// as a third entry, at `oci:DIR/src:multi`: (its reference, the layout, amd64, arm64, the index).
+fn two_platforms(dir: &Path, extra: Option<Value>) -> (ImageRef, Endpoint, Manifest, Manifest, Manifest) {
+    let dir = dir.join("src");
     let r = layout_ref(&dir, "multi");
     let ep = Endpoint::open(&r, &NetOptions::default()).unwrap();
     let amd = put_image(&ep, &dir, None, "amd64", &app_layers());
     let arm = put_image(&ep, &dir, None, "arm64", &app_layers()[..1]);
     let entry = |m: &Manifest, arch: &str| json!({"mediaType": image::OCI_MANIFEST, "digest": m.digest.as_str(), "size": m.bytes.len(), "platform": {"os": "linux", "architecture": arch}});
-    let att = json!({"mediaType": image::OCI_MANIFEST, "digest": Digest::of(b"attestation").as_str(), "size": 1, "platform": {"os": "unknown", "architecture": "unknown"}});
-    let idx = serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": image::OCI_INDEX, "manifests": [entry(&amd, "amd64"), entry(&arm, "arm64"), att]})).unwrap();
+    let mut entries = vec![entry(&amd, "amd64"), entry(&arm, "arm64")];
+    entries.extend(extra);
+    let idx =
+        serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": image::OCI_INDEX, "manifests": entries})).unwrap();
     let idx = Manifest { digest: Digest::of(&idx), bytes: idx, media_type: image::OCI_INDEX.into() };
     block(ep.put_manifest(&r, &idx)).unwrap();
+    (r, ep, amd, arm, idx)
+}
+
+#[test]
+fn an_index_is_rebuilt_platform_by_platform() {
+    let tmp = tempfile::tempdir().unwrap();
+    let att = json!({"mediaType": image::OCI_MANIFEST, "digest": Digest::of(b"attestation").as_str(), "size": 1, "platform": {"os": "unknown", "architecture": "unknown"}});
+    let (r, _, _, _, _) = two_platforms(tmp.path(), Some(att));
 
     let dst = layout_ref(&tmp.path().join("dst"), "hard");
     let out = block(rebuild(&r, &dst, &quiet(&["baseline"]))).unwrap();
@@ -459,15 +469,7 @@ fn rebuild_writes_the_contract_and_records_it_as_an_annotation() {
 fn an_index_is_gated_and_attested_per_platform() {
     use crate::sign::{check, dsse, store};
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("src");
-    let r = layout_ref(&dir, "multi");
-    let ep = Endpoint::open(&r, &NetOptions::default()).unwrap();
-    let amd = put_image(&ep, &dir, None, "amd64", &app_layers());
-    let arm = put_image(&ep, &dir, None, "arm64", &app_layers()[..1]);
-    let entry = |m: &Manifest, arch: &str| json!({"mediaType": image::OCI_MANIFEST, "digest": m.digest.as_str(), "size": m.bytes.len(), "platform": {"os": "linux", "architecture": arch}});
-    let idx = serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": image::OCI_INDEX, "manifests": [entry(&amd, "amd64"), entry(&arm, "arm64")]})).unwrap();
-    let idx = Manifest { digest: Digest::of(&idx), bytes: idx, media_type: image::OCI_INDEX.into() };
-    block(ep.put_manifest(&r, &idx)).unwrap();
+    let (r, ep, amd, arm, idx) = two_platforms(tmp.path(), None);
     let (vendor, key) = (crate::sign::dsse::tests::test_key(), crate::sign::dsse::tests::test_key());
     let trusted = vec![TrustedKey { name: "vendor.pub".into(), key: vendor.public_key() }];
     let none = Default::default();

@@ -13,7 +13,7 @@
 //!
 //! [`push`]: crate::transport::push
 
-use super::store::beside;
+use super::store::{self, beside};
 use super::{attest, bundle, dsse, referrers, SigningKey, MAX_ENVELOPE};
 use crate::digest::Digest;
 use crate::progress::Progress;
@@ -55,13 +55,7 @@ pub async fn attest_digest(
     let target = beside(r, tag.clone());
     let pinned = r.by_digest(digest);
     let statement_digest = Digest::of(statement);
-    let existing = ep.manifest_opt(&target).await.with_context(|| format!("reading the attestations of {pinned}"))?;
-    let existing_json: Option<Value> = match &existing {
-        Some(m) => Some(serde_json::from_slice(&m.bytes).map_err(|e| {
-            anyhow!("{target}: the existing attestation manifest is not valid JSON ({e}); not replacing it")
-        })?),
-        None => None,
-    };
+    let (existing, existing_json) = store::read_existing(ep, &target, "attestation").await?;
     if let (Some(m), Some(json)) = (&existing, &existing_json) {
         for l in json["layers"].as_array().into_iter().flatten() {
             if l["annotations"][attest::PREDICATE_TYPE_ANNOTATION] != predicate_type {
@@ -96,17 +90,9 @@ pub async fn attest_digest(
     let envelope_digest = Digest::of(&envelope_bytes);
     let appended = attest::append(existing_json.as_ref(), &envelope_bytes, predicate_type)
         .ok_or_else(|| anyhow!("{target}: this envelope is already a layer"))?;
-    let config_digest = Digest::parse(&appended.config_digest).map_err(|e| anyhow!("attestation config: {e}"))?;
-    let manifest = Manifest {
-        digest: Digest::of(&appended.manifest_bytes),
-        bytes: appended.manifest_bytes,
-        media_type: super::OCI_MANIFEST_MEDIA_TYPE.to_string(),
-    };
-    let blobs = [Blob::bytes(envelope_digest.clone(), envelope_bytes), Blob::bytes(config_digest, appended.config)];
-    Push { dst: ep, mount_from: None, jobs: 1, progress }
-        .push(&blobs, &target, &manifest, "attestation manifest")
-        .await?;
     let n = appended.manifest["layers"].as_array().map_or(0, Vec::len);
+    let layer = Blob::bytes(envelope_digest.clone(), envelope_bytes);
+    let manifest = store::push_appended(ep, &target, layer, appended, "attestation", progress).await?;
     progress.line(&format!(
         "attested {pinned}: {predicate_type} ({tag}, {n} attestation{})",
         if n == 1 { "" } else { "s" }

@@ -95,14 +95,7 @@ pub async fn sign_digest(
     let payload_digest = Digest::of(&payload);
     let target = sig_ref(r, digest);
     let tag = sign::sig_tag(digest.as_str());
-    let existing =
-        ep.manifest_opt(&target).await.with_context(|| format!("reading the signatures of {}", r.by_digest(digest)))?;
-    let existing_json: Option<Value> = match &existing {
-        Some(m) => Some(serde_json::from_slice(&m.bytes).map_err(|e| {
-            anyhow!("{target}: the existing signature manifest is not valid JSON ({e}); not replacing it")
-        })?),
-        None => None,
-    };
+    let (existing, existing_json) = read_existing(ep, &target, "signature").await?;
 
     // ECDSA signatures are randomized: signing the same payload again gives a different
     // signature, so "the same signature" cannot mean "the same bytes". A layer counts as
@@ -150,23 +143,51 @@ pub async fn sign_digest(
             added: false,
         });
     };
-    let config_digest = Digest::parse(&appended.config_digest).map_err(|e| anyhow!("signature config: {e}"))?;
-    let manifest = Manifest {
-        digest: Digest::of(&appended.manifest_bytes),
-        bytes: appended.manifest_bytes,
-        media_type: sign::OCI_MANIFEST_MEDIA_TYPE.to_string(),
-    };
-    let blobs = [Blob::bytes(payload_digest.clone(), payload), Blob::bytes(config_digest, appended.config)];
-    Push { dst: ep, mount_from: None, jobs: 1, progress }
-        .push(&blobs, &target, &manifest, "signature manifest")
-        .await?;
     let layers = appended.manifest["layers"].as_array().map_or(0, Vec::len);
+    let layer = Blob::bytes(payload_digest.clone(), payload);
+    let manifest = push_appended(ep, &target, layer, appended, "signature", progress).await?;
     progress.line(&format!(
         "signed {} ({tag}, {layers} signature{})",
         r.by_digest(digest),
         if layers == 1 { "" } else { "s" }
     ));
     Ok(Signed { image_digest: digest.clone(), tag, manifest_digest: manifest.digest, payload_digest, added: true })
+}
+
+/// The cosign manifest (`.sig`, `.att`) at `target` and its JSON; `(None, None)` when the tag
+/// does not exist. One that is not JSON is an error: it is never replaced.
+pub async fn read_existing(ep: &Endpoint, target: &ImageRef, what: &str) -> Result<(Option<Manifest>, Option<Value>)> {
+    let existing = ep.manifest_opt(target).await.with_context(|| format!("{target}: reading the {what} manifest"))?;
+    let json = match &existing {
+        Some(m) => Some(serde_json::from_slice(&m.bytes).map_err(|e| {
+            anyhow!("{target}: the existing {what} manifest is not valid JSON ({e}); not replacing it")
+        })?),
+        None => None,
+    };
+    Ok((existing, json))
+}
+
+/// Push a cosign manifest with one layer appended: the new layer's blob and the regenerated
+/// config first, then the manifest under `target`'s tag.
+pub async fn push_appended(
+    ep: &Endpoint,
+    target: &ImageRef,
+    layer: Blob,
+    appended: sign::simple::AppendedSignature,
+    what: &str,
+    progress: &Progress,
+) -> Result<Manifest> {
+    let config_digest = Digest::parse(&appended.config_digest).map_err(|e| anyhow!("{what} config: {e}"))?;
+    let manifest = Manifest {
+        digest: Digest::of(&appended.manifest_bytes),
+        bytes: appended.manifest_bytes,
+        media_type: sign::OCI_MANIFEST_MEDIA_TYPE.to_string(),
+    };
+    let blobs = [layer, Blob::bytes(config_digest, appended.config)];
+    Push { dst: ep, mount_from: None, jobs: 1, progress }
+        .push(&blobs, target, &manifest, &format!("{what} manifest"))
+        .await?;
+    Ok(manifest)
 }
 
 #[cfg(test)]
