@@ -332,5 +332,12 @@ mod tests {
         assert!(load(&p).err().unwrap().to_string().contains("job 1"));
         std::fs::write(&p, "[[job]]\nsource = \"a.example/x:1\"\ndestination = \"b.example/x:1\"\n").unwrap();
         assert_eq!(load(&p).unwrap().1.len(), 1);
+        // The supply-chain keys: in [defaults], and per job (replacing the defaults').
+        std::fs::write(&p, "[defaults]\nrequire_signature = [\"v.pub\"]\nattest = true\n\n[[job]]\nsource = \"a.example/x:1\"\ndestination = \"b.example/x:1\"\nrequire_signature = [\"w.pub\", \"x.pub\"]\nbundle = true\n").unwrap();
+        let (d, jobs) = load(&p).unwrap();
+        assert_eq!(d.require_signature, [PathBuf::from("v.pub")]);
+        assert!(d.attest && !d.bundle);
+        assert_eq!(jobs[0].require_signature.as_ref().unwrap().len(), 2);
+        assert_eq!(jobs[0].bundle, Some(true));
     }
 }

@@ -59,8 +59,9 @@ enum Command {
     Attest(keys::AttestArgs),
     /// Rebuild many images from a TOML job list; print one result line per job.
     ///
-    /// The file has optional `[defaults]` (profiles, sign_key, compression, recompress) and `[[job]]` tables
-    /// (source, destination, profiles, sign_key). All jobs share one rewrite cache, so a base
+    /// The file has optional `[defaults]` (profiles, sign_key, compression, recompress,
+    /// require_signature, attest, bundle) and `[[job]]` tables (source, destination, profiles,
+    /// sign_key, require_signature, attest, bundle). All jobs share one rewrite cache, so a base
     /// layer common to many images is rewritten once. See samples/batch.toml.
     Batch(batch::BatchArgs),
     /// List, show and validate profiles.
