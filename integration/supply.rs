@@ -392,6 +392,14 @@ fn supply_bundles_in_the_referrers_tag_checked_by_sigstore_js() {
     for p in [&p1, &p2] {
         expect_pinned(&harden(&["verify", &src, "--key", p.to_str().unwrap()]));
     }
+    // `check` counts a bundle as a signature (before it, HARDEN-SIGNATURE-MISSING was reported).
+    let checked = harden(&["check", &src, "--format", "json", "--fail-on", "fatal"]);
+    let findings: Value = serde_json::from_slice(&checked.stdout).unwrap_or_else(|e| panic!("{e}: {}", dump(&checked)));
+    let has_missing =
+        |v: &Value| v["findings"].as_array().unwrap().iter().any(|f| f["id"] == "HARDEN-SIGNATURE-MISSING");
+    assert!(!has_missing(&findings), "a bundle-signed image is reported unsigned:\n{findings}");
+    let unsigned = harden(&["check", &reg.push_fixture(&fx, "unsigned:1"), "--format", "json", "--fail-on", "fatal"]);
+    assert!(has_missing(&serde_json::from_slice(&unsigned.stdout).unwrap()), "{}", dump(&unsigned));
 
     // A referrer whose manifest's subject lies: image 2's referrers tag lists image 1's bundles.
     let other_fx = fixture("app");

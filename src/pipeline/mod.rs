@@ -203,7 +203,13 @@ pub async fn rebuild(src: &ImageRef, dst: &ImageRef, o: &RebuildOptions) -> Resu
     let source_digests: Vec<Digest> =
         std::iter::once(w.top.digest.clone()).chain(chosen.iter().map(|e| e.digest.clone())).collect();
     // Before anything is fetched or rewritten: is the source signed as required?
-    report.source_signatures = supply::gate(&ctx, &source_digests).await?;
+    match supply::gate(&ctx, &source_digests).await {
+        Ok(s) => report.source_signatures = s,
+        Err(e) => {
+            write_report(o, &report)?;
+            return Err(e);
+        }
+    }
     report.not_carried_over = supply::not_carried(&ctx, &source_digests).await?;
     // Plan every image before rewriting any: a refusal leaves nothing pushed.
     let images = prepare_all(&ctx, &w, &chosen).await?;
