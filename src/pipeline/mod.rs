@@ -210,7 +210,7 @@ pub async fn rebuild(src: &ImageRef, dst: &ImageRef, o: &RebuildOptions) -> Resu
             return Err(e);
         }
     }
-    report.not_carried_over = supply::not_carried(&ctx, &source_digests).await?;
+    report.not_carried_over = supply::not_carried(&ctx, &source_digests).await;
     // Plan every image before rewriting any: a refusal leaves nothing pushed.
     let images = prepare_all(&ctx, &w, &chosen).await?;
     // A destination that holds no index (a docker-archive) takes one platform, as an image.

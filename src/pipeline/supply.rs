@@ -71,21 +71,27 @@ pub(crate) async fn gate(ctx: &Ctx<'_>, digests: &[Digest]) -> Result<Vec<Source
 }
 
 /// What describes each source digest (signatures, attestations, referrers): none of it is
-/// copied, since it names the source's digests; each is said on stderr and reported.
-pub(crate) async fn not_carried(ctx: &Ctx<'_>, digests: &[Digest]) -> Result<Vec<NotCarriedReport>> {
+/// copied, since it names the source's digests; each is said on stderr and reported. A
+/// look-up that fails is reported too, never fatal.
+pub(crate) async fn not_carried(ctx: &Ctx<'_>, digests: &[Digest]) -> Vec<NotCarriedReport> {
     let src = ctx.src_ref;
     if matches!(src, crate::reference::ImageRef::DockerArchive { .. }) {
-        return Ok(Vec::new());
+        return Vec::new();
     }
     let mut out = Vec::new();
     for d in digests {
-        for what in check::describing(&ctx.src, src, d).await? {
-            let reason = "it describes the source digest; the result has its own (sign or attest it anew)".to_string();
+        for what in check::describing(&ctx.src, src, d).await {
+            let reason = if what.contains(" unreadable: ") {
+                "it could not be read; whatever is there names the source digest and was not carried over"
+            } else {
+                "it describes the source digest; the result has its own (sign or attest it anew)"
+            }
+            .to_string();
             ctx.o.progress.line(&format!("not carried over: {what} of {} ({reason})", src.by_digest(d)));
             out.push(NotCarriedReport { subject: d.to_string(), what, reason });
         }
     }
-    Ok(out)
+    out
 }
 
 /// Sign the pushed result (for an index every platform and then the index): the legacy

@@ -290,8 +290,9 @@ pub async fn verify(ep: &Endpoint, r: &ImageRef, key: &VerifyingKey) -> Result<V
 
 /// What describes `digest` beside `r`, without checking it: the `.sig` and `.att` manifests
 /// (with their layer counts and predicate types) and every referrer (API or referrers tag), one
-/// line each. A referrers tag that cannot be read is a line too.
-pub async fn describing(ep: &Endpoint, r: &ImageRef, digest: &Digest) -> Result<Vec<String>> {
+/// line each. Never fails: a look-up that errors is a line saying so (a registry that answers
+/// oddly for a tag that does not exist must not stop a rebuild that only reports these).
+pub async fn describing(ep: &Endpoint, r: &ImageRef, digest: &Digest) -> Vec<String> {
     let mut out = Vec::new();
     let layers = |m: &crate::transport::Manifest| -> (usize, Vec<String>) {
         let v: Value = serde_json::from_slice(&m.bytes).unwrap_or(Value::Null);
@@ -304,14 +305,22 @@ pub async fn describing(ep: &Endpoint, r: &ImageRef, digest: &Digest) -> Result<
         (ls.len(), types)
     };
     let sig_tag = simple::sig_tag(digest.as_str());
-    if let Some(m) = ep.manifest_opt(&sig_ref(r, digest)).await? {
-        let (n, _) = layers(&m);
-        out.push(format!("{sig_tag} ({n} signature{})", if n == 1 { "" } else { "s" }));
+    match ep.manifest_opt(&sig_ref(r, digest)).await {
+        Ok(Some(m)) => {
+            let (n, _) = layers(&m);
+            out.push(format!("{sig_tag} ({n} signature{})", if n == 1 { "" } else { "s" }));
+        }
+        Ok(None) => {}
+        Err(e) => out.push(format!("{sig_tag} unreadable: {e:#}")),
     }
     let att_tag = attest::att_tag(digest.as_str());
-    if let Some(m) = ep.manifest_opt(&beside(r, att_tag.clone())).await? {
-        let (n, types) = layers(&m);
-        out.push(format!("{att_tag} ({n} attestation{}: {})", if n == 1 { "" } else { "s" }, types.join(", ")));
+    match ep.manifest_opt(&beside(r, att_tag.clone())).await {
+        Ok(Some(m)) => {
+            let (n, types) = layers(&m);
+            out.push(format!("{att_tag} ({n} attestation{}: {})", if n == 1 { "" } else { "s" }, types.join(", ")));
+        }
+        Ok(None) => {}
+        Err(e) => out.push(format!("{att_tag} unreadable: {e:#}")),
     }
     match referrers::list(ep, r, digest).await {
         Ok(list) => {
@@ -325,7 +334,7 @@ pub async fn describing(ep: &Endpoint, r: &ImageRef, digest: &Digest) -> Result<
         }
         Err(e) => out.push(format!("referrers unreadable: {e:#}")),
     }
-    Ok(out)
+    out
 }
 
 fn failed(kind: Kind, what: &str, predicate_type: Option<String>, why: String) -> Line {
