@@ -1,5 +1,5 @@
-//! `harden keygen`, `sign` and `verify`, and the one place harden asks for a password on the
-//! terminal (the library takes passwords from the environment or from these prompts).
+//! `harden keygen`, `sign`, `attest` and `verify`, and the one place harden asks for a password
+//! on the terminal (the library takes passwords from the environment or from these prompts).
 
 use super::args::Net;
 use super::{block_on, outln, usage};
