@@ -425,8 +425,8 @@ fn supply_bundles_in_the_referrers_tag_checked_by_sigstore_js() {
 
 /// `--require-signature`: an unsigned source (or one signed by another key) is refused with
 /// exit 3 before anything is pushed; a source signed only with a cosign v3 bundle passes and
-/// the result is bundle-signed too (`rebuild --bundle`), which sigstore-js accepts. Batch takes
-/// `require_signature` from `[defaults]`.
+/// the result is bundle-signed and attested in bundles too (`rebuild --bundle --attest`), which
+/// sigstore-js accepts. Batch takes `require_signature` from `[defaults]`.
 #[test]
 fn supply_require_signature_gate() {
     let reg = Registry::start(false);
@@ -467,14 +467,37 @@ fn supply_require_signature_gate() {
         "--sign-key",
         key.to_str().unwrap(),
         "--bundle",
+        "--attest",
     ]);
     let pinned = expect_pinned(&harden_env(&a, &with_pw(&[])));
+    // The referrers tag lists the signature bundle and, as cosign v3 stores attestations, the
+    // provenance and SBOM bundles; sigstore-js accepts each, about the result.
     let index = manifest(&reg, "gated", &tag_of(&pinned.digest));
-    let m = manifest(&reg, "gated", index["manifests"][0]["digest"].as_str().unwrap());
-    let bundle = blob(&reg, "gated", m["layers"][0]["digest"].as_str().unwrap());
-    let (out, v) = sigstore_js_verify(&bundle, &public, &pinned.digest);
-    assert!(v.is_some(), "sigstore-js rejects the result's bundle:\n{}", dump(&out));
+    let mut types = Vec::new();
+    for d in index["manifests"].as_array().unwrap() {
+        let m = manifest(&reg, "gated", d["digest"].as_str().unwrap());
+        let bundle = blob(&reg, "gated", m["layers"][0]["digest"].as_str().unwrap());
+        let (out, v) = sigstore_js_verify(&bundle, &public, &pinned.digest);
+        let v = v.unwrap_or_else(|| panic!("sigstore-js rejects the result's bundle:\n{}", dump(&out)));
+        types.push(v["predicateType"].as_str().unwrap().to_string());
+        if v["predicateType"] == SLSA {
+            let b: Value = serde_json::from_slice(&bundle).unwrap();
+            let st: Value =
+                serde_json::from_slice(&base64_decode(b["dsseEnvelope"]["payload"].as_str().unwrap())).unwrap();
+            let dep = &st["predicate"]["buildDefinition"]["resolvedDependencies"][0];
+            assert_eq!(dep["digest"]["sha256"], fx.manifest_digest()[7..], "{st}");
+        }
+    }
+    assert_eq!(types, ["https://sigstore.dev/cosign/sign/v1", SLSA, CDX]);
     expect_pinned(&harden(&["verify", &pinned.reference(), "--key", public.to_str().unwrap()]));
+    expect_pinned(&harden(&[
+        "verify",
+        &pinned.reference(),
+        "--key",
+        public.to_str().unwrap(),
+        "--attestation",
+        "slsaprovenance1",
+    ]));
 
     // Batch: [defaults] require_signature; the unsigned job is refused (exit 3).
     let unsigned = reg.push_fixture(&fixture("app"), "gate:2");

@@ -316,6 +316,9 @@ pub struct AttestationReport {
     /// sha256 of the in-toto statement: the same run gives the same.
     pub statement_digest: String,
     pub added: bool,
+    /// With `--bundle`: the bundle referrer holding the same statement (cosign v3 reads those).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bundle: Option<String>,
 }
 
 /// A source digest and the signature that verified it under `--require-signature`.

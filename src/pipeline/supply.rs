@@ -144,7 +144,8 @@ pub(crate) struct Attest {
 }
 
 /// Attest the pushed result: per image its SLSA provenance and SBOM; for an index (`index`
-/// is its digest) also the provenance of the whole.
+/// is its digest) also the provenance of the whole. Each goes into the `.att`, and with
+/// `--bundle` also as a bundle referrer.
 pub(crate) async fn attest_result(
     ctx: &Ctx<'_>,
     key: &SigningKey,
@@ -165,6 +166,7 @@ pub(crate) async fn attest_result(
         let all: Vec<provenance::Image> = images.iter().map(|a| a.image.clone()).collect();
         todo.push((i.to_string(), dsse::SLSA_PROVENANCE_V1.into(), provenance::predicate(run, &all)));
     }
+    let created = crate::config::source_date_epoch()?.map(|(_, s)| s);
     let mut out = Vec::new();
     for (subject, predicate_type, predicate) in todo {
         let digest = Digest::parse(&subject).map_err(|e| anyhow::anyhow!("attesting {subject}: {e}"))?;
@@ -173,6 +175,26 @@ pub(crate) async fn attest_result(
         let a =
             publish::attest_digest(&ctx.dst, ctx.dst_ref, &digest, key, &predicate_type, &statement, &ctx.o.progress)
                 .await?;
+        // With --bundle the result is signed in cosign v3's format, whose verify-attestation
+        // looks among the bundle referrers first: the statement goes there too.
+        let bundle = match ctx.o.bundle {
+            true => Some(
+                publish::bundle_statement(
+                    &ctx.dst,
+                    ctx.dst_ref,
+                    &digest,
+                    key,
+                    &predicate_type,
+                    &statement,
+                    created.as_deref(),
+                    &ctx.o.progress,
+                )
+                .await?
+                .manifest_digest
+                .to_string(),
+            ),
+            false => None,
+        };
         out.push(AttestationReport {
             subject,
             predicate_type,
@@ -181,6 +203,7 @@ pub(crate) async fn attest_result(
             envelope_digest: a.envelope_digest.to_string(),
             statement_digest: a.statement_digest.to_string(),
             added: a.added,
+            bundle,
         });
     }
     Ok(out)

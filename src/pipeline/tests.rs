@@ -527,19 +527,28 @@ fn an_index_is_gated_and_attested_per_platform() {
     assert!(p["buildDefinition"]["internalParameters"]["sourceVerifiedBy"][0].as_str().unwrap().contains("vendor.pub"));
 
     // --bundle: a cosign v3 bundle per platform and for the index (the index's reported first),
-    // registered in each referrers tag; no legacy .sig.
+    // registered in each referrers tag; no legacy .sig; each attestation also as a bundle.
     let bdst = layout_ref(&tmp.path().join("bundled"), "hard");
-    let out = block(rebuild(&r, &bdst, &RebuildOptions { bundle: true, attest: false, ..o })).unwrap();
+    let out = block(rebuild(&r, &bdst, &RebuildOptions { bundle: true, ..o })).unwrap();
     let rep = &out.report;
     assert!(rep.signature.is_none());
     assert_eq!(rep.bundles.len(), 3);
     assert_eq!(rep.bundles[0].subject, rep.result.as_ref().unwrap().digest);
+    assert!(rep.attestations.iter().all(|a| a.bundle.is_some()), "{:?}", rep.attestations);
     let bep = Endpoint::open(&bdst, &NetOptions::default()).unwrap();
     for b in &rep.bundles {
         assert!(b.added && b.referrers_tag.is_some(), "{b:?}");
         let d = Digest::parse(&b.subject).unwrap();
         let ex = block(check::examine(&bep, &bdst, &d, &[key.public_key()])).unwrap();
         assert_eq!(ex.signed_by(), Some(0), "{ex:?}");
-        assert!(ex.lines.iter().all(|l| l.what.starts_with("bundle ")), "{ex:?}");
+        assert!(!ex.lines.iter().any(|l| l.what.contains(".sig")), "{ex:?}");
+        let bundled: Vec<Option<&str>> = ex
+            .lines
+            .iter()
+            .filter(|l| l.what.starts_with("bundle ") && l.result.is_ok())
+            .map(|l| l.predicate_type.as_deref())
+            .collect();
+        assert!(bundled.contains(&Some(dsse::COSIGN_SIGN_PREDICATE)), "{bundled:?}");
+        assert!(bundled.contains(&Some(dsse::SLSA_PROVENANCE_V1)), "{bundled:?}");
     }
 }

@@ -131,9 +131,26 @@ pub async fn bundle_digest(
     created: Option<&str>,
     progress: &Progress,
 ) -> Result<Bundled> {
+    let statement = bundle::sign_statement(digest.as_str(), annotations);
+    bundle_statement(ep, r, digest, key, dsse::COSIGN_SIGN_PREDICATE, &statement, created, progress).await
+}
+
+/// Store `statement` (an in-toto statement about `digest`, of `predicate_type`) signed with
+/// `key` as a sigstore bundle referrer of `digest`, as cosign v3's `sign` (the `cosign/sign`
+/// statement) and `attest` (any other) do.
+#[allow(clippy::too_many_arguments)]
+pub async fn bundle_statement(
+    ep: &Endpoint,
+    r: &ImageRef,
+    digest: &Digest,
+    key: &SigningKey,
+    predicate_type: &str,
+    statement: &[u8],
+    created: Option<&str>,
+    progress: &Progress,
+) -> Result<Bundled> {
     let pinned = r.by_digest(digest);
     let subject = ep.manifest(&r.with_digest(digest)).await?;
-    let statement = bundle::sign_statement(digest.as_str(), annotations);
     // Already signed with this key? A referrer whose bundle verifies with it over this statement.
     let listed = referrers::list(ep, r, digest).await.with_context(|| {
         format!("not signing {pinned}: its referrers cannot be read (a referrers tag is never overwritten)")
@@ -160,7 +177,7 @@ pub async fn bundle_digest(
         if bundle::verify_referrer(&mv, fetch, &key.public_key(), digest.as_str())
             .is_ok_and(|st| st.payload == statement)
         {
-            progress.line(&format!("{pinned} already has a bundle signed with this key ({})", md.short()));
+            progress.line(&format!("{pinned} already has this {predicate_type} bundle with this key ({})", md.short()));
             return Ok(Bundled {
                 image_digest: digest.clone(),
                 manifest_digest: md,
@@ -169,10 +186,10 @@ pub async fn bundle_digest(
             });
         }
     }
-    let bundle_bytes = bundle::bundle(&statement, key).map_err(|e| anyhow!("signing {pinned}: {e}"))?;
+    let bundle_bytes = bundle::bundle(statement, key).map_err(|e| anyhow!("signing {pinned}: {e}"))?;
     let manifest_bytes = bundle::referrer_manifest(
         &bundle_bytes,
-        dsse::COSIGN_SIGN_PREDICATE,
+        predicate_type,
         &subject.media_type,
         digest.as_str(),
         subject.bytes.len() as u64,
@@ -191,6 +208,6 @@ pub async fn bundle_digest(
     let target = r.without_tag().with_digest(&manifest.digest);
     Push { dst: ep, mount_from: None, jobs: 1, progress }.push(&blobs, &target, &manifest, "bundle manifest").await?;
     let referrers_tag = referrers::register(ep, r, digest, &manifest, progress).await?;
-    progress.line(&format!("signed {pinned} (sigstore bundle {})", manifest.digest.short()));
+    progress.line(&format!("bundled {pinned}: {predicate_type} (sigstore bundle {})", manifest.digest.short()));
     Ok(Bundled { image_digest: digest.clone(), manifest_digest: manifest.digest, referrers_tag, added: true })
 }
