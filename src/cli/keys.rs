@@ -194,7 +194,8 @@ pub fn attest(a: AttestArgs) -> Result<ExitCode> {
         let subject =
             dsse::Subject { name: r.repository_name(), digest: image.digest.to_string(), annotations: BTreeMap::new() };
         let statement = dsse::statement(&subject, &predicate_type, &predicate);
-        let done = publish::attest_digest(&ep, &r, &image.digest, &key, &predicate_type, &statement, &progress).await?;
+        let claim = publish::Claim { digest: &image.digest, predicate_type: &predicate_type, statement: &statement };
+        let done = publish::attest_digest(&ep, &r, claim, &key, &progress).await?;
         Ok((r.by_digest(&image.digest), done))
     })?;
     outln(&pinned)?;

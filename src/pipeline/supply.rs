@@ -172,27 +172,16 @@ pub(crate) async fn attest_result(
         let digest = Digest::parse(&subject).map_err(|e| anyhow::anyhow!("attesting {subject}: {e}"))?;
         let s = dsse::Subject { name: name.clone(), digest: subject.clone(), annotations: Default::default() };
         let statement = dsse::statement(&s, &predicate_type, &predicate);
-        let a =
-            publish::attest_digest(&ctx.dst, ctx.dst_ref, &digest, key, &predicate_type, &statement, &ctx.o.progress)
-                .await?;
+        let claim = publish::Claim { digest: &digest, predicate_type: &predicate_type, statement: &statement };
+        let a = publish::attest_digest(&ctx.dst, ctx.dst_ref, claim, key, &ctx.o.progress).await?;
         // With --bundle the result is signed in cosign v3's format, whose verify-attestation
         // looks among the bundle referrers first: the statement goes there too.
         let bundle = match ctx.o.bundle {
-            true => Some(
-                publish::bundle_statement(
-                    &ctx.dst,
-                    ctx.dst_ref,
-                    &digest,
-                    key,
-                    &predicate_type,
-                    &statement,
-                    created.as_deref(),
-                    &ctx.o.progress,
-                )
-                .await?
-                .manifest_digest
-                .to_string(),
-            ),
+            true => {
+                let b =
+                    publish::bundle_statement(&ctx.dst, ctx.dst_ref, claim, key, created.as_deref(), &ctx.o.progress);
+                Some(b.await?.manifest_digest.to_string())
+            }
             false => None,
         };
         out.push(AttestationReport {

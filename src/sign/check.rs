@@ -396,6 +396,10 @@ mod tests {
         Setup { _tmp: tmp, ep, r, digest }
     }
 
+    fn claim<'a>(digest: &'a Digest, predicate_type: &'a str, statement: &'a [u8]) -> publish::Claim<'a> {
+        publish::Claim { digest, predicate_type, statement }
+    }
+
     fn statement(d: &Digest, pt: &str) -> Vec<u8> {
         let s = dsse::Subject { name: "x".into(), digest: d.to_string(), annotations: BTreeMap::new() };
         dsse::statement(&s, pt, &json!({"n": 1}))
@@ -428,13 +432,15 @@ mod tests {
 
         // An attestation and a legacy signature.
         let st = statement(&s.digest, dsse::SLSA_PROVENANCE_V1);
-        let a = block(publish::attest_digest(&s.ep, &s.r, &s.digest, &k1, dsse::SLSA_PROVENANCE_V1, &st, &q)).unwrap();
+        let a = block(publish::attest_digest(&s.ep, &s.r, claim(&s.digest, dsse::SLSA_PROVENANCE_V1, &st), &k1, &q))
+            .unwrap();
         assert!(a.added);
         let again =
-            block(publish::attest_digest(&s.ep, &s.r, &s.digest, &k1, dsse::SLSA_PROVENANCE_V1, &st, &q)).unwrap();
+            block(publish::attest_digest(&s.ep, &s.r, claim(&s.digest, dsse::SLSA_PROVENANCE_V1, &st), &k1, &q))
+                .unwrap();
         assert!(!again.added && again.manifest_digest == a.manifest_digest);
         let sbom = statement(&s.digest, dsse::CYCLONEDX);
-        block(publish::attest_digest(&s.ep, &s.r, &s.digest, &k1, dsse::CYCLONEDX, &sbom, &q)).unwrap();
+        block(publish::attest_digest(&s.ep, &s.r, claim(&s.digest, dsse::CYCLONEDX, &sbom), &k1, &q)).unwrap();
         block(store::sign_digest(&s.ep, &s.r, &s.digest, &k2, &none, &q)).unwrap();
 
         let e = block(examine(&s.ep, &s.r, &s.digest, &[k1.public_key()])).unwrap();

@@ -40,17 +40,24 @@ pub struct Attested {
     pub added: bool,
 }
 
-/// Add an attestation of `statement` (an in-toto statement about `digest`) signed with `key`
-/// to the `.att` manifest of `digest` beside `r`.
+/// An in-toto statement about `digest` (a manifest), of `predicate_type`, as bytes to sign.
+#[derive(Clone, Copy, Debug)]
+pub struct Claim<'a> {
+    pub digest: &'a Digest,
+    pub predicate_type: &'a str,
+    pub statement: &'a [u8],
+}
+
+/// Add an attestation of the claim signed with `key` to the `.att` manifest of its digest
+/// beside `r`.
 pub async fn attest_digest(
     ep: &Endpoint,
     r: &ImageRef,
-    digest: &Digest,
+    claim: Claim<'_>,
     key: &SigningKey,
-    predicate_type: &str,
-    statement: &[u8],
     progress: &Progress,
 ) -> Result<Attested> {
+    let Claim { digest, predicate_type, statement } = claim;
     let tag = attest::att_tag(digest.as_str());
     let target = beside(r, tag.clone());
     let pinned = r.by_digest(digest);
@@ -132,23 +139,21 @@ pub async fn bundle_digest(
     progress: &Progress,
 ) -> Result<Bundled> {
     let statement = bundle::sign_statement(digest.as_str(), annotations);
-    bundle_statement(ep, r, digest, key, dsse::COSIGN_SIGN_PREDICATE, &statement, created, progress).await
+    let claim = Claim { digest, predicate_type: dsse::COSIGN_SIGN_PREDICATE, statement: &statement };
+    bundle_statement(ep, r, claim, key, created, progress).await
 }
 
-/// Store `statement` (an in-toto statement about `digest`, of `predicate_type`) signed with
-/// `key` as a sigstore bundle referrer of `digest`, as cosign v3's `sign` (the `cosign/sign`
-/// statement) and `attest` (any other) do.
-#[allow(clippy::too_many_arguments)]
+/// Store the claim signed with `key` as a sigstore bundle referrer of its digest, as cosign
+/// v3's `sign` (the `cosign/sign` statement) and `attest` (any other) do.
 pub async fn bundle_statement(
     ep: &Endpoint,
     r: &ImageRef,
-    digest: &Digest,
+    claim: Claim<'_>,
     key: &SigningKey,
-    predicate_type: &str,
-    statement: &[u8],
     created: Option<&str>,
     progress: &Progress,
 ) -> Result<Bundled> {
+    let Claim { digest, predicate_type, statement } = claim;
     let pinned = r.by_digest(digest);
     let subject = ep.manifest(&r.with_digest(digest)).await?;
     // Already signed with this key? A referrer whose bundle verifies with it over this statement.
