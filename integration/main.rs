@@ -23,6 +23,7 @@ mod profiles;
 mod rebuild;
 mod reliability;
 mod sign;
+mod supply;
 
 use common::*;
 use std::process::Command;

@@ -32,18 +32,40 @@ declare -A PKG_OF=(
 ORDER=(docker-registry skopeo umoci runc debootstrap oci-image-tool htpasswd zstd tar curl python3 bsdtar bzip2 xz
   containerd ctr dpkg-query /usr/share/go-1.19/src/archive/tar/testdata/gnu.tar /usr/lib/python3.11/test/testtar.tar)
 
-# PyPI: cyclonedx-python-lib validates the SBOMs (integration/packages.rs), in a venv of its own
+# PyPI: cyclonedx-python-lib validates the SBOMs (integration/packages.rs) and cryptography
+# checks DSSE attestations independently (integration/attest.rs), in a venv of its own
 # (Debian's python is externally managed) at target/it-venv; installed once, checked each run.
-VENV="$(cd "$(dirname "$0")/.." && pwd)/target/it-venv"
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+VENV="$ROOT/target/it-venv"
 python_libs() {
-  if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c 'import cyclonedx.validation.json' 2>/dev/null; then
-    echo "setup.sh: cyclonedx-python-lib present in $VENV"
+  if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c 'import cyclonedx.validation.json, cryptography' 2>/dev/null; then
+    echo "setup.sh: cyclonedx-python-lib and cryptography present in $VENV"
     return 0
   fi
-  echo "setup.sh: installing cyclonedx-python-lib (PyPI) into $VENV"
-  python3 -m venv "$VENV" || { echo "setup.sh: ERROR: python3 -m venv failed (Debian package python3-venv)" >&2; exit 1; }
-  "$VENV/bin/python" -m pip install -q 'cyclonedx-python-lib[json-validation]' ||
-    { echo "setup.sh: ERROR: pip install cyclonedx-python-lib failed" >&2; exit 1; }
+  echo "setup.sh: installing cyclonedx-python-lib and cryptography (PyPI) into $VENV"
+  [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV" ||
+    { echo "setup.sh: ERROR: python3 -m venv failed (Debian package python3-venv)" >&2; exit 1; }
+  "$VENV/bin/python" -m pip install -q 'cyclonedx-python-lib[json-validation]' cryptography ||
+    { echo "setup.sh: ERROR: pip install cyclonedx-python-lib cryptography failed" >&2; exit 1; }
+}
+
+# npm: @sigstore/verify (sigstore-js) checks cosign v3 bundles independently
+# (integration/attest.rs), installed into target/npm; node 20 and npm come from the machine.
+NPM_DIR="$ROOT/target/npm"
+node_libs() {
+  if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    echo "setup.sh: ERROR: node and npm are needed for @sigstore/verify (Debian packages nodejs, npm)" >&2
+    exit 1
+  fi
+  if (cd "$NPM_DIR" 2>/dev/null && node -e 'require("@sigstore/verify"); require("@sigstore/bundle")' 2>/dev/null); then
+    echo "setup.sh: @sigstore/verify present in $NPM_DIR"
+    return 0
+  fi
+  echo "setup.sh: installing @sigstore/verify (npm) into $NPM_DIR"
+  mkdir -p "$NPM_DIR"
+  [ -f "$NPM_DIR/package.json" ] || echo '{"name":"harden-it","private":true}' > "$NPM_DIR/package.json"
+  npm install --prefix "$NPM_DIR" --no-audit --no-fund -q '@sigstore/verify@3.1.1' '@sigstore/bundle@4' ||
+    { echo "setup.sh: ERROR: npm install @sigstore/verify failed" >&2; exit 1; }
 }
 
 have() {
@@ -62,6 +84,7 @@ mapfile -t missing < <(missing_cmds)
 if [ "${#missing[@]}" -eq 0 ]; then
   echo "setup.sh: all integration tools present"
   python_libs
+  node_libs
   exit 0
 fi
 
@@ -104,3 +127,4 @@ if [ "${#still[@]}" -ne 0 ]; then
 fi
 echo "setup.sh: all integration tools present"
 python_libs
+node_libs

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-const PW: &str = "it-password";
+pub(crate) const PW: &str = "it-password";
 
 /// target/sigverify/release/sigverify, built on first use (once per test process).
 fn sigverify() -> PathBuf {
@@ -38,14 +38,14 @@ fn sigverify_verify(reference: &str, public_key: &Path) -> std::process::Output 
     run_with_timeout(Command::new(sigverify()).args(["verify", "--plain-http", reference]).arg(public_key))
 }
 
-fn with_pw<'a>(extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+pub(crate) fn with_pw<'a>(extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
     let mut v = vec![("HARDEN_PASSWORD", PW)];
     v.extend_from_slice(extra);
     v
 }
 
 /// `harden keygen --output DIR/NAME` with the test password; returns (key, pub).
-fn keygen(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+pub(crate) fn keygen(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
     let prefix = dir.join(name);
     let out = harden_env(&["keygen", "--output", prefix.to_str().unwrap()], &with_pw(&[]));
     assert!(out.status.success(), "keygen failed:\n{}", dump(&out));

@@ -34,6 +34,14 @@ struct Defaults {
     /// As `rebuild --recompress`.
     #[serde(default)]
     recompress: bool,
+    /// As `rebuild --require-signature` (public key files; any of them).
+    #[serde(default)]
+    require_signature: Vec<PathBuf>,
+    /// As `rebuild --attest`, `--bundle` (need a sign_key).
+    #[serde(default)]
+    attest: bool,
+    #[serde(default)]
+    bundle: bool,
 }
 
 #[derive(Deserialize, Clone)]
@@ -43,6 +51,10 @@ pub struct Job {
     pub destination: String,
     pub profiles: Option<Vec<String>>,
     pub sign_key: Option<PathBuf>,
+    /// Replaces `[defaults]`'s `require_signature` for this job.
+    pub require_signature: Option<Vec<PathBuf>>,
+    pub attest: Option<bool>,
+    pub bundle: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -133,6 +145,21 @@ pub fn signing_keys(
     Ok(keys)
 }
 
+/// The public keys a batch's jobs require signatures by (in this shard), loaded once before
+/// any work, by file.
+pub fn trusted_keys(o: &BatchOptions) -> Result<HashMap<PathBuf, crate::sign::VerifyingKey>> {
+    let (defaults, all) = load(&o.file)?;
+    let mut keys = HashMap::new();
+    for j in all.iter().filter(|j| o.shard.is_none_or(|s| s.owns(j))) {
+        for k in j.require_signature.as_ref().unwrap_or(&defaults.require_signature) {
+            if !keys.contains_key(k) {
+                keys.insert(k.clone(), crate::sign::keyfile::load_verifying_key(k)?);
+            }
+        }
+    }
+    Ok(keys)
+}
+
 /// Run the batch with the keys from [`signing_keys`]; `on_result` hears of each job as it ends
 /// (the CLI prints a line). Exit: 0 all done, 3 when every failure is a policy result, 1
 /// otherwise.
@@ -141,6 +168,7 @@ pub async fn run(
     keys: HashMap<PathBuf, Arc<crate::sign::SigningKey>>,
     on_result: impl Fn(&JobReport) + Sync,
 ) -> Result<BatchReport> {
+    let trusted = trusted_keys(&o)?;
     let (defaults, all) = load(&o.file)?;
     let mine: Vec<(usize, Job)> =
         all.into_iter().enumerate().filter(|(_, j)| o.shard.is_none_or(|s| s.owns(j))).collect();
@@ -161,6 +189,7 @@ pub async fn run(
         .map(|(i, job)| {
             let (defaults, keys, stop, o, scans, on_result, kept, jobs_bar) =
                 (&defaults, &keys, &stop, &o, &scans, &on_result, &kept, &jobs_bar);
+            let trusted = &trusted;
             async move {
                 let label = format!("job {} {} -> {}", i + 1, job.source, job.destination);
                 let mut r = JobReport {
@@ -178,6 +207,17 @@ pub async fn run(
                 }
                 progress.line(&format!("{label}: started"));
                 let key = job.sign_key.as_ref().or(defaults.sign_key.as_ref()).and_then(|k| keys.get(k)).cloned();
+                let require_signature = job
+                    .require_signature
+                    .as_ref()
+                    .unwrap_or(&defaults.require_signature)
+                    .iter()
+                    .filter_map(|k| {
+                        trusted
+                            .get(k)
+                            .map(|key| pipeline::TrustedKey { name: k.display().to_string(), key: key.clone() })
+                    })
+                    .collect();
                 let opts = RebuildOptions {
                     profiles: job.profiles.clone().unwrap_or_else(|| defaults.profiles.clone()),
                     codec,
@@ -186,6 +226,9 @@ pub async fn run(
                     net: o.net.clone(),
                     progress: Progress::Quiet,
                     sign_key: key,
+                    require_signature,
+                    attest: job.attest.unwrap_or(defaults.attest),
+                    bundle: job.bundle.unwrap_or(defaults.bundle),
                     cache: Some(Arc::clone(&o.cache)),
                     scans: Some(Arc::clone(scans)),
                     ..o.rebuild.clone()
@@ -237,7 +280,10 @@ pub async fn run(
     }
     match (failed, refused) {
         (0, 0) => Ok(report),
-        (0, _) => Err(Failure::Policy(format!("{refused} of {total} jobs refused by the guard")).into()),
+        (0, _) => {
+            Err(Failure::Policy(format!("{refused} of {total} jobs refused (by the guard or the signature gate)"))
+                .into())
+        }
         _ => Err(anyhow!("{} of {total} jobs failed", failed + refused)),
     }
 }
@@ -331,6 +377,9 @@ mod tests {
             destination: format!("m.example/{s}:1"),
             profiles: None,
             sign_key: None,
+            require_signature: None,
+            attest: None,
+            bundle: None,
         }
     }
 
@@ -409,5 +458,12 @@ mod tests {
         assert!(load(&p).err().unwrap().to_string().contains("job 1"));
         std::fs::write(&p, "[[job]]\nsource = \"a.example/x:1\"\ndestination = \"b.example/x:1\"\n").unwrap();
         assert_eq!(load(&p).unwrap().1.len(), 1);
+        // The supply-chain keys: in [defaults], and per job (replacing the defaults').
+        std::fs::write(&p, "[defaults]\nrequire_signature = [\"v.pub\"]\nattest = true\n\n[[job]]\nsource = \"a.example/x:1\"\ndestination = \"b.example/x:1\"\nrequire_signature = [\"w.pub\", \"x.pub\"]\nbundle = true\n").unwrap();
+        let (d, jobs) = load(&p).unwrap();
+        assert_eq!(d.require_signature, [PathBuf::from("v.pub")]);
+        assert!(d.attest && !d.bundle);
+        assert_eq!(jobs[0].require_signature.as_ref().unwrap().len(), 2);
+        assert_eq!(jobs[0].bundle, Some(true));
     }
 }

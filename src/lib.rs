@@ -8,7 +8,7 @@
 //! changes and [`guard`] checks the result still starts → [`rewrite`] streams the layers that
 //! change ([`layer`] has the codecs, the tar model and the splicer; [`cache`] remembers
 //! rewrites) → [`config`] edits the config → [`transport::push`] stores blobs first and the
-//! manifest last → [`sign`] signs it. [`audit`] judges an image (`check`) and the rebuild's
+//! manifest last → [`sign`] signs and attests it ([`provenance`] is the SLSA predicate). [`audit`] judges an image (`check`) and the rebuild's
 //! before/after; [`report`] holds the typed reports. [`pipeline`] orders the stages for one
 //! image or an index; [`batch`] runs many.
 
@@ -31,6 +31,7 @@ pub mod pkgdb;
 pub mod plan;
 pub mod profile;
 pub mod progress;
+pub mod provenance;
 pub mod reference;
 pub mod report;
 pub mod rewrite;

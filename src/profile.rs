@@ -254,6 +254,18 @@ pub struct Profile {
     /// `[packages]` (left out of the digest when empty, so older profiles keep theirs).
     #[serde(skip_serializing_if = "PackageRules::is_empty")]
     pub packages: PackageRules,
+    /// Every profile file read, `extends` included, in the order read (for provenance; not
+    /// part of the digest, which is the resolved rules').
+    #[serde(skip)]
+    pub files: Vec<ProfileFile>,
+}
+
+/// A profile file as read: `harden:profiles/NAME.toml` for a built-in, else `file:PATH`, and
+/// the digest of its text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProfileFile {
+    pub uri: String,
+    pub digest: Digest,
 }
 
 /// `[packages]`: packages removed as a unit (name globs, also from groups' `packages`), and
@@ -282,6 +294,7 @@ impl Profile {
             strip_capabilities: false,
             fix_world_writable: false,
             packages: PackageRules::default(),
+            files: Vec::new(),
             config: ConfigRules {
                 user: UserRule::Keep,
                 healthcheck: None,
@@ -468,6 +481,11 @@ fn apply(
     groups: &Groups,
     depth: usize,
 ) -> Result<String, ProfileError> {
+    let builtin = BUILTINS.iter().any(|(n, t)| file == format!("profiles/{n}.toml") && *t == text);
+    p.files.push(ProfileFile {
+        uri: if builtin { format!("harden:{file}") } else { format!("file:{file}") },
+        digest: Digest::of(text.as_bytes()),
+    });
     let src = Source { name: file.to_string(), text };
     let raw: RawProfile = toml::from_str(text).map_err(|e| {
         let msg = e.message().trim().replace('\n', " ");

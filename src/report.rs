@@ -41,6 +41,20 @@ pub struct RebuildReport {
     pub result: Option<ResultRef>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub signature: Option<SignatureReport>,
+    /// The cosign v3 bundles `--bundle` stored (the result's first; for an index every
+    /// platform's, then the index's).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub bundles: Vec<BundleReport>,
+    /// The attestations `--attest` stored.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub attestations: Vec<AttestationReport>,
+    /// What verified the source under `--require-signature`, one entry per digest checked.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub source_signatures: Vec<SourceSignatureReport>,
+    /// What described the source (signatures, attestations, referrers) and was not carried
+    /// over to the result, and why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub not_carried_over: Vec<NotCarriedReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timings_ms: Option<Timings>,
     /// A rerun that found its result already at the destination (nothing planned or rewritten).
@@ -69,6 +83,10 @@ impl RebuildReport {
             images: None,
             result: None,
             signature: None,
+            bundles: Vec::new(),
+            attestations: Vec::new(),
+            source_signatures: Vec::new(),
+            not_carried_over: Vec::new(),
             timings_ms: None,
             reused: None,
         }
@@ -286,6 +304,55 @@ pub struct SignatureReport {
     pub payload_digest: String,
     /// False when an equivalent signature was already there.
     pub added: bool,
+}
+
+/// A cosign v3 bundle stored as a referrer of `subject`.
+#[derive(Serialize, Clone, Debug)]
+pub struct BundleReport {
+    pub subject: String,
+    pub manifest_digest: String,
+    /// The referrers tag written (registries without the referrers API).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub referrers_tag: Option<String>,
+    pub added: bool,
+}
+
+/// One attestation stored in `subject`'s `.att` manifest.
+#[derive(Serialize, Clone, Debug)]
+pub struct AttestationReport {
+    pub subject: String,
+    pub predicate_type: String,
+    pub tag: String,
+    pub manifest_digest: String,
+    pub envelope_digest: String,
+    /// sha256 of the in-toto statement: the same run gives the same.
+    pub statement_digest: String,
+    pub added: bool,
+    /// With `--bundle`: the bundle referrer holding the same statement (cosign v3 reads those).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bundle: Option<String>,
+}
+
+/// A source digest and the signature that verified it under `--require-signature`.
+#[derive(Serialize, Clone, Debug)]
+pub struct SourceSignatureReport {
+    pub digest: String,
+    /// The key file, as given.
+    pub key: String,
+    /// Its sigstore hint: base64 of sha256 over the public key's DER.
+    pub key_hint: String,
+    /// Where the signature is (`sha256-<hex>.sig #0 sha256:…`, `bundle sha256:…`).
+    pub signature: String,
+}
+
+/// Something that described the source and was left behind.
+#[derive(Serialize, Clone, Debug)]
+pub struct NotCarriedReport {
+    /// The source digest it describes.
+    pub subject: String,
+    /// `sha256-<hex>.sig (2 layers)`, `referrer sha256:… (application/vnd.…)`, …
+    pub what: String,
+    pub reason: String,
 }
 
 /// `batch --report`.

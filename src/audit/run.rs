@@ -33,17 +33,28 @@ pub struct CheckOutput {
     pub failed: bool,
 }
 
-/// Look for a cosign signature of `digest` beside `r`. Never fails: a look-up that errors
-/// (other than "no such tag") says so in the result.
+/// Look for a cosign signature of `digest` beside `r`: the legacy `.sig`, else a cosign v3
+/// bundle among its referrers. Never fails: a look-up that errors (other than "no such tag")
+/// says so in the result.
 pub async fn signature(ep: &Endpoint, r: &ImageRef, digest: &Digest) -> Signature {
+    let unknown = |e: anyhow::Error| {
+        let msg: Vec<String> = e.chain().map(ToString::to_string).collect();
+        Signature::Unknown(msg.join(": ").replace('\n', " "))
+    };
     let s = crate::sign::store::sig_ref(r, digest);
     match ep.manifest_opt(&s).await {
-        Ok(Some(_)) => Signature::Found(s.to_string()),
-        Ok(None) => Signature::Absent(s.to_string()),
-        Err(e) => {
-            let msg: Vec<String> = e.chain().map(ToString::to_string).collect();
-            Signature::Unknown(msg.join(": ").replace('\n', " "))
-        }
+        Ok(Some(_)) => return Signature::Found(s.to_string()),
+        Ok(None) => {}
+        Err(e) => return unknown(e),
+    }
+    match crate::sign::referrers::list(ep, r, digest).await {
+        Ok(list) => match list.iter().find(|d| d["artifactType"] == crate::sign::bundle::BUNDLE_MEDIA_TYPE) {
+            Some(d) => {
+                Signature::Found(format!("{} (bundle {})", r.by_digest(digest), d["digest"].as_str().unwrap_or("")))
+            }
+            None => Signature::Absent(s.to_string()),
+        },
+        Err(e) => unknown(e),
     }
 }
 

@@ -1,15 +1,16 @@
-//! `harden keygen`, `sign` and `verify`, and the one place harden asks for a password on the
-//! terminal (the library takes passwords from the environment or from these prompts).
+//! `harden keygen`, `sign`, `attest` and `verify`, and the one place harden asks for a password
+//! on the terminal (the library takes passwords from the environment or from these prompts).
 
 use super::args::Net;
 use super::{block_on, outln, usage};
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use harden::digest::Digest;
 use harden::progress::Progress;
 use harden::reference::ImageRef;
-use harden::sign::keyfile;
-use harden::sign::store;
 use harden::sign::SigningKey;
+use harden::sign::{check, dsse, keyfile, publish, store};
+use harden::source::walk;
 use harden::transport::Endpoint;
 use harden::Failure;
 use std::collections::BTreeMap;
@@ -41,6 +42,31 @@ pub struct SignArgs {
     /// Add KEY=VALUE to the signed payload's optional annotations; repeatable.
     #[arg(long = "annotation", short = 'a', value_name = "KEY=VALUE")]
     annotations: Vec<String>,
+    /// Sign in cosign v3's format instead of the legacy .sig: a sigstore bundle (DSSE, no
+    /// transparency log) stored as an OCI referrer of each manifest signed (the referrers tag
+    /// sha256-<hex> where the registry has no referrers API).
+    #[arg(long)]
+    bundle: bool,
+    /// No progress on stderr.
+    #[arg(long, short = 'q')]
+    quiet: bool,
+    #[command(flatten)]
+    net: Net,
+}
+
+#[derive(Args)]
+pub struct AttestArgs {
+    /// Image to attest: registry reference or oci:DIR[:TAG] (a tag is resolved to its digest).
+    image: String,
+    /// Encrypted cosign private key (password as for `sign`).
+    #[arg(long, value_name = "FILE")]
+    key: PathBuf,
+    /// The predicate: a JSON object.
+    #[arg(long, value_name = "FILE")]
+    predicate: PathBuf,
+    /// Its type: a URI, or slsaprovenance1, cyclonedx, spdxjson, openvex, vuln.
+    #[arg(long = "type", value_name = "URI|NAME")]
+    predicate_type: String,
     /// No progress on stderr.
     #[arg(long, short = 'q')]
     quiet: bool,
@@ -52,9 +78,14 @@ pub struct SignArgs {
 pub struct VerifyArgs {
     /// Image to check: registry reference or oci:DIR[:TAG].
     image: String,
-    /// Cosign public key (PEM `PUBLIC KEY`, ECDSA P-256).
-    #[arg(long, value_name = "FILE")]
-    key: PathBuf,
+    /// Cosign public key (PEM `PUBLIC KEY`, ECDSA P-256); repeatable: any of them may verify.
+    #[arg(long, value_name = "FILE", required = true)]
+    key: Vec<PathBuf>,
+    /// Require a verifying attestation of this predicate type (URI or cosign's name, e.g.
+    /// slsaprovenance1, cyclonedx) whose subject is the image, instead of a signature;
+    /// repeatable.
+    #[arg(long, value_name = "TYPE")]
+    attestation: Vec<String>,
     /// No details on stderr.
     #[arg(long, short = 'q')]
     quiet: bool,
@@ -118,37 +149,80 @@ pub fn sign(a: SignArgs) -> Result<ExitCode> {
     let key = load_signing_key(&a.key)?;
     let progress = Progress::new(a.quiet);
     let net = a.net.options(&progress);
+    let created = harden::config::source_date_epoch()?.map(|(_, s)| s);
     let signed = block_on(&progress, "interrupted", async {
         let ep = Endpoint::open(&r, &net)?;
-        store::sign(&ep, &r, &key, &annotations, &progress).await
+        if !a.bundle {
+            return Ok(store::sign(&ep, &r, &key, &annotations, &progress)
+                .await?
+                .into_iter()
+                .map(|s| s.image_digest)
+                .collect());
+        }
+        // cosign v3's format: a bundle per manifest (the index's line first, signed last).
+        let w = walk::walk(&ep, &r).await?;
+        let mut digests: Vec<Digest> = w.digests().into_iter().filter(|d| **d != w.top.digest).cloned().collect();
+        digests.push(w.top.digest.clone());
+        for d in &digests {
+            publish::bundle_digest(&ep, &r, d, &key, &annotations, created.as_deref(), &progress).await?;
+        }
+        digests.rotate_right(1);
+        Ok::<Vec<Digest>, anyhow::Error>(digests)
     })?;
-    for s in signed {
-        outln(&r.by_digest(&s.image_digest).to_string())?;
+    for d in signed {
+        outln(&r.by_digest(&d).to_string())?;
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn attest(a: AttestArgs) -> Result<ExitCode> {
+    let r = ImageRef::parse(&a.image).map_err(usage)?;
+    let predicate_type = dsse::predicate_type(&a.predicate_type).map_err(usage)?;
+    let text =
+        std::fs::read(&a.predicate).with_context(|| format!("--predicate {}: cannot read", a.predicate.display()))?;
+    let predicate: serde_json::Value = serde_json::from_slice(&text)
+        .with_context(|| format!("--predicate {}: not valid JSON", a.predicate.display()))?;
+    if !predicate.is_object() {
+        bail!("--predicate {}: a predicate is a JSON object", a.predicate.display());
+    }
+    let key = load_signing_key(&a.key)?;
+    let progress = Progress::new(a.quiet);
+    let net = a.net.options(&progress);
+    let (pinned, _) = block_on(&progress, "interrupted", async {
+        let ep = Endpoint::open(&r, &net)?;
+        let image = ep.manifest(&r).await?;
+        let subject =
+            dsse::Subject { name: r.repository_name(), digest: image.digest.to_string(), annotations: BTreeMap::new() };
+        let statement = dsse::statement(&subject, &predicate_type, &predicate);
+        let claim = publish::Claim { digest: &image.digest, predicate_type: &predicate_type, statement: &statement };
+        let done = publish::attest_digest(&ep, &r, claim, &key, &progress).await?;
+        Ok((r.by_digest(&image.digest), done))
+    })?;
+    outln(&pinned)?;
     Ok(ExitCode::SUCCESS)
 }
 
 pub fn verify(a: VerifyArgs) -> Result<ExitCode> {
     let r = ImageRef::parse(&a.image).map_err(usage)?;
-    let key = keyfile::load_verifying_key(&a.key)?;
+    let keys = a.key.iter().map(|k| keyfile::load_verifying_key(k)).collect::<Result<Vec<_>>>()?;
+    let types = a.attestation.iter().map(|t| dsse::predicate_type(t)).collect::<Result<Vec<_>, _>>().map_err(usage)?;
+    let names: Vec<String> = a.key.iter().map(|k| k.display().to_string()).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
     let progress = if a.quiet { Progress::Quiet } else { Progress::Plain };
     let net = a.net.options(&progress);
-    let v = block_on(&progress, "interrupted", async {
+    let (digest, ex) = block_on(&progress, "interrupted", async {
         let ep = Endpoint::open(&r, &net)?;
-        store::verify(&ep, &r, &key).await
+        let image = ep.manifest(&r).await?;
+        let ex = check::examine(&ep, &r, &image.digest, &keys).await?;
+        Ok((image.digest, ex))
     })?;
     if !a.quiet {
-        for l in &v.verdicts {
-            match &l.result {
-                Ok(p) => eprintln!(
-                    "harden: {} #{} {}: verified (docker-reference {})",
-                    v.tag, l.index, l.digest, p.docker_reference
-                ),
-                Err(e) => eprintln!("harden: {} #{} {}: {e}", v.tag, l.index, l.digest),
-            }
+        for l in &ex.lines {
+            eprintln!("harden: {}", l.describe(&names));
         }
     }
-    outln(&r.by_digest(&v.image_digest).to_string())?;
+    check::require(&r, &ex, &names, &types)?;
+    outln(&r.by_digest(&digest).to_string())?;
     Ok(ExitCode::SUCCESS)
 }
 

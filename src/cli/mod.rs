@@ -47,13 +47,21 @@ enum Command {
     Sign(keys::SignArgs),
     /// Check IMAGE has a valid cosign signature by KEY over its digest; print it by digest.
     ///
-    /// Exit 0 when a signature verifies, 3 when none does (each one found is listed with why it
-    /// failed), 1 when the image or key cannot be read.
+    /// Legacy .sig signatures, cosign v3 bundles (OCI referrers, or the referrers tag
+    /// sha256-<hex>) and .att attestations are each listed with the key that verified them or
+    /// why none did. Without --attestation a signature must verify; with it, an attestation of
+    /// each type whose subject is the image. Exit 0 when that holds, 3 when not, 1 when the
+    /// image or key cannot be read.
     Verify(keys::VerifyArgs),
+    /// Attest IMAGE: sign an in-toto statement (subject the image's digest, the predicate
+    /// from FILE) in a DSSE envelope and add it to the image's sha256-<hex>.att, as
+    /// `cosign attest --key` does; print the image by digest.
+    Attest(keys::AttestArgs),
     /// Rebuild many images from a TOML job list; print one result line per job.
     ///
-    /// The file has optional `[defaults]` (profiles, sign_key, compression, recompress) and `[[job]]` tables
-    /// (source, destination, profiles, sign_key). All jobs share one rewrite cache, so a base
+    /// The file has optional `[defaults]` (profiles, sign_key, compression, recompress,
+    /// require_signature, attest, bundle) and `[[job]]` tables (source, destination, profiles,
+    /// sign_key, require_signature, attest, bundle). All jobs share one rewrite cache, so a base
     /// layer common to many images is rewritten once. See samples/batch.toml.
     Batch(batch::BatchArgs),
     /// List, show and validate profiles.
@@ -95,6 +103,7 @@ pub fn run() -> Result<ExitCode> {
         Command::Keygen(a) => keys::keygen(a),
         Command::Sign(a) => keys::sign(a),
         Command::Verify(a) => keys::verify(a),
+        Command::Attest(a) => keys::attest(a),
         Command::Batch(a) => batch::run(a),
         Command::Profile(c) => profile::run(c),
         Command::Check(a) => check::run(a),

@@ -5,7 +5,7 @@ use super::{block_on, outln, usage};
 use anyhow::Result;
 use clap::Args;
 use harden::layer::codec::OutputCodec;
-use harden::pipeline::{self, RebuildOptions};
+use harden::pipeline::{self, RebuildOptions, TrustedKey};
 use harden::progress::Progress;
 use harden::reference::ImageRef;
 use std::path::PathBuf;
@@ -49,6 +49,21 @@ pub struct RebuildArgs {
     /// the report records the signature.
     #[arg(long, value_name = "KEY")]
     sign_key: Option<PathBuf>,
+    /// With --sign-key: sign as cosign v3 does instead of the legacy .sig — a sigstore bundle
+    /// stored as an OCI referrer of the result (the referrers tag sha256-<hex> on registries
+    /// without the referrers API).
+    #[arg(long, requires = "sign_key")]
+    bundle: bool,
+    /// With --sign-key: attest the result in its sha256-<hex>.att (DSSE, as `cosign attest`):
+    /// SLSA provenance v1 (source digest, profiles, plan, findings) and the CycloneDX SBOM; for
+    /// an index, each platform and the index.
+    #[arg(long, requires = "sign_key")]
+    attest: bool,
+    /// Refuse (exit 3, nothing rewritten or pushed) unless the source — and each platform of
+    /// an index — carries a cosign signature (.sig or bundle) verifying with this public key;
+    /// repeatable (any of them). The provenance records which key verified it.
+    #[arg(long, value_name = "PUB")]
+    require_signature: Vec<PathBuf>,
     /// The source's pullable name to record as org.opencontainers.image.base.name
     /// (default: a registry source's repository:tag; an OCI layout source records none).
     #[arg(long, value_name = "NAME")]
@@ -103,6 +118,9 @@ impl RebuildArgs {
             net: self.net.options(&progress),
             limits: self.limits.limits(),
             sign_key,
+            bundle: self.bundle,
+            attest: self.attest,
+            require_signature: trusted_keys(&self.require_signature)?,
             base_name: self.base_name,
             platforms: self.platform,
             cache: Some(self.cache.open(&progress)?),
@@ -111,6 +129,17 @@ impl RebuildArgs {
         };
         Ok((src, dst, opts))
     }
+}
+
+/// `--require-signature` files as trusted keys, each named as given.
+pub fn trusted_keys(paths: &[PathBuf]) -> Result<Vec<TrustedKey>> {
+    paths
+        .iter()
+        .map(|p| {
+            let key = harden::sign::keyfile::load_verifying_key(p)?;
+            Ok(TrustedKey { name: p.display().to_string(), key })
+        })
+        .collect()
 }
 
 pub fn run(a: RebuildArgs) -> Result<ExitCode> {

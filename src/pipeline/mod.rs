@@ -12,16 +12,18 @@ mod index;
 mod prepare;
 mod reuse;
 mod single;
+mod supply;
 #[cfg(test)]
 mod tests;
 
 use crate::cache::RewriteCache;
 use crate::cpu::Budget;
+use crate::digest::Digest;
 use crate::layer::codec::OutputCodec;
 use crate::profile::{self, Profile};
 use crate::progress::Progress;
 use crate::reference::ImageRef;
-use crate::report::{ProfileRef, RebuildReport, ResultRef, SignatureReport, SourceRef, Timings};
+use crate::report::{ProfileRef, RebuildReport, ResultRef, SourceRef, Timings};
 use crate::source::{walk, ScanShare};
 use crate::transport::{Endpoint, NetOptions};
 use crate::Failure;
@@ -31,6 +33,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 pub use prepare::Prepared;
+pub use supply::TrustedKey;
 
 /// How to rebuild; the two references are [`rebuild`]'s arguments. `Default` is `rebuild`'s
 /// defaults (profile baseline, gzip:6 spliced, 4 layers at once, the whole machine).
@@ -56,6 +59,12 @@ pub struct RebuildOptions {
     pub progress: Progress,
     /// Sign the pushed result with this key (cosign `.sig` beside it) and report the signature.
     pub sign_key: Option<Arc<crate::sign::SigningKey>>,
+    /// With `sign_key`: a cosign v3 sigstore bundle (an OCI referrer) instead of the `.sig`.
+    pub bundle: bool,
+    /// With `sign_key`: attest the result (SLSA provenance, CycloneDX SBOM) in its `.att`.
+    pub attest: bool,
+    /// Refuse (exit 3) unless the source carries a signature verifying with one of these.
+    pub require_signature: Vec<TrustedKey>,
     /// Recorded as org.opencontainers.image.base.name (see [`base_name`]).
     pub base_name: Option<String>,
     /// For an index: the platforms to rebuild (`os/arch[/variant]`); empty means all.
@@ -87,6 +96,9 @@ impl Default for RebuildOptions {
             limits: crate::layer::Limits::default(),
             progress: Progress::default(),
             sign_key: None,
+            bundle: false,
+            attest: false,
+            require_signature: Vec::new(),
             base_name: None,
             platforms: Vec::new(),
             contract: None,
@@ -162,6 +174,9 @@ pub async fn rebuild(src: &ImageRef, dst: &ImageRef, o: &RebuildOptions) -> Resu
         share,
         cache,
     };
+    if (o.bundle || o.attest) && o.sign_key.is_none() {
+        bail!(Failure::Usage("--bundle and --attest sign with --sign-key; give one".into()));
+    }
     if o.sign_key.is_some() && matches!(dst, ImageRef::DockerArchive { .. }) {
         bail!(Failure::Usage(format!("{dst}: a docker-archive cannot hold a signature; sign after loading it")));
     }
@@ -176,6 +191,28 @@ pub async fn rebuild(src: &ImageRef, dst: &ImageRef, o: &RebuildOptions) -> Resu
         !o.recompress,
     );
 
+    if o.sbom.is_some() && w.index.is_some() {
+        bail!(Failure::Usage(format!(
+            "--sbom: {src} is a multi-platform index; rebuild one platform (by digest) to get its SBOM"
+        )));
+    }
+    let chosen = match &w.index {
+        Some(_) => index::select_platforms(&w, &o.platforms, &o.progress)?,
+        None => Vec::new(),
+    };
+    // The source as read: the manifest (or index) and each chosen platform.
+    let source_digests: Vec<Digest> =
+        std::iter::once(w.top.digest.clone()).chain(chosen.iter().map(|e| e.digest.clone())).collect();
+    // Before anything is fetched or rewritten: is the source signed as required?
+    match supply::gate(&ctx, &source_digests).await {
+        Ok(s) => report.source_signatures = s,
+        Err(e) => {
+            write_report(o, &report)?;
+            return Err(e);
+        }
+    }
+    report.not_carried_over = supply::not_carried(&ctx, &source_digests).await;
+    // Plan every image before rewriting any: a refusal leaves nothing pushed.
     // A rerun whose result the destination still holds: re-tag it, no planning, no rewrite.
     let result_key = reuse::key(&ctx, &w.top.digest);
     if let Some(k) = &result_key {
@@ -183,13 +220,7 @@ pub async fn rebuild(src: &ImageRef, dst: &ImageRef, o: &RebuildOptions) -> Resu
             return reuse_result(&ctx, report, found, t0).await;
         }
     }
-    if o.sbom.is_some() && w.index.is_some() {
-        bail!(Failure::Usage(format!(
-            "--sbom: {src} is a multi-platform index; rebuild one platform (by digest) to get its SBOM"
-        )));
-    }
-    // Plan every image before rewriting any: a refusal leaves nothing pushed.
-    let (chosen, images) = prepare_all(&ctx, &w).await?;
+    let images = prepare_all(&ctx, &w, &chosen).await?;
     if o.scans.is_none() {
         // Nothing more is scanned in this run: each image's index now lives only as long as
         // the image needs it (single::execute drops it before the rewrite).
@@ -238,38 +269,61 @@ pub async fn rebuild(src: &ImageRef, dst: &ImageRef, o: &RebuildOptions) -> Resu
         }
     }
 
-    let (result_digest, result, mut timings) = match w.index.as_ref().filter(|_| is_index) {
+    let (result_digest, result, mut timings, attest, platform_digests) = match w.index.as_ref().filter(|_| is_index) {
         None => {
             let p = images.into_iter().next().ok_or_else(|| anyhow!("no image to rebuild"))?;
-            let inventory = match &o.sbom {
-                Some(_) => Some(
+            let inventory = match o.sbom.is_some() || o.attest {
+                true => Some(
                     crate::pkgdb::sbom::Inventory::of(&p.fs, &p.plan.packages.removed)
-                        .map_err(|e| anyhow!("--sbom: {e}"))?,
+                        .map_err(|e| anyhow!("--sbom/--attest: {e}"))?,
                 ),
-                None => None,
+                false => None,
             };
             let done = single::execute(&ctx, p, Some(dst)).await?;
             write_contract(o, &done.contract)?;
             let digest = done.manifest.digest;
-            if let (Some(path), Some(inv)) = (&o.sbom, inventory) {
-                let bom = inv.cyclonedx(&dst.without_tag().to_string(), digest.as_str());
-                crate::files::write_atomic(path, &serde_json::to_vec_pretty(&bom)?)
+            let bom = inventory.map(|inv| inv.cyclonedx(&dst.without_tag().to_string(), digest.as_str()));
+            if let (Some(path), Some(bom)) = (&o.sbom, &bom) {
+                crate::files::write_atomic(path, &serde_json::to_vec_pretty(bom)?)
                     .with_context(|| format!("--sbom {}", path.display()))?;
             }
+            let attest = vec![supply::Attest {
+                image: supply::prov_image(None, &w.top.digest, &digest, &done.report),
+                sbom: bom.filter(|_| o.attest),
+            }];
             let mut image = done.report;
             image.source = None;
             let timings = image.timings_ms.take().unwrap_or_default();
             let result = image.result.take().unwrap_or_default();
             report.image = Some(image);
-            (digest, result, timings)
+            (digest, result, timings, attest, Vec::new())
         }
         Some(idx) => {
+            let inventories = match o.attest {
+                true => images
+                    .iter()
+                    .map(|p| {
+                        crate::pkgdb::sbom::Inventory::of(&p.fs, &p.plan.packages.removed)
+                            .map_err(|e| anyhow!("--attest: {}: {e}", p.src_ref))
+                    })
+                    .collect::<Result<Vec<_>>>()?,
+                false => Vec::new(),
+            };
             let (m, per, contract) = index::execute(&ctx, idx, &w.top, &chosen, images).await?;
             if let Some(c) = &contract {
                 write_contract(o, c)?;
             }
+            let mut attest = Vec::new();
+            let mut platform_digests = Vec::new();
+            for (i, (r, e)) in per.iter().zip(&chosen).enumerate() {
+                let Some(out) = r.result.as_ref().and_then(|x| Digest::parse(&x.digest).ok()) else { continue };
+                let sbom = inventories.get(i).map(|inv| inv.cyclonedx(&dst.without_tag().to_string(), out.as_str()));
+                attest.push(supply::Attest { image: supply::prov_image(Some(e.platform()), &e.digest, &out, r), sbom });
+                platform_digests.push(out);
+            }
             report.images = Some(per);
-            (m.digest.clone(), ResultRef { digest: m.digest.to_string(), ..Default::default() }, Timings::default())
+            let result = ResultRef { digest: m.digest.to_string(), ..Default::default() };
+            (m.digest.clone(), result, Timings::default(), attest, platform_digests)
         }
     };
     // What readers of the destination see (a docker-archive keeps no manifest of its own).
@@ -281,11 +335,21 @@ pub async fn rebuild(src: &ImageRef, dst: &ImageRef, o: &RebuildOptions) -> Resu
     }
     report.result = Some(ResultRef { reference: Some(line.clone()), digest: result_digest.to_string(), ..result });
     if let Some(key) = &o.sign_key {
-        match sign_result(&ctx, &result_digest, is_index, key).await {
-            Ok(sig) => report.signature = sig,
+        match supply::sign_result(&ctx, &result_digest, &platform_digests, key).await {
+            Ok((sig, bundles)) => (report.signature, report.bundles) = (sig, bundles),
             Err(e) => {
                 write_report(o, &report)?;
                 return Err(e.context(format!("{line} was pushed, but signing it failed")));
+            }
+        }
+        if o.attest {
+            let run = supply::provenance_run(&ctx, &w.top.digest, &report.source_signatures)?;
+            match supply::attest_result(&ctx, key, &run, is_index.then_some(&result_digest), &attest).await {
+                Ok(a) => report.attestations = a,
+                Err(e) => {
+                    write_report(o, &report)?;
+                    return Err(e.context(format!("{line} was pushed and signed, but attesting it failed")));
+                }
             }
         }
     }
@@ -322,46 +386,19 @@ async fn reuse_result(ctx: &Ctx<'_>, mut report: RebuildReport, found: reuse::Fo
     Ok(Outcome { pushed: Some(line), dry_run: Vec::new(), refused: None, report })
 }
 
-/// Scan, plan, guard and audit every image `w` names: the one image, or the chosen platforms
-/// of an index (with the entries chosen).
-async fn prepare_all(ctx: &Ctx<'_>, w: &walk::Walk) -> Result<(Vec<walk::Entry>, Vec<Prepared>)> {
-    let o = ctx.o;
+/// Scan, plan, guard and audit every image `w` names: the one image, or the `chosen`
+/// platforms of an index.
+async fn prepare_all(ctx: &Ctx<'_>, w: &walk::Walk, chosen: &[walk::Entry]) -> Result<Vec<Prepared>> {
     if w.index.is_none() {
-        return Ok((Vec::new(), vec![prepare::prepare(ctx, ctx.src_ref.clone(), w.top.clone()).await?]));
+        return Ok(vec![prepare::prepare(ctx, ctx.src_ref.clone(), w.top.clone()).await?]);
     }
-    let chosen = index::select_platforms(w, &o.platforms, &o.progress)?;
     let mut images = Vec::new();
-    for e in &chosen {
+    for e in chosen {
         let r = ctx.src_ref.with_digest(&e.digest);
         let m = ctx.src.manifest(&r).await?;
         images.push(prepare::prepare(ctx, r, m).await?);
     }
-    Ok((chosen, images))
-}
-
-/// Sign the pushed result (for an index every platform and then the index); the report entry
-/// is the signature of what `DST@digest` names.
-async fn sign_result(
-    ctx: &Ctx<'_>,
-    digest: &crate::digest::Digest,
-    is_index: bool,
-    key: &crate::sign::SigningKey,
-) -> Result<Option<SignatureReport>> {
-    let (dst, progress) = (ctx.dst_ref, &ctx.o.progress);
-    let signed = if is_index {
-        crate::sign::store::sign(&ctx.dst, &dst.with_digest(digest), key, &Default::default(), progress)
-            .await?
-            .into_iter()
-            .last()
-    } else {
-        Some(crate::sign::store::sign_digest(&ctx.dst, dst, digest, key, &Default::default(), progress).await?)
-    };
-    Ok(signed.map(|s| SignatureReport {
-        tag: s.tag,
-        manifest_digest: s.manifest_digest.to_string(),
-        payload_digest: s.payload_digest.to_string(),
-        added: s.added,
-    }))
+    Ok(images)
 }
 
 fn write_contract(o: &RebuildOptions, c: &crate::contract::Contract) -> Result<()> {

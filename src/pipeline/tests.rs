@@ -295,19 +295,29 @@ fn the_guard_refuses_before_anything_is_pushed() {
     assert!(dry.dry_run[0].lines.iter().any(|l| l.starts_with("guard: ")));
 }
 
-#[test]
-fn an_index_is_rebuilt_platform_by_platform() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("src");
+/// An index of two platforms (amd64 with the app's layers, arm64 with the first), plus `extra`
+/// as a third entry, at `oci:DIR/src:multi`: (its reference, the layout, amd64, arm64, the index).
+fn two_platforms(dir: &Path, extra: Option<Value>) -> (ImageRef, Endpoint, Manifest, Manifest, Manifest) {
+    let dir = dir.join("src");
     let r = layout_ref(&dir, "multi");
     let ep = Endpoint::open(&r, &NetOptions::default()).unwrap();
     let amd = put_image(&ep, &dir, None, "amd64", &app_layers());
     let arm = put_image(&ep, &dir, None, "arm64", &app_layers()[..1]);
     let entry = |m: &Manifest, arch: &str| json!({"mediaType": image::OCI_MANIFEST, "digest": m.digest.as_str(), "size": m.bytes.len(), "platform": {"os": "linux", "architecture": arch}});
-    let att = json!({"mediaType": image::OCI_MANIFEST, "digest": Digest::of(b"attestation").as_str(), "size": 1, "platform": {"os": "unknown", "architecture": "unknown"}});
-    let idx = serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": image::OCI_INDEX, "manifests": [entry(&amd, "amd64"), entry(&arm, "arm64"), att]})).unwrap();
+    let mut entries = vec![entry(&amd, "amd64"), entry(&arm, "arm64")];
+    entries.extend(extra);
+    let idx =
+        serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": image::OCI_INDEX, "manifests": entries})).unwrap();
     let idx = Manifest { digest: Digest::of(&idx), bytes: idx, media_type: image::OCI_INDEX.into() };
     block(ep.put_manifest(&r, &idx)).unwrap();
+    (r, ep, amd, arm, idx)
+}
+
+#[test]
+fn an_index_is_rebuilt_platform_by_platform() {
+    let tmp = tempfile::tempdir().unwrap();
+    let att = json!({"mediaType": image::OCI_MANIFEST, "digest": Digest::of(b"attestation").as_str(), "size": 1, "platform": {"os": "unknown", "architecture": "unknown"}});
+    let (r, _, _, _, _) = two_platforms(tmp.path(), Some(att));
 
     let dst = layout_ref(&tmp.path().join("dst"), "hard");
     let out = block(rebuild(&r, &dst, &quiet(&["baseline"]))).unwrap();
@@ -451,4 +461,94 @@ fn rebuild_writes_the_contract_and_records_it_as_an_annotation() {
     let y = std::fs::read_to_string(&yaml).unwrap();
     assert!(y.contains("  runAsNonRoot: false\n") && y.contains("  allowPrivilegeEscalation: true\n"), "{y}");
     assert!(y.contains("/usr/bin/passwd"), "{y}");
+}
+
+/// `--require-signature` on an index needs the index and every platform signed; `--attest`
+/// gives each platform its provenance and SBOM and the index its provenance, all verifying.
+#[test]
+fn an_index_is_gated_and_attested_per_platform() {
+    use crate::sign::{check, dsse, store};
+    let tmp = tempfile::tempdir().unwrap();
+    let (r, ep, amd, arm, idx) = two_platforms(tmp.path(), None);
+    let (vendor, key) = (crate::sign::dsse::tests::test_key(), crate::sign::dsse::tests::test_key());
+    let trusted = vec![TrustedKey { name: "vendor.pub".into(), key: vendor.public_key() }];
+    let none = Default::default();
+
+    // Only the index signed: the platforms are not, so the gate refuses and nothing is pushed.
+    block(store::sign_digest(&ep, &r, &idx.digest, &vendor, &none, &Progress::Quiet)).unwrap();
+    let dst = layout_ref(&tmp.path().join("dst"), "hard");
+    let o = RebuildOptions {
+        require_signature: trusted.clone(),
+        sign_key: Some(Arc::new(crate::sign::dsse::tests::test_key())),
+        attest: true,
+        ..quiet(&["baseline"])
+    };
+    let e = block(rebuild(&r, &dst, &o)).unwrap_err();
+    assert!(matches!(e.downcast_ref::<Failure>(), Some(Failure::Policy(_))), "{e:#}");
+    assert!(e.to_string().contains(&amd.digest.to_string()) && e.to_string().contains("carries no signature"), "{e:#}");
+    assert!(!tmp.path().join("dst").exists(), "a refused rebuild pushed something");
+
+    // Every manifest signed (as `harden sign` does): it passes, and every result is attested.
+    block(store::sign(&ep, &r, &vendor, &none, &Progress::Quiet)).unwrap();
+    let key = Arc::new(key);
+    let o = RebuildOptions { sign_key: Some(Arc::clone(&key)), ..o };
+    let out = block(rebuild(&r, &dst, &o)).unwrap();
+    let rep = &out.report;
+    let checked: Vec<&str> = rep.source_signatures.iter().map(|s| s.digest.as_str()).collect();
+    assert_eq!(checked, [idx.digest.as_str(), amd.digest.as_str(), arm.digest.as_str()]);
+    assert!(rep.source_signatures.iter().all(|s| s.key == "vendor.pub" && s.signature.contains(".sig #")));
+    // What described the source is reported, not copied.
+    assert_eq!(rep.not_carried_over.len(), 3, "{:?}", rep.not_carried_over);
+    let top = Digest::parse(&rep.result.as_ref().unwrap().digest).unwrap();
+    let platforms: Vec<Digest> = rep
+        .images
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|i| Digest::parse(&i.result.as_ref().unwrap().digest).unwrap())
+        .collect();
+    assert_eq!(rep.attestations.len(), 2 * platforms.len() + 1);
+    let dep = Endpoint::open(&dst, &NetOptions::default()).unwrap();
+    for d in &platforms {
+        let ex = block(check::examine(&dep, &dst, d, &[key.public_key()])).unwrap();
+        assert!(ex.attested(dsse::SLSA_PROVENANCE_V1).is_some() && ex.attested(dsse::CYCLONEDX).is_some(), "{ex:?}");
+        assert!(ex.signed_by().is_some());
+    }
+    let ex = block(check::examine(&dep, &dst, &top, &[key.public_key()])).unwrap();
+    let prov = ex.attested(dsse::SLSA_PROVENANCE_V1).expect("the index's provenance");
+    let st: Value = serde_json::from_slice(prov.statement.as_ref().unwrap()).unwrap();
+    assert_eq!(st["subject"][0]["digest"]["sha256"], top.hex());
+    let p = &st["predicate"];
+    assert_eq!(p["buildDefinition"]["resolvedDependencies"][0]["digest"]["sha256"], idx.digest.hex());
+    let by = p["runDetails"]["byproducts"].as_array().unwrap();
+    assert_eq!(by.len(), 2);
+    assert_eq!(by[1]["annotations"]["platform"], "linux/arm64");
+    assert_eq!(by[1]["annotations"]["source"], arm.digest.as_str());
+    assert!(p["buildDefinition"]["internalParameters"]["sourceVerifiedBy"][0].as_str().unwrap().contains("vendor.pub"));
+
+    // --bundle: a cosign v3 bundle per platform and for the index (the index's reported first),
+    // registered in each referrers tag; no legacy .sig; each attestation also as a bundle.
+    let bdst = layout_ref(&tmp.path().join("bundled"), "hard");
+    let out = block(rebuild(&r, &bdst, &RebuildOptions { bundle: true, ..o })).unwrap();
+    let rep = &out.report;
+    assert!(rep.signature.is_none());
+    assert_eq!(rep.bundles.len(), 3);
+    assert_eq!(rep.bundles[0].subject, rep.result.as_ref().unwrap().digest);
+    assert!(rep.attestations.iter().all(|a| a.bundle.is_some()), "{:?}", rep.attestations);
+    let bep = Endpoint::open(&bdst, &NetOptions::default()).unwrap();
+    for b in &rep.bundles {
+        assert!(b.added && b.referrers_tag.is_some(), "{b:?}");
+        let d = Digest::parse(&b.subject).unwrap();
+        let ex = block(check::examine(&bep, &bdst, &d, &[key.public_key()])).unwrap();
+        assert_eq!(ex.signed_by(), Some(0), "{ex:?}");
+        assert!(!ex.lines.iter().any(|l| l.what.contains(".sig")), "{ex:?}");
+        let bundled: Vec<Option<&str>> = ex
+            .lines
+            .iter()
+            .filter(|l| l.what.starts_with("bundle ") && l.result.is_ok())
+            .map(|l| l.predicate_type.as_deref())
+            .collect();
+        assert!(bundled.contains(&Some(dsse::COSIGN_SIGN_PREDICATE)), "{bundled:?}");
+        assert!(bundled.contains(&Some(dsse::SLSA_PROVENANCE_V1)), "{bundled:?}");
+    }
 }

@@ -1,13 +1,19 @@
-//! Cosign-compatible signing: keys and "simple signing" signatures. The pure formats
-//! ([`keys`], [`simple`]) are apart from what touches the world: [`store`] reads and pushes
-//! `.sig` manifests, [`keyfile`] reads and writes key files (passwords come from the
-//! environment or from the CLI's prompt).
+//! Cosign-compatible signing: keys, "simple signing" signatures, DSSE attestations and cosign
+//! v3's sigstore bundles. The pure formats ([`keys`], [`simple`], [`dsse`], [`attest`],
+//! [`bundle`]) are apart from what touches the world: [`store`] reads and pushes `.sig`
+//! manifests, [`publish`] pushes `.att` attestations and bundle referrers, [`referrers`] lists
+//! and registers OCI 1.1 referrers (API or referrers tag), [`check`] checks all three formats
+//! for a digest, [`keyfile`] reads and writes key files (passwords come from the environment
+//! or from the CLI's prompt).
 //!
 //! # What the format modules own
 //! - **Cosign key files** ([`keys`]): generating an ECDSA P-256 key pair and writing it as cosign
 //!   does (`ENCRYPTED SIGSTORE PRIVATE KEY`: scrypt + nacl/secretbox over PKCS#8, plus a
 //!   `PUBLIC KEY` PKIX PEM), loading cosign/sigstore encrypted private keys and public keys, and
 //!   the raw ECDSA P-256/SHA-256 (ASN.1 DER) sign and verify operations.
+//! - **DSSE and in-toto** ([`dsse`]): statements, PAE, envelopes; **attestations** ([`attest`]):
+//!   the `.att` manifest; **bundles** ([`bundle`]): sigstore bundle v0.3, its referrer manifest
+//!   and the referrers tag's index.
 //! - **Simple signing** ([`simple`]): the exact payload cosign signs, the `sha256-<hex>.sig` tag
 //!   name, the signature layer and its annotations, the config blob and the `.sig` OCI manifest
 //!   (appending signatures idempotently), and checking a `.sig` manifest's layers against a
@@ -23,8 +29,14 @@
 //!
 //! The formats follow cosign and sigstore-rs; see `shared/reference/cosign-format.md`.
 
+pub mod attest;
+pub mod bundle;
+pub mod check;
+pub mod dsse;
 pub mod keyfile;
 pub mod keys;
+pub mod publish;
+pub mod referrers;
 pub mod simple;
 pub mod store;
 
@@ -34,6 +46,9 @@ pub use simple::{
     append_signature, payload, sig_tag, verify_signature_manifest, LayerVerdict, SignatureLayer,
     OCI_MANIFEST_MEDIA_TYPE,
 };
+
+/// Largest envelope, bundle or payload blob read back (an SBOM of a big image is a few MiB).
+pub const MAX_ENVELOPE: u64 = 64 << 20;
 
 /// Everything that can go wrong with keys and signatures. Messages are one line each.
 #[derive(Debug, thiserror::Error)]

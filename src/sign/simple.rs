@@ -184,24 +184,29 @@ pub struct AppendedSignature {
 /// already there (nothing to push). Manifest-level annotations of the existing manifest are
 /// kept; entries of `layers` that are not JSON objects are dropped.
 pub fn append_signature(existing: Option<&Value>, layer: SignatureLayer) -> Option<AppendedSignature> {
+    append_layer(existing, layer.descriptor())
+}
+
+/// Add one layer `descriptor` to a cosign manifest (`.sig` or `.att`, which share the shape:
+/// an OCI manifest whose config lists one diff_id per layer): see [`append_signature`].
+pub fn append_layer(existing: Option<&Value>, descriptor: Value) -> Option<AppendedSignature> {
     let existing_layers: Vec<Value> = existing
         .and_then(|m| m.get("layers"))
         .and_then(Value::as_array)
         .map(|ls| ls.iter().filter(|l| l.is_object()).cloned().collect())
         .unwrap_or_default();
 
-    let wanted = layer.all_annotations();
     let duplicate = existing_layers.iter().any(|l| {
-        l.get("digest").and_then(Value::as_str) == Some(layer.digest.as_str())
-            && l.get("mediaType").and_then(Value::as_str) == Some(SIMPLE_SIGNING_MEDIA_TYPE)
-            && string_map(l.get("annotations")).as_ref() == Some(&wanted)
+        l.get("digest") == descriptor.get("digest")
+            && l.get("mediaType") == descriptor.get("mediaType")
+            && string_map(l.get("annotations")) == string_map(descriptor.get("annotations"))
     });
     if duplicate {
         return None;
     }
 
     let mut layers = existing_layers;
-    layers.push(layer.descriptor());
+    layers.push(descriptor);
     let diff_ids: Vec<String> =
         layers.iter().map(|l| l.get("digest").and_then(Value::as_str).unwrap_or_default().to_string()).collect();
     let config = signature_config(&diff_ids);

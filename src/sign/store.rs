@@ -4,7 +4,7 @@
 //!
 //! Owns: resolving IMAGE to the manifest digest(s) to sign (a tag to its digest; for an index
 //! every entry the [`walk`] finds, then the index itself), reading the existing `.sig` manifest,
-//! pushing a new one through the [`push`] protocol, checking the signatures of an image.
+//! pushing a new one through the [`push`] protocol. Checking them is [`super::check`]'s.
 //!
 //! Must not: know about image layers (a signature is over a manifest digest only), do
 //! cryptography or format work (that is [`super::simple`] and [`super::keys`], pure), or read
@@ -16,17 +16,13 @@
 use crate::digest::Digest;
 use crate::progress::Progress;
 use crate::reference::ImageRef;
-use crate::sign::{self, LayerVerdict, SignatureLayer, SigningKey, VerifyingKey};
+use crate::sign::{self, SignatureLayer, SigningKey};
 use crate::source::walk;
 use crate::transport::push::{Blob, Push};
 use crate::transport::{Endpoint, Manifest};
-use crate::Failure;
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, Context, Result};
 use serde_json::Value;
-use std::collections::{BTreeMap, HashMap};
-
-/// Largest simple-signing payload read back (cosign's are a few hundred bytes).
-const MAX_PAYLOAD: u64 = 1 << 20;
+use std::collections::BTreeMap;
 
 /// One manifest digest signed (or found already signed with this key).
 #[derive(Debug, Clone)]
@@ -43,17 +39,15 @@ pub struct Signed {
     pub added: bool,
 }
 
-/// The outcome of a successful [`verify`]: at least one verdict is Ok.
-#[derive(Debug)]
-pub struct Verified {
-    pub image_digest: Digest,
-    pub tag: String,
-    pub verdicts: Vec<LayerVerdict>,
-}
-
 /// The `.sig` reference for `digest` beside `r`: same repository (or layout), tag `sha256-<hex>.sig`.
 pub fn sig_ref(r: &ImageRef, digest: &Digest) -> ImageRef {
-    let tag = Some(sign::sig_tag(digest.as_str()));
+    beside(r, sign::sig_tag(digest.as_str()))
+}
+
+/// The tag `tag` beside `r`: same repository (or layout), no digest. Where cosign keeps what
+/// describes an image (`.sig`, `.att`, the referrers tag).
+pub fn beside(r: &ImageRef, tag: String) -> ImageRef {
+    let tag = Some(tag);
     match r {
         ImageRef::Registry { registry, repository, .. } => {
             ImageRef::Registry { registry: registry.clone(), repository: repository.clone(), tag, digest: None }
@@ -101,14 +95,7 @@ pub async fn sign_digest(
     let payload_digest = Digest::of(&payload);
     let target = sig_ref(r, digest);
     let tag = sign::sig_tag(digest.as_str());
-    let existing =
-        ep.manifest_opt(&target).await.with_context(|| format!("reading the signatures of {}", r.by_digest(digest)))?;
-    let existing_json: Option<Value> = match &existing {
-        Some(m) => Some(serde_json::from_slice(&m.bytes).map_err(|e| {
-            anyhow!("{target}: the existing signature manifest is not valid JSON ({e}); not replacing it")
-        })?),
-        None => None,
-    };
+    let (existing, existing_json) = read_existing(ep, &target, "signature").await?;
 
     // ECDSA signatures are randomized: signing the same payload again gives a different
     // signature, so "the same signature" cannot mean "the same bytes". A layer counts as
@@ -156,17 +143,9 @@ pub async fn sign_digest(
             added: false,
         });
     };
-    let config_digest = Digest::parse(&appended.config_digest).map_err(|e| anyhow!("signature config: {e}"))?;
-    let manifest = Manifest {
-        digest: Digest::of(&appended.manifest_bytes),
-        bytes: appended.manifest_bytes,
-        media_type: sign::OCI_MANIFEST_MEDIA_TYPE.to_string(),
-    };
-    let blobs = [Blob::bytes(payload_digest.clone(), payload), Blob::bytes(config_digest, appended.config)];
-    Push { dst: ep, mount_from: None, jobs: 1, progress }
-        .push(&blobs, &target, &manifest, "signature manifest")
-        .await?;
     let layers = appended.manifest["layers"].as_array().map_or(0, Vec::len);
+    let layer = Blob::bytes(payload_digest.clone(), payload);
+    let manifest = push_appended(ep, &target, layer, appended, "signature", progress).await?;
     progress.line(&format!(
         "signed {} ({tag}, {layers} signature{})",
         r.by_digest(digest),
@@ -175,72 +154,49 @@ pub async fn sign_digest(
     Ok(Signed { image_digest: digest.clone(), tag, manifest_digest: manifest.digest, payload_digest, added: true })
 }
 
-/// Check that a signature by `key` over the digest `r` resolves to exists. `Err` with
-/// [`Failure::Policy`] (exit 3) when there is no `.sig` manifest or none of its layers verifies,
-/// naming each layer and why it failed; other errors (the image cannot be read) are plain.
-pub async fn verify(ep: &Endpoint, r: &ImageRef, key: &VerifyingKey) -> Result<Verified> {
-    let image = ep.manifest(r).await?;
-    let pinned = r.by_digest(&image.digest);
-    let target = sig_ref(r, &image.digest);
-    let tag = sign::sig_tag(image.digest.as_str());
-    let Some(sig) = ep.manifest_opt(&target).await.with_context(|| format!("reading the signatures of {pinned}"))?
-    else {
-        bail!(Failure::Policy(format!("{pinned}: no signatures (no {tag} manifest)")));
+/// The cosign manifest (`.sig`, `.att`) at `target` and its JSON; `(None, None)` when the tag
+/// does not exist. One that is not JSON is an error: it is never replaced.
+pub async fn read_existing(ep: &Endpoint, target: &ImageRef, what: &str) -> Result<(Option<Manifest>, Option<Value>)> {
+    let existing = ep.manifest_opt(target).await.with_context(|| format!("{target}: reading the {what} manifest"))?;
+    let json = match &existing {
+        Some(m) => Some(serde_json::from_slice(&m.bytes).map_err(|e| {
+            anyhow!("{target}: the existing {what} manifest is not valid JSON ({e}); not replacing it")
+        })?),
+        None => None,
     };
-    let json: Value = serde_json::from_slice(&sig.bytes)
-        .map_err(|e| Failure::Policy(format!("{pinned}: no valid signature: {tag} is not valid JSON ({e})")))?;
+    Ok((existing, json))
+}
 
-    // verify_signature_manifest is synchronous: fetch every payload first.
-    let mut payloads: HashMap<String, Result<Vec<u8>, String>> = HashMap::new();
-    for l in json["layers"].as_array().into_iter().flatten() {
-        let Some(d) = l["digest"].as_str() else {
-            continue;
-        };
-        if payloads.contains_key(d) {
-            continue;
-        }
-        let got = match Digest::parse(d) {
-            Ok(dd) => ep.blob_bytes(&dd, MAX_PAYLOAD).await.map_err(|e| format!("{e:#}")),
-            Err(e) => Err(e),
-        };
-        payloads.insert(d.to_string(), got);
-    }
-    let verdicts = sign::verify_signature_manifest(
-        &json,
-        |d| payloads.get(d).cloned().unwrap_or_else(|| Err("not fetched".to_string())),
-        key,
-        image.digest.as_str(),
-    );
-    if verdicts.iter().any(LayerVerdict::is_ok) {
-        return Ok(Verified { image_digest: image.digest, tag, verdicts });
-    }
-    if verdicts.is_empty() {
-        bail!(Failure::Policy(format!("{pinned}: no valid signature: {tag} holds no signature layers")));
-    }
-    let why: Vec<String> = verdicts
-        .iter()
-        .map(|v| {
-            format!(
-                "#{} {}: {}",
-                v.index,
-                if v.digest.is_empty() { "(no digest)" } else { &v.digest },
-                v.result.as_ref().err().map(ToString::to_string).unwrap_or_default()
-            )
-        })
-        .collect();
-    bail!(Failure::Policy(format!(
-        "{pinned}: no signature verifies with this key; {tag} holds {} signature{}: {}",
-        verdicts.len(),
-        if verdicts.len() == 1 { "" } else { "s" },
-        why.join("; ")
-    )))
+/// Push a cosign manifest with one layer appended: the new layer's blob and the regenerated
+/// config first, then the manifest under `target`'s tag.
+pub async fn push_appended(
+    ep: &Endpoint,
+    target: &ImageRef,
+    layer: Blob,
+    appended: sign::simple::AppendedSignature,
+    what: &str,
+    progress: &Progress,
+) -> Result<Manifest> {
+    let config_digest = Digest::parse(&appended.config_digest).map_err(|e| anyhow!("{what} config: {e}"))?;
+    let manifest = Manifest {
+        digest: Digest::of(&appended.manifest_bytes),
+        bytes: appended.manifest_bytes,
+        media_type: sign::OCI_MANIFEST_MEDIA_TYPE.to_string(),
+    };
+    let blobs = [layer, Blob::bytes(config_digest, appended.config)];
+    Push { dst: ep, mount_from: None, jobs: 1, progress }
+        .push(&blobs, target, &manifest, &format!("{what} manifest"))
+        .await?;
+    Ok(manifest)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::image;
+    use crate::sign::check::{verify, Verified};
     use crate::transport::NetOptions;
+    use crate::Failure;
     use serde_json::json;
     use std::path::{Path, PathBuf};
 
@@ -319,9 +275,8 @@ mod tests {
         assert_eq!(signed[0].tag, format!("sha256-{}.sig", s.digest.hex()));
         let v = block(verify(&s.ep, &s.r, &k.public_key())).unwrap();
         assert_eq!(v.image_digest, s.digest);
-        let ok = v.verdicts[0].result.as_ref().unwrap();
-        assert_eq!(ok.docker_reference, format!("oci:{}", s.dir.display()));
-        assert_eq!(ok.optional, json!({"team": "infra"}));
+        assert_eq!(v.lines[0].result, Ok(0));
+        assert!(v.lines[0].what.starts_with(&v.tag), "{}", v.lines[0]);
         // The .sig manifest is cosign's shape, in index.json under the .sig tag, blobs present.
         let m = sig_manifest(&s, &s.digest);
         assert_eq!(m["mediaType"], sign::OCI_MANIFEST_MEDIA_TYPE);

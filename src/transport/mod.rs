@@ -225,6 +225,16 @@ impl Endpoint {
         }
     }
 
+    /// The referrers of `d` a registry reports (its referrers API, else its referrers tag);
+    /// `None` for a layout or an archive, which have no API (their referrers tag is read like
+    /// any tag).
+    pub async fn referrers_api(&self, d: &Digest) -> Result<Option<Vec<serde_json::Value>>> {
+        match self {
+            Endpoint::Registry(x) => x.referrers(d).await.map(Some),
+            Endpoint::Layout(_) | Endpoint::Archive(_) => Ok(None),
+        }
+    }
+
     /// Whether an index (a multi-platform image) can be stored here; a docker-archive cannot.
     pub fn holds_index(&self) -> bool {
         match self {

@@ -383,6 +383,20 @@ impl Registry {
         self.retry.call(&what, || self.client.mount_blob(&to, &from, d.as_str())).await.is_ok()
     }
 
+    /// The referrers of `d` as the registry lists them (its referrers API, or oci-client's
+    /// reading of the referrers tag schema on a 404), each descriptor as JSON.
+    pub async fn referrers(&self, d: &Digest) -> Result<Vec<serde_json::Value>> {
+        self.ensure_auth(false).await?;
+        let r = self.reference(Some(d.as_str()));
+        let what = format!("{}: referrers of {d}", self.name());
+        let index = self
+            .retry
+            .call(&what, || self.client.pull_referrers(&r, None))
+            .await
+            .map_err(|e| anyhow!("{what}: {}", describe(&e)))?;
+        index.manifests.iter().map(|e| serde_json::to_value(e).map_err(|e| anyhow!("{what}: {e}"))).collect()
+    }
+
     pub async fn put_manifest(&self, r: &ImageRef, m: &Manifest) -> Result<()> {
         self.ensure_auth(true).await?;
         let key = r.tag().map(str::to_string).unwrap_or_else(|| m.digest.as_str().to_string());
