@@ -147,7 +147,7 @@ pub async fn run(
     let codec: OutputCodec = defaults.compression.as_deref().unwrap_or("gzip:6").parse().map_err(Failure::Usage)?;
     let stop = AtomicBool::new(false);
     // One spool and scan memo for the whole batch: a shared base layer is fetched and scanned once.
-    let scans = Arc::new(ScanShare::new()?);
+    let scans = Arc::new(ScanShare::new()?.with_cache(o.cache.dir(), &o.progress));
     let total = mine.len();
     // The jobs at once share the machine: each gets its part of the run's CPU budget.
     let cpu = o.rebuild.cpu.share(o.jobs.max(1));

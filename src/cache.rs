@@ -45,13 +45,18 @@ pub struct RewriteCache {
 
 /// The version, and a digest of this very binary: development builds share a version number,
 /// and a cache entry written by another build must never be taken for this one's output.
-fn build_id() -> &'static str {
+pub fn build_id() -> &'static str {
     static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     ID.get_or_init(|| {
         let exe = std::env::current_exe().and_then(std::fs::read).unwrap_or_default();
         format!("{}+{}", env!("CARGO_PKG_VERSION"), &Digest::of(&exe).hex()[..16])
     })
 }
+
+/// The cache directory and what it holds: rewrites and their blobs, and beside them the scan
+/// cache ([`crate::source::scan_cache`]) and known blob locations
+/// ([`crate::transport::locations`]), all under the same permission rules.
+const SUBDIRS: [&str; 6] = ["", "rewrites", "blobs", "blobs/sha256", "scans", "locations"];
 
 /// The default cache directory: `$XDG_CACHE_HOME/harden`, else `~/.cache/harden`.
 pub fn default_dir() -> Option<PathBuf> {
@@ -66,7 +71,7 @@ impl RewriteCache {
     pub fn new(dir: Option<PathBuf>) -> Result<RewriteCache> {
         if let Some(d) = &dir {
             use std::os::unix::fs::DirBuilderExt;
-            for sub in ["rewrites", "blobs/sha256"] {
+            for sub in SUBDIRS.iter().filter(|s| !s.is_empty()) {
                 // Created for this user alone (umask may only take more away).
                 std::fs::DirBuilder::new()
                     .recursive(true)
@@ -74,11 +79,16 @@ impl RewriteCache {
                     .create(d.join(sub))
                     .with_context(|| format!("--cache-dir {}: cannot create it", d.display()))?;
             }
-            for sub in ["", "rewrites", "blobs", "blobs/sha256"] {
+            for sub in SUBDIRS {
                 check_private(&d.join(sub), rustix::process::geteuid().as_raw())?;
             }
         }
         Ok(RewriteCache { dir, inflight: Mutex::new(HashMap::new()), progress: crate::progress::Progress::default() })
+    }
+
+    /// The cache directory (None: in memory only).
+    pub fn dir(&self) -> Option<&Path> {
+        self.dir.as_deref()
     }
 
     pub fn key(input: &Digest, plan: &LayerPlan, codec: OutputCodec, splice: bool) -> String {
@@ -101,7 +111,7 @@ impl RewriteCache {
         if std::fs::metadata(&blob).ok()?.len() != size {
             return None;
         }
-        match hash_file(&blob) {
+        match crate::files::digest_of(&blob) {
             Ok(actual) if actual == digest => {}
             Ok(actual) => {
                 progress.line(&format!(
@@ -168,13 +178,6 @@ impl RewriteCache {
             .await?;
         Ok(r.clone())
     }
-}
-
-/// The sha256 of a file, streamed.
-fn hash_file(path: &Path) -> std::io::Result<Digest> {
-    let mut h = crate::digest::HashingWriter::new(std::io::sink());
-    std::io::copy(&mut std::fs::File::open(path)?, &mut h)?;
-    Ok(h.finish().1)
 }
 
 /// Refuse a cache directory another user could write to: group- or world-writable, or owned by

@@ -143,13 +143,13 @@ pub(crate) struct Ctx<'a> {
 pub async fn rebuild(src: &ImageRef, dst: &ImageRef, o: &RebuildOptions) -> Result<Outcome> {
     let t0 = Instant::now();
     let profile: Profile = profile::load(&o.profiles).map_err(|e| Failure::Usage(e.to_string()))?;
-    let share = match &o.scans {
-        Some(s) => Arc::clone(s),
-        None => Arc::new(ScanShare::new()?),
-    };
     let cache = match &o.cache {
         Some(c) => Arc::clone(c),
         None => Arc::new(RewriteCache::new(None)?),
+    };
+    let share = match &o.scans {
+        Some(s) => Arc::clone(s),
+        None => Arc::new(ScanShare::new()?.with_cache(cache.dir(), &o.progress)),
     };
     let ctx = Ctx {
         o,

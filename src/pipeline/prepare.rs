@@ -17,7 +17,6 @@ use crate::source::{self, Scanner};
 use crate::transport::Manifest;
 use anyhow::Result;
 use serde_json::Value;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// One image scanned, planned and checked.
@@ -26,8 +25,6 @@ pub struct Prepared {
     pub manifest: Manifest,
     pub view: ManifestView,
     pub config: Value,
-    /// The fetched layer blobs, in manifest order.
-    pub blobs: Vec<PathBuf>,
     pub fs: FinalFs,
     pub plan: plan::Plan,
     pub user: config::UserPlan,
@@ -47,7 +44,7 @@ pub async fn prepare(ctx: &Ctx<'_>, src_ref: ImageRef, manifest: Manifest) -> Re
     let o = ctx.o;
     let profile = &ctx.profile;
     let (view, config) = source::image_config(&ctx.src, &src_ref, &manifest).await?;
-    let (blobs, indexes) = Scanner {
+    let indexes = Scanner {
         src: &ctx.src,
         share: &ctx.share,
         jobs: o.jobs,
@@ -64,9 +61,7 @@ pub async fn prepare(ctx: &Ctx<'_>, src_ref: ImageRef, manifest: Manifest) -> Re
     // Byte-identical copies of removed tools: the few candidates are hashed (their layers read again).
     let check = plan::copy_check(&fs, &plan, profile);
     if !check.is_empty() {
-        let (b, l, share) = (blobs.clone(), o.limits.clone(), std::sync::Arc::clone(&ctx.share));
-        let layers: Vec<Digest> = view.layers.iter().map(|d| d.digest.clone()).collect();
-        let hashes = tokio::task::spawn_blocking(move || share.hash_locs(&b, &layers, &check, &l)).await??;
+        let hashes = ctx.share.hash_locs(&ctx.src, &view.layers, &check, &o.limits).await?;
         plan = plan::plan_with(&fs, profile, &plan::copies(&fs, &plan, &hashes));
     }
     if let Some(f) = plan.failures.first() {
@@ -134,22 +129,7 @@ pub async fn prepare(ctx: &Ctx<'_>, src_ref: ImageRef, manifest: Manifest) -> Re
         timings_ms: None,
     };
     let broken = guard.broken.iter().map(ToString::to_string).collect();
-    Ok(Prepared {
-        src_ref,
-        manifest,
-        view,
-        config,
-        blobs,
-        fs,
-        plan,
-        user,
-        created,
-        summary,
-        broken,
-        findings,
-        report,
-        t_scan,
-    })
+    Ok(Prepared { src_ref, manifest, view, config, fs, plan, user, created, summary, broken, findings, report, t_scan })
 }
 
 /// `; packages 131 → 117 (14 removed, 60 trimmed)` when a database changed, else nothing.

@@ -66,10 +66,11 @@ pub async fn execute(ctx: &Ctx<'_>, mut p: Prepared, tag: Option<&ImageRef>) -> 
         .layers
         .iter()
         .zip(&rewrites)
-        .zip(&p.blobs)
-        .map(|((layer, rw), input)| match rw {
-            Some(r) => Blob::file(r.rw.digest.clone(), r.rw.size, r.blob.clone()),
-            None => Blob { mountable: true, ..Blob::file(layer.digest.clone(), layer.size, input.clone()) },
+        .map(|(layer, rw)| match (rw, ctx.share.local(&layer.digest)) {
+            (Some(r), _) => Blob::file(r.rw.digest.clone(), r.rw.size, r.blob.clone()),
+            (None, Some(input)) => Blob { mountable: true, ..Blob::file(layer.digest.clone(), layer.size, input) },
+            // Known from the scan cache and never fetched: fetched only if it must be uploaded.
+            (None, None) => Blob::at_source(layer.digest.clone(), layer.size, ctx.share.spool.path().to_path_buf()),
         })
         .collect();
     if let Some(ul) = &p.user.layer {
@@ -109,19 +110,21 @@ async fn rewrite_layers(ctx: &Ctx<'_>, p: &Prepared) -> Result<Vec<Option<Rewrit
     // The budget is shared by the layers rewritten at once: no more of them than change.
     let changing = p.plan.layers.iter().filter(|l| !l.is_unchanged()).count();
     let workers = o.cpu.layer_workers(o.jobs.min(changing).max(1));
-    stream::iter(p.view.layers.iter().zip(&p.blobs).zip(&p.plan.layers).enumerate())
-        .map(|(i, ((layer, input), lp))| async move {
+    stream::iter(p.view.layers.iter().zip(&p.plan.layers).enumerate())
+        .map(|(i, (layer, lp))| async move {
             if lp.is_unchanged() {
                 return Ok(None);
             }
             let splice = !o.recompress;
             let key = RewriteCache::key(&layer.digest, lp, o.codec, splice);
             let spooled = ctx.share.spool.path().join(format!("out-{key}"));
-            let (input, lp2, codec, digest) = (input.clone(), Arc::new(lp.clone()), o.codec, layer.digest.clone());
+            let (lp2, codec, digest) = (Arc::new(lp.clone()), o.codec, layer.digest.clone());
             let limits = o.limits.clone();
             let r = ctx
                 .cache
                 .get_or_rewrite(&key, || async move {
+                    // Only a rewrite reads the input: a layer known from the scan cache is fetched here.
+                    let input = ctx.share.blob(&ctx.src, layer).await?;
                     let out = spooled.clone();
                     let rw = tokio::task::spawn_blocking(move || -> std::io::Result<LayerRewrite> {
                         let r: Arc<dyn crate::layer::splice::ReadAt> = Arc::new(std::fs::File::open(&input)?);
@@ -174,6 +177,7 @@ fn new_layers(
     for (i, (layer, rw)) in view.layers.iter().zip(rewrites).enumerate() {
         let idx = &p.fs.layers[i];
         let input_codec = Some(format!("{:?}", idx.codec).to_lowercase());
+        let scan = Some(if ctx.share.from_cache(&layer.digest) { "scan-cache" } else { "scanned" });
         match rw {
             Some(r) => {
                 let d = &mut manifest_json["layers"][i];
@@ -189,6 +193,7 @@ fn new_layers(
                     action: if r.cached { LayerAction::RewrittenCached } else { LayerAction::Rewritten },
                     input_codec,
                     uncompressed_bytes: Some(idx.uncompressed_size),
+                    scan,
                     bytes_in: layer.size,
                     bytes_out: r.rw.size,
                     entries_removed: Some(r.rw.stats.removed),
@@ -206,6 +211,7 @@ fn new_layers(
                     action: LayerAction::Reused,
                     input_codec,
                     uncompressed_bytes: Some(idx.uncompressed_size),
+                    scan,
                     bytes_in: layer.size,
                     bytes_out: layer.size,
                     entries_removed: Some(0),
@@ -229,6 +235,7 @@ fn new_layers(
             action: LayerAction::Added,
             input_codec: None,
             uncompressed_bytes: None,
+            scan: None,
             bytes_in: 0,
             bytes_out: ul.blob.len() as u64,
             entries_removed: None,

@@ -10,7 +10,7 @@ use super::{Endpoint, Manifest};
 use crate::digest::Digest;
 use crate::progress::Progress;
 use crate::reference::ImageRef;
-use anyhow::{bail, Result};
+use anyhow::{anyhow, bail, Result};
 use futures_util::{stream, StreamExt, TryStreamExt};
 use std::path::PathBuf;
 
@@ -19,6 +19,9 @@ use std::path::PathBuf;
 pub enum BlobData {
     File(PathBuf),
     Bytes(Vec<u8>),
+    /// At the push's `mount_from` endpoint, not fetched yet: fetched (verified, into this spool
+    /// directory) only when the destination lacks it and no mount serves it.
+    AtSource(PathBuf),
 }
 
 /// A blob to store, with its known digest and size.
@@ -40,6 +43,10 @@ impl Blob {
     }
     pub fn file(digest: Digest, size: u64, path: PathBuf) -> Blob {
         Blob { digest, size, data: BlobData::File(path), mountable: false, announce: true }
+    }
+    /// A layer of the source, fetched into `spool` only if it has to be uploaded.
+    pub fn at_source(digest: Digest, size: u64, spool: PathBuf) -> Blob {
+        Blob { digest, size, data: BlobData::AtSource(spool), mountable: true, announce: true }
     }
 }
 
@@ -93,6 +100,18 @@ impl Push<'_> {
         match &b.data {
             BlobData::File(path) => dst.put_blob(&b.digest, b.size, path).await?,
             BlobData::Bytes(bytes) => dst.put_blob_bytes(&b.digest, bytes).await?,
+            BlobData::AtSource(spool) => {
+                let src = self.mount_from.ok_or_else(|| anyhow!("blob {}: no source to fetch it from", b.digest))?;
+                let local = src.blob_local(&b.digest, b.size, spool, None).await?;
+                if !local.verified {
+                    let (p, d) = (local.path.clone(), b.digest.clone());
+                    let got = tokio::task::spawn_blocking(move || crate::files::digest_of(&p)).await??;
+                    if got != d {
+                        bail!("blob {d}: content has digest {got} (corrupt or tampered)");
+                    }
+                }
+                dst.put_blob(&b.digest, b.size, &local.path).await?
+            }
         }
         say(format!("pushed blob {} ({})", b.digest.short(), crate::progress::human(b.size)));
         Ok(())
