@@ -1,0 +1,101 @@
+//! Fleet-scale mirroring (issue #15): a warm rerun plans from the scan cache and downloads no
+//! layer, and gives the same digest as the cold run; a scan-cache entry of another harden build,
+//! or a damaged one, is ignored with a notice.
+
+use crate::common::*;
+use serde_json::Value;
+use std::path::Path;
+
+/// `harden rebuild -p strict SRC DST --cache-dir CACHE --report REPORT`, and the report.
+fn rebuild_cached(src: &str, dst: &str, cache: &Path, report: &Path, extra: &[&str]) -> (Pinned, String, Value) {
+    let mut args = vec![
+        "rebuild",
+        "-p",
+        "strict",
+        src,
+        dst,
+        "--cache-dir",
+        cache.to_str().unwrap(),
+        "--report",
+        report.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let out = harden(&args);
+    let pinned = expect_pinned(&out);
+    (pinned, stderr_str(&out), read_json(report))
+}
+
+fn layer_field<'a>(report: &'a Value, field: &str) -> Vec<&'a Value> {
+    report["layers"].as_array().unwrap().iter().map(|l| &l[field]).collect()
+}
+
+#[test]
+fn fleet_warm_rerun_downloads_no_layer_and_gives_the_cold_digest() {
+    let reg = Registry::start(false);
+    let tmp = tempdir("fleet-warm");
+    let f = fixture("app");
+    skopeo_copy(&f.oci_ref(), &reg.docker("src/app:1"));
+    let (cache, report) = (tmp.path().join("cache"), tmp.path().join("r.json"));
+    let src = reg.image("src/app:1");
+
+    let (cold, err, r) = rebuild_cached(&src, &reg.image("dst/app:1"), &cache, &report, &[]);
+    assert!(err.contains("scanned layer 1/2") && err.contains("scanned layer 2/2"), "{err}");
+    assert_eq!(layer_field(&r, "scan")[..2], [&Value::from("scanned"), &Value::from("scanned")]);
+
+    // To a new repository: the scans come from the cache, the rewrite from the rewrite cache,
+    // and no layer is downloaded (nor uploaded: what the destination lacks is mounted).
+    let (warm, err, r) = rebuild_cached(&src, &reg.image("dst/app-again:1"), &cache, &report, &[]);
+    assert_eq!(warm.digest, cold.digest, "a warm run gives the cold run's digest\n{err}");
+    assert!(!err.contains("scanned layer"), "a layer was scanned again:\n{err}");
+    assert!(err.contains("scan of layer 1/2") && err.contains("known"), "{err}");
+    assert_eq!(layer_field(&r, "scan")[..2], [&Value::from("scan-cache"), &Value::from("scan-cache")]);
+    assert_eq!(layer_field(&r, "action")[0], &Value::from("rewritten (cached)"));
+    skopeo_inspect(&warm.reference(), &[]);
+
+    // The finished job again: every blob already present, nothing fetched or pushed.
+    let (again, err, _) = rebuild_cached(&src, &reg.image("dst/app:1"), &cache, &report, &[]);
+    assert_eq!(again.digest, cold.digest);
+    assert!(!err.contains("pushed blob") && !err.contains("scanned layer"), "{err}");
+    assert!(err.contains("already present"), "{err}");
+}
+
+#[test]
+fn fleet_stale_or_damaged_scan_cache_entries_are_ignored() {
+    let reg = Registry::start(false);
+    let tmp = tempdir("fleet-stale");
+    let f = fixture("app");
+    skopeo_copy(&f.oci_ref(), &reg.docker("src/app:1"));
+    let (cache, report) = (tmp.path().join("cache"), tmp.path().join("r.json"));
+    let src = reg.image("src/app:1");
+    let (cold, _, _) = rebuild_cached(&src, &reg.image("dst/app:1"), &cache, &report, &[]);
+
+    let entries: Vec<std::path::PathBuf> = std::fs::read_dir(cache.join("scans"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_none())
+        .collect();
+    assert_eq!(entries.len(), 2, "one scan entry a layer: {entries:?}");
+    // The first as another harden build wrote it (its header says so; its checksum still holds),
+    // the second damaged (a byte of its body changed).
+    let bytes = std::fs::read(&entries[0]).unwrap();
+    let nl = bytes.iter().position(|&b| b == b'\n').unwrap();
+    let mut header: Value = serde_json::from_slice(&bytes[..nl]).unwrap();
+    header["scanner"] = Value::from("0.0.1+0123456789abcdef");
+    let mut stale = serde_json::to_vec(&header).unwrap();
+    stale.extend_from_slice(&bytes[nl..]);
+    std::fs::write(&entries[0], stale).unwrap();
+    let mut damaged = std::fs::read(&entries[1]).unwrap();
+    let last = damaged.len() - 1;
+    damaged[last] ^= 0x55;
+    std::fs::write(&entries[1], damaged).unwrap();
+
+    let (warm, err, r) = rebuild_cached(&src, &reg.image("dst/app-2:1"), &cache, &report, &[]);
+    assert_eq!(warm.digest, cold.digest, "{err}");
+    assert!(err.contains("written by another harden build"), "the stale entry is named:\n{err}");
+    assert!(err.contains("does not match its checksum"), "the damaged entry is named:\n{err}");
+    assert!(err.contains("scanned layer 1/2") && err.contains("scanned layer 2/2"), "both scanned again:\n{err}");
+    assert_eq!(layer_field(&r, "scan")[..2], [&Value::from("scanned"), &Value::from("scanned")]);
+    // And written again: the next run trusts them.
+    let (_, err, _) = rebuild_cached(&src, &reg.image("dst/app-3:1"), &cache, &report, &[]);
+    assert!(!err.contains("scanned layer") && !err.contains("ignoring it"), "{err}");
+}
