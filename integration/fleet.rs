@@ -25,18 +25,23 @@ fn rebuild_cached(src: &str, dst: &str, cache: &Path, report: &Path, extra: &[&s
     (pinned, stderr_str(&out), read_json(report))
 }
 
+/// A registry holding the app fixture as `src/app:1`, a temporary directory, and the source's name.
+fn app_in_registry(name: &str) -> (Registry, tempfile::TempDir, String) {
+    let reg = Registry::start(false);
+    let tmp = tempdir(name);
+    skopeo_copy(&fixture("app").oci_ref(), &reg.docker("src/app:1"));
+    let src = reg.image("src/app:1");
+    (reg, tmp, src)
+}
+
 fn layer_field<'a>(report: &'a Value, field: &str) -> Vec<&'a Value> {
     report["layers"].as_array().unwrap().iter().map(|l| &l[field]).collect()
 }
 
 #[test]
 fn fleet_warm_rerun_downloads_no_layer_and_gives_the_cold_digest() {
-    let reg = Registry::start(false);
-    let tmp = tempdir("fleet-warm");
-    let f = fixture("app");
-    skopeo_copy(&f.oci_ref(), &reg.docker("src/app:1"));
+    let (reg, tmp, src) = app_in_registry("fleet-warm");
     let (cache, report) = (tmp.path().join("cache"), tmp.path().join("r.json"));
-    let src = reg.image("src/app:1");
 
     let (cold, err, r) = rebuild_cached(&src, &reg.image("dst/app:1"), &cache, &report, &[]);
     assert!(err.contains("scanned layer 1/2") && err.contains("scanned layer 2/2"), "{err}");
@@ -61,12 +66,8 @@ fn fleet_warm_rerun_downloads_no_layer_and_gives_the_cold_digest() {
 
 #[test]
 fn fleet_stale_or_damaged_scan_cache_entries_are_ignored() {
-    let reg = Registry::start(false);
-    let tmp = tempdir("fleet-stale");
-    let f = fixture("app");
-    skopeo_copy(&f.oci_ref(), &reg.docker("src/app:1"));
+    let (reg, tmp, src) = app_in_registry("fleet-stale");
     let (cache, report) = (tmp.path().join("cache"), tmp.path().join("r.json"));
-    let src = reg.image("src/app:1");
     let (cold, _, _) = rebuild_cached(&src, &reg.image("dst/app:1"), &cache, &report, &[]);
 
     let entries: Vec<std::path::PathBuf> = std::fs::read_dir(cache.join("scans"))
@@ -98,4 +99,41 @@ fn fleet_stale_or_damaged_scan_cache_entries_are_ignored() {
     // And written again: the next run trusts them.
     let (_, err, _) = rebuild_cached(&src, &reg.image("dst/app-3:1"), &cache, &report, &[]);
     assert!(!err.contains("scanned layer") && !err.contains("ignoring it"), "{err}");
+}
+
+#[test]
+fn fleet_known_locations_are_mounted_and_a_refused_mount_falls_back_to_an_upload() {
+    let (reg, tmp, src) = app_in_registry("fleet-mount");
+    let (cache, report) = (tmp.path().join("cache"), tmp.path().join("r.json"));
+    let (cold, err, _) = rebuild_cached(&src, &reg.image("dst/a:1"), &cache, &report, &[]);
+    assert!(err.contains("pushed blob"), "the cold run uploads the rewritten layer:\n{err}");
+
+    // Another repository of the same registry: what dst/a holds is mounted from it, nothing uploaded.
+    let (warm, err, _) = rebuild_cached(&src, &reg.image("dst/b:1"), &cache, &report, &[]);
+    assert_eq!(warm.digest, cold.digest);
+    assert!(err.contains("from dst/a"), "the rewritten layer is mounted from where it was pushed:\n{err}");
+    assert!(!err.contains("pushed blob"), "nothing uploaded:\n{err}");
+
+    // Locations that lie (a repository that holds nothing): the mount is refused, said, and the
+    // blob uploaded; the result is the same.
+    let files: Vec<_> = std::fs::read_dir(cache.join("locations")).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(files.len(), 1, "one file for the one registry: {files:?}");
+    let mut v = read_json(&files[0]);
+    for repos in v["blobs"].as_object_mut().unwrap().values_mut() {
+        *repos = serde_json::json!(["ghost/repo"]);
+    }
+    std::fs::write(&files[0], serde_json::to_vec(&v).unwrap()).unwrap();
+    let (third, err, _) = rebuild_cached(&src, &reg.image("dst/c:1"), &cache, &report, &[]);
+    assert_eq!(third.digest, cold.digest);
+    assert!(err.contains("from ghost/repo refused"), "the refused mount is said:\n{err}");
+    assert!(err.contains("pushed blob"), "and the blob uploaded instead:\n{err}");
+    skopeo_inspect(&third.reference(), &[]);
+    // The wrong location is forgotten where it was tried (blobs the source held were mounted
+    // from the source first, and keep it).
+    let v = read_json(&files[0]);
+    for repos in v["blobs"].as_object().unwrap().values() {
+        let repos: Vec<&str> = repos.as_array().unwrap().iter().map(|r| r.as_str().unwrap()).collect();
+        assert!(repos.contains(&"dst/c") || repos.contains(&"src/app"), "{v}");
+        assert!(!(repos.contains(&"dst/c") && repos.contains(&"ghost/repo")), "{v}");
+    }
 }

@@ -22,6 +22,7 @@ use crate::progress::Progress;
 use crate::reference::ImageRef;
 use crate::report::{ProfileRef, RebuildReport, ResultRef, SignatureReport, SourceRef, Timings};
 use crate::source::{walk, ScanShare};
+use crate::transport::locations::Locations;
 use crate::transport::{Endpoint, NetOptions};
 use crate::Failure;
 use anyhow::{anyhow, bail, Context, Result};
@@ -67,6 +68,9 @@ pub struct RebuildOptions {
     pub cache: Option<Arc<RewriteCache>>,
     /// Fetched layers and their scans, shared by every image of a batch; None for this run's own.
     pub scans: Option<Arc<ScanShare>>,
+    /// Known blob locations, shared by every image of a batch; None for this run's own (kept in
+    /// the rewrite cache's directory).
+    pub locations: Option<Arc<Locations>>,
 }
 
 impl Default for RebuildOptions {
@@ -92,6 +96,7 @@ impl Default for RebuildOptions {
             contract_format: crate::contract::Format::Json,
             cache: None,
             scans: None,
+            locations: None,
         }
     }
 }
@@ -137,6 +142,7 @@ pub(crate) struct Ctx<'a> {
     pub dst: Endpoint,
     pub share: Arc<ScanShare>,
     pub cache: Arc<RewriteCache>,
+    pub locations: Arc<Locations>,
 }
 
 /// Rebuild `src` into `dst`.
@@ -151,6 +157,10 @@ pub async fn rebuild(src: &ImageRef, dst: &ImageRef, o: &RebuildOptions) -> Resu
         Some(s) => Arc::clone(s),
         None => Arc::new(ScanShare::new()?.with_cache(cache.dir(), &o.progress)),
     };
+    let locations = match &o.locations {
+        Some(l) => Arc::clone(l),
+        None => Arc::new(Locations::new(cache.dir())),
+    };
     let ctx = Ctx {
         o,
         src_ref: src,
@@ -160,6 +170,7 @@ pub async fn rebuild(src: &ImageRef, dst: &ImageRef, o: &RebuildOptions) -> Resu
         profile,
         share,
         cache,
+        locations,
     };
     if o.sign_key.is_some() && matches!(dst, ImageRef::DockerArchive { .. }) {
         bail!(Failure::Usage(format!("{dst}: a docker-archive cannot hold a signature; sign after loading it")));
@@ -259,6 +270,11 @@ pub async fn rebuild(src: &ImageRef, dst: &ImageRef, o: &RebuildOptions) -> Resu
             (m.digest.clone(), ResultRef { digest: m.digest.to_string(), ..Default::default() }, Timings::default())
         }
     };
+    // Where the blobs were seen, for the next push to this registry (a hint: failing to keep
+    // it fails nothing).
+    if let Err(e) = ctx.locations.save() {
+        o.progress.line(&format!("note: cannot record known blob locations: {e}"));
+    }
     // What readers of the destination see (a docker-archive keeps no manifest of its own).
     let result_digest = ctx.dst.stored_digest(&result_digest);
     let line = dst.by_digest(&result_digest);

@@ -44,6 +44,12 @@ pub async fn prepare(ctx: &Ctx<'_>, src_ref: ImageRef, manifest: Manifest) -> Re
     let o = ctx.o;
     let profile = &ctx.profile;
     let (view, config) = source::image_config(&ctx.src, &src_ref, &manifest).await?;
+    // The source's repository holds its blobs: a push elsewhere in its registry may mount them.
+    if let Some((registry, repository)) = ctx.src.registry_repository() {
+        for d in view.layers.iter().map(|l| &l.digest).chain([&view.config.digest]) {
+            ctx.locations.note(registry, repository, d);
+        }
+    }
     let indexes = Scanner {
         src: &ctx.src,
         share: &ctx.share,

@@ -78,7 +78,13 @@ pub async fn execute(ctx: &Ctx<'_>, mut p: Prepared, tag: Option<&ImageRef>) -> 
     }
     blobs.push(Blob::bytes(config_digest.clone(), config_bytes));
     let push_ref = tag.cloned().unwrap_or_else(|| ctx.dst_ref.with_digest(&result.digest).without_tag());
-    let push = Push { dst: &ctx.dst, mount_from: Some(&ctx.src), jobs: ctx.o.jobs, progress: &ctx.o.progress };
+    let push = Push {
+        dst: &ctx.dst,
+        mount_from: Some(&ctx.src),
+        locations: Some(&ctx.locations),
+        jobs: ctx.o.jobs,
+        progress: &ctx.o.progress,
+    };
     push.push(&blobs, &push_ref, &result, "manifest").await?;
     let t_push = t2.elapsed();
 

@@ -163,7 +163,7 @@ pub async fn sign_digest(
         media_type: sign::OCI_MANIFEST_MEDIA_TYPE.to_string(),
     };
     let blobs = [Blob::bytes(payload_digest.clone(), payload), Blob::bytes(config_digest, appended.config)];
-    Push { dst: ep, mount_from: None, jobs: 1, progress }
+    Push { dst: ep, mount_from: None, locations: None, jobs: 1, progress }
         .push(&blobs, &target, &manifest, "signature manifest")
         .await?;
     let layers = appended.manifest["layers"].as_array().map_or(0, Vec::len);

@@ -1,6 +1,7 @@
 //! The push protocol, the one way anything reaches a destination: for each blob, already
-//! present? mountable from another repository of the same registry? else upload; then every
-//! blob confirmed present; the manifest last. A manifest is never stored before all that it
+//! present? mountable from another repository of the same registry (the source's, then those
+//! [`super::locations`] knows to hold it; each mount confirmed by a HEAD, a refused one
+//! forgotten)? else upload; then every blob confirmed present; the manifest last. A manifest is never stored before all that it
 //! names is, so an interrupted or failed push leaves nothing that points at a missing blob.
 //! Used by the rebuild, by signing, and by whatever pushes next (attestations, referrers).
 //!
@@ -55,6 +56,9 @@ pub struct Push<'a> {
     pub dst: &'a Endpoint,
     /// The source endpoint mounts may come from (the same registry, another repository).
     pub mount_from: Option<&'a Endpoint>,
+    /// Where blobs were seen: mounts are tried from these too, and what this push finds or
+    /// stores is added.
+    pub locations: Option<&'a super::locations::Locations>,
     /// Blobs stored at once.
     pub jobs: usize,
     pub progress: &'a Progress,
@@ -87,14 +91,37 @@ impl Push<'_> {
                 self.progress.line(&msg);
             }
         };
+        let here = dst.registry_repository();
+        let note = |repository: &str| {
+            if let (Some(l), Some((registry, _))) = (self.locations, here) {
+                l.note(registry, repository, &b.digest);
+            }
+        };
+        let src_repo = self.mount_from.filter(|_| b.mountable).and_then(|src| dst.mount_source(src));
         if dst.has_blob(&b.digest).await? {
             say(format!("blob {} already present", b.digest.short()));
+            if let Some((_, repo)) = here {
+                note(repo);
+            }
             return Ok(());
         }
-        if let Some(src) = self.mount_from.filter(|_| b.mountable) {
-            if dst.mount_from(src, &b.digest).await && dst.has_blob(&b.digest).await? {
-                say(format!("mounted blob {}", b.digest.short()));
+        let known = match (self.locations, here) {
+            (Some(l), Some((registry, repo))) => {
+                l.candidates(registry, &b.digest, &[repo, src_repo.unwrap_or_default()])
+            }
+            _ => Vec::new(),
+        };
+        for from in src_repo.map(str::to_string).into_iter().chain(known) {
+            if dst.mount(&from, &b.digest).await && dst.has_blob(&b.digest).await? {
+                say(format!("mounted blob {} from {from}", b.digest.short()));
+                if let Some((_, repo)) = here {
+                    note(repo);
+                }
                 return Ok(());
+            }
+            say(format!("mount of blob {} from {from} refused; trying the next way", b.digest.short()));
+            if let (Some(l), Some((registry, _))) = (self.locations, here) {
+                l.forget(registry, &from, &b.digest);
             }
         }
         match &b.data {
@@ -114,6 +141,9 @@ impl Push<'_> {
             }
         }
         say(format!("pushed blob {} ({})", b.digest.short(), crate::progress::human(b.size)));
+        if let Some((_, repo)) = here {
+            note(repo);
+        }
         Ok(())
     }
 
