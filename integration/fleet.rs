@@ -137,3 +137,79 @@ fn fleet_known_locations_are_mounted_and_a_refused_mount_falls_back_to_an_upload
         assert!(!(repos.contains(&"dst/c") && repos.contains(&"ghost/repo")), "{v}");
     }
 }
+
+/// `curl` against the test registry's API; the body on success.
+fn registry_api(method: &str, url: &str, body: Option<(&str, &[u8])>) -> String {
+    let mut cmd = std::process::Command::new(require_tool("curl"));
+    cmd.args(["-sS", "-f", "-X", method, url]);
+    let tmp = tempdir("curl-body");
+    if let Some((ct, bytes)) = body {
+        let f = tmp.path().join("body");
+        std::fs::write(&f, bytes).unwrap();
+        cmd.args(["-H", &format!("Content-Type: {ct}"), "--data-binary", &format!("@{}", f.display())]);
+    }
+    stdout_str(&run_ok(&mut cmd))
+}
+
+#[test]
+fn fleet_shared_cache_rewrites_once_across_pods_and_ignores_records_that_do_not_hold() {
+    let (reg, tmp, src) = app_in_registry("fleet-shared");
+    let report = tmp.path().join("r.json");
+    let shared = reg.image("harden/cache");
+    let pod = |name: &str, dst: &str| {
+        let cache = tmp.path().join(format!("cache-{name}"));
+        rebuild_cached(&src, &reg.image(dst), &cache, &report, &["--shared-cache", &shared])
+    };
+    // Pod A rewrites and records; pod B, with its own empty disk, finds it and rewrites nothing.
+    let (a, err, r) = pod("a", "dst/a:1");
+    assert_eq!(layer_field(&r, "action")[0], &Value::from("rewritten"), "{err}");
+    assert!(err.contains("shared cache: recorded rewrite"), "{err}");
+    let (b, err, r) = pod("b", "dst/b:1");
+    assert_eq!(b.digest, a.digest, "{err}");
+    assert_eq!(layer_field(&r, "action")[0], &Value::from("rewritten (shared cache)"), "{err}");
+    assert!(err.contains("from harden/cache"), "the rewrite is mounted from the shared repository:\n{err}");
+
+    // The records, as the registry lists them: one a rewritten layer; the base layer's first.
+    let rewritten: Vec<&Value> =
+        r["layers"].as_array().unwrap().iter().filter(|l| l["action"] == "rewritten (shared cache)").collect();
+    let tags_url = format!("http://{}", reg.image("v2/harden/cache/tags/list"));
+    let tags: Value = serde_json::from_str(&registry_api("GET", &tags_url, None)).unwrap();
+    let records: Vec<&str> = tags["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .filter(|t| !t.ends_with("-claim"))
+        .collect();
+    assert_eq!(records.len(), rewritten.len(), "one record a rewrite: {tags}");
+    let base_out = layer_field(&r, "output_digest")[0].as_str().unwrap().to_string();
+    let (tag, record) = records
+        .iter()
+        .map(|t| (*t, skopeo_inspect_raw(&reg.docker(&format!("harden/cache:{t}")))))
+        .find(|(_, m)| m["layers"][0]["digest"] == base_out.as_str())
+        .expect("a record for the base layer's rewrite");
+    assert_eq!(record["artifactType"], "application/vnd.dev.harden.rewrite.v1");
+    let blob = base_out.clone();
+
+    // A record whose diff_id differs from what its blob holds: ignored, said, rewritten here.
+    let mut lying = record.clone();
+    lying["annotations"]["dev.harden.rewrite.diff_id"] = Value::from(format!("sha256:{}", "0".repeat(64)));
+    let url = format!("http://{}", reg.image(&format!("v2/harden/cache/manifests/{tag}")));
+    registry_api(
+        "PUT",
+        &url,
+        Some(("application/vnd.oci.image.manifest.v1+json", &serde_json::to_vec(&lying).unwrap())),
+    );
+    let (c, err, r) = pod("c", "dst/c:1");
+    assert_eq!(c.digest, a.digest, "{err}");
+    assert!(err.contains("not the recorded diff_id") && err.contains("ignoring it"), "{err}");
+    assert_eq!(layer_field(&r, "action")[0], &Value::from("rewritten"), "{err}");
+
+    // A record whose blob is gone from the repository: ignored, said, rewritten here.
+    registry_api("DELETE", &format!("http://{}", reg.image(&format!("v2/harden/cache/blobs/{blob}"))), None);
+    let (d, err, r) = pod("d", "dst/d:1");
+    assert_eq!(d.digest, a.digest, "{err}");
+    assert!(err.contains(&format!("blob {blob}")) && err.contains("ignoring it"), "{err}");
+    assert_eq!(layer_field(&r, "action")[0], &Value::from("rewritten"), "{err}");
+    skopeo_inspect(&d.reference(), &[]);
+}

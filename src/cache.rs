@@ -34,6 +34,8 @@ pub struct Rewritten {
     pub rw: LayerRewrite,
     /// Served from the cache directory rather than computed in this run.
     pub cached: bool,
+    /// Found in the shared cache (`--shared-cache`) rather than computed in this run.
+    pub shared: bool,
 }
 
 pub struct RewriteCache {
@@ -127,7 +129,7 @@ impl RewriteCache {
             changed: meta["changed"].as_u64()?,
             copied: meta["copied"].as_u64().unwrap_or(0),
         };
-        Some(Rewritten { blob, rw: LayerRewrite { digest, size, diff_id, stats }, cached: true })
+        Some(Rewritten { blob, rw: LayerRewrite { digest, size, diff_id, stats }, cached: true, shared: false })
     }
 
     fn store(&self, key: &str, spooled: &Path, rw: &LayerRewrite) -> Result<PathBuf> {
@@ -151,11 +153,12 @@ impl RewriteCache {
     }
 
     /// The rewrite for `key`: from this run, from the cache directory, or computed by `compute`
-    /// (which returns the spooled blob and its description) — once per key.
+    /// (which returns the spooled blob, its description, and whether it came from the shared
+    /// cache rather than being rewritten) — once per key.
     pub async fn get_or_rewrite<F, Fut>(&self, key: &str, compute: F) -> Result<Rewritten>
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<(PathBuf, LayerRewrite)>>,
+        Fut: Future<Output = Result<(PathBuf, LayerRewrite, bool)>>,
     {
         let cell = self.inflight.lock().await.entry(key.to_string()).or_default().clone();
         // Done earlier in this run (another platform or batch job): reused, not recomputed.
@@ -171,9 +174,9 @@ impl RewriteCache {
                         return Ok(hit);
                     }
                 }
-                let (spooled, rw) = compute().await?;
+                let (spooled, rw, shared) = compute().await?;
                 let blob = self.store(key, &spooled, &rw)?;
-                Ok::<_, anyhow::Error>(Rewritten { blob, rw, cached: false })
+                Ok::<_, anyhow::Error>(Rewritten { blob, rw, cached: false, shared })
             })
             .await?;
         Ok(r.clone())
@@ -225,7 +228,7 @@ mod tests {
                 diff_id: Digest::of(b"tar"),
                 stats: Default::default(),
             };
-            (p, rw)
+            (p, rw, false)
         };
         let cache = RewriteCache::new(Some(dir.path().to_path_buf())).unwrap();
         let calls = std::sync::atomic::AtomicUsize::new(0);

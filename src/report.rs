@@ -219,6 +219,9 @@ pub enum LayerAction {
     /// Rewritten by an earlier run (or job): served from the rewrite cache.
     #[serde(rename = "rewritten (cached)")]
     RewrittenCached,
+    /// Rewritten by another process (a pod): found in the shared cache (`--shared-cache`).
+    #[serde(rename = "rewritten (shared cache)")]
+    RewrittenShared,
     /// A layer harden adds (the user layer).
     #[serde(rename = "added")]
     Added,

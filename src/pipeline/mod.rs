@@ -71,6 +71,8 @@ pub struct RebuildOptions {
     /// Known blob locations, shared by every image of a batch; None for this run's own (kept in
     /// the rewrite cache's directory).
     pub locations: Option<Arc<Locations>>,
+    /// Rewrites shared with other processes through a registry repository (`--shared-cache`).
+    pub shared_cache: Option<Arc<crate::shared_cache::SharedCache>>,
 }
 
 impl Default for RebuildOptions {
@@ -97,6 +99,7 @@ impl Default for RebuildOptions {
             cache: None,
             scans: None,
             locations: None,
+            shared_cache: None,
         }
     }
 }
@@ -143,6 +146,7 @@ pub(crate) struct Ctx<'a> {
     pub share: Arc<ScanShare>,
     pub cache: Arc<RewriteCache>,
     pub locations: Arc<Locations>,
+    pub shared: Option<Arc<crate::shared_cache::SharedCache>>,
 }
 
 /// Rebuild `src` into `dst`.
@@ -171,6 +175,7 @@ pub async fn rebuild(src: &ImageRef, dst: &ImageRef, o: &RebuildOptions) -> Resu
         share,
         cache,
         locations,
+        shared: o.shared_cache.clone(),
     };
     if o.sign_key.is_some() && matches!(dst, ImageRef::DockerArchive { .. }) {
         bail!(Failure::Usage(format!("{dst}: a docker-archive cannot hold a signature; sign after loading it")));

@@ -14,6 +14,7 @@ use crate::progress::human;
 use crate::reference::ImageRef;
 use crate::report::{ImageReport, LayerAction, LayerReport, ResultRef, Timings};
 use crate::rewrite::{self, LayerRewrite};
+use crate::shared_cache::Lookup;
 use crate::transport::push::{Blob, Push};
 use crate::transport::Manifest;
 use anyhow::{anyhow, Result};
@@ -125,30 +126,53 @@ async fn rewrite_layers(ctx: &Ctx<'_>, p: &Prepared) -> Result<Vec<Option<Rewrit
             let key = RewriteCache::key(&layer.digest, lp, o.codec, splice);
             let spooled = ctx.share.spool.path().join(format!("out-{key}"));
             let (lp2, codec, digest) = (Arc::new(lp.clone()), o.codec, layer.digest.clone());
-            let limits = o.limits.clone();
+            let (limits, k) = (o.limits.clone(), key.clone());
+            let media_type = p.view.layer_media_type(codec);
             let r = ctx
                 .cache
                 .get_or_rewrite(&key, || async move {
-                    // Only a rewrite reads the input: a layer known from the scan cache is fetched here.
-                    let input = ctx.share.blob(&ctx.src, layer).await?;
-                    let out = spooled.clone();
-                    let rw = tokio::task::spawn_blocking(move || -> std::io::Result<LayerRewrite> {
-                        let r: Arc<dyn crate::layer::splice::ReadAt> = Arc::new(std::fs::File::open(&input)?);
-                        // Created (truncated) again if a splice has to be redone.
-                        let open_out = || Ok(std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&out)?));
-                        let settings = rewrite::Settings { codec, splice, workers };
-                        let (mut w, rw) = rewrite::rewrite_layer(r, open_out, &lp2, settings, &limits)?;
-                        std::io::Write::flush(&mut w)?;
-                        Ok(rw)
-                    })
-                    .await?
-                    .map_err(|e| anyhow!("layer {digest}: rewrite failed: {e}"))?;
-                    Ok((spooled, rw))
+                    // Another pod's rewrite, when the shared cache has it (verified there).
+                    if let Some(shared) = &ctx.shared {
+                        if let Lookup::Found(f) = shared.lookup(&k, ctx.share.spool.path(), &limits).await {
+                            if let Some((registry, repository)) = shared.registry_repository() {
+                                ctx.locations.note(registry, repository, &f.rw.digest);
+                            }
+                            return Ok((f.blob, f.rw, true));
+                        }
+                    }
+                    let rewritten = async {
+                        // Only a rewrite reads the input: a layer known from the scan cache is fetched here.
+                        let input = ctx.share.blob(&ctx.src, layer).await?;
+                        let out = spooled.clone();
+                        tokio::task::spawn_blocking(move || -> std::io::Result<LayerRewrite> {
+                            let r: Arc<dyn crate::layer::splice::ReadAt> = Arc::new(std::fs::File::open(&input)?);
+                            // Created (truncated) again if a splice has to be redone.
+                            let open_out =
+                                || Ok(std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&out)?));
+                            let settings = rewrite::Settings { codec, splice, workers };
+                            let (mut w, rw) = rewrite::rewrite_layer(r, open_out, &lp2, settings, &limits)?;
+                            std::io::Write::flush(&mut w)?;
+                            Ok(rw)
+                        })
+                        .await?
+                        .map_err(|e| anyhow!("layer {digest}: rewrite failed: {e}"))
+                    }
+                    .await;
+                    match (&ctx.shared, &rewritten) {
+                        (Some(shared), Ok(rw)) => shared.publish(&k, &spooled, rw, &media_type, &ctx.locations).await,
+                        (Some(shared), Err(_)) => shared.release(&k).await,
+                        (None, _) => {}
+                    }
+                    Ok((spooled, rewritten?, false))
                 })
                 .await?;
             o.progress.line(&format!(
                 "{} layer {}/{n} {} → {} ({} → {}, {} removed, {} changed{})",
-                if r.cached { "cached" } else { "rewrote" },
+                match (r.cached, r.shared) {
+                    (true, _) => "cached",
+                    (false, true) => "shared",
+                    (false, false) => "rewrote",
+                },
                 i + 1,
                 layer.digest.short(),
                 r.rw.digest.short(),
@@ -196,7 +220,11 @@ fn new_layers(
                 reports.push(LayerReport {
                     input_digest: Some(layer.digest.to_string()),
                     output_digest: r.rw.digest.to_string(),
-                    action: if r.cached { LayerAction::RewrittenCached } else { LayerAction::Rewritten },
+                    action: match (r.cached, r.shared) {
+                        (true, _) => LayerAction::RewrittenCached,
+                        (false, true) => LayerAction::RewrittenShared,
+                        (false, false) => LayerAction::Rewritten,
+                    },
                     input_codec,
                     uncompressed_bytes: Some(idx.uncompressed_size),
                     scan,
