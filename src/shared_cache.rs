@@ -44,6 +44,8 @@ const EMPTY: &[u8] = b"{}";
 const EMPTY_TYPE: &str = "application/vnd.oci.empty.v1+json";
 /// How long a claim holds off other pods.
 const CLAIM_FOR: Duration = Duration::from_secs(300);
+/// How long a claim is left to settle before it is read back.
+const CLAIM_SETTLE: Duration = Duration::from_millis(300);
 /// How often a waiting pod looks for the record.
 const POLL: Duration = Duration::from_millis(500);
 
@@ -140,12 +142,18 @@ impl SharedCache {
                 }
                 _ => {}
             }
-            // Nobody holds it: claim it, and look again once (a record may have landed meanwhile).
+            // Nobody holds it: claim it. Two pods may claim at once (the tag keeps the last):
+            // after a pause for the other's write to land, only the one the tag names goes on,
+            // the other waits for its record. Then look again once (a record may have landed).
             if let Err(e) = self.claim(key, now() + CLAIM_FOR.as_secs()).await {
                 self.note(&format!("cannot claim {}: {e}", Self::tag(key, true)));
                 return Lookup::Rewrite;
             }
+            tokio::time::sleep(CLAIM_SETTLE).await;
             claimed = true;
+            if self.claim_holder(key).await.is_some_and(|until| until > now()) {
+                claimed = false;
+            }
         }
     }
 
