@@ -1,8 +1,9 @@
 //! The push protocol, the one way anything reaches a destination: for each blob, already
 //! present? mountable from another repository of the same registry (the source's, then those
 //! [`super::locations`] knows to hold it; each mount confirmed by a HEAD, a refused one
-//! forgotten)? else upload; then every blob confirmed present; the manifest last. A manifest is never stored before all that it
-//! names is, so an interrupted or failed push leaves nothing that points at a missing blob.
+//! forgotten)? else upload; then every blob confirmed present; the manifest last. A manifest is
+//! never stored before all that it names is, so an interrupted or failed push leaves nothing
+//! that points at a missing blob.
 //! Used by the rebuild, by signing, and by whatever pushes next (attestations, referrers).
 //!
 //! Owns: the order of a push and its checks. Must not: build blobs or manifests.
@@ -92,17 +93,16 @@ impl Push<'_> {
             }
         };
         let here = dst.registry_repository();
-        let note = |repository: &str| {
-            if let (Some(l), Some((registry, _))) = (self.locations, here) {
+        // This repository holds the blob now (for later pushes elsewhere in the registry).
+        let note_here = || {
+            if let (Some(l), Some((registry, repository))) = (self.locations, here) {
                 l.note(registry, repository, &b.digest);
             }
         };
         let src_repo = self.mount_from.filter(|_| b.mountable).and_then(|src| dst.mount_source(src));
         if dst.has_blob(&b.digest).await? {
             say(format!("blob {} already present", b.digest.short()));
-            if let Some((_, repo)) = here {
-                note(repo);
-            }
+            note_here();
             return Ok(());
         }
         let known = match (self.locations, here) {
@@ -114,9 +114,7 @@ impl Push<'_> {
         for from in src_repo.map(str::to_string).into_iter().chain(known) {
             if dst.mount(&from, &b.digest).await && dst.has_blob(&b.digest).await? {
                 say(format!("mounted blob {} from {from}", b.digest.short()));
-                if let Some((_, repo)) = here {
-                    note(repo);
-                }
+                note_here();
                 return Ok(());
             }
             say(format!("mount of blob {} from {from} refused; trying the next way", b.digest.short()));
@@ -141,9 +139,7 @@ impl Push<'_> {
             }
         }
         say(format!("pushed blob {} ({})", b.digest.short(), crate::progress::human(b.size)));
-        if let Some((_, repo)) = here {
-            note(repo);
-        }
+        note_here();
         Ok(())
     }
 
