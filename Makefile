@@ -29,8 +29,10 @@ unit:
 	$(CARGO) test --lib --bins
 
 ## bench: ratios against skopeo, gzip and umoci from one run; prints a Markdown table.
+## BENCH="fleet" (or any of big app batch fleet) runs only those sections.
+BENCH ?=
 bench: setup release
-	bash integration/bench.sh
+	bash integration/bench.sh $(BENCH)
 
 ## fuzz: each cargo-fuzz target for FUZZ_SECONDS (default 60), from fuzz/seeds; a crash stops
 ## it and leaves the input in fuzz/artifacts/TARGET/ (turn it into a unit test). No nightly here:

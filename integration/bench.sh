@@ -9,6 +9,14 @@
 #  2. no-op mirror: `harden rebuild -p passthrough` A → B vs `skopeo copy` A → B (no mount possible).
 #  3. strict on the app image vs the do-it-yourself pipeline (skopeo → umoci unpack → rm/chmod →
 #     umoci repack → umoci config → skopeo), time and result size.
+#  4. a batch of 20 images on one base, and the same batch again.
+#  5. fleet (issue #15), both tools cold then warm (skopeo's blob-info cache and harden's cache
+#     directories emptied before the cold runs): the warm re-mirror of the big image to a new
+#     repository vs skopeo's warm copy; the rerun of a finished 90-job batch (3 sources × 30
+#     destinations) vs its cold run; two pods (two processes, separate cache directories, one
+#     --shared-cache) splitting the 20-image batch: how often the shared base is rewritten.
+#
+# Usage: bench.sh [big] [app] [batch] [fleet] — the sections to run (default: all).
 #
 # Output: a Markdown table on stdout (pasted into README.md), details on stderr.
 set -euo pipefail
@@ -18,6 +26,10 @@ cd "$ROOT"
 HARDEN="${HARDEN:-$ROOT/target/release/harden}"
 [ -x "$HARDEN" ] || { echo "bench: $HARDEN missing (make bench builds it)" >&2; exit 1; }
 for t in skopeo umoci /usr/bin/time gzip python3; do command -v "$t" >/dev/null || { echo "bench: $t missing: run make setup" >&2; exit 1; }; done
+
+SEL=" ${*:-all} "
+want() { [[ "$SEL" == *" all "* || "$SEL" == *" $1 "* ]]; }
+for s in $SEL; do case "$s" in all|big|app|batch|fleet) ;; *) echo "bench: unknown section $s (big app batch fleet)" >&2; exit 2;; esac; done
 
 mapfile -t REFS < <(bash integration/build-image.sh all)
 APP_REF=$(printf '%s\n' "${REFS[@]}" | grep ':app$')
@@ -36,6 +48,7 @@ C=$(bash integration/registry.sh start "$WORK/regC")
 
 # The big image: the app rootfs four times over in one layer (~1 GiB of real files), gzip -6.
 BIG="$WORK/big"
+if want big || want fleet; then
 python3 - "$ROOTFS" "$BIG" <<'PY'
 import gzip, hashlib, json, os, sys, tarfile
 src, out = sys.argv[1], sys.argv[2]
@@ -72,7 +85,10 @@ open(out + "/layer-digest", "w").write(digest)
 PY
 LAYER="$BIG/blobs/sha256/$(cat "$BIG/layer-digest")"
 skopeo copy -q --dest-tls-verify=false "oci:$BIG:big" "docker://$A/big:1"
+fi
 skopeo copy -q --dest-tls-verify=false "$APP_REF" "docker://$A/app:1"
+# skopeo's blob-info cache (what makes its warm copies HEADs and mounts), emptied before a cold run.
+skopeo_cold() { rm -f /var/lib/containers/cache/blob-info-cache-v1.*; }
 
 # Seconds and peak RSS (KiB) of a command, via GNU time.
 measure() {
@@ -94,12 +110,17 @@ measure_copy() {
   python3 -c "print($w, $m, round($u + $s + $(cpu_of "$WORK/regA") - $a0 + $(cpu_of "$dst") - $d0, 2))"
 }
 
+if want big; then
+skopeo_cold
 read -r t_skopeo_big _ c_skopeo < <(measure_copy "$WORK/regB" skopeo copy -q --src-tls-verify=false --dest-tls-verify=false "docker://$A/big:1" "docker://$B/big:1")
 t_skopeo_mirror=$t_skopeo_big
 read -r t_harden_mirror rss_mirror c_harden < <(measure_copy "$WORK/regC" "$HARDEN" rebuild -q --no-cache -p passthrough "$A/big:1" "$C/big:1")
 read -r t_harden_big rss_big < <(measure "$HARDEN" rebuild -q --no-cache -p strict "$A/big:1" "$C/big-hard:1")
 read -r t_gzip _ < <(measure sh -c "gzip -dc '$LAYER' | gzip -6 -c > /dev/null")
 
+fi
+
+if want app; then
 # Do-it-yourself: what a release engineer scripts today for the strict result.
 diy() {
   local d="$WORK/diy"
@@ -118,10 +139,12 @@ read -r t_diy _ < <(measure bash -c "$(declare -f diy); A=$A B=$B WORK=$WORK diy
 read -r t_harden_app rss_app < <(measure "$HARDEN" rebuild -q --no-cache -p strict "$A/app:1" "$C/app-hard:1")
 size_of() { skopeo inspect --tls-verify=false --raw "docker://$1" | python3 -c "import json,sys; print(sum(l['size'] for l in json.load(sys.stdin)['layers']))"; }
 s_src=$(size_of "$A/app:1"); s_diy=$(size_of "$B/app-diy:1"); s_hard=$(size_of "$C/app-hard:1")
+fi
 
 # 4. A fleet: 20 images on the app image's base layer, each with its own small app layer; a batch
 #    vs one image, in a fresh cache. Ideal: base once + 20 small layers.
 FLEET="$WORK/fleet"
+if want batch || want fleet; then
 python3 - "$APP_REF" "$FLEET" <<'PY'
 import hashlib, io, json, os, shutil, sys, tarfile, gzip
 ref, out = sys.argv[1], sys.argv[2]
@@ -154,22 +177,69 @@ json.dump({"schemaVersion": 2, "manifests": entries}, open(f"{out}/index.json", 
 open(f"{out}/oci-layout", "w").write('{"imageLayoutVersion":"1.0.0"}')
 PY
 for i in $(seq 0 19); do skopeo copy -q --dest-tls-verify=false "oci:$FLEET:s$i" "docker://$A/fleet:s$i"; done
+fi
 { echo '[defaults]'; echo 'profiles = ["strict"]'; for i in $(seq 0 19); do printf '[[job]]\nsource = "%s/fleet:s%s"\ndestination = "%s/fleet-hard:s%s"\n' "$A" "$i" "$C" "$i"; done; } > "$WORK/fleet.toml"
 { echo '[defaults]'; echo 'profiles = ["strict"]'; printf '[[job]]\nsource = "%s/fleet:s0"\ndestination = "%s/fleet-one:s0"\n' "$A" "$C"; } > "$WORK/one.toml"
+if want batch; then
 read -r t_one _ < <(measure "$HARDEN" batch -q --cache-dir "$WORK/cache-one" "$WORK/one.toml")
 read -r t_fleet rss_fleet < <(measure "$HARDEN" batch -q --jobs 2 --cache-dir "$WORK/cache-fleet" "$WORK/fleet.toml")
 read -r t_rerun _ < <(measure "$HARDEN" batch -q --jobs 2 --cache-dir "$WORK/cache-fleet" "$WORK/fleet.toml")
+fi
+
+# 5. Fleet: both tools cold, then warm.
+if want fleet; then
+  skopeo_cold
+  read -r t_sk_cold _ < <(measure skopeo copy -q --src-tls-verify=false --dest-tls-verify=false "docker://$A/big:1" "docker://$B/remirror:1")
+  read -r t_sk_warm _ < <(measure skopeo copy -q --src-tls-verify=false --dest-tls-verify=false "docker://$A/big:1" "docker://$B/remirror-again:1")
+  rm -rf "$WORK/hc-mirror"
+  read -r t_h_cold _ < <(measure "$HARDEN" rebuild -q --cache-dir "$WORK/hc-mirror" -p passthrough "$A/big:1" "$C/remirror:1")
+  read -r t_h_warm _ < <(measure "$HARDEN" rebuild -q --cache-dir "$WORK/hc-mirror" -p passthrough "$A/big:1" "$C/remirror-again:1")
+  { echo '[defaults]'; echo 'profiles = ["strict"]'
+    for j in $(seq 0 29); do for i in 0 1 2; do printf '[[job]]\nsource = "%s/fleet:s%s"\ndestination = "%s/m%s/fleet:s%s"\n' "$A" "$i" "$C" "$j" "$i"; done; done; } > "$WORK/ninety.toml"
+  rm -rf "$WORK/hc-90"
+  read -r t_90 rss_90 < <(measure "$HARDEN" batch -q --jobs 2 --cache-dir "$WORK/hc-90" "$WORK/ninety.toml")
+  read -r t_90r _ < <(measure "$HARDEN" batch -q --jobs 2 --cache-dir "$WORK/hc-90" "$WORK/ninety.toml")
+  # Two pods of an indexed Job: each its own disk (cache directory), the registry shared.
+  { echo '[defaults]'; echo 'profiles = ["strict"]'; for i in $(seq 0 19); do printf '[[job]]\nsource = "%s/fleet:s%s"\ndestination = "%s/pods:s%s"\n' "$A" "$i" "$C" "$i"; done; } > "$WORK/pods.toml"
+  pods() {
+    local p0 p1
+    "$HARDEN" batch -q --jobs 1 --shard 0/2 --cache-dir "$WORK/pod0" --shared-cache "$C/harden-cache" --report "$WORK/pod0.json" "$WORK/pods.toml" & p0=$!
+    "$HARDEN" batch -q --jobs 1 --shard 1/2 --cache-dir "$WORK/pod1" --shared-cache "$C/harden-cache" --report "$WORK/pod1.json" "$WORK/pods.toml" & p1=$!
+    wait "$p0" && wait "$p1"
+  }
+  read -r t_pods _ < <(measure bash -c "$(declare -f pods); HARDEN=$HARDEN WORK=$WORK C=$C pods")
+  base_rewrites=$(python3 -c "
+import json, sys
+n = 0
+for f in sys.argv[1:]:
+    for j in json.load(open(f))['jobs']:
+        n += j['report']['layers'][0]['action'] == 'rewritten'
+print(n)" "$WORK/pod0.json" "$WORK/pod1.json")
+fi
 
 mib() { python3 -c "print(f'{$1/1024:.0f} MiB')"; }
 mb() { python3 -c "print(f'{$1/2**20:.1f} MiB')"; }
-cat <<MD
-| measurement | harden | reference | ratio (harden / reference) |
-|---|---|---|---|
+echo '| measurement | harden | reference | ratio (harden / reference) |'
+echo '|---|---|---|---|'
+if want big; then cat <<MD
 | 1 GiB layer, \`-p strict\`, registry → registry | ${t_harden_big} s, peak RSS $(mib "$rss_big") | \`skopeo copy\` ${t_skopeo_big} s | $(ratio "$t_harden_big" "$t_skopeo_big") |
 | same layer, vs recompressing it | ${t_harden_big} s | \`gzip -dc \| gzip -6 -c\` ${t_gzip} s | $(ratio "$t_harden_big" "$t_gzip") |
 | no-op mirror (\`-p passthrough\`), registry A → B | ${t_harden_mirror} s, peak RSS $(mib "$rss_mirror") | \`skopeo copy\` ${t_skopeo_mirror} s | $(ratio "$t_harden_mirror" "$t_skopeo_mirror") |
 | the same two copies in CPU-seconds (the tool + both registries, $(nproc) cores) | ${c_harden} CPU-s | ${c_skopeo} CPU-s | $(ratio "$c_harden" "$c_skopeo") |
+MD
+fi
+if want app; then cat <<MD
 | \`-p strict\` on the app image | ${t_harden_app} s, $(mb "$s_hard") | DIY skopeo+umoci ${t_diy} s, $(mb "$s_diy") (source $(mb "$s_src")) | $(ratio "$t_harden_app" "$t_diy") |
+MD
+fi
+if want batch; then cat <<MD
 | batch of 20 images on one base, \`-p strict\` | ${t_fleet} s, peak RSS $(mib "$rss_fleet") | one image of them ${t_one} s (×20 = $(python3 -c "print(f'{20*$t_one:.1f}')") s) | $(ratio "$t_fleet" "$t_one") × one image |
 | the same batch again (cache warm, all pushed) | ${t_rerun} s | the first run ${t_fleet} s | $(ratio "$t_rerun" "$t_fleet") |
 MD
+fi
+if want fleet; then cat <<MD
+| re-mirror of the 1 GiB image (\`-p passthrough\`) to a new repository, warm | ${t_h_warm} s (cold ${t_h_cold} s) | \`skopeo copy\` warm ${t_sk_warm} s (cold ${t_sk_cold} s) | $(ratio "$t_h_warm" "$t_sk_warm") |
+| rerun of a finished 90-job batch (3 sources × 30 destinations, \`-p strict\`) | ${t_90r} s | its cold run ${t_90} s (peak RSS $(mib "$rss_90")) | $(ratio "$t_90r" "$t_90") |
+| two pods (\`--shard 0/2\`, \`1/2\`, own cache directories, one \`--shared-cache\`) splitting the 20-image batch | ${t_pods} s, shared base rewritten ${base_rewrites}× in total | — | — |
+MD
+fi

@@ -16,6 +16,7 @@ mod check;
 mod common;
 mod contract;
 mod corpus;
+mod fleet;
 mod formats;
 mod packages;
 mod platforms;

@@ -14,6 +14,7 @@ use crate::progress::Progress;
 use crate::reference::ImageRef;
 use crate::report::{BatchReport, JobReport, JobStatus};
 use crate::source::ScanShare;
+use crate::transport::locations::Locations;
 use crate::transport::NetOptions;
 use crate::Failure;
 use anyhow::{anyhow, Context, Result};
@@ -175,7 +176,8 @@ pub async fn run(
     let codec: OutputCodec = defaults.compression.as_deref().unwrap_or("gzip:6").parse().map_err(Failure::Usage)?;
     let stop = AtomicBool::new(false);
     // One spool and scan memo for the whole batch: a shared base layer is fetched and scanned once.
-    let scans = Arc::new(ScanShare::new()?);
+    let scans = Arc::new(ScanShare::new()?.with_cache(o.cache.dir(), &o.progress));
+    let locations = Arc::new(Locations::new(o.cache.dir()));
     let total = mine.len();
     // The jobs at once share the machine: each gets its part of the run's CPU budget.
     let cpu = o.rebuild.cpu.share(o.jobs.max(1));
@@ -190,6 +192,7 @@ pub async fn run(
             let (defaults, keys, stop, o, scans, on_result, kept, jobs_bar) =
                 (&defaults, &keys, &stop, &o, &scans, &on_result, &kept, &jobs_bar);
             let trusted = &trusted;
+            let locations = &locations;
             async move {
                 let label = format!("job {} {} -> {}", i + 1, job.source, job.destination);
                 let mut r = JobReport {
@@ -231,6 +234,7 @@ pub async fn run(
                     bundle: job.bundle.unwrap_or(defaults.bundle),
                     cache: Some(Arc::clone(&o.cache)),
                     scans: Some(Arc::clone(scans)),
+                    locations: Some(Arc::clone(locations)),
                     ..o.rebuild.clone()
                 };
                 match run_job(&job, &opts).await {

@@ -34,6 +34,8 @@ pub struct Rewritten {
     pub rw: LayerRewrite,
     /// Served from the cache directory rather than computed in this run.
     pub cached: bool,
+    /// Found in the shared cache (`--shared-cache`) rather than computed in this run.
+    pub shared: bool,
 }
 
 pub struct RewriteCache {
@@ -53,6 +55,11 @@ pub fn build_id() -> &'static str {
     })
 }
 
+/// The cache directory and what it holds: rewrites and their blobs, and beside them the scan
+/// cache ([`crate::source::scan_cache`]) and known blob locations
+/// ([`crate::transport::locations`]), all under the same permission rules.
+const SUBDIRS: [&str; 7] = ["", "rewrites", "blobs", "blobs/sha256", "scans", "locations", "results"];
+
 /// The default cache directory: `$XDG_CACHE_HOME/harden`, else `~/.cache/harden`.
 pub fn default_dir() -> Option<PathBuf> {
     std::env::var_os("XDG_CACHE_HOME")
@@ -66,7 +73,7 @@ impl RewriteCache {
     pub fn new(dir: Option<PathBuf>) -> Result<RewriteCache> {
         if let Some(d) = &dir {
             use std::os::unix::fs::DirBuilderExt;
-            for sub in ["rewrites", "blobs/sha256", "results"] {
+            for sub in SUBDIRS.iter().filter(|s| !s.is_empty()) {
                 // Created for this user alone (umask may only take more away).
                 std::fs::DirBuilder::new()
                     .recursive(true)
@@ -74,7 +81,7 @@ impl RewriteCache {
                     .create(d.join(sub))
                     .with_context(|| format!("--cache-dir {}: cannot create it", d.display()))?;
             }
-            for sub in ["", "rewrites", "blobs", "blobs/sha256", "results"] {
+            for sub in SUBDIRS {
                 check_private(&d.join(sub), rustix::process::geteuid().as_raw())?;
             }
         }
@@ -106,7 +113,7 @@ impl RewriteCache {
         if std::fs::metadata(&blob).ok()?.len() != size {
             return None;
         }
-        match hash_file(&blob) {
+        match crate::files::digest_of(&blob) {
             Ok(actual) if actual == digest => {}
             Ok(actual) => {
                 progress.line(&format!(
@@ -122,7 +129,7 @@ impl RewriteCache {
             changed: meta["changed"].as_u64()?,
             copied: meta["copied"].as_u64().unwrap_or(0),
         };
-        Some(Rewritten { blob, rw: LayerRewrite { digest, size, diff_id, stats }, cached: true })
+        Some(Rewritten { blob, rw: LayerRewrite { digest, size, diff_id, stats }, cached: true, shared: false })
     }
 
     fn store(&self, key: &str, spooled: &Path, rw: &LayerRewrite) -> Result<PathBuf> {
@@ -146,11 +153,12 @@ impl RewriteCache {
     }
 
     /// The rewrite for `key`: from this run, from the cache directory, or computed by `compute`
-    /// (which returns the spooled blob and its description) — once per key.
+    /// (which returns the spooled blob, its description, and whether it came from the shared
+    /// cache rather than being rewritten) — once per key.
     pub async fn get_or_rewrite<F, Fut>(&self, key: &str, compute: F) -> Result<Rewritten>
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<(PathBuf, LayerRewrite)>>,
+        Fut: Future<Output = Result<(PathBuf, LayerRewrite, bool)>>,
     {
         let cell = self.inflight.lock().await.entry(key.to_string()).or_default().clone();
         // Done earlier in this run (another platform or batch job): reused, not recomputed.
@@ -166,20 +174,13 @@ impl RewriteCache {
                         return Ok(hit);
                     }
                 }
-                let (spooled, rw) = compute().await?;
+                let (spooled, rw, shared) = compute().await?;
                 let blob = self.store(key, &spooled, &rw)?;
-                Ok::<_, anyhow::Error>(Rewritten { blob, rw, cached: false })
+                Ok::<_, anyhow::Error>(Rewritten { blob, rw, cached: false, shared })
             })
             .await?;
         Ok(r.clone())
     }
-}
-
-/// The sha256 of a file, streamed.
-fn hash_file(path: &Path) -> std::io::Result<Digest> {
-    let mut h = crate::digest::HashingWriter::new(std::io::sink());
-    std::io::copy(&mut std::fs::File::open(path)?, &mut h)?;
-    Ok(h.finish().1)
 }
 
 /// Refuse a cache directory another user could write to: group- or world-writable, or owned by
@@ -227,7 +228,7 @@ mod tests {
                 diff_id: Digest::of(b"tar"),
                 stats: Default::default(),
             };
-            (p, rw)
+            (p, rw, false)
         };
         let cache = RewriteCache::new(Some(dir.path().to_path_buf())).unwrap();
         let calls = std::sync::atomic::AtomicUsize::new(0);

@@ -1,7 +1,7 @@
 //! Files harden writes outside image stores' own formats: reports, digests, keys, cache
 //! records — each written whole or not at all.
 //!
-//! Owns: atomic replacement of a file. Must not: know what the bytes are.
+//! Owns: atomic replacement of a file, the digest of a file. Must not: know what the bytes are.
 
 use anyhow::{anyhow, Context, Result};
 use std::io::Write;
@@ -25,4 +25,11 @@ pub fn write_atomic_with(path: &Path, write: impl FnOnce(&mut dyn Write) -> Resu
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| anyhow!("cannot replace {}: {}", path.display(), e.error))?;
     Ok(())
+}
+
+/// The sha256 of a file, streamed.
+pub fn digest_of(path: &Path) -> std::io::Result<crate::digest::Digest> {
+    let mut h = crate::digest::HashingWriter::new(std::io::sink());
+    std::io::copy(&mut std::fs::File::open(path)?, &mut h)?;
+    Ok(h.finish().1)
 }

@@ -38,6 +38,7 @@ pub mod rewrite;
 pub mod sbom;
 pub mod scan;
 pub mod secrets;
+pub mod shared_cache;
 pub mod sign;
 pub mod source;
 pub mod spool;

@@ -249,6 +249,9 @@ pub enum LayerAction {
     /// Rewritten by an earlier run (or job): served from the rewrite cache.
     #[serde(rename = "rewritten (cached)")]
     RewrittenCached,
+    /// Rewritten by another process (a pod): found in the shared cache (`--shared-cache`).
+    #[serde(rename = "rewritten (shared cache)")]
+    RewrittenShared,
     /// A layer harden adds (the user layer).
     #[serde(rename = "added")]
     Added,
@@ -265,6 +268,10 @@ pub struct LayerReport {
     pub input_codec: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub uncompressed_bytes: Option<u64>,
+    /// Where the source layer's scan came from: `scanned` (fetched and scanned in this run) or
+    /// `scan-cache` (known from the scan cache: not fetched to plan).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scan: Option<&'static str>,
     pub bytes_in: u64,
     pub bytes_out: u64,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -46,7 +46,7 @@ pub async fn sbom(o: SbomOptions) -> Result<serde_json::Value> {
         limits: &o.limits,
         mirror_to: None,
     };
-    let (_, _, _, fs) = scanner.read(&o.image, &w.top).await?;
+    let (_, _, fs) = scanner.read(&o.image, &w.top).await?;
     let inv = crate::pkgdb::sbom::Inventory::of(&fs, &[]).map_err(|e| anyhow!("{}: {e}", o.image))?;
     o.progress.line(&format!("{} packages", inv.count()));
     Ok(inv.cyclonedx(&o.image.without_tag().to_string(), w.top.digest.as_str()))

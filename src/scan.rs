@@ -37,6 +37,14 @@ impl EntryInfo {
     pub fn is_whiteout(&self) -> bool {
         crate::layer::path::split_parent(&self.path).1.starts_with(".wh.")
     }
+
+    /// What keeping this entry costs against the reading limits ([`Limits::take_entry`]).
+    pub fn kept_bytes(&self) -> u64 {
+        (self.path.len()
+            + self.link.as_ref().map_or(0, String::len)
+            + self.prefix.as_ref().map_or(0, |p| p.len())
+            + self.elf.as_ref().map_or(0, |d| d.kept_bytes())) as u64
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -253,14 +261,7 @@ fn scan_counted(
                     } else {
                         false
                     };
-                    let kept = e.path.len()
-                        + e.link.as_ref().map_or(0, String::len)
-                        + prefix.as_ref().map_or(0, |p| p.len())
-                        + elf.as_ref().map_or(0, |d| d.kept_bytes());
-                    limits.take_entry(kept as u64)?;
-                    taken.0 += 1;
-                    taken.1 += kept as u64;
-                    entries.push(EntryInfo {
+                    let entry = EntryInfo {
                         caps: e.has_xattr("security.capability"),
                         uid: e.uid(),
                         gid: e.gid(),
@@ -274,7 +275,12 @@ fn scan_counted(
                         prefix,
                         elf,
                         busybox,
-                    });
+                    };
+                    let kept = entry.kept_bytes();
+                    limits.take_entry(kept)?;
+                    taken.0 += 1;
+                    taken.1 += kept;
+                    entries.push(entry);
                 }
                 tr.finish()?;
             }

@@ -97,7 +97,7 @@ pub async fn check(o: CheckOptions) -> Result<CheckOutput> {
             limits: &o.limits,
             mirror_to: None,
         };
-        let (view, config, _, fs) = scanner.read(&r, &manifest).await?;
+        let (view, config, fs) = scanner.read(&r, &manifest).await?;
         let sig = signature(&src, &o.image, &manifest.digest).await;
         if let Signature::Found(at) = &sig {
             o.progress.line(&format!("cosign signature found at {at} (not verified: harden verify --key does that)"));
@@ -217,7 +217,7 @@ pub async fn contract(
     };
     let (view, config) = source::image_config(&src, &r, &manifest).await?;
     let scanner = source::Scanner { src: &src, share: &share, jobs, progress, limits, mirror_to: None };
-    let (_blobs, indexes) = scanner.scan(&view, &config).await?;
+    let indexes = scanner.scan(&view, &config).await?;
     let fs = FinalFs::build(indexes);
     let (c, _) = crate::contract::derive(&fs, &config, &rules);
     Ok(c)

@@ -95,6 +95,12 @@ pub struct CacheArgs {
     /// Keep rewrites in memory for this run only.
     #[arg(long, conflicts_with = "cache_dir")]
     no_cache: bool,
+    /// Share rewrites with other processes (the pods of an indexed Job) through this registry
+    /// repository (host/name, ideally in the destination registry): each rewrite is recorded
+    /// there as a small artifact, found and verified by the others. Whoever can push to it can
+    /// steer rewrites: keep it writable by the pods only.
+    #[arg(long, value_name = "REPO")]
+    shared_cache: Option<String>,
 }
 
 impl CacheArgs {
@@ -102,6 +108,18 @@ impl CacheArgs {
     pub fn open(&self, progress: &Progress) -> Result<std::sync::Arc<RewriteCache>> {
         let dir = if self.no_cache { None } else { self.cache_dir.clone().or_else(cache::default_dir) };
         Ok(std::sync::Arc::new(RewriteCache::new(dir)?.with_progress(progress.clone())))
+    }
+
+    /// The shared cache (`--shared-cache`), when asked for.
+    pub fn shared(
+        &self,
+        net: &NetOptions,
+        progress: &Progress,
+    ) -> Result<Option<std::sync::Arc<harden::shared_cache::SharedCache>>> {
+        self.shared_cache
+            .as_deref()
+            .map(|r| harden::shared_cache::SharedCache::open(r, net, progress).map(std::sync::Arc::new))
+            .transpose()
     }
 }
 

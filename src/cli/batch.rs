@@ -52,6 +52,7 @@ fn job_line(r: &JobReport) -> String {
 
 pub fn run(a: BatchArgs) -> Result<ExitCode> {
     let progress = Progress::new(a.quiet);
+    let net = a.net.options(&progress);
     let opts = BatchOptions {
         file: a.file,
         jobs: a.jobs,
@@ -59,10 +60,11 @@ pub fn run(a: BatchArgs) -> Result<ExitCode> {
         keep_going: a.keep_going,
         report: a.report,
         cache: a.cache.open(&progress)?,
-        net: a.net.options(&progress),
+        net: net.clone(),
         progress: progress.clone(),
         rebuild: RebuildOptions {
             limits: harden::layer::Limits::default().with_cancel(&harden::spool::INTERRUPTED),
+            shared_cache: a.cache.shared(&net, &progress)?,
             ..RebuildOptions::default()
         },
     };

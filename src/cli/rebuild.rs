@@ -103,6 +103,7 @@ impl RebuildArgs {
         let codec: OutputCodec = self.compression.parse().map_err(usage)?;
         let sign_key = self.sign_key.as_deref().map(super::keys::load_signing_key).transpose()?.map(Arc::new);
         let progress = Progress::new(self.quiet);
+        let net = self.net.options(&progress);
         let opts = RebuildOptions {
             profiles: self.profile,
             report: self.report,
@@ -115,7 +116,7 @@ impl RebuildArgs {
             codec,
             recompress: self.recompress,
             jobs: self.jobs,
-            net: self.net.options(&progress),
+            net: net.clone(),
             limits: self.limits.limits(),
             sign_key,
             bundle: self.bundle,
@@ -124,6 +125,7 @@ impl RebuildArgs {
             base_name: self.base_name,
             platforms: self.platform,
             cache: Some(self.cache.open(&progress)?),
+            shared_cache: self.cache.shared(&net, &progress)?,
             progress,
             ..RebuildOptions::default()
         };

@@ -59,7 +59,8 @@ pub enum Kind {
 }
 
 impl Kind {
-    fn from_byte(b: u8) -> Kind {
+    /// The kind a header's type flag byte names.
+    pub fn from_byte(b: u8) -> Kind {
         match b {
             // `S`: an old-GNU sparse file (its map in the header and extension blocks).
             b'0' | 0 | b'7' | b'S' => Kind::File,

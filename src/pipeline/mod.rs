@@ -25,6 +25,7 @@ use crate::progress::Progress;
 use crate::reference::ImageRef;
 use crate::report::{ProfileRef, RebuildReport, ResultRef, SourceRef, Timings};
 use crate::source::{walk, ScanShare};
+use crate::transport::locations::Locations;
 use crate::transport::{Endpoint, NetOptions};
 use crate::Failure;
 use anyhow::{anyhow, bail, Context, Result};
@@ -77,6 +78,11 @@ pub struct RebuildOptions {
     pub cache: Option<Arc<RewriteCache>>,
     /// Fetched layers and their scans, shared by every image of a batch; None for this run's own.
     pub scans: Option<Arc<ScanShare>>,
+    /// Known blob locations, shared by every image of a batch; None for this run's own (kept in
+    /// the rewrite cache's directory).
+    pub locations: Option<Arc<Locations>>,
+    /// Rewrites shared with other processes through a registry repository (`--shared-cache`).
+    pub shared_cache: Option<Arc<crate::shared_cache::SharedCache>>,
 }
 
 impl Default for RebuildOptions {
@@ -105,6 +111,8 @@ impl Default for RebuildOptions {
             contract_format: crate::contract::Format::Json,
             cache: None,
             scans: None,
+            locations: None,
+            shared_cache: None,
         }
     }
 }
@@ -150,19 +158,25 @@ pub(crate) struct Ctx<'a> {
     pub dst: Endpoint,
     pub share: Arc<ScanShare>,
     pub cache: Arc<RewriteCache>,
+    pub locations: Arc<Locations>,
+    pub shared: Option<Arc<crate::shared_cache::SharedCache>>,
 }
 
 /// Rebuild `src` into `dst`.
 pub async fn rebuild(src: &ImageRef, dst: &ImageRef, o: &RebuildOptions) -> Result<Outcome> {
     let t0 = Instant::now();
     let profile: Profile = profile::load(&o.profiles).map_err(|e| Failure::Usage(e.to_string()))?;
-    let share = match &o.scans {
-        Some(s) => Arc::clone(s),
-        None => Arc::new(ScanShare::new()?),
-    };
     let cache = match &o.cache {
         Some(c) => Arc::clone(c),
         None => Arc::new(RewriteCache::new(None)?),
+    };
+    let share = match &o.scans {
+        Some(s) => Arc::clone(s),
+        None => Arc::new(ScanShare::new()?.with_cache(cache.dir(), &o.progress)),
+    };
+    let locations = match &o.locations {
+        Some(l) => Arc::clone(l),
+        None => Arc::new(Locations::new(cache.dir())),
     };
     let ctx = Ctx {
         o,
@@ -173,6 +187,8 @@ pub async fn rebuild(src: &ImageRef, dst: &ImageRef, o: &RebuildOptions) -> Resu
         profile,
         share,
         cache,
+        locations,
+        shared: o.shared_cache.clone(),
     };
     if (o.bundle || o.attest) && o.sign_key.is_none() {
         bail!(Failure::Usage("--bundle and --attest sign with --sign-key; give one".into()));
@@ -326,6 +342,11 @@ pub async fn rebuild(src: &ImageRef, dst: &ImageRef, o: &RebuildOptions) -> Resu
             (m.digest.clone(), result, Timings::default(), attest, platform_digests)
         }
     };
+    // Where the blobs were seen, for the next push to this registry (a hint: failing to keep
+    // it fails nothing).
+    if let Err(e) = ctx.locations.save() {
+        o.progress.line(&format!("note: cannot record known blob locations: {e}"));
+    }
     // What readers of the destination see (a docker-archive keeps no manifest of its own).
     let result_digest = ctx.dst.stored_digest(&result_digest);
     let line = dst.by_digest(&result_digest);

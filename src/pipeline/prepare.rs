@@ -17,7 +17,6 @@ use crate::source::{self, Scanner};
 use crate::transport::Manifest;
 use anyhow::Result;
 use serde_json::Value;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// One image scanned, planned and checked.
@@ -26,8 +25,6 @@ pub struct Prepared {
     pub manifest: Manifest,
     pub view: ManifestView,
     pub config: Value,
-    /// The fetched layer blobs, in manifest order.
-    pub blobs: Vec<PathBuf>,
     pub fs: FinalFs,
     pub plan: plan::Plan,
     pub user: config::UserPlan,
@@ -50,7 +47,13 @@ pub async fn prepare(ctx: &Ctx<'_>, src_ref: ImageRef, manifest: Manifest) -> Re
     let o = ctx.o;
     let profile = &ctx.profile;
     let (view, config) = source::image_config(&ctx.src, &src_ref, &manifest).await?;
-    let (blobs, indexes) = Scanner {
+    // The source's repository holds its blobs: a push elsewhere in its registry may mount them.
+    if let Some((registry, repository)) = ctx.src.registry_repository() {
+        for d in view.layers.iter().map(|l| &l.digest).chain([&view.config.digest]) {
+            ctx.locations.note(registry, repository, d);
+        }
+    }
+    let indexes = Scanner {
         src: &ctx.src,
         share: &ctx.share,
         jobs: o.jobs,
@@ -67,9 +70,7 @@ pub async fn prepare(ctx: &Ctx<'_>, src_ref: ImageRef, manifest: Manifest) -> Re
     // Byte-identical copies of removed tools: the few candidates are hashed (their layers read again).
     let check = plan::copy_check(&fs, &plan, profile);
     if !check.is_empty() {
-        let (b, l, share) = (blobs.clone(), o.limits.clone(), std::sync::Arc::clone(&ctx.share));
-        let layers: Vec<Digest> = view.layers.iter().map(|d| d.digest.clone()).collect();
-        let hashes = tokio::task::spawn_blocking(move || share.hash_locs(&b, &layers, &check, &l)).await??;
+        let hashes = ctx.share.hash_locs(&ctx.src, &view.layers, &check, &o.limits).await?;
         plan = plan::plan_with(&fs, profile, &plan::copies(&fs, &plan, &hashes));
     }
     if let Some(f) = plan.failures.first() {
@@ -148,7 +149,6 @@ pub async fn prepare(ctx: &Ctx<'_>, src_ref: ImageRef, manifest: Manifest) -> Re
         manifest,
         view,
         config,
-        blobs,
         fs,
         plan,
         user,

@@ -14,6 +14,7 @@ use crate::progress::human;
 use crate::reference::ImageRef;
 use crate::report::{ImageReport, LayerAction, LayerReport, ResultRef, Timings};
 use crate::rewrite::{self, LayerRewrite};
+use crate::shared_cache::Lookup;
 use crate::transport::push::{Blob, Push};
 use crate::transport::Manifest;
 use anyhow::{anyhow, Result};
@@ -84,10 +85,11 @@ pub async fn execute(ctx: &Ctx<'_>, mut p: Prepared, tag: Option<&ImageRef>) -> 
         .layers
         .iter()
         .zip(&rewrites)
-        .zip(&p.blobs)
-        .map(|((layer, rw), input)| match rw {
-            Some(r) => Blob::file(r.rw.digest.clone(), r.rw.size, r.blob.clone()),
-            None => Blob { mountable: true, ..Blob::file(layer.digest.clone(), layer.size, input.clone()) },
+        .map(|(layer, rw)| match (rw, ctx.share.local(&layer.digest)) {
+            (Some(r), _) => Blob::file(r.rw.digest.clone(), r.rw.size, r.blob.clone()),
+            (None, Some(input)) => Blob { mountable: true, ..Blob::file(layer.digest.clone(), layer.size, input) },
+            // Known from the scan cache and never fetched: fetched only if it must be uploaded.
+            (None, None) => Blob::at_source(layer.digest.clone(), layer.size, ctx.share.spool.path().to_path_buf()),
         })
         .collect();
     if let Some(ul) = &p.user.layer {
@@ -95,7 +97,13 @@ pub async fn execute(ctx: &Ctx<'_>, mut p: Prepared, tag: Option<&ImageRef>) -> 
     }
     blobs.push(Blob::bytes(config_digest.clone(), config_bytes));
     let push_ref = tag.cloned().unwrap_or_else(|| ctx.dst_ref.with_digest(&result.digest).without_tag());
-    let push = Push { dst: &ctx.dst, mount_from: Some(&ctx.src), jobs: ctx.o.jobs, progress: &ctx.o.progress };
+    let push = Push {
+        dst: &ctx.dst,
+        mount_from: Some(&ctx.src),
+        locations: Some(&ctx.locations),
+        jobs: ctx.o.jobs,
+        progress: &ctx.o.progress,
+    };
     push.push(&blobs, &push_ref, &result, "manifest").await?;
     let t_push = t2.elapsed();
 
@@ -127,39 +135,64 @@ async fn rewrite_layers(ctx: &Ctx<'_>, p: &Prepared) -> Result<Vec<Option<Rewrit
     // The budget is shared by the layers rewritten at once: no more of them than change.
     let changing = p.plan.layers.iter().filter(|l| !l.is_unchanged()).count();
     let workers = o.cpu.layer_workers(o.jobs.min(changing).max(1));
-    stream::iter(p.view.layers.iter().zip(&p.blobs).zip(&p.plan.layers).enumerate())
-        .map(|(i, ((layer, input), lp))| async move {
+    stream::iter(p.view.layers.iter().zip(&p.plan.layers).enumerate())
+        .map(|(i, (layer, lp))| async move {
             if lp.is_unchanged() {
                 return Ok(None);
             }
             let splice = !o.recompress;
             let key = RewriteCache::key(&layer.digest, lp, o.codec, splice);
             let spooled = ctx.share.spool.path().join(format!("out-{key}"));
-            let (input, lp2, codec, digest) = (input.clone(), Arc::new(lp.clone()), o.codec, layer.digest.clone());
-            let limits = o.limits.clone();
+            let (lp2, codec, digest) = (Arc::new(lp.clone()), o.codec, layer.digest.clone());
+            let (limits, k) = (o.limits.clone(), key.clone());
+            let media_type = p.view.layer_media_type(codec);
             let r = ctx
                 .cache
                 .get_or_rewrite(&key, || async move {
-                    let out = spooled.clone();
-                    let bar = o.progress.transfer("rewrite", layer.digest.short(), layer.size);
-                    let rw = tokio::task::spawn_blocking(move || -> std::io::Result<LayerRewrite> {
-                        let file = std::fs::File::open(&input)?;
-                        let r: Arc<dyn crate::layer::splice::ReadAt> = Arc::new(Watched { file, bar });
-                        // Created (truncated) again if a splice has to be redone.
-                        let open_out = || Ok(std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&out)?));
-                        let settings = rewrite::Settings { codec, splice, workers };
-                        let (mut w, rw) = rewrite::rewrite_layer(r, open_out, &lp2, settings, &limits)?;
-                        std::io::Write::flush(&mut w)?;
-                        Ok(rw)
-                    })
-                    .await?
-                    .map_err(|e| anyhow!("layer {digest}: rewrite failed: {e}"))?;
-                    Ok((spooled, rw))
+                    // Another pod's rewrite, when the shared cache has it (verified there).
+                    if let Some(shared) = &ctx.shared {
+                        if let Lookup::Found(f) = shared.lookup(&k, ctx.share.spool.path(), &limits).await {
+                            if let Some((registry, repository)) = shared.registry_repository() {
+                                ctx.locations.note(registry, repository, &f.rw.digest);
+                            }
+                            return Ok((f.blob, f.rw, true));
+                        }
+                    }
+                    let rewritten = async {
+                        // Only a rewrite reads the input: a layer known from the scan cache is fetched here.
+                        let input = ctx.share.blob(&ctx.src, layer).await?;
+                        let out = spooled.clone();
+                        let bar = o.progress.transfer("rewrite", layer.digest.short(), layer.size);
+                        tokio::task::spawn_blocking(move || -> std::io::Result<LayerRewrite> {
+                            let file = std::fs::File::open(&input)?;
+                            let r: Arc<dyn crate::layer::splice::ReadAt> = Arc::new(Watched { file, bar });
+                            // Created (truncated) again if a splice has to be redone.
+                            let open_out =
+                                || Ok(std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&out)?));
+                            let settings = rewrite::Settings { codec, splice, workers };
+                            let (mut w, rw) = rewrite::rewrite_layer(r, open_out, &lp2, settings, &limits)?;
+                            std::io::Write::flush(&mut w)?;
+                            Ok(rw)
+                        })
+                        .await?
+                        .map_err(|e| anyhow!("layer {digest}: rewrite failed: {e}"))
+                    }
+                    .await;
+                    match (&ctx.shared, &rewritten) {
+                        (Some(shared), Ok(rw)) => shared.publish(&k, &spooled, rw, &media_type, &ctx.locations).await,
+                        (Some(shared), Err(_)) => shared.release(&k).await,
+                        (None, _) => {}
+                    }
+                    Ok((spooled, rewritten?, false))
                 })
                 .await?;
             o.progress.line(&format!(
                 "{} layer {}/{n} {} → {} ({} → {}, {} removed, {} changed{})",
-                if r.cached { "cached" } else { "rewrote" },
+                match (r.cached, r.shared) {
+                    (true, _) => "cached",
+                    (false, true) => "shared",
+                    (false, false) => "rewrote",
+                },
                 i + 1,
                 layer.digest.short(),
                 r.rw.digest.short(),
@@ -217,6 +250,7 @@ fn new_layers(
     for (i, (layer, rw)) in view.layers.iter().zip(rewrites).enumerate() {
         let idx = facts.get(i).ok_or_else(|| anyhow!("layer {i}: no scan"))?;
         let input_codec = Some(format!("{:?}", idx.codec).to_lowercase());
+        let scan = Some(if ctx.share.from_cache(&layer.digest) { "scan-cache" } else { "scanned" });
         match rw {
             Some(r) => {
                 let d = &mut manifest_json["layers"][i];
@@ -229,9 +263,14 @@ fn new_layers(
                 reports.push(LayerReport {
                     input_digest: Some(layer.digest.to_string()),
                     output_digest: r.rw.digest.to_string(),
-                    action: if r.cached { LayerAction::RewrittenCached } else { LayerAction::Rewritten },
+                    action: match (r.cached, r.shared) {
+                        (true, _) => LayerAction::RewrittenCached,
+                        (false, true) => LayerAction::RewrittenShared,
+                        (false, false) => LayerAction::Rewritten,
+                    },
                     input_codec,
                     uncompressed_bytes: Some(idx.uncompressed_size),
+                    scan,
                     bytes_in: layer.size,
                     bytes_out: r.rw.size,
                     entries_removed: Some(r.rw.stats.removed),
@@ -249,6 +288,7 @@ fn new_layers(
                     action: LayerAction::Reused,
                     input_codec,
                     uncompressed_bytes: Some(idx.uncompressed_size),
+                    scan,
                     bytes_in: layer.size,
                     bytes_out: layer.size,
                     entries_removed: Some(0),
@@ -272,6 +312,7 @@ fn new_layers(
             action: LayerAction::Added,
             input_codec: None,
             uncompressed_bytes: None,
+            scan: None,
             bytes_in: 0,
             bytes_out: ul.blob.len() as u64,
             entries_removed: None,

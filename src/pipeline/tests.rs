@@ -185,6 +185,7 @@ const ONE_IMAGE_SHAPE: &[&str] = &[
     "layers[].action",
     "layers[].input_codec",
     "layers[].uncompressed_bytes",
+    "layers[].scan",
     "layers[].bytes_in",
     "layers[].bytes_out",
     "layers[].entries_removed",
@@ -550,5 +551,46 @@ fn an_index_is_gated_and_attested_per_platform() {
             .collect();
         assert!(bundled.contains(&Some(dsse::COSIGN_SIGN_PREDICATE)), "{bundled:?}");
         assert!(bundled.contains(&Some(dsse::SLSA_PROVENANCE_V1)), "{bundled:?}");
+    }
+}
+
+#[test]
+fn a_warm_rerun_plans_from_the_scan_cache_fetches_no_layer_and_gives_the_same_digest() {
+    let f = fixture();
+    let cache_dir = f.dst_dir.with_file_name("cache");
+    let run = |dst: &ImageRef| {
+        let cache = Arc::new(RewriteCache::new(Some(cache_dir.clone())).unwrap());
+        let share = Arc::new(ScanShare::new().unwrap().with_cache(cache.dir(), &Progress::Quiet));
+        let o = RebuildOptions { cache: Some(cache), scans: Some(Arc::clone(&share)), ..quiet(&["baseline"]) };
+        (block(rebuild(&f.src, dst, &o)).unwrap(), share)
+    };
+    let (cold, share) = run(&layout_ref(&f.dst_dir, "cold"));
+    let layers: Vec<String> = cold
+        .report
+        .image
+        .as_ref()
+        .unwrap()
+        .layers
+        .as_ref()
+        .unwrap()
+        .iter()
+        .filter_map(|l| l.input_digest.clone())
+        .collect();
+    let scans = |o: &Outcome| -> Vec<Option<&str>> {
+        o.report.image.as_ref().unwrap().layers.as_ref().unwrap().iter().map(|l| l.scan).collect()
+    };
+    assert_eq!(scans(&cold), [Some("scanned"), Some("scanned"), None]);
+    assert!(layers.iter().all(|d| share.fetched(&Digest::parse(d).unwrap())));
+
+    // Another process (new cache objects), another destination: nothing fetched to plan, the
+    // rewrite from the rewrite cache, the unchanged layer fetched only by the push that needs it.
+    let (warm, share) = run(&layout_ref(&f.dst_dir.with_file_name("warm"), "warm"));
+    assert_eq!(scans(&warm), [Some("scan-cache"), Some("scan-cache"), None]);
+    assert!(layers.iter().all(|d| !share.fetched(&Digest::parse(d).unwrap())), "no layer fetched to plan");
+    assert_eq!(warm.report.result.unwrap().digest, cold.report.result.unwrap().digest);
+    let dst = layout_ref(&f.dst_dir.with_file_name("warm"), "warm");
+    let ep = Endpoint::open(&dst, &NetOptions::default()).unwrap();
+    for d in &layers[1..] {
+        assert!(block(ep.has_blob(&Digest::parse(d).unwrap())).unwrap(), "the unchanged layer {d} was pushed");
     }
 }

@@ -211,7 +211,9 @@ pub async fn bundle_statement(
     ];
     // By digest: a referrer has no tag of its own.
     let target = r.without_tag().with_digest(&manifest.digest);
-    Push { dst: ep, mount_from: None, jobs: 1, progress }.push(&blobs, &target, &manifest, "bundle manifest").await?;
+    Push { dst: ep, mount_from: None, locations: None, jobs: 1, progress }
+        .push(&blobs, &target, &manifest, "bundle manifest")
+        .await?;
     let referrers_tag = referrers::register(ep, r, digest, &manifest, progress).await?;
     progress.line(&format!("bundled {pinned}: {predicate_type} (sigstore bundle {})", manifest.digest.short()));
     Ok(Bundled { image_digest: digest.clone(), manifest_digest: manifest.digest, referrers_tag, added: true })

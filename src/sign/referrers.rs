@@ -76,7 +76,9 @@ pub async fn register(
         return Ok(None);
     };
     let index = Manifest { digest: Digest::of(&bytes), bytes, media_type: image::OCI_INDEX.to_string() };
-    Push { dst: ep, mount_from: None, jobs: 1, progress }.push(&[], &target, &index, "referrers index").await?;
+    Push { dst: ep, mount_from: None, locations: None, jobs: 1, progress }
+        .push(&[], &target, &index, "referrers index")
+        .await?;
     let tag = bundle::fallback_tag(subject.as_str());
     progress.line(&format!("registered referrer {} of {subject} in the referrers tag {tag}", referrer.digest.short()));
     Ok(Some(tag))

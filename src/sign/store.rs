@@ -184,7 +184,7 @@ pub async fn push_appended(
         media_type: sign::OCI_MANIFEST_MEDIA_TYPE.to_string(),
     };
     let blobs = [layer, Blob::bytes(config_digest, appended.config)];
-    Push { dst: ep, mount_from: None, jobs: 1, progress }
+    Push { dst: ep, mount_from: None, locations: None, jobs: 1, progress }
         .push(&blobs, target, &manifest, &format!("{what} manifest"))
         .await?;
     Ok(manifest)

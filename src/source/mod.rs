@@ -1,14 +1,16 @@
 //! Source: the fetch-and-scan stage shared by `rebuild`, `check` and `sign` — an image's
 //! manifest, config and layers, each layer fetched once per run (or batch), verified (blob
 //! digest and diff_id), and scanned into a [`LayerIndex`]; and the one walk over an index.
+//! A layer whose scan the [`scan_cache`] knows is not fetched to plan; its blob is fetched
+//! (once, verified) only when a later stage reads it ([`ScanShare::blob`]).
 //!
 //! Owns: resolving what a reference names ([`walk`]), fetching configs and layers, the spool of
-//! fetched layers, the per-run memo of scans, reading chosen entries of fetched layers again
-//! ([`hash_locs`]). Must not: plan, rewrite or judge anything.
+//! fetched layers, the per-run memo of scans and the scan cache on disk, reading chosen entries
+//! of fetched layers again ([`hash_locs`]). Must not: plan, rewrite or judge anything.
 
 use crate::digest::Digest;
-use crate::fs::FinalFs;
-use crate::image::{self, ManifestView};
+use crate::fs::{FinalFs, Loc};
+use crate::image::{self, LayerDesc, ManifestView};
 use crate::progress::Progress;
 use crate::reference::ImageRef;
 use crate::scan::{self, LayerIndex};
@@ -16,11 +18,14 @@ use crate::transport::{Endpoint, Manifest, MAX_CONFIG};
 use anyhow::{anyhow, bail, Context, Result};
 use futures_util::{stream, StreamExt, TryStreamExt};
 use serde_json::Value;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
+pub mod scan_cache;
 pub mod walk;
+
+use scan_cache::ScanCache;
 
 /// The manifest view and config of an image manifest already fetched.
 pub async fn image_config(src: &Endpoint, r: &ImageRef, manifest: &Manifest) -> Result<(ManifestView, Value)> {
@@ -37,18 +42,24 @@ pub async fn image_config(src: &Endpoint, r: &ImageRef, manifest: &Manifest) -> 
     Ok((view, config))
 }
 
-/// Layers fetched and scanned in this run, by input digest: platforms of an index may share layers.
-pub type ScanMemo = tokio::sync::Mutex<HashMap<Digest, Arc<tokio::sync::OnceCell<(PathBuf, Arc<LayerIndex>)>>>>;
+/// Layers scanned (or found in the scan cache) in this run, by input digest: platforms of an
+/// index, and images of a batch, may share layers.
+type ScanMemo = tokio::sync::Mutex<HashMap<Digest, Arc<tokio::sync::OnceCell<Arc<LayerIndex>>>>>;
 
 /// Where fetched layers are spooled and what their scans found. One per rebuild, or one for a
 /// whole batch so a base layer shared by many images is fetched and scanned once (the spool then
 /// holds each distinct layer until the batch ends).
 pub struct ScanShare {
     pub spool: crate::spool::Spool,
-    pub memo: ScanMemo,
+    memo: ScanMemo,
+    /// Layer blobs fetched in this run, by digest: fetched once, whoever asks first.
+    blobs: Mutex<HashMap<Digest, Arc<tokio::sync::OnceCell<PathBuf>>>>,
+    /// Layers whose scan came from the scan cache.
+    known: Mutex<HashSet<Digest>>,
     /// Content hashes of entries read again ([`ScanShare::hash_locs`]), by layer digest and
     /// entry index: a batch's images on one base read the base for them once.
-    hashes: std::sync::Mutex<HashMap<(Digest, usize), Digest>>,
+    hashes: Mutex<HashMap<(Digest, usize), Digest>>,
+    cache: Option<Arc<ScanCache>>,
 }
 
 impl ScanShare {
@@ -56,7 +67,10 @@ impl ScanShare {
         Ok(ScanShare {
             spool: crate::spool::create().context("cannot create a temporary directory")?,
             memo: ScanMemo::default(),
+            blobs: Default::default(),
+            known: Default::default(),
             hashes: Default::default(),
+            cache: None,
         })
     }
 
@@ -66,19 +80,67 @@ impl ScanShare {
         self.memo.lock().await.clear();
     }
 
-    /// [`hash_locs`] through this share's memo: only entries not hashed before are read.
-    pub fn hash_locs(
+    /// Keep scans on disk under `dir` (the cache directory's `scans/`), notices to `progress`.
+    pub fn with_cache(mut self, dir: Option<&Path>, progress: &Progress) -> ScanShare {
+        self.cache = dir.map(|d| Arc::new(ScanCache::new(d.join("scans"), progress.clone())));
+        self
+    }
+
+    /// Whether `layer`'s blob was fetched in this run.
+    pub fn fetched(&self, layer: &Digest) -> bool {
+        self.local(layer).is_some()
+    }
+
+    /// Whether `layer`'s scan came from the scan cache in this run.
+    pub fn from_cache(&self, layer: &Digest) -> bool {
+        self.known.lock().is_ok_and(|k| k.contains(layer))
+    }
+
+    /// `layer`'s blob, when fetched in this run already.
+    pub fn local(&self, layer: &Digest) -> Option<PathBuf> {
+        self.blobs.lock().ok()?.get(layer).and_then(|c| c.get().cloned())
+    }
+
+    fn blob_cell(&self, layer: &Digest) -> Result<Arc<tokio::sync::OnceCell<PathBuf>>> {
+        let mut m = self.blobs.lock().map_err(|_| anyhow!("blob memo poisoned"))?;
+        Ok(m.entry(layer.clone()).or_default().clone())
+    }
+
+    /// `layer`'s blob as a local file, verified: fetched in this run already, or fetched now
+    /// (a layer whose scan came from the scan cache is fetched only when a stage reads it).
+    pub async fn blob(&self, src: &Endpoint, layer: &LayerDesc) -> Result<PathBuf> {
+        let cell = self.blob_cell(&layer.digest)?;
+        let path = cell
+            .get_or_try_init(|| async {
+                let b = src.blob_local(&layer.digest, layer.size, self.spool.path(), None).await?;
+                if !b.verified {
+                    let (p, d) = (b.path.clone(), layer.digest.clone());
+                    let got = tokio::task::spawn_blocking(move || crate::files::digest_of(&p)).await??;
+                    if got != d {
+                        bail!("blob {d}: content has digest {got} (corrupt or tampered)");
+                    }
+                }
+                Ok::<_, anyhow::Error>(b.path)
+            })
+            .await?;
+        Ok(path.clone())
+    }
+
+    /// The sha256 of chosen entries of an image's layers (`layers` in manifest order): from this
+    /// run's memo, else the scan cache, else read from the layers' blobs (fetched if need be),
+    /// each only once.
+    pub async fn hash_locs(
         &self,
-        blobs: &[PathBuf],
-        layers: &[Digest],
-        locs: &[crate::fs::Loc],
+        src: &Endpoint,
+        layers: &[LayerDesc],
+        locs: &[Loc],
         limits: &crate::layer::Limits,
-    ) -> std::io::Result<HashMap<crate::fs::Loc, Digest>> {
-        let key = |l: &crate::fs::Loc| layers.get(l.layer).map(|d| (d.clone(), l.entry));
+    ) -> Result<HashMap<Loc, Digest>> {
+        let key = |l: &Loc| layers.get(l.layer).map(|d| (d.digest.clone(), l.entry));
         let mut out = HashMap::new();
         let mut missing = Vec::new();
         {
-            let memo = self.hashes.lock().map_err(|_| std::io::Error::other("hash memo poisoned"))?;
+            let memo = self.hashes.lock().map_err(|_| anyhow!("hash memo poisoned"))?;
             for l in locs {
                 match key(l).and_then(|k| memo.get(&k).cloned()) {
                     Some(d) => {
@@ -88,17 +150,48 @@ impl ScanShare {
                 }
             }
         }
-        if missing.is_empty() {
-            return Ok(out);
+        // From the scan cache, layer by layer.
+        if let (Some(cache), false) = (&self.cache, missing.is_empty()) {
+            let wanted: HashSet<usize> = missing.iter().map(|l| l.layer).collect();
+            for li in wanted {
+                let (c, d) = (Arc::clone(cache), layers[li].digest.clone());
+                let known = tokio::task::spawn_blocking(move || c.hashes(&d)).await?;
+                missing.retain(|l| match (l.layer == li).then(|| known.get(&l.entry)).flatten() {
+                    Some(d) => {
+                        out.insert(*l, d.clone());
+                        false
+                    }
+                    None => true,
+                });
+            }
         }
-        let names: Vec<String> = layers.iter().map(ToString::to_string).collect();
-        let fresh = hash_locs(blobs, &names, &missing, limits)?;
-        let mut memo = self.hashes.lock().map_err(|_| std::io::Error::other("hash memo poisoned"))?;
-        for (l, d) in fresh {
-            if let Some(k) = key(&l) {
+        if !missing.is_empty() {
+            let mut blobs = vec![PathBuf::new(); layers.len()];
+            for li in missing.iter().map(|l| l.layer).collect::<HashSet<_>>() {
+                blobs[li] = self.blob(src, &layers[li]).await?;
+            }
+            let names: Vec<String> = layers.iter().map(|l| l.digest.to_string()).collect();
+            let (m, lim) = (missing.clone(), limits.clone());
+            let fresh = tokio::task::spawn_blocking(move || hash_locs(&blobs, &names, &m, &lim)).await??;
+            if let Some(cache) = &self.cache {
+                let mut per: HashMap<usize, Vec<(Loc, Digest)>> = HashMap::new();
+                for (l, d) in &fresh {
+                    per.entry(l.layer).or_default().push((*l, d.clone()));
+                }
+                for (li, list) in per {
+                    let (c, d, p) = (Arc::clone(cache), layers[li].digest.clone(), cache.clone());
+                    if let Err(e) = tokio::task::spawn_blocking(move || c.put_hashes(&d, &list)).await? {
+                        p.note(&format!("cannot record entry hashes of layer {}: {e}", layers[li].digest));
+                    }
+                }
+            }
+            out.extend(fresh);
+        }
+        let mut memo = self.hashes.lock().map_err(|_| anyhow!("hash memo poisoned"))?;
+        for (l, d) in &out {
+            if let Some(k) = key(l) {
                 memo.insert(k, d.clone());
             }
-            out.insert(l, d);
         }
         Ok(out)
     }
@@ -118,60 +211,107 @@ pub struct Scanner<'a> {
 }
 
 impl Scanner<'_> {
-    /// Materialise and scan every layer (bounded concurrency, each layer once per share),
-    /// verifying digests and diff_ids, within the limits.
-    pub async fn scan(&self, view: &ManifestView, config: &Value) -> Result<(Vec<PathBuf>, Vec<Arc<LayerIndex>>)> {
+    /// The scan of every layer (bounded concurrency, each layer once per share): from the scan
+    /// cache when it knows the layer, else fetched and scanned, verifying digests and diff_ids,
+    /// within the limits.
+    pub async fn scan(&self, view: &ManifestView, config: &Value) -> Result<Vec<Arc<LayerIndex>>> {
         let diff_ids = image::diff_ids(config, view.layers.len())?;
         let n = view.layers.len();
-        let results: Vec<(PathBuf, Arc<LayerIndex>)> = stream::iter(view.layers.iter().zip(diff_ids).enumerate())
+        stream::iter(view.layers.iter().zip(diff_ids).enumerate())
             .map(|(i, (layer, diff_id))| async move {
                 if layer.is_foreign() {
                     bail!("layer {}: foreign (non-distributable) layers are not supported", layer.digest);
                 }
                 let cell = self.share.memo.lock().await.entry(layer.digest.clone()).or_default().clone();
-                let r = cell
+                let index = cell
                     .get_or_try_init(|| async {
+                        if let Some(index) = self.known(layer, &diff_id).await? {
+                            self.progress.line(&format!(
+                                "scan of layer {}/{n} {} known ({} entries, scan cache)",
+                                i + 1,
+                                layer.digest.short(),
+                                index.entries.len()
+                            ));
+                            return Ok(Arc::new(index));
+                        }
                         let (path, index) = if self.src.is_registry() {
-                            self.fetch_following(layer, diff_id).await?
+                            self.fetch_following(layer, diff_id.clone()).await?
                         } else {
-                            self.fetch_then_scan(layer, diff_id).await?
+                            self.fetch_then_scan(layer, diff_id.clone()).await?
                         };
+                        let _ = self.share.blob_cell(&layer.digest)?.set(path);
                         self.progress.line(&format!(
                             "scanned layer {}/{n} {} ({} entries)",
                             i + 1,
                             layer.digest.short(),
                             index.entries.len()
                         ));
-                        Ok::<_, anyhow::Error>((path, Arc::new(index)))
+                        let index = Arc::new(index);
+                        if let Some(cache) = &self.share.cache {
+                            let (c, d, x) = (Arc::clone(cache), layer.digest.clone(), Arc::clone(&index));
+                            if let Err(e) = tokio::task::spawn_blocking(move || c.put_index(&d, &x)).await? {
+                                cache.note(&format!("cannot record the scan of layer {}: {e}", layer.digest));
+                            }
+                        }
+                        Ok::<_, anyhow::Error>(index)
                     })
                     .await?;
-                Ok(r.clone())
+                Ok(Arc::clone(index))
             })
             .buffered(self.jobs.max(1))
             .try_collect()
-            .await?;
-        Ok(results.into_iter().unzip())
+            .await
+    }
+
+    /// The scan cache's entry for `layer`, held to what a fresh scan is held to: the config's
+    /// diff_id and the reading limits (the entries it keeps count as if scanned).
+    async fn known(&self, layer: &LayerDesc, diff_id: &Digest) -> Result<Option<LayerIndex>> {
+        let Some(cache) = &self.share.cache else { return Ok(None) };
+        let (c, d) = (Arc::clone(cache), layer.digest.clone());
+        let Some(index) = tokio::task::spawn_blocking(move || c.index(&d)).await? else { return Ok(None) };
+        let digest = &layer.digest;
+        if index.diff_id != *diff_id {
+            bail!(
+                "layer {digest}: uncompressed content has digest {}, but the config's diff_id says {diff_id}",
+                index.diff_id
+            );
+        }
+        if index.uncompressed_size > self.limits.max_layer_size {
+            bail!(
+                "layer {digest}: more than {} bytes uncompressed (--max-layer-size; a decompression bomb?)",
+                self.limits.max_layer_size
+            );
+        }
+        let mut taken = (0u64, 0u64);
+        for e in &index.entries {
+            let kept = e.kept_bytes();
+            if let Err(err) = self.limits.take_entry(kept) {
+                self.limits.give_back(taken.0, taken.1);
+                bail!("layer {digest}: {err}");
+            }
+            taken = (taken.0 + 1, taken.1 + kept);
+        }
+        if let Ok(mut k) = self.share.known.lock() {
+            k.insert(digest.clone());
+        }
+        Ok(Some(index))
     }
 }
 
 impl Scanner<'_> {
-    /// What `check`, `sbom` and `contract` read of one image: its manifest view, its config,
-    /// the fetched layer blobs and the final filesystem of their scans.
-    pub async fn read(
-        &self,
-        r: &ImageRef,
-        manifest: &Manifest,
-    ) -> Result<(ManifestView, Value, Vec<PathBuf>, FinalFs)> {
+    /// What `check`, `sbom` and `contract` read of one image: its manifest view, its config
+    /// and the final filesystem of its layers' scans.
+    pub async fn read(&self, r: &ImageRef, manifest: &Manifest) -> Result<(ManifestView, Value, FinalFs)> {
         let (view, config) = image_config(self.src, r, manifest).await?;
-        let (blobs, indexes) = self.scan(&view, &config).await?;
-        Ok((view, config, blobs, FinalFs::build(indexes)))
+        let indexes = self.scan(&view, &config).await?;
+        Ok((view, config, FinalFs::build(indexes)))
     }
 }
 
 impl Scanner<'_> {
     /// A local blob (an OCI layout's): scan it, verifying its digest on the way, and upload it
     /// (when mirroring) only once the scan has checked it.
-    async fn fetch_then_scan(&self, layer: &image::LayerDesc, diff_id: Digest) -> Result<(PathBuf, LayerIndex)> {
+    async fn fetch_then_scan(&self, layer: &LayerDesc, diff_id: Digest) -> Result<(PathBuf, LayerIndex)> {
         let blob = self.src.blob_local(&layer.digest, layer.size, self.share.spool.path(), None).await?;
         let verify = (!blob.verified).then(|| layer.digest.clone());
         let index = self.scan_file(&blob.path, verify, diff_id, &layer.digest).await?;
@@ -189,7 +329,7 @@ impl Scanner<'_> {
     /// the download verified exactly the bytes it read — one attempt, file written once — and
     /// scans the finished file again otherwise. A failed download is the error, whatever the
     /// scan and the upload made of its bytes.
-    async fn fetch_following(&self, layer: &image::LayerDesc, diff_id: Digest) -> Result<(PathBuf, LayerIndex)> {
+    async fn fetch_following(&self, layer: &LayerDesc, diff_id: Digest) -> Result<(PathBuf, LayerIndex)> {
         let digest = &layer.digest;
         let spool = self.share.spool.path();
         let (tap, follow) = crate::transport::follow::tap(format!("blob {digest}"), layer.size);

@@ -11,6 +11,7 @@ pub mod auth;
 pub mod errors;
 pub mod follow;
 pub mod layout;
+pub mod locations;
 pub mod push;
 pub mod registry;
 pub mod retry;
@@ -204,14 +205,32 @@ impl Endpoint {
         }
     }
 
-    /// Cross-repository mount within one registry; false when not possible.
-    pub async fn mount_from(&self, src: &Endpoint, d: &Digest) -> bool {
+    /// A registry's name and this endpoint's repository in it (None for files).
+    pub fn registry_repository(&self) -> Option<(&str, &str)> {
+        match self {
+            Endpoint::Registry(x) => Some((&x.registry, &x.repository)),
+            _ => None,
+        }
+    }
+
+    /// The repository of this registry that a mount into this endpoint could come from: `src`'s,
+    /// when it is another repository of the same registry.
+    pub fn mount_source<'s>(&self, src: &'s Endpoint) -> Option<&'s str> {
         match (self, src) {
             (Endpoint::Registry(dst), Endpoint::Registry(s))
                 if dst.registry == s.registry && dst.repository != s.repository =>
             {
-                dst.mount(s, d).await
+                Some(&s.repository)
             }
+            _ => None,
+        }
+    }
+
+    /// Cross-repository mount from `repository` of this endpoint's registry; false when not
+    /// possible (not a registry, or refused).
+    pub async fn mount(&self, repository: &str, d: &Digest) -> bool {
+        match self {
+            Endpoint::Registry(dst) if dst.repository != repository => dst.mount(repository, d).await,
             _ => false,
         }
     }

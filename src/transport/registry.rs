@@ -374,12 +374,14 @@ impl Registry {
         Ok(())
     }
 
-    pub async fn mount(&self, src: &Registry, d: &Digest) -> bool {
+    /// Mount `d` from another repository of this registry; false when the registry refuses.
+    pub async fn mount(&self, repository: &str, d: &Digest) -> bool {
         if self.ensure_auth(true).await.is_err() {
             return false;
         }
-        let (to, from) = (self.reference(None), src.reference(None));
-        let what = format!("{}: mount of blob {d} from {}", self.name(), src.name());
+        let to = self.reference(None);
+        let from = Reference::with_tag(self.registry.clone(), repository.to_string(), "latest".to_string());
+        let what = format!("{}: mount of blob {d} from {repository}", self.name());
         self.retry.call(&what, || self.client.mount_blob(&to, &from, d.as_str())).await.is_ok()
     }
 

@@ -98,7 +98,7 @@ fn read_image(f: &Fake) -> anyhow::Result<usize> {
             limits: &limits,
             mirror_to: None,
         };
-        let (_, idx) = scanner.scan(&view, &config).await?;
+        let idx = scanner.scan(&view, &config).await?;
         Ok(idx.len())
     })
 }

@@ -1,0 +1,215 @@
+//! Fleet-scale mirroring (issue #15): a warm rerun plans from the scan cache and downloads no
+//! layer, and gives the same digest as the cold run; a scan-cache entry of another harden build,
+//! or a damaged one, is ignored with a notice.
+
+use crate::common::*;
+use serde_json::Value;
+use std::path::Path;
+
+/// `harden rebuild -p strict SRC DST --cache-dir CACHE --report REPORT`, and the report.
+fn rebuild_cached(src: &str, dst: &str, cache: &Path, report: &Path, extra: &[&str]) -> (Pinned, String, Value) {
+    let mut args = vec![
+        "rebuild",
+        "-p",
+        "strict",
+        src,
+        dst,
+        "--cache-dir",
+        cache.to_str().unwrap(),
+        "--report",
+        report.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let out = harden(&args);
+    let pinned = expect_pinned(&out);
+    (pinned, stderr_str(&out), read_json(report))
+}
+
+/// A registry holding the app fixture as `src/app:1`, a temporary directory, and the source's name.
+fn app_in_registry(name: &str) -> (Registry, tempfile::TempDir, String) {
+    let reg = Registry::start(false);
+    let tmp = tempdir(name);
+    skopeo_copy(&fixture("app").oci_ref(), &reg.docker("src/app:1"));
+    let src = reg.image("src/app:1");
+    (reg, tmp, src)
+}
+
+fn layer_field<'a>(report: &'a Value, field: &str) -> Vec<&'a Value> {
+    report["layers"].as_array().unwrap().iter().map(|l| &l[field]).collect()
+}
+
+#[test]
+fn fleet_warm_rerun_downloads_no_layer_and_gives_the_cold_digest() {
+    let (reg, tmp, src) = app_in_registry("fleet-warm");
+    let (cache, report) = (tmp.path().join("cache"), tmp.path().join("r.json"));
+
+    let (cold, err, r) = rebuild_cached(&src, &reg.image("dst/app:1"), &cache, &report, &[]);
+    assert!(err.contains("scanned layer 1/2") && err.contains("scanned layer 2/2"), "{err}");
+    assert_eq!(layer_field(&r, "scan")[..2], [&Value::from("scanned"), &Value::from("scanned")]);
+
+    // To a new repository: the scans come from the cache, the rewrite from the rewrite cache,
+    // and no layer is downloaded (nor uploaded: what the destination lacks is mounted).
+    let (warm, err, r) = rebuild_cached(&src, &reg.image("dst/app-again:1"), &cache, &report, &[]);
+    assert_eq!(warm.digest, cold.digest, "a warm run gives the cold run's digest\n{err}");
+    assert!(!err.contains("scanned layer"), "a layer was scanned again:\n{err}");
+    assert!(err.contains("scan of layer 1/2") && err.contains("known"), "{err}");
+    assert_eq!(layer_field(&r, "scan")[..2], [&Value::from("scan-cache"), &Value::from("scan-cache")]);
+    assert_eq!(layer_field(&r, "action")[0], &Value::from("rewritten (cached)"));
+    skopeo_inspect(&warm.reference(), &[]);
+
+    // The finished job again: every blob already present, nothing fetched or pushed.
+    let (again, err, _) = rebuild_cached(&src, &reg.image("dst/app:1"), &cache, &report, &[]);
+    assert_eq!(again.digest, cold.digest);
+    assert!(!err.contains("pushed blob") && !err.contains("scanned layer"), "{err}");
+    assert!(err.contains("already present"), "{err}");
+}
+
+#[test]
+fn fleet_stale_or_damaged_scan_cache_entries_are_ignored() {
+    let (reg, tmp, src) = app_in_registry("fleet-stale");
+    let (cache, report) = (tmp.path().join("cache"), tmp.path().join("r.json"));
+    let (cold, _, _) = rebuild_cached(&src, &reg.image("dst/app:1"), &cache, &report, &[]);
+
+    let entries: Vec<std::path::PathBuf> = std::fs::read_dir(cache.join("scans"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_none())
+        .collect();
+    assert_eq!(entries.len(), 2, "one scan entry a layer: {entries:?}");
+    // The first as another harden build wrote it (its header says so; its checksum still holds),
+    // the second damaged (a byte of its body changed).
+    let bytes = std::fs::read(&entries[0]).unwrap();
+    let nl = bytes.iter().position(|&b| b == b'\n').unwrap();
+    let mut header: Value = serde_json::from_slice(&bytes[..nl]).unwrap();
+    header["scanner"] = Value::from("0.0.1+0123456789abcdef");
+    let mut stale = serde_json::to_vec(&header).unwrap();
+    stale.extend_from_slice(&bytes[nl..]);
+    std::fs::write(&entries[0], stale).unwrap();
+    let mut damaged = std::fs::read(&entries[1]).unwrap();
+    let last = damaged.len() - 1;
+    damaged[last] ^= 0x55;
+    std::fs::write(&entries[1], damaged).unwrap();
+
+    let (warm, err, r) = rebuild_cached(&src, &reg.image("dst/app-2:1"), &cache, &report, &[]);
+    assert_eq!(warm.digest, cold.digest, "{err}");
+    assert!(err.contains("written by another harden build"), "the stale entry is named:\n{err}");
+    assert!(err.contains("does not match its checksum"), "the damaged entry is named:\n{err}");
+    assert!(err.contains("scanned layer 1/2") && err.contains("scanned layer 2/2"), "both scanned again:\n{err}");
+    assert_eq!(layer_field(&r, "scan")[..2], [&Value::from("scanned"), &Value::from("scanned")]);
+    // And written again: the next run trusts them.
+    let (_, err, _) = rebuild_cached(&src, &reg.image("dst/app-3:1"), &cache, &report, &[]);
+    assert!(!err.contains("scanned layer") && !err.contains("ignoring it"), "{err}");
+}
+
+#[test]
+fn fleet_known_locations_are_mounted_and_a_refused_mount_falls_back_to_an_upload() {
+    let (reg, tmp, src) = app_in_registry("fleet-mount");
+    let (cache, report) = (tmp.path().join("cache"), tmp.path().join("r.json"));
+    let (cold, err, _) = rebuild_cached(&src, &reg.image("dst/a:1"), &cache, &report, &[]);
+    assert!(err.contains("pushed blob"), "the cold run uploads the rewritten layer:\n{err}");
+
+    // Another repository of the same registry: what dst/a holds is mounted from it, nothing uploaded.
+    let (warm, err, _) = rebuild_cached(&src, &reg.image("dst/b:1"), &cache, &report, &[]);
+    assert_eq!(warm.digest, cold.digest);
+    assert!(err.contains("from dst/a"), "the rewritten layer is mounted from where it was pushed:\n{err}");
+    assert!(!err.contains("pushed blob"), "nothing uploaded:\n{err}");
+
+    // Locations that lie (a repository that holds nothing): the mount is refused, said, and the
+    // blob uploaded; the result is the same.
+    let files: Vec<_> = std::fs::read_dir(cache.join("locations")).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(files.len(), 1, "one file for the one registry: {files:?}");
+    let mut v = read_json(&files[0]);
+    for repos in v["blobs"].as_object_mut().unwrap().values_mut() {
+        *repos = serde_json::json!(["ghost/repo"]);
+    }
+    std::fs::write(&files[0], serde_json::to_vec(&v).unwrap()).unwrap();
+    let (third, err, _) = rebuild_cached(&src, &reg.image("dst/c:1"), &cache, &report, &[]);
+    assert_eq!(third.digest, cold.digest);
+    assert!(err.contains("from ghost/repo refused"), "the refused mount is said:\n{err}");
+    assert!(err.contains("pushed blob"), "and the blob uploaded instead:\n{err}");
+    skopeo_inspect(&third.reference(), &[]);
+    // The wrong location is forgotten where it was tried (blobs the source held were mounted
+    // from the source first, and keep it).
+    let v = read_json(&files[0]);
+    for repos in v["blobs"].as_object().unwrap().values() {
+        let repos: Vec<&str> = repos.as_array().unwrap().iter().map(|r| r.as_str().unwrap()).collect();
+        assert!(repos.contains(&"dst/c") || repos.contains(&"src/app"), "{v}");
+        assert!(!(repos.contains(&"dst/c") && repos.contains(&"ghost/repo")), "{v}");
+    }
+}
+
+/// `curl` against the test registry's API; the body on success.
+fn registry_api(method: &str, url: &str, body: Option<(&str, &[u8])>) -> String {
+    let mut cmd = std::process::Command::new(require_tool("curl"));
+    cmd.args(["-sS", "-f", "-X", method, url]);
+    let tmp = tempdir("curl-body");
+    if let Some((ct, bytes)) = body {
+        let f = tmp.path().join("body");
+        std::fs::write(&f, bytes).unwrap();
+        cmd.args(["-H", &format!("Content-Type: {ct}"), "--data-binary", &format!("@{}", f.display())]);
+    }
+    stdout_str(&run_ok(&mut cmd))
+}
+
+#[test]
+fn fleet_shared_cache_rewrites_once_across_pods_and_ignores_records_that_do_not_hold() {
+    let (reg, tmp, src) = app_in_registry("fleet-shared");
+    let report = tmp.path().join("r.json");
+    let shared = reg.image("harden/cache");
+    let pod = |name: &str, dst: &str| {
+        let cache = tmp.path().join(format!("cache-{name}"));
+        rebuild_cached(&src, &reg.image(dst), &cache, &report, &["--shared-cache", &shared])
+    };
+    // Pod A rewrites and records; pod B, with its own empty disk, finds it and rewrites nothing.
+    let (a, err, r) = pod("a", "dst/a:1");
+    assert_eq!(layer_field(&r, "action")[0], &Value::from("rewritten"), "{err}");
+    assert!(err.contains("shared cache: recorded rewrite"), "{err}");
+    let (b, err, r) = pod("b", "dst/b:1");
+    assert_eq!(b.digest, a.digest, "{err}");
+    assert_eq!(layer_field(&r, "action")[0], &Value::from("rewritten (shared cache)"), "{err}");
+    assert!(err.contains("from harden/cache"), "the rewrite is mounted from the shared repository:\n{err}");
+
+    // The records, as the registry lists them: one a rewritten layer; the base layer's first.
+    let rewritten: Vec<&Value> =
+        r["layers"].as_array().unwrap().iter().filter(|l| l["action"] == "rewritten (shared cache)").collect();
+    let tags_url = format!("http://{}", reg.image("v2/harden/cache/tags/list"));
+    let tags: Value = serde_json::from_str(&registry_api("GET", &tags_url, None)).unwrap();
+    let records: Vec<&str> = tags["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .filter(|t| !t.ends_with("-claim"))
+        .collect();
+    assert_eq!(records.len(), rewritten.len(), "one record a rewrite: {tags}");
+    let base_out = layer_field(&r, "output_digest")[0].as_str().unwrap().to_string();
+    let (tag, record) = records
+        .iter()
+        .map(|t| (*t, skopeo_inspect_raw(&reg.docker(&format!("harden/cache:{t}")))))
+        .find(|(_, m)| m["layers"][0]["digest"] == base_out.as_str())
+        .expect("a record for the base layer's rewrite");
+    assert_eq!(record["artifactType"], "application/vnd.dev.harden.rewrite.v1");
+    let blob = base_out.clone();
+
+    // A record whose diff_id differs from what its blob holds: ignored, said, rewritten here.
+    let mut lying = record.clone();
+    lying["annotations"]["dev.harden.rewrite.diff_id"] = Value::from(format!("sha256:{}", "0".repeat(64)));
+    let url = format!("http://{}", reg.image(&format!("v2/harden/cache/manifests/{tag}")));
+    registry_api(
+        "PUT",
+        &url,
+        Some(("application/vnd.oci.image.manifest.v1+json", &serde_json::to_vec(&lying).unwrap())),
+    );
+    let (c, err, r) = pod("c", "dst/c:1");
+    assert_eq!(c.digest, a.digest, "{err}");
+    assert!(err.contains("not the recorded diff_id") && err.contains("ignoring it"), "{err}");
+    assert_eq!(layer_field(&r, "action")[0], &Value::from("rewritten"), "{err}");
+
+    // A record whose blob is gone from the repository: ignored, said, rewritten here.
+    registry_api("DELETE", &format!("http://{}", reg.image(&format!("v2/harden/cache/blobs/{blob}"))), None);
+    let (d, err, r) = pod("d", "dst/d:1");
+    assert_eq!(d.digest, a.digest, "{err}");
+    assert!(err.contains(&format!("blob {blob}")) && err.contains("ignoring it"), "{err}");
+    assert_eq!(layer_field(&r, "action")[0], &Value::from("rewritten"), "{err}");
+    skopeo_inspect(&d.reference(), &[]);
+}
