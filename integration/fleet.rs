@@ -57,11 +57,13 @@ fn fleet_warm_rerun_downloads_no_layer_and_gives_the_cold_digest() {
     assert_eq!(layer_field(&r, "action")[0], &Value::from("rewritten (cached)"));
     skopeo_inspect(&warm.reference(), &[]);
 
-    // The finished job again: every blob already present, nothing fetched or pushed.
-    let (again, err, _) = rebuild_cached(&src, &reg.image("dst/app:1"), &cache, &report, &[]);
+    // The finished job again: its result is at the destination (the result record), so
+    // nothing is scanned, fetched, planned or pushed; the manifest is only tagged again.
+    let (again, err, r) = rebuild_cached(&src, &reg.image("dst/app:1"), &cache, &report, &[]);
     assert_eq!(again.digest, cold.digest);
-    assert!(!err.contains("pushed blob") && !err.contains("scanned layer"), "{err}");
-    assert!(err.contains("already present"), "{err}");
+    assert!(!err.contains("pushed blob") && !err.contains("scan of layer") && !err.contains("scanned layer"), "{err}");
+    assert!(err.contains("nothing rebuilt"), "{err}");
+    assert_eq!(r["reused"]["made_by"]["result"]["digest"], Value::from(cold.digest.as_str()));
 }
 
 #[test]
