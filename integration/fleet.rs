@@ -47,8 +47,18 @@ fn fleet_warm_rerun_downloads_no_layer_and_gives_the_cold_digest() {
     assert!(err.contains("scanned layer 1/2") && err.contains("scanned layer 2/2"), "{err}");
     assert_eq!(layer_field(&r, "scan")[..2], [&Value::from("scanned"), &Value::from("scanned")]);
 
-    // To a new repository: the scans come from the cache, the rewrite from the rewrite cache,
-    // and no layer is downloaded (nor uploaded: what the destination lacks is mounted).
+    // To a new repository with the result recorded: mounted from where the record says, blob
+    // by blob, and the manifest put; nothing scanned or planned.
+    let (mounted, err, r) = rebuild_cached(&src, &reg.image("dst/app-mounted:1"), &cache, &report, &[]);
+    assert_eq!(mounted.digest, cold.digest);
+    assert!(err.contains("mounted the recorded result") && !err.contains("scan of layer"), "{err}");
+    assert!(r["reused"].is_object(), "{r}");
+    skopeo_inspect(&mounted.reference(), &[]);
+
+    // Without the record (as on another machine with this cache's scans and rewrites): the scans
+    // come from the scan cache, the rewrite from the rewrite cache, and no layer is downloaded
+    // (nor uploaded: what the destination lacks is mounted).
+    std::fs::remove_dir_all(cache.join("results")).unwrap();
     let (warm, err, r) = rebuild_cached(&src, &reg.image("dst/app-again:1"), &cache, &report, &[]);
     assert_eq!(warm.digest, cold.digest, "a warm run gives the cold run's digest\n{err}");
     assert!(!err.contains("scanned layer"), "a layer was scanned again:\n{err}");

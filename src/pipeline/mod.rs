@@ -378,7 +378,7 @@ pub async fn rebuild(src: &ImageRef, dst: &ImageRef, o: &RebuildOptions) -> Resu
     report.timings_ms = Some(timings);
     write_report(o, &report)?;
     if let Some(k) = &result_key {
-        k.store(&result_digest, &report);
+        k.store(dst, &result_digest, &report);
     }
     Ok(Outcome { pushed: Some(line), dry_run: Vec::new(), refused: None, report })
 }
@@ -393,7 +393,7 @@ async fn reuse_result(ctx: &Ctx<'_>, mut report: RebuildReport, found: reuse::Fo
     let digest = found.manifest.digest.clone();
     let line = dst.by_digest(&digest);
     o.progress.line(&format!(
-        "{dst} already holds the result {} of this source and profile (recorded by an earlier run): nothing rebuilt",
+        "{dst} holds the result {} of this source and profile (recorded by an earlier run): nothing rebuilt",
         digest.short()
     ));
     if let Some(p) = &o.digest_file {

@@ -82,10 +82,12 @@ impl ResultKey {
         let digest = Digest::parse(record["digest"].as_str()?).ok()?;
         let manifest = match ctx.dst.manifest(&ctx.dst_ref.with_digest(&digest)).await {
             Ok(m) => m,
-            Err(_) => return None,
+            // Not here: in the repository of the same registry the record was made for, the
+            // result is mounted from there (a mirror's re-mirror to a new repository).
+            Err(_) => return self.mount_from_recorded(ctx, &record, &digest, top).await,
         };
         // A failure to look (a manifest that does not parse, a HEAD refused) is a miss too.
-        let whole = self.holds(ctx, &manifest, top).await.unwrap_or(false);
+        let whole = self.holds(ctx, &ctx.dst, ctx.dst_ref, &manifest, top).await.unwrap_or(false);
         if !whole {
             ctx.o.progress.line(&format!(
                 "note: the recorded result {} at {} is incomplete or not from this source: rebuilding",
@@ -97,22 +99,91 @@ impl ResultKey {
         Some(Found { manifest, key: self.key.clone(), made_by: record["report"].clone() })
     }
 
-    /// Whether the destination holds `m` whole, made from `top`.
-    async fn holds(&self, ctx: &Ctx<'_>, m: &Manifest, top: &Manifest) -> Result<bool> {
+    /// The recorded result, mounted into the destination from the repository of the same
+    /// registry it was recorded for, when that repository holds it whole, made from `top`, and
+    /// every blob mounts (each confirmed by HEAD). The platform manifests of an index are stored
+    /// by digest here; the caller tags the top one.
+    async fn mount_from_recorded(
+        &self,
+        ctx: &Ctx<'_>,
+        record: &Value,
+        digest: &Digest,
+        top: &Manifest,
+    ) -> Option<Found> {
+        let (ImageRef::Registry { registry, repository, .. }, Some(at_registry), Some(at_repository)) =
+            (ctx.dst_ref, record["registry"].as_str(), record["repository"].as_str())
+        else {
+            return None;
+        };
+        if at_registry != registry || at_repository == repository {
+            return None;
+        }
+        let there = ImageRef::Registry {
+            registry: registry.clone(),
+            repository: at_repository.to_string(),
+            tag: None,
+            digest: Some(digest.clone()),
+        };
+        let ep = crate::transport::Endpoint::open(&there, &ctx.o.net).ok()?;
+        let manifest = ep.manifest(&there).await.ok()?;
+        let images = self.images(&ep, &there, &manifest).await.ok()?;
+        if !self.holds(ctx, &ep, &there, &manifest, top).await.unwrap_or(false) {
+            return None;
+        }
+        for (child, _) in &images {
+            let view = ManifestView::parse(&child.bytes, &child.media_type).ok()?;
+            for b in std::iter::once(&view.config.digest).chain(view.layers.iter().map(|l| &l.digest)) {
+                if !ctx.dst.has_blob(b).await.ok()?
+                    && !(ctx.dst.mount(at_repository, b).await && ctx.dst.has_blob(b).await.ok()?)
+                {
+                    return None;
+                }
+            }
+            if child.digest != manifest.digest {
+                ctx.dst.put_manifest(&ctx.dst_ref.with_digest(&child.digest).without_tag(), child).await.ok()?;
+            }
+        }
+        if ctx.dst_ref.tag().is_none() {
+            ctx.dst.put_manifest(&ctx.dst_ref.with_digest(&manifest.digest).without_tag(), &manifest).await.ok()?;
+        }
+        ctx.o.progress.line(&format!("mounted the recorded result {} from {registry}/{at_repository}", digest.short()));
+        Some(Found { manifest, key: self.key.clone(), made_by: record["report"].clone() })
+    }
+
+    /// `m` and, for an index, each platform manifest it lists (fetched from `ep` by digest).
+    async fn images(
+        &self,
+        ep: &crate::transport::Endpoint,
+        at: &ImageRef,
+        m: &Manifest,
+    ) -> Result<Vec<(Manifest, Value)>> {
         let json: Value = serde_json::from_slice(&m.bytes)?;
-        let images: Vec<(Manifest, Value)> = match json["manifests"].as_array() {
+        Ok(match json["manifests"].as_array() {
             None => vec![(m.clone(), json)],
             Some(list) => {
                 let mut out = Vec::new();
                 for d in list {
                     let d = Digest::parse(d["digest"].as_str().unwrap_or_default()).map_err(anyhow::Error::msg)?;
-                    let child = ctx.dst.manifest(&ctx.dst_ref.with_digest(&d)).await?;
+                    let child = ep.manifest(&at.with_digest(&d)).await?;
                     let v: Value = serde_json::from_slice(&child.bytes)?;
                     out.push((child, v));
                 }
                 out
             }
-        };
+        })
+    }
+
+    /// Whether `ep` holds `m` whole, made from `top`.
+    async fn holds(
+        &self,
+        ctx: &Ctx<'_>,
+        ep: &crate::transport::Endpoint,
+        at: &ImageRef,
+        m: &Manifest,
+        top: &Manifest,
+    ) -> Result<bool> {
+        let _ = ctx;
+        let images = self.images(ep, at, m).await?;
         // Made from this source: the top manifest itself, or one of its index's entries.
         let mut sources = vec![top.digest.to_string()];
         if let Ok(v) = serde_json::from_slice::<Value>(&top.bytes) {
@@ -128,7 +199,7 @@ impl ResultKey {
             let mut blobs = vec![view.config.digest.clone()];
             blobs.extend(view.layers.iter().map(|l| l.digest.clone()));
             for b in &blobs {
-                if !ctx.dst.has_blob(b).await? {
+                if !ep.has_blob(b).await? {
                     return Ok(false);
                 }
             }
@@ -138,8 +209,13 @@ impl ResultKey {
 
     /// Record `digest` (and the report that made it) for the next run. A record that cannot be
     /// written only costs that run its reuse.
-    pub fn store(&self, digest: &Digest, report: &crate::report::RebuildReport) {
-        let record = json!({"schema": SCHEMA, "digest": digest.as_str(), "report": report});
+    pub fn store(&self, dst: &ImageRef, digest: &Digest, report: &crate::report::RebuildReport) {
+        let mut record = json!({"schema": SCHEMA, "digest": digest.as_str(), "report": report});
+        // Where it was pushed: a run to another repository of that registry mounts it from there.
+        if let ImageRef::Registry { registry, repository, .. } = dst {
+            record["registry"] = json!(registry);
+            record["repository"] = json!(repository);
+        }
         if let Some(dir) = self.path.parent() {
             let _ = std::fs::create_dir_all(dir);
         }
