@@ -17,6 +17,7 @@
 pub mod apk;
 pub mod dpkg;
 pub mod paths;
+pub mod rpm;
 pub mod sbom;
 
 use crate::fs::FinalFs;
