@@ -10,6 +10,12 @@
 #  3. strict on the app image vs the do-it-yourself pipeline (skopeo → umoci unpack → rm/chmod →
 #     umoci repack → umoci config → skopeo), time and result size.
 #
+#  5. the package-database work: `-p strict` on the app image vs the same with
+#     `[packages] keep_database = true` (a profile extending strict), median of 3 runs each.
+#
+# BENCH_ROWS selects rows (space-separated: big mirror app fleet pkgdb; default all), e.g.
+# `BENCH_ROWS=pkgdb make bench` runs only the last. Rows `big` and `mirror` share their image.
+#
 # Output: a Markdown table on stdout (pasted into README.md), details on stderr.
 set -euo pipefail
 export LC_ALL=C.UTF-8 PATH="$PATH:/usr/sbin:/sbin"
@@ -24,6 +30,9 @@ APP_REF=$(printf '%s\n' "${REFS[@]}" | grep ':app$')
 CACHE="${XDG_CACHE_HOME:-$ROOT/target}/harden-fixtures"
 ROOTFS=$(ls -d "$CACHE"/rootfs/app-* | grep -v '\.done$' | head -1)
 
+BENCH_ROWS="${BENCH_ROWS:-big mirror app fleet pkgdb}"
+want() { case " $BENCH_ROWS " in *" $1 "*) return 0 ;; esac; return 1; }
+
 WORK=$(mktemp -d /tmp/harden-bench.XXXXXX)
 cleanup() { for r in regA regB regC; do bash integration/registry.sh stop "$WORK/$r" >/dev/null 2>&1 || true; done; rm -rf "$WORK"; }
 trap cleanup EXIT
@@ -36,6 +45,7 @@ C=$(bash integration/registry.sh start "$WORK/regC")
 
 # The big image: the app rootfs four times over in one layer (~1 GiB of real files), gzip -6.
 BIG="$WORK/big"
+if want big || want mirror; then
 python3 - "$ROOTFS" "$BIG" <<'PY'
 import gzip, hashlib, json, os, sys, tarfile
 src, out = sys.argv[1], sys.argv[2]
@@ -72,6 +82,7 @@ open(out + "/layer-digest", "w").write(digest)
 PY
 LAYER="$BIG/blobs/sha256/$(cat "$BIG/layer-digest")"
 skopeo copy -q --dest-tls-verify=false "oci:$BIG:big" "docker://$A/big:1"
+fi
 skopeo copy -q --dest-tls-verify=false "$APP_REF" "docker://$A/app:1"
 
 # Seconds and peak RSS (KiB) of a command, via GNU time.
@@ -94,12 +105,15 @@ measure_copy() {
   python3 -c "print($w, $m, round($u + $s + $(cpu_of "$WORK/regA") - $a0 + $(cpu_of "$dst") - $d0, 2))"
 }
 
+if want big || want mirror; then
 read -r t_skopeo_big _ c_skopeo < <(measure_copy "$WORK/regB" skopeo copy -q --src-tls-verify=false --dest-tls-verify=false "docker://$A/big:1" "docker://$B/big:1")
 t_skopeo_mirror=$t_skopeo_big
 read -r t_harden_mirror rss_mirror c_harden < <(measure_copy "$WORK/regC" "$HARDEN" rebuild -q --no-cache -p passthrough "$A/big:1" "$C/big:1")
 read -r t_harden_big rss_big < <(measure "$HARDEN" rebuild -q --no-cache -p strict "$A/big:1" "$C/big-hard:1")
 read -r t_gzip _ < <(measure sh -c "gzip -dc '$LAYER' | gzip -6 -c > /dev/null")
+fi
 
+if want app; then
 # Do-it-yourself: what a release engineer scripts today for the strict result.
 diy() {
   local d="$WORK/diy"
@@ -118,7 +132,9 @@ read -r t_diy _ < <(measure bash -c "$(declare -f diy); A=$A B=$B WORK=$WORK diy
 read -r t_harden_app rss_app < <(measure "$HARDEN" rebuild -q --no-cache -p strict "$A/app:1" "$C/app-hard:1")
 size_of() { skopeo inspect --tls-verify=false --raw "docker://$1" | python3 -c "import json,sys; print(sum(l['size'] for l in json.load(sys.stdin)['layers']))"; }
 s_src=$(size_of "$A/app:1"); s_diy=$(size_of "$B/app-diy:1"); s_hard=$(size_of "$C/app-hard:1")
+fi
 
+if want fleet; then
 # 4. A fleet: 20 images on the app image's base layer, each with its own small app layer; a batch
 #    vs one image, in a fresh cache. Ideal: base once + 20 small layers.
 FLEET="$WORK/fleet"
@@ -159,17 +175,48 @@ for i in $(seq 0 19); do skopeo copy -q --dest-tls-verify=false "oci:$FLEET:s$i"
 read -r t_one _ < <(measure "$HARDEN" batch -q --cache-dir "$WORK/cache-one" "$WORK/one.toml")
 read -r t_fleet rss_fleet < <(measure "$HARDEN" batch -q --jobs 2 --cache-dir "$WORK/cache-fleet" "$WORK/fleet.toml")
 read -r t_rerun _ < <(measure "$HARDEN" batch -q --jobs 2 --cache-dir "$WORK/cache-fleet" "$WORK/fleet.toml")
+fi
+
+if want pkgdb; then
+# 5. The package-database work (read, edit, rewrite in place) against none of it, alternating
+#    runs so both see the same machine; the median of 3 of each.
+printf 'extends = "strict"\n[packages]\nkeep_database = true\n' > "$WORK/keepdb.toml"
+median() { printf '%s\n' "$@" | sort -g | sed -n 2p; }
+db=(); keep=()
+for i in 1 2 3; do
+  read -r t _ < <(measure "$HARDEN" rebuild -q --no-cache -p strict "$A/app:1" "$C/app-db:$i"); db+=("$t")
+  read -r t _ < <(measure "$HARDEN" rebuild -q --no-cache -p "$WORK/keepdb.toml" "$A/app:1" "$C/app-keepdb:$i"); keep+=("$t")
+done
+t_db=$(median "${db[@]}"); t_keepdb=$(median "${keep[@]}")
+echo "pkgdb: database follows ${db[*]} s; keep_database ${keep[*]} s" >&2
+fi
 
 mib() { python3 -c "print(f'{$1/1024:.0f} MiB')"; }
 mb() { python3 -c "print(f'{$1/2**20:.1f} MiB')"; }
-cat <<MD
-| measurement | harden | reference | ratio (harden / reference) |
-|---|---|---|---|
+echo '| measurement | harden | reference | ratio (harden / reference) |'
+echo '|---|---|---|---|'
+want big && cat <<MD
 | 1 GiB layer, \`-p strict\`, registry → registry | ${t_harden_big} s, peak RSS $(mib "$rss_big") | \`skopeo copy\` ${t_skopeo_big} s | $(ratio "$t_harden_big" "$t_skopeo_big") |
+MD
+want big && cat <<MD
 | same layer, vs recompressing it | ${t_harden_big} s | \`gzip -dc \| gzip -6 -c\` ${t_gzip} s | $(ratio "$t_harden_big" "$t_gzip") |
+MD
+want mirror && cat <<MD
 | no-op mirror (\`-p passthrough\`), registry A → B | ${t_harden_mirror} s, peak RSS $(mib "$rss_mirror") | \`skopeo copy\` ${t_skopeo_mirror} s | $(ratio "$t_harden_mirror" "$t_skopeo_mirror") |
+MD
+want mirror && cat <<MD
 | the same two copies in CPU-seconds (the tool + both registries, $(nproc) cores) | ${c_harden} CPU-s | ${c_skopeo} CPU-s | $(ratio "$c_harden" "$c_skopeo") |
+MD
+want app && cat <<MD
 | \`-p strict\` on the app image | ${t_harden_app} s, $(mb "$s_hard") | DIY skopeo+umoci ${t_diy} s, $(mb "$s_diy") (source $(mb "$s_src")) | $(ratio "$t_harden_app" "$t_diy") |
+MD
+want fleet && cat <<MD
 | batch of 20 images on one base, \`-p strict\` | ${t_fleet} s, peak RSS $(mib "$rss_fleet") | one image of them ${t_one} s (×20 = $(python3 -c "print(f'{20*$t_one:.1f}')") s) | $(ratio "$t_fleet" "$t_one") × one image |
+MD
+want fleet && cat <<MD
 | the same batch again (cache warm, all pushed) | ${t_rerun} s | the first run ${t_fleet} s | $(ratio "$t_rerun" "$t_fleet") |
 MD
+want pkgdb && cat <<MD
+| package databases follow the files (\`-p strict\`, app image, median of 3) | ${t_db} s | \`keep_database = true\` ${t_keepdb} s | $(ratio "$t_db" "$t_keepdb") |
+MD
+true

@@ -22,6 +22,7 @@ mod platforms;
 mod profiles;
 mod rebuild;
 mod reliability;
+mod rpmdb;
 mod sign;
 
 use common::*;

@@ -66,4 +66,26 @@ mod tests {
         let e = read("var/lib/rpm/rpmdb.sqlite", &bad).unwrap_err();
         assert!(e.starts_with("/var/lib/rpm/rpmdb.sqlite: header 1 of 1: "), "{e}");
     }
+
+    /// Files made by rpm 4.18 itself (`rpm --initdb` + `rpm -i` of an `rpmbuild`-built package)
+    /// and by Berkeley DB's `db5.3_load` from the headers `rpmdb --exportdb` printed; also the
+    /// fuzz seeds.
+    #[test]
+    fn reads_databases_rpm_and_berkeley_db_wrote() {
+        for (file, data) in [
+            ("rpmdb.sqlite", &include_bytes!("../../fuzz/seeds/rpm_read/rpmdb.sqlite")[..]),
+            ("Packages", &include_bytes!("../../fuzz/seeds/rpm_read/Packages-bdb")[..]),
+        ] {
+            let p = read(file, data).unwrap();
+            assert_eq!(p.len(), 1, "{file}");
+            assert_eq!(
+                (p[0].name.as_str(), p[0].version.as_str(), p[0].arch.as_str()),
+                ("hello-harden", "3:1.0-2", "noarch")
+            );
+            assert_eq!(
+                p[0].paths,
+                ["/usr/bin/hello-harden", "/usr/share/doc/hello-harden", "/usr/share/doc/hello-harden/README"]
+            );
+        }
+    }
 }
