@@ -109,7 +109,7 @@ pub fn values(data: &[u8]) -> Result<Vec<Vec<u8>>, String> {
             continue;
         }
         let entries = db.u16(p, 20);
-        if entries % 2 != 0 || HEADER + 2 * entries > p.len() {
+        if !entries.is_multiple_of(2) || HEADER + 2 * entries > p.len() {
             return Err(format!("hash page {n} claims {entries} items"));
         }
         let at = |i: usize| db.u16(p, HEADER + 2 * i);

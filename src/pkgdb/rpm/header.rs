@@ -193,7 +193,7 @@ pub fn build(entries: &[(u32, u32, u32, Vec<u8>)]) -> Vec<u8> {
     let mut data = Vec::new();
     for (tag, ty, count, d) in entries {
         if *ty == T_INT32 {
-            while data.len() % 4 != 0 {
+            while !data.len().is_multiple_of(4) {
                 data.push(0);
             }
         }
