@@ -133,18 +133,7 @@ impl<'a> Db<'a> {
             return Err(format!("SQLite page {n}: a {len}-byte payload in a {}-byte file", self.data.len()));
         }
         let len = len as usize;
-        let x = u - 35;
-        let local = if len <= x {
-            len
-        } else {
-            let m = ((u - 12) * 32 / 255) - 23;
-            let k = m + (len - m) % (u - 4);
-            if k <= x {
-                k
-            } else {
-                m
-            }
-        };
+        let local = local_size(u, len);
         let inline = page.get(at..at + local).filter(|_| at + local <= u);
         let inline = inline.ok_or_else(|| format!("SQLite page {n}: a payload runs past the page"))?;
         let mut out = Vec::with_capacity(len);
@@ -161,6 +150,22 @@ impl<'a> Db<'a> {
             out.extend_from_slice(&o[4..4 + take]);
         }
         Ok(out)
+    }
+}
+
+/// How many of a table leaf cell's `len` payload bytes sit on the page (usable size `u`); the
+/// rest is on overflow pages (the file format's rule for table b-tree leaves).
+fn local_size(u: usize, len: usize) -> usize {
+    let x = u - 35;
+    if len <= x {
+        return len;
+    }
+    let m = ((u - 12) * 32 / 255) - 23;
+    let k = m + (len - m) % (u - 4);
+    if k <= x {
+        k
+    } else {
+        m
     }
 }
 
@@ -318,18 +323,7 @@ pub mod tests {
         for (i, b) in blobs.iter().enumerate() {
             let r = rec(&[None, Some(b)]);
             let len = r.len();
-            let x = u - 35;
-            let local = if len <= x {
-                len
-            } else {
-                let m = ((u - 12) * 32 / 255) - 23;
-                let k = m + (len - m) % (u - 4);
-                if k <= x {
-                    k
-                } else {
-                    m
-                }
-            };
+            let local = local_size(u, len);
             let mut cell = Vec::new();
             put_varint(&mut cell, len as u64);
             put_varint(&mut cell, i as u64 + 1);
