@@ -18,11 +18,15 @@ const RELEASE: u32 = 1002;
 const EPOCH: u32 = 1003;
 const ARCH: u32 = 1022;
 const OLDFILENAMES: u32 = 1027;
+const FILESTATES: u32 = 1029;
+const FILEFLAGS: u32 = 1037;
 const REQUIRENAME: u32 = 1049;
 const DIRINDEXES: u32 = 1116;
 const BASENAMES: u32 = 1117;
 const DIRNAMES: u32 = 1118;
 
+const T_CHAR: u32 = 1;
+const T_INT8: u32 = 2;
 const T_INT32: u32 = 4;
 const T_STRING: u32 = 6;
 const T_STRING_ARRAY: u32 = 8;
@@ -112,6 +116,17 @@ impl<'a> Header<'a> {
         Ok(self.strings(tag)?.first().copied())
     }
 
+    fn int8s(&self, tag: u32) -> Result<&'a [u8], String> {
+        let Some(e) = self.entry(tag) else { return Ok(&[]) };
+        if e.ty != T_CHAR && e.ty != T_INT8 {
+            return Err(format!("tag {tag} has type {}, not CHAR/INT8", e.ty));
+        }
+        let (off, n) = (e.offset as usize, e.count as usize);
+        self.data.get(off..off.saturating_add(n)).ok_or_else(|| {
+            format!("tag {tag} claims {n} bytes at offset {off}, beyond the {} data bytes", self.data.len())
+        })
+    }
+
     fn int32s(&self, tag: u32) -> Result<Vec<u32>, String> {
         let Some(e) = self.entry(tag) else { return Ok(Vec::new()) };
         if e.ty != T_INT32 {
@@ -146,6 +161,11 @@ pub fn package(blob: &[u8], budget: &mut usize) -> Result<Option<Package>, Strin
     if base.len() != idx.len() {
         return Err(format!("package {name}: {} BASENAMES but {} DIRINDEXES", base.len(), idx.len()));
     }
+    // Files rpm lists but did not put on disk: `%ghost` ones (flag 1 << 6), and those whose state
+    // is not normal (0) or replaced (1) — not installed (`--excludedocs`, `tsflags=nodocs`),
+    // net-shared, wrong colour, missing. They are not the package's files in the image.
+    let (states, flags) = (h.int8s(FILESTATES)?, h.int32s(FILEFLAGS)?);
+    let absent = |i: usize| states.get(i).is_some_and(|&s| s > 1) || flags.get(i).is_some_and(|&f| f & (1 << 6) != 0);
     let mut paths = Vec::new();
     let mut spend = |len: usize| -> Result<(), String> {
         *budget = budget.checked_sub(len + PATH_COST).ok_or_else(|| {
@@ -153,10 +173,13 @@ pub fn package(blob: &[u8], budget: &mut usize) -> Result<Option<Package>, Strin
         })?;
         Ok(())
     };
-    for (b, &i) in base.iter().zip(&idx) {
+    for (n, (b, &i)) in base.iter().zip(&idx).enumerate() {
         let d = dirs.get(i as usize).ok_or_else(|| {
             format!("package {name}: file {b:?} has directory index {i}, beyond its {} DIRNAMES", dirs.len())
         })?;
+        if absent(n) {
+            continue;
+        }
         spend(d.len() + b.len())?;
         paths.push(format!("{d}{b}"));
     }
@@ -267,6 +290,19 @@ pub mod tests {
         assert_eq!((p.name.as_str(), p.version.as_str(), p.arch.as_str()), ("bash", "2:1.2-3.el9", "x86_64"));
         assert_eq!(p.paths, ["/usr/bin/bash", "/usr/bin/sh", "/etc/skel/.bashrc"]);
         assert_eq!(p.depends, ["glibc"]);
+        // A `%ghost` file and one not installed (`nodocs`) are not the package's files on disk.
+        let mut e = vec![
+            (NAME, T_STRING, 1, b"shadow\0".to_vec()),
+            (FILESTATES, T_CHAR, 3, vec![0, 2, 0]),
+            (DIRINDEXES, T_INT32, 3, [0u32, 1, 0].iter().flat_map(|x| x.to_be_bytes()).collect()),
+            (BASENAMES, T_STRING_ARRAY, 3, b"useradd\0README\0lastlog\0".to_vec()),
+            (DIRNAMES, T_STRING_ARRAY, 2, b"/usr/sbin/\0/usr/share/doc/shadow/\0".to_vec()),
+            (FILEFLAGS, T_INT32, 3, [0u32, 2, 1 << 6].iter().flat_map(|x| x.to_be_bytes()).collect()),
+        ];
+        assert_eq!(pkg(&build(&e)).unwrap().unwrap().paths, ["/usr/sbin/useradd"]);
+        e[1].3 = vec![0, 0, 0];
+        e[5].3 = vec![0; 12];
+        assert_eq!(pkg(&build(&e)).unwrap().unwrap().paths.len(), 3);
         let p = pkg(&blob("empty", None, &[])).unwrap().unwrap();
         assert_eq!(p.version, "1.2-3.el9");
         assert!(p.paths.is_empty());
