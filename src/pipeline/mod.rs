@@ -234,10 +234,14 @@ pub async fn rebuild(src: &ImageRef, dst: &ImageRef, o: &RebuildOptions) -> Resu
         None => {
             let p = images.into_iter().next().ok_or_else(|| anyhow!("no image to rebuild"))?;
             let inventory = match &o.sbom {
-                Some(_) => Some(
-                    crate::pkgdb::sbom::Inventory::of(&p.fs, &p.plan.packages.removed)
-                        .map_err(|e| anyhow!("--sbom: {e}"))?,
-                ),
+                Some(_) => {
+                    let inv = crate::pkgdb::sbom::Inventory::of(&p.fs, &p.plan.packages.removed)
+                        .map_err(|e| anyhow!("--sbom: {e}"))?;
+                    for n in inv.notes() {
+                        o.progress.line(&format!("--sbom: note: {n}"));
+                    }
+                    Some(inv)
+                }
                 None => None,
             };
             let done = single::execute(&ctx, p, Some(dst)).await?;
