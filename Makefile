@@ -38,7 +38,7 @@ bench: setup release
 ## it and leaves the input in fuzz/artifacts/TARGET/ (turn it into a unit test). No nightly here:
 ## RUSTC_BOOTSTRAP=1 lets stable rustc take cargo-fuzz's -Z flags.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS ?= tar_rewrite profile_parse manifest_parse
+FUZZ_TARGETS ?= tar_rewrite profile_parse manifest_parse rpm_read
 fuzz:
 	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
 	cd fuzz && for t in $(FUZZ_TARGETS); do \

@@ -15,8 +15,10 @@
 #     repository vs skopeo's warm copy; the rerun of a finished 90-job batch (3 sources × 30
 #     destinations) vs its cold run; two pods (two processes, separate cache directories, one
 #     --shared-cache) splitting the 20-image batch: how often the shared base is rewritten.
+#  6. pkgdb: the package-database work (read, edit, rewrite in place) against none of it
+#     (`[packages] keep_database = true`), alternating runs, the median of 3 of each.
 #
-# Usage: bench.sh [big] [app] [batch] [fleet] — the sections to run (default: all).
+# Usage: bench.sh [big] [app] [batch] [fleet] [pkgdb] — the sections to run (default: all).
 #
 # Output: a Markdown table on stdout (pasted into README.md), details on stderr.
 set -euo pipefail
@@ -29,7 +31,7 @@ for t in skopeo umoci /usr/bin/time gzip python3; do command -v "$t" >/dev/null 
 
 SEL=" ${*:-all} "
 want() { [[ "$SEL" == *" all "* || "$SEL" == *" $1 "* ]]; }
-for s in $SEL; do case "$s" in all|big|app|batch|fleet) ;; *) echo "bench: unknown section $s (big app batch fleet)" >&2; exit 2;; esac; done
+for s in $SEL; do case "$s" in all|big|app|batch|fleet|pkgdb) ;; *) echo "bench: unknown section $s (big app batch fleet pkgdb)" >&2; exit 2;; esac; done
 
 mapfile -t REFS < <(bash integration/build-image.sh all)
 APP_REF=$(printf '%s\n' "${REFS[@]}" | grep ':app$')
@@ -217,6 +219,19 @@ for f in sys.argv[1:]:
 print(n)" "$WORK/pod0.json" "$WORK/pod1.json")
 fi
 
+# 6. The package-database work against none of it.
+if want pkgdb; then
+  printf 'extends = "strict"\n[packages]\nkeep_database = true\n' > "$WORK/keepdb.toml"
+  median() { printf '%s\n' "$@" | sort -g | sed -n 2p; }
+  db=(); keep=()
+  for i in 1 2 3; do
+    read -r t _ < <(measure "$HARDEN" rebuild -q --no-cache -p strict "$A/app:1" "$C/app-db:$i"); db+=("$t")
+    read -r t _ < <(measure "$HARDEN" rebuild -q --no-cache -p "$WORK/keepdb.toml" "$A/app:1" "$C/app-keepdb:$i"); keep+=("$t")
+  done
+  t_db=$(median "${db[@]}"); t_keepdb=$(median "${keep[@]}")
+  echo "pkgdb: database follows ${db[*]} s; keep_database ${keep[*]} s" >&2
+fi
+
 mib() { python3 -c "print(f'{$1/1024:.0f} MiB')"; }
 mb() { python3 -c "print(f'{$1/2**20:.1f} MiB')"; }
 echo '| measurement | harden | reference | ratio (harden / reference) |'
@@ -241,5 +256,9 @@ if want fleet; then cat <<MD
 | re-mirror of the 1 GiB image (\`-p passthrough\`) to a new repository, warm | ${t_h_warm} s (cold ${t_h_cold} s) | \`skopeo copy\` warm ${t_sk_warm} s (cold ${t_sk_cold} s) | $(ratio "$t_h_warm" "$t_sk_warm") |
 | rerun of a finished 90-job batch (3 sources × 30 destinations, \`-p strict\`) | ${t_90r} s | its cold run ${t_90} s (peak RSS $(mib "$rss_90")) | $(ratio "$t_90r" "$t_90") |
 | two pods (\`--shard 0/2\`, \`1/2\`, own cache directories, one \`--shared-cache\`) splitting the 20-image batch | ${t_pods} s, shared base rewritten ${base_rewrites}× in total | — | — |
+MD
+fi
+if want pkgdb; then cat <<MD
+| package databases follow the files (\`-p strict\`, app image, median of 3) | ${t_db} s | \`keep_database = true\` ${t_keepdb} s | $(ratio "$t_db" "$t_keepdb") |
 MD
 fi

@@ -23,6 +23,7 @@ mod platforms;
 mod profiles;
 mod rebuild;
 mod reliability;
+mod rpmdb;
 mod sign;
 mod supply;
 

@@ -48,7 +48,7 @@ fn venv_python() -> PathBuf {
 }
 
 /// cyclonedx-python-lib's strict JSON validator over `bom` (1.5); panics with its errors.
-fn validate_sbom(bom: &Path) {
+pub fn validate_sbom(bom: &Path) {
     let script = "import sys\nfrom cyclonedx.validation.json import JsonStrictValidator\n\
 from cyclonedx.schema import SchemaVersion\n\
 e = JsonStrictValidator(SchemaVersion.V1_5).validate_str(open(sys.argv[1]).read())\n\

@@ -103,6 +103,10 @@ pub struct PackageChanges {
     pub removed: Vec<String>,
     /// Packages that lost some of their files (the databases no longer list those).
     pub trimmed: Vec<String>,
+    /// Packages that lost files but that a database left as it was still lists with them
+    /// (rpm's: harden does not edit it), so a scanner will still report them whole.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub lost_files: Vec<String>,
     /// A database left as it was (rpm; or `keep_database`), and why.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub left_as_is: Option<String>,
@@ -517,10 +521,6 @@ pub fn follow_databases(fs: &FinalFs, profile: &Profile, p: &mut Plan) {
         Ok(d) => d,
         Err(e) => return p.failures.push(format!("the package database cannot follow the removed files: {e}")),
     };
-    if let Some(rpm) = crate::pkgdb::rpm_database(fs) {
-        p.packages.left_as_is = Some(format!("/{rpm}: rpm databases are not edited; packages may list removed files"));
-        p.notes.push(format!("the rpm database /{rpm} is left as it was (harden does not edit rpm databases)"));
-    }
     let removed = &p.removed;
     let gone = |x: &str| fs.resolve(x, false).is_some_and(|c| !c.is_empty() && removed.contains_key(&c));
     let mut new_removals: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
@@ -534,6 +534,10 @@ pub fn follow_databases(fs: &FinalFs, profile: &Profile, p: &mut Plan) {
         let mut owners: HashMap<&str, usize> = HashMap::new();
         for c in canon.iter().flatten() {
             *owners.entry(c.as_str()).or_default() += 1;
+        }
+        if !db.editable() {
+            rpm_left_as_is(db, &canon, removed, &mut p.packages, &mut p.notes);
+            continue;
         }
         for (i, pk) in db.packages.iter().enumerate() {
             let mut touched = false;
@@ -578,6 +582,51 @@ pub fn follow_databases(fs: &FinalFs, profile: &Profile, p: &mut Plan) {
             }
         }
     }
+}
+
+/// How many package names a note spells out before `and N more`.
+const NOTE_NAMES: usize = 5;
+
+/// An rpm database is not edited: the plan says so, and names the packages that lost files
+/// (`canon`: each package's paths, canonical), which it goes on listing whole.
+fn rpm_left_as_is(
+    db: &crate::pkgdb::Database,
+    canon: &[Vec<String>],
+    removed: &BTreeMap<String, Rule>,
+    packages: &mut PackageChanges,
+    notes: &mut Vec<String>,
+) {
+    let path = db.path();
+    packages.before += db.packages.len();
+    packages.after += db.packages.len();
+    if let Some(why) = &db.unreadable {
+        packages.left_as_is = Some(format!("{path}: not edited, and not readable: {why}"));
+        notes.push(format!(
+            "the rpm database {path} is left as it was, and harden cannot say which packages lost files: {why}"
+        ));
+        return;
+    }
+    let lost: Vec<String> = db
+        .packages
+        .iter()
+        .zip(canon)
+        .filter(|(_, c)| c.iter().any(|c| removed.contains_key(c)))
+        .map(|(pk, _)| pk.name.clone())
+        .collect();
+    packages.left_as_is = Some(format!("{path}: rpm databases are not edited; it still lists the removed files"));
+    if lost.is_empty() {
+        return;
+    }
+    let mut names = lost.iter().take(NOTE_NAMES).cloned().collect::<Vec<_>>().join(", ");
+    if lost.len() > NOTE_NAMES {
+        names.push_str(&format!(" and {} more", lost.len() - NOTE_NAMES));
+    }
+    notes.push(format!(
+        "the rpm database {path} is left as it was (harden does not edit rpm databases): {} package{} lost files it still lists: {names}",
+        lost.len(),
+        if lost.len() == 1 { "" } else { "s" }
+    ));
+    packages.lost_files.extend(lost);
 }
 
 #[cfg(test)]
@@ -929,5 +978,59 @@ Package: login\nStatus: install ok installed\nArchitecture: amd64\nVersion: 4.13
         let bad = FinalFs::build(vec![layer(vec![db_file("var/lib/dpkg/status", "Package: a\n\n junk\n")])]);
         let p = plan(&bad, &pr);
         assert_eq!(p.failures, ["cannot remove packages: /var/lib/dpkg/status:3: continuation line outside a field"]);
+    }
+
+    fn rpm_image(db: Vec<u8>) -> FinalFs {
+        let mut e = entry("var/lib/rpm/rpmdb.sqlite", Kind::File, None);
+        e.size = db.len() as u64;
+        e.prefix = Some(db.into_boxed_slice());
+        FinalFs::build(vec![layer(vec![
+            entry("usr", Kind::Dir, None),
+            entry("usr/bin", Kind::Dir, None),
+            entry("usr/bin/bash", Kind::File, None),
+            entry("usr/bin/sudo", Kind::File, None),
+            entry("usr/bin/ls", Kind::File, None),
+            e,
+        ])])
+    }
+
+    #[test]
+    fn pass_follow_databases_leaves_rpm_as_is_and_names_packages_that_lost_files() {
+        use crate::pkgdb::rpm::{header::tests::blob, sqlite::tests::build};
+        let db = build(&[
+            blob("bash", None, &["/usr/bin/bash"]),
+            blob("sudo", Some(1), &["/usr/bin/sudo", "/etc/sudoers"]),
+            blob("coreutils", None, &["/usr/bin/ls"]),
+        ]);
+        let fs = rpm_image(db);
+        let pr = profile("name = \"t\"\n[files]\nremove = [\"/usr/bin/bash\", \"/usr/bin/sudo\"]\n");
+        let p = plan(&fs, &pr);
+        assert!(p.failures.is_empty(), "{:?}", p.failures);
+        assert_eq!(p.packages.lost_files, ["bash", "sudo"]);
+        assert!(p.packages.removed.is_empty() && p.packages.trimmed.is_empty(), "rpm is never edited");
+        assert_eq!((p.packages.before, p.packages.after), (3, 3));
+        assert!(p.layers.iter().all(|l| l.changes.values().all(|c| c.content.is_none())));
+        assert!(!p.is_removed("var/lib/rpm/rpmdb.sqlite"));
+        assert!(p
+            .packages
+            .left_as_is
+            .as_deref()
+            .unwrap()
+            .starts_with("/var/lib/rpm/rpmdb.sqlite: rpm databases are not edited"));
+        assert!(
+            p.notes.iter().any(|n| n.ends_with("2 packages lost files it still lists: bash, sudo")),
+            "{:?}",
+            p.notes
+        );
+        // A database harden cannot read is a note naming it, not a failure.
+        let fs = rpm_image(b"SQLite format 3\0 but not really".to_vec());
+        let p = plan(&fs, &pr);
+        assert!(p.failures.is_empty(), "{:?}", p.failures);
+        assert!(p.is_removed("usr/bin/bash"));
+        let note = p.notes.iter().find(|n| n.contains("/var/lib/rpm/rpmdb.sqlite")).unwrap();
+        assert!(
+            note.contains("cannot say which packages lost files: /var/lib/rpm/rpmdb.sqlite: not an SQLite"),
+            "{note}"
+        );
     }
 }

@@ -48,6 +48,9 @@ pub async fn sbom(o: SbomOptions) -> Result<serde_json::Value> {
     };
     let (_, _, fs) = scanner.read(&o.image, &w.top).await?;
     let inv = crate::pkgdb::sbom::Inventory::of(&fs, &[]).map_err(|e| anyhow!("{}: {e}", o.image))?;
+    for n in inv.notes() {
+        o.progress.line(&format!("note: {n}"));
+    }
     o.progress.line(&format!("{} packages", inv.count()));
     Ok(inv.cyclonedx(&o.image.without_tag().to_string(), w.top.digest.as_str()))
 }

@@ -334,11 +334,15 @@ impl Audit<'_> {
         };
         let mut out = Vec::new();
         for db in &dbs {
-            let file = match db.format {
-                crate::pkgdb::Format::Dpkg => "/var/lib/dpkg/status",
-                crate::pkgdb::Format::DpkgStatusD => "/var/lib/dpkg/status.d",
-                crate::pkgdb::Format::Apk => "/lib/apk/db/installed",
-            };
+            let file = db.path();
+            if let Some(why) = &db.unreadable {
+                out.push(Evidence {
+                    path: Some(file),
+                    detail: Some(format!("cannot read the rpm database: {why}")),
+                    ..Default::default()
+                });
+                continue;
+            }
             for p in &db.packages {
                 let (mut files, mut missing) = (0usize, Vec::new());
                 for x in &p.paths {
@@ -358,7 +362,7 @@ impl Audit<'_> {
                 } else {
                     continue;
                 };
-                out.push(Evidence { path: Some(file.to_string()), detail: Some(detail), ..Default::default() });
+                out.push(Evidence { path: Some(file.clone()), detail: Some(detail), ..Default::default() });
             }
         }
         out

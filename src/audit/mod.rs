@@ -218,7 +218,7 @@ pub const CHECKS: &[Check] = &[
     c(CheckId::PortPrivileged, Level::Warn, "Privileged port (below 1024) exposed", None, None, "[config] exposed_ports = [\"8080/tcp\"] (replaces the image's list)"),
     c(CheckId::LayerPathEscape, Level::Fatal, "Layer entries whose path leaves the root (../ or absolute)", None, None, "no profile rule: rebuild the layer; harden normalises the names of the entries it rewrites"),
     c(CheckId::ContractUnmet, Level::Warn, "The least-privilege runtime contract cannot be met (root user, unknown user, setuid/setgid or capability files)", None, None, "[config] user = \"nonroot\"; [files] strip_setuid = true, strip_capabilities = true (harden contract IMAGE shows the contract)"),
-    c(CheckId::PackageDatabaseStale, Level::Warn, "Package database lists packages or files the image does not have", None, None, "rebuild with harden (any profile removing files): the database follows the files; drop [packages] keep_database = true"),
+    c(CheckId::PackageDatabaseStale, Level::Warn, "Package database lists packages or files the image does not have", None, None, "rebuild with harden (any profile removing files): a dpkg or apk database follows the files (drop [packages] keep_database = true); an rpm database is never edited, so it names the packages whose files are gone"),
 ];
 
 pub fn check_info(id: &str) -> Option<&'static Check> {

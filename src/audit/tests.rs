@@ -577,3 +577,27 @@ fn a_package_database_that_lies_is_reported_and_not_after_a_rebuild() {
     let after = after_view(&fs, &plan, None);
     assert!(find(&audit(&after, &quiet_config(), &AuditContext::default()), "HARDEN-PACKAGE-DB-STALE").is_none());
 }
+
+#[test]
+fn an_rpm_database_listing_gone_files_is_stale_naming_packages() {
+    use crate::pkgdb::rpm::{bdb::tests::build, header::tests::blob};
+    let db = build(&[blob("bash", None, &["/usr/bin/bash"]), blob("sudo", None, &["/usr/bin/sudo", "/etc/sudoers"])]);
+    let fs = FinalFs::build(vec![layer(vec![
+        file("var/lib/rpm/Packages", 0o644, &db),
+        dir("usr"),
+        dir("usr/bin"),
+        file("usr/bin/bash", 0o755, b"x"),
+        file("etc/sudoers", 0o440, b"x"),
+    ])]);
+    let f = audit(&fs, &quiet_config(), &AuditContext::default());
+    let stale = find(&f, "HARDEN-PACKAGE-DB-STALE").expect("the rpm database lists /usr/bin/sudo");
+    let details: Vec<&str> = stale.evidence.iter().filter_map(|e| e.detail.as_deref()).collect();
+    assert_eq!(details, ["package sudo lists 1 files the image does not have (e.g. /usr/bin/sudo)"]);
+    assert_eq!(stale.evidence[0].path.as_deref(), Some("/var/lib/rpm/Packages"));
+    // One harden cannot read says so, naming it.
+    let fs = FinalFs::build(vec![layer(vec![file("var/lib/rpm/Packages", 0o644, &[7u8; 600])])]);
+    let f = audit(&fs, &quiet_config(), &AuditContext::default());
+    let stale = find(&f, "HARDEN-PACKAGE-DB-STALE").expect("an unreadable database is reported");
+    let d = stale.evidence[0].detail.as_deref().unwrap();
+    assert!(d.starts_with("cannot read the rpm database: /var/lib/rpm/Packages: not a Berkeley DB hash"), "{d}");
+}

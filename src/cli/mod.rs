@@ -79,7 +79,7 @@ enum Command {
     /// no setuid/setgid or capability file is left, the user as numbers. JSON, or YAML.
     Contract(contract::ContractArgs),
     /// Print a CycloneDX 1.5 JSON SBOM of IMAGE's packages, read from its package databases
-    /// (dpkg, apk): the same document `rebuild --sbom` writes for its result.
+    /// (dpkg, apk, rpm): the same document `rebuild --sbom` writes for its result.
     Sbom(sbom::SbomArgs),
     /// Print shell completions.
     Completions {

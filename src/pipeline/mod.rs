@@ -289,10 +289,14 @@ pub async fn rebuild(src: &ImageRef, dst: &ImageRef, o: &RebuildOptions) -> Resu
         None => {
             let p = images.into_iter().next().ok_or_else(|| anyhow!("no image to rebuild"))?;
             let inventory = match o.sbom.is_some() || o.attest {
-                true => Some(
-                    crate::pkgdb::sbom::Inventory::of(&p.fs, &p.plan.packages.removed)
-                        .map_err(|e| anyhow!("--sbom/--attest: {e}"))?,
-                ),
+                true => {
+                    let inv = crate::pkgdb::sbom::Inventory::of(&p.fs, &p.plan.packages.removed)
+                        .map_err(|e| anyhow!("--sbom/--attest: {e}"))?;
+                    for n in inv.notes() {
+                        o.progress.line(&format!("--sbom: note: {n}"));
+                    }
+                    Some(inv)
+                }
                 false => None,
             };
             let done = single::execute(&ctx, p, Some(dst)).await?;

@@ -162,12 +162,18 @@ pub async fn prepare(ctx: &Ctx<'_>, src_ref: ImageRef, manifest: Manifest) -> Re
     })
 }
 
-/// `; packages 131 → 117 (14 removed, 60 trimmed)` when a database changed, else nothing.
+/// `; packages 131 → 117 (14 removed, 60 trimmed)` when a database changed, with `, 3 lost
+/// files (database not edited)` for an rpm database's packages; else nothing.
 pub fn package_summary(p: &plan::PackageChanges) -> String {
-    if p.removed.is_empty() && p.trimmed.is_empty() {
+    if p.removed.is_empty() && p.trimmed.is_empty() && p.lost_files.is_empty() {
         return String::new();
     }
-    format!("; packages {} → {} ({} removed, {} trimmed)", p.before, p.after, p.removed.len(), p.trimmed.len())
+    let lost = if p.lost_files.is_empty() {
+        String::new()
+    } else {
+        format!(", {} lost files (database not edited)", p.lost_files.len())
+    };
+    format!("; packages {} → {} ({} removed, {} trimmed{lost})", p.before, p.after, p.removed.len(), p.trimmed.len())
 }
 
 /// The config edit for this image: with the result's `diff_ids` once known, else the source's

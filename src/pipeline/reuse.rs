@@ -133,9 +133,9 @@ impl ResultKey {
         for (child, _) in &images {
             let view = ManifestView::parse(&child.bytes, &child.media_type).ok()?;
             for b in std::iter::once(&view.config.digest).chain(view.layers.iter().map(|l| &l.digest)) {
-                if !ctx.dst.has_blob(b).await.ok()?
-                    && !(ctx.dst.mount(at_repository, b).await && ctx.dst.has_blob(b).await.ok()?)
-                {
+                let present = ctx.dst.has_blob(b).await.ok()?;
+                let mounted = present || (ctx.dst.mount(at_repository, b).await && ctx.dst.has_blob(b).await.ok()?);
+                if !mounted {
                     return None;
                 }
             }

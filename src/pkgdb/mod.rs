@@ -2,8 +2,10 @@
 //! `status.d/`) or apk (`lib/apk/db/installed`, `etc/apk/world`) database says is installed
 //! and which paths each package owns, read from the contents the scan keeps of them
 //! ([`crate::scan::prefix_len`]), and the edits that make the database tell the truth once
-//! paths are removed. rpm databases are binary (Berkeley DB, ndb, sqlite): they are found and
-//! left as they are ([`rpm_database`]), and the plan says so.
+//! paths are removed. rpm databases (sqlite, Berkeley DB: [`rpm`]) are read the same way but
+//! never edited: [`Database::edit`] leaves them as they are, and the plan names the packages
+//! that lost files instead. An rpm database harden cannot read is a [`Database`] with no
+//! packages and an [`Database::unreadable`] reason, never a failure.
 //!
 //! The edited files are written in place — in the layer whose copy of the file is the one the
 //! container sees — rather than in a new layer on top: the database then never exists twice in
@@ -17,6 +19,7 @@
 pub mod apk;
 pub mod dpkg;
 pub mod paths;
+pub mod rpm;
 pub mod sbom;
 
 use crate::fs::FinalFs;
@@ -34,6 +37,8 @@ pub enum Format {
     /// `var/lib/dpkg/status.d/<pkg>` and `<pkg>.md5sums` (distroless).
     DpkgStatusD,
     Apk,
+    /// `rpmdb.sqlite` or Berkeley DB `Packages`: read, never edited.
+    Rpm,
 }
 
 impl Format {
@@ -42,6 +47,7 @@ impl Format {
         match self {
             Format::Dpkg | Format::DpkgStatusD => "deb",
             Format::Apk => "apk",
+            Format::Rpm => "rpm",
         }
     }
 }
@@ -63,6 +69,9 @@ pub struct Package {
 pub struct Database {
     pub format: Format,
     pub packages: Vec<Package>,
+    /// Why the database could not be read (then `packages` is empty); only rpm databases are
+    /// read this leniently, since harden only reports on them.
+    pub unreadable: Option<String>,
     inner: Inner,
 }
 
@@ -87,6 +96,9 @@ enum Inner {
         path: String,
         pkgs: Vec<apk::Pkg>,
         world: Option<String>,
+    },
+    Rpm {
+        path: String,
     },
 }
 
@@ -128,8 +140,9 @@ fn check_path(file: &str, line: usize, p: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Every package database in the image (dpkg, distroless status.d, apk), or the first error,
-/// naming the file (and line) at fault.
+/// Every package database in the image (dpkg, distroless status.d, apk, rpm), or the first
+/// error of a database harden edits, naming the file (and line) at fault. An rpm database that
+/// cannot be read comes back with its reason in [`Database::unreadable`].
 pub fn load(fs: &FinalFs) -> Result<Vec<Database>, String> {
     let mut out = Vec::new();
     if let Some(db) = load_dpkg(fs)? {
@@ -143,12 +156,34 @@ pub fn load(fs: &FinalFs) -> Result<Vec<Database>, String> {
             out.push(db);
         }
     }
+    out.extend(load_rpm(fs));
     Ok(out)
 }
 
-/// The rpm database files present (never edited).
-pub fn rpm_database(fs: &FinalFs) -> Option<&'static str> {
-    RPM_DBS.into_iter().find(|p| fs.get(p).is_some())
+/// The rpm database the image holds (canonical path; the first of [`RPM_DBS`] present,
+/// through symlinked directories such as Fedora's `var/lib/rpm` → `usr/lib/sysimage/rpm`).
+pub fn rpm_database(fs: &FinalFs) -> Option<String> {
+    RPM_DBS.into_iter().find_map(|p| fs.resolve(p, true).filter(|c| fs.get(c).is_some()))
+}
+
+fn load_rpm(fs: &FinalFs) -> Option<Database> {
+    let path = rpm_database(fs)?;
+    let read = || -> Result<Vec<Package>, String> {
+        let (_, e) = fs.get(&path).ok_or_else(|| format!("/{path}: gone"))?;
+        if e.kind != Kind::File {
+            return Err(format!("/{path}: not a regular file ({:?})", e.kind));
+        }
+        let data = e.prefix.as_deref().unwrap_or(&[]);
+        if (data.len() as u64) < e.size {
+            return Err(format!("/{path}: {} bytes, more than the {} MiB harden reads", e.size, MAX_FILE >> 20));
+        }
+        rpm::read(&path, data)
+    };
+    let (packages, unreadable) = match read() {
+        Ok(p) => (p, None),
+        Err(e) => (Vec::new(), Some(e)),
+    };
+    Some(Database { format: Format::Rpm, packages, unreadable, inner: Inner::Rpm { path } })
 }
 
 fn under<'a>(fs: &'a FinalFs, dir: &'a str) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
@@ -204,7 +239,12 @@ fn load_dpkg(fs: &FinalFs) -> Result<Option<Database>, String> {
         stanza.push(i);
         info.push(files);
     }
-    Ok(Some(Database { format: Format::Dpkg, packages, inner: Inner::Dpkg { status, stanza, info, texts } }))
+    Ok(Some(Database {
+        format: Format::Dpkg,
+        packages,
+        unreadable: None,
+        inner: Inner::Dpkg { status, stanza, info, texts },
+    }))
 }
 
 fn load_status_d(fs: &FinalFs) -> Result<Option<Database>, String> {
@@ -253,7 +293,7 @@ fn load_status_d(fs: &FinalFs) -> Result<Option<Database>, String> {
         }
         files.push((p.to_string(), stanzas));
     }
-    Ok(Some(Database { format: Format::DpkgStatusD, packages, inner: Inner::StatusD { files, at } }))
+    Ok(Some(Database { format: Format::DpkgStatusD, packages, unreadable: None, inner: Inner::StatusD { files, at } }))
 }
 
 fn load_apk(fs: &FinalFs, path: &str) -> Result<Option<Database>, String> {
@@ -277,10 +317,29 @@ fn load_apk(fs: &FinalFs, path: &str) -> Result<Option<Database>, String> {
             }
         })
         .collect();
-    Ok(Some(Database { format: Format::Apk, packages, inner: Inner::Apk { path: path.to_string(), pkgs, world } }))
+    Ok(Some(Database {
+        format: Format::Apk,
+        packages,
+        unreadable: None,
+        inner: Inner::Apk { path: path.to_string(), pkgs, world },
+    }))
 }
 
 impl Database {
+    /// The file that stands for the database in messages (absolute).
+    pub fn path(&self) -> String {
+        match &self.inner {
+            Inner::Dpkg { .. } => format!("/{DPKG_STATUS}"),
+            Inner::StatusD { .. } => format!("/{}", DPKG_STATUS_D.trim_end_matches('/')),
+            Inner::Apk { path, .. } | Inner::Rpm { path } => format!("/{path}"),
+        }
+    }
+
+    /// Whether [`Database::edit`] can make it follow removed files (rpm: no).
+    pub fn editable(&self) -> bool {
+        self.format != Format::Rpm
+    }
+
     /// The edits that drop the packages `removed` (indexes into `packages`) and, from every
     /// other package, the paths `gone` says are gone (absolute, as the database writes them).
     pub fn edit(&self, removed: &BTreeSet<usize>, gone: &dyn Fn(&str) -> bool) -> Edits {
@@ -371,6 +430,8 @@ impl Database {
                     }
                 }
             }
+            // Never edited: see the module's doc.
+            Inner::Rpm { .. } => {}
         }
         ed
     }

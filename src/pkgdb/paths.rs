@@ -11,19 +11,21 @@ pub const DPKG_INFO: &str = "var/lib/dpkg/info/";
 pub const DPKG_STATUS_D: &str = "var/lib/dpkg/status.d/";
 pub const APK_INSTALLED: [&str; 2] = ["lib/apk/db/installed", "usr/lib/apk/db/installed"];
 pub const APK_WORLD: &str = "etc/apk/world";
+/// rpm databases, in the order harden prefers one when an image holds several (a half-done
+/// migration): sqlite (what rpm ≥ 4.16 writes), Berkeley DB, ndb.
 pub const RPM_DBS: [&str; 7] = [
-    "var/lib/rpm/Packages",
-    "var/lib/rpm/Packages.db",
     "var/lib/rpm/rpmdb.sqlite",
-    "usr/lib/sysimage/rpm/Packages",
-    "usr/lib/sysimage/rpm/Packages.db",
     "usr/lib/sysimage/rpm/rpmdb.sqlite",
     "usr/share/rpm/rpmdb.sqlite",
+    "var/lib/rpm/Packages",
+    "usr/lib/sysimage/rpm/Packages",
+    "var/lib/rpm/Packages.db",
+    "usr/lib/sysimage/rpm/Packages.db",
 ];
 
 /// Whether the scan keeps this file whole: a database file harden reads or edits.
 pub fn is_database_file(path: &str) -> bool {
-    if path == DPKG_STATUS || APK_INSTALLED.contains(&path) || path == APK_WORLD {
+    if path == DPKG_STATUS || APK_INSTALLED.contains(&path) || path == APK_WORLD || RPM_DBS.contains(&path) {
         return true;
     }
     if let Some(name) = path.strip_prefix(DPKG_INFO) {

@@ -23,6 +23,15 @@ impl Inventory {
         Ok(Inventory { dbs: super::load(fs)?, removed: removed.iter().cloned().collect(), distro: os_release(fs) })
     }
 
+    /// Why a database's packages are missing from the SBOM (an rpm database harden cannot
+    /// read), one line each naming the file.
+    pub fn notes(&self) -> Vec<String> {
+        self.dbs
+            .iter()
+            .filter_map(|d| d.unreadable.as_ref().map(|w| format!("the SBOM lists no package of {}: {w}", d.path())))
+            .collect()
+    }
+
     /// Packages listed.
     pub fn count(&self) -> usize {
         self.dbs.iter().flat_map(|d| &d.packages).filter(|p| !self.removed.contains(&p.name)).count()
@@ -61,10 +70,13 @@ fn enc(s: &str) -> String {
     out
 }
 
-/// `pkg:deb/debian/sudo@1.9.13p3-1%2Bdeb12u1?arch=amd64&distro=debian-12`.
+/// `pkg:deb/debian/sudo@1.9.13p3-1%2Bdeb12u1?arch=amd64&distro=debian-12`;
+/// `pkg:rpm/rhel/bash@5.1.8-9.el9?arch=x86_64&distro=rhel-9.4&epoch=1` (the purl spec puts an
+/// rpm's epoch in a qualifier; the namespace is the os-release ID, left out when unknown).
 pub fn purl(format: Format, distro: Option<&(String, String)>, name: &str, version: &str, arch: &str) -> String {
     let ns = distro.map(|d| d.0.as_str()).unwrap_or(match format {
         Format::Apk => "alpine",
+        Format::Rpm => "",
         _ => "debian",
     });
     let mut q = Vec::new();
@@ -74,8 +86,18 @@ pub fn purl(format: Format, distro: Option<&(String, String)>, name: &str, versi
     if let Some((id, v)) = distro.filter(|d| !d.1.is_empty()) {
         q.push(format!("distro={}", enc(&format!("{id}-{v}"))));
     }
+    let mut version = version;
+    if format == Format::Rpm {
+        if let Some((e, vr)) = version.split_once(':').filter(|(e, _)| e.bytes().all(|b| b.is_ascii_digit())) {
+            q.push(format!("epoch={e}"));
+            version = vr;
+        }
+    }
+    // Canonical purls sort qualifiers by key.
+    q.sort();
     let q = if q.is_empty() { String::new() } else { format!("?{}", q.join("&")) };
-    format!("pkg:{}/{}/{}@{}{q}", format.purl_type(), enc(ns), enc(name), enc(version))
+    let ns = if ns.is_empty() { String::new() } else { format!("{}/", enc(&ns.to_ascii_lowercase())) };
+    format!("pkg:{}/{ns}{}@{}{q}", format.purl_type(), enc(name), enc(version))
 }
 
 /// A UUID (version 5 layout) from the image digest: reproducible, distinct per image.
@@ -152,6 +174,15 @@ mod tests {
             "pkg:deb/debian/perl@1%3A5.36?arch=all&distro=debian-12"
         );
         assert_eq!(purl(Format::Apk, None, "musl", "1.2.4-r2", ""), "pkg:apk/alpine/musl@1.2.4-r2");
+        let r = ("rhel".to_string(), "9.4".to_string());
+        assert_eq!(
+            purl(Format::Rpm, Some(&r), "bash", "1:5.1.8-9.el9", "x86_64"),
+            "pkg:rpm/rhel/bash@5.1.8-9.el9?arch=x86_64&distro=rhel-9.4&epoch=1"
+        );
+        assert_eq!(
+            purl(Format::Rpm, None, "tzdata", "2024a-1.el9", "noarch"),
+            "pkg:rpm/tzdata@2024a-1.el9?arch=noarch"
+        );
     }
 
     #[test]
