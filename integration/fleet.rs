@@ -34,6 +34,12 @@ fn app_in_registry(name: &str) -> (Registry, tempfile::TempDir, String) {
     (reg, tmp, src)
 }
 
+/// Drop the result records: the next run goes through scans, rewrites and pushes (as on a
+/// machine with this cache's scans and rewrites but not its results).
+fn forget_results(cache: &Path) {
+    std::fs::remove_dir_all(cache.join("results")).unwrap();
+}
+
 fn layer_field<'a>(report: &'a Value, field: &str) -> Vec<&'a Value> {
     report["layers"].as_array().unwrap().iter().map(|l| &l[field]).collect()
 }
@@ -58,7 +64,7 @@ fn fleet_warm_rerun_downloads_no_layer_and_gives_the_cold_digest() {
     // Without the record (as on another machine with this cache's scans and rewrites): the scans
     // come from the scan cache, the rewrite from the rewrite cache, and no layer is downloaded
     // (nor uploaded: what the destination lacks is mounted).
-    std::fs::remove_dir_all(cache.join("results")).unwrap();
+    forget_results(&cache);
     let (warm, err, r) = rebuild_cached(&src, &reg.image("dst/app-again:1"), &cache, &report, &[]);
     assert_eq!(warm.digest, cold.digest, "a warm run gives the cold run's digest\n{err}");
     assert!(!err.contains("scanned layer"), "a layer was scanned again:\n{err}");
@@ -102,6 +108,7 @@ fn fleet_stale_or_damaged_scan_cache_entries_are_ignored() {
     damaged[last] ^= 0x55;
     std::fs::write(&entries[1], damaged).unwrap();
 
+    forget_results(&cache);
     let (warm, err, r) = rebuild_cached(&src, &reg.image("dst/app-2:1"), &cache, &report, &[]);
     assert_eq!(warm.digest, cold.digest, "{err}");
     assert!(err.contains("written by another harden build"), "the stale entry is named:\n{err}");
@@ -109,6 +116,7 @@ fn fleet_stale_or_damaged_scan_cache_entries_are_ignored() {
     assert!(err.contains("scanned layer 1/2") && err.contains("scanned layer 2/2"), "both scanned again:\n{err}");
     assert_eq!(layer_field(&r, "scan")[..2], [&Value::from("scanned"), &Value::from("scanned")]);
     // And written again: the next run trusts them.
+    forget_results(&cache);
     let (_, err, _) = rebuild_cached(&src, &reg.image("dst/app-3:1"), &cache, &report, &[]);
     assert!(!err.contains("scanned layer") && !err.contains("ignoring it"), "{err}");
 }
@@ -121,6 +129,7 @@ fn fleet_known_locations_are_mounted_and_a_refused_mount_falls_back_to_an_upload
     assert!(err.contains("pushed blob"), "the cold run uploads the rewritten layer:\n{err}");
 
     // Another repository of the same registry: what dst/a holds is mounted from it, nothing uploaded.
+    forget_results(&cache);
     let (warm, err, _) = rebuild_cached(&src, &reg.image("dst/b:1"), &cache, &report, &[]);
     assert_eq!(warm.digest, cold.digest);
     assert!(err.contains("from dst/a"), "the rewritten layer is mounted from where it was pushed:\n{err}");
@@ -135,6 +144,7 @@ fn fleet_known_locations_are_mounted_and_a_refused_mount_falls_back_to_an_upload
         *repos = serde_json::json!(["ghost/repo"]);
     }
     std::fs::write(&files[0], serde_json::to_vec(&v).unwrap()).unwrap();
+    forget_results(&cache);
     let (third, err, _) = rebuild_cached(&src, &reg.image("dst/c:1"), &cache, &report, &[]);
     assert_eq!(third.digest, cold.digest);
     assert!(err.contains("from ghost/repo refused"), "the refused mount is said:\n{err}");

@@ -331,9 +331,10 @@ fn reliability_registry_stopped_mid_push_then_rerun_same_digest() {
     drop(proxy);
 
     // Back on the same port and storage: the rerun gives the same digest, reusing what the
-    // interrupted run had finished.
+    // interrupted run had finished (--no-cache: not the clean run's result, which a rerun
+    // would otherwise mount whole from clean:1).
     reg.restart();
-    let again = harden(&[&["rebuild", src.as_str(), &reg.image("hardened:1")][..], &base[..]].concat());
+    let again = harden(&[&["rebuild", src.as_str(), &reg.image("hardened:1"), "--no-cache"][..], &base[..]].concat());
     let pinned = expect_pinned(&again);
     assert_eq!(pinned.digest, clean.digest, "the rerun after the fault gives another digest");
     assert!(
