@@ -354,10 +354,7 @@ pub async fn rebuild(src: &ImageRef, dst: &ImageRef, o: &RebuildOptions) -> Resu
     // What readers of the destination see (a docker-archive keeps no manifest of its own).
     let result_digest = ctx.dst.stored_digest(&result_digest);
     let line = dst.by_digest(&result_digest);
-    if let Some(p) = &o.digest_file {
-        crate::files::write_atomic(p, format!("{result_digest}\n").as_bytes())
-            .with_context(|| format!("--digest-file {}", p.display()))?;
-    }
+    write_digest_file(o, &result_digest)?;
     report.result = Some(ResultRef { reference: Some(line.clone()), digest: result_digest.to_string(), ..result });
     if let Some(key) = &o.sign_key {
         match supply::sign_result(&ctx, &result_digest, &platform_digests, key).await {
@@ -400,10 +397,7 @@ async fn reuse_result(ctx: &Ctx<'_>, mut report: RebuildReport, found: reuse::Fo
         "{dst} holds the result {} of this source and profile (recorded by an earlier run): nothing rebuilt",
         digest.short()
     ));
-    if let Some(p) = &o.digest_file {
-        crate::files::write_atomic(p, format!("{digest}\n").as_bytes())
-            .with_context(|| format!("--digest-file {}", p.display()))?;
-    }
+    write_digest_file(o, &digest)?;
     report.result = Some(ResultRef { reference: Some(line.clone()), digest: digest.to_string(), ..Default::default() });
     report.reused = Some(crate::report::Reused { record: found.key, made_by: found.made_by });
     report.timings_ms = Some(Timings { total: Some(t0.elapsed().as_millis() as u64), ..Default::default() });
@@ -430,6 +424,14 @@ fn write_contract(o: &RebuildOptions, c: &crate::contract::Contract) -> Result<(
     if let Some(p) = &o.contract {
         crate::files::write_atomic(p, c.render(o.contract_format).as_bytes())
             .with_context(|| format!("--contract {}", p.display()))?;
+    }
+    Ok(())
+}
+
+fn write_digest_file(o: &RebuildOptions, digest: &Digest) -> Result<()> {
+    if let Some(p) = &o.digest_file {
+        crate::files::write_atomic(p, format!("{digest}\n").as_bytes())
+            .with_context(|| format!("--digest-file {}", p.display()))?;
     }
     Ok(())
 }

@@ -22,7 +22,7 @@ use super::{Ctx, RebuildOptions};
 use crate::digest::Digest;
 use crate::image::ManifestView;
 use crate::reference::ImageRef;
-use crate::transport::Manifest;
+use crate::transport::{Endpoint, Manifest};
 use anyhow::Result;
 use serde_json::{json, Value};
 use std::path::PathBuf;
@@ -87,7 +87,10 @@ impl ResultKey {
             Err(_) => return self.mount_from_recorded(ctx, &record, &digest, top).await,
         };
         // A failure to look (a manifest that does not parse, a HEAD refused) is a miss too.
-        let whole = self.holds(ctx, &ctx.dst, ctx.dst_ref, &manifest, top).await.unwrap_or(false);
+        let whole = match images(&ctx.dst, ctx.dst_ref, &manifest).await {
+            Ok(images) => made_from(&images, top) && all_present(&ctx.dst, &images).await.unwrap_or(false),
+            Err(_) => false,
+        };
         if !whole {
             ctx.o.progress.line(&format!(
                 "note: the recorded result {} at {} is incomplete or not from this source: rebuilding",
@@ -100,8 +103,8 @@ impl ResultKey {
     }
 
     /// The recorded result, mounted into the destination from the repository of the same
-    /// registry it was recorded for, when that repository holds it whole, made from `top`, and
-    /// every blob mounts (each confirmed by HEAD). The platform manifests of an index are stored
+    /// registry it was recorded for, when its manifests there say they were made from `top`
+    /// and every blob mounts (each confirmed by HEAD). The platform manifests of an index are stored
     /// by digest here; the caller tags the top one.
     async fn mount_from_recorded(
         &self,
@@ -124,21 +127,25 @@ impl ResultKey {
             tag: None,
             digest: Some(digest.clone()),
         };
-        let ep = crate::transport::Endpoint::open(&there, &ctx.o.net).ok()?;
+        let ep = Endpoint::open(&there, &ctx.o.net).ok()?;
         let manifest = ep.manifest(&there).await.ok()?;
-        let images = self.images(&ep, &there, &manifest).await.ok()?;
-        if !self.holds(ctx, &ep, &there, &manifest, top).await.unwrap_or(false) {
+        let images = images(&ep, &there, &manifest).await.ok()?;
+        if !made_from(&images, top) {
             return None;
         }
-        for (child, _) in &images {
-            let view = ManifestView::parse(&child.bytes, &child.media_type).ok()?;
-            for b in std::iter::once(&view.config.digest).chain(view.layers.iter().map(|l| &l.digest)) {
+        // A blob the recorded repository lacks does not mount: the HEAD after each mount is the
+        // check that the destination ends up holding the result whole.
+        for (_, view) in &images {
+            for b in blobs(view) {
                 let present = ctx.dst.has_blob(b).await.ok()?;
                 let mounted = present || (ctx.dst.mount(at_repository, b).await && ctx.dst.has_blob(b).await.ok()?);
                 if !mounted {
                     return None;
                 }
             }
+        }
+        // Every blob is in: the platform manifests, then (untagged destinations) the top one.
+        for (child, _) in &images {
             if child.digest != manifest.digest {
                 ctx.dst.put_manifest(&ctx.dst_ref.with_digest(&child.digest).without_tag(), child).await.ok()?;
             }
@@ -150,63 +157,6 @@ impl ResultKey {
         Some(Found { manifest, key: self.key.clone(), made_by: record["report"].clone() })
     }
 
-    /// `m` and, for an index, each platform manifest it lists (fetched from `ep` by digest).
-    async fn images(
-        &self,
-        ep: &crate::transport::Endpoint,
-        at: &ImageRef,
-        m: &Manifest,
-    ) -> Result<Vec<(Manifest, Value)>> {
-        let json: Value = serde_json::from_slice(&m.bytes)?;
-        Ok(match json["manifests"].as_array() {
-            None => vec![(m.clone(), json)],
-            Some(list) => {
-                let mut out = Vec::new();
-                for d in list {
-                    let d = Digest::parse(d["digest"].as_str().unwrap_or_default()).map_err(anyhow::Error::msg)?;
-                    let child = ep.manifest(&at.with_digest(&d)).await?;
-                    let v: Value = serde_json::from_slice(&child.bytes)?;
-                    out.push((child, v));
-                }
-                out
-            }
-        })
-    }
-
-    /// Whether `ep` holds `m` whole, made from `top`.
-    async fn holds(
-        &self,
-        ctx: &Ctx<'_>,
-        ep: &crate::transport::Endpoint,
-        at: &ImageRef,
-        m: &Manifest,
-        top: &Manifest,
-    ) -> Result<bool> {
-        let _ = ctx;
-        let images = self.images(ep, at, m).await?;
-        // Made from this source: the top manifest itself, or one of its index's entries.
-        let mut sources = vec![top.digest.to_string()];
-        if let Ok(v) = serde_json::from_slice::<Value>(&top.bytes) {
-            let entries = v["manifests"].as_array().into_iter().flatten();
-            sources.extend(entries.filter_map(|e| e["digest"].as_str().map(str::to_string)));
-        }
-        for (child, v) in &images {
-            let Some(base) = v["annotations"][BASE_DIGEST].as_str() else { return Ok(false) };
-            if !sources.iter().any(|s| s == base) {
-                return Ok(false);
-            }
-            let view = ManifestView::parse(&child.bytes, &child.media_type)?;
-            let mut blobs = vec![view.config.digest.clone()];
-            blobs.extend(view.layers.iter().map(|l| l.digest.clone()));
-            for b in &blobs {
-                if !ep.has_blob(b).await? {
-                    return Ok(false);
-                }
-            }
-        }
-        Ok(true)
-    }
-
     /// Record `digest` (and the report that made it) for the next run. A record that cannot be
     /// written only costs that run its reuse.
     pub fn store(&self, dst: &ImageRef, digest: &Digest, report: &crate::report::RebuildReport) {
@@ -216,9 +166,54 @@ impl ResultKey {
             record["registry"] = json!(registry);
             record["repository"] = json!(repository);
         }
-        if let Some(dir) = self.path.parent() {
-            let _ = std::fs::create_dir_all(dir);
-        }
+        // `results/` exists: the cache directory is made with it (crate::cache).
         let _ = serde_json::to_vec(&record).map(|b| crate::files::write_atomic(&self.path, &b));
     }
+}
+
+/// `m` parsed and, for an index, each platform manifest it lists (fetched from `ep` by digest,
+/// so each is checked against it), with its view.
+async fn images(ep: &Endpoint, at: &ImageRef, m: &Manifest) -> Result<Vec<(Manifest, ManifestView)>> {
+    let json: Value = serde_json::from_slice(&m.bytes)?;
+    let Some(list) = json["manifests"].as_array() else {
+        return Ok(vec![(m.clone(), ManifestView::parse(&m.bytes, &m.media_type)?)]);
+    };
+    let mut out = Vec::new();
+    for d in list {
+        let d = Digest::parse(d["digest"].as_str().unwrap_or_default()).map_err(anyhow::Error::msg)?;
+        let child = ep.manifest(&at.with_digest(&d)).await?;
+        let view = ManifestView::parse(&child.bytes, &child.media_type)?;
+        out.push((child, view));
+    }
+    Ok(out)
+}
+
+/// Whether every image says it was made from `top`: the top manifest itself, or one of its
+/// index's entries.
+fn made_from(images: &[(Manifest, ManifestView)], top: &Manifest) -> bool {
+    let mut sources = vec![top.digest.to_string()];
+    if let Ok(v) = serde_json::from_slice::<Value>(&top.bytes) {
+        let entries = v["manifests"].as_array().into_iter().flatten();
+        sources.extend(entries.filter_map(|e| e["digest"].as_str().map(str::to_string)));
+    }
+    images.iter().all(|(_, view)| {
+        view.json["annotations"][BASE_DIGEST].as_str().is_some_and(|base| sources.iter().any(|s| s == base))
+    })
+}
+
+/// The config and layers an image names.
+fn blobs(view: &ManifestView) -> impl Iterator<Item = &Digest> {
+    std::iter::once(&view.config.digest).chain(view.layers.iter().map(|l| &l.digest))
+}
+
+/// Whether `ep` holds every blob of `images` (a HEAD each).
+async fn all_present(ep: &Endpoint, images: &[(Manifest, ManifestView)]) -> Result<bool> {
+    for (_, view) in images {
+        for b in blobs(view) {
+            if !ep.has_blob(b).await? {
+                return Ok(false);
+            }
+        }
+    }
+    Ok(true)
 }
