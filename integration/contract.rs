@@ -9,12 +9,9 @@
 //! profile's `[runtime] writable`) before it serves, as a real server's pid or cache file would.
 
 use crate::common::*;
-use crate::profiles::{listens, runc_exec, status_with_timeout, Container, SEQ};
+use crate::profiles::{runc_exec, Detached};
 use serde_json::{json, Value};
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
 
 const APP_PROFILE: &str = "samples/app-profile.toml";
 const PRELUDE: &str = "import os, runpy\nopen('/var/cache/app/server.pid', 'w').write(str(os.getpid()))\n\
@@ -121,41 +118,9 @@ fn contract_runs_the_hardened_app_under_runc_and_fails_without_a_needed_path() {
     let bundle = tmp.path().join("bundle");
     umoci_unpack(&format!("oci:{}:hard", layout.display()), &bundle);
     apply_contract(&bundle, &contract, &args);
-    let log_out = tmp.path().join("c.out");
-    let log_err = tmp.path().join("c.err");
-    let pid_file = tmp.path().join("c.pid");
-    let logs = || {
-        format!(
-            "--- stdout\n{}--- stderr\n{}",
-            std::fs::read_to_string(&log_out).unwrap_or_default(),
-            std::fs::read_to_string(&log_err).unwrap_or_default()
-        )
-    };
     {
-        let c = Container {
-            runc: runc.clone(),
-            id: format!("harden-it-contract-{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::SeqCst)),
-        };
-        let st = status_with_timeout(
-            Command::new(&runc)
-                .args(["run", "--detach", "--pid-file"])
-                .arg(&pid_file)
-                .arg("--bundle")
-                .arg(&bundle)
-                .arg(&c.id)
-                .stdin(Stdio::null())
-                .stdout(std::fs::File::create(&log_out).unwrap())
-                .stderr(std::fs::File::create(&log_err).unwrap()),
-            Duration::from_secs(60),
-        );
-        assert!(st.success(), "runc run failed ({st}):\n{}", logs());
-        let pid: u32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
-        let start = Instant::now();
-        while !listens(pid, 8080) {
-            assert!(Path::new(&format!("/proc/{pid}")).exists(), "the app exited:\n{}", logs());
-            assert!(start.elapsed() < Duration::from_secs(30), "nothing listens on 8080:\n{}", logs());
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let d = Detached::start_listening(&runc, &bundle, tmp.path(), "contract", 8080);
+        let (pid, logs) = (d.pid, || d.logs());
         // What the kernel says the process runs with.
         assert_eq!(status_field(pid, "Uid").split_whitespace().collect::<Vec<_>>(), ["65532"; 4]);
         assert_eq!(status_field(pid, "Gid").split_whitespace().collect::<Vec<_>>(), ["65532"; 4]);
@@ -174,10 +139,10 @@ fn contract_runs_the_hardened_app_under_runc_and_fails_without_a_needed_path() {
             .map(|m| m.0.as_str())
             .collect();
         assert_eq!(tmpfs, ["/tmp", "/var/cache/app"], "exactly the contract's writable paths: {mounts:?}");
-        let out = runc_exec(&c, &health);
+        let out = runc_exec(&d.container, &health);
         assert!(out.status.success(), "the health check fails:\n{}\n{}", dump(&out), logs());
         // Nothing else is writable.
-        let out = runc_exec(&c, &["/usr/bin/python3", "-c", "open('/app/x', 'w')"]);
+        let out = runc_exec(&d.container, &["/usr/bin/python3", "-c", "open('/app/x', 'w')"]);
         assert!(!out.status.success(), "wrote outside the contract's paths");
     }
 

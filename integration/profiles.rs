@@ -464,6 +464,63 @@ impl Drop for Container {
     }
 }
 
+/// A container `runc run --detach` started from a bundle, whose process listens on a port.
+pub(crate) struct Detached {
+    /// Killed and deleted when this is dropped.
+    pub(crate) container: Container,
+    pub(crate) pid: u32,
+    log_out: PathBuf,
+    log_err: PathBuf,
+}
+
+impl Detached {
+    /// Start `bundle` (logs and pid file in `dir`, the container id from `name`) and wait up to
+    /// 30 s for its process to listen on `port` in its own network namespace; a failure to
+    /// start, an exit or a timeout fails the test with the container's output.
+    pub(crate) fn start_listening(runc: &Path, bundle: &Path, dir: &Path, name: &str, port: u16) -> Detached {
+        let (log_out, log_err, pid_file) = (dir.join("c.out"), dir.join("c.err"), dir.join("c.pid"));
+        let container = Container {
+            runc: runc.to_path_buf(),
+            id: format!("harden-it-{name}-{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::SeqCst)),
+        };
+        let st = status_with_timeout(
+            Command::new(runc)
+                .args(["run", "--detach", "--pid-file"])
+                .arg(&pid_file)
+                .arg("--bundle")
+                .arg(bundle)
+                .arg(&container.id)
+                .stdin(Stdio::null())
+                .stdout(std::fs::File::create(&log_out).unwrap())
+                .stderr(std::fs::File::create(&log_err).unwrap()),
+            Duration::from_secs(60),
+        );
+        let mut d = Detached { container, pid: 0, log_out, log_err };
+        assert!(st.success(), "runc run --detach failed ({st}):\n{}", d.logs());
+        d.pid = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+        let start = Instant::now();
+        while !listens(d.pid, port) {
+            assert!(Path::new(&format!("/proc/{}", d.pid)).exists(), "the entrypoint exited:\n{}", d.logs());
+            assert!(start.elapsed() < Duration::from_secs(30), "nothing listens on {port} after 30 s:\n{}", d.logs());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        d
+    }
+
+    /// What the container wrote to stdout so far.
+    pub(crate) fn stdout(&self) -> String {
+        std::fs::read_to_string(&self.log_out).unwrap()
+    }
+
+    pub(crate) fn logs(&self) -> String {
+        format!(
+            "--- container stdout\n{}--- container stderr\n{}",
+            std::fs::read_to_string(&self.log_out).unwrap_or_default(),
+            std::fs::read_to_string(&self.log_err).unwrap_or_default()
+        )
+    }
+}
+
 /// Waits for `cmd` (stdio to the given files: a detached container keeps them open) within `limit`.
 pub(crate) fn status_with_timeout(cmd: &mut Command, limit: Duration) -> ExitStatus {
     let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
@@ -515,44 +572,11 @@ fn profiles_strict_app_runs_under_runc() {
 
     let hc = expected_healthcheck();
     let health: Vec<&str> = hc["Test"].as_array().unwrap()[1..].iter().map(|v| v.as_str().unwrap()).collect();
-    let log_out = h.tmp.path().join("container.out");
-    let log_err = h.tmp.path().join("container.err");
-    let pid_file = h.tmp.path().join("container.pid");
     let t = Instant::now();
     {
-        let c = Container {
-            runc: runc.clone(),
-            id: format!("harden-it-prof-{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::SeqCst)),
-        };
-        let st = status_with_timeout(
-            Command::new(&runc)
-                .args(["run", "--detach", "--pid-file"])
-                .arg(&pid_file)
-                .arg("--bundle")
-                .arg(&bundle)
-                .arg(&c.id)
-                .stdin(Stdio::null())
-                .stdout(std::fs::File::create(&log_out).unwrap())
-                .stderr(std::fs::File::create(&log_err).unwrap()),
-            Duration::from_secs(60),
-        );
-        let logs = || {
-            format!(
-                "--- container stdout\n{}--- container stderr\n{}",
-                std::fs::read_to_string(&log_out).unwrap_or_default(),
-                std::fs::read_to_string(&log_err).unwrap_or_default()
-            )
-        };
-        assert!(st.success(), "runc run --detach failed ({st}):\n{}", logs());
-        let pid: u32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
-
         // The server listens on 8080 in the container's own network namespace.
-        let start = Instant::now();
-        while !listens(pid, 8080) {
-            assert!(Path::new(&format!("/proc/{pid}")).exists(), "the entrypoint exited:\n{}", logs());
-            assert!(start.elapsed() < Duration::from_secs(30), "nothing listens on 8080 after 30 s:\n{}", logs());
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let d = Detached::start_listening(&runc, &bundle, h.tmp.path(), "prof", 8080);
+        let (pid, logs) = (d.pid, || d.logs());
         eprintln!("[profiles] entrypoint listening after {:?}", t.elapsed());
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
         let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
@@ -562,16 +586,16 @@ fn profiles_strict_app_runs_under_runc() {
             assert_eq!(ids, vec!["65532"; 4], "the entrypoint runs as 65532: {line}");
         }
 
-        let out = runc_exec(&c, &health);
+        let out = runc_exec(&d.container, &health);
         assert!(out.status.success(), "the health check fails against the running server:\n{}\n{}", dump(&out), logs());
-        let out = runc_exec(&c, &["id", "-u"]);
+        let out = runc_exec(&d.container, &["id", "-u"]);
         assert_eq!(stdout_str(&out), "65532\n", "{}", dump(&out));
-        let out = runc_exec(&c, &["id", "-g"]);
+        let out = runc_exec(&d.container, &["id", "-g"]);
         assert_eq!(stdout_str(&out), "65532\n", "{}", dump(&out));
         // No shell to exec into.
-        let out = runc_exec(&c, &["/bin/sh", "-c", "true"]);
+        let out = runc_exec(&d.container, &["/bin/sh", "-c", "true"]);
         assert!(!out.status.success(), "/bin/sh ran in the hardened container:\n{}", dump(&out));
-        assert!(std::fs::read_to_string(&log_out).unwrap().contains("listening on :8080"), "{}", logs());
+        assert!(d.stdout().contains("listening on :8080"), "{}", logs());
     }
     eprintln!("[profiles] runc checks in {:?}", t.elapsed());
 
