@@ -112,7 +112,7 @@ impl Progress {
         );
         pb.set_prefix(verb);
         pb.set_message(what.chars().take(12).collect::<String>());
-        Transfer(Some((pb, b.clone(), verb)))
+        Transfer(Some((pb, b.clone(), Some(verb))))
     }
 
     /// A count of things done out of `total` (a batch's jobs), on a terminal.
@@ -125,7 +125,7 @@ impl Progress {
                 .progress_chars("=> "),
         );
         pb.set_prefix(what);
-        Transfer(Some((pb, b.clone(), "")))
+        Transfer(Some((pb, b.clone(), None)))
     }
 
     /// Clear the bars once the run is over (before the result goes to stdout).
@@ -142,9 +142,9 @@ impl Progress {
     }
 }
 
-/// One transfer's bar (or nothing, off a terminal). Dropped when the transfer ends: its bar
-/// goes, and the summary line counts it.
-pub struct Transfer(Option<(ProgressBar, Bars, &'static str)>);
+/// One transfer's bar (or nothing, off a terminal), with its verb (None for a counter).
+/// Dropped when the transfer ends: its bar goes, and the summary line counts it.
+pub struct Transfer(Option<(ProgressBar, Bars, Option<&'static str>)>);
 
 impl Transfer {
     pub fn inc(&self, n: u64) {
@@ -183,9 +183,7 @@ impl Drop for Transfer {
         pb.finish_and_clear();
         bars.multi.remove(&pb);
         // A counter, or a transfer cut short (a failed attempt): not in the summary.
-        if verb.is_empty() || pb.length().is_some_and(|len| pos < len) {
-            return;
-        }
+        let Some(verb) = verb.filter(|_| pb.length().is_none_or(|len| pos >= len)) else { return };
         let (Ok(mut done), Ok(mut summary)) = (bars.done.lock(), bars.summary.lock()) else { return };
         let line = done.add(verb, pos);
         let summary = summary.get_or_insert_with(|| {
