@@ -12,6 +12,9 @@
 #                                               Entrypoint ["/usr/bin/python3","/app/server.py"]
 #   app-shellcmd  oci:<cache>/app:app-shellcmd  same layers, Cmd ["/bin/sh","-c",
 #                                               "python3 /app/server.py"], no Entrypoint
+#   app-debs, app-pipdocs, app-hidden            realistic variants of app for the profile
+#                                               matrix (integration/matrix.rs): see "matrix
+#                                               fixtures" below
 #
 # Cache: ${XDG_CACHE_HOME:-$PWD/target}/harden-fixtures/
 #   <hash-of-this-script>/{debian,app}/   the OCI layouts (stale hashes are pruned)
@@ -49,12 +52,13 @@ want=()
 for a in "$@"; do
   case "$a" in
     debian|app|app-shellcmd) want+=("$a") ;;
-    all) want+=(debian app) ;;
+    app-debs|app-pipdocs|app-hidden) want+=("$a") ;;
+    all) want+=(debian app app-debs app-pipdocs app-hidden) ;;
     -h|--help) sed -n '2,30p' "$SELF"; exit 0 ;;
-    *) die "unknown image '$a' (expected debian, app or all)" ;;
+    *) die "unknown image '$a' (expected debian, app, app-debs, app-pipdocs, app-hidden or all)" ;;
   esac
 done
-[ "${#want[@]}" -eq 0 ] && want=(debian app)
+[ "${#want[@]}" -eq 0 ] && want=(debian app app-debs app-pipdocs app-hidden)
 
 print_refs() {
   local w
@@ -62,6 +66,7 @@ print_refs() {
     case "$w" in
       debian) echo "oci:$OUT/debian:debian" ;;
       app|app-shellcmd) echo "oci:$OUT/app:app"; echo "oci:$OUT/app:app-shellcmd" ;;
+      app-debs|app-pipdocs|app-hidden) echo "oci:$OUT/$w:$w" ;;
     esac
   done | awk '!seen[$0]++'
 }
@@ -73,6 +78,7 @@ all_done() {
     case "$w" in
       debian) [ -f "$OUT/debian/.done" ] || return 1 ;;
       app|app-shellcmd) [ -f "$OUT/app/.done" ] || return 1 ;;
+      app-debs|app-pipdocs|app-hidden) [ -f "$OUT/$w/.done" ] || return 1 ;;
     esac
   done
 }
@@ -179,10 +185,11 @@ tidy_rootfs() {
 # ---------------------------------------------------------------- umoci
 UMOCI_ENV=(--config.env "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
 
-# new_layout LAYOUT TAG ROOTFS CREATED_BY
-# Creates LAYOUT with TAG holding ROOTFS as its single layer.
+# new_layout LAYOUT TAG ROOTFS CREATED_BY [HOOK]
+# Creates LAYOUT with TAG holding ROOTFS as its single layer; HOOK, if given, is called as
+# `HOOK BUNDLE_ROOTFS ROOTFS` after tidy_rootfs (to put back what a fixture wants left).
 new_layout() {
-  local layout="$1" tag="$2" rootfs="$3" created_by="$4"
+  local layout="$1" tag="$2" rootfs="$3" created_by="$4" hook="${5:-}"
   local bundle="$WORK/bundle-$tag"
   umoci init --layout "$layout"
   umoci new --image "$layout:$tag"
@@ -191,6 +198,7 @@ new_layout() {
   rmdir "$bundle/rootfs" 2>/dev/null || rm -rf --one-file-system "$bundle/rootfs"
   cp -a "$rootfs" "$bundle/rootfs"
   tidy_rootfs "$bundle/rootfs"
+  [ -z "$hook" ] || "$hook" "$bundle/rootfs" "$rootfs"
   # iputils-ping's postinst only uses setcap if libcap2-bin was configured
   # first; make sure the capability (not setuid) is really there.
   if [ -e "$bundle/rootfs/usr/bin/ping" ] && [ -x "$bundle/rootfs/usr/sbin/setcap" ]; then
@@ -236,6 +244,8 @@ build_debian() {
 }
 
 # ---------------------------------------------------------------- app
+APP_INCLUDE=sudo,openssh-client,iputils-ping,python3-minimal,busybox,libcap2-bin
+
 write_app_layer() {
   local r="$1" stage
   # /app/server.py: tiny HTTP server on :8080 with /healthz. Uses only
@@ -338,7 +348,7 @@ KEY
 build_app() {
   local layout="$OUT/app"
   [ -f "$layout/.done" ] && return
-  local t0=$SECONDS rootfs include=sudo,openssh-client,iputils-ping,python3-minimal,busybox,libcap2-bin
+  local t0=$SECONDS rootfs include=$APP_INCLUDE
   rootfs="$(debootstrap_cached app "$include")"
   rm -rf --one-file-system "$layout"
   log "app: packing base layer"
@@ -369,10 +379,146 @@ build_app() {
   log "app: done in $((SECONDS - t0))s ($(du -sh "$layout" | cut -f1))"
 }
 
+# ---------------------------------------------------------------- matrix fixtures
+# Realistic variants of the app image, each rebuilt with every built-in profile by
+# integration/matrix.rs (issue 20: copies follow programs and secrets only):
+#   app-debs     the app with debootstrap's downloaded .debs left in /var/cache/apt/archives
+#                (in the base layer, as many real images have them), one of them an
+#                executable byte-identical to /usr/bin/python3.11
+#   app-pipdocs  the app started by an installed script, /usr/local/bin/app-serve, with a pip
+#                cache and documentation examples byte-identical to installed scripts: a doc
+#                example and a pip cache file equal to app-serve, a doc example hardlinked to
+#                /app/server.py (which app-serve runs), a doc example equal to python3.11
+#   app-hidden   the app with tools hidden under other names: copies of dash, dpkg, apt-get,
+#                ssh and busybox, and bash hardlinked as /usr/local/sbin/rescue (strict must
+#                remove every one; baseline and debian keep them, as they keep the originals)
+
+# new_layout hook: debootstrap's downloaded .debs back in place, plus the issue's fake one.
+keep_debs() {
+  local r="$1" rootfs="$2"
+  cp -a "$rootfs"/var/cache/apt/archives/*.deb "$r/var/cache/apt/archives/"
+  install -m 0755 "$r/usr/bin/python3.11" "$r/var/cache/apt/archives/python3.11-minimal_fake_amd64.deb"
+}
+
+# matrix_app_config LAYOUT TAG TITLE ENTRYPOINT...: the app's config (port, workdir, labels).
+matrix_app_config() {
+  local layout="$1" tag="$2" title="$3"
+  shift 3
+  local ep=() a
+  for a in "$@"; do ep+=(--config.entrypoint "$a"); done
+  umoci config --image "$layout:$tag" "${UMOCI_ENV[@]}" \
+    --clear=config.cmd --clear=config.entrypoint "${ep[@]}" \
+    --config.exposedports 8080/tcp --config.workingdir /app \
+    --config.label "org.opencontainers.image.title=$title" \
+    --history.created_by "ENTRYPOINT $*"
+}
+
+# matrix_layer LAYOUT TAG WRITER CREATED_BY: one more layer on LAYOUT:TAG, written by WRITER ROOTFS.
+matrix_layer() {
+  local layout="$1" tag="$2" writer="$3" created_by="$4" bundle="$WORK/bundle-$2-layer"
+  umoci unpack --image "$layout:$tag" "$bundle"
+  "$writer" "$bundle/rootfs"
+  umoci repack --image "$layout:$tag" --history.created_by "$created_by" \
+    --history.comment "harden test fixture: matrix" "$bundle"
+  rm -rf --one-file-system "$bundle"
+}
+
+build_app_debs() {
+  local layout="$OUT/app-debs"
+  [ -f "$layout/.done" ] && return
+  local t0=$SECONDS rootfs
+  rootfs="$(debootstrap_cached app "$APP_INCLUDE")"
+  rm -rf --one-file-system "$layout"
+  log "app-debs: packing base layer with the downloaded .debs"
+  new_layout "$layout" app-debs "$rootfs" \
+    "debootstrap --variant=minbase --include=$APP_INCLUDE $SUITE (downloaded .debs kept)" keep_debs
+  matrix_layer "$layout" app-debs write_app_layer "COPY app/ secrets, caches, setuid-copy"
+  matrix_app_config "$layout" app-debs harden-fixture-app-debs /usr/bin/python3 /app/server.py
+  umoci gc --layout "$layout"
+  touch "$layout/.done"
+  log "app-debs: done in $((SECONDS - t0))s ($(du -sh "$layout" | cut -f1))"
+}
+
+# matrix_from_app LAYOUT TAG: LAYOUT starts as a copy of app:app under TAG (blobs hardlinked:
+# umoci only ever adds or deletes blob files, never edits one).
+matrix_from_app() {
+  local layout="$1" tag="$2"
+  build_app
+  rm -rf --one-file-system "$layout"
+  mkdir -p "$layout"
+  cp -al "$OUT/app/blobs" "$layout/blobs"
+  cp "$OUT/app/oci-layout" "$OUT/app/index.json" "$layout/"
+  umoci tag --image "$layout:app" "$tag"
+  umoci rm --image "$layout:app"
+  umoci rm --image "$layout:app-shellcmd"
+}
+
+write_pipdocs_layer() {
+  local r="$1"
+  # The app's console script, as pip installs one; it runs /app/server.py.
+  cat >"$r/usr/local/bin/app-serve" <<'PY'
+#!/usr/bin/python3
+"""app-serve: the harden test app's console script (runs /app/server.py)."""
+import sys
+
+sys.argv[0] = "/app/server.py"
+with open("/app/server.py") as f:
+    code = compile(f.read(), "/app/server.py", "exec")
+exec(code, {"__name__": "__main__", "__file__": "/app/server.py"})
+PY
+  chmod 0755 "$r/usr/local/bin/app-serve"
+  mkdir -p "$r/usr/share/doc/app-serve/examples" "$r/root/.cache/pip/http/7/a/f" "$r/root/.cache/pip/wheels/3c/9e"
+  # Documentation examples: byte-identical to the installed script and to python3.11, and the
+  # app's code under another name (a hardlink: both names in this layer, /app/server.py first).
+  install -m 0755 "$r/usr/local/bin/app-serve" "$r/usr/share/doc/app-serve/examples/app-serve"
+  install -m 0755 "$r/usr/bin/python3.11" "$r/usr/share/doc/app-serve/examples/python3.11"
+  touch "$r/app/server.py"
+  ln "$r/app/server.py" "$r/usr/share/doc/app-serve/examples/server.py"
+  printf 'app-serve: run the harden test app (see examples/)\n' >"$r/usr/share/doc/app-serve/README"
+  # A pip cache: http responses, a built wheel, and a cache file byte-identical to the script.
+  head -c 4096 /dev/zero | tr '\0' 'w' >"$r/root/.cache/pip/http/7/a/f/5d8e2c"
+  printf 'PK fake wheel\n' >"$r/root/.cache/pip/wheels/3c/9e/app_serve-1.0-py3-none-any.whl"
+  install -m 0755 "$r/usr/local/bin/app-serve" "$r/root/.cache/pip/wheels/3c/9e/app-serve"
+}
+
+write_hidden_layer() {
+  local r="$1"
+  mkdir -p "$r/opt/tools" "$r/usr/local/sbin"
+  install -m 0755 "$r/usr/bin/dash" "$r/usr/local/bin/healthcheck-runner"
+  install -m 0755 "$r/usr/bin/dpkg" "$r/opt/tools/pkgtool"
+  install -m 0755 "$r/usr/bin/apt-get" "$r/opt/tools/fetch-deps"
+  install -m 0755 "$r/usr/bin/ssh" "$r/usr/local/bin/remote"
+  install -m 0755 "$r/usr/bin/busybox" "$r/usr/local/bin/toolbox"
+  # bash under another name: a hardlink (both names in this layer).
+  touch "$r/usr/bin/bash"
+  ln "$r/usr/bin/bash" "$r/usr/local/sbin/rescue"
+}
+
+# build_from_app NAME WRITER CREATED_BY ENTRYPOINT...: app:app plus a layer written by WRITER,
+# as NAME:NAME with the app's config and ENTRYPOINT.
+build_from_app() {
+  local name="$1" writer="$2" created_by="$3" layout="$OUT/$1"
+  shift 3
+  [ -f "$layout/.done" ] && return
+  local t0=$SECONDS
+  matrix_from_app "$layout" "$name"
+  log "$name: adding its layer"
+  matrix_layer "$layout" "$name" "$writer" "$created_by"
+  matrix_app_config "$layout" "$name" "harden-fixture-$name" "$@"
+  umoci gc --layout "$layout"
+  touch "$layout/.done"
+  log "$name: done in $((SECONDS - t0))s"
+}
+
 for w in "${want[@]}"; do
   case "$w" in
     debian) build_debian ;;
     app|app-shellcmd) build_app ;;
+    app-debs) build_app_debs ;;
+    app-pipdocs) build_from_app app-pipdocs write_pipdocs_layer "pip install app-serve (cache and docs kept)" \
+      /usr/local/bin/app-serve ;;
+    app-hidden) build_from_app app-hidden write_hidden_layer "COPY tools under other names" \
+      /usr/bin/python3 /app/server.py ;;
   esac
 done
 

@@ -10,7 +10,7 @@ use crate::digest::Digest;
 use crate::fs::{FinalFs, Loc};
 use crate::layer::path::split_parent;
 use crate::layer::tar::Kind;
-use crate::profile::{Profile, Rule, RuleSet};
+use crate::profile::{FollowCopies, Profile, Rule, RuleSet};
 use crate::scan::EntryInfo;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -80,10 +80,13 @@ pub struct Plan {
     pub world_writable_fixed: Vec<String>,
     /// Things the plan chose not to do, and why.
     pub notes: Vec<String>,
-    /// Byte-identical copies of removed tools found by hashing ([`plan_with`]), for
-    /// [`remove_copies`].
+    /// Byte-identical copies of removed programs and secrets found by hashing ([`plan_with`]),
+    /// for [`remove_copies`].
     #[serde(skip)]
-    pub copies_found: BTreeMap<String, Rule>,
+    pub copies_found: BTreeMap<String, CopyOf>,
+    /// Each removed copy (canonical path) and the removed file it followed.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub copy_of: BTreeMap<String, String>,
     /// What the package databases say after the plan ([`follow_databases`]).
     #[serde(skip_serializing_if = "PackageChanges::is_empty")]
     pub packages: PackageChanges,
@@ -188,9 +191,9 @@ pub fn plan(fs: &FinalFs, profile: &Profile) -> Plan {
     plan_with(fs, profile, &BTreeMap::new())
 }
 
-/// [`plan`], with `extra` removals decided elsewhere (byte-identical copies of removed tools,
-/// found by hashing [`copy_check`]'s candidates): every pass in order.
-pub fn plan_with(fs: &FinalFs, profile: &Profile, extra: &BTreeMap<String, Rule>) -> Plan {
+/// [`plan`], with `extra` removals decided elsewhere (byte-identical copies of removed programs
+/// and secrets, found by hashing [`copy_check`]'s candidates): every pass in order.
+pub fn plan_with(fs: &FinalFs, profile: &Profile, extra: &BTreeMap<String, CopyOf>) -> Plan {
     let mut p = Plan { layers: vec![LayerPlan::default(); fs.layers.len()], ..Plan::default() };
     p.copies_found = extra.clone();
     for (_, pass) in PASSES {
@@ -199,20 +202,51 @@ pub fn plan_with(fs: &FinalFs, profile: &Profile, extra: &BTreeMap<String, Rule>
     p
 }
 
-/// Files that may be byte-identical copies of a tool the plan removes: visible, regular,
-/// executable, neither removed nor kept, and of the size of a removed executable — with those
-/// removed files. Only these are hashed ([`crate::scan::hash_entries`], a second read of their
-/// layers); empty when no file could be a copy.
+/// Whether the removal of `path` (by `rule`) takes the file's copies with it: its rule follows
+/// copies ([`FollowCopies`], data of groups.toml and of a profile's own rules) for a file of its
+/// mode. A cache, document or log removal never does.
+fn follows(fs: &FinalFs, path: &str, rule: &Rule) -> bool {
+    fs.get(path).is_some_and(|(_, e)| e.kind == Kind::File && rule.follow_copies.follows(e.mode))
+}
+
+/// Whether `e` can be a copy of a removed file whose rule follows copies as `follow` says: an
+/// executable's copy counts when it is executable too (a program copy is a program only if it
+/// can run), a secret's whatever its mode.
+fn can_be_copy(follow: FollowCopies, e: &EntryInfo) -> bool {
+    follow == FollowCopies::Files || e.mode & 0o111 != 0
+}
+
+/// Files that may be byte-identical copies of a file the plan removes by a rule that follows
+/// copies: visible, regular, non-empty, neither removed nor kept, of the size of such a removed
+/// file (and executable when only executables follow) — with those removed files. Only these
+/// are hashed ([`crate::scan::hash_entries`], a second read of their layers); empty when no
+/// file could be a copy.
 pub fn copy_check(fs: &FinalFs, plan: &Plan, profile: &Profile) -> Vec<Loc> {
     let aliases = fs.dir_aliases();
     let mut keep_m = Matcher::new(&profile.keep, &aliases);
-    let tool = |e: &EntryInfo| e.kind == Kind::File && e.mode & 0o111 != 0 && e.size > 0;
-    let originals: Vec<(Loc, u64)> =
-        fs.iter().filter(|(p, _, e)| plan.is_removed(p) && tool(e)).map(|(_, l, e)| (l, e.size)).collect();
-    let sizes: HashSet<u64> = originals.iter().map(|o| o.1).collect();
+    let file = |e: &EntryInfo| e.kind == Kind::File && e.size > 0;
+    let originals: Vec<(Loc, u64, FollowCopies)> = fs
+        .iter()
+        .filter_map(|(p, l, e)| {
+            let rule = plan.removed.get(p)?;
+            (file(e) && follows(fs, p, rule)).then_some((l, e.size, rule.follow_copies))
+        })
+        .collect();
+    let mut sizes: HashMap<u64, FollowCopies> = HashMap::new();
+    for &(_, size, follow) in &originals {
+        let f = sizes.entry(size).or_insert(follow);
+        if follow == FollowCopies::Files {
+            *f = follow;
+        }
+    }
     let candidates: Vec<Loc> = fs
         .iter()
-        .filter(|(p, _, e)| tool(e) && sizes.contains(&e.size) && !plan.is_removed(p) && keep_m.matches(p).is_none())
+        .filter(|(p, _, e)| {
+            file(e)
+                && sizes.get(&e.size).is_some_and(|f| can_be_copy(*f, e))
+                && !plan.is_removed(p)
+                && keep_m.matches(p).is_none()
+        })
         .map(|(_, l, _)| l)
         .collect();
     if candidates.is_empty() {
@@ -222,22 +256,50 @@ pub fn copy_check(fs: &FinalFs, plan: &Plan, profile: &Profile) -> Vec<Loc> {
     originals.into_iter().filter(|o| wanted.contains(&o.1)).map(|o| o.0).chain(candidates).collect()
 }
 
+/// A file that goes because it is a copy of a removed one: the original (canonical path) and
+/// the rule that removed it.
+#[derive(Clone, Debug)]
+pub struct CopyOf {
+    pub original: String,
+    pub rule: Rule,
+}
+
+impl CopyOf {
+    /// The rule recorded for the copy: `copy of /usr/bin/dash` under the original's origin,
+    /// following copies as the original's rule does.
+    fn rule(&self, suffix: &str) -> Rule {
+        Rule {
+            pattern: format!("copy of /{}{suffix}", self.original),
+            origin: self.rule.origin.clone(),
+            follow_copies: self.rule.follow_copies,
+        }
+    }
+}
+
 /// The removals [`copy_check`]'s hashes call for: each candidate byte-identical to a removed
-/// file goes with it, as `copy of /usr/bin/dash` under that file's rule's origin.
-pub fn copies(fs: &FinalFs, plan: &Plan, hashes: &HashMap<Loc, Digest>) -> BTreeMap<String, Rule> {
+/// file whose rule follows copies goes with it (an executable's copy only when executable).
+pub fn copies(fs: &FinalFs, plan: &Plan, hashes: &HashMap<Loc, Digest>) -> BTreeMap<String, CopyOf> {
     let mut by_hash: HashMap<&Digest, (&str, &Rule)> = HashMap::new();
     for (p, l, _) in fs.iter() {
         if let (Some(h), Some(r)) = (hashes.get(&l), plan.removed.get(p)) {
-            by_hash.entry(h).or_insert((p, r));
+            if follows(fs, p, r) {
+                // A secret's rule takes more copies than a program's: it wins a tie.
+                let e = by_hash.entry(h).or_insert((p, r));
+                if r.follow_copies == FollowCopies::Files {
+                    *e = (p, r);
+                }
+            }
         }
     }
     let mut out = BTreeMap::new();
-    for (p, l, _) in fs.iter() {
+    for (p, l, e) in fs.iter() {
         if plan.is_removed(p) {
             continue;
         }
         if let Some((orig, rule)) = hashes.get(&l).and_then(|h| by_hash.get(h)) {
-            out.insert(p.to_string(), Rule { pattern: format!("copy of /{orig}"), origin: rule.origin.clone() });
+            if can_be_copy(rule.follow_copies, e) {
+                out.insert(p.to_string(), CopyOf { original: orig.to_string(), rule: (*rule).clone() });
+            }
         }
     }
     out
@@ -258,29 +320,30 @@ pub fn select_removals(fs: &FinalFs, profile: &Profile, p: &mut Plan) {
     }
 }
 
-/// The same tool under another name goes with a removed one, as `copy of /usr/bin/dash`, unless
-/// kept: byte-identical copies ([`plan_with`]'s extra removals), busybox under any name (by its
-/// banner) once a rule removes a busybox, and every other name (hardlink) of a removed file.
+/// The same program or secret under another name goes with a removed one, as `copy of
+/// /usr/bin/dash`, unless kept — only when the rule that removed it follows copies
+/// ([`FollowCopies`]): byte-identical copies ([`plan_with`]'s extra removals), busybox under any
+/// name once such a rule removes a busybox, and every other name (hardlink) of a removed file.
+/// Each copy's original is recorded in [`Plan::copy_of`].
 pub fn remove_copies(fs: &FinalFs, profile: &Profile, p: &mut Plan) {
     let aliases = fs.dir_aliases();
     let mut keep_m = Matcher::new(&profile.keep, &aliases);
     let kept: HashSet<String> =
         fs.iter().filter(|(path, _, _)| keep_m.matches(path).is_some()).map(|(path, _, _)| path.to_string()).collect();
-    let removed = &mut p.removed;
-    for (path, r) in &p.copies_found {
-        if !kept.contains(path) {
-            removed.entry(path.clone()).or_insert_with(|| r.clone());
+    let add = |p: &mut Plan, path: &str, of: &CopyOf, suffix: &str| {
+        if !kept.contains(path) && !p.removed.contains_key(path) {
+            p.removed.insert(path.to_string(), of.rule(suffix));
+            p.copy_of.insert(path.to_string(), of.original.clone());
         }
+    };
+    for (path, of) in std::mem::take(&mut p.copies_found) {
+        add(p, &path, &of, "");
     }
-    let busybox = removed.iter().find(|(path, _)| fs.get(path).is_some_and(|(_, e)| e.busybox));
-    if let Some((by, rule)) = busybox.map(|(path, r)| (path.clone(), r.clone())) {
-        let others: Vec<String> = fs
-            .iter()
-            .filter(|(path, _, e)| e.busybox && !removed.contains_key(*path) && !kept.contains(*path))
-            .map(|(path, _, _)| path.to_string())
-            .collect();
-        for path in others {
-            removed.insert(path, Rule { pattern: format!("copy of /{by} (busybox)"), origin: rule.origin.clone() });
+    let busybox =
+        p.removed.iter().find(|(path, r)| fs.get(path).is_some_and(|(_, e)| e.busybox) && follows(fs, path, r));
+    if let Some(of) = busybox.map(|(by, rule)| CopyOf { original: by.clone(), rule: rule.clone() }) {
+        for (path, _, _) in fs.iter().filter(|(_, _, e)| e.busybox) {
+            add(p, path, &of, " (busybox)");
         }
     }
     // A hardlink is the same file under another name (e.g. /usr/local/bin/mysh linked to
@@ -291,15 +354,20 @@ pub fn remove_copies(fs: &FinalFs, profile: &Profile, p: &mut Plan) {
             names.entry(t.as_str()).or_default().push(path);
         }
     }
-    let mut copies = Vec::new();
     for (target, links) in &names {
         let group: Vec<&str> = std::iter::once(*target).chain(links.iter().copied()).collect();
-        let Some((by, rule)) = group.iter().find_map(|q| removed.get(*q).map(|r| (*q, r))) else { continue };
-        for q in group.iter().filter(|q| !removed.contains_key(**q) && !kept.contains(**q)) {
-            copies.push((q.to_string(), Rule { pattern: format!("copy of /{by}"), origin: rule.origin.clone() }));
+        // The data's mode is the target's (a link's own header may say anything).
+        let Some(mode) = fs.get(target).map(|(_, e)| e.mode) else { continue };
+        let by = group.iter().find_map(|q| {
+            let r = p.removed.get(*q).filter(|r| r.follow_copies.follows(mode))?;
+            Some(CopyOf { original: q.to_string(), rule: r.clone() })
+        });
+        if let Some(of) = by {
+            for q in &group {
+                add(p, q, &of, "");
+            }
         }
     }
-    removed.extend(copies);
 }
 
 /// A kept path keeps its directories.
@@ -454,7 +522,11 @@ pub fn remove_packages(fs: &FinalFs, profile: &Profile, p: &mut Plan) {
         for (pk, rule) in db.packages.iter().zip(&chosen) {
             let Some(rule) = rule else { continue };
             any = true;
-            let by = Rule { pattern: format!("package {}", pk.name), origin: rule.origin.clone() };
+            let by = Rule {
+                pattern: format!("package {}", pk.name),
+                origin: rule.origin.clone(),
+                follow_copies: rule.follow_copies,
+            };
             let mut kept = 0;
             for x in &pk.paths {
                 let Some(c) = fs.resolve(x, false).filter(|c| !c.is_empty()) else { continue };
@@ -571,7 +643,7 @@ pub fn follow_databases(fs: &FinalFs, profile: &Profile, p: &mut Plan) {
         }
         new_removals.extend(ed.remove.into_iter().filter(|x| !removed.contains_key(x)));
     }
-    let by = Rule { pattern: "(package database)".into(), origin: "its package is removed".into() };
+    let by = Rule::new("(package database)", "its package is removed");
     for x in &new_removals {
         p.removed.insert(x.clone(), by.clone());
     }
@@ -699,10 +771,12 @@ mod tests {
 
     #[test]
     fn hardlinks_to_a_removed_tool_go_with_it_in_any_layer_unless_kept() {
+        let mut dash = entry("usr/bin/dash", Kind::File, None);
+        dash.mode = 0o755;
         let fs = FinalFs::build(vec![
             layer(vec![
                 entry("bin", Kind::Symlink, Some("usr/bin")),
-                entry("usr/bin/dash", Kind::File, None),
+                dash,
                 entry("usr/local/bin/mysh", Kind::HardLink, Some("usr/bin/dash")),
                 entry("opt/keepme", Kind::HardLink, Some("usr/bin/dash")),
             ]),
@@ -794,7 +868,7 @@ mod tests {
             layer(vec![entry("etc/secret.pem", Kind::File, None), entry("app", Kind::File, None)]),
         ]);
         let mut p = Plan { layers: vec![LayerPlan::default(); 2], ..Plan::default() };
-        p.removed.insert("etc/secret.pem".into(), Rule { pattern: "x".into(), origin: "t".into() });
+        p.removed.insert("etc/secret.pem".into(), Rule::new("x", "t"));
         mark_layers(&fs, &load(&["passthrough".into()]).unwrap(), &mut p);
         assert!(p.layers[0].changes["etc/secret.pem"].remove && p.layers[1].changes["etc/secret.pem"].remove);
         assert!(!p.layers[1].changes.contains_key("app"));
@@ -815,7 +889,7 @@ mod tests {
         assert_eq!(p.layers[0].changes["usr/bin/ping"].mode, None, "allowed: bits kept");
         assert!(p.layers[0].changes["usr/bin/ping"].strip_caps);
         let mut removed = Plan { layers: vec![LayerPlan::default()], ..Plan::default() };
-        removed.removed.insert("usr/bin/su".into(), Rule { pattern: "x".into(), origin: "t".into() });
+        removed.removed.insert("usr/bin/su".into(), Rule::new("x", "t"));
         fix_modes(&fs, &pr, &mut removed);
         assert!(!removed.setuid_stripped.contains(&"usr/bin/su".to_string()), "a removed file is not also chmodded");
     }
@@ -835,26 +909,23 @@ mod tests {
 
     #[test]
     fn byte_identical_copies_and_busybox_under_other_names_go_with_the_removed_tool() {
-        let mut b = tar::Builder::new(Vec::new());
-        let mut add = |path: &str, mode: u32, data: &[u8]| {
-            let mut h = tar::Header::new_ustar();
-            h.set_mode(mode);
-            h.set_size(data.len() as u64);
-            b.append_data(&mut h, path, data).unwrap();
-        };
         let mut busybox = vec![0u8; 100_000];
         busybox[70_000..70_009].copy_from_slice(b"BusyBox v");
         let mut other_busybox = busybox.clone();
         other_busybox.push(1); // another build: another size
-        add("bin/dash", 0o755, b"dash-binary");
-        add("opt/mysh", 0o755, b"dash-binary"); // a copy under another name
-        add("opt/same-size", 0o755, b"other-bytes"); // same size, other bytes: hashed, kept
-        add("opt/kept-copy", 0o755, b"dash-binary"); // a copy, but kept
-        add("opt/data", 0o644, b"dash-binary"); // not executable: not a tool
-        add("bin/busybox", 0o755, &busybox);
-        add("usr/local/bin/toolbox", 0o755, &other_busybox);
-        add("usr/local/bin/not-busybox", 0o755, &[0u8; 100]);
-        let t = b.into_inner().unwrap();
+        let t = tar_of(
+            &[
+                ("bin/dash", 0o755, b"dash-binary"),
+                ("opt/mysh", 0o755, b"dash-binary"),      // a copy under another name
+                ("opt/same-size", 0o755, b"other-bytes"), // same size, other bytes: hashed, kept
+                ("opt/kept-copy", 0o755, b"dash-binary"), // a copy, but kept
+                ("opt/data", 0o644, b"dash-binary"),      // not executable: not a tool
+                ("bin/busybox", 0o755, &busybox),
+                ("usr/local/bin/toolbox", 0o755, &other_busybox),
+                ("usr/local/bin/not-busybox", 0o755, &[0u8; 100]),
+            ],
+            &[],
+        );
         let idx = crate::scan::scan_layer(&t[..], None, None, &crate::layer::Limits::default()).unwrap();
         let flagged: Vec<&str> = idx.entries.iter().filter(|e| e.busybox).map(|e| e.path.as_str()).collect();
         assert_eq!(flagged, vec!["bin/busybox", "usr/local/bin/toolbox"]);
@@ -878,6 +949,159 @@ mod tests {
             assert!(!p.is_removed(kept), "{kept}");
         }
         assert!(p.layers[0].changes["opt/mysh"].remove);
+    }
+
+    /// A tar of regular files `(path, mode, bytes)`, then hardlinks `(path, target)`.
+    fn tar_of(files: &[(&str, u32, &[u8])], links: &[(&str, &str)]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (path, mode, data) in files {
+            let mut h = tar::Header::new_ustar();
+            h.set_mode(*mode);
+            h.set_size(data.len() as u64);
+            b.append_data(&mut h, path, *data).unwrap();
+        }
+        for (path, target) in links {
+            let mut h = tar::Header::new_ustar();
+            h.set_entry_type(tar::EntryType::Link);
+            h.set_size(0);
+            b.append_link(&mut h, path, target).unwrap();
+        }
+        b.into_inner().unwrap()
+    }
+
+    /// One layer ([`tar_of`]) scanned and planned as the rebuild plans it: the plan,
+    /// [`copy_check`]'s candidates hashed by a second read, and the plan again with the copies
+    /// found.
+    fn plan_layer(files: &[(&str, u32, &[u8])], links: &[(&str, &str)], profile: &Profile) -> (FinalFs, Plan) {
+        let t = tar_of(files, links);
+        let idx = crate::scan::scan_layer(&t[..], None, None, &crate::layer::Limits::default()).unwrap();
+        let fs = FinalFs::build(vec![idx]);
+        let first = plan(&fs, profile);
+        let check = copy_check(&fs, &first, profile);
+        if check.is_empty() {
+            return (fs, first);
+        }
+        let wanted = check.iter().map(|l| l.entry).collect();
+        let hashes = crate::scan::hash_entries(&t[..], &wanted, &crate::layer::Limits::default()).unwrap();
+        let hashes = hashes.into_iter().map(|(entry, d)| (Loc { layer: 0, entry }, d)).collect();
+        let p = plan_with(&fs, profile, &copies(&fs, &first, &hashes));
+        (fs, p)
+    }
+
+    #[test]
+    fn a_cache_file_identical_to_an_installed_binary_takes_nothing_with_it() {
+        // debootstrap's .deb cache, one file of it byte-identical to the interpreter (issue 20).
+        let python: &[u8] = b"\x7fELF python3.11 interpreter bytes";
+        let files: &[(&str, u32, &[u8])] = &[
+            ("usr/bin/python3.11", 0o755, python),
+            ("var/cache/apt/archives/python3.11-minimal_fake_amd64.deb", 0o755, python),
+            ("usr/share/doc/python3.11/examples/run", 0o755, b"#!/bin/sh\nexec python3\n"),
+            ("usr/local/bin/run", 0o755, b"#!/bin/sh\nexec python3\n"),
+        ];
+        for name in ["baseline", "debian", "strict"] {
+            let pr = load(&[name.into()]).unwrap();
+            let (fs, p) = plan_layer(files, &[], &pr);
+            assert!(p.is_removed("var/cache/apt/archives/python3.11-minimal_fake_amd64.deb"), "{name}");
+            assert!(!p.is_removed("usr/bin/python3.11"), "{name}: {:?}", p.removed.get("usr/bin/python3.11"));
+            assert!(!p.is_removed("usr/local/bin/run"), "{name}: a document's copy stays");
+            assert!(p.copy_of.is_empty(), "{name}: {:?}", p.copy_of);
+            // Nothing even needs hashing: no removal here follows copies.
+            assert!(copy_check(&fs, &plan(&fs, &pr), &pr).is_empty(), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_hardlink_of_a_document_stays_and_takes_the_data() {
+        let pr = load(&["debian".into()]).unwrap();
+        let (_, p) = plan_layer(
+            &[("usr/share/doc/app/README", 0o644, b"read me"), ("usr/share/doc/app/examples/tool", 0o755, b"x")],
+            &[("app/README", "usr/share/doc/app/README"), ("usr/local/bin/tool", "usr/share/doc/app/examples/tool")],
+            &pr,
+        );
+        assert!(p.is_removed("usr/share/doc/app/README") && p.is_removed("usr/share/doc/app/examples/tool"));
+        for stays in ["app/README", "usr/local/bin/tool"] {
+            assert!(!p.is_removed(stays), "{stays}: {:?}", p.removed.get(stays));
+        }
+        let c = &p.layers[0].changes;
+        assert_eq!(c["usr/share/doc/app/README"].promote_to.as_deref(), Some("app/README"));
+        assert_eq!(c["usr/share/doc/app/examples/tool"].promote_to.as_deref(), Some("usr/local/bin/tool"));
+    }
+
+    #[test]
+    fn a_copy_of_a_shell_goes_and_the_report_names_the_removal_it_followed() {
+        let pr = load(&["strict".into()]).unwrap();
+        let (fs, p) = plan_layer(
+            &[
+                ("bin/dash", 0o755, b"dash-binary"),
+                ("usr/local/bin/helper", 0o755, b"dash-binary"),
+                ("usr/share/misc/dash.txt", 0o644, b"dash-binary"), // not executable: not a program
+            ],
+            &[("usr/local/sbin/rescue", "bin/dash")],
+            &pr,
+        );
+        for gone in ["usr/local/bin/helper", "usr/local/sbin/rescue"] {
+            assert_eq!(p.removed[gone].pattern, "copy of /bin/dash", "{gone}");
+            assert!(p.removed[gone].origin.contains("@shells"), "{:?}", p.removed[gone]);
+            assert_eq!(p.copy_of[gone], "bin/dash");
+        }
+        assert!(!p.is_removed("usr/share/misc/dash.txt"));
+        let report = crate::report::PlanReport::new(String::new(), &p, &[fs.layers[0].diff_id.clone()]);
+        let v = serde_json::to_value(&report.removed).unwrap();
+        let helper = v.as_array().unwrap().iter().find(|r| r["path"] == "/usr/local/bin/helper").unwrap();
+        assert_eq!(helper["copy_of"]["path"], "/bin/dash", "{helper}");
+        assert_eq!(helper["copy_of"]["rule"], "/bin/dash", "{helper}");
+        assert!(helper["copy_of"]["origin"].as_str().unwrap().contains("@shells"), "{helper}");
+        let dash = v.as_array().unwrap().iter().find(|r| r["path"] == "/bin/dash").unwrap();
+        assert!(dash.get("copy_of").is_none(), "{dash}");
+    }
+
+    #[test]
+    fn a_copy_of_a_private_key_goes_whatever_its_mode() {
+        let key: &[u8] = b"-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE KEY-----\n";
+        let pr = load(&["baseline".into()]).unwrap();
+        let (_, p) = plan_layer(
+            &[
+                ("root/.ssh/id_rsa", 0o600, key),
+                ("app/deploy.key", 0o644, key),
+                (
+                    "app/other.key",
+                    0o644,
+                    b"-----BEGIN OPENSSH PRIVATE KEY-----\nBBBB\n-----END OPENSSH PRIVATE KEY-----\n",
+                ),
+            ],
+            &[("srv/key-link", "root/.ssh/id_rsa")],
+            &pr,
+        );
+        assert!(p.is_removed("root/.ssh/id_rsa"));
+        for gone in ["app/deploy.key", "srv/key-link"] {
+            assert_eq!(p.removed[gone].pattern, "copy of /root/.ssh/id_rsa", "{gone}");
+            assert!(p.removed[gone].origin.contains("@secrets"), "{:?}", p.removed[gone]);
+        }
+        assert!(!p.is_removed("app/other.key"), "same size, other bytes");
+    }
+
+    #[test]
+    fn a_package_removed_whole_takes_no_copy_of_its_documents() {
+        // strict removes the dash package whole (@shells' packages follow executables): its
+        // copyright goes, the byte-identical copyright of another package stays.
+        let status = "Package: dash\nStatus: install ok installed\nArchitecture: amd64\nVersion: 1\n\n\
+Package: other\nStatus: install ok installed\nArchitecture: amd64\nVersion: 1\n\n";
+        let (_, p) = plan_layer(
+            &[
+                ("var/lib/dpkg/status", 0o644, status.as_bytes()),
+                ("var/lib/dpkg/info/dash.list", 0o644, b"/bin/dash\n/usr/share/doc/dash/copyright\n"),
+                ("var/lib/dpkg/info/other.list", 0o644, b"/usr/share/doc/other/copyright\n"),
+                ("bin/dash", 0o755, b"dash-binary"),
+                ("usr/share/doc/dash/copyright", 0o644, b"GPL-2"),
+                ("usr/share/doc/other/copyright", 0o644, b"GPL-2"),
+            ],
+            &[],
+            &load(&["strict".into()]).unwrap(),
+        );
+        assert!(p.is_removed("bin/dash"));
+        assert_eq!(p.removed["usr/share/doc/dash/copyright"].pattern, "package dash");
+        assert!(!p.is_removed("usr/share/doc/other/copyright"), "a copyright file is not a program");
+        assert!(p.copy_of.is_empty(), "{:?}", p.copy_of);
     }
 
     fn db_file(path: &str, text: &str) -> crate::scan::EntryInfo {

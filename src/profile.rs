@@ -96,6 +96,9 @@ struct RawFiles {
     setuid_allow: Option<Vec<Spanned<String>>>,
     strip_capabilities: Option<bool>,
     fix_world_writable: Option<bool>,
+    /// Which copies go with what this file's own `remove` globs and `[packages] remove` names
+    /// remove (groups say it for themselves in groups.toml).
+    follow_copies: Option<FollowCopies>,
 }
 
 #[derive(Deserialize, Default)]
@@ -138,6 +141,59 @@ pub struct Rule {
     pub pattern: String,
     /// Where it came from, e.g. `@shells (strict)`.
     pub origin: String,
+    /// Which other names of a file this rule removes go with it (absent: none, so profiles
+    /// whose rules follow nothing keep their digests).
+    #[serde(skip_serializing_if = "FollowCopies::is_none")]
+    pub follow_copies: FollowCopies,
+}
+
+impl Rule {
+    /// A rule that takes no copy with it (a `keep`, a `setuid_allow`, a cache or a document).
+    pub fn new(pattern: impl Into<String>, origin: impl Into<String>) -> Rule {
+        Rule { pattern: pattern.into(), origin: origin.into(), follow_copies: FollowCopies::None }
+    }
+}
+
+/// Whether the copies of a removed file go with it: the other names of a hardlinked file,
+/// byte-identical files and busybox under any name. A program or a secret under another name
+/// is still that program or secret; a copy of a cache file, a document or a log is just a file
+/// that happens to hold the same bytes (debootstrap's `.deb` cache can hold an installed binary
+/// byte for byte), so those removals take nothing with them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FollowCopies {
+    /// Nothing else goes (caches, documents, logs; the default).
+    #[default]
+    None,
+    /// Programs: a removed *executable*'s hardlinked names, byte-identical executables, and
+    /// busybox under any name once a busybox goes. A removed non-executable (a package's
+    /// copyright file, a config) takes nothing with it.
+    Executables,
+    /// Secrets: any removed regular file's hardlinked names and byte-identical files, whatever
+    /// their mode (a copy of a private key is the key).
+    Files,
+}
+
+impl FollowCopies {
+    pub fn is_none(&self) -> bool {
+        *self == FollowCopies::None
+    }
+    /// Whether a removed file of this mode takes its copies with it.
+    pub fn follows(self, mode: u32) -> bool {
+        match self {
+            FollowCopies::None => false,
+            FollowCopies::Executables => mode & 0o111 != 0,
+            FollowCopies::Files => true,
+        }
+    }
+    /// `none`, `executables`, `files`: as written in TOML.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FollowCopies::None => "none",
+            FollowCopies::Executables => "executables",
+            FollowCopies::Files => "files",
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
@@ -435,26 +491,31 @@ fn read_bounded(path: &Path) -> Result<String, String> {
     Ok(text)
 }
 
-/// One group: paths, keeps, packages.
-type Group = (Vec<String>, Vec<String>, Vec<String>);
+/// One group of groups.toml.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Group {
+    #[allow(dead_code)]
+    description: String,
+    paths: Vec<String>,
+    #[serde(default)]
+    keep: Vec<String>,
+    #[serde(default)]
+    packages: Vec<String>,
+    /// Required: every group says whether what it removes takes its copies along.
+    follow_copies: FollowCopies,
+}
 struct Groups(BTreeMap<String, Group>);
 
 fn parse_groups() -> Result<Groups, ProfileError> {
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct G {
-        #[allow(dead_code)]
-        description: String,
-        paths: Vec<String>,
-        #[serde(default)]
-        keep: Vec<String>,
-        #[serde(default)]
-        packages: Vec<String>,
-    }
-    let src = Source { name: "profiles/groups.toml".into(), text: GROUPS };
-    let raw: BTreeMap<String, G> =
-        toml::from_str(GROUPS).map_err(|e| src.err(e.span().unwrap_or(0..0), e.message().to_string()))?;
-    Ok(Groups(raw.into_iter().map(|(k, g)| (k, (g.paths, g.keep, g.packages))).collect()))
+    parse_groups_from("profiles/groups.toml", GROUPS)
+}
+
+fn parse_groups_from(name: &str, text: &str) -> Result<Groups, ProfileError> {
+    let src = Source { name: name.into(), text };
+    let raw: BTreeMap<String, Group> =
+        toml::from_str(text).map_err(|e| src.err(e.span().unwrap_or(0..0), e.message().trim().replace('\n', " ")))?;
+    Ok(Groups(raw))
 }
 
 /// The group names, for `profile list`.
@@ -469,7 +530,12 @@ pub fn group(name: &str) -> Vec<Rule> {
     groups
         .0
         .get(name)
-        .map(|(paths, _, _)| paths.iter().map(|p| Rule { pattern: p.clone(), origin: format!("@{name}") }).collect())
+        .map(|g| {
+            g.paths
+                .iter()
+                .map(|p| Rule { pattern: p.clone(), origin: format!("@{name}"), follow_copies: g.follow_copies })
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -500,15 +566,18 @@ fn apply(
         apply(p, &n, &t, d.as_deref().or(dir), groups, depth + 1)?;
     }
     let _ = raw.description;
+    // This file's own removals follow copies as its `[files] follow_copies` says (groups as theirs).
+    let own_follow = raw.files.as_ref().and_then(|f| f.follow_copies).unwrap_or_default();
     if let Some(f) = raw.files {
         for s in f.remove.unwrap_or_default() {
-            expand(&src, &s, &label, groups, &mut p.remove, Some((&mut p.keep, &mut p.packages.remove)))?;
+            let out = Some((&mut p.keep, &mut p.packages.remove));
+            expand(&src, &s, &label, own_follow, groups, &mut p.remove, out)?;
         }
         for s in f.keep.unwrap_or_default() {
-            expand(&src, &s, &label, groups, &mut p.keep, None)?;
+            expand(&src, &s, &label, FollowCopies::None, groups, &mut p.keep, None)?;
         }
         for s in f.setuid_allow.unwrap_or_default() {
-            expand(&src, &s, &label, groups, &mut p.setuid_allow, None)?;
+            expand(&src, &s, &label, FollowCopies::None, groups, &mut p.setuid_allow, None)?;
         }
         p.strip_setuid = f.strip_setuid.unwrap_or(p.strip_setuid);
         p.strip_capabilities = f.strip_capabilities.unwrap_or(p.strip_capabilities);
@@ -516,7 +585,7 @@ fn apply(
     }
     if let Some(pk) = raw.packages {
         for s in pk.remove.unwrap_or_default() {
-            package_rule(&src, &s, &label, groups, &mut p.packages.remove)?;
+            package_rule(&src, &s, &label, own_follow, groups, &mut p.packages.remove)?;
         }
         p.packages.keep_database = pk.keep_database.unwrap_or(p.packages.keep_database);
     }
@@ -609,25 +678,33 @@ fn normalise_dir(p: &str) -> Option<String> {
     Some(format!("/{}", parts.join("/")))
 }
 
+/// One `remove`, `keep` or `setuid_allow` entry: a glob (following copies as `follow` says,
+/// for a removal), or `@group` — its paths, and for a removal its keeps and packages, following
+/// copies as the group says.
 fn expand(
     src: &Source,
     s: &Spanned<String>,
     label: &str,
+    follow: FollowCopies,
     groups: &Groups,
     out: &mut Vec<Rule>,
     keep_out: Option<(&mut Vec<Rule>, &mut Vec<Rule>)>,
 ) -> Result<(), ProfileError> {
     let v = s.get_ref();
-    if let Some(g) = v.strip_prefix('@') {
-        let Some((paths, keeps, packages)) = groups.0.get(g) else {
-            let known: Vec<String> = groups.0.keys().map(|k| format!("@{k}")).collect();
-            return Err(src.err(s.span(), format!("unknown group `{v}` (known: {})", known.join(", "))));
-        };
-        out.extend(paths.iter().map(|p| Rule { pattern: p.clone(), origin: format!("{v} ({label})") }));
+    if let Some(name) = v.strip_prefix('@') {
+        let g = group_named(src, s, groups, name)?;
+        let origin = format!("{v} ({label})");
+        let removal = keep_out.is_some();
+        let follow = if removal { g.follow_copies } else { FollowCopies::None };
+        out.extend(g.paths.iter().map(|p| Rule { pattern: p.clone(), origin: origin.clone(), follow_copies: follow }));
         if let Some((k, pk)) = keep_out {
-            k.extend(keeps.iter().map(|p| Rule { pattern: p.clone(), origin: format!("{v} ({label})") }));
+            k.extend(g.keep.iter().map(|p| Rule::new(p.clone(), origin.clone())));
             // A group removed by path also removes its packages (the database follows).
-            pk.extend(packages.iter().map(|p| Rule { pattern: p.clone(), origin: format!("{v} ({label})") }));
+            pk.extend(g.packages.iter().map(|p| Rule {
+                pattern: p.clone(),
+                origin: origin.clone(),
+                follow_copies: follow,
+            }));
         }
         return Ok(());
     }
@@ -635,8 +712,21 @@ fn expand(
         return Err(src.err(s.span(), "expected a non-empty glob of at most 4096 characters"));
     }
     compile(v).map_err(|e| src.err(s.span(), format!("bad glob `{v}`: {e}")))?;
-    out.push(Rule { pattern: v.clone(), origin: label.to_string() });
+    out.push(Rule { pattern: v.clone(), origin: label.to_string(), follow_copies: follow });
     Ok(())
+}
+
+/// The group `@name`, or an error at the reference naming the known ones.
+fn group_named<'g>(
+    src: &Source,
+    s: &Spanned<String>,
+    groups: &'g Groups,
+    name: &str,
+) -> Result<&'g Group, ProfileError> {
+    groups.0.get(name).ok_or_else(|| {
+        let known: Vec<String> = groups.0.keys().map(|k| format!("@{k}")).collect();
+        src.err(s.span(), format!("unknown group `{}` (known: {})", s.get_ref(), known.join(", ")))
+    })
 }
 
 /// One `[packages] remove` entry: a package name glob, or `@group` (its `packages`).
@@ -644,23 +734,25 @@ fn package_rule(
     src: &Source,
     s: &Spanned<String>,
     label: &str,
+    follow: FollowCopies,
     groups: &Groups,
     out: &mut Vec<Rule>,
 ) -> Result<(), ProfileError> {
     let v = s.get_ref();
-    if let Some(g) = v.strip_prefix('@') {
-        let Some((_, _, packages)) = groups.0.get(g) else {
-            let known: Vec<String> = groups.0.keys().map(|k| format!("@{k}")).collect();
-            return Err(src.err(s.span(), format!("unknown group `{v}` (known: {})", known.join(", "))));
-        };
-        out.extend(packages.iter().map(|p| Rule { pattern: p.clone(), origin: format!("{v} ({label})") }));
+    if let Some(name) = v.strip_prefix('@') {
+        let g = group_named(src, s, groups, name)?;
+        out.extend(g.packages.iter().map(|p| Rule {
+            pattern: p.clone(),
+            origin: format!("{v} ({label})"),
+            follow_copies: g.follow_copies,
+        }));
         return Ok(());
     }
     if v.is_empty() || v.len() > 256 || v.contains('/') {
         return Err(src.err(s.span(), "expected a package name or glob (no `/`, at most 256 characters)"));
     }
     Glob::new(v).map_err(|e| src.err(s.span(), format!("bad package glob `{v}`: {e}")))?;
-    out.push(Rule { pattern: v.clone(), origin: label.to_string() });
+    out.push(Rule { pattern: v.clone(), origin: label.to_string(), follow_copies: follow });
     Ok(())
 }
 
@@ -930,11 +1022,51 @@ mod tests {
     }
 
     #[test]
+    fn follow_copies_is_data_of_groups_and_of_a_profiles_own_rules() {
+        let s = load(&["strict".into()]).unwrap();
+        let rule = |pattern: &str| s.remove.iter().find(|r| r.pattern == pattern).unwrap().follow_copies;
+        assert_eq!(rule("/bin/sh"), FollowCopies::Executables);
+        assert_eq!(rule("/**/id_rsa"), FollowCopies::Files);
+        assert_eq!(rule("/var/cache/apt/archives/*.deb"), FollowCopies::None);
+        assert_eq!(rule("/usr/share/doc/**"), FollowCopies::None);
+        assert_eq!(rule("/etc/shells"), FollowCopies::None, "strict's own rule follows nothing");
+        assert!(s.packages.remove.iter().any(|r| r.pattern == "bash" && r.follow_copies == FollowCopies::Executables));
+        assert!(s.keep.iter().all(|r| r.follow_copies.is_none()), "keeps follow nothing");
+        // `profile show` prints it on the rules that follow, nowhere else.
+        let v = serde_json::to_value(&s).unwrap();
+        let sh = v["remove"].as_array().unwrap().iter().find(|r| r["pattern"] == "/bin/sh").unwrap();
+        assert_eq!(sh["follow_copies"], "executables", "{sh}");
+        let deb = v["remove"].as_array().unwrap().iter().find(|r| r["pattern"] == "/var/cache/apt/archives/*.deb");
+        assert!(deb.unwrap().get("follow_copies").is_none());
+        // A profile's own rules: [files] follow_copies covers its remove globs and package names,
+        // not the rules it extends.
+        let p = load_text(
+            "extends = \"baseline\"\n[files]\nremove = [\"/usr/bin/perl*\", \"@docs\"]\nfollow_copies = \"executables\"\n\
+             [packages]\nremove = [\"perl\"]\n",
+        )
+        .unwrap();
+        let own = |pattern: &str| p.remove.iter().find(|r| r.pattern == pattern).unwrap().follow_copies;
+        assert_eq!(own("/usr/bin/perl*"), FollowCopies::Executables);
+        assert_eq!(own("/usr/share/man"), FollowCopies::None, "a group says it for itself");
+        assert_eq!(own("/var/lib/apt/lists/*"), FollowCopies::None);
+        assert_eq!(p.packages.remove[0].follow_copies, FollowCopies::Executables);
+        let plain = load_text("[files]\nremove = [\"/opt/x\"]\n").unwrap();
+        assert_eq!(plain.remove[0].follow_copies, FollowCopies::None, "the default");
+        // A bad value is an error at its place.
+        let e = load_text("[files]\nremove = [\"/opt/x\"]\nfollow_copies = \"always\"\n").unwrap_err();
+        assert_eq!((e.line, e.column), (3, 17), "{e}");
+        assert!(e.message.contains("executables"), "{e}");
+        let e = load_text("[files]\nfollow_copies = true\n").unwrap_err();
+        assert_eq!(e.line, 2, "{e}");
+        // Every group must say it.
+        let e = parse_groups_from("g.toml", "[x]\ndescription = \"x\"\npaths = [\"/x\"]\n").err().unwrap();
+        assert!(e.message.contains("follow_copies"), "{e}");
+        assert_eq!(e.file, "g.toml");
+    }
+
+    #[test]
     fn globs_stay_within_components() {
-        let rules = vec![
-            Rule { pattern: "/usr/bin/dpkg-*".into(), origin: "t".into() },
-            Rule { pattern: ".env".into(), origin: "t".into() },
-        ];
+        let rules = vec![Rule::new("/usr/bin/dpkg-*", "t"), Rule::new(".env", "t")];
         let rs = RuleSet::new(&rules);
         assert!(rs.which("usr/bin/dpkg-query").is_some());
         assert!(rs.which("usr/bin/dpkg-x/y").is_none());

@@ -162,7 +162,16 @@ impl PlanReport {
             removed: plan
                 .removed
                 .iter()
-                .map(|(p, r)| RemovedPath { path: format!("/{p}"), rule: r.pattern.clone(), origin: r.origin.clone() })
+                .map(|(p, r)| RemovedPath {
+                    path: format!("/{p}"),
+                    rule: r.pattern.clone(),
+                    origin: r.origin.clone(),
+                    copy_of: plan.copy_of.get(p).map(|o| Followed {
+                        path: format!("/{o}"),
+                        rule: plan.removed.get(o).map(|r| r.pattern.clone()).unwrap_or_default(),
+                        origin: plan.removed.get(o).map(|r| r.origin.clone()).unwrap_or_default(),
+                    }),
+                })
                 .collect(),
             setuid_stripped: abs(&plan.setuid_stripped),
             capabilities_stripped: abs(&plan.caps_stripped),
@@ -189,6 +198,18 @@ pub struct RemovedPath {
     /// The glob that matched, as written (after group expansion).
     pub rule: String,
     /// Where the rule came from, e.g. `@shells (strict)`.
+    pub origin: String,
+    /// For a copy (`rule` is `copy of /…`): the removal it followed — the original's path and
+    /// the rule that removed it. Absent for any other removal.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub copy_of: Option<Followed>,
+}
+
+/// The removal a copy followed (see [`RemovedPath::copy_of`]).
+#[derive(Serialize, Clone, Debug)]
+pub struct Followed {
+    pub path: String,
+    pub rule: String,
     pub origin: String,
 }
 
