@@ -18,6 +18,8 @@ declare -A PKG_OF=(
   [zstd]=zstd
   [tar]=tar
   [curl]=curl
+  # nsenter: integration/matrix.rs asks a container's server with curl from its network namespace.
+  [nsenter]=util-linux
   [python3]=python3
   [bsdtar]=libarchive-tools
   [bzip2]=bzip2
@@ -34,7 +36,7 @@ declare -A PKG_OF=(
   [/usr/share/go-1.19/src/archive/tar/testdata/gnu.tar]=golang-1.19-src
   [/usr/lib/python3.11/test/testtar.tar]=libpython3.11-testsuite
 )
-ORDER=(docker-registry skopeo umoci runc debootstrap oci-image-tool htpasswd zstd tar curl python3 bsdtar bzip2 xz
+ORDER=(docker-registry skopeo umoci runc debootstrap oci-image-tool htpasswd zstd tar curl nsenter python3 bsdtar bzip2 xz
   containerd ctr dpkg-query rpm rpmbuild rpmdb db5.3_load /usr/share/go-1.19/src/archive/tar/testdata/gnu.tar /usr/lib/python3.11/test/testtar.tar)
 
 # PyPI: cyclonedx-python-lib validates the SBOMs (integration/packages.rs) and cryptography
