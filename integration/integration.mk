@@ -2,7 +2,8 @@
 #
 #   make setup        install docker-registry, skopeo, umoci, runc, debootstrap,
 #                     oci-image-tool, htpasswd (apache2-utils), zstd (root, apt)
-#   make fixtures     build/cached OCI-layout fixtures (debian, app, app-shellcmd)
+#   make fixtures     build/cached OCI-layout fixtures (debian, app, app-shellcmd,
+#                     app-debs, app-pipdocs, app-hidden)
 #                     under $${XDG_CACHE_HOME:-target}/harden-fixtures
 #   make integration  run the integration tests (root; release build of harden,
 #                     the debug build is several times slower on 200 MB layers)

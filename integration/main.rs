@@ -8,7 +8,7 @@
 //! `harness_*` tests exercise only the infrastructure (fixtures, registry,
 //! skopeo, umoci, runc) and must pass regardless of harden's state; the
 //! `rebuild_*` tests check harden's CLI contract; `profiles_*` are the hardening profiles'
-//! acceptance test on the app fixture.
+//! acceptance test on the app fixture; `matrix_*` rebuild every fixture with every built-in profile.
 
 mod archives;
 mod batch;
