@@ -18,6 +18,7 @@ mod contract;
 mod corpus;
 mod fleet;
 mod formats;
+mod hostile;
 mod packages;
 mod platforms;
 mod profiles;
