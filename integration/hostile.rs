@@ -623,7 +623,7 @@ fn hostile_package_databases_are_bounded() {
         let src = db_image(&d, &files);
         for cmd in ["sbom", "check", "contract"] {
             let run = bounded(&d, &[cmd, &src]);
-            if name == "dpkg-duplicates" {
+            if name == "dpkg-duplicates" && cmd == "sbom" {
                 let said = run.stderr.contains("a second stanza for package big")
                     || run.stdout.contains("a second stanza for package big");
                 assert!(said, "{cmd}: {}{}", run.stdout, run.stderr);

@@ -362,6 +362,9 @@ pub fn load_str(name: &str, text: &str) -> Result<Profile, ProfileError> {
     Ok(profile)
 }
 
+/// Most characters of globs one set (`remove`, `keep`, …) may hold, all rules together.
+const MAX_SET_CHARS: usize = 64 << 10;
+
 /// Every rule compiles on its own when loaded; together they must also fit the matcher's size
 /// limits (regex's), or [`RuleSet::new`] and [`PackageMatcher::new`] would quietly match
 /// nothing: path globs (`remove`, `keep`, `setuid_allow`) and package globs
@@ -376,6 +379,19 @@ fn check_sets(p: &Profile, file: &str) -> Result<(), ProfileError> {
         ("[packages] remove", &p.packages.remove, &package_glob),
     ];
     for (what, rules, compile) in sets {
+        // Past this many characters the matcher would take hundreds of MiB to find out it is
+        // too big: refused before it is built (every built-in profile together is a few KiB).
+        let chars: usize = rules.iter().map(|r| r.pattern.len()).sum();
+        if chars > MAX_SET_CHARS {
+            return Err(ProfileError {
+                file: file.to_string(),
+                line: 1,
+                column: 1,
+                message: format!(
+                    "the `{what}` globs together are too complex to match: {chars} characters, more than {MAX_SET_CHARS}"
+                ),
+            });
+        }
         let mut b = GlobSetBuilder::new();
         for r in rules.iter() {
             if let Ok(g) = compile(&r.pattern) {
