@@ -38,13 +38,13 @@ bench: setup release
 ## it and leaves the input in fuzz/artifacts/TARGET/ (turn it into a unit test). No nightly here:
 ## RUSTC_BOOTSTRAP=1 lets stable rustc take cargo-fuzz's -Z flags.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS ?= tar_rewrite profile_parse manifest_parse rpm_read
+FUZZ_TARGETS ?= tar_rewrite profile_parse manifest_parse rpm_read pkgdb_read elf_read
 fuzz:
 	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
 	cd fuzz && for t in $(FUZZ_TARGETS); do \
 	  mkdir -p corpus/$$t && \
 	  RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run $$t corpus/$$t seeds/$$t -- \
-	    -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 -max_len=1048576 || exit 1; \
+	    -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=512 -max_len=1048576 || exit 1; \
 	done
 
 clean-fixtures:

@@ -18,6 +18,7 @@ mod contract;
 mod corpus;
 mod fleet;
 mod formats;
+mod hostile;
 mod matrix;
 mod packages;
 mod platforms;

@@ -10,7 +10,11 @@
 //! The cache is input, not truth. Its directory must be this user's alone — owned by the
 //! effective uid and writable by no group or other user, checked for it and its subdirectories as
 //! ssh checks key files — since whoever can write there decides what a later rewrite reuses (a
-//! consistent forged entry cannot be told from a real one). Within it, every blob is hashed
+//! consistent forged entry cannot be told from a real one). Its parents are checked too, as ssh
+//! checks a key file's: each directory above it (symlinks resolved, once, at start; the run
+//! then uses the resolved path) must be owned by root or this user and not writable by group
+//! or others unless sticky (`/tmp`), else another user could rename the cache away during the
+//! run and put a directory of their own in its place. Within it, every blob is hashed
 //! before use: a blob changed in place, truncated or lost is a miss (with a notice) and is
 //! recomputed. The entry's record (diff_id, counts) is trusted as this user's own file.
 //!
@@ -81,9 +85,18 @@ impl RewriteCache {
                     .create(d.join(sub))
                     .with_context(|| format!("--cache-dir {}: cannot create it", d.display()))?;
             }
+            let euid = rustix::process::geteuid().as_raw();
+            let real =
+                std::fs::canonicalize(d).with_context(|| format!("--cache-dir {}: cannot resolve it", d.display()))?;
+            check_parents(d, &real, euid)?;
             for sub in SUBDIRS {
-                check_private(&d.join(sub), rustix::process::geteuid().as_raw())?;
+                check_private(&real.join(sub), euid)?;
             }
+            return Ok(RewriteCache {
+                dir: Some(real),
+                inflight: Mutex::new(HashMap::new()),
+                progress: crate::progress::Progress::default(),
+            });
         }
         Ok(RewriteCache { dir, inflight: Mutex::new(HashMap::new()), progress: crate::progress::Progress::default() })
     }
@@ -181,6 +194,35 @@ impl RewriteCache {
             .await?;
         Ok(r.clone())
     }
+}
+
+/// Refuse a cache directory (`given`, resolved to `real`) under a parent another user could
+/// change: each directory above `real` must be owned by root or `euid`, and not group- or
+/// world-writable unless sticky (as ssh's `safe_path`, with `/tmp`'s sticky bit allowed).
+fn check_parents(given: &Path, real: &Path, euid: u32) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    for parent in real.ancestors().skip(1) {
+        let m = std::fs::metadata(parent)
+            .with_context(|| format!("--cache-dir {}: cannot read its parent {}", given.display(), parent.display()))?;
+        let (mode, uid) = (m.mode(), m.uid());
+        if uid != 0 && uid != euid {
+            anyhow::bail!(
+                "--cache-dir {}: its parent {} is owned by uid {uid}, neither root nor this user (uid {euid}), who could swap the cache for their own; use a directory under one of your own",
+                given.display(),
+                parent.display()
+            );
+        }
+        if mode & 0o022 != 0 && mode & 0o1000 == 0 {
+            anyhow::bail!(
+                "--cache-dir {}: its parent {} is writable by other users (mode {:04o}) and not sticky, who could swap the cache for their own; run `chmod go-w {}` (or `chmod +t`)",
+                given.display(),
+                parent.display(),
+                mode & 0o7777,
+                parent.display()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Refuse a cache directory another user could write to: group- or world-writable, or owned by
@@ -284,5 +326,46 @@ mod tests {
         let owner = std::fs::metadata(&d).unwrap().uid();
         let e = check_private(&d, owner + 1).unwrap_err().to_string();
         assert!(e.contains(&format!("owned by uid {owner}")), "{e}");
+    }
+
+    #[test]
+    fn a_cache_under_a_parent_other_users_can_change_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let top = tempfile::tempdir().unwrap();
+        let parent = top.path().join("shared");
+        std::fs::create_dir(&parent).unwrap();
+        let d = parent.join("harden");
+        RewriteCache::new(Some(d.clone())).unwrap();
+        // Writable by others, not sticky: another user could rename `harden` away mid-run.
+        for m in [0o777, 0o775, 0o2775] {
+            std::fs::set_permissions(&parent, std::fs::Permissions::from_mode(m)).unwrap();
+            let e = RewriteCache::new(Some(d.clone())).err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(e.contains(&format!("its parent {} is writable", parent.display())), "{m:o}: {e}");
+            assert_eq!(e.lines().count(), 1);
+        }
+        // Sticky (as /tmp, or a pod's volume root made sticky): others cannot rename our entries.
+        for m in [0o1777, 0o3775] {
+            std::fs::set_permissions(&parent, std::fs::Permissions::from_mode(m)).unwrap();
+            RewriteCache::new(Some(d.clone())).unwrap();
+        }
+        std::fs::set_permissions(&parent, std::fs::Permissions::from_mode(0o755)).unwrap();
+        // Reached through a symlink: the resolved path is checked, and used.
+        let link = top.path().join("link");
+        std::os::unix::fs::symlink(&parent, &link).unwrap();
+        let c = RewriteCache::new(Some(link.join("harden"))).unwrap();
+        assert_eq!(c.dir().unwrap(), std::fs::canonicalize(&d).unwrap());
+        // A parent owned by someone else: as root, given away; otherwise checked against
+        // another uid than its owner's.
+        use std::os::unix::fs::MetadataExt;
+        let owner = std::fs::metadata(&parent).unwrap().uid();
+        let e = if owner == 0 {
+            std::os::unix::fs::chown(&parent, Some(65534), None).unwrap();
+            RewriteCache::new(Some(d.clone())).err().map(|e| e.to_string()).unwrap_or_default()
+        } else {
+            check_parents(&d, &d, owner + 1).unwrap_err().to_string()
+        };
+        assert!(e.contains("neither root nor this user"), "{e}");
+        let e = check_parents(&d, &parent.join("x/harden"), 0);
+        assert!(e.is_err(), "a parent that cannot be read is refused");
     }
 }

@@ -13,6 +13,19 @@ pub enum Failure {
     /// verification: exit [`exit::POLICY`].
     #[error("{0}")]
     Policy(String),
+    /// Stopped by a signal (SIGINT, SIGTERM, SIGHUP), cleaned up: exit 128 + its number, as a
+    /// shell reports a process the signal ended.
+    #[error("interrupted by {}", signal_name(*.0))]
+    Signal(i32),
+}
+
+fn signal_name(n: i32) -> &'static str {
+    match n {
+        libc::SIGINT => "SIGINT",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGHUP => "SIGHUP",
+        _ => "a signal",
+    }
 }
 
 /// harden's exit codes.
@@ -36,6 +49,7 @@ impl Failure {
         match e.downcast_ref::<Failure>() {
             Some(Failure::Usage(_)) => exit::USAGE,
             Some(Failure::Policy(_)) => exit::POLICY,
+            Some(Failure::Signal(n)) => u8::try_from(128 + n).unwrap_or(exit::RUNTIME),
             None if is_broken_pipe(e) => exit::BROKEN_PIPE,
             None => exit::RUNTIME,
         }
@@ -60,5 +74,8 @@ mod tests {
         let pipe = anyhow::Error::from(std::io::Error::from(std::io::ErrorKind::BrokenPipe)).context("stdout");
         assert_eq!(Failure::exit_code(&pipe), exit::BROKEN_PIPE);
         assert_eq!(Failure::exit_code(&anyhow::anyhow!("network")), exit::RUNTIME);
+        let term = anyhow::Error::from(Failure::Signal(libc::SIGTERM)).context("interrupted");
+        assert_eq!((Failure::exit_code(&term), format!("{:#}", term).contains("SIGTERM")), (143, true));
+        assert_eq!(Failure::exit_code(&Failure::Signal(libc::SIGHUP).into()), 129);
     }
 }

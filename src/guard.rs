@@ -231,6 +231,10 @@ impl<'a> Guard<'a> {
             if !self.libs_seen.insert(object.clone()) || self.libs_seen.len() > MAX_LIBS {
                 continue;
             }
+            // The lookup cap applies before any candidate is built.
+            if self.lookups.get() > MAX_LIB_LOOKUPS {
+                break;
+            }
             let mut dirs = Vec::new();
             if d.runpath.is_empty() {
                 dirs.extend(self.expand(&d.rpath, &object));
@@ -242,9 +246,6 @@ impl<'a> Guard<'a> {
             dirs.extend(default_dirs(d.is64, d.machine));
             let mut seen = std::collections::HashSet::new();
             dirs.retain(|x| seen.insert(x.clone()));
-            if self.lookups.get() > MAX_LIB_LOOKUPS {
-                break;
-            }
             let who = format!("/{object} (loaded for {needed_by})");
             for name in &d.needed {
                 match self.find_library(name, &dirs, &d) {
@@ -275,11 +276,17 @@ impl<'a> Guard<'a> {
 
     /// Where the loader finds library `name` for an object of `d`'s class and machine.
     fn find_library(&self, name: &str, dirs: &[String], d: &ElfDeps) -> Lib {
-        let candidates: Vec<String> = if name.contains('/') {
+        // Built one at a time, and no more than the lookups left (plus the one that says so).
+        let left = MAX_LIB_LOOKUPS.saturating_sub(self.lookups.get()) + 1;
+        let candidates: Box<dyn Iterator<Item = String>> = if name.contains('/') {
             // A name with a slash is a path, as the loader takes it (relative to the cwd).
-            vec![if name.starts_with('/') { name.to_string() } else { format!("{}/{name}", self.workdir) }]
+            Box::new(std::iter::once(if name.starts_with('/') {
+                name.to_string()
+            } else {
+                format!("{}/{name}", self.workdir)
+            }))
         } else {
-            dirs.iter().map(|dir| format!("{dir}/{name}")).collect()
+            Box::new(dirs.iter().take(left).map(move |dir| format!("{dir}/{name}")))
         };
         let compatible = |e: &EntryInfo| {
             e.kind != Kind::Dir && e.elf.as_ref().is_none_or(|l| l.is64 == d.is64 && l.machine == d.machine)

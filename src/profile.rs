@@ -418,10 +418,36 @@ pub fn load_str(name: &str, text: &str) -> Result<Profile, ProfileError> {
     Ok(profile)
 }
 
+/// Most characters of globs one set (`remove`, `keep`, …) may hold, all rules together.
+const MAX_SET_CHARS: usize = 64 << 10;
+
 /// Every rule compiles on its own when loaded; together they must also fit the matcher's size
-/// limits (regex's), or [`RuleSet::new`] would quietly match nothing.
+/// limits (regex's), or [`RuleSet::new`] and [`PackageMatcher::new`] would quietly match
+/// nothing: path globs (`remove`, `keep`, `setuid_allow`) and package globs
+/// (`[packages] remove`) alike.
 fn check_sets(p: &Profile, file: &str) -> Result<(), ProfileError> {
-    for (what, rules) in [("remove", &p.remove), ("keep", &p.keep), ("setuid_allow", &p.setuid_allow)] {
+    type Compile<'a> = &'a dyn Fn(&str) -> Result<Glob, globset::Error>;
+    let package_glob = |pattern: &str| Glob::new(pattern);
+    let sets: [(&str, &Vec<Rule>, Compile); 4] = [
+        ("remove", &p.remove, &compile),
+        ("keep", &p.keep, &compile),
+        ("setuid_allow", &p.setuid_allow, &compile),
+        ("[packages] remove", &p.packages.remove, &package_glob),
+    ];
+    for (what, rules, compile) in sets {
+        // Past this many characters the matcher would take hundreds of MiB to find out it is
+        // too big: refused before it is built (every built-in profile together is a few KiB).
+        let chars: usize = rules.iter().map(|r| r.pattern.len()).sum();
+        if chars > MAX_SET_CHARS {
+            return Err(ProfileError {
+                file: file.to_string(),
+                line: 1,
+                column: 1,
+                message: format!(
+                    "the `{what}` globs together are too complex to match: {chars} characters, more than {MAX_SET_CHARS}"
+                ),
+            });
+        }
         let mut b = GlobSetBuilder::new();
         for r in rules.iter() {
             if let Ok(g) = compile(&r.pattern) {
@@ -971,6 +997,21 @@ mod tests {
         let nested = format!("/{}b{}", "{a,".repeat(1000), "}".repeat(1000));
         let _ = load_text(&format!("[files]\nremove = [\"{nested}\"]\n"));
         assert!(t.elapsed() < std::time::Duration::from_secs(5), "took {:?}", t.elapsed());
+    }
+
+    #[test]
+    fn hostile_package_globs_too_complex_together_are_refused_at_load() {
+        // bash and 3,900 globs of 250 `?`: each compiles, together they are too big for the
+        // matcher, which would then remove nothing; refused at load as path globs are.
+        let q = "?".repeat(250);
+        let mut globs = vec!["\"bash\"".to_string()];
+        globs.extend((0..3900).map(|i| format!("\"{q}{i}\"")));
+        let e = load_text(&format!("[packages]\nremove = [{}]\n", globs.join(","))).unwrap_err();
+        assert!(e.message.contains("`[packages] remove` globs together are too complex"), "{e}");
+        assert_eq!((e.line, e.column), (1, 1));
+        // A few ordinary ones load and match.
+        let p = load_text("[packages]\nremove = [\"bash\", \"lib*-dev\"]\n").unwrap();
+        assert_eq!(PackageMatcher::new(&p.packages.remove).which("libc6-dev").unwrap().pattern, "lib*-dev");
     }
 
     #[test]

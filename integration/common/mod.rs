@@ -85,6 +85,7 @@ fn package_of(tool: &str) -> &'static str {
         "gzip" => "gzip",
         "timeout" => "coreutils",
         "nsenter" => "util-linux",
+        "time" => "time",
         _ => "?",
     }
 }

@@ -79,7 +79,7 @@ pub async fn check(o: CheckOptions) -> Result<CheckOutput> {
         let mut out = Vec::new();
         for e in w.entries.iter().filter(|e| e.kind == walk::EntryKind::Image) {
             let r = o.image.with_digest(&e.digest);
-            let m = src.manifest(&r).await?;
+            let m = e.fetch(&src, &o.image).await?;
             out.push((r, m));
         }
         out

@@ -33,6 +33,7 @@ impl Net {
     /// The transport settings, reporting retries to `progress`.
     pub fn options(&self, progress: &Progress) -> NetOptions {
         NetOptions {
+            max_blob: harden::layer::DEFAULT_MAX_LAYER_SIZE,
             plain_http: self.plain_http,
             insecure: self.insecure,
             ca_cert: self.ca_cert.clone(),
@@ -142,7 +143,8 @@ impl ReadArgs {
     /// The progress line, the transport settings reporting to it, and the reading limits.
     pub fn open(&self) -> (Progress, NetOptions, harden::layer::Limits) {
         let progress = Progress::new(self.quiet);
-        let net = self.net.options(&progress);
-        (progress, net, self.limits.limits())
+        let limits = self.limits.limits();
+        let net = NetOptions { max_blob: limits.max_layer_size, ..self.net.options(&progress) };
+        (progress, net, limits)
     }
 }

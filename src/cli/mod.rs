@@ -135,16 +135,24 @@ fn outln(line: &str) -> Result<()> {
     out(&format!("{line}\n"))
 }
 
-/// Run `work` on a multi-threaded runtime until it ends or Ctrl-C (then `interrupted` is the
-/// error), and clear the progress line either way before anything is printed.
+/// Run `work` on a multi-threaded runtime until it ends or SIGINT, SIGTERM or SIGHUP (then
+/// `interrupted` is the error, exiting 128 + the signal), and clear the progress line either
+/// way before anything is printed.
 fn block_on<T>(progress: &Progress, interrupted: &str, work: impl Future<Output = Result<T>>) -> Result<T> {
+    let stop = harden::spool::stop_signal();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let result = rt.block_on(async {
         tokio::select! {
+            biased;
+            n = stop => Err(anyhow::Error::from(harden::Failure::Signal(n)).context(interrupted.to_string())),
             r = work => r,
-            _ = harden::spool::ctrl_c() => Err(anyhow::anyhow!("{interrupted}")),
         }
     });
+    // Work that was stopped by the signal may have ended first, with an error of its own.
+    let result = match (result, harden::spool::stopped_by()) {
+        (Err(_), Some(n)) => Err(anyhow::Error::from(harden::Failure::Signal(n)).context(interrupted.to_string())),
+        (r, _) => r,
+    };
     progress.finish();
     result
 }

@@ -103,7 +103,8 @@ impl RebuildArgs {
         let codec: OutputCodec = self.compression.parse().map_err(usage)?;
         let sign_key = self.sign_key.as_deref().map(super::keys::load_signing_key).transpose()?.map(Arc::new);
         let progress = Progress::new(self.quiet);
-        let net = self.net.options(&progress);
+        let limits = self.limits.limits();
+        let net = harden::transport::NetOptions { max_blob: limits.max_layer_size, ..self.net.options(&progress) };
         let opts = RebuildOptions {
             profiles: self.profile,
             report: self.report,
@@ -117,7 +118,7 @@ impl RebuildArgs {
             recompress: self.recompress,
             jobs: self.jobs,
             net: net.clone(),
-            limits: self.limits.limits(),
+            limits,
             sign_key,
             bundle: self.bundle,
             attest: self.attest,

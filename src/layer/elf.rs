@@ -19,6 +19,11 @@ pub const MAX_HEAD: u64 = 16 << 20;
 const MAX_DYNAMIC: u64 = 1 << 20;
 /// Most `DT_NEEDED` names kept of one file.
 pub const MAX_NEEDED: usize = 256;
+/// Most `DT_RUNPATH` and `DT_RPATH` entries kept of one file, all together, and most bytes of
+/// them: a real file has a handful of short ones; a hostile one (thousands of `a:a:…`) is cut
+/// short and marked incomplete.
+pub const MAX_SEARCH_DIRS: usize = 64;
+pub const MAX_SEARCH_BYTES: usize = 16 << 10;
 /// Program headers must lie in the first bytes of the file (they follow the ELF header).
 const MAX_PHDRS_END: u64 = 64 << 10;
 
@@ -48,9 +53,11 @@ pub struct ElfDeps {
 }
 
 impl ElfDeps {
-    /// Bytes this keeps in memory (for the scan's budget).
+    /// Bytes this keeps in memory (for the scan's budget): each string's bytes and its own
+    /// header, which for short names is most of it.
     pub fn kept_bytes(&self) -> usize {
-        self.needed.iter().chain(&self.runpath).chain(&self.rpath).map(String::len).sum()
+        let strings = self.needed.iter().chain(&self.runpath).chain(&self.rpath);
+        std::mem::size_of::<ElfDeps>() + strings.map(|s| s.capacity() + std::mem::size_of::<String>()).sum::<usize>()
     }
 }
 
@@ -202,6 +209,7 @@ pub fn read_deps(
         deps.incomplete = !refs.is_empty();
         return Ok(Some(deps));
     };
+    let mut search_bytes = 0usize;
     for (tag, val) in refs {
         let Some(s) = strtab.checked_add(val).and_then(|at| cstr(&buf, at)) else {
             deps.incomplete = true;
@@ -211,8 +219,17 @@ pub fn read_deps(
             // A real file needs a few dozen; a hostile one is cut short (and marked so).
             DT_NEEDED if deps.needed.len() >= MAX_NEEDED => deps.incomplete = true,
             DT_NEEDED => deps.needed.push(s),
-            DT_RPATH => deps.rpath.extend(s.split(':').filter(|p| !p.is_empty()).map(str::to_string)),
-            _ => deps.runpath.extend(s.split(':').filter(|p| !p.is_empty()).map(str::to_string)),
+            _ => {
+                for dir in s.split(':').filter(|p| !p.is_empty()) {
+                    let kept = deps.runpath.len() + deps.rpath.len();
+                    if kept >= MAX_SEARCH_DIRS || search_bytes + dir.len() > MAX_SEARCH_BYTES {
+                        deps.incomplete = true;
+                        break;
+                    }
+                    search_bytes += dir.len();
+                    if tag == DT_RPATH { &mut deps.rpath } else { &mut deps.runpath }.push(dir.to_string());
+                }
+            }
         }
     }
     Ok(Some(deps))
@@ -323,6 +340,13 @@ pub mod tests {
         let many = elf64(&many.iter().map(String::as_str).collect::<Vec<_>>(), None, 0);
         let d = deps_of(&many, 64).unwrap();
         assert_eq!((d.needed.len(), d.incomplete), (MAX_NEEDED, true));
+        // So is a hostile search path (8,192 `a:` entries): kept to MAX_SEARCH_DIRS, counted
+        // with the strings' own headers.
+        let many_dirs = "a:".repeat(2048);
+        let b = elf64(&["libc.so.6"], Some(&many_dirs[..4095]), 0);
+        let d = deps_of(&b, 64).unwrap();
+        assert_eq!((d.runpath.len(), d.incomplete), (MAX_SEARCH_DIRS, true));
+        assert!(d.kept_bytes() >= MAX_SEARCH_DIRS * std::mem::size_of::<String>(), "{}", d.kept_bytes());
         // Not ELF, or truncated: no facts, no panic.
         assert_eq!(deps_of(b"#!/bin/sh\n", 10), None);
         for cut in [60, 100, 200, b.len() - 1] {

@@ -414,7 +414,7 @@ async fn prepare_all(ctx: &Ctx<'_>, w: &walk::Walk, chosen: &[walk::Entry]) -> R
     let mut images = Vec::new();
     for e in chosen {
         let r = ctx.src_ref.with_digest(&e.digest);
-        let m = ctx.src.manifest(&r).await?;
+        let m = e.fetch(&ctx.src, ctx.src_ref).await?;
         images.push(prepare::prepare(ctx, r, m).await?);
     }
     Ok(images)

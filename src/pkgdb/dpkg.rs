@@ -48,6 +48,8 @@ impl Stanza {
     /// architecture qualifiers dropped).
     pub fn depends(&self) -> Vec<String> {
         let mut out = Vec::new();
+        // A set, not a scan of `out` per name: that is quadratic in a hostile stanza.
+        let mut seen = std::collections::HashSet::new();
         for f in ["Pre-Depends", "Depends"] {
             let Some(v) = self.fields.iter().find(|x| x.name.eq_ignore_ascii_case(f)) else { continue };
             let mut text = v.first.clone();
@@ -57,7 +59,7 @@ impl Stanza {
             }
             for alt in text.split([',', '|']) {
                 let name = alt.trim().split([' ', '(', ':']).next().unwrap_or("").trim();
-                if !name.is_empty() && !out.iter().any(|x| x == name) {
+                if !name.is_empty() && seen.insert(name.to_string()) {
                     out.push(name.to_string());
                 }
             }

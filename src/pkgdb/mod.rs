@@ -129,6 +129,29 @@ fn text<'a>(fs: &'a FinalFs, path: &str) -> Result<Option<&'a str>, String> {
     std::str::from_utf8(data).map(Some).map_err(|x| format!("/{path}: not UTF-8 text (at byte {})", x.valid_up_to()))
 }
 
+/// Most paths one database may list, all packages together: as many as a run's entries
+/// (`--max-entries`' default); a database listing more is not one harden reads.
+pub const MAX_PATHS: usize = crate::layer::DEFAULT_MAX_ENTRIES as usize;
+
+/// Counts the paths a database lists, refusing past [`MAX_PATHS`].
+fn count_paths(total: &mut usize, more: usize, file: &str) -> Result<(), String> {
+    *total = total.saturating_add(more);
+    if *total > MAX_PATHS {
+        return Err(format!("/{file}: the package database lists more than {MAX_PATHS} paths"));
+    }
+    Ok(())
+}
+
+/// A second installed stanza for a package already read (same name and architecture): dpkg
+/// never writes one, and reading its files again would cost them twice.
+fn duplicate(seen: &mut BTreeSet<(String, String)>, file: &str, s: &dpkg::Stanza) -> Result<(), String> {
+    let key = (s.package().to_string(), s.get("Architecture").unwrap_or("").to_string());
+    if !seen.insert(key) {
+        return Err(format!("{file}:{}: a second stanza for package {}, which dpkg never writes", s.line, s.package()));
+    }
+    Ok(())
+}
+
 /// A database path must be absolute and stay inside the root.
 fn check_path(file: &str, line: usize, p: &str) -> Result<(), String> {
     if !p.starts_with('/') || p.split('/').any(|c| c == "..") {
@@ -206,10 +229,12 @@ fn load_dpkg(fs: &FinalFs) -> Result<Option<Database>, String> {
         }
     }
     let (mut packages, mut stanza, mut info, mut texts) = (Vec::new(), Vec::new(), Vec::new(), BTreeMap::new());
+    let (mut seen, mut total) = (BTreeSet::new(), 0usize);
     for (i, s) in status.iter().enumerate() {
         if !s.installed() {
             continue;
         }
+        duplicate(&mut seen, &format!("/{DPKG_STATUS}"), s)?;
         let (name, arch) = (s.package().to_string(), s.get("Architecture").unwrap_or("").to_string());
         let mut files: Vec<String> = Vec::new();
         for stem in [name.clone(), format!("{name}:{arch}")] {
@@ -218,13 +243,17 @@ fn load_dpkg(fs: &FinalFs) -> Result<Option<Database>, String> {
         files.sort();
         let mut paths = Vec::new();
         for f in &files {
-            if f.ends_with(".list") || f.ends_with(".md5sums") || f.ends_with(".conffiles") {
+            // Each file once: `name` and `name:arch` may both match it.
+            if (f.ends_with(".list") || f.ends_with(".md5sums") || f.ends_with(".conffiles")) && !texts.contains_key(f)
+            {
                 let t = text(fs, f)?.unwrap_or("");
                 if f.ends_with(".list") {
+                    let before = paths.len();
                     for (n, p) in dpkg::list_paths(t).enumerate() {
                         check_path(f, n + 1, p)?;
                         paths.push(p.to_string());
                     }
+                    count_paths(&mut total, paths.len() - before, f)?;
                 }
                 texts.insert(f.clone(), t.to_string());
             }
@@ -253,6 +282,7 @@ fn load_status_d(fs: &FinalFs) -> Result<Option<Database>, String> {
         return Ok(None);
     }
     let (mut files, mut at, mut packages) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut seen, mut md5_used, mut total) = (BTreeSet::new(), BTreeSet::new(), 0usize);
     for (p, name) in &entries {
         if name.ends_with(".md5sums") {
             continue;
@@ -264,11 +294,14 @@ fn load_status_d(fs: &FinalFs) -> Result<Option<Database>, String> {
             if !s.installed() {
                 continue;
             }
+            duplicate(&mut seen, &format!("/{p}"), s)?;
             let pkg = s.package();
-            // `status.d/<file>.md5sums`, else `status.d/<package>.md5sums`.
+            // `status.d/<file>.md5sums`, else `status.d/<package>.md5sums`; each read once, for
+            // the first stanza it belongs to (a file of several stanzas has one md5sums).
             let md5 = [format!("{p}.md5sums"), format!("{DPKG_STATUS_D}{pkg}.md5sums")]
                 .into_iter()
-                .find(|m| fs.get(m).is_some());
+                .find(|m| fs.get(m).is_some())
+                .filter(|m| md5_used.insert(m.clone()));
             let md5 = match md5 {
                 Some(m) => Some((m.clone(), text(fs, &m)?.unwrap_or("").to_string())),
                 None => None,
@@ -281,6 +314,7 @@ fn load_status_d(fs: &FinalFs) -> Result<Option<Database>, String> {
                         paths.push(path);
                     }
                 }
+                count_paths(&mut total, paths.len(), m)?;
             }
             packages.push(Package {
                 name: pkg.to_string(),

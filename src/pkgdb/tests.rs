@@ -165,3 +165,42 @@ fn random_databases_never_panic() {
         let _ = apk::filter_world(&text, &|n| n.len() == 1);
     }
 }
+
+#[test]
+fn duplicate_stanzas_fail_and_each_file_is_read_once() {
+    // 300 stanzas of one package over one big list: refused at the second, not read 300 times.
+    let stanza = "Package: sudo\nStatus: install ok installed\nArchitecture: amd64\n\n";
+    let list: String = (0..100_000).map(|i| format!("/p{i}\n")).collect();
+    let fs = FinalFs::build(vec![layer(vec![
+        file("var/lib/dpkg/status", &stanza.repeat(300)),
+        file("var/lib/dpkg/info/sudo.list", &list),
+    ])]);
+    let e = load(&fs).unwrap_err();
+    assert!(e.contains("status:5: a second stanza for package sudo"), "{e}");
+    // The same name on two architectures is two packages (multi-arch), each with its files.
+    let two = "Package: libc6\nArchitecture: amd64\n\nPackage: libc6\nArchitecture: i386\n\n";
+    let fs = FinalFs::build(vec![layer(vec![
+        file("var/lib/dpkg/status", two),
+        file("var/lib/dpkg/info/libc6:amd64.list", "/a\n"),
+        file("var/lib/dpkg/info/libc6:i386.list", "/b\n"),
+    ])]);
+    let dbs = load(&fs).unwrap();
+    assert_eq!(dbs[0].packages[0].paths, ["/a"]);
+    assert_eq!(dbs[0].packages[1].paths, ["/b"]);
+    // status.d: one file of many stanzas shares one md5sums, read for its first stanza only.
+    let many: String = (0..300).map(|i| format!("Package: p{i}\n\n")).collect();
+    let md5: String = (0..1000).map(|i| format!("00  usr/f{i}\n")).collect();
+    let fs = FinalFs::build(vec![layer(vec![
+        file("var/lib/dpkg/status.d/base", &many),
+        file("var/lib/dpkg/status.d/base.md5sums", &md5),
+    ])]);
+    let dbs = load(&fs).unwrap();
+    let listed: usize = dbs[0].packages.iter().map(|p| p.paths.len()).sum();
+    assert_eq!((dbs[0].packages.len(), listed), (300, 1000));
+    // A set de-duplicates dependencies: 400k names in one Depends is linear, not quadratic.
+    let deps: Vec<String> = (0..400_000).map(|i| format!("d{}", i % 200_000)).collect();
+    let st = dpkg::parse("s", &format!("Package: a\nDepends: {}\n", deps.join(", "))).unwrap();
+    let t = std::time::Instant::now();
+    assert_eq!(st[0].depends().len(), 200_000);
+    assert!(t.elapsed() < std::time::Duration::from_secs(5), "{:?}", t.elapsed());
+}

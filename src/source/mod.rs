@@ -34,6 +34,15 @@ pub async fn image_config(src: &Endpoint, r: &ImageRef, manifest: &Manifest) -> 
     }
     let view = ManifestView::parse(&manifest.bytes, &manifest.media_type).with_context(|| format!("{r}"))?;
     let config_bytes = src.blob_bytes(&view.config.digest, MAX_CONFIG).await.with_context(|| format!("{r}: config"))?;
+    // Every descriptor's size is checked, the config's as the layers' are.
+    if config_bytes.len() as u64 != view.config.size {
+        bail!(
+            "{r}: config {} is {} bytes, but the manifest says {}",
+            view.config.digest,
+            config_bytes.len(),
+            view.config.size
+        );
+    }
     let config: Value = serde_json::from_slice(&config_bytes)
         .map_err(|e| anyhow!("{r}: config {} is not valid JSON: {e}", view.config.digest))?;
     if !config.is_object() {

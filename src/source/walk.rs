@@ -47,6 +47,14 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// The manifest this entry names (`r` with its digest), whose size must be the one the
+    /// descriptor states, as a layer's and a config's must.
+    pub async fn fetch(&self, ep: &Endpoint, r: &ImageRef) -> Result<Manifest> {
+        let m = ep.manifest(&r.with_digest(&self.digest)).await?;
+        check_size(r, &self.descriptor, &m)?;
+        Ok(m)
+    }
+
     /// `os/arch[/variant]` of the descriptor (`unknown` where it says nothing).
     pub fn platform(&self) -> String {
         platform_name(&self.descriptor)
@@ -113,6 +121,16 @@ fn parse_index(r: &ImageRef, m: &Manifest) -> Result<Value> {
     Ok(index)
 }
 
+/// A descriptor's stated size against the manifest fetched for it.
+fn check_size(r: &ImageRef, descriptor: &Value, m: &Manifest) -> Result<()> {
+    match descriptor["size"].as_u64() {
+        Some(size) if size != m.bytes.len() as u64 => {
+            bail!("{}: manifest is {} bytes, but the index says {size}", r.by_digest(&m.digest), m.bytes.len())
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Depth first; a nested index's entries are listed (post-order) before the nested index.
 async fn collect(
     ep: &Endpoint,
@@ -144,6 +162,7 @@ async fn collect(
         let followed = out.iter().any(|e| e.kind == EntryKind::Index && e.digest == digest);
         if kind == EntryKind::Index && !followed {
             let child = ep.manifest(&r.with_digest(&digest)).await?;
+            check_size(r, desc, &child)?;
             let child_index = parse_index(r, &child)?;
             above.push(digest.clone());
             Box::pin(collect(ep, r, &child, &child_index, depth + 1, above, out)).await?;
@@ -177,6 +196,11 @@ mod tests {
         json!({"mediaType": media_type, "digest": d.as_str(), "size": 1, "platform": platform})
     }
 
+    /// The size of a blob of the layout.
+    fn size_of(dir: &std::path::Path, d: &Digest) -> usize {
+        std::fs::metadata(dir.join("blobs/sha256").join(d.hex())).unwrap().len() as usize
+    }
+
     #[test]
     fn walks_nested_indexes_once_and_keeps_every_listing() {
         let tmp = tempfile::tempdir().unwrap();
@@ -193,11 +217,13 @@ mod tests {
             json!({"schemaVersion": 2, "manifests": [desc(&image, image::OCI_MANIFEST, linux.clone())]}),
             image::OCI_INDEX,
         );
+        let mut nested = desc(&inner, image::OCI_INDEX, linux.clone());
+        nested["size"] = json!(size_of(&dir, &inner));
         let top = json!({"schemaVersion": 2, "manifests": [
             desc(&image, image::OCI_MANIFEST, linux.clone()),
             desc(&image, image::OCI_MANIFEST, unknown),
-            desc(&inner, image::OCI_INDEX, linux.clone()),
-            desc(&inner, image::OCI_INDEX, linux),
+            nested.clone(),
+            nested.clone(),
         ]});
         put(&ep, &dir, Some("t"), top, image::OCI_INDEX);
         let w = block(walk(&ep, &top_ref)).unwrap();
@@ -216,6 +242,13 @@ mod tests {
         assert_eq!(w.top_entries().count(), 4);
         assert_eq!(w.digests(), [&image, &inner]);
         assert_eq!(w.entries[1].platform(), "unknown/unknown");
+
+        // A nested index whose size the descriptor misstates.
+        nested["size"] = json!(size_of(&dir, &inner) + 1);
+        put(&ep, &dir, Some("lies"), json!({"schemaVersion": 2, "manifests": [nested]}), image::OCI_INDEX);
+        let lies = ImageRef::Layout { dir: dir.clone(), tag: Some("lies".into()), digest: None };
+        let Err(e) = block(walk(&ep, &lies)) else { panic!("a wrong size was accepted") };
+        assert!(e.to_string().contains("but the index says"), "{e}");
 
         // A malformed index: one line naming it.
         let not_json = Manifest { digest: Digest::of(b"{"), bytes: b"{".to_vec(), media_type: image::OCI_INDEX.into() };

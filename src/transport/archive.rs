@@ -15,6 +15,18 @@
 //! 0), uid/gid 0 and fixed modes, so the same image gives the same archive bytes. An existing
 //! FILE is replaced, as skopeo does.
 //!
+//! Unpacking is bounded on disk and in memory by what each entry can be used as: `index.json`,
+//! `manifest.json`, `oci-layout` and `repositories` by the manifest limit ([`MAX_MANIFEST`]), a
+//! docker-archive's `*.json` (configs) by [`MAX_CONFIG`], a blob or layer file by
+//! `--max-layer-size` (a layer blob is at most a layer, [`NetOptions::max_blob`]), and the whole
+//! by [`MAX_LAYERS`] such blobs. An entry over its bound stops the unpack at once, from its
+//! header's size, before a byte of it is written. Names no reader of the format uses (in an
+//! oci-archive, anything but `index.json`, `oci-layout` and `blobs/sha256/<hex>`) are not
+//! written at all; an entry a later one of the same name replaces is removed at once; and
+//! once the image is laid out, every file of the archive it does not use is removed.
+//!
+//! [`NetOptions::max_blob`]: super::NetOptions::max_blob
+//!
 //! Owns: (un)packing archives, the docker-archive ⇄ manifest mapping. Must not: know about
 //! profiles or layer contents beyond their compression.
 
@@ -37,6 +49,9 @@ const SKOPEO_ARCHIVE_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar
 const DOCKER_LAYER_TAR: &str = "application/vnd.docker.image.rootfs.diff.tar";
 /// More entries than any image archive has; a bound on what a hostile one costs.
 const MAX_ENTRIES: usize = 1 << 20;
+/// The whole unpack is bounded by this many blobs of the largest size allowed: more layers than
+/// Docker (127) or overlayfs mounts take.
+pub const MAX_LAYERS: u64 = 128;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -60,6 +75,8 @@ pub struct Archive {
     name: Option<ArchiveName>,
     spool: crate::spool::Spool,
     layout: Layout,
+    /// The largest blob unpacked (`--max-layer-size`).
+    max_blob: u64,
     state: Mutex<State>,
     /// The manifest digest stored → the digest a reader of the archive sees (they differ for a
     /// docker-archive, which holds no manifest).
@@ -81,7 +98,7 @@ struct Unpacked {
 }
 
 impl Archive {
-    pub fn open(r: &ImageRef) -> Result<Archive> {
+    pub fn open(r: &ImageRef, max_blob: u64) -> Result<Archive> {
         let (kind, file, name) = match r {
             ImageRef::DockerArchive { file, name, .. } => (Kind::Docker, file.clone(), name.clone()),
             ImageRef::OciArchive { file, .. } => (Kind::Oci, file.clone(), None),
@@ -89,7 +106,16 @@ impl Archive {
         };
         let spool = crate::spool::create().context("cannot create a temporary directory")?;
         let layout = Layout::new(spool.path().join("layout"));
-        Ok(Archive { kind, file, name, spool, layout, state: Mutex::new(State::Fresh), stored: Mutex::default() })
+        Ok(Archive {
+            kind,
+            file,
+            name,
+            spool,
+            layout,
+            max_blob,
+            state: Mutex::new(State::Fresh),
+            stored: Mutex::default(),
+        })
     }
 
     fn what(&self) -> String {
@@ -118,6 +144,8 @@ impl Archive {
                 Kind::Docker => self.unpack_docker(),
             }
             .with_context(|| self.what())?;
+            // What the layout does not use goes now, not at the end of the run.
+            let _ = std::fs::remove_dir_all(self.spool.path().join("raw"));
             *state = State::Read;
         }
         Ok(())
@@ -218,15 +246,34 @@ impl Archive {
 
     // ------------------------------------------------------------------ reading
 
-    /// Every regular file of the archive, hashed, by its cleaned name; symlinks by name → target.
+    /// The most bytes an entry named `name` may have, by what it can be used as; None for a
+    /// name no reader of this kind of archive uses (not written at all).
+    fn entry_limit(&self, name: &str) -> Option<u64> {
+        let document = MAX_MANIFEST as u64;
+        match (self.kind, name) {
+            (_, "index.json" | "oci-layout") => Some(document),
+            (Kind::Oci, n) => n
+                .strip_prefix("blobs/sha256/")
+                .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+                .map(|_| self.max_blob),
+            (Kind::Docker, "manifest.json" | "repositories") => Some(document),
+            (Kind::Docker, n) if n.ends_with(".json") || n.ends_with("/json") => Some(MAX_CONFIG),
+            (Kind::Docker, _) => Some(self.max_blob),
+        }
+    }
+
+    /// Every regular file of the archive a reader may use, hashed, by its cleaned name (each
+    /// within [`Archive::entry_limit`], all within [`MAX_LAYERS`] blobs); symlinks by name → target.
     fn unpack(&self) -> Result<(BTreeMap<String, Unpacked>, HashMap<String, String>)> {
         let f = std::fs::File::open(&self.file).context("cannot open the archive")?;
         let (_, r) = codec::decoder(f).context("cannot read the archive")?;
-        let mut ar = tar::Archive::new(r);
+        let mut ar = tar::Archive::new(StopOnSignal(r));
         let raw = self.spool.path().join("raw");
         std::fs::create_dir_all(&raw)?;
-        let mut files = BTreeMap::new();
+        let mut files: BTreeMap<String, Unpacked> = BTreeMap::new();
         let mut links = HashMap::new();
+        let total_limit = self.max_blob.saturating_mul(MAX_LAYERS);
+        let mut total = 0u64;
         for (i, e) in ar.entries().context("not a tar archive")?.enumerate() {
             if i >= MAX_ENTRIES {
                 bail!("more than {MAX_ENTRIES} entries; not an image archive");
@@ -241,11 +288,27 @@ impl Archive {
             }
             match e.header().entry_type() {
                 tar::EntryType::Regular | tar::EntryType::Continuous => {
+                    let Some(limit) = self.entry_limit(&name) else { continue };
+                    let size = e.size();
+                    if size > limit {
+                        bail!("entry `{name}` is {size} bytes, more than the {limit}-byte limit for what it can be (--max-layer-size bounds blobs)");
+                    }
+                    total = total.saturating_add(size);
+                    if total > total_limit {
+                        bail!("more than {total_limit} bytes in all ({MAX_LAYERS} × --max-layer-size); not an image archive");
+                    }
+                    if let Some(old) = files.remove(&name) {
+                        let _ = std::fs::remove_file(&old.path);
+                    }
                     let path = raw.join(i.to_string());
                     let mut w = HashingWriter::new(BufWriter::new(std::fs::File::create(&path)?));
-                    std::io::copy(&mut e, &mut w).with_context(|| format!("entry `{name}` is truncated"))?;
+                    std::io::copy(&mut (&mut e).take(limit + 1), &mut w)
+                        .with_context(|| format!("entry `{name}` is truncated"))?;
                     let (w, digest, size) = w.finish();
                     w.into_inner().map_err(|e| e.into_error())?;
+                    if size > limit {
+                        bail!("entry `{name}` is more than the {limit}-byte limit for what it can be");
+                    }
                     links.remove(&name);
                     files.insert(name, Unpacked { path, digest, size });
                 }
@@ -253,7 +316,9 @@ impl Archive {
                     let target = e.link_name_bytes().map(|t| String::from_utf8_lossy(&t).into_owned());
                     let dir = name.rsplit_once('/').map_or("", |(d, _)| d).to_string();
                     if let Some(t) = target.and_then(|t| clean(&t, &dir)) {
-                        files.remove(&name);
+                        if let Some(old) = files.remove(&name) {
+                            let _ = std::fs::remove_file(&old.path);
+                        }
                         links.insert(name, t);
                     }
                 }
@@ -304,7 +369,7 @@ impl Archive {
         if mf.size > MAX_MANIFEST as u64 {
             bail!("manifest.json is larger than {MAX_MANIFEST} bytes");
         }
-        let list: Value = serde_json::from_slice(&std::fs::read(&mf.path)?)
+        let list: Value = serde_json::from_slice(&crate::files::read_regular(&mf.path, MAX_MANIFEST as u64)?)
             .map_err(|e| anyhow!("manifest.json is not valid JSON: {e}"))?;
         let list = list.as_array().ok_or_else(|| anyhow!("manifest.json is not a list of images"))?;
         let tags = |e: &Value| -> Vec<String> {
@@ -329,7 +394,7 @@ impl Archive {
         if config.size > MAX_CONFIG {
             bail!("config `{config_name}` is larger than {MAX_CONFIG} bytes");
         }
-        let config_json: Value = serde_json::from_slice(&std::fs::read(&config.path)?)
+        let config_json: Value = serde_json::from_slice(&crate::files::read_regular(&config.path, MAX_CONFIG)?)
             .map_err(|e| anyhow!("config `{config_name}` is not valid JSON: {e}"))?;
         let layer_names: Vec<&str> = entry["Layers"]
             .as_array()
@@ -469,6 +534,18 @@ impl Archive {
 /// `name` (relative to the directory `dir` of the archive) as a plain relative path: no `.`,
 /// no empty components, a leading `/` meaning the archive's root (`""` is the root itself); None
 /// when it leaves the root.
+/// A reader that fails once the run is interrupted (a signal), so an unpack stops at once.
+struct StopOnSignal<R>(R);
+
+impl<R: Read> Read for StopOnSignal<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if crate::spool::INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(std::io::Error::other("interrupted"));
+        }
+        self.0.read(buf)
+    }
+}
+
 fn clean(name: &str, dir: &str) -> Option<String> {
     let mut parts: Vec<&str> = if name.starts_with('/') { Vec::new() } else { dir.split('/').collect() };
     for c in name.split('/') {

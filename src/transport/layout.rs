@@ -1,5 +1,12 @@
 //! OCI image layout (`oci-layout`, `index.json`, `blobs/sha256/…`) as a source and a sink.
 //! Blobs are written to a temporary name and renamed; `index.json` is replaced by rename last.
+//!
+//! Every file of a layout harden reads must be a regular file, not a symlink (nor a device,
+//! FIFO or socket): a layout is often someone else's (unpacked from a download), and a blob
+//! symlinked to `/dev/zero` or `/etc/shadow` must neither cost memory nor be read. `index.json`,
+//! manifests and configs are read through [`crate::files::read_regular`] (bounded, at most the
+//! limit + 1 byte); a layer blob is checked the same way before its path is handed on. Errors
+//! name the file, never what a refused one holds.
 
 use super::{LocalBlob, Manifest};
 use crate::digest::Digest;
@@ -24,10 +31,8 @@ impl Layout {
 
     fn index(&self) -> Result<serde_json::Value> {
         let p = self.dir.join("index.json");
-        let text = std::fs::read(&p).with_context(|| format!("oci:{}: cannot read index.json", self.dir.display()))?;
-        if text.len() > super::MAX_MANIFEST {
-            bail!("oci:{}: index.json is larger than {} bytes", self.dir.display(), super::MAX_MANIFEST);
-        }
+        let text = crate::files::read_regular(&p, super::MAX_MANIFEST as u64)
+            .with_context(|| format!("oci:{}: cannot read index.json", self.dir.display()))?;
         serde_json::from_slice(&text)
             .with_context(|| format!("oci:{}: index.json is not valid JSON", self.dir.display()))
     }
@@ -82,20 +87,19 @@ impl Layout {
 
     pub fn blob_bytes(&self, d: &Digest, max: u64) -> Result<Vec<u8>> {
         let p = self.blob_path(d);
-        let len =
-            std::fs::metadata(&p).with_context(|| format!("oci:{}: blob {d} is missing", self.dir.display()))?.len();
-        if len > max {
-            bail!("blob {d}: {len} bytes is more than the {max}-byte limit for this kind of blob");
+        if std::fs::symlink_metadata(&p).is_err() {
+            bail!("oci:{}: blob {d} is missing", self.dir.display());
         }
-        Ok(std::fs::read(&p)?)
+        crate::files::read_regular(&p, max).with_context(|| format!("oci:{}: blob {d}", self.dir.display()))
     }
 
     pub fn blob_local(&self, d: &Digest, size: u64) -> Result<LocalBlob> {
         let path = self.blob_path(d);
-        if !path.is_file() {
+        if std::fs::symlink_metadata(&path).is_err() {
             bail!("oci:{}: blob {d} is missing", self.dir.display());
         }
-        let len = std::fs::metadata(&path)?.len();
+        let (_, len) =
+            crate::files::open_regular(&path).with_context(|| format!("oci:{}: blob {d}", self.dir.display()))?;
         if len != size {
             bail!("oci:{}: blob {d} is {len} bytes, but the manifest says {size}", self.dir.display());
         }
@@ -124,7 +128,7 @@ impl Layout {
     }
 
     pub fn has_blob(&self, d: &Digest) -> bool {
-        self.blob_path(d).is_file()
+        std::fs::symlink_metadata(self.blob_path(d)).is_ok_and(|m| m.is_file())
     }
 
     fn prepare(&self) -> Result<PathBuf> {

@@ -47,6 +47,9 @@ pub struct NetOptions {
     pub timeout: std::time::Duration,
     /// Where the transport's own notes (retries) go.
     pub progress: crate::progress::Progress,
+    /// The largest blob an archive may unpack (`--max-layer-size`: a layer blob is at most a
+    /// layer; see [`archive`]).
+    pub max_blob: u64,
 }
 
 impl Default for NetOptions {
@@ -58,6 +61,7 @@ impl Default for NetOptions {
             retries: retry::DEFAULT_RETRIES,
             timeout: retry::DEFAULT_TIMEOUT,
             progress: crate::progress::Progress::default(),
+            max_blob: crate::layer::DEFAULT_MAX_LAYER_SIZE,
         }
     }
 }
@@ -81,7 +85,7 @@ impl Endpoint {
             ImageRef::Registry { .. } => Endpoint::Registry(Box::new(registry::Registry::open(r, net)?)),
             ImageRef::Layout { dir, .. } => Endpoint::Layout(layout::Layout::new(dir.clone())),
             ImageRef::DockerArchive { .. } | ImageRef::OciArchive { .. } => {
-                Endpoint::Archive(Box::new(archive::Archive::open(r)?))
+                Endpoint::Archive(Box::new(archive::Archive::open(r, net.max_blob)?))
             }
         })
     }

@@ -200,9 +200,11 @@ pub fn package(blob: &[u8], budget: &mut usize) -> Result<Option<Package>, Strin
     }
     // Requires are capabilities (`libc.so.6()(64bit)`, `/bin/sh`, `rpmlib(...)`); the names that
     // are plain words may be package names, which is all the plan's notes compare them with.
+    // De-duplicated through a set: a linear scan per name is quadratic in a hostile header.
     let mut depends: Vec<String> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for r in h.strings(REQUIRENAME)? {
-        if !r.is_empty() && !r.contains(['(', '/']) && !depends.iter().any(|d| d == r) {
+        if !r.is_empty() && !r.contains(['(', '/']) && seen.insert(r) {
             depends.push(r.to_string());
         }
     }

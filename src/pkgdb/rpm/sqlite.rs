@@ -8,7 +8,10 @@
 //! structure far more than a hardening tool should, and cannot be fuzzed with the rest of the
 //! parsers. This reader visits each page at most once (b-tree pages and overflow pages alike:
 //! a page reached twice is a cycle, an error), so its work is bounded by the file's size, and
-//! each value it returns is bounded by the file's size too. A write-ahead log (`-wal`) is not
+//! each value it returns is bounded by the file's size too. So is the sum of what it returns:
+//! in a real file every payload byte has a place of its own, so payloads adding up to more than
+//! the file (cell pointers of a page all aimed at one big cell) are an error, as is a cell
+//! pointer repeated on a page. A write-ahead log (`-wal`) is not
 //! read: the main file is what rpm last checkpointed.
 //!
 //! Owns: the SQLite file format, read-only. Must not: know what the blobs mean.
@@ -23,6 +26,8 @@ struct Db<'a> {
     usable: usize,
     pages: usize,
     seen: Vec<bool>,
+    /// Payload bytes produced so far: never more than the file holds.
+    produced: usize,
 }
 
 /// A varint at `at`: the value and its length (1..=9 bytes).
@@ -67,7 +72,7 @@ impl<'a> Db<'a> {
         }
         // Pages the file holds (the header's count may be stale; the bytes are what there is).
         let pages = data.len() / page_size;
-        Ok(Db { data, page_size, usable, pages, seen: vec![false; pages + 1] })
+        Ok(Db { data, page_size, usable, pages, seen: vec![false; pages + 1], produced: 0 })
     }
 
     /// Page `n` (1-based), marked as visited: a second visit is a cycle.
@@ -104,10 +109,14 @@ impl<'a> Db<'a> {
         if h + hdr + 2 * cells > self.usable {
             return Err(bad(&format!("{cells} cells do not fit")));
         }
+        let mut offsets = std::collections::HashSet::new();
         for i in 0..cells {
             let at = be16(page, h + hdr + 2 * i).ok_or_else(|| bad("cell pointer cut short"))?;
             if at >= self.usable {
                 return Err(bad(&format!("cell {i} at offset {at}, beyond the page")));
+            }
+            if !offsets.insert(at) {
+                return Err(bad(&format!("cell {i} at offset {at}, the offset of an earlier cell")));
             }
             if kind == 0x05 {
                 let child = be32(page, at).ok_or_else(|| bad("child pointer cut short"))?;
@@ -133,6 +142,13 @@ impl<'a> Db<'a> {
             return Err(format!("SQLite page {n}: a {len}-byte payload in a {}-byte file", self.data.len()));
         }
         let len = len as usize;
+        self.produced = self.produced.saturating_add(len);
+        if self.produced > self.data.len() {
+            return Err(format!(
+                "SQLite page {n}: payloads add up to more than the file's {} bytes (cells sharing bytes)",
+                self.data.len()
+            ));
+        }
         let local = local_size(u, len);
         let inline = page.get(at..at + local).filter(|_| at + local <= u);
         let inline = inline.ok_or_else(|| format!("SQLite page {n}: a payload runs past the page"))?;
@@ -390,6 +406,13 @@ pub mod tests {
         b[PS + 3..PS + 5].copy_from_slice(&0u16.to_be_bytes());
         b[PS + 8..PS + 12].copy_from_slice(&2u32.to_be_bytes());
         assert!(packages(&b).unwrap_err().contains("reached twice"));
+        // Every cell pointer of a leaf aimed at one cell: refused, not copied once per pointer.
+        let mut b = db.clone();
+        let cells = be16(&b, PS + 3).unwrap();
+        let first = be16(&b, PS + 8).unwrap();
+        assert!(cells >= 2, "{cells}");
+        b[PS + 10..PS + 12].copy_from_slice(&(first as u16).to_be_bytes());
+        assert!(packages(&b).unwrap_err().contains("the offset of an earlier cell"));
         // No Packages table.
         let mut b = db.clone();
         let at = b.windows(8).position(|w| w == b"Packages").unwrap();
