@@ -337,8 +337,10 @@ pub fn keep_cross_layer_link_targets(fs: &FinalFs, _: &Profile, p: &mut Plan) {
 pub fn mark_layers(fs: &FinalFs, _: &Profile, p: &mut Plan) {
     let mut escaping = 0;
     for (li, layer) in fs.layers.iter().enumerate() {
-        for e in &layer.entries {
-            if p.removed.contains_key(&e.path) {
+        for (ei, e) in layer.entries.iter().enumerate() {
+            // Removed paths are where entries are written (under a symlinked parent, not their
+            // stored name); the layer's change names the entry as stored.
+            if p.removed.contains_key(&e.path) || p.removed.contains_key(fs.placed_path(Loc { layer: li, entry: ei })) {
                 p.layers[li].changes.entry(e.path.clone()).or_default().remove = true;
             }
             if e.escapes {
@@ -384,7 +386,7 @@ pub fn fix_modes(fs: &FinalFs, profile: &Profile, p: &mut Plan) {
             p.caps_stripped.push(path.to_string());
         }
         if mode != e.mode || strip_caps {
-            let c = p.layers[loc.layer].changes.entry(path.to_string()).or_default();
+            let c = p.layers[loc.layer].changes.entry(e.path.clone()).or_default();
             if mode != e.mode {
                 c.mode = Some(mode);
             }
