@@ -203,6 +203,14 @@ impl Apply<'_> {
                 }
             }
             if path != e.path {
+                // The scan keeps a file's first bytes by its stored name: placed where they
+                // matter (an account database), they were not read.
+                if e.kind == Kind::File && e.prefix.is_none() && crate::scan::prefix_len(&path, e.mode, e.size) > 0 {
+                    self.note(
+                        loc,
+                        format!("written through a symlinked parent to /{path}, whose contents harden did not read"),
+                    );
+                }
                 self.placed.insert(loc, path.clone());
             }
             self.implied.remove(&path);
@@ -501,6 +509,59 @@ pub mod tests {
         let fs = FinalFs::build(vec![layer(vec![first, entry("etc/x", Kind::Dir, None), second])]);
         let (loc, e) = fs.get("etc/motd").unwrap();
         assert_eq!((loc.entry, e.mode), (2, 0o644), "as tar extraction does: the last one stays");
+    }
+
+    #[test]
+    fn layers_apply_in_stream_order_as_containerd_does() {
+        let mut data = entry("usr/bin/tool", Kind::File, None);
+        data.size = 7;
+        let l0 = layer(vec![
+            entry("usr/bin", Kind::Dir, None),
+            data,
+            entry("bin", Kind::Symlink, Some("usr/bin")),
+            entry("opt", Kind::Dir, None),
+            entry("opt/old", Kind::File, None),
+        ]);
+        let mut newer = entry("usr/bin/tool", Kind::File, None);
+        newer.size = 99;
+        let l1 = layer(vec![
+            // Under a symlinked parent: written where the link leads.
+            entry("bin/new", Kind::File, None),
+            // A hardlink names the inode, not the path.
+            entry("keep/t2", Kind::HardLink, Some("bin/tool")),
+            newer,
+            // The layer's own path survives its opaque marker; a whiteout after an entry removes it.
+            entry("opt/mine", Kind::File, None),
+            entry("opt/.wh..wh..opq", Kind::File, None),
+            entry("etc/c", Kind::File, None),
+            entry("etc/.wh.c", Kind::File, None),
+            entry("deep/a/b", Kind::File, None),
+        ]);
+        let l2 = layer(vec![entry(".wh.bin", Kind::File, None), entry("deep/a/.wh.b", Kind::File, None)]);
+        let fs = FinalFs::build(vec![l0, l1, l2]);
+        let (loc, _) = fs.get("usr/bin/new").expect("placed through the symlink");
+        assert_eq!(fs.placed_path(loc), "usr/bin/new");
+        assert!(fs.get("bin").is_none() && fs.get("bin/new").is_none());
+        let (t2, _) = fs.get("keep/t2").unwrap();
+        assert_eq!(fs.entry(fs.inode(t2)).size, 7, "the link keeps the first tool's inode");
+        assert_eq!(fs.get("usr/bin/tool").unwrap().1.size, 99);
+        assert!(fs.get("opt/mine").is_some() && fs.get("opt/old").is_none());
+        assert!(fs.get("etc/c").is_none());
+        let implied: Vec<(&str, usize)> = fs.implied_dirs().collect();
+        assert_eq!(implied, [("deep", 1), ("deep/a", 1), ("etc", 1), ("keep", 1), ("usr", 0)]);
+        assert!(fs.is_dir("deep/a") && fs.unpack_notes.is_empty(), "{:?}", fs.unpack_notes);
+    }
+
+    #[test]
+    fn what_containerd_refuses_is_noted() {
+        let fs = FinalFs::build(vec![layer(vec![
+            entry("f", Kind::File, None),
+            entry("f/under", Kind::File, None),
+            entry("l", Kind::HardLink, Some("nothing")),
+            entry("d/.wh..", Kind::File, None),
+        ])]);
+        assert_eq!(fs.unpack_notes.len(), 3, "{:?}", fs.unpack_notes);
+        assert!(fs.get("f/under").is_none() && fs.get("l").is_none());
     }
 
     #[test]

@@ -823,6 +823,24 @@ mod tests {
     }
 
     #[test]
+    fn entries_written_through_a_symlinked_parent_are_changed_under_their_stored_name() {
+        let mut sh = entry("bin/sush", Kind::File, None);
+        sh.mode = 0o4755;
+        let fs = FinalFs::build(vec![
+            layer(vec![entry("usr/bin", Kind::Dir, None), entry("bin", Kind::Symlink, Some("usr/bin"))]),
+            layer(vec![sh, entry("bin/secret.pem", Kind::File, None)]),
+        ]);
+        assert!(fs.get("usr/bin/sush").is_some(), "the runtime writes it where the link leads");
+        let pr = profile("name = \"t\"\nextends = \"baseline\"\n");
+        let mut p = run(&fs, &pr, &[fix_modes]);
+        assert_eq!(p.setuid_stripped, ["usr/bin/sush"]);
+        assert_eq!(p.layers[1].changes["bin/sush"].mode, Some(0o755), "the rewrite finds entries by stored name");
+        p.removed.insert("usr/bin/secret.pem".into(), Rule { pattern: "x".into(), origin: "t".into() });
+        mark_layers(&fs, &pr, &mut p);
+        assert!(p.layers[1].changes["bin/secret.pem"].remove);
+    }
+
+    #[test]
     fn plan_is_the_passes_in_order() {
         let fs = FinalFs::build(vec![layer(vec![
             entry("root/.env", Kind::File, None),

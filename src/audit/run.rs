@@ -98,6 +98,9 @@ pub async fn check(o: CheckOptions) -> Result<CheckOutput> {
             mirror_to: None,
         };
         let (view, config, fs) = scanner.read(&r, &manifest).await?;
+        for n in &fs.unpack_notes {
+            o.progress.line(&format!("{r}: note: {n}"));
+        }
         let sig = signature(&src, &o.image, &manifest.digest).await;
         if let Signature::Found(at) = &sig {
             o.progress.line(&format!("cosign signature found at {at} (not verified: harden verify --key does that)"));
