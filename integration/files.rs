@@ -243,23 +243,57 @@ fn containerd_tree(ctrd: &Containerd, layout: &Path, tag: &str, work: &Path) -> 
             .arg(&tar),
     );
     assert!(out.status.success(), "ctr images import {tag} failed:\n{}\n{}", dump(&out), ctrd.log());
-    // `ctr images mount` holds a lease on its view (a bare `snapshots view` is collected at once).
-    let image = format!("localhost/{name}:{tag}");
-    let root = work.join("mnt");
-    std::fs::create_dir_all(&root).unwrap();
-    let out = run_with_timeout(ctrd.ctr().args(["images", "mount", "--snapshotter", "native", &image]).arg(&root));
-    assert!(out.status.success(), "ctr images mount {image} failed:\n{}\n{}", dump(&out), ctrd.log());
-    let mut tree = BTreeMap::new();
-    walk(&root, &root, &mut tree);
-    let _ = run_with_timeout(ctrd.ctr().args(["images", "unmount", "--rm"]).arg(&root));
-    tree
+    // A view of the image's top snapshot (its chain ID): a plain directory with the native
+    // snapshotter. No lease holds a bare view, so containerd's collector may take it at any
+    // moment: read it at once, and again if it went.
+    let chain = chain_id(&diff_ids(layout, tag));
+    for attempt in 0..10 {
+        let key = format!("view-{tag}-{attempt}");
+        let out = run_with_timeout(ctrd.ctr().args([
+            "snapshots",
+            "--snapshotter",
+            "native",
+            "view",
+            "--mounts",
+            &key,
+            &chain,
+        ]));
+        assert!(out.status.success(), "ctr snapshots view {tag} ({chain}) failed:\n{}\n{}", dump(&out), ctrd.log());
+        let mounts: Value = serde_json::from_slice(&out.stdout).expect("ctr snapshots view --mounts JSON");
+        let source = mounts[0]["Source"].as_str().or(mounts[0]["source"].as_str());
+        let root = std::path::PathBuf::from(source.expect("a bind mount's source"));
+        let mut tree = BTreeMap::new();
+        if walk(&root, &root, &mut tree).is_some() {
+            let _ = run_with_timeout(ctrd.ctr().args(["snapshots", "--snapshotter", "native", "rm", &key]));
+            return tree;
+        }
+    }
+    panic!("containerd's view of {tag} was collected under every reading");
 }
 
-fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, (Attrs, u64)>) {
-    let mut names: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+/// The chain ID of a layer stack (containerd's snapshot name for it).
+fn chain_id(diff_ids: &[String]) -> String {
+    let mut chain = diff_ids[0].clone();
+    for d in &diff_ids[1..] {
+        chain = sha256_digest(format!("{chain} {d}").as_bytes());
+    }
+    chain
+}
+
+fn diff_ids(layout: &Path, tag: &str) -> Vec<String> {
+    let m = oci_read_blob_verified(layout, &oci_manifest_digest(layout, tag));
+    let m: Value = serde_json::from_slice(&m).unwrap();
+    let cfg = oci_read_blob_verified(layout, m["config"]["digest"].as_str().unwrap());
+    let cfg: Value = serde_json::from_slice(&cfg).unwrap();
+    cfg["rootfs"]["diff_ids"].as_array().unwrap().iter().map(|d| d.as_str().unwrap().to_string()).collect()
+}
+
+/// Every path under `dir`, or None when the directory went away under the walk.
+fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, (Attrs, u64)>) -> Option<()> {
+    let mut names: Vec<_> = std::fs::read_dir(dir).ok()?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>().ok()?;
     names.sort();
     for p in names {
-        let md = std::fs::symlink_metadata(&p).unwrap();
+        let md = std::fs::symlink_metadata(&p).ok()?;
         let ft = md.file_type();
         use std::os::unix::fs::FileTypeExt;
         let kind = if ft.is_dir() {
@@ -278,16 +312,17 @@ fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, (Attrs, u64)>) {
             "other"
         };
         let rel = format!("/{}", p.strip_prefix(root).unwrap().display());
-        let link = ft.is_symlink().then(|| std::fs::read_link(&p).unwrap().display().to_string());
+        let link = if ft.is_symlink() { Some(std::fs::read_link(&p).ok()?.display().to_string()) } else { None };
         let size = if ft.is_file() { md.len() } else { 0 };
         out.insert(
             rel,
             ((kind.to_string(), md.mode() & 0o7777, u64::from(md.uid()), u64::from(md.gid()), size, link), md.ino()),
         );
         if ft.is_dir() {
-            walk(root, &p, out);
+            walk(root, &p, out)?;
         }
     }
+    Some(())
 }
 
 /// `harden files --format json`: each path's attributes and its hardlink group (its own path
@@ -376,6 +411,18 @@ fn files_match_containerd_on_fixtures_and_crafted_images() {
             eprintln!("  note: {n}");
         }
         total += n;
+        if name == "global-header" {
+            // Known gap, pinned: containerd's applier treats a `g` header like an entry (it
+            // removes what is at its name and makes its parents, then writes nothing); harden's
+            // scan drops `g` headers, so the listing still has /etc/motd and lacks /made/by.
+            let want = [
+                "/etc/motd: only in harden's listing",
+                "/made: only in containerd's tree",
+                "/made/by: only in containerd's tree",
+            ];
+            assert_eq!(diffs, want, "the PAX global header gap changed");
+            continue;
+        }
         for d in diffs {
             failures.push(format!("{name}: {d}"));
         }
