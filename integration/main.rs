@@ -16,6 +16,7 @@ mod check;
 mod common;
 mod contract;
 mod corpus;
+mod files;
 mod fleet;
 mod formats;
 mod hostile;

@@ -7,7 +7,7 @@
 use crate::layer::path::{join, split_parent};
 use crate::layer::tar::Kind;
 use crate::scan::{EntryInfo, LayerIndex};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 /// Where a visible path comes from: layer index and entry index in that layer.
@@ -20,48 +20,253 @@ pub struct Loc {
 pub struct FinalFs {
     /// Shared: platforms of an index that share a layer share its scan.
     pub layers: Vec<Arc<LayerIndex>>,
+    /// Every visible explicit entry, by the path it was written to (its parent resolved
+    /// through symlinks within the root, as containerd's applier writes it).
     map: BTreeMap<String, Loc>,
+    /// Directories no entry names but an entry needed (containerd's `mkparent` makes them,
+    /// root-owned, mode 0755), with the layer that made them.
+    implied: BTreeMap<String, usize>,
+    /// Entries written somewhere other than their stored name (under a symlinked parent).
+    placed: HashMap<Loc, String>,
+    /// A hardlink entry → the entry whose inode it names (a file of this or a lower layer).
+    inode_of: HashMap<Loc, Loc>,
+    /// An inode's owner and mode once the hardlinks made to it are applied, when they differ
+    /// from its own entry's (each link's `lchown` sets the owner and clears setuid).
+    inode_attrs: HashMap<Loc, (u64, u64, u32)>,
     /// Entries stored under a symlink (of their own or a lower layer) whose target leaves the
     /// root, with that symlink's path: a naive unpacker would write them outside the root; a
-    /// container runtime writes them inside it. Reported by the audit; the map keeps them under
-    /// their stored name and [`FinalFs::resolve`] never leaves the root.
+    /// container runtime writes them inside it (where the map has them). Reported by the audit.
     pub through_symlink: Vec<(Loc, String)>,
+    /// What containerd's applier refuses or does differently from the entry as stored (a
+    /// hardlink to nothing, a parent that is a file, a bad whiteout name, a setuid bit a
+    /// hardlink's chown clears), one line each naming layer and entry.
+    pub unpack_notes: Vec<String>,
 }
 
 /// Maximum symlinks followed in one lookup (as Linux's ELOOP limit).
 const MAX_HOPS: usize = 40;
 
-impl FinalFs {
-    pub fn build<L: Into<Arc<LayerIndex>>>(layers: Vec<L>) -> FinalFs {
-        let layers: Vec<Arc<LayerIndex>> = layers.into_iter().map(Into::into).collect();
-        let mut map: BTreeMap<String, Loc> = BTreeMap::new();
-        let mut through_symlink = Vec::new();
-        for (li, layer) in layers.iter().enumerate() {
-            // Whiteouts hide what lower layers hold; apply them before this layer's own entries.
-            for e in &layer.entries {
-                if let Some((target, opaque)) = whiteout_of(e) {
-                    if opaque {
-                        remove_under(&mut map, &target);
-                    } else {
-                        map.remove(&target);
-                        remove_under(&mut map, &target);
+/// The state of an unpacking in progress, as containerd's `applyNaive` keeps it on disk.
+struct Apply<'a> {
+    layers: &'a [Arc<LayerIndex>],
+    map: BTreeMap<String, Loc>,
+    implied: BTreeMap<String, usize>,
+    placed: HashMap<Loc, String>,
+    inode_of: HashMap<Loc, Loc>,
+    inode_attrs: HashMap<Loc, (u64, u64, u32)>,
+    notes: Vec<String>,
+    through_symlink: Vec<(Loc, String)>,
+}
+
+impl Apply<'_> {
+    fn entry(&self, l: Loc) -> &EntryInfo {
+        &self.layers[l.layer].entries[l.entry]
+    }
+
+    /// containerd's `fs.RootPath`: symlinks in `dir` followed, never out of the root.
+    fn root_path(&self, dir: &str) -> Option<String> {
+        resolve_in(dir, true, &|p| self.map.get(p).map(|&l| self.entry(l)))
+    }
+
+    fn exists(&self, path: &str) -> bool {
+        self.map.contains_key(path) || self.implied.contains_key(path)
+    }
+
+    fn is_dir(&self, path: &str) -> bool {
+        self.implied.contains_key(path) || self.map.get(path).is_some_and(|&l| self.entry(l).kind == Kind::Dir)
+    }
+
+    /// `os.RemoveAll(path)`.
+    fn remove_all(&mut self, path: &str) {
+        self.map.remove(path);
+        self.implied.remove(path);
+        remove_under(&mut self.map, path);
+        remove_under(&mut self.implied, path);
+    }
+
+    /// containerd's `mkparent`: every missing directory up to `dir` made; false when one of
+    /// them is not a directory (the unpack fails there).
+    fn mkparent(&mut self, dir: &str, layer: usize) -> bool {
+        let mut end = 0;
+        loop {
+            let next = dir[end..].find('/').map_or(dir.len(), |i| end + i);
+            let d = &dir[..next];
+            if self.exists(d) {
+                if !self.is_dir(d) {
+                    return false;
+                }
+            } else {
+                self.implied.insert(d.to_string(), layer);
+            }
+            if next == dir.len() {
+                return true;
+            }
+            end = next + 1;
+        }
+    }
+
+    fn note(&mut self, loc: Loc, what: String) {
+        let e = self.entry(loc);
+        self.notes.push(format!("layer {} entry {} (/{}): {what}", loc.layer, loc.entry, e.path));
+    }
+
+    fn layer(&mut self, li: usize) {
+        let layer = self.layers[li].clone();
+        // Paths this layer has written: an opaque marker keeps them (`unpackedPaths`).
+        let mut unpacked: HashSet<String> = HashSet::new();
+        for (ei, e) in layer.entries.iter().enumerate() {
+            let loc = Loc { layer: li, entry: ei };
+            if e.path.is_empty() {
+                continue;
+            }
+            if let Some(link) = escaping_ancestor(&self.map, self.layers, &e.path) {
+                self.through_symlink.push((loc, link));
+            }
+            let (dir, base) = split_parent(&e.path);
+            let Some(parent) = self.root_path(dir) else {
+                self.note(loc, "too many symlinks in its parent: containerd refuses the layer".into());
+                continue;
+            };
+            let path = join(&parent, base);
+            if !parent.is_empty() && !self.mkparent(&parent, li) {
+                self.note(loc, format!("/{parent} is not a directory: containerd refuses the layer"));
+                continue;
+            }
+            if let Some(hidden) = base.strip_prefix(".wh.") {
+                if hidden == ".wh..opq" {
+                    let prefix = if parent.is_empty() { String::new() } else { format!("{parent}/") };
+                    let under = |m: &mut dyn Iterator<Item = &String>| -> Vec<String> {
+                        m.take_while(|p| p.starts_with(&prefix)).filter(|p| !unpacked.contains(*p)).cloned().collect()
+                    };
+                    let mut doomed = under(&mut self.map.range(prefix.clone()..).map(|(p, _)| p));
+                    doomed.extend(under(&mut self.implied.range(prefix.clone()..).map(|(p, _)| p)));
+                    for p in doomed {
+                        self.remove_all(&p);
+                    }
+                } else if hidden.is_empty() || hidden == "." || hidden == ".." || hidden.contains('/') {
+                    self.note(loc, "an invalid whiteout name: containerd refuses the layer".into());
+                } else {
+                    self.remove_all(&join(&parent, hidden));
+                }
+                continue;
+            }
+            if path.is_empty() {
+                continue;
+            }
+            // An existing path is replaced, unless both are directories (then merged).
+            if self.exists(&path) && !(self.is_dir(&path) && e.kind == Kind::Dir) {
+                self.remove_all(&path);
+            }
+            if e.kind == Kind::HardLink {
+                let target = e.link.as_deref().unwrap_or("");
+                let (tdir, tbase) = split_parent(target);
+                let tpath = self.root_path(tdir).map(|d| join(&d, tbase));
+                match tpath.as_deref().and_then(|t| self.map.get(t).copied()) {
+                    Some(t) if self.entry(t).kind != Kind::Dir => {
+                        let data = self.inode_of.get(&t).copied().unwrap_or(t);
+                        self.inode_of.insert(loc, data);
+                        let d = self.entry(data);
+                        let (_, _, mode) = self.inode_attrs.get(&data).copied().unwrap_or((d.uid, d.gid, d.mode));
+                        // The link's lchown: its owner, and the kernel clears setuid (and
+                        // setgid on a group-executable file). Its chmod is applied only when
+                        // the link name exists relative to containerd's working directory.
+                        let mut after = mode;
+                        if d.kind != Kind::Symlink {
+                            after &= !0o4000;
+                            if after & 0o010 != 0 {
+                                after &= !0o2000;
+                            }
+                        }
+                        if after != mode {
+                            self.note(
+                                loc,
+                                format!(
+                                    "its chown clears the setuid/setgid bits of /{} (mode {mode:o} -> {after:o}) \
+                                     unless containerd's working directory holds {target}",
+                                    tpath.as_deref().unwrap_or("")
+                                ),
+                            );
+                        }
+                        self.inode_attrs.insert(data, (e.uid, e.gid, after));
+                    }
+                    Some(_) => {
+                        self.note(loc, format!("a hardlink to the directory /{target}: containerd refuses the layer"));
+                        continue;
+                    }
+                    None => {
+                        self.note(
+                            loc,
+                            format!("a hardlink to /{target}, which does not exist: containerd refuses the layer"),
+                        );
+                        continue;
                     }
                 }
             }
-            for (ei, e) in layer.entries.iter().enumerate() {
-                if e.is_whiteout() || e.path.is_empty() {
-                    continue;
+            if path != e.path {
+                // The scan keeps a file's first bytes by its stored name: placed where they
+                // matter (an account database), they were not read.
+                if e.kind == Kind::File && e.prefix.is_none() && crate::scan::prefix_len(&path, e.mode, e.size) > 0 {
+                    self.note(
+                        loc,
+                        format!("written through a symlinked parent to /{path}, whose contents harden did not read"),
+                    );
                 }
-                if e.kind != Kind::Dir {
-                    remove_under(&mut map, &e.path);
-                }
-                if let Some(link) = escaping_ancestor(&map, &layers, &e.path) {
-                    through_symlink.push((Loc { layer: li, entry: ei }, link));
-                }
-                map.insert(e.path.clone(), Loc { layer: li, entry: ei });
+                self.placed.insert(loc, path.clone());
             }
+            self.implied.remove(&path);
+            self.map.insert(path.clone(), loc);
+            unpacked.insert(path);
         }
-        FinalFs { layers, map, through_symlink }
+    }
+}
+
+impl FinalFs {
+    /// The layers applied in order as containerd's applier does (`archive.Apply`, native
+    /// snapshotter): each entry in stream order, its parent resolved through symlinks within
+    /// the root; `.wh.NAME` removes NAME, `.wh..wh..opq` what lower layers hold under its
+    /// directory; an entry replaces what is there unless both are directories; a hardlink
+    /// names the inode its target has at that moment.
+    pub fn build<L: Into<Arc<LayerIndex>>>(layers: Vec<L>) -> FinalFs {
+        let layers: Vec<Arc<LayerIndex>> = layers.into_iter().map(Into::into).collect();
+        let mut a = Apply {
+            layers: &layers,
+            map: BTreeMap::new(),
+            implied: BTreeMap::new(),
+            placed: HashMap::new(),
+            inode_of: HashMap::new(),
+            inode_attrs: HashMap::new(),
+            notes: Vec::new(),
+            through_symlink: Vec::new(),
+        };
+        for li in 0..layers.len() {
+            a.layer(li);
+        }
+        let Apply { map, implied, placed, inode_of, inode_attrs, notes, through_symlink, .. } = a;
+        FinalFs { map, implied, placed, inode_of, inode_attrs, through_symlink, unpack_notes: notes, layers }
+    }
+
+    /// Where an entry was written: its stored name, or (under a symlinked parent) the path
+    /// its parent resolves to.
+    pub fn placed_path(&self, loc: Loc) -> &str {
+        self.placed.get(&loc).map_or(self.entry(loc).path.as_str(), String::as_str)
+    }
+
+    /// The entry holding the inode a visible entry names: itself, or for a hardlink the
+    /// entry it links to (followed through links of links).
+    pub fn inode(&self, loc: Loc) -> Loc {
+        self.inode_of.get(&loc).copied().unwrap_or(loc)
+    }
+
+    /// An inode's (uid, gid, mode) as unpacked: its entry's, or as the hardlinks made to it
+    /// left them.
+    pub fn inode_attrs(&self, data: Loc) -> (u64, u64, u32) {
+        let e = self.entry(data);
+        self.inode_attrs.get(&data).copied().unwrap_or((e.uid, e.gid, e.mode))
+    }
+
+    /// Directories that no entry names but that the unpacking makes, with the layer making them.
+    pub fn implied_dirs(&self) -> impl Iterator<Item = (&str, usize)> {
+        self.implied.iter().map(|(p, &l)| (p.as_str(), l))
     }
 
     pub fn entry(&self, loc: Loc) -> &EntryInfo {
@@ -93,41 +298,7 @@ impl FinalFs {
         follow_last: bool,
         lookup: &dyn Fn(&str) -> Option<&'a EntryInfo>,
     ) -> Option<String> {
-        let mut todo: Vec<String> = path.split('/').filter(|c| !c.is_empty()).map(str::to_string).collect();
-        todo.reverse();
-        let mut cur: Vec<String> = Vec::new();
-        let mut hops = 0;
-        while let Some(c) = todo.pop() {
-            match c.as_str() {
-                "." => continue,
-                ".." => {
-                    cur.pop();
-                    continue;
-                }
-                _ => {}
-            }
-            cur.push(c);
-            let last = todo.is_empty();
-            let p = cur.join("/");
-            if let Some(e) = lookup(&p) {
-                if e.kind == Kind::Symlink && (!last || follow_last) {
-                    hops += 1;
-                    if hops > MAX_HOPS {
-                        return None;
-                    }
-                    let target = e.link.clone().unwrap_or_default();
-                    cur.pop();
-                    if target.starts_with('/') {
-                        cur.clear();
-                    }
-                    let mut parts: Vec<String> =
-                        target.split('/').filter(|c| !c.is_empty()).map(str::to_string).collect();
-                    parts.reverse();
-                    todo.extend(parts);
-                }
-            }
-        }
-        Some(cur.join("/"))
+        resolve_in(path, follow_last, lookup)
     }
 
     /// Directory symlinks of the final image as (link path, canonical target dir), e.g.
@@ -152,6 +323,9 @@ impl FinalFs {
         if let Some((_, e)) = self.get(path) {
             return e.kind == Kind::Dir;
         }
+        if self.implied.contains_key(path) {
+            return true;
+        }
         let prefix = format!("{path}/");
         self.map.range(prefix.clone()..).next().is_some_and(|(p, _)| p.starts_with(&prefix))
     }
@@ -161,6 +335,44 @@ impl FinalFs {
         let canon = self.resolve(path, true)?;
         self.get(&canon).and_then(|(_, e)| e.prefix.as_deref())
     }
+}
+
+/// Resolve `path` within the root over `lookup` (see [`FinalFs::resolve`]).
+pub fn resolve_in<'a>(path: &str, follow_last: bool, lookup: &dyn Fn(&str) -> Option<&'a EntryInfo>) -> Option<String> {
+    let mut todo: Vec<String> = path.split('/').filter(|c| !c.is_empty()).map(str::to_string).collect();
+    todo.reverse();
+    let mut cur: Vec<String> = Vec::new();
+    let mut hops = 0;
+    while let Some(c) = todo.pop() {
+        match c.as_str() {
+            "." => continue,
+            ".." => {
+                cur.pop();
+                continue;
+            }
+            _ => {}
+        }
+        cur.push(c);
+        let last = todo.is_empty();
+        let p = cur.join("/");
+        if let Some(e) = lookup(&p) {
+            if e.kind == Kind::Symlink && (!last || follow_last) {
+                hops += 1;
+                if hops > MAX_HOPS {
+                    return None;
+                }
+                let target = e.link.clone().unwrap_or_default();
+                cur.pop();
+                if target.starts_with('/') {
+                    cur.clear();
+                }
+                let mut parts: Vec<String> = target.split('/').filter(|c| !c.is_empty()).map(str::to_string).collect();
+                parts.reverse();
+                todo.extend(parts);
+            }
+        }
+    }
+    Some(cur.join("/"))
 }
 
 /// The first directory above `path` that is, at this point of the unpacking, a symlink whose
@@ -201,16 +413,7 @@ pub fn link_leaves_root(link_path: &str, target: &str) -> bool {
     false
 }
 
-fn whiteout_of(e: &EntryInfo) -> Option<(String, bool)> {
-    let (dir, base) = split_parent(&e.path);
-    let hidden = base.strip_prefix(".wh.")?;
-    if hidden == ".wh..opq" {
-        return Some((dir.to_string(), true));
-    }
-    Some((join(dir, hidden), false))
-}
-
-fn remove_under(map: &mut BTreeMap<String, Loc>, dir: &str) {
+fn remove_under<V>(map: &mut BTreeMap<String, V>, dir: &str) {
     let prefix = if dir.is_empty() { String::new() } else { format!("{dir}/") };
     let doomed: Vec<String> =
         map.range(prefix.clone()..).take_while(|(p, _)| p.starts_with(&prefix)).map(|(p, _)| p.clone()).collect();
@@ -306,6 +509,59 @@ pub mod tests {
         let fs = FinalFs::build(vec![layer(vec![first, entry("etc/x", Kind::Dir, None), second])]);
         let (loc, e) = fs.get("etc/motd").unwrap();
         assert_eq!((loc.entry, e.mode), (2, 0o644), "as tar extraction does: the last one stays");
+    }
+
+    #[test]
+    fn layers_apply_in_stream_order_as_containerd_does() {
+        let mut data = entry("usr/bin/tool", Kind::File, None);
+        data.size = 7;
+        let l0 = layer(vec![
+            entry("usr/bin", Kind::Dir, None),
+            data,
+            entry("bin", Kind::Symlink, Some("usr/bin")),
+            entry("opt", Kind::Dir, None),
+            entry("opt/old", Kind::File, None),
+        ]);
+        let mut newer = entry("usr/bin/tool", Kind::File, None);
+        newer.size = 99;
+        let l1 = layer(vec![
+            // Under a symlinked parent: written where the link leads.
+            entry("bin/new", Kind::File, None),
+            // A hardlink names the inode, not the path.
+            entry("keep/t2", Kind::HardLink, Some("bin/tool")),
+            newer,
+            // The layer's own path survives its opaque marker; a whiteout after an entry removes it.
+            entry("opt/mine", Kind::File, None),
+            entry("opt/.wh..wh..opq", Kind::File, None),
+            entry("etc/c", Kind::File, None),
+            entry("etc/.wh.c", Kind::File, None),
+            entry("deep/a/b", Kind::File, None),
+        ]);
+        let l2 = layer(vec![entry(".wh.bin", Kind::File, None), entry("deep/a/.wh.b", Kind::File, None)]);
+        let fs = FinalFs::build(vec![l0, l1, l2]);
+        let (loc, _) = fs.get("usr/bin/new").expect("placed through the symlink");
+        assert_eq!(fs.placed_path(loc), "usr/bin/new");
+        assert!(fs.get("bin").is_none() && fs.get("bin/new").is_none());
+        let (t2, _) = fs.get("keep/t2").unwrap();
+        assert_eq!(fs.entry(fs.inode(t2)).size, 7, "the link keeps the first tool's inode");
+        assert_eq!(fs.get("usr/bin/tool").unwrap().1.size, 99);
+        assert!(fs.get("opt/mine").is_some() && fs.get("opt/old").is_none());
+        assert!(fs.get("etc/c").is_none());
+        let implied: Vec<(&str, usize)> = fs.implied_dirs().collect();
+        assert_eq!(implied, [("deep", 1), ("deep/a", 1), ("etc", 1), ("keep", 1), ("usr", 0)]);
+        assert!(fs.is_dir("deep/a") && fs.unpack_notes.is_empty(), "{:?}", fs.unpack_notes);
+    }
+
+    #[test]
+    fn what_containerd_refuses_is_noted() {
+        let fs = FinalFs::build(vec![layer(vec![
+            entry("f", Kind::File, None),
+            entry("f/under", Kind::File, None),
+            entry("l", Kind::HardLink, Some("nothing")),
+            entry("d/.wh..", Kind::File, None),
+        ])]);
+        assert_eq!(fs.unpack_notes.len(), 3, "{:?}", fs.unpack_notes);
+        assert!(fs.get("f/under").is_none() && fs.get("l").is_none());
     }
 
     #[test]

@@ -405,8 +405,10 @@ pub fn keep_cross_layer_link_targets(fs: &FinalFs, _: &Profile, p: &mut Plan) {
 pub fn mark_layers(fs: &FinalFs, _: &Profile, p: &mut Plan) {
     let mut escaping = 0;
     for (li, layer) in fs.layers.iter().enumerate() {
-        for e in &layer.entries {
-            if p.removed.contains_key(&e.path) {
+        for (ei, e) in layer.entries.iter().enumerate() {
+            // Removed paths are where entries are written (under a symlinked parent, not their
+            // stored name); the layer's change names the entry as stored.
+            if p.removed.contains_key(&e.path) || p.removed.contains_key(fs.placed_path(Loc { layer: li, entry: ei })) {
                 p.layers[li].changes.entry(e.path.clone()).or_default().remove = true;
             }
             if e.escapes {
@@ -452,7 +454,7 @@ pub fn fix_modes(fs: &FinalFs, profile: &Profile, p: &mut Plan) {
             p.caps_stripped.push(path.to_string());
         }
         if mode != e.mode || strip_caps {
-            let c = p.layers[loc.layer].changes.entry(path.to_string()).or_default();
+            let c = p.layers[loc.layer].changes.entry(e.path.clone()).or_default();
             if mode != e.mode {
                 c.mode = Some(mode);
             }
@@ -892,6 +894,24 @@ mod tests {
         removed.removed.insert("usr/bin/su".into(), Rule::new("x", "t"));
         fix_modes(&fs, &pr, &mut removed);
         assert!(!removed.setuid_stripped.contains(&"usr/bin/su".to_string()), "a removed file is not also chmodded");
+    }
+
+    #[test]
+    fn entries_written_through_a_symlinked_parent_are_changed_under_their_stored_name() {
+        let mut sh = entry("bin/sush", Kind::File, None);
+        sh.mode = 0o4755;
+        let fs = FinalFs::build(vec![
+            layer(vec![entry("usr/bin", Kind::Dir, None), entry("bin", Kind::Symlink, Some("usr/bin"))]),
+            layer(vec![sh, entry("bin/secret.pem", Kind::File, None)]),
+        ]);
+        assert!(fs.get("usr/bin/sush").is_some(), "the runtime writes it where the link leads");
+        let pr = profile("name = \"t\"\nextends = \"baseline\"\n");
+        let mut p = run(&fs, &pr, &[fix_modes]);
+        assert_eq!(p.setuid_stripped, ["usr/bin/sush"]);
+        assert_eq!(p.layers[1].changes["bin/sush"].mode, Some(0o755), "the rewrite finds entries by stored name");
+        p.removed.insert("usr/bin/secret.pem".into(), Rule { pattern: "x".into(), origin: "t".into() });
+        mark_layers(&fs, &pr, &mut p);
+        assert!(p.layers[1].changes["bin/secret.pem"].remove);
     }
 
     #[test]

@@ -98,6 +98,9 @@ pub async fn check(o: CheckOptions) -> Result<CheckOutput> {
             mirror_to: None,
         };
         let (view, config, fs) = scanner.read(&r, &manifest).await?;
+        for n in &fs.unpack_notes {
+            o.progress.line(&format!("{r}: note: {n}"));
+        }
         let sig = signature(&src, &o.image, &manifest.digest).await;
         if let Signature::Found(at) = &sig {
             o.progress.line(&format!("cosign signature found at {at} (not verified: harden verify --key does that)"));
@@ -199,26 +202,7 @@ pub async fn contract(
     } else {
         profile::load(profiles).map_err(|e| Failure::Usage(e.to_string()))?.runtime
     };
-    let src = Endpoint::open(image, net)?;
-    let share = source::ScanShare::new()?;
-    let w = walk::walk(&src, image).await?;
-    let (r, manifest) = if w.index.is_some() {
-        let e = w
-            .entries
-            .iter()
-            .find(|e| e.kind == walk::EntryKind::Image)
-            .ok_or_else(|| anyhow::anyhow!("{image}: the index lists no image"))?;
-        progress.line(&format!("{image}: an index; the contract of its first image, {}", e.platform()));
-        let r = image.with_digest(&e.digest);
-        let m = src.manifest(&r).await?;
-        (r, m)
-    } else {
-        (image.clone(), w.top)
-    };
-    let (view, config) = source::image_config(&src, &r, &manifest).await?;
-    let scanner = source::Scanner { src: &src, share: &share, jobs, progress, limits, mirror_to: None };
-    let indexes = scanner.scan(&view, &config).await?;
-    let fs = FinalFs::build(indexes);
+    let (_, _, config, fs) = source::read_first_image(image, net, jobs, limits, progress).await?;
     let (c, _) = crate::contract::derive(&fs, &config, &rules);
     Ok(c)
 }

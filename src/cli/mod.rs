@@ -6,6 +6,7 @@ mod args;
 mod batch;
 mod check;
 mod contract;
+mod files;
 mod keys;
 mod profile;
 mod rebuild;
@@ -78,6 +79,12 @@ enum Command {
     /// capability dropped (NET_BIND_SERVICE back for a port below 1024), no-new-privileges when
     /// no setuid/setgid or capability file is left, the user as numbers. JSON, or YAML.
     Contract(contract::ContractArgs),
+    /// List IMAGE's final filesystem as containerd unpacks it: path, type, mode, uid:gid, size,
+    /// link target and layer, whiteouts and hardlinks applied; nothing is written to disk.
+    ///
+    /// `--format json` is the document harden-files/1 (docs/reports.md). What containerd would
+    /// refuse or change (a hardlink to nothing, a setuid bit a hardlink clears) is noted.
+    Files(files::FilesArgs),
     /// Print a CycloneDX 1.5 JSON SBOM of IMAGE's packages, read from its package databases
     /// (dpkg, apk, rpm): the same document `rebuild --sbom` writes for its result.
     Sbom(sbom::SbomArgs),
@@ -108,6 +115,7 @@ pub fn run() -> Result<ExitCode> {
         Command::Profile(c) => profile::run(c),
         Command::Check(a) => check::run(a),
         Command::Contract(a) => contract::run(a),
+        Command::Files(a) => files::run(a),
         Command::Sbom(a) => sbom::run(a),
         Command::Completions { shell } => {
             let mut buf = Vec::new();

@@ -408,3 +408,34 @@ pub fn hash_locs(
     }
     Ok(out)
 }
+
+/// One image read as `contract` and `files` read it: `image` itself, or for an index its first
+/// image (saying so on `progress`), fetched and scanned into its final filesystem.
+pub async fn read_first_image(
+    image: &ImageRef,
+    net: &crate::transport::NetOptions,
+    jobs: usize,
+    limits: &crate::layer::Limits,
+    progress: &Progress,
+) -> Result<(ImageRef, Manifest, Value, FinalFs)> {
+    let src = Endpoint::open(image, net)?;
+    let share = ScanShare::new()?;
+    let w = walk::walk(&src, image).await?;
+    let (r, manifest) = if w.index.is_some() {
+        let e = w
+            .entries
+            .iter()
+            .find(|e| e.kind == walk::EntryKind::Image)
+            .ok_or_else(|| anyhow!("{image}: the index lists no image"))?;
+        progress.line(&format!("{image}: an index; its first image, {}", e.platform()));
+        let r = image.with_digest(&e.digest);
+        let m = src.manifest(&r).await?;
+        (r, m)
+    } else {
+        (image.clone(), w.top)
+    };
+    let scanner = Scanner { src: &src, share: &share, jobs, progress, limits, mirror_to: None };
+    let (_, config, fs) = scanner.read(&r, &manifest).await?;
+    drop(share);
+    Ok((r, manifest, config, fs))
+}
