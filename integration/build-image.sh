@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build the OCI-layout fixtures used by harden's integration tests.
 #
-# usage: integration/build-image.sh [debian|app|all]...   (default: all)
+# usage: integration/build-image.sh [debian|app|nginx|gosu-service|all]...   (default: all)
 #
 # Images (real Debian bookworm content, built with debootstrap + umoci):
 #   debian        oci:<cache>/debian:debian     minbase rootfs, one layer,
@@ -57,12 +57,12 @@ want=()
 for a in "$@"; do
   case "$a" in
     debian|app|app-shellcmd|nginx|gosu-service) want+=("$a") ;;
-    all) want+=(debian app) ;;
+    all) want+=(debian app nginx gosu-service) ;;
     -h|--help) sed -n '2,30p' "$SELF"; exit 0 ;;
     *) die "unknown image '$a' (expected debian, app or all)" ;;
   esac
 done
-[ "${#want[@]}" -eq 0 ] && want=(debian app)
+[ "${#want[@]}" -eq 0 ] && want=(debian app nginx gosu-service)
 
 print_refs() {
   local w
@@ -379,6 +379,13 @@ build_app() {
   log "app: done in $((SECONDS - t0))s ($(du -sh "$layout" | cut -f1))"
 }
 
+# finish_layout LAYOUT NAME T0: drop unreferenced blobs, mark it built, say so.
+finish_layout() {
+  umoci gc --layout "$1"
+  touch "$1/.done"
+  log "$2: done in $((SECONDS - $3))s ($(du -sh "$1" | cut -f1))"
+}
+
 # ---------------------------------------------------------------- nginx
 # Shaped like the official nginx image (and most official images): starts as root, a shell
 # entrypoint prepares root-owned directories, then execs the command; Debian's nginx writes
@@ -424,9 +431,7 @@ CONF
     --config.stopsignal SIGQUIT \
     --config.label org.opencontainers.image.title=harden-fixture-nginx \
     --history.created_by 'ENTRYPOINT ["/docker-entrypoint.sh"] CMD ["nginx","-g","daemon off;"] EXPOSE 80'
-  umoci gc --layout "$layout"
-  touch "$layout/.done"
-  log "nginx: done in $((SECONDS - t0))s ($(du -sh "$layout" | cut -f1))"
+  finish_layout "$layout" nginx "$t0"
 }
 
 # ---------------------------------------------------------------- gosu-service
@@ -497,9 +502,7 @@ PY
     --config.volume /var/lib/db \
     --config.label org.opencontainers.image.title=harden-fixture-gosu-service \
     --history.created_by 'ENTRYPOINT ["docker-entrypoint.sh"] CMD ["db-server.py"] VOLUME /var/lib/db EXPOSE 5432'
-  umoci gc --layout "$layout"
-  touch "$layout/.done"
-  log "gosu-service: done in $((SECONDS - t0))s ($(du -sh "$layout" | cut -f1))"
+  finish_layout "$layout" gosu-service "$t0"
 }
 
 for w in "${want[@]}"; do

@@ -26,6 +26,7 @@ mod reliability;
 mod rpmdb;
 mod sign;
 mod supply;
+mod verify_run;
 
 use common::*;
 use std::process::Command;

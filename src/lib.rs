@@ -43,5 +43,6 @@ pub mod sign;
 pub mod source;
 pub mod spool;
 pub mod transport;
+pub mod verify_run;
 
 pub use error::Failure;

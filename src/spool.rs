@@ -67,14 +67,27 @@ pub fn cleanup_at_exit() {
     }
 }
 
-/// Resolves on Ctrl-C (SIGINT), after setting [`INTERRUPTED`]; never, if the handler cannot be
-/// installed (the command then runs to its end, as without one).
+/// Resolves on Ctrl-C (SIGINT) or SIGTERM, after setting [`INTERRUPTED`]; never, if neither
+/// handler can be installed (the command then runs to its end, as without one).
 pub async fn ctrl_c() {
-    if tokio::signal::ctrl_c().await.is_ok() {
-        INTERRUPTED.store(true, Ordering::SeqCst);
-    } else {
-        std::future::pending::<()>().await;
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    let int = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        _ = int => {}
+        _ = term => {}
     }
+    INTERRUPTED.store(true, Ordering::SeqCst);
 }
 
 #[cfg(test)]
