@@ -167,3 +167,44 @@ fn verify_run_passes_with_the_writable_paths_handed_over_and_the_result_serves_u
         assert!(!out.status.success(), "the root is writable under the contract");
     }
 }
+
+#[test]
+fn learn_lists_what_nginx_writes_and_its_port_and_leaves_nothing() {
+    require_root();
+    require_tool("runc");
+    let tmp = tempdir("learn-nginx");
+    let tmpdir = tmp.path().join("tmp");
+    std::fs::create_dir(&tmpdir).unwrap();
+    let out = harden_in(&tmpdir, &["learn", &fixture("nginx").oci_ref()]);
+    assert!(out.status.success(), "{}", dump(&out));
+    let text = stdout_str(&out);
+    let writable = text.lines().find(|l| l.starts_with("writable = ")).unwrap_or_else(|| panic!("{text}"));
+    for d in ["\"/var/cache/nginx\"", "\"/var/lib/nginx\"", "\"/var/log/nginx\"", "\"/run\""] {
+        assert!(writable.contains(d), "{d} missing: {text}");
+    }
+    assert!(text.contains("listened on 80/tcp") && text.contains("below 1024"), "{text}");
+    assert!(text.contains("http = \"http://localhost:80/\""), "{text}");
+    assert!(text.contains("needs a shell"), "{text}");
+    // The snippet is a profile harden reads.
+    let snippet = tmp.path().join("learned.toml");
+    std::fs::write(&snippet, &text).unwrap();
+    let out = harden(&["profile", "validate", snippet.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", dump(&out));
+    assert_nothing_left(&tmpdir);
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains("harden-learn") && !mounts.contains(tmpdir.to_str().unwrap()), "an overlay is left");
+}
+
+#[test]
+fn learn_finds_the_user_a_gosu_entrypoint_drops_to() {
+    require_root();
+    let tmp = tempdir("learn-gosu");
+    let tmpdir = tmp.path().join("tmp");
+    std::fs::create_dir(&tmpdir).unwrap();
+    let out = harden_in(&tmpdir, &["learn", &fixture("gosu-service").oci_ref()]);
+    assert!(out.status.success(), "{}", dump(&out));
+    let text = stdout_str(&out);
+    assert!(text.contains("[config]\nuser = \"dbuser\"\nuid = 999\ngid = 999\n"), "{text}");
+    assert!(text.contains("tcp = [5432]") && text.contains("VOLUME /var/lib/db: data"), "{text}");
+    assert_nothing_left(&tmpdir);
+}

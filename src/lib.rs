@@ -25,6 +25,7 @@ pub mod fs;
 pub mod guard;
 pub mod image;
 pub mod layer;
+pub mod learn;
 pub mod memory;
 pub mod pipeline;
 pub mod pkgdb;

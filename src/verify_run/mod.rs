@@ -11,6 +11,7 @@
 
 pub mod bundle;
 pub mod container;
+pub mod observe;
 pub mod probe;
 
 use crate::contract::Contract;
