@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build the OCI-layout fixtures used by harden's integration tests.
 #
-# usage: integration/build-image.sh [debian|app|all]...   (default: all)
+# usage: integration/build-image.sh [debian|app|nginx|gosu-service|all]...   (default: all)
 #
 # Images (real Debian bookworm content, built with debootstrap + umoci):
 #   debian        oci:<cache>/debian:debian     minbase rootfs, one layer,
@@ -15,6 +15,14 @@
 #   app-debs, app-pipdocs, app-hidden            realistic variants of app for the profile
 #                                               matrix (integration/matrix.rs): see "matrix
 #                                               fixtures" below
+#   nginx         oci:<cache>/nginx:nginx       shaped like the official nginx image: minbase +
+#                                               nginx-light, Entrypoint ["/docker-entrypoint.sh"]
+#                                               (#!/bin/sh: mkdir /var/cache/nginx, exec "$@"),
+#                                               Cmd ["nginx","-g","daemon off;"], port 80, root
+#   gosu-service  oci:<cache>/gosu-service:gosu-service  like the official postgres/redis
+#                                               images: minbase + gosu, python3-minimal; the
+#                                               entrypoint (root) takes /var/lib/db (a VOLUME),
+#                                               then `exec gosu dbuser` (999) a server on :5432
 #
 # Cache: ${XDG_CACHE_HOME:-$PWD/target}/harden-fixtures/
 #   <hash-of-this-script>/{debian,app}/   the OCI layouts (stale hashes are pruned)
@@ -51,14 +59,14 @@ die() { printf '[build-image] ERROR: %s\n' "$*" >&2; exit 1; }
 want=()
 for a in "$@"; do
   case "$a" in
-    debian|app|app-shellcmd) want+=("$a") ;;
+    debian|app|app-shellcmd|nginx|gosu-service) want+=("$a") ;;
     app-debs|app-pipdocs|app-hidden) want+=("$a") ;;
-    all) want+=(debian app app-debs app-pipdocs app-hidden) ;;
+    all) want+=(debian app app-debs app-pipdocs app-hidden nginx gosu-service) ;;
     -h|--help) sed -n '2,30p' "$SELF"; exit 0 ;;
-    *) die "unknown image '$a' (expected debian, app, app-debs, app-pipdocs, app-hidden or all)" ;;
+    *) die "unknown image '$a' (expected debian, app, app-debs, app-pipdocs, app-hidden, nginx, gosu-service or all)" ;;
   esac
 done
-[ "${#want[@]}" -eq 0 ] && want=(debian app app-debs app-pipdocs app-hidden)
+[ "${#want[@]}" -eq 0 ] && want=(debian app app-debs app-pipdocs app-hidden nginx gosu-service)
 
 print_refs() {
   local w
@@ -67,6 +75,7 @@ print_refs() {
       debian) echo "oci:$OUT/debian:debian" ;;
       app|app-shellcmd) echo "oci:$OUT/app:app"; echo "oci:$OUT/app:app-shellcmd" ;;
       app-debs|app-pipdocs|app-hidden) echo "oci:$OUT/$w:$w" ;;
+      nginx|gosu-service) echo "oci:$OUT/$w:$w" ;;
     esac
   done | awk '!seen[$0]++'
 }
@@ -79,6 +88,7 @@ all_done() {
       debian) [ -f "$OUT/debian/.done" ] || return 1 ;;
       app|app-shellcmd) [ -f "$OUT/app/.done" ] || return 1 ;;
       app-debs|app-pipdocs|app-hidden) [ -f "$OUT/$w/.done" ] || return 1 ;;
+      nginx|gosu-service) [ -f "$OUT/$w/.done" ] || return 1 ;;
     esac
   done
 }
@@ -505,9 +515,133 @@ build_from_app() {
   log "$name: adding its layer"
   matrix_layer "$layout" "$name" "$writer" "$created_by"
   matrix_app_config "$layout" "$name" "harden-fixture-$name" "$@"
-  umoci gc --layout "$layout"
-  touch "$layout/.done"
-  log "$name: done in $((SECONDS - t0))s"
+  finish_layout "$layout" "$name" "$t0"
+}
+
+# finish_layout LAYOUT NAME T0: drop unreferenced blobs, mark it built, say so.
+finish_layout() {
+  umoci gc --layout "$1"
+  touch "$1/.done"
+  log "$2: done in $((SECONDS - $3))s ($(du -sh "$1" | cut -f1))"
+}
+
+# ---------------------------------------------------------------- nginx
+# Shaped like the official nginx image (and most official images): starts as root, a shell
+# entrypoint prepares root-owned directories, then execs the command; Debian's nginx writes
+# /var/lib/nginx/* (temp paths), /var/log/nginx/*.log and /run/nginx.pid; port 80.
+build_nginx() {
+  local layout="$OUT/nginx"
+  [ -f "$layout/.done" ] && return
+  local t0=$SECONDS rootfs
+  rootfs="$(debootstrap_cached nginx nginx-light)"
+  rm -rf --one-file-system "$layout"
+  log "nginx: packing layout"
+  new_layout "$layout" nginx "$rootfs" "debootstrap --variant=minbase --include=nginx-light $SUITE"
+  local bundle="$WORK/bundle-nginx-layer" r
+  umoci unpack --image "$layout:nginx" "$bundle"
+  r="$bundle/rootfs"
+  cat >"$r/docker-entrypoint.sh" <<'SH'
+#!/bin/sh
+# As the official nginx image's entrypoint: prepare what nginx writes, then run the command.
+set -e
+mkdir -p /var/cache/nginx /var/lib/nginx /var/log/nginx
+exec "$@"
+SH
+  chmod 0755 "$r/docker-entrypoint.sh"
+  rm -f "$r/etc/nginx/sites-enabled/default"
+  cat >"$r/etc/nginx/conf.d/default.conf" <<'CONF'
+server {
+    listen 80 default_server;
+    root /var/www/html;
+    index index.html;
+    location / { try_files $uri $uri/ =404; }
+}
+CONF
+  mkdir -p "$r/var/www/html"
+  printf 'hello from harden nginx fixture\n' >"$r/var/www/html/index.html"
+  rm -rf "$r/var/cache/nginx" "$r/var/lib/nginx"/* "$r/run/nginx.pid" "$r/var/log/nginx"/*
+  umoci repack --image "$layout:nginx" --history.created_by "COPY docker-entrypoint.sh default.conf" \
+    --history.comment "harden test fixture: nginx layer" "$bundle"
+  rm -rf --one-file-system "$bundle"
+  umoci config --image "$layout:nginx" "${UMOCI_ENV[@]}" \
+    --config.entrypoint /docker-entrypoint.sh \
+    --config.cmd nginx --config.cmd -g --config.cmd "daemon off;" \
+    --config.exposedports 80/tcp \
+    --config.stopsignal SIGQUIT \
+    --config.label org.opencontainers.image.title=harden-fixture-nginx \
+    --history.created_by 'ENTRYPOINT ["/docker-entrypoint.sh"] CMD ["nginx","-g","daemon off;"] EXPOSE 80'
+  finish_layout "$layout" nginx "$t0"
+}
+
+# ---------------------------------------------------------------- gosu-service
+# Shaped like the official postgres and redis images: the entrypoint starts as root, takes the
+# data directory (a VOLUME) for the service user and `exec gosu`s the server as that user
+# (uid 999); the server writes its pid and data there and listens on 5432.
+build_gosu_service() {
+  local layout="$OUT/gosu-service"
+  [ -f "$layout/.done" ] && return
+  local t0=$SECONDS rootfs include=gosu,python3-minimal
+  rootfs="$(debootstrap_cached gosu-service "$include")"
+  rm -rf --one-file-system "$layout"
+  log "gosu-service: packing layout"
+  new_layout "$layout" gosu-service "$rootfs" "debootstrap --variant=minbase --include=$include $SUITE"
+  local bundle="$WORK/bundle-gosu-layer" r
+  umoci unpack --image "$layout:gosu-service" "$bundle"
+  r="$bundle/rootfs"
+  echo 'dbuser:x:999:999:db server:/var/lib/db:/usr/sbin/nologin' >>"$r/etc/passwd"
+  echo 'dbuser:x:999:' >>"$r/etc/group"
+  echo 'dbuser:*:19000:0:99999:7:::' >>"$r/etc/shadow"
+  install -d -m 0755 "$r/var/lib/db"
+  cat >"$r/usr/local/bin/docker-entrypoint.sh" <<'SH'
+#!/bin/sh
+# As the official postgres/redis entrypoints: as root, take the data directory, then drop to
+# the service user with gosu and run the command again.
+set -e
+if [ "$(id -u)" = 0 ]; then
+  mkdir -p /var/lib/db
+  chown -R dbuser:dbuser /var/lib/db
+  chmod 0700 /var/lib/db
+  exec gosu dbuser "$0" "$@"
+fi
+exec "$@"
+SH
+  chmod 0755 "$r/usr/local/bin/docker-entrypoint.sh"
+  cat >"$r/usr/local/bin/db-server.py" <<'PY'
+#!/usr/bin/python3
+# A tiny stand-in database: pid and data in /var/lib/db, a line protocol on :5432.
+import os
+import socket
+
+DATA = "/var/lib/db"
+with open(os.path.join(DATA, "db.pid"), "w") as f:
+    f.write("%d\n" % os.getpid())
+with open(os.path.join(DATA, "data"), "a") as f:
+    f.write("started\n")
+srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("0.0.0.0", 5432))
+srv.listen(16)
+print("db listening on :5432 as uid %d" % os.getuid(), flush=True)
+while True:
+    conn, _ = srv.accept()
+    try:
+        conn.sendall(b"db ready\n")
+    except OSError:
+        pass
+    conn.close()
+PY
+  chmod 0755 "$r/usr/local/bin/db-server.py"
+  umoci repack --image "$layout:gosu-service" --history.created_by "COPY docker-entrypoint.sh db-server.py; dbuser" \
+    --history.comment "harden test fixture: gosu-service layer" "$bundle"
+  rm -rf --one-file-system "$bundle"
+  umoci config --image "$layout:gosu-service" "${UMOCI_ENV[@]}" \
+    --config.entrypoint /usr/local/bin/docker-entrypoint.sh \
+    --config.cmd /usr/local/bin/db-server.py \
+    --config.exposedports 5432/tcp \
+    --config.volume /var/lib/db \
+    --config.label org.opencontainers.image.title=harden-fixture-gosu-service \
+    --history.created_by 'ENTRYPOINT ["docker-entrypoint.sh"] CMD ["db-server.py"] VOLUME /var/lib/db EXPOSE 5432'
+  finish_layout "$layout" gosu-service "$t0"
 }
 
 for w in "${want[@]}"; do
@@ -519,6 +653,8 @@ for w in "${want[@]}"; do
       /usr/local/bin/app-serve ;;
     app-hidden) build_from_app app-hidden write_hidden_layer "COPY tools under other names" \
       /usr/bin/python3 /app/server.py ;;
+    nginx) build_nginx ;;
+    gosu-service) build_gosu_service ;;
   esac
 done
 

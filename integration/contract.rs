@@ -17,13 +17,18 @@ const APP_PROFILE: &str = "samples/app-profile.toml";
 const PRELUDE: &str = "import os, runpy\nopen('/var/cache/app/server.pid', 'w').write(str(os.getpid()))\n\
                        runpy.run_path('/app/server.py', run_name='__main__')";
 
-/// The runc config of `bundle` made to run what `contract` says, with `args` as the process.
-fn apply_contract(bundle: &Path, contract: &Value, args: &[&str]) {
+/// The runc config of `bundle` made to run exactly what `contract` says — its numeric user,
+/// read-only root, capabilities, no-new-privileges, and its docker flags' `--tmpfs PATH[:OPTS]`
+/// and `-v NAME:PATH` (a fresh directory under `volumes` owned by the user, as a new named
+/// volume or `fsGroup` gives it) — with `args` as the process, or the image's own.
+pub(crate) fn apply_contract(bundle: &Path, contract: &Value, args: Option<&[&str]>, volumes: &Path) {
     let path = bundle.join("config.json");
     let mut rt = read_json(&path);
     let sc = &contract["securityContext"];
     rt["process"]["terminal"] = json!(false);
-    rt["process"]["args"] = json!(args);
+    if let Some(args) = args {
+        rt["process"]["args"] = json!(args);
+    }
     rt["process"]["user"] = json!({"uid": sc["runAsUser"], "gid": sc["runAsGroup"]});
     rt["root"]["readonly"] = json!(sc["readOnlyRootFilesystem"]);
     rt["process"]["noNewPrivileges"] = json!(!sc["allowPrivilegeEscalation"].as_bool().unwrap());
@@ -37,9 +42,27 @@ fn apply_contract(bundle: &Path, contract: &Value, args: &[&str]) {
     // The runtime's own tmpfs mounts (/dev, /dev/shm) stay; any other writable one would widen
     // the contract.
     mounts.retain(|m| m["type"] != "tmpfs" || m["destination"].as_str().is_some_and(|d| d.starts_with("/dev")));
-    for m in contract["volumeMounts"].as_array().unwrap() {
-        mounts.push(json!({"destination": m["mountPath"], "type": "tmpfs", "source": "tmpfs",
-                           "options": ["nosuid", "nodev", "mode=1777"]}));
+    // A runtime gives a tmpfs the mode of the directory it covers (mode= is kept only over a
+    // missing one), so the user owns it through the flag's uid=/gid=.
+    let flags: Vec<&str> = contract["dockerRunArgs"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+    for w in flags.windows(2) {
+        match w[0] {
+            "--tmpfs" => {
+                let (dest, opts) = w[1].split_once(':').unwrap_or((w[1], ""));
+                let mut options = vec!["nosuid".to_string(), "nodev".to_string(), "mode=1777".to_string()];
+                options.extend(opts.split(',').filter(|o| !o.is_empty()).map(String::from));
+                mounts.push(json!({"destination": dest, "type": "tmpfs", "source": "tmpfs", "options": options}));
+            }
+            "-v" => {
+                let (name, dest) = w[1].split_once(':').unwrap();
+                let host = volumes.join(name);
+                std::fs::create_dir_all(&host).unwrap();
+                let (u, g) = (sc["runAsUser"].as_u64().unwrap() as u32, sc["runAsGroup"].as_u64().unwrap() as u32);
+                std::os::unix::fs::chown(&host, Some(u), Some(g)).unwrap();
+                mounts.push(json!({"destination": dest, "type": "bind", "source": host, "options": ["rbind", "rw"]}));
+            }
+            _ => {}
+        }
     }
     std::fs::write(&path, serde_json::to_vec_pretty(&rt).unwrap()).unwrap();
 }
@@ -117,7 +140,7 @@ fn contract_runs_the_hardened_app_under_runc_and_fails_without_a_needed_path() {
     // 1. Under the full contract: starts, serves, passes its health check.
     let bundle = tmp.path().join("bundle");
     umoci_unpack(&format!("oci:{}:hard", layout.display()), &bundle);
-    apply_contract(&bundle, &contract, &args);
+    apply_contract(&bundle, &contract, Some(&args), &tmp.path().join("volumes"));
     {
         let d = Detached::start_listening(&runc, &bundle, tmp.path(), "contract", 8080);
         let (pid, logs) = (d.pid, || d.logs());
@@ -149,7 +172,7 @@ fn contract_runs_the_hardened_app_under_runc_and_fails_without_a_needed_path() {
     // 2. The contract without /var/cache/app: the app cannot start.
     let bundle2 = tmp.path().join("bundle2");
     umoci_unpack(&format!("oci:{}:hard", layout.display()), &bundle2);
-    apply_contract(&bundle2, &short, &args);
+    apply_contract(&bundle2, &short, Some(&args), &tmp.path().join("volumes"));
     let out = runc_run(&bundle2);
     assert!(!out.status.success(), "the app started without its writable path:\n{}", dump(&out));
     let err = stderr_str(&out);

@@ -29,6 +29,7 @@ mod reliability;
 mod rpmdb;
 mod sign;
 mod supply;
+mod verify_run;
 
 use common::*;
 use std::process::Command;

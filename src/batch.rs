@@ -43,6 +43,9 @@ struct Defaults {
     attest: bool,
     #[serde(default)]
     bundle: bool,
+    /// As `rebuild --verify-run`.
+    #[serde(default)]
+    verify_run: bool,
 }
 
 #[derive(Deserialize, Clone)]
@@ -56,6 +59,8 @@ pub struct Job {
     pub require_signature: Option<Vec<PathBuf>>,
     pub attest: Option<bool>,
     pub bundle: Option<bool>,
+    /// Replaces `[defaults]`'s `verify_run` for this job.
+    pub verify_run: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -232,6 +237,7 @@ pub async fn run(
                     require_signature,
                     attest: job.attest.unwrap_or(defaults.attest),
                     bundle: job.bundle.unwrap_or(defaults.bundle),
+                    verify_run: job.verify_run.unwrap_or(defaults.verify_run),
                     cache: Some(Arc::clone(&o.cache)),
                     scans: Some(Arc::clone(scans)),
                     locations: Some(Arc::clone(locations)),
@@ -384,6 +390,7 @@ mod tests {
             require_signature: None,
             attest: None,
             bundle: None,
+            verify_run: None,
         }
     }
 

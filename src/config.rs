@@ -34,13 +34,31 @@ fn find_account(text: &str, name: &str) -> Option<(u32, u32)> {
     })
 }
 
-/// Resolve the profile's user against the image's passwd; build a layer adding it if needed.
-pub fn plan_user(fs: &FinalFs, profile: &Profile, mtime: u64, codec: OutputCodec) -> Result<UserPlan> {
+/// The numeric user and group the profile's `[config] user` runs as in this image: the
+/// account's when the image has it, else the profile's numbers (the user layer adds it).
+pub fn profile_user_ids(fs: &FinalFs, profile: &Profile) -> Option<(u32, u32)> {
+    let UserRule::Set { name, uid, gid, .. } = &profile.config.user else { return None };
+    let passwd = fs.prefix("etc/passwd").map(|b| String::from_utf8_lossy(b).into_owned());
+    Some(passwd.as_deref().and_then(|p| find_account(p, name)).unwrap_or((*uid, *gid)))
+}
+
+/// Resolve the profile's user against the image's passwd; build a layer adding it if needed,
+/// and the `[runtime] writable` directories the image lacks (`created`, canonical paths the
+/// plan handed over: each owned by the user, missing parents root's, all with the mode of the
+/// nearest existing parent).
+pub fn plan_user(
+    fs: &FinalFs,
+    profile: &Profile,
+    created: &[&str],
+    mtime: u64,
+    codec: OutputCodec,
+) -> Result<UserPlan> {
     let UserRule::Set { name, uid, gid, home } = &profile.config.user else {
         return Ok(UserPlan { config_user: None, layer: None });
     };
     let passwd = fs.prefix("etc/passwd").map(|b| String::from_utf8_lossy(b).into_owned());
-    if let Some((u, g)) = passwd.as_deref().and_then(|p| find_account(p, name)) {
+    let existing = passwd.as_deref().and_then(|p| find_account(p, name));
+    if let (Some((u, g)), true) = (existing, created.is_empty()) {
         return Ok(UserPlan { config_user: Some(format!("{u}:{g}")), layer: None });
     }
     let group = fs.prefix("etc/group").map(|b| String::from_utf8_lossy(b).into_owned());
@@ -72,24 +90,47 @@ pub fn plan_user(fs: &FinalFs, profile: &Profile, mtime: u64, codec: OutputCodec
         tb.append_data(&mut h, path, data)?;
         Ok(())
     };
-    add("etc/passwd", passwd.as_bytes(), file_meta("etc/passwd"), false)?;
-    add("etc/group", group.as_bytes(), file_meta("etc/group"), false)?;
-    let home = home.trim_start_matches('/');
-    let mut parent = String::new();
-    for part in home.split('/').filter(|p| !p.is_empty()) {
-        parent = if parent.is_empty() { part.to_string() } else { format!("{parent}/{part}") };
-        let meta = if parent == home {
-            (0o755, *uid as u64, *gid as u64)
-        } else {
-            fs.get(&parent).map(|(_, e)| (e.mode, e.uid, e.gid)).unwrap_or((0o755, 0, 0))
-        };
-        add(&format!("{parent}/"), b"", meta, true)?;
+    if existing.is_none() {
+        add("etc/passwd", passwd.as_bytes(), file_meta("etc/passwd"), false)?;
+        add("etc/group", group.as_bytes(), file_meta("etc/group"), false)?;
+        let home = home.trim_start_matches('/');
+        let mut parent = String::new();
+        for part in home.split('/').filter(|p| !p.is_empty()) {
+            parent = if parent.is_empty() { part.to_string() } else { format!("{parent}/{part}") };
+            let meta = if parent == home {
+                (0o755, *uid as u64, *gid as u64)
+            } else {
+                fs.get(&parent).map(|(_, e)| (e.mode, e.uid, e.gid)).unwrap_or((0o755, 0, 0))
+            };
+            add(&format!("{parent}/"), b"", meta, true)?;
+        }
+    }
+    // Missing writable directories, and their missing parents, after everything else.
+    let mut made: Vec<String> = Vec::new();
+    let (owner_uid, owner_gid) = existing.unwrap_or((*uid, *gid));
+    for dir in created {
+        let mut mode = 0o755;
+        let mut parent = String::new();
+        for part in dir.split('/').filter(|p| !p.is_empty()) {
+            parent = if parent.is_empty() { part.to_string() } else { format!("{parent}/{part}") };
+            if let Some((_, e)) = fs.get(&parent) {
+                mode = e.mode & 0o7777;
+                continue;
+            }
+            if made.contains(&parent) {
+                continue;
+            }
+            let owner = if parent == *dir { (owner_uid as u64, owner_gid as u64) } else { (0, 0) };
+            add(&format!("{parent}/"), b"", (mode, owner.0, owner.1), true)?;
+            made.push(parent.clone());
+        }
     }
     let tar_hash = tb.into_inner()?;
     let (enc, diff_id, _) = tar_hash.finish();
     let (blob, digest, _) = enc.finish()?.finish();
+    let (u, g) = existing.unwrap_or((*uid, *gid));
     Ok(UserPlan {
-        config_user: Some(format!("{uid}:{gid}")),
+        config_user: Some(format!("{u}:{g}")),
         layer: Some(UserLayer { blob, digest, diff_id, name: name.clone() }),
     })
 }
@@ -366,6 +407,32 @@ pub fn epoch_of(created: &str) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Read;
+
+    #[test]
+    fn the_user_layer_creates_missing_writable_directories_with_their_parents_modes() {
+        use crate::fs::tests::{entry, layer};
+        use crate::layer::tar::Kind;
+        let mut passwd = entry("etc/passwd", Kind::File, None);
+        passwd.prefix = Some(b"root:x:0:0::/root:/bin/sh\nnonroot:x:65532:65532::/home/nonroot:/x\n".to_vec().into());
+        let mut srv = entry("srv", Kind::Dir, None);
+        srv.mode = 0o750;
+        let fs = crate::fs::FinalFs::build(vec![layer(vec![passwd, srv])]);
+        let profile = crate::profile::load(&["baseline".into()]).unwrap();
+        let u = plan_user(&fs, &profile, &["srv/app/cache"], 0, OutputCodec::Gzip(1)).unwrap();
+        assert_eq!(u.config_user.as_deref(), Some("65532:65532"), "the account exists: its numbers");
+        let layer = u.layer.expect("a layer for the missing directories");
+        let mut tar = Vec::new();
+        flate2::read::GzDecoder::new(&layer.blob[..]).read_to_end(&mut tar).unwrap();
+        let got: Vec<(String, u64, u64, u32)> = crate::layer::testdata::entries(&tar)
+            .into_iter()
+            .map(|(e, _)| (e.path.clone(), e.uid(), e.gid(), e.mode()))
+            .collect();
+        // The account exists: no passwd or group entry; the new directories only.
+        assert_eq!(got, [("srv/app".into(), 0, 0, 0o750), ("srv/app/cache".into(), 65532, 65532, 0o750)]);
+        // Nothing missing: no layer at all.
+        assert!(plan_user(&fs, &profile, &[], 0, OutputCodec::Gzip(1)).unwrap().layer.is_none());
+    }
 
     #[test]
     fn dates_roundtrip() {

@@ -2,8 +2,13 @@
 //! final filesystem, its config and the profile's `[runtime]` — a Kubernetes `securityContext`
 //! with the volumes it needs, and the same as `docker run` flags.
 //!
-//! - writable paths: `/tmp`, the config's `Volumes`, the profile's `[runtime] writable`; each a
-//!   tmpfs (`emptyDir`), the root file system read-only;
+//! - scratch paths: `/tmp` and the profile's `[runtime] writable`; each a tmpfs (`emptyDir`;
+//!   for a non-root user `docker run --tmpfs PATH:uid=U,gid=G`, since a runtime gives a tmpfs
+//!   the mode of the directory it covers), the root file system read-only;
+//! - data: each `VOLUME` of the config is persistent storage — a named volume for
+//!   `docker run -v`, a `persistentVolumeClaim` in the Kubernetes part (a placeholder claim of
+//!   the same name, or a StatefulSet's volumeClaimTemplate), owned by the user through the
+//!   pod's `fsGroup`;
 //! - capabilities: all dropped; `NET_BIND_SERVICE` added when a port below 1024 is exposed and
 //!   the user is not root; plus the profile's `[runtime] capabilities`;
 //! - `allowPrivilegeEscalation: false` (`no-new-privileges`) only when no setuid/setgid file or
@@ -35,6 +40,9 @@ pub const ANNOTATION: &str = "dev.harden.contract";
 #[serde(rename_all = "camelCase")]
 pub struct Contract {
     pub security_context: SecurityContext,
+    /// The pod-level part, when a volume needs it: `fsGroup`, so the user owns its data.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pod_security_context: Option<PodSecurityContext>,
     pub volume_mounts: Vec<VolumeMount>,
     pub volumes: Vec<Volume>,
     pub docker_run_args: Vec<String>,
@@ -53,6 +61,12 @@ pub struct SecurityContext {
     pub allow_privilege_escalation: bool,
     pub capabilities: Capabilities,
     pub seccomp_profile: SeccompProfile,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodSecurityContext {
+    pub fs_group: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -78,7 +92,27 @@ pub struct VolumeMount {
 #[serde(rename_all = "camelCase")]
 pub struct Volume {
     pub name: String,
-    pub empty_dir: serde_json::Map<String, Value>,
+    /// Scratch: `/tmp` and `[runtime] writable`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub empty_dir: Option<serde_json::Map<String, Value>>,
+    /// Data: a `VOLUME` of the image (a claim of this name, to be created).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub persistent_volume_claim: Option<Claim>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Claim {
+    pub claim_name: String,
+}
+
+/// The config's `VOLUME`s but `/tmp` (always scratch): persistent data in the contract.
+pub fn persistent_volumes(config: &Value) -> Vec<String> {
+    let volumes: BTreeSet<String> = config["config"]["Volumes"]
+        .as_object()
+        .map(|m| m.keys().filter_map(|k| clean_dir(k)).collect())
+        .unwrap_or_default();
+    volumes.into_iter().filter(|v| v != "/tmp").collect()
 }
 
 /// What keeps a contract from being met: for `check` (see `crate::audit`).
@@ -111,15 +145,12 @@ pub fn derive(fs: &FinalFs, config: &Value, runtime: &RuntimeRules) -> (Contract
         obstacles.push(Obstacle::RootUser(raw_user.clone()));
     }
 
-    // Writable paths: /tmp, the image's volumes, the profile's; each once, /tmp first.
+    // Scratch: /tmp and the profile's writable paths, each once, /tmp first; data: the volumes.
+    let data = persistent_volumes(config);
     let mut writable = vec!["/tmp".to_string()];
-    let volumes: BTreeSet<String> = config["config"]["Volumes"]
-        .as_object()
-        .map(|m| m.keys().filter_map(|k| clean_dir(k)).collect())
-        .unwrap_or_default();
-    for p in volumes.into_iter().chain(runtime.writable.iter().cloned()) {
-        if !writable.contains(&p) {
-            writable.push(p);
+    for p in runtime.writable.iter() {
+        if !writable.contains(p) && !data.contains(p) {
+            writable.push(p.clone());
         }
     }
     let mut names = BTreeSet::new();
@@ -129,7 +160,23 @@ pub fn derive(fs: &FinalFs, config: &Value, runtime: &RuntimeRules) -> (Contract
         let name = volume_name(p, &names);
         names.insert(name.clone());
         volume_mounts.push(VolumeMount { name: name.clone(), mount_path: p.clone() });
-        vols.push(Volume { name, empty_dir: serde_json::Map::new() });
+        vols.push(Volume { name, empty_dir: Some(serde_json::Map::new()), persistent_volume_claim: None });
+    }
+    let mut data_names = Vec::new();
+    for p in &data {
+        let name = volume_name(p, &names);
+        names.insert(name.clone());
+        volume_mounts.push(VolumeMount { name: name.clone(), mount_path: p.clone() });
+        vols.push(Volume {
+            name: name.clone(),
+            empty_dir: None,
+            persistent_volume_claim: Some(Claim { claim_name: name.clone() }),
+        });
+        notes.push(format!(
+            "VOLUME {p} is data: a persistentVolumeClaim `{name}` (create it, or use a volumeClaimTemplate), \
+             `docker run -v {name}:{p}`"
+        ));
+        data_names.push(name);
     }
 
     // Capabilities.
@@ -165,7 +212,12 @@ pub fn derive(fs: &FinalFs, config: &Value, runtime: &RuntimeRules) -> (Contract
 
     let mut args = vec!["--user".to_string(), format!("{uid}:{gid}"), "--read-only".into()];
     for p in &writable {
-        args.extend(["--tmpfs".to_string(), p.clone()]);
+        // A tmpfs takes the mode of the directory it covers: the user's own, unless /tmp (1777).
+        let owned = uid != 0 && p != "/tmp";
+        args.extend(["--tmpfs".to_string(), if owned { format!("{p}:uid={uid},gid={gid}") } else { p.clone() }]);
+    }
+    for (p, name) in data.iter().zip(&data_names) {
+        args.extend(["-v".to_string(), format!("{name}:{p}")]);
     }
     args.extend(["--cap-drop".to_string(), "ALL".into()]);
     for c in &add {
@@ -184,6 +236,7 @@ pub fn derive(fs: &FinalFs, config: &Value, runtime: &RuntimeRules) -> (Contract
             capabilities: Capabilities { drop: vec!["ALL".into()], add: add.into_iter().collect() },
             seccomp_profile: SeccompProfile { kind: "RuntimeDefault".into() },
         },
+        pod_security_context: (!data.is_empty() && uid != 0).then_some(PodSecurityContext { fs_group: gid }),
         volume_mounts,
         volumes: vols,
         docker_run_args: args,
@@ -372,9 +425,19 @@ mod tests {
         let (c, obstacles) = derive(&fs, &config, &rt);
         assert_eq!((c.security_context.run_as_user, c.security_context.run_as_group), (65532, 33));
         let paths: Vec<&str> = c.volume_mounts.iter().map(|m| m.mount_path.as_str()).collect();
-        assert_eq!(paths, ["/tmp", "/var/lib/data", "/var/cache/nginx"]);
+        // Scratch first (emptyDir), then data (a claim of the volume's name, fsGroup the group).
+        assert_eq!(paths, ["/tmp", "/var/cache/nginx", "/var/lib/data"]);
         let names: Vec<&str> = c.volumes.iter().map(|v| v.name.as_str()).collect();
-        assert_eq!(names, ["tmp", "var-lib-data", "var-cache-nginx"]);
+        assert_eq!(names, ["tmp", "var-cache-nginx", "var-lib-data"]);
+        let json: Value = serde_json::from_str(&c.to_json_pretty()).unwrap();
+        assert_eq!(json["volumes"][1], serde_json::json!({"name": "var-cache-nginx", "emptyDir": {}}));
+        assert_eq!(
+            json["volumes"][2],
+            serde_json::json!({"name": "var-lib-data", "persistentVolumeClaim": {"claimName": "var-lib-data"}})
+        );
+        assert_eq!(json["podSecurityContext"], serde_json::json!({"fsGroup": 33}));
+        assert!(c.notes.iter().any(|n| n.contains("VOLUME /var/lib/data is data")), "{:?}", c.notes);
+        assert_eq!(persistent_volumes(&config), ["/var/lib/data"]);
         assert_eq!(c.security_context.capabilities.add, ["NET_BIND_SERVICE", "NET_RAW"]);
         assert!(c.security_context.allow_privilege_escalation);
         assert!(!c.docker_run_args.contains(&"no-new-privileges".to_string()));
@@ -382,7 +445,10 @@ mod tests {
         assert_eq!(obstacles, [Obstacle::Escalation("/usr/bin/su".into())]);
         let args = c.docker_run_args.join(" ");
         assert!(
-            args.contains("--tmpfs /var/cache/nginx --cap-drop ALL --cap-add NET_BIND_SERVICE --cap-add NET_RAW"),
+            args.contains(
+                "--tmpfs /tmp --tmpfs /var/cache/nginx:uid=65532,gid=33 -v var-lib-data:/var/lib/data --cap-drop ALL \
+                 --cap-add NET_BIND_SERVICE --cap-add NET_RAW"
+            ),
             "{args}"
         );
 

@@ -25,6 +25,7 @@ pub mod fs;
 pub mod guard;
 pub mod image;
 pub mod layer;
+pub mod learn;
 pub mod listing;
 pub mod memory;
 pub mod pipeline;
@@ -44,5 +45,6 @@ pub mod sign;
 pub mod source;
 pub mod spool;
 pub mod transport;
+pub mod verify_run;
 
 pub use error::Failure;

@@ -17,6 +17,8 @@ fn main() -> ExitCode {
     harden::memory::fix_mmap_threshold();
     let result = cli::run();
     // After the runtime (and every thread that could write there) is gone.
+    harden::verify_run::cleanup_at_exit();
+    harden::verify_run::observe::cleanup_at_exit();
     harden::spool::cleanup_at_exit();
     match result {
         Ok(code) => code,

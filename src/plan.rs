@@ -36,6 +36,9 @@ pub struct EntryChange {
     /// New contents for a regular file (an edited package database: [`crate::pkgdb`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub content: Option<NewContent>,
+    /// A new owner (uid, gid): a `[runtime] writable` path handed to the profile's user.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner: Option<(u64, u64)>,
 }
 
 /// Replacement bytes for a file; serialised (into the rewrite cache key) as their digest.
@@ -94,6 +97,24 @@ pub struct Plan {
     /// each naming the file; the rebuild stops on the first.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub failures: Vec<String>,
+    /// `[runtime] writable` directories given to the profile's user ([`hand_over_writable`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub handed_over: Vec<HandOver>,
+}
+
+/// A `[runtime] writable` directory given to the profile's user: its entries (and those under
+/// it) rewritten in the layers that hold them, or, missing from the image, created in the
+/// user layer ([`crate::config::plan_user`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct HandOver {
+    /// Canonical (relative to the root, through directory symlinks).
+    pub path: String,
+    pub uid: u64,
+    pub gid: u64,
+    /// Missing from the image: created (with its parents' modes) in the user layer.
+    pub created: bool,
+    /// Entries whose owner the rewrite changes (the directory and what is under it).
+    pub entries: usize,
 }
 
 /// The package databases before and after the plan.
@@ -184,6 +205,7 @@ pub const PASSES: &[(&str, Pass)] = &[
     ("fix modes and capabilities", fix_modes),
     ("promote hardlinks", promote_hardlinks),
     ("package databases follow the files", follow_databases),
+    ("hand writable paths to the user", hand_over_writable),
 ];
 
 /// What `profile` does to the image `fs`: every pass in order.
@@ -459,6 +481,53 @@ pub fn fix_modes(fs: &FinalFs, profile: &Profile, p: &mut Plan) {
                 c.mode = Some(mode);
             }
             c.strip_caps = strip_caps;
+        }
+    }
+}
+
+/// `[runtime] writable` directories, and everything under them, belong to the profile's user
+/// (non-root) in the image, so the app can write them with or without the contract's mounts (a
+/// runtime gives a tmpfs the owner and mode of the directory it covers). The entries are
+/// rewritten where they are — no layer is added for them; a directory the image lacks is
+/// recorded `created`, for the user layer to add. A path that is not a directory is a note.
+pub fn hand_over_writable(fs: &FinalFs, profile: &Profile, p: &mut Plan) {
+    if profile.runtime.writable.is_empty() {
+        return;
+    }
+    let Some((uid, gid)) = crate::config::profile_user_ids(fs, profile) else {
+        p.notes.push("[runtime] writable: the profile sets no user, so no path is handed over".into());
+        return;
+    };
+    if uid == 0 {
+        return;
+    }
+    let (uid, gid) = (uid as u64, gid as u64);
+    for w in &profile.runtime.writable {
+        let Some(canon) = fs.resolve(w, true).filter(|c| !c.is_empty()) else {
+            p.notes.push(format!("[runtime] writable {w} leaves the root through a symlink: not handed over"));
+            continue;
+        };
+        if p.handed_over.iter().any(|h| h.path == canon) {
+            continue;
+        }
+        match fs.get(&canon) {
+            None => p.handed_over.push(HandOver { path: canon, uid, gid, created: true, entries: 0 }),
+            Some((_, e)) if e.kind != Kind::Dir => {
+                p.notes.push(format!("[runtime] writable {w} is not a directory in the image: not handed over"));
+            }
+            Some(_) => {
+                let under = format!("{canon}/");
+                let mut entries = 0;
+                let inside = fs.iter().filter(|(path, _, _)| *path == canon || path.starts_with(&under));
+                for (path, loc, e) in inside {
+                    if p.removed.contains_key(path) || (e.uid, e.gid) == (uid, gid) {
+                        continue;
+                    }
+                    p.layers[loc.layer].changes.entry(path.to_string()).or_default().owner = Some((uid, gid));
+                    entries += 1;
+                }
+                p.handed_over.push(HandOver { path: canon, uid, gid, created: false, entries });
+            }
         }
     }
 }
@@ -847,6 +916,48 @@ mod tests {
         assert!(!p.is_removed("opt/tool/licence"));
         assert!(!p.is_removed("opt/tool") && !p.is_removed("opt"), "a kept path keeps its directories");
         assert!(p.layers[0].is_unchanged(), "selection alone marks no layer");
+    }
+
+    #[test]
+    fn pass_hand_over_writable_rewrites_owners_where_they_are_and_records_missing_directories() {
+        let mut passwd = entry("etc/passwd", Kind::File, None);
+        passwd.prefix = Some(b"root:x:0:0::/root:/bin/sh\nweb:x:33:33::/var/www:/bin/false\n".to_vec().into());
+        let mut log = entry("var/log/nginx/error.log", Kind::File, None);
+        (log.uid, log.gid) = (33, 33);
+        let fs = FinalFs::build(vec![
+            layer(vec![
+                passwd,
+                entry("var", Kind::Dir, None),
+                entry("var/lib", Kind::Dir, None),
+                entry("var/lib/nginx", Kind::Dir, None),
+                entry("var/log", Kind::Dir, None),
+                entry("var/log/nginx", Kind::Dir, None),
+                entry("var/run", Kind::Symlink, Some("/run")),
+                entry("run", Kind::Dir, None),
+                entry("etc/nginx.conf", Kind::File, None),
+            ]),
+            layer(vec![entry("var/lib/nginx/body", Kind::Dir, None), log]),
+        ]);
+        let text = "[config]\nuser = \"web\"\n[runtime]\nwritable = [\"/var/lib/nginx\", \"/var/log/nginx\", \
+                    \"/var/cache/nginx\", \"/var/run\", \"/etc/nginx.conf\"]\n";
+        let p = run(&fs, &profile(text), &[hand_over_writable]);
+        // Each entry changes owner in the layer that holds it; nothing already the user's changes.
+        assert_eq!(p.layers[0].changes["var/lib/nginx"].owner, Some((33, 33)));
+        assert_eq!(p.layers[1].changes["var/lib/nginx/body"].owner, Some((33, 33)));
+        assert_eq!(p.layers[0].changes["var/log/nginx"].owner, Some((33, 33)));
+        assert!(!p.layers[1].changes.contains_key("var/log/nginx/error.log"), "already the user's");
+        assert!(!p.layers[0].changes.contains_key("var/lib"), "the parents stay");
+        assert_eq!(p.layers[0].changes["run"].owner, Some((33, 33)), "through the /var/run symlink");
+        let got: Vec<(&str, bool, usize)> =
+            p.handed_over.iter().map(|h| (h.path.as_str(), h.created, h.entries)).collect();
+        assert_eq!(
+            got,
+            [("var/lib/nginx", false, 2), ("var/log/nginx", false, 1), ("var/cache/nginx", true, 0), ("run", false, 1)]
+        );
+        assert!(p.notes.iter().any(|n| n.contains("/etc/nginx.conf is not a directory")), "{:?}", p.notes);
+        // Root, or no user: nothing is handed over.
+        let p = run(&fs, &profile("[runtime]\nwritable = [\"/var/lib/nginx\"]\n"), &[hand_over_writable]);
+        assert!(p.handed_over.is_empty() && p.layers.iter().all(LayerPlan::is_unchanged));
     }
 
     #[test]

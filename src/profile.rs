@@ -67,7 +67,23 @@ struct RawProfile {
     files: Option<RawFiles>,
     config: Option<RawConfig>,
     runtime: Option<RawRuntime>,
+    verify: Option<RawVerify>,
     packages: Option<RawPackages>,
+}
+
+/// `[verify]`: how `rebuild --verify-run` probes the source and the result (crate::verify_run).
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawVerify {
+    /// `http://localhost:PORT/PATH`: a GET answered 2xx or 3xx.
+    http: Option<Spanned<String>>,
+    /// TCP ports that must accept a connection.
+    tcp: Option<Vec<u16>>,
+    /// A command run in the container (as its process) that must exit 0.
+    command: Option<Vec<String>>,
+    /// How long the probe may take (the main process must stay up that long when nothing else
+    /// is probed).
+    seconds: Option<Spanned<u64>>,
 }
 
 /// `[runtime]`: what the runtime contract (crate::contract) adds to what it derives.
@@ -248,6 +264,37 @@ impl RuntimeRules {
     }
 }
 
+/// `[verify]`, merged: a later profile's fields replace an earlier one's.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct VerifyRules {
+    /// (port, path) of an HTTP GET that must answer 2xx or 3xx.
+    pub http: Option<(u16, String)>,
+    pub tcp: Vec<u16>,
+    pub command: Vec<String>,
+    pub seconds: Option<u64>,
+}
+
+impl VerifyRules {
+    pub fn is_empty(&self) -> bool {
+        *self == VerifyRules::default()
+    }
+}
+
+/// `http://HOST:PORT/PATH` (HOST ignored: the probe connects to the container's loopback) →
+/// (PORT, `/PATH`); PORT defaults to 80.
+pub fn parse_http_probe(url: &str) -> Option<(u16, String)> {
+    let rest = url.strip_prefix("http://")?;
+    let (hostport, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let port = match hostport.rsplit_once(':') {
+        Some((_, p)) => p.parse().ok().filter(|p| *p > 0)?,
+        None => 80,
+    };
+    (!path.contains(char::is_whitespace)).then(|| (port, path.to_string()))
+}
+
 /// The capabilities of Linux 6.x, without `CAP_`.
 pub const CAPABILITIES: &[&str] = &[
     "AUDIT_CONTROL",
@@ -307,6 +354,9 @@ pub struct Profile {
     /// Absent from the digest when empty, so profiles without `[runtime]` keep their digests.
     #[serde(skip_serializing_if = "RuntimeRules::is_empty")]
     pub runtime: RuntimeRules,
+    /// `[verify]` (absent from the digest when empty).
+    #[serde(skip_serializing_if = "VerifyRules::is_empty")]
+    pub verify: VerifyRules,
     /// `[packages]` (left out of the digest when empty, so older profiles keep theirs).
     #[serde(skip_serializing_if = "PackageRules::is_empty")]
     pub packages: PackageRules,
@@ -366,6 +416,7 @@ impl Profile {
                 stop_signal: None,
             },
             runtime: RuntimeRules::default(),
+            verify: VerifyRules::default(),
         }
     }
 
@@ -688,6 +739,29 @@ fn apply(
             }
         }
     }
+    if let Some(v) = raw.verify {
+        if let Some(h) = v.http {
+            let parsed = parse_http_probe(h.get_ref()).ok_or_else(|| {
+                src.err(
+                    h.span(),
+                    format!("http = `{}`: expected a URL like \"http://localhost:8080/healthz\"", h.get_ref()),
+                )
+            })?;
+            p.verify.http = Some(parsed);
+        }
+        if let Some(t) = v.tcp {
+            p.verify.tcp = t;
+        }
+        if let Some(c) = v.command {
+            p.verify.command = c;
+        }
+        if let Some(s) = v.seconds {
+            if *s.get_ref() == 0 || *s.get_ref() > 600 {
+                return Err(src.err(s.span(), "seconds: expected 1 to 600"));
+            }
+            p.verify.seconds = Some(*s.get_ref());
+        }
+    }
     Ok(label)
 }
 
@@ -946,6 +1020,24 @@ mod tests {
         assert!(e.message.contains("bad glob"), "{e}");
         let e = load_text("[config.healthcheck]\ntest = [\"/x\"]\ninterval = \"3 parsecs\"\n").unwrap_err();
         assert_eq!(e.line, 3, "{e}");
+    }
+
+    #[test]
+    fn verify_section_is_validated_and_later_fields_win() {
+        let p = load_text("[verify]\nhttp = \"http://localhost:8080/healthz\"\nseconds = 9\n").unwrap();
+        assert_eq!(p.verify.http, Some((8080, "/healthz".to_string())));
+        assert_eq!(p.verify.seconds, Some(9));
+        assert_eq!(parse_http_probe("http://x"), Some((80, "/".to_string())));
+        for bad in ["https://x/", "http://x:0/", "http://x:99999/", "localhost:80"] {
+            let e = load_text(&format!("[verify]\nhttp = {bad:?}\n")).unwrap_err();
+            assert!(e.message.contains("expected a URL"), "{bad}: {e}");
+            assert_eq!(e.line, 2);
+        }
+        assert!(load_text("[verify]\nseconds = 0\n").unwrap_err().message.contains("1 to 600"));
+        assert!(load_text("[verify]\nport = 1\n").unwrap_err().message.contains("port"));
+        // Without [verify], the digest is what it was.
+        let s = serde_json::to_string(&load_text("name = \"x\"\n").unwrap()).unwrap();
+        assert!(!s.contains("verify"));
     }
 
     #[test]

@@ -135,6 +135,9 @@ pub struct ImageReport {
     /// For a platform of an index; for one image the run's `timings_ms` holds them.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timings_ms: Option<Timings>,
+    /// `--verify-run`: the probe and how the source and the result did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verify_run: Option<crate::verify_run::Verdict>,
 }
 
 #[derive(Serialize, Clone, Debug)]
@@ -151,6 +154,19 @@ pub struct PlanReport {
     /// database was left as it was).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub packages: Option<crate::plan::PackageChanges>,
+    /// `[runtime] writable` directories given to the profile's user (absent when none).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub handed_over: Vec<HandedOver>,
+}
+
+/// A writable directory given to the user: `/var/cache/nginx`, `65532:65532`, created or not,
+/// how many entries changed owner.
+#[derive(Serialize, Clone, Debug)]
+pub struct HandedOver {
+    pub path: String,
+    pub owner: String,
+    pub created: bool,
+    pub entries: usize,
 }
 
 impl PlanReport {
@@ -188,6 +204,16 @@ impl PlanReport {
                 })
                 .collect(),
             packages: (!plan.packages.is_empty()).then(|| plan.packages.clone()),
+            handed_over: plan
+                .handed_over
+                .iter()
+                .map(|h| HandedOver {
+                    path: format!("/{}", h.path),
+                    owner: format!("{}:{}", h.uid, h.gid),
+                    created: h.created,
+                    entries: h.entries,
+                })
+                .collect(),
         }
     }
 }

@@ -292,6 +292,23 @@ fn write_changed<W: Write, R: Read>(
     if let Some(m) = mode {
         h.set_mode(m);
     }
+    if let Some((uid, gid)) = c.owner {
+        // Numbers only: a name left in the header or in PAX would win with some extractors.
+        records.retain(|(k, _)| !matches!(k.as_str(), "uid" | "gid" | "uname" | "gname"));
+        if uid > 0o7777777 || gid > 0o7777777 {
+            records.push(("uid".into(), uid.to_string().into_bytes()));
+            records.push(("gid".into(), gid.to_string().into_bytes()));
+        }
+        h.set_uid(uid.min(0o7777777));
+        h.set_gid(gid.min(0o7777777));
+        if let Some(u) = h.as_ustar_mut() {
+            u.uname = [0; 32];
+            u.gname = [0; 32];
+        } else if let Some(g) = h.as_gnu_mut() {
+            g.uname = [0; 32];
+            g.gname = [0; 32];
+        }
+    }
     if e.size > MAX_USTAR_SIZE {
         // Past 8 GiB the size goes in PAX, the header saying 0, as Go and CPython write it
         // (every reader takes PAX's; a base-256 header field is a GNU-only extension).
@@ -431,6 +448,29 @@ mod tests {
         assert_eq!(&plain[..plain.len() - 1024], &input[..plain.len() - 1024]);
         assert_eq!(rw.diff_id, Digest::of(&plain));
         assert_eq!(rw.digest, Digest::of(&out));
+    }
+
+    #[test]
+    fn a_new_owner_is_set_by_number_with_the_names_cleared() {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_mode(0o755);
+        h.set_size(0);
+        h.set_username("root").unwrap();
+        h.set_groupname("root").unwrap();
+        b.append_data(&mut h, "var/lib/nginx/", &b""[..]).unwrap();
+        let input = b.into_inner().unwrap();
+        let mut plan = LayerPlan::default();
+        plan.changes.insert("var/lib/nginx".into(), EntryChange { owner: Some((65532, 65532)), ..Default::default() });
+        let (out, rw) =
+            rewrite_layer(blob(&input), vec_out, &plan, Settings::new(OutputCodec::Gzip(6)), &Limits::default())
+                .unwrap();
+        assert_eq!(rw.stats.changed, 1);
+        let got = crate::layer::testdata::entries(&out);
+        let (e, _) = &got[0];
+        assert_eq!((e.path.as_str(), e.uid(), e.gid(), e.mode()), ("var/lib/nginx", 65532, 65532, 0o755));
+        assert_eq!(&e.header.as_gnu().unwrap().uname[..4], b"\0\0\0\0", "no name left to win over the number");
     }
 
     #[test]

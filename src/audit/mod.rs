@@ -356,6 +356,9 @@ pub fn after_view(fs: &FinalFs, plan: &Plan, user_layer: Option<&[u8]>) -> Final
             if strip_caps {
                 n.caps = false;
             }
+            if let Some((uid, gid)) = c.owner {
+                (n.uid, n.gid) = (uid, gid);
+            }
             n.escapes = false;
             entries.push(n);
         }

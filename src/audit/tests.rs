@@ -448,7 +448,7 @@ fn after_view_adds_the_user_layer_and_promotes_hardlinks() {
     let text = "name = \"t\"\nextends = \"baseline\"\n[files]\nkeep = [\"/app\"]\n";
     let profile = crate::profile::load_str("t.toml", text).unwrap();
     let plan = crate::plan::plan(&fs, &profile);
-    let user = crate::config::plan_user(&fs, &profile, 0, crate::layer::codec::OutputCodec::Gzip(1)).unwrap();
+    let user = crate::config::plan_user(&fs, &profile, &[], 0, crate::layer::codec::OutputCodec::Gzip(1)).unwrap();
     let after = after_view(&fs, &plan, user.layer.as_ref().map(|l| l.blob.as_slice()));
     assert_eq!(after.layers.len(), 2);
     let passwd = String::from_utf8_lossy(after.prefix("etc/passwd").unwrap()).into_owned();

@@ -8,6 +8,7 @@ mod check;
 mod contract;
 mod files;
 mod keys;
+mod learn;
 mod profile;
 mod rebuild;
 mod sbom;
@@ -88,6 +89,10 @@ enum Command {
     /// Print a CycloneDX 1.5 JSON SBOM of IMAGE's packages, read from its package databases
     /// (dpkg, apk, rpm): the same document `rebuild --sbom` writes for its result.
     Sbom(sbom::SbomArgs),
+    /// Run IMAGE under runc over an overlay root, probe it, and print a profile snippet to
+    /// review: `[runtime] writable` (what it wrote), `[verify]` (the probe that passed), `[config]
+    /// user` when its entrypoint dropped privileges, and notes. Needs root, runc and umoci.
+    Learn(learn::LearnArgs),
     /// Print shell completions.
     Completions {
         /// bash, zsh, fish, elvish or powershell.
@@ -117,6 +122,7 @@ pub fn run() -> Result<ExitCode> {
         Command::Contract(a) => contract::run(a),
         Command::Files(a) => files::run(a),
         Command::Sbom(a) => sbom::run(a),
+        Command::Learn(a) => learn::run(a),
         Command::Completions { shell } => {
             let mut buf = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "harden", &mut buf);

@@ -45,6 +45,12 @@ pub struct RebuildArgs {
     /// Push even when the guard finds the result cannot start.
     #[arg(long)]
     allow_broken: bool,
+    /// Before pushing, run the source (as it asks) and the result (as its contract says) under
+    /// runc and probe both the same way (`[verify]`, else the health check, else each exposed
+    /// TCP port, else the process staying up); refuse (exit 3) when the source passes and the
+    /// result does not. Needs root, runc and umoci.
+    #[arg(long)]
+    verify_run: bool,
     /// After the push, sign the result with this cosign private key (see `harden sign`);
     /// the report records the signature.
     #[arg(long, value_name = "KEY")]
@@ -114,6 +120,7 @@ impl RebuildArgs {
             contract_format: self.contract_format,
             dry_run: self.dry_run,
             allow_broken: self.allow_broken,
+            verify_run: self.verify_run,
             codec,
             recompress: self.recompress,
             jobs: self.jobs,

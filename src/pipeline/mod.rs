@@ -74,6 +74,9 @@ pub struct RebuildOptions {
     /// platform's.
     pub contract: Option<PathBuf>,
     pub contract_format: crate::contract::Format,
+    /// Run the source and the result under runc before pushing, refusing (exit 3) when the
+    /// source passes its probe and the result does not (`--verify-run`, [`crate::verify_run`]).
+    pub verify_run: bool,
     /// The rewrite cache, shared by every image of a batch; None for a private in-memory one.
     pub cache: Option<Arc<RewriteCache>>,
     /// Fetched layers and their scans, shared by every image of a batch; None for this run's own.
@@ -109,6 +112,7 @@ impl Default for RebuildOptions {
             platforms: Vec::new(),
             contract: None,
             contract_format: crate::contract::Format::Json,
+            verify_run: false,
             cache: None,
             scans: None,
             locations: None,
@@ -230,7 +234,8 @@ pub async fn rebuild(src: &ImageRef, dst: &ImageRef, o: &RebuildOptions) -> Resu
     report.not_carried_over = supply::not_carried(&ctx, &source_digests).await;
     // Plan every image before rewriting any: a refusal leaves nothing pushed.
     // A rerun whose result the destination still holds: re-tag it, no planning, no rewrite.
-    let result_key = reuse::key(&ctx, &w.top.digest);
+    // --verify-run runs what it pushes: a recorded result is not taken on trust.
+    let result_key = if o.verify_run { None } else { reuse::key(&ctx, &w.top.digest) };
     if let Some(k) = &result_key {
         if let Some(found) = k.find(&ctx, &w.top).await {
             return reuse_result(&ctx, report, found, t0).await;

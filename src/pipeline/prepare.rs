@@ -80,7 +80,17 @@ pub async fn prepare(ctx: &Ctx<'_>, src_ref: ImageRef, manifest: Manifest) -> Re
     let created = epoch.as_ref().map(|(_, s)| s.clone());
     let mtime =
         epoch.as_ref().map(|(s, _)| *s).unwrap_or_else(|| config::epoch_of(config["created"].as_str().unwrap_or("")));
-    let user = config::plan_user(&fs, profile, mtime, o.codec)?;
+    let new_dirs: Vec<&str> = plan.handed_over.iter().filter(|h| h.created).map(|h| h.path.as_str()).collect();
+    let user = config::plan_user(&fs, profile, &new_dirs, mtime, o.codec)?;
+    for h in &plan.handed_over {
+        o.progress.line(&format!(
+            "handed /{} to {}:{}{}",
+            h.path,
+            h.uid,
+            h.gid,
+            if h.created { " (created in the user layer)" } else { "" }
+        ));
+    }
     let mut effective = config.clone();
     if let Some(crate::profile::HealthRule::Set(h)) = &profile.config.healthcheck {
         effective["config"]["Healthcheck"] = h.clone();
@@ -141,6 +151,7 @@ pub async fn prepare(ctx: &Ctx<'_>, src_ref: ImageRef, manifest: Manifest) -> Re
         layers: None,
         config_changes: None,
         timings_ms: None,
+        verify_run: None,
     };
     drop(after);
     let broken = guard.broken.iter().map(ToString::to_string).collect();

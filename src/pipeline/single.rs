@@ -77,6 +77,12 @@ pub async fn execute(ctx: &Ctx<'_>, mut p: Prepared, tag: Option<&ImageRef>) -> 
         media_type: p.manifest.media_type.clone(),
     };
 
+    // Before anything is pushed: does the result start where the source does?
+    let verify_run = match ctx.o.verify_run {
+        true => verify_run(ctx, &p, &rewrites, &manifest_json, &config_bytes, &new_config, &contract).await?,
+        false => None,
+    };
+
     // Push: the layers (unchanged ones mountable from the source), the user layer, the config;
     // then the manifest.
     let t2 = Instant::now();
@@ -116,6 +122,7 @@ pub async fn execute(ctx: &Ctx<'_>, mut p: Prepared, tag: Option<&ImageRef>) -> 
         reference: None,
     });
     report.layers = Some(layer_reports);
+    report.verify_run = verify_run;
     report.config_changes = Some(changes);
     report.timings_ms = Some(Timings {
         scan: Some(p.t_scan.as_millis() as u64),
@@ -125,6 +132,94 @@ pub async fn execute(ctx: &Ctx<'_>, mut p: Prepared, tag: Option<&ImageRef>) -> 
     });
     ctx.o.progress.line(&p.summary);
     Ok(Done { manifest: result, report, contract })
+}
+
+/// `--verify-run`: the source and the result run under runc and probed the same way
+/// ([`crate::verify_run`]). The source passing and the result failing refuses (exit 3) before
+/// anything is pushed; the source failing is said, and the rebuild goes on. An image of
+/// another architecture than the host's is not run (said).
+async fn verify_run(
+    ctx: &Ctx<'_>,
+    p: &Prepared,
+    rewrites: &[Option<Rewritten>],
+    manifest_json: &Value,
+    config_bytes: &[u8],
+    new_config: &Value,
+    contract: &crate::contract::Contract,
+) -> Result<Option<crate::verify_run::Verdict>> {
+    use crate::verify_run::{self as vr, Bytes, Image, Layer};
+    let o = ctx.o;
+    let arch = p.config["architecture"].as_str().unwrap_or("");
+    if !arch.is_empty() && arch != vr::host_architecture() {
+        o.progress.line(&format!(
+            "verify-run: {} is {arch}, this host {}: not run",
+            p.src_ref,
+            vr::host_architecture()
+        ));
+        return Ok(None);
+    }
+    let mut source = Image { config: serde_json::to_vec(&p.config)?, layers: Vec::new() };
+    let mut result = Image { config: config_bytes.to_vec(), layers: Vec::new() };
+    for (i, (layer, rw)) in p.view.layers.iter().zip(rewrites).enumerate() {
+        let input = ctx.share.blob(&ctx.src, layer).await?;
+        let src = |path: std::path::PathBuf| Layer {
+            media_type: layer.media_type.clone(),
+            digest: layer.digest.clone(),
+            size: layer.size,
+            bytes: Bytes::File(path),
+        };
+        source.layers.push(src(input.clone()));
+        result.layers.push(match rw {
+            Some(r) => Layer {
+                media_type: manifest_json["layers"][i]["mediaType"].as_str().unwrap_or_default().to_string(),
+                digest: r.rw.digest.clone(),
+                size: r.rw.size,
+                bytes: Bytes::File(r.blob.clone()),
+            },
+            None => src(input),
+        });
+    }
+    if let Some(ul) = &p.user.layer {
+        let n = p.view.layers.len();
+        result.layers.push(Layer {
+            media_type: manifest_json["layers"][n]["mediaType"].as_str().unwrap_or_default().to_string(),
+            digest: ul.digest.clone(),
+            size: ul.blob.len() as u64,
+            bytes: Bytes::Memory(ul.blob.clone()),
+        });
+    }
+    let volumes = crate::contract::persistent_volumes(new_config);
+    let rules = ctx.profile.verify.clone();
+    let dir = ctx.share.spool.path().join(format!("verify-{}", p.manifest.digest.short()));
+    o.progress.line(&format!("verify-run: running the source and the result under runc ({})", p.src_ref));
+    let (c, d) = (contract.clone(), dir.clone());
+    let verdict = tokio::task::spawn_blocking(move || vr::verify(&d, &source, &result, &c, &volumes, &rules)).await??;
+    let _ = std::fs::remove_dir_all(&dir);
+    let say = |who: &str, v: &vr::RunVerdict| {
+        o.progress.line(&format!("verify-run: {who} {}: {}", if v.passed { "passes" } else { "fails" }, v.detail))
+    };
+    say("source", &verdict.source);
+    say("result", &verdict.result);
+    if !verdict.source.passed {
+        o.progress.line(&format!(
+            "verify-run: the source itself fails {} — the result is not held to it; going on",
+            verdict.probe
+        ));
+    }
+    if verdict.refuses() {
+        for l in &verdict.result.last_lines {
+            o.progress.line(&format!("verify-run: result | {l}"));
+        }
+        let last = verdict.result.last_lines.iter().rev().find(|l| !l.trim().is_empty()).cloned().unwrap_or_default();
+        return Err(crate::Failure::Policy(format!(
+            "--verify-run: the source passes {} and the result does not ({}){}; nothing was pushed",
+            verdict.probe,
+            verdict.result.detail,
+            if last.is_empty() { String::new() } else { format!("; its last line: {last}") }
+        ))
+        .into());
+    }
+    Ok(Some(verdict))
 }
 
 /// Rewrite every layer the plan changes (at most `jobs` at once), each through the cache;
