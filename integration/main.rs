@@ -26,6 +26,7 @@ mod reliability;
 mod rpmdb;
 mod sign;
 mod supply;
+mod tarframing;
 
 use common::*;
 use std::process::Command;

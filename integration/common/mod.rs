@@ -84,6 +84,7 @@ fn package_of(tool: &str) -> &'static str {
         "xz" => "xz-utils",
         "gzip" => "gzip",
         "timeout" => "coreutils",
+        "go" => "golang-go",
         _ => "?",
     }
 }

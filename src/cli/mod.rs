@@ -81,6 +81,11 @@ enum Command {
     /// Print a CycloneDX 1.5 JSON SBOM of IMAGE's packages, read from its package databases
     /// (dpkg, apk, rpm): the same document `rebuild --sbom` writes for its result.
     Sbom(sbom::SbomArgs),
+    /// Internal: list a plain tar stream's entries as harden's reader frames them, as JSON (the
+    /// form integration/golist prints from Go's archive/tar; FILE `-` is stdin). Exit 1 when
+    /// the archive is refused.
+    #[command(hide = true)]
+    TarList { file: std::path::PathBuf },
     /// Print shell completions.
     Completions {
         /// bash, zsh, fish, elvish or powershell.
@@ -109,6 +114,16 @@ pub fn run() -> Result<ExitCode> {
         Command::Check(a) => check::run(a),
         Command::Contract(a) => contract::run(a),
         Command::Sbom(a) => sbom::run(a),
+        Command::TarList { file } => {
+            let doc = if file.as_os_str() == "-" {
+                harden::layer::tarlist::listing(std::io::stdin().lock())
+            } else {
+                let f = std::fs::File::open(&file).with_context(|| format!("opening {}", file.display()))?;
+                harden::layer::tarlist::listing(std::io::BufReader::new(f))
+            };
+            outln(&doc.to_string())?;
+            Ok(if doc["error"].is_null() { ExitCode::SUCCESS } else { ExitCode::from(exit::RUNTIME) })
+        }
         Command::Completions { shell } => {
             let mut buf = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "harden", &mut buf);
