@@ -112,20 +112,9 @@ fn file(name: &str, mode: u32, data: &[u8]) -> Vec<u8> {
     v
 }
 
-/// PAX records, encoded.
+/// PAX records, encoded (harden's encoder: only input; Go judges what it reads).
 fn records(recs: &[(&str, &[u8])]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for (k, v) in recs {
-        let body = k.len() + v.len() + 3;
-        let mut n = body + body.to_string().len();
-        if n.to_string().len() + body != n {
-            n = body + n.to_string().len();
-        }
-        out.extend_from_slice(format!("{n} {k}=").as_bytes());
-        out.extend_from_slice(v);
-        out.push(b'\n');
-    }
-    out
+    harden::layer::tar::encode_pax(&recs.iter().map(|(k, v)| (k.to_string(), v.to_vec())).collect::<Vec<_>>())
 }
 
 /// A metadata block of type `t` (`x`, `g`, `L`, `K`) carrying `data`.
@@ -454,17 +443,9 @@ fn tar_framing_smuggled_setuid_shell_is_seen_and_removed() {
             "{name}: Go does not read a setuid bash: {go}"
         );
         let out = harden(&["check", &src, "--format", "json"]);
-        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-        let evidence = |id: &str| -> Vec<String> {
-            v["findings"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter(|f| f["id"] == id)
-                .flat_map(|f| f["evidence"].as_array().cloned().unwrap_or_default())
-                .filter_map(|e| e["path"].as_str().map(str::to_string))
-                .collect()
-        };
+        let v: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{name}: check --format json printed no JSON ({e}):\n{}", dump(&out)));
+        let evidence = |id: &str| crate::check::paths(&v, id);
         let (setuid, shells) = (evidence("HARDEN-FILE-SETUID"), evidence("HARDEN-SHELLS"));
         if !(setuid.iter().any(|p| is_shell(p)) && shells.iter().any(|p| is_shell(p))) {
             failures.push(format!("{name}: check reports setuid {setuid:?}, shells {shells:?}:\n{}", dump(&out)));
