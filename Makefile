@@ -38,12 +38,16 @@ bench: setup release
 ## it and leaves the input in fuzz/artifacts/TARGET/ (turn it into a unit test). No nightly here:
 ## RUSTC_BOOTSTRAP=1 lets stable rustc take cargo-fuzz's -Z flags.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS ?= tar_rewrite profile_parse manifest_parse rpm_read pkgdb_read elf_read
-fuzz:
+## tar_go_oracle compares harden's tar framing with Go's archive/tar (integration/golist).
+FUZZ_TARGETS ?= tar_rewrite profile_parse manifest_parse rpm_read pkgdb_read elf_read tar_go_oracle
+GOLIST := $(CURDIR)/target/golist/golist
+fuzz: setup
 	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	cd integration/golist && GOCACHE=$(CURDIR)/target/golist/cache GOPATH=$(CURDIR)/target/golist/gopath \
+	  GO111MODULE=off GOFLAGS= CGO_ENABLED=0 go build -o $(GOLIST) .
 	cd fuzz && for t in $(FUZZ_TARGETS); do \
 	  mkdir -p corpus/$$t && \
-	  RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run $$t corpus/$$t seeds/$$t -- \
+	  HARDEN_GOLIST=$(GOLIST) RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run $$t corpus/$$t seeds/$$t -- \
 	    -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=512 -max_len=1048576 || exit 1; \
 	done
 

@@ -24,7 +24,7 @@ fn ids(findings: &Value) -> BTreeSet<String> {
     findings.as_array().unwrap().iter().map(|f| f["id"].as_str().unwrap().to_string()).collect()
 }
 
-fn paths(v: &Value, id: &str) -> Vec<String> {
+pub fn paths(v: &Value, id: &str) -> Vec<String> {
     v["findings"]
         .as_array()
         .unwrap()

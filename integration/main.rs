@@ -29,6 +29,7 @@ mod reliability;
 mod rpmdb;
 mod sign;
 mod supply;
+mod tarframing;
 mod verify_run;
 
 use common::*;

@@ -139,17 +139,9 @@ fn filter<R: Read, S: TarSink>(
     while let Some(e) = tr.next_entry()? {
         let change = plan.changes.get(&e.path);
         match change {
-            None if header_consistent(&e) => {
-                // Verbatim, padding included (a source whose padding is not zeros makes a
-                // splice fail its check and the layer is recompressed).
-                tw.w.get_mut().claim(Some(e.offset));
-                tw.w.write_all(&e.meta)?;
-                tw.write_header(&e.header)?;
-                tw.w.write_all(&e.ext)?;
-                tr.copy_data(&mut tw.w)?;
-                tw.pad(e.size)?;
-                tw.w.get_mut().claim(None);
-            }
+            // A `g` header describes nothing and is never changed (a file of the same path is).
+            _ if e.kind == Kind::GlobalPax => verbatim(tw, &mut tr, &e)?,
+            None if header_consistent(&e) => verbatim(tw, &mut tr, &e)?,
             None => {
                 write_changed(tw, &mut tr, &e, &EntryChange::default(), None)?;
             }
@@ -165,6 +157,23 @@ fn filter<R: Read, S: TarSink>(
     }
     tr.finish()?;
     Ok(stats)
+}
+
+/// Copy an entry verbatim, padding included (a source whose padding is not zeros makes a
+/// splice fail its check and the layer is recompressed).
+fn verbatim<R: Read, S: TarSink>(
+    tw: &mut TarWriter<HashingWriter<S>>,
+    tr: &mut TarReader<R>,
+    e: &RawEntry,
+) -> io::Result<()> {
+    tw.w.get_mut().claim(Some(e.offset));
+    tw.w.write_all(&e.meta)?;
+    tw.write_header(&e.header)?;
+    tw.w.write_all(&e.ext)?;
+    tr.copy_data(&mut tw.w)?;
+    tw.pad(e.size)?;
+    tw.w.get_mut().claim(None);
+    Ok(())
 }
 
 /// A blob writer that also decodes what it writes on another thread, for [`spliced`]'s check.
@@ -249,7 +258,7 @@ impl Read for ChannelReader {
 /// Entries without data must say size 0; anything else is rewritten so framing stays sane. The
 /// declared size is the PAX `size` when there is one (it frames the entry for every reader).
 fn header_consistent(e: &RawEntry) -> bool {
-    e.declared == e.size
+    e.declared == e.size + e.data_ext
 }
 
 /// Emit an entry with a changed header: mode, capabilities, a promotion (a removed
@@ -265,7 +274,7 @@ fn write_changed<W: Write, R: Read>(
     let mut h = e.header.clone();
     // A PAX 1.0 sparse file keeps its `GNUSparseFile.NNN` header name; its real name is the
     // `GNU.sparse.name` record, renamed below.
-    let sparse_name = e.pax.iter().any(|(k, _)| k == "GNU.sparse.name");
+    let sparse_name = e.sparse && e.pax.iter().any(|(k, _)| k == "GNU.sparse.name");
     let mut records: Vec<(String, Vec<u8>)> = e
         .pax
         .iter()
@@ -309,13 +318,15 @@ fn write_changed<W: Write, R: Read>(
             g.gname = [0; 32];
         }
     }
-    if e.size > MAX_USTAR_SIZE {
+    // The stored data: a PAX 1.0 sparse map (in `ext`) and the segments.
+    let stored = e.size + e.data_ext;
+    if stored > MAX_USTAR_SIZE {
         // Past 8 GiB the size goes in PAX, the header saying 0, as Go and CPython write it
         // (every reader takes PAX's; a base-256 header field is a GNU-only extension).
-        records.push(("size".into(), e.size.to_string().into_bytes()));
+        records.push(("size".into(), stored.to_string().into_bytes()));
         h.set_size(0);
     } else {
-        h.set_size(e.size);
+        h.set_size(stored);
     }
     if e.kind == Kind::Dir && !path.ends_with('/') {
         path.push('/');
@@ -692,7 +703,8 @@ mod tests {
             ("sparse", 0o600, 1 << 20, &ext_of(&t)[..], &[b'z'; 1024][..])
         );
         let (e, d) = &back[1];
-        assert_eq!((e.path.as_str(), e.mode(), e.real_size, d.len()), ("opt/real name", 0o600, 1_000_000, 517));
+        assert_eq!((e.path.as_str(), e.mode(), e.real_size, d.len()), ("opt/real name", 0o600, 1_000_000, 5));
+        assert!(e.ext.starts_with(b"1\n999995\n5\n") && e.data_ext == 512, "the 1.0 map is kept in ext");
         assert!(e.header.path_bytes().starts_with(b"GNUSparseFile.0/"), "{:?}", e.header.path_bytes());
         assert_eq!((back[2].0.path.as_str(), &back[2].1[..]), ("next", &b"next"[..]));
     }

@@ -86,6 +86,7 @@ fn package_of(tool: &str) -> &'static str {
         "timeout" => "coreutils",
         "nsenter" => "util-linux",
         "time" => "time",
+        "go" => "golang-go",
         _ => "?",
     }
 }

@@ -93,6 +93,11 @@ enum Command {
     /// review: `[runtime] writable` (what it wrote), `[verify]` (the probe that passed), `[config]
     /// user` when its entrypoint dropped privileges, and notes. Needs root, runc and umoci.
     Learn(learn::LearnArgs),
+    /// Internal: list a plain tar stream's entries as harden's reader frames them, as JSON (the
+    /// form integration/golist prints from Go's archive/tar; FILE `-` is stdin). Exit 1 when
+    /// the archive is refused.
+    #[command(hide = true)]
+    TarList { file: std::path::PathBuf },
     /// Print shell completions.
     Completions {
         /// bash, zsh, fish, elvish or powershell.
@@ -123,6 +128,16 @@ pub fn run() -> Result<ExitCode> {
         Command::Files(a) => files::run(a),
         Command::Sbom(a) => sbom::run(a),
         Command::Learn(a) => learn::run(a),
+        Command::TarList { file } => {
+            let doc = if file.as_os_str() == "-" {
+                harden::layer::tarlist::listing(std::io::stdin().lock())
+            } else {
+                let f = std::fs::File::open(&file).with_context(|| format!("opening {}", file.display()))?;
+                harden::layer::tarlist::listing(std::io::BufReader::new(f))
+            };
+            outln(&doc.to_string())?;
+            Ok(if doc["error"].is_null() { ExitCode::SUCCESS } else { ExitCode::from(exit::RUNTIME) })
+        }
         Command::Completions { shell } => {
             let mut buf = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "harden", &mut buf);

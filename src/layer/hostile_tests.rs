@@ -71,7 +71,9 @@ fn stored(blob: &[u8]) -> Vec<(String, Kind, u32, Vec<u8>)> {
     super::testdata::entries(blob)
         .into_iter()
         .map(|(e, data)| {
-            let name = super::tar::parse_pax(&e.meta[512.min(e.meta.len())..])
+            let m = &e.meta[512.min(e.meta.len())..];
+            let m = &m[..m.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1)];
+            let name = super::tar::parse_pax(m)
                 .ok()
                 .and_then(|p| {
                     p.into_iter().find(|(k, _)| k == "path").map(|(_, v)| String::from_utf8_lossy(&v).into_owned())
@@ -365,4 +367,116 @@ fn an_interrupted_run_stops_reading() {
     let mut sink = Vec::new();
     let (_, mut r) = super::codec::limited_decoder(&blob[..], &limits).unwrap();
     assert!(r.read_to_end(&mut sink).is_err());
+}
+
+/// A metadata block of type `t` carrying `data` (PAX records for `x`/`g`, a name for `L`).
+fn meta_block(out: &mut Vec<u8>, t: u8, data: &[u8]) {
+    let mut h = tar::Header::new_ustar();
+    h.set_path("PaxHeader").unwrap();
+    h.set_entry_type(tar::EntryType::new(t));
+    h.set_size(data.len() as u64);
+    h.set_cksum();
+    out.extend_from_slice(h.as_bytes());
+    out.extend_from_slice(data);
+    out.resize(out.len().div_ceil(512) * 512, 0);
+}
+
+/// Recompute a header block's checksum after editing its bytes.
+fn resum(b: &mut [u8]) {
+    b[148..156].fill(b' ');
+    let sum: u32 = b.iter().map(|&c| u32::from(c)).sum();
+    b[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+}
+
+fn records(recs: &[(&str, &[u8])]) -> Vec<u8> {
+    super::tar::encode_pax(&recs.iter().map(|(k, v)| (k.to_string(), v.to_vec())).collect::<Vec<_>>())
+}
+
+/// Each way a layer hid a setuid bash from an earlier harden while Go's archive/tar (which
+/// containerd unpacks with) creates it: the scan sees it now, and the baseline rewrite strips
+/// the bit in what Go will read.
+#[test]
+fn framing_as_go_reads_it_shows_the_smuggled_setuid_shell() {
+    let bash = |t: &mut Vec<u8>| raw(t, "bin/bash", b'0', 0o4755, b"#!bash\n", "");
+    let mut cases: Vec<(&str, Vec<u8>)> = Vec::new();
+    // Two `x` headers: Go keeps the last one's records only (not the first's `size`).
+    let mut t = Vec::new();
+    meta_block(&mut t, b'x', &records(&[("size", b"1536")]));
+    meta_block(&mut t, b'x', &records(&[("mtime", b"1")]));
+    raw(&mut t, "file", b'0', 0o644, b"", "");
+    bash(&mut t);
+    cases.push(("two x headers", t));
+    // `x{size}` then `g`: the `g` is framed by its own size and drops the pending records.
+    let mut t = Vec::new();
+    meta_block(&mut t, b'x', &records(&[("size", b"1536")]));
+    meta_block(&mut t, b'g', &records(&[("comment", b"hi")]));
+    bash(&mut t);
+    cases.push(("x then g", t));
+    // A `\0` type flag on a name ending in `/` is a directory to Go: no data.
+    let mut t = Vec::new();
+    raw(&mut t, "d/", 0, 0o755, b"", "");
+    t[124..136].copy_from_slice(b"00000001000\0");
+    t[156] = 0;
+    resum(&mut t[..512]);
+    bash(&mut t);
+    cases.push(("NUL type flag directory declaring data", t));
+    // A GNU long name wins over a PAX path in Go.
+    let mut t = Vec::new();
+    meta_block(&mut t, b'x', &records(&[("path", b"usr/share/doc/x")]));
+    meta_block(&mut t, b'L', b"bin/bash\0");
+    raw(&mut t, "placeholder", b'0', 0o4755, b"#!bash\n", "");
+    cases.push(("GNU long name and PAX path", t));
+    // The mode in base-256.
+    let mut t = Vec::new();
+    bash(&mut t);
+    t[100..108].copy_from_slice(&[0x80, 0, 0, 0, 0, 0, 0x09, 0xed]);
+    resum(&mut t[..512]);
+    cases.push(("base-256 mode", t));
+    for (what, t) in cases {
+        let blob = gz(&end(t));
+        let idx = scan(&blob).unwrap_or_else(|e| panic!("{what}: {e}"));
+        let bash = idx.entries.iter().find(|e| e.path == "bin/bash");
+        assert_eq!(bash.map(|e| e.mode), Some(0o4755), "{what}: {:?}", idx.entries);
+        let fs = FinalFs::build(vec![idx]);
+        let p = plan::plan(&fs, &profile::load(&["baseline".into()]).unwrap());
+        let out = rewrite(&blob, &p.layers[0]).unwrap();
+        let back = scan(&out).unwrap();
+        let modes: Vec<(&str, u32)> = back.entries.iter().map(|e| (e.path.as_str(), e.mode)).collect();
+        assert!(modes.contains(&("bin/bash", 0o755)), "{what}: {modes:?}");
+        assert!(modes.iter().all(|(_, m)| m & 0o6000 == 0), "{what}: {modes:?}");
+    }
+}
+
+/// What Go refuses, harden refuses: a PAX path or link target with a NUL, an empty PAX key,
+/// NULs inside a PAX block's declared size, a zero block followed by a header, a sparse map
+/// that does not add up to the stored data.
+#[test]
+fn archives_go_refuses_are_refused() {
+    let f = |t: &mut Vec<u8>| raw(t, "f", b'0', 0o644, b"x", "");
+    let mut cases: Vec<(&str, Vec<u8>, &str)> = Vec::new();
+    let mut t = Vec::new();
+    meta_block(&mut t, b'x', b"19 path=etc/x\0.txt\n");
+    f(&mut t);
+    cases.push(("NUL in path", t, "NUL"));
+    let mut t = Vec::new();
+    meta_block(&mut t, b'x', b"6 =ab\n");
+    f(&mut t);
+    cases.push(("empty key", t, "empty key"));
+    let mut t = Vec::new();
+    meta_block(&mut t, b'x', b"9 path=a\n\0\0");
+    f(&mut t);
+    cases.push(("NULs in the records", t, "PAX record"));
+    let mut t = Vec::new();
+    f(&mut t);
+    t.extend_from_slice(&[0; 512]);
+    f(&mut t);
+    cases.push(("zero block then header", t, "single zero block"));
+    let mut t = Vec::new();
+    meta_block(&mut t, b'x', &records(&[("GNU.sparse.map", b"0,100"), ("GNU.sparse.numblocks", b"1")]));
+    f(&mut t);
+    cases.push(("sparse map past the data", t, "sparse"));
+    for (what, t, want) in cases {
+        let e = msg(scan(&gz(&end(t))));
+        assert!(e.contains(want), "{what}: {e}");
+    }
 }

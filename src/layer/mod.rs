@@ -7,6 +7,8 @@ pub mod path;
 pub mod pgzip;
 pub mod splice;
 pub mod tar;
+pub mod tarfmt;
+pub mod tarlist;
 
 /// Test data shared by the codec tests.
 #[cfg(test)]

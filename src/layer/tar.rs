@@ -2,38 +2,48 @@
 //! keeps their raw bytes, so the rewrite can copy an untouched entry verbatim.
 //!
 //! Written here rather than using `tar::Archive` because the rewrite needs the exact bytes of
-//! each PAX / GNU long-name block and GNU sparse extension block to copy them through. Field
-//! parsing still uses `tar::Header`.
+//! each PAX / GNU long-name block and GNU sparse extension block to copy them through, and
+//! because its framing must be Go's, not the tar crate's. `tar::Header` is kept for the rewrite
+//! to edit; fields are read by [`super::tarfmt`].
 //!
-//! What it reads is what GNU tar, libarchive (bsdtar) and Go's archive/tar read:
-//! - **Entry size**: a PAX `size` record overrides the header's size field, as POSIX says and
-//!   every one of those readers does. Go and CPython write files over 8 GiB with the real size in
-//!   PAX and `0` in the header; Go's `pax-pos-size-file.tar` (header 684, PAX 999) is framed by
-//!   999 bytes in all three. harden does the same, deliberately: following PAX like every reader
-//!   is what makes the framing unambiguous (refusing it would only break real archives; a
-//!   parser that ignores PAX is the odd one out, and nothing harden writes relies on it). A PAX
-//!   `size` that is not a number is an error. A rewritten header of a file over 8 GiB keeps the
-//!   size in a PAX record (header field 0), as Go writes it.
-//! - **GNU sparse files**, passed through unchanged: old-GNU `S` headers with their `isextended`
-//!   continuation blocks (kept verbatim in [`RawEntry::ext`], data = the header's size = stored
-//!   bytes); PAX 0.0/0.1 (`GNU.sparse.*` records, header size = stored size) and 1.0 (the map
-//!   at the start of the data, `GNU.sparse.realsize`, the real name in `GNU.sparse.name` while the
-//!   header says `./GNUSparseFile.NNN/name`). [`RawEntry::path`] is the real name and
-//!   [`RawEntry::real_size`] the file's size once expanded.
-//! - **Header checksums** computed over unsigned or signed bytes (old Unix tars; GNU tar takes both).
-//! - **Header-only entries** (links, devices, directories, FIFOs) carry no data whatever size they
-//!   declare, as POSIX says and GNU tar, Go and CPython read them.
-//! - **PAX names** end at their first NUL, as GNU tar and bsdtar read them.
+//! What it reads is what Go's `archive/tar` reads (Go 1.19, Debian bookworm's `golang-go`):
+//! containerd, moby and containers/storage unpack layers with it, so a layer framed otherwise
+//! would let a file the runtime creates pass the plan, the guard and `check` unseen. For every
+//! archive the entries (name, type, size, mode, uid/gid, link target, data offset) are Go's, or
+//! the archive is an error (the layer is refused). Field decoding is [`super::tarfmt`]'s; the
+//! framing here follows `Reader.Next`:
+//! - **Metadata headers** (`x`, `L`, `K`) are framed by their own size; only the **last** `x`
+//!   header before an entry applies to it (Go replaces, GNU tar merges: `x{size=1536} x{mtime=1}`
+//!   must not frame the next file by 1536 bytes). A **`g` header** is an entry of its own
+//!   ([`Kind::GlobalPax`]), framed by its own size, that drops what came before it and applies to
+//!   nothing after it. A GNU long name or link wins over PAX `path`/`linkpath`; an empty PAX value
+//!   keeps the header's field.
+//! - **Entry size**: a PAX `size` record overrides the header's size field (Go and CPython write
+//!   files over 8 GiB with `0` in the header; Go's `pax-pos-size-file.tar` is framed by PAX's
+//!   999, not the header's 684). A rewritten header of a file over 8 GiB keeps the size in a PAX
+//!   record. **Header-only entries** (links, devices, directories, FIFOs) carry no data whatever
+//!   size they declare; a `\0` type flag on a name ending in `/` is a directory.
+//! - **GNU sparse files** where Go recognises them (old-GNU `S` in a GNU header; PAX 0.0/0.1/1.0
+//!   by `GNU.sparse.major/minor` or a map), passed through unchanged: old-GNU extension blocks and
+//!   a PAX 1.0 map (read from the data as Go reads it) are kept verbatim in [`RawEntry::ext`];
+//!   the name and size are Go's (`GNU.sparse.name`, `GNU.sparse.size`/`realsize`); the map must
+//!   fit the stored data as Go requires.
+//! - **The end**: two zero blocks or the end of the stream (padding cut short by it too); a zero
+//!   block followed by a header is an error; what follows the end is not read as entries.
+//! - Refused as Go refuses them: bad PAX records (a NUL in a path, link path, user or group name
+//!   or in a key, an empty key, NULs within the declared size), unparsable numbers. Refused on
+//!   purpose: negative numbers, names over PATH_MAX or holding a NUL, over-large metadata.
 //!
 //! Owns: block framing, PAX/GNU long names, sparse headers. Must not: decide policy (paths are
 //! normalised by [`super::path`]).
 
 use super::path::normalize;
+use super::tarfmt;
 use std::io::{self, Read, Write};
 
 pub const BLOCK: u64 = 512;
 /// Largest PAX or GNU long-name block accepted (a hostile archive could claim gigabytes).
-pub const MAX_META: u64 = 1 << 20;
+pub const MAX_META: u64 = tarfmt::MAX_SPECIAL;
 /// Largest total of the metadata blocks before one entry (a chain of PAX blocks), and of the
 /// GNU sparse extension blocks after its header.
 pub const MAX_META_TOTAL: u64 = 4 << 20;
@@ -80,45 +90,66 @@ impl Kind {
 /// stream and is consumed with [`TarReader::copy_data`], [`TarReader::read_prefix`] or skipped.
 #[derive(Clone, Debug)]
 pub struct RawEntry {
-    /// PAX (`x`) and GNU long name/link (`L`/`K`) blocks, verbatim, header and padded data.
+    /// PAX (`x`) and GNU long name/link (`L`/`K`) blocks, verbatim, header and padded data
+    /// (those Go ignores included: copied verbatim, they are ignored again).
     pub meta: Vec<u8>,
-    /// Local PAX records in order (key, value).
+    /// The PAX records that apply to the entry (the last `x` header's; for a `g` header, its
+    /// own), in order (key, value).
     pub pax: Vec<(String, Vec<u8>)>,
     pub header: tar::Header,
+    /// The type flag as Go reports it (a `\0` flag read as `0`, or `5` for a name ending in `/`).
+    pub typeflag: u8,
+    /// The name as Go's `Header.Name` holds it (prefix, PAX `path`, GNU long name, sparse name).
+    pub name: Vec<u8>,
+    /// The link target as Go's `Header.Linkname` holds it (any type).
+    pub linkname: Vec<u8>,
     /// Normalised path: no leading `./` or `/`, no trailing `/`.
     pub path: String,
     /// Hardlink or symlink target as written (hardlink targets normalised like paths).
     pub link: Option<String>,
     pub kind: Kind,
-    /// Data bytes stored in the archive after the header (for a sparse file: the stored
-    /// segments, plus the map for PAX 1.0).
+    /// Data bytes stored in the archive after the header and [`RawEntry::ext`] (for a sparse
+    /// file: the stored segments).
     pub size: u64,
     /// The size the archive declares for the entry (PAX `size`, else the header's), which
-    /// frames it; differs from `size` only for entries that carry no data but declare some.
+    /// frames it; differs from `size + data_ext` only for entries that carry no data but declare
+    /// some.
     pub declared: u64,
     /// The file's size once extracted: `size`, or a sparse file's real size.
     pub real_size: u64,
-    /// A GNU sparse file (old-GNU `S` or PAX 0.x/1.0): its stored data is not the file's bytes
-    /// from offset 0.
+    /// The size Go's `Header.Size` reports (the declared size, a sparse file's real size, 0 for
+    /// a `g` header).
+    pub listed_size: u64,
+    /// A GNU sparse file (old-GNU `S` or PAX 0.x/1.0 as Go recognises them): its stored data is
+    /// not the file's bytes from offset 0.
     pub sparse: bool,
-    /// Old-GNU sparse extension blocks that follow the header, verbatim (empty otherwise).
+    /// Blocks that follow the header, verbatim: old-GNU sparse extension blocks, a PAX 1.0
+    /// sparse map (the first `data_ext` bytes of the declared data), a `g` header's records.
     pub ext: Vec<u8>,
+    /// How much of `ext` the declared size counts (a PAX 1.0 sparse map).
+    pub data_ext: u64,
     /// The entry's path or hardlink target leaves the root (`..` or absolute after
     /// normalisation would escape): reported, never followed.
     pub escapes: bool,
     /// Offset of the entry's first byte (its first metadata block, or its header) in the stream.
     pub offset: u64,
+    /// Where Go's reader stands once it has returned the header: the data's start (for a `g`
+    /// header, the end of its records).
+    pub data_offset: u64,
+    mode_bits: u32,
+    uid_num: u64,
+    gid_num: u64,
 }
 
 impl RawEntry {
     pub fn mode(&self) -> u32 {
-        self.header.mode().unwrap_or(0)
+        self.mode_bits
     }
     pub fn uid(&self) -> u64 {
-        pax_num(&self.pax, "uid").unwrap_or_else(|| self.header.uid().unwrap_or(0))
+        self.uid_num
     }
     pub fn gid(&self) -> u64 {
-        pax_num(&self.pax, "gid").unwrap_or_else(|| self.header.gid().unwrap_or(0))
+        self.gid_num
     }
     pub fn has_xattr(&self, name: &str) -> bool {
         let key = format!("SCHILY.xattr.{name}");
@@ -126,43 +157,9 @@ impl RawEntry {
     }
 }
 
-fn pax_num(pax: &[(String, Vec<u8>)], key: &str) -> Option<u64> {
-    pax.iter().rev().find(|(k, _)| k == key).and_then(|(_, v)| std::str::from_utf8(v).ok()?.parse().ok())
-}
-
-/// A PAX string value, up to its first NUL: GNU tar and bsdtar take a name so (Go's
-/// `pax-nul-path.tar`), and a plan matching the whole value would miss the file they create.
-fn pax_str(pax: &[(String, Vec<u8>)], key: &str) -> Option<String> {
-    pax.iter().rev().find(|(k, _)| k == key).map(|(_, v)| String::from_utf8_lossy(trim_nul(v)).into_owned())
-}
-
-/// Parse PAX records: `"<len> <key>=<value>\n"` repeated.
+/// Parse PAX records: `"<len> <key>=<value>\n"` repeated, checked as Go checks them.
 pub fn parse_pax(data: &[u8]) -> io::Result<Vec<(String, Vec<u8>)>> {
-    let mut out = Vec::new();
-    let mut rest = data;
-    while !rest.is_empty() {
-        if rest.iter().all(|&b| b == 0) {
-            break;
-        }
-        let sp = rest.iter().position(|&b| b == b' ').ok_or_else(|| bad("PAX record without length"))?;
-        let len: usize = std::str::from_utf8(&rest[..sp])
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| bad("PAX record length is not a number"))?;
-        if len <= sp + 1 || len > rest.len() || rest[len - 1] != b'\n' {
-            return Err(bad("PAX record length does not fit the record"));
-        }
-        let rec = &rest[sp + 1..len - 1];
-        let eq = rec.iter().position(|&b| b == b'=').ok_or_else(|| bad("PAX record without `=`"))?;
-        if rec[..eq].contains(&0) {
-            // bsdtar and GNU tar refuse it too (Go's pax-nul-xattrs.tar).
-            return Err(bad("PAX record key contains a NUL byte"));
-        }
-        let key = String::from_utf8_lossy(&rec[..eq]).into_owned();
-        out.push((key, rec[eq + 1..].to_vec()));
-        rest = &rest[len..];
-    }
-    Ok(out)
+    tarfmt::pax_records(data)
 }
 
 /// Encode PAX records in the canonical `"<len> <key>=<value>\n"` form.
@@ -181,9 +178,7 @@ pub fn encode_pax(records: &[(String, Vec<u8>)]) -> Vec<u8> {
     out
 }
 
-pub fn bad(msg: impl Into<String>) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, msg.into())
-}
+pub use super::tarfmt::bad;
 
 pub fn padding(size: u64) -> u64 {
     (BLOCK - size % BLOCK) % BLOCK
@@ -220,13 +215,19 @@ impl<R: Read> TarReader<R> {
         }
     }
 
+    /// Skip the rest of the current entry: its data must be there; padding cut short by the
+    /// end of the stream ends the archive, as in Go (`tryReadFull` of the padding).
     fn skip_pending(&mut self) -> io::Result<()> {
-        let n = self.pending_data + self.pending_pad;
+        let n = self.pending_data;
         if n > 0 {
             let copied = io::copy(&mut (&mut self.r).take(n), &mut io::sink())?;
             if copied != n {
                 return Err(bad("tar stream ends inside an entry's data (truncated layer)"));
             }
+        }
+        let p = self.pending_pad;
+        if p > 0 && io::copy(&mut (&mut self.r).take(p), &mut io::sink())? != p {
+            self.done = true;
         }
         self.pending_data = 0;
         self.pending_pad = 0;
@@ -246,44 +247,72 @@ impl<R: Read> TarReader<R> {
         Ok(data)
     }
 
-    /// The next logical entry, or None at the end of the archive.
+    /// The next header block, or None at the end of the archive: the end of the stream, or a
+    /// zero block followed by the end or another zero block. A zero block followed by anything
+    /// else is an error, as in Go (GNU tar would read on; bsdtar stops).
+    fn next_header(&mut self) -> io::Result<Option<[u8; 512]>> {
+        let mut block = [0u8; 512];
+        if !self.read_block(&mut block)? {
+            return Ok(None);
+        }
+        if block.iter().all(|&b| b == 0) {
+            if self.read_block(&mut block)? && block.iter().any(|&b| b != 0) {
+                return Err(bad("a header after a single zero block (Go reads the archive as corrupt)"));
+            }
+            return Ok(None);
+        }
+        Ok(Some(block))
+    }
+
+    /// The next logical entry, or None at the end of the archive. Framed as Go's
+    /// `Reader.Next`: metadata headers (`x`, `L`, `K`) are framed by their own size; only the
+    /// last `x` header before an entry applies to it; a `g` header is an entry of its own,
+    /// framed by its own size, and drops what came before it; a GNU long name or link wins over
+    /// PAX `path`/`linkpath`.
     pub fn next_entry(&mut self) -> io::Result<Option<RawEntry>> {
         if self.done {
             return Ok(None);
         }
         self.skip_pending()?;
+        if self.done {
+            return Ok(None);
+        }
         let offset = self.r.n;
         let mut meta = Vec::new();
         let mut pax: Vec<(String, Vec<u8>)> = Vec::new();
-        let mut long_name: Option<Vec<u8>> = None;
-        let mut long_link: Option<Vec<u8>> = None;
+        let mut long_name: Vec<u8> = Vec::new();
+        let mut long_link: Vec<u8> = Vec::new();
         loop {
-            let mut block = [0u8; 512];
-            // The end (end of stream or a zero block). Metadata blocks with no entry after them
-            // describe nothing: GNU tar and Go end the archive there too (Go's
-            // pax-path-hdr.tar); a rewrite drops them.
-            if !self.read_block(&mut block)? || block.iter().all(|&b| b == 0) {
+            // Metadata blocks with no entry after them describe nothing: Go ends the archive
+            // there too (Go's pax-path-hdr.tar); a rewrite drops them.
+            let Some(block) = self.next_header()? else {
                 self.done = true;
                 return Ok(None);
-            }
+            };
+            let f = tarfmt::header(&block)?;
             let header = tar::Header::from_byte_slice(&block).clone();
-            verify_checksum(&block)?;
-            let t = header.entry_type().as_byte();
-            let header_size = entry_size(&header);
-            if !matches!(t, b'x' | b'L' | b'K') {
-                // POSIX: a PAX `size` record overrides the header (Go writes 0 there past 8 GiB).
-                let size = match pax.iter().rev().find(|(k, _)| k == "size") {
-                    Some((_, v)) => {
-                        std::str::from_utf8(v).ok().and_then(|s| s.parse::<u64>().ok()).ok_or_else(|| {
-                            bad(format!("PAX size record `{}` is not a number", String::from_utf8_lossy(v)))
-                        })?
-                    }
-                    None => header_size?,
-                };
-                return self.finish_entry(offset, meta, pax, header, t, size, long_name, long_link, &block);
+            if f.size < 0 || f.mode < 0 || f.uid < 0 || f.gid < 0 || f.mode > i64::from(u32::MAX) {
+                return Err(bad("bad tar header: a negative size, mode, uid or gid, or a mode past 32 bits"));
             }
-            let size = header_size?;
+            let t = f.typeflag;
+            if !matches!(t, b'x' | b'g' | b'L' | b'K') {
+                return self.finish_entry(offset, meta, pax, header, f, long_name, long_link, &block);
+            }
+            let size = f.size as u64;
             let data = self.read_meta_data(size)?;
+            let body = &data[..size as usize];
+            match t {
+                b'x' | b'g' => {
+                    let records = tarfmt::pax_records(body)?;
+                    tarfmt::check_merge(&records)?;
+                    if t == b'g' {
+                        return self.global(offset, meta, records, header, f, data, size);
+                    }
+                    pax = records;
+                }
+                b'L' => long_name = tarfmt::c_str(body).to_vec(),
+                _ => long_link = tarfmt::c_str(body).to_vec(),
+            }
             meta.extend_from_slice(&block);
             meta.extend_from_slice(&data);
             if meta.len() as u64 > MAX_META_TOTAL {
@@ -291,16 +320,52 @@ impl<R: Read> TarReader<R> {
                     "metadata blocks before one entry exceed {MAX_META_TOTAL} bytes (a hostile archive?)"
                 )));
             }
-            let body = &data[..size as usize];
-            match t {
-                b'x' => pax.extend(parse_pax(body)?),
-                b'L' => long_name = Some(trim_nul(body).to_vec()),
-                _ => long_link = Some(trim_nul(body).to_vec()),
-            }
         }
     }
 
-    /// The entry whose header is `block` (type `t`, declaring `size` data bytes).
+    /// A `g` header: an entry of its own that Go reports (name from its own `path` record or
+    /// its header, size 0) and that describes nothing; what came before it is dropped.
+    #[allow(clippy::too_many_arguments)]
+    fn global(
+        &mut self,
+        offset: u64,
+        meta: Vec<u8>,
+        records: Vec<(String, Vec<u8>)>,
+        header: tar::Header,
+        f: tarfmt::Fields,
+        data: Vec<u8>,
+        size: u64,
+    ) -> io::Result<Option<RawEntry>> {
+        let name = tarfmt::pax_set(&records, "path").map(|v| v.into_owned()).unwrap_or(f.name);
+        let (path, escapes) = normalize(&String::from_utf8_lossy(&name));
+        let data_offset = self.r.n - data.len() as u64 + size;
+        Ok(Some(RawEntry {
+            meta,
+            pax: records,
+            header,
+            typeflag: b'g',
+            name,
+            linkname: Vec::new(),
+            path,
+            link: None,
+            kind: Kind::GlobalPax,
+            size: 0,
+            declared: 0,
+            real_size: 0,
+            listed_size: 0,
+            sparse: false,
+            ext: data,
+            data_ext: 0,
+            escapes,
+            offset,
+            data_offset,
+            mode_bits: 0,
+            uid_num: 0,
+            gid_num: 0,
+        }))
+    }
+
+    /// The entry whose header is `block`, with the PAX records and GNU long names before it.
     #[allow(clippy::too_many_arguments)]
     fn finish_entry(
         &mut self,
@@ -308,89 +373,152 @@ impl<R: Read> TarReader<R> {
         mut meta: Vec<u8>,
         pax: Vec<(String, Vec<u8>)>,
         header: tar::Header,
-        t: u8,
-        size: u64,
-        long_name: Option<Vec<u8>>,
-        long_link: Option<Vec<u8>>,
+        f: tarfmt::Fields,
+        long_name: Vec<u8>,
+        long_link: Vec<u8>,
         block: &[u8; 512],
     ) -> io::Result<Option<RawEntry>> {
+        // Go's mergePAX, then the GNU long names, then the `\0` type flag.
+        let num = |key: &str, dflt: i64| tarfmt::pax_set(&pax, key).and_then(|v| tarfmt::parse_int(&v)).unwrap_or(dflt);
+        let (uid, gid, size) = (num("uid", f.uid), num("gid", f.gid), num("size", f.size));
+        if uid < 0 || gid < 0 || size < 0 {
+            return Err(bad("PAX uid, gid or size record is negative"));
+        }
+        let mut name = tarfmt::pax_set(&pax, "path").map(|v| v.into_owned()).unwrap_or(f.name);
+        let mut linkname = tarfmt::pax_set(&pax, "linkpath").map(|v| v.into_owned()).unwrap_or(f.linkname);
+        if !long_name.is_empty() {
+            name = long_name;
+        }
+        if !long_link.is_empty() {
+            linkname = long_link;
+        }
+        let mut t = f.typeflag;
+        if t == 0 {
+            t = if name.ends_with(b"/") { b'5' } else { b'0' };
+        }
+        let kind = Kind::from_byte(t);
+        // Only regular files (and unknown types) carry data. POSIX says no data follows links,
+        // devices, directories and FIFOs, whatever size they declare, and Go (as GNU tar and
+        // CPython) frames them so. Skipping the declared bytes would hide the entries after it.
+        let header_only = matches!(t, b'1'..=b'6');
+        let size = size as u64;
+        let data_size = if header_only { 0 } else { size };
         // Old-GNU sparse: `isextended` (byte 482) says more map blocks follow the header,
         // each with its own flag at byte 504. They are the entry's metadata, kept verbatim.
         let mut ext = Vec::new();
-        let mut more = t == b'S' && block[482] != 0;
-        while more {
-            let mut b = [0u8; 512];
-            if !self.read_block(&mut b)? {
-                return Err(bad("tar stream ends inside a GNU sparse map (truncated layer)"));
+        let mut map = Vec::new();
+        let mut data_ext = 0u64;
+        let mut listed_size = size as i64;
+        let mut sparse = false;
+        if t == b'S' {
+            if f.format != tarfmt::Format::Gnu {
+                return Err(bad("an old-GNU sparse header (`S`) in a non-GNU header"));
             }
-            ext.extend_from_slice(&b);
-            if (meta.len() + ext.len()) as u64 > MAX_META_TOTAL {
-                return Err(bad(format!(
-                    "GNU sparse map blocks of one entry exceed {MAX_META_TOTAL} bytes (a hostile archive?)"
-                )));
+            listed_size = tarfmt::numeric(&block[483..495]).ok_or_else(|| bad("bad old-GNU sparse real size"))?;
+            tarfmt::old_gnu_entries(block, 386, 4, &mut map)?;
+            let mut more = block[482] != 0;
+            while more {
+                let mut b = [0u8; 512];
+                if !self.read_block(&mut b)? {
+                    return Err(bad("tar stream ends inside a GNU sparse map (truncated layer)"));
+                }
+                ext.extend_from_slice(&b);
+                if (meta.len() + ext.len()) as u64 > MAX_META_TOTAL {
+                    return Err(bad(format!(
+                        "GNU sparse map blocks of one entry exceed {MAX_META_TOTAL} bytes (a hostile archive?)"
+                    )));
+                }
+                tarfmt::old_gnu_entries(&b, 0, 21, &mut map)?;
+                more = b[504] != 0;
             }
-            more = b[504] != 0;
+            sparse = true;
+        } else if let Some(v1) = tarfmt::pax_sparse_version(&pax) {
+            if header_only {
+                return Err(bad("a GNU sparse map on a header-only entry"));
+            }
+            if let Some(n) = tarfmt::pax_set(&pax, "GNU.sparse.name") {
+                name = n.into_owned();
+            }
+            let real =
+                tarfmt::pax_set(&pax, "GNU.sparse.size").or_else(|| tarfmt::pax_set(&pax, "GNU.sparse.realsize"));
+            if let Some(r) = real {
+                listed_size = tarfmt::parse_int(&r).ok_or_else(|| bad("bad GNU sparse real size"))?;
+            }
+            map = if v1 {
+                loop {
+                    if data_ext + BLOCK > data_size {
+                        return Err(bad("tar stream ends inside a GNU sparse 1.0 map (truncated entry)"));
+                    }
+                    let mut b = [0u8; 512];
+                    if !self.read_block(&mut b)? {
+                        return Err(bad("tar stream ends inside a GNU sparse map (truncated layer)"));
+                    }
+                    ext.extend_from_slice(&b);
+                    data_ext += BLOCK;
+                    if (meta.len() + ext.len()) as u64 > MAX_META_TOTAL {
+                        return Err(bad(format!("a GNU sparse 1.0 map exceeds {MAX_META_TOTAL} bytes")));
+                    }
+                    if let Some(m) = tarfmt::sparse_map_1x0(&ext) {
+                        break m?;
+                    }
+                }
+            } else {
+                tarfmt::sparse_map_0x1(&pax)?
+            };
+            sparse = true;
         }
-        let pax_sparse = pax.iter().any(|(k, _)| k.starts_with("GNU.sparse."));
-        let sparse = t == b'S' || pax_sparse;
-        let kind = Kind::from_byte(t);
-        let raw_path = pax_str(&pax, "GNU.sparse.name")
-            .or_else(|| pax_str(&pax, "path"))
-            .or_else(|| long_name.map(|b| String::from_utf8_lossy(&b).into_owned()))
-            .unwrap_or_else(|| String::from_utf8_lossy(&header.path_bytes()).into_owned());
-        let raw_link = pax_str(&pax, "linkpath")
-            .or_else(|| long_link.map(|b| String::from_utf8_lossy(&b).into_owned()))
-            .or_else(|| header.link_name_bytes().map(|b| String::from_utf8_lossy(&b).into_owned()));
-        for (what, name) in [("name", Some(&raw_path)), ("link target", raw_link.as_ref())] {
-            if let Some(n) = name.filter(|n| n.len() > MAX_NAME) {
+        if sparse {
+            tarfmt::check_sparse(&map, listed_size, data_size - data_ext)?;
+        }
+        for (what, n) in [("name", &name), ("link target", &linkname)] {
+            if n.len() > MAX_NAME {
                 return Err(bad(format!(
                     "entry {what} of {} bytes exceeds the {MAX_NAME}-byte limit (PATH_MAX): {}…",
                     n.len(),
-                    n.chars().take(60).collect::<String>()
+                    String::from_utf8_lossy(&n[..60])
                 )));
             }
+            if n.contains(&0) {
+                return Err(bad(format!("entry {what} contains a NUL byte (no file system can hold it)")));
+            }
         }
-        let (path, mut escapes) = normalize(&raw_path);
-        let link = match (kind, raw_link) {
-            (Kind::HardLink, Some(l)) => {
-                let (l, esc) = normalize(&l);
+        let (path, mut escapes) = normalize(&String::from_utf8_lossy(&name));
+        let link = match kind {
+            Kind::HardLink => {
+                let (l, esc) = normalize(&String::from_utf8_lossy(&linkname));
                 escapes |= esc;
                 Some(l)
             }
-            (Kind::Symlink, Some(l)) => Some(l),
+            Kind::Symlink => Some(String::from_utf8_lossy(&linkname).into_owned()),
             _ => None,
         };
-        // Only regular files (and unknown types, conservatively) carry data. POSIX says no data
-        // follows links, devices, directories and FIFOs, whatever size they declare, and GNU tar,
-        // Go and CPython frame them so (CPython's testtar.tar has a directory declaring 255
-        // bytes, followed at once by the next header). Skipping the declared bytes would hide
-        // the entries after it from the scan while every unpacker sees them.
-        let carries_data = matches!(kind, Kind::File | Kind::GlobalPax | Kind::Other(_));
-        let data_size = if carries_data { size } else { 0 };
-        let real_size = if t == b'S' {
-            header.as_gnu().and_then(|g| g.real_size().ok()).unwrap_or(data_size)
-        } else if pax_sparse {
-            pax_num(&pax, "GNU.sparse.realsize").or_else(|| pax_num(&pax, "GNU.sparse.size")).unwrap_or(data_size)
-        } else {
-            data_size
-        };
-        self.pending_data = data_size;
-        self.pending_pad = if carries_data { padding(size) } else { 0 };
+        let real_size = if sparse { listed_size as u64 } else { data_size };
+        self.pending_data = data_size - data_ext;
+        self.pending_pad = padding(data_size);
         meta.shrink_to_fit();
         Ok(Some(RawEntry {
             meta,
             pax,
             header,
+            typeflag: t,
+            name,
+            linkname,
             path,
             link,
             kind,
-            size: data_size,
+            size: data_size - data_ext,
             declared: size,
             real_size,
+            listed_size: listed_size as u64,
             sparse,
             ext,
+            data_ext,
             escapes,
             offset,
+            data_offset: self.r.n,
+            mode_bits: f.mode as u32,
+            uid_num: uid as u64,
+            gid_num: gid as u64,
         }))
     }
 
@@ -436,36 +564,6 @@ impl<R: Read> Read for Counted<R> {
         let k = self.inner.read(buf)?;
         self.n += k as u64;
         Ok(k)
-    }
-}
-
-fn trim_nul(b: &[u8]) -> &[u8] {
-    let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
-    &b[..end]
-}
-
-/// The header's size field: octal, or GNU base-256 (top bit of the first byte set). The tar
-/// crate reads only the last 8 bytes of a base-256 field; a value past 2^64 or negative is an
-/// error here, as in GNU tar and Go (Go's issue12435.tar), not a silent 0.
-fn entry_size(header: &tar::Header) -> io::Result<u64> {
-    let field = &header.as_old().size;
-    if field[0] & 0x80 != 0 && (field[0] & 0x7f != 0 || field[1..4].iter().any(|&b| b != 0)) {
-        return Err(bad("bad header size field: base-256 value negative or over 2^64"));
-    }
-    header.entry_size().map_err(|e| bad(format!("bad header size field: {e}")))
-}
-
-/// The header checksum, over unsigned bytes (POSIX) or signed ones (some old Unix tars; GNU
-/// tar and Go accept both).
-fn verify_checksum(block: &[u8; 512]) -> io::Result<()> {
-    let rest = || block[..148].iter().chain(&block[156..]);
-    let unsigned: i64 = rest().map(|&b| b as i64).sum::<i64>() + 8 * 32;
-    let signed: i64 = rest().map(|&b| b as i8 as i64).sum::<i64>() + 8 * 32;
-    let field = std::str::from_utf8(&block[148..156]).unwrap_or("");
-    let field = field.trim_matches(|c: char| c == '\0' || c == ' ');
-    match i64::from_str_radix(field, 8) {
-        Ok(v) if v == unsigned || v == signed => Ok(()),
-        _ => Err(bad("tar header checksum mismatch (corrupt layer)")),
     }
 }
 
@@ -557,12 +655,13 @@ mod tests {
         t.extend_from_slice(&[0; 1024]);
         let mut r = TarReader::new(&t[..]);
         assert_eq!(r.next_entry().unwrap().unwrap().path, "caf\u{e9}");
-        // A PAX path is a C string to GNU tar and bsdtar: what follows a NUL is not the name.
+        // A PAX path with a NUL: GNU tar and bsdtar cut it there, Go refuses the archive; so
+        // does harden (Go's pax-nul-path.tar).
         let mut t = Vec::new();
         TarWriter::new(&mut t).write_pax(&[("path".into(), b"etc/shadow\0.txt".to_vec())]).unwrap();
         t.extend_from_slice(&block);
         t.extend_from_slice(&[0; 1024]);
-        assert_eq!(TarReader::new(&t[..]).next_entry().unwrap().unwrap().path, "etc/shadow");
+        assert!(TarReader::new(&t[..]).next_entry().unwrap_err().to_string().contains("NUL"));
         let mut t = block.to_vec();
         t.extend_from_slice(&[0; 1024]);
         // Neither sum: refused.
@@ -590,7 +689,7 @@ mod tests {
         let mut huge = five;
         huge[0] = 0x97; // Go's issue12435.tar: the tar crate would read 0
         let t = archive(huge);
-        assert!(TarReader::new(&t[..]).next_entry().unwrap_err().to_string().contains("base-256"));
+        assert!(TarReader::new(&t[..]).next_entry().unwrap_err().to_string().contains("size field"));
         let t = archive([0xff; 12]);
         assert!(TarReader::new(&t[..]).next_entry().is_err());
     }
