@@ -1020,7 +1020,10 @@ mod tests {
         let mut p = run(&fs, &pr, &[fix_modes]);
         assert_eq!(p.setuid_stripped, ["usr/bin/sush"]);
         assert_eq!(p.layers[1].changes["bin/sush"].mode, Some(0o755), "the rewrite finds entries by stored name");
-        p.removed.insert("usr/bin/secret.pem".into(), Rule { pattern: "x".into(), origin: "t".into() });
+        p.removed.insert(
+            "usr/bin/secret.pem".into(),
+            Rule { pattern: "x".into(), origin: "t".into(), follow_copies: Default::default() },
+        );
         mark_layers(&fs, &pr, &mut p);
         assert!(p.layers[1].changes["bin/secret.pem"].remove);
     }
