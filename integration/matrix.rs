@@ -146,7 +146,7 @@ fn row(fixture: &str) -> Row {
             ],
             strict_copies: &[],
             deb_cache: false,
-            verify: false,
+            verify: true,
             learned: None,
         },
         "app-shellcmd" => Row {
