@@ -10,10 +10,19 @@
 //! unpacking of it, not by harden: the copies of a cache file or a document stay, the hidden tools
 //! are gone under strict and stay under the profiles that keep their originals.
 //!
+//! The fixtures shaped like official images (`nginx`: a `#!/bin/sh` entrypoint, root, port 80;
+//! `gosu-service`: a root entrypoint that takes its VOLUME and drops to uid 999 with gosu) are
+//! rebuilt with `--verify-run` (issue 26, part 4): each result pushed has passed its probe, run
+//! under runc with its contract; each refusal is in the table with its reason. Then `harden
+//! learn`'s snippet for the fixture, added after `baseline` and after `debian`, must give results
+//! that pass `--verify-run`. No container, mount or temporary file of harden's is left after a
+//! cell (TMPDIR is the test's own and must be empty).
+//!
 //! The `alpine` profile is not in the matrix: there is no apk fixture (every fixture is Debian).
 
 use crate::common::*;
 use crate::profiles::Detached;
+use crate::verify_run::{assert_nothing_left, harden_in};
 use serde_json::{json, Value};
 use std::path::Path;
 use std::process::Command;
@@ -32,6 +41,9 @@ enum Run {
     Serves,
     /// The CMD prints exactly this and exits 0.
     Prints(&'static str),
+    /// `--verify-run`'s probe is the proof (the fixture's own: HTTP or TCP on its exposed port):
+    /// the report's `verify_run.result.passed`, from runc runs of the source and the result.
+    Verified,
 }
 
 /// A refusal the matrix expects: the profile, what the guard's line must say, and why refusing
@@ -54,6 +66,11 @@ struct Row {
     /// debootstrap's downloaded `.deb` files are in /var/cache/apt/archives: all of them go
     /// where caches go, and stay under passthrough.
     deb_cache: bool,
+    /// Rebuilt with `--verify-run`: a result pushed has passed its probe under its contract.
+    verify: bool,
+    /// Run `harden learn` on the fixture and rebuild with its snippet after baseline and after
+    /// debian (with `--verify-run`): the refusals expected then (none: both must serve).
+    learned: Option<&'static [Refusal]>,
 }
 
 /// A shell-form CMD under strict: the README's documented refusal (strict removes `@shells`).
@@ -61,6 +78,38 @@ const SHELL_CMD_UNDER_STRICT: Refusal = Refusal {
     profile: "strict",
     says: "CMD needs /bin/sh",
     why: "its CMD is shell form (/bin/sh -c …) and strict removes every shell; the guard must refuse",
+};
+
+/// nginx under the default profile: 65532 on a read-only root cannot make nginx's directories.
+const NGINX_READ_ONLY: Refusal = Refusal {
+    profile: "baseline",
+    says: "cannot create directory '/var/cache/nginx': Read-only file system",
+    why: "the result runs as 65532 on a read-only root and its entrypoint's `mkdir /var/cache/nginx` fails; \
+          nothing declares nginx's writable directories until `harden learn`'s snippet does",
+};
+const NGINX_READ_ONLY_DEBIAN: Refusal = Refusal { profile: "debian", ..NGINX_READ_ONLY };
+/// passthrough keeps the image's user (root) but its contract is the default runtime's:
+/// read-only root, every capability dropped.
+const NGINX_READ_ONLY_PASSTHROUGH: Refusal = Refusal {
+    profile: "passthrough",
+    why: "passthrough keeps root, but the contract it runs under has a read-only root (no \
+          [runtime] writable), so the entrypoint's `mkdir /var/cache/nginx` fails as root too",
+    ..NGINX_READ_ONLY
+};
+/// gosu-service under passthrough: root without CAP_CHOWN cannot take its data directory.
+const GOSU_NO_CHOWN_PASSTHROUGH: Refusal = Refusal {
+    profile: "passthrough",
+    says: "chown: changing ownership of '/var/lib/db': Operation not permitted",
+    why: "passthrough keeps root, so the entrypoint takes the VOLUME with `chown` before gosu; the \
+          contract drops every capability (CAP_CHOWN too). Under baseline/debian the entrypoint runs \
+          as 65532, skips the chown, and the VOLUME (a fresh directory owned by 65532) is writable",
+};
+
+/// A `#!/bin/sh` entrypoint under strict: the guard refuses before anything runs.
+const ENTRYPOINT_SCRIPT_UNDER_STRICT: Refusal = Refusal {
+    profile: "strict",
+    says: "needs /bin/sh",
+    why: "its ENTRYPOINT is a #!/bin/sh script and strict removes every shell",
 };
 
 const HIDDEN: [(&str, &str); 6] = [
@@ -82,6 +131,8 @@ fn row(fixture: &str) -> Row {
             files: &[(ALL, "usr/bin/ls", true)],
             strict_copies: &[],
             deb_cache: false,
+            verify: false,
+            learned: None,
         },
         "app" => Row {
             fixture: "app",
@@ -95,6 +146,8 @@ fn row(fixture: &str) -> Row {
             ],
             strict_copies: &[],
             deb_cache: false,
+            verify: true,
+            learned: None,
         },
         "app-shellcmd" => Row {
             fixture: "app-shellcmd",
@@ -103,6 +156,8 @@ fn row(fixture: &str) -> Row {
             files: &[(ALL, "usr/bin/python3.11", true)],
             strict_copies: &[],
             deb_cache: false,
+            verify: false,
+            learned: None,
         },
         "app-debs" => Row {
             fixture: "app-debs",
@@ -115,6 +170,8 @@ fn row(fixture: &str) -> Row {
             ],
             strict_copies: &[],
             deb_cache: true,
+            verify: false,
+            learned: None,
         },
         "app-pipdocs" => Row {
             fixture: "app-pipdocs",
@@ -132,6 +189,8 @@ fn row(fixture: &str) -> Row {
             ],
             strict_copies: &[],
             deb_cache: false,
+            verify: false,
+            learned: None,
         },
         "app-hidden" => Row {
             fixture: "app-hidden",
@@ -151,43 +210,124 @@ fn row(fixture: &str) -> Row {
             ],
             strict_copies: &HIDDEN,
             deb_cache: false,
+            verify: false,
+            learned: None,
+        },
+        "nginx" => Row {
+            fixture: "nginx",
+            run: Run::Verified,
+            refused: &[
+                NGINX_READ_ONLY,
+                NGINX_READ_ONLY_DEBIAN,
+                ENTRYPOINT_SCRIPT_UNDER_STRICT,
+                NGINX_READ_ONLY_PASSTHROUGH,
+            ],
+            files: &[],
+            strict_copies: &[],
+            deb_cache: false,
+            verify: true,
+            learned: Some(&[]),
+        },
+        "gosu-service" => Row {
+            fixture: "gosu-service",
+            run: Run::Verified,
+            refused: &[ENTRYPOINT_SCRIPT_UNDER_STRICT, GOSU_NO_CHOWN_PASSTHROUGH],
+            files: &[],
+            strict_copies: &[],
+            deb_cache: false,
+            verify: true,
+            learned: Some(&[]),
         },
         other => panic!("no matrix row for fixture {other:?}"),
     }
 }
 
 /// Rebuild `fixture` with each built-in profile into one OCI layout and hold each result to its
-/// row: success with the guard passing and the result running, or the expected refusal.
+/// row: success with the guard passing and the result running, or the expected refusal. A row
+/// with `learned` then runs `harden learn` and rebuilds with its snippet after baseline and debian.
 fn matrix(fixture: &str) {
     require_root();
     let t0 = Instant::now();
     let row = row(fixture);
     let fx = fixture_named(row.fixture);
     let tmp = tempdir(&format!("matrix-{fixture}"));
-    let out_layout = tmp.path().join("out");
+    // harden's TMPDIR: what the verify runs leave there is seen (and must be nothing).
+    let tmpdir = tmp.path().join("tmp");
+    std::fs::create_dir(&tmpdir).unwrap();
     let runc = require_tool("runc");
+    let m = Matrix { row: &row, src: fx.oci_ref(), tmp: tmp.path(), tmpdir: &tmpdir, runc: &runc };
     for profile in PROFILES {
+        let refusal = row.refused.iter().find(|r| r.profile == profile);
+        m.cell(profile, profile, &[], refusal);
+    }
+    if let Some(refused) = row.learned {
         let t = Instant::now();
-        let cell = format!("{fixture} × {profile}");
-        let report_path = tmp.path().join(format!("{profile}.json"));
-        let dst = format!("oci:{}:{profile}", out_layout.display());
-        let out = harden(&["rebuild", &fx.oci_ref(), &dst, "-p", profile, "--report", report_path.to_str().unwrap()]);
-        if let Some(r) = row.refused.iter().find(|r| r.profile == profile) {
-            assert_eq!(out.status.code(), Some(3), "{cell}: expected the guard's refusal ({})\n{}", r.why, dump(&out));
+        let out = harden_in(&tmpdir, &["learn", &m.src]);
+        assert!(out.status.success(), "{fixture}: harden learn fails:\n{}", dump(&out));
+        assert_nothing_left(&tmpdir);
+        let learned = tmp.path().join("learned.toml");
+        std::fs::write(&learned, stdout_str(&out)).unwrap();
+        eprintln!("[matrix] {fixture}: learn in {:?}:\n{}", t.elapsed(), stdout_str(&out));
+        for profile in ["baseline", "debian"] {
+            let refusal = refused.iter().find(|r| r.profile == profile);
+            m.cell(profile, &format!("{profile}-learned"), &["-p", learned.to_str().unwrap()], refusal);
+        }
+    }
+    eprintln!("[matrix] {fixture}: all cells in {:?}", t0.elapsed());
+}
+
+/// One fixture's matrix: where its results go and what runs them.
+struct Matrix<'a> {
+    row: &'a Row,
+    src: String,
+    tmp: &'a Path,
+    tmpdir: &'a Path,
+    runc: &'a Path,
+}
+
+impl Matrix<'_> {
+    /// Rebuild with the built-in `profile` (then `extra` arguments) into the layout under `tag`
+    /// and hold the result to the row, or the refusal to what it must say.
+    fn cell(&self, profile: &str, tag: &str, extra: &[&str], refusal: Option<&Refusal>) {
+        let row = self.row;
+        let t = Instant::now();
+        let cell = format!("{} × {tag}", row.fixture);
+        let out_layout = self.tmp.join("out");
+        let report_path = self.tmp.join(format!("{tag}.json"));
+        let dst = format!("oci:{}:{tag}", out_layout.display());
+        let mut args = vec!["rebuild", &self.src, &dst, "-p", profile];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--report", report_path.to_str().unwrap()]);
+        if row.verify {
+            args.push("--verify-run");
+        }
+        let out = harden_in(self.tmpdir, &args);
+        if row.verify {
+            assert_nothing_left(self.tmpdir);
+        }
+        if let Some(r) = refusal {
+            assert_eq!(out.status.code(), Some(3), "{cell}: expected a refusal ({})\n{}", r.why, dump(&out));
             let last = stderr_str(&out).lines().last().unwrap_or("").to_string();
             assert!(last.contains(r.says), "{cell}: the refusal should say {:?}: {last:?}", r.says);
-            let tagged = out_layout.join("index.json").exists() && has_tag(&out_layout, profile);
+            let tagged = out_layout.join("index.json").exists() && has_tag(&out_layout, tag);
             assert!(!tagged, "{cell}: a refused rebuild wrote its result");
-            eprintln!("[matrix] {cell}: refused as expected in {:?}", t.elapsed());
-            continue;
+            eprintln!("[matrix] {cell}: refused as expected in {:?}: {last}", t.elapsed());
+            return;
         }
         let pinned = expect_pinned(&out);
         let report = read_json(&report_path);
         assert_eq!(report["guard"]["broken"], json!([]), "{cell}: the guard passes: {report:#}");
         assert_eq!(report["result"]["digest"].as_str(), Some(pinned.digest.as_str()), "{cell}");
-        check_copies(&cell, &report, profile, &row);
+        if row.verify {
+            assert_eq!(report["verify_run"]["result"]["passed"], json!(true), "{cell}: {:#}", report["verify_run"]);
+        }
+        check_copies(&cell, &report, profile, row);
+        if matches!(row.run, Run::Verified) {
+            eprintln!("[matrix] {cell}: ok (--verify-run passes) in {:?}", t.elapsed());
+            return;
+        }
 
-        let bundle = tmp.path().join(format!("bundle-{profile}"));
+        let bundle = self.tmp.join(format!("bundle-{tag}"));
         umoci_unpack(&dst, &bundle);
         let rootfs = bundle.join("rootfs");
         for (_, path, present) in row.files.iter().filter(|(p, _, _)| p.contains(&profile)) {
@@ -207,11 +347,10 @@ fn matrix(fixture: &str) {
             }
         }
         let uid = if profile == "passthrough" { 0 } else { NONROOT };
-        runs(&cell, &runc, &bundle, tmp.path(), row.run, uid);
+        runs(&cell, self.runc, &bundle, self.tmp, row.run, uid);
         std::fs::remove_dir_all(&bundle).unwrap();
         eprintln!("[matrix] {cell}: ok in {:?}", t.elapsed());
     }
-    eprintln!("[matrix] {fixture}: {} profiles in {:?}", PROFILES.len(), t0.elapsed());
 }
 
 /// The fixture, checked to be what its row says it is (`fixture()` matches tags).
@@ -269,6 +408,7 @@ fn runs(cell: &str, runc: &Path, bundle: &Path, dir: &Path, run: Run, uid: u32) 
             assert!(out.status.success(), "{cell}: the CMD fails:\n{}", dump(&out));
             assert_eq!(stdout_str(&out), text, "{cell}");
         }
+        Run::Verified => unreachable!("{cell}: a verified row is not run again"),
         Run::Serves => {
             let d = Detached::start_listening(runc, bundle, dir, "matrix", 8080);
             let out = run_with_timeout(
@@ -314,4 +454,14 @@ fn matrix_app_with_pip_cache_and_doc_copies() {
 #[test]
 fn matrix_app_with_hidden_tool_copies() {
     matrix("app-hidden");
+}
+
+#[test]
+fn matrix_nginx_verify_run() {
+    matrix("nginx");
+}
+
+#[test]
+fn matrix_gosu_service_verify_run() {
+    matrix("gosu-service");
 }

@@ -34,11 +34,11 @@ fn mounts_under(dir: &Path) -> Vec<String> {
 }
 
 /// `harden` with TMPDIR set to `tmpdir` (so what a run leaves there can be seen).
-fn harden_in(tmpdir: &Path, args: &[&str]) -> std::process::Output {
+pub(crate) fn harden_in(tmpdir: &Path, args: &[&str]) -> std::process::Output {
     harden_env(args, &[("TMPDIR", tmpdir.as_os_str())])
 }
 
-fn assert_nothing_left(tmpdir: &Path) {
+pub(crate) fn assert_nothing_left(tmpdir: &Path) {
     assert_eq!(verify_containers(), Vec::<String>::new(), "containers left behind");
     let left: Vec<_> = std::fs::read_dir(tmpdir).unwrap().map(|e| e.unwrap().path()).collect();
     assert!(left.is_empty(), "temporary files left behind: {left:?}");
