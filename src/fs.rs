@@ -105,6 +105,14 @@ impl Apply<'_> {
         }
     }
 
+    /// An entry containerd cannot place (it refuses the layer there) is kept under its stored
+    /// name, so the profile's rules still reach it: a GNU tar or bsdtar extraction writes it
+    /// there, and harden must never pass on what a rule removes or strips.
+    fn unplaced(&mut self, loc: Loc) {
+        let path = self.entry(loc).path.clone();
+        self.map.insert(path, loc);
+    }
+
     fn note(&mut self, loc: Loc, what: String) {
         let e = self.entry(loc);
         self.notes.push(format!("layer {} entry {} (/{}): {what}", loc.layer, loc.entry, e.path));
@@ -125,11 +133,13 @@ impl Apply<'_> {
             let (dir, base) = split_parent(&e.path);
             let Some(parent) = self.root_path(dir) else {
                 self.note(loc, "too many symlinks in its parent: containerd refuses the layer".into());
+                self.unplaced(loc);
                 continue;
             };
             let path = join(&parent, base);
             if !parent.is_empty() && !self.mkparent(&parent, li) {
                 self.note(loc, format!("/{parent} is not a directory: containerd refuses the layer"));
+                self.unplaced(loc);
                 continue;
             }
             if let Some(hidden) = base.strip_prefix(".wh.") {
@@ -561,7 +571,9 @@ pub mod tests {
             entry("d/.wh..", Kind::File, None),
         ])]);
         assert_eq!(fs.unpack_notes.len(), 3, "{:?}", fs.unpack_notes);
-        assert!(fs.get("f/under").is_none() && fs.get("l").is_none());
+        assert!(fs.get("l").is_none());
+        // What containerd cannot place stays under its stored name, for the profile's rules.
+        assert_eq!(fs.iter().find(|(p, _, _)| *p == "f/under").map(|(_, l, _)| l.entry), Some(1));
     }
 
     #[test]
