@@ -96,32 +96,7 @@ fn parse_list_line(line: &str) -> (char, String, String) {
 
 /// An OCI layout at `dir` whose image (tag `t`) has `tar` as its single, uncompressed layer.
 pub fn layout_with_layer(dir: &Path, tar: &[u8]) -> String {
-    let blobs = dir.join("blobs/sha256");
-    std::fs::create_dir_all(&blobs).unwrap();
-    let put = |data: &[u8]| {
-        std::fs::write(blobs.join(sha256_hex(data)), data).unwrap();
-        (sha256_digest(data), data.len())
-    };
-    let (layer, layer_size) = put(tar);
-    let config = serde_json::json!({
-        "architecture": "amd64", "os": "linux", "config": {},
-        "rootfs": {"type": "layers", "diff_ids": [layer]},
-    });
-    let (cfg, cfg_size) = put(&serde_json::to_vec(&config).unwrap());
-    let manifest = serde_json::json!({
-        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cfg, "size": cfg_size},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer, "size": layer_size}],
-    });
-    let (m, m_size) = put(&serde_json::to_vec(&manifest).unwrap());
-    let index = serde_json::json!({
-        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
-        "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": m, "size": m_size,
-            "annotations": {"org.opencontainers.image.ref.name": "t"}}],
-    });
-    std::fs::write(dir.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
-    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
-    layer
+    oci_layout_of_layers(dir, &[tar], serde_json::json!({})).remove(0)
 }
 
 fn run_harden(args: &[&str]) -> Output {

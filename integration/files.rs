@@ -60,37 +60,8 @@ fn end(mut t: Vec<u8>) -> Vec<u8> {
 
 /// An OCI layout at `dir` holding one image (tag `t`) of these uncompressed layers.
 fn layout(dir: &Path, layers: &[Vec<u8>]) {
-    let blobs = dir.join("blobs/sha256");
-    std::fs::create_dir_all(&blobs).unwrap();
-    let put = |data: &[u8]| {
-        std::fs::write(blobs.join(sha256_hex(data)), data).unwrap();
-        (sha256_digest(data), data.len())
-    };
-    let descs: Vec<(String, usize)> = layers.iter().map(|l| put(l)).collect();
-    let config = serde_json::json!({
-        "architecture": "amd64", "os": "linux", "config": {"Cmd": ["/bin/true"]},
-        "rootfs": {"type": "layers", "diff_ids": descs.iter().map(|d| d.0.clone()).collect::<Vec<_>>()},
-    });
-    let (cfg, cfg_size) = put(&serde_json::to_vec(&config).unwrap());
-    let layers: Vec<Value> = descs
-        .iter()
-        .map(
-            |(d, s)| serde_json::json!({"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": d, "size": s}),
-        )
-        .collect();
-    let manifest = serde_json::json!({
-        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cfg, "size": cfg_size},
-        "layers": layers,
-    });
-    let (m, m_size) = put(&serde_json::to_vec(&manifest).unwrap());
-    let index = serde_json::json!({
-        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
-        "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": m, "size": m_size,
-            "annotations": {"org.opencontainers.image.ref.name": "t"}}],
-    });
-    std::fs::write(dir.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
-    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    let layers: Vec<&[u8]> = layers.iter().map(|l| l.as_slice()).collect();
+    oci_layout_of_layers(dir, &layers, serde_json::json!({"Cmd": ["/bin/true"]}));
 }
 
 /// The crafted images: (name, layers).

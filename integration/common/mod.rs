@@ -327,6 +327,43 @@ pub fn sha256_digest(data: &[u8]) -> String {
     format!("sha256:{}", sha256_hex(data))
 }
 
+/// An OCI layout at `dir` holding one image (tag `t`) of these uncompressed layers, with
+/// `config` as its config's `config` object. Returns the layers' digests.
+pub fn oci_layout_of_layers(dir: &Path, layers: &[&[u8]], config: Value) -> Vec<String> {
+    let blobs = dir.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    let put = |data: &[u8]| {
+        std::fs::write(blobs.join(sha256_hex(data)), data).unwrap();
+        (sha256_digest(data), data.len())
+    };
+    let descs: Vec<(String, usize)> = layers.iter().map(|l| put(l)).collect();
+    let image = serde_json::json!({
+        "architecture": "amd64", "os": "linux", "config": config,
+        "rootfs": {"type": "layers", "diff_ids": descs.iter().map(|d| d.0.clone()).collect::<Vec<_>>()},
+    });
+    let (cfg, cfg_size) = put(&serde_json::to_vec(&image).unwrap());
+    let layer_descs: Vec<Value> = descs
+        .iter()
+        .map(
+            |(d, s)| serde_json::json!({"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": d, "size": s}),
+        )
+        .collect();
+    let manifest = serde_json::json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cfg, "size": cfg_size},
+        "layers": layer_descs,
+    });
+    let (m, m_size) = put(&serde_json::to_vec(&manifest).unwrap());
+    let index = serde_json::json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": m, "size": m_size,
+            "annotations": {"org.opencontainers.image.ref.name": "t"}}],
+    });
+    std::fs::write(dir.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    descs.into_iter().map(|d| d.0).collect()
+}
+
 /// Asserts a harden failure with the given exit code and a non-empty stderr.
 pub fn expect_exit(out: &Output, code: i32) {
     assert_eq!(out.status.code(), Some(code), "expected exit code {code}:\n{}", dump(out));
