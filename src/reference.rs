@@ -2,7 +2,8 @@
 //! `docker-archive:FILE[:REF|:@N]` and `oci-archive:FILE[:TAG]` (skopeo's spelling: FILE ends at
 //! the first `:`).
 //!
-//! Owns: parsing and printing references. Must not: do I/O.
+//! Owns: parsing and printing references, and the names a reference's form implies (a tag
+//! beside it, another repository of its registry, its pullable name). Must not: do I/O.
 
 use crate::digest::Digest;
 use std::fmt;

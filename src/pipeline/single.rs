@@ -116,7 +116,7 @@ fn build(
     let changes = config::edit(&mut config, &p.edit.edit(ctx, Some(diff_ids)))?;
     let config_bytes = serde_json::to_vec(&config)?;
     let config_digest = Digest::of(&config_bytes);
-    let manifest_json = finish_manifest(ctx, p, manifest_json, &config_digest, config_bytes.len(), contract)?;
+    let manifest_json = finish_manifest(ctx, p, manifest_json, (&config_digest, config_bytes.len()), contract)?;
     let manifest_bytes = serde_json::to_vec(&manifest_json)?;
     let manifest = Manifest {
         digest: Digest::of(&manifest_bytes),
@@ -363,8 +363,6 @@ async fn rewrite_here(
     .map_err(|e| anyhow!("layer {}: rewrite failed: {e}", layer.digest))
 }
 
-/// The manifest with its layer descriptors updated (and the user layer appended), the
-/// result's diff_ids, and the per-layer report.
 /// A rewrite's input, moving its progress bar to the furthest byte read (a splice that is
 /// redone reads again).
 struct Watched {
@@ -387,6 +385,8 @@ struct LayerFacts {
     uncompressed_size: u64,
 }
 
+/// The manifest with its layer descriptors updated (and the user layer appended), the
+/// result's diff_ids, and the per-layer report.
 fn new_layers(
     ctx: &Ctx<'_>,
     p: &Prepared,
@@ -475,15 +475,14 @@ fn rewritten(report: &mut LayerReport, r: &Rewritten) {
     report.bytes_spliced = Some(r.rw.stats.copied);
 }
 
-/// Point the manifest at the new config and set its annotations (OCI manifests only: Docker
+/// Point the manifest at the new config (its digest and size) and set its annotations (OCI manifests only: Docker
 /// schema 2 has none): the base image's name and digest, the runtime contract, then the
 /// profile's removals and values.
 fn finish_manifest(
     ctx: &Ctx<'_>,
     p: &Prepared,
     mut manifest: Value,
-    config_digest: &Digest,
-    config_len: usize,
+    (config_digest, config_len): (&Digest, usize),
     contract: &crate::contract::Contract,
 ) -> Result<Value> {
     manifest["config"]["digest"] = json!(config_digest.as_str());

@@ -606,7 +606,7 @@ fn a_failed_rebuild_still_writes_its_report() {
     let report = f._tmp.path().join("report.json");
     let dst = layout_ref(&f.dst_dir, "out");
     let o = RebuildOptions { report: Some(report.clone()), ..quiet(&["strict"]) };
-    let e = block(rebuild(&f.src, &dst, &o)).err().expect("a changed layer fails the rebuild");
+    let Err(e) = block(rebuild(&f.src, &dst, &o)) else { panic!("a changed layer fails the rebuild") };
     assert!(format!("{e:#}").contains(layer.as_str()), "{e:#}");
     let r: Value = serde_json::from_slice(&std::fs::read(&report).expect("a report")).unwrap();
     assert_eq!(r["source"]["digest"], f_src_digest(&f));

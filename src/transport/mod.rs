@@ -3,8 +3,9 @@
 //! Every blob and manifest read is checked against its digest; stores are blobs first, the
 //! manifest (or `index.json`) last.
 //!
-//! Owns: I/O with image stores, credentials, digest verification. Must not: know about
-//! profiles or layer contents.
+//! Owns: I/O with image stores, credentials, digest verification, and what each kind of store
+//! can hold ([`Endpoint::holds_index`], [`Endpoint::holds_signatures`], …: the code above asks
+//! these and matches no variant). Must not: know about profiles or layer contents.
 
 pub mod archive;
 pub mod auth;
