@@ -179,88 +179,34 @@ pub async fn run(
     let mine: Vec<(usize, Job)> =
         all.into_iter().enumerate().filter(|(_, j)| o.shard.is_none_or(|s| s.owns(j))).collect();
     let codec: OutputCodec = defaults.compression.as_deref().unwrap_or("gzip:6").parse().map_err(Failure::Usage)?;
-    let stop = AtomicBool::new(false);
-    // One spool and scan memo for the whole batch: a shared base layer is fetched and scanned once.
-    let scans = Arc::new(ScanShare::new()?.with_cache(o.cache.dir(), &o.progress));
-    let locations = Arc::new(Locations::new(o.cache.dir()));
+    let batch = Batch {
+        // One spool and scan memo for the whole batch: a shared base layer is fetched and scanned once.
+        scans: Arc::new(ScanShare::new()?.with_cache(o.cache.dir(), &o.progress)),
+        locations: Arc::new(Locations::new(o.cache.dir())),
+        // The jobs at once share the machine: each gets its part of the run's CPU budget.
+        cpu: o.rebuild.cpu.share(o.jobs.max(1)),
+        o: &o,
+        defaults,
+        keys,
+        trusted,
+        codec,
+        stop: AtomicBool::new(false),
+    };
     let total = mine.len();
-    // The jobs at once share the machine: each gets its part of the run's CPU budget.
-    let cpu = o.rebuild.cpu.share(o.jobs.max(1));
-    let progress = &o.progress;
-    let jobs_bar = progress.counter("jobs", total as u64);
+    let jobs_bar = o.progress.counter("jobs", total as u64);
     let kept = match &o.report {
-        Some(_) => Some(KeptReports::new(scans.spool.path())?),
+        Some(_) => Some(KeptReports::new(batch.scans.spool.path())?),
         None => None,
     };
     let mut results: Vec<JobReport> = stream::iter(mine)
         .map(|(i, job)| {
-            let (defaults, keys, stop, o, scans, on_result, kept, jobs_bar) =
-                (&defaults, &keys, &stop, &o, &scans, &on_result, &kept, &jobs_bar);
-            let trusted = &trusted;
-            let locations = &locations;
+            let (batch, on_result, kept, jobs_bar) = (&batch, &on_result, &kept, &jobs_bar);
             async move {
-                let label = format!("job {} {} -> {}", i + 1, job.source, job.destination);
-                let mut r = JobReport {
-                    job: i + 1,
-                    source: job.source.clone(),
-                    destination: job.destination.clone(),
-                    status: JobStatus::Skipped,
-                    result: None,
-                    report: None,
-                    error: None,
-                };
-                if stop.load(Ordering::SeqCst) {
-                    on_result(&r);
+                let r = batch.run_one(i, job).await;
+                on_result(&r);
+                if r.status == JobStatus::Skipped {
                     return r;
                 }
-                progress.line(&format!("{label}: started"));
-                let key = job.sign_key.as_ref().or(defaults.sign_key.as_ref()).and_then(|k| keys.get(k)).cloned();
-                let require_signature = job
-                    .require_signature
-                    .as_ref()
-                    .unwrap_or(&defaults.require_signature)
-                    .iter()
-                    .filter_map(|k| {
-                        trusted
-                            .get(k)
-                            .map(|key| pipeline::TrustedKey { name: k.display().to_string(), key: key.clone() })
-                    })
-                    .collect();
-                let opts = RebuildOptions {
-                    profiles: job.profiles.clone().unwrap_or_else(|| defaults.profiles.clone()),
-                    codec,
-                    recompress: defaults.recompress,
-                    cpu,
-                    net: o.net.clone(),
-                    progress: Progress::Quiet,
-                    sign_key: key,
-                    require_signature,
-                    attest: job.attest.unwrap_or(defaults.attest),
-                    bundle: job.bundle.unwrap_or(defaults.bundle),
-                    verify_run: job.verify_run.unwrap_or(defaults.verify_run),
-                    cache: Some(Arc::clone(&o.cache)),
-                    scans: Some(Arc::clone(scans)),
-                    locations: Some(Arc::clone(locations)),
-                    ..o.rebuild.clone()
-                };
-                match run_job(&job, &opts).await {
-                    Ok(outcome) => {
-                        progress.line(&format!("{label}: done"));
-                        r.status = JobStatus::Ok;
-                        r.result = outcome.pushed;
-                        r.report = Some(Box::new(outcome.report));
-                    }
-                    Err(e) => {
-                        let policy = matches!(e.downcast_ref::<Failure>(), Some(Failure::Policy(_)));
-                        let msg: Vec<String> = e.chain().map(ToString::to_string).collect();
-                        r.status = if policy { JobStatus::Refused } else { JobStatus::Failed };
-                        r.error = Some(msg.join(": ").replace('\n', " "));
-                        if !o.keep_going {
-                            stop.store(true, Ordering::SeqCst);
-                        }
-                    }
-                }
-                on_result(&r);
                 jobs_bar.inc(1);
                 match kept {
                     Some(k) => k.keep(r),
@@ -272,10 +218,103 @@ pub async fn run(
         .collect()
         .await;
     results.sort_by_key(|r| r.job);
+    finish(&o, results, kept.as_ref())
+}
+
+/// What every job of a batch shares: the options, the job file's defaults, the keys, the
+/// scans and blob locations, and whether to stop starting jobs.
+struct Batch<'a> {
+    o: &'a BatchOptions,
+    defaults: Defaults,
+    keys: HashMap<PathBuf, Arc<crate::sign::SigningKey>>,
+    trusted: HashMap<PathBuf, crate::sign::VerifyingKey>,
+    codec: OutputCodec,
+    cpu: crate::cpu::Budget,
+    scans: Arc<ScanShare>,
+    locations: Arc<Locations>,
+    /// Set by a failure without `--keep-going`: the jobs not yet started are skipped.
+    stop: AtomicBool,
+}
+
+impl Batch<'_> {
+    /// Run job `i` (from 0): skipped after a failure without `--keep-going`, else rebuilt.
+    async fn run_one(&self, i: usize, job: Job) -> JobReport {
+        let label = format!("job {} {} -> {}", i + 1, job.source, job.destination);
+        let mut r = JobReport {
+            job: i + 1,
+            source: job.source.clone(),
+            destination: job.destination.clone(),
+            status: JobStatus::Skipped,
+            result: None,
+            report: None,
+            error: None,
+        };
+        if self.stop.load(Ordering::SeqCst) {
+            return r;
+        }
+        let progress = &self.o.progress;
+        progress.line(&format!("{label}: started"));
+        match run_job(&job, &self.options(&job)).await {
+            Ok(outcome) => {
+                progress.line(&format!("{label}: done"));
+                r.status = JobStatus::Ok;
+                r.result = outcome.pushed;
+                r.report = Some(Box::new(outcome.report));
+            }
+            Err(e) => {
+                let policy = matches!(e.downcast_ref::<Failure>(), Some(Failure::Policy(_)));
+                let msg: Vec<String> = e.chain().map(ToString::to_string).collect();
+                r.status = if policy { JobStatus::Refused } else { JobStatus::Failed };
+                r.error = Some(msg.join(": ").replace('\n', " "));
+                if !self.o.keep_going {
+                    self.stop.store(true, Ordering::SeqCst);
+                }
+            }
+        }
+        r
+    }
+
+    /// The rebuild options of `job`: the batch's, with the job file's defaults and the job's own
+    /// entries over them.
+    fn options(&self, job: &Job) -> RebuildOptions {
+        let (o, defaults) = (self.o, &self.defaults);
+        let key = job.sign_key.as_ref().or(defaults.sign_key.as_ref()).and_then(|k| self.keys.get(k)).cloned();
+        let require_signature = job
+            .require_signature
+            .as_ref()
+            .unwrap_or(&defaults.require_signature)
+            .iter()
+            .filter_map(|k| {
+                self.trusted.get(k).map(|key| pipeline::TrustedKey { name: k.display().to_string(), key: key.clone() })
+            })
+            .collect();
+        RebuildOptions {
+            profiles: job.profiles.clone().unwrap_or_else(|| defaults.profiles.clone()),
+            codec: self.codec,
+            recompress: defaults.recompress,
+            cpu: self.cpu,
+            net: o.net.clone(),
+            progress: Progress::Quiet,
+            sign_key: key,
+            require_signature,
+            attest: job.attest.unwrap_or(defaults.attest),
+            bundle: job.bundle.unwrap_or(defaults.bundle),
+            verify_run: job.verify_run.unwrap_or(defaults.verify_run),
+            cache: Some(Arc::clone(&o.cache)),
+            scans: Some(Arc::clone(&self.scans)),
+            locations: Some(Arc::clone(&self.locations)),
+            ..o.rebuild.clone()
+        }
+    }
+}
+
+/// The batch's summary line, its report (written with `--report`), and its exit.
+fn finish(o: &BatchOptions, results: Vec<JobReport>, kept: Option<&KeptReports>) -> Result<BatchReport> {
+    let total = results.len();
     let count = |s: JobStatus| results.iter().filter(|r| r.status == s).count();
     let (ok, refused, failed, skipped) =
         (count(JobStatus::Ok), count(JobStatus::Refused), count(JobStatus::Failed), count(JobStatus::Skipped));
-    progress.line(&format!(
+    o.progress.line(&format!(
         "batch: {total} jobs in this shard: {ok} ok, {refused} refused, {failed} failed, {skipped} skipped"
     ));
     let report = BatchReport {
@@ -285,7 +324,7 @@ pub async fn run(
         shard: o.shard.map(|s| format!("{}/{}", s.index, s.count)),
         jobs: results,
     };
-    if let (Some(p), Some(k)) = (&o.report, &kept) {
+    if let (Some(p), Some(k)) = (&o.report, kept) {
         k.write(p, &report).with_context(|| format!("--report {}", p.display()))?;
     }
     match (failed, refused) {

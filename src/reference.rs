@@ -2,7 +2,8 @@
 //! `docker-archive:FILE[:REF|:@N]` and `oci-archive:FILE[:TAG]` (skopeo's spelling: FILE ends at
 //! the first `:`).
 //!
-//! Owns: parsing and printing references. Must not: do I/O.
+//! Owns: parsing and printing references, and the names a reference's form implies (a tag
+//! beside it, another repository of its registry, its pullable name). Must not: do I/O.
 
 use crate::digest::Digest;
 use std::fmt;
@@ -166,6 +167,68 @@ impl ImageRef {
         }
     }
 
+    /// The tag `tag` beside this image: same repository (or layout, or archive), no digest.
+    /// Where cosign keeps what describes an image (`.sig`, `.att`, the referrers tag). A
+    /// docker-archive has no tags: the archive itself (storing a signature there fails,
+    /// naming it).
+    pub fn with_tag(&self, tag: &str) -> ImageRef {
+        let tag = Some(tag.to_string());
+        match self.clone() {
+            ImageRef::Registry { registry, repository, .. } => {
+                ImageRef::Registry { registry, repository, tag, digest: None }
+            }
+            ImageRef::Layout { dir, .. } => ImageRef::Layout { dir, tag, digest: None },
+            ImageRef::OciArchive { file, .. } => ImageRef::OciArchive { file, tag, digest: None },
+            ImageRef::DockerArchive { file, .. } => ImageRef::DockerArchive { file, name: None, digest: None },
+        }
+    }
+
+    /// The image `d` in `repository` of this reference's registry; None when it names no
+    /// registry.
+    pub fn in_repository(&self, repository: &str, d: &Digest) -> Option<ImageRef> {
+        match self {
+            ImageRef::Registry { registry, .. } => Some(ImageRef::Registry {
+                registry: registry.clone(),
+                repository: repository.to_string(),
+                tag: None,
+                digest: Some(d.clone()),
+            }),
+            ImageRef::Layout { .. } | ImageRef::DockerArchive { .. } | ImageRef::OciArchive { .. } => None,
+        }
+    }
+
+    /// Whether it names an image in a registry (not a file).
+    pub fn is_registry(&self) -> bool {
+        match self {
+            ImageRef::Registry { .. } => true,
+            ImageRef::Layout { .. } | ImageRef::DockerArchive { .. } | ImageRef::OciArchive { .. } => false,
+        }
+    }
+
+    /// The name a registry serves this image by, `host/repo[:tag]` (the digest apart); None for
+    /// files (a local path is nobody's name).
+    pub fn pullable_name(&self) -> Option<String> {
+        match self {
+            ImageRef::Registry { tag, .. } => {
+                Some(format!("{}{}", self.repository_name(), tag.as_ref().map(|t| format!(":{t}")).unwrap_or_default()))
+            }
+            ImageRef::Layout { .. } | ImageRef::DockerArchive { .. } | ImageRef::OciArchive { .. } => None,
+        }
+    }
+
+    /// Whether it names the tag `latest`: written, or (a registry reference without tag or
+    /// digest) by default.
+    pub fn names_latest(&self) -> bool {
+        match self {
+            ImageRef::Registry { tag, digest, .. } => match tag {
+                Some(t) => t == "latest",
+                None => digest.is_none(),
+            },
+            ImageRef::Layout { tag, .. } | ImageRef::OciArchive { tag, .. } => tag.as_deref() == Some("latest"),
+            ImageRef::DockerArchive { name, .. } => matches!(name, Some(ArchiveName::Ref(n)) if n.ends_with(":latest")),
+        }
+    }
+
     /// `host/repo@sha256:…`, `oci:DIR@sha256:…`, `docker-archive:FILE@sha256:…`: the one line
     /// `rebuild` prints.
     pub fn by_digest(&self, d: &Digest) -> String {
@@ -212,7 +275,9 @@ impl fmt::Display for ImageRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let tag = match self {
             ImageRef::DockerArchive { name, .. } => name.as_ref().map(|n| n.to_string()),
-            _ => self.tag().map(str::to_string),
+            ImageRef::Registry { .. } | ImageRef::Layout { .. } | ImageRef::OciArchive { .. } => {
+                self.tag().map(str::to_string)
+            }
         };
         write!(f, "{}", self.repository_name())?;
         if let Some(t) = tag {

@@ -78,7 +78,7 @@ impl SharedCache {
     /// REPO must be a registry repository (`host/repo`, no tag or digest).
     pub fn open(repo: &str, net: &NetOptions, progress: &Progress) -> Result<SharedCache> {
         let r = ImageRef::parse(repo).map_err(|e| crate::Failure::Usage(format!("--shared-cache: {e}")))?;
-        if !matches!(r, ImageRef::Registry { .. }) || r.tag().is_some() || r.digest().is_some() {
+        if !r.is_registry() || r.tag().is_some() || r.digest().is_some() {
             bail!(crate::Failure::Usage(format!(
                 "--shared-cache {repo}: expected a registry repository (host/name), without tag or digest"
             )));
@@ -104,15 +104,7 @@ impl SharedCache {
     }
 
     fn at(&self, tag: &str) -> ImageRef {
-        match &self.repo {
-            ImageRef::Registry { registry, repository, .. } => ImageRef::Registry {
-                registry: registry.clone(),
-                repository: repository.clone(),
-                tag: Some(tag.to_string()),
-                digest: None,
-            },
-            other => other.clone(),
-        }
+        self.repo.with_tag(tag)
     }
 
     fn note(&self, msg: &str) {

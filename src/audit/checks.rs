@@ -457,20 +457,13 @@ fn history_secrets(config: &Value) -> Vec<Evidence> {
 }
 
 fn reference(ctx: &AuditContext) -> (Vec<Evidence>, Vec<Evidence>) {
-    use crate::reference::ImageRef;
     let Some(r) = ctx.reference else {
         return (Vec::new(), Vec::new());
     };
     if r.digest().is_some() {
         return (Vec::new(), Vec::new());
     }
-    let latest = match r {
-        ImageRef::Registry { tag, .. } => tag.as_deref().is_none_or(|t| t == "latest"),
-        ImageRef::Layout { tag, .. } | ImageRef::OciArchive { tag, .. } => tag.as_deref() == Some("latest"),
-        ImageRef::DockerArchive { name, .. } => {
-            matches!(name, Some(crate::reference::ArchiveName::Ref(n)) if n.ends_with(":latest"))
-        }
-    };
+    let latest = r.names_latest();
     let ev = vec![Evidence::field("reference", r.to_string())];
     if latest {
         (ev, Vec::new())

@@ -131,19 +131,24 @@ pub async fn check(o: CheckOptions) -> Result<CheckOutput> {
 /// [`super::after_view`]), the user layer and the edited config (`None` when the edit refuses).
 /// The result's rewritten layers have no digest yet: [`super::RebuildFindings::name_after_layers`]
 /// names them once the manifest is built.
-#[allow(clippy::too_many_arguments)]
-pub async fn rebuild_findings(
-    src: &Endpoint,
-    r: &ImageRef,
-    manifest_digest: &Digest,
-    view: &crate::image::ManifestView,
-    fs: &FinalFs,
-    config: &serde_json::Value,
-    plan: &crate::plan::Plan,
-    after: Option<(&FinalFs, &serde_json::Value)>,
-    user_layer: Option<&Digest>,
-    will_sign: bool,
-) -> super::RebuildFindings {
+pub struct RebuildAudit<'a> {
+    pub src: &'a Endpoint,
+    pub reference: &'a ImageRef,
+    pub manifest_digest: &'a Digest,
+    pub view: &'a crate::image::ManifestView,
+    pub fs: &'a FinalFs,
+    pub config: &'a serde_json::Value,
+    pub plan: &'a crate::plan::Plan,
+    /// The predicted result's filesystem and config; None when the config edit refuses.
+    pub after: Option<(&'a FinalFs, &'a serde_json::Value)>,
+    pub user_layer: Option<&'a Digest>,
+    /// Whether the rebuild signs its result (`--sign-key`).
+    pub will_sign: bool,
+}
+
+/// See [`RebuildAudit`].
+pub async fn rebuild_findings(a: RebuildAudit<'_>) -> super::RebuildFindings {
+    let RebuildAudit { src, reference: r, manifest_digest, view, fs, config, plan, after, user_layer, will_sign } = a;
     let before_ctx = AuditContext {
         reference: Some(r),
         layers: view.layers.iter().map(|l| Some(l.digest.to_string())).collect(),

@@ -277,11 +277,7 @@ impl<R: Read> TarReader<R> {
         if self.done {
             return Ok(None);
         }
-        let offset = self.r.n;
-        let mut meta = Vec::new();
-        let mut pax: Vec<(String, Vec<u8>)> = Vec::new();
-        let mut long_name: Vec<u8> = Vec::new();
-        let mut long_link: Vec<u8> = Vec::new();
+        let mut pre = Preamble { offset: self.r.n, ..Preamble::default() };
         loop {
             // Metadata blocks with no entry after them describe nothing: Go ends the archive
             // there too (Go's pax-path-hdr.tar); a rewrite drops them.
@@ -296,7 +292,7 @@ impl<R: Read> TarReader<R> {
             }
             let t = f.typeflag;
             if !matches!(t, b'x' | b'g' | b'L' | b'K') {
-                return self.finish_entry(offset, meta, pax, header, f, long_name, long_link, &block);
+                return self.finish_entry(pre, Head { header, f }, &block);
             }
             let size = f.size as u64;
             let data = self.read_meta_data(size)?;
@@ -305,17 +301,17 @@ impl<R: Read> TarReader<R> {
                 b'x' | b'g' => {
                     let records = tarfmt::pax_records(body)?;
                     tarfmt::check_merge(&records)?;
+                    pre.pax = records;
                     if t == b'g' {
-                        return self.global(offset, meta, records, header, f, data, size);
+                        return self.global(pre, Head { header, f }, data, size);
                     }
-                    pax = records;
                 }
-                b'L' => long_name = tarfmt::c_str(body).to_vec(),
-                _ => long_link = tarfmt::c_str(body).to_vec(),
+                b'L' => pre.long_name = tarfmt::c_str(body).to_vec(),
+                _ => pre.long_link = tarfmt::c_str(body).to_vec(),
             }
-            meta.extend_from_slice(&block);
-            meta.extend_from_slice(&data);
-            if meta.len() as u64 > MAX_META_TOTAL {
+            pre.meta.extend_from_slice(&block);
+            pre.meta.extend_from_slice(&data);
+            if pre.meta.len() as u64 > MAX_META_TOTAL {
                 return Err(bad(format!(
                     "metadata blocks before one entry exceed {MAX_META_TOTAL} bytes (a hostile archive?)"
                 )));
@@ -325,17 +321,10 @@ impl<R: Read> TarReader<R> {
 
     /// A `g` header: an entry of its own that Go reports (name from its own `path` record or
     /// its header, size 0) and that describes nothing; what came before it is dropped.
-    #[allow(clippy::too_many_arguments)]
-    fn global(
-        &mut self,
-        offset: u64,
-        meta: Vec<u8>,
-        records: Vec<(String, Vec<u8>)>,
-        header: tar::Header,
-        f: tarfmt::Fields,
-        data: Vec<u8>,
-        size: u64,
-    ) -> io::Result<Option<RawEntry>> {
+    /// `pre.pax` holds its records; `data` is what followed its header, `size` of it its own.
+    fn global(&mut self, pre: Preamble, head: Head, data: Vec<u8>, size: u64) -> io::Result<Option<RawEntry>> {
+        let Preamble { offset, meta, pax: records, .. } = pre;
+        let Head { header, f } = head;
         let name = tarfmt::pax_set(&records, "path").map(|v| v.into_owned()).unwrap_or(f.name);
         let (path, escapes) = normalize(&String::from_utf8_lossy(&name));
         let data_offset = self.r.n - data.len() as u64 + size;
@@ -366,18 +355,9 @@ impl<R: Read> TarReader<R> {
     }
 
     /// The entry whose header is `block`, with the PAX records and GNU long names before it.
-    #[allow(clippy::too_many_arguments)]
-    fn finish_entry(
-        &mut self,
-        offset: u64,
-        mut meta: Vec<u8>,
-        pax: Vec<(String, Vec<u8>)>,
-        header: tar::Header,
-        f: tarfmt::Fields,
-        long_name: Vec<u8>,
-        long_link: Vec<u8>,
-        block: &[u8; 512],
-    ) -> io::Result<Option<RawEntry>> {
+    fn finish_entry(&mut self, pre: Preamble, head: Head, block: &[u8; 512]) -> io::Result<Option<RawEntry>> {
+        let Preamble { offset, mut meta, pax, long_name, long_link } = pre;
+        let Head { header, f } = head;
         // Go's mergePAX, then the GNU long names, then the `\0` type flag.
         let num = |key: &str, dflt: i64| tarfmt::pax_set(&pax, key).and_then(|v| tarfmt::parse_int(&v)).unwrap_or(dflt);
         let (uid, gid, size) = (num("uid", f.uid), num("gid", f.gid), num("size", f.size));
@@ -551,6 +531,23 @@ impl<R: Read> TarReader<R> {
         io::copy(&mut self.r, &mut io::sink())?;
         Ok(self.r.inner)
     }
+}
+
+/// What came before an entry's own header block: where the entry starts in the stream, the
+/// metadata blocks (kept verbatim), the last PAX records and the GNU long name and link.
+#[derive(Default)]
+struct Preamble {
+    offset: u64,
+    meta: Vec<u8>,
+    pax: Vec<(String, Vec<u8>)>,
+    long_name: Vec<u8>,
+    long_link: Vec<u8>,
+}
+
+/// A header block, parsed: as the `tar` crate holds it, and its fields as Go reads them.
+struct Head {
+    header: tar::Header,
+    f: tarfmt::Fields,
 }
 
 /// Counts the bytes read through it (the stream offset of each entry).

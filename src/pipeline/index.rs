@@ -46,6 +46,13 @@ pub fn select_platforms(w: &Walk, wanted: &[String], progress: &Progress) -> Res
     Ok(out)
 }
 
+/// A pushed index: its manifest, each platform's report, the first platform's runtime contract.
+pub struct Done {
+    pub manifest: Manifest,
+    pub images: Vec<ImageReport>,
+    pub contract: Option<crate::contract::Contract>,
+}
+
 /// Push every chosen platform, then the index listing them (other entries dropped).
 pub async fn execute(
     ctx: &Ctx<'_>,
@@ -53,7 +60,7 @@ pub async fn execute(
     top: &Manifest,
     chosen: &[Entry],
     images: Vec<Prepared>,
-) -> Result<(Manifest, Vec<ImageReport>, Option<crate::contract::Contract>)> {
+) -> Result<Done> {
     let mut per = Vec::new();
     let mut contract = None;
     let mut new_entries = Vec::new();
@@ -75,5 +82,5 @@ pub async fn execute(
         return Err(anyhow!("no image to rebuild"));
     }
     ctx.dst.put_manifest(ctx.dst_ref, &m).await?;
-    Ok((m, per, contract))
+    Ok(Done { manifest: m, images: per, contract })
 }

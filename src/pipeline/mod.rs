@@ -1,8 +1,11 @@
-//! Pipeline: the order of the stages for `rebuild` — resolve ([`crate::source::walk`]) → scan,
-//! plan, guard and audit every image ([`prepare`]) → for one image ([`single`]) or each
-//! platform of an index and then the index ([`index`]): rewrite, config, push → sign.
-//! Every image is planned and guarded before any layer is rewritten, so a refusal pushes
-//! nothing.
+//! Pipeline: the order of the stages for `rebuild`, read top-down in [`rebuild`] and [`run`]
+//! as go-containerregistry's `crane.Copy` reads — validate the options → resolve
+//! ([`crate::source::walk`]) and choose the platforms → the signature gate ([`supply`]) →
+//! reuse a recorded result ([`reuse`]) or scan, plan, guard and audit every image
+//! ([`prepare`]) → execute one image ([`single`]) or each platform and then the index
+//! ([`index`]): rewrite, config, push → sign and attest ([`supply`]) → one report, written in
+//! one place whatever the outcome. Every image is planned and guarded before any layer is
+//! rewritten, so a refusal pushes nothing.
 //!
 //! Owns: ordering, the run's shared state ([`Ctx`]: endpoints, the scan share, the rewrite
 //! cache), the report's assembly. Must not: hold policy (the profile's and the plan's), print
@@ -121,15 +124,10 @@ impl Default for RebuildOptions {
     }
 }
 
-/// What the result records as its base name: `--base-name`, else a registry source's
-/// repository and tag (the digest is recorded separately), else nothing.
+/// What the result records as its base name: `--base-name`, else the name a registry serves
+/// the source by (its repository and tag; the digest is recorded separately), else nothing.
 pub fn base_name(src: &ImageRef, o: &RebuildOptions) -> Option<String> {
-    o.base_name.clone().or_else(|| match src {
-        ImageRef::Registry { tag, .. } => {
-            Some(format!("{}{}", src.repository_name(), tag.as_ref().map(|t| format!(":{t}")).unwrap_or_default()))
-        }
-        ImageRef::Layout { .. } | ImageRef::DockerArchive { .. } | ImageRef::OciArchive { .. } => None,
-    })
+    o.base_name.clone().or_else(|| src.pullable_name())
 }
 
 /// A finished (or dry) run: what to print and the report.
@@ -166,190 +164,165 @@ pub(crate) struct Ctx<'a> {
     pub shared: Option<Arc<crate::shared_cache::SharedCache>>,
 }
 
-/// Rebuild `src` into `dst`.
+impl<'a> Ctx<'a> {
+    /// The run's shared state: the profile, the caches (a batch's, or this run's own), both
+    /// endpoints.
+    fn open(src: &'a ImageRef, dst: &'a ImageRef, o: &'a RebuildOptions) -> Result<Ctx<'a>> {
+        let profile: Profile = profile::load(&o.profiles).map_err(|e| Failure::Usage(e.to_string()))?;
+        let cache = match &o.cache {
+            Some(c) => Arc::clone(c),
+            None => Arc::new(RewriteCache::new(None)?),
+        };
+        let share = match &o.scans {
+            Some(s) => Arc::clone(s),
+            None => Arc::new(ScanShare::new()?.with_cache(cache.dir(), &o.progress)),
+        };
+        let locations = match &o.locations {
+            Some(l) => Arc::clone(l),
+            None => Arc::new(Locations::new(cache.dir())),
+        };
+        Ok(Ctx {
+            o,
+            src_ref: src,
+            dst_ref: dst,
+            src: Endpoint::open(src, &o.net)?,
+            dst: Endpoint::open(dst, &o.net)?,
+            profile,
+            share,
+            cache,
+            locations,
+            shared: o.shared_cache.clone(),
+        })
+    }
+}
+
+/// Rebuild `src` into `dst`, in the order `crane.Copy` reads: the options checked against the
+/// endpoints, the source resolved and its images chosen; then the signature gate, a recorded
+/// result reused or every image prepared, executed (one image or an index), signed and
+/// attested. Once the source is resolved, the report is written here, once, whatever the
+/// outcome (success, refusal, error).
 pub async fn rebuild(src: &ImageRef, dst: &ImageRef, o: &RebuildOptions) -> Result<Outcome> {
     let t0 = Instant::now();
-    let profile: Profile = profile::load(&o.profiles).map_err(|e| Failure::Usage(e.to_string()))?;
-    let cache = match &o.cache {
-        Some(c) => Arc::clone(c),
-        None => Arc::new(RewriteCache::new(None)?),
-    };
-    let share = match &o.scans {
-        Some(s) => Arc::clone(s),
-        None => Arc::new(ScanShare::new()?.with_cache(cache.dir(), &o.progress)),
-    };
-    let locations = match &o.locations {
-        Some(l) => Arc::clone(l),
-        None => Arc::new(Locations::new(cache.dir())),
-    };
-    let ctx = Ctx {
-        o,
-        src_ref: src,
-        dst_ref: dst,
-        src: Endpoint::open(src, &o.net)?,
-        dst: Endpoint::open(dst, &o.net)?,
-        profile,
-        share,
-        cache,
-        locations,
-        shared: o.shared_cache.clone(),
-    };
-    if (o.bundle || o.attest) && o.sign_key.is_none() {
-        bail!(Failure::Usage("--bundle and --attest sign with --sign-key; give one".into()));
-    }
-    if o.sign_key.is_some() && matches!(dst, ImageRef::DockerArchive { .. }) {
-        bail!(Failure::Usage(format!("{dst}: a docker-archive cannot hold a signature; sign after loading it")));
-    }
+    let ctx = Ctx::open(src, dst, o)?;
+    validate(&ctx)?;
     if !o.dry_run {
         ctx.dst.check_push().await.with_context(|| format!("{dst}: the destination does not accept a push"))?;
     }
     let w = walk::walk(&ctx.src, src).await?;
+    let chosen = choose(&ctx, &w)?;
     let mut report = RebuildReport::new(
         SourceRef { reference: src.to_string(), digest: w.top.digest.to_string() },
         ProfileRef { name: ctx.profile.name(), digest: ctx.profile.digest().to_string() },
         o.codec.to_string(),
         !o.recompress,
     );
+    let ended = run(&ctx, &w, &chosen, &mut report, t0).await;
+    let written = write_report(o, &report);
+    let ended = match (ended, written) {
+        (Ok(e), written) => written.map(|()| e)?,
+        (Err(e), Ok(())) => return Err(e),
+        (Err(e), Err(w)) => {
+            o.progress.line(&format!("note: {w:#}"));
+            return Err(e);
+        }
+    };
+    if let Some((k, digest)) = &ended.record {
+        k.store(&ctx, digest, &report);
+    }
+    Ok(Outcome { pushed: ended.pushed, dry_run: ended.dry_run, refused: ended.refused, report })
+}
 
-    if o.sbom.is_some() && w.index.is_some() {
+/// The options that contradict each other or the endpoints (usage errors, before any I/O).
+fn validate(ctx: &Ctx<'_>) -> Result<()> {
+    let o = ctx.o;
+    if (o.bundle || o.attest) && o.sign_key.is_none() {
+        bail!(Failure::Usage("--bundle and --attest sign with --sign-key; give one".into()));
+    }
+    if o.sign_key.is_some() && !ctx.dst.holds_signatures() {
+        bail!(Failure::Usage(format!(
+            "{}: a docker-archive cannot hold a signature; sign after loading it",
+            ctx.dst_ref
+        )));
+    }
+    Ok(())
+}
+
+/// What of the source is rebuilt: its one image, or the chosen platforms of its index.
+struct Chosen {
+    platforms: Vec<walk::Entry>,
+    /// Whether the result is an index (a destination that holds none takes one platform, as
+    /// an image).
+    index: bool,
+}
+
+/// The platforms to rebuild (none for an image), refusing what the destination or the
+/// options cannot take.
+fn choose(ctx: &Ctx<'_>, w: &walk::Walk) -> Result<Chosen> {
+    let (o, src, dst) = (ctx.o, ctx.src_ref, ctx.dst_ref);
+    if w.index.is_none() {
+        return Ok(Chosen { platforms: Vec::new(), index: false });
+    }
+    if o.sbom.is_some() {
         bail!(Failure::Usage(format!(
             "--sbom: {src} is a multi-platform index; rebuild one platform (by digest) to get its SBOM"
         )));
     }
-    let chosen = match &w.index {
-        Some(_) => index::select_platforms(&w, &o.platforms, &o.progress)?,
-        None => Vec::new(),
-    };
+    let platforms = index::select_platforms(w, &o.platforms, &o.progress)?;
+    if !ctx.dst.holds_index() && platforms.len() > 1 {
+        bail!(Failure::Usage(format!(
+            "{dst}: holds one image, and the source has {} platforms; choose one with --platform",
+            platforms.len()
+        )));
+    }
+    Ok(Chosen { index: ctx.dst.holds_index(), platforms })
+}
+
+/// How a run ended, besides its report (which [`rebuild`] writes and hands back).
+struct Ending {
+    pushed: Option<String>,
+    dry_run: Vec<PlanListing>,
+    refused: Option<Failure>,
+    /// The result to record for the next run's reuse, once the report is written.
+    record: Option<(reuse::ResultKey, Digest)>,
+}
+
+/// Everything after the source is resolved, filling `report` as it goes: gate, reuse or
+/// prepare, execute, sign and attest.
+async fn run(
+    ctx: &Ctx<'_>,
+    w: &walk::Walk,
+    chosen: &Chosen,
+    report: &mut RebuildReport,
+    t0: Instant,
+) -> Result<Ending> {
+    let o = ctx.o;
     // The source as read: the manifest (or index) and each chosen platform.
     let source_digests: Vec<Digest> =
-        std::iter::once(w.top.digest.clone()).chain(chosen.iter().map(|e| e.digest.clone())).collect();
+        std::iter::once(w.top.digest.clone()).chain(chosen.platforms.iter().map(|e| e.digest.clone())).collect();
     // Before anything is fetched or rewritten: is the source signed as required?
-    match supply::gate(&ctx, &source_digests).await {
-        Ok(s) => report.source_signatures = s,
-        Err(e) => {
-            write_report(o, &report)?;
-            return Err(e);
-        }
-    }
-    report.not_carried_over = supply::not_carried(&ctx, &source_digests).await;
-    // Plan every image before rewriting any: a refusal leaves nothing pushed.
+    report.source_signatures = supply::gate(ctx, &source_digests).await?;
+    report.not_carried_over = supply::not_carried(ctx, &source_digests).await;
     // A rerun whose result the destination still holds: re-tag it, no planning, no rewrite.
     // --verify-run runs what it pushes: a recorded result is not taken on trust.
-    let result_key = if o.verify_run { None } else { reuse::key(&ctx, &w.top.digest) };
+    let result_key = if o.verify_run { None } else { reuse::key(ctx, &w.top.digest) };
     if let Some(k) = &result_key {
-        if let Some(found) = k.find(&ctx, &w.top).await {
-            return reuse_result(&ctx, report, found, t0).await;
+        if let Some(found) = k.find(ctx, &w.top).await {
+            return reuse_result(ctx, report, found, t0).await;
         }
     }
-    let images = prepare_all(&ctx, &w, &chosen).await?;
+    // Plan every image before rewriting any: a refusal leaves nothing pushed.
+    let images = prepare_all(ctx, w, &chosen.platforms).await?;
     if o.scans.is_none() {
         // Nothing more is scanned in this run: each image's index now lives only as long as
         // the image needs it (single::execute drops it before the rewrite).
         ctx.share.forget_scans().await;
     }
-    // A destination that holds no index (a docker-archive) takes one platform, as an image.
-    let is_index = w.index.is_some() && (ctx.dst.holds_index() || chosen.len() > 1);
-    if is_index && !ctx.dst.holds_index() {
-        bail!(Failure::Usage(format!(
-            "{dst}: holds one image, and the source has {} platforms; choose one with --platform",
-            chosen.len()
-        )));
+    if let Some(stop) = stop_before_rewrite(ctx, report, &images, chosen.index)? {
+        return Ok(stop);
     }
-    let broken: Vec<String> = images.iter().flat_map(|p| p.broken.clone()).collect();
-    let set_images = |report: &mut RebuildReport, images: &[Prepared]| {
-        if is_index {
-            report.images = Some(images.iter().map(|p| p.report.clone()).collect());
-        } else if let Some(p) = images.first() {
-            let mut r = p.report.clone();
-            r.source = None;
-            report.image = Some(r);
-        }
-    };
-    if o.dry_run {
-        let dry_run = images
-            .iter()
-            .map(|p| PlanListing { image: is_index.then(|| p.src_ref.to_string()), lines: p.listing() })
-            .collect();
-        set_images(&mut report, &images);
-        write_report(o, &report)?;
-        let refused = (!broken.is_empty() && !o.allow_broken)
-            .then(|| Failure::Policy(format!("the plan would break the image: {}", broken[0])));
-        return Ok(Outcome { pushed: None, dry_run, refused, report });
-    }
-    if !broken.is_empty() {
-        for b in &broken {
-            o.progress.line(&format!("guard: {b}"));
-        }
-        if !o.allow_broken {
-            set_images(&mut report, &images);
-            write_report(o, &report)?;
-            bail!(Failure::Policy(format!(
-                "refusing to produce an image that cannot start: {} (--allow-broken overrides)",
-                broken[0]
-            )));
-        }
-    }
-
-    let (result_digest, result, mut timings, attest, platform_digests) = match w.index.as_ref().filter(|_| is_index) {
-        None => {
-            let p = images.into_iter().next().ok_or_else(|| anyhow!("no image to rebuild"))?;
-            let inventory = match o.sbom.is_some() || o.attest {
-                true => {
-                    let inv = crate::pkgdb::sbom::Inventory::of(&p.fs, &p.plan.packages.removed)
-                        .map_err(|e| anyhow!("--sbom/--attest: {e}"))?;
-                    for n in inv.notes() {
-                        o.progress.line(&format!("--sbom: note: {n}"));
-                    }
-                    Some(inv)
-                }
-                false => None,
-            };
-            let done = single::execute(&ctx, p, Some(dst)).await?;
-            write_contract(o, &done.contract)?;
-            let digest = done.manifest.digest;
-            let bom = inventory.map(|inv| inv.cyclonedx(&dst.without_tag().to_string(), digest.as_str()));
-            if let (Some(path), Some(bom)) = (&o.sbom, &bom) {
-                crate::files::write_atomic(path, &serde_json::to_vec_pretty(bom)?)
-                    .with_context(|| format!("--sbom {}", path.display()))?;
-            }
-            let attest = vec![supply::Attest {
-                image: supply::prov_image(None, &w.top.digest, &digest, &done.report),
-                sbom: bom.filter(|_| o.attest),
-            }];
-            let mut image = done.report;
-            image.source = None;
-            let timings = image.timings_ms.take().unwrap_or_default();
-            let result = image.result.take().unwrap_or_default();
-            report.image = Some(image);
-            (digest, result, timings, attest, Vec::new())
-        }
-        Some(idx) => {
-            let inventories = match o.attest {
-                true => images
-                    .iter()
-                    .map(|p| {
-                        crate::pkgdb::sbom::Inventory::of(&p.fs, &p.plan.packages.removed)
-                            .map_err(|e| anyhow!("--attest: {}: {e}", p.src_ref))
-                    })
-                    .collect::<Result<Vec<_>>>()?,
-                false => Vec::new(),
-            };
-            let (m, per, contract) = index::execute(&ctx, idx, &w.top, &chosen, images).await?;
-            if let Some(c) = &contract {
-                write_contract(o, c)?;
-            }
-            let mut attest = Vec::new();
-            let mut platform_digests = Vec::new();
-            for (i, (r, e)) in per.iter().zip(&chosen).enumerate() {
-                let Some(out) = r.result.as_ref().and_then(|x| Digest::parse(&x.digest).ok()) else { continue };
-                let sbom = inventories.get(i).map(|inv| inv.cyclonedx(&dst.without_tag().to_string(), out.as_str()));
-                attest.push(supply::Attest { image: supply::prov_image(Some(e.platform()), &e.digest, &out, r), sbom });
-                platform_digests.push(out);
-            }
-            report.images = Some(per);
-            let result = ResultRef { digest: m.digest.to_string(), ..Default::default() };
-            (m.digest.clone(), result, Timings::default(), attest, platform_digests)
-        }
+    let mut x = match chosen.index {
+        false => execute_single(ctx, w, images, report).await?,
+        true => execute_index(ctx, w, &chosen.platforms, images, report).await?,
     };
     // Where the blobs were seen, for the next push to this registry (a hint: failing to keep
     // it fails nothing).
@@ -357,41 +330,176 @@ pub async fn rebuild(src: &ImageRef, dst: &ImageRef, o: &RebuildOptions) -> Resu
         o.progress.line(&format!("note: cannot record known blob locations: {e}"));
     }
     // What readers of the destination see (a docker-archive keeps no manifest of its own).
-    let result_digest = ctx.dst.stored_digest(&result_digest);
-    let line = dst.by_digest(&result_digest);
-    write_digest_file(o, &result_digest)?;
-    report.result = Some(ResultRef { reference: Some(line.clone()), digest: result_digest.to_string(), ..result });
-    if let Some(key) = &o.sign_key {
-        match supply::sign_result(&ctx, &result_digest, &platform_digests, key).await {
-            Ok((sig, bundles)) => (report.signature, report.bundles) = (sig, bundles),
-            Err(e) => {
-                write_report(o, &report)?;
-                return Err(e.context(format!("{line} was pushed, but signing it failed")));
-            }
-        }
-        if o.attest {
-            let run = supply::provenance_run(&ctx, &w.top.digest, &report.source_signatures)?;
-            match supply::attest_result(&ctx, key, &run, is_index.then_some(&result_digest), &attest).await {
-                Ok(a) => report.attestations = a,
-                Err(e) => {
-                    write_report(o, &report)?;
-                    return Err(e.context(format!("{line} was pushed and signed, but attesting it failed")));
-                }
-            }
-        }
+    x.digest = ctx.dst.stored_digest(&x.digest);
+    let line = ctx.dst_ref.by_digest(&x.digest);
+    write_digest_file(o, &x.digest)?;
+    report.result = Some(ResultRef { reference: Some(line.clone()), digest: x.digest.to_string(), ..x.result.clone() });
+    sign_and_attest(ctx, w, report, &x, &line).await?;
+    x.timings.total = Some(t0.elapsed().as_millis() as u64);
+    report.timings_ms = Some(x.timings);
+    let record = result_key.map(|k| (k, x.digest));
+    Ok(Ending { pushed: Some(line), dry_run: Vec::new(), refused: None, record })
+}
+
+/// A dry run ends after the plan (its listing, and the guard's refusal if any); a plan the
+/// guard refuses ends the run (exit 3) unless `--allow-broken`. None: go on and rewrite.
+fn stop_before_rewrite(
+    ctx: &Ctx<'_>,
+    report: &mut RebuildReport,
+    images: &[Prepared],
+    is_index: bool,
+) -> Result<Option<Ending>> {
+    let o = ctx.o;
+    let broken: Vec<&String> = images.iter().flat_map(|p| &p.broken).collect();
+    if o.dry_run {
+        let dry_run = images
+            .iter()
+            .map(|p| PlanListing { image: is_index.then(|| p.src_ref.to_string()), lines: p.listing() })
+            .collect();
+        set_images(report, images, is_index);
+        let refused = (!broken.is_empty() && !o.allow_broken)
+            .then(|| Failure::Policy(format!("the plan would break the image: {}", broken[0])));
+        return Ok(Some(Ending { pushed: None, dry_run, refused, record: None }));
     }
-    timings.total = Some(t0.elapsed().as_millis() as u64);
-    report.timings_ms = Some(timings);
-    write_report(o, &report)?;
-    if let Some(k) = &result_key {
-        k.store(dst, &result_digest, &report);
+    for b in &broken {
+        o.progress.line(&format!("guard: {b}"));
     }
-    Ok(Outcome { pushed: Some(line), dry_run: Vec::new(), refused: None, report })
+    if broken.is_empty() || o.allow_broken {
+        return Ok(None);
+    }
+    set_images(report, images, is_index);
+    bail!(Failure::Policy(format!(
+        "refusing to produce an image that cannot start: {} (--allow-broken overrides)",
+        broken[0]
+    )))
+}
+
+/// The planned images in the report of a run that stops before rewriting.
+fn set_images(report: &mut RebuildReport, images: &[Prepared], is_index: bool) {
+    if is_index {
+        report.images = Some(images.iter().map(|p| p.report.clone()).collect());
+    } else if let Some(p) = images.first() {
+        let mut r = p.report.clone();
+        r.source = None;
+        report.image = Some(r);
+    }
+}
+
+/// The result pushed: its digest, what the report says of it, what to attest.
+struct Executed {
+    digest: Digest,
+    result: ResultRef,
+    timings: Timings,
+    attest: Vec<supply::Attest>,
+    /// For an index, each platform's result (signed before the index).
+    platforms: Vec<Digest>,
+    index: bool,
+}
+
+/// Rebuild the one image, writing its contract and SBOM (`--contract`, `--sbom`).
+async fn execute_single(
+    ctx: &Ctx<'_>,
+    w: &walk::Walk,
+    images: Vec<Prepared>,
+    report: &mut RebuildReport,
+) -> Result<Executed> {
+    let (o, dst) = (ctx.o, ctx.dst_ref);
+    let p = images.into_iter().next().ok_or_else(|| anyhow!("no image to rebuild"))?;
+    let inventory = match o.sbom.is_some() || o.attest {
+        true => Some(inventory(o, &p).map_err(|e| anyhow!("--sbom/--attest: {e}"))?),
+        false => None,
+    };
+    let done = single::execute(ctx, p, Some(dst)).await?;
+    write_contract(o, &done.contract)?;
+    let digest = done.manifest.digest;
+    let bom = inventory.map(|inv| inv.cyclonedx(&dst.without_tag().to_string(), digest.as_str()));
+    if let (Some(path), Some(bom)) = (&o.sbom, &bom) {
+        crate::files::write_atomic(path, &serde_json::to_vec_pretty(bom)?)
+            .with_context(|| format!("--sbom {}", path.display()))?;
+    }
+    let attest = vec![supply::Attest {
+        image: supply::prov_image(None, &w.top.digest, &digest, &done.report),
+        sbom: bom.filter(|_| o.attest),
+    }];
+    let mut image = done.report;
+    image.source = None;
+    let timings = image.timings_ms.take().unwrap_or_default();
+    let result = image.result.take().unwrap_or_default();
+    report.image = Some(image);
+    Ok(Executed { digest, result, timings, attest, platforms: Vec::new(), index: false })
+}
+
+/// The packages of a prepared image's result, its notes said.
+fn inventory(o: &RebuildOptions, p: &Prepared) -> Result<crate::pkgdb::sbom::Inventory> {
+    let inv = crate::pkgdb::sbom::Inventory::of(&p.fs, &p.plan.packages.removed).map_err(|e| anyhow!("{e}"))?;
+    for n in inv.notes() {
+        o.progress.line(&format!("--sbom: note: {n}"));
+    }
+    Ok(inv)
+}
+
+/// Rebuild each chosen platform, then the index listing them.
+async fn execute_index(
+    ctx: &Ctx<'_>,
+    w: &walk::Walk,
+    chosen: &[walk::Entry],
+    images: Vec<Prepared>,
+    report: &mut RebuildReport,
+) -> Result<Executed> {
+    let (o, dst) = (ctx.o, ctx.dst_ref);
+    let idx = w.index.as_ref().ok_or_else(|| anyhow!("{}: not an index", ctx.src_ref))?;
+    let inventories = match o.attest {
+        true => images
+            .iter()
+            .map(|p| {
+                crate::pkgdb::sbom::Inventory::of(&p.fs, &p.plan.packages.removed)
+                    .map_err(|e| anyhow!("--attest: {}: {e}", p.src_ref))
+            })
+            .collect::<Result<Vec<_>>>()?,
+        false => Vec::new(),
+    };
+    let done = index::execute(ctx, idx, &w.top, chosen, images).await?;
+    if let Some(c) = &done.contract {
+        write_contract(o, c)?;
+    }
+    let mut attest = Vec::new();
+    let mut platforms = Vec::new();
+    for (i, (r, e)) in done.images.iter().zip(chosen).enumerate() {
+        let Some(out) = r.result.as_ref().and_then(|x| Digest::parse(&x.digest).ok()) else { continue };
+        let sbom = inventories.get(i).map(|inv| inv.cyclonedx(&dst.without_tag().to_string(), out.as_str()));
+        attest.push(supply::Attest { image: supply::prov_image(Some(e.platform()), &e.digest, &out, r), sbom });
+        platforms.push(out);
+    }
+    report.images = Some(done.images);
+    let result = ResultRef { digest: done.manifest.digest.to_string(), ..Default::default() };
+    Ok(Executed { digest: done.manifest.digest, result, timings: Timings::default(), attest, platforms, index: true })
+}
+
+/// With `--sign-key`: sign the pushed result (`line`), and with `--attest` attest it.
+async fn sign_and_attest(
+    ctx: &Ctx<'_>,
+    w: &walk::Walk,
+    report: &mut RebuildReport,
+    x: &Executed,
+    line: &str,
+) -> Result<()> {
+    let Some(key) = &ctx.o.sign_key else { return Ok(()) };
+    let (sig, bundles) = supply::sign_result(ctx, &x.digest, &x.platforms, key)
+        .await
+        .map_err(|e| e.context(format!("{line} was pushed, but signing it failed")))?;
+    (report.signature, report.bundles) = (sig, bundles);
+    if ctx.o.attest {
+        let run = supply::provenance_run(ctx, &w.top.digest, &report.source_signatures)?;
+        report.attestations = supply::attest_result(ctx, key, &run, x.index.then_some(&x.digest), &x.attest)
+            .await
+            .map_err(|e| e.context(format!("{line} was pushed and signed, but attesting it failed")))?;
+    }
+    Ok(())
 }
 
 /// Finish a rerun from a recorded result: the destination's tag points at it again, the
 /// report says so and carries the report of the run that made it.
-async fn reuse_result(ctx: &Ctx<'_>, mut report: RebuildReport, found: reuse::Found, t0: Instant) -> Result<Outcome> {
+async fn reuse_result(ctx: &Ctx<'_>, report: &mut RebuildReport, found: reuse::Found, t0: Instant) -> Result<Ending> {
     let (o, dst) = (ctx.o, ctx.dst_ref);
     if dst.tag().is_some() {
         ctx.dst.put_manifest(dst, &found.manifest).await?;
@@ -406,8 +514,7 @@ async fn reuse_result(ctx: &Ctx<'_>, mut report: RebuildReport, found: reuse::Fo
     report.result = Some(ResultRef { reference: Some(line.clone()), digest: digest.to_string(), ..Default::default() });
     report.reused = Some(crate::report::Reused { record: found.key, made_by: found.made_by });
     report.timings_ms = Some(Timings { total: Some(t0.elapsed().as_millis() as u64), ..Default::default() });
-    write_report(o, &report)?;
-    Ok(Outcome { pushed: Some(line), dry_run: Vec::new(), refused: None, report })
+    Ok(Ending { pushed: Some(line), dry_run: Vec::new(), refused: None, record: None })
 }
 
 /// Scan, plan, guard and audit every image `w` names: the one image, or the `chosen`

@@ -1,7 +1,7 @@
 //! One image scanned, planned, guarded and audited: everything decided, nothing rewritten or
 //! pushed yet.
 //!
-//! Owns: [`Prepared`] and the config edit a plan implies ([`config_edit`]). Must not: write
+//! Owns: [`Prepared`] and the config edit a plan implies ([`EditFacts::edit`]). Must not: write
 //! blobs or push.
 
 use super::Ctx;
@@ -28,15 +28,14 @@ pub struct Prepared {
     pub fs: FinalFs,
     pub plan: plan::Plan,
     pub user: config::UserPlan,
-    /// `SOURCE_DATE_EPOCH`'s time, when set.
-    pub created: Option<String>,
-    pub summary: String,
+    /// What the config edit needs of this image besides the profile (see [`EditFacts::edit`]).
+    pub edit: EditFacts,
     /// The guard's refusals, one line each.
     pub broken: Vec<String>,
     pub findings: crate::audit::RebuildFindings,
-    /// The result's runtime contract, from the predicted filesystem and config; None when the
-    /// config edit refuses (execute then reports why).
-    pub contract: Option<crate::contract::Contract>,
+    /// The result's runtime contract, from the predicted filesystem and config; the config
+    /// edit's error when it refuses (execute then fails with it, before rewriting anything).
+    pub contract: Result<crate::contract::Contract>,
     pub report: ImageReport,
     pub t_scan: Duration,
 }
@@ -44,10 +43,69 @@ pub struct Prepared {
 /// Scan, plan, guard and audit one image.
 pub async fn prepare(ctx: &Ctx<'_>, src_ref: ImageRef, manifest: Manifest) -> Result<Prepared> {
     let t0 = Instant::now();
+    let (view, config, fs) = scan(ctx, &src_ref, &manifest).await?;
+    let t_scan = t0.elapsed();
+    let plan = plan_image(ctx, &src_ref, &view, &fs).await?;
+    let (user, created) = plan_user(ctx, &fs, &plan, &config)?;
+    let guard = check_guard(ctx, &fs, &plan, &config, &user);
+    let edit = EditFacts {
+        source_digest: manifest.digest.clone(),
+        source_diff_ids: fs.layers.iter().map(|l| l.diff_id.clone()).collect(),
+        user: user.config_user.clone(),
+        added_layer: user.layer.is_some(),
+        summary: summary(&plan, &view),
+        created,
+    };
+    let planned = Planned { src_ref, manifest, view, config, fs, plan, user, edit };
+    let (contract, findings) = predict(ctx, &planned).await;
+    ctx.o.progress.line(&findings.summary());
+    let Planned { src_ref, manifest, view, config, fs, plan, user, edit } = planned;
+    let layer_digests: Vec<Digest> = view.layers.iter().map(|l| l.digest.clone()).collect();
+    let report = ImageReport {
+        source: Some(SourceRef { reference: src_ref.to_string(), digest: manifest.digest.to_string() }),
+        plan: PlanReport::new(edit.summary.clone(), &plan, &layer_digests),
+        guard: guard.report,
+        findings: FindingsReport::from(&findings),
+        result: None,
+        layers: None,
+        config_changes: None,
+        timings_ms: None,
+        verify_run: None,
+    };
+    Ok(Prepared {
+        src_ref,
+        manifest,
+        view,
+        config,
+        fs,
+        plan,
+        user,
+        edit,
+        broken: guard.broken,
+        findings,
+        contract,
+        report,
+        t_scan,
+    })
+}
+
+/// One image planned and guarded, not yet audited.
+struct Planned {
+    src_ref: ImageRef,
+    manifest: Manifest,
+    view: ManifestView,
+    config: Value,
+    fs: FinalFs,
+    plan: plan::Plan,
+    user: config::UserPlan,
+    edit: EditFacts,
+}
+
+/// The image's manifest view, config and scanned filesystem. The source's repository holds
+/// its blobs: they are noted, so a push elsewhere in its registry may mount them.
+async fn scan(ctx: &Ctx<'_>, src_ref: &ImageRef, manifest: &Manifest) -> Result<(ManifestView, Value, FinalFs)> {
     let o = ctx.o;
-    let profile = &ctx.profile;
-    let (view, config) = source::image_config(&ctx.src, &src_ref, &manifest).await?;
-    // The source's repository holds its blobs: a push elsewhere in its registry may mount them.
+    let (view, config) = source::image_config(&ctx.src, src_ref, manifest).await?;
     if let Some((registry, repository)) = ctx.src.registry_repository() {
         for d in view.layers.iter().map(|l| &l.digest).chain([&view.config.digest]) {
             ctx.locations.note(registry, repository, d);
@@ -63,25 +121,40 @@ pub async fn prepare(ctx: &Ctx<'_>, src_ref: ImageRef, manifest: Manifest) -> Re
     }
     .scan(&view, &config)
     .await?;
-    let t_scan = t0.elapsed();
+    Ok((view, config, FinalFs::build(indexes)))
+}
 
-    let fs = FinalFs::build(indexes);
-    let mut plan = plan::plan(&fs, profile);
-    // Byte-identical copies of removed tools: the few candidates are hashed (their layers read again).
-    let check = plan::copy_check(&fs, &plan, profile);
+/// The profile's plan for `fs`, with the byte-identical copies of removed tools (the few
+/// candidates are hashed, their layers read again).
+async fn plan_image(ctx: &Ctx<'_>, src_ref: &ImageRef, view: &ManifestView, fs: &FinalFs) -> Result<plan::Plan> {
+    let profile = &ctx.profile;
+    let mut plan = plan::plan(fs, profile);
+    let check = plan::copy_check(fs, &plan, profile);
     if !check.is_empty() {
-        let hashes = ctx.share.hash_locs(&ctx.src, &view.layers, &check, &o.limits).await?;
-        plan = plan::plan_with(&fs, profile, &plan::copies(&fs, &plan, &hashes));
+        let hashes = ctx.share.hash_locs(&ctx.src, &view.layers, &check, &ctx.o.limits).await?;
+        plan = plan::plan_with(fs, profile, &plan::copies(fs, &plan, &hashes));
     }
     if let Some(f) = plan.failures.first() {
         anyhow::bail!("{}: {f}", src_ref);
     }
+    Ok(plan)
+}
+
+/// The user the result runs as (and its layer, when the plan hands directories over), and
+/// `SOURCE_DATE_EPOCH`'s time when set.
+fn plan_user(
+    ctx: &Ctx<'_>,
+    fs: &FinalFs,
+    plan: &plan::Plan,
+    config: &Value,
+) -> Result<(config::UserPlan, Option<String>)> {
+    let o = ctx.o;
     let epoch = config::source_date_epoch()?;
     let created = epoch.as_ref().map(|(_, s)| s.clone());
     let mtime =
         epoch.as_ref().map(|(s, _)| *s).unwrap_or_else(|| config::epoch_of(config["created"].as_str().unwrap_or("")));
     let new_dirs: Vec<&str> = plan.handed_over.iter().filter(|h| h.created).map(|h| h.path.as_str()).collect();
-    let user = config::plan_user(&fs, profile, &new_dirs, mtime, o.codec)?;
+    let user = config::plan_user(fs, &ctx.profile, &new_dirs, mtime, o.codec)?;
     for h in &plan.handed_over {
         o.progress.line(&format!(
             "handed /{} to {}:{}{}",
@@ -91,11 +164,24 @@ pub async fn prepare(ctx: &Ctx<'_>, src_ref: ImageRef, manifest: Manifest) -> Re
             if h.created { " (created in the user layer)" } else { "" }
         ));
     }
+    Ok((user, created))
+}
+
+/// The guard's verdict on the plan: its refusals, one line each, and its report.
+struct Verdict {
+    broken: Vec<String>,
+    report: GuardReport,
+}
+
+/// Will the result start? The guard follows the config as the profile leaves it (its health
+/// check) and the user the plan sets; what it notes is said.
+fn check_guard(ctx: &Ctx<'_>, fs: &FinalFs, plan: &plan::Plan, config: &Value, user: &config::UserPlan) -> Verdict {
+    let o = ctx.o;
     let mut effective = config.clone();
-    if let Some(crate::profile::HealthRule::Set(h)) = &profile.config.healthcheck {
+    if let Some(crate::profile::HealthRule::Set(h)) = &ctx.profile.config.healthcheck {
         effective["config"]["Healthcheck"] = h.clone();
     }
-    let guard = Guard::check(&fs, &plan, &effective, user.config_user.as_deref().or(config["config"]["User"].as_str()));
+    let guard = Guard::check(fs, plan, &effective, user.config_user.as_deref().or(config["config"]["User"].as_str()));
     for p in &guard.preexisting {
         o.progress.line(&format!("note: {p} (already so in the source image)"));
     }
@@ -105,8 +191,17 @@ pub async fn prepare(ctx: &Ctx<'_>, src_ref: ImageRef, manifest: Manifest) -> Re
     for n in &plan.notes {
         o.progress.line(&format!("note: {n}"));
     }
+    Verdict {
+        broken: guard.broken.iter().map(ToString::to_string).collect(),
+        report: GuardReport::new(&guard.broken, &guard.preexisting),
+    }
+}
+
+/// `removed 12 paths, stripped setuid/setgid from 3, …; 2 of 5 layers rewritten` and the
+/// packages' line.
+fn summary(plan: &plan::Plan, view: &ManifestView) -> String {
     let changed_layers = plan.layers.iter().filter(|l| !l.is_unchanged()).count();
-    let summary = format!(
+    format!(
         "removed {} paths, stripped setuid/setgid from {}, capabilities from {}, o+w from {}; {} of {} layers rewritten",
         plan.removed.len(),
         plan.setuid_stripped.len(),
@@ -114,63 +209,39 @@ pub async fn prepare(ctx: &Ctx<'_>, src_ref: ImageRef, manifest: Manifest) -> Re
         plan.world_writable_fixed.len(),
         changed_layers,
         view.layers.len()
-    ) + &package_summary(&plan.packages);
+    ) + &package_summary(&plan.packages)
+}
 
-    // Audit the source and the result as the plan and the config edit will make it.
-    let mut predicted = config.clone();
-    let predicted_ok =
-        config::edit(&mut predicted, &config_edit(ctx, &manifest, &fs, &user, &summary, &created, None)).is_ok();
+/// Audit the source and the result as the plan and the config edit will make it, and derive
+/// the result's runtime contract from the same prediction (or keep the edit's error).
+async fn predict(ctx: &Ctx<'_>, p: &Planned) -> (Result<crate::contract::Contract>, crate::audit::RebuildFindings) {
+    let mut predicted = p.config.clone();
+    let predicted_edit = config::edit(&mut predicted, &p.edit.edit(ctx, None));
     // The predicted result's filesystem: audited here, and the source of the result's runtime
     // contract (the diff_ids the edit will get later are not part of it). Dropped at the end
     // of this function, so it never coexists with a rewrite's buffers.
-    let after =
-        predicted_ok.then(|| crate::audit::after_view(&fs, &plan, user.layer.as_ref().map(|l| l.blob.as_slice())));
-    let contract = after.as_ref().map(|a| crate::contract::derive(a, &predicted, &profile.runtime).0);
-    let findings = crate::audit::run::rebuild_findings(
-        &ctx.src,
-        &src_ref,
-        &manifest.digest,
-        &view,
-        &fs,
-        &config,
-        &plan,
-        after.as_ref().map(|a| (a, &predicted)),
-        user.layer.as_ref().map(|u| &u.digest),
-        o.sign_key.is_some(),
-    )
-    .await;
-    o.progress.line(&findings.summary());
-
-    let layer_digests: Vec<Digest> = view.layers.iter().map(|l| l.digest.clone()).collect();
-    let report = ImageReport {
-        source: Some(SourceRef { reference: src_ref.to_string(), digest: manifest.digest.to_string() }),
-        plan: PlanReport::new(summary.clone(), &plan, &layer_digests),
-        guard: GuardReport::new(&guard.broken, &guard.preexisting),
-        findings: FindingsReport::from(&findings),
-        result: None,
-        layers: None,
-        config_changes: None,
-        timings_ms: None,
-        verify_run: None,
+    let after = predicted_edit
+        .is_ok()
+        .then(|| crate::audit::after_view(&p.fs, &p.plan, p.user.layer.as_ref().map(|l| l.blob.as_slice())));
+    let contract = match (&after, predicted_edit) {
+        (Some(a), _) => Ok(crate::contract::derive(a, &predicted, &ctx.profile.runtime).0),
+        (_, Err(e)) => Err(e),
+        (None, Ok(_)) => Err(anyhow::anyhow!("{}: no runtime contract could be derived", p.src_ref)),
     };
-    drop(after);
-    let broken = guard.broken.iter().map(ToString::to_string).collect();
-    Ok(Prepared {
-        src_ref,
-        manifest,
-        view,
-        config,
-        fs,
-        plan,
-        user,
-        created,
-        summary,
-        broken,
-        findings,
-        contract,
-        report,
-        t_scan,
+    let findings = crate::audit::run::rebuild_findings(crate::audit::run::RebuildAudit {
+        src: &ctx.src,
+        reference: &p.src_ref,
+        manifest_digest: &p.manifest.digest,
+        view: &p.view,
+        fs: &p.fs,
+        config: &p.config,
+        plan: &p.plan,
+        after: after.as_ref().map(|a| (a, &predicted)),
+        user_layer: p.user.layer.as_ref().map(|u| &u.digest),
+        will_sign: ctx.o.sign_key.is_some(),
     })
+    .await;
+    (contract, findings)
 }
 
 /// `; packages 131 → 117 (14 removed, 60 trimmed)` when a database changed, with `, 3 lost
@@ -187,26 +258,33 @@ pub fn package_summary(p: &plan::PackageChanges) -> String {
     format!("; packages {} → {} ({} removed, {} trimmed{lost})", p.before, p.after, p.removed.len(), p.trimmed.len())
 }
 
-/// The config edit for this image: with the result's `diff_ids` once known, else the source's
-/// (for the predicted audit).
-pub fn config_edit<'c>(
-    ctx: &'c Ctx<'_>,
-    manifest: &Manifest,
-    fs: &FinalFs,
-    user: &config::UserPlan,
-    summary: &str,
-    created: &Option<String>,
-    diff_ids: Option<Vec<Digest>>,
-) -> ConfigEdit<'c> {
-    ConfigEdit {
-        profile: &ctx.profile,
-        source_name: super::base_name(ctx.src_ref, ctx.o),
-        source_digest: manifest.digest.clone(),
-        diff_ids: diff_ids.unwrap_or_else(|| fs.layers.iter().map(|l| l.diff_id.clone()).collect()),
-        user: user.config_user.clone(),
-        added_layer: user.layer.is_some(),
-        summary: summary.to_string(),
-        created: created.clone(),
+/// What the config edit needs of one image besides the profile: the source's digest and
+/// diff_ids, the user the plan sets, the plan's summary, `SOURCE_DATE_EPOCH`'s time.
+pub struct EditFacts {
+    pub source_digest: Digest,
+    /// The source's diff_ids: the predicted edit's (the result's are known after the rewrite).
+    pub source_diff_ids: Vec<Digest>,
+    pub user: Option<String>,
+    pub added_layer: bool,
+    pub summary: String,
+    /// `SOURCE_DATE_EPOCH`'s time, when set.
+    pub created: Option<String>,
+}
+
+impl EditFacts {
+    /// The config edit for this image: with the result's `diff_ids` once known, else the
+    /// source's (for the predicted audit and contract).
+    pub(crate) fn edit<'c>(&self, ctx: &'c Ctx<'_>, diff_ids: Option<Vec<Digest>>) -> ConfigEdit<'c> {
+        ConfigEdit {
+            profile: &ctx.profile,
+            source_name: super::base_name(ctx.src_ref, ctx.o),
+            source_digest: self.source_digest.clone(),
+            diff_ids: diff_ids.unwrap_or_else(|| self.source_diff_ids.clone()),
+            user: self.user.clone(),
+            added_layer: self.added_layer,
+            summary: self.summary.clone(),
+            created: self.created.clone(),
+        }
     }
 }
 
@@ -214,7 +292,7 @@ impl Prepared {
     /// The dry-run listing: the summary, the top-most removed paths (with how much goes with
     /// them; the report lists all), mode and capability changes, the guard's refusals.
     pub fn listing(&self) -> Vec<String> {
-        let mut out = vec![self.summary.clone()];
+        let mut out = vec![self.edit.summary.clone()];
         for (path, r) in &self.plan.removed {
             let (parent, _) = crate::layer::path::split_parent(path);
             if !parent.is_empty() && self.plan.is_removed(parent) {

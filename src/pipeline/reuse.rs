@@ -51,7 +51,7 @@ pub fn key(ctx: &Ctx<'_>, top: &Digest) -> Option<ResultKey> {
     if o.dry_run || o.sign_key.is_some() || o.sbom.is_some() || o.contract.is_some() {
         return None;
     }
-    if matches!(ctx.dst_ref, ImageRef::DockerArchive { .. }) {
+    if !ctx.dst.keeps_manifests() {
         return None;
     }
     let epoch = crate::config::source_date_epoch().ok()?.map(|(s, _)| s);
@@ -113,20 +113,15 @@ impl ResultKey {
         digest: &Digest,
         top: &Manifest,
     ) -> Option<Found> {
-        let (ImageRef::Registry { registry, repository, .. }, Some(at_registry), Some(at_repository)) =
-            (ctx.dst_ref, record["registry"].as_str(), record["repository"].as_str())
+        let (Some((registry, repository)), Some(at_registry), Some(at_repository)) =
+            (ctx.dst.registry_repository(), record["registry"].as_str(), record["repository"].as_str())
         else {
             return None;
         };
         if at_registry != registry || at_repository == repository {
             return None;
         }
-        let there = ImageRef::Registry {
-            registry: registry.clone(),
-            repository: at_repository.to_string(),
-            tag: None,
-            digest: Some(digest.clone()),
-        };
+        let there = ctx.dst_ref.in_repository(at_repository, digest)?;
         let ep = Endpoint::open(&there, &ctx.o.net).ok()?;
         let manifest = ep.manifest(&there).await.ok()?;
         let images = images(&ep, &there, &manifest).await.ok()?;
@@ -159,10 +154,10 @@ impl ResultKey {
 
     /// Record `digest` (and the report that made it) for the next run. A record that cannot be
     /// written only costs that run its reuse.
-    pub fn store(&self, dst: &ImageRef, digest: &Digest, report: &crate::report::RebuildReport) {
+    pub fn store(&self, ctx: &Ctx<'_>, digest: &Digest, report: &crate::report::RebuildReport) {
         let mut record = json!({"schema": SCHEMA, "digest": digest.as_str(), "report": report});
         // Where it was pushed: a run to another repository of that registry mounts it from there.
-        if let ImageRef::Registry { registry, repository, .. } = dst {
+        if let Some((registry, repository)) = ctx.dst.registry_repository() {
             record["registry"] = json!(registry);
             record["repository"] = json!(repository);
         }

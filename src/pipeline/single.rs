@@ -10,6 +10,8 @@ use super::{Ctx, Prepared};
 use crate::cache::{RewriteCache, Rewritten};
 use crate::config;
 use crate::digest::Digest;
+use crate::image::LayerDesc;
+use crate::plan::LayerPlan;
 use crate::progress::human;
 use crate::reference::ImageRef;
 use crate::report::{ImageReport, LayerAction, LayerReport, ResultRef, Timings};
@@ -31,66 +33,113 @@ pub struct Done {
     pub contract: crate::contract::Contract,
 }
 
+/// The result built, not yet pushed: its manifest (as JSON and stored), its config, and what
+/// the report says of its layers and config.
+struct Built {
+    manifest_json: Value,
+    manifest: Manifest,
+    config: Value,
+    config_bytes: Vec<u8>,
+    config_digest: Digest,
+    changes: crate::config::ConfigChanges,
+    layers: Vec<LayerReport>,
+}
+
 /// Rewrite, edit, push. The manifest is stored under `tag`, or by digest only when the image
 /// is one platform of an index.
 pub async fn execute(ctx: &Ctx<'_>, mut p: Prepared, tag: Option<&ImageRef>) -> Result<Done> {
-    // The contract was derived in prepare, from the predicted filesystem and config.
-    let contract = match p.contract.take() {
-        Some(c) => c,
-        None => {
-            let mut predicted = p.config.clone();
-            config::edit(
-                &mut predicted,
-                &super::prepare::config_edit(ctx, &p.manifest, &p.fs, &p.user, &p.summary, &p.created, None),
-            )?;
-            return Err(anyhow!("{}: no runtime contract could be derived", p.src_ref));
-        }
+    // The contract was derived in prepare, from the predicted filesystem and config; a config
+    // edit that refused there fails here, before anything is rewritten.
+    let contract = std::mem::replace(&mut p.contract, Err(anyhow!("the contract was taken")))?;
+    let layer_facts = drop_scan(&mut p);
+
+    let t1 = Instant::now();
+    let rewrites = rewrite_layers(ctx, &p).await?;
+    let t_rewrite = t1.elapsed();
+    let built = build(ctx, &p, &layer_facts, &rewrites, &contract)?;
+
+    // Before anything is pushed: does the result start where the source does?
+    let verify_run = match ctx.o.verify_run {
+        true => verify_run(ctx, &p, &rewrites, &built, &contract).await?,
+        false => None,
     };
-    // The scan's index goes before the rewrite: the layers stream through with only the plan
-    // in memory (with the index, the 1 GiB strict rebuild peaked at the index plus the
-    // rewrite's buffers).
-    let layer_facts: Vec<LayerFacts> =
+    let t2 = Instant::now();
+    push(ctx, &p, &rewrites, &built, tag).await?;
+    let t_push = t2.elapsed();
+
+    p.findings.name_after_layers(&built.manifest_json["layers"]);
+    let mut report = p.report;
+    report.findings = (&p.findings).into();
+    report.result = Some(ResultRef {
+        digest: built.manifest.digest.to_string(),
+        config_digest: Some(built.config_digest.to_string()),
+        reference: None,
+    });
+    report.layers = Some(built.layers);
+    report.verify_run = verify_run;
+    report.config_changes = Some(built.changes);
+    report.timings_ms = Some(Timings {
+        scan: Some(p.t_scan.as_millis() as u64),
+        rewrite: Some(t_rewrite.as_millis() as u64),
+        push: Some(t_push.as_millis() as u64),
+        total: None,
+    });
+    ctx.o.progress.line(&p.edit.summary);
+    Ok(Done { manifest: built.manifest, report, contract })
+}
+
+/// Drop the scan's index before the rewrite, keeping what the report needs of each layer: the
+/// layers stream through with only the plan in memory (with the index, the 1 GiB strict
+/// rebuild peaked at the index plus the rewrite's buffers).
+fn drop_scan(p: &mut Prepared) -> Vec<LayerFacts> {
+    let facts =
         p.fs.layers
             .iter()
             .map(|l| LayerFacts { codec: l.codec, diff_id: l.diff_id.clone(), uncompressed_size: l.uncompressed_size })
             .collect();
     p.fs = crate::fs::FinalFs::build(Vec::<crate::scan::LayerIndex>::new());
     crate::memory::give_back();
+    facts
+}
 
-    let t1 = Instant::now();
-    let rewrites = rewrite_layers(ctx, &p).await?;
-    let t_rewrite = t1.elapsed();
-
-    let (manifest_json, diff_ids, layer_reports) = new_layers(ctx, &p, &layer_facts, &rewrites)?;
-    let mut new_config = p.config.clone();
-    let changes = config::edit(
-        &mut new_config,
-        &super::prepare::config_edit(ctx, &p.manifest, &p.fs, &p.user, &p.summary, &p.created, Some(diff_ids)),
-    )?;
-    let config_bytes = serde_json::to_vec(&new_config)?;
+/// The new manifest and config: the layers' descriptors and diff_ids, the config edit with
+/// them, the manifest's annotations.
+fn build(
+    ctx: &Ctx<'_>,
+    p: &Prepared,
+    facts: &[LayerFacts],
+    rewrites: &[Option<Rewritten>],
+    contract: &crate::contract::Contract,
+) -> Result<Built> {
+    let (manifest_json, diff_ids, layers) = new_layers(ctx, p, facts, rewrites)?;
+    let mut config = p.config.clone();
+    let changes = config::edit(&mut config, &p.edit.edit(ctx, Some(diff_ids)))?;
+    let config_bytes = serde_json::to_vec(&config)?;
     let config_digest = Digest::of(&config_bytes);
-    let manifest_json = finish_manifest(ctx, &p, manifest_json, &config_digest, config_bytes.len(), &contract)?;
+    let manifest_json = finish_manifest(ctx, p, manifest_json, (&config_digest, config_bytes.len()), contract)?;
     let manifest_bytes = serde_json::to_vec(&manifest_json)?;
-    let result = Manifest {
+    let manifest = Manifest {
         digest: Digest::of(&manifest_bytes),
         bytes: manifest_bytes,
         media_type: p.manifest.media_type.clone(),
     };
+    Ok(Built { manifest_json, manifest, config, config_bytes, config_digest, changes, layers })
+}
 
-    // Before anything is pushed: does the result start where the source does?
-    let verify_run = match ctx.o.verify_run {
-        true => verify_run(ctx, &p, &rewrites, &manifest_json, &config_bytes, &new_config, &contract).await?,
-        false => None,
-    };
-
-    // Push: the layers (unchanged ones mountable from the source), the user layer, the config;
-    // then the manifest.
-    let t2 = Instant::now();
+/// Push the layers (unchanged ones mountable from the source), the user layer, the config;
+/// then the manifest.
+async fn push(
+    ctx: &Ctx<'_>,
+    p: &Prepared,
+    rewrites: &[Option<Rewritten>],
+    built: &Built,
+    tag: Option<&ImageRef>,
+) -> Result<()> {
     let mut blobs: Vec<Blob> = p
         .view
         .layers
         .iter()
-        .zip(&rewrites)
+        .zip(rewrites)
         .map(|(layer, rw)| match (rw, ctx.share.local(&layer.digest)) {
             (Some(r), _) => Blob::file(r.rw.digest.clone(), r.rw.size, r.blob.clone()),
             (None, Some(input)) => Blob { mountable: true, ..Blob::file(layer.digest.clone(), layer.size, input) },
@@ -101,8 +150,8 @@ pub async fn execute(ctx: &Ctx<'_>, mut p: Prepared, tag: Option<&ImageRef>) -> 
     if let Some(ul) = &p.user.layer {
         blobs.push(Blob::bytes(ul.digest.clone(), ul.blob.clone()));
     }
-    blobs.push(Blob::bytes(config_digest.clone(), config_bytes));
-    let push_ref = tag.cloned().unwrap_or_else(|| ctx.dst_ref.with_digest(&result.digest).without_tag());
+    blobs.push(Blob::bytes(built.config_digest.clone(), built.config_bytes.clone()));
+    let push_ref = tag.cloned().unwrap_or_else(|| ctx.dst_ref.with_digest(&built.manifest.digest).without_tag());
     let push = Push {
         dst: &ctx.dst,
         mount_from: Some(&ctx.src),
@@ -110,28 +159,7 @@ pub async fn execute(ctx: &Ctx<'_>, mut p: Prepared, tag: Option<&ImageRef>) -> 
         jobs: ctx.o.jobs,
         progress: &ctx.o.progress,
     };
-    push.push(&blobs, &push_ref, &result, "manifest").await?;
-    let t_push = t2.elapsed();
-
-    p.findings.name_after_layers(&manifest_json["layers"]);
-    let mut report = p.report;
-    report.findings = (&p.findings).into();
-    report.result = Some(ResultRef {
-        digest: result.digest.to_string(),
-        config_digest: Some(config_digest.to_string()),
-        reference: None,
-    });
-    report.layers = Some(layer_reports);
-    report.verify_run = verify_run;
-    report.config_changes = Some(changes);
-    report.timings_ms = Some(Timings {
-        scan: Some(p.t_scan.as_millis() as u64),
-        rewrite: Some(t_rewrite.as_millis() as u64),
-        push: Some(t_push.as_millis() as u64),
-        total: None,
-    });
-    ctx.o.progress.line(&p.summary);
-    Ok(Done { manifest: result, report, contract })
+    push.push(&blobs, &push_ref, &built.manifest, "manifest").await
 }
 
 /// `--verify-run`: the source and the result run under runc and probed the same way
@@ -142,12 +170,10 @@ async fn verify_run(
     ctx: &Ctx<'_>,
     p: &Prepared,
     rewrites: &[Option<Rewritten>],
-    manifest_json: &Value,
-    config_bytes: &[u8],
-    new_config: &Value,
+    built: &Built,
     contract: &crate::contract::Contract,
 ) -> Result<Option<crate::verify_run::Verdict>> {
-    use crate::verify_run::{self as vr, Bytes, Image, Layer};
+    use crate::verify_run as vr;
     let o = ctx.o;
     let arch = p.config["architecture"].as_str().unwrap_or("");
     if !arch.is_empty() && arch != vr::host_architecture() {
@@ -158,37 +184,8 @@ async fn verify_run(
         ));
         return Ok(None);
     }
-    let mut source = Image { config: serde_json::to_vec(&p.config)?, layers: Vec::new() };
-    let mut result = Image { config: config_bytes.to_vec(), layers: Vec::new() };
-    for (i, (layer, rw)) in p.view.layers.iter().zip(rewrites).enumerate() {
-        let input = ctx.share.blob(&ctx.src, layer).await?;
-        let src = |path: std::path::PathBuf| Layer {
-            media_type: layer.media_type.clone(),
-            digest: layer.digest.clone(),
-            size: layer.size,
-            bytes: Bytes::File(path),
-        };
-        source.layers.push(src(input.clone()));
-        result.layers.push(match rw {
-            Some(r) => Layer {
-                media_type: manifest_json["layers"][i]["mediaType"].as_str().unwrap_or_default().to_string(),
-                digest: r.rw.digest.clone(),
-                size: r.rw.size,
-                bytes: Bytes::File(r.blob.clone()),
-            },
-            None => src(input),
-        });
-    }
-    if let Some(ul) = &p.user.layer {
-        let n = p.view.layers.len();
-        result.layers.push(Layer {
-            media_type: manifest_json["layers"][n]["mediaType"].as_str().unwrap_or_default().to_string(),
-            digest: ul.digest.clone(),
-            size: ul.blob.len() as u64,
-            bytes: Bytes::Memory(ul.blob.clone()),
-        });
-    }
-    let volumes = crate::contract::persistent_volumes(new_config);
+    let (source, result) = run_images(ctx, p, rewrites, built).await?;
+    let volumes = crate::contract::persistent_volumes(&built.config);
     let rules = ctx.profile.verify.clone();
     let dir = ctx.share.spool.path().join(format!("verify-{}", p.manifest.digest.short()));
     o.progress.line(&format!("verify-run: running the source and the result under runc ({})", p.src_ref));
@@ -222,6 +219,47 @@ async fn verify_run(
     Ok(Some(verdict))
 }
 
+/// The source and the result as `--verify-run` runs them: configs and layer files.
+async fn run_images(
+    ctx: &Ctx<'_>,
+    p: &Prepared,
+    rewrites: &[Option<Rewritten>],
+    built: &Built,
+) -> Result<(crate::verify_run::Image, crate::verify_run::Image)> {
+    use crate::verify_run::{Bytes, Image, Layer};
+    let media_type = |i: usize| built.manifest_json["layers"][i]["mediaType"].as_str().unwrap_or_default().to_string();
+    let mut source = Image { config: serde_json::to_vec(&p.config)?, layers: Vec::new() };
+    let mut result = Image { config: built.config_bytes.clone(), layers: Vec::new() };
+    for (i, (layer, rw)) in p.view.layers.iter().zip(rewrites).enumerate() {
+        let input = ctx.share.blob(&ctx.src, layer).await?;
+        let src = |path: std::path::PathBuf| Layer {
+            media_type: layer.media_type.clone(),
+            digest: layer.digest.clone(),
+            size: layer.size,
+            bytes: Bytes::File(path),
+        };
+        source.layers.push(src(input.clone()));
+        result.layers.push(match rw {
+            Some(r) => Layer {
+                media_type: media_type(i),
+                digest: r.rw.digest.clone(),
+                size: r.rw.size,
+                bytes: Bytes::File(r.blob.clone()),
+            },
+            None => src(input),
+        });
+    }
+    if let Some(ul) = &p.user.layer {
+        result.layers.push(Layer {
+            media_type: media_type(p.view.layers.len()),
+            digest: ul.digest.clone(),
+            size: ul.blob.len() as u64,
+            bytes: Bytes::Memory(ul.blob.clone()),
+        });
+    }
+    Ok((source, result))
+}
+
 /// Rewrite every layer the plan changes (at most `jobs` at once), each through the cache;
 /// None for an unchanged layer.
 async fn rewrite_layers(ctx: &Ctx<'_>, p: &Prepared) -> Result<Vec<Option<Rewritten>>> {
@@ -235,52 +273,7 @@ async fn rewrite_layers(ctx: &Ctx<'_>, p: &Prepared) -> Result<Vec<Option<Rewrit
             if lp.is_unchanged() {
                 return Ok(None);
             }
-            let splice = !o.recompress;
-            let key = RewriteCache::key(&layer.digest, lp, o.codec, splice);
-            let spooled = ctx.share.spool.path().join(format!("out-{key}"));
-            let (lp2, codec, digest) = (Arc::new(lp.clone()), o.codec, layer.digest.clone());
-            let (limits, k) = (o.limits.clone(), key.clone());
-            let media_type = p.view.layer_media_type(codec);
-            let r = ctx
-                .cache
-                .get_or_rewrite(&key, || async move {
-                    // Another pod's rewrite, when the shared cache has it (verified there).
-                    if let Some(shared) = &ctx.shared {
-                        if let Lookup::Found(f) = shared.lookup(&k, ctx.share.spool.path(), &limits).await {
-                            if let Some((registry, repository)) = shared.registry_repository() {
-                                ctx.locations.note(registry, repository, &f.rw.digest);
-                            }
-                            return Ok((f.blob, f.rw, true));
-                        }
-                    }
-                    let rewritten = async {
-                        // Only a rewrite reads the input: a layer known from the scan cache is fetched here.
-                        let input = ctx.share.blob(&ctx.src, layer).await?;
-                        let out = spooled.clone();
-                        let bar = o.progress.transfer("rewrite", layer.digest.short(), layer.size);
-                        tokio::task::spawn_blocking(move || -> std::io::Result<LayerRewrite> {
-                            let file = std::fs::File::open(&input)?;
-                            let r: Arc<dyn crate::layer::splice::ReadAt> = Arc::new(Watched { file, bar });
-                            // Created (truncated) again if a splice has to be redone.
-                            let open_out =
-                                || Ok(std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&out)?));
-                            let settings = rewrite::Settings { codec, splice, workers };
-                            let (mut w, rw) = rewrite::rewrite_layer(r, open_out, &lp2, settings, &limits)?;
-                            std::io::Write::flush(&mut w)?;
-                            Ok(rw)
-                        })
-                        .await?
-                        .map_err(|e| anyhow!("layer {digest}: rewrite failed: {e}"))
-                    }
-                    .await;
-                    match (&ctx.shared, &rewritten) {
-                        (Some(shared), Ok(rw)) => shared.publish(&k, &spooled, rw, &media_type, &ctx.locations).await,
-                        (Some(shared), Err(_)) => shared.release(&k).await,
-                        (None, _) => {}
-                    }
-                    Ok((spooled, rewritten?, false))
-                })
-                .await?;
+            let r = rewrite_one(ctx, p, layer, lp, workers).await?;
             o.progress.line(&format!(
                 "{} layer {}/{n} {} → {} ({} → {}, {} removed, {} changed{})",
                 match (r.cached, r.shared) {
@@ -307,8 +300,69 @@ async fn rewrite_layers(ctx: &Ctx<'_>, p: &Prepared) -> Result<Vec<Option<Rewrit
         .await
 }
 
-/// The manifest with its layer descriptors updated (and the user layer appended), the
-/// result's diff_ids, and the per-layer report.
+/// One changed layer through the rewrite cache: found there, else another pod's rewrite when
+/// the shared cache has it (verified there), else rewritten here (and shared).
+async fn rewrite_one(
+    ctx: &Ctx<'_>,
+    p: &Prepared,
+    layer: &LayerDesc,
+    lp: &LayerPlan,
+    workers: usize,
+) -> Result<Rewritten> {
+    let o = ctx.o;
+    let key = RewriteCache::key(&layer.digest, lp, o.codec, !o.recompress);
+    let media_type = p.view.layer_media_type(o.codec);
+    let k = key.clone();
+    ctx.cache
+        .get_or_rewrite(&key, || async move {
+            if let Some(shared) = &ctx.shared {
+                if let Lookup::Found(f) = shared.lookup(&k, ctx.share.spool.path(), &o.limits).await {
+                    if let Some((registry, repository)) = shared.registry_repository() {
+                        ctx.locations.note(registry, repository, &f.rw.digest);
+                    }
+                    return Ok((f.blob, f.rw, true));
+                }
+            }
+            let spooled = ctx.share.spool.path().join(format!("out-{k}"));
+            let rewritten = rewrite_here(ctx, layer, lp, &spooled, workers).await;
+            match (&ctx.shared, &rewritten) {
+                (Some(shared), Ok(rw)) => shared.publish(&k, &spooled, rw, &media_type, &ctx.locations).await,
+                (Some(shared), Err(_)) => shared.release(&k).await,
+                (None, _) => {}
+            }
+            Ok((spooled, rewritten?, false))
+        })
+        .await
+}
+
+/// Rewrite one layer into `out` on a blocking thread. Only a rewrite reads the input: a layer
+/// known from the scan cache is fetched here.
+async fn rewrite_here(
+    ctx: &Ctx<'_>,
+    layer: &LayerDesc,
+    lp: &LayerPlan,
+    out: &std::path::Path,
+    workers: usize,
+) -> Result<LayerRewrite> {
+    let o = ctx.o;
+    let input = ctx.share.blob(&ctx.src, layer).await?;
+    let (out, lp, codec, splice, limits) =
+        (out.to_path_buf(), Arc::new(lp.clone()), o.codec, !o.recompress, o.limits.clone());
+    let bar = o.progress.transfer("rewrite", layer.digest.short(), layer.size);
+    tokio::task::spawn_blocking(move || -> std::io::Result<LayerRewrite> {
+        let file = std::fs::File::open(&input)?;
+        let r: Arc<dyn crate::layer::splice::ReadAt> = Arc::new(Watched { file, bar });
+        // Created (truncated) again if a splice has to be redone.
+        let open_out = || Ok(std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&out)?));
+        let settings = rewrite::Settings { codec, splice, workers };
+        let (mut w, rw) = rewrite::rewrite_layer(r, open_out, &lp, settings, &limits)?;
+        std::io::Write::flush(&mut w)?;
+        Ok(rw)
+    })
+    .await?
+    .map_err(|e| anyhow!("layer {}: rewrite failed: {e}", layer.digest))
+}
+
 /// A rewrite's input, moving its progress bar to the furthest byte read (a splice that is
 /// redone reads again).
 struct Watched {
@@ -331,6 +385,8 @@ struct LayerFacts {
     uncompressed_size: u64,
 }
 
+/// The manifest with its layer descriptors updated (and the user layer appended), the
+/// result's diff_ids, and the per-layer report.
 fn new_layers(
     ctx: &Ctx<'_>,
     p: &Prepared,
@@ -344,8 +400,22 @@ fn new_layers(
     let mut reports = Vec::new();
     for (i, (layer, rw)) in view.layers.iter().zip(rewrites).enumerate() {
         let idx = facts.get(i).ok_or_else(|| anyhow!("layer {i}: no scan"))?;
-        let input_codec = Some(format!("{:?}", idx.codec).to_lowercase());
-        let scan = Some(if ctx.share.from_cache(&layer.digest) { "scan-cache" } else { "scanned" });
+        let scan = if ctx.share.from_cache(&layer.digest) { "scan-cache" } else { "scanned" };
+        let mut report = LayerReport {
+            input_digest: Some(layer.digest.to_string()),
+            output_digest: layer.digest.to_string(),
+            action: LayerAction::Reused,
+            input_codec: Some(format!("{:?}", idx.codec).to_lowercase()),
+            uncompressed_bytes: Some(idx.uncompressed_size),
+            scan: Some(scan),
+            bytes_in: layer.size,
+            bytes_out: layer.size,
+            entries_removed: Some(0),
+            entries_changed: Some(0),
+            bytes_spliced: None,
+            dropped_annotations: None,
+            purpose: None,
+        };
         match rw {
             Some(r) => {
                 let d = &mut manifest_json["layers"][i];
@@ -353,47 +423,13 @@ fn new_layers(
                 d["digest"] = json!(r.rw.digest.as_str());
                 d["size"] = json!(r.rw.size);
                 // Lazy-pull TOC annotations describe the source blob (unchanged layers keep theirs).
-                let dropped = crate::image::drop_lazy_pull_annotations(d);
+                report.dropped_annotations = Some(crate::image::drop_lazy_pull_annotations(d));
                 diff_ids.push(r.rw.diff_id.clone());
-                reports.push(LayerReport {
-                    input_digest: Some(layer.digest.to_string()),
-                    output_digest: r.rw.digest.to_string(),
-                    action: match (r.cached, r.shared) {
-                        (true, _) => LayerAction::RewrittenCached,
-                        (false, true) => LayerAction::RewrittenShared,
-                        (false, false) => LayerAction::Rewritten,
-                    },
-                    input_codec,
-                    uncompressed_bytes: Some(idx.uncompressed_size),
-                    scan,
-                    bytes_in: layer.size,
-                    bytes_out: r.rw.size,
-                    entries_removed: Some(r.rw.stats.removed),
-                    entries_changed: Some(r.rw.stats.changed),
-                    bytes_spliced: Some(r.rw.stats.copied),
-                    dropped_annotations: Some(dropped),
-                    purpose: None,
-                });
+                rewritten(&mut report, r);
             }
-            None => {
-                diff_ids.push(idx.diff_id.clone());
-                reports.push(LayerReport {
-                    input_digest: Some(layer.digest.to_string()),
-                    output_digest: layer.digest.to_string(),
-                    action: LayerAction::Reused,
-                    input_codec,
-                    uncompressed_bytes: Some(idx.uncompressed_size),
-                    scan,
-                    bytes_in: layer.size,
-                    bytes_out: layer.size,
-                    entries_removed: Some(0),
-                    entries_changed: Some(0),
-                    bytes_spliced: None,
-                    dropped_annotations: None,
-                    purpose: None,
-                });
-            }
+            None => diff_ids.push(idx.diff_id.clone()),
         }
+        reports.push(report);
     }
     if let Some(ul) = &p.user.layer {
         diff_ids.push(ul.diff_id.clone());
@@ -401,34 +437,52 @@ fn new_layers(
         layers.push(
             json!({"mediaType": view.layer_media_type(codec), "digest": ul.digest.as_str(), "size": ul.blob.len()}),
         );
-        reports.push(LayerReport {
-            input_digest: None,
-            output_digest: ul.digest.to_string(),
-            action: LayerAction::Added,
-            input_codec: None,
-            uncompressed_bytes: None,
-            scan: None,
-            bytes_in: 0,
-            bytes_out: ul.blob.len() as u64,
-            entries_removed: None,
-            entries_changed: None,
-            bytes_spliced: None,
-            dropped_annotations: None,
-            purpose: Some(format!("adds user {}", ul.name)),
-        });
+        reports.push(added(ul));
     }
     Ok((manifest_json, diff_ids, reports))
 }
 
-/// Point the manifest at the new config and set its annotations (OCI manifests only: Docker
+/// The report of the layer that adds the user.
+fn added(ul: &config::UserLayer) -> LayerReport {
+    LayerReport {
+        input_digest: None,
+        output_digest: ul.digest.to_string(),
+        action: LayerAction::Added,
+        input_codec: None,
+        uncompressed_bytes: None,
+        scan: None,
+        bytes_in: 0,
+        bytes_out: ul.blob.len() as u64,
+        entries_removed: None,
+        entries_changed: None,
+        bytes_spliced: None,
+        dropped_annotations: None,
+        purpose: Some(format!("adds user {}", ul.name)),
+    }
+}
+
+/// A reused layer's report made the report of its rewrite `r`.
+fn rewritten(report: &mut LayerReport, r: &Rewritten) {
+    report.output_digest = r.rw.digest.to_string();
+    report.action = match (r.cached, r.shared) {
+        (true, _) => LayerAction::RewrittenCached,
+        (false, true) => LayerAction::RewrittenShared,
+        (false, false) => LayerAction::Rewritten,
+    };
+    report.bytes_out = r.rw.size;
+    report.entries_removed = Some(r.rw.stats.removed);
+    report.entries_changed = Some(r.rw.stats.changed);
+    report.bytes_spliced = Some(r.rw.stats.copied);
+}
+
+/// Point the manifest at the new config (its digest and size) and set its annotations (OCI manifests only: Docker
 /// schema 2 has none): the base image's name and digest, the runtime contract, then the
 /// profile's removals and values.
 fn finish_manifest(
     ctx: &Ctx<'_>,
     p: &Prepared,
     mut manifest: Value,
-    config_digest: &Digest,
-    config_len: usize,
+    (config_digest, config_len): (&Digest, usize),
     contract: &crate::contract::Contract,
 ) -> Result<Value> {
     manifest["config"]["digest"] = json!(config_digest.as_str());

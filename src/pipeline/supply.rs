@@ -34,7 +34,7 @@ pub(crate) async fn gate(ctx: &Ctx<'_>, digests: &[Digest]) -> Result<Vec<Source
         return Ok(Vec::new());
     }
     let src = ctx.src_ref;
-    if matches!(src, crate::reference::ImageRef::DockerArchive { .. }) {
+    if !ctx.src.holds_signatures() {
         bail!(Failure::Policy(format!(
             "{src}: a docker-archive carries no signatures, and --require-signature needs one"
         )));
@@ -75,7 +75,7 @@ pub(crate) async fn gate(ctx: &Ctx<'_>, digests: &[Digest]) -> Result<Vec<Source
 /// look-up that fails is reported too, never fatal.
 pub(crate) async fn not_carried(ctx: &Ctx<'_>, digests: &[Digest]) -> Vec<NotCarriedReport> {
     let src = ctx.src_ref;
-    if matches!(src, crate::reference::ImageRef::DockerArchive { .. }) {
+    if !ctx.src.holds_signatures() {
         return Vec::new();
     }
     let mut out = Vec::new();

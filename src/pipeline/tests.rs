@@ -594,3 +594,26 @@ fn a_warm_rerun_plans_from_the_scan_cache_fetches_no_layer_and_gives_the_same_di
         assert!(block(ep.has_blob(&Digest::parse(d).unwrap())).unwrap(), "the unchanged layer {d} was pushed");
     }
 }
+
+/// The report is written from one place whatever the outcome: an error after the source is
+/// resolved (here a layer whose bytes were changed in the layout) leaves a report with what
+/// was known — the source, no image, no result — and fails as before.
+#[test]
+fn a_failed_rebuild_still_writes_its_report() {
+    let f = fixture();
+    let layer = Digest::of(&app_layers()[1]);
+    std::fs::write(f.src_dir.join("blobs/sha256").join(layer.hex()), b"not the layer").unwrap();
+    let report = f._tmp.path().join("report.json");
+    let dst = layout_ref(&f.dst_dir, "out");
+    let o = RebuildOptions { report: Some(report.clone()), ..quiet(&["strict"]) };
+    let Err(e) = block(rebuild(&f.src, &dst, &o)) else { panic!("a changed layer fails the rebuild") };
+    assert!(format!("{e:#}").contains(layer.as_str()), "{e:#}");
+    let r: Value = serde_json::from_slice(&std::fs::read(&report).expect("a report")).unwrap();
+    assert_eq!(r["source"]["digest"], f_src_digest(&f));
+    assert!(r.get("image").is_none_or(Value::is_null) && r.get("result").is_none_or(Value::is_null), "{r:#}");
+    // Before the source is resolved (a profile that does not exist), none is written.
+    std::fs::remove_file(&report).unwrap();
+    let o = RebuildOptions { report: Some(report.clone()), ..quiet(&["no-such-profile"]) };
+    assert!(block(rebuild(&f.src, &dst, &o)).is_err());
+    assert!(!report.exists());
+}

@@ -47,18 +47,7 @@ pub fn sig_ref(r: &ImageRef, digest: &Digest) -> ImageRef {
 /// The tag `tag` beside `r`: same repository (or layout), no digest. Where cosign keeps what
 /// describes an image (`.sig`, `.att`, the referrers tag).
 pub fn beside(r: &ImageRef, tag: String) -> ImageRef {
-    let tag = Some(tag);
-    match r {
-        ImageRef::Registry { registry, repository, .. } => {
-            ImageRef::Registry { registry: registry.clone(), repository: repository.clone(), tag, digest: None }
-        }
-        ImageRef::Layout { dir, .. } => ImageRef::Layout { dir: dir.clone(), tag, digest: None },
-        ImageRef::OciArchive { file, .. } => ImageRef::OciArchive { file: file.clone(), tag, digest: None },
-        // A docker-archive holds images only: storing a signature there fails, naming it.
-        ImageRef::DockerArchive { file, .. } => {
-            ImageRef::DockerArchive { file: file.clone(), name: None, digest: None }
-        }
-    }
+    r.with_tag(&tag)
 }
 
 /// Sign the image `r` names: its manifest, or for an index (OCI index / Docker manifest list)

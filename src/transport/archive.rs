@@ -211,7 +211,28 @@ impl Archive {
     }
 
     pub fn holds_index(&self) -> bool {
-        self.kind == Kind::Oci
+        match self.kind {
+            Kind::Oci => true,
+            Kind::Docker => false,
+        }
+    }
+
+    /// Whether manifests are kept as given (a docker-archive keeps none: its `manifest.json`
+    /// lists configs and layers).
+    pub fn keeps_manifests(&self) -> bool {
+        match self.kind {
+            Kind::Oci => true,
+            Kind::Docker => false,
+        }
+    }
+
+    /// Whether signatures and attestations (manifests tagged beside the image) can be kept: an
+    /// oci-archive is a layout; a docker-archive holds images only.
+    pub fn holds_signatures(&self) -> bool {
+        match self.kind {
+            Kind::Oci => true,
+            Kind::Docker => false,
+        }
     }
 
     /// Store the manifest (its blobs are already here) and pack the archive.

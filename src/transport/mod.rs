@@ -3,8 +3,9 @@
 //! Every blob and manifest read is checked against its digest; stores are blobs first, the
 //! manifest (or `index.json`) last.
 //!
-//! Owns: I/O with image stores, credentials, digest verification. Must not: know about
-//! profiles or layer contents.
+//! Owns: I/O with image stores, credentials, digest verification, and what each kind of store
+//! can hold ([`Endpoint::holds_index`], [`Endpoint::holds_signatures`], …: the code above asks
+//! these and matches no variant). Must not: know about profiles or layer contents.
 
 pub mod archive;
 pub mod auth;
@@ -157,7 +158,28 @@ impl Endpoint {
 
     /// Whether blobs come from the network (and so can be followed while they download).
     pub fn is_registry(&self) -> bool {
-        matches!(self, Endpoint::Registry(_))
+        match self {
+            Endpoint::Registry(_) => true,
+            Endpoint::Layout(_) | Endpoint::Archive(_) => false,
+        }
+    }
+
+    /// Whether what describes an image (cosign's `.sig` and `.att`, referrers: manifests beside
+    /// it) can be stored and found here; a docker-archive holds images only.
+    pub fn holds_signatures(&self) -> bool {
+        match self {
+            Endpoint::Registry(_) | Endpoint::Layout(_) => true,
+            Endpoint::Archive(x) => x.holds_signatures(),
+        }
+    }
+
+    /// Whether a manifest stored here is kept as given, to be fetched again by its digest; a
+    /// docker-archive keeps none (see [`Endpoint::stored_digest`]).
+    pub fn keeps_manifests(&self) -> bool {
+        match self {
+            Endpoint::Registry(_) | Endpoint::Layout(_) => true,
+            Endpoint::Archive(x) => x.keeps_manifests(),
+        }
     }
 
     /// Fail fast: whether a push here would be accepted (a registry: credentials with push
@@ -213,18 +235,18 @@ impl Endpoint {
     pub fn registry_repository(&self) -> Option<(&str, &str)> {
         match self {
             Endpoint::Registry(x) => Some((&x.registry, &x.repository)),
-            _ => None,
+            Endpoint::Layout(_) | Endpoint::Archive(_) => None,
         }
     }
 
     /// The repository of this registry that a mount into this endpoint could come from: `src`'s,
     /// when it is another repository of the same registry.
     pub fn mount_source<'s>(&self, src: &'s Endpoint) -> Option<&'s str> {
-        match (self, src) {
-            (Endpoint::Registry(dst), Endpoint::Registry(s))
-                if dst.registry == s.registry && dst.repository != s.repository =>
+        match (self.registry_repository(), src.registry_repository()) {
+            (Some((registry, repository)), Some((s_registry, s_repository)))
+                if registry == s_registry && repository != s_repository =>
             {
-                Some(&s.repository)
+                Some(s_repository)
             }
             _ => None,
         }
@@ -234,8 +256,8 @@ impl Endpoint {
     /// possible (not a registry, or refused).
     pub async fn mount(&self, repository: &str, d: &Digest) -> bool {
         match self {
-            Endpoint::Registry(dst) if dst.repository != repository => dst.mount(repository, d).await,
-            _ => false,
+            Endpoint::Registry(dst) => dst.repository != repository && dst.mount(repository, d).await,
+            Endpoint::Layout(_) | Endpoint::Archive(_) => false,
         }
     }
 
@@ -261,8 +283,8 @@ impl Endpoint {
     /// Whether an index (a multi-platform image) can be stored here; a docker-archive cannot.
     pub fn holds_index(&self) -> bool {
         match self {
+            Endpoint::Registry(_) | Endpoint::Layout(_) => true,
             Endpoint::Archive(x) => x.holds_index(),
-            _ => true,
         }
     }
 
@@ -270,8 +292,8 @@ impl Endpoint {
     /// docker-archive, which keeps no manifest (see [`archive::Archive::stored_digest`]).
     pub fn stored_digest(&self, d: &Digest) -> Digest {
         match self {
+            Endpoint::Registry(_) | Endpoint::Layout(_) => d.clone(),
             Endpoint::Archive(x) => x.stored_digest(d),
-            _ => d.clone(),
         }
     }
 }

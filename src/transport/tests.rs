@@ -1,5 +1,5 @@
 //! Hostile image documents read from OCI layouts: each is a clear error, never a panic or a
-//! hang, and nothing unverified gets past.
+//! hang, and nothing unverified gets past. And what endpoints answer for the code above them.
 
 use super::*;
 use crate::image::{OCI_CONFIG, OCI_INDEX, OCI_MANIFEST};
@@ -227,4 +227,71 @@ fn an_index_pointing_to_itself_is_an_error_not_a_hang() {
         assert!(e.contains("corrupt"), "{e}");
     }
     assert!(t.elapsed() < std::time::Duration::from_secs(5));
+}
+
+#[test]
+fn endpoints_answer_what_pipeline_code_asks() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    // reference, holds_index, holds_signatures, keeps_manifests, is_registry
+    let cases = [
+        (format!("oci:{d}/lay:t"), true, true, true, false),
+        (format!("oci-archive:{d}/o.tar:t"), true, true, true, false),
+        (format!("docker-archive:{d}/a.tar"), false, false, false, false),
+        ("127.0.0.1:5000/team/app:1".to_string(), true, true, true, true),
+    ];
+    for (r, index, signatures, manifests, registry) in cases {
+        let ep = Endpoint::open(&ImageRef::parse(&r).unwrap(), &NetOptions::default()).unwrap();
+        assert_eq!(ep.holds_index(), index, "{r}: holds_index");
+        assert_eq!(ep.holds_signatures(), signatures, "{r}: holds_signatures");
+        assert_eq!(ep.keeps_manifests(), manifests, "{r}: keeps_manifests");
+        assert_eq!(ep.is_registry(), registry, "{r}: is_registry");
+        assert_eq!(ep.registry_repository().is_some(), registry, "{r}: registry_repository");
+    }
+}
+
+/// The README's "another transport" recipe: only `reference.rs` and `transport/` match on
+/// `ImageRef` or `Endpoint` variants, so a new variant's every question is found by the
+/// compiler there. Test code (a `tests.rs`, or below `#[cfg(test)]`) may build references.
+#[test]
+fn no_variant_is_matched_above_transport() {
+    let variants = [
+        "ImageRef::Registry",
+        "ImageRef::Layout",
+        "ImageRef::DockerArchive",
+        "ImageRef::OciArchive",
+        "Endpoint::Registry",
+        "Endpoint::Layout",
+        "Endpoint::Archive",
+    ];
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut todo = vec![src.clone()];
+    let mut found = Vec::new();
+    while let Some(dir) = todo.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            let rel = p.strip_prefix(&src).unwrap().to_string_lossy().into_owned();
+            if p.is_dir() {
+                if rel != "transport" {
+                    todo.push(p);
+                }
+                continue;
+            }
+            if rel == "reference.rs" || p.file_name().is_some_and(|n| n == "tests.rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&p).unwrap();
+            let code = text.split("#[cfg(test)]\nmod tests {").next().unwrap_or_default();
+            for (n, line) in code.lines().enumerate() {
+                if variants.iter().any(|v| line.contains(v)) {
+                    found.push(format!("src/{rel}:{}: {}", n + 1, line.trim()));
+                }
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "variants matched above transport/ (ask the endpoint or the reference):\n{}",
+        found.join("\n")
+    );
 }
