@@ -2,7 +2,8 @@
 //! v3's sigstore bundles. The pure formats ([`keys`], [`simple`], [`dsse`], [`attest`],
 //! [`bundle`]) are apart from what touches the world: [`store`] reads and pushes `.sig`
 //! manifests, [`publish`] pushes `.att` attestations and bundle referrers, [`referrers`] lists
-//! and registers OCI 1.1 referrers (API or referrers tag), [`check`] checks all three formats
+//! and registers OCI 1.1 referrers (API or referrers tag), [`discover`] finds what describes a
+//! digest (`.sig`, `.att`, referrers) once for every caller, [`check`] checks all three formats
 //! for a digest, [`keyfile`] reads and writes key files (passwords come from the environment
 //! or from the CLI's prompt).
 //!
@@ -32,6 +33,7 @@
 pub mod attest;
 pub mod bundle;
 pub mod check;
+pub mod discover;
 pub mod dsse;
 pub mod keyfile;
 pub mod keys;
