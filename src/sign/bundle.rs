@@ -11,7 +11,7 @@
 use super::dsse::{self, Subject, VerifiedStatement, COSIGN_SIGN_PREDICATE};
 use super::keys::{SigningKey, VerifyingKey};
 use super::simple::sha256_digest;
-use super::SignError;
+use super::{Rejected, SignError};
 use crate::image;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
@@ -143,19 +143,19 @@ pub fn verify_referrer<E: std::fmt::Display>(
     fetch: impl FnOnce(&str) -> Result<Vec<u8>, E>,
     key: &VerifyingKey,
     expected_digest: &str,
-) -> Result<VerifiedStatement, String> {
+) -> Result<VerifiedStatement, Rejected> {
     let subject = manifest["subject"]["digest"].as_str().unwrap_or("(none)");
     if subject != expected_digest {
-        return Err(format!("the referrer's manifest names subject {subject}, not {expected_digest}"));
+        return Err(Rejected::ReferrerSubject { found: subject.to_string(), expected: expected_digest.to_string() });
     }
     let layer = manifest["layers"]
         .as_array()
         .and_then(|l| l.iter().find(|l| l["mediaType"] == BUNDLE_MEDIA_TYPE))
-        .ok_or("the referrer has no bundle layer")?;
-    let digest = layer["digest"].as_str().ok_or("the bundle layer has no digest")?;
-    let blob = fetch(digest).map_err(|e| format!("cannot fetch the bundle: {e}"))?;
+        .ok_or(Rejected::NoBundleLayer)?;
+    let digest = layer["digest"].as_str().ok_or(Rejected::NoBundleDigest)?;
+    let blob = fetch(digest).map_err(|e| Rejected::Fetch { what: "bundle", why: e.to_string() })?;
     if sha256_digest(&blob) != digest {
-        return Err(format!("the bundle's content is not {digest}"));
+        return Err(Rejected::BundleContent(digest.to_string()));
     }
     verify_bundle(&blob, key, expected_digest)
 }
@@ -163,18 +163,18 @@ pub fn verify_referrer<E: std::fmt::Display>(
 /// Check bundle bytes: v0.3 media type, a DSSE envelope verifying with `key` over a statement
 /// whose subject is `expected_digest`. Message-signature bundles are not what harden writes;
 /// they are refused by name.
-pub fn verify_bundle(bytes: &[u8], key: &VerifyingKey, expected_digest: &str) -> Result<VerifiedStatement, String> {
-    let b: Value = serde_json::from_slice(bytes).map_err(|e| format!("the bundle is not JSON ({e})"))?;
+pub fn verify_bundle(bytes: &[u8], key: &VerifyingKey, expected_digest: &str) -> Result<VerifiedStatement, Rejected> {
+    let b: Value = serde_json::from_slice(bytes).map_err(|e| Rejected::BundleJson(e.to_string()))?;
     let mt = b["mediaType"].as_str().unwrap_or("");
     if !mt.starts_with("application/vnd.dev.sigstore.bundle") {
-        return Err(format!("the bundle's media type {mt:?} is not a sigstore bundle's"));
+        return Err(Rejected::BundleMediaType(mt.to_string()));
     }
-    let env = b.get("dsseEnvelope").ok_or("the bundle holds no DSSE envelope (a message signature?)")?;
+    let env = b.get("dsseEnvelope").ok_or(Rejected::NoEnvelope)?;
     // The hint only says which key to try: the signature decides. It explains a failure.
-    dsse::verify_envelope(env, key, expected_digest).map_err(|e| {
+    dsse::verify_envelope(env, key, expected_digest).map_err(|failure| {
         match b["verificationMaterial"]["publicKey"]["hint"].as_str().filter(|h| *h != key_hint(key)) {
-            Some(h) => format!("{e} (the bundle names key {h}, this key is {})", key_hint(key)),
-            None => e.to_string(),
+            Some(h) => Rejected::OtherKey { failure, named: h.to_string(), this: key_hint(key) },
+            None => failure.into(),
         }
     })
 }
@@ -202,18 +202,20 @@ mod tests {
         // A manifest whose subject lies.
         let other = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
         let e = verify_referrer(&mv, |_: &str| Ok::<_, String>(b.clone()), &k.public_key(), other).unwrap_err();
-        assert!(e.contains("names subject"), "{e}");
+        assert!(matches!(&e, Rejected::ReferrerSubject { found, .. } if found == D), "{e}");
+        assert!(e.to_string().contains("names subject"), "{e}");
         // Another key: the signature fails, and the hint says whose the bundle is.
         let e = verify_bundle(&b, &test_key().public_key(), D).unwrap_err();
-        assert!(e.contains("no signature") && e.contains("names key"), "{e}");
+        assert!(matches!(&e, Rejected::OtherKey { failure: dsse::DsseFailure::SignatureInvalid, .. }), "{e}");
+        assert!(e.to_string().contains("no signature") && e.to_string().contains("names key"), "{e}");
         // Without the hint, the signature tells.
         let mut nohint = v.clone();
         nohint["verificationMaterial"] = json!({});
         let e = verify_bundle(&serde_json::to_vec(&nohint).unwrap(), &test_key().public_key(), D).unwrap_err();
-        assert!(e.contains("no signature"), "{e}");
+        assert_eq!(e, Rejected::Dsse(dsse::DsseFailure::SignatureInvalid));
         // A blob that is not what the layer says.
         let e = verify_referrer(&mv, |_: &str| Ok::<_, String>(b"{}".to_vec()), &k.public_key(), D).unwrap_err();
-        assert!(e.contains("content"), "{e}");
+        assert!(matches!(e, Rejected::BundleContent(_)), "{e}");
         assert!(verify_bundle(b"[]", &k.public_key(), D).is_err());
     }
 

@@ -8,7 +8,7 @@
 //! enough (the caller's policy), or push anything.
 
 use super::discover::{discover, Stored, Unreadable};
-use super::{attest, bundle, dsse, simple, VerifyingKey};
+use super::{attest, bundle, dsse, simple, Rejected, VerifyingKey};
 use crate::digest::Digest;
 use crate::reference::ImageRef;
 use crate::transport::Endpoint;
@@ -38,7 +38,7 @@ pub struct Line {
     /// The predicate type (attestations and bundles).
     pub predicate_type: Option<String>,
     /// `Ok(i)`: verified with `keys[i]`; `Err(why)`: with none.
-    pub result: Result<usize, String>,
+    pub result: Result<usize, Rejected>,
     /// The verified statement's payload (attestations and bundles).
     pub statement: Option<Vec<u8>>,
 }
@@ -83,7 +83,7 @@ impl Examined {
 }
 
 /// The first key whose verdict is Ok (its index), or the first key's reason.
-fn pick<T>(per_key: impl Iterator<Item = Result<T, String>>) -> Result<(usize, T), String> {
+fn pick<T>(per_key: impl Iterator<Item = Result<T, Rejected>>) -> Result<(usize, T), Rejected> {
     let mut first_err = None;
     let mut n = 0;
     for (i, r) in per_key.enumerate() {
@@ -95,8 +95,8 @@ fn pick<T>(per_key: impl Iterator<Item = Result<T, String>>) -> Result<(usize, T
             }
         }
     }
-    let why = first_err.unwrap_or_else(|| "no key given".into());
-    Err(if n > 1 { format!("with none of the {n} keys: {why}") } else { why })
+    let why = first_err.unwrap_or(Rejected::NoKey);
+    Err(if n > 1 { Rejected::NoneOfKeys { n, first: Box::new(why) } } else { why })
 }
 
 /// Check everything beside `r` that describes `digest` ([`discover`]) against `keys`. A `.sig`
@@ -113,7 +113,9 @@ pub async fn examine(ep: &Endpoint, r: &ImageRef, digest: &Digest, keys: &[Verif
     // Legacy .sig.
     if let Some(Stored { tag: sig_tag, manifest: m }) = &found.sig {
         match serde_json::from_slice::<Value>(&m.bytes) {
-            Err(e) => lines.push(failed(Kind::Signature, sig_tag, None, format!("not valid JSON ({e})"))),
+            Err(e) => {
+                lines.push(failed(Kind::Signature, sig_tag, None, Rejected::NotJson(format!("not valid JSON ({e})"))))
+            }
             Ok(json) => {
                 fetch_layers(ep, &json, &mut blobs).await;
                 let per_key: Vec<Vec<simple::LayerVerdict>> = keys
@@ -129,13 +131,16 @@ pub async fn examine(ep: &Endpoint, r: &ImageRef, digest: &Digest, keys: &[Verif
                     .collect();
                 let n = per_key.first().map_or(0, Vec::len);
                 if n == 0 {
-                    lines.push(failed(Kind::Signature, sig_tag, None, "holds no signature layers".into()));
+                    lines.push(failed(Kind::Signature, sig_tag, None, Rejected::NoSignatureLayers));
                 }
                 for i in 0..n {
                     let layer = &per_key[0][i];
-                    let result =
-                        pick(per_key.iter().map(|vs| vs[i].result.as_ref().map(drop).map_err(ToString::to_string)))
-                            .map(|(k, ())| k);
+                    let result = pick(
+                        per_key
+                            .iter()
+                            .map(|vs| vs[i].result.as_ref().map(drop).map_err(|e| Rejected::Layer(e.clone()))),
+                    )
+                    .map(|(k, ())| k);
                     let digest = if layer.digest.is_empty() { "(no digest)" } else { &layer.digest };
                     lines.push(Line {
                         kind: Kind::Signature,
@@ -151,7 +156,7 @@ pub async fn examine(ep: &Endpoint, r: &ImageRef, digest: &Digest, keys: &[Verif
 
     // Bundles among the referrers (API or referrers tag).
     if let Some(e) = found.referrers_unreadable() {
-        lines.push(failed(Kind::Signature, "referrers", None, format!("{e:#}")));
+        lines.push(failed(Kind::Signature, "referrers", None, Rejected::Unreadable(format!("{e:#}"))));
     }
     for d in found.bundles() {
         let md = d["digest"].as_str().unwrap_or("(no digest)").to_string();
@@ -165,11 +170,14 @@ pub async fn examine(ep: &Endpoint, r: &ImageRef, digest: &Digest, keys: &[Verif
             }
         };
         let manifest = match Digest::parse(&md) {
-            Ok(x) => ep.manifest(&r.without_tag().with_digest(&x)).await.map_err(|e| format!("{e:#}")),
-            Err(e) => Err(e),
+            Ok(x) => {
+                ep.manifest(&r.without_tag().with_digest(&x)).await.map_err(|e| Rejected::Unreadable(format!("{e:#}")))
+            }
+            Err(e) => Err(Rejected::Unreadable(e)),
         };
         let mv = manifest.and_then(|m| {
-            serde_json::from_slice::<Value>(&m.bytes).map_err(|e| format!("the referrer is not JSON ({e})"))
+            serde_json::from_slice::<Value>(&m.bytes)
+                .map_err(|e| Rejected::NotJson(format!("the referrer is not JSON ({e})")))
         });
         let mv = match mv {
             Ok(v) => v,
@@ -197,7 +205,12 @@ pub async fn examine(ep: &Endpoint, r: &ImageRef, digest: &Digest, keys: &[Verif
     // Attestations.
     if let Some(Stored { tag: att_tag, manifest: m }) = found.att.take() {
         match serde_json::from_slice::<Value>(&m.bytes) {
-            Err(e) => lines.push(failed(Kind::Attestation, &att_tag, None, format!("not valid JSON ({e})"))),
+            Err(e) => lines.push(failed(
+                Kind::Attestation,
+                &att_tag,
+                None,
+                Rejected::NotJson(format!("not valid JSON ({e})")),
+            )),
             Ok(json) => {
                 fetch_layers(ep, &json, &mut blobs).await;
                 let fetch = |d: &str| blobs.get(d).cloned().unwrap_or_else(|| Err("not fetched".into()));
@@ -290,7 +303,7 @@ pub async fn verify(ep: &Endpoint, r: &ImageRef, key: &VerifyingKey) -> Result<V
     Ok(Verified { tag: simple::sig_tag(image.digest.as_str()), image_digest: image.digest, lines: ex.lines })
 }
 
-fn failed(kind: Kind, what: &str, predicate_type: Option<String>, why: String) -> Line {
+fn failed(kind: Kind, what: &str, predicate_type: Option<String>, why: Rejected) -> Line {
     Line { kind, what: what.to_string(), predicate_type, result: Err(why), statement: None }
 }
 
