@@ -78,14 +78,28 @@ pub fn referrer_manifest(
     serde_json::to_vec(&v).expect("serializing a JSON value")
 }
 
+/// Why a referrer manifest or a referrers tag's index cannot be used: one line each.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IndexError {
+    #[error("referrer manifest: {0}")]
+    ReferrerNotJson(String),
+    #[error("referrer manifest has no artifactType and no config media type")]
+    NoArtifactType,
+    #[error("it is not JSON ({0})")]
+    NotJson(String),
+    /// The tag holds something else than an OCI index (its media type, or none).
+    #[error("it holds {}, not an OCI image index", if .0.is_empty() { "a document without mediaType" } else { .0.as_str() })]
+    NotAnIndex(String),
+    #[error("the referrers index has no manifests list")]
+    NoManifests,
+}
+
 /// What a referrers index lists for `manifest_bytes` (a manifest with `subject`): media type,
 /// digest, size, `artifactType` (or the config's media type) and all its annotations.
-pub fn referrer_descriptor(manifest_bytes: &[u8]) -> Result<Value, String> {
-    let m: Value = serde_json::from_slice(manifest_bytes).map_err(|e| format!("referrer manifest: {e}"))?;
-    let artifact_type = m["artifactType"]
-        .as_str()
-        .or_else(|| m["config"]["mediaType"].as_str())
-        .ok_or("referrer manifest has no artifactType and no config media type")?;
+pub fn referrer_descriptor(manifest_bytes: &[u8]) -> Result<Value, IndexError> {
+    let m: Value = serde_json::from_slice(manifest_bytes).map_err(|e| IndexError::ReferrerNotJson(e.to_string()))?;
+    let artifact_type =
+        m["artifactType"].as_str().or_else(|| m["config"]["mediaType"].as_str()).ok_or(IndexError::NoArtifactType)?;
     let mut d = json!({
         "mediaType": m["mediaType"].as_str().unwrap_or(image::OCI_MANIFEST),
         "digest": sha256_digest(manifest_bytes),
@@ -107,12 +121,12 @@ pub fn fallback_tag(subject_digest: &str) -> String {
 /// A referrers index with `descriptor` added: `existing` (the tag's manifest, when the tag
 /// exists) must be an OCI index — anything else is refused, never overwritten. `Ok(None)` when
 /// it already lists the digest.
-pub fn add_referrer(existing: Option<&[u8]>, descriptor: &Value) -> Result<Option<Vec<u8>>, String> {
+pub fn add_referrer(existing: Option<&[u8]>, descriptor: &Value) -> Result<Option<Vec<u8>>, IndexError> {
     let mut index = match existing {
         None => json!({ "schemaVersion": 2, "mediaType": image::OCI_INDEX, "manifests": [] }),
         Some(bytes) => parse_referrers_index(bytes)?,
     };
-    let list = index["manifests"].as_array_mut().ok_or("the referrers index has no manifests list")?;
+    let list = index["manifests"].as_array_mut().ok_or(IndexError::NoManifests)?;
     if list.iter().any(|d| d["digest"] == descriptor["digest"]) {
         return Ok(None);
     }
@@ -122,14 +136,11 @@ pub fn add_referrer(existing: Option<&[u8]>, descriptor: &Value) -> Result<Optio
 
 /// A referrers tag's manifest as an index: an OCI index with a `manifests` array, else an error
 /// saying what it is.
-pub fn parse_referrers_index(bytes: &[u8]) -> Result<Value, String> {
-    let v: Value = serde_json::from_slice(bytes).map_err(|e| format!("it is not JSON ({e})"))?;
+pub fn parse_referrers_index(bytes: &[u8]) -> Result<Value, IndexError> {
+    let v: Value = serde_json::from_slice(bytes).map_err(|e| IndexError::NotJson(e.to_string()))?;
     let mt = v["mediaType"].as_str().unwrap_or("");
     if mt != image::OCI_INDEX || !v["manifests"].is_array() {
-        return Err(format!(
-            "it holds {}, not an OCI image index",
-            if mt.is_empty() { "a document without mediaType" } else { mt }
-        ));
+        return Err(IndexError::NotAnIndex(mt.to_string()));
     }
     Ok(v)
 }
@@ -238,8 +249,13 @@ mod tests {
         assert_eq!(v["manifests"][0]["digest"], sha256_digest(&m1));
         // A tag holding an image manifest, or junk: refused, naming what it holds.
         let e = add_referrer(Some(&m1), &d1).unwrap_err();
-        assert!(e.contains("application/vnd.oci.image.manifest.v1+json, not an OCI image index"), "{e}");
-        assert!(add_referrer(Some(b"nope"), &d1).unwrap_err().contains("not JSON"));
+        assert_eq!(e, IndexError::NotAnIndex(image::OCI_MANIFEST.into()));
+        assert!(e.to_string().contains("application/vnd.oci.image.manifest.v1+json, not an OCI image index"), "{e}");
+        assert!(matches!(add_referrer(Some(b"nope"), &d1), Err(IndexError::NotJson(_))));
+        assert_eq!(
+            parse_referrers_index(b"{}").unwrap_err().to_string(),
+            "it holds a document without mediaType, not an OCI image index"
+        );
         assert_eq!(fallback_tag(D), format!("sha256-{}", &D[7..]));
     }
 }
