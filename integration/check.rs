@@ -230,3 +230,45 @@ fn check_errors() {
     let out = harden(&["check", &fx.oci_ref(), "--format", "yaml"]);
     assert_eq!(out.status.code(), Some(2), "{}", dump(&out));
 }
+
+/// `check -o FILE` and `sbom -o FILE` write what they would print, whole, to FILE (nothing on
+/// stdout), replacing what was there; the SBOM written is valid CycloneDX to
+/// cyclonedx-python-lib's strict validator. A FILE that cannot be written is exit 1 naming
+/// `--output`, and nothing half-written is left. `harden --version` is the build id that keys
+/// the caches: the version and the sha256 of the very binary.
+#[test]
+fn check_and_sbom_write_to_a_file_with_o() {
+    let fx = fixture("app");
+    let src = fx.oci_ref();
+    let tmp = tempdir("check-o");
+    let sarif = tmp.path().join("findings.sarif");
+    std::fs::write(&sarif, "old contents, longer than nothing").unwrap();
+    let printed = harden(&["check", &src, "--format", "sarif", "-q"]);
+    expect_code(&printed, 3);
+    let written = harden(&["check", &src, "--format", "sarif", "-q", "-o", sarif.to_str().unwrap()]);
+    expect_code(&written, 3);
+    assert!(written.stdout.is_empty(), "check -o printed on stdout:\n{}", dump(&written));
+    assert_eq!(std::fs::read(&sarif).unwrap(), printed.stdout, "check -o FILE holds what check prints");
+    let v = read_json(&sarif);
+    assert_eq!(v["version"], "2.1.0", "{v:#}");
+
+    let bom = tmp.path().join("sbom.json");
+    let out = harden(&["sbom", &src, "-q", "--output", bom.to_str().unwrap()]);
+    assert!(out.status.success() && out.stdout.is_empty(), "{}", dump(&out));
+    let printed = harden(&["sbom", &src, "-q"]);
+    assert_eq!(std::fs::read(&bom).unwrap(), printed.stdout, "sbom -o FILE holds what sbom prints");
+    crate::packages::validate_sbom(&bom);
+
+    let nowhere = tmp.path().join("no-such-dir").join("x.json");
+    let out = harden(&["sbom", &src, "-q", "-o", nowhere.to_str().unwrap()]);
+    expect_exit(&out, 1);
+    assert!(stderr_str(&out).contains("--output"), "{}", dump(&out));
+    let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(left.len(), 2, "a temporary file was left: {left:?}");
+
+    let out = harden(&["--version"]);
+    assert!(out.status.success(), "{}", dump(&out));
+    let binary = std::fs::read(harden_bin()).unwrap();
+    let expected = format!("harden {}+{}", env!("CARGO_PKG_VERSION"), &sha256_hex(&binary)[..16]);
+    assert_eq!(stdout_str(&out).trim(), expected);
+}

@@ -1,7 +1,7 @@
 //! The failures that choose an exit code, and the codes themselves. Every other error is a
 //! runtime error (exit 1); the binary maps them in one place (src/main.rs).
 //!
-//! Owns: [`Failure`] and [`exit`]. Must not: print anything.
+//! Owns: [`Failure`], [`exit`] and [`one_line`], the one line an error chain is shown as. Must not: print anything.
 
 /// Failures with their own exit code; every other error exits [`exit::RUNTIME`].
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +56,14 @@ impl Failure {
     }
 }
 
+/// The one line users see for an error: the outermost context first, then each cause,
+/// joined by `: `, newlines made spaces. `main` prints every error through it, and so does
+/// whatever reports an error as a note instead of failing.
+pub fn one_line(e: &anyhow::Error) -> String {
+    let msg: Vec<String> = e.chain().map(ToString::to_string).collect();
+    msg.join(": ").replace('\n', " ")
+}
+
 /// Whether the error is (or was caused by) a write to a closed pipe.
 pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe))
@@ -77,5 +85,11 @@ mod tests {
         let term = anyhow::Error::from(Failure::Signal(libc::SIGTERM)).context("interrupted");
         assert_eq!((Failure::exit_code(&term), format!("{:#}", term).contains("SIGTERM")), (143, true));
         assert_eq!(Failure::exit_code(&Failure::Signal(libc::SIGHUP).into()), 129);
+    }
+
+    #[test]
+    fn an_error_chain_is_one_line_outermost_first() {
+        let e = anyhow::anyhow!("connection reset\nby peer").context("reading sha256-ab.sig").context("checking x");
+        assert_eq!(one_line(&e), "checking x: reading sha256-ab.sig: connection reset by peer");
     }
 }

@@ -11,6 +11,9 @@
 //! manifest last → [`sign`] signs and attests it ([`provenance`] is the SLSA predicate). [`audit`] judges an image (`check`) and the rebuild's
 //! before/after; [`report`] holds the typed reports. [`pipeline`] orders the stages for one
 //! image or an index; [`batch`] runs many.
+//!
+//! Owns: the crate's module tree and its few re-exports ([`Failure`]). Must not: hold a stage
+//! of its own.
 
 pub mod audit;
 pub mod batch;
@@ -24,9 +27,9 @@ pub mod files;
 pub mod fs;
 pub mod guard;
 pub mod image;
+pub mod inspect;
 pub mod layer;
 pub mod learn;
-pub mod listing;
 pub mod memory;
 pub mod pipeline;
 pub mod pkgdb;
@@ -37,7 +40,6 @@ pub mod provenance;
 pub mod reference;
 pub mod report;
 pub mod rewrite;
-pub mod sbom;
 pub mod scan;
 pub mod secrets;
 pub mod shared_cache;

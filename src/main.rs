@@ -1,5 +1,9 @@
 //! The `harden` command: parse the arguments ([`cli`]), run, and map the outcome to an exit
 //! code (see [`harden::error::exit`]). Every stage lives in the library (src/lib.rs).
+//!
+//! Owns: the process: the crypto provider, the exit code, the one error line (through
+//! [`harden::error::one_line`]), cleanup at exit. Must not: parse flags (src/cli/ does) or run
+//! a stage.
 
 mod cli;
 
@@ -25,9 +29,7 @@ fn main() -> ExitCode {
         Err(e) => {
             let code = Failure::exit_code(&e);
             if code != exit::BROKEN_PIPE {
-                // One line: the outermost context first, causes after.
-                let msg: Vec<String> = e.chain().map(ToString::to_string).collect();
-                eprintln!("error: {}", msg.join(": ").replace('\n', " "));
+                eprintln!("error: {}", harden::error::one_line(&e));
             }
             ExitCode::from(code)
         }

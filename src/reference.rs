@@ -2,12 +2,35 @@
 //! `docker-archive:FILE[:REF|:@N]` and `oci-archive:FILE[:TAG]` (skopeo's spelling: FILE ends at
 //! the first `:`).
 //!
-//! Owns: parsing and printing references, and the names a reference's form implies (a tag
-//! beside it, another repository of its registry, its pullable name). Must not: do I/O.
+//! Owns: parsing and printing references, the names a reference's form implies (a tag
+//! beside it, another repository of its registry, its pullable name), and the list of their
+//! forms that `--help` shows ([`IMAGE_FORMS`]). Must not: do I/O.
 
 use crate::digest::Digest;
 use std::fmt;
 use std::path::PathBuf;
+
+/// The image forms a reference takes, as every command's `--help` names them (the one place
+/// they are listed for users; [`ImageRef::parse`] is what accepts them).
+macro_rules! image_forms {
+    () => {
+        "  [docker://]host[:port]/repo[:tag|@sha256:…]   a registry (loopback ones over plain HTTP)\n  \
+         oci:DIR[:TAG|@sha256:…]                       an OCI layout directory\n  \
+         oci-archive:FILE[:TAG]                        an OCI layout in a tar (skopeo, buildah)\n  \
+         docker-archive:FILE[:REF|:@N]                 a `docker save` archive (:REF or :@N picks one image)"
+    };
+}
+
+/// `--help` of a command whose images may take every form.
+pub const IMAGE_FORMS: &str = concat!("Image forms:\n", image_forms!());
+
+/// `--help` of a command that reads or writes signatures beside an image: a docker-archive
+/// holds images only, so it is refused there.
+pub const SIGNABLE_FORMS: &str = concat!(
+    "Image forms:\n",
+    image_forms!(),
+    "\n(a docker-archive holds images only, never signatures or attestations: it is refused here)"
+);
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ImageRef {

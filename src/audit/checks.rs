@@ -1,4 +1,7 @@
 //! The checks themselves, one function each; see [`super::CHECKS`] for the table.
+//!
+//! Owns: what each check looks at and the evidence it gives. Must not: change anything, print, or
+//! read beyond the final filesystem, the layers' entries and the config it is given.
 
 use super::{AuditContext, CheckId, Evidence, Finding, Signature};
 use crate::fs::{FinalFs, Loc};

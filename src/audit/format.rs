@@ -1,5 +1,8 @@
 //! `check`'s text and JSON outputs (SARIF is in [`super::sarif`]). The JSON shape is documented
 //! in docs/checks.md and versioned by its `schema` field.
+//!
+//! Owns: the text and JSON renderings of findings. Must not: decide findings or levels, or print
+//! (the CLI writes what this returns).
 
 use super::{counts, fails, Evidence, Finding, ImageInfo, Level};
 use serde_json::{json, Value};

@@ -8,14 +8,13 @@
 //! directory symlinks as the plan matches them, so a finding's fix removes exactly what it found.
 //!
 //! Owns: checks → findings, and how findings are printed. Must not: change anything (the image,
-//! the plan, the config); the only I/O is [`run`]'s fetch and the signature look-up.
+//! the plan, the config); the only I/O is [`run`]'s signature look-up (`harden check` itself is
+//! [`crate::inspect::check`]).
 
 mod checks;
 pub mod format;
 pub mod run;
 pub mod sarif;
-
-pub use run::{check, CheckOptions};
 
 use crate::fs::FinalFs;
 use crate::plan::Plan;

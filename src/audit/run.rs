@@ -1,130 +1,33 @@
-//! `harden check`: fetch and scan the image through [`crate::source`] as `rebuild` does, look
-//! for its cosign signature, audit, render. Reads only.
+//! The audit as the rebuild runs it — the source as fetched and the result predicted from the
+//! plan, side by side — and the cosign signature look-up both it and `harden check`
+//! ([`crate::inspect::check`]) report.
+//!
+//! Owns: [`rebuild_findings`] and [`signature`]. Must not: change anything, or read images
+//! (callers hand over what they read).
 
-use super::format::{self, Format};
-use super::ImageInfo;
-use super::{audit, check_info, fails, AuditContext, Level, Signature, CHECKS};
+use super::{audit, AuditContext, Signature};
 use crate::digest::Digest;
 use crate::fs::FinalFs;
-use crate::profile;
-use crate::progress::Progress;
 use crate::reference::ImageRef;
-use crate::source::{self, walk};
-use crate::transport::{Endpoint, NetOptions};
-use crate::Failure;
-use anyhow::Result;
+use crate::transport::Endpoint;
 
-pub struct CheckOptions {
-    pub image: ImageRef,
-    pub profiles: Vec<String>,
-    pub format: Format,
-    pub fail_on: Level,
-    pub ignore: Vec<String>,
-    pub jobs: usize,
-    pub net: NetOptions,
-    /// What reading a layer may cost (as for rebuild).
-    pub limits: crate::layer::Limits,
-    pub progress: Progress,
-}
-
-/// What `check` prints, and whether something reached `--fail-on`.
-pub struct CheckOutput {
-    pub rendered: String,
-    pub failed: bool,
-}
-
-/// Look for a cosign signature of `digest` beside `r`: the legacy `.sig`, else a cosign v3
-/// bundle among its referrers. Never fails: a look-up that errors (other than "no such tag")
-/// says so in the result.
+/// Look for a cosign signature of `digest` beside `r` ([`crate::sign::discover`]): the legacy
+/// `.sig`, else a cosign v3 bundle among its referrers. Never fails: a look-up that errors
+/// (other than "no such tag") says so in the result.
 pub async fn signature(ep: &Endpoint, r: &ImageRef, digest: &Digest) -> Signature {
-    let unknown = |e: anyhow::Error| {
-        let msg: Vec<String> = e.chain().map(ToString::to_string).collect();
-        Signature::Unknown(msg.join(": ").replace('\n', " "))
-    };
-    let s = crate::sign::store::sig_ref(r, digest);
-    match ep.manifest_opt(&s).await {
-        Ok(Some(_)) => return Signature::Found(s.to_string()),
-        Ok(None) => {}
-        Err(e) => return unknown(e),
+    let found = crate::sign::discover::discover(ep, r, digest).await;
+    let sig = crate::sign::store::sig_ref(r, digest);
+    if found.sig.is_some() {
+        return Signature::Found(sig.to_string());
     }
-    match crate::sign::referrers::list(ep, r, digest).await {
-        Ok(list) => match list.iter().find(|d| d["artifactType"] == crate::sign::bundle::BUNDLE_MEDIA_TYPE) {
-            Some(d) => {
-                Signature::Found(format!("{} (bundle {})", r.by_digest(digest), d["digest"].as_str().unwrap_or("")))
-            }
-            None => Signature::Absent(s.to_string()),
-        },
-        Err(e) => unknown(e),
+    if let Some(e) = found.sig_unreadable().or(found.referrers_unreadable()) {
+        return Signature::Unknown(crate::error::one_line(e));
     }
-}
-
-pub async fn check(o: CheckOptions) -> Result<CheckOutput> {
-    for id in &o.ignore {
-        if check_info(&id.to_ascii_uppercase()).is_none() {
-            let known: Vec<&str> = CHECKS.iter().map(|c| c.id.as_str()).collect();
-            return Err(Failure::Usage(format!("--ignore {id}: no such check (known: {})", known.join(", "))).into());
-        }
+    let bundle = found.bundles().next().map(|d| d["digest"].as_str().unwrap_or("").to_string());
+    match bundle {
+        Some(b) => Signature::Found(format!("{} (bundle {b})", r.by_digest(digest))),
+        None => Signature::Absent(sig.to_string()),
     }
-    let profile = if o.profiles.is_empty() {
-        None
-    } else {
-        Some(profile::load(&o.profiles).map_err(|e| Failure::Usage(e.to_string()))?)
-    };
-    let src = Endpoint::open(&o.image, &o.net)?;
-    let share = source::ScanShare::new()?;
-    // An index is audited image by image (attestation manifests are not images; nested
-    // indexes are followed by the one walk).
-    let w = walk::walk(&src, &o.image).await?;
-    let images: Vec<(ImageRef, crate::transport::Manifest)> = if w.index.is_some() {
-        let mut out = Vec::new();
-        for e in w.entries.iter().filter(|e| e.kind == walk::EntryKind::Image) {
-            let r = o.image.with_digest(&e.digest);
-            let m = e.fetch(&src, &o.image).await?;
-            out.push((r, m));
-        }
-        out
-    } else {
-        vec![(o.image.clone(), w.top)]
-    };
-    let mut rendered = Vec::new();
-    let mut failed = false;
-    for (r, manifest) in images {
-        let scanner = source::Scanner {
-            src: &src,
-            share: &share,
-            jobs: o.jobs,
-            progress: &o.progress,
-            limits: &o.limits,
-            mirror_to: None,
-        };
-        let (view, config, fs) = scanner.read(&r, &manifest).await?;
-        for n in &fs.unpack_notes {
-            o.progress.line(&format!("{r}: note: {n}"));
-        }
-        let sig = signature(&src, &o.image, &manifest.digest).await;
-        if let Signature::Found(at) = &sig {
-            o.progress.line(&format!("cosign signature found at {at} (not verified: harden verify --key does that)"));
-        }
-        let ctx = AuditContext {
-            reference: Some(&o.image),
-            layers: view.layers.iter().map(|l| Some(l.digest.to_string())).collect(),
-            signature: sig,
-            profile: profile.as_ref(),
-            ignore: &o.ignore,
-        };
-        let findings = audit(&fs, &config, &ctx);
-        let image = ImageInfo { reference: r.to_string(), digest: manifest.digest.to_string() };
-        let this_failed = fails(&findings, o.fail_on);
-        failed |= this_failed;
-        let (n, f, w, i) = super::counts(&findings);
-        o.progress.line(&format!(
-            "{r}: {n} findings: {f} fatal, {w} warn, {i} info{}",
-            if this_failed { format!(" (some at or above --fail-on {})", o.fail_on.as_str()) } else { String::new() }
-        ));
-        rendered.push(format::render(o.format, &findings, &image, o.fail_on));
-    }
-    drop(share);
-    Ok(CheckOutput { rendered: format::combine(o.format, rendered), failed })
 }
 
 /// `rebuild`'s audit: the source as fetched, and the result predicted from the plan (see
@@ -189,25 +92,4 @@ pub async fn rebuild_findings(a: RebuildAudit<'_>) -> super::RebuildFindings {
         (before, after)
     });
     super::RebuildFindings { before, after }
-}
-
-/// `harden contract IMAGE`: fetch and scan the image as `check` does and derive its runtime
-/// contract (crate::contract) with the profiles' `[runtime]` rules (none without `-p`). For an
-/// index, the first image's (platforms differ in binaries, not in users or setuid bits).
-pub async fn contract(
-    image: &ImageRef,
-    profiles: &[String],
-    jobs: usize,
-    net: &NetOptions,
-    limits: &crate::layer::Limits,
-    progress: &Progress,
-) -> Result<crate::contract::Contract> {
-    let rules = if profiles.is_empty() {
-        profile::RuntimeRules::default()
-    } else {
-        profile::load(profiles).map_err(|e| Failure::Usage(e.to_string()))?.runtime
-    };
-    let (_, _, config, fs) = source::read_first_image(image, net, jobs, limits, progress).await?;
-    let (c, _) = crate::contract::derive(&fs, &config, &rules);
-    Ok(c)
 }

@@ -1,6 +1,8 @@
 //! SARIF 2.1.0 output: one run, every check as a rule (so `ruleIndex` is stable), one result
 //! per piece of evidence — a file is a physical location (its path relative to the image root,
 //! under the `uriBaseId` `ROOTFS`), a config field a logical one.
+//!
+//! Owns: the SARIF rendering of findings and the rule table. Must not: decide findings, or print.
 
 use super::{Evidence, Finding, ImageInfo, Level, CHECKS};
 use serde_json::{json, Value};

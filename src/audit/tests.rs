@@ -1,4 +1,6 @@
 //! One crafted image per check, each with its negative case.
+//!
+//! Owns: the audit's unit tests. Must not: touch the network or the disk beyond temp dirs.
 
 use super::*;
 use crate::fs::tests::{entry, layer};

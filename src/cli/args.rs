@@ -1,4 +1,7 @@
 //! Argument groups several commands share: registry access, reading limits, the rewrite cache.
+//!
+//! Owns: those shared flag groups and their mapping to library options. Must not: hold logic
+//! beyond turning flags into options.
 
 use anyhow::Result;
 use clap::Args;
@@ -140,6 +143,12 @@ pub struct ReadArgs {
 }
 
 impl ReadArgs {
+    /// What the one read path of the read-only commands needs.
+    pub fn options(&self) -> harden::source::ReadOptions {
+        let (progress, net, limits) = self.open();
+        harden::source::ReadOptions { jobs: self.jobs, net, limits, progress }
+    }
+
     /// The progress line, the transport settings reporting to it, and the reading limits.
     pub fn open(&self) -> (Progress, NetOptions, harden::layer::Limits) {
         let progress = Progress::new(self.quiet);

@@ -1,4 +1,7 @@
 //! `harden batch`: its flags, and a line on stdout per job as it ends.
+//!
+//! Owns: batch's flags and its stdout lines. Must not: run jobs itself (the library's
+//! [`harden::batch`] does).
 
 use super::args::{CacheArgs, Net};
 use super::block_on;

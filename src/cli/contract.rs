@@ -1,8 +1,11 @@
 //! `harden contract`: its flags, and the contract printed or written.
+//!
+//! Owns: contract's flags and where its output goes. Must not: read images or derive the
+//! contract ([`harden::inspect::contract`], [`harden::contract`]).
 
 use super::args::ReadArgs;
-use super::{block_on, out, usage};
-use anyhow::{Context, Result};
+use super::{block_on, out_to, usage};
+use anyhow::Result;
 use clap::Args;
 use harden::contract::Format;
 use harden::reference::ImageRef;
@@ -10,8 +13,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Args)]
+#[command(after_help = harden::reference::IMAGE_FORMS)]
 pub struct ContractArgs {
-    /// Image: registry reference, oci:DIR[:TAG], docker-archive:FILE[:REF] or oci-archive:FILE[:TAG].
+    /// Image (forms below; an index: its first image).
     image: String,
     /// Profiles whose `[runtime]` rules (writable paths, capabilities) add to what is derived;
     /// none by default. Repeatable, merged like rebuild's.
@@ -20,7 +24,7 @@ pub struct ContractArgs {
     /// Output format.
     #[arg(long = "contract-format", alias = "format", value_enum, default_value_t = Format::Json)]
     format: Format,
-    /// Write to FILE (replaced whole) instead of stdout.
+    /// Write to FILE (replaced whole, atomically) instead of stdout.
     #[arg(long, short = 'o', value_name = "FILE")]
     output: Option<PathBuf>,
     #[command(flatten)]
@@ -29,18 +33,8 @@ pub struct ContractArgs {
 
 pub fn run(a: ContractArgs) -> Result<ExitCode> {
     let image = ImageRef::parse(&a.image).map_err(usage)?;
-    let (progress, net, limits) = a.read.open();
-    let c = block_on(
-        &progress,
-        "interrupted",
-        harden::audit::run::contract(&image, &a.profile, a.read.jobs, &net, &limits, &progress),
-    )?;
-    let text = c.render(a.format);
-    match &a.output {
-        Some(p) => {
-            harden::files::write_atomic(p, text.as_bytes()).with_context(|| format!("--output {}", p.display()))?
-        }
-        None => out(&text)?,
-    }
+    let read = a.read.options();
+    let c = block_on(&read.progress, "interrupted", harden::inspect::contract::contract(&image, &a.profile, &read))?;
+    out_to(a.output.as_deref(), &c.render(a.format))?;
     Ok(ExitCode::SUCCESS)
 }

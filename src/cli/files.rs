@@ -1,17 +1,20 @@
 //! `harden files`: its flags, turned into [`FilesOptions`].
+//!
+//! Owns: files' flags and its stdout. Must not: read images or build the listing
+//! ([`harden::inspect::listing`] does).
 
 use super::args::ReadArgs;
 use super::{block_on, out, usage};
 use anyhow::Result;
 use clap::Args;
-use harden::listing::{FilesOptions, Format};
+use harden::inspect::listing::{FilesOptions, Format};
 use harden::reference::ImageRef;
 use std::process::ExitCode;
 
 #[derive(Args)]
+#[command(after_help = harden::reference::IMAGE_FORMS)]
 pub struct FilesArgs {
-    /// Image: registry reference, oci:DIR[:TAG], docker-archive:FILE[:REF] or oci-archive:FILE[:TAG]
-    /// (an index: its first image).
+    /// Image (forms below; an index: its first image).
     image: String,
     /// Only paths matching this glob (`/usr/bin/*`; `*` stays within a directory, `**` crosses).
     #[arg(value_name = "PATH-GLOB")]
@@ -31,19 +34,11 @@ pub struct FilesArgs {
 
 pub fn run(a: FilesArgs) -> Result<ExitCode> {
     let image = ImageRef::parse(&a.image).map_err(usage)?;
-    let (progress, net, limits) = a.read.open();
-    let opts = FilesOptions {
-        image,
-        format: a.format,
-        setuid: a.setuid,
-        executables: a.executables,
-        glob: a.glob,
-        jobs: a.read.jobs,
-        net,
-        limits,
-        progress: progress.clone(),
-    };
-    let text = block_on(&progress, "interrupted", harden::listing::files(opts))?;
+    let read = a.read.options();
+    let progress = read.progress.clone();
+    let opts =
+        FilesOptions { image, format: a.format, setuid: a.setuid, executables: a.executables, glob: a.glob, read };
+    let text = block_on(&progress, "interrupted", harden::inspect::listing::files(opts))?;
     out(&text)?;
     Ok(ExitCode::SUCCESS)
 }

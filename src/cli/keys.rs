@@ -1,5 +1,8 @@
 //! `harden keygen`, `sign`, `attest` and `verify`, and the one place harden asks for a password
 //! on the terminal (the library takes passwords from the environment or from these prompts).
+//!
+//! Owns: these commands' flags, their stdout, and the password prompt. Must not: hold the
+//! formats or the policy (they are [`harden::sign`]'s).
 
 use super::args::Net;
 use super::{block_on, outln, usage};
@@ -32,8 +35,9 @@ pub struct KeygenArgs {
 }
 
 #[derive(Args)]
+#[command(after_help = harden::reference::SIGNABLE_FORMS)]
 pub struct SignArgs {
-    /// Image to sign: registry reference or oci:DIR[:TAG].
+    /// Image to sign (forms below).
     image: String,
     /// Encrypted cosign private key; its password comes from HARDEN_PASSWORD (or
     /// COSIGN_PASSWORD), else the terminal.
@@ -55,8 +59,9 @@ pub struct SignArgs {
 }
 
 #[derive(Args)]
+#[command(after_help = harden::reference::SIGNABLE_FORMS)]
 pub struct AttestArgs {
-    /// Image to attest: registry reference or oci:DIR[:TAG] (a tag is resolved to its digest).
+    /// Image to attest (forms below; a tag is resolved to its digest).
     image: String,
     /// Encrypted cosign private key (password as for `sign`).
     #[arg(long, value_name = "FILE")]
@@ -75,8 +80,9 @@ pub struct AttestArgs {
 }
 
 #[derive(Args)]
+#[command(after_help = harden::reference::SIGNABLE_FORMS)]
 pub struct VerifyArgs {
-    /// Image to check: registry reference or oci:DIR[:TAG].
+    /// Image to check (forms below).
     image: String,
     /// Cosign public key (PEM `PUBLIC KEY`, ECDSA P-256); repeatable: any of them may verify.
     #[arg(long, value_name = "FILE", required = true)]

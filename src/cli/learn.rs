@@ -1,4 +1,6 @@
 //! `harden learn`: its flags, turned into [`LearnOptions`]; the snippet goes to stdout.
+//!
+//! Owns: learn's flags and its stdout. Must not: run or observe anything ([`harden::learn`] does).
 
 use super::args::ReadArgs;
 use super::{block_on, out, usage};
@@ -9,8 +11,9 @@ use harden::reference::ImageRef;
 use std::process::ExitCode;
 
 #[derive(Args)]
+#[command(after_help = harden::reference::IMAGE_FORMS)]
 pub struct LearnArgs {
-    /// Image: registry reference or oci:DIR[:TAG] (one platform).
+    /// Image (forms below): one platform; for an index, name it by digest.
     image: String,
     /// Profiles whose `[verify]` names the probe (else the health check, the exposed ports, or
     /// the process staying up).

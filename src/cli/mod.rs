@@ -1,6 +1,9 @@
 //! The command line: clap argument structs per command, turned into the library's options,
 //! the run (one helper for the runtime, Ctrl-C and the progress line), and stdout. No pipeline
 //! logic lives here; what a command prints on stdout is written only from these files.
+//!
+//! Owns: the command tree, `--help` and `--version`, stdout and `-o FILE`, the runtime and
+//! Ctrl-C. Must not: hold pipeline logic or decide exit codes beyond what errors ask for.
 
 mod args;
 mod batch;
@@ -32,8 +35,7 @@ struct Cli {
 enum Command {
     /// Pull SRC, rewrite it per the profiles, push it to DST; print DST by digest.
     ///
-    /// SRC and DST are registry references ([docker://]host[:port]/repo[:tag|@sha256:…]) or OCI
-    /// layouts (oci:DIR[:TAG]). Loopback registries are spoken to over plain HTTP.
+    /// SRC and DST take any image form, in any combination (listed at the end).
     Rebuild(Box<rebuild::RebuildArgs>),
     /// Write a cosign key pair: PREFIX.key (encrypted ECDSA P-256) and PREFIX.pub.
     ///
@@ -105,9 +107,25 @@ enum Command {
     },
 }
 
+/// The command line's definition. `harden --version` prints the build id that keys the
+/// caches ([`harden::cache::build_id`]: the version and a digest of this binary); it is
+/// computed only when asked for, since it reads the whole binary.
+fn command() -> clap::Command {
+    command_for(std::env::args_os().nth(1).is_some_and(|a| a == "--version" || a == "-V"))
+}
+
+fn command_for(version_asked: bool) -> clap::Command {
+    if version_asked {
+        Cli::command().version(harden::cache::build_id())
+    } else {
+        Cli::command()
+    }
+}
+
 /// Parse the command line and run the command.
 pub fn run() -> Result<ExitCode> {
-    let cli = match Cli::try_parse() {
+    let parsed = command().try_get_matches().and_then(|m| <Cli as clap::FromArgMatches>::from_arg_matches(&m));
+    let cli = match parsed {
         Ok(c) => c,
         Err(e) => {
             let code = if e.use_stderr() { exit::USAGE } else { exit::OK };
@@ -159,6 +177,15 @@ fn out(text: &str) -> Result<()> {
     so.write_all(text.as_bytes()).and_then(|()| so.flush()).context("writing to stdout")
 }
 
+/// `text` to FILE (written beside it, renamed over it when complete) or, without one, to
+/// stdout: what `-o FILE` means on every command that has it.
+fn out_to(file: Option<&std::path::Path>, text: &str) -> Result<()> {
+    match file {
+        Some(p) => harden::files::write_atomic(p, text.as_bytes()).with_context(|| format!("--output {}", p.display())),
+        None => out(text),
+    }
+}
+
 /// `out` with a newline.
 fn outln(line: &str) -> Result<()> {
     out(&format!("{line}\n"))
@@ -184,4 +211,70 @@ fn block_on<T>(progress: &Progress, interrupted: &str, work: impl Future<Output 
     };
     progress.finish();
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The subcommands with an image argument, and their long help.
+    fn image_commands() -> Vec<(String, String)> {
+        let mut cmd = Cli::command();
+        let names: Vec<String> = cmd.get_subcommands().map(|c| c.get_name().to_string()).collect();
+        let mut out = Vec::new();
+        for name in names {
+            let Some(sub) = cmd.find_subcommand_mut(&name) else { continue };
+            let takes_image = sub.get_positionals().any(|a| ["image", "src", "dst"].contains(&a.get_id().as_str()));
+            if takes_image {
+                out.push((name, sub.render_long_help().to_string()));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn every_image_command_names_the_four_image_forms() {
+        let cmds = image_commands();
+        let names: Vec<&str> = cmds.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["rebuild", "sign", "verify", "attest", "check", "contract", "files", "sbom", "learn"]);
+        for (name, help) in &cmds {
+            for form in ["[docker://]host[:port]/repo", "oci:DIR[:TAG", "oci-archive:FILE[:TAG]", "docker-archive:FILE"]
+            {
+                assert!(help.contains(form), "harden {name} --help does not name {form}:\n{help}");
+            }
+            // No argument line lists fewer forms than the footer (the old "registry reference or
+            // oci:DIR[:TAG]").
+            assert!(!help.contains("registry reference or oci:DIR"), "harden {name} --help:\n{help}");
+        }
+        let signing: Vec<&str> = cmds
+            .iter()
+            .filter(|(_, h)| h.contains("holds images only, never signatures"))
+            .map(|(n, _)| n.as_str())
+            .collect();
+        assert_eq!(signing, ["sign", "verify", "attest"]);
+    }
+
+    #[test]
+    fn check_and_sbom_take_an_output_file() {
+        for cmd in ["check", "sbom", "contract"] {
+            let cli = Cli::try_parse_from(["harden", cmd, "oci:x", "-o", "out.txt"]);
+            assert!(cli.is_ok(), "harden {cmd} -o: {:?}", cli.err().map(|e| e.to_string()));
+        }
+        let Ok(Cli { command: Command::Check(_) }) = Cli::try_parse_from(["harden", "check", "oci:x", "--output", "f"])
+        else {
+            panic!("check --output does not parse");
+        };
+    }
+
+    #[test]
+    fn version_is_the_build_id_that_keys_the_caches() {
+        let v = command_for(true).render_version();
+        let id = harden::cache::build_id();
+        assert_eq!(v.trim(), format!("harden {id}"));
+        let (version, hash) = id.split_once('+').unwrap_or_default();
+        assert_eq!(version, env!("CARGO_PKG_VERSION"));
+        assert!(hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit()), "{id}");
+        // Only --version pays for reading the binary.
+        assert_eq!(command_for(false).render_version().trim(), format!("harden {}", env!("CARGO_PKG_VERSION")));
+    }
 }

@@ -1,4 +1,7 @@
 //! `harden profile list|show|validate`.
+//!
+//! Owns: these subcommands' flags and stdout. Must not: parse or resolve profiles itself
+//! ([`harden::profile`] does).
 
 use super::{outln, usage};
 use anyhow::Result;

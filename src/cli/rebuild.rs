@@ -1,4 +1,7 @@
 //! `harden rebuild`: its flags, turned into [`RebuildOptions`].
+//!
+//! Owns: rebuild's flags and their defaults, and the one line it prints. Must not: hold any
+//! step of the rebuild ([`harden::pipeline`] does).
 
 use super::args::{CacheArgs, LimitArgs, Net};
 use super::{block_on, outln, usage};
@@ -13,10 +16,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 #[derive(Args)]
+#[command(after_help = harden::reference::IMAGE_FORMS)]
 pub struct RebuildArgs {
-    /// Source image.
+    /// Source image (forms below).
     src: String,
-    /// Destination image.
+    /// Destination image (forms below; a docker-archive holds one image and no signature).
     dst: String,
     /// Built-in profile name or TOML file; repeatable, later ones override. Default: baseline.
     #[arg(long, short = 'p', value_name = "NAME|FILE")]

@@ -1,5 +1,8 @@
 //! Crafted hostile layers through the scan and the rewrite: each gets a clear error or the
 //! documented normalisation, never a panic, a hang or unbounded memory.
+//!
+//! Owns: those unit tests. Must not: depend on tools outside the crate (the Go oracle is the
+//! integration tests' and the fuzzers').
 
 use super::codec::{Encoder, OutputCodec};
 use super::tar::{Kind, MAX_META, MAX_NAME};

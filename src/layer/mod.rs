@@ -1,5 +1,7 @@
 //! Layer bytes: compression codecs and the tar entry stream. The two stages that read
 //! layers — [`crate::scan`] and [`crate::rewrite`] — are built on these, within [`Limits`].
+//!
+//! Owns: [`Limits`] and the layer submodules. Must not: decide policy (what to drop or change).
 pub mod codec;
 pub mod elf;
 pub mod inflate;

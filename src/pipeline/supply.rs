@@ -12,7 +12,7 @@ use super::Ctx;
 use crate::digest::Digest;
 use crate::provenance;
 use crate::report::{AttestationReport, BundleReport, NotCarriedReport, SignatureReport, SourceSignatureReport};
-use crate::sign::{bundle, check, dsse, publish, store, SigningKey, VerifyingKey};
+use crate::sign::{bundle, check, discover, dsse, publish, store, SigningKey, VerifyingKey};
 use crate::Failure;
 use anyhow::{bail, Result};
 use serde_json::Value;
@@ -80,13 +80,18 @@ pub(crate) async fn not_carried(ctx: &Ctx<'_>, digests: &[Digest]) -> Vec<NotCar
     }
     let mut out = Vec::new();
     for d in digests {
-        for what in check::describing(&ctx.src, src, d).await {
-            let reason = if what.contains(" unreadable: ") {
-                "it could not be read; whatever is there names the source digest and was not carried over"
-            } else {
-                "it describes the source digest; the result has its own (sign or attest it anew)"
+        let found = discover::discover(&ctx.src, src, d).await;
+        for line in found.lines() {
+            let reason = match line {
+                discover::Description::Unreadable(_) => {
+                    "it could not be read; whatever is there names the source digest and was not carried over"
+                }
+                discover::Description::Found(_) => {
+                    "it describes the source digest; the result has its own (sign or attest it anew)"
+                }
             }
             .to_string();
+            let what = line.to_string();
             ctx.o.progress.line(&format!("not carried over: {what} of {} ({reason})", src.by_digest(d)));
             out.push(NotCarriedReport { subject: d.to_string(), what, reason });
         }

@@ -1,5 +1,7 @@
 //! The pipeline in-process, on OCI layouts built here: fast, no registry. The integration tests
 //! (integration/) run the binary against a real registry and real Debian content.
+//!
+//! Owns: the pipeline's in-process tests. Must not: need a registry, root or network.
 
 use super::*;
 use crate::digest::Digest;

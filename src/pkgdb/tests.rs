@@ -1,3 +1,8 @@
+//! Package-database unit tests over crafted final filesystems: dpkg, distroless status.d and apk
+//! databases read and edited to follow the files; hostile ones refused naming the file.
+//!
+//! Owns: those unit tests. Must not: need tools outside the crate.
+
 use super::*;
 use crate::fs::tests::{entry, layer};
 use crate::scan::EntryInfo;

@@ -9,6 +9,7 @@
 use super::dsse::{self, DsseFailure, VerifiedStatement};
 use super::keys::VerifyingKey;
 use super::simple::{self, sha256_digest, AppendedSignature, SIGNATURE_ANNOTATION};
+use super::Rejected;
 use serde_json::{json, Value};
 
 /// Media type of an attestation layer.
@@ -47,7 +48,7 @@ pub struct AttVerdict {
     pub digest: String,
     /// The layer's `predicateType` annotation (empty when missing).
     pub predicate_type: String,
-    pub result: Result<VerifiedStatement, String>,
+    pub result: Result<VerifiedStatement, Rejected>,
 }
 
 /// Check every layer of a `.att` manifest: media type, the blob (`fetch(digest)`, its sha256
@@ -81,25 +82,24 @@ fn verify_layer<E: std::fmt::Display>(
     fetch: &mut impl FnMut(&str) -> Result<Vec<u8>, E>,
     key: &VerifyingKey,
     expected_digest: &str,
-) -> Result<VerifiedStatement, String> {
+) -> Result<VerifiedStatement, Rejected> {
     let mt = layer.get("mediaType").and_then(Value::as_str).unwrap_or_default();
     if mt != DSSE_MEDIA_TYPE {
-        return Err(format!("media type {mt:?} is not {DSSE_MEDIA_TYPE}"));
+        return Err(Rejected::AttMediaType(mt.to_string()));
     }
     if digest.is_empty() {
-        return Err("layer descriptor has no digest".into());
+        return Err(Rejected::NoDigest);
     }
-    let blob = fetch(digest).map_err(|e| format!("cannot fetch the envelope: {e}"))?;
+    let blob = fetch(digest).map_err(|e| Rejected::Fetch { what: "envelope", why: e.to_string() })?;
     let actual = sha256_digest(&blob);
     if actual != digest {
-        return Err(format!("envelope digest is {actual}, layer says {digest}"));
+        return Err(Rejected::EnvelopeDigest { found: actual, expected: digest.to_string() });
     }
-    let env: Value =
-        serde_json::from_slice(&blob).map_err(|e| DsseFailure::Malformed(format!("not JSON ({e})")).to_string())?;
-    let st = dsse::verify_envelope(&env, key, expected_digest).map_err(|e| e.to_string())?;
+    let env: Value = serde_json::from_slice(&blob).map_err(|e| DsseFailure::Malformed(format!("not JSON ({e})")))?;
+    let st = dsse::verify_envelope(&env, key, expected_digest)?;
     if !predicate_type.is_empty() && st.predicate_type != predicate_type {
         return Err(
-            DsseFailure::PredicateType { expected: predicate_type.to_string(), found: st.predicate_type }.to_string()
+            DsseFailure::PredicateType { expected: predicate_type.to_string(), found: st.predicate_type }.into()
         );
     }
     Ok(st)
@@ -140,21 +140,24 @@ mod tests {
         assert_eq!(v[1].predicate_type, dsse::CYCLONEDX);
         // Another key, another digest: every layer fails, naming why.
         let v = verify_manifest(&both.manifest, fetch, &test_key().public_key(), D);
-        assert!(v.iter().all(|x| x.result.as_ref().unwrap_err().contains("no signature")), "{v:?}");
+        assert!(v.iter().all(|x| x.result == Err(Rejected::Dsse(DsseFailure::SignatureInvalid))), "{v:?}");
         let other = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
         let v = verify_manifest(&both.manifest, fetch, &k.public_key(), other);
-        assert!(v[0].result.as_ref().unwrap_err().contains("subject"), "{v:?}");
+        assert!(matches!(&v[0].result, Err(Rejected::Dsse(DsseFailure::Subject { .. }))), "{v:?}");
         // A layer whose annotation lies about the predicate type.
         let mut lying = both.manifest.clone();
         lying["layers"][0]["annotations"]["predicateType"] = json!(dsse::CYCLONEDX);
         let v = verify_manifest(&lying, fetch, &k.public_key(), D);
-        assert!(v[0].result.as_ref().unwrap_err().contains("predicate type"), "{v:?}");
+        assert!(matches!(&v[0].result, Err(Rejected::Dsse(DsseFailure::PredicateType { .. }))), "{v:?}");
         // A blob that is not its digest, and one that is not JSON.
         let v = verify_manifest(&both.manifest, |_: &str| Ok::<_, String>(b"{}".to_vec()), &k.public_key(), D);
-        assert!(v[0].result.as_ref().unwrap_err().contains("envelope digest"), "{v:?}");
+        assert!(matches!(&v[0].result, Err(Rejected::EnvelopeDigest { .. })), "{v:?}");
+        // The line users see is unchanged.
+        assert!(v[0].result.as_ref().unwrap_err().to_string().starts_with("envelope digest is sha256:"), "{v:?}");
         let junk = b"not json".to_vec();
         let m = append(None, &junk, SLSA_PROVENANCE_V1).unwrap().manifest;
         let v = verify_manifest(&m, |_: &str| Ok::<_, String>(junk.clone()), &k.public_key(), D);
-        assert!(v[0].result.as_ref().unwrap_err().contains("not a DSSE envelope"), "{v:?}");
+        assert!(matches!(&v[0].result, Err(Rejected::Dsse(DsseFailure::Malformed(_)))), "{v:?}");
+        assert!(v[0].result.as_ref().unwrap_err().to_string().starts_with("not a DSSE envelope: not JSON"), "{v:?}");
     }
 }

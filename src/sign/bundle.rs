@@ -11,7 +11,7 @@
 use super::dsse::{self, Subject, VerifiedStatement, COSIGN_SIGN_PREDICATE};
 use super::keys::{SigningKey, VerifyingKey};
 use super::simple::sha256_digest;
-use super::SignError;
+use super::{Rejected, SignError};
 use crate::image;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
@@ -78,14 +78,28 @@ pub fn referrer_manifest(
     serde_json::to_vec(&v).expect("serializing a JSON value")
 }
 
+/// Why a referrer manifest or a referrers tag's index cannot be used: one line each.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IndexError {
+    #[error("referrer manifest: {0}")]
+    ReferrerNotJson(String),
+    #[error("referrer manifest has no artifactType and no config media type")]
+    NoArtifactType,
+    #[error("it is not JSON ({0})")]
+    NotJson(String),
+    /// The tag holds something else than an OCI index (its media type, or none).
+    #[error("it holds {}, not an OCI image index", if .0.is_empty() { "a document without mediaType" } else { .0.as_str() })]
+    NotAnIndex(String),
+    #[error("the referrers index has no manifests list")]
+    NoManifests,
+}
+
 /// What a referrers index lists for `manifest_bytes` (a manifest with `subject`): media type,
 /// digest, size, `artifactType` (or the config's media type) and all its annotations.
-pub fn referrer_descriptor(manifest_bytes: &[u8]) -> Result<Value, String> {
-    let m: Value = serde_json::from_slice(manifest_bytes).map_err(|e| format!("referrer manifest: {e}"))?;
-    let artifact_type = m["artifactType"]
-        .as_str()
-        .or_else(|| m["config"]["mediaType"].as_str())
-        .ok_or("referrer manifest has no artifactType and no config media type")?;
+pub fn referrer_descriptor(manifest_bytes: &[u8]) -> Result<Value, IndexError> {
+    let m: Value = serde_json::from_slice(manifest_bytes).map_err(|e| IndexError::ReferrerNotJson(e.to_string()))?;
+    let artifact_type =
+        m["artifactType"].as_str().or_else(|| m["config"]["mediaType"].as_str()).ok_or(IndexError::NoArtifactType)?;
     let mut d = json!({
         "mediaType": m["mediaType"].as_str().unwrap_or(image::OCI_MANIFEST),
         "digest": sha256_digest(manifest_bytes),
@@ -107,12 +121,12 @@ pub fn fallback_tag(subject_digest: &str) -> String {
 /// A referrers index with `descriptor` added: `existing` (the tag's manifest, when the tag
 /// exists) must be an OCI index — anything else is refused, never overwritten. `Ok(None)` when
 /// it already lists the digest.
-pub fn add_referrer(existing: Option<&[u8]>, descriptor: &Value) -> Result<Option<Vec<u8>>, String> {
+pub fn add_referrer(existing: Option<&[u8]>, descriptor: &Value) -> Result<Option<Vec<u8>>, IndexError> {
     let mut index = match existing {
         None => json!({ "schemaVersion": 2, "mediaType": image::OCI_INDEX, "manifests": [] }),
         Some(bytes) => parse_referrers_index(bytes)?,
     };
-    let list = index["manifests"].as_array_mut().ok_or("the referrers index has no manifests list")?;
+    let list = index["manifests"].as_array_mut().ok_or(IndexError::NoManifests)?;
     if list.iter().any(|d| d["digest"] == descriptor["digest"]) {
         return Ok(None);
     }
@@ -122,14 +136,11 @@ pub fn add_referrer(existing: Option<&[u8]>, descriptor: &Value) -> Result<Optio
 
 /// A referrers tag's manifest as an index: an OCI index with a `manifests` array, else an error
 /// saying what it is.
-pub fn parse_referrers_index(bytes: &[u8]) -> Result<Value, String> {
-    let v: Value = serde_json::from_slice(bytes).map_err(|e| format!("it is not JSON ({e})"))?;
+pub fn parse_referrers_index(bytes: &[u8]) -> Result<Value, IndexError> {
+    let v: Value = serde_json::from_slice(bytes).map_err(|e| IndexError::NotJson(e.to_string()))?;
     let mt = v["mediaType"].as_str().unwrap_or("");
     if mt != image::OCI_INDEX || !v["manifests"].is_array() {
-        return Err(format!(
-            "it holds {}, not an OCI image index",
-            if mt.is_empty() { "a document without mediaType" } else { mt }
-        ));
+        return Err(IndexError::NotAnIndex(mt.to_string()));
     }
     Ok(v)
 }
@@ -143,19 +154,19 @@ pub fn verify_referrer<E: std::fmt::Display>(
     fetch: impl FnOnce(&str) -> Result<Vec<u8>, E>,
     key: &VerifyingKey,
     expected_digest: &str,
-) -> Result<VerifiedStatement, String> {
+) -> Result<VerifiedStatement, Rejected> {
     let subject = manifest["subject"]["digest"].as_str().unwrap_or("(none)");
     if subject != expected_digest {
-        return Err(format!("the referrer's manifest names subject {subject}, not {expected_digest}"));
+        return Err(Rejected::ReferrerSubject { found: subject.to_string(), expected: expected_digest.to_string() });
     }
     let layer = manifest["layers"]
         .as_array()
         .and_then(|l| l.iter().find(|l| l["mediaType"] == BUNDLE_MEDIA_TYPE))
-        .ok_or("the referrer has no bundle layer")?;
-    let digest = layer["digest"].as_str().ok_or("the bundle layer has no digest")?;
-    let blob = fetch(digest).map_err(|e| format!("cannot fetch the bundle: {e}"))?;
+        .ok_or(Rejected::NoBundleLayer)?;
+    let digest = layer["digest"].as_str().ok_or(Rejected::NoBundleDigest)?;
+    let blob = fetch(digest).map_err(|e| Rejected::Fetch { what: "bundle", why: e.to_string() })?;
     if sha256_digest(&blob) != digest {
-        return Err(format!("the bundle's content is not {digest}"));
+        return Err(Rejected::BundleContent(digest.to_string()));
     }
     verify_bundle(&blob, key, expected_digest)
 }
@@ -163,18 +174,18 @@ pub fn verify_referrer<E: std::fmt::Display>(
 /// Check bundle bytes: v0.3 media type, a DSSE envelope verifying with `key` over a statement
 /// whose subject is `expected_digest`. Message-signature bundles are not what harden writes;
 /// they are refused by name.
-pub fn verify_bundle(bytes: &[u8], key: &VerifyingKey, expected_digest: &str) -> Result<VerifiedStatement, String> {
-    let b: Value = serde_json::from_slice(bytes).map_err(|e| format!("the bundle is not JSON ({e})"))?;
+pub fn verify_bundle(bytes: &[u8], key: &VerifyingKey, expected_digest: &str) -> Result<VerifiedStatement, Rejected> {
+    let b: Value = serde_json::from_slice(bytes).map_err(|e| Rejected::BundleJson(e.to_string()))?;
     let mt = b["mediaType"].as_str().unwrap_or("");
     if !mt.starts_with("application/vnd.dev.sigstore.bundle") {
-        return Err(format!("the bundle's media type {mt:?} is not a sigstore bundle's"));
+        return Err(Rejected::BundleMediaType(mt.to_string()));
     }
-    let env = b.get("dsseEnvelope").ok_or("the bundle holds no DSSE envelope (a message signature?)")?;
+    let env = b.get("dsseEnvelope").ok_or(Rejected::NoEnvelope)?;
     // The hint only says which key to try: the signature decides. It explains a failure.
-    dsse::verify_envelope(env, key, expected_digest).map_err(|e| {
+    dsse::verify_envelope(env, key, expected_digest).map_err(|failure| {
         match b["verificationMaterial"]["publicKey"]["hint"].as_str().filter(|h| *h != key_hint(key)) {
-            Some(h) => format!("{e} (the bundle names key {h}, this key is {})", key_hint(key)),
-            None => e.to_string(),
+            Some(h) => Rejected::OtherKey { failure, named: h.to_string(), this: key_hint(key) },
+            None => failure.into(),
         }
     })
 }
@@ -202,18 +213,20 @@ mod tests {
         // A manifest whose subject lies.
         let other = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
         let e = verify_referrer(&mv, |_: &str| Ok::<_, String>(b.clone()), &k.public_key(), other).unwrap_err();
-        assert!(e.contains("names subject"), "{e}");
+        assert!(matches!(&e, Rejected::ReferrerSubject { found, .. } if found == D), "{e}");
+        assert!(e.to_string().contains("names subject"), "{e}");
         // Another key: the signature fails, and the hint says whose the bundle is.
         let e = verify_bundle(&b, &test_key().public_key(), D).unwrap_err();
-        assert!(e.contains("no signature") && e.contains("names key"), "{e}");
+        assert!(matches!(&e, Rejected::OtherKey { failure: dsse::DsseFailure::SignatureInvalid, .. }), "{e}");
+        assert!(e.to_string().contains("no signature") && e.to_string().contains("names key"), "{e}");
         // Without the hint, the signature tells.
         let mut nohint = v.clone();
         nohint["verificationMaterial"] = json!({});
         let e = verify_bundle(&serde_json::to_vec(&nohint).unwrap(), &test_key().public_key(), D).unwrap_err();
-        assert!(e.contains("no signature"), "{e}");
+        assert_eq!(e, Rejected::Dsse(dsse::DsseFailure::SignatureInvalid));
         // A blob that is not what the layer says.
         let e = verify_referrer(&mv, |_: &str| Ok::<_, String>(b"{}".to_vec()), &k.public_key(), D).unwrap_err();
-        assert!(e.contains("content"), "{e}");
+        assert!(matches!(e, Rejected::BundleContent(_)), "{e}");
         assert!(verify_bundle(b"[]", &k.public_key(), D).is_err());
     }
 
@@ -236,8 +249,13 @@ mod tests {
         assert_eq!(v["manifests"][0]["digest"], sha256_digest(&m1));
         // A tag holding an image manifest, or junk: refused, naming what it holds.
         let e = add_referrer(Some(&m1), &d1).unwrap_err();
-        assert!(e.contains("application/vnd.oci.image.manifest.v1+json, not an OCI image index"), "{e}");
-        assert!(add_referrer(Some(b"nope"), &d1).unwrap_err().contains("not JSON"));
+        assert_eq!(e, IndexError::NotAnIndex(image::OCI_MANIFEST.into()));
+        assert!(e.to_string().contains("application/vnd.oci.image.manifest.v1+json, not an OCI image index"), "{e}");
+        assert!(matches!(add_referrer(Some(b"nope"), &d1), Err(IndexError::NotJson(_))));
+        assert_eq!(
+            parse_referrers_index(b"{}").unwrap_err().to_string(),
+            "it holds a document without mediaType, not an OCI image index"
+        );
         assert_eq!(fallback_tag(D), format!("sha256-{}", &D[7..]));
     }
 }

@@ -1,13 +1,14 @@
 //! Everything that vouches for one manifest digest, checked against a set of public keys: the
 //! legacy `.sig` layers, cosign v3 bundles among its referrers, the `.att` attestations. One
 //! line per signature or attestation found, saying which key verified it or why none did.
-//! `harden verify` and the rebuild's `--require-signature` gate both read this.
+//! `harden verify` and the rebuild's `--require-signature` gate both read this; what is
+//! checked is what [`super::discover`] found.
 //!
-//! Owns: finding and checking what describes a digest. Must not: decide whether that is
+//! Owns: checking what describes a digest. Must not: decide whether that is
 //! enough (the caller's policy), or push anything.
 
-use super::store::{beside, sig_ref};
-use super::{attest, bundle, dsse, referrers, simple, VerifyingKey};
+use super::discover::{discover, Stored, Unreadable};
+use super::{attest, bundle, dsse, simple, Rejected, VerifyingKey};
 use crate::digest::Digest;
 use crate::reference::ImageRef;
 use crate::transport::Endpoint;
@@ -37,7 +38,7 @@ pub struct Line {
     /// The predicate type (attestations and bundles).
     pub predicate_type: Option<String>,
     /// `Ok(i)`: verified with `keys[i]`; `Err(why)`: with none.
-    pub result: Result<usize, String>,
+    pub result: Result<usize, Rejected>,
     /// The verified statement's payload (attestations and bundles).
     pub statement: Option<Vec<u8>>,
 }
@@ -82,7 +83,7 @@ impl Examined {
 }
 
 /// The first key whose verdict is Ok (its index), or the first key's reason.
-fn pick<T>(per_key: impl Iterator<Item = Result<T, String>>) -> Result<(usize, T), String> {
+fn pick<T>(per_key: impl Iterator<Item = Result<T, Rejected>>) -> Result<(usize, T), Rejected> {
     let mut first_err = None;
     let mut n = 0;
     for (i, r) in per_key.enumerate() {
@@ -94,21 +95,27 @@ fn pick<T>(per_key: impl Iterator<Item = Result<T, String>>) -> Result<(usize, T
             }
         }
     }
-    let why = first_err.unwrap_or_else(|| "no key given".into());
-    Err(if n > 1 { format!("with none of the {n} keys: {why}") } else { why })
+    let why = first_err.unwrap_or(Rejected::NoKey);
+    Err(if n > 1 { Rejected::NoneOfKeys { n, first: Box::new(why) } } else { why })
 }
 
-/// Check everything beside `r` that describes `digest` against `keys`. A store that cannot be
-/// read is an error; a document that is there but wrong is a failed line.
+/// Check everything beside `r` that describes `digest` ([`discover`]) against `keys`. A `.sig`
+/// or `.att` tag that cannot be read is an error; unreadable referrers, and a document that is
+/// there but wrong, are failed lines.
 pub async fn examine(ep: &Endpoint, r: &ImageRef, digest: &Digest, keys: &[VerifyingKey]) -> Result<Examined> {
+    let mut found = discover(ep, r, digest).await;
+    if let Some(i) = found.unreadable.iter().position(|u| !matches!(u, Unreadable::Referrers { .. })) {
+        return Err(found.unreadable.swap_remove(i).into_error());
+    }
     let mut lines = Vec::new();
     let mut blobs: HashMap<String, Result<Vec<u8>, String>> = HashMap::new();
 
     // Legacy .sig.
-    let sig_tag = simple::sig_tag(digest.as_str());
-    if let Some(m) = ep.manifest_opt(&sig_ref(r, digest)).await? {
+    if let Some(Stored { tag: sig_tag, manifest: m }) = &found.sig {
         match serde_json::from_slice::<Value>(&m.bytes) {
-            Err(e) => lines.push(failed(Kind::Signature, &sig_tag, None, format!("not valid JSON ({e})"))),
+            Err(e) => {
+                lines.push(failed(Kind::Signature, sig_tag, None, Rejected::NotJson(format!("not valid JSON ({e})"))))
+            }
             Ok(json) => {
                 fetch_layers(ep, &json, &mut blobs).await;
                 let per_key: Vec<Vec<simple::LayerVerdict>> = keys
@@ -124,13 +131,16 @@ pub async fn examine(ep: &Endpoint, r: &ImageRef, digest: &Digest, keys: &[Verif
                     .collect();
                 let n = per_key.first().map_or(0, Vec::len);
                 if n == 0 {
-                    lines.push(failed(Kind::Signature, &sig_tag, None, "holds no signature layers".into()));
+                    lines.push(failed(Kind::Signature, sig_tag, None, Rejected::NoSignatureLayers));
                 }
                 for i in 0..n {
                     let layer = &per_key[0][i];
-                    let result =
-                        pick(per_key.iter().map(|vs| vs[i].result.as_ref().map(drop).map_err(ToString::to_string)))
-                            .map(|(k, ())| k);
+                    let result = pick(
+                        per_key
+                            .iter()
+                            .map(|vs| vs[i].result.as_ref().map(drop).map_err(|e| Rejected::Layer(e.clone()))),
+                    )
+                    .map(|(k, ())| k);
                     let digest = if layer.digest.is_empty() { "(no digest)" } else { &layer.digest };
                     lines.push(Line {
                         kind: Kind::Signature,
@@ -145,57 +155,62 @@ pub async fn examine(ep: &Endpoint, r: &ImageRef, digest: &Digest, keys: &[Verif
     }
 
     // Bundles among the referrers (API or referrers tag).
-    match referrers::list(ep, r, digest).await {
-        Err(e) => lines.push(failed(Kind::Signature, "referrers", None, format!("{e:#}"))),
-        Ok(list) => {
-            for d in list.iter().filter(|d| d["artifactType"] == bundle::BUNDLE_MEDIA_TYPE) {
-                let md = d["digest"].as_str().unwrap_or("(no digest)").to_string();
-                let what = format!("bundle {md}");
-                let claimed = d["annotations"][bundle::PREDICATE_ANNOTATION].as_str().map(str::to_string);
-                let kind_of = |pt: Option<&str>| {
-                    if pt.is_none_or(|p| p == dsse::COSIGN_SIGN_PREDICATE) {
-                        Kind::Signature
-                    } else {
-                        Kind::Attestation
-                    }
-                };
-                let manifest = match Digest::parse(&md) {
-                    Ok(x) => ep.manifest(&r.without_tag().with_digest(&x)).await.map_err(|e| format!("{e:#}")),
-                    Err(e) => Err(e),
-                };
-                let mv = manifest.and_then(|m| {
-                    serde_json::from_slice::<Value>(&m.bytes).map_err(|e| format!("the referrer is not JSON ({e})"))
-                });
-                let mv = match mv {
-                    Ok(v) => v,
-                    Err(e) => {
-                        lines.push(failed(kind_of(claimed.as_deref()), &what, claimed, e));
-                        continue;
-                    }
-                };
-                fetch_layers(ep, &mv, &mut blobs).await;
-                let fetch = |d: &str| blobs.get(d).cloned().unwrap_or_else(|| Err("not fetched".into()));
-                let result = pick(keys.iter().map(|k| bundle::verify_referrer(&mv, fetch, k, digest.as_str())));
-                let pt = match &result {
-                    Ok((_, st)) => Some(st.predicate_type.clone()),
-                    Err(_) => claimed,
-                };
-                lines.push(Line {
-                    kind: kind_of(pt.as_deref()),
-                    what,
-                    predicate_type: pt,
-                    statement: result.as_ref().ok().map(|(_, st)| st.payload.clone()),
-                    result: result.map(|(k, _)| k),
-                });
+    if let Some(e) = found.referrers_unreadable() {
+        lines.push(failed(Kind::Signature, "referrers", None, Rejected::Unreadable(format!("{e:#}"))));
+    }
+    for d in found.bundles() {
+        let md = d["digest"].as_str().unwrap_or("(no digest)").to_string();
+        let what = format!("bundle {md}");
+        let claimed = d["annotations"][bundle::PREDICATE_ANNOTATION].as_str().map(str::to_string);
+        let kind_of = |pt: Option<&str>| {
+            if pt.is_none_or(|p| p == dsse::COSIGN_SIGN_PREDICATE) {
+                Kind::Signature
+            } else {
+                Kind::Attestation
             }
-        }
+        };
+        let manifest = match Digest::parse(&md) {
+            Ok(x) => {
+                ep.manifest(&r.without_tag().with_digest(&x)).await.map_err(|e| Rejected::Unreadable(format!("{e:#}")))
+            }
+            Err(e) => Err(Rejected::Unreadable(e)),
+        };
+        let mv = manifest.and_then(|m| {
+            serde_json::from_slice::<Value>(&m.bytes)
+                .map_err(|e| Rejected::NotJson(format!("the referrer is not JSON ({e})")))
+        });
+        let mv = match mv {
+            Ok(v) => v,
+            Err(e) => {
+                lines.push(failed(kind_of(claimed.as_deref()), &what, claimed, e));
+                continue;
+            }
+        };
+        fetch_layers(ep, &mv, &mut blobs).await;
+        let fetch = |d: &str| blobs.get(d).cloned().unwrap_or_else(|| Err("not fetched".into()));
+        let result = pick(keys.iter().map(|k| bundle::verify_referrer(&mv, fetch, k, digest.as_str())));
+        let pt = match &result {
+            Ok((_, st)) => Some(st.predicate_type.clone()),
+            Err(_) => claimed,
+        };
+        lines.push(Line {
+            kind: kind_of(pt.as_deref()),
+            what,
+            predicate_type: pt,
+            statement: result.as_ref().ok().map(|(_, st)| st.payload.clone()),
+            result: result.map(|(k, _)| k),
+        });
     }
 
     // Attestations.
-    let att_tag = attest::att_tag(digest.as_str());
-    if let Some(m) = ep.manifest_opt(&beside(r, att_tag.clone())).await? {
+    if let Some(Stored { tag: att_tag, manifest: m }) = found.att.take() {
         match serde_json::from_slice::<Value>(&m.bytes) {
-            Err(e) => lines.push(failed(Kind::Attestation, &att_tag, None, format!("not valid JSON ({e})"))),
+            Err(e) => lines.push(failed(
+                Kind::Attestation,
+                &att_tag,
+                None,
+                Rejected::NotJson(format!("not valid JSON ({e})")),
+            )),
             Ok(json) => {
                 fetch_layers(ep, &json, &mut blobs).await;
                 let fetch = |d: &str| blobs.get(d).cloned().unwrap_or_else(|| Err("not fetched".into()));
@@ -288,56 +303,7 @@ pub async fn verify(ep: &Endpoint, r: &ImageRef, key: &VerifyingKey) -> Result<V
     Ok(Verified { tag: simple::sig_tag(image.digest.as_str()), image_digest: image.digest, lines: ex.lines })
 }
 
-/// What describes `digest` beside `r`, without checking it: the `.sig` and `.att` manifests
-/// (with their layer counts and predicate types) and every referrer (API or referrers tag), one
-/// line each. Never fails: a look-up that errors is a line saying so (a registry that answers
-/// oddly for a tag that does not exist must not stop a rebuild that only reports these).
-pub async fn describing(ep: &Endpoint, r: &ImageRef, digest: &Digest) -> Vec<String> {
-    let mut out = Vec::new();
-    let layers = |m: &crate::transport::Manifest| -> (usize, Vec<String>) {
-        let v: Value = serde_json::from_slice(&m.bytes).unwrap_or(Value::Null);
-        let ls = v["layers"].as_array().cloned().unwrap_or_default();
-        let mut types: Vec<String> = ls
-            .iter()
-            .filter_map(|l| l["annotations"][attest::PREDICATE_TYPE_ANNOTATION].as_str().map(str::to_string))
-            .collect();
-        types.dedup();
-        (ls.len(), types)
-    };
-    let sig_tag = simple::sig_tag(digest.as_str());
-    match ep.manifest_opt(&sig_ref(r, digest)).await {
-        Ok(Some(m)) => {
-            let (n, _) = layers(&m);
-            out.push(format!("{sig_tag} ({n} signature{})", if n == 1 { "" } else { "s" }));
-        }
-        Ok(None) => {}
-        Err(e) => out.push(format!("{sig_tag} unreadable: {e:#}")),
-    }
-    let att_tag = attest::att_tag(digest.as_str());
-    match ep.manifest_opt(&beside(r, att_tag.clone())).await {
-        Ok(Some(m)) => {
-            let (n, types) = layers(&m);
-            out.push(format!("{att_tag} ({n} attestation{}: {})", if n == 1 { "" } else { "s" }, types.join(", ")));
-        }
-        Ok(None) => {}
-        Err(e) => out.push(format!("{att_tag} unreadable: {e:#}")),
-    }
-    match referrers::list(ep, r, digest).await {
-        Ok(list) => {
-            for d in list {
-                out.push(format!(
-                    "referrer {} ({})",
-                    d["digest"].as_str().unwrap_or("(no digest)"),
-                    d["artifactType"].as_str().unwrap_or("no artifactType")
-                ));
-            }
-        }
-        Err(e) => out.push(format!("referrers unreadable: {e:#}")),
-    }
-    out
-}
-
-fn failed(kind: Kind, what: &str, predicate_type: Option<String>, why: String) -> Line {
+fn failed(kind: Kind, what: &str, predicate_type: Option<String>, why: Rejected) -> Line {
     Line { kind, what: what.to_string(), predicate_type, result: Err(why), statement: None }
 }
 
@@ -364,7 +330,7 @@ mod tests {
     use crate::image;
     use crate::progress::Progress;
     use crate::sign::dsse::tests::test_key;
-    use crate::sign::{publish, store};
+    use crate::sign::{publish, referrers, store};
     use crate::transport::{Manifest, NetOptions};
     use serde_json::json;
     use std::collections::BTreeMap;

@@ -11,6 +11,9 @@
 //! ring does the ECDSA work (key generation, PKCS#8, signing, verifying). ring has neither
 //! scrypt nor XSalsa20-Poly1305 (nacl secretbox), so those two come from RustCrypto's `scrypt`
 //! and `crypto_secretbox` crates, the same ones sigstore-rs uses.
+//!
+//! Owns: key generation, the key file formats and ECDSA sign/verify. Must not: read or write
+//! files ([`super::keyfile`] does) or prompt for passwords.
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;

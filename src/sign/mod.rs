@@ -2,7 +2,8 @@
 //! v3's sigstore bundles. The pure formats ([`keys`], [`simple`], [`dsse`], [`attest`],
 //! [`bundle`]) are apart from what touches the world: [`store`] reads and pushes `.sig`
 //! manifests, [`publish`] pushes `.att` attestations and bundle referrers, [`referrers`] lists
-//! and registers OCI 1.1 referrers (API or referrers tag), [`check`] checks all three formats
+//! and registers OCI 1.1 referrers (API or referrers tag), [`discover`] finds what describes a
+//! digest (`.sig`, `.att`, referrers) once for every caller, [`check`] checks all three formats
 //! for a digest, [`keyfile`] reads and writes key files (passwords come from the environment
 //! or from the CLI's prompt).
 //!
@@ -32,6 +33,7 @@
 pub mod attest;
 pub mod bundle;
 pub mod check;
+pub mod discover;
 pub mod dsse;
 pub mod keyfile;
 pub mod keys;
@@ -49,6 +51,59 @@ pub use simple::{
 
 /// Largest envelope, bundle or payload blob read back (an SBOM of a big image is a few MiB).
 pub const MAX_ENVELOPE: u64 = 64 << 20;
+
+/// Why a signature, attestation or bundle found beside an image does not verify with a key, or
+/// could not be checked at all: one line each, as `harden verify` and the source gate print
+/// them. Callers match on the variant, never on the text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejected {
+    /// A `.sig` layer ([`simple`]).
+    #[error(transparent)]
+    Layer(#[from] simple::LayerFailure),
+    /// A DSSE envelope ([`dsse`]): payload type, signature, statement, subject, predicate type.
+    #[error(transparent)]
+    Dsse(#[from] dsse::DsseFailure),
+    /// A DSSE envelope signed by another key than the one tried, as the bundle's hint says.
+    #[error("{failure} (the bundle names key {named}, this key is {this})")]
+    OtherKey { failure: dsse::DsseFailure, named: String, this: String },
+    /// A `.att` layer of another media type.
+    #[error("media type {0:?} is not {dsse_media}", dsse_media = attest::DSSE_MEDIA_TYPE)]
+    AttMediaType(String),
+    #[error("layer descriptor has no digest")]
+    NoDigest,
+    /// A blob (`envelope`, `bundle`) could not be fetched.
+    #[error("cannot fetch the {what}: {why}")]
+    Fetch { what: &'static str, why: String },
+    #[error("envelope digest is {found}, layer says {expected}")]
+    EnvelopeDigest { found: String, expected: String },
+    #[error("the referrer's manifest names subject {found}, not {expected}")]
+    ReferrerSubject { found: String, expected: String },
+    #[error("the referrer has no bundle layer")]
+    NoBundleLayer,
+    #[error("the bundle layer has no digest")]
+    NoBundleDigest,
+    #[error("the bundle's content is not {0}")]
+    BundleContent(String),
+    #[error("the bundle is not JSON ({0})")]
+    BundleJson(String),
+    #[error("the bundle's media type {0:?} is not a sigstore bundle's")]
+    BundleMediaType(String),
+    #[error("the bundle holds no DSSE envelope (a message signature?)")]
+    NoEnvelope,
+    /// A manifest (`.sig`, `.att`, a referrer) that is not JSON.
+    #[error("{0}")]
+    NotJson(String),
+    #[error("holds no signature layers")]
+    NoSignatureLayers,
+    /// A manifest or the referrers that could not be read (the look-up's error, one line).
+    #[error("{0}")]
+    Unreadable(String),
+    #[error("no key given")]
+    NoKey,
+    /// Tried with several keys: the first key's reason.
+    #[error("with none of the {n} keys: {first}")]
+    NoneOfKeys { n: usize, first: Box<Rejected> },
+}
 
 /// Everything that can go wrong with keys and signatures. Messages are one line each.
 #[derive(Debug, thiserror::Error)]

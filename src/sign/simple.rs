@@ -4,6 +4,9 @@
 //! repository. The layer blob is the payload (uncompressed, so its diff_id is its digest), its
 //! media type is [`SIMPLE_SIGNING_MEDIA_TYPE`] and its annotation [`SIGNATURE_ANNOTATION`] holds
 //! the standard (padded) base64 of the DER signature over the payload bytes.
+//!
+//! Owns: the simple-signing payload, `.sig` layers and manifests, and checking them. Must not:
+//! fetch or push anything (callers hand over blobs through closures).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

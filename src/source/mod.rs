@@ -1,4 +1,5 @@
-//! Source: the fetch-and-scan stage shared by `rebuild`, `check` and `sign` — an image's
+//! Source: the fetch-and-scan stage shared by `rebuild`, the read-only commands ([`read`]:
+//! `check`, `contract`, `sbom`, `files`) and `sign` — an image's
 //! manifest, config and layers, each layer fetched once per run (or batch), verified (blob
 //! digest and diff_id), and scanned into a [`LayerIndex`]; and the one walk over an index.
 //! A layer whose scan the [`scan_cache`] knows is not fetched to plan; its blob is fetched
@@ -22,8 +23,11 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+pub mod read;
 pub mod scan_cache;
 pub mod walk;
+
+pub use read::{read_images, Choose, ReadImage, ReadOptions};
 
 use scan_cache::ScanCache;
 
@@ -407,35 +411,4 @@ pub fn hash_locs(
         out.extend(hashes.into_iter().map(|(entry, d)| (crate::fs::Loc { layer, entry }, d)));
     }
     Ok(out)
-}
-
-/// One image read as `contract` and `files` read it: `image` itself, or for an index its first
-/// image (saying so on `progress`), fetched and scanned into its final filesystem.
-pub async fn read_first_image(
-    image: &ImageRef,
-    net: &crate::transport::NetOptions,
-    jobs: usize,
-    limits: &crate::layer::Limits,
-    progress: &Progress,
-) -> Result<(ImageRef, Manifest, Value, FinalFs)> {
-    let src = Endpoint::open(image, net)?;
-    let share = ScanShare::new()?;
-    let w = walk::walk(&src, image).await?;
-    let (r, manifest) = if w.index.is_some() {
-        let e = w
-            .entries
-            .iter()
-            .find(|e| e.kind == walk::EntryKind::Image)
-            .ok_or_else(|| anyhow!("{image}: the index lists no image"))?;
-        progress.line(&format!("{image}: an index; its first image, {}", e.platform()));
-        let r = image.with_digest(&e.digest);
-        let m = src.manifest(&r).await?;
-        (r, m)
-    } else {
-        (image.clone(), w.top)
-    };
-    let scanner = Scanner { src: &src, share: &share, jobs, progress, limits, mirror_to: None };
-    let (_, config, fs) = scanner.read(&r, &manifest).await?;
-    drop(share);
-    Ok((r, manifest, config, fs))
 }

@@ -1,6 +1,9 @@
 //! Registry credentials as docker, podman and skopeo find them: `REGISTRY_AUTH_FILE`,
 //! `$DOCKER_CONFIG/config.json`, `~/.docker/config.json`; `auths` entries, `credHelpers` and
 //! `credsStore` (docker-credential-* programs).
+//!
+//! Owns: finding credentials for a registry host. Must not: speak to registries (the client
+//! does the challenge) or print secrets.
 
 use anyhow::{anyhow, Context, Result};
 use base64::Engine;

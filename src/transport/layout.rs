@@ -7,6 +7,9 @@
 //! manifests and configs are read through [`crate::files::read_regular`] (bounded, at most the
 //! limit + 1 byte); a layer blob is checked the same way before its path is handed on. Errors
 //! name the file, never what a refused one holds.
+//!
+//! Owns: reading and writing OCI layouts on disk. Must not: know about profiles, or follow
+//! symlinks inside a layout.
 
 use super::{LocalBlob, Manifest};
 use crate::digest::Digest;

@@ -10,6 +10,9 @@
 //! receives nothing, an upload the registry takes nothing of, or no answer once it is all sent.
 //! (reqwest's read timeout is not used: hyper keeps reading while it sends a body, so it would
 //! cut every upload longer than the timeout, however steady.)
+//!
+//! Owns: requests to one registry and their retries, timeouts and progress. Must not: know
+//! about profiles, or decide what to push (the push protocol does).
 
 use super::auth::{self, Credentials};
 use super::errors::{describe, is_not_found, AttemptError};

@@ -1,5 +1,7 @@
 //! Hostile image documents read from OCI layouts: each is a clear error, never a panic or a
 //! hang, and nothing unverified gets past. And what endpoints answer for the code above them.
+//!
+//! Owns: those unit tests. Must not: need a registry or network.
 
 use super::*;
 use crate::image::{OCI_CONFIG, OCI_INDEX, OCI_MANIFEST};

@@ -7,9 +7,7 @@
 
 use crate::fs::{FinalFs, Loc};
 use crate::layer::tar::Kind;
-use crate::progress::Progress;
 use crate::reference::ImageRef;
-use crate::transport::NetOptions;
 use crate::Failure;
 use anyhow::Result;
 use serde::Serialize;
@@ -31,10 +29,7 @@ pub struct FilesOptions {
     pub executables: bool,
     /// Only paths this glob matches (`/usr/bin/*`; `*` stays within a directory, `**` crosses).
     pub glob: Option<String>,
-    pub jobs: usize,
-    pub net: NetOptions,
-    pub limits: crate::layer::Limits,
-    pub progress: Progress,
+    pub read: super::ReadOptions,
 }
 
 /// One path of the final filesystem.
@@ -218,15 +213,15 @@ pub fn render(format: Format, image: &ImageRef, digest: &str, rows: &[Row], note
 /// the JSON's `notes`.
 pub async fn files(o: FilesOptions) -> Result<String> {
     let glob = o.glob.as_deref().map(compile_glob).transpose().map_err(Failure::Usage)?;
-    let (_, manifest, _, fs) =
-        crate::source::read_first_image(&o.image, &o.net, o.jobs, &o.limits, &o.progress).await?;
+    let crate::source::read::ReadImage { manifest, fs, .. } =
+        crate::source::read::read_first(&o.image, &o.read).await?;
     for n in &fs.unpack_notes {
-        o.progress.line(&format!("note: {n}"));
+        o.read.progress.line(&format!("note: {n}"));
     }
     let all = rows(&fs);
     let n = all.len();
     let shown = filter(all, o.setuid, o.executables, glob.as_ref());
-    o.progress.line(&format!("{}: {} of {n} paths", o.image, shown.len()));
+    o.read.progress.line(&format!("{}: {} of {n} paths", o.image, shown.len()));
     Ok(render(o.format, &o.image, manifest.digest.as_str(), &shown, &fs.unpack_notes))
 }
 
