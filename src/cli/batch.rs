@@ -1,6 +1,6 @@
 //! `harden batch`: its flags, and a line on stdout per job as it ends.
 
-use super::args::{CacheArgs, Net};
+use super::args::{CacheArgs, CopyLogin, Net};
 use super::block_on;
 use anyhow::Result;
 use clap::Args;
@@ -37,6 +37,8 @@ pub struct BatchArgs {
     quiet: bool,
     #[command(flatten)]
     net: Net,
+    #[command(flatten)]
+    login: CopyLogin,
 }
 
 /// The line a job's end prints on stdout.
@@ -52,7 +54,7 @@ fn job_line(r: &JobReport) -> String {
 
 pub fn run(a: BatchArgs) -> Result<ExitCode> {
     let progress = Progress::new(a.quiet);
-    let net = a.net.options(&progress);
+    let net = a.login.apply(a.net.options(&progress)?)?;
     let opts = BatchOptions {
         file: a.file,
         jobs: a.jobs,

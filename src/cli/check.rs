@@ -32,7 +32,7 @@ pub struct CheckArgs {
 
 pub fn run(a: CheckArgs) -> Result<ExitCode> {
     let image = ImageRef::parse(&a.image).map_err(usage)?;
-    let (progress, net, limits) = a.read.open();
+    let (progress, net, limits) = a.read.open()?;
     let opts = CheckOptions {
         image,
         profiles: a.profile,

@@ -29,7 +29,7 @@ pub struct ContractArgs {
 
 pub fn run(a: ContractArgs) -> Result<ExitCode> {
     let image = ImageRef::parse(&a.image).map_err(usage)?;
-    let (progress, net, limits) = a.read.open();
+    let (progress, net, limits) = a.read.open()?;
     let c = block_on(
         &progress,
         "interrupted",

@@ -31,7 +31,7 @@ pub struct FilesArgs {
 
 pub fn run(a: FilesArgs) -> Result<ExitCode> {
     let image = ImageRef::parse(&a.image).map_err(usage)?;
-    let (progress, net, limits) = a.read.open();
+    let (progress, net, limits) = a.read.open()?;
     let opts = FilesOptions {
         image,
         format: a.format,

@@ -18,7 +18,7 @@ pub struct SbomArgs {
 
 pub fn run(a: SbomArgs) -> Result<ExitCode> {
     let image = ImageRef::parse(&a.image).map_err(usage)?;
-    let (progress, net, limits) = a.read.open();
+    let (progress, net, limits) = a.read.open()?;
     let opts = SbomOptions { image, jobs: a.read.jobs, net, limits, progress: progress.clone() };
     let bom = block_on(&progress, "interrupted", harden::sbom::sbom(opts))?;
     out(&format!("{}\n", serde_json::to_string_pretty(&bom)?))?;

@@ -127,7 +127,7 @@ impl ResultKey {
             tag: None,
             digest: Some(digest.clone()),
         };
-        let ep = Endpoint::open(&there, &ctx.o.net).ok()?;
+        let ep = Endpoint::open(&there, &ctx.o.net.for_destination()).ok()?;
         let manifest = ep.manifest(&there).await.ok()?;
         let images = images(&ep, &there, &manifest).await.ok()?;
         if !made_from(&images, top) {
