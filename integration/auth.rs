@@ -433,6 +433,10 @@ fn login_creds_flags() {
     creds_env.push(("HARDEN_CREDS".into(), good.clone().into()));
     let out = files(&image, &["--authfile", w], &creds_env);
     assert!(out.status.success(), "HARDEN_CREDS:\n{}", dump(&out));
+    // The other common flags come from HARDEN_* too (clap's env): HARDEN_TIMEOUT is --timeout.
+    let mut timeout_env = creds_env.clone();
+    timeout_env.push(("HARDEN_TIMEOUT".into(), "0".into()));
+    expect_refused(&files(&image, &[], &timeout_env), 2, &["--timeout"]);
 
     let dst = format!("{}/team/hard:1", dst_reg.host);
     let rebuild = |extra: &[&str]| {
@@ -445,7 +449,7 @@ fn login_creds_flags() {
     assert!(!dump(&out).contains(AUTH_PASS), "{}", dump(&out));
     // Each side its own: a wrong destination login fails at the destination (before any work).
     let out = rebuild(&["--src-creds", &good]);
-    expect_refused(&out, 1, &[&dst_reg.host]);
+    expect_refused(&out, 1, &[&dst_reg.host, "authentication for push failed (--creds)"]);
     let out = rebuild(&["--dest-creds", &good]);
     expect_refused(&out, 1, &[&src_reg.host]);
 }

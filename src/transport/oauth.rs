@@ -98,6 +98,16 @@ pub async fn exchange(
     parse_answer(&body, started).map(Some).map_err(|e| anyhow!("{registry}: token server {}: {e}", challenge.realm))
 }
 
+/// Whether the access token in use (and whether it has push scope) must be exchanged again
+/// before an operation (`push`: one that writes) at `now`: none yet, no push scope for a push,
+/// or 10 s or less left.
+pub fn needs_exchange(current: Option<&(bool, AccessToken)>, push: bool, now: Instant) -> bool {
+    match current {
+        Some((scoped_push, t)) => (push && !scoped_push) || t.expires <= now + Duration::from_secs(10),
+        None => true,
+    }
+}
+
 async fn read_bounded(mut res: reqwest::Response) -> Result<Vec<u8>> {
     let mut body = Vec::new();
     while let Some(chunk) = res.chunk().await? {
@@ -134,6 +144,19 @@ mod tests {
         );
         assert_eq!(bearer_challenge(r#"Basic realm="x""#), None);
         assert_eq!(bearer_challenge("garbage ,,, ="), None);
+    }
+
+    #[test]
+    fn exchanges_again_for_push_scope_and_before_expiry() {
+        let t0 = Instant::now();
+        let pull = (false, AccessToken { token: "p".into(), expires: t0 + Duration::from_secs(60) });
+        let push = (true, AccessToken { token: "w".into(), expires: t0 + Duration::from_secs(60) });
+        assert!(needs_exchange(None, false, t0));
+        assert!(!needs_exchange(Some(&pull), false, t0));
+        assert!(needs_exchange(Some(&pull), true, t0), "a pull token does not push");
+        assert!(!needs_exchange(Some(&push), false, t0), "a push token also pulls");
+        assert!(!needs_exchange(Some(&push), true, t0 + Duration::from_secs(49)));
+        assert!(needs_exchange(Some(&push), true, t0 + Duration::from_secs(50)), "10 s before expiry");
     }
 
     #[test]

@@ -41,6 +41,8 @@ pub struct Registry {
     /// An identity token to exchange, the HTTP client for it, and the access token in use
     /// (whether it has push scope).
     identity: Option<Identity>,
+    /// Where the login came from (`--creds`, a file and key, a helper), for messages.
+    login: String,
     retry: RetryPolicy,
     /// Bars for downloads and uploads (on a terminal).
     progress: crate::progress::Progress,
@@ -91,7 +93,7 @@ impl Registry {
         };
         let client =
             Client::try_from(config).map_err(|e| anyhow!("{r}: cannot set up the HTTP client: {}", describe(&e)))?;
-        let (creds, _) = net.logins.lookup(registry, repository)?;
+        let (creds, login) = net.logins.lookup(registry, repository)?;
         let (auth, identity) = match creds {
             Credentials::Anonymous => (RegistryAuth::Anonymous, None),
             Credentials::Basic(u, p) => (RegistryAuth::Basic(u, p), None),
@@ -117,6 +119,7 @@ impl Registry {
             client,
             auth,
             identity,
+            login,
             retry,
             progress: net.progress.clone(),
             registry: registry.clone(),
@@ -149,7 +152,9 @@ impl Registry {
             self.retry
                 .call(&what, || self.client.auth(&r, &self.auth, oci_client::RegistryOperation::Push))
                 .await
-                .map_err(|e| anyhow!("{}: authentication for push failed: {}", self.name(), describe(&e)))?;
+                .map_err(|e| {
+                    anyhow!("{}: authentication for push failed ({}): {}", self.name(), self.login, describe(&e))
+                })?;
         }
         Ok(())
     }
@@ -159,11 +164,13 @@ impl Registry {
     /// operations that follow.
     async fn ensure_identity(&self, id: &Identity, r: &Reference, push: bool) -> Result<()> {
         let mut current = id.current.lock().await;
-        let fresh = |c: &Option<(bool, super::oauth::AccessToken)>| matches!(c, Some((scoped_push, t)) if (*scoped_push || !push) && t.expires > Instant::now() + Duration::from_secs(10));
-        if !fresh(&current) {
+        if super::oauth::needs_exchange(current.as_ref(), push, Instant::now()) {
             let actions = if push { "pull,push" } else { "pull" };
             let scopes = [format!("repository:{}:{actions}", self.repository)];
-            match super::oauth::exchange(&id.http, &self.registry, &id.base, &id.refresh, &scopes).await? {
+            let exchanged = super::oauth::exchange(&id.http, &self.registry, &id.base, &id.refresh, &scopes)
+                .await
+                .with_context(|| format!("login from {}", self.login))?;
+            match exchanged {
                 Some(t) => *current = Some((push, t)),
                 // The registry wants no authentication: anonymous it is.
                 None => return Ok(()),
