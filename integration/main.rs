@@ -11,6 +11,7 @@
 //! acceptance test on the app fixture; `matrix_*` rebuild every fixture with every built-in profile.
 
 mod archives;
+mod auth;
 mod batch;
 mod check;
 mod common;

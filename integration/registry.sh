@@ -2,7 +2,7 @@
 # Start/stop a throwaway Docker distribution registry (Debian's docker-registry)
 # on a free 127.0.0.1 port, for harden's integration tests.
 #
-#   integration/registry.sh start [--auth] [--owner-pid PID] [--port PORT] DIR
+#   integration/registry.sh start [--auth | --token REALM CERT] [--owner-pid PID] [--port PORT] DIR
 #   integration/registry.sh stop DIR
 #
 # start: writes DIR/config.yml (storage in DIR/data), optionally DIR/htpasswd
@@ -13,6 +13,8 @@
 #        watchdog stops the registry once process PID is gone (so a killed
 #        test run does not leak registries). With --port, that port (a restart on
 #        the same port and storage: the reliability tests stop a registry mid-push).
+#        With --token, token authentication instead: service "harden-test", issuer
+#        "harden-test-issuer", tokens from REALM signed by CERT's key (integration/tokenserver.py).
 # stop:  kills the registry whose pid is in DIR/pid (if it is still that
 #        registry) and waits for it to exit. DIR itself is left for the caller.
 #
@@ -27,7 +29,7 @@ AUTH_PASS=secret-pw
 REGISTRY_BIN="${REGISTRY_BIN:-/usr/bin/docker-registry}"
 
 die() { printf 'registry.sh: ERROR: %s\n' "$*" >&2; exit 1; }
-usage() { echo "usage: $0 start [--auth] [--owner-pid PID] [--port PORT] DIR | stop DIR" >&2; exit 2; }
+usage() { echo "usage: $0 start [--auth | --token REALM CERT] [--owner-pid PID] [--port PORT] DIR | stop DIR" >&2; exit 2; }
 
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
@@ -67,7 +69,7 @@ cmd_stop() {
 }
 
 write_config() {
-  local dir="$1" port="$2" auth="$3"
+  local dir="$1" port="$2" auth="$3" token_realm="${4:-}" token_cert="${5:-}"
   {
     cat <<EOF
 version: 0.1
@@ -104,14 +106,25 @@ auth:
     path: $dir/htpasswd
 EOF
     fi
+    if [ -n "$token_realm" ]; then
+      cat <<EOF
+auth:
+  token:
+    realm: $token_realm
+    service: harden-test
+    issuer: harden-test-issuer
+    rootcertbundle: $token_cert
+EOF
+    fi
   } >"$dir/config.yml"
 }
 
 cmd_start() {
-  local auth=0 dir="" owner="" fixed_port=""
+  local auth=0 dir="" owner="" fixed_port="" token_realm="" token_cert=""
   while [ $# -gt 0 ]; do
     case "$1" in
       --auth) auth=1 ;;
+      --token) shift; token_realm="${1:-}"; shift; token_cert="${1:-}"; [ -n "$token_realm" ] && [ -f "$token_cert" ] || usage ;;
       --owner-pid) shift; owner="${1:-}"; [[ "$owner" =~ ^[0-9]+$ ]] || usage ;;
       --port) shift; fixed_port="${1:-}"; [[ "$fixed_port" =~ ^[0-9]+$ ]] || usage ;;
       -*) usage ;;
@@ -139,14 +152,14 @@ cmd_start() {
   local attempt port pid code i
   for attempt in 1 2 3 4 5; do
     port="${fixed_port:-$(free_port)}"
-    write_config "$dir" "$port" "$auth"
+    write_config "$dir" "$port" "$auth" "$token_realm" "$token_cert"
     # stdin/stdout/stderr fully redirected so callers capturing our output
     # (e.g. Rust's Command::output) don't wait for the daemon.
     setsid "$REGISTRY_BIN" serve "$dir/config.yml" </dev/null >"$dir/registry.log" 2>&1 &
     pid=$!
     for i in $(seq 1 100); do
       code="$(http_code "$port")"
-      if [ "$code" = 200 ] || { [ "$auth" = 1 ] && [ "$code" = 401 ]; }; then
+      if [ "$code" = 200 ] || { { [ "$auth" = 1 ] || [ -n "$token_realm" ]; } && [ "$code" = 401 ]; }; then
         echo "$port" >"$dir/port"
         echo "$pid" >"$dir/pid"
         if [ -n "$owner" ]; then

@@ -254,6 +254,10 @@ pub fn harden_env<S: AsRef<OsStr>, V: AsRef<OsStr>>(args: &[S], env: &[(&str, V)
     cmd.args(args)
         .current_dir(repo_root())
         .env("DOCKER_CONFIG", empty_docker_config())
+        // Nor podman's logins (XDG_RUNTIME_DIR's and XDG_CONFIG_HOME's containers/auth.json).
+        .env("XDG_RUNTIME_DIR", empty_docker_config())
+        .env("XDG_CONFIG_HOME", empty_docker_config())
+        .env_remove("HARDEN_CREDS")
         // Rewrite cache: this test process's own, never the user's (~/.cache/harden).
         .env("XDG_CACHE_HOME", it_cache_home())
         .env_remove("REGISTRY_AUTH_FILE")
@@ -689,6 +693,21 @@ impl Registry {
         let host = stdout_str(&out).trim().to_string();
         assert!(host.starts_with("127.0.0.1:"), "registry.sh start printed {host:?}");
         Registry { dir: Some(dir), host, auth }
+    }
+
+    /// A registry with token authentication: tokens from `realm`, signed by `cert`'s key
+    /// (integration/tokenserver.py).
+    pub fn start_token(realm: &str, cert: &Path) -> Registry {
+        require_tool("docker-registry");
+        let dir = tempdir("registry-token");
+        let mut cmd = Command::new(require_tool("bash"));
+        cmd.arg(integration_dir().join("registry.sh"))
+            .args(["start", "--owner-pid", &std::process::id().to_string(), "--token", realm])
+            .arg(cert)
+            .arg(dir.path());
+        let host = stdout_str(&run_ok(&mut cmd)).trim().to_string();
+        assert!(host.starts_with("127.0.0.1:"), "registry.sh start printed {host:?}");
+        Registry { dir: Some(dir), host, auth: true }
     }
 
     pub fn dir(&self) -> &Path {

@@ -3,7 +3,7 @@
 //! Owns: batch's flags and its stdout lines. Must not: run jobs itself (the library's
 //! [`harden::batch`] does).
 
-use super::args::{CacheArgs, Net};
+use super::args::{CacheArgs, CopyLogin, Net};
 use super::block_on;
 use anyhow::Result;
 use clap::Args;
@@ -40,6 +40,8 @@ pub struct BatchArgs {
     quiet: bool,
     #[command(flatten)]
     net: Net,
+    #[command(flatten)]
+    login: CopyLogin,
 }
 
 /// The line a job's end prints on stdout.
@@ -55,7 +57,7 @@ fn job_line(r: &JobReport) -> String {
 
 pub fn run(a: BatchArgs) -> Result<ExitCode> {
     let progress = Progress::new(a.quiet);
-    let net = a.net.options(&progress);
+    let net = a.login.apply(a.net.options(&progress)?)?;
     let opts = BatchOptions {
         file: a.file,
         jobs: a.jobs,

@@ -41,7 +41,7 @@ pub struct CheckArgs {
 
 pub fn run(a: CheckArgs) -> Result<ExitCode> {
     let image = ImageRef::parse(&a.image).map_err(usage)?;
-    let read = a.read.options();
+    let read = a.read.options()?;
     let progress = read.progress.clone();
     let opts =
         CheckOptions { image, profiles: a.profile, format: a.format, fail_on: a.fail_on, ignore: a.ignore, read };

@@ -33,7 +33,7 @@ pub struct ContractArgs {
 
 pub fn run(a: ContractArgs) -> Result<ExitCode> {
     let image = ImageRef::parse(&a.image).map_err(usage)?;
-    let read = a.read.options();
+    let read = a.read.options()?;
     let c = block_on(&read.progress, "interrupted", harden::inspect::contract::contract(&image, &a.profile, &read))?;
     out_to(a.output.as_deref(), &c.render(a.format))?;
     Ok(ExitCode::SUCCESS)

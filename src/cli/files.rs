@@ -34,7 +34,7 @@ pub struct FilesArgs {
 
 pub fn run(a: FilesArgs) -> Result<ExitCode> {
     let image = ImageRef::parse(&a.image).map_err(usage)?;
-    let read = a.read.options();
+    let read = a.read.options()?;
     let progress = read.progress.clone();
     let opts =
         FilesOptions { image, format: a.format, setuid: a.setuid, executables: a.executables, glob: a.glob, read };

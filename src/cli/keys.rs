@@ -1,11 +1,12 @@
-//! `harden keygen`, `sign`, `attest` and `verify`, and the one place harden asks for a password
-//! on the terminal (the library takes passwords from the environment or from these prompts).
+//! `harden keygen`, `sign`, `attest` and `verify`, and where harden asks for a key password on
+//! the terminal (the library takes passwords from the environment or from these prompts; the
+//! prompt itself is [`super::prompt`]).
 //!
-//! Owns: these commands' flags, their stdout, and the password prompt. Must not: hold the
-//! formats or the policy (they are [`harden::sign`]'s).
+//! Owns: these commands' flags and their stdout. Must not: hold the formats or the policy (they
+//! are [`harden::sign`]'s).
 
 use super::args::Net;
-use super::{block_on, outln, usage};
+use super::{block_on, outln, prompt, terminal, usage};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use harden::digest::Digest;
@@ -17,7 +18,6 @@ use harden::source::walk;
 use harden::transport::Endpoint;
 use harden::Failure;
 use std::collections::BTreeMap;
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -99,14 +99,6 @@ pub struct VerifyArgs {
     net: Net,
 }
 
-fn prompt(msg: &str) -> Result<String> {
-    rpassword::prompt_password(msg).context("cannot read the password from the terminal")
-}
-
-fn terminal() -> bool {
-    std::io::stdin().is_terminal()
-}
-
 /// The password of the private key at `path`, asked on the terminal (when there is one).
 pub fn ask_key_password(path: &Path) -> Result<String> {
     if !terminal() {
@@ -154,7 +146,7 @@ pub fn sign(a: SignArgs) -> Result<ExitCode> {
     let annotations = parse_annotations(&a.annotations)?;
     let key = load_signing_key(&a.key)?;
     let progress = Progress::new(a.quiet);
-    let net = a.net.options(&progress);
+    let net = a.net.options(&progress)?;
     let created = harden::config::source_date_epoch()?.map(|(_, s)| s);
     let signed = block_on(&progress, "interrupted", async {
         let ep = Endpoint::open(&r, &net)?;
@@ -193,7 +185,7 @@ pub fn attest(a: AttestArgs) -> Result<ExitCode> {
     }
     let key = load_signing_key(&a.key)?;
     let progress = Progress::new(a.quiet);
-    let net = a.net.options(&progress);
+    let net = a.net.options(&progress)?;
     let (pinned, _) = block_on(&progress, "interrupted", async {
         let ep = Endpoint::open(&r, &net)?;
         let image = ep.manifest(&r).await?;
@@ -215,7 +207,7 @@ pub fn verify(a: VerifyArgs) -> Result<ExitCode> {
     let names: Vec<String> = a.key.iter().map(|k| k.display().to_string()).collect();
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
     let progress = if a.quiet { Progress::Quiet } else { Progress::Plain };
-    let net = a.net.options(&progress);
+    let net = a.net.options(&progress)?;
     let (digest, ex) = block_on(&progress, "interrupted", async {
         let ep = Endpoint::open(&r, &net)?;
         let image = ep.manifest(&r).await?;

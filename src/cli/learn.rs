@@ -25,7 +25,7 @@ pub struct LearnArgs {
 
 pub fn run(a: LearnArgs) -> Result<ExitCode> {
     let image = ImageRef::parse(&a.image).map_err(usage)?;
-    let (progress, net, _) = a.read.open();
+    let (progress, net, _) = a.read.open()?;
     let opts = LearnOptions { image, profiles: a.profile, net, progress: progress.clone() };
     let text = block_on(&progress, "interrupted", harden::learn::learn(opts))?;
     out(&text)?;

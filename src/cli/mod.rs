@@ -21,7 +21,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 use harden::error::exit;
 use harden::progress::Progress;
 use std::future::Future;
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -163,6 +163,16 @@ pub fn run() -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Ask for a password on the terminal (`/dev/tty`), without echo.
+fn prompt(msg: &str) -> Result<String> {
+    rpassword::prompt_password(msg).context("cannot read the password from the terminal")
+}
+
+/// Whether a person can be asked: stdin is a terminal.
+fn terminal() -> bool {
+    std::io::stdin().is_terminal()
 }
 
 /// A usage error (exit 2) from a message.

@@ -3,7 +3,7 @@
 //! Owns: rebuild's flags and their defaults, and the one line it prints. Must not: hold any
 //! step of the rebuild ([`harden::pipeline`] does).
 
-use super::args::{CacheArgs, LimitArgs, Net};
+use super::args::{CacheArgs, CopyLogin, LimitArgs, Net};
 use super::{block_on, outln, usage};
 use anyhow::Result;
 use clap::Args;
@@ -101,6 +101,8 @@ pub struct RebuildArgs {
     #[command(flatten)]
     net: Net,
     #[command(flatten)]
+    login: CopyLogin,
+    #[command(flatten)]
     limits: LimitArgs,
 }
 
@@ -114,7 +116,8 @@ impl RebuildArgs {
         let sign_key = self.sign_key.as_deref().map(super::keys::load_signing_key).transpose()?.map(Arc::new);
         let progress = Progress::new(self.quiet);
         let limits = self.limits.limits();
-        let net = harden::transport::NetOptions { max_blob: limits.max_layer_size, ..self.net.options(&progress) };
+        let net = self.login.apply(self.net.options(&progress)?)?;
+        let net = harden::transport::NetOptions { max_blob: limits.max_layer_size, ..net };
         let opts = RebuildOptions {
             profiles: self.profile,
             report: self.report,

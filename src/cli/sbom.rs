@@ -26,7 +26,7 @@ pub struct SbomArgs {
 
 pub fn run(a: SbomArgs) -> Result<ExitCode> {
     let image = ImageRef::parse(&a.image).map_err(usage)?;
-    let read = a.read.options();
+    let read = a.read.options()?;
     let progress = read.progress.clone();
     let bom = block_on(&progress, "interrupted", harden::inspect::sbom::sbom(SbomOptions { image, read }))?;
     out_to(a.output.as_deref(), &format!("{}\n", serde_json::to_string_pretty(&bom)?))?;

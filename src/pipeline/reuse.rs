@@ -122,7 +122,7 @@ impl ResultKey {
             return None;
         }
         let there = ctx.dst_ref.in_repository(at_repository, digest)?;
-        let ep = Endpoint::open(&there, &ctx.o.net).ok()?;
+        let ep = Endpoint::open(&there, &ctx.o.net.for_destination()).ok()?;
         let manifest = ep.manifest(&there).await.ok()?;
         let images = images(&ep, &there, &manifest).await.ok()?;
         if !made_from(&images, top) {

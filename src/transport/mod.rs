@@ -13,6 +13,7 @@ pub mod errors;
 pub mod follow;
 pub mod layout;
 pub mod locations;
+pub mod oauth;
 pub mod push;
 pub mod registry;
 pub mod retry;
@@ -51,6 +52,21 @@ pub struct NetOptions {
     /// The largest blob an archive may unpack (`--max-layer-size`: a layer blob is at most a
     /// layer; see [`archive`]).
     pub max_blob: u64,
+    /// Where registry credentials come from (`--authfile`, `--creds`, the auth files).
+    pub logins: auth::Logins,
+}
+
+impl NetOptions {
+    /// These settings for reading the source image: `--src-creds` before `--creds`.
+    pub fn for_source(&self) -> NetOptions {
+        NetOptions { logins: self.logins.for_source(), ..self.clone() }
+    }
+
+    /// These settings for writing the destination (and what goes beside it: signatures,
+    /// attestations, the shared cache): `--dest-creds` before `--creds`.
+    pub fn for_destination(&self) -> NetOptions {
+        NetOptions { logins: self.logins.for_destination(), ..self.clone() }
+    }
 }
 
 impl Default for NetOptions {
@@ -63,6 +79,7 @@ impl Default for NetOptions {
             timeout: retry::DEFAULT_TIMEOUT,
             progress: crate::progress::Progress::default(),
             max_blob: crate::layer::DEFAULT_MAX_LAYER_SIZE,
+            logins: auth::Logins::default(),
         }
     }
 }

@@ -1,4 +1,5 @@
-//! A registry through oci-client: Basic auth and the Bearer challenge are oci-client's; plain
+//! A registry through oci-client: Basic auth and the Bearer challenge are oci-client's (an
+//! identity token is exchanged by [`super::oauth`] and handed to it as a Bearer token); plain
 //! HTTP is used for localhost and 127.0.0.0/8 (or with `--plain-http`). Layer uploads are
 //! monolithic PUTs with the digest known up front, streamed from a local file or from behind a
 //! download still under way (see [`super::follow`]), which downloads publish their progress to.
@@ -14,7 +15,7 @@
 //! Owns: requests to one registry and their retries, timeouts and progress. Must not: know
 //! about profiles, or decide what to push (the push protocol does).
 
-use super::auth::{self, Credentials};
+use super::auth::Credentials;
 use super::errors::{describe, is_not_found, AttemptError};
 use super::follow::{End, Follow, Tap};
 use super::retry::{Classify, RetryPolicy};
@@ -40,11 +41,23 @@ const UPLOAD_CHUNK: usize = 256 << 10;
 pub struct Registry {
     client: Client,
     auth: RegistryAuth,
+    /// An identity token to exchange, the HTTP client for it, and the access token in use
+    /// (whether it has push scope).
+    identity: Option<Identity>,
+    /// Where the login came from (`--creds`, a file and key, a helper), for messages.
+    login: String,
     retry: RetryPolicy,
     /// Bars for downloads and uploads (on a terminal).
     progress: crate::progress::Progress,
     pub registry: String,
     pub repository: String,
+}
+
+struct Identity {
+    refresh: String,
+    http: reqwest::Client,
+    base: String,
+    current: tokio::sync::Mutex<Option<(bool, super::oauth::AccessToken)>>,
 }
 
 const ACCEPT: &[&str] =
@@ -60,6 +73,7 @@ impl Registry {
         let ImageRef::Registry { registry, repository, .. } = r else { bail!("{r} is not a registry reference") };
         let protocol =
             if net.plain_http || is_loopback(registry) { ClientProtocol::Http } else { ClientProtocol::Https };
+        let plain = matches!(protocol, ClientProtocol::Http);
         let mut extra = Vec::new();
         if let Some(ca) = &net.ca_cert {
             let data = std::fs::read(ca).with_context(|| format!("--ca-cert {}: cannot read", ca.display()))?;
@@ -82,13 +96,33 @@ impl Registry {
         };
         let client =
             Client::try_from(config).map_err(|e| anyhow!("{r}: cannot set up the HTTP client: {}", describe(&e)))?;
-        let auth = match auth::lookup(registry)? {
-            Credentials::Anonymous => RegistryAuth::Anonymous,
-            Credentials::Basic(u, p) => RegistryAuth::Basic(u, p),
+        let (creds, login) = net.logins.lookup(registry, repository)?;
+        let (auth, identity) = match creds {
+            Credentials::Anonymous => (RegistryAuth::Anonymous, None),
+            Credentials::Basic(u, p) => (RegistryAuth::Basic(u, p), None),
+            Credentials::IdentityToken(refresh) => {
+                let mut b = reqwest::Client::builder()
+                    .danger_accept_invalid_certs(net.insecure)
+                    .connect_timeout(net.timeout.min(Duration::from_secs(30)))
+                    .timeout(net.timeout);
+                if let Some(ca) = &net.ca_cert {
+                    let pem = std::fs::read(ca).with_context(|| format!("--ca-cert {}: cannot read", ca.display()))?;
+                    let cert = reqwest::Certificate::from_pem(&pem)
+                        .map_err(|e| anyhow!("--ca-cert {}: not a PEM certificate: {e}", ca.display()))?;
+                    b = b.tls_certs_merge([cert]);
+                }
+                let http = b.build().map_err(|e| anyhow!("{r}: cannot set up the HTTP client: {e}"))?;
+                let scheme = if plain { "http" } else { "https" };
+                let base = format!("{scheme}://{registry}");
+                let current = tokio::sync::Mutex::new(None);
+                (RegistryAuth::Anonymous, Some(Identity { refresh, http, base, current }))
+            }
         };
         Ok(Registry {
             client,
             auth,
+            identity,
+            login,
             retry,
             progress: net.progress.clone(),
             registry: registry.clone(),
@@ -112,13 +146,52 @@ impl Registry {
 
     async fn ensure_auth(&self, push: bool) -> Result<()> {
         let r = self.reference(None);
+        if let Some(id) = &self.identity {
+            return self.ensure_identity(id, &r, push).await;
+        }
         self.client.store_auth_if_needed(&self.registry, &self.auth).await;
         if push {
             let what = format!("{}: authentication for push", self.name());
             self.retry
                 .call(&what, || self.client.auth(&r, &self.auth, oci_client::RegistryOperation::Push))
                 .await
-                .map_err(|e| anyhow!("{}: authentication for push failed: {}", self.name(), describe(&e)))?;
+                .map_err(|e| {
+                    anyhow!("{}: authentication for push failed ({}): {}", self.name(), self.login, describe(&e))
+                })?;
+        }
+        Ok(())
+    }
+
+    /// An access token for this repository (with push scope when `push`), exchanged again when
+    /// the one in use has not that scope or expires within 10 s, given to oci-client for the
+    /// operations that follow.
+    async fn ensure_identity(&self, id: &Identity, r: &Reference, push: bool) -> Result<()> {
+        let mut current = id.current.lock().await;
+        if super::oauth::needs_exchange(current.as_ref(), push, Instant::now()) {
+            let actions = if push { "pull,push" } else { "pull" };
+            let scopes = [format!("repository:{}:{actions}", self.repository)];
+            let exchanged = super::oauth::exchange(&id.http, &self.registry, &id.base, &id.refresh, &scopes)
+                .await
+                .with_context(|| format!("login from {}", self.login))?;
+            match exchanged {
+                Some(t) => *current = Some((push, t)),
+                // The registry wants no authentication: anonymous it is.
+                None => return Ok(()),
+            }
+        }
+        let Some((scoped_push, t)) = current.as_ref() else { return Ok(()) };
+        let bearer = RegistryAuth::Bearer(t.token.clone());
+        let ops: &[oci_client::RegistryOperation] = if *scoped_push {
+            &[oci_client::RegistryOperation::Pull, oci_client::RegistryOperation::Push]
+        } else {
+            &[oci_client::RegistryOperation::Pull]
+        };
+        for op in ops {
+            // With a Bearer token oci-client sends no request here: it files the token for `op`.
+            self.client
+                .auth(r, &bearer, *op)
+                .await
+                .map_err(|e| anyhow!("{}: authentication failed: {}", self.name(), describe(&e)))?;
         }
         Ok(())
     }
