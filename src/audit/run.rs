@@ -75,20 +75,21 @@ pub async fn check(o: CheckOptions) -> Result<CheckOutput> {
     // An index is audited image by image (attestation manifests are not images; nested
     // indexes are followed by the one walk).
     let w = walk::walk(&src, &o.image).await?;
-    let images: Vec<(ImageRef, crate::transport::Manifest)> = if w.index.is_some() {
+    // Each with the platform its index entry states (SARIF keeps the platforms apart by it).
+    let images: Vec<(ImageRef, crate::transport::Manifest, Option<serde_json::Value>)> = if w.index.is_some() {
         let mut out = Vec::new();
         for e in w.entries.iter().filter(|e| e.kind == walk::EntryKind::Image) {
             let r = o.image.with_digest(&e.digest);
             let m = e.fetch(&src, &o.image).await?;
-            out.push((r, m));
+            out.push((r, m, e.descriptor.get("platform").cloned()));
         }
         out
     } else {
-        vec![(o.image.clone(), w.top)]
+        vec![(o.image.clone(), w.top, None)]
     };
     let mut rendered = Vec::new();
     let mut failed = false;
-    for (r, manifest) in images {
+    for (r, manifest, platform) in images {
         let scanner = source::Scanner {
             src: &src,
             share: &share,
@@ -113,7 +114,7 @@ pub async fn check(o: CheckOptions) -> Result<CheckOutput> {
             ignore: &o.ignore,
         };
         let findings = audit(&fs, &config, &ctx);
-        let image = ImageInfo { reference: r.to_string(), digest: manifest.digest.to_string() };
+        let image = ImageInfo::new(r.to_string(), manifest.digest.to_string(), platform.as_ref().unwrap_or(&config));
         let this_failed = fails(&findings, o.fail_on);
         failed |= this_failed;
         let (n, f, w, i) = super::counts(&findings);
