@@ -13,6 +13,7 @@
 mod archives;
 mod batch;
 mod check;
+mod ci;
 mod common;
 mod contract;
 mod corpus;
