@@ -148,9 +148,13 @@ fn ci_samples_and_templates_validate_against_their_schemas() {
     }
 }
 
-fn build_image(out: &Path) -> String {
+fn build_image(out: &Path, sign_key: Option<&Path>) -> String {
     let mut cmd = Command::new(require_tool("bash"));
     cmd.arg(repo_root().join("image/build.sh")).env("HARDEN", harden_bin()).env("OUT", out).env_remove("IMAGE");
+    match sign_key {
+        Some(k) => cmd.env("SIGN_KEY", k).env("HARDEN_PASSWORD", "image-pw"),
+        None => cmd.env_remove("SIGN_KEY"),
+    };
     let o = run_ok(&mut cmd);
     let digest = stdout_str(&o).trim().to_string();
     assert!(is_sha256_digest(&digest), "image/build.sh printed {digest:?}\n{}", dump(&o));
@@ -174,15 +178,21 @@ fn run_image(layout_ref: &str, bundle: &Path, args: &[&str]) -> std::process::Ou
     runc_run_args(bundle, Some(&full))
 }
 
-/// `make image` twice gives one digest; the image is strict-hardened, has no shell, passes
-/// `harden check --fail-on warn`, and runs under runc as 65532: `--version`, then a real rebuild
+/// `make image` twice gives one digest (and with SIGN_KEY the same digest, signed and attested:
+/// `harden verify` checks both); the image has no shell, passes `harden check --fail-on warn`,
+/// runs under containerd (`ctr run`) and under runc as 65532: `--version`, then a real rebuild
 /// from one local registry to another, which skopeo reads back by the digest it printed.
 #[test]
 fn ci_make_image_is_reproducible_and_runs_a_rebuild_under_runc() {
     let tmp = tempdir("ci-image");
-    let first = build_image(&tmp.path().join("one"));
-    let second = build_image(&tmp.path().join("two"));
+    let first = build_image(&tmp.path().join("one"), None);
+    let second = build_image(&tmp.path().join("two"), None);
     assert_eq!(first, second, "make image is not reproducible");
+    let keys = tmp.path().join("cosign");
+    run_ok(Command::new(harden_bin()).args(["keygen", "--output"]).arg(&keys).env("HARDEN_PASSWORD", "image-pw"));
+    let signed_out = tmp.path().join("signed");
+    let signed = build_image(&signed_out, Some(&keys.with_extension("key")));
+    assert_eq!(signed, first, "signing changed the image");
     let out = tmp.path().join("one");
     let version = stdout_str(&harden(&["--version"])).split_whitespace().nth(1).unwrap().to_string();
     let layout_ref = format!("oci:{}:{version}", out.join("harden-oci").display());
@@ -196,6 +206,37 @@ fn ci_make_image_is_reproducible_and_runs_a_rebuild_under_runc() {
     assert_eq!(check["summary"]["warn"], 0, "{check}");
     let sbom = read_json(&out.join("harden.cdx.json"));
     assert_eq!(sbom["bomFormat"], "CycloneDX");
+
+    let signed_ref = format!("oci:{}:{version}", signed_out.join("harden-oci").display());
+    let pub_key = keys.with_extension("pub");
+    let pub_key = pub_key.to_str().unwrap();
+    let v = harden(&["verify", &signed_ref, "--key", pub_key, "--attestation", "https://slsa.dev/provenance/v1"]);
+    assert!(v.status.success(), "the signed image does not verify:\n{}", dump(&v));
+    let v = harden(&["verify", &layout_ref, "--key", pub_key]);
+    assert!(!v.status.success(), "the unsigned build verifies:\n{}", dump(&v));
+
+    // containerd imports the layout and runs it.
+    let ctrd = Containerd::start();
+    let tar = tmp.path().join("harden-oci.tar");
+    run_ok(Command::new("tar").arg("-C").arg(out.join("harden-oci")).arg("-cf").arg(&tar).arg("."));
+    let o = run_with_timeout(
+        ctrd.ctr().args(["images", "import", "--snapshotter", "native", "--base-name", "localhost/harden"]).arg(&tar),
+    );
+    assert!(o.status.success(), "ctr images import:\n{}\n{}", dump(&o), ctrd.log());
+    let id = format!("harden-it-image-{}", std::process::id());
+    let o = run_with_timeout(ctrd.ctr().args([
+        "run",
+        "--rm",
+        "--snapshotter",
+        "native",
+        &format!("localhost/harden:{version}"),
+        &id,
+        "/usr/local/bin/harden",
+        "--version",
+    ]));
+    assert!(o.status.success(), "ctr run:\n{}\n{}", dump(&o), ctrd.log());
+    assert_eq!(stdout_str(&o).trim(), format!("harden {version}"));
+    drop(ctrd);
 
     let bundle = tmp.path().join("bundle");
     let v = run_image(&layout_ref, &bundle, &["--version"]);
