@@ -1,7 +1,7 @@
 # harden — set-up and checks. `make demo` and `make test` work on a fresh Debian machine (as root).
 CARGO ?= cargo
 
-.PHONY: all build release demo test lint unit bench fuzz clean-fixtures
+.PHONY: all build release demo test lint unit bench fuzz clean-fixtures image
 
 all: build
 
@@ -16,6 +16,14 @@ include integration/integration.mk
 ## demo: harden a local sample image (real Debian content) through a local registry.
 demo: setup release
 	bash integration/demo.sh
+
+## image: harden's own OCI image, built and hardened by harden (image/build.sh) into
+## target/image/harden-oci; IMAGE=registry/harden:TAG also pushes it, SIGN_KEY=cosign.key signs
+## and attests it. Reproducible (SOURCE_DATE_EPOCH: the last commit's time); prints the digest.
+IMAGE ?=
+SIGN_KEY ?=
+image: release
+	IMAGE='$(IMAGE)' SIGN_KEY='$(SIGN_KEY)' bash image/build.sh
 
 ## test: formatting, lints, unit tests, then the integration tests against real tools.
 test: lint unit integration

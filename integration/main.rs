@@ -14,6 +14,7 @@ mod archives;
 mod auth;
 mod batch;
 mod check;
+mod ci;
 mod common;
 mod contract;
 mod corpus;

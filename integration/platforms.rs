@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 /// Add to the app fixture's layout an index of two "platforms" (the app and app-shellcmd images,
 /// which share their base layer) and an attestation manifest, tagged `multi`.
-fn multi_platform_layout(tmp: &std::path::Path) -> (Fixture, Value) {
+pub(crate) fn multi_platform_layout(tmp: &std::path::Path) -> (Fixture, Value) {
     let fx = fixture("app").copy_into(tmp);
     let entry = |tag: &str, platform: Value| {
         let d = oci_manifest_digest(&fx.layout, tag);

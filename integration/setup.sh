@@ -45,39 +45,48 @@ ORDER=(docker-registry skopeo umoci runc debootstrap oci-image-tool htpasswd zst
   /usr/bin/time)
 
 # PyPI: cyclonedx-python-lib validates the SBOMs (integration/packages.rs) and cryptography
-# checks DSSE attestations independently (integration/attest.rs), in a venv of its own
+# checks DSSE attestations independently (integration/attest.rs); kubernetes-validate and
+# check-jsonschema validate samples/ and ci/ (integration/ci.rs); in a venv of its own
 # (Debian's python is externally managed) at target/it-venv; installed once, checked each run.
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 VENV="$ROOT/target/it-venv"
 python_libs() {
-  if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c 'import cyclonedx.validation.json, cryptography' 2>/dev/null; then
-    echo "setup.sh: cyclonedx-python-lib and cryptography present in $VENV"
+  if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c 'import cyclonedx.validation.json, cryptography' 2>/dev/null &&
+    [ -x "$VENV/bin/kubernetes-validate" ] && [ -x "$VENV/bin/check-jsonschema" ]; then
+    echo "setup.sh: cyclonedx-python-lib, cryptography, kubernetes-validate and check-jsonschema present in $VENV"
     return 0
   fi
   echo "setup.sh: installing cyclonedx-python-lib and cryptography (PyPI) into $VENV"
   [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV" ||
     { echo "setup.sh: ERROR: python3 -m venv failed (Debian package python3-venv)" >&2; exit 1; }
-  "$VENV/bin/python" -m pip install -q 'cyclonedx-python-lib[json-validation]' cryptography ||
-    { echo "setup.sh: ERROR: pip install cyclonedx-python-lib cryptography failed" >&2; exit 1; }
+  "$VENV/bin/python" -m pip install -q 'cyclonedx-python-lib[json-validation]' cryptography \
+    kubernetes-validate check-jsonschema ||
+    { echo "setup.sh: ERROR: pip install cyclonedx-python-lib cryptography kubernetes-validate check-jsonschema failed" >&2; exit 1; }
 }
 
 # npm: @sigstore/verify (sigstore-js) checks cosign v3 bundles independently
-# (integration/attest.rs), installed into target/npm; node 20 and npm come from the machine.
+# (integration/attest.rs) and @microsoft/sarif-multitool (a self-contained native binary, no
+# dotnet) validates check's SARIF (integration/ci.rs), installed into target/npm; node 20 and
+# npm come from the machine.
 NPM_DIR="$ROOT/target/npm"
 node_libs() {
   if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
     echo "setup.sh: ERROR: node and npm are needed for @sigstore/verify (Debian packages nodejs, npm)" >&2
     exit 1
   fi
-  if (cd "$NPM_DIR" 2>/dev/null && node -e 'require("@sigstore/verify"); require("@sigstore/bundle")' 2>/dev/null); then
-    echo "setup.sh: @sigstore/verify present in $NPM_DIR"
+  if (cd "$NPM_DIR" 2>/dev/null && node -e 'require("@sigstore/verify"); require("@sigstore/bundle")' 2>/dev/null) &&
+    [ -x "$NPM_DIR/node_modules/@microsoft/sarif-multitool-linux/Sarif.Multitool" ]; then
+    echo "setup.sh: @sigstore/verify and @microsoft/sarif-multitool present in $NPM_DIR"
     return 0
   fi
   echo "setup.sh: installing @sigstore/verify (npm) into $NPM_DIR"
   mkdir -p "$NPM_DIR"
   [ -f "$NPM_DIR/package.json" ] || echo '{"name":"harden-it","private":true}' > "$NPM_DIR/package.json"
-  npm install --prefix "$NPM_DIR" --no-audit --no-fund -q '@sigstore/verify@3.1.1' '@sigstore/bundle@4' ||
-    { echo "setup.sh: ERROR: npm install @sigstore/verify failed" >&2; exit 1; }
+  npm install --prefix "$NPM_DIR" --no-audit --no-fund -q '@sigstore/verify@3.1.1' '@sigstore/bundle@4' \
+    '@microsoft/sarif-multitool@5' ||
+    { echo "setup.sh: ERROR: npm install @sigstore/verify @microsoft/sarif-multitool failed" >&2; exit 1; }
+  # Its postinstall (chmod u+x) may be skipped by npm's install-script policy.
+  chmod u+x "$NPM_DIR/node_modules/@microsoft/sarif-multitool-linux/Sarif.Multitool" 2>/dev/null || true
 }
 
 have() {

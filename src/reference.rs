@@ -268,6 +268,21 @@ impl ImageRef {
         }
     }
 
+    /// Its name without what changes from build to build: a registry image by its repository
+    /// (no tag, no digest), a layout or archive as named, less the digest.
+    pub fn stable_name(&self) -> String {
+        match self {
+            ImageRef::Registry { .. } => self.repository_name(),
+            ImageRef::Layout { .. } | ImageRef::DockerArchive { .. } | ImageRef::OciArchive { .. } => {
+                let s = self.to_string();
+                match self.digest() {
+                    Some(d) => s.trim_end_matches(&format!("@{d}")).to_string(),
+                    None => s,
+                }
+            }
+        }
+    }
+
     pub fn digest(&self) -> Option<&Digest> {
         match self {
             ImageRef::Registry { digest, .. }

@@ -28,6 +28,25 @@ use serde_json::{json, Value};
 pub struct ImageInfo {
     pub reference: String,
     pub digest: String,
+    /// `os/architecture[/variant]` from its config, when it says (SARIF keeps platforms apart).
+    pub platform: Option<String>,
+}
+
+impl ImageInfo {
+    /// The image named `reference`, its manifest `digest` and the platform `platform` states:
+    /// an index entry's `platform`, else the image's config (both have `os`, `architecture`
+    /// and `variant`).
+    pub fn new(reference: String, digest: String, platform: &Value) -> ImageInfo {
+        let s = |k: &str| platform.get(k).and_then(Value::as_str).filter(|v| !v.is_empty());
+        let platform = match (s("os"), s("architecture")) {
+            (Some(os), Some(arch)) => Some(match s("variant") {
+                Some(v) => format!("{os}/{arch}/{v}"),
+                None => format!("{os}/{arch}"),
+            }),
+            _ => None,
+        };
+        ImageInfo { reference, digest, platform }
+    }
 }
 
 /// How bad a finding is; `--fail-on` compares against it.

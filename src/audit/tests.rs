@@ -484,7 +484,7 @@ fn json_shape_is_stable() {
             detail: Some("setuid".into()),
         }],
     )];
-    let img = super::ImageInfo { reference: "oci:/x:app".into(), digest: "sha256:m".into() };
+    let img = super::ImageInfo { reference: "oci:/x:app".into(), digest: "sha256:m".into(), platform: None };
     let j = format::json(&f, &img, Level::Warn);
     assert_eq!(j["schema"], "harden-check/1");
     assert_eq!(j["failed"], true);
@@ -499,21 +499,32 @@ fn json_shape_is_stable() {
     assert!(t.contains("1 finding: 0 fatal, 1 warn, 0 info (nothing at or above --fail-on fatal)"), "{t}");
 }
 
-#[test]
-fn sarif_is_2_1_0_shaped() {
-    let f = vec![
+fn sarif_findings(path: &str, layer: &str) -> Vec<Finding> {
+    vec![
         Finding::new(
             CheckId::FileSetuid,
             vec![Evidence {
-                path: Some("/usr/bin/a b".into()),
-                layer: Some("sha256:aa".into()),
+                path: Some(path.into()),
+                layer: Some(layer.into()),
                 layer_index: Some(0),
+                detail: Some("setuid".into()),
                 ..Default::default()
             }],
         ),
         Finding::new(CheckId::UserRoot, vec![Evidence::field("config.User", "\"0:0\"")]),
-    ];
-    let s = sarif::sarif(&f, &super::ImageInfo { reference: "r".into(), digest: "d".into() });
+    ]
+}
+
+#[test]
+fn sarif_is_2_1_0_shaped() {
+    let f = sarif_findings("/usr/bin/a b", "sha256:aa");
+    let m = format!("sha256:{}", "d".repeat(64));
+    let img = super::ImageInfo::new(
+        format!("registry.example/team/app:1.4@{m}"),
+        m.clone(),
+        &json!({"os": "linux", "architecture": "arm64", "variant": "v8"}),
+    );
+    let s = sarif::sarif(&f, &img);
     assert_eq!(s["version"], "2.1.0");
     let run = &s["runs"][0];
     assert_eq!(run["tool"]["driver"]["rules"].as_array().unwrap().len(), CHECKS.len());
@@ -521,7 +532,102 @@ fn sarif_is_2_1_0_shaped() {
     assert_eq!(run["tool"]["driver"]["rules"][r0["ruleIndex"].as_u64().unwrap() as usize]["id"], "HARDEN-FILE-SETUID");
     assert_eq!(r0["level"], "warning");
     assert_eq!(r0["locations"][0]["physicalLocation"]["artifactLocation"]["uri"], "usr/bin/a%20b");
-    assert_eq!(run["results"][1]["locations"][0]["logicalLocations"][0]["fullyQualifiedName"], "config.User");
+    assert_eq!(r0["locations"][0]["physicalLocation"]["artifactLocation"]["uriBaseId"], "ROOTFS");
+    assert_eq!(r0["locations"][0]["physicalLocation"]["region"]["startLine"], 1);
+    // A config finding: the image's config as the artifact, at line 1, and the field.
+    let r1 = &run["results"][1];
+    let loc = &r1["locations"][0];
+    assert_eq!(loc["physicalLocation"]["artifactLocation"], json!({"uri": "config.json", "uriBaseId": "IMAGE"}));
+    assert_eq!(loc["physicalLocation"]["region"]["startLine"], 1);
+    assert_eq!(loc["logicalLocations"][0]["fullyQualifiedName"], "config.User");
+    // Tag and digest left out of the category, the platform in it, the digest as the run's id.
+    assert_eq!(run["automationDetails"]["id"], format!("harden/registry.example/team/app/linux/arm64/v8/{m}"));
+    assert_eq!(run["properties"]["platform"], "linux/arm64/v8");
+}
+
+/// What GitHub code scanning needs of each rule and result, for every check.
+#[test]
+fn sarif_rules_and_results_have_what_github_requires() {
+    let s = sarif::sarif(
+        &sarif_findings("/usr/bin/su", "sha256:aa"),
+        &super::ImageInfo::new("oci:/x:app".into(), "sha256:m".into(), &json!({})),
+    );
+    let run = &s["runs"][0];
+    for (i, r) in run["tool"]["driver"]["rules"].as_array().unwrap().iter().enumerate() {
+        let c = &CHECKS[i];
+        assert_eq!(r["id"], c.id.as_str());
+        for k in ["shortDescription", "fullDescription", "help"] {
+            assert!(!r[k]["text"].as_str().unwrap_or("").is_empty(), "{} lacks {k}", c.id);
+        }
+        assert_ne!(r["fullDescription"]["text"], r["shortDescription"]["text"]);
+        assert!(r["help"]["text"].as_str().unwrap().contains(c.fix), "{}", c.id);
+        let sev: f64 = r["properties"]["security-severity"].as_str().unwrap().parse().unwrap();
+        assert!((0.1..=10.0).contains(&sev), "{}", c.id);
+        let want = match c.level {
+            Level::Fatal => 9.0,
+            Level::Warn => 5.0,
+            Level::Info => 2.0,
+        };
+        assert_eq!(sev, want, "{}", c.id);
+        let tags: Vec<&str> = r["properties"]["tags"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+        assert!(tags.contains(&"security"), "{}", c.id);
+        assert!(r["name"].as_str().unwrap().chars().all(|ch| ch.is_ascii_alphanumeric()), "{}", r["name"]);
+    }
+    assert_eq!(run["tool"]["driver"]["rules"][CheckId::FileSetuid as usize]["name"], "FileSetuid");
+    for r in run["results"].as_array().unwrap() {
+        assert!(r["locations"][0]["physicalLocation"]["region"]["startLine"].as_u64() == Some(1), "{r}");
+        assert!(r["partialFingerprints"][sarif::FINGERPRINT_KEY].as_str().is_some_and(|h| h.len() == 32), "{r}");
+    }
+    // A layout keeps its tag (it names the image there); without a platform it says so.
+    assert_eq!(run["automationDetails"]["id"], "harden/oci:/x:app/unknown/sha256:m");
+}
+
+/// The same finding in a rebuilt image (another layer digest, another manifest) keeps its
+/// fingerprint; another path or another rule does not.
+#[test]
+fn sarif_fingerprints_are_stable_across_runs() {
+    let fp = |f: Vec<Finding>, digest: &str| -> Vec<String> {
+        let s = sarif::sarif(&f, &super::ImageInfo::new("registry.example/app:1".into(), digest.into(), &json!({})));
+        s["runs"][0]["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["partialFingerprints"][sarif::FINGERPRINT_KEY].as_str().unwrap().to_string())
+            .collect()
+    };
+    let a = fp(sarif_findings("/usr/bin/su", "sha256:aa"), "sha256:m1");
+    let b = fp(sarif_findings("/usr/bin/su", "sha256:bb"), "sha256:m2");
+    assert_eq!(a, b);
+    let c = fp(sarif_findings("/usr/bin/sudo", "sha256:aa"), "sha256:m1");
+    assert_ne!(a[0], c[0]);
+    assert_eq!(a[1], c[1]);
+    assert_ne!(a[0], a[1]);
+}
+
+/// An index: one run per image, each with its own automationDetails category.
+#[test]
+fn sarif_of_an_index_has_one_run_per_platform() {
+    let doc = |arch: &str, d: &str| {
+        let img = super::ImageInfo::new(
+            format!("registry.example/app:1@{d}"),
+            d.into(),
+            &json!({"os": "linux", "architecture": arch}),
+        );
+        format::render(format::Format::Sarif, &sarif_findings("/usr/bin/su", "sha256:aa"), &img, Level::Fatal)
+    };
+    let (m1, m2) = (format!("sha256:{}", "1".repeat(64)), format!("sha256:{}", "2".repeat(64)));
+    let all = format::combine(format::Format::Sarif, vec![doc("amd64", &m1), doc("arm64", &m2)]);
+    let v: Value = serde_json::from_str(&all).unwrap();
+    let runs = v["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2);
+    let cats: Vec<&str> = runs.iter().map(|r| r["automationDetails"]["id"].as_str().unwrap()).collect();
+    assert_eq!(
+        cats,
+        [
+            format!("harden/registry.example/app/linux/amd64/{m1}"),
+            format!("harden/registry.example/app/linux/arm64/{m2}")
+        ]
+    );
 }
 
 /// docs/checks.md lists every check with its level, CIS and Dockle IDs.

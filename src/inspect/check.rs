@@ -47,7 +47,7 @@ pub async fn check(o: CheckOptions) -> Result<CheckOutput> {
     let mut rendered = Vec::new();
     let mut failed = false;
     while let Some(read) = images.next().await {
-        let ReadImage { r, manifest, view, config, fs } = read?;
+        let ReadImage { r, manifest, view, config, fs, platform } = read?;
         for n in &fs.unpack_notes {
             progress.line(&format!("{r}: note: {n}"));
         }
@@ -63,7 +63,8 @@ pub async fn check(o: CheckOptions) -> Result<CheckOutput> {
             ignore: &o.ignore,
         };
         let findings = audit(&fs, &config, &ctx);
-        let image = ImageInfo { reference: r.to_string(), digest: manifest.digest.to_string() };
+        // The platform its index entry states, else its config's (SARIF keeps platforms apart by it).
+        let image = ImageInfo::new(r.to_string(), manifest.digest.to_string(), platform.as_ref().unwrap_or(&config));
         let this_failed = fails(&findings, o.fail_on);
         failed |= this_failed;
         let (n, f, w, i) = counts(&findings);

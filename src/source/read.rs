@@ -47,6 +47,8 @@ pub struct ReadImage {
     pub view: ManifestView,
     pub config: Value,
     pub fs: FinalFs,
+    /// The platform its index entry states (`os`, `architecture`, `variant`), for an index's image.
+    pub platform: Option<Value>,
 }
 
 /// The chosen images of a reference, read one by one with [`Images::next`].
@@ -106,9 +108,12 @@ impl Images {
     }
 
     async fn read(&self, chosen: Chosen) -> Result<ReadImage> {
-        let (r, manifest) = match chosen {
-            Chosen::Top(r, m) => (r, m),
-            Chosen::Entry(image, e) => (image.with_digest(&e.digest), e.fetch(&self.src, &image).await?),
+        let (r, manifest, platform) = match chosen {
+            Chosen::Top(r, m) => (r, m, None),
+            Chosen::Entry(image, e) => {
+                let m = e.fetch(&self.src, &image).await?;
+                (image.with_digest(&e.digest), m, e.descriptor.get("platform").cloned())
+            }
         };
         let scanner = Scanner {
             src: &self.src,
@@ -119,7 +124,7 @@ impl Images {
             mirror_to: None,
         };
         let (view, config, fs) = scanner.read(&r, &manifest).await?;
-        Ok(ReadImage { r, manifest, view, config, fs })
+        Ok(ReadImage { r, manifest, view, config, fs, platform })
     }
 }
 
