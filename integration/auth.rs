@@ -449,7 +449,7 @@ fn login_creds_flags() {
     assert!(!dump(&out).contains(AUTH_PASS), "{}", dump(&out));
     // Each side its own: a wrong destination login fails at the destination (before any work).
     let out = rebuild(&["--src-creds", &good]);
-    expect_refused(&out, 1, &[&dst_reg.host, "authentication for push failed (--creds)"]);
+    expect_refused(&out, 1, &[&dst_reg.host, "login from --creds"]);
     let out = rebuild(&["--dest-creds", &good]);
     expect_refused(&out, 1, &[&src_reg.host]);
 }

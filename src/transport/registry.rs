@@ -352,7 +352,9 @@ impl Registry {
     pub async fn check_push(&self) -> Result<()> {
         self.ensure_auth(true).await?;
         let probe = Digest::of(b"");
-        self.has_blob(&probe).await.map(drop)
+        // A registry with basic auth accepts any login until the first request: say which
+        // login it refused.
+        self.has_blob(&probe).await.map(drop).with_context(|| format!("login from {}", self.login))
     }
 
     pub async fn has_blob(&self, d: &Digest) -> Result<bool> {
