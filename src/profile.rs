@@ -450,7 +450,7 @@ pub fn load(specs: &[String]) -> Result<Profile, ProfileError> {
     for spec in specs {
         let (name, text, dir) = read_spec(spec, None)?;
         // Recorded in labels: the profile's own `name`, else the built-in name or file stem.
-        let label = apply(&mut profile, &name, &text, dir.as_deref(), &groups, 0)?;
+        let label = apply(&mut profile, Source { name: name.clone(), text: &text }, dir.as_deref(), &groups, 0)?;
         profile.names.push(label);
     }
     check_sets(&profile, &specs[specs.len() - 1])?;
@@ -463,7 +463,7 @@ pub fn load(specs: &[String]) -> Result<Profile, ProfileError> {
 pub fn load_str(name: &str, text: &str) -> Result<Profile, ProfileError> {
     let groups = parse_groups()?;
     let mut profile = Profile::empty();
-    let label = apply(&mut profile, name, text, None, &groups, 0)?;
+    let label = apply(&mut profile, Source { name: name.to_string(), text }, None, &groups, 0)?;
     profile.names.push(label);
     check_sets(&profile, name)?;
     Ok(profile)
@@ -618,29 +618,29 @@ pub fn group(name: &str) -> Vec<Rule> {
 
 fn apply(
     p: &mut Profile,
-    file: &str,
-    text: &str,
+    src: Source<'_>,
     dir: Option<&Path>,
     groups: &Groups,
     depth: usize,
 ) -> Result<String, ProfileError> {
+    let (file, text) = (src.name.as_str(), src.text);
     let builtin = BUILTINS.iter().any(|(n, t)| file == format!("profiles/{n}.toml") && *t == text);
     p.files.push(ProfileFile {
         uri: if builtin { format!("harden:{file}") } else { format!("file:{file}") },
         digest: Digest::of(text.as_bytes()),
     });
-    let src = Source { name: file.to_string(), text };
     let raw: RawProfile = toml::from_str(text).map_err(|e| {
         let msg = e.message().trim().replace('\n', " ");
         src.err(e.span().unwrap_or(0..0), msg)
     })?;
     let label = raw.name.clone().unwrap_or_else(|| display_name(file));
+    let rules = RulesOf { src: &src, label: &label, groups };
     if let Some(ext) = &raw.extends {
         if depth >= MAX_EXTENDS_DEPTH {
             return Err(src.err(ext.span(), format!("`extends` chain deeper than {MAX_EXTENDS_DEPTH} (a cycle?)")));
         }
         let (n, t, d) = read_spec(ext.get_ref(), dir).map_err(|e| src.err(ext.span(), e.message))?;
-        apply(p, &n, &t, d.as_deref().or(dir), groups, depth + 1)?;
+        apply(p, Source { name: n, text: &t }, d.as_deref().or(dir), groups, depth + 1)?;
     }
     let _ = raw.description;
     // This file's own removals follow copies as its `[files] follow_copies` says (groups as theirs).
@@ -648,13 +648,13 @@ fn apply(
     if let Some(f) = raw.files {
         for s in f.remove.unwrap_or_default() {
             let out = Some((&mut p.keep, &mut p.packages.remove));
-            expand(&src, &s, &label, own_follow, groups, &mut p.remove, out)?;
+            rules.expand(&s, own_follow, &mut p.remove, out)?;
         }
         for s in f.keep.unwrap_or_default() {
-            expand(&src, &s, &label, FollowCopies::None, groups, &mut p.keep, None)?;
+            rules.expand(&s, FollowCopies::None, &mut p.keep, None)?;
         }
         for s in f.setuid_allow.unwrap_or_default() {
-            expand(&src, &s, &label, FollowCopies::None, groups, &mut p.setuid_allow, None)?;
+            rules.expand(&s, FollowCopies::None, &mut p.setuid_allow, None)?;
         }
         p.strip_setuid = f.strip_setuid.unwrap_or(p.strip_setuid);
         p.strip_capabilities = f.strip_capabilities.unwrap_or(p.strip_capabilities);
@@ -662,7 +662,7 @@ fn apply(
     }
     if let Some(pk) = raw.packages {
         for s in pk.remove.unwrap_or_default() {
-            package_rule(&src, &s, &label, own_follow, groups, &mut p.packages.remove)?;
+            rules.package_rule(&s, own_follow, &mut p.packages.remove)?;
         }
         p.packages.keep_database = pk.keep_database.unwrap_or(p.packages.keep_database);
     }
@@ -778,82 +778,82 @@ fn normalise_dir(p: &str) -> Option<String> {
     Some(format!("/{}", parts.join("/")))
 }
 
-/// One `remove`, `keep` or `setuid_allow` entry: a glob (following copies as `follow` says,
-/// for a removal), or `@group` — its paths, and for a removal its keeps and packages, following
-/// copies as the group says.
-fn expand(
-    src: &Source,
-    s: &Spanned<String>,
-    label: &str,
-    follow: FollowCopies,
-    groups: &Groups,
-    out: &mut Vec<Rule>,
-    keep_out: Option<(&mut Vec<Rule>, &mut Vec<Rule>)>,
-) -> Result<(), ProfileError> {
-    let v = s.get_ref();
-    if let Some(name) = v.strip_prefix('@') {
-        let g = group_named(src, s, groups, name)?;
-        let origin = format!("{v} ({label})");
-        let removal = keep_out.is_some();
-        let follow = if removal { g.follow_copies } else { FollowCopies::None };
-        out.extend(g.paths.iter().map(|p| Rule { pattern: p.clone(), origin: origin.clone(), follow_copies: follow }));
-        if let Some((k, pk)) = keep_out {
-            k.extend(g.keep.iter().map(|p| Rule::new(p.clone(), origin.clone())));
-            // A group removed by path also removes its packages (the database follows).
-            pk.extend(g.packages.iter().map(|p| Rule {
+/// Where a profile file's rules come from: the file (errors point into it), its label (each
+/// rule's origin) and the groups its `@name`s resolve in.
+struct RulesOf<'a> {
+    src: &'a Source<'a>,
+    label: &'a str,
+    groups: &'a Groups,
+}
+
+impl RulesOf<'_> {
+    /// One `remove`, `keep` or `setuid_allow` entry: a glob (following copies as `follow` says,
+    /// for a removal), or `@group` — its paths, and for a removal its keeps and packages,
+    /// following copies as the group says.
+    fn expand(
+        &self,
+        s: &Spanned<String>,
+        follow: FollowCopies,
+        out: &mut Vec<Rule>,
+        keep_out: Option<(&mut Vec<Rule>, &mut Vec<Rule>)>,
+    ) -> Result<(), ProfileError> {
+        let v = s.get_ref();
+        if let Some(name) = v.strip_prefix('@') {
+            let g = self.group_named(s, name)?;
+            let origin = format!("{v} ({})", self.label);
+            let removal = keep_out.is_some();
+            let follow = if removal { g.follow_copies } else { FollowCopies::None };
+            out.extend(g.paths.iter().map(|p| Rule {
                 pattern: p.clone(),
                 origin: origin.clone(),
                 follow_copies: follow,
             }));
+            if let Some((k, pk)) = keep_out {
+                k.extend(g.keep.iter().map(|p| Rule::new(p.clone(), origin.clone())));
+                // A group removed by path also removes its packages (the database follows).
+                pk.extend(g.packages.iter().map(|p| Rule {
+                    pattern: p.clone(),
+                    origin: origin.clone(),
+                    follow_copies: follow,
+                }));
+            }
+            return Ok(());
         }
-        return Ok(());
+        if v.is_empty() || v.len() > MAX_PATTERN_LEN {
+            return Err(self.src.err(s.span(), "expected a non-empty glob of at most 4096 characters"));
+        }
+        compile(v).map_err(|e| self.src.err(s.span(), format!("bad glob `{v}`: {e}")))?;
+        out.push(Rule { pattern: v.clone(), origin: self.label.to_string(), follow_copies: follow });
+        Ok(())
     }
-    if v.is_empty() || v.len() > MAX_PATTERN_LEN {
-        return Err(src.err(s.span(), "expected a non-empty glob of at most 4096 characters"));
-    }
-    compile(v).map_err(|e| src.err(s.span(), format!("bad glob `{v}`: {e}")))?;
-    out.push(Rule { pattern: v.clone(), origin: label.to_string(), follow_copies: follow });
-    Ok(())
-}
 
-/// The group `@name`, or an error at the reference naming the known ones.
-fn group_named<'g>(
-    src: &Source,
-    s: &Spanned<String>,
-    groups: &'g Groups,
-    name: &str,
-) -> Result<&'g Group, ProfileError> {
-    groups.0.get(name).ok_or_else(|| {
-        let known: Vec<String> = groups.0.keys().map(|k| format!("@{k}")).collect();
-        src.err(s.span(), format!("unknown group `{}` (known: {})", s.get_ref(), known.join(", ")))
-    })
-}
+    /// The group `@name`, or an error at the reference naming the known ones.
+    fn group_named(&self, s: &Spanned<String>, name: &str) -> Result<&Group, ProfileError> {
+        self.groups.0.get(name).ok_or_else(|| {
+            let known: Vec<String> = self.groups.0.keys().map(|k| format!("@{k}")).collect();
+            self.src.err(s.span(), format!("unknown group `{}` (known: {})", s.get_ref(), known.join(", ")))
+        })
+    }
 
-/// One `[packages] remove` entry: a package name glob, or `@group` (its `packages`).
-fn package_rule(
-    src: &Source,
-    s: &Spanned<String>,
-    label: &str,
-    follow: FollowCopies,
-    groups: &Groups,
-    out: &mut Vec<Rule>,
-) -> Result<(), ProfileError> {
-    let v = s.get_ref();
-    if let Some(name) = v.strip_prefix('@') {
-        let g = group_named(src, s, groups, name)?;
-        out.extend(g.packages.iter().map(|p| Rule {
-            pattern: p.clone(),
-            origin: format!("{v} ({label})"),
-            follow_copies: g.follow_copies,
-        }));
-        return Ok(());
+    /// One `[packages] remove` entry: a package name glob, or `@group` (its `packages`).
+    fn package_rule(&self, s: &Spanned<String>, follow: FollowCopies, out: &mut Vec<Rule>) -> Result<(), ProfileError> {
+        let v = s.get_ref();
+        if let Some(name) = v.strip_prefix('@') {
+            let g = self.group_named(s, name)?;
+            out.extend(g.packages.iter().map(|p| Rule {
+                pattern: p.clone(),
+                origin: format!("{v} ({})", self.label),
+                follow_copies: g.follow_copies,
+            }));
+            return Ok(());
+        }
+        if v.is_empty() || v.len() > 256 || v.contains('/') {
+            return Err(self.src.err(s.span(), "expected a package name or glob (no `/`, at most 256 characters)"));
+        }
+        Glob::new(v).map_err(|e| self.src.err(s.span(), format!("bad package glob `{v}`: {e}")))?;
+        out.push(Rule { pattern: v.clone(), origin: self.label.to_string(), follow_copies: follow });
+        Ok(())
     }
-    if v.is_empty() || v.len() > 256 || v.contains('/') {
-        return Err(src.err(s.span(), "expected a package name or glob (no `/`, at most 256 characters)"));
-    }
-    Glob::new(v).map_err(|e| src.err(s.span(), format!("bad package glob `{v}`: {e}")))?;
-    out.push(Rule { pattern: v.clone(), origin: label.to_string(), follow_copies: follow });
-    Ok(())
 }
 
 /// A matcher of package names against `[packages] remove`: the first rule matching.

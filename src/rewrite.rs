@@ -69,7 +69,7 @@ pub fn rewrite_layer<W: Write>(
         let mut magic = [0u8; 4];
         let n = input.read_at(&mut magic, 0)?;
         if Codec::sniff(&magic[..n]) == Codec::Gzip {
-            match spliced(Arc::clone(&input), open_out()?, plan, level, workers, limits) {
+            match spliced(Arc::clone(&input), open_out()?, plan, GzipOut { level, workers }, limits) {
                 Ok(r) => return Ok(r),
                 Err(e) if limits.cancelled() => return Err(e),
                 // Recompressing fails with the input's own error, if it has one.
@@ -86,14 +86,19 @@ pub fn rewrite_layer<W: Write>(
     Ok((out, LayerRewrite { digest, size, diff_id, stats }))
 }
 
+/// What a splice writes: gzip at `level`, compressed by `workers` threads.
+struct GzipOut {
+    level: u32,
+    workers: usize,
+}
+
 /// The splice: decode the source block by block, filter, copy what survives, and check the
 /// result by decoding it again.
 fn spliced<W: Write>(
     input: Arc<dyn ReadAt>,
     out: W,
     plan: &LayerPlan,
-    level: u32,
-    workers: usize,
+    GzipOut { level, workers }: GzipOut,
     limits: &Limits,
 ) -> io::Result<(W, LayerRewrite)> {
     let blob = HashingWriter::new(Verified::new(out));

@@ -190,7 +190,10 @@ async fn verify_run(
     let dir = ctx.share.spool.path().join(format!("verify-{}", p.manifest.digest.short()));
     o.progress.line(&format!("verify-run: running the source and the result under runc ({})", p.src_ref));
     let (c, d) = (contract.clone(), dir.clone());
-    let verdict = tokio::task::spawn_blocking(move || vr::verify(&d, &source, &result, &c, &volumes, &rules)).await??;
+    let verdict = tokio::task::spawn_blocking(move || {
+        vr::verify(&d, &source, &result, &vr::bundle::How::Contract { contract: &c, volumes: &volumes }, &rules)
+    })
+    .await??;
     let _ = std::fs::remove_dir_all(&dir);
     let say = |who: &str, v: &vr::RunVerdict| {
         o.progress.line(&format!("verify-run: {who} {}: {}", if v.passed { "passes" } else { "fails" }, v.detail))

@@ -106,10 +106,9 @@ pub async fn walk(ep: &Endpoint, r: &ImageRef) -> Result<Walk> {
         return Ok(Walk { top, index: None, entries: Vec::new() });
     }
     let index = parse_index(r, &top)?;
-    let mut entries = Vec::new();
-    let mut above = vec![top.digest.clone()];
-    collect(ep, r, &top, &index, 0, &mut above, &mut entries).await?;
-    Ok(Walk { top, index: Some(index), entries })
+    let mut w = Walker { ep, r, above: vec![top.digest.clone()], out: Vec::new() };
+    w.collect(&top, &index).await?;
+    Ok(Walk { top, index: Some(index), entries: w.out })
 }
 
 fn parse_index(r: &ImageRef, m: &Manifest) -> Result<Value> {
@@ -131,46 +130,51 @@ fn check_size(r: &ImageRef, descriptor: &Value, m: &Manifest) -> Result<()> {
     }
 }
 
-/// Depth first; a nested index's entries are listed (post-order) before the nested index.
-async fn collect(
-    ep: &Endpoint,
-    r: &ImageRef,
-    m: &Manifest,
-    index: &Value,
-    depth: usize,
-    above: &mut Vec<Digest>,
-    out: &mut Vec<Entry>,
-) -> Result<()> {
-    if depth >= MAX_INDEX_DEPTH {
-        bail!("{}: indexes nested more than {MAX_INDEX_DEPTH} deep", r.by_digest(&m.digest));
-    }
-    let list = index["manifests"].as_array().map(Vec::as_slice).unwrap_or_default();
-    for (position, desc) in list.iter().enumerate() {
-        let digest = Digest::parse(desc["digest"].as_str().unwrap_or(""))
-            .map_err(|err| anyhow!("{}: index entry {position}: {err}", r.by_digest(&m.digest)))?;
-        if above.contains(&digest) {
-            bail!("{}: index entry {position} points at an index that contains it", r.by_digest(&m.digest));
+/// An index walk in progress: the indexes above the one being listed (the top first; a loop
+/// back to one of them is refused) and the entries listed so far.
+struct Walker<'a> {
+    ep: &'a Endpoint,
+    r: &'a ImageRef,
+    above: Vec<Digest>,
+    out: Vec<Entry>,
+}
+
+impl Walker<'_> {
+    /// Depth first; a nested index's entries are listed (post-order) before the nested index.
+    async fn collect(&mut self, m: &Manifest, index: &Value) -> Result<()> {
+        let (ep, r) = (self.ep, self.r);
+        let depth = self.above.len() - 1;
+        if depth >= MAX_INDEX_DEPTH {
+            bail!("{}: indexes nested more than {MAX_INDEX_DEPTH} deep", r.by_digest(&m.digest));
         }
-        let kind = if desc["mediaType"].as_str().is_some_and(image::is_index) {
-            EntryKind::Index
-        } else if image::is_attestation(desc) {
-            EntryKind::Attestation
-        } else {
-            EntryKind::Image
-        };
-        let descriptor = desc.clone();
-        let followed = out.iter().any(|e| e.kind == EntryKind::Index && e.digest == digest);
-        if kind == EntryKind::Index && !followed {
-            let child = ep.manifest(&r.with_digest(&digest)).await?;
-            check_size(r, desc, &child)?;
-            let child_index = parse_index(r, &child)?;
-            above.push(digest.clone());
-            Box::pin(collect(ep, r, &child, &child_index, depth + 1, above, out)).await?;
-            above.pop();
+        let list = index["manifests"].as_array().map(Vec::as_slice).unwrap_or_default();
+        for (position, desc) in list.iter().enumerate() {
+            let digest = Digest::parse(desc["digest"].as_str().unwrap_or(""))
+                .map_err(|err| anyhow!("{}: index entry {position}: {err}", r.by_digest(&m.digest)))?;
+            if self.above.contains(&digest) {
+                bail!("{}: index entry {position} points at an index that contains it", r.by_digest(&m.digest));
+            }
+            let kind = if desc["mediaType"].as_str().is_some_and(image::is_index) {
+                EntryKind::Index
+            } else if image::is_attestation(desc) {
+                EntryKind::Attestation
+            } else {
+                EntryKind::Image
+            };
+            let descriptor = desc.clone();
+            let followed = self.out.iter().any(|e| e.kind == EntryKind::Index && e.digest == digest);
+            if kind == EntryKind::Index && !followed {
+                let child = ep.manifest(&r.with_digest(&digest)).await?;
+                check_size(r, desc, &child)?;
+                let child_index = parse_index(r, &child)?;
+                self.above.push(digest.clone());
+                Box::pin(self.collect(&child, &child_index)).await?;
+                self.above.pop();
+            }
+            self.out.push(Entry { digest, kind, descriptor, position, depth });
         }
-        out.push(Entry { digest, kind, descriptor, position, depth });
+        Ok(())
     }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -14,7 +14,6 @@ pub mod container;
 pub mod observe;
 pub mod probe;
 
-use crate::contract::Contract;
 use crate::profile::VerifyRules;
 use anyhow::Result;
 use serde::Serialize;
@@ -60,43 +59,32 @@ pub fn run_one(
     image: &Image,
     dir: &Path,
     how: &bundle::How,
-    probes: &[probe::Probe],
-    limit: std::time::Duration,
+    probing: &probe::Probing,
 ) -> Result<RunVerdict> {
     std::fs::create_dir_all(dir)?;
     let bundle = bundle::make(image, dir, how)?;
     let id = format!("harden-verify-{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::SeqCst));
     let mut c = container::Container::start(runc, &bundle, dir, &id)?;
-    let outcome = probe::wait(&mut c, probes, limit);
+    let outcome = probe::wait(&mut c, probing);
     c.stop();
     let last_lines = c.last_lines(20);
     let _ = std::fs::remove_dir_all(&bundle);
-    if outcome.as_ref().err().is_some_and(|e| e == "interrupted") {
-        anyhow::bail!("interrupted");
-    }
     Ok(match outcome {
         Ok(what) => RunVerdict { passed: true, detail: what, last_lines },
-        Err(why) => RunVerdict { passed: false, detail: why, last_lines },
+        Err(probe::NoPass::Interrupted) => anyhow::bail!("interrupted"),
+        Err(probe::NoPass::Failed(why)) => RunVerdict { passed: false, detail: why, last_lines },
     })
 }
 
-/// Run `source` as it asks and `result` as `contract` says (its `volumes` on fresh directories),
-/// in `dir`, probing both as `rules` and the source's config choose.
-pub fn verify(
-    dir: &Path,
-    source: &Image,
-    result: &Image,
-    contract: &Contract,
-    volumes: &[String],
-    rules: &VerifyRules,
-) -> Result<Verdict> {
+/// Run `source` as it asks and `result` as `how` says (as its contract: its volumes on fresh
+/// directories), in `dir`, probing both as `rules` and the source's config choose.
+pub fn verify(dir: &Path, source: &Image, result: &Image, how: &bundle::How, rules: &VerifyRules) -> Result<Verdict> {
     let runc = container::find_runc()?;
     let config: serde_json::Value = serde_json::from_slice(&source.config)?;
-    let (probes, limit) = probe::choose(rules, &config);
-    let names: Vec<String> = probes.iter().map(ToString::to_string).collect();
-    let s = run_one(&runc, source, &dir.join("source"), &bundle::How::AsItAsks, &probes, limit)?;
-    let how = bundle::How::Contract { contract, volumes };
-    let r = run_one(&runc, result, &dir.join("result"), &how, &probes, limit)?;
+    let probing = probe::choose(rules, &config);
+    let names: Vec<String> = probing.probes.iter().map(ToString::to_string).collect();
+    let s = run_one(&runc, source, &dir.join("source"), &bundle::How::AsItAsks, &probing)?;
+    let r = run_one(&runc, result, &dir.join("result"), how, &probing)?;
     let _ = std::fs::remove_dir_all(dir);
     Ok(Verdict { probe: names.join(" and "), source: s, result: r })
 }

@@ -31,7 +31,7 @@ pub enum Change {
 #[derive(Clone, Debug)]
 pub struct Observation {
     /// What passed, or why not.
-    pub probe: Result<String, String>,
+    pub probe: Result<String, probe::NoPass>,
     pub probes: Vec<probe::Probe>,
     pub changes: Vec<Change>,
     /// TCP ports its network namespace listened on.
@@ -154,7 +154,7 @@ fn read_upper(upper: &Path, lower: &Path) -> Vec<Change> {
 pub fn observe(image: &Image, dir: &Path, rules: &VerifyRules) -> Result<Observation> {
     let runc = find_runc()?;
     let config: serde_json::Value = serde_json::from_slice(&image.config)?;
-    let (probes, limit) = probe::choose(rules, &config);
+    let probing = probe::choose(rules, &config);
     std::fs::create_dir_all(dir)?;
     let bundle = bundle::make(image, dir, &bundle::How::AsItAsks)?;
     let (upper, work, merged) = (dir.join("upper"), dir.join("work"), dir.join("merged"));
@@ -170,7 +170,7 @@ pub fn observe(image: &Image, dir: &Path, rules: &VerifyRules) -> Result<Observa
         std::fs::write(&path, serde_json::to_vec_pretty(&rt)?).with_context(|| format!("{}", path.display()))?;
         let id = format!("harden-learn-{}", std::process::id());
         let mut c = Container::start(&runc, &bundle, dir, &id)?;
-        let outcome = probe::wait(&mut c, &probes, limit);
+        let outcome = probe::wait(&mut c, &probing);
         let (mut listen, mut http, mut user) = (Vec::new(), Vec::new(), None);
         if let (Some(pid), true) = (c.pid, c.running()) {
             listen = listening(pid);
@@ -184,7 +184,7 @@ pub fn observe(image: &Image, dir: &Path, rules: &VerifyRules) -> Result<Observa
         c.stop();
         Observation {
             probe: outcome,
-            probes,
+            probes: probing.probes,
             changes: Vec::new(),
             listening: listen,
             http,

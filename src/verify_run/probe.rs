@@ -39,10 +39,28 @@ impl std::fmt::Display for Probe {
     }
 }
 
+/// Why probing ended without a pass.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum NoPass {
+    /// The run was interrupted (a signal): says nothing about the image.
+    #[error("interrupted")]
+    Interrupted,
+    /// The image did not pass: why (the last attempt's failure, or how it exited).
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// The probes chosen for an image and how long they may take to pass.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Probing {
+    pub probes: Vec<Probe>,
+    pub limit: Duration,
+}
+
 /// The probes for an image whose config is `config`, and how long they may take: `[verify]`
 /// when it names any; else the health check; else each exposed TCP port; else the main
 /// process staying up.
-pub fn choose(rules: &VerifyRules, config: &Value) -> (Vec<Probe>, Duration) {
+pub fn choose(rules: &VerifyRules, config: &Value) -> Probing {
     let mut probes = Vec::new();
     if let Some((port, path)) = &rules.http {
         probes.push(Probe::Http(*port, path.clone()));
@@ -55,10 +73,10 @@ pub fn choose(rules: &VerifyRules, config: &Value) -> (Vec<Probe>, Duration) {
     }
     let limit = |default| Duration::from_secs(rules.seconds.unwrap_or(default));
     if !probes.is_empty() {
-        return (probes, limit(30));
+        return Probing { probes, limit: limit(30) };
     }
     if let Some(argv) = healthcheck(config) {
-        return (vec![Probe::Command(argv)], limit(30));
+        return Probing { probes: vec![Probe::Command(argv)], limit: limit(30) };
     }
     let ports: Vec<u16> = config["config"]["ExposedPorts"]
         .as_object()
@@ -71,9 +89,9 @@ pub fn choose(rules: &VerifyRules, config: &Value) -> (Vec<Probe>, Duration) {
         })
         .collect();
     if !ports.is_empty() {
-        return (vec![Probe::Tcp(ports)], limit(30));
+        return Probing { probes: vec![Probe::Tcp(ports)], limit: limit(30) };
     }
-    (vec![Probe::Running], limit(5))
+    Probing { probes: vec![Probe::Running], limit: limit(5) }
 }
 
 /// The health check's command line: `CMD` as it is, `CMD-SHELL` through `/bin/sh -c`.
@@ -152,8 +170,9 @@ pub fn attempt(c: &Container, probe: &Probe) -> Result<(), String> {
 }
 
 /// Probe `c` until every probe passes, it exits, `limit` passes or the run is interrupted.
-/// Ok(what passed) or Err(why not).
-pub fn wait(c: &mut Container, probes: &[Probe], limit: Duration) -> Result<String, String> {
+/// Ok(what passed) or why not.
+pub fn wait(c: &mut Container, probing: &Probing) -> Result<String, NoPass> {
+    let (probes, limit) = (probing.probes.as_slice(), probing.limit);
     let t0 = Instant::now();
     let names: Vec<String> = probes.iter().map(ToString::to_string).collect();
     let names = names.join(" and ");
@@ -162,7 +181,7 @@ pub fn wait(c: &mut Container, probes: &[Probe], limit: Duration) -> Result<Stri
             if let Some(st) = c.exit() {
                 return match st.code() {
                     Some(0) => Ok("main process exited 0".into()),
-                    _ => Err(format!("the main process exited ({st}) within {} s", limit.as_secs())),
+                    _ => Err(NoPass::Failed(format!("the main process exited ({st}) within {} s", limit.as_secs()))),
                 };
             }
             interrupted()?;
@@ -173,7 +192,9 @@ pub fn wait(c: &mut Container, probes: &[Probe], limit: Duration) -> Result<Stri
     let mut last = String::from("not tried");
     loop {
         if let Some(st) = c.exit() {
-            return Err(format!("the main process exited ({st}) before {names} passed (last try: {last})"));
+            return Err(NoPass::Failed(format!(
+                "the main process exited ({st}) before {names} passed (last try: {last})"
+            )));
         }
         interrupted()?;
         match probes.iter().try_for_each(|p| attempt(c, p)) {
@@ -181,15 +202,15 @@ pub fn wait(c: &mut Container, probes: &[Probe], limit: Duration) -> Result<Stri
             Err(e) => last = e,
         }
         if t0.elapsed() >= limit {
-            return Err(format!("{names} did not pass within {} s: {last}", limit.as_secs()));
+            return Err(NoPass::Failed(format!("{names} did not pass within {} s: {last}", limit.as_secs())));
         }
         std::thread::sleep(Duration::from_millis(250));
     }
 }
 
-fn interrupted() -> Result<(), String> {
+fn interrupted() -> Result<(), NoPass> {
     match crate::spool::INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
-        true => Err("interrupted".into()),
+        true => Err(NoPass::Interrupted),
         false => Ok(()),
     }
 }
@@ -204,13 +225,22 @@ mod tests {
         let cfg = json!({"config": {"ExposedPorts": {"80/tcp": {}, "53/udp": {}},
                                     "Healthcheck": {"Test": ["CMD-SHELL", "curl -f localhost"]}}});
         let rules = VerifyRules { http: Some((80, "/".into())), seconds: Some(7), ..Default::default() };
-        assert_eq!(choose(&rules, &cfg), (vec![Probe::Http(80, "/".into())], Duration::from_secs(7)));
-        let (p, _) = choose(&VerifyRules::default(), &cfg);
+        assert_eq!(
+            choose(&rules, &cfg),
+            Probing { probes: vec![Probe::Http(80, "/".into())], limit: Duration::from_secs(7) }
+        );
+        let Probing { probes: p, .. } = choose(&VerifyRules::default(), &cfg);
         assert_eq!(p, [Probe::Command(vec!["/bin/sh".into(), "-c".into(), "curl -f localhost".into()])]);
         let cfg = json!({"config": {"ExposedPorts": {"80/tcp": {}, "53/udp": {}}, "Healthcheck": {"Test": ["NONE"]}}});
-        assert_eq!(choose(&VerifyRules::default(), &cfg), (vec![Probe::Tcp(vec![80])], Duration::from_secs(30)));
+        assert_eq!(
+            choose(&VerifyRules::default(), &cfg),
+            Probing { probes: vec![Probe::Tcp(vec![80])], limit: Duration::from_secs(30) }
+        );
         let cfg = json!({"config": {}});
-        assert_eq!(choose(&VerifyRules::default(), &cfg), (vec![Probe::Running], Duration::from_secs(5)));
+        assert_eq!(
+            choose(&VerifyRules::default(), &cfg),
+            Probing { probes: vec![Probe::Running], limit: Duration::from_secs(5) }
+        );
         assert_eq!(Probe::Tcp(vec![80, 443]).to_string(), "TCP connect to 80/tcp, 443/tcp");
     }
 }
