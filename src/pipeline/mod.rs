@@ -431,7 +431,7 @@ async fn execute_single(
 
 /// The packages of a prepared image's result, its notes said.
 fn inventory(o: &RebuildOptions, p: &Prepared) -> Result<crate::pkgdb::sbom::Inventory> {
-    let inv = crate::pkgdb::sbom::Inventory::of(&p.fs, &p.plan.packages.removed).map_err(|e| anyhow!("{e}"))?;
+    let inv = crate::pkgdb::sbom::Inventory::of(&p.fs, &p.plan.packages.removed)?;
     for n in inv.notes() {
         o.progress.line(&format!("--sbom: note: {n}"));
     }

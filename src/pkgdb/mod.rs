@@ -163,10 +163,21 @@ fn check_path(file: &str, line: usize, p: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Why the package databases cannot be read: the file (and line) at fault and what is wrong
+/// there, as one line. The readers below give their reasons as text; this is what leaves the
+/// module.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Unreadable(pub String);
+
 /// Every package database in the image (dpkg, distroless status.d, apk, rpm), or the first
 /// error of a database harden edits, naming the file (and line) at fault. An rpm database that
 /// cannot be read comes back with its reason in [`Database::unreadable`].
-pub fn load(fs: &FinalFs) -> Result<Vec<Database>, String> {
+pub fn load(fs: &FinalFs) -> Result<Vec<Database>, Unreadable> {
+    load_all(fs).map_err(Unreadable)
+}
+
+fn load_all(fs: &FinalFs) -> Result<Vec<Database>, String> {
     let mut out = Vec::new();
     if let Some(db) = load_dpkg(fs)? {
         out.push(db);

@@ -19,7 +19,7 @@ pub struct Inventory {
 
 impl Inventory {
     /// The packages of `fs`, less those `removed` (a plan's `packages.removed`).
-    pub fn of(fs: &FinalFs, removed: &[String]) -> Result<Inventory, String> {
+    pub fn of(fs: &FinalFs, removed: &[String]) -> Result<Inventory, super::Unreadable> {
         Ok(Inventory { dbs: super::load(fs)?, removed: removed.iter().cloned().collect(), distro: os_release(fs) })
     }
 

@@ -91,7 +91,7 @@ fn distroless_status_d_follows_too() {
 
 #[test]
 fn hostile_databases_are_refused_naming_the_file() {
-    let bad = |entries: Vec<EntryInfo>| load(&FinalFs::build(vec![layer(entries)])).unwrap_err();
+    let bad = |entries: Vec<EntryInfo>| load(&FinalFs::build(vec![layer(entries)])).unwrap_err().0;
     let e = bad(vec![file("var/lib/dpkg/status", "Package: a\n\n oops\n")]);
     assert!(e.starts_with("/var/lib/dpkg/status:3:"), "{e}");
     let e = bad(vec![
@@ -180,7 +180,7 @@ fn duplicate_stanzas_fail_and_each_file_is_read_once() {
         file("var/lib/dpkg/status", &stanza.repeat(300)),
         file("var/lib/dpkg/info/sudo.list", &list),
     ])]);
-    let e = load(&fs).unwrap_err();
+    let e = load(&fs).unwrap_err().0;
     assert!(e.contains("status:5: a second stanza for package sudo"), "{e}");
     // The same name on two architectures is two packages (multi-arch), each with its files.
     let two = "Package: libc6\nArchitecture: amd64\n\nPackage: libc6\nArchitecture: i386\n\n";
