@@ -34,6 +34,7 @@ pub mod bundle;
 pub mod check;
 pub mod dsse;
 pub mod keyfile;
+pub mod keyless;
 pub mod keys;
 pub mod publish;
 pub mod referrers;
