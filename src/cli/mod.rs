@@ -7,6 +7,7 @@ mod batch;
 mod check;
 mod contract;
 mod files;
+mod keyless;
 mod keys;
 mod learn;
 mod profile;

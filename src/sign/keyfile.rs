@@ -115,6 +115,20 @@ pub fn load_verifying_key(path: &Path) -> Result<VerifyingKey> {
     VerifyingKey::from_pem(&String::from_utf8_lossy(&bytes)).map_err(|e| anyhow!("{}: {e}", path.display()))
 }
 
+/// Read a Sigstore `trusted_root.json` (bounded by [`super::keyless::root::MAX_ROOT`]). Errors
+/// name the file and its fault (exit 1).
+pub fn load_trusted_root(path: &Path) -> Result<super::keyless::TrustedRoot> {
+    use std::io::Read;
+    let max = super::keyless::root::MAX_ROOT;
+    let f = std::fs::File::open(path).with_context(|| format!("trusted root {}: cannot open", path.display()))?;
+    let mut bytes = Vec::new();
+    f.take(max + 1).read_to_end(&mut bytes).with_context(|| format!("trusted root {}: cannot read", path.display()))?;
+    if bytes.len() as u64 > max {
+        anyhow::bail!("trusted root {}: larger than {max} bytes", path.display());
+    }
+    super::keyless::TrustedRoot::parse(&bytes).map_err(|e| anyhow::anyhow!("trusted root {}: {e}", path.display()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

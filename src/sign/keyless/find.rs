@@ -107,3 +107,25 @@ pub async fn examine(
     }
     Ok(lines)
 }
+
+/// The first line that verified a signature (not an attestation: a bundle's statement is
+/// cosign's `sign` predicate), or why none did (every line, joined) — `None` when none was found.
+pub fn signed(lines: &[Line]) -> Result<&Line, Option<String>> {
+    let is_signature = |l: &Line| match &l.result {
+        Ok(v) => v.predicate_type.as_deref().is_none_or(|p| p == crate::sign::dsse::COSIGN_SIGN_PREDICATE),
+        Err(_) => true,
+    };
+    let sigs: Vec<&Line> = lines.iter().filter(|l| is_signature(l)).collect();
+    if let Some(l) = sigs.iter().find(|l| l.result.is_ok()) {
+        return Ok(l);
+    }
+    if sigs.is_empty() {
+        return Err(None);
+    }
+    Err(Some(sigs.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")))
+}
+
+/// A verified bundle whose statement is of `predicate_type` (an attestation), if any.
+pub fn attested<'a>(lines: &'a [Line], predicate_type: &str) -> Option<&'a Line> {
+    lines.iter().find(|l| l.result.as_ref().is_ok_and(|v| v.predicate_type.as_deref() == Some(predicate_type)))
+}

@@ -71,6 +71,77 @@ pub struct Policy {
     pub issuers: Vec<Match>,
 }
 
+impl Policy {
+    /// From flag values: exact and regexp identities and issuers (each list: alternatives).
+    /// `Err` names an invalid regular expression, or a list left empty.
+    pub fn new(
+        identities: &[String],
+        identity_regexps: &[String],
+        issuers: &[String],
+        issuer_regexps: &[String],
+    ) -> Result<Policy, String> {
+        let ms = |exact: &[String], res: &[String]| -> Result<Vec<Match>, String> {
+            let mut v: Vec<Match> = exact.iter().map(|s| Match::Exact(s.clone())).collect();
+            for r in res {
+                v.push(Match::regex(r)?);
+            }
+            Ok(v)
+        };
+        Ok(Policy { identities: ms(identities, identity_regexps)?, issuers: ms(issuers, issuer_regexps)? })
+    }
+
+    /// `identity X or /re/, issuer Y`: for messages.
+    pub fn describe(&self) -> String {
+        format!("identity {}, issuer {}", list(&self.identities), list(&self.issuers))
+    }
+}
+
+/// A keyless policy with the trust material it is checked against (`--trusted-root`).
+#[derive(Debug, Clone)]
+pub struct Gate {
+    pub policy: Policy,
+    pub root: TrustedRoot,
+}
+
+impl Gate {
+    /// From flag (or batch file) values — `[identities, identity regexps, issuers, issuer
+    /// regexps]` — and the trusted root's path; `names` are the identity and issuer flags, for
+    /// messages. `None` when nothing keyless is asked. Missing halves and bad regexps are
+    /// [`crate::Failure::Usage`] (exit 2); a root that cannot be read is a plain error (exit 1).
+    pub fn from_flags(
+        v: [&[String]; 4],
+        root: Option<&std::path::Path>,
+        names: [&str; 2],
+    ) -> anyhow::Result<Option<Gate>> {
+        use crate::Failure::Usage;
+        let [ids, id_res, isss, iss_res] = v;
+        let any_id = !ids.is_empty() || !id_res.is_empty();
+        let any_iss = !isss.is_empty() || !iss_res.is_empty();
+        if !any_id && !any_iss && root.is_none() {
+            return Ok(None);
+        }
+        if !any_id {
+            return Err(Usage(format!("keyless verification needs {} (and {})", names[0], names[1])).into());
+        }
+        if !any_iss {
+            return Err(Usage(format!(
+                "{} needs {} too: an identity is only as good as its issuer",
+                names[0], names[1]
+            ))
+            .into());
+        }
+        let Some(root) = root else {
+            return Err(Usage(format!(
+                "{} needs --trusted-root FILE (Sigstore's trusted_root.json; `cosign trusted-root create` or TUF, see README \"Keyless\")",
+                names[0]
+            ))
+            .into());
+        };
+        let policy = Policy::new(ids, id_res, isss, iss_res).map_err(Usage)?;
+        Ok(Some(Gate { policy, root: crate::sign::keyfile::load_trusted_root(root)? }))
+    }
+}
+
 fn list(ms: &[Match]) -> String {
     ms.iter().map(ToString::to_string).collect::<Vec<_>>().join(" or ")
 }
