@@ -121,41 +121,27 @@ fn keyless_verify_both_formats_and_each_refusal() {
                 assert_eq!(pinned.digest, digest);
                 assert!(err.contains(&format!("verified keyless: {ID} ({ISS}), log entry 1 at ")), "{}", dump(&out));
                 // Another identity, another issuer: refused with that reason (regexps too).
-                let o = harden(&[
-                    "verify",
-                    &image,
-                    "--certificate-identity",
-                    "https://github.com/evil/app",
-                    "--certificate-oidc-issuer",
-                    ISS,
-                    "--trusted-root",
-                    root.to_str().unwrap(),
-                ]);
+                let who = |id_flag: &str, id: &str, iss_flag: &str, iss: &str| {
+                    harden(&["verify", &image, id_flag, id, iss_flag, iss, "--trusted-root", root.to_str().unwrap()])
+                };
+                let o = who("--certificate-identity", "https://github.com/evil/app", "--certificate-oidc-issuer", ISS);
                 expect_exit(&o, 3);
                 assert!(stderr_str(&o).contains("FAILED: wrong identity: the certificate names"), "{}", dump(&o));
-                let o = harden(&[
-                    "verify",
-                    &image,
+                let vendor = "^https://github\\.com/vendor/";
+                let o = who(
                     "--certificate-identity-regexp",
-                    "^https://github\\.com/vendor/",
+                    vendor,
                     "--certificate-oidc-issuer",
                     "https://accounts.google.com",
-                    "--trusted-root",
-                    root.to_str().unwrap(),
-                ]);
+                );
                 expect_exit(&o, 3);
                 assert!(stderr_str(&o).contains("FAILED: wrong issuer"), "{}", dump(&o));
-                let o = harden(&[
-                    "verify",
-                    &image,
+                expect_pinned(&who(
                     "--certificate-identity-regexp",
-                    "^https://github\\.com/vendor/",
+                    vendor,
                     "--certificate-oidc-issuer-regexp",
                     "githubusercontent",
-                    "--trusted-root",
-                    root.to_str().unwrap(),
-                ]);
-                expect_pinned(&o);
+                ));
                 // A root whose only CA expired before the signature.
                 let o = verify_keyless(&image, &inst.join("trusted_root_expired_ca.json"), &[]);
                 expect_exit(&o, 3);
@@ -276,6 +262,29 @@ fn keyless_rebuild_gate() {
     let mut a = gate.to_vec();
     a.extend(["--require-signature", stranger_pub.to_str().unwrap()]);
     expect_pinned(&rebuild(&a));
+
+    // Batch: the gate from [defaults]; an unsigned source is refused (exit 3), the signed passes.
+    let unsigned = reg.push_fixture(&fixture("app"), "unsigned:1");
+    let jobs = tmp.path().join("jobs.toml");
+    std::fs::write(
+        &jobs,
+        format!(
+            "[defaults]\nprofiles = [\"passthrough\"]\nrequire_identity = [\"{ID}\"]\nrequire_issuer = [\"{ISS}\"]\ntrusted_root = \"{}\"\n\n[[job]]\nsource = \"{src}\"\ndestination = \"{}\"\n\n[[job]]\nsource = \"{unsigned}\"\ndestination = \"{}\"\n",
+            root.display(),
+            reg.image("batch:1"),
+            reg.image("batch:2")
+        ),
+    )
+    .unwrap();
+    let out = harden(&["batch", jobs.to_str().unwrap(), "--keep-going"]);
+    assert_eq!(out.status.code(), Some(3), "{}", dump(&out));
+    let so = stdout_str(&out);
+    assert!(so.contains(&format!("ok {src}")), "{}", dump(&out));
+    assert!(
+        so.contains(&format!("failed {unsigned}")) && so.contains("no keyless signature verifies"),
+        "{}",
+        dump(&out)
+    );
 }
 
 fn skopeo_inspect_result_absent(image: &str) -> bool {

@@ -62,14 +62,15 @@ python_libs() {
 }
 
 # npm: @sigstore/verify (sigstore-js) checks cosign v3 bundles independently
-# (integration/attest.rs), installed into target/npm; node 20 and npm come from the machine.
+# (integration/attest.rs; with @sigstore/protobuf-specs, its dependency, keyless bundles against a
+# trusted root: integration/keyless), installed into target/npm; node 20 and npm come from the machine.
 NPM_DIR="$ROOT/target/npm"
 node_libs() {
   if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
     echo "setup.sh: ERROR: node and npm are needed for @sigstore/verify (Debian packages nodejs, npm)" >&2
     exit 1
   fi
-  if (cd "$NPM_DIR" 2>/dev/null && node -e 'require("@sigstore/verify"); require("@sigstore/bundle")' 2>/dev/null); then
+  if (cd "$NPM_DIR" 2>/dev/null && node -e 'require("@sigstore/verify"); require("@sigstore/bundle"); require("@sigstore/protobuf-specs")' 2>/dev/null); then
     echo "setup.sh: @sigstore/verify present in $NPM_DIR"
     return 0
   fi

@@ -2,6 +2,7 @@
 //! all accepted or refused the same way by @sigstore/verify; the digest is sha256("x").
 
 use super::*;
+use sha2::Sha256;
 
 const DIGEST: &str = "sha256:2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881";
 const ID: &str = "https://github.com/vendor/app/.github/workflows/release.yml@refs/heads/main";
@@ -137,4 +138,58 @@ fn garbage_never_panics() {
     }
     assert!(TrustedRoot::parse(b"{").is_err());
     assert!(TrustedRoot::parse(br#"{"mediaType":"text/plain"}"#).is_err());
+}
+
+/// RFC 6962 §2.1 from its definition, to check the proof walk on trees of every shape.
+fn mth(leaves: &[Vec<u8>]) -> Vec<u8> {
+    match leaves.len() {
+        0 => Sha256::digest([]).to_vec(),
+        1 => Sha256::digest([&[0u8][..], &leaves[0]].concat()).to_vec(),
+        n => {
+            let k = n.next_power_of_two() / 2;
+            Sha256::digest([&[1u8][..], &mth(&leaves[..k]), &mth(&leaves[k..])].concat()).to_vec()
+        }
+    }
+}
+
+fn path(m: usize, leaves: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    let n = leaves.len();
+    if n <= 1 {
+        return Vec::new();
+    }
+    let k = n.next_power_of_two() / 2;
+    if m < k {
+        let mut p = path(m, &leaves[..k]);
+        p.push(mth(&leaves[k..]));
+        p
+    } else {
+        let mut p = path(m - k, &leaves[k..]);
+        p.push(mth(&leaves[..k]));
+        p
+    }
+}
+
+#[test]
+fn inclusion_proofs_of_every_shape_verify_and_nothing_else_does() {
+    let key = root().tlogs[0].key.clone();
+    for n in 1..=9usize {
+        let leaves: Vec<Vec<u8>> = (0..n).map(|i| format!("entry {i}").into_bytes()).collect();
+        let root_hash = mth(&leaves);
+        for (m, leaf) in leaves.iter().enumerate() {
+            let p = tlog::Proof {
+                log_index: m as u64,
+                tree_size: n as u64,
+                root_hash: root_hash.clone(),
+                hashes: path(m, &leaves),
+                checkpoint: None,
+            };
+            assert_eq!(tlog::verify_proof(leaf, &p, &key, &[0; 32]), Ok(()), "leaf {m} of {n}");
+            assert!(tlog::verify_proof(b"another", &p, &key, &[0; 32]).is_err());
+        }
+    }
+    // Absurd indexes and sizes are errors, not overflows.
+    for (i, s) in [(u64::MAX - 1, u64::MAX), (1 << 63, u64::MAX), (0, 0), (5, 3)] {
+        let p = tlog::Proof { log_index: i, tree_size: s, root_hash: vec![0; 32], hashes: vec![], checkpoint: None };
+        assert!(tlog::verify_proof(b"x", &p, &key, &[0; 32]).is_err());
+    }
 }

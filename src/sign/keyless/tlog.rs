@@ -72,12 +72,13 @@ fn hash_children(l: &[u8], r: &[u8]) -> Vec<u8> {
 
 /// RFC 6962/9162 inclusion proof of `body` at `p.log_index` in a tree of `p.tree_size`, and the
 /// checkpoint (signed note) naming that size and root.
-fn verify_proof(body: &[u8], p: &Proof, key: &PublicKey, log_id: &[u8]) -> Result<(), String> {
+pub(super) fn verify_proof(body: &[u8], p: &Proof, key: &PublicKey, log_id: &[u8]) -> Result<(), String> {
     if p.log_index >= p.tree_size {
         return Err("inclusion proof: index past the tree size".into());
     }
     let inner = (64 - (p.log_index ^ (p.tree_size - 1)).leading_zeros()) as usize;
-    let border = (p.log_index >> inner).count_ones() as usize;
+    // `inner` reaches 64 for an index with its top bit set: shift without overflowing.
+    let border = p.log_index.checked_shr(inner as u32).unwrap_or(0).count_ones() as usize;
     if p.hashes.len() != inner + border {
         return Err(format!("inclusion proof: {} hashes where {} are needed", p.hashes.len(), inner + border));
     }
@@ -88,7 +89,11 @@ fn verify_proof(body: &[u8], p: &Proof, key: &PublicKey, log_id: &[u8]) -> Resul
         h.finalize().to_vec()
     };
     for (i, h) in p.hashes[..inner].iter().enumerate() {
-        seed = if (p.log_index >> i) & 1 == 0 { hash_children(&seed, h) } else { hash_children(h, &seed) };
+        seed = if p.log_index.checked_shr(i as u32).unwrap_or(0) & 1 == 0 {
+            hash_children(&seed, h)
+        } else {
+            hash_children(h, &seed)
+        };
     }
     for h in &p.hashes[inner..] {
         seed = hash_children(h, &seed);
