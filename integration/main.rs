@@ -22,6 +22,7 @@ mod files;
 mod fleet;
 mod formats;
 mod hostile;
+mod keyless;
 mod matrix;
 mod packages;
 mod platforms;

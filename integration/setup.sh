@@ -65,7 +65,8 @@ python_libs() {
 }
 
 # npm: @sigstore/verify (sigstore-js) checks cosign v3 bundles independently
-# (integration/attest.rs) and @microsoft/sarif-multitool (a self-contained native binary, no
+# (integration/attest.rs; with @sigstore/protobuf-specs, its dependency, keyless bundles against a
+# trusted root: integration/keyless) and @microsoft/sarif-multitool (a self-contained native binary, no
 # dotnet) validates check's SARIF (integration/ci.rs), installed into target/npm; node 20 and
 # npm come from the machine.
 NPM_DIR="$ROOT/target/npm"
@@ -74,7 +75,7 @@ node_libs() {
     echo "setup.sh: ERROR: node and npm are needed for @sigstore/verify (Debian packages nodejs, npm)" >&2
     exit 1
   fi
-  if (cd "$NPM_DIR" 2>/dev/null && node -e 'require("@sigstore/verify"); require("@sigstore/bundle")' 2>/dev/null) &&
+  if (cd "$NPM_DIR" 2>/dev/null && node -e 'require("@sigstore/verify"); require("@sigstore/bundle"); require("@sigstore/protobuf-specs")' 2>/dev/null) &&
     [ -x "$NPM_DIR/node_modules/@microsoft/sarif-multitool-linux/Sarif.Multitool" ]; then
     echo "setup.sh: @sigstore/verify and @microsoft/sarif-multitool present in $NPM_DIR"
     return 0

@@ -38,6 +38,16 @@ struct Defaults {
     /// As `rebuild --require-signature` (public key files; any of them).
     #[serde(default)]
     require_signature: Vec<PathBuf>,
+    /// As `rebuild --require-identity[-regexp]`, `--require-issuer[-regexp]`, `--trusted-root`.
+    #[serde(default)]
+    require_identity: Vec<String>,
+    #[serde(default)]
+    require_identity_regexp: Vec<String>,
+    #[serde(default)]
+    require_issuer: Vec<String>,
+    #[serde(default)]
+    require_issuer_regexp: Vec<String>,
+    trusted_root: Option<PathBuf>,
     /// As `rebuild --attest`, `--bundle` (need a sign_key).
     #[serde(default)]
     attest: bool,
@@ -57,6 +67,12 @@ pub struct Job {
     pub sign_key: Option<PathBuf>,
     /// Replaces `[defaults]`'s `require_signature` for this job.
     pub require_signature: Option<Vec<PathBuf>>,
+    /// Any of these replaces all five of `[defaults]`'s keyless gate for this job.
+    pub require_identity: Option<Vec<String>>,
+    pub require_identity_regexp: Option<Vec<String>>,
+    pub require_issuer: Option<Vec<String>>,
+    pub require_issuer_regexp: Option<Vec<String>>,
+    pub trusted_root: Option<PathBuf>,
     pub attest: Option<bool>,
     pub bundle: Option<bool>,
     /// Replaces `[defaults]`'s `verify_run` for this job.
@@ -166,6 +182,45 @@ pub fn trusted_keys(o: &BatchOptions) -> Result<HashMap<PathBuf, crate::sign::Ve
     Ok(keys)
 }
 
+/// The keyless gate of `job`: its own keyless keys if it sets any, else `[defaults]`'. The
+/// trusted root is read here, per job (it is small and bounded).
+fn keyless_gate(defaults: &Defaults, job: &Job) -> Result<Option<Arc<crate::sign::keyless::Gate>>> {
+    let own = job.require_identity.is_some()
+        || job.require_identity_regexp.is_some()
+        || job.require_issuer.is_some()
+        || job.require_issuer_regexp.is_some()
+        || job.trusted_root.is_some();
+    let none = Vec::new();
+    let (v, root) = if own {
+        (
+            [
+                job.require_identity.as_ref().unwrap_or(&none),
+                job.require_identity_regexp.as_ref().unwrap_or(&none),
+                job.require_issuer.as_ref().unwrap_or(&none),
+                job.require_issuer_regexp.as_ref().unwrap_or(&none),
+            ],
+            job.trusted_root.as_deref(),
+        )
+    } else {
+        (
+            [
+                &defaults.require_identity,
+                &defaults.require_identity_regexp,
+                &defaults.require_issuer,
+                &defaults.require_issuer_regexp,
+            ],
+            defaults.trusted_root.as_deref(),
+        )
+    };
+    let gate = crate::sign::keyless::Gate::from_flags(
+        v.map(Vec::as_slice),
+        root,
+        ["require_identity[_regexp]", "require_issuer[_regexp]"],
+    )
+    .map_err(|e| anyhow::anyhow!("job {}: {e:#}", job.source))?;
+    Ok(gate.map(Arc::new))
+}
+
 /// Run the batch with the keys from [`signing_keys`]; `on_result` hears of each job as it ends
 /// (the CLI prints a line). Exit: 0 all done, 3 when every failure is a policy result, 1
 /// otherwise.
@@ -254,7 +309,11 @@ impl Batch<'_> {
         }
         let progress = &self.o.progress;
         progress.line(&format!("{label}: started"));
-        match run_job(&job, &self.options(&job)).await {
+        let done = match self.options(&job) {
+            Ok(opts) => run_job(&job, &opts).await,
+            Err(e) => Err(e),
+        };
+        match done {
             Ok(outcome) => {
                 progress.line(&format!("{label}: done"));
                 r.status = JobStatus::Ok;
@@ -275,8 +334,9 @@ impl Batch<'_> {
     }
 
     /// The rebuild options of `job`: the batch's, with the job file's defaults and the job's own
-    /// entries over them.
-    fn options(&self, job: &Job) -> RebuildOptions {
+    /// entries over them (its keyless gate read here: a trusted root that cannot be read fails
+    /// the job).
+    fn options(&self, job: &Job) -> Result<RebuildOptions> {
         let (o, defaults) = (self.o, &self.defaults);
         let key = job.sign_key.as_ref().or(defaults.sign_key.as_ref()).and_then(|k| self.keys.get(k)).cloned();
         let require_signature = job
@@ -288,7 +348,8 @@ impl Batch<'_> {
                 self.trusted.get(k).map(|key| pipeline::TrustedKey { name: k.display().to_string(), key: key.clone() })
             })
             .collect();
-        RebuildOptions {
+        Ok(RebuildOptions {
+            require_identity: keyless_gate(defaults, job)?,
             profiles: job.profiles.clone().unwrap_or_else(|| defaults.profiles.clone()),
             codec: self.codec,
             recompress: defaults.recompress,
@@ -304,7 +365,7 @@ impl Batch<'_> {
             scans: Some(Arc::clone(&self.scans)),
             locations: Some(Arc::clone(&self.locations)),
             ..o.rebuild.clone()
-        }
+        })
     }
 }
 
@@ -427,10 +488,30 @@ mod tests {
             profiles: None,
             sign_key: None,
             require_signature: None,
+            require_identity: None,
+            require_identity_regexp: None,
+            require_issuer: None,
+            require_issuer_regexp: None,
+            trusted_root: None,
             attest: None,
             bundle: None,
             verify_run: None,
         }
+    }
+
+    #[test]
+    fn the_keyless_gate_comes_from_defaults_or_wholly_from_the_job() {
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/src/sign/keyless/testdata/trusted_root.json");
+        let d: JobFile = toml::from_str(&format!(
+            "[defaults]\nrequire_identity = [\"a@x\"]\nrequire_issuer = [\"https://i\"]\ntrusted_root = \"{root}\"\n\n[[job]]\nsource = \"a/b:1\"\ndestination = \"c/d:1\"\n\n[[job]]\nsource = \"a/b:2\"\ndestination = \"c/d:2\"\nrequire_identity_regexp = [\"^b@\"]\n"
+        ))
+        .unwrap();
+        let g = keyless_gate(&d.defaults, &d.jobs[0]).unwrap().unwrap();
+        assert_eq!(g.policy.describe(), "identity a@x, issuer https://i");
+        // The job's own keys replace all of the defaults': no issuer, no root → a usage error.
+        let e = keyless_gate(&d.defaults, &d.jobs[1]).unwrap_err();
+        assert!(format!("{e:#}").contains("needs require_issuer"), "{e:#}");
+        assert!(keyless_gate(&Defaults::default(), &job("x")).unwrap().is_none());
     }
 
     #[test]

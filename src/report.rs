@@ -397,6 +397,21 @@ pub struct SourceSignatureReport {
     pub key_hint: String,
     /// Where the signature is (`sha256-<hex>.sig #0 sha256:…`, `bundle sha256:…`).
     pub signature: String,
+    /// Keyless (`--require-identity`): the certificate's identity, issuer and the log entry.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub keyless: Option<KeylessReport>,
+}
+
+/// Who signed keylessly, and the transparency log entry that proves when.
+#[derive(Serialize, Clone, Debug)]
+pub struct KeylessReport {
+    pub identity: String,
+    pub issuer: String,
+    pub log_index: i64,
+    /// The log's id (hex SHA-256 of its key).
+    pub log_id: String,
+    /// RFC 3339.
+    pub integrated_time: String,
 }
 
 /// Something that described the source and was left behind.

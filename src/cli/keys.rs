@@ -13,7 +13,7 @@ use harden::digest::Digest;
 use harden::progress::Progress;
 use harden::reference::ImageRef;
 use harden::sign::SigningKey;
-use harden::sign::{check, dsse, keyfile, publish, store};
+use harden::sign::{check, dsse, keyfile, keyless, publish, store};
 use harden::source::walk;
 use harden::transport::Endpoint;
 use harden::Failure;
@@ -85,13 +85,16 @@ pub struct VerifyArgs {
     /// Image to check (forms below).
     image: String,
     /// Cosign public key (PEM `PUBLIC KEY`, ECDSA P-256); repeatable: any of them may verify.
-    #[arg(long, value_name = "FILE", required = true)]
+    /// Or keyless (below), or both: any accepted signer passes.
+    #[arg(long, value_name = "FILE")]
     key: Vec<PathBuf>,
     /// Require a verifying attestation of this predicate type (URI or cosign's name, e.g.
     /// slsaprovenance1, cyclonedx) whose subject is the image, instead of a signature;
     /// repeatable.
     #[arg(long, value_name = "TYPE")]
     attestation: Vec<String>,
+    #[command(flatten)]
+    keyless: super::keyless::VerifyKeyless,
     /// No details on stderr.
     #[arg(long, short = 'q')]
     quiet: bool,
@@ -208,18 +211,42 @@ pub fn verify(a: VerifyArgs) -> Result<ExitCode> {
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
     let progress = if a.quiet { Progress::Quiet } else { Progress::Plain };
     let net = a.net.options(&progress)?;
-    let (digest, ex) = block_on(&progress, "interrupted", async {
+    let gate = a.keyless.gate()?;
+    if keys.is_empty() && gate.is_none() {
+        return Err(usage("verify needs --key FILE or keyless flags (--certificate-identity, --certificate-oidc-issuer, --trusted-root)"));
+    }
+    let (digest, ex, keyless) = block_on(&progress, "interrupted", async {
         let ep = Endpoint::open(&r, &net)?;
         let image = ep.manifest(&r).await?;
-        let ex = check::examine(&ep, &r, &image.digest, &keys).await?;
-        Ok((image.digest, ex))
+        let ex = if keys.is_empty() { None } else { Some(check::examine(&ep, &r, &image.digest, &keys).await?) };
+        let keyless = match &gate {
+            Some(g) => Some(keyless::find::examine(&ep, &r, &image.digest, &g.root, &g.policy).await?),
+            None => None,
+        };
+        Ok((image.digest, ex, keyless))
     })?;
     if !a.quiet {
-        for l in &ex.lines {
+        for l in ex.iter().flat_map(|ex| &ex.lines) {
             eprintln!("harden: {}", l.describe(&names));
         }
+        for l in keyless.iter().flatten() {
+            eprintln!("harden: {l}");
+        }
     }
-    check::require(&r, &ex, &names, &types)?;
+    // Any accepted signer passes: a key, or a keyless identity.
+    let keyed = ex.as_ref().map(|ex| check::require(&r, ex, &names, &types));
+    let keyless_ok = match (&gate, &keyless) {
+        (Some(g), Some(lines)) => {
+            Some(super::keyless::require(&r.by_digest(&digest).to_string(), lines, &g.policy, &types))
+        }
+        _ => None,
+    };
+    match (keyed, keyless_ok) {
+        (Some(Ok(())), _) | (_, Some(Ok(()))) => {}
+        (Some(Err(e)), None) | (None, Some(Err(e))) => return Err(e.into()),
+        (Some(Err(k)), Some(Err(kl))) => return Err(Failure::Policy(format!("{k}; and keyless: {kl}")).into()),
+        (None, None) => return Err(usage("verify needs --key FILE or keyless flags")),
+    }
     outln(&r.by_digest(&digest).to_string())?;
     Ok(ExitCode::SUCCESS)
 }

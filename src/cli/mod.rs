@@ -10,6 +10,7 @@ mod batch;
 mod check;
 mod contract;
 mod files;
+mod keyless;
 mod keys;
 mod learn;
 mod profile;

@@ -74,6 +74,8 @@ pub struct RebuildArgs {
     /// repeatable (any of them). The provenance records which key verified it.
     #[arg(long, value_name = "PUB")]
     require_signature: Vec<PathBuf>,
+    #[command(flatten)]
+    keyless: super::keyless::RequireKeyless,
     /// The source's pullable name to record as org.opencontainers.image.base.name
     /// (default: a registry source's repository:tag; an OCI layout source records none).
     #[arg(long, value_name = "NAME")]
@@ -137,6 +139,7 @@ impl RebuildArgs {
             bundle: self.bundle,
             attest: self.attest,
             require_signature: trusted_keys(&self.require_signature)?,
+            require_identity: self.keyless.gate()?.map(Arc::new),
             base_name: self.base_name,
             platforms: self.platform,
             cache: Some(self.cache.open(&progress)?),

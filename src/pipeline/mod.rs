@@ -12,6 +12,7 @@
 //! to stdout (the CLI does), or prompt.
 
 mod index;
+mod keyless_gate;
 mod prepare;
 mod reuse;
 mod single;
@@ -69,6 +70,9 @@ pub struct RebuildOptions {
     pub attest: bool,
     /// Refuse (exit 3) unless the source carries a signature verifying with one of these.
     pub require_signature: Vec<TrustedKey>,
+    /// Refuse (exit 3) unless the source carries a keyless signature for this identity and
+    /// issuer (with `require_signature`: either passes).
+    pub require_identity: Option<Arc<crate::sign::keyless::Gate>>,
     /// Recorded as org.opencontainers.image.base.name (see [`base_name`]).
     pub base_name: Option<String>,
     /// For an index: the platforms to rebuild (`os/arch[/variant]`); empty means all.
@@ -111,6 +115,7 @@ impl Default for RebuildOptions {
             bundle: false,
             attest: false,
             require_signature: Vec::new(),
+            require_identity: None,
             base_name: None,
             platforms: Vec::new(),
             contract: None,

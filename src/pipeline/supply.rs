@@ -30,7 +30,8 @@ pub struct TrustedKey {
 /// gets a line on stderr saying why it passed or failed.
 pub(crate) async fn gate(ctx: &Ctx<'_>, digests: &[Digest]) -> Result<Vec<SourceSignatureReport>> {
     let trusted = &ctx.o.require_signature;
-    if trusted.is_empty() {
+    let keyless = ctx.o.require_identity.as_deref();
+    if trusted.is_empty() && keyless.is_none() {
         return Ok(Vec::new());
     }
     let src = ctx.src_ref;
@@ -44,6 +45,23 @@ pub(crate) async fn gate(ctx: &Ctx<'_>, digests: &[Digest]) -> Result<Vec<Source
     let mut out = Vec::new();
     for d in digests {
         let pinned = src.by_digest(d);
+        // Keyless first (--require-identity): a verified signature is enough; else its reason
+        // joins the keyed one's.
+        let keyless_why = match keyless {
+            None => None,
+            Some(g) => match super::keyless_gate::check(ctx, g, d).await? {
+                Ok(report) => {
+                    out.push(report);
+                    continue;
+                }
+                Err(why) if trusted.is_empty() => bail!(Failure::Policy(format!(
+                    "refusing {pinned}: no keyless signature verifies for {}: {why}; nothing was rewritten or pushed",
+                    g.policy.describe()
+                ))),
+                Err(why) => Some(why),
+            },
+        };
+        let keyless_why = keyless_why.map(|w| format!("; nor keyless: {w}")).unwrap_or_default();
         let ex = check::examine(&ctx.src, src, d, &keys).await?;
         let sigs: Vec<&check::Line> = ex.lines.iter().filter(|l| l.kind == check::Kind::Signature).collect();
         for l in &sigs {
@@ -56,7 +74,7 @@ pub(crate) async fn gate(ctx: &Ctx<'_>, digests: &[Digest]) -> Result<Vec<Source
                 sigs.iter().map(|l| l.describe(&names)).collect::<Vec<_>>().join("; ")
             };
             bail!(Failure::Policy(format!(
-                "refusing {pinned}: no signature verifies with --require-signature {}: {why}; nothing was rewritten or pushed",
+                "refusing {pinned}: no signature verifies with --require-signature {}: {why}{keyless_why}; nothing was rewritten or pushed",
                 names.join(", ")
             )));
         };
@@ -65,6 +83,7 @@ pub(crate) async fn gate(ctx: &Ctx<'_>, digests: &[Digest]) -> Result<Vec<Source
             key: trusted[k].name.clone(),
             key_hint: bundle::key_hint(&trusted[k].key),
             signature: line.what.clone(),
+            keyless: None,
         });
     }
     Ok(out)
@@ -241,7 +260,13 @@ pub(crate) fn provenance_run(
         compression: o.codec.to_string(),
         source_verified_by: verified
             .iter()
-            .map(|v| format!("{} verified {} with {} ({})", v.signature, v.digest, v.key, v.key_hint))
+            .map(|v| match &v.keyless {
+                Some(k) => format!(
+                    "{} verified {} keylessly: {} ({}), log entry {} of log {} at {}",
+                    v.signature, v.digest, k.identity, k.issuer, k.log_index, k.log_id, k.integrated_time
+                ),
+                None => format!("{} verified {} with {} ({})", v.signature, v.digest, v.key, v.key_hint),
+            })
             .collect(),
         time: crate::config::source_date_epoch()?.map(|(_, s)| s),
     })

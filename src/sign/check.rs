@@ -308,7 +308,11 @@ fn failed(kind: Kind, what: &str, predicate_type: Option<String>, why: Rejected)
 }
 
 /// Fetch (verified) every layer blob of `manifest` not fetched yet.
-async fn fetch_layers(ep: &Endpoint, manifest: &Value, blobs: &mut HashMap<String, Result<Vec<u8>, String>>) {
+pub(crate) async fn fetch_layers(
+    ep: &Endpoint,
+    manifest: &Value,
+    blobs: &mut HashMap<String, Result<Vec<u8>, String>>,
+) {
     for l in manifest["layers"].as_array().into_iter().flatten() {
         let Some(d) = l["digest"].as_str() else {
             continue;

@@ -36,6 +36,7 @@ pub mod check;
 pub mod discover;
 pub mod dsse;
 pub mod keyfile;
+pub mod keyless;
 pub mod keys;
 pub mod publish;
 pub mod referrers;

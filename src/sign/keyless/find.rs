@@ -1,0 +1,131 @@
+//! Finding the keyless signatures of a digest in a registry and checking each: the layers of the
+//! legacy `sha256-<hex>.sig` manifest that carry a certificate, and the sigstore bundles among its
+//! referrers (API or referrers tag). One line per signature found.
+//!
+//! Owns: the look-up for keyless verification. Must not: decide whether a verified signature is
+//! enough (the caller's policy).
+
+use super::{verify_bundle, verify_legacy, Policy, Refusal, TrustedRoot, Verified, CERT_ANNOTATION};
+use crate::digest::Digest;
+use crate::reference::ImageRef;
+use crate::sign::check::fetch_layers;
+use crate::sign::store::sig_ref;
+use crate::sign::{bundle, referrers, simple};
+use crate::transport::Endpoint;
+use anyhow::Result;
+use serde_json::Value;
+use std::collections::HashMap;
+
+/// One keyless signature found, and the verdict.
+#[derive(Debug, Clone)]
+pub struct Line {
+    /// `sha256-<hex>.sig #0 sha256:…` or `bundle sha256:…`.
+    pub what: String,
+    pub result: Result<Verified, Refusal>,
+}
+
+impl std::fmt::Display for Line {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.result {
+            Ok(v) => write!(f, "{}: verified keyless: {}", self.what, v.describe()),
+            Err(e) => write!(f, "{}: FAILED: {e}", self.what),
+        }
+    }
+}
+
+/// Every keyless signature of `digest` beside `r`, each checked against `root` and `policy`.
+/// A registry that cannot be read is an error; a signature that is there but wrong is a line.
+pub async fn examine(
+    ep: &Endpoint,
+    r: &ImageRef,
+    digest: &Digest,
+    root: &TrustedRoot,
+    policy: &Policy,
+) -> Result<Vec<Line>> {
+    let mut lines = Vec::new();
+    let mut blobs: HashMap<String, Result<Vec<u8>, String>> = HashMap::new();
+    let malformed = |what: String, why: String| Line { what, result: Err(Refusal::Malformed(why)) };
+    let sig_tag = simple::sig_tag(digest.as_str());
+    if let Some(m) = ep.manifest_opt(&sig_ref(r, digest)).await? {
+        match serde_json::from_slice::<Value>(&m.bytes) {
+            Err(e) => lines.push(malformed(sig_tag.clone(), format!("not valid JSON ({e})"))),
+            Ok(json) => {
+                fetch_layers(ep, &json, &mut blobs).await;
+                for (i, l) in json["layers"].as_array().into_iter().flatten().enumerate() {
+                    let Some(ann) = l["annotations"].as_object().filter(|a| a.contains_key(CERT_ANNOTATION)) else {
+                        continue; // signed with a key: the keyed check's
+                    };
+                    let d = l["digest"].as_str().unwrap_or("(no digest)");
+                    let what = format!("{sig_tag} #{i} {d}");
+                    let result = match blobs.get(d) {
+                        Some(Ok(payload)) => verify_legacy(payload, ann, root, policy, digest.as_str()),
+                        Some(Err(e)) => Err(Refusal::Malformed(format!("payload: {e}"))),
+                        None => Err(Refusal::Malformed("payload not fetched".into())),
+                    };
+                    lines.push(Line { what, result });
+                }
+            }
+        }
+    }
+    match referrers::list(ep, r, digest).await {
+        Err(e) => lines.push(malformed("referrers".into(), format!("{e:#}"))),
+        Ok(list) => {
+            for d in list.iter().filter(|d| d["artifactType"] == bundle::BUNDLE_MEDIA_TYPE) {
+                let md = d["digest"].as_str().unwrap_or("(no digest)").to_string();
+                let what = format!("bundle {md}");
+                let manifest = match Digest::parse(&md) {
+                    Ok(x) => ep.manifest(&r.without_tag().with_digest(&x)).await.map_err(|e| format!("{e:#}")),
+                    Err(e) => Err(e),
+                };
+                let mv = match manifest.and_then(|m| {
+                    serde_json::from_slice::<Value>(&m.bytes).map_err(|e| format!("the referrer is not JSON ({e})"))
+                }) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        lines.push(malformed(what, e));
+                        continue;
+                    }
+                };
+                fetch_layers(ep, &mv, &mut blobs).await;
+                let layer = mv["layers"].as_array().and_then(|l| l.first()).and_then(|l| l["digest"].as_str());
+                let result = match layer.and_then(|d| blobs.get(d)) {
+                    Some(Ok(b)) => {
+                        // A bundle signed with a key is the keyed check's, not a failure here.
+                        if serde_json::from_slice::<Value>(b)
+                            .is_ok_and(|v| v["verificationMaterial"]["publicKey"].is_object())
+                        {
+                            continue;
+                        }
+                        verify_bundle(b, root, policy, digest.as_str())
+                    }
+                    Some(Err(e)) => Err(Refusal::Malformed(format!("bundle: {e}"))),
+                    None => Err(Refusal::Malformed("the referrer has no bundle layer".into())),
+                };
+                lines.push(Line { what, result });
+            }
+        }
+    }
+    Ok(lines)
+}
+
+/// The first line that verified a signature (not an attestation: a bundle's statement is
+/// cosign's `sign` predicate), or why none did (every line, joined) — `None` when none was found.
+pub fn signed(lines: &[Line]) -> Result<&Line, Option<String>> {
+    let is_signature = |l: &Line| match &l.result {
+        Ok(v) => v.predicate_type.as_deref().is_none_or(|p| p == crate::sign::dsse::COSIGN_SIGN_PREDICATE),
+        Err(_) => true,
+    };
+    let sigs: Vec<&Line> = lines.iter().filter(|l| is_signature(l)).collect();
+    if let Some(l) = sigs.iter().find(|l| l.result.is_ok()) {
+        return Ok(l);
+    }
+    if sigs.is_empty() {
+        return Err(None);
+    }
+    Err(Some(sigs.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")))
+}
+
+/// A verified bundle whose statement is of `predicate_type` (an attestation), if any.
+pub fn attested<'a>(lines: &'a [Line], predicate_type: &str) -> Option<&'a Line> {
+    lines.iter().find(|l| l.result.as_ref().is_ok_and(|v| v.predicate_type.as_deref() == Some(predicate_type)))
+}

@@ -1,0 +1,541 @@
+//! Keyless (Sigstore) verification, offline: a signature made with a short-lived Fulcio
+//! certificate is accepted for a digest when, as cosign and sigstore-go check it,
+//! 1. a transparency log of the trusted root proves when it was signed (a signed entry
+//!    timestamp, and the inclusion proof with its signed checkpoint when the bundle has one), and
+//!    the log entry is of this signature, certificate and payload;
+//! 2. the certificate was valid then, and chains to a CA of the root valid then;
+//! 3. it carries an SCT from a CT log of the root;
+//! 4. its identity (SAN) and OIDC issuer (Fulcio extension .1.8, else .1.1) match the policy;
+//! 5. the signature verifies with its key over the payload, and the payload names the digest
+//!    (a simple-signing payload's `docker-manifest-digest`, or a DSSE statement's subject).
+//!
+//! Both cosign formats: a sigstore bundle (v0.1–v0.3; [`verify_bundle`]) and a legacy `.sig`
+//! layer with the `dev.sigstore.cosign/certificate` and `/bundle` annotations ([`verify_legacy`]).
+//! A chain carried beside the certificate is not trusted (sigstore-go ignores it too): only the
+//! root's chains are. RFC 3161 timestamps are not checked (a bundle with only those is refused
+//! as having no proof of time).
+//!
+//! Why hand-written: the sigstore crate (0.15) verifies the chain and SCT but neither the SET nor
+//! the checkpoint against the root's log keys, and it brings an OpenSSL/reqwest tree; webpki
+//! (chains), x509-cert (parsing) and ring (signatures), all small and well kept, do the work here.
+//!
+//! Owns: deciding whether one keyless signature verifies, with a typed reason. Must not: fetch
+//! anything (callers pass bytes), or decide whether a verified signature is enough (the caller).
+
+pub mod cert;
+pub mod find;
+pub mod key;
+pub mod root;
+pub mod tlog;
+
+use base64::Engine;
+use cert::{ChainError, Leaf};
+use regex::Regex;
+pub use root::TrustedRoot;
+use serde::Deserialize;
+use serde_json::Value;
+use sha2::{Digest as _, Sha256};
+
+/// One accepted value: exact, or a regular expression (unanchored, as cosign's Go `regexp`).
+#[derive(Debug, Clone)]
+pub enum Match {
+    Exact(String),
+    Regex(Regex),
+}
+
+impl Match {
+    pub fn regex(s: &str) -> Result<Match, String> {
+        Regex::new(s).map(Match::Regex).map_err(|e| format!("invalid regular expression {s:?}: {e}"))
+    }
+    fn matches(&self, s: &str) -> bool {
+        match self {
+            Match::Exact(x) => x == s,
+            Match::Regex(r) => r.is_match(s),
+        }
+    }
+}
+
+impl std::fmt::Display for Match {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Match::Exact(s) => write!(f, "{s}"),
+            Match::Regex(r) => write!(f, "/{}/", r.as_str()),
+        }
+    }
+}
+
+/// Who may have signed: some identity and some issuer of these (each list: alternatives).
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub identities: Vec<Match>,
+    pub issuers: Vec<Match>,
+}
+
+impl Policy {
+    /// From flag values: exact and regexp identities and issuers (each list: alternatives).
+    /// `Err` names an invalid regular expression, or a list left empty.
+    pub fn new(
+        identities: &[String],
+        identity_regexps: &[String],
+        issuers: &[String],
+        issuer_regexps: &[String],
+    ) -> Result<Policy, String> {
+        let ms = |exact: &[String], res: &[String]| -> Result<Vec<Match>, String> {
+            let mut v: Vec<Match> = exact.iter().map(|s| Match::Exact(s.clone())).collect();
+            for r in res {
+                v.push(Match::regex(r)?);
+            }
+            Ok(v)
+        };
+        Ok(Policy { identities: ms(identities, identity_regexps)?, issuers: ms(issuers, issuer_regexps)? })
+    }
+
+    /// `identity X or /re/, issuer Y`: for messages.
+    pub fn describe(&self) -> String {
+        format!("identity {}, issuer {}", list(&self.identities), list(&self.issuers))
+    }
+}
+
+/// A keyless policy with the trust material it is checked against (`--trusted-root`).
+#[derive(Debug, Clone)]
+pub struct Gate {
+    pub policy: Policy,
+    pub root: TrustedRoot,
+}
+
+impl Gate {
+    /// From flag (or batch file) values — `[identities, identity regexps, issuers, issuer
+    /// regexps]` — and the trusted root's path; `names` are the identity and issuer flags, for
+    /// messages. `None` when nothing keyless is asked. Missing halves and bad regexps are
+    /// [`crate::Failure::Usage`] (exit 2); a root that cannot be read is a plain error (exit 1).
+    pub fn from_flags(
+        v: [&[String]; 4],
+        root: Option<&std::path::Path>,
+        names: [&str; 2],
+    ) -> anyhow::Result<Option<Gate>> {
+        use crate::Failure::Usage;
+        let [ids, id_res, isss, iss_res] = v;
+        let any_id = !ids.is_empty() || !id_res.is_empty();
+        let any_iss = !isss.is_empty() || !iss_res.is_empty();
+        if !any_id && !any_iss && root.is_none() {
+            return Ok(None);
+        }
+        if !any_id {
+            return Err(Usage(format!("keyless verification needs {} (and {})", names[0], names[1])).into());
+        }
+        if !any_iss {
+            return Err(Usage(format!(
+                "{} needs {} too: an identity is only as good as its issuer",
+                names[0], names[1]
+            ))
+            .into());
+        }
+        let Some(root) = root else {
+            return Err(Usage(format!(
+                "{} needs --trusted-root FILE (Sigstore's trusted_root.json; `cosign trusted-root create` or TUF, see README \"Keyless\")",
+                names[0]
+            ))
+            .into());
+        };
+        let policy = Policy::new(ids, id_res, isss, iss_res).map_err(Usage)?;
+        Ok(Some(Gate { policy, root: TrustedRoot::load(root)? }))
+    }
+}
+
+fn list(ms: &[Match]) -> String {
+    ms.iter().map(ToString::to_string).collect::<Vec<_>>().join(" or ")
+}
+
+/// Why a keyless signature was refused: one line each.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("unreadable: {0}")]
+    Malformed(String),
+    #[error("wrong identity: the certificate names {found}, not {want}")]
+    WrongIdentity { found: String, want: String },
+    #[error("wrong issuer: the certificate names {found}, not {want}")]
+    WrongIssuer { found: String, want: String },
+    #[error("untrusted chain: {0}")]
+    UntrustedChain(String),
+    #[error("no valid SCT: {0}")]
+    NoSct(String),
+    #[error("no log proof: {0}")]
+    NoLogProof(String),
+    #[error("certificate outside its validity: {0}")]
+    OutsideValidity(String),
+    #[error("tampered: {0}")]
+    Tampered(String),
+}
+
+/// What verified: who, and the log entry that proves when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    pub identity: String,
+    pub issuer: String,
+    pub log_index: i64,
+    pub log_id: String,
+    pub integrated_time: i64,
+    /// The verified DSSE statement (bundles) or simple-signing payload.
+    pub payload: Vec<u8>,
+    pub predicate_type: Option<String>,
+}
+
+impl Verified {
+    /// `identity (issuer), log entry N at TIME`.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} ({}), log entry {} at {}",
+            self.identity,
+            self.issuer,
+            self.log_index,
+            cert::show_time(self.integrated_time)
+        )
+    }
+}
+
+fn b64(what: &str, s: &str) -> Result<Vec<u8>, Refusal> {
+    base64::engine::general_purpose::STANDARD
+        .decode(s.trim())
+        .map_err(|_| Refusal::Malformed(format!("{what} is not base64")))
+}
+
+/// What one signature consists of, whichever format it came in.
+struct Material {
+    leaf_der: Vec<u8>,
+    signature: Vec<u8>,
+    /// What the signature is over (the PAE for DSSE) and what the log hashes (the payload).
+    signed: Vec<u8>,
+    payload: Vec<u8>,
+    entries: Vec<tlog::Entry>,
+    dsse: bool,
+}
+
+fn check(m: Material, root: &TrustedRoot, policy: &Policy, digest: &str) -> Result<Verified, Refusal> {
+    let leaf = Leaf::parse(&m.leaf_der).map_err(Refusal::Malformed)?;
+    // 1. Proof of time.
+    if m.entries.is_empty() {
+        return Err(Refusal::NoLogProof(format!(
+            "no transparency log entry, so nothing proves it was signed while the certificate was valid ({} to {})",
+            cert::show_time(leaf.not_before),
+            cert::show_time(leaf.not_after)
+        )));
+    }
+    let claim = tlog::Claim {
+        signature: &m.signature,
+        cert_der: &m.leaf_der,
+        payload_sha256: Sha256::digest(&m.payload).into(),
+    };
+    let mut why = Vec::new();
+    let mut proven = None;
+    for e in &m.entries {
+        match tlog::verify_entry(e, &root.tlogs) {
+            Err(w) => why.push(Refusal::NoLogProof(w)),
+            Ok(log) => match tlog::body_matches(&e.body, &claim) {
+                Err(w) => why.push(Refusal::Tampered(w)),
+                Ok(()) => {
+                    proven = Some((e, log));
+                    break;
+                }
+            },
+        }
+    }
+    let Some((entry, log)) = proven else {
+        return Err(why.into_iter().next().unwrap_or_else(|| Refusal::NoLogProof("no log entry".into())));
+    };
+    let t = entry.integrated_time;
+    // 2. Chain at that time.
+    let (_, issuer_spki) = cert::verify_chain(&leaf, root, t).map_err(|e| match e {
+        ChainError::OutsideValidity(w) => Refusal::OutsideValidity(w),
+        ChainError::Untrusted(w) => Refusal::UntrustedChain(w),
+        ChainError::Malformed(w) => Refusal::Malformed(w),
+    })?;
+    // 3. SCT.
+    cert::verify_sct(&leaf, &issuer_spki, &root.ctlogs).map_err(Refusal::NoSct)?;
+    // 4. Identity and issuer.
+    let identity = leaf.identity.clone().unwrap_or_default();
+    if !policy.identities.iter().any(|p| p.matches(&identity)) {
+        return Err(Refusal::WrongIdentity {
+            found: if identity.is_empty() { "no identity".into() } else { identity },
+            want: list(&policy.identities),
+        });
+    }
+    let issuer = leaf.issuer.clone().unwrap_or_default();
+    if !policy.issuers.iter().any(|p| p.matches(&issuer)) {
+        return Err(Refusal::WrongIssuer {
+            found: if issuer.is_empty() { "no issuer".into() } else { issuer },
+            want: list(&policy.issuers),
+        });
+    }
+    // 5. Signature, and what it names.
+    if !leaf.key.verify(&m.signed, &m.signature) {
+        return Err(Refusal::Tampered("the signature does not verify with the certificate's key".into()));
+    }
+    let want_hex = digest.strip_prefix("sha256:").unwrap_or(digest);
+    let payload: Value =
+        serde_json::from_slice(&m.payload).map_err(|_| Refusal::Malformed("the signed payload is not JSON".into()))?;
+    let predicate_type = if m.dsse {
+        let subjects = payload["subject"].as_array().map(Vec::as_slice).unwrap_or_default();
+        if !subjects.iter().any(|s| s["digest"]["sha256"].as_str() == Some(want_hex)) {
+            return Err(Refusal::Tampered(format!("the statement's subject does not name {digest}")));
+        }
+        payload["predicateType"].as_str().map(str::to_string)
+    } else {
+        if payload["critical"]["image"]["docker-manifest-digest"].as_str() != Some(digest) {
+            return Err(Refusal::Tampered(format!("the payload does not name {digest}")));
+        }
+        if payload["critical"]["type"].as_str() != Some("cosign container image signature") {
+            return Err(Refusal::Malformed("the payload is not a cosign container image signature".into()));
+        }
+        None
+    };
+    Ok(Verified {
+        identity,
+        issuer,
+        log_index: entry.log_index,
+        log_id: hex::encode(&log.id),
+        integrated_time: t,
+        payload: m.payload,
+        predicate_type,
+    })
+}
+
+// -- Sigstore bundles (protobuf JSON; unknown fields refused, as sigstore-go's protojson does). --
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Bundle {
+    media_type: String,
+    verification_material: VerificationMaterial,
+    dsse_envelope: Option<Envelope>,
+    message_signature: Option<MessageSignature>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct VerificationMaterial {
+    certificate: Option<RawBytes>,
+    x509_certificate_chain: Option<Chain>,
+    public_key: Option<Value>,
+    #[serde(default)]
+    tlog_entries: Vec<TlogEntry>,
+    timestamp_verification_data: Option<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawBytes {
+    raw_bytes: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Chain {
+    certificates: Vec<RawBytes>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct TlogEntry {
+    log_index: Value,
+    log_id: LogId,
+    kind_version: Option<Value>,
+    integrated_time: Value,
+    inclusion_promise: Option<Promise>,
+    inclusion_proof: Option<InclusionProof>,
+    canonicalized_body: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct LogId {
+    key_id: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Promise {
+    signed_entry_timestamp: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct InclusionProof {
+    log_index: Value,
+    root_hash: String,
+    tree_size: Value,
+    #[serde(default)]
+    hashes: Vec<String>,
+    checkpoint: Option<Checkpoint>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Checkpoint {
+    envelope: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Envelope {
+    payload: String,
+    payload_type: String,
+    signatures: Vec<EnvSig>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EnvSig {
+    sig: String,
+    #[serde(default)]
+    #[allow(dead_code)]
+    keyid: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct MessageSignature {
+    #[allow(dead_code)]
+    message_digest: Option<Value>,
+    #[allow(dead_code)]
+    signature: String,
+}
+
+/// A protobuf-JSON int64: a string or a number.
+fn int(what: &str, v: &Value) -> Result<i64, Refusal> {
+    match v {
+        Value::String(s) => s.parse().ok(),
+        Value::Number(n) => n.as_i64(),
+        _ => None,
+    }
+    .ok_or_else(|| Refusal::Malformed(format!("{what} is not an integer")))
+}
+
+fn entry(e: &TlogEntry) -> Result<tlog::Entry, Refusal> {
+    let proof = match &e.inclusion_proof {
+        None => None,
+        Some(p) => Some(tlog::Proof {
+            log_index: int("inclusionProof.logIndex", &p.log_index)?.max(0) as u64,
+            tree_size: int("inclusionProof.treeSize", &p.tree_size)?.max(0) as u64,
+            root_hash: b64("inclusionProof.rootHash", &p.root_hash)?,
+            hashes: p.hashes.iter().map(|h| b64("inclusionProof.hashes", h)).collect::<Result<_, _>>()?,
+            checkpoint: p.checkpoint.as_ref().map(|c| c.envelope.clone()),
+        }),
+    };
+    let _ = &e.kind_version;
+    Ok(tlog::Entry {
+        body: b64("canonicalizedBody", &e.canonicalized_body)?,
+        integrated_time: int("integratedTime", &e.integrated_time)?,
+        log_index: int("logIndex", &e.log_index)?,
+        log_id: b64("logId.keyId", &e.log_id.key_id)?,
+        set: e
+            .inclusion_promise
+            .as_ref()
+            .map(|p| b64("signedEntryTimestamp", &p.signed_entry_timestamp))
+            .transpose()?,
+        proof,
+    })
+}
+
+/// Verify a sigstore bundle (JSON) for `digest` (`sha256:<hex>`).
+pub fn verify_bundle(bytes: &[u8], root: &TrustedRoot, policy: &Policy, digest: &str) -> Result<Verified, Refusal> {
+    let b: Bundle =
+        serde_json::from_slice(bytes).map_err(|e| Refusal::Malformed(format!("not a sigstore bundle ({e})")))?;
+    if !b.media_type.starts_with("application/vnd.dev.sigstore.bundle") {
+        return Err(Refusal::Malformed(format!("mediaType {:?} is not a sigstore bundle", b.media_type)));
+    }
+    let vm = &b.verification_material;
+    let _ = &vm.timestamp_verification_data;
+    let leaf_der = match (&vm.certificate, &vm.x509_certificate_chain, &vm.public_key) {
+        (Some(c), _, _) => b64("certificate.rawBytes", &c.raw_bytes)?,
+        (None, Some(ch), _) => match ch.certificates.first() {
+            Some(c) => b64("x509CertificateChain", &c.raw_bytes)?,
+            None => return Err(Refusal::Malformed("empty x509CertificateChain".into())),
+        },
+        (None, None, Some(_)) => {
+            return Err(Refusal::Malformed("signed with a key, not keyless (no certificate)".into()))
+        }
+        (None, None, None) => return Err(Refusal::Malformed("no verification material".into())),
+    };
+    let entries = vm.tlog_entries.iter().map(entry).collect::<Result<Vec<_>, _>>()?;
+    let m = match (&b.dsse_envelope, &b.message_signature) {
+        (Some(env), None) => {
+            if env.payload_type != "application/vnd.in-toto+json" {
+                return Err(Refusal::Malformed(format!("DSSE payload type {:?}", env.payload_type)));
+            }
+            let [sig] = env.signatures.as_slice() else {
+                return Err(Refusal::Malformed(format!("{} DSSE signatures (one expected)", env.signatures.len())));
+            };
+            let payload = b64("dsseEnvelope.payload", &env.payload)?;
+            Material {
+                leaf_der,
+                signature: b64("dsseEnvelope signature", &sig.sig)?,
+                signed: crate::sign::dsse::pae(&env.payload_type, &payload),
+                payload,
+                entries,
+                dsse: true,
+            }
+        }
+        _ => return Err(Refusal::Malformed(
+            "an image signature bundle holds a DSSE envelope (a message signature has no payload to name the image)"
+                .into(),
+        )),
+    };
+    check(m, root, policy, digest)
+}
+
+/// The legacy `.sig` layer's annotations harden reads.
+pub const CERT_ANNOTATION: &str = "dev.sigstore.cosign/certificate";
+pub const BUNDLE_ANNOTATION: &str = "dev.sigstore.cosign/bundle";
+pub const SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
+
+fn pem_to_der(pem: &str) -> Result<Vec<u8>, Refusal> {
+    let start = pem
+        .find("-----BEGIN CERTIFICATE-----")
+        .ok_or(Refusal::Malformed("the certificate annotation is not PEM".into()))?;
+    let body: String =
+        pem[start..].lines().skip(1).take_while(|l| !l.starts_with("-----END")).collect::<Vec<_>>().concat();
+    b64("the certificate annotation", &body)
+}
+
+/// Verify a legacy `.sig` layer: its payload blob and its annotations.
+pub fn verify_legacy(
+    payload: &[u8],
+    annotations: &serde_json::Map<String, Value>,
+    root: &TrustedRoot,
+    policy: &Policy,
+    digest: &str,
+) -> Result<Verified, Refusal> {
+    let get = |k: &str| annotations.get(k).and_then(Value::as_str);
+    let cert =
+        get(CERT_ANNOTATION).ok_or(Refusal::Malformed("no certificate annotation (signed with a key?)".into()))?;
+    let leaf_der = pem_to_der(cert)?;
+    let signature = b64("the signature annotation", get(SIGNATURE_ANNOTATION).unwrap_or_default())?;
+    let mut entries = Vec::new();
+    if let Some(b) = get(BUNDLE_ANNOTATION) {
+        let v: Value =
+            serde_json::from_str(b).map_err(|_| Refusal::Malformed("the bundle annotation is not JSON".into()))?;
+        let p = &v["Payload"];
+        let body = match &p["body"] {
+            Value::String(s) => b64("the bundle annotation's body", s)?,
+            _ => return Err(Refusal::Malformed("the bundle annotation has no body".into())),
+        };
+        entries.push(tlog::Entry {
+            body,
+            integrated_time: int("integratedTime", &p["integratedTime"])?,
+            log_index: int("logIndex", &p["logIndex"])?,
+            log_id: hex::decode(p["logID"].as_str().unwrap_or_default())
+                .map_err(|_| Refusal::Malformed("the bundle annotation's logID is not hex".into()))?,
+            set: v["SignedEntryTimestamp"].as_str().map(|s| b64("SignedEntryTimestamp", s)).transpose()?,
+            proof: None,
+        });
+    }
+    check(
+        Material { leaf_der, signature, signed: payload.to_vec(), payload: payload.to_vec(), entries, dsse: false },
+        root,
+        policy,
+        digest,
+    )
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,195 @@
+//! Fixtures from integration/keyless/sigstore_mock.py (Python `cryptography`, not harden's code),
+//! all accepted or refused the same way by @sigstore/verify; the digest is sha256("x").
+
+use super::*;
+use sha2::Sha256;
+
+const DIGEST: &str = "sha256:2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881";
+const ID: &str = "https://github.com/vendor/app/.github/workflows/release.yml@refs/heads/main";
+const ISS: &str = "https://token.actions.githubusercontent.com";
+
+fn data(name: &str) -> Vec<u8> {
+    std::fs::read(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/sign/keyless/testdata").join(name))
+        .unwrap()
+}
+
+fn root() -> TrustedRoot {
+    TrustedRoot::parse(&data("trusted_root.json")).unwrap()
+}
+
+fn policy() -> Policy {
+    Policy { identities: vec![Match::Exact(ID.into())], issuers: vec![Match::Exact(ISS.into())] }
+}
+
+fn bundle(variant: &str, p: &Policy) -> Result<Verified, Refusal> {
+    verify_bundle(&data(&format!("bundle-{variant}.json")), &root(), p, DIGEST)
+}
+
+fn legacy_with(variant: &str, r: &TrustedRoot, p: &Policy) -> Result<Verified, Refusal> {
+    let ann: Value = serde_json::from_slice(&data(&format!("legacy-{variant}.json"))).unwrap();
+    verify_legacy(&data(&format!("legacy-{variant}.payload")), ann.as_object().unwrap(), r, p, DIGEST)
+}
+
+fn legacy(variant: &str) -> Result<Verified, Refusal> {
+    legacy_with(variant, &root(), &policy())
+}
+
+#[test]
+fn good_signatures_verify_in_both_formats() {
+    let v = bundle("good", &policy()).unwrap();
+    assert_eq!((v.identity.as_str(), v.issuer.as_str(), v.log_index), (ID, ISS, 1));
+    assert_eq!(v.predicate_type.as_deref(), Some("https://sigstore.dev/cosign/sign/v1"));
+    let v = legacy("good").unwrap();
+    assert_eq!((v.identity.as_str(), v.issuer.as_str()), (ID, ISS));
+    let email = Policy {
+        identities: vec![Match::Exact("dev@vendor.example".into())],
+        issuers: vec![Match::Exact("https://accounts.google.com".into())],
+    };
+    assert!(bundle("email", &email).is_ok());
+}
+
+#[test]
+fn regexps_and_alternatives() {
+    let p = Policy {
+        identities: vec![Match::Exact("someone-else".into()), Match::regex(r"^https://github\.com/vendor/").unwrap()],
+        issuers: vec![Match::regex(r"^https://token\.actions\.githubusercontent\.com$").unwrap()],
+    };
+    assert!(bundle("good", &p).is_ok());
+    let p =
+        Policy { identities: vec![Match::regex(r"^https://github\.com/other/").unwrap()], issuers: policy().issuers };
+    assert!(matches!(bundle("good", &p), Err(Refusal::WrongIdentity { .. })));
+}
+
+#[test]
+fn another_identity_or_issuer_is_refused() {
+    let p = Policy { identities: vec![Match::Exact("https://github.com/evil/app".into())], issuers: policy().issuers };
+    let e = bundle("good", &p).unwrap_err();
+    assert!(matches!(e, Refusal::WrongIdentity { .. }), "{e}");
+    assert!(e.to_string().contains(ID), "{e}");
+    let p =
+        Policy { identities: policy().identities, issuers: vec![Match::Exact("https://accounts.google.com".into())] };
+    assert!(matches!(bundle("good", &p), Err(Refusal::WrongIssuer { .. })));
+    assert!(matches!(legacy_with("good", &root(), &p), Err(Refusal::WrongIssuer { .. })));
+}
+
+#[test]
+fn each_bad_input_is_refused_with_its_reason() {
+    let p = policy();
+    for (variant, want) in [
+        ("other-ca", "untrusted chain"),
+        ("loop-chain", "untrusted chain"),
+        ("other-digest", "tampered: the log entry is for another artifact"),
+        ("bad-set", "no log proof: the signed entry timestamp does not verify"),
+        ("no-log", "no log proof: no transparency log entry"),
+        ("tampered-payload", "tampered"),
+        ("malformed-cert", "unreadable: malformed certificate"),
+        ("bad-sct", "no valid SCT"),
+    ] {
+        for (format, r) in [("bundle", bundle(variant, &p)), ("legacy", legacy(variant))] {
+            if format == "bundle" && variant == "loop-chain" {
+                continue; // a bundle carries no chain
+            }
+            let e = r.expect_err(&format!("{format} {variant} must be refused"));
+            assert!(e.to_string().starts_with(want), "{format} {variant}: {e}");
+        }
+    }
+    let e = bundle("bad-checkpoint", &p).unwrap_err();
+    assert!(e.to_string().contains("checkpoint's signature"), "{e}");
+    let e = bundle("unknown-field", &p).unwrap_err();
+    assert!(e.to_string().contains("unknown field `extraTrust`"), "{e}");
+}
+
+#[test]
+fn a_root_without_a_ca_valid_then_is_refused() {
+    let r = TrustedRoot::parse(&data("trusted_root_expired_ca.json")).unwrap();
+    let e = verify_bundle(&data("bundle-good.json"), &r, &policy(), DIGEST).unwrap_err();
+    assert!(e.to_string().contains("no certificate authority valid at"), "{e}");
+    assert!(legacy_with("good", &r, &policy()).is_err());
+}
+
+#[test]
+fn another_digest_is_refused() {
+    let other = "sha256:0000000000000000000000000000000000000000000000000000000000000001";
+    let e = verify_bundle(&data("bundle-good.json"), &root(), &policy(), other).unwrap_err();
+    assert!(e.to_string().contains("subject does not name"), "{e}");
+}
+
+#[test]
+fn garbage_never_panics() {
+    let good = data("bundle-good.json");
+    let r = root();
+    let p = policy();
+    // Every truncation and a byte flip at every 7th position: refused or verified, never a panic.
+    for n in (0..good.len()).step_by(13) {
+        let _ = verify_bundle(&good[..n], &r, &p, DIGEST);
+    }
+    let v: Value = serde_json::from_slice(&good).unwrap();
+    let cert = base64::engine::general_purpose::STANDARD
+        .decode(v["verificationMaterial"]["certificate"]["rawBytes"].as_str().unwrap())
+        .unwrap();
+    for i in (0..cert.len()).step_by(7) {
+        let mut c = cert.clone();
+        c[i] ^= 0x5a;
+        let _ = cert::Leaf::parse(&c);
+        let mut b = v.clone();
+        b["verificationMaterial"]["certificate"]["rawBytes"] =
+            base64::engine::general_purpose::STANDARD.encode(&c).into();
+        assert!(verify_bundle(&serde_json::to_vec(&b).unwrap(), &r, &p, DIGEST).is_err(), "flip at {i} passed");
+    }
+    assert!(TrustedRoot::parse(b"{").is_err());
+    assert!(TrustedRoot::parse(br#"{"mediaType":"text/plain"}"#).is_err());
+}
+
+/// RFC 6962 §2.1 from its definition, to check the proof walk on trees of every shape.
+fn mth(leaves: &[Vec<u8>]) -> Vec<u8> {
+    match leaves.len() {
+        0 => Sha256::digest([]).to_vec(),
+        1 => Sha256::digest([&[0u8][..], &leaves[0]].concat()).to_vec(),
+        n => {
+            let k = n.next_power_of_two() / 2;
+            Sha256::digest([&[1u8][..], &mth(&leaves[..k]), &mth(&leaves[k..])].concat()).to_vec()
+        }
+    }
+}
+
+fn path(m: usize, leaves: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    let n = leaves.len();
+    if n <= 1 {
+        return Vec::new();
+    }
+    let k = n.next_power_of_two() / 2;
+    if m < k {
+        let mut p = path(m, &leaves[..k]);
+        p.push(mth(&leaves[k..]));
+        p
+    } else {
+        let mut p = path(m - k, &leaves[k..]);
+        p.push(mth(&leaves[..k]));
+        p
+    }
+}
+
+#[test]
+fn inclusion_proofs_of_every_shape_verify_and_nothing_else_does() {
+    let key = root().tlogs[0].key.clone();
+    for n in 1..=9usize {
+        let leaves: Vec<Vec<u8>> = (0..n).map(|i| format!("entry {i}").into_bytes()).collect();
+        let root_hash = mth(&leaves);
+        for (m, leaf) in leaves.iter().enumerate() {
+            let p = tlog::Proof {
+                log_index: m as u64,
+                tree_size: n as u64,
+                root_hash: root_hash.clone(),
+                hashes: path(m, &leaves),
+                checkpoint: None,
+            };
+            assert_eq!(tlog::verify_proof(leaf, &p, &key, &[0; 32]), Ok(()), "leaf {m} of {n}");
+            assert!(tlog::verify_proof(b"another", &p, &key, &[0; 32]).is_err());
+        }
+    }
+    // Absurd indexes and sizes are errors, not overflows.
+    for (i, s) in [(u64::MAX - 1, u64::MAX), (1 << 63, u64::MAX), (0, 0), (5, 3)] {
+        let p = tlog::Proof { log_index: i, tree_size: s, root_hash: vec![0; 32], hashes: vec![], checkpoint: None };
+        assert!(tlog::verify_proof(b"x", &p, &key, &[0; 32]).is_err());
+    }
+}
