@@ -347,7 +347,9 @@ pub async fn rebuild(src: &ImageRef, dst: &ImageRef, o: &RebuildOptions) -> Resu
                 platform_digests.push(out);
             }
             report.images = Some(per);
-            let result = ResultRef { digest: m.digest.to_string(), ..Default::default() };
+            let converted_to_oci = (m.media_type != w.top.media_type)
+                .then(|| crate::report::Conversion { from: w.top.media_type.clone(), to: m.media_type.clone() });
+            let result = ResultRef { digest: m.digest.to_string(), converted_to_oci, ..Default::default() };
             (m.digest.clone(), result, Timings::default(), attest, platform_digests)
         }
     };

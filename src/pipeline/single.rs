@@ -57,6 +57,21 @@ pub async fn execute(ctx: &Ctx<'_>, mut p: Prepared, tag: Option<&ImageRef>) -> 
     p.fs = crate::fs::FinalFs::build(Vec::<crate::scan::LayerIndex>::new());
     crate::memory::give_back();
 
+    // An OCI layout holds OCI media types only (containers/image finds a tag among those): a
+    // Docker schema 2 source becomes an OCI manifest, its rewritten layers OCI layers.
+    let converted = match ctx.dst.holds_oci_only() && p.view.docker {
+        true => {
+            p.view.json =
+                crate::image::docker_manifest_to_oci(&p.view.json).map_err(|e| anyhow!("{}: {e}", ctx.dst_ref))?;
+            p.view.docker = false;
+            Some(crate::report::Conversion {
+                from: p.manifest.media_type.clone(),
+                to: crate::image::OCI_MANIFEST.to_string(),
+            })
+        }
+        false => None,
+    };
+
     let t1 = Instant::now();
     let rewrites = rewrite_layers(ctx, &p).await?;
     let t_rewrite = t1.elapsed();
@@ -74,7 +89,10 @@ pub async fn execute(ctx: &Ctx<'_>, mut p: Prepared, tag: Option<&ImageRef>) -> 
     let result = Manifest {
         digest: Digest::of(&manifest_bytes),
         bytes: manifest_bytes,
-        media_type: p.manifest.media_type.clone(),
+        media_type: match converted {
+            Some(_) => crate::image::OCI_MANIFEST.to_string(),
+            None => p.manifest.media_type.clone(),
+        },
     };
 
     // Before anything is pushed: does the result start where the source does?
@@ -120,6 +138,7 @@ pub async fn execute(ctx: &Ctx<'_>, mut p: Prepared, tag: Option<&ImageRef>) -> 
         digest: result.digest.to_string(),
         config_digest: Some(config_digest.to_string()),
         reference: None,
+        converted_to_oci: converted,
     });
     report.layers = Some(layer_reports);
     report.verify_run = verify_run;
