@@ -224,3 +224,73 @@ fn archives_oci_archive_with_registries_and_tampering() {
     assert!(!dst.exists(), "nothing written after a refusal");
     assert_eq!(names(&dir), ["in-oci.tar", "out-docker.tar", "out-oci.tar"]);
 }
+
+/// OCI outputs other tools address (issue 21, part 5): from each source form — a registry
+/// holding a Docker schema 2 manifest, a docker-archive, an `oci:` layout, an oci-archive —
+/// into an `oci:` layout and an `oci-archive:`, skopeo finds the output by its tag
+/// (containers/image looks a tag up among OCI media types only) and sees the digest harden
+/// printed; the manifest, its config descriptor and every layer have OCI media types; the
+/// report's `result.converted_to_oci` says when a Docker manifest was converted; the config
+/// blob is harden's own (health check kept); oci-image-tool validates a converted layout.
+#[test]
+fn archives_oci_outputs_hold_oci_media_types_for_every_direction() {
+    const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+    let tmp = tempdir("archives-oci-out");
+    let fx = fixture("app");
+    let reg = Registry::start(false);
+    skopeo_copy_args(&fx.oci_ref(), &reg.docker("app:v2s2"), &["--format", "v2s2"]);
+    assert_eq!(
+        skopeo_inspect_raw(&reg.image("app:v2s2"))["mediaType"],
+        "application/vnd.docker.distribution.manifest.v2+json"
+    );
+    let da = tmp.path().join("in-docker.tar");
+    skopeo_copy(&fx.oci_ref(), &format!("docker-archive:{}:localhost/app:1", da.display()));
+    let oa = tmp.path().join("in-oci.tar");
+    skopeo_copy(&fx.oci_ref(), &format!("oci-archive:{}:v1", oa.display()));
+    let sources = [
+        (reg.image("app:v2s2"), true),
+        (format!("docker-archive:{}", da.display()), true),
+        (fx.oci_ref(), false),
+        (format!("oci-archive:{}:v1", oa.display()), false),
+    ];
+    for (i, (src, docker)) in sources.iter().enumerate() {
+        for kind in ["oci", "oci-archive"] {
+            let path = tmp.path().join(format!("out-{i}-{kind}"));
+            let dst = format!("{kind}:{}:hard", path.display());
+            let report = tmp.path().join(format!("report-{i}-{kind}.json"));
+            let out = harden(&["rebuild", src, &dst, "-p", APP_PROFILE, "--report", report.to_str().unwrap()]);
+            let pinned = expect_pinned(&out);
+            let seen = skopeo_inspect(&dst, &[]);
+            assert_eq!(seen["Digest"].as_str(), Some(pinned.digest.as_str()), "{src} → {dst}: {seen:#}");
+            let raw_bytes = skopeo_inspect_raw_bytes(&dst, &[]);
+            assert_eq!(sha256_digest(&raw_bytes), pinned.digest);
+            let raw: Value = serde_json::from_slice(&raw_bytes).unwrap();
+            // umoci's fixture manifest omits the (optional) OCI mediaType; a converted one has it.
+            let mt = raw["mediaType"].as_str();
+            assert!(mt == Some(OCI_MANIFEST) || (!docker && mt.is_none()), "{src} → {dst}: {raw:#}");
+            assert_eq!(raw["config"]["mediaType"], "application/vnd.oci.image.config.v1+json", "{raw:#}");
+            for l in raw["layers"].as_array().unwrap() {
+                let mt = l["mediaType"].as_str().unwrap();
+                assert!(mt.starts_with("application/vnd.oci.image.layer.v1.tar"), "{src} → {dst}: layer {mt}");
+            }
+            assert!(raw["annotations"]["org.opencontainers.image.base.digest"].is_string(), "{raw:#}");
+            let r = read_json(&report);
+            let conv = &r["result"]["converted_to_oci"];
+            match docker {
+                true => assert_eq!(
+                    *conv,
+                    serde_json::json!({"from": "application/vnd.docker.distribution.manifest.v2+json", "to": OCI_MANIFEST}),
+                    "{r:#}"
+                ),
+                false => assert!(conv.is_null(), "an OCI source is not converted: {r:#}"),
+            }
+            // The config as stored keeps Docker's Healthcheck (skopeo's own conversion drops it).
+            if kind == "oci" {
+                let cfg = read_json(&oci_blob_path(&path, raw["config"]["digest"].as_str().unwrap()));
+                assert!(cfg["config"]["Healthcheck"]["Test"].is_array(), "{cfg:#}");
+                assert_eq!(cfg["config"]["User"], "65532:65532");
+            }
+        }
+    }
+    oci_image_tool_validate(&tmp.path().join("out-1-oci"));
+}

@@ -45,21 +45,22 @@ ORDER=(docker-registry skopeo umoci runc debootstrap oci-image-tool htpasswd zst
   /usr/bin/time)
 
 # PyPI: cyclonedx-python-lib validates the SBOMs (integration/packages.rs) and cryptography
-# checks DSSE attestations independently (integration/attest.rs); kubernetes-validate and
-# check-jsonschema validate samples/ and ci/ (integration/ci.rs); in a venv of its own
+# checks DSSE attestations independently (integration/attest.rs); jsonschema validates sigstore
+# bundles against protobuf-specs' schema (integration/bundleschema.py); kubernetes-validate and
+# check-jsonschema validate samples/ (integration/ci.rs); in a venv of its own
 # (Debian's python is externally managed) at target/it-venv; installed once, checked each run.
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 VENV="$ROOT/target/it-venv"
 python_libs() {
-  if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c 'import cyclonedx.validation.json, cryptography' 2>/dev/null &&
+  if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c 'import cyclonedx.validation.json, cryptography, jsonschema' 2>/dev/null &&
     [ -x "$VENV/bin/kubernetes-validate" ] && [ -x "$VENV/bin/check-jsonschema" ]; then
-    echo "setup.sh: cyclonedx-python-lib, cryptography, kubernetes-validate and check-jsonschema present in $VENV"
+    echo "setup.sh: cyclonedx-python-lib, cryptography, jsonschema, kubernetes-validate and check-jsonschema present in $VENV"
     return 0
   fi
   echo "setup.sh: installing cyclonedx-python-lib and cryptography (PyPI) into $VENV"
   [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV" ||
     { echo "setup.sh: ERROR: python3 -m venv failed (Debian package python3-venv)" >&2; exit 1; }
-  "$VENV/bin/python" -m pip install -q 'cyclonedx-python-lib[json-validation]' cryptography \
+  "$VENV/bin/python" -m pip install -q 'cyclonedx-python-lib[json-validation]' cryptography jsonschema \
     kubernetes-validate check-jsonschema ||
     { echo "setup.sh: ERROR: pip install cyclonedx-python-lib cryptography kubernetes-validate check-jsonschema failed" >&2; exit 1; }
 }

@@ -518,3 +518,113 @@ fn supply_require_signature_gate() {
     assert!(so.contains(&format!("ok {src}")), "{}", dump(&out));
     assert!(so.contains(&format!("failed {unsigned}")) && so.contains("no signature verifies"), "{}", dump(&out));
 }
+
+/// protobuf-specs' published bundle JSON schema (integration/schemas, integration/bundleschema.py).
+fn schema_check(bundle: &[u8]) -> Output {
+    let tmp = tempdir("bundle-schema");
+    let f = tmp.path().join("bundle.json");
+    std::fs::write(&f, bundle).unwrap();
+    run_with_timeout(Command::new(python()).arg(integration_dir().join("bundleschema.py")).arg(&f))
+}
+
+/// cosign v3 attestations (issue 21, part 6): `attest --bundle` writes a bundle referrer and no
+/// `.att`; `attest` without it writes the `.att` and, since the image has a bundle (cosign v3
+/// then reads bundles only), a bundle referrer too. Each referrer manifest is what cosign's
+/// `WriteReferrer` writes, field by field (artifactType on the manifest and on the config
+/// descriptor, `dev.sigstore.bundle.*` and `org.opencontainers.image.created` from
+/// `SOURCE_DATE_EPOCH`); each bundle passes sigstore-js and protobuf-specs' JSON schema; `harden
+/// verify --attestation` finds both types; a bundle with an unknown field or two signatures
+/// (schema-valid or not) is refused by `harden verify`, as cosign's protojson and sigstore-go do.
+#[test]
+fn supply_attest_bundles_as_cosign_writes_them() {
+    let reg = Registry::start(false);
+    let fx = fixture("debian");
+    let src = reg.push_fixture(&fx, "v3:1");
+    let digest = fx.manifest_digest();
+    let tmp = tempdir("supply-v3");
+    let (key, public) = keygen(tmp.path(), "k");
+    let k = key.to_str().unwrap();
+    let pred = tmp.path().join("vex.json");
+    std::fs::write(&pred, br#"{"@context":"https://openvex.dev/ns/v0.2.0","statements":[]}"#).unwrap();
+    let env = with_pw(&[("SOURCE_DATE_EPOCH", "1700000000")]);
+    let attest = |ty: &str, extra: &[&str]| {
+        let mut args = vec!["attest", &src, "--key", k, "--predicate", pred.to_str().unwrap(), "--type", ty];
+        args.extend_from_slice(extra);
+        expect_pinned(&harden_env(&args, &env))
+    };
+    let att_tag = format!("{}.att", tag_of(&digest));
+    // --bundle: a referrer, no .att.
+    attest("openvex", &["--bundle"]);
+    assert_eq!(get(&reg, "v3", &format!("manifests/{att_tag}")).0, 404, "attest --bundle wrote a legacy .att");
+    // Without --bundle, on an image that has a bundle: the .att and a referrer.
+    attest("https://example.com/predicate/v1", &[]);
+    assert_eq!(manifest(&reg, "v3", &att_tag)["layers"].as_array().unwrap().len(), 1);
+    let index = manifest(&reg, "v3", &tag_of(&digest));
+    let refs = index["manifests"].as_array().unwrap();
+    assert_eq!(refs.len(), 2, "{index:#}");
+    for (d, ty) in refs.iter().zip(["https://openvex.dev/ns", "https://example.com/predicate/v1"]) {
+        assert_eq!(d["artifactType"], BUNDLE, "{d}");
+        let m = manifest(&reg, "v3", d["digest"].as_str().unwrap());
+        // cosign's WriteReferrer, field by field.
+        assert_eq!(m["schemaVersion"], 2);
+        assert_eq!(m["mediaType"], "application/vnd.oci.image.manifest.v1+json");
+        assert_eq!(m["artifactType"], BUNDLE);
+        assert_eq!(
+            m["config"],
+            json!({"mediaType": "application/vnd.oci.empty.v1+json", "size": 2,
+                   "digest": "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a",
+                   "artifactType": BUNDLE})
+        );
+        assert_eq!(
+            m["annotations"],
+            json!({"dev.sigstore.bundle.content": "dsse-envelope", "dev.sigstore.bundle.predicateType": ty,
+                   "org.opencontainers.image.created": "2023-11-14T22:13:20Z"})
+        );
+        assert_eq!(m["subject"]["digest"], digest);
+        assert_eq!(m["layers"].as_array().unwrap().len(), 1);
+        assert_eq!(m["layers"][0]["mediaType"], BUNDLE);
+        let bundle = blob(&reg, "v3", m["layers"][0]["digest"].as_str().unwrap());
+        let (out, v) = sigstore_js_verify(&bundle, &public, &digest);
+        let v = v.unwrap_or_else(|| panic!("sigstore-js rejects the attestation bundle:\n{}", dump(&out)));
+        assert_eq!(v["predicateType"], ty);
+        let out = schema_check(&bundle);
+        assert!(out.status.success(), "the bundle fails protobuf-specs' schema:\n{}", dump(&out));
+    }
+    for ty in ["openvex", "https://example.com/predicate/v1"] {
+        expect_pinned(&harden(&["verify", &src, "--key", public.to_str().unwrap(), "--attestation", ty]));
+    }
+
+    // Strictness: a bundle with an unknown field, and one with two signatures, each the only
+    // referrer of another image; the schema and `harden verify` both refuse them.
+    let m0 = manifest(&reg, "v3", refs[0]["digest"].as_str().unwrap());
+    let good: Value = serde_json::from_slice(&blob(&reg, "v3", m0["layers"][0]["digest"].as_str().unwrap())).unwrap();
+    let mut unknown = good.clone();
+    unknown["extra"] = json!("x");
+    let mut two = good.clone();
+    let s = two["dsseEnvelope"]["signatures"][0].clone();
+    two["dsseEnvelope"]["signatures"].as_array_mut().unwrap().push(s);
+    for (i, (bad, why)) in [(unknown, "unknown field `extra`"), (two, "2 signatures")].into_iter().enumerate() {
+        let other_fx = fixture("app");
+        let repo = format!("bad{i}");
+        let other = reg.push_fixture(&other_fx, &format!("{repo}:1"));
+        let od = other_fx.manifest_digest();
+        let bytes = serde_json::to_vec(&bad).unwrap();
+        assert!(!schema_check(&bytes).status.success() || i == 1, "the schema accepts an unknown field");
+        let bd = put_blob(&reg, &repo, &bytes);
+        put_blob(&reg, &repo, b"{}");
+        let mut rm = m0.clone();
+        rm["layers"][0]["digest"] = json!(bd);
+        rm["layers"][0]["size"] = json!(bytes.len());
+        rm["subject"] = json!({"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": od,
+                               "size": skopeo_inspect_raw_bytes(&other, &[]).len()});
+        let rd = put_manifest(&reg, &repo, &sha256_digest(&serde_json::to_vec(&rm).unwrap()), &rm);
+        let idx = json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+                         "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": rd,
+                                        "size": serde_json::to_vec(&rm).unwrap().len(), "artifactType": BUNDLE,
+                                        "annotations": rm["annotations"].clone()}]});
+        put_manifest(&reg, &repo, &tag_of(&od), &idx);
+        let out = harden(&["verify", &other, "--key", public.to_str().unwrap(), "--attestation", "openvex"]);
+        expect_exit(&out, 3);
+        assert!(stderr_str(&out).contains(why), "{}", dump(&out));
+    }
+}

@@ -87,6 +87,56 @@ impl ManifestView {
     }
 }
 
+/// The OCI media type of a Docker schema 2 layer, as containers/image converts it when it
+/// writes an OCI layout (`convertToManifestOCI1`); `None` for a type it does not convert. An
+/// OCI layer type is returned as it is.
+pub fn oci_layer_media_type(media_type: &str) -> Option<&'static str> {
+    Some(match media_type {
+        "application/vnd.docker.image.rootfs.diff.tar.gzip" => "application/vnd.oci.image.layer.v1.tar+gzip",
+        "application/vnd.docker.image.rootfs.diff.tar" => "application/vnd.oci.image.layer.v1.tar",
+        // Not a Docker type, but what harden writes for a zstd layer of a Docker manifest.
+        "application/vnd.docker.image.rootfs.diff.tar.zstd" => "application/vnd.oci.image.layer.v1.tar+zstd",
+        "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip" => {
+            "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
+        }
+        "application/vnd.docker.image.rootfs.foreign.diff.tar" => {
+            "application/vnd.oci.image.layer.nondistributable.v1.tar"
+        }
+        "application/vnd.oci.image.layer.v1.tar+gzip" => "application/vnd.oci.image.layer.v1.tar+gzip",
+        "application/vnd.oci.image.layer.v1.tar" => "application/vnd.oci.image.layer.v1.tar",
+        "application/vnd.oci.image.layer.v1.tar+zstd" => "application/vnd.oci.image.layer.v1.tar+zstd",
+        "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip" => {
+            "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
+        }
+        "application/vnd.oci.image.layer.nondistributable.v1.tar" => {
+            "application/vnd.oci.image.layer.nondistributable.v1.tar"
+        }
+        _ => return None,
+    })
+}
+
+/// A Docker schema 2 manifest as an OCI image manifest, as skopeo writes one into an OCI
+/// layout: the manifest's and the config descriptor's media types and each layer's
+/// ([`oci_layer_media_type`]); digests, sizes and other fields stay. Unlike skopeo, the config
+/// blob is kept as it is (skopeo re-serialises it through Go's OCI struct, which drops Docker's
+/// `Healthcheck`): only its descriptor's media type changes. An error names a layer whose media
+/// type has no OCI form.
+pub fn docker_manifest_to_oci(manifest: &Value) -> Result<Value> {
+    let mut m = manifest.clone();
+    m["mediaType"] = Value::from(OCI_MANIFEST);
+    m["config"]["mediaType"] = Value::from(OCI_CONFIG);
+    for (i, l) in
+        m["layers"].as_array_mut().ok_or_else(|| anyhow!("manifest has no layers list"))?.iter_mut().enumerate()
+    {
+        let from = l["mediaType"].as_str().unwrap_or_default();
+        let to = oci_layer_media_type(from).ok_or_else(|| {
+            anyhow!("layer {i}: media type `{from}` has no OCI form; cannot write it to an OCI layout")
+        })?;
+        l["mediaType"] = Value::from(to);
+    }
+    Ok(m)
+}
+
 /// Descriptor annotations that describe a layer blob's bytes for lazy pulling: eStargz's TOC
 /// digest and uncompressed size, zstd:chunked's manifest position and checksums. They are true of
 /// the source blob only; a rewritten layer no longer matches its TOC, and a snapshotter trusting
@@ -162,6 +212,41 @@ mod tests {
         assert!(diff_ids(&cfg, 2).is_err());
         assert!(diff_ids(&serde_json::json!({"rootfs": {"diff_ids": ["md5:00"]}}), 1).is_err());
         assert_eq!(diff_ids(&cfg, 1).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn docker_manifests_convert_to_oci_as_skopeo_converts_them() {
+        let d = |s: &[u8]| Digest::of(s).to_string();
+        let m = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": DOCKER_MANIFEST,
+            "config": {"mediaType": DOCKER_CONFIG, "size": 2, "digest": d(b"c")},
+            "layers": [
+                {"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "size": 1, "digest": d(b"1")},
+                {"mediaType": "application/vnd.docker.image.rootfs.diff.tar", "size": 1, "digest": d(b"2")},
+                {"mediaType": "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip", "size": 1, "digest": d(b"3"), "urls": ["https://x"]},
+                {"mediaType": "application/vnd.docker.image.rootfs.diff.tar.zstd", "size": 1, "digest": d(b"4")},
+            ],
+        });
+        let o = docker_manifest_to_oci(&m).unwrap();
+        assert_eq!(o["mediaType"], OCI_MANIFEST);
+        assert_eq!(o["config"], serde_json::json!({"mediaType": OCI_CONFIG, "size": 2, "digest": d(b"c")}));
+        let types: Vec<&str> =
+            o["layers"].as_array().unwrap().iter().map(|l| l["mediaType"].as_str().unwrap()).collect();
+        assert_eq!(
+            types,
+            [
+                "application/vnd.oci.image.layer.v1.tar+gzip",
+                "application/vnd.oci.image.layer.v1.tar",
+                "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+                "application/vnd.oci.image.layer.v1.tar+zstd",
+            ]
+        );
+        assert_eq!(o["layers"][2]["urls"], serde_json::json!(["https://x"]));
+        assert_eq!(o["layers"][0]["digest"], m["layers"][0]["digest"]);
+        let mut odd = m.clone();
+        odd["layers"][0]["mediaType"] = serde_json::json!("application/x-unknown");
+        assert!(docker_manifest_to_oci(&odd).unwrap_err().to_string().contains("application/x-unknown"));
     }
 
     #[test]

@@ -114,6 +114,18 @@ pub struct ResultRef {
     /// `DST@sha256:…`, as printed on stdout.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reference: Option<String>,
+    /// Set when a Docker schema 2 manifest (or manifest list) was converted to OCI media types
+    /// because the destination (`oci:`, `oci-archive:`) holds OCI documents only; the digest
+    /// is then not the one a registry destination gets.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub converted_to_oci: Option<Conversion>,
+}
+
+/// A manifest's media types changed on the way to the destination: `from` → `to`.
+#[derive(Serialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct Conversion {
+    pub from: String,
+    pub to: String,
 }
 
 /// The report of one image (a platform of an index, or the whole run for one image).

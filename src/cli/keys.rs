@@ -72,6 +72,11 @@ pub struct AttestArgs {
     /// Its type: a URI, or slsaprovenance1, cyclonedx, spdxjson, openvex, vuln.
     #[arg(long = "type", value_name = "URI|NAME")]
     predicate_type: String,
+    /// Store it in cosign v3's format instead of the legacy .att: a sigstore bundle referrer
+    /// of the image (without it, a bundle is written too when the image has one already,
+    /// since cosign v3 then reads bundles only).
+    #[arg(long)]
+    bundle: bool,
     /// No progress on stderr.
     #[arg(long, short = 'q')]
     quiet: bool,
@@ -189,6 +194,7 @@ pub fn attest(a: AttestArgs) -> Result<ExitCode> {
     let key = load_signing_key(&a.key)?;
     let progress = Progress::new(a.quiet);
     let net = a.net.options(&progress)?;
+    let created = harden::config::source_date_epoch()?.map(|(_, s)| s);
     let (pinned, _) = block_on(&progress, "interrupted", async {
         let ep = Endpoint::open(&r, &net)?;
         let image = ep.manifest(&r).await?;
@@ -196,8 +202,15 @@ pub fn attest(a: AttestArgs) -> Result<ExitCode> {
             dsse::Subject { name: r.repository_name(), digest: image.digest.to_string(), annotations: BTreeMap::new() };
         let statement = dsse::statement(&subject, &predicate_type, &predicate);
         let claim = publish::Claim { digest: &image.digest, predicate_type: &predicate_type, statement: &statement };
-        let done = publish::attest_digest(&ep, &r, claim, &key, &progress).await?;
-        Ok((r.by_digest(&image.digest), done))
+        // cosign v3 reads only the bundles of a digest that has any: a legacy .att beside
+        // them would not be seen, so one goes there too.
+        if a.bundle || publish::has_bundle(&ep, &r, &image.digest).await? {
+            publish::bundle_statement(&ep, &r, claim, &key, created.as_deref(), &progress).await?;
+        }
+        if !a.bundle {
+            publish::attest_digest(&ep, &r, claim, &key, &progress).await?;
+        }
+        Ok((r.by_digest(&image.digest), ()))
     })?;
     outln(&pinned)?;
     Ok(ExitCode::SUCCESS)

@@ -76,8 +76,16 @@ pub async fn execute(
     }
     let mut index = index.clone();
     index["manifests"] = json!(new_entries);
+    // A Docker manifest list becomes an OCI index where only OCI is held (see single::execute).
+    let media_type = match ctx.dst.holds_oci_only() && top.media_type == crate::image::DOCKER_LIST {
+        true => {
+            index["mediaType"] = json!(crate::image::OCI_INDEX);
+            crate::image::OCI_INDEX.to_string()
+        }
+        false => top.media_type.clone(),
+    };
     let bytes = serde_json::to_vec(&index)?;
-    let m = Manifest { digest: Digest::of(&bytes), bytes, media_type: top.media_type.clone() };
+    let m = Manifest { digest: Digest::of(&bytes), bytes, media_type };
     if per.is_empty() {
         return Err(anyhow!("no image to rebuild"));
     }

@@ -476,7 +476,10 @@ async fn execute_index(
         platforms.push(out);
     }
     report.images = Some(done.images);
-    let result = ResultRef { digest: done.manifest.digest.to_string(), ..Default::default() };
+    // A Docker manifest list stored where only OCI is held became an OCI index.
+    let converted_to_oci = (done.manifest.media_type != w.top.media_type)
+        .then(|| crate::report::Conversion { from: w.top.media_type.clone(), to: done.manifest.media_type.clone() });
+    let result = ResultRef { digest: done.manifest.digest.to_string(), converted_to_oci, ..Default::default() };
     Ok(Executed { digest: done.manifest.digest, result, timings: Timings::default(), attest, platforms, index: true })
 }
 

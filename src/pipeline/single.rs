@@ -52,6 +52,7 @@ pub async fn execute(ctx: &Ctx<'_>, mut p: Prepared, tag: Option<&ImageRef>) -> 
     // edit that refused there fails here, before anything is rewritten.
     let contract = std::mem::replace(&mut p.contract, Err(anyhow!("the contract was taken")))?;
     let layer_facts = drop_scan(&mut p);
+    let converted = to_oci_where_needed(ctx, &mut p)?;
 
     let t1 = Instant::now();
     let rewrites = rewrite_layers(ctx, &p).await?;
@@ -74,6 +75,7 @@ pub async fn execute(ctx: &Ctx<'_>, mut p: Prepared, tag: Option<&ImageRef>) -> 
         digest: built.manifest.digest.to_string(),
         config_digest: Some(built.config_digest.to_string()),
         reference: None,
+        converted_to_oci: converted,
     });
     report.layers = Some(built.layers);
     report.verify_run = verify_run;
@@ -86,6 +88,21 @@ pub async fn execute(ctx: &Ctx<'_>, mut p: Prepared, tag: Option<&ImageRef>) -> 
     });
     ctx.o.progress.line(&p.edit.summary);
     Ok(Done { manifest: built.manifest, report, contract })
+}
+
+/// An OCI layout holds OCI media types only (containers/image finds a tag among those): a
+/// Docker schema 2 source becomes an OCI manifest, its layers OCI layers, before the rewrite
+/// (so the new descriptors are written as OCI ones). What changed, for the report.
+fn to_oci_where_needed(ctx: &Ctx<'_>, p: &mut Prepared) -> Result<Option<crate::report::Conversion>> {
+    if !(ctx.dst.holds_oci_only() && p.view.docker) {
+        return Ok(None);
+    }
+    p.view.json = crate::image::docker_manifest_to_oci(&p.view.json).map_err(|e| anyhow!("{}: {e}", ctx.dst_ref))?;
+    p.view.docker = false;
+    Ok(Some(crate::report::Conversion {
+        from: p.manifest.media_type.clone(),
+        to: crate::image::OCI_MANIFEST.to_string(),
+    }))
 }
 
 /// Drop the scan's index before the rewrite, keeping what the report needs of each layer: the
@@ -121,7 +138,8 @@ fn build(
     let manifest = Manifest {
         digest: Digest::of(&manifest_bytes),
         bytes: manifest_bytes,
-        media_type: p.manifest.media_type.clone(),
+        // The source's, or OCI's when it was converted ([`to_oci_where_needed`]).
+        media_type: manifest_json["mediaType"].as_str().unwrap_or(&p.manifest.media_type).to_string(),
     };
     Ok(Built { manifest_json, manifest, config, config_bytes, config_digest, changes, layers })
 }

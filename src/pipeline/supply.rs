@@ -199,8 +199,10 @@ pub(crate) async fn attest_result(
         let claim = publish::Claim { digest: &digest, predicate_type: &predicate_type, statement: &statement };
         let a = publish::attest_digest(&ctx.dst, ctx.dst_ref, claim, key, &ctx.o.progress).await?;
         // With --bundle the result is signed in cosign v3's format, whose verify-attestation
-        // looks among the bundle referrers first: the statement goes there too.
-        let bundle = match ctx.o.bundle {
+        // reads only the bundle referrers of a digest that has any: the statement goes there
+        // too — and so it does when the subject already has a bundle (a rerun's result).
+        let bundled = ctx.o.bundle || publish::has_bundle(&ctx.dst, ctx.dst_ref, &digest).await?;
+        let bundle = match bundled {
             true => {
                 let b =
                     publish::bundle_statement(&ctx.dst, ctx.dst_ref, claim, key, created.as_deref(), &ctx.o.progress);

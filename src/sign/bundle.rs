@@ -50,8 +50,15 @@ pub fn sign_statement(digest: &str, annotations: &BTreeMap<String, String>) -> V
 }
 
 /// The referrer manifest holding `bundle_bytes` whose subject is the manifest described by
-/// (`subject_media_type`, `subject_digest`, `subject_size`). `created` is recorded only when
-/// given (`SOURCE_DATE_EPOCH`), so the same bundle gives the same manifest.
+/// (`subject_media_type`, `subject_digest`, `subject_size`), field for field as cosign's
+/// `WriteReferrer` (pkg/oci/remote/write.go) marshals it: go-containerregistry's `v1.Manifest`
+/// (`schemaVersion`, `mediaType`, `config`, `layers`, `annotations`, `subject`; descriptors as
+/// `mediaType`, `size`, `digest`, then `artifactType`) followed by `artifactType`. The config
+/// descriptor carries the artifact type too (`cosign clean --type referrer` selects by it);
+/// annotations are `dev.sigstore.bundle.content`, `dev.sigstore.bundle.predicateType` and
+/// `org.opencontainers.image.created`, in Go's sorted map order. `created` is recorded only
+/// when given (`SOURCE_DATE_EPOCH`; cosign uses the wall clock), so the same bundle gives the
+/// same manifest.
 pub fn referrer_manifest(
     bundle_bytes: &[u8],
     predicate_type: &str,
@@ -69,11 +76,16 @@ pub fn referrer_manifest(
     let v = json!({
         "schemaVersion": 2,
         "mediaType": image::OCI_MANIFEST,
-        "artifactType": BUNDLE_MEDIA_TYPE,
-        "config": { "mediaType": EMPTY_MEDIA_TYPE, "digest": sha256_digest(EMPTY_BLOB), "size": EMPTY_BLOB.len() },
-        "layers": [{ "mediaType": BUNDLE_MEDIA_TYPE, "digest": sha256_digest(bundle_bytes), "size": bundle_bytes.len() }],
-        "subject": { "mediaType": subject_media_type, "digest": subject_digest, "size": subject_size },
+        "config": {
+            "mediaType": EMPTY_MEDIA_TYPE,
+            "size": EMPTY_BLOB.len(),
+            "digest": sha256_digest(EMPTY_BLOB),
+            "artifactType": BUNDLE_MEDIA_TYPE,
+        },
+        "layers": [{ "mediaType": BUNDLE_MEDIA_TYPE, "size": bundle_bytes.len(), "digest": sha256_digest(bundle_bytes) }],
         "annotations": annotations,
+        "subject": { "mediaType": subject_media_type, "size": subject_size, "digest": subject_digest },
+        "artifactType": BUNDLE_MEDIA_TYPE,
     });
     serde_json::to_vec(&v).expect("serializing a JSON value")
 }
@@ -92,6 +104,102 @@ pub enum IndexError {
     NotAnIndex(String),
     #[error("the referrers index has no manifests list")]
     NoManifests,
+}
+
+/// Fields protojson accepts by their proto name as well as their JSON name, at the levels
+/// harden reads.
+const PROTO_NAMES: [(&str, &str); 9] = [
+    ("media_type", "mediaType"),
+    ("verification_material", "verificationMaterial"),
+    ("dsse_envelope", "dsseEnvelope"),
+    ("message_signature", "messageSignature"),
+    ("public_key", "publicKey"),
+    ("x509_certificate_chain", "x509CertificateChain"),
+    ("tlog_entries", "tlogEntries"),
+    ("timestamp_verification_data", "timestampVerificationData"),
+    ("payload_type", "payloadType"),
+];
+
+/// `v` (an object) with proto names renamed to JSON names; an error naming any key not in
+/// `known` (protojson refuses unknown fields) or given twice under both names.
+fn known_fields(v: &Value, what: &str, known: &[&str]) -> Result<Map<String, Value>, String> {
+    let obj = v.as_object().ok_or_else(|| format!("{what} is not a JSON object"))?;
+    let mut out = Map::new();
+    for (k, val) in obj {
+        let name = PROTO_NAMES.iter().find(|(p, _)| p == k).map_or(k.as_str(), |(_, j)| j);
+        if !known.contains(&name) {
+            return Err(format!("{what} has an unknown field `{k}` (cosign's protojson refuses it)"));
+        }
+        if out.insert(name.to_string(), val.clone()).is_some() {
+            return Err(format!("{what} gives `{name}` twice"));
+        }
+    }
+    Ok(out)
+}
+
+/// The bundle's version from its media type: `application/vnd.dev.sigstore.bundle.vX.Y+json`
+/// (v0.3 on) or `application/vnd.dev.sigstore.bundle+json;version=X.Y` (before), as
+/// sigstore-go parses it.
+fn bundle_version(media_type: &str) -> Option<(u32, u32)> {
+    let v = media_type
+        .strip_prefix("application/vnd.dev.sigstore.bundle.v")
+        .and_then(|r| r.strip_suffix("+json"))
+        .or_else(|| media_type.strip_prefix("application/vnd.dev.sigstore.bundle+json;version="))?;
+    let mut parts = v.split('.');
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    match parts.next() {
+        None => Some((major, minor)),
+        Some(p) if p.parse::<u32>().is_ok() && parts.next().is_none() => Some((major, minor)),
+        Some(_) => None,
+    }
+}
+
+/// The bundle as cosign v3 accepts it, with JSON field names, or why not: no field protojson
+/// would refuse (at the bundle, verification material, public key, envelope and signature
+/// levels); a media type of version v0.3 or later (`MinVersion("v0.3")`); exactly one key
+/// material (`publicKey`, `x509CertificateChain` or `certificate`: a protobuf oneof); exactly
+/// one content, a DSSE envelope (a message signature is not what harden verifies); an
+/// in-toto payload and exactly one signature (sigstore-go verifies one).
+pub fn bundle_shape(b: &Value) -> Result<Value, String> {
+    let top =
+        known_fields(b, "the bundle", &["mediaType", "verificationMaterial", "dsseEnvelope", "messageSignature"])?;
+    let mt = top.get("mediaType").and_then(Value::as_str).unwrap_or("");
+    match bundle_version(mt) {
+        Some(v) if v >= (0, 3) => {}
+        Some((a, b)) => return Err(format!("the bundle is version {a}.{b}; cosign reads v0.3 or later")),
+        None => return Err(format!("the bundle's media type {mt:?} is not a sigstore bundle's")),
+    }
+    let vm = known_fields(
+        top.get("verificationMaterial").ok_or("the bundle has no verificationMaterial")?,
+        "verificationMaterial",
+        &["publicKey", "x509CertificateChain", "certificate", "tlogEntries", "timestampVerificationData"],
+    )?;
+    let materials =
+        ["publicKey", "x509CertificateChain", "certificate"].iter().filter(|k| vm.contains_key(**k)).count();
+    if materials != 1 {
+        return Err(format!("verificationMaterial has {materials} key materials; a bundle has exactly one"));
+    }
+    if let Some(pk) = vm.get("publicKey") {
+        known_fields(pk, "verificationMaterial.publicKey", &["hint"])?;
+    }
+    let env = match (top.get("dsseEnvelope"), top.get("messageSignature")) {
+        (Some(e), None) => e,
+        (None, Some(_)) => return Err("the bundle holds a message signature, not a DSSE envelope".into()),
+        (Some(_), Some(_)) => return Err("the bundle holds both a DSSE envelope and a message signature".into()),
+        (None, None) => return Err("the bundle holds no DSSE envelope".into()),
+    };
+    let mut env = known_fields(env, "the DSSE envelope", &["payload", "payloadType", "signatures"])?;
+    let sigs = env.get("signatures").and_then(Value::as_array).ok_or("the DSSE envelope has no signatures")?;
+    if sigs.len() != 1 {
+        return Err(format!("the DSSE envelope has {} signatures; a bundle's has exactly one", sigs.len()));
+    }
+    let sig = known_fields(&sigs[0], "the DSSE signature", &["sig", "keyid"])?;
+    env.insert("signatures".into(), Value::Array(vec![Value::Object(sig)]));
+    let mut out = top;
+    out.insert("dsseEnvelope".into(), Value::Object(env));
+    out.insert("verificationMaterial".into(), Value::Object(vm));
+    Ok(Value::Object(out))
 }
 
 /// What a referrers index lists for `manifest_bytes` (a manifest with `subject`): media type,
@@ -159,10 +267,23 @@ pub fn verify_referrer<E: std::fmt::Display>(
     if subject != expected_digest {
         return Err(Rejected::ReferrerSubject { found: subject.to_string(), expected: expected_digest.to_string() });
     }
-    let layer = manifest["layers"]
+    // cosign's ociremote.Bundle: exactly one layer, a sigstore bundle's.
+    let layers = manifest["layers"]
         .as_array()
-        .and_then(|l| l.iter().find(|l| l["mediaType"] == BUNDLE_MEDIA_TYPE))
-        .ok_or(Rejected::NoBundleLayer)?;
+        .ok_or_else(|| Rejected::ReferrerShape("the referrer has no layers list".into()))?;
+    if layers.len() != 1 {
+        return Err(Rejected::ReferrerShape(format!(
+            "the referrer has {} layers; a bundle referrer has exactly one",
+            layers.len()
+        )));
+    }
+    let layer = &layers[0];
+    if !layer["mediaType"].as_str().unwrap_or_default().starts_with("application/vnd.dev.sigstore.bundle") {
+        return Err(Rejected::ReferrerShape(format!(
+            "the referrer's layer has media type {}, not a sigstore bundle's",
+            layer["mediaType"]
+        )));
+    }
     let digest = layer["digest"].as_str().ok_or(Rejected::NoBundleDigest)?;
     let blob = fetch(digest).map_err(|e| Rejected::Fetch { what: "bundle", why: e.to_string() })?;
     if sha256_digest(&blob) != digest {
@@ -171,16 +292,14 @@ pub fn verify_referrer<E: std::fmt::Display>(
     verify_bundle(&blob, key, expected_digest)
 }
 
-/// Check bundle bytes: v0.3 media type, a DSSE envelope verifying with `key` over a statement
-/// whose subject is `expected_digest`. Message-signature bundles are not what harden writes;
-/// they are refused by name.
+/// Check bundle bytes as strictly as cosign reads them (protojson into the protobuf-specs
+/// `Bundle`, then sigstore-go's `NewBundle` and `MinVersion("v0.3")`): see [`bundle_shape`];
+/// then a DSSE envelope verifying with `key` over a statement whose subject is
+/// `expected_digest`.
 pub fn verify_bundle(bytes: &[u8], key: &VerifyingKey, expected_digest: &str) -> Result<VerifiedStatement, Rejected> {
-    let b: Value = serde_json::from_slice(bytes).map_err(|e| Rejected::BundleJson(e.to_string()))?;
-    let mt = b["mediaType"].as_str().unwrap_or("");
-    if !mt.starts_with("application/vnd.dev.sigstore.bundle") {
-        return Err(Rejected::BundleMediaType(mt.to_string()));
-    }
-    let env = b.get("dsseEnvelope").ok_or(Rejected::NoEnvelope)?;
+    let raw: Value = serde_json::from_slice(bytes).map_err(|e| Rejected::BundleJson(e.to_string()))?;
+    let b = bundle_shape(&raw).map_err(Rejected::BundleShape)?;
+    let env = &b["dsseEnvelope"];
     // The hint only says which key to try: the signature decides. It explains a failure.
     dsse::verify_envelope(env, key, expected_digest).map_err(|failure| {
         match b["verificationMaterial"]["publicKey"]["hint"].as_str().filter(|h| *h != key_hint(key)) {
@@ -221,13 +340,110 @@ mod tests {
         assert!(e.to_string().contains("no signature") && e.to_string().contains("names key"), "{e}");
         // Without the hint, the signature tells.
         let mut nohint = v.clone();
-        nohint["verificationMaterial"] = json!({});
+        nohint["verificationMaterial"] = json!({"publicKey": {}});
         let e = verify_bundle(&serde_json::to_vec(&nohint).unwrap(), &test_key().public_key(), D).unwrap_err();
         assert_eq!(e, Rejected::Dsse(dsse::DsseFailure::SignatureInvalid));
         // A blob that is not what the layer says.
         let e = verify_referrer(&mv, |_: &str| Ok::<_, String>(b"{}".to_vec()), &k.public_key(), D).unwrap_err();
         assert!(matches!(e, Rejected::BundleContent(_)), "{e}");
         assert!(verify_bundle(b"[]", &k.public_key(), D).is_err());
+    }
+
+    #[test]
+    fn bundles_are_read_as_strictly_as_cosign() {
+        let k = test_key();
+        let b = bundle(&sign_statement(D, &BTreeMap::new()), &k).unwrap();
+        let v: Value = serde_json::from_slice(&b).unwrap();
+        let check = |v: &Value| verify_bundle(&serde_json::to_vec(v).unwrap(), &k.public_key(), D).map(|_| ());
+        check(&v).unwrap();
+        let with = |f: &dyn Fn(&mut Value)| {
+            let mut x = v.clone();
+            f(&mut x);
+            check(&x)
+        };
+        // protojson reads proto names too; a later version is read.
+        with(&|x| {
+            let e = x.as_object_mut().unwrap().shift_remove("dsseEnvelope").unwrap();
+            x["dsse_envelope"] = e;
+        })
+        .unwrap();
+        with(&|x| x["mediaType"] = json!("application/vnd.dev.sigstore.bundle.v0.4+json")).unwrap();
+        let err = |f: &dyn Fn(&mut Value), want: &str| {
+            let e = with(f).unwrap_err();
+            assert!(matches!(e, Rejected::BundleShape(_)) && e.to_string().contains(want), "{e} (wanted {want})");
+        };
+        err(&|x| x["mediaType"] = json!("application/vnd.dev.sigstore.bundle+json;version=0.2"), "v0.3 or later");
+        err(&|x| x["mediaType"] = json!("application/json"), "not a sigstore bundle");
+        err(&|x| x["extra"] = json!(1), "unknown field `extra`");
+        err(&|x| x["dsseEnvelope"]["foo"] = json!("x"), "unknown field `foo`");
+        err(&|x| x["verificationMaterial"]["publicKey"]["raw"] = json!("x"), "unknown field `raw`");
+        err(&|x| x["dsseEnvelope"]["signatures"][0]["extra"] = json!("x"), "unknown field `extra`");
+        err(
+            &|x| {
+                let s = x["dsseEnvelope"]["signatures"][0].clone();
+                x["dsseEnvelope"]["signatures"].as_array_mut().unwrap().push(s);
+            },
+            "2 signatures",
+        );
+        err(&|x| x["dsseEnvelope"]["signatures"] = json!([]), "0 signatures");
+        err(&|x| x["verificationMaterial"] = json!({}), "0 key materials");
+        err(&|x| x["verificationMaterial"]["certificate"] = json!({"rawBytes": ""}), "2 key materials");
+        err(
+            &|x| {
+                x.as_object_mut().unwrap().shift_remove("dsseEnvelope");
+                x["messageSignature"] = json!({});
+            },
+            "message signature",
+        );
+        err(&|x| x["dsse_envelope"] = x["dsseEnvelope"].clone(), "twice");
+        // A referrer holds exactly one layer, a bundle.
+        let m: Value =
+            serde_json::from_slice(&referrer_manifest(&b, COSIGN_SIGN_PREDICATE, image::OCI_MANIFEST, D, 1, None))
+                .unwrap();
+        let fetch = |_: &str| Ok::<_, String>(b.clone());
+        verify_referrer(&m, fetch, &k.public_key(), D).unwrap();
+        let mut two = m.clone();
+        let l = two["layers"][0].clone();
+        two["layers"].as_array_mut().unwrap().push(l);
+        assert!(verify_referrer(&two, fetch, &k.public_key(), D).unwrap_err().to_string().contains("2 layers"));
+        let mut other = m.clone();
+        other["layers"][0]["mediaType"] = json!("application/json");
+        assert!(verify_referrer(&other, fetch, &k.public_key(), D)
+            .unwrap_err()
+            .to_string()
+            .contains("not a sigstore bundle"));
+    }
+
+    #[test]
+    fn referrer_manifest_is_cosigns_write_referrer_field_by_field() {
+        // go-containerregistry's v1.Manifest and v1.Descriptor as encoding/json writes them,
+        // with cosign's referrerManifest's trailing artifactType (pkg/oci/remote/write.go).
+        let b = br#"{"x":1}"#;
+        let m = referrer_manifest(
+            b,
+            "https://slsa.dev/provenance/v1",
+            image::OCI_MANIFEST,
+            D,
+            1234,
+            Some("2026-01-01T00:00:00Z"),
+        );
+        let want = format!(
+            concat!(
+                r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","#,
+                r#""config":{{"mediaType":"application/vnd.oci.empty.v1+json","size":2,"#,
+                r#""digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","#,
+                r#""artifactType":"application/vnd.dev.sigstore.bundle.v0.3+json"}},"#,
+                r#""layers":[{{"mediaType":"application/vnd.dev.sigstore.bundle.v0.3+json","size":7,"digest":"{}"}}],"#,
+                r#""annotations":{{"dev.sigstore.bundle.content":"dsse-envelope","#,
+                r#""dev.sigstore.bundle.predicateType":"https://slsa.dev/provenance/v1","#,
+                r#""org.opencontainers.image.created":"2026-01-01T00:00:00Z"}},"#,
+                r#""subject":{{"mediaType":"application/vnd.oci.image.manifest.v1+json","size":1234,"digest":"{}"}},"#,
+                r#""artifactType":"application/vnd.dev.sigstore.bundle.v0.3+json"}}"#
+            ),
+            sha256_digest(b),
+            D
+        );
+        assert_eq!(String::from_utf8(m).unwrap(), want);
     }
 
     #[test]

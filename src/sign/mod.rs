@@ -81,6 +81,13 @@ pub enum Rejected {
     ReferrerSubject { found: String, expected: String },
     #[error("the referrer has no bundle layer")]
     NoBundleLayer,
+    /// A bundle referrer not shaped as cosign's `ociremote.Bundle` reads one.
+    #[error("{0}")]
+    ReferrerShape(String),
+    /// A bundle cosign v3 would not accept ([`bundle::bundle_shape`]): its version, an
+    /// unknown field, not exactly one key material, envelope or signature.
+    #[error("{0}")]
+    BundleShape(String),
     #[error("the bundle layer has no digest")]
     NoBundleDigest,
     #[error("the bundle's content is not {0}")]

@@ -115,6 +115,14 @@ pub async fn attest_digest(
     })
 }
 
+/// Whether `digest` beside `r` has a sigstore bundle among its referrers (API or referrers
+/// tag): cosign v3 (and v2.6) then reads only bundles for it, so an attestation stored only as
+/// `.att` would not be found.
+pub async fn has_bundle(ep: &Endpoint, r: &ImageRef, digest: &Digest) -> Result<bool> {
+    let listed = referrers::list(ep, r, digest).await?;
+    Ok(listed.iter().any(|d| d["artifactType"] == bundle::BUNDLE_MEDIA_TYPE))
+}
+
 /// One bundle stored (or found already there).
 #[derive(Debug, Clone)]
 pub struct Bundled {

@@ -297,6 +297,17 @@ impl Endpoint {
         }
     }
 
+    /// Whether this store holds OCI media types only (`oci:`, `oci-archive:`): containers/image
+    /// looks up a tag of an OCI layout among OCI manifests and indexes only, so a Docker
+    /// schema 2 result is converted before it is stored ([`crate::image::docker_manifest_to_oci`]).
+    pub fn holds_oci_only(&self) -> bool {
+        match self {
+            Endpoint::Layout(_) => true,
+            Endpoint::Archive(x) => x.kind == archive::Kind::Oci,
+            Endpoint::Registry(_) => false,
+        }
+    }
+
     /// Whether an index (a multi-platform image) can be stored here; a docker-archive cannot.
     pub fn holds_index(&self) -> bool {
         match self {
