@@ -74,6 +74,14 @@ fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
+/// A rewritten layer blob on disk, what it is and the media type it is pushed as.
+#[derive(Clone, Copy)]
+pub struct SpooledLayer<'a> {
+    pub blob: &'a Path,
+    pub rw: &'a LayerRewrite,
+    pub media_type: &'a str,
+}
+
 impl SharedCache {
     /// REPO must be a registry repository (`host/repo`, no tag or digest).
     pub fn open(repo: &str, net: &NetOptions, progress: &Progress) -> Result<SharedCache> {
@@ -223,9 +231,10 @@ impl SharedCache {
         Ok(Some(Found { blob: blob.path, rw: LayerRewrite { digest, size, diff_id, stats } }))
     }
 
-    /// Record the rewrite of `key` (its blob at `blob`, pushed to REPO, mounted when a known
-    /// location in the same registry holds it). Failing is said, not fatal.
-    pub async fn publish(&self, key: &str, blob: &Path, rw: &LayerRewrite, media_type: &str, locations: &Locations) {
+    /// Record the rewrite of `key` (its blob pushed to REPO, mounted when a known location in
+    /// the same registry holds it). Failing is said, not fatal.
+    pub async fn publish(&self, key: &str, layer: SpooledLayer<'_>, locations: &Locations) {
+        let SpooledLayer { blob, rw, media_type } = layer;
         let doc = json!({
             "schemaVersion": 2, "mediaType": image::OCI_MANIFEST, "artifactType": ARTIFACT,
             "config": {"mediaType": EMPTY_TYPE, "digest": Digest::of(EMPTY).as_str(), "size": EMPTY.len()},

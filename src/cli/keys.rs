@@ -12,8 +12,8 @@ use clap::Args;
 use harden::digest::Digest;
 use harden::progress::Progress;
 use harden::reference::ImageRef;
-use harden::sign::SigningKey;
 use harden::sign::{check, dsse, keyfile, keyless, publish, store};
+use harden::sign::{Signer, SigningKey};
 use harden::source::walk;
 use harden::transport::Endpoint;
 use harden::Failure;
@@ -156,21 +156,18 @@ pub fn sign(a: SignArgs) -> Result<ExitCode> {
     let progress = Progress::new(a.quiet);
     let net = a.net.options(&progress)?;
     let created = harden::config::source_date_epoch()?.map(|(_, s)| s);
+    let signer = Signer { key: &key, created: created.as_deref(), progress: &progress };
     let signed = block_on(&progress, "interrupted", async {
         let ep = Endpoint::open(&r, &net)?;
         if !a.bundle {
-            return Ok(store::sign(&ep, &r, &key, &annotations, &progress)
-                .await?
-                .into_iter()
-                .map(|s| s.image_digest)
-                .collect());
+            return Ok(store::sign(&ep, &r, signer, &annotations).await?.into_iter().map(|s| s.image_digest).collect());
         }
         // cosign v3's format: a bundle per manifest (the index's line first, signed last).
         let w = walk::walk(&ep, &r).await?;
         let mut digests: Vec<Digest> = w.digests().into_iter().filter(|d| **d != w.top.digest).cloned().collect();
         digests.push(w.top.digest.clone());
         for d in &digests {
-            publish::bundle_digest(&ep, &r, d, &key, &annotations, created.as_deref(), &progress).await?;
+            publish::bundle_digest(&ep, &r, d, signer, &annotations).await?;
         }
         digests.rotate_right(1);
         Ok::<Vec<Digest>, anyhow::Error>(digests)
@@ -195,6 +192,7 @@ pub fn attest(a: AttestArgs) -> Result<ExitCode> {
     let progress = Progress::new(a.quiet);
     let net = a.net.options(&progress)?;
     let created = harden::config::source_date_epoch()?.map(|(_, s)| s);
+    let signer = Signer { key: &key, created: created.as_deref(), progress: &progress };
     let (pinned, _) = block_on(&progress, "interrupted", async {
         let ep = Endpoint::open(&r, &net)?;
         let image = ep.manifest(&r).await?;
@@ -205,10 +203,10 @@ pub fn attest(a: AttestArgs) -> Result<ExitCode> {
         // cosign v3 reads only the bundles of a digest that has any: a legacy .att beside
         // them would not be seen, so one goes there too.
         if a.bundle || publish::has_bundle(&ep, &r, &image.digest).await? {
-            publish::bundle_statement(&ep, &r, claim, &key, created.as_deref(), &progress).await?;
+            publish::bundle_statement(&ep, &r, claim, signer).await?;
         }
         if !a.bundle {
-            publish::attest_digest(&ep, &r, claim, &key, &progress).await?;
+            publish::attest_digest(&ep, &r, claim, signer).await?;
         }
         Ok((r.by_digest(&image.digest), ()))
     })?;

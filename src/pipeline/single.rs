@@ -347,7 +347,10 @@ async fn rewrite_one(
             let spooled = ctx.share.spool.path().join(format!("out-{k}"));
             let rewritten = rewrite_here(ctx, layer, lp, &spooled, workers).await;
             match (&ctx.shared, &rewritten) {
-                (Some(shared), Ok(rw)) => shared.publish(&k, &spooled, rw, &media_type, &ctx.locations).await,
+                (Some(shared), Ok(rw)) => {
+                    let layer = crate::shared_cache::SpooledLayer { blob: &spooled, rw, media_type: &media_type };
+                    shared.publish(&k, layer, &ctx.locations).await
+                }
                 (Some(shared), Err(_)) => shared.release(&k).await,
                 (None, _) => {}
             }

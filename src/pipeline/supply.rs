@@ -12,7 +12,7 @@ use super::Ctx;
 use crate::digest::Digest;
 use crate::provenance;
 use crate::report::{AttestationReport, BundleReport, NotCarriedReport, SignatureReport, SourceSignatureReport};
-use crate::sign::{bundle, check, discover, dsse, publish, store, SigningKey, VerifyingKey};
+use crate::sign::{bundle, check, discover, dsse, publish, store, Signer, SigningKey, VerifyingKey};
 use crate::Failure;
 use anyhow::{bail, Result};
 use serde_json::Value;
@@ -135,7 +135,9 @@ pub(crate) async fn sign_result(
     // Platforms first, the index last: a signed index means all of it was signed.
     for d in platforms.iter().chain([digest]) {
         if ctx.o.bundle {
-            let b = publish::bundle_digest(&ctx.dst, dst, d, key, &none, created.as_deref(), progress).await?;
+            let b =
+                publish::bundle_digest(&ctx.dst, dst, d, Signer { key, created: created.as_deref(), progress }, &none)
+                    .await?;
             bundles.push(BundleReport {
                 subject: d.to_string(),
                 manifest_digest: b.manifest_digest.to_string(),
@@ -144,7 +146,7 @@ pub(crate) async fn sign_result(
             });
             continue;
         }
-        let s = store::sign_digest(&ctx.dst, dst, d, key, &none, progress).await?;
+        let s = store::sign_digest(&ctx.dst, dst, d, Signer { key, created: None, progress }, &none).await?;
         if d == digest {
             signature = Some(SignatureReport {
                 tag: s.tag,
@@ -191,21 +193,21 @@ pub(crate) async fn attest_result(
         todo.push((i.to_string(), dsse::SLSA_PROVENANCE_V1.into(), provenance::predicate(run, &all)));
     }
     let created = crate::config::source_date_epoch()?.map(|(_, s)| s);
+    let signer = Signer { key, created: created.as_deref(), progress: &ctx.o.progress };
     let mut out = Vec::new();
     for (subject, predicate_type, predicate) in todo {
         let digest = Digest::parse(&subject).map_err(|e| anyhow::anyhow!("attesting {subject}: {e}"))?;
         let s = dsse::Subject { name: name.clone(), digest: subject.clone(), annotations: Default::default() };
         let statement = dsse::statement(&s, &predicate_type, &predicate);
         let claim = publish::Claim { digest: &digest, predicate_type: &predicate_type, statement: &statement };
-        let a = publish::attest_digest(&ctx.dst, ctx.dst_ref, claim, key, &ctx.o.progress).await?;
+        let a = publish::attest_digest(&ctx.dst, ctx.dst_ref, claim, signer).await?;
         // With --bundle the result is signed in cosign v3's format, whose verify-attestation
         // reads only the bundle referrers of a digest that has any: the statement goes there
         // too — and so it does when the subject already has a bundle (a rerun's result).
         let bundled = ctx.o.bundle || publish::has_bundle(&ctx.dst, ctx.dst_ref, &digest).await?;
         let bundle = match bundled {
             true => {
-                let b =
-                    publish::bundle_statement(&ctx.dst, ctx.dst_ref, claim, key, created.as_deref(), &ctx.o.progress);
+                let b = publish::bundle_statement(&ctx.dst, ctx.dst_ref, claim, signer);
                 Some(b.await?.manifest_digest.to_string())
             }
             false => None,

@@ -62,11 +62,10 @@ pub fn sign_statement(digest: &str, annotations: &BTreeMap<String, String>) -> V
 pub fn referrer_manifest(
     bundle_bytes: &[u8],
     predicate_type: &str,
-    subject_media_type: &str,
-    subject_digest: &str,
-    subject_size: u64,
+    subject: Described<'_>,
     created: Option<&str>,
 ) -> Vec<u8> {
+    let Described { media_type: subject_media_type, digest: subject_digest, size: subject_size } = subject;
     let mut annotations = Map::new();
     annotations.insert(CONTENT_ANNOTATION.into(), json!("dsse-envelope"));
     annotations.insert(PREDICATE_ANNOTATION.into(), json!(predicate_type));
@@ -88,6 +87,14 @@ pub fn referrer_manifest(
         "artifactType": BUNDLE_MEDIA_TYPE,
     });
     serde_json::to_vec(&v).expect("serializing a JSON value")
+}
+
+/// The manifest a referrer describes, as its `subject` descriptor names it.
+#[derive(Clone, Copy, Debug)]
+pub struct Described<'a> {
+    pub media_type: &'a str,
+    pub digest: &'a str,
+    pub size: u64,
 }
 
 /// Why a referrer manifest or a referrers tag's index cannot be used: one line each.
@@ -322,7 +329,12 @@ mod tests {
         assert_eq!(v["mediaType"], BUNDLE_MEDIA_TYPE);
         assert_eq!(v["verificationMaterial"]["publicKey"]["hint"], key_hint(&k.public_key()));
         assert!(v.get("verificationMaterial").unwrap().get("tlogEntries").is_none());
-        let m = referrer_manifest(&b, COSIGN_SIGN_PREDICATE, image::OCI_MANIFEST, D, 1234, None);
+        let m = referrer_manifest(
+            &b,
+            COSIGN_SIGN_PREDICATE,
+            Described { media_type: image::OCI_MANIFEST, digest: D, size: 1234 },
+            None,
+        );
         let mv: Value = serde_json::from_slice(&m).unwrap();
         assert_eq!(mv["subject"]["digest"], D);
         assert_eq!(mv["config"]["digest"], "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a");
@@ -397,9 +409,13 @@ mod tests {
         );
         err(&|x| x["dsse_envelope"] = x["dsseEnvelope"].clone(), "twice");
         // A referrer holds exactly one layer, a bundle.
-        let m: Value =
-            serde_json::from_slice(&referrer_manifest(&b, COSIGN_SIGN_PREDICATE, image::OCI_MANIFEST, D, 1, None))
-                .unwrap();
+        let m: Value = serde_json::from_slice(&referrer_manifest(
+            &b,
+            COSIGN_SIGN_PREDICATE,
+            Described { media_type: image::OCI_MANIFEST, digest: D, size: 1 },
+            None,
+        ))
+        .unwrap();
         let fetch = |_: &str| Ok::<_, String>(b.clone());
         verify_referrer(&m, fetch, &k.public_key(), D).unwrap();
         let mut two = m.clone();
@@ -422,9 +438,7 @@ mod tests {
         let m = referrer_manifest(
             b,
             "https://slsa.dev/provenance/v1",
-            image::OCI_MANIFEST,
-            D,
-            1234,
+            Described { media_type: image::OCI_MANIFEST, digest: D, size: 1234 },
             Some("2026-01-01T00:00:00Z"),
         );
         let want = format!(
@@ -451,8 +465,18 @@ mod tests {
         let k = test_key();
         let b1 = bundle(&sign_statement(D, &BTreeMap::new()), &k).unwrap();
         let b2 = bundle(&sign_statement(D, &BTreeMap::new()), &k).unwrap();
-        let m1 = referrer_manifest(&b1, COSIGN_SIGN_PREDICATE, image::OCI_MANIFEST, D, 1, None);
-        let m2 = referrer_manifest(&b2, COSIGN_SIGN_PREDICATE, image::OCI_MANIFEST, D, 1, Some("1970-01-01T00:00:00Z"));
+        let m1 = referrer_manifest(
+            &b1,
+            COSIGN_SIGN_PREDICATE,
+            Described { media_type: image::OCI_MANIFEST, digest: D, size: 1 },
+            None,
+        );
+        let m2 = referrer_manifest(
+            &b2,
+            COSIGN_SIGN_PREDICATE,
+            Described { media_type: image::OCI_MANIFEST, digest: D, size: 1 },
+            Some("1970-01-01T00:00:00Z"),
+        );
         let d1 = referrer_descriptor(&m1).unwrap();
         assert_eq!(d1["artifactType"], BUNDLE_MEDIA_TYPE);
         assert_eq!(d1["annotations"][PREDICATE_ANNOTATION], COSIGN_SIGN_PREDICATE);

@@ -334,7 +334,7 @@ mod tests {
     use crate::image;
     use crate::progress::Progress;
     use crate::sign::dsse::tests::test_key;
-    use crate::sign::{publish, referrers, store};
+    use crate::sign::{publish, referrers, store, Signer};
     use crate::transport::{Manifest, NetOptions};
     use serde_json::json;
     use std::collections::BTreeMap;
@@ -386,12 +386,36 @@ mod tests {
         assert!(e.lines.is_empty() && e.signed_by().is_none());
 
         // A bundle: pushed by digest, registered in the referrers tag (a layout has no API).
-        let b1 = block(publish::bundle_digest(&s.ep, &s.r, &s.digest, &k1, &none, None, &q)).unwrap();
+        let b1 = block(publish::bundle_digest(
+            &s.ep,
+            &s.r,
+            &s.digest,
+            Signer { key: &k1, created: None, progress: &q },
+            &none,
+        ))
+        .unwrap();
         assert!(b1.added);
         assert_eq!(b1.referrers_tag.as_deref(), Some(bundle::fallback_tag(s.digest.as_str()).as_str()));
         // The same key again adds nothing; another key adds a second referrer to the same index.
-        assert!(!block(publish::bundle_digest(&s.ep, &s.r, &s.digest, &k1, &none, None, &q)).unwrap().added);
-        let b2 = block(publish::bundle_digest(&s.ep, &s.r, &s.digest, &k2, &none, None, &q)).unwrap();
+        assert!(
+            !block(publish::bundle_digest(
+                &s.ep,
+                &s.r,
+                &s.digest,
+                Signer { key: &k1, created: None, progress: &q },
+                &none
+            ))
+            .unwrap()
+            .added
+        );
+        let b2 = block(publish::bundle_digest(
+            &s.ep,
+            &s.r,
+            &s.digest,
+            Signer { key: &k2, created: None, progress: &q },
+            &none,
+        ))
+        .unwrap();
         assert!(b2.added && b2.manifest_digest != b1.manifest_digest);
         let idx = block(s.ep.manifest(&referrers::tag_ref(&s.r, &s.digest))).unwrap();
         let idx: Value = serde_json::from_slice(&idx.bytes).unwrap();
@@ -402,16 +426,32 @@ mod tests {
 
         // An attestation and a legacy signature.
         let st = statement(&s.digest, dsse::SLSA_PROVENANCE_V1);
-        let a = block(publish::attest_digest(&s.ep, &s.r, claim(&s.digest, dsse::SLSA_PROVENANCE_V1, &st), &k1, &q))
-            .unwrap();
+        let a = block(publish::attest_digest(
+            &s.ep,
+            &s.r,
+            claim(&s.digest, dsse::SLSA_PROVENANCE_V1, &st),
+            Signer { key: &k1, created: None, progress: &q },
+        ))
+        .unwrap();
         assert!(a.added);
-        let again =
-            block(publish::attest_digest(&s.ep, &s.r, claim(&s.digest, dsse::SLSA_PROVENANCE_V1, &st), &k1, &q))
-                .unwrap();
+        let again = block(publish::attest_digest(
+            &s.ep,
+            &s.r,
+            claim(&s.digest, dsse::SLSA_PROVENANCE_V1, &st),
+            Signer { key: &k1, created: None, progress: &q },
+        ))
+        .unwrap();
         assert!(!again.added && again.manifest_digest == a.manifest_digest);
         let sbom = statement(&s.digest, dsse::CYCLONEDX);
-        block(publish::attest_digest(&s.ep, &s.r, claim(&s.digest, dsse::CYCLONEDX, &sbom), &k1, &q)).unwrap();
-        block(store::sign_digest(&s.ep, &s.r, &s.digest, &k2, &none, &q)).unwrap();
+        block(publish::attest_digest(
+            &s.ep,
+            &s.r,
+            claim(&s.digest, dsse::CYCLONEDX, &sbom),
+            Signer { key: &k1, created: None, progress: &q },
+        ))
+        .unwrap();
+        block(store::sign_digest(&s.ep, &s.r, &s.digest, Signer { key: &k2, created: None, progress: &q }, &none))
+            .unwrap();
 
         let e = block(examine(&s.ep, &s.r, &s.digest, &[k1.public_key()])).unwrap();
         let text: Vec<String> = e.lines.iter().map(ToString::to_string).collect();
@@ -442,8 +482,14 @@ mod tests {
         let image = block(s.ep.manifest(&s.r)).unwrap();
         let tag = referrers::tag_ref(&s.r, &s.digest);
         block(s.ep.put_manifest(&tag, &image)).unwrap();
-        let e = block(publish::bundle_digest(&s.ep, &s.r, &s.digest, &k, &BTreeMap::new(), None, &Progress::Quiet))
-            .unwrap_err();
+        let e = block(publish::bundle_digest(
+            &s.ep,
+            &s.r,
+            &s.digest,
+            Signer { key: &k, created: None, progress: &Progress::Quiet },
+            &BTreeMap::new(),
+        ))
+        .unwrap_err();
         assert!(format!("{e:#}").contains("never overwritten"), "{e:#}");
         assert!(format!("{e:#}").contains("not an OCI image index"), "{e:#}");
         assert_eq!(block(s.ep.manifest(&tag)).unwrap().digest, image.digest, "the tag was overwritten");
@@ -457,8 +503,14 @@ mod tests {
     fn a_bundle_whose_manifest_subject_lies_fails() {
         let s = setup();
         let k = test_key();
-        let b = block(publish::bundle_digest(&s.ep, &s.r, &s.digest, &k, &BTreeMap::new(), None, &Progress::Quiet))
-            .unwrap();
+        let b = block(publish::bundle_digest(
+            &s.ep,
+            &s.r,
+            &s.digest,
+            Signer { key: &k, created: None, progress: &Progress::Quiet },
+            &BTreeMap::new(),
+        ))
+        .unwrap();
         // Rewrite the referrer so its subject names another digest, and list that one instead.
         let m = block(s.ep.manifest(&s.r.without_tag().with_digest(&b.manifest_digest))).unwrap();
         let mut v: Value = serde_json::from_slice(&m.bytes).unwrap();

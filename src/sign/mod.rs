@@ -30,6 +30,16 @@
 //!
 //! The formats follow cosign and sigstore-rs; see `shared/reference/cosign-format.md`.
 
+/// Who signs and how: the key, the `org.opencontainers.image.created` time a bundle referrer
+/// records (from `SOURCE_DATE_EPOCH`; none otherwise, so the same bundle gives the same
+/// manifest), and where progress notes go.
+#[derive(Clone, Copy)]
+pub struct Signer<'a> {
+    pub key: &'a SigningKey,
+    pub created: Option<&'a str>,
+    pub progress: &'a crate::progress::Progress,
+}
+
 pub mod attest;
 pub mod bundle;
 pub mod check;

@@ -14,9 +14,8 @@
 //! [`push`]: crate::transport::push
 
 use super::store::{self, beside};
-use super::{attest, bundle, dsse, referrers, SigningKey, MAX_ENVELOPE};
+use super::{attest, bundle, dsse, referrers, Signer, MAX_ENVELOPE};
 use crate::digest::Digest;
-use crate::progress::Progress;
 use crate::reference::ImageRef;
 use crate::transport::push::{Blob, Push};
 use crate::transport::{Endpoint, Manifest};
@@ -50,13 +49,8 @@ pub struct Claim<'a> {
 
 /// Add an attestation of the claim signed with `key` to the `.att` manifest of its digest
 /// beside `r`.
-pub async fn attest_digest(
-    ep: &Endpoint,
-    r: &ImageRef,
-    claim: Claim<'_>,
-    key: &SigningKey,
-    progress: &Progress,
-) -> Result<Attested> {
+pub async fn attest_digest(ep: &Endpoint, r: &ImageRef, claim: Claim<'_>, signer: Signer<'_>) -> Result<Attested> {
+    let Signer { key, progress, .. } = signer;
     let Claim { digest, predicate_type, statement } = claim;
     let tag = attest::att_tag(digest.as_str());
     let target = beside(r, tag.clone());
@@ -99,7 +93,9 @@ pub async fn attest_digest(
         .ok_or_else(|| anyhow!("{target}: this envelope is already a layer"))?;
     let n = appended.manifest["layers"].as_array().map_or(0, Vec::len);
     let layer = Blob::bytes(envelope_digest.clone(), envelope_bytes);
-    let manifest = store::push_appended(ep, &target, layer, appended, "attestation", progress).await?;
+    let manifest =
+        store::push_appended(ep, &target, store::Appended { layer, signature: appended }, "attestation", progress)
+            .await?;
     progress.line(&format!(
         "attested {pinned}: {predicate_type} ({tag}, {n} attestation{})",
         if n == 1 { "" } else { "s" }
@@ -141,26 +137,18 @@ pub async fn bundle_digest(
     ep: &Endpoint,
     r: &ImageRef,
     digest: &Digest,
-    key: &SigningKey,
+    signer: Signer<'_>,
     annotations: &std::collections::BTreeMap<String, String>,
-    created: Option<&str>,
-    progress: &Progress,
 ) -> Result<Bundled> {
     let statement = bundle::sign_statement(digest.as_str(), annotations);
     let claim = Claim { digest, predicate_type: dsse::COSIGN_SIGN_PREDICATE, statement: &statement };
-    bundle_statement(ep, r, claim, key, created, progress).await
+    bundle_statement(ep, r, claim, signer).await
 }
 
 /// Store the claim signed with `key` as a sigstore bundle referrer of its digest, as cosign
 /// v3's `sign` (the `cosign/sign` statement) and `attest` (any other) do.
-pub async fn bundle_statement(
-    ep: &Endpoint,
-    r: &ImageRef,
-    claim: Claim<'_>,
-    key: &SigningKey,
-    created: Option<&str>,
-    progress: &Progress,
-) -> Result<Bundled> {
+pub async fn bundle_statement(ep: &Endpoint, r: &ImageRef, claim: Claim<'_>, signer: Signer<'_>) -> Result<Bundled> {
+    let Signer { key, created, progress } = signer;
     let Claim { digest, predicate_type, statement } = claim;
     let pinned = r.by_digest(digest);
     let subject = ep.manifest(&r.with_digest(digest)).await?;
@@ -200,14 +188,12 @@ pub async fn bundle_statement(
         }
     }
     let bundle_bytes = bundle::bundle(statement, key).map_err(|e| anyhow!("signing {pinned}: {e}"))?;
-    let manifest_bytes = bundle::referrer_manifest(
-        &bundle_bytes,
-        predicate_type,
-        &subject.media_type,
-        digest.as_str(),
-        subject.bytes.len() as u64,
-        created,
-    );
+    let described = bundle::Described {
+        media_type: &subject.media_type,
+        digest: digest.as_str(),
+        size: subject.bytes.len() as u64,
+    };
+    let manifest_bytes = bundle::referrer_manifest(&bundle_bytes, predicate_type, described, created);
     let manifest = Manifest {
         digest: Digest::of(&manifest_bytes),
         bytes: manifest_bytes,

@@ -16,7 +16,7 @@
 use crate::digest::Digest;
 use crate::progress::Progress;
 use crate::reference::ImageRef;
-use crate::sign::{self, SignatureLayer, SigningKey};
+use crate::sign::{self, SignatureLayer, Signer};
 use crate::source::walk;
 use crate::transport::push::{Blob, Push};
 use crate::transport::{Endpoint, Manifest};
@@ -56,17 +56,16 @@ pub fn beside(r: &ImageRef, tag: String) -> ImageRef {
 pub async fn sign(
     ep: &Endpoint,
     r: &ImageRef,
-    key: &SigningKey,
+    signer: Signer<'_>,
     annotations: &BTreeMap<String, String>,
-    progress: &Progress,
 ) -> Result<Vec<Signed>> {
     let w = walk::walk(ep, r).await?;
     let mut out = Vec::with_capacity(w.entries.len() + 1);
     // Platform manifests first, the index last: a signed index means all of it was signed.
     for d in w.digests().into_iter().filter(|d| **d != w.top.digest) {
-        out.push(sign_digest(ep, r, d, key, annotations, progress).await?);
+        out.push(sign_digest(ep, r, d, signer, annotations).await?);
     }
-    out.insert(0, sign_digest(ep, r, &w.top.digest, key, annotations, progress).await?);
+    out.insert(0, sign_digest(ep, r, &w.top.digest, signer, annotations).await?);
     Ok(out)
 }
 
@@ -76,10 +75,10 @@ pub async fn sign_digest(
     ep: &Endpoint,
     r: &ImageRef,
     digest: &Digest,
-    key: &SigningKey,
+    signer: Signer<'_>,
     annotations: &BTreeMap<String, String>,
-    progress: &Progress,
 ) -> Result<Signed> {
+    let Signer { key, progress, .. } = signer;
     let payload = sign::payload(&r.repository_name(), digest.as_str(), annotations);
     let payload_digest = Digest::of(&payload);
     let target = sig_ref(r, digest);
@@ -134,7 +133,7 @@ pub async fn sign_digest(
     };
     let layers = appended.manifest["layers"].as_array().map_or(0, Vec::len);
     let layer = Blob::bytes(payload_digest.clone(), payload);
-    let manifest = push_appended(ep, &target, layer, appended, "signature", progress).await?;
+    let manifest = push_appended(ep, &target, Appended { layer, signature: appended }, "signature", progress).await?;
     progress.line(&format!(
         "signed {} ({tag}, {layers} signature{})",
         r.by_digest(digest),
@@ -156,16 +155,22 @@ pub async fn read_existing(ep: &Endpoint, target: &ImageRef, what: &str) -> Resu
     Ok((existing, json))
 }
 
+/// A cosign manifest with one layer appended, and that layer's blob.
+pub struct Appended {
+    pub layer: Blob,
+    pub signature: sign::simple::AppendedSignature,
+}
+
 /// Push a cosign manifest with one layer appended: the new layer's blob and the regenerated
 /// config first, then the manifest under `target`'s tag.
 pub async fn push_appended(
     ep: &Endpoint,
     target: &ImageRef,
-    layer: Blob,
-    appended: sign::simple::AppendedSignature,
+    appended: Appended,
     what: &str,
     progress: &Progress,
 ) -> Result<Manifest> {
+    let Appended { layer, signature: appended } = appended;
     let config_digest = Digest::parse(&appended.config_digest).map_err(|e| anyhow!("{what} config: {e}"))?;
     let manifest = Manifest {
         digest: Digest::of(&appended.manifest_bytes),
@@ -184,6 +189,7 @@ mod tests {
     use super::*;
     use crate::image;
     use crate::sign::check::{verify, Verified};
+    use crate::sign::SigningKey;
     use crate::transport::NetOptions;
     use crate::Failure;
     use serde_json::json;
@@ -257,7 +263,8 @@ mod tests {
         let s = setup();
         let k = key();
         let ann = BTreeMap::from([("team".to_string(), "infra".to_string())]);
-        let signed = block(sign(&s.ep, &s.r, &k, &ann, &Progress::Quiet)).unwrap();
+        let signed =
+            block(sign(&s.ep, &s.r, Signer { key: &k, created: None, progress: &Progress::Quiet }, &ann)).unwrap();
         assert_eq!(signed.len(), 1);
         assert_eq!(signed[0].image_digest, s.digest);
         assert!(signed[0].added);
@@ -291,20 +298,51 @@ mod tests {
         let s = setup();
         let (k1, k2) = (key(), key());
         let none = BTreeMap::new();
-        let first = block(sign_digest(&s.ep, &s.r, &s.digest, &k1, &none, &Progress::Quiet)).unwrap();
-        let again = block(sign_digest(&s.ep, &s.r, &s.digest, &k1, &none, &Progress::Quiet)).unwrap();
+        let first = block(sign_digest(
+            &s.ep,
+            &s.r,
+            &s.digest,
+            Signer { key: &k1, created: None, progress: &Progress::Quiet },
+            &none,
+        ))
+        .unwrap();
+        let again = block(sign_digest(
+            &s.ep,
+            &s.r,
+            &s.digest,
+            Signer { key: &k1, created: None, progress: &Progress::Quiet },
+            &none,
+        ))
+        .unwrap();
         assert!(first.added && !again.added);
         assert_eq!(first.manifest_digest, again.manifest_digest);
         assert_eq!(sig_manifest(&s, &s.digest)["layers"].as_array().unwrap().len(), 1);
         // Another key adds its own layer; both verify.
-        let other = block(sign_digest(&s.ep, &s.r, &s.digest, &k2, &none, &Progress::Quiet)).unwrap();
+        let other = block(sign_digest(
+            &s.ep,
+            &s.r,
+            &s.digest,
+            Signer { key: &k2, created: None, progress: &Progress::Quiet },
+            &none,
+        ))
+        .unwrap();
         assert!(other.added);
         assert_eq!(sig_manifest(&s, &s.digest)["layers"].as_array().unwrap().len(), 2);
         block(verify(&s.ep, &s.r, &k1.public_key())).unwrap();
         block(verify(&s.ep, &s.r, &k2.public_key())).unwrap();
         // Other annotations are another payload: another layer.
         let ann = BTreeMap::from([("a".to_string(), "b".to_string())]);
-        assert!(block(sign_digest(&s.ep, &s.r, &s.digest, &k1, &ann, &Progress::Quiet)).unwrap().added);
+        assert!(
+            block(sign_digest(
+                &s.ep,
+                &s.r,
+                &s.digest,
+                Signer { key: &k1, created: None, progress: &Progress::Quiet },
+                &ann
+            ))
+            .unwrap()
+            .added
+        );
         assert_eq!(sig_manifest(&s, &s.digest)["layers"].as_array().unwrap().len(), 3);
     }
 
@@ -317,7 +355,8 @@ mod tests {
     #[test]
     fn other_key_fails() {
         let s = setup();
-        block(sign(&s.ep, &s.r, &key(), &BTreeMap::new(), &Progress::Quiet)).unwrap();
+        block(sign(&s.ep, &s.r, Signer { key: &key(), created: None, progress: &Progress::Quiet }, &BTreeMap::new()))
+            .unwrap();
         expect_policy(block(verify(&s.ep, &s.r, &key().public_key())), "signature does not verify with the public key");
     }
 
@@ -325,7 +364,9 @@ mod tests {
     fn tampered_payload_blob_fails() {
         let s = setup();
         let k = key();
-        let signed = block(sign(&s.ep, &s.r, &k, &BTreeMap::new(), &Progress::Quiet)).unwrap();
+        let signed =
+            block(sign(&s.ep, &s.r, Signer { key: &k, created: None, progress: &Progress::Quiet }, &BTreeMap::new()))
+                .unwrap();
         let p = s.dir.join("blobs/sha256").join(signed[0].payload_digest.hex());
         let text = std::fs::read_to_string(&p).unwrap().replace("oci:", "oci:x");
         std::fs::write(&p, text).unwrap();
@@ -337,7 +378,8 @@ mod tests {
         // A changed payload stored under its own (correct) digest, with the layer pointing at it.
         let s = setup();
         let k = key();
-        block(sign(&s.ep, &s.r, &k, &BTreeMap::new(), &Progress::Quiet)).unwrap();
+        block(sign(&s.ep, &s.r, Signer { key: &k, created: None, progress: &Progress::Quiet }, &BTreeMap::new()))
+            .unwrap();
         let evil = sign::payload("oci:elsewhere", s.digest.as_str(), &BTreeMap::new());
         let ed = Digest::of(&evil);
         block(s.ep.put_blob_bytes(&ed, &evil)).unwrap();
@@ -353,7 +395,8 @@ mod tests {
         let s = setup();
         let k = key();
         let other = put_image(&s.ep, &s.dir, "v2", "b");
-        block(sign(&s.ep, &s.r, &k, &BTreeMap::new(), &Progress::Quiet)).unwrap();
+        block(sign(&s.ep, &s.r, Signer { key: &k, created: None, progress: &Progress::Quiet }, &BTreeMap::new()))
+            .unwrap();
         // Copy v1's signatures to v2's .sig tag: valid signatures, but over v1's digest.
         write_sig_manifest(&s, &other, &sig_manifest(&s, &s.digest));
         let r2 = layout_ref(&s.dir, Some("v2"));
@@ -365,7 +408,8 @@ mod tests {
     fn corrupted_signature_annotation_fails() {
         let s = setup();
         let k = key();
-        block(sign(&s.ep, &s.r, &k, &BTreeMap::new(), &Progress::Quiet)).unwrap();
+        block(sign(&s.ep, &s.r, Signer { key: &k, created: None, progress: &Progress::Quiet }, &BTreeMap::new()))
+            .unwrap();
         let mut m = sig_manifest(&s, &s.digest);
         let sig = m["layers"][0]["annotations"][SIG].as_str().unwrap().to_string();
         // Flip one base64 character in the middle: still base64, no longer the signature.
@@ -393,7 +437,9 @@ mod tests {
         let im = Manifest { digest: Digest::of(&idx), bytes: idx, media_type: image::OCI_INDEX.into() };
         let ir = layout_ref(&s.dir, Some("multi"));
         block(s.ep.put_manifest(&ir, &im)).unwrap();
-        let signed = block(sign(&s.ep, &ir, &k, &BTreeMap::new(), &Progress::Quiet)).unwrap();
+        let signed =
+            block(sign(&s.ep, &ir, Signer { key: &k, created: None, progress: &Progress::Quiet }, &BTreeMap::new()))
+                .unwrap();
         let digests: Vec<&Digest> = signed.iter().map(|x| &x.image_digest).collect();
         assert_eq!(digests, vec![&im.digest, &s.digest, &d2]);
         block(verify(&s.ep, &ir, &k.public_key())).unwrap();
