@@ -7,7 +7,7 @@
 //! Owns: checking what describes a digest. Must not: decide whether that is
 //! enough (the caller's policy), or push anything.
 
-use super::discover::{discover, Stored, Unreadable};
+use super::discover::{discover, referrer_manifest, Stored, Unreadable};
 use super::{attest, bundle, dsse, simple, Rejected, VerifyingKey};
 use crate::digest::Digest;
 use crate::reference::ImageRef;
@@ -169,17 +169,7 @@ pub async fn examine(ep: &Endpoint, r: &ImageRef, digest: &Digest, keys: &[Verif
                 Kind::Attestation
             }
         };
-        let manifest = match Digest::parse(&md) {
-            Ok(x) => {
-                ep.manifest(&r.without_tag().with_digest(&x)).await.map_err(|e| Rejected::Unreadable(format!("{e:#}")))
-            }
-            Err(e) => Err(Rejected::Unreadable(e)),
-        };
-        let mv = manifest.and_then(|m| {
-            serde_json::from_slice::<Value>(&m.bytes)
-                .map_err(|e| Rejected::NotJson(format!("the referrer is not JSON ({e})")))
-        });
-        let mv = match mv {
+        let mv = match referrer_manifest(ep, r, &md).await {
             Ok(v) => v,
             Err(e) => {
                 lines.push(failed(kind_of(claimed.as_deref()), &what, claimed, e));

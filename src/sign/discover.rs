@@ -9,7 +9,7 @@
 //! what was found is enough, or push anything.
 
 use super::store::{beside, sig_ref};
-use super::{attest, bundle, referrers, simple};
+use super::{attest, bundle, referrers, simple, Rejected};
 use crate::digest::Digest;
 use crate::reference::ImageRef;
 use crate::transport::{Endpoint, Manifest};
@@ -181,4 +181,13 @@ pub async fn discover(ep: &Endpoint, r: &ImageRef, digest: &Digest) -> Described
         }
     };
     Described { digest: digest.clone(), sig, att, referrers, unreadable }
+}
+
+/// The manifest of the referrer whose digest is `md` (one of [`Described::referrers`]), read by
+/// digest beside `r` and parsed; `Err` says why it cannot be used (unreadable, not JSON).
+pub async fn referrer_manifest(ep: &Endpoint, r: &ImageRef, md: &str) -> Result<Value, Rejected> {
+    let digest = Digest::parse(md).map_err(Rejected::Unreadable)?;
+    let m =
+        ep.manifest(&r.without_tag().with_digest(&digest)).await.map_err(|e| Rejected::Unreadable(format!("{e:#}")))?;
+    serde_json::from_slice::<Value>(&m.bytes).map_err(|e| Rejected::NotJson(format!("the referrer is not JSON ({e})")))
 }

@@ -1,16 +1,15 @@
-//! Finding the keyless signatures of a digest in a registry and checking each: the layers of the
-//! legacy `sha256-<hex>.sig` manifest that carry a certificate, and the sigstore bundles among its
-//! referrers (API or referrers tag). One line per signature found.
+//! Checking the keyless signatures of a digest that [`crate::sign::discover`] finds: the layers
+//! of the legacy `sha256-<hex>.sig` manifest that carry a certificate, and the sigstore bundles
+//! among its referrers (API or referrers tag). One line per signature found.
 //!
-//! Owns: the look-up for keyless verification. Must not: decide whether a verified signature is
-//! enough (the caller's policy).
+//! Owns: checking keylessly what was found. Must not: decide where to look (discover's), or
+//! whether a verified signature is enough (the caller's policy).
 
 use super::{verify_bundle, verify_legacy, Policy, Refusal, TrustedRoot, Verified, CERT_ANNOTATION};
 use crate::digest::Digest;
 use crate::reference::ImageRef;
 use crate::sign::check::fetch_layers;
-use crate::sign::store::sig_ref;
-use crate::sign::{bundle, referrers, simple};
+use crate::sign::discover::{discover, referrer_manifest, Stored, Unreadable};
 use crate::transport::Endpoint;
 use anyhow::Result;
 use serde_json::Value;
@@ -33,8 +32,11 @@ impl std::fmt::Display for Line {
     }
 }
 
-/// Every keyless signature of `digest` beside `r`, each checked against `root` and `policy`.
-/// A registry that cannot be read is an error; a signature that is there but wrong is a line.
+/// Every keyless signature of `digest` beside `r` (what [`discover`] finds: the `.sig` layers with
+/// a certificate, the bundles among the referrers), each checked against `root` and `policy`.
+/// A `.sig` tag that cannot be read is an error (as for keys); unreadable referrers, and a
+/// signature that is there but wrong, are lines. The `.att` tag is not read here (keyless `.att`
+/// attestations are not verified).
 pub async fn examine(
     ep: &Endpoint,
     r: &ImageRef,
@@ -42,11 +44,14 @@ pub async fn examine(
     root: &TrustedRoot,
     policy: &Policy,
 ) -> Result<Vec<Line>> {
+    let mut found = discover(ep, r, digest).await;
+    if let Some(i) = found.unreadable.iter().position(|u| matches!(u, Unreadable::Sig { .. })) {
+        return Err(found.unreadable.swap_remove(i).into_error());
+    }
     let mut lines = Vec::new();
     let mut blobs: HashMap<String, Result<Vec<u8>, String>> = HashMap::new();
     let malformed = |what: String, why: String| Line { what, result: Err(Refusal::Malformed(why)) };
-    let sig_tag = simple::sig_tag(digest.as_str());
-    if let Some(m) = ep.manifest_opt(&sig_ref(r, digest)).await? {
+    if let Some(Stored { tag: sig_tag, manifest: m }) = &found.sig {
         match serde_json::from_slice::<Value>(&m.bytes) {
             Err(e) => lines.push(malformed(sig_tag.clone(), format!("not valid JSON ({e})"))),
             Ok(json) => {
@@ -67,43 +72,34 @@ pub async fn examine(
             }
         }
     }
-    match referrers::list(ep, r, digest).await {
-        Err(e) => lines.push(malformed("referrers".into(), format!("{e:#}"))),
-        Ok(list) => {
-            for d in list.iter().filter(|d| d["artifactType"] == bundle::BUNDLE_MEDIA_TYPE) {
-                let md = d["digest"].as_str().unwrap_or("(no digest)").to_string();
-                let what = format!("bundle {md}");
-                let manifest = match Digest::parse(&md) {
-                    Ok(x) => ep.manifest(&r.without_tag().with_digest(&x)).await.map_err(|e| format!("{e:#}")),
-                    Err(e) => Err(e),
-                };
-                let mv = match manifest.and_then(|m| {
-                    serde_json::from_slice::<Value>(&m.bytes).map_err(|e| format!("the referrer is not JSON ({e})"))
-                }) {
-                    Ok(v) => v,
-                    Err(e) => {
-                        lines.push(malformed(what, e));
-                        continue;
-                    }
-                };
-                fetch_layers(ep, &mv, &mut blobs).await;
-                let layer = mv["layers"].as_array().and_then(|l| l.first()).and_then(|l| l["digest"].as_str());
-                let result = match layer.and_then(|d| blobs.get(d)) {
-                    Some(Ok(b)) => {
-                        // A bundle signed with a key is the keyed check's, not a failure here.
-                        if serde_json::from_slice::<Value>(b)
-                            .is_ok_and(|v| v["verificationMaterial"]["publicKey"].is_object())
-                        {
-                            continue;
-                        }
-                        verify_bundle(b, root, policy, digest.as_str())
-                    }
-                    Some(Err(e)) => Err(Refusal::Malformed(format!("bundle: {e}"))),
-                    None => Err(Refusal::Malformed("the referrer has no bundle layer".into())),
-                };
-                lines.push(Line { what, result });
+    if let Some(e) = found.referrers_unreadable() {
+        lines.push(malformed("referrers".into(), format!("{e:#}")));
+    }
+    for d in found.bundles() {
+        let md = d["digest"].as_str().unwrap_or("(no digest)");
+        let what = format!("bundle {md}");
+        let mv = match referrer_manifest(ep, r, md).await {
+            Ok(v) => v,
+            Err(e) => {
+                lines.push(malformed(what, e.to_string()));
+                continue;
             }
-        }
+        };
+        fetch_layers(ep, &mv, &mut blobs).await;
+        let layer = mv["layers"].as_array().and_then(|l| l.first()).and_then(|l| l["digest"].as_str());
+        let result = match layer.and_then(|d| blobs.get(d)) {
+            Some(Ok(b)) => {
+                // A bundle signed with a key is the keyed check's, not a failure here.
+                if serde_json::from_slice::<Value>(b).is_ok_and(|v| v["verificationMaterial"]["publicKey"].is_object())
+                {
+                    continue;
+                }
+                verify_bundle(b, root, policy, digest.as_str())
+            }
+            Some(Err(e)) => Err(Refusal::Malformed(format!("bundle: {e}"))),
+            None => Err(Refusal::Malformed("the referrer has no bundle layer".into())),
+        };
+        lines.push(Line { what, result });
     }
     Ok(lines)
 }
