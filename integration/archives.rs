@@ -294,3 +294,57 @@ fn archives_oci_outputs_hold_oci_media_types_for_every_direction() {
     }
     oci_image_tool_validate(&tmp.path().join("out-1-oci"));
 }
+
+/// A Docker manifest list rebuilt into an `oci:` layout becomes an OCI index (issue 21, part 5):
+/// skopeo finds it by its tag with the printed digest, the index and its entries carry OCI media
+/// types, the platform's manifest is an OCI one, and the report says what was converted.
+#[test]
+fn archives_docker_manifest_list_into_a_layout_is_an_oci_index() {
+    let tmp = tempdir("archives-oci-list");
+    let (fx, _) = crate::platforms::multi_platform_layout(tmp.path());
+    let reg = Registry::start(false);
+    let mut c = Command::new(require_tool("skopeo"));
+    c.args(["copy", "--quiet", "--all", "--format", "v2s2", "--dest-tls-verify=false"])
+        .arg(format!("oci:{}:multi", fx.layout.display()))
+        .arg(reg.docker("multi:v2s2"));
+    run_ok(&mut c);
+    let list = skopeo_inspect_raw(&reg.image("multi:v2s2"));
+    assert_eq!(list["mediaType"], "application/vnd.docker.distribution.manifest.list.v2+json", "{list:#}");
+    let out_dir = tmp.path().join("out");
+    let dst = format!("oci:{}:hard", out_dir.display());
+    let report = tmp.path().join("report.json");
+    let out = harden(&[
+        "rebuild",
+        &reg.image("multi:v2s2"),
+        &dst,
+        "-p",
+        "baseline",
+        "--platform",
+        "linux/amd64",
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    let pinned = expect_pinned(&out);
+    let raw_bytes = skopeo_inspect_raw_bytes(&dst, &[]);
+    assert_eq!(sha256_digest(&raw_bytes), pinned.digest);
+    let raw: Value = serde_json::from_slice(&raw_bytes).unwrap();
+    assert_eq!(raw["mediaType"], "application/vnd.oci.image.index.v1+json", "{raw:#}");
+    let entries = raw["manifests"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{raw:#}");
+    assert_eq!(entries[0]["mediaType"], "application/vnd.oci.image.manifest.v1+json", "{raw:#}");
+    let m = read_json(&oci_blob_path(&out_dir, entries[0]["digest"].as_str().unwrap()));
+    assert_eq!(m["mediaType"], "application/vnd.oci.image.manifest.v1+json", "{m:#}");
+    assert_eq!(m["config"]["mediaType"], "application/vnd.oci.image.config.v1+json", "{m:#}");
+    let seen = skopeo_inspect(&dst, &[]);
+    // skopeo inspect resolves the platform through the index and reports the index's digest.
+    assert_eq!(seen["Digest"].as_str(), Some(pinned.digest.as_str()), "{seen:#}");
+    assert_eq!(seen["Architecture"], "amd64", "{seen:#}");
+    let r = read_json(&report);
+    assert_eq!(
+        r["result"]["converted_to_oci"],
+        serde_json::json!({"from": "application/vnd.docker.distribution.manifest.list.v2+json",
+                           "to": "application/vnd.oci.image.index.v1+json"}),
+        "{r:#}"
+    );
+    oci_image_tool_validate(&out_dir);
+}

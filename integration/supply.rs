@@ -628,3 +628,68 @@ fn supply_attest_bundles_as_cosign_writes_them() {
         assert!(stderr_str(&out).contains(why), "{}", dump(&out));
     }
 }
+
+/// Signatures and attestations in an `oci:` layout (issue 21, part 5), found the way cosign's
+/// `--local-image` finds them (pkg/oci/layout/index.go `imageByAnnotation`: the first
+/// `index.json` entry whose `kind` annotation is `dev.cosignproject.cosign/image`, `…/sigs`,
+/// `…/atts`), beside harden's own tags; and a layout shaped as `cosign save` writes it
+/// (pkg/oci/layout/write.go: entries with `kind` only, no `ref.name`; crafted here per that code,
+/// since cosign is not installable here) answers `harden verify` with no tag.
+#[test]
+fn supply_oci_layout_signatures_as_cosign_keeps_them() {
+    let tmp = tempdir("supply-layout-kinds");
+    let fx = fixture("app").copy_into(tmp.path());
+    let src = fx.oci_ref();
+    let digest = fx.manifest_digest();
+    let (key, public) = keygen(tmp.path(), "k");
+    let k = key.to_str().unwrap();
+    let pred = tmp.path().join("vex.json");
+    std::fs::write(&pred, br#"{"@context":"https://openvex.dev/ns/v0.2.0","statements":[]}"#).unwrap();
+    expect_pinned(&harden_env(&["sign", &src, "--key", k], &with_pw(&[])));
+    expect_pinned(&harden_env(
+        &["attest", &src, "--key", k, "--predicate", pred.to_str().unwrap(), "--type", "openvex"],
+        &with_pw(&[]),
+    ));
+    let index = read_json(&fx.layout.join("index.json"));
+    let entries = index["manifests"].as_array().unwrap();
+    // cosign's lookup: the first entry of each kind.
+    let by_kind = |kind: &str| {
+        entries
+            .iter()
+            .find(|e| e["annotations"]["kind"] == kind)
+            .unwrap_or_else(|| panic!("no entry of kind {kind}: {index:#}"))
+    };
+    assert_eq!(by_kind("dev.cosignproject.cosign/image")["digest"], digest.as_str());
+    for (kind, ext) in [("dev.cosignproject.cosign/sigs", "sig"), ("dev.cosignproject.cosign/atts", "att")] {
+        let e = by_kind(kind);
+        let tag = format!("{}.{ext}", tag_of(&digest));
+        assert_eq!(e["annotations"]["org.opencontainers.image.ref.name"], tag.as_str(), "{index:#}");
+        assert_eq!(entries.iter().filter(|x| x["annotations"]["kind"] == kind).count(), 1, "{index:#}");
+        // skopeo reads the same manifest by harden's tag.
+        let raw = skopeo_inspect_raw_bytes(&format!("oci:{}:{tag}", fx.layout.display()), &[]);
+        assert_eq!(sha256_digest(&raw), e["digest"].as_str().unwrap());
+    }
+    // The fixture's tag still names the image.
+    assert_eq!(oci_manifest_digest(&fx.layout, &fx.tag), digest);
+
+    // `cosign save`'s shape: the same blobs, three entries marked by kind only.
+    let saved = tmp.path().join("saved");
+    std::fs::create_dir(&saved).unwrap();
+    run_ok(Command::new("cp").arg("-a").arg(fx.layout.join("blobs")).arg(&saved));
+    std::fs::copy(fx.layout.join("oci-layout"), saved.join("oci-layout")).unwrap();
+    let mark = |e: &Value, kind: &str| json!({"mediaType": e["mediaType"], "size": e["size"], "digest": e["digest"], "annotations": {"kind": kind}});
+    let kinds = ["dev.cosignproject.cosign/image", "dev.cosignproject.cosign/sigs", "dev.cosignproject.cosign/atts"];
+    let list: Vec<Value> = kinds.iter().map(|k| mark(by_kind(k), k)).collect();
+    std::fs::write(
+        saved.join("index.json"),
+        serde_json::to_vec(&json!({"schemaVersion": 2, "manifests": list})).unwrap(),
+    )
+    .unwrap();
+    let saved_ref = format!("oci:{}", saved.display());
+    let pubs = public.to_str().unwrap();
+    let ok = harden(&["verify", &saved_ref, "--key", pubs, "--attestation", "openvex"]);
+    assert_eq!(expect_pinned(&ok).digest, digest, "{}", dump(&ok));
+    // Another key verifies neither: exit 3.
+    let (_, other) = keygen(tmp.path(), "other");
+    expect_exit(&harden(&["verify", &saved_ref, "--key", other.to_str().unwrap()]), 3);
+}
