@@ -258,34 +258,7 @@ fn login_key_and_file_precedence() {
 /// same file.
 #[test]
 fn login_identity_token_against_token_auth() {
-    let python = repo_root().join("target/it-venv/bin/python");
-    assert!(python.exists(), "{} missing: run integration/setup.sh (cryptography)", python.display());
-    let tdir = tempdir("tokenserver");
-    let mut server = Command::new(&python)
-        .arg(integration_dir().join("tokenserver.py"))
-        .arg(tdir.path())
-        .args(["--refresh-token", "refresh-4711", "--owner-pid", &std::process::id().to_string()])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::inherit())
-        .spawn()
-        .expect("start integration/tokenserver.py");
-    let mut port = String::new();
-    {
-        use std::io::BufRead;
-        std::io::BufReader::new(server.stdout.take().unwrap()).read_line(&mut port).unwrap();
-    }
-    let port = port.trim().to_string();
-    assert!(port.parse::<u16>().is_ok(), "tokenserver.py printed {port:?}");
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let _server = Kill(server);
-    let reg = Registry::start_token(&format!("http://127.0.0.1:{port}/token"), &tdir.path().join("cert.pem"));
+    let (_server, reg, tdir) = token_registry("refresh-4711");
     let image = push_tiny(&reg.host, "team/app:1");
     let log = tdir.path().join("token.log");
     let _ = std::fs::remove_file(&log);
@@ -333,6 +306,104 @@ fn login_identity_token_against_token_auth() {
     let out = files(&image, &flag, &home.env(&[]));
     expect_refused(&out, 1, &["token server", "refused the identity token"]);
     assert!(!dump(&out).contains("stale"), "{}", dump(&out));
+}
+
+/// A token server (integration/tokenserver.py, knowing the refresh token `refresh`) and a
+/// registry taking its tokens; the server lives as long as the first value.
+fn token_registry(refresh: &str) -> (impl Drop, Registry, tempfile::TempDir) {
+    let python = repo_root().join("target/it-venv/bin/python");
+    assert!(python.exists(), "{} missing: run integration/setup.sh (cryptography)", python.display());
+    let tdir = tempdir("tokenserver");
+    let mut server = Command::new(&python)
+        .arg(integration_dir().join("tokenserver.py"))
+        .arg(tdir.path())
+        .args(["--refresh-token", refresh, "--owner-pid", &std::process::id().to_string()])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .expect("start integration/tokenserver.py");
+    let mut port = String::new();
+    {
+        use std::io::BufRead;
+        std::io::BufReader::new(server.stdout.take().unwrap()).read_line(&mut port).unwrap();
+    }
+    let port = port.trim().to_string();
+    assert!(port.parse::<u16>().is_ok(), "tokenserver.py printed {port:?}");
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let reg = Registry::start_token(&format!("http://127.0.0.1:{port}/token"), &tdir.path().join("cert.pem"));
+    (Kill(server), reg, tdir)
+}
+
+/// The requests the registry answered after its log had `from` lines: (method, path) each.
+fn requests_after(reg: &Registry, from: usize) -> Vec<(String, String, String)> {
+    let field = |l: &str, k: &str| {
+        l.split(&format!(" {k}="))
+            .nth(1)
+            .map(|v| v.trim_start_matches('"').split(['"', ' ']).next().unwrap_or("").to_string())
+    };
+    reg.access_log()
+        .lines()
+        .skip(from)
+        .filter(|l| l.contains("response completed"))
+        .map(|l| {
+            let f = |k| field(l, k).unwrap_or_default();
+            (f("http.request.method"), f("http.request.uri"), f("http.response.status"))
+        })
+        .collect()
+}
+
+/// A re-mirror to another repository of a token-authenticated registry mounts every blob (one
+/// token reads the repository holding them and writes the new one, as docker asks for it;
+/// oci-client alone asks for one repository per token and distribution then answers a mount
+/// with an upload), uploads none again and looks up nothing beside the source: about skopeo's
+/// count of requests.
+#[test]
+fn login_token_auth_remirror_mounts_instead_of_uploading() {
+    let (_server, reg, _tdir) = token_registry("unused");
+    let image = push_tiny(&reg.host, "team/app:1");
+    let home = Home::new();
+    let authfile = home.path().join("auth.json");
+    write_json(&authfile, &auths(&[(&reg.host, AUTH_USER, AUTH_PASS)]));
+    let cache = tempdir("remirror-cache");
+    let rebuild = |dst: &str| {
+        let dst = format!("{}/{dst}", reg.host);
+        let cache = cache.path().to_str().unwrap();
+        let args = [
+            "rebuild",
+            &image,
+            &dst,
+            "-q",
+            "-p",
+            "strict",
+            "--authfile",
+            authfile.to_str().unwrap(),
+            "--cache-dir",
+            cache,
+        ];
+        expect_pinned(&harden_with(&args, &home.env(&[])))
+    };
+    let first = rebuild("mirror/a:1");
+    let before = reg.access_log().lines().count();
+    let again = rebuild("mirror/b:1");
+    assert_eq!(first.digest, again.digest, "a re-mirror is the same image");
+    let reqs = requests_after(&reg, before);
+    let shown = reqs.iter().map(|(m, u, s)| format!("{m} {u} {s}")).collect::<Vec<_>>().join("\n");
+    let uploads = reqs.iter().filter(|(m, u, _)| m == "PUT" && u.contains("/blobs/uploads/")).count();
+    assert_eq!(uploads, 0, "blobs uploaded again instead of mounted:\n{shown}");
+    let mounted = reqs.iter().filter(|(m, u, s)| m == "POST" && u.contains("mount=") && s == "201").count();
+    assert!(mounted >= 2, "no cross-repository mount answered 201:\n{shown}");
+    assert!(
+        !reqs.iter().any(|(_, u, _)| u.contains(".sig") || u.contains(".att")),
+        "signature look-ups on a reuse:\n{shown}"
+    );
+    assert!(reqs.len() <= 20, "{} requests for a re-mirror (skopeo makes about 13):\n{shown}", reqs.len());
 }
 
 /// credHelpers and credsStore: a working helper logs in (skopeo agrees for credHelpers); a

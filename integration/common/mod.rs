@@ -672,6 +672,12 @@ pub struct Registry {
 }
 
 impl Registry {
+    /// The registry's access log so far (distribution logs one `response completed` line per
+    /// request it answered).
+    pub fn access_log(&self) -> String {
+        std::fs::read_to_string(self.dir.as_ref().unwrap().path().join("registry.log")).unwrap_or_default()
+    }
+
     pub fn start(auth: bool) -> Registry {
         require_tool("docker-registry");
         require_tool("curl");

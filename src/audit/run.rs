@@ -15,7 +15,11 @@ use crate::transport::Endpoint;
 /// `.sig`, else a cosign v3 bundle among its referrers. Never fails: a look-up that errors
 /// (other than "no such tag") says so in the result.
 pub async fn signature(ep: &Endpoint, r: &ImageRef, digest: &Digest) -> Signature {
-    let found = crate::sign::discover::discover(ep, r, digest).await;
+    signature_in(&crate::sign::discover::discover(ep, r, digest).await, r, digest)
+}
+
+/// [`signature`] from what was already found beside `r` for `digest`.
+pub fn signature_in(found: &crate::sign::discover::Described, r: &ImageRef, digest: &Digest) -> Signature {
     let sig = crate::sign::store::sig_ref(r, digest);
     if found.sig.is_some() {
         return Signature::Found(sig.to_string());
@@ -35,7 +39,8 @@ pub async fn signature(ep: &Endpoint, r: &ImageRef, digest: &Digest) -> Signatur
 /// The result's rewritten layers have no digest yet: [`super::RebuildFindings::name_after_layers`]
 /// names them once the manifest is built.
 pub struct RebuildAudit<'a> {
-    pub src: &'a Endpoint,
+    /// What describes the source's digest beside it (its signatures: looked up once per run).
+    pub described: &'a crate::sign::discover::Described,
     pub reference: &'a ImageRef,
     pub manifest_digest: &'a Digest,
     pub view: &'a crate::image::ManifestView,
@@ -51,11 +56,12 @@ pub struct RebuildAudit<'a> {
 
 /// See [`RebuildAudit`].
 pub async fn rebuild_findings(a: RebuildAudit<'_>) -> super::RebuildFindings {
-    let RebuildAudit { src, reference: r, manifest_digest, view, fs, config, plan, after, user_layer, will_sign } = a;
+    let RebuildAudit { described, reference: r, manifest_digest, view, fs, config, plan, after, user_layer, will_sign } =
+        a;
     let before_ctx = AuditContext {
         reference: Some(r),
         layers: view.layers.iter().map(|l| Some(l.digest.to_string())).collect(),
-        signature: signature(src, r, manifest_digest).await,
+        signature: signature_in(described, r, manifest_digest),
         ..Default::default()
     };
     let audit_after = |(view_after, cfg): (&FinalFs, &serde_json::Value)| {

@@ -167,6 +167,9 @@ pub(crate) struct Ctx<'a> {
     pub cache: Arc<RewriteCache>,
     pub locations: Arc<Locations>,
     pub shared: Option<Arc<crate::shared_cache::SharedCache>>,
+    /// What describes each source digest (`.sig`, `.att`, referrers), looked up once: the
+    /// audit and the not-carried-over report both ask.
+    described: tokio::sync::Mutex<std::collections::BTreeMap<Digest, Arc<crate::sign::discover::Described>>>,
 }
 
 impl<'a> Ctx<'a> {
@@ -197,7 +200,20 @@ impl<'a> Ctx<'a> {
             cache,
             locations,
             shared: o.shared_cache.clone(),
+            described: Default::default(),
         })
+    }
+
+    /// What describes the source digest `d` beside the source ([`crate::sign::discover`]),
+    /// looked up on first ask.
+    pub async fn describe(&self, d: &Digest) -> Arc<crate::sign::discover::Described> {
+        let mut memo = self.described.lock().await;
+        if let Some(found) = memo.get(d) {
+            return Arc::clone(found);
+        }
+        let found = Arc::new(crate::sign::discover::discover(&self.src, self.src_ref, d).await);
+        memo.insert(d.clone(), Arc::clone(&found));
+        found
     }
 }
 
@@ -306,8 +322,8 @@ async fn run(
         std::iter::once(w.top.digest.clone()).chain(chosen.platforms.iter().map(|e| e.digest.clone())).collect();
     // Before anything is fetched or rewritten: is the source signed as required?
     report.source_signatures = supply::gate(ctx, &source_digests).await?;
-    report.not_carried_over = supply::not_carried(ctx, &source_digests).await;
-    // A rerun whose result the destination still holds: re-tag it, no planning, no rewrite.
+    // A rerun whose result the destination still holds: re-tag it, no planning, no rewrite,
+    // and no look-up of what describes the source (the first run reported it).
     // --verify-run runs what it pushes: a recorded result is not taken on trust.
     let result_key = if o.verify_run { None } else { reuse::key(ctx, &w.top.digest) };
     if let Some(k) = &result_key {
@@ -315,6 +331,7 @@ async fn run(
             return reuse_result(ctx, report, found, t0).await;
         }
     }
+    report.not_carried_over = supply::not_carried(ctx, &source_digests).await;
     // Plan every image before rewriting any: a refusal leaves nothing pushed.
     let images = prepare_all(ctx, w, &chosen.platforms).await?;
     if o.scans.is_none() {

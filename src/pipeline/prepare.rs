@@ -228,8 +228,9 @@ async fn predict(ctx: &Ctx<'_>, p: &Planned) -> (Result<crate::contract::Contrac
         (_, Err(e)) => Err(e),
         (None, Ok(_)) => Err(anyhow::anyhow!("{}: no runtime contract could be derived", p.src_ref)),
     };
+    let described = ctx.describe(&p.manifest.digest).await;
     let findings = crate::audit::run::rebuild_findings(crate::audit::run::RebuildAudit {
-        src: &ctx.src,
+        described: &described,
         reference: &p.src_ref,
         manifest_digest: &p.manifest.digest,
         view: &p.view,

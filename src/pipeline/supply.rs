@@ -99,7 +99,7 @@ pub(crate) async fn not_carried(ctx: &Ctx<'_>, digests: &[Digest]) -> Vec<NotCar
     }
     let mut out = Vec::new();
     for d in digests {
-        let found = discover::discover(&ctx.src, src, d).await;
+        let found = ctx.describe(d).await;
         for line in found.lines() {
             let reason = match line {
                 discover::Description::Unreadable(_) => {

@@ -8,7 +8,13 @@
 //! with Basic credentials, and a `RegistryAuth::Bearer` it is given is used as it is. So the
 //! registry exchanges the refresh token with this and hands oci-client the access token.
 //!
-//! Owns: the exchange. Must not: look credentials up (that is [`super::auth`]) or log a token.
+//! The same token servers also grant one token for several repositories (docker's GET with
+//! Basic credentials and a `scope` per repository): a cross-repository mount needs `pull` on
+//! the source repository in the destination's token, which oci-client never asks for (one
+//! repository per token), so distribution answers the mount with an upload instead.
+//! [`token_for`] gets that token.
+//!
+//! Owns: the exchange, and tokens for several repositories. Must not: look credentials up (that is [`super::auth`]) or log a token.
 
 use anyhow::{anyhow, bail, Result};
 use std::time::{Duration, Instant};
@@ -58,20 +64,12 @@ pub async fn exchange(
     refresh: &str,
     scopes: &[String],
 ) -> Result<Option<AccessToken>> {
-    let ping = http
-        .get(format!("{registry_base}/v2/"))
-        .send()
-        .await
-        .map_err(|e| anyhow!("{registry}: cannot reach /v2/ to find its token server: {e}"))?;
-    if ping.status().is_success() {
-        return Ok(None);
-    }
-    let header = ping.headers().get(reqwest::header::WWW_AUTHENTICATE).and_then(|v| v.to_str().ok());
-    let Some(challenge) = header.and_then(bearer_challenge) else {
-        bail!(
-            "{registry}: the login is an identity token, but the registry asks for no Bearer token ({}); an identity token is only exchanged at a token server",
-            header.unwrap_or("no WWW-Authenticate header")
-        );
+    let challenge = match challenge(http, registry, registry_base).await? {
+        Asked::Nothing => return Ok(None),
+        Asked::Bearer(c) => c,
+        Asked::Other(header) => bail!(
+            "{registry}: the login is an identity token, but the registry asks for no Bearer token ({header}); an identity token is only exchanged at a token server"
+        ),
     };
     let mut form: Vec<(&str, &str)> = Vec::new();
     if let Some(s) = challenge.service.as_deref().filter(|s| !s.is_empty()) {
@@ -96,6 +94,63 @@ pub async fn exchange(
         bail!("{registry}: token server {} refused the identity token (HTTP {status}): {said}", challenge.realm);
     }
     parse_answer(&body, started).map(Some).map_err(|e| anyhow!("{registry}: token server {}: {e}", challenge.realm))
+}
+
+/// What a registry's `/v2/` asks of a client.
+pub enum Asked {
+    /// Nothing: it answered.
+    Nothing,
+    /// A Bearer token from this token server.
+    Bearer(Challenge),
+    /// Something else (Basic authentication): the `WWW-Authenticate` header, or that there is none.
+    Other(String),
+}
+
+/// Ask the registry at `registry_base` (`https://host`) what authentication it wants.
+pub async fn challenge(http: &reqwest::Client, registry: &str, registry_base: &str) -> Result<Asked> {
+    let ping = http
+        .get(format!("{registry_base}/v2/"))
+        .send()
+        .await
+        .map_err(|e| anyhow!("{registry}: cannot reach /v2/ to find its token server: {e}"))?;
+    if ping.status().is_success() {
+        return Ok(Asked::Nothing);
+    }
+    let header = ping.headers().get(reqwest::header::WWW_AUTHENTICATE).and_then(|v| v.to_str().ok());
+    Ok(match header.and_then(bearer_challenge) {
+        Some(c) => Asked::Bearer(c),
+        None => Asked::Other(header.unwrap_or("no WWW-Authenticate header").to_string()),
+    })
+}
+
+/// A token for `scopes` (`repository:NAME:ACTIONS`, several repositories at once) from the
+/// token server of `challenge`, as docker asks for one: a GET with the user's Basic
+/// credentials (none for anonymous access).
+pub async fn token_for(
+    http: &reqwest::Client,
+    challenge: &Challenge,
+    basic: Option<(&str, &str)>,
+    scopes: &[String],
+) -> Result<AccessToken> {
+    let mut query: Vec<(&str, &str)> = Vec::new();
+    if let Some(s) = challenge.service.as_deref().filter(|s| !s.is_empty()) {
+        query.push(("service", s));
+    }
+    for s in scopes {
+        query.push(("scope", s));
+    }
+    let mut req = http.get(&challenge.realm).query(&query);
+    if let Some((user, password)) = basic {
+        req = req.basic_auth(user, Some(password));
+    }
+    let started = Instant::now();
+    let res = req.send().await.map_err(|e| anyhow!("token server {}: {e}", challenge.realm))?;
+    let status = res.status();
+    let body = read_bounded(res).await.map_err(|e| anyhow!("token server {}: {e}", challenge.realm))?;
+    if !status.is_success() {
+        bail!("token server {} refused (HTTP {status})", challenge.realm);
+    }
+    parse_answer(&body, started).map_err(|e| anyhow!("token server {}: {e}", challenge.realm))
 }
 
 /// Whether the access token in use (and whether it has push scope) must be exchanged again

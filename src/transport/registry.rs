@@ -46,6 +46,17 @@ pub struct Registry {
     identity: Option<Identity>,
     /// Where the login came from (`--creds`, a file and key, a helper), for messages.
     login: String,
+    /// Whether the push-scoped authentication succeeded once: oci-client keeps the token and
+    /// fetches a new one itself when it expires, so asking again only costs a `GET /v2/`
+    /// (and a token request) per blob.
+    push_authed: AtomicBool,
+    /// A plain HTTP client to the registry (`http`) at `base` (`https://host`), for what
+    /// oci-client does not do: token requests of our own.
+    http: reqwest::Client,
+    base: String,
+    /// Repositories this one's push token also reads (for cross-repository mounts), or None
+    /// once the registry showed it wants no Bearer token.
+    mount_scopes: tokio::sync::Mutex<Option<std::collections::BTreeSet<String>>>,
     retry: RetryPolicy,
     /// Bars for downloads and uploads (on a terminal).
     progress: crate::progress::Progress,
@@ -55,8 +66,6 @@ pub struct Registry {
 
 struct Identity {
     refresh: String,
-    http: reqwest::Client,
-    base: String,
     current: tokio::sync::Mutex<Option<(bool, super::oauth::AccessToken)>>,
 }
 
@@ -97,25 +106,23 @@ impl Registry {
         let client =
             Client::try_from(config).map_err(|e| anyhow!("{r}: cannot set up the HTTP client: {}", describe(&e)))?;
         let (creds, login) = net.logins.lookup(registry, repository)?;
+        let mut b = reqwest::Client::builder()
+            .danger_accept_invalid_certs(net.insecure)
+            .connect_timeout(net.timeout.min(Duration::from_secs(30)))
+            .timeout(net.timeout);
+        if let Some(ca) = &net.ca_cert {
+            let pem = std::fs::read(ca).with_context(|| format!("--ca-cert {}: cannot read", ca.display()))?;
+            let cert = reqwest::Certificate::from_pem(&pem)
+                .map_err(|e| anyhow!("--ca-cert {}: not a PEM certificate: {e}", ca.display()))?;
+            b = b.tls_certs_merge([cert]);
+        }
+        let http = b.build().map_err(|e| anyhow!("{r}: cannot set up the HTTP client: {e}"))?;
+        let base = format!("{}://{registry}", if plain { "http" } else { "https" });
         let (auth, identity) = match creds {
             Credentials::Anonymous => (RegistryAuth::Anonymous, None),
             Credentials::Basic(u, p) => (RegistryAuth::Basic(u, p), None),
             Credentials::IdentityToken(refresh) => {
-                let mut b = reqwest::Client::builder()
-                    .danger_accept_invalid_certs(net.insecure)
-                    .connect_timeout(net.timeout.min(Duration::from_secs(30)))
-                    .timeout(net.timeout);
-                if let Some(ca) = &net.ca_cert {
-                    let pem = std::fs::read(ca).with_context(|| format!("--ca-cert {}: cannot read", ca.display()))?;
-                    let cert = reqwest::Certificate::from_pem(&pem)
-                        .map_err(|e| anyhow!("--ca-cert {}: not a PEM certificate: {e}", ca.display()))?;
-                    b = b.tls_certs_merge([cert]);
-                }
-                let http = b.build().map_err(|e| anyhow!("{r}: cannot set up the HTTP client: {e}"))?;
-                let scheme = if plain { "http" } else { "https" };
-                let base = format!("{scheme}://{registry}");
-                let current = tokio::sync::Mutex::new(None);
-                (RegistryAuth::Anonymous, Some(Identity { refresh, http, base, current }))
+                (RegistryAuth::Anonymous, Some(Identity { refresh, current: tokio::sync::Mutex::new(None) }))
             }
         };
         Ok(Registry {
@@ -123,6 +130,10 @@ impl Registry {
             auth,
             identity,
             login,
+            push_authed: AtomicBool::new(false),
+            http,
+            base,
+            mount_scopes: tokio::sync::Mutex::new(Some(Default::default())),
             retry,
             progress: net.progress.clone(),
             registry: registry.clone(),
@@ -150,7 +161,7 @@ impl Registry {
             return self.ensure_identity(id, &r, push).await;
         }
         self.client.store_auth_if_needed(&self.registry, &self.auth).await;
-        if push {
+        if push && !self.push_authed.load(Ordering::Relaxed) {
             let what = format!("{}: authentication for push", self.name());
             self.retry
                 .call(&what, || self.client.auth(&r, &self.auth, oci_client::RegistryOperation::Push))
@@ -158,6 +169,7 @@ impl Registry {
                 .map_err(|e| {
                     anyhow!("{}: authentication for push failed ({}): {}", self.name(), self.login, describe(&e))
                 })?;
+            self.push_authed.store(true, Ordering::Relaxed);
         }
         Ok(())
     }
@@ -170,7 +182,7 @@ impl Registry {
         if super::oauth::needs_exchange(current.as_ref(), push, Instant::now()) {
             let actions = if push { "pull,push" } else { "pull" };
             let scopes = [format!("repository:{}:{actions}", self.repository)];
-            let exchanged = super::oauth::exchange(&id.http, &self.registry, &id.base, &id.refresh, &scopes)
+            let exchanged = super::oauth::exchange(&self.http, &self.registry, &self.base, &id.refresh, &scopes)
                 .await
                 .with_context(|| format!("login from {}", self.login))?;
             match exchanged {
@@ -458,9 +470,39 @@ impl Registry {
             return false;
         }
         let to = self.reference(None);
+        self.read_scope_for_mounts(repository, &to).await;
         let from = Reference::with_tag(self.registry.clone(), repository.to_string(), "latest".to_string());
         let what = format!("{}: mount of blob {d} from {repository}", self.name());
         self.retry.call(&what, || self.client.mount_blob(&to, &from, d.as_str())).await.is_ok()
+    }
+
+    /// Before a mount from `from` under Bearer authentication: a push token that also reads
+    /// `from` (docker asks for both scopes at once), filed with oci-client for `to`, once per
+    /// source repository. Without it, distribution answers the mount with an upload session
+    /// and every blob is uploaded again. A failure here only costs that upload. An identity
+    /// token keeps its own exchange.
+    async fn read_scope_for_mounts(&self, from: &str, to: &Reference) {
+        let mut scopes = self.mount_scopes.lock().await;
+        let Some(known) = scopes.as_mut() else { return };
+        if self.identity.is_some() || known.contains(from) {
+            return;
+        }
+        let challenge = match super::oauth::challenge(&self.http, &self.registry, &self.base).await {
+            Ok(super::oauth::Asked::Bearer(c)) => c,
+            // No token server: nothing to ask for (or asking fails the same way every time).
+            _ => return *scopes = None,
+        };
+        known.insert(from.to_string());
+        let mut wanted = vec![format!("repository:{}:pull,push", self.repository)];
+        wanted.extend(known.iter().map(|r| format!("repository:{r}:pull")));
+        let basic = match &self.auth {
+            RegistryAuth::Basic(u, p) => Some((u.as_str(), p.as_str())),
+            _ => None,
+        };
+        let Ok(t) = super::oauth::token_for(&self.http, &challenge, basic, &wanted).await else { return };
+        let bearer = RegistryAuth::Bearer(t.token);
+        // oci-client files a Bearer token it is given without a request.
+        let _ = self.client.auth(to, &bearer, oci_client::RegistryOperation::Push).await;
     }
 
     /// The referrers of `d` as the registry lists them (its referrers API, or oci-client's
