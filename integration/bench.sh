@@ -17,8 +17,12 @@
 #     --shared-cache) splitting the 20-image batch: how often the shared base is rewritten.
 #  6. pkgdb: the package-database work (read, edit, rewrite in place) against none of it
 #     (`[packages] keep_database = true`), alternating runs, the median of 3 of each.
+#  7. requests: the HTTP requests each tool makes (from the registry's access log, and the token
+#     server's log) for the app image, `-p strict` vs `skopeo copy`: cold, a rerun into the same
+#     repository, a re-mirror into a new one; against a registry with token authentication
+#     (integration/tokenserver.py) and one with none.
 #
-# Usage: bench.sh [big] [app] [batch] [fleet] [pkgdb] — the sections to run (default: all).
+# Usage: bench.sh [big] [app] [batch] [fleet] [pkgdb] [requests] — the sections to run (default: all).
 #
 # Output: a Markdown table on stdout (pasted into README.md), details on stderr.
 set -euo pipefail
@@ -31,7 +35,7 @@ for t in skopeo umoci /usr/bin/time gzip python3; do command -v "$t" >/dev/null 
 
 SEL=" ${*:-all} "
 want() { [[ "$SEL" == *" all "* || "$SEL" == *" $1 "* ]]; }
-for s in $SEL; do case "$s" in all|big|app|batch|fleet|pkgdb) ;; *) echo "bench: unknown section $s (big app batch fleet pkgdb)" >&2; exit 2;; esac; done
+for s in $SEL; do case "$s" in all|big|app|batch|fleet|pkgdb|requests) ;; *) echo "bench: unknown section $s (big app batch fleet pkgdb requests)" >&2; exit 2;; esac; done
 
 mapfile -t REFS < <(bash integration/build-image.sh all)
 APP_REF=$(printf '%s\n' "${REFS[@]}" | grep ':app$')
@@ -232,6 +236,37 @@ if want pkgdb; then
   echo "pkgdb: database follows ${db[*]} s; keep_database ${keep[*]} s" >&2
 fi
 
+# 7. Requests: harden vs skopeo, each from its own empty state (harden's cache directory, skopeo
+# has none for this), on a token-auth registry and on an anonymous one.
+if want requests; then
+  answered() { grep -c 'response completed' "$1" 2>/dev/null || echo 0; }
+  tokens() { [ -f "$1" ] && wc -l < "$1" || echo 0; }
+  req_case() { # LOG TOKLOG -- command...: "registry requests + token requests"
+    local log=$1 tok=$2; shift 3
+    local a b; a=$(answered "$log"); b=$(tokens "$tok")
+    "$@" >/dev/null
+    echo "$(( $(answered "$log") - a ))+$(( $(tokens "$tok") - b ))"
+  }
+  mkdir -p "$WORK/tok" "$WORK/regT" "$WORK/reqcache"
+  target/it-venv/bin/python integration/tokenserver.py "$WORK/tok" --refresh-token unused --owner-pid $$ > "$WORK/tok.port" &
+  for _ in $(seq 50); do [ -s "$WORK/tok.port" ] && break; sleep 0.1; done
+  T=$(bash integration/registry.sh start --token "http://127.0.0.1:$(head -1 "$WORK/tok.port")/token" "$WORK/tok/cert.pem" "$WORK/regT")
+  printf '{"auths":{"%s":{"auth":"%s"}}}' "$T" "$(printf 'harden:secret-pw' | base64)" > "$WORK/auth.json"
+  req_rows=""
+  for kind in token none; do
+    if [ $kind = token ]; then R=$T; LOG="$WORK/regT/registry.log"; TOK="$WORK/tok/token.log"; AUTH=(--authfile "$WORK/auth.json")
+    else R=$C; LOG="$WORK/regC/registry.log"; TOK=/dev/null; AUTH=(); fi
+    skopeo copy -q "${AUTH[@]}" --dest-tls-verify=false "$APP_REF" "docker://$R/rq/src:1"
+    h() { req_case "$LOG" "$TOK" -- "$HARDEN" rebuild -q -p strict "${AUTH[@]}" --cache-dir "$WORK/reqcache/$kind" "$R/rq/src:1" "$R/rq/$1:1"; }
+    s() { req_case "$LOG" "$TOK" -- skopeo copy -q "${AUTH[@]}" --src-tls-verify=false --dest-tls-verify=false "docker://$R/rq/src:1" "docker://$R/rq/$1:1"; }
+    mkdir -p "$WORK/reqcache/$kind" && chmod 700 "$WORK/reqcache/$kind"
+    hc=$(h h1); hs=$(h h1); hn=$(h h2); sc=$(s s1); ss=$(s s1); sn=$(s s2)
+    echo "requests ($kind auth): harden cold $hc, same repo $hs, new repo $hn; skopeo $sc, $ss, $sn (registry+token server)" >&2
+    req_rows+="| requests, \`-p strict\` on the app image, registry with $kind auth: cold / rerun, same repository / re-mirror, new repository (registry + token server) | $hc / $hs / $hn | \`skopeo copy\` $sc / $ss / $sn | — |"$'\n'
+  done
+  bash integration/registry.sh stop "$WORK/regT" >/dev/null 2>&1 || true
+fi
+
 mib() { python3 -c "print(f'{$1/1024:.0f} MiB')"; }
 mb() { python3 -c "print(f'{$1/2**20:.1f} MiB')"; }
 echo '| measurement | harden | reference | ratio (harden / reference) |'
@@ -258,6 +293,7 @@ if want fleet; then cat <<MD
 | two pods (\`--shard 0/2\`, \`1/2\`, own cache directories, one \`--shared-cache\`) splitting the 20-image batch | ${t_pods} s, shared base rewritten ${base_rewrites}× in total | — | — |
 MD
 fi
+if want requests; then printf '%s' "$req_rows"; fi
 if want pkgdb; then cat <<MD
 | package databases follow the files (\`-p strict\`, app image, median of 3) | ${t_db} s | \`keep_database = true\` ${t_keepdb} s | $(ratio "$t_db" "$t_keepdb") |
 MD
