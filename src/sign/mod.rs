@@ -29,6 +29,10 @@
 //! for passwords is the CLI's.
 //!
 //! The formats follow cosign and sigstore-rs; see `shared/reference/cosign-format.md`.
+//!
+//! Owns: the module map above, [`Rejected`] (why a signature, attestation or bundle does not
+//! verify) and [`Signer`]. Must not: see the sections above (formats pure; I/O in the store
+//! modules only).
 
 /// Who signs and how: the key, the `org.opencontainers.image.created` time a bundle referrer
 /// records (from `SOURCE_DATE_EPOCH`; none otherwise, so the same bundle gives the same
