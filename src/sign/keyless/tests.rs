@@ -1,5 +1,7 @@
 //! Fixtures from integration/keyless/sigstore_mock.py (Python `cryptography`, not harden's code),
 //! all accepted or refused the same way by @sigstore/verify; the digest is sha256("x").
+//!
+//! Owns: the keyless verifier's unit tests. Must not: need the network or a registry.
 
 use super::*;
 use sha2::Sha256;
