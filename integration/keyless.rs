@@ -265,26 +265,9 @@ fn keyless_rebuild_gate() {
 
     // Batch: the gate from [defaults]; an unsigned source is refused (exit 3), the signed passes.
     let unsigned = reg.push_fixture(&fixture("app"), "unsigned:1");
-    let jobs = tmp.path().join("jobs.toml");
-    std::fs::write(
-        &jobs,
-        format!(
-            "[defaults]\nprofiles = [\"passthrough\"]\nrequire_identity = [\"{ID}\"]\nrequire_issuer = [\"{ISS}\"]\ntrusted_root = \"{}\"\n\n[[job]]\nsource = \"{src}\"\ndestination = \"{}\"\n\n[[job]]\nsource = \"{unsigned}\"\ndestination = \"{}\"\n",
-            root.display(),
-            reg.image("batch:1"),
-            reg.image("batch:2")
-        ),
-    )
-    .unwrap();
-    let out = harden(&["batch", jobs.to_str().unwrap(), "--keep-going"]);
-    assert_eq!(out.status.code(), Some(3), "{}", dump(&out));
-    let so = stdout_str(&out);
-    assert!(so.contains(&format!("ok {src}")), "{}", dump(&out));
-    assert!(
-        so.contains(&format!("failed {unsigned}")) && so.contains("no keyless signature verifies"),
-        "{}",
-        dump(&out)
-    );
+    let gate =
+        format!("require_identity = [\"{ID}\"]\nrequire_issuer = [\"{ISS}\"]\ntrusted_root = \"{}\"", root.display());
+    expect_gated_batch(&reg, tmp.path(), &gate, (&src, &unsigned), "no keyless signature verifies");
 }
 
 fn skopeo_inspect_result_absent(image: &str) -> bool {

@@ -501,22 +501,8 @@ fn supply_require_signature_gate() {
 
     // Batch: [defaults] require_signature; the unsigned job is refused (exit 3).
     let unsigned = reg.push_fixture(&fixture("app"), "gate:2");
-    let jobs = tmp.path().join("jobs.toml");
-    std::fs::write(
-        &jobs,
-        format!(
-            "[defaults]\nprofiles = [\"passthrough\"]\nrequire_signature = [\"{}\"]\n\n[[job]]\nsource = \"{src}\"\ndestination = \"{}\"\n\n[[job]]\nsource = \"{unsigned}\"\ndestination = \"{}\"\n",
-            vendor_pub.display(),
-            reg.image("batch:1"),
-            reg.image("batch:2")
-        ),
-    )
-    .unwrap();
-    let out = harden(&["batch", jobs.to_str().unwrap(), "--keep-going"]);
-    assert_eq!(out.status.code(), Some(3), "{}", dump(&out));
-    let so = stdout_str(&out);
-    assert!(so.contains(&format!("ok {src}")), "{}", dump(&out));
-    assert!(so.contains(&format!("failed {unsigned}")) && so.contains("no signature verifies"), "{}", dump(&out));
+    let gate = format!("require_signature = [\"{}\"]", vendor_pub.display());
+    expect_gated_batch(&reg, tmp.path(), &gate, (&src, &unsigned), "no signature verifies");
 }
 
 /// protobuf-specs' published bundle JSON schema (integration/schemas, integration/bundleschema.py).

@@ -911,3 +911,22 @@ impl Drop for Containerd {
         }
     }
 }
+
+/// A batch of two jobs under a source gate given as `[defaults]` lines (`gate`, after
+/// `profiles = ["passthrough"]`): `signed` passes, `unsigned` is refused with `why` on stdout,
+/// and the batch exits 3 (`--keep-going`).
+pub fn expect_gated_batch(reg: &Registry, dir: &Path, gate: &str, (signed, unsigned): (&str, &str), why: &str) {
+    let jobs = dir.join("jobs.toml");
+    let job = |src: &str, dst: String| format!("\n[[job]]\nsource = \"{src}\"\ndestination = \"{dst}\"\n");
+    let text = format!(
+        "[defaults]\nprofiles = [\"passthrough\"]\n{gate}\n{}{}",
+        job(signed, reg.image("batch:1")),
+        job(unsigned, reg.image("batch:2"))
+    );
+    std::fs::write(&jobs, text).unwrap();
+    let out = harden(&["batch", jobs.to_str().unwrap(), "--keep-going"]);
+    assert_eq!(out.status.code(), Some(3), "{}", dump(&out));
+    let so = stdout_str(&out);
+    assert!(so.contains(&format!("ok {signed}")), "{}", dump(&out));
+    assert!(so.contains(&format!("failed {unsigned}")) && so.contains(why), "{}", dump(&out));
+}
