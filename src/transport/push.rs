@@ -1,7 +1,7 @@
 //! The push protocol, the one way anything reaches a destination: for each blob, already
 //! present? mountable from another repository of the same registry (the source's, then those
-//! [`super::locations`] knows to hold it; a mount counts when the registry answers 201 Created,
-//! a refused one is forgotten)? else upload; then every blob confirmed present; the manifest last. A manifest is
+//! [`super::locations`] knows to hold it; each mount confirmed by a HEAD, a refused one
+//! forgotten)? else upload; then every blob confirmed present; the manifest last. A manifest is
 //! never stored before all that it names is, so an interrupted or failed push leaves nothing
 //! that points at a missing blob.
 //! Used by the rebuild, by signing, and by whatever pushes next (attestations, referrers).
@@ -112,9 +112,7 @@ impl Push<'_> {
             _ => Vec::new(),
         };
         for from in src_repo.map(str::to_string).into_iter().chain(known) {
-            // 201 Created is the registry saying it holds the blob now (no HEAD needed); the
-            // confirmation of every blob before the manifest still follows.
-            if dst.mount(&from, &b.digest).await {
+            if dst.mount(&from, &b.digest).await && dst.has_blob(&b.digest).await? {
                 say(format!("mounted blob {} from {from}", b.digest.short()));
                 note_here();
                 return Ok(());
