@@ -14,7 +14,9 @@
 #     directories emptied before the cold runs): the warm re-mirror of the big image to a new
 #     repository vs skopeo's warm copy; the rerun of a finished 90-job batch (3 sources × 30
 #     destinations) vs its cold run; two pods (two processes, separate cache directories, one
-#     --shared-cache) splitting the 20-image batch: how often the shared base is rewritten.
+#     --shared-cache) splitting the 20-image batch: how often the shared base is rewritten; the
+#     HTTP requests of each copy (cold, warm to a new repository, warm to the same), counted
+#     from the registries' logs, harden vs skopeo.
 #  6. pkgdb: the package-database work (read, edit, rewrite in place) against none of it
 #     (`[packages] keep_database = true`), alternating runs, the median of 3 of each.
 #  7. requests: the HTTP requests each tool makes (from the registry's access log, and the token
@@ -195,11 +197,24 @@ fi
 # 5. Fleet: both tools cold, then warm.
 if want fleet; then
   skopeo_cold
+  # Requests each copy makes (issue #24): the source's and the destination's registry logs.
+  served() { grep -c 'msg="response completed' "$WORK/$1/registry.log" || true; }
+  asked() { local a0=$1 d0=$2 dst=$3; echo "$(( $(served regA) - a0 ))+$(( $(served "$dst") - d0 ))"; }
+  a0=$(served regA); d0=$(served regB)
   read -r t_sk_cold _ < <(measure skopeo copy -q --src-tls-verify=false --dest-tls-verify=false "docker://$A/big:1" "docker://$B/remirror:1")
+  n_sk_cold=$(asked "$a0" "$d0" regB); a0=$(served regA); d0=$(served regB)
   read -r t_sk_warm _ < <(measure skopeo copy -q --src-tls-verify=false --dest-tls-verify=false "docker://$A/big:1" "docker://$B/remirror-again:1")
+  n_sk_new=$(asked "$a0" "$d0" regB); a0=$(served regA); d0=$(served regB)
+  skopeo copy -q --src-tls-verify=false --dest-tls-verify=false "docker://$A/big:1" "docker://$B/remirror-again:1"
+  n_sk_same=$(asked "$a0" "$d0" regB)
   rm -rf "$WORK/hc-mirror"
+  a0=$(served regA); d0=$(served regC)
   read -r t_h_cold _ < <(measure "$HARDEN" rebuild -q --cache-dir "$WORK/hc-mirror" -p passthrough "$A/big:1" "$C/remirror:1")
+  n_h_cold=$(asked "$a0" "$d0" regC); a0=$(served regA); d0=$(served regC)
   read -r t_h_warm _ < <(measure "$HARDEN" rebuild -q --cache-dir "$WORK/hc-mirror" -p passthrough "$A/big:1" "$C/remirror-again:1")
+  n_h_new=$(asked "$a0" "$d0" regC); a0=$(served regA); d0=$(served regC)
+  "$HARDEN" rebuild -q --cache-dir "$WORK/hc-mirror" -p passthrough "$A/big:1" "$C/remirror-again:1" >/dev/null 2>&1
+  n_h_same=$(asked "$a0" "$d0" regC)
   { echo '[defaults]'; echo 'profiles = ["strict"]'
     for j in $(seq 0 29); do for i in 0 1 2; do printf '[[job]]\nsource = "%s/fleet:s%s"\ndestination = "%s/m%s/fleet:s%s"\n' "$A" "$i" "$C" "$j" "$i"; done; done; } > "$WORK/ninety.toml"
   rm -rf "$WORK/hc-90"
@@ -289,6 +304,9 @@ MD
 fi
 if want fleet; then cat <<MD
 | re-mirror of the 1 GiB image (\`-p passthrough\`) to a new repository, warm | ${t_h_warm} s (cold ${t_h_cold} s) | \`skopeo copy\` warm ${t_sk_warm} s (cold ${t_sk_cold} s) | $(ratio "$t_h_warm" "$t_sk_warm") |
+| requests (source + destination registry), cold copy of the 1 GiB image | ${n_h_cold} | \`skopeo copy\` ${n_sk_cold} | — |
+| requests, warm re-mirror to a new repository | ${n_h_new} | \`skopeo copy\` ${n_sk_new} | — |
+| requests, warm re-mirror to the same repository | ${n_h_same} | \`skopeo copy\` ${n_sk_same} | — |
 | rerun of a finished 90-job batch (3 sources × 30 destinations, \`-p strict\`) | ${t_90r} s | its cold run ${t_90} s (peak RSS $(mib "$rss_90")) | $(ratio "$t_90r" "$t_90") |
 | two pods (\`--shard 0/2\`, \`1/2\`, own cache directories, one \`--shared-cache\`) splitting the 20-image batch | ${t_pods} s, shared base rewritten ${base_rewrites}× in total | — | — |
 MD

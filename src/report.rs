@@ -426,8 +426,9 @@ pub struct KeylessReport {
     pub integrated_time: String,
 }
 
-/// Something that described the source and was left behind.
-#[derive(Serialize, Clone, Debug)]
+/// Something that described the source and was left behind (read back from a result record
+/// by a rerun that reuses it).
+#[derive(Serialize, serde::Deserialize, Clone, Debug)]
 pub struct NotCarriedReport {
     /// The source digest it describes.
     pub subject: String,

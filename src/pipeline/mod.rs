@@ -322,8 +322,7 @@ async fn run(
         std::iter::once(w.top.digest.clone()).chain(chosen.platforms.iter().map(|e| e.digest.clone())).collect();
     // Before anything is fetched or rewritten: is the source signed as required?
     report.source_signatures = supply::gate(ctx, &source_digests).await?;
-    // A rerun whose result the destination still holds: re-tag it, no planning, no rewrite,
-    // and no look-up of what describes the source (the first run reported it).
+    // A rerun whose result the destination still holds: re-tag it, no planning, no rewrite.
     // --verify-run runs what it pushes: a recorded result is not taken on trust.
     let result_key = if o.verify_run { None } else { reuse::key(ctx, &w.top.digest) };
     if let Some(k) = &result_key {
@@ -331,6 +330,8 @@ async fn run(
             return reuse_result(ctx, report, found, t0).await;
         }
     }
+    // Only once no reuse applies: a reused result says what its run left behind (the same
+    // source digests), so a rerun looks up no signatures or referrers of the source.
     report.not_carried_over = supply::not_carried(ctx, &source_digests).await;
     // Plan every image before rewriting any: a refusal leaves nothing pushed.
     let images = prepare_all(ctx, w, &chosen.platforms).await?;
@@ -537,6 +538,8 @@ async fn reuse_result(ctx: &Ctx<'_>, report: &mut RebuildReport, found: reuse::F
     ));
     write_digest_file(o, &digest)?;
     report.result = Some(ResultRef { reference: Some(line.clone()), digest: digest.to_string(), ..Default::default() });
+    // What the run that made it left behind of this same source (its lines were said then).
+    report.not_carried_over = serde_json::from_value(found.made_by["not_carried_over"].clone()).unwrap_or_default();
     report.reused = Some(crate::report::Reused { record: found.key, made_by: found.made_by });
     report.timings_ms = Some(Timings { total: Some(t0.elapsed().as_millis() as u64), ..Default::default() });
     Ok(Ending { pushed: Some(line), dry_run: Vec::new(), refused: None, record: None })

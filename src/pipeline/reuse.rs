@@ -104,7 +104,7 @@ impl ResultKey {
 
     /// The recorded result, mounted into the destination from the repository of the same
     /// registry it was recorded for, when its manifests there say they were made from `top`
-    /// and every blob mounts (each confirmed by HEAD). The platform manifests of an index are stored
+    /// and every blob mounts (the registry's 201 Created confirms each). The platform manifests of an index are stored
     /// by digest here; the caller tags the top one.
     async fn mount_from_recorded(
         &self,
@@ -128,12 +128,12 @@ impl ResultKey {
         if !made_from(&images, top) {
             return None;
         }
-        // A blob the recorded repository lacks does not mount: the HEAD after each mount is the
-        // check that the destination ends up holding the result whole.
+        // A blob the recorded repository lacks does not mount: a mount is taken only when the
+        // registry answers 201 Created, which says the destination now holds the blob (so no
+        // HEAD follows it). One it refuses may still be here already: a HEAD says.
         for (_, view) in &images {
             for b in blobs(view) {
-                let present = ctx.dst.has_blob(b).await.ok()?;
-                let mounted = present || (ctx.dst.mount(at_repository, b).await && ctx.dst.has_blob(b).await.ok()?);
+                let mounted = ctx.dst.mount(at_repository, b).await || ctx.dst.has_blob(b).await.ok()?;
                 if !mounted {
                     return None;
                 }

@@ -40,16 +40,23 @@ const UPLOAD_CHUNK: usize = 256 << 10;
 
 pub struct Registry {
     client: Client,
+    /// A client with no login stored, for a registry that has shown no login applies (an
+    /// anonymous run, and /v2/ sent no Bearer challenge: no token can come of it): oci-client asks /v2/ again before every
+    /// request while a login is stored and no token comes of it, so this one is used instead.
+    /// Made on first use from the config kept here.
+    bare: std::sync::OnceLock<Client>,
+    bare_config: std::sync::Mutex<Option<ClientConfig>>,
+    /// Whether /v2/ was asked once (None: not yet, or it failed) and no token came of it.
+    open: tokio::sync::Mutex<Option<bool>>,
+    /// The push-scoped authentication is done: oci-client keeps its token (and fetches a new
+    /// one when it expires), so it is not asked for again before each push-side request.
+    push_ready: std::sync::atomic::AtomicBool,
     auth: RegistryAuth,
     /// An identity token to exchange, the HTTP client for it, and the access token in use
     /// (whether it has push scope).
     identity: Option<Identity>,
     /// Where the login came from (`--creds`, a file and key, a helper), for messages.
     login: String,
-    /// Whether the push-scoped authentication succeeded once: oci-client keeps the token and
-    /// fetches a new one itself when it expires, so asking again only costs a `GET /v2/`
-    /// (and a token request) per blob.
-    push_authed: AtomicBool,
     /// A plain HTTP client to the registry (`http`) at `base` (`https://host`), for what
     /// oci-client does not do: token requests of our own.
     http: reqwest::Client,
@@ -88,8 +95,8 @@ impl Registry {
             let data = std::fs::read(ca).with_context(|| format!("--ca-cert {}: cannot read", ca.display()))?;
             extra.push(Certificate { encoding: CertificateEncoding::Pem, data });
         }
-        let config = ClientConfig {
-            protocol,
+        let config = |extra: Vec<Certificate>| ClientConfig {
+            protocol: protocol.clone(),
             accept_invalid_certificates: net.insecure,
             extra_root_certificates: extra,
             use_monolithic_push: true,
@@ -97,14 +104,15 @@ impl Registry {
             connect_timeout: Some(net.timeout.min(Duration::from_secs(30))),
             ..Default::default()
         };
+        let bare_config = config(extra.clone());
         let retry = RetryPolicy {
             retries: net.retries,
             timeout: net.timeout,
             progress: net.progress.clone(),
             ..Default::default()
         };
-        let client =
-            Client::try_from(config).map_err(|e| anyhow!("{r}: cannot set up the HTTP client: {}", describe(&e)))?;
+        let client = Client::try_from(config(extra))
+            .map_err(|e| anyhow!("{r}: cannot set up the HTTP client: {}", describe(&e)))?;
         let (creds, login) = net.logins.lookup(registry, repository)?;
         let mut b = reqwest::Client::builder()
             .danger_accept_invalid_certs(net.insecure)
@@ -127,10 +135,13 @@ impl Registry {
         };
         Ok(Registry {
             client,
+            bare: std::sync::OnceLock::new(),
+            bare_config: std::sync::Mutex::new(Some(bare_config)),
+            open: tokio::sync::Mutex::new(None),
+            push_ready: std::sync::atomic::AtomicBool::new(false),
             auth,
             identity,
             login,
-            push_authed: AtomicBool::new(false),
             http,
             base,
             mount_scopes: tokio::sync::Mutex::new(Some(Default::default())),
@@ -161,7 +172,10 @@ impl Registry {
             return self.ensure_identity(id, &r, push).await;
         }
         self.client.store_auth_if_needed(&self.registry, &self.auth).await;
-        if push && !self.push_authed.load(Ordering::Relaxed) {
+        if matches!(self.auth, RegistryAuth::Anonymous) {
+            self.probe_open(&r).await;
+        }
+        if push && !self.push_ready.load(std::sync::atomic::Ordering::Acquire) {
             let what = format!("{}: authentication for push", self.name());
             self.retry
                 .call(&what, || self.client.auth(&r, &self.auth, oci_client::RegistryOperation::Push))
@@ -169,9 +183,38 @@ impl Registry {
                 .map_err(|e| {
                     anyhow!("{}: authentication for push failed ({}): {}", self.name(), self.login, describe(&e))
                 })?;
-            self.push_authed.store(true, Ordering::Relaxed);
+            self.push_ready.store(true, std::sync::atomic::Ordering::Release);
         }
         Ok(())
+    }
+
+    /// Ask /v2/ once, for an anonymous run: no Bearer challenge means no request will ever carry
+    /// a login (an anonymous run answers no Basic challenge), and [`Self::c`] hands out the client that does not ask /v2/ before each. A probe
+    /// that fails decides nothing (the request that follows says what is wrong).
+    async fn probe_open(&self, r: &Reference) {
+        let mut open = self.open.lock().await;
+        if open.is_some() {
+            return;
+        }
+        let asked = self.client.auth(r, &RegistryAuth::Anonymous, oci_client::RegistryOperation::Pull);
+        if let Ok(Ok(token)) = tokio::time::timeout(self.retry.timeout, asked).await {
+            *open = Some(token.is_none());
+        }
+    }
+
+    /// The client for requests that do not store a login themselves (all but manifest pulls).
+    async fn c(&self) -> &Client {
+        if *self.open.lock().await != Some(true) {
+            return &self.client;
+        }
+        self.bare.get_or_init(|| {
+            let made = self.bare_config.lock().ok().and_then(|mut c| c.take()).map(Client::try_from);
+            match made {
+                Some(Ok(c)) => c,
+                // Cannot happen (the same config made `client`); that client is as good, only chattier.
+                _ => self.client.clone(),
+            }
+        })
     }
 
     /// An access token for this repository (with push scope when `push`), exchanged again when
@@ -338,7 +381,7 @@ impl Registry {
 
     /// Start a blob download: the response's headers within --timeout.
     async fn open_blob(&self, r: &Reference, d: &Digest, what: &str) -> Result<SizedStream, AttemptError> {
-        match tokio::time::timeout(self.retry.timeout, self.client.pull_blob_stream(r, d.as_str())).await {
+        match tokio::time::timeout(self.retry.timeout, self.c().await.pull_blob_stream(r, d.as_str())).await {
             Ok(res) => res.map_err(|e| AttemptError::oci(e, what)),
             Err(_) => Err(AttemptError::timed_out(self.retry.timeout)),
         }
@@ -374,7 +417,7 @@ impl Registry {
         let r = self.reference(None);
         let what = format!("{}: HEAD blob {d}", self.name());
         self.retry
-            .call(&what, || self.client.blob_exists(&r, d.as_str()))
+            .call(&what, || async { self.c().await.blob_exists(&r, d.as_str()).await })
             .await
             .map_err(|e| anyhow!("{what}: {}", describe(&e)))
     }
@@ -445,7 +488,7 @@ impl Registry {
             .observe(body)
             .inspect_ok(move |chunk| bar.inc(chunk.len() as u64))
             .map_err(OciDistributionError::from);
-        let push = self.client.push_blob_stream(&r, body, d.as_str(), Some(size));
+        let push = self.c().await.push_blob_stream(&r, body, d.as_str(), Some(size));
         tokio::select! {
             res = push => res.map(|_| ()).map_err(|e| AttemptError::oci(e, format!("{what} failed"))),
             stalled = watch.stalled(timeout) => Err(AttemptError { error: anyhow!("{what} failed: {stalled}"), ..AttemptError::timed_out(timeout) }),
@@ -458,7 +501,7 @@ impl Registry {
         let what = format!("{}: upload of blob {d}", self.name());
         let bytes = bytes::Bytes::copy_from_slice(bytes);
         self.retry
-            .call(&what, || self.client.push_blob(&r, bytes.clone(), d.as_str()))
+            .call(&what, || async { self.c().await.push_blob(&r, bytes.clone(), d.as_str()).await })
             .await
             .map_err(|e| anyhow!("{what} failed: {}", describe(&e)))?;
         Ok(())
@@ -473,7 +516,7 @@ impl Registry {
         self.read_scope_for_mounts(repository, &to).await;
         let from = Reference::with_tag(self.registry.clone(), repository.to_string(), "latest".to_string());
         let what = format!("{}: mount of blob {d} from {repository}", self.name());
-        self.retry.call(&what, || self.client.mount_blob(&to, &from, d.as_str())).await.is_ok()
+        self.retry.call(&what, || async { self.c().await.mount_blob(&to, &from, d.as_str()).await }).await.is_ok()
     }
 
     /// Before a mount from `from` under Bearer authentication: a push token that also reads
@@ -486,6 +529,10 @@ impl Registry {
         let Some(known) = scopes.as_mut() else { return };
         if self.identity.is_some() || known.contains(from) {
             return;
+        }
+        // An anonymous endpoint whose /v2/ asked for nothing has no token server to ask.
+        if *self.open.lock().await == Some(true) {
+            return *scopes = None;
         }
         let challenge = match super::oauth::challenge(&self.http, &self.registry, &self.base).await {
             Ok(super::oauth::Asked::Bearer(c)) => c,
@@ -513,7 +560,7 @@ impl Registry {
         let what = format!("{}: referrers of {d}", self.name());
         let index = self
             .retry
-            .call(&what, || self.client.pull_referrers(&r, None))
+            .call(&what, || async { self.c().await.pull_referrers(&r, None).await })
             .await
             .map_err(|e| anyhow!("{what}: {}", describe(&e)))?;
         index.manifests.iter().map(|e| serde_json::to_value(e).map_err(|e| anyhow!("{what}: {e}"))).collect()
@@ -528,7 +575,7 @@ impl Registry {
         let body = bytes::Bytes::from(m.bytes.clone());
         let what = format!("{r}: manifest push");
         self.retry
-            .call(&what, || self.client.push_manifest_raw(&target, body.clone(), ct.clone()))
+            .call(&what, || async { self.c().await.push_manifest_raw(&target, body.clone(), ct.clone()).await })
             .await
             .map_err(|e| anyhow!("{r}: manifest push failed: {}", describe(&e)))?;
         Ok(())
