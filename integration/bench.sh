@@ -45,7 +45,7 @@ CACHE="${XDG_CACHE_HOME:-$ROOT/target}/harden-fixtures"
 ROOTFS=$(ls -d "$CACHE"/rootfs/app-* | grep -v '\.done$' | head -1)
 
 WORK=$(mktemp -d /tmp/harden-bench.XXXXXX)
-cleanup() { for r in regA regB regC; do bash integration/registry.sh stop "$WORK/$r" >/dev/null 2>&1 || true; done; rm -rf "$WORK"; }
+cleanup() { for r in regA regB regC regT; do bash integration/registry.sh stop "$WORK/$r" >/dev/null 2>&1 || true; done; rm -rf "$WORK"; }
 trap cleanup EXIT
 mkdir -p "$WORK/regA" "$WORK/regB" "$WORK/regC"
 A=$(bash integration/registry.sh start "$WORK/regA")
