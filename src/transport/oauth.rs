@@ -40,6 +40,15 @@ pub struct Challenge {
     pub service: Option<String>,
 }
 
+impl Challenge {
+    /// A token request's parameters for `scopes`: the challenge's `service`, then a `scope`
+    /// each (a POST's form, a GET's query).
+    fn params<'a>(&'a self, scopes: &'a [String]) -> Vec<(&'a str, &'a str)> {
+        let service = self.service.as_deref().filter(|s| !s.is_empty()).map(|s| ("service", s));
+        service.into_iter().chain(scopes.iter().map(|s| ("scope", s.as_str()))).collect()
+    }
+}
+
 /// The Bearer challenge in a `WWW-Authenticate` header value, if it has one.
 pub fn bearer_challenge(header: &str) -> Option<Challenge> {
     for c in http_auth::parser::ChallengeParser::new(header) {
@@ -71,13 +80,7 @@ pub async fn exchange(
             "{registry}: the login is an identity token, but the registry asks for no Bearer token ({header}); an identity token is only exchanged at a token server"
         ),
     };
-    let mut form: Vec<(&str, &str)> = Vec::new();
-    if let Some(s) = challenge.service.as_deref().filter(|s| !s.is_empty()) {
-        form.push(("service", s));
-    }
-    for s in scopes {
-        form.push(("scope", s));
-    }
+    let mut form = challenge.params(scopes);
     form.extend([("grant_type", "refresh_token"), ("refresh_token", refresh), ("client_id", CLIENT_ID)]);
     let started = Instant::now();
     let res = http
@@ -132,14 +135,7 @@ pub async fn token_for(
     basic: Option<(&str, &str)>,
     scopes: &[String],
 ) -> Result<AccessToken> {
-    let mut query: Vec<(&str, &str)> = Vec::new();
-    if let Some(s) = challenge.service.as_deref().filter(|s| !s.is_empty()) {
-        query.push(("service", s));
-    }
-    for s in scopes {
-        query.push(("scope", s));
-    }
-    let mut req = http.get(&challenge.realm).query(&query);
+    let mut req = http.get(&challenge.realm).query(&challenge.params(scopes));
     if let Some((user, password)) = basic {
         req = req.basic_auth(user, Some(password));
     }

@@ -52,14 +52,15 @@ pub struct Registry {
     /// one when it expires), so it is not asked for again before each push-side request.
     push_ready: std::sync::atomic::AtomicBool,
     auth: RegistryAuth,
-    /// An identity token to exchange, the HTTP client for it, and the access token in use
-    /// (whether it has push scope).
+    /// An identity token to exchange and the access token in use (whether it has push scope).
     identity: Option<Identity>,
     /// Where the login came from (`--creds`, a file and key, a helper), for messages.
     login: String,
-    /// A plain HTTP client to the registry (`http`) at `base` (`https://host`), for what
-    /// oci-client does not do: token requests of our own.
-    http: reqwest::Client,
+    /// A plain HTTP client to the registry at `base` (`https://host`), for what oci-client does
+    /// not do: token requests of our own. Built on first use (an identity token, a mount under
+    /// Bearer authentication), not for every endpoint opened.
+    http: std::sync::OnceLock<reqwest::Client>,
+    http_settings: HttpSettings,
     base: String,
     /// Repositories this one's push token also reads (for cross-repository mounts), or None
     /// once the registry showed it wants no Bearer token.
@@ -69,6 +70,13 @@ pub struct Registry {
     progress: crate::progress::Progress,
     pub registry: String,
     pub repository: String,
+}
+
+/// What [`Registry::http`] is built with: the same TLS and timeout settings as oci-client's.
+struct HttpSettings {
+    insecure: bool,
+    timeout: Duration,
+    ca: Option<reqwest::Certificate>,
 }
 
 struct Identity {
@@ -91,8 +99,12 @@ impl Registry {
             if net.plain_http || is_loopback(registry) { ClientProtocol::Http } else { ClientProtocol::Https };
         let plain = matches!(protocol, ClientProtocol::Http);
         let mut extra = Vec::new();
-        if let Some(ca) = &net.ca_cert {
-            let data = std::fs::read(ca).with_context(|| format!("--ca-cert {}: cannot read", ca.display()))?;
+        let mut ca = None;
+        if let Some(path) = &net.ca_cert {
+            let data = std::fs::read(path).with_context(|| format!("--ca-cert {}: cannot read", path.display()))?;
+            let cert = reqwest::Certificate::from_pem(&data)
+                .map_err(|e| anyhow!("--ca-cert {}: not a PEM certificate: {e}", path.display()))?;
+            ca = Some(cert);
             extra.push(Certificate { encoding: CertificateEncoding::Pem, data });
         }
         let config = |extra: Vec<Certificate>| ClientConfig {
@@ -114,17 +126,7 @@ impl Registry {
         let client = Client::try_from(config(extra))
             .map_err(|e| anyhow!("{r}: cannot set up the HTTP client: {}", describe(&e)))?;
         let (creds, login) = net.logins.lookup(registry, repository)?;
-        let mut b = reqwest::Client::builder()
-            .danger_accept_invalid_certs(net.insecure)
-            .connect_timeout(net.timeout.min(Duration::from_secs(30)))
-            .timeout(net.timeout);
-        if let Some(ca) = &net.ca_cert {
-            let pem = std::fs::read(ca).with_context(|| format!("--ca-cert {}: cannot read", ca.display()))?;
-            let cert = reqwest::Certificate::from_pem(&pem)
-                .map_err(|e| anyhow!("--ca-cert {}: not a PEM certificate: {e}", ca.display()))?;
-            b = b.tls_certs_merge([cert]);
-        }
-        let http = b.build().map_err(|e| anyhow!("{r}: cannot set up the HTTP client: {e}"))?;
+        let http_settings = HttpSettings { insecure: net.insecure, timeout: net.timeout, ca };
         let base = format!("{}://{registry}", if plain { "http" } else { "https" });
         let (auth, identity) = match creds {
             Credentials::Anonymous => (RegistryAuth::Anonymous, None),
@@ -142,7 +144,8 @@ impl Registry {
             auth,
             identity,
             login,
-            http,
+            http: std::sync::OnceLock::new(),
+            http_settings,
             base,
             mount_scopes: tokio::sync::Mutex::new(Some(Default::default())),
             retry,
@@ -217,6 +220,23 @@ impl Registry {
         })
     }
 
+    /// The plain HTTP client for token requests, built on first use.
+    fn http(&self) -> Result<&reqwest::Client> {
+        if let Some(c) = self.http.get() {
+            return Ok(c);
+        }
+        let HttpSettings { insecure, timeout, ca } = &self.http_settings;
+        let mut b = reqwest::Client::builder()
+            .danger_accept_invalid_certs(*insecure)
+            .connect_timeout((*timeout).min(Duration::from_secs(30)))
+            .timeout(*timeout);
+        if let Some(cert) = ca {
+            b = b.tls_certs_merge([cert.clone()]);
+        }
+        let built = b.build().map_err(|e| anyhow!("{}: cannot set up the HTTP client: {e}", self.registry))?;
+        Ok(self.http.get_or_init(|| built))
+    }
+
     /// An access token for this repository (with push scope when `push`), exchanged again when
     /// the one in use has not that scope or expires within 10 s, given to oci-client for the
     /// operations that follow.
@@ -225,7 +245,7 @@ impl Registry {
         if super::oauth::needs_exchange(current.as_ref(), push, Instant::now()) {
             let actions = if push { "pull,push" } else { "pull" };
             let scopes = [format!("repository:{}:{actions}", self.repository)];
-            let exchanged = super::oauth::exchange(&self.http, &self.registry, &self.base, &id.refresh, &scopes)
+            let exchanged = super::oauth::exchange(self.http()?, &self.registry, &self.base, &id.refresh, &scopes)
                 .await
                 .with_context(|| format!("login from {}", self.login))?;
             match exchanged {
@@ -534,7 +554,8 @@ impl Registry {
         if *self.open.lock().await == Some(true) {
             return *scopes = None;
         }
-        let challenge = match super::oauth::challenge(&self.http, &self.registry, &self.base).await {
+        let Ok(http) = self.http() else { return };
+        let challenge = match super::oauth::challenge(http, &self.registry, &self.base).await {
             Ok(super::oauth::Asked::Bearer(c)) => c,
             // No token server: nothing to ask for (or asking fails the same way every time).
             _ => return *scopes = None,
@@ -546,7 +567,7 @@ impl Registry {
             RegistryAuth::Basic(u, p) => Some((u.as_str(), p.as_str())),
             _ => None,
         };
-        let Ok(t) = super::oauth::token_for(&self.http, &challenge, basic, &wanted).await else { return };
+        let Ok(t) = super::oauth::token_for(http, &challenge, basic, &wanted).await else { return };
         let bearer = RegistryAuth::Bearer(t.token);
         // oci-client files a Bearer token it is given without a request.
         let _ = self.client.auth(to, &bearer, oci_client::RegistryOperation::Push).await;
