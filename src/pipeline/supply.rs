@@ -132,12 +132,11 @@ pub(crate) async fn sign_result(
     let mut signature = None;
     let mut bundles = Vec::new();
     let created = crate::config::source_date_epoch()?.map(|(_, s)| s);
+    let signer = Signer { key, created: created.as_deref(), progress };
     // Platforms first, the index last: a signed index means all of it was signed.
     for d in platforms.iter().chain([digest]) {
         if ctx.o.bundle {
-            let b =
-                publish::bundle_digest(&ctx.dst, dst, d, Signer { key, created: created.as_deref(), progress }, &none)
-                    .await?;
+            let b = publish::bundle_digest(&ctx.dst, dst, d, signer, &none).await?;
             bundles.push(BundleReport {
                 subject: d.to_string(),
                 manifest_digest: b.manifest_digest.to_string(),
@@ -146,7 +145,7 @@ pub(crate) async fn sign_result(
             });
             continue;
         }
-        let s = store::sign_digest(&ctx.dst, dst, d, Signer { key, created: None, progress }, &none).await?;
+        let s = store::sign_digest(&ctx.dst, dst, d, signer, &none).await?;
         if d == digest {
             signature = Some(SignatureReport {
                 tag: s.tag,

@@ -478,14 +478,7 @@ fn an_index_is_gated_and_attested_per_platform() {
     let none = Default::default();
 
     // Only the index signed: the platforms are not, so the gate refuses and nothing is pushed.
-    block(store::sign_digest(
-        &ep,
-        &r,
-        &idx.digest,
-        crate::sign::Signer { key: &vendor, created: None, progress: &Progress::Quiet },
-        &none,
-    ))
-    .unwrap();
+    block(store::sign_digest(&ep, &r, &idx.digest, crate::sign::Signer::quiet(&vendor), &none)).unwrap();
     let dst = layout_ref(&tmp.path().join("dst"), "hard");
     let o = RebuildOptions {
         require_signature: trusted.clone(),
@@ -499,8 +492,7 @@ fn an_index_is_gated_and_attested_per_platform() {
     assert!(!tmp.path().join("dst").exists(), "a refused rebuild pushed something");
 
     // Every manifest signed (as `harden sign` does): it passes, and every result is attested.
-    block(store::sign(&ep, &r, crate::sign::Signer { key: &vendor, created: None, progress: &Progress::Quiet }, &none))
-        .unwrap();
+    block(store::sign(&ep, &r, crate::sign::Signer::quiet(&vendor), &none)).unwrap();
     let key = Arc::new(key);
     let o = RebuildOptions { sign_key: Some(Arc::clone(&key)), ..o };
     let out = block(rebuild(&r, &dst, &o)).unwrap();

@@ -322,7 +322,6 @@ pub(crate) async fn fetch_layers(
 mod tests {
     use super::*;
     use crate::image;
-    use crate::progress::Progress;
     use crate::sign::dsse::tests::test_key;
     use crate::sign::{publish, referrers, store, Signer};
     use crate::transport::{Manifest, NetOptions};
@@ -369,43 +368,18 @@ mod tests {
     fn every_format_is_found_and_checked() {
         let s = setup();
         let (k1, k2) = (test_key(), test_key());
-        let q = Progress::Quiet;
         let none = BTreeMap::new();
         // Nothing yet.
         let e = block(examine(&s.ep, &s.r, &s.digest, &[k1.public_key()])).unwrap();
         assert!(e.lines.is_empty() && e.signed_by().is_none());
 
         // A bundle: pushed by digest, registered in the referrers tag (a layout has no API).
-        let b1 = block(publish::bundle_digest(
-            &s.ep,
-            &s.r,
-            &s.digest,
-            Signer { key: &k1, created: None, progress: &q },
-            &none,
-        ))
-        .unwrap();
+        let b1 = block(publish::bundle_digest(&s.ep, &s.r, &s.digest, Signer::quiet(&k1), &none)).unwrap();
         assert!(b1.added);
         assert_eq!(b1.referrers_tag.as_deref(), Some(bundle::fallback_tag(s.digest.as_str()).as_str()));
         // The same key again adds nothing; another key adds a second referrer to the same index.
-        assert!(
-            !block(publish::bundle_digest(
-                &s.ep,
-                &s.r,
-                &s.digest,
-                Signer { key: &k1, created: None, progress: &q },
-                &none
-            ))
-            .unwrap()
-            .added
-        );
-        let b2 = block(publish::bundle_digest(
-            &s.ep,
-            &s.r,
-            &s.digest,
-            Signer { key: &k2, created: None, progress: &q },
-            &none,
-        ))
-        .unwrap();
+        assert!(!block(publish::bundle_digest(&s.ep, &s.r, &s.digest, Signer::quiet(&k1), &none)).unwrap().added);
+        let b2 = block(publish::bundle_digest(&s.ep, &s.r, &s.digest, Signer::quiet(&k2), &none)).unwrap();
         assert!(b2.added && b2.manifest_digest != b1.manifest_digest);
         let idx = block(s.ep.manifest(&referrers::tag_ref(&s.r, &s.digest))).unwrap();
         let idx: Value = serde_json::from_slice(&idx.bytes).unwrap();
@@ -420,7 +394,7 @@ mod tests {
             &s.ep,
             &s.r,
             claim(&s.digest, dsse::SLSA_PROVENANCE_V1, &st),
-            Signer { key: &k1, created: None, progress: &q },
+            Signer::quiet(&k1),
         ))
         .unwrap();
         assert!(a.added);
@@ -428,20 +402,14 @@ mod tests {
             &s.ep,
             &s.r,
             claim(&s.digest, dsse::SLSA_PROVENANCE_V1, &st),
-            Signer { key: &k1, created: None, progress: &q },
+            Signer::quiet(&k1),
         ))
         .unwrap();
         assert!(!again.added && again.manifest_digest == a.manifest_digest);
         let sbom = statement(&s.digest, dsse::CYCLONEDX);
-        block(publish::attest_digest(
-            &s.ep,
-            &s.r,
-            claim(&s.digest, dsse::CYCLONEDX, &sbom),
-            Signer { key: &k1, created: None, progress: &q },
-        ))
-        .unwrap();
-        block(store::sign_digest(&s.ep, &s.r, &s.digest, Signer { key: &k2, created: None, progress: &q }, &none))
+        block(publish::attest_digest(&s.ep, &s.r, claim(&s.digest, dsse::CYCLONEDX, &sbom), Signer::quiet(&k1)))
             .unwrap();
+        block(store::sign_digest(&s.ep, &s.r, &s.digest, Signer::quiet(&k2), &none)).unwrap();
 
         let e = block(examine(&s.ep, &s.r, &s.digest, &[k1.public_key()])).unwrap();
         let text: Vec<String> = e.lines.iter().map(ToString::to_string).collect();
@@ -472,14 +440,7 @@ mod tests {
         let image = block(s.ep.manifest(&s.r)).unwrap();
         let tag = referrers::tag_ref(&s.r, &s.digest);
         block(s.ep.put_manifest(&tag, &image)).unwrap();
-        let e = block(publish::bundle_digest(
-            &s.ep,
-            &s.r,
-            &s.digest,
-            Signer { key: &k, created: None, progress: &Progress::Quiet },
-            &BTreeMap::new(),
-        ))
-        .unwrap_err();
+        let e = block(publish::bundle_digest(&s.ep, &s.r, &s.digest, Signer::quiet(&k), &BTreeMap::new())).unwrap_err();
         assert!(format!("{e:#}").contains("never overwritten"), "{e:#}");
         assert!(format!("{e:#}").contains("not an OCI image index"), "{e:#}");
         assert_eq!(block(s.ep.manifest(&tag)).unwrap().digest, image.digest, "the tag was overwritten");
@@ -493,14 +454,7 @@ mod tests {
     fn a_bundle_whose_manifest_subject_lies_fails() {
         let s = setup();
         let k = test_key();
-        let b = block(publish::bundle_digest(
-            &s.ep,
-            &s.r,
-            &s.digest,
-            Signer { key: &k, created: None, progress: &Progress::Quiet },
-            &BTreeMap::new(),
-        ))
-        .unwrap();
+        let b = block(publish::bundle_digest(&s.ep, &s.r, &s.digest, Signer::quiet(&k), &BTreeMap::new())).unwrap();
         // Rewrite the referrer so its subject names another digest, and list that one instead.
         let m = block(s.ep.manifest(&s.r.without_tag().with_digest(&b.manifest_digest))).unwrap();
         let mut v: Value = serde_json::from_slice(&m.bytes).unwrap();

@@ -44,6 +44,15 @@ pub struct Signer<'a> {
     pub progress: &'a crate::progress::Progress,
 }
 
+#[cfg(test)]
+impl<'a> Signer<'a> {
+    /// The tests' signer: `key`, no creation time, no progress.
+    pub fn quiet(key: &'a SigningKey) -> Signer<'a> {
+        static QUIET: crate::progress::Progress = crate::progress::Progress::Quiet;
+        Signer { key, created: None, progress: &QUIET }
+    }
+}
+
 pub mod attest;
 pub mod bundle;
 pub mod check;

@@ -263,8 +263,7 @@ mod tests {
         let s = setup();
         let k = key();
         let ann = BTreeMap::from([("team".to_string(), "infra".to_string())]);
-        let signed =
-            block(sign(&s.ep, &s.r, Signer { key: &k, created: None, progress: &Progress::Quiet }, &ann)).unwrap();
+        let signed = block(sign(&s.ep, &s.r, Signer::quiet(&k), &ann)).unwrap();
         assert_eq!(signed.len(), 1);
         assert_eq!(signed[0].image_digest, s.digest);
         assert!(signed[0].added);
@@ -298,51 +297,20 @@ mod tests {
         let s = setup();
         let (k1, k2) = (key(), key());
         let none = BTreeMap::new();
-        let first = block(sign_digest(
-            &s.ep,
-            &s.r,
-            &s.digest,
-            Signer { key: &k1, created: None, progress: &Progress::Quiet },
-            &none,
-        ))
-        .unwrap();
-        let again = block(sign_digest(
-            &s.ep,
-            &s.r,
-            &s.digest,
-            Signer { key: &k1, created: None, progress: &Progress::Quiet },
-            &none,
-        ))
-        .unwrap();
+        let first = block(sign_digest(&s.ep, &s.r, &s.digest, Signer::quiet(&k1), &none)).unwrap();
+        let again = block(sign_digest(&s.ep, &s.r, &s.digest, Signer::quiet(&k1), &none)).unwrap();
         assert!(first.added && !again.added);
         assert_eq!(first.manifest_digest, again.manifest_digest);
         assert_eq!(sig_manifest(&s, &s.digest)["layers"].as_array().unwrap().len(), 1);
         // Another key adds its own layer; both verify.
-        let other = block(sign_digest(
-            &s.ep,
-            &s.r,
-            &s.digest,
-            Signer { key: &k2, created: None, progress: &Progress::Quiet },
-            &none,
-        ))
-        .unwrap();
+        let other = block(sign_digest(&s.ep, &s.r, &s.digest, Signer::quiet(&k2), &none)).unwrap();
         assert!(other.added);
         assert_eq!(sig_manifest(&s, &s.digest)["layers"].as_array().unwrap().len(), 2);
         block(verify(&s.ep, &s.r, &k1.public_key())).unwrap();
         block(verify(&s.ep, &s.r, &k2.public_key())).unwrap();
         // Other annotations are another payload: another layer.
         let ann = BTreeMap::from([("a".to_string(), "b".to_string())]);
-        assert!(
-            block(sign_digest(
-                &s.ep,
-                &s.r,
-                &s.digest,
-                Signer { key: &k1, created: None, progress: &Progress::Quiet },
-                &ann
-            ))
-            .unwrap()
-            .added
-        );
+        assert!(block(sign_digest(&s.ep, &s.r, &s.digest, Signer::quiet(&k1), &ann)).unwrap().added);
         assert_eq!(sig_manifest(&s, &s.digest)["layers"].as_array().unwrap().len(), 3);
     }
 
@@ -355,8 +323,7 @@ mod tests {
     #[test]
     fn other_key_fails() {
         let s = setup();
-        block(sign(&s.ep, &s.r, Signer { key: &key(), created: None, progress: &Progress::Quiet }, &BTreeMap::new()))
-            .unwrap();
+        block(sign(&s.ep, &s.r, Signer::quiet(&key()), &BTreeMap::new())).unwrap();
         expect_policy(block(verify(&s.ep, &s.r, &key().public_key())), "signature does not verify with the public key");
     }
 
@@ -364,9 +331,7 @@ mod tests {
     fn tampered_payload_blob_fails() {
         let s = setup();
         let k = key();
-        let signed =
-            block(sign(&s.ep, &s.r, Signer { key: &k, created: None, progress: &Progress::Quiet }, &BTreeMap::new()))
-                .unwrap();
+        let signed = block(sign(&s.ep, &s.r, Signer::quiet(&k), &BTreeMap::new())).unwrap();
         let p = s.dir.join("blobs/sha256").join(signed[0].payload_digest.hex());
         let text = std::fs::read_to_string(&p).unwrap().replace("oci:", "oci:x");
         std::fs::write(&p, text).unwrap();
@@ -378,8 +343,7 @@ mod tests {
         // A changed payload stored under its own (correct) digest, with the layer pointing at it.
         let s = setup();
         let k = key();
-        block(sign(&s.ep, &s.r, Signer { key: &k, created: None, progress: &Progress::Quiet }, &BTreeMap::new()))
-            .unwrap();
+        block(sign(&s.ep, &s.r, Signer::quiet(&k), &BTreeMap::new())).unwrap();
         let evil = sign::payload("oci:elsewhere", s.digest.as_str(), &BTreeMap::new());
         let ed = Digest::of(&evil);
         block(s.ep.put_blob_bytes(&ed, &evil)).unwrap();
@@ -395,8 +359,7 @@ mod tests {
         let s = setup();
         let k = key();
         let other = put_image(&s.ep, &s.dir, "v2", "b");
-        block(sign(&s.ep, &s.r, Signer { key: &k, created: None, progress: &Progress::Quiet }, &BTreeMap::new()))
-            .unwrap();
+        block(sign(&s.ep, &s.r, Signer::quiet(&k), &BTreeMap::new())).unwrap();
         // Copy v1's signatures to v2's .sig tag: valid signatures, but over v1's digest.
         write_sig_manifest(&s, &other, &sig_manifest(&s, &s.digest));
         let r2 = layout_ref(&s.dir, Some("v2"));
@@ -408,8 +371,7 @@ mod tests {
     fn corrupted_signature_annotation_fails() {
         let s = setup();
         let k = key();
-        block(sign(&s.ep, &s.r, Signer { key: &k, created: None, progress: &Progress::Quiet }, &BTreeMap::new()))
-            .unwrap();
+        block(sign(&s.ep, &s.r, Signer::quiet(&k), &BTreeMap::new())).unwrap();
         let mut m = sig_manifest(&s, &s.digest);
         let sig = m["layers"][0]["annotations"][SIG].as_str().unwrap().to_string();
         // Flip one base64 character in the middle: still base64, no longer the signature.
@@ -437,9 +399,7 @@ mod tests {
         let im = Manifest { digest: Digest::of(&idx), bytes: idx, media_type: image::OCI_INDEX.into() };
         let ir = layout_ref(&s.dir, Some("multi"));
         block(s.ep.put_manifest(&ir, &im)).unwrap();
-        let signed =
-            block(sign(&s.ep, &ir, Signer { key: &k, created: None, progress: &Progress::Quiet }, &BTreeMap::new()))
-                .unwrap();
+        let signed = block(sign(&s.ep, &ir, Signer::quiet(&k), &BTreeMap::new())).unwrap();
         let digests: Vec<&Digest> = signed.iter().map(|x| &x.image_digest).collect();
         assert_eq!(digests, vec![&im.digest, &s.digest, &d2]);
         block(verify(&s.ep, &ir, &k.public_key())).unwrap();
