@@ -85,6 +85,29 @@ fn keyless_verify_both_formats_and_each_refusal() {
         ("bad-sct", &["bundle", "legacy"], "FAILED: no valid SCT", true),
         ("bad-checkpoint", &["bundle"], "FAILED: no log proof: the checkpoint's signature does not verify", true),
         ("unknown-field", &["bundle"], "FAILED: unreadable: not a sigstore bundle (unknown field `extraTrust`", false),
+        // RFC 3161 timestamps (OpenSSL's TSA) and Rekor v2 entries (no SET).
+        ("tsa", &["bundle", "legacy"], "verified keyless: ", false),
+        ("rekor-v2-tsa", &["bundle"], "verified keyless: ", false),
+        (
+            "rekor-v2",
+            &["bundle"],
+            "FAILED: no proof of time: the log entry (Rekor v2) proves inclusion but not time",
+            true,
+        ),
+        (
+            "tsa-other-sig",
+            &["bundle", "legacy"],
+            "FAILED: no proof of time: the timestamp is over another signature",
+            true,
+        ),
+        (
+            "tsa-untrusted",
+            &["bundle"],
+            "FAILED: no proof of time: the timestamp is signed by a TSA not in the trusted root",
+            true,
+        ),
+        ("tsa-tampered", &["bundle"], "FAILED: no proof of time: the timestamp is tampered", true),
+        ("tsa-expired", &["bundle"], "FAILED: certificate outside its validity: signed at", true),
     ];
     for (variant, formats, want, js_refuses) in cases {
         for format in *formats {
@@ -146,6 +169,9 @@ fn keyless_verify_both_formats_and_each_refusal() {
                 let o = verify_keyless(&image, &inst.join("trusted_root_expired_ca.json"), &[]);
                 expect_exit(&o, 3);
                 assert!(stderr_str(&o).contains("no certificate authority valid at"), "{}", dump(&o));
+            } else if want.starts_with("verified") {
+                assert_eq!(expect_pinned(&out).digest, digest);
+                assert!(err.contains(", timestamped by https://tsa.mock.harden"), "{}", dump(&out));
             } else {
                 expect_exit(&out, 3);
             }
@@ -177,7 +203,7 @@ fn keyless_verify_both_formats_and_each_refusal() {
 
 /// The gate: `rebuild --require-identity --require-issuer --trusted-root` refuses a source
 /// signed by another identity (exit 3, nothing pushed) and passes one the vendor signed, with
-/// the identity, issuer and log entry in the report and the provenance; `--require-signature`
+/// the identity, issuer, log entry and timestamp authority in the report and the provenance; `--require-signature`
 /// and a keyless identity are alternatives.
 #[test]
 fn keyless_rebuild_gate() {
@@ -226,7 +252,7 @@ fn keyless_rebuild_gate() {
         dump(&out)
     );
     assert!(skopeo_inspect_result_absent(&dst), "a refused rebuild pushed its result");
-    // Signed by the vendor's workflow (legacy .sig): passes; report and provenance say who.
+    // Signed by the vendor's workflow (legacy .sig, with a TSA timestamp): passes; report and provenance say who.
     let d = tmp.path().join("vendor");
     mock(&[
         "sign",
@@ -242,6 +268,8 @@ fn keyless_rebuild_gate() {
         "--ref",
         &host_repo,
         "--push",
+        "--variant",
+        "tsa",
     ]);
     let report = tmp.path().join("report.json");
     let mut a = gate.to_vec();
@@ -257,6 +285,8 @@ fn keyless_rebuild_gate() {
         "{rep}"
     );
     assert_eq!(s["digest"], digest.as_str());
+    // Its RFC 3161 timestamp (cosign 2's annotation) verified too, and is named.
+    assert_eq!(s["timestamp_authority"], "https://tsa.mock.harden", "{rep}");
     // A stranger's key or the vendor's identity: either passes.
     let (_, stranger_pub) = crate::sign::keygen(tmp.path(), "stranger");
     let mut a = gate.to_vec();

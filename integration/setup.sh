@@ -34,6 +34,8 @@ declare -A PKG_OF=(
   [db5.3_load]=db5.3-util
   # Peak memory of harden runs on hostile inputs (integration/hostile.rs): GNU time's -v.
   [/usr/bin/time]=time
+  # OpenSSL's RFC 3161 TSA (`openssl ts -reply`) timestamps the keyless tests' signatures.
+  [openssl]=openssl
   # Go's archive/tar (the reader containerd unpacks with) is the oracle of integration/tarframing.rs.
   [go]=golang-go
   # Not commands: the tar corpora of other projects (integration/corpus.rs), checked as files.
@@ -42,7 +44,7 @@ declare -A PKG_OF=(
 )
 ORDER=(docker-registry skopeo umoci runc debootstrap oci-image-tool htpasswd zstd tar curl nsenter python3 bsdtar bzip2 xz
   containerd ctr dpkg-query rpm rpmbuild rpmdb db5.3_load go /usr/share/go-1.19/src/archive/tar/testdata/gnu.tar /usr/lib/python3.11/test/testtar.tar
-  /usr/bin/time)
+  /usr/bin/time openssl)
 
 # PyPI: cyclonedx-python-lib validates the SBOMs (integration/packages.rs) and cryptography
 # checks DSSE attestations independently (integration/attest.rs); jsonschema validates sigstore

@@ -422,8 +422,11 @@ pub struct KeylessReport {
     pub log_index: i64,
     /// The log's id (hex SHA-256 of its key).
     pub log_id: String,
-    /// RFC 3339.
+    /// The proven signing time, RFC 3339: the log's integrated time, else the TSA's.
     pub integrated_time: String,
+    /// The RFC 3161 timestamp authority (of the trusted root) whose timestamp proves the time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timestamp_authority: Option<String>,
 }
 
 /// Something that described the source and was left behind (read back from a result record

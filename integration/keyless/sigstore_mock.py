@@ -20,6 +20,15 @@ certificate long expired), tampered-payload (payload changed after signing), mal
 loop-chain (legacy: a chain annotation of two CAs signing each other, not in the root),
 unknown-field (bundle with a field the spec does not have), bad-sct (the SCT's signature
 altered), bad-checkpoint (the checkpoint's signature altered).
+
+Timestamps and Rekor v2: the timestamp authority is OpenSSL's (`openssl ts -reply`, an RFC 3161
+TSA independent of this script and of harden), its signing certificate (time-stamping EKU) issued
+by a TSA root named in `timestampAuthorities`. Variants: tsa (a Rekor v1 entry with its SET and a
+timestamp), rekor-v2 (a dsse 0.0.2 entry: inclusion proof and checkpoint, no SET, no timestamp:
+nothing proves the time), rekor-v2-tsa (the same with a timestamp), tsa-other-sig (the timestamp
+is over other bytes than the signature), tsa-untrusted (by a TSA not in the root), tsa-tampered
+(the timestamp's genTime altered after signing), tsa-expired (Rekor v2, timestamped an hour
+after the certificate expired).
 """
 import argparse
 import base64
@@ -27,7 +36,9 @@ import datetime
 import hashlib
 import json
 import os
+import subprocess
 import sys
+import tempfile
 import urllib.error
 import urllib.request
 
@@ -108,19 +119,81 @@ def init(d):
     end = datetime.datetime(2040, 1, 1, tzinfo=UTC)
     keys = {}
     for k, curve in [("root", ec.SECP384R1()), ("inter", ec.SECP384R1()), ("ct", ec.SECP256R1()),
-                     ("rekor", ec.SECP256R1()), ("other-root", ec.SECP384R1()), ("other-inter", ec.SECP384R1())]:
+                     ("rekor", ec.SECP256R1()), ("other-root", ec.SECP384R1()), ("other-inter", ec.SECP384R1()),
+                     ("tsa-root", ec.SECP384R1()), ("tsa", ec.SECP256R1()),
+                     ("other-tsa-root", ec.SECP384R1()), ("other-tsa", ec.SECP256R1())]:
         keys[k] = ec.generate_private_key(curve)
         save_key(os.path.join(d, k + ".key"), keys[k])
     root = ca_cert(keys["root"], name("mock-fulcio-root"), keys["root"], name("mock-fulcio-root"), 1, start, end, eku=False)
     inter = ca_cert(keys["inter"], name("mock-fulcio-intermediate"), keys["root"], root.subject, 0, start, end)
     oroot = ca_cert(keys["other-root"], name("other-root"), keys["other-root"], name("other-root"), 1, start, end, eku=False)
     ointer = ca_cert(keys["other-inter"], name("other-intermediate"), keys["other-root"], oroot.subject, 0, start, end)
-    for n, c in [("root", root), ("inter", inter), ("other-root", oroot), ("other-inter", ointer)]:
+    troot = ca_cert(keys["tsa-root"], name("mock-tsa-root"), keys["tsa-root"], name("mock-tsa-root"), 0, start, end,
+                    eku=False)
+    tsa = tsa_cert(keys["tsa"], keys["tsa-root"], troot, "mock-tsa", start, end)
+    otroot = ca_cert(keys["other-tsa-root"], name("other-tsa-root"), keys["other-tsa-root"], name("other-tsa-root"),
+                     0, start, end, eku=False)
+    otsa = tsa_cert(keys["other-tsa"], keys["other-tsa-root"], otroot, "mock-tsa", start, end)
+    for n, c in [("root", root), ("inter", inter), ("other-root", oroot), ("other-inter", ointer),
+                 ("tsa-root", troot), ("tsa", tsa), ("other-tsa-root", otroot), ("other-tsa", otsa)]:
         with open(os.path.join(d, n + ".pem"), "wb") as f:
             f.write(pem(c))
     write_root(d, os.path.join(d, "trusted_root.json"))
     # A root whose only CA stopped being valid before any signature made with it.
     write_root(d, os.path.join(d, "trusted_root_expired_ca.json"), ca_end="2021-01-01T00:00:00Z")
+
+
+def tsa_cert(key, ca_key, ca, cn, start, end):
+    return (x509.CertificateBuilder().subject_name(name(cn)).issuer_name(ca.subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(start).not_valid_after(end)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.KeyUsage(True, False, False, False, False, False, False, False, False), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.TIME_STAMPING]), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+            .sign(ca_key, hashes.SHA384()))
+
+
+TSA_CONFIG = """[ tsa ]
+default_tsa = tsa1
+[ tsa1 ]
+serial = {dir}/serial
+crypto_device = builtin
+signer_digest = sha256
+default_policy = 1.3.6.1.4.1.57264.2
+digests = sha256, sha384, sha512
+accuracy = secs:1
+ordering = no
+tsa_name = no
+ess_cert_id_chain = no
+ess_cert_id_alg = sha256
+"""
+
+
+def timestamp(d, data, which="tsa"):
+    """An RFC 3161 TimeStampResp over `data`, made now by OpenSSL's TSA with DIR/WHICH.key."""
+    with tempfile.TemporaryDirectory() as t:
+        with open(os.path.join(t, "data"), "wb") as f:
+            f.write(data)
+        with open(os.path.join(t, "serial"), "w") as f:
+            f.write("01\n")
+        with open(os.path.join(t, "tsa.cnf"), "w") as f:
+            f.write(TSA_CONFIG.format(dir=t))
+        run = lambda *a: subprocess.run(["openssl", "ts", *a], check=True, capture_output=True)
+        run("-query", "-data", os.path.join(t, "data"), "-sha256", "-cert", "-no_nonce", "-out", os.path.join(t, "q"))
+        run("-reply", "-config", os.path.join(t, "tsa.cnf"), "-queryfile", os.path.join(t, "q"),
+            "-inkey", os.path.join(d, which + ".key"), "-signer", os.path.join(d, which + ".pem"),
+            "-out", os.path.join(t, "r"))
+        with open(os.path.join(t, "r"), "rb") as f:
+            return f.read()
+
+
+def tamper_gen_time(resp):
+    """Change the last second digit of the TSTInfo's genTime (after the TSA signed it)."""
+    i = resp.index(b"\x18\x0f")  # GeneralizedTime, 15 bytes: YYYYMMDDHHMMSSZ
+    j = i + 2 + 13
+    return resp[:j] + (b"1" if resp[j:j + 1] != b"1" else b"2") + resp[j + 1:]
 
 
 def log_key(key, start="2020-01-01T00:00:00Z"):
@@ -145,7 +218,13 @@ def write_root(d, path, ca_end=None):
                                            for c in (inter, root)]},
             "validFor": valid}],
         "ctlogs": [log_key(load_key(os.path.join(d, "ct.key")))],
-        "timestampAuthorities": [],
+        "timestampAuthorities": [{
+            "subject": {"organization": "harden-mock", "commonName": "mock-tsa"},
+            "uri": "https://tsa.mock.harden",
+            "certChain": {"certificates": [{"rawBytes": b64(load_cert(os.path.join(d, n + ".pem"))
+                                                            .public_bytes(serialization.Encoding.DER))}
+                                           for n in ("tsa", "tsa-root")]},
+            "validFor": {"start": "2020-01-01T00:00:00Z"}}],
     }
     with open(path, "w") as f:
         json.dump(tr, f, indent=2)
@@ -214,6 +293,24 @@ def tlog_entry(d, body, t, variant):
     }
 
 
+# Variants with a timestamp, and with a Rekor v2 entry instead of a v1 one.
+TSA = {"tsa", "rekor-v2-tsa", "tsa-other-sig", "tsa-untrusted", "tsa-tampered", "tsa-expired"}
+REKOR_V2 = {"rekor-v2", "rekor-v2-tsa", "tsa-untrusted", "tsa-tampered", "tsa-expired"}
+
+
+def stamps(d, sig, variant):
+    """The RFC 3161 timestamps of `variant` over the signature `sig` (DER each)."""
+    if variant not in TSA:
+        return []
+    data = sig + b"x" if variant == "tsa-other-sig" else sig
+    r = timestamp(d, data, "other-tsa" if variant == "tsa-untrusted" else "tsa")
+    return [tamper_gen_time(r) if variant == "tsa-tampered" else r]
+
+
+def verifier_v2(cert_der):
+    return {"x509Certificate": {"rawBytes": b64(cert_der)}, "keyDetails": "PKIX_ECDSA_P256_SHA_256"}
+
+
 def sign(args):
     d = args.dir
     variant = args.variant or ""
@@ -222,6 +319,9 @@ def sign(args):
     t = datetime.datetime.now(UTC).replace(microsecond=0) - datetime.timedelta(hours=2)
     if variant == "no-log":
         t = datetime.datetime(2024, 5, 1, tzinfo=UTC)
+    if variant in TSA and variant != "tsa-expired":
+        # The TSA stamps now: the certificate must be valid now.
+        t = datetime.datetime.now(UTC).replace(microsecond=0) - datetime.timedelta(minutes=1)
     key = ec.generate_private_key(ec.SECP256R1())
     cert = leaf(d, key, args.identity, args.issuer, t, variant)
     cert_der = cert.public_bytes(serialization.Encoding.DER)
@@ -248,9 +348,20 @@ def sign(args):
             "envelopeHash": {"algorithm": "sha256", "value": hashlib.sha256(canonical(env)).hexdigest()},
             "payloadHash": {"algorithm": "sha256", "value": hashlib.sha256(logged_payload).hexdigest()},
             "signatures": [{"signature": b64(sig), "verifier": b64(cert_pem)}]}})
+        if variant in REKOR_V2:
+            body = canonical({"apiVersion": "0.0.2", "kind": "dsse", "spec": {"dsseV002": {
+                "payloadHash": {"algorithm": "SHA2_256", "digest": b64(hashlib.sha256(logged_payload).digest())},
+                "signatures": [{"content": b64(sig), "verifier": verifier_v2(cert_der)}]}}})
         e = tlog_entry(d, body, t, variant)
-        vm = {"certificate": {"rawBytes": b64(cert_der)}, "tlogEntries": [], "timestampVerificationData": {}}
-        if variant != "no-log":
+        ts = [{"signedTimestamp": b64(r)} for r in stamps(d, sig, variant)]
+        vm = {"certificate": {"rawBytes": b64(cert_der)}, "tlogEntries": [],
+              "timestampVerificationData": {"rfc3161Timestamps": ts} if ts else {}}
+        if variant in REKOR_V2:
+            vm["tlogEntries"] = [{
+                "logIndex": str(e["index"]), "logId": {"keyId": b64(e["log_id"])},
+                "kindVersion": {"kind": "dsse", "version": "0.0.2"}, "integratedTime": "0",
+                "inclusionProof": e["proof"], "canonicalizedBody": e["body_b64"]}]
+        elif variant != "no-log":
             vm["tlogEntries"] = [{
                 "logIndex": str(e["index"]), "logId": {"keyId": b64(e["log_id"])},
                 "kindVersion": {"kind": "dsse", "version": "0.0.1"}, "integratedTime": str(e["integrated"]),
@@ -286,6 +397,9 @@ def sign(args):
         chain += pem(load_cert(os.path.join(d, ("other-root" if inter == "other-inter" else "root") + ".pem")))
     ann = {"dev.cosignproject.cosign/signature": b64(sig), "dev.sigstore.cosign/certificate": cert_pem.decode(),
            "dev.sigstore.cosign/chain": chain.decode()}
+    ts = stamps(d, sig, variant)
+    if ts:
+        ann["dev.sigstore.cosign/rfc3161timestamp"] = json.dumps({"SignedRFC3161Timestamp": b64(ts[0])})
     if variant != "no-log":
         ann["dev.sigstore.cosign/bundle"] = json.dumps({"SignedEntryTimestamp": b64(e["set"]), "Payload": {
             "body": e["body_b64"], "integratedTime": e["integrated"], "logIndex": e["index"],
@@ -301,7 +415,7 @@ def sign(args):
             "logIndex": str(e["index"]), "logId": {"keyId": b64(e["log_id"])},
             "kindVersion": {"kind": "hashedrekord", "version": "0.0.1"}, "integratedTime": str(e["integrated"]),
             "inclusionPromise": {"signedEntryTimestamp": b64(e["set"])}, "canonicalizedBody": e["body_b64"]}],
-        "timestampVerificationData": {"rfc3161Timestamps": []}},
+        "timestampVerificationData": {"rfc3161Timestamps": [{"signedTimestamp": b64(r)} for r in ts]}},
         "messageSignature": {"messageDigest": {"algorithm": "SHA2_256", "digest": b64(hashlib.sha256(payload).digest())},
                              "signature": b64(sig)}}
     with open(os.path.join(args.out, "bundle.json"), "w") as f:

@@ -33,6 +33,7 @@ pub(crate) async fn check(ctx: &Ctx<'_>, g: &Gate, d: &Digest) -> Result<Result<
                     log_index: v.log_index,
                     log_id: v.log_id.clone(),
                     integrated_time: show_time(v.integrated_time),
+                    timestamp_authority: v.timestamp_authority.clone(),
                 }),
             }),
             Err(e) => Err(e.to_string()),

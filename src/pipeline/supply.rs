@@ -265,8 +265,15 @@ pub(crate) fn provenance_run(
             .iter()
             .map(|v| match &v.keyless {
                 Some(k) => format!(
-                    "{} verified {} keylessly: {} ({}), log entry {} of log {} at {}",
-                    v.signature, v.digest, k.identity, k.issuer, k.log_index, k.log_id, k.integrated_time
+                    "{} verified {} keylessly: {} ({}), log entry {} of log {} at {}{}",
+                    v.signature,
+                    v.digest,
+                    k.identity,
+                    k.issuer,
+                    k.log_index,
+                    k.log_id,
+                    k.integrated_time,
+                    k.timestamp_authority.as_deref().map(|t| format!(", timestamped by {t}")).unwrap_or_default()
                 ),
                 None => format!("{} verified {} with {} ({})", v.signature, v.digest, v.key, v.key_hint),
             })

@@ -107,7 +107,6 @@ pub fn verify_chain<'r>(leaf: &Leaf, root: &'r TrustedRoot, t: Time) -> Result<(
             show_time(leaf.not_after)
         )));
     }
-    let time = UnixTime::since_unix_epoch(Duration::from_secs(t.max(0) as u64));
     let mut why = Vec::new();
     let mut valid_cas = 0;
     for ca in &root.authorities {
@@ -115,25 +114,7 @@ pub fn verify_chain<'r>(leaf: &Leaf, root: &'r TrustedRoot, t: Time) -> Result<(
             continue;
         }
         valid_cas += 1;
-        let Some((anchor_der, inter)) = ca.chain.split_last() else { continue };
-        let anchor_der = CertificateDer::from(anchor_der.as_slice());
-        let anchor = match webpki::anchor_from_trusted_cert(&anchor_der) {
-            Ok(a) => a,
-            Err(e) => {
-                why.push(format!("{}: its root certificate is unreadable ({e})", ca.name));
-                continue;
-            }
-        };
-        let inter: Vec<CertificateDer> = inter.iter().map(|c| CertificateDer::from(c.as_slice())).collect();
-        match ee.verify_for_usage(
-            webpki::ALL_VERIFICATION_ALGS,
-            std::slice::from_ref(&anchor),
-            &inter,
-            time,
-            webpki::KeyUsage::required(CODE_SIGNING),
-            None,
-            None,
-        ) {
+        match chains_to(&ee, &ca.chain, t, CODE_SIGNING) {
             Ok(_) => {
                 // The issuer: the certificate of this chain whose subject is the leaf's issuer.
                 for c in &ca.chain {
@@ -148,7 +129,7 @@ pub fn verify_chain<'r>(leaf: &Leaf, root: &'r TrustedRoot, t: Time) -> Result<(
                 }
                 why.push(format!("{}: verified, but its issuer is not in the chain", ca.name));
             }
-            Err(e) => why.push(format!("{}: {e:?}", ca.name)),
+            Err(e) => why.push(format!("{}: {e}", ca.name)),
         }
     }
     if valid_cas == 0 {
@@ -158,6 +139,31 @@ pub fn verify_chain<'r>(leaf: &Leaf, root: &'r TrustedRoot, t: Time) -> Result<(
         )));
     }
     Err(ChainError::Untrusted(format!("does not chain to a CA of the trusted root ({})", why.join("; "))))
+}
+
+/// id-kp-timeStamping (1.3.6.1.5.5.7.3.8), DER contents: what a TSA's certificate must carry.
+pub const TIME_STAMPING: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x08];
+
+/// webpki: `ee` chains through `chain` (intermediates, the last one the anchor) at `t`, for the
+/// extended key usage `eku`. One place for both Fulcio leaves and TSA certificates.
+pub fn chains_to(ee: &webpki::EndEntityCert, chain: &[Vec<u8>], t: Time, eku: &'static [u8]) -> Result<(), String> {
+    let Some((anchor_der, inter)) = chain.split_last() else { return Err("an empty chain".into()) };
+    let anchor_der = CertificateDer::from(anchor_der.as_slice());
+    let anchor = webpki::anchor_from_trusted_cert(&anchor_der)
+        .map_err(|e| format!("its root certificate is unreadable ({e})"))?;
+    let inter: Vec<CertificateDer> = inter.iter().map(|c| CertificateDer::from(c.as_slice())).collect();
+    let time = UnixTime::since_unix_epoch(Duration::from_secs(t.max(0) as u64));
+    ee.verify_for_usage(
+        webpki::ALL_VERIFICATION_ALGS,
+        std::slice::from_ref(&anchor),
+        &inter,
+        time,
+        webpki::KeyUsage::required(eku),
+        None,
+        None,
+    )
+    .map(|_| ())
+    .map_err(|e| format!("{e:?}"))
 }
 
 /// A time for messages: RFC 3339, UTC.

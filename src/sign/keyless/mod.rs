@@ -1,9 +1,12 @@
 //! Keyless (Sigstore) verification, offline: a signature made with a short-lived Fulcio
 //! certificate is accepted for a digest when, as cosign and sigstore-go check it,
-//! 1. a transparency log of the trusted root proves when it was signed (a signed entry
-//!    timestamp, and the inclusion proof with its signed checkpoint when the bundle has one), and
-//!    the log entry is of this signature, certificate and payload;
-//! 2. the certificate was valid then, and chains to a CA of the root valid then;
+//! 1. a transparency log of the trusted root holds it: a Rekor v1 entry with its signed entry
+//!    timestamp (and the inclusion proof with its signed checkpoint when the bundle has one), or a
+//!    Rekor v2 entry with its inclusion proof and signed checkpoint; the entry is of this
+//!    signature, certificate and payload;
+//! 2. something of the root proves when it was signed: the v1 entry's integrated time, and/or an
+//!    RFC 3161 timestamp over the signature from a timestamp authority of the root ([`tsa`]);
+//!    the certificate was valid at every such time, and chains to a CA of the root valid then;
 //! 3. it carries an SCT from a CT log of the root;
 //! 4. its identity (SAN) and OIDC issuer (Fulcio extension .1.8, else .1.1) match the policy;
 //! 5. the signature verifies with its key over the payload, and the payload names the digest
@@ -12,11 +15,12 @@
 //! Both cosign formats: a sigstore bundle (v0.1–v0.3; [`verify_bundle`]) and a legacy `.sig`
 //! layer with the `dev.sigstore.cosign/certificate` and `/bundle` annotations ([`verify_legacy`]).
 //! A chain carried beside the certificate is not trusted (sigstore-go ignores it too): only the
-//! root's chains are. RFC 3161 timestamps are not checked (a bundle with only those is refused
-//! as having no proof of time).
+//! root's chains are. A Rekor v2 entry without a timestamp is refused as having no proof of time;
+//! a timestamp without a log entry is refused as not logged (cosign's default; its
+//! `--insecure-ignore-tlog` has no counterpart here).
 //!
-//! Why hand-written: the sigstore crate (0.15) verifies the chain and SCT but neither the SET nor
-//! the checkpoint against the root's log keys, and it brings an OpenSSL/reqwest tree; webpki
+//! Why hand-written: the sigstore crate (0.15) verifies the chain and SCT but neither the SET, the
+//! checkpoint nor a TSA timestamp against the root, and it brings an OpenSSL/reqwest tree; webpki
 //! (chains), x509-cert (parsing) and ring (signatures), all small and well kept, do the work here.
 //!
 //! Owns: deciding whether one keyless signature verifies, with a typed reason. Must not: fetch
@@ -27,6 +31,7 @@ pub mod find;
 pub mod key;
 pub mod root;
 pub mod tlog;
+pub mod tsa;
 
 use base64::Engine;
 use cert::{ChainError, Leaf};
@@ -161,30 +166,36 @@ pub enum Refusal {
     NoSct(String),
     #[error("no log proof: {0}")]
     NoLogProof(String),
+    #[error("no proof of time: {0}")]
+    NoTimeProof(String),
     #[error("certificate outside its validity: {0}")]
     OutsideValidity(String),
     #[error("tampered: {0}")]
     Tampered(String),
 }
 
-/// What verified: who, and the log entry that proves when.
+/// What verified: who, the log entry that holds it, and what proves when it was signed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verified {
     pub identity: String,
     pub issuer: String,
     pub log_index: i64,
     pub log_id: String,
+    /// The proven signing time: the log's integrated time, else the earliest TSA timestamp.
     pub integrated_time: i64,
+    /// The timestamp authority whose RFC 3161 timestamp proves the time, when one does.
+    pub timestamp_authority: Option<String>,
     /// The verified DSSE statement (bundles) or simple-signing payload.
     pub payload: Vec<u8>,
     pub predicate_type: Option<String>,
 }
 
 impl Verified {
-    /// `identity (issuer), log entry N at TIME`.
+    /// `identity (issuer), log entry N at TIME` (`, timestamped by TSA` when a TSA proves it).
     pub fn describe(&self) -> String {
+        let by = self.timestamp_authority.as_deref().map(|t| format!(", timestamped by {t}")).unwrap_or_default();
         format!(
-            "{} ({}), log entry {} at {}",
+            "{} ({}), log entry {} at {}{by}",
             self.identity,
             self.issuer,
             self.log_index,
@@ -207,12 +218,14 @@ struct Material {
     signed: Vec<u8>,
     payload: Vec<u8>,
     entries: Vec<tlog::Entry>,
+    /// RFC 3161 timestamp responses (DER) over `signature`.
+    timestamps: Vec<Vec<u8>>,
     dsse: bool,
 }
 
 fn check(m: Material, root: &TrustedRoot, policy: &Policy, digest: &str) -> Result<Verified, Refusal> {
     let leaf = Leaf::parse(&m.leaf_der).map_err(Refusal::Malformed)?;
-    // 1. Proof of time.
+    // 1. Logged, and when.
     if m.entries.is_empty() {
         return Err(Refusal::NoLogProof(format!(
             "no transparency log entry, so nothing proves it was signed while the certificate was valid ({} to {})",
@@ -226,29 +239,47 @@ fn check(m: Material, root: &TrustedRoot, policy: &Policy, digest: &str) -> Resu
         payload_sha256: Sha256::digest(&m.payload).into(),
     };
     let mut why = Vec::new();
-    let mut proven = None;
+    let mut logged = None;
     for e in &m.entries {
         match tlog::verify_entry(e, &root.tlogs) {
             Err(w) => why.push(Refusal::NoLogProof(w)),
-            Ok(log) => match tlog::body_matches(&e.body, &claim) {
+            Ok(l) => match tlog::body_matches(&e.body, &claim) {
                 Err(w) => why.push(Refusal::Tampered(w)),
-                Ok(()) => {
-                    proven = Some((e, log));
+                // An entry that also proves the time is preferred.
+                Ok(()) if l.time.is_some() => {
+                    logged = Some((e, l));
                     break;
                 }
+                Ok(()) => logged = logged.or(Some((e, l))),
             },
         }
     }
-    let Some((entry, log)) = proven else {
+    let Some((entry, logged)) = logged else {
         return Err(why.into_iter().next().unwrap_or_else(|| Refusal::NoLogProof("no log entry".into())));
     };
-    let t = entry.integrated_time;
-    // 2. Chain at that time.
-    let (_, issuer_spki) = cert::verify_chain(&leaf, root, t).map_err(|e| match e {
-        ChainError::OutsideValidity(w) => Refusal::OutsideValidity(w),
-        ChainError::Untrusted(w) => Refusal::UntrustedChain(w),
-        ChainError::Malformed(w) => Refusal::Malformed(w),
-    })?;
+    // Every proven time: the log's, and each timestamp's (all must verify, as in sigstore-go).
+    let mut times: Vec<(i64, Option<&str>)> = logged.time.map(|t| (t, None)).into_iter().collect();
+    for ts in &m.timestamps {
+        let stamp = tsa::verify(ts, &m.signature, &root.tsas).map_err(Refusal::NoTimeProof)?;
+        times.push((stamp.time, Some(stamp.tsa.name.as_str())));
+    }
+    let tsa_name = times.iter().find_map(|(_, n)| *n);
+    let Some(&(t, _)) = times.iter().min_by_key(|(t, _)| *t) else {
+        return Err(Refusal::NoTimeProof(
+            "the log entry (Rekor v2) proves inclusion but not time, and no RFC 3161 timestamp comes with it".into(),
+        ));
+    };
+    // 2. Chain at each proven time.
+    let mut issuer_spki = Vec::new();
+    for &(when, _) in &times {
+        let (_, spki) = cert::verify_chain(&leaf, root, when).map_err(|e| match e {
+            ChainError::OutsideValidity(w) => Refusal::OutsideValidity(w),
+            ChainError::Untrusted(w) => Refusal::UntrustedChain(w),
+            ChainError::Malformed(w) => Refusal::Malformed(w),
+        })?;
+        issuer_spki = spki;
+    }
+    let log = logged.log;
     // 3. SCT.
     cert::verify_sct(&leaf, &issuer_spki, &root.ctlogs).map_err(Refusal::NoSct)?;
     // 4. Identity and issuer.
@@ -294,6 +325,7 @@ fn check(m: Material, root: &TrustedRoot, policy: &Policy, digest: &str) -> Resu
         log_index: entry.log_index,
         log_id: hex::encode(&log.id),
         integrated_time: t,
+        timestamp_authority: tsa_name.map(str::to_string),
         payload: m.payload,
         predicate_type,
     })
@@ -318,7 +350,20 @@ struct VerificationMaterial {
     public_key: Option<Value>,
     #[serde(default)]
     tlog_entries: Vec<TlogEntry>,
-    timestamp_verification_data: Option<Value>,
+    timestamp_verification_data: Option<TimestampData>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct TimestampData {
+    #[serde(default)]
+    rfc3161_timestamps: Vec<Rfc3161>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Rfc3161 {
+    signed_timestamp: String,
 }
 
 #[derive(Deserialize)]
@@ -444,7 +489,12 @@ pub fn verify_bundle(bytes: &[u8], root: &TrustedRoot, policy: &Policy, digest: 
         return Err(Refusal::Malformed(format!("mediaType {:?} is not a sigstore bundle", b.media_type)));
     }
     let vm = &b.verification_material;
-    let _ = &vm.timestamp_verification_data;
+    let timestamps = vm
+        .timestamp_verification_data
+        .iter()
+        .flat_map(|t| &t.rfc3161_timestamps)
+        .map(|t| b64("rfc3161Timestamps.signedTimestamp", &t.signed_timestamp))
+        .collect::<Result<Vec<_>, _>>()?;
     let leaf_der = match (&vm.certificate, &vm.x509_certificate_chain, &vm.public_key) {
         (Some(c), _, _) => b64("certificate.rawBytes", &c.raw_bytes)?,
         (None, Some(ch), _) => match ch.certificates.first() {
@@ -472,6 +522,7 @@ pub fn verify_bundle(bytes: &[u8], root: &TrustedRoot, policy: &Policy, digest: 
                 signed: crate::sign::dsse::pae(&env.payload_type, &payload),
                 payload,
                 entries,
+                timestamps,
                 dsse: true,
             }
         }
@@ -487,6 +538,8 @@ pub fn verify_bundle(bytes: &[u8], root: &TrustedRoot, policy: &Policy, digest: 
 pub const CERT_ANNOTATION: &str = "dev.sigstore.cosign/certificate";
 pub const BUNDLE_ANNOTATION: &str = "dev.sigstore.cosign/bundle";
 pub const SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
+/// cosign 2's RFC 3161 timestamp: `{"SignedRFC3161Timestamp": base64 DER}`, over the signature.
+pub const TIMESTAMP_ANNOTATION: &str = "dev.sigstore.cosign/rfc3161timestamp";
 
 fn pem_to_der(pem: &str) -> Result<Vec<u8>, Refusal> {
     let start = pem
@@ -529,8 +582,25 @@ pub fn verify_legacy(
             proof: None,
         });
     }
+    let mut timestamps = Vec::new();
+    if let Some(t) = get(TIMESTAMP_ANNOTATION) {
+        let v: Value =
+            serde_json::from_str(t).map_err(|_| Refusal::Malformed("the timestamp annotation is not JSON".into()))?;
+        let Some(ts) = v["SignedRFC3161Timestamp"].as_str() else {
+            return Err(Refusal::Malformed("the timestamp annotation has no SignedRFC3161Timestamp".into()));
+        };
+        timestamps.push(b64("the timestamp annotation", ts)?);
+    }
     check(
-        Material { leaf_der, signature, signed: payload.to_vec(), payload: payload.to_vec(), entries, dsse: false },
+        Material {
+            leaf_der,
+            signature,
+            signed: payload.to_vec(),
+            payload: payload.to_vec(),
+            entries,
+            timestamps,
+            dsse: false,
+        },
         root,
         policy,
         digest,

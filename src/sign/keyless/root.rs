@@ -1,6 +1,6 @@
 //! Sigstore's `trusted_root.json` (the format cosign, sigstore-go, sigstore-python and sigstore-js
-//! take): the Fulcio CAs (certificate chains, each valid for a time range), the transparency logs'
-//! and CT logs' keys (each with its log id and validity). Read once, bounded; unknown fields are
+//! take): the Fulcio CAs and the timestamp authorities (certificate chains, each valid for a time
+//! range), the transparency logs' and CT logs' keys (each with its log id and validity). Read once, bounded; unknown fields are
 //! ignored here (the root is the user's own trust material, newer versions add fields).
 //!
 //! Owns: reading the root file (bounded) and parsing it, and answering "which CA / log key was
@@ -16,7 +16,8 @@ pub const MAX_ROOT: u64 = 4 << 20;
 
 const MEDIA_TYPE_PREFIX: &str = "application/vnd.dev.sigstore.trustedroot";
 
-/// A certificate authority: its chain (leaf-most first, the root last), DER.
+/// A certificate authority (or a TSA: its signing certificate first): its chain (leaf-most
+/// first, the root last), DER.
 #[derive(Debug, Clone)]
 pub struct Authority {
     pub name: String,
@@ -52,6 +53,8 @@ pub struct TrustedRoot {
     pub authorities: Vec<Authority>,
     pub tlogs: Vec<LogKey>,
     pub ctlogs: Vec<LogKey>,
+    /// RFC 3161 timestamp authorities: each chain starts with the TSA's signing certificate.
+    pub tsas: Vec<Authority>,
 }
 
 #[derive(Deserialize)]
@@ -64,6 +67,8 @@ struct RawRoot {
     certificate_authorities: Vec<RawCa>,
     #[serde(default)]
     ctlogs: Vec<RawLog>,
+    #[serde(default)]
+    timestamp_authorities: Vec<RawCa>,
 }
 
 #[derive(Deserialize)]
@@ -150,6 +155,29 @@ fn logs(kind: &str, raw: Vec<RawLog>) -> Result<Vec<LogKey>, String> {
         .collect()
 }
 
+fn authorities(kind: &str, raw: Vec<RawCa>) -> Result<Vec<Authority>, String> {
+    raw.into_iter()
+        .enumerate()
+        .map(|(i, ca)| {
+            let what = format!("{kind}[{i}]");
+            let chain = ca
+                .cert_chain
+                .certificates
+                .iter()
+                .map(|c| b64(&format!("{what}.certChain"), &c.raw_bytes))
+                .collect::<Result<Vec<_>, _>>()?;
+            if chain.is_empty() {
+                return Err(format!("{what}: empty certChain"));
+            }
+            Ok(Authority {
+                name: if ca.uri.is_empty() { what.clone() } else { ca.uri },
+                chain,
+                valid: validity(&what, &ca.valid_for)?,
+            })
+        })
+        .collect()
+}
+
 impl TrustedRoot {
     /// Parse `trusted_root.json`. Errors name the field at fault.
     pub fn parse(bytes: &[u8]) -> Result<TrustedRoot, String> {
@@ -159,29 +187,12 @@ impl TrustedRoot {
                 return Err(format!("mediaType {mt:?} is not a Sigstore trusted root"));
             }
         }
-        let authorities = raw
-            .certificate_authorities
-            .into_iter()
-            .enumerate()
-            .map(|(i, ca)| {
-                let what = format!("certificateAuthorities[{i}]");
-                let chain = ca
-                    .cert_chain
-                    .certificates
-                    .iter()
-                    .map(|c| b64(&format!("{what}.certChain"), &c.raw_bytes))
-                    .collect::<Result<Vec<_>, _>>()?;
-                if chain.is_empty() {
-                    return Err(format!("{what}: empty certChain"));
-                }
-                Ok(Authority {
-                    name: if ca.uri.is_empty() { what.clone() } else { ca.uri },
-                    chain,
-                    valid: validity(&what, &ca.valid_for)?,
-                })
-            })
-            .collect::<Result<Vec<_>, String>>()?;
-        Ok(TrustedRoot { authorities, tlogs: logs("tlogs", raw.tlogs)?, ctlogs: logs("ctlogs", raw.ctlogs)? })
+        Ok(TrustedRoot {
+            authorities: authorities("certificateAuthorities", raw.certificate_authorities)?,
+            tlogs: logs("tlogs", raw.tlogs)?,
+            ctlogs: logs("ctlogs", raw.ctlogs)?,
+            tsas: authorities("timestampAuthorities", raw.timestamp_authorities)?,
+        })
     }
 
     /// The log of `logs` whose id is `id`.

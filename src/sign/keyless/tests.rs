@@ -102,6 +102,64 @@ fn each_bad_input_is_refused_with_its_reason() {
 }
 
 #[test]
+fn timestamps_prove_time_and_rekor_v2_needs_one() {
+    let tsa = Some("https://tsa.mock.harden");
+    // A Rekor v2 entry (inclusion proof and checkpoint, no SET) with an RFC 3161 timestamp.
+    let v = bundle("rekor-v2-tsa", &policy()).unwrap();
+    assert_eq!((v.identity.as_str(), v.timestamp_authority.as_deref()), (ID, tsa));
+    assert!(v.describe().ends_with(", timestamped by https://tsa.mock.harden"), "{}", v.describe());
+    // A Rekor v1 entry with its SET and a timestamp: both verify, the earlier time is kept.
+    let v = bundle("tsa", &policy()).unwrap();
+    assert_eq!(v.timestamp_authority.as_deref(), tsa);
+    assert_eq!(legacy("tsa").unwrap().timestamp_authority.as_deref(), tsa);
+    for (variant, want) in [
+        ("rekor-v2", "no proof of time: the log entry (Rekor v2) proves inclusion but not time"),
+        ("tsa-other-sig", "no proof of time: the timestamp is over another signature"),
+        ("tsa-untrusted", "no proof of time: the timestamp is signed by a TSA not in the trusted root"),
+        ("tsa-tampered", "no proof of time: the timestamp is tampered"),
+        ("tsa-expired", "certificate outside its validity: signed at"),
+    ] {
+        let e = bundle(variant, &policy()).expect_err(variant);
+        assert!(e.to_string().starts_with(want), "{variant}: {e}");
+    }
+    let e = legacy("tsa-other-sig").unwrap_err();
+    assert!(e.to_string().starts_with("no proof of time: the timestamp is over another signature"), "{e}");
+    // A root without the TSA: the timestamp is not trusted, so a v2 entry has no time.
+    let mut r = root();
+    r.tsas.clear();
+    let e = verify_bundle(&data("bundle-rekor-v2-tsa.json"), &r, &policy(), DIGEST).unwrap_err();
+    assert!(e.to_string().contains("not in the trusted root"), "{e}");
+}
+
+#[test]
+fn timestamp_garbage_never_passes_or_panics() {
+    let v: Value = serde_json::from_slice(&data("bundle-rekor-v2-tsa.json")).unwrap();
+    let ts_path = "/verificationMaterial/timestampVerificationData/rfc3161Timestamps/0/signedTimestamp";
+    let ts = base64::engine::general_purpose::STANDARD.decode(v.pointer(ts_path).unwrap().as_str().unwrap()).unwrap();
+    let (r, p) = (root(), policy());
+    let with = |t: &[u8]| {
+        let mut b = v.clone();
+        *b.pointer_mut(ts_path).unwrap() = base64::engine::general_purpose::STANDARD.encode(t).into();
+        verify_bundle(&serde_json::to_vec(&b).unwrap(), &r, &p, DIGEST)
+    };
+    assert!(with(&ts).is_ok());
+    for n in (0..ts.len()).step_by(11) {
+        assert!(with(&ts[..n]).is_err(), "truncation at {n} passed");
+    }
+    // A flip in what nothing signs (the embedded certificate) may pass; one in the genTime (the
+    // TSTInfo) or the signature (the response's last bytes) must not.
+    let gen_time = ts.windows(2).position(|w| w == [0x18, 0x0f]).unwrap();
+    for i in 0..ts.len() {
+        let mut t = ts.clone();
+        t[i] ^= 0x01;
+        let r = with(&t);
+        if (gen_time..gen_time + 17).contains(&i) || i + 64 >= ts.len() {
+            assert!(r.is_err(), "a flip at {i} passed");
+        }
+    }
+}
+
+#[test]
 fn a_root_without_a_ca_valid_then_is_refused() {
     let r = TrustedRoot::parse(&data("trusted_root_expired_ca.json")).unwrap();
     let e = verify_bundle(&data("bundle-good.json"), &r, &policy(), DIGEST).unwrap_err();

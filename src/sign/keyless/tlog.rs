@@ -34,17 +34,38 @@ fn json_str(s: &str) -> String {
     Value::String(s.to_string()).to_string()
 }
 
-/// Check the SET (and the inclusion proof when there is one) with the log's key from the root.
-/// `Ok(log)` when the entry is proven logged at `integrated_time`.
-pub fn verify_entry<'r>(e: &Entry, tlogs: &'r [LogKey]) -> Result<&'r LogKey, String> {
+/// A log entry proven to be in a log of the root.
+#[derive(Debug)]
+pub struct Logged<'r> {
+    pub log: &'r LogKey,
+    /// The integrated time, when a signed entry timestamp proves it (Rekor v1). A Rekor v2 entry
+    /// proves inclusion (its checkpoint) but not time: a timestamp authority must.
+    pub time: Option<Time>,
+}
+
+/// Check the entry with the log's key from the root: its SET (signed entry timestamp), and its
+/// inclusion proof with the signed checkpoint when there is one. An entry with a SET is logged at
+/// its integrated time; one without (Rekor v2) is accepted as logged only with an inclusion proof
+/// and a checkpoint signed by the log.
+pub fn verify_entry<'r>(e: &Entry, tlogs: &'r [LogKey]) -> Result<Logged<'r>, String> {
     let log = TrustedRoot::log(tlogs, &e.log_id)
         .ok_or_else(|| format!("log entry from a log not in the trusted root ({})", hex::encode(&e.log_id)))?;
+    let Some(set) = &e.set else {
+        match &e.proof {
+            Some(p) if p.checkpoint.is_some() => {
+                verify_proof(&e.body, p, &log.key, &log.id)?;
+                return Ok(Logged { log, time: None });
+            }
+            _ => {
+                return Err(
+                    "log entry has neither a signed entry timestamp nor an inclusion proof with a checkpoint".into()
+                )
+            }
+        }
+    };
     if !log.valid.covers(e.integrated_time) {
         return Err("log entry integrated when the log's key was not valid".into());
     }
-    let Some(set) = &e.set else {
-        return Err("log entry has no signed entry timestamp (its time is unproven)".into());
-    };
     let body_b64 = base64::engine::general_purpose::STANDARD.encode(&e.body);
     let canonical = format!(
         "{{\"body\":{},\"integratedTime\":{},\"logID\":{},\"logIndex\":{}}}",
@@ -59,7 +80,7 @@ pub fn verify_entry<'r>(e: &Entry, tlogs: &'r [LogKey]) -> Result<&'r LogKey, St
     if let Some(p) = &e.proof {
         verify_proof(&e.body, p, &log.key, &log.id)?;
     }
-    Ok(log)
+    Ok(Logged { log, time: Some(e.integrated_time) })
 }
 
 fn hash_children(l: &[u8], r: &[u8]) -> Vec<u8> {
@@ -140,7 +161,15 @@ pub struct Claim<'a> {
     pub payload_sha256: [u8; 32],
 }
 
-/// The entry's body agrees with `claim` (hashedrekord 0.0.1 or dsse 0.0.1).
+/// A Rekor v2 verifier names this certificate (`x509Certificate.rawBytes`, DER).
+fn v2_verifier_is(verifier: &Value, cert_der: &[u8]) -> bool {
+    verifier["x509Certificate"]["rawBytes"]
+        .as_str()
+        .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok())
+        .is_some_and(|d| d == cert_der)
+}
+
+/// The entry's body agrees with `claim` (hashedrekord or dsse, Rekor v1's 0.0.1 or v2's 0.0.2).
 pub fn body_matches(body: &[u8], claim: &Claim) -> Result<(), String> {
     let v: Value = serde_json::from_slice(body).map_err(|_| "the log entry's body is not JSON")?;
     let want_hash = hex::encode(claim.payload_sha256);
@@ -174,8 +203,39 @@ pub fn body_matches(body: &[u8], claim: &Claim) -> Result<(), String> {
             }
             Ok(())
         }
+        (Some("hashedrekord"), Some("0.0.2")) => {
+            let spec = &v["spec"]["hashedRekordV002"];
+            if spec["data"]["algorithm"].as_str() != Some("SHA2_256")
+                || b64(&spec["data"]["digest"]).as_deref() != Some(claim.payload_sha256.as_slice())
+            {
+                return Err("the log entry is for another artifact (payload hash differs)".into());
+            }
+            if b64(&spec["signature"]["content"]).as_deref() != Some(claim.signature) {
+                return Err("the log entry holds another signature".into());
+            }
+            if !v2_verifier_is(&spec["signature"]["verifier"], claim.cert_der) {
+                return Err("the log entry holds another certificate".into());
+            }
+            Ok(())
+        }
+        (Some("dsse"), Some("0.0.2")) => {
+            let spec = &v["spec"]["dsseV002"];
+            if spec["payloadHash"]["algorithm"].as_str() != Some("SHA2_256")
+                || b64(&spec["payloadHash"]["digest"]).as_deref() != Some(claim.payload_sha256.as_slice())
+            {
+                return Err("the log entry is for another artifact (payload hash differs)".into());
+            }
+            let sigs = spec["signatures"].as_array().map(Vec::as_slice).unwrap_or_default();
+            let found = sigs.iter().any(|s| {
+                b64(&s["content"]).as_deref() == Some(claim.signature) && v2_verifier_is(&s["verifier"], claim.cert_der)
+            });
+            if !found {
+                return Err("the log entry holds another signature or certificate".into());
+            }
+            Ok(())
+        }
         (k, a) => Err(format!(
-            "log entry kind {} {} is not one harden checks (hashedrekord 0.0.1, dsse 0.0.1)",
+            "log entry kind {} {} is not one harden checks (hashedrekord and dsse, 0.0.1 and 0.0.2)",
             k.unwrap_or("?"),
             a.unwrap_or("?")
         )),
