@@ -18,6 +18,9 @@ fn python() -> PathBuf {
     p
 }
 
+/// The predicate type of the mock's keyless attestations (`--format att`).
+const SLSA: &str = "https://slsa.dev/provenance/v1";
+
 fn mock(args: &[&str]) -> Output {
     run_ok(Command::new(python()).arg(integration_dir().join("keyless/sigstore_mock.py")).args(args))
 }
@@ -108,6 +111,12 @@ fn keyless_verify_both_formats_and_each_refusal() {
         ),
         ("tsa-tampered", &["bundle"], "FAILED: no proof of time: the timestamp is tampered", true),
         ("tsa-expired", &["bundle"], "FAILED: certificate outside its validity: signed at", true),
+        // cosign 2's keyless attestations: `.att` layers, Rekor intoto 0.0.2 entries.
+        ("", &["att"], "verified keyless: ", false),
+        ("tsa", &["att"], "verified keyless: ", false),
+        ("other-digest", &["att"], "FAILED: tampered: the log entry is for another artifact", true),
+        ("tampered-payload", &["att"], "FAILED: tampered", true),
+        ("bad-set", &["att"], "FAILED: no log proof: the signed entry timestamp does not verify", true),
     ];
     for (variant, formats, want, js_refuses) in cases {
         for format in *formats {
@@ -136,10 +145,14 @@ fn keyless_verify_both_formats_and_each_refusal() {
             mock(&a);
             let js = sigstore_js(&out_dir, &root, &digest, format);
             assert_eq!(js.is_err(), *js_refuses, "sigstore-js on {format} {variant}: {js:?}");
-            let out = verify_keyless(&image, &root, &[]);
+            let attestation: &[&str] = if *format == "att" { &["--attestation", SLSA] } else { &[] };
+            let out = verify_keyless(&image, &root, attestation);
             let err = stderr_str(&out);
             assert!(err.contains(want), "{format} {variant}: want {want:?}:\n{}", dump(&out));
-            if variant.is_empty() {
+            if *format == "att" {
+                assert!(err.contains(".att #0 sha256:"), "{}", dump(&out));
+            }
+            if variant.is_empty() && *format != "att" {
                 let pinned = expect_pinned(&out);
                 assert_eq!(pinned.digest, digest);
                 assert!(err.contains(&format!("verified keyless: {ID} ({ISS}), log entry 1 at ")), "{}", dump(&out));
@@ -171,7 +184,15 @@ fn keyless_verify_both_formats_and_each_refusal() {
                 assert!(stderr_str(&o).contains("no certificate authority valid at"), "{}", dump(&o));
             } else if want.starts_with("verified") {
                 assert_eq!(expect_pinned(&out).digest, digest);
-                assert!(err.contains(", timestamped by https://tsa.mock.harden"), "{}", dump(&out));
+                if variant.contains("tsa") {
+                    assert!(err.contains(", timestamped by https://tsa.mock.harden"), "{}", dump(&out));
+                }
+                if *format == "att" {
+                    // An attestation is not a signature: without --attestation nothing verifies.
+                    let o = verify_keyless(&image, &root, &[]);
+                    expect_exit(&o, 3);
+                    assert!(stderr_str(&o).contains("no keyless signatures"), "{}", dump(&o));
+                }
             } else {
                 expect_exit(&out, 3);
             }

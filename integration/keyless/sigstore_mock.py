@@ -7,12 +7,14 @@ Built on Python `cryptography` (not on harden's code), so what harden accepts is
 independent writer — and by @sigstore/verify (integration/keyless/verify.js) on top.
 
   sigstore_mock.py init DIR                      keys, certificates, DIR/trusted_root.json
-  sigstore_mock.py sign DIR DIGEST OUT --format bundle|legacy --identity ID --issuer ISS
+  sigstore_mock.py sign DIR DIGEST OUT --format bundle|legacy|att --identity ID --issuer ISS
                    [--variant NAME] [--ref REGISTRY/REPO] [--push]
       writes OUT/bundle.json (a v0.3 bundle, or for legacy a v0.1 bundle of the same material
       for @sigstore/verify), OUT/payload (legacy: the simple-signing payload), OUT/annotations.json
       (legacy) and, with --push, stores it beside REGISTRY/REPO@DIGEST over plain HTTP: a referrer
-      (referrers tag schema) or a layer of the `sha256-<hex>.sig` manifest.
+      (referrers tag schema) or a layer of the `sha256-<hex>.sig` manifest. `att` is cosign 2's
+      keyless attestation: OUT/envelope.json (a DSSE envelope, SLSA provenance predicate) as a
+      layer of `sha256-<hex>.att`, a Rekor intoto 0.0.2 entry in its annotations.
 
 Variants (negative cases): other-ca (leaf from a CA not in the root), other-digest (the log
 entry is for another payload), bad-set (SET altered), no-log (no transparency log entry, the
@@ -311,6 +313,85 @@ def verifier_v2(cert_der):
     return {"x509Certificate": {"rawBytes": b64(cert_der)}, "keyDetails": "PKIX_ECDSA_P256_SHA_256"}
 
 
+ATT_PREDICATE = "https://slsa.dev/provenance/v1"
+
+
+def legacy_chain(d, variant):
+    inter = "other-inter" if variant in ("other-ca", "loop-chain") else "inter"
+    if variant == "loop-chain":
+        return loop_chain(d)
+    return pem(load_cert(os.path.join(d, inter + ".pem"))) + pem(load_cert(os.path.join(
+        d, ("other-root" if inter == "other-inter" else "root") + ".pem")))
+
+
+def rekor_annotation(e):
+    return json.dumps({"SignedEntryTimestamp": b64(e["set"]), "Payload": {
+        "body": e["body_b64"], "integratedTime": e["integrated"], "logIndex": e["index"],
+        "logID": e["log_id"].hex()}}, separators=(",", ":"))
+
+
+def legacy_annotations(d, variant, cert_pem, e, ts, first):
+    """cosign 2's annotations of a `.sig`/`.att` layer: FIRST, the certificate, its chain, the
+    timestamp and the Rekor bundle (unless no-log)."""
+    ann = {**first, "dev.sigstore.cosign/certificate": cert_pem.decode(),
+           "dev.sigstore.cosign/chain": legacy_chain(d, variant).decode()}
+    if ts:
+        ann["dev.sigstore.cosign/rfc3161timestamp"] = json.dumps({"SignedRFC3161Timestamp": b64(ts[0])})
+    if variant != "no-log":
+        ann["dev.sigstore.cosign/bundle"] = rekor_annotation(e)
+    return ann
+
+
+def bundle_v01(cert_der, e, variant, kind, ts, content):
+    """The same material as a v0.1 bundle (SET only), for @sigstore/verify; CONTENT is its
+    messageSignature or dsseEnvelope."""
+    return {"mediaType": BUNDLE_V01, "verificationMaterial": {
+        "x509CertificateChain": {"certificates": [{"rawBytes": b64(cert_der)}]},
+        "tlogEntries": [] if variant == "no-log" else [{
+            "logIndex": str(e["index"]), "logId": {"keyId": b64(e["log_id"])},
+            "kindVersion": kind, "integratedTime": str(e["integrated"]),
+            "inclusionPromise": {"signedEntryTimestamp": b64(e["set"])}, "canonicalizedBody": e["body_b64"]}],
+        "timestampVerificationData": {"rfc3161Timestamps": [{"signedTimestamp": b64(r)} for r in ts]}},
+        **content}
+
+
+def sign_att(args, key, cert_der, cert_pem, t):
+    """cosign 2's keyless `attest`: a DSSE envelope as a `.att` layer, the certificate and a Rekor
+    intoto 0.0.2 entry (signature as base64 of base64, key as base64 PEM) in its annotations."""
+    d, variant, digest = args.dir, args.variant or "", args.digest
+    hexd = digest.split(":", 1)[1]
+    statement = canonical({"_type": "https://in-toto.io/Statement/v1",
+                           "subject": [{"name": args.ref or "mock/app", "digest": {"sha256": hexd}}],
+                           "predicateType": ATT_PREDICATE, "predicate": {"buildType": "https://mock.harden/build"}})
+    ptype = "application/vnd.in-toto+json"
+    pae = b"DSSEv1 %d %s %d %s" % (len(ptype), ptype.encode(), len(statement), statement)
+    sig = key.sign(pae, ec.ECDSA(hashes.SHA256()))
+    logged = statement.replace(hexd.encode(), b"0" * 64) if variant == "other-digest" else statement
+    if variant == "tampered-payload":
+        statement = statement.replace(b'"buildType"', b'"buildTypE"')
+    env = {"payloadType": ptype, "payload": b64(statement), "signatures": [{"keyid": "", "sig": b64(sig)}]}
+    env_bytes = json.dumps(env, separators=(",", ":")).encode()
+    body = canonical({"apiVersion": "0.0.2", "kind": "intoto", "spec": {"content": {
+        "envelope": {"payloadType": ptype,
+                     "signatures": [{"publicKey": b64(cert_pem), "sig": b64(b64(sig).encode())}]},
+        "hash": {"algorithm": "sha256", "value": hashlib.sha256(env_bytes).hexdigest()},
+        "payloadHash": {"algorithm": "sha256", "value": hashlib.sha256(logged).hexdigest()}}}})
+    e = tlog_entry(d, body, t, variant)
+    ts = stamps(d, env_bytes, variant)
+    ann = legacy_annotations(d, variant, cert_pem, e, ts, {"predicateType": ATT_PREDICATE})
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "envelope.json"), "wb") as f:
+        f.write(env_bytes)
+    with open(os.path.join(args.out, "annotations.json"), "w") as f:
+        json.dump(ann, f)
+    # sigstore-js reads intoto entries; the timestamp is over the envelope, which it cannot check.
+    b01 = bundle_v01(cert_der, e, variant, {"kind": "intoto", "version": "0.0.2"}, [], {"dsseEnvelope": env})
+    with open(os.path.join(args.out, "bundle.json"), "w") as f:
+        json.dump(b01, f)
+    if args.push:
+        push_legacy(args.ref, digest, env_bytes, ann, "att", "application/vnd.dsse.envelope.v1+json")
+
+
 def sign(args):
     d = args.dir
     variant = args.variant or ""
@@ -331,6 +412,8 @@ def sign(args):
     os.makedirs(args.out, exist_ok=True)
     signed_digest = "0" * 64 if variant == "other-digest" else hexd
     repo = args.ref.split("/", 1)[1] if args.ref else "mock/app"
+    if args.format == "att":
+        return sign_att(args, key, cert_der, cert_pem, t)
     if args.format == "bundle":
         statement = canonical({"_type": "https://in-toto.io/Statement/v1",
                                "subject": [{"digest": {"sha256": hexd}}],
@@ -389,35 +472,15 @@ def sign(args):
         "data": {"hash": {"algorithm": "sha256", "value": hashlib.sha256(logged).hexdigest()}},
         "signature": {"content": b64(sig), "publicKey": {"content": b64(cert_pem)}}}})
     e = tlog_entry(d, body, t, variant)
-    inter = "other-inter" if variant in ("other-ca", "loop-chain") else "inter"
-    chain = pem(load_cert(os.path.join(d, inter + ".pem")))
-    if variant == "loop-chain":
-        chain = loop_chain(d)
-    else:
-        chain += pem(load_cert(os.path.join(d, ("other-root" if inter == "other-inter" else "root") + ".pem")))
-    ann = {"dev.cosignproject.cosign/signature": b64(sig), "dev.sigstore.cosign/certificate": cert_pem.decode(),
-           "dev.sigstore.cosign/chain": chain.decode()}
     ts = stamps(d, sig, variant)
-    if ts:
-        ann["dev.sigstore.cosign/rfc3161timestamp"] = json.dumps({"SignedRFC3161Timestamp": b64(ts[0])})
-    if variant != "no-log":
-        ann["dev.sigstore.cosign/bundle"] = json.dumps({"SignedEntryTimestamp": b64(e["set"]), "Payload": {
-            "body": e["body_b64"], "integratedTime": e["integrated"], "logIndex": e["index"],
-            "logID": e["log_id"].hex()}}, separators=(",", ":"))
+    ann = legacy_annotations(d, variant, cert_pem, e, ts, {"dev.cosignproject.cosign/signature": b64(sig)})
     with open(os.path.join(args.out, "payload"), "wb") as f:
         f.write(payload)
     with open(os.path.join(args.out, "annotations.json"), "w") as f:
         json.dump(ann, f)
-    # The same material as a v0.1 bundle (message signature, SET only), for @sigstore/verify.
-    b01 = {"mediaType": BUNDLE_V01, "verificationMaterial": {
-        "x509CertificateChain": {"certificates": [{"rawBytes": b64(cert_der)}]},
-        "tlogEntries": [] if variant == "no-log" else [{
-            "logIndex": str(e["index"]), "logId": {"keyId": b64(e["log_id"])},
-            "kindVersion": {"kind": "hashedrekord", "version": "0.0.1"}, "integratedTime": str(e["integrated"]),
-            "inclusionPromise": {"signedEntryTimestamp": b64(e["set"])}, "canonicalizedBody": e["body_b64"]}],
-        "timestampVerificationData": {"rfc3161Timestamps": [{"signedTimestamp": b64(r)} for r in ts]}},
-        "messageSignature": {"messageDigest": {"algorithm": "SHA2_256", "digest": b64(hashlib.sha256(payload).digest())},
-                             "signature": b64(sig)}}
+    b01 = bundle_v01(cert_der, e, variant, {"kind": "hashedrekord", "version": "0.0.1"}, ts, {"messageSignature": {
+        "messageDigest": {"algorithm": "SHA2_256", "digest": b64(hashlib.sha256(payload).digest())},
+        "signature": b64(sig)}})
     with open(os.path.join(args.out, "bundle.json"), "w") as f:
         json.dump(b01, f)
     if args.push:
@@ -505,13 +568,13 @@ def push_referrer(ref, digest, blob):
     put_manifest(host, repo, tag, idx, OCI_INDEX)
 
 
-def push_legacy(ref, digest, payload, ann):
+def push_legacy(ref, digest, payload, ann, suffix="sig",
+                media_type="application/vnd.dev.cosign.simplesigning.v1+json"):
     host, repo = split_ref(ref)
-    tag = "sha256-" + digest.split(":", 1)[1] + ".sig"
+    tag = "sha256-" + digest.split(":", 1)[1] + "." + suffix
     layer = put_blob(host, repo, payload)
     m = get_manifest(host, repo, tag, OCI_MANIFEST)
-    layers = (m or {}).get("layers", []) + [{"mediaType": "application/vnd.dev.cosign.simplesigning.v1+json",
-                                             **layer, "annotations": ann}]
+    layers = (m or {}).get("layers", []) + [{"mediaType": media_type, **layer, "annotations": ann}]
     config = canonical({"architecture": "", "os": "", "config": {},
                         "rootfs": {"type": "layers", "diff_ids": [l["digest"] for l in layers]}})
     cfg = put_blob(host, repo, config)
@@ -529,7 +592,7 @@ def main():
     s.add_argument("dir")
     s.add_argument("digest")
     s.add_argument("out")
-    s.add_argument("--format", choices=["bundle", "legacy"], required=True)
+    s.add_argument("--format", choices=["bundle", "legacy", "att"], required=True)
     s.add_argument("--identity", required=True)
     s.add_argument("--issuer", required=True)
     s.add_argument("--variant")

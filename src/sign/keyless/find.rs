@@ -1,11 +1,13 @@
 //! Checking the keyless signatures of a digest that [`crate::sign::discover`] finds: the layers
-//! of the legacy `sha256-<hex>.sig` manifest that carry a certificate, and the sigstore bundles
-//! among its referrers (API or referrers tag). One line per signature found.
+//! of the legacy `sha256-<hex>.sig` and `.att` manifests that carry a certificate, and the
+//! sigstore bundles among its referrers (API or referrers tag). One line per signature found.
 //!
 //! Owns: checking keylessly what was found. Must not: decide where to look (discover's), or
 //! whether a verified signature is enough (the caller's policy).
 
-use super::{verify_bundle, verify_legacy, Policy, Refusal, TrustedRoot, Verified, CERT_ANNOTATION};
+use super::{
+    verify_bundle, verify_legacy, verify_legacy_attestation, Policy, Refusal, TrustedRoot, Verified, CERT_ANNOTATION,
+};
 use crate::digest::Digest;
 use crate::reference::ImageRef;
 use crate::sign::check::fetch_layers;
@@ -21,6 +23,8 @@ pub struct Line {
     /// `sha256-<hex>.sig #0 sha256:…` or `bundle sha256:…`.
     pub what: String,
     pub result: Result<Verified, Refusal>,
+    /// From the `.att` tag: an attestation whatever its verdict, never a signature.
+    pub attestation: bool,
 }
 
 impl std::fmt::Display for Line {
@@ -34,9 +38,8 @@ impl std::fmt::Display for Line {
 
 /// Every keyless signature of `digest` beside `r` (what [`discover`] finds: the `.sig` layers with
 /// a certificate, the bundles among the referrers), each checked against `root` and `policy`.
-/// A `.sig` tag that cannot be read is an error (as for keys); unreadable referrers, and a
-/// signature that is there but wrong, are lines. The `.att` tag is not read here (keyless `.att`
-/// attestations are not verified).
+/// A `.sig` tag that cannot be read is an error (as for keys); unreadable referrers and `.att`
+/// tags, and a signature that is there but wrong, are lines.
 pub async fn examine(
     ep: &Endpoint,
     r: &ImageRef,
@@ -50,10 +53,11 @@ pub async fn examine(
     }
     let mut lines = Vec::new();
     let mut blobs: HashMap<String, Result<Vec<u8>, String>> = HashMap::new();
-    let malformed = |what: String, why: String| Line { what, result: Err(Refusal::Malformed(why)) };
-    if let Some(Stored { tag: sig_tag, manifest: m }) = &found.sig {
+    let malformed = |what: String, why: String| Line { what, result: Err(Refusal::Malformed(why)), attestation: false };
+    for (stored, attestation) in [(&found.sig, false), (&found.att, true)] {
+        let Some(Stored { tag, manifest: m }) = stored else { continue };
         match serde_json::from_slice::<Value>(&m.bytes) {
-            Err(e) => lines.push(malformed(sig_tag.clone(), format!("not valid JSON ({e})"))),
+            Err(e) => lines.push(Line { attestation, ..malformed(tag.clone(), format!("not valid JSON ({e})")) }),
             Ok(json) => {
                 fetch_layers(ep, &json, &mut blobs).await;
                 for (i, l) in json["layers"].as_array().into_iter().flatten().enumerate() {
@@ -61,16 +65,20 @@ pub async fn examine(
                         continue; // signed with a key: the keyed check's
                     };
                     let d = l["digest"].as_str().unwrap_or("(no digest)");
-                    let what = format!("{sig_tag} #{i} {d}");
+                    let what = format!("{tag} #{i} {d}");
                     let result = match blobs.get(d) {
+                        Some(Ok(b)) if attestation => verify_legacy_attestation(b, ann, root, policy, digest.as_str()),
                         Some(Ok(payload)) => verify_legacy(payload, ann, root, policy, digest.as_str()),
                         Some(Err(e)) => Err(Refusal::Malformed(format!("payload: {e}"))),
                         None => Err(Refusal::Malformed("payload not fetched".into())),
                     };
-                    lines.push(Line { what, result });
+                    lines.push(Line { what, result, attestation });
                 }
             }
         }
+    }
+    if let Some(e) = found.att_unreadable() {
+        lines.push(Line { attestation: true, ..malformed("attestations".into(), format!("{e:#}")) });
     }
     if let Some(e) = found.referrers_unreadable() {
         lines.push(malformed("referrers".into(), format!("{e:#}")));
@@ -99,7 +107,7 @@ pub async fn examine(
             Some(Err(e)) => Err(Refusal::Malformed(format!("bundle: {e}"))),
             None => Err(Refusal::Malformed("the referrer has no bundle layer".into())),
         };
-        lines.push(Line { what, result });
+        lines.push(Line { what, result, attestation: false });
     }
     Ok(lines)
 }
@@ -108,6 +116,7 @@ pub async fn examine(
 /// cosign's `sign` predicate), or why none did (every line, joined) — `None` when none was found.
 pub fn signed(lines: &[Line]) -> Result<&Line, Option<String>> {
     let is_signature = |l: &Line| match &l.result {
+        _ if l.attestation => false,
         Ok(v) => v.predicate_type.as_deref().is_none_or(|p| p == crate::sign::dsse::COSIGN_SIGN_PREDICATE),
         Err(_) => true,
     };

@@ -218,8 +218,10 @@ struct Material {
     signed: Vec<u8>,
     payload: Vec<u8>,
     entries: Vec<tlog::Entry>,
-    /// RFC 3161 timestamp responses (DER) over `signature`.
+    /// RFC 3161 timestamp responses (DER) over `stamped`: the signature, or for cosign 2's
+    /// `.att` layers the envelope.
     timestamps: Vec<Vec<u8>>,
+    stamped: Vec<u8>,
     dsse: bool,
 }
 
@@ -260,7 +262,7 @@ fn check(m: Material, root: &TrustedRoot, policy: &Policy, digest: &str) -> Resu
     // Every proven time: the log's, and each timestamp's (all must verify, as in sigstore-go).
     let mut times: Vec<(i64, Option<&str>)> = logged.time.map(|t| (t, None)).into_iter().collect();
     for ts in &m.timestamps {
-        let stamp = tsa::verify(ts, &m.signature, &root.tsas).map_err(Refusal::NoTimeProof)?;
+        let stamp = tsa::verify(ts, &m.stamped, &root.tsas).map_err(Refusal::NoTimeProof)?;
         times.push((stamp.time, Some(stamp.tsa.name.as_str())));
     }
     let tsa_name = times.iter().find_map(|(_, n)| *n);
@@ -481,6 +483,26 @@ fn entry(e: &TlogEntry) -> Result<tlog::Entry, Refusal> {
     })
 }
 
+/// A signature, what it is over, and the payload that names the digest.
+struct Signed {
+    signature: Vec<u8>,
+    signed: Vec<u8>,
+    payload: Vec<u8>,
+}
+
+/// A DSSE envelope's one signature, its payload, and the PAE the signature is over.
+fn dsse_parts(env: &Envelope) -> Result<Signed, Refusal> {
+    if env.payload_type != "application/vnd.in-toto+json" {
+        return Err(Refusal::Malformed(format!("DSSE payload type {:?}", env.payload_type)));
+    }
+    let [sig] = env.signatures.as_slice() else {
+        return Err(Refusal::Malformed(format!("{} DSSE signatures (one expected)", env.signatures.len())));
+    };
+    let payload = b64("the DSSE payload", &env.payload)?;
+    let signed = crate::sign::dsse::pae(&env.payload_type, &payload);
+    Ok(Signed { signature: b64("the DSSE signature", &sig.sig)?, signed, payload })
+}
+
 /// Verify a sigstore bundle (JSON) for `digest` (`sha256:<hex>`).
 pub fn verify_bundle(bytes: &[u8], root: &TrustedRoot, policy: &Policy, digest: &str) -> Result<Verified, Refusal> {
     let b: Bundle =
@@ -509,18 +531,13 @@ pub fn verify_bundle(bytes: &[u8], root: &TrustedRoot, policy: &Policy, digest: 
     let entries = vm.tlog_entries.iter().map(entry).collect::<Result<Vec<_>, _>>()?;
     let m = match (&b.dsse_envelope, &b.message_signature) {
         (Some(env), None) => {
-            if env.payload_type != "application/vnd.in-toto+json" {
-                return Err(Refusal::Malformed(format!("DSSE payload type {:?}", env.payload_type)));
-            }
-            let [sig] = env.signatures.as_slice() else {
-                return Err(Refusal::Malformed(format!("{} DSSE signatures (one expected)", env.signatures.len())));
-            };
-            let payload = b64("dsseEnvelope.payload", &env.payload)?;
+            let s = dsse_parts(env)?;
             Material {
                 leaf_der,
-                signature: b64("dsseEnvelope signature", &sig.sig)?,
-                signed: crate::sign::dsse::pae(&env.payload_type, &payload),
-                payload,
+                stamped: s.signature.clone(),
+                signature: s.signature,
+                signed: s.signed,
+                payload: s.payload,
                 entries,
                 timestamps,
                 dsse: true,
@@ -550,19 +567,19 @@ fn pem_to_der(pem: &str) -> Result<Vec<u8>, Refusal> {
     b64("the certificate annotation", &body)
 }
 
-/// Verify a legacy `.sig` layer: its payload blob and its annotations.
-pub fn verify_legacy(
-    payload: &[u8],
-    annotations: &serde_json::Map<String, Value>,
-    root: &TrustedRoot,
-    policy: &Policy,
-    digest: &str,
-) -> Result<Verified, Refusal> {
+/// What cosign 2 puts beside a legacy `.sig` or `.att` layer: the certificate (DER), the Rekor
+/// entry (`/bundle`) and the RFC 3161 timestamp (`/rfc3161timestamp`), when there.
+struct LegacyMaterial {
+    leaf_der: Vec<u8>,
+    entries: Vec<tlog::Entry>,
+    timestamps: Vec<Vec<u8>>,
+}
+
+fn legacy_material(annotations: &serde_json::Map<String, Value>) -> Result<LegacyMaterial, Refusal> {
     let get = |k: &str| annotations.get(k).and_then(Value::as_str);
     let cert =
         get(CERT_ANNOTATION).ok_or(Refusal::Malformed("no certificate annotation (signed with a key?)".into()))?;
     let leaf_der = pem_to_der(cert)?;
-    let signature = b64("the signature annotation", get(SIGNATURE_ANNOTATION).unwrap_or_default())?;
     let mut entries = Vec::new();
     if let Some(b) = get(BUNDLE_ANNOTATION) {
         let v: Value =
@@ -591,20 +608,56 @@ pub fn verify_legacy(
         };
         timestamps.push(b64("the timestamp annotation", ts)?);
     }
-    check(
+    Ok(LegacyMaterial { leaf_der, entries, timestamps })
+}
+
+impl LegacyMaterial {
+    /// With what was signed; `stamped` is what its timestamp is over.
+    fn material(self, s: Signed, stamped: Vec<u8>, dsse: bool) -> Material {
         Material {
-            leaf_der,
-            signature,
-            signed: payload.to_vec(),
-            payload: payload.to_vec(),
-            entries,
-            timestamps,
-            dsse: false,
-        },
-        root,
-        policy,
-        digest,
-    )
+            leaf_der: self.leaf_der,
+            signature: s.signature,
+            signed: s.signed,
+            payload: s.payload,
+            entries: self.entries,
+            timestamps: self.timestamps,
+            stamped,
+            dsse,
+        }
+    }
+}
+
+/// Verify a legacy `.sig` layer: its payload blob and its annotations.
+pub fn verify_legacy(
+    payload: &[u8],
+    annotations: &serde_json::Map<String, Value>,
+    root: &TrustedRoot,
+    policy: &Policy,
+    digest: &str,
+) -> Result<Verified, Refusal> {
+    let l = legacy_material(annotations)?;
+    let signature = b64(
+        "the signature annotation",
+        annotations.get(SIGNATURE_ANNOTATION).and_then(Value::as_str).unwrap_or_default(),
+    )?;
+    let s = Signed { signature: signature.clone(), signed: payload.to_vec(), payload: payload.to_vec() };
+    check(l.material(s, signature, false), root, policy, digest)
+}
+
+/// Verify a legacy keyless `.att` layer (cosign 2's `attest`): a DSSE envelope whose statement
+/// names the digest, the certificate and the Rekor `intoto` entry in its annotations. cosign 2
+/// timestamps the envelope itself here (there is no signature annotation to timestamp).
+pub fn verify_legacy_attestation(
+    envelope: &[u8],
+    annotations: &serde_json::Map<String, Value>,
+    root: &TrustedRoot,
+    policy: &Policy,
+    digest: &str,
+) -> Result<Verified, Refusal> {
+    let l = legacy_material(annotations)?;
+    let env: Envelope = serde_json::from_slice(envelope)
+        .map_err(|e| Refusal::Malformed(format!("the attestation is not a DSSE envelope ({e})")))?;
+    check(l.material(dsse_parts(&env)?, envelope.to_vec(), true), root, policy, digest)
 }
 
 #[cfg(test)]

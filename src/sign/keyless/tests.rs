@@ -159,6 +159,38 @@ fn timestamp_garbage_never_passes_or_panics() {
     }
 }
 
+fn att(variant: &str) -> Result<Verified, Refusal> {
+    let ann: Value = serde_json::from_slice(&data(&format!("att-{variant}.json"))).unwrap();
+    verify_legacy_attestation(
+        &data(&format!("att-{variant}.envelope")),
+        ann.as_object().unwrap(),
+        &root(),
+        &policy(),
+        DIGEST,
+    )
+}
+
+#[test]
+fn cosign2_keyless_attestations_verify_with_their_intoto_entries() {
+    let v = att("good").unwrap();
+    assert_eq!((v.identity.as_str(), v.predicate_type.as_deref()), (ID, Some("https://slsa.dev/provenance/v1")));
+    assert_eq!(att("tsa").unwrap().timestamp_authority.as_deref(), Some("https://tsa.mock.harden"));
+    for (variant, want) in [
+        ("other-digest", "tampered: the log entry is for another artifact"),
+        ("tampered-payload", "tampered"),
+        ("bad-set", "no log proof: the signed entry timestamp does not verify"),
+    ] {
+        let e = att(variant).expect_err(variant);
+        assert!(e.to_string().starts_with(want), "{variant}: {e}");
+    }
+    // Another digest than the statement's subject.
+    let ann: Value = serde_json::from_slice(&data("att-good.json")).unwrap();
+    let other = "sha256:0000000000000000000000000000000000000000000000000000000000000001";
+    let e = verify_legacy_attestation(&data("att-good.envelope"), ann.as_object().unwrap(), &root(), &policy(), other)
+        .unwrap_err();
+    assert!(e.to_string().contains("subject does not name"), "{e}");
+}
+
 #[test]
 fn a_root_without_a_ca_valid_then_is_refused() {
     let r = TrustedRoot::parse(&data("trusted_root_expired_ca.json")).unwrap();

@@ -169,7 +169,8 @@ fn v2_verifier_is(verifier: &Value, cert_der: &[u8]) -> bool {
         .is_some_and(|d| d == cert_der)
 }
 
-/// The entry's body agrees with `claim` (hashedrekord or dsse, Rekor v1's 0.0.1 or v2's 0.0.2).
+/// The entry's body agrees with `claim` (hashedrekord or dsse, Rekor v1's 0.0.1 or v2's 0.0.2;
+/// intoto 0.0.2, cosign 2's attestations).
 pub fn body_matches(body: &[u8], claim: &Claim) -> Result<(), String> {
     let v: Value = serde_json::from_slice(body).map_err(|_| "the log entry's body is not JSON")?;
     let want_hash = hex::encode(claim.payload_sha256);
@@ -197,6 +198,24 @@ pub fn body_matches(body: &[u8], claim: &Claim) -> Result<(), String> {
             let found = sigs.iter().any(|s| {
                 b64(&s["signature"]).as_deref() == Some(claim.signature)
                     && s["verifier"].as_str().and_then(pem_der).as_deref() == Some(claim.cert_der)
+            });
+            if !found {
+                return Err("the log entry holds another signature or certificate".into());
+            }
+            Ok(())
+        }
+        (Some("intoto"), Some("0.0.2")) => {
+            // cosign 2's keyless `.att`: the envelope's signatures hold base64 of the base64
+            // signature, and the key as base64 PEM (sigstore-js reads them the same way).
+            let content = &v["spec"]["content"];
+            if content["payloadHash"]["value"].as_str() != Some(want_hash.as_str()) {
+                return Err("the log entry is for another artifact (payload hash differs)".into());
+            }
+            let sigs = content["envelope"]["signatures"].as_array().map(Vec::as_slice).unwrap_or_default();
+            let found = sigs.iter().any(|s| {
+                let sig = b64(&s["sig"]).and_then(|inner| base64::engine::general_purpose::STANDARD.decode(inner).ok());
+                sig.as_deref() == Some(claim.signature)
+                    && s["publicKey"].as_str().and_then(pem_der).as_deref() == Some(claim.cert_der)
             });
             if !found {
                 return Err("the log entry holds another signature or certificate".into());
@@ -235,7 +254,7 @@ pub fn body_matches(body: &[u8], claim: &Claim) -> Result<(), String> {
             Ok(())
         }
         (k, a) => Err(format!(
-            "log entry kind {} {} is not one harden checks (hashedrekord and dsse, 0.0.1 and 0.0.2)",
+            "log entry kind {} {} is not one harden checks (hashedrekord and dsse 0.0.1 and 0.0.2, intoto 0.0.2)",
             k.unwrap_or("?"),
             a.unwrap_or("?")
         )),
