@@ -174,6 +174,9 @@ impl<'a> Matcher<'a> {
     pub(crate) fn new(rules: &'a [Rule], aliases: &'a [(String, String)]) -> Self {
         Matcher { set: RuleSet::new(rules), aliases, memo: HashMap::new() }
     }
+    /// The rule `path` or its nearest matching ancestor falls under. Only ancestors are
+    /// remembered (a directory is asked for once per entry under it; a leaf once): the memo
+    /// grows with the directories of the image, not its entries.
     pub(crate) fn matches(&mut self, path: &str) -> Option<&'a Rule> {
         if path.is_empty() || self.set.is_empty() {
             return None;
@@ -182,8 +185,19 @@ impl<'a> Matcher<'a> {
             return *r;
         }
         let own = visible_names(path, self.aliases).iter().find_map(|n| self.set.which(n));
-        let r = own.or_else(|| self.matches(parent(path)));
-        self.memo.insert(path.to_string(), r);
+        own.or_else(|| self.matches_dir(parent(path)))
+    }
+
+    /// [`matches`](Self::matches) for a directory, remembered.
+    fn matches_dir(&mut self, dir: &str) -> Option<&'a Rule> {
+        if dir.is_empty() {
+            return None;
+        }
+        if let Some(r) = self.memo.get(dir) {
+            return *r;
+        }
+        let r = self.matches(dir);
+        self.memo.insert(dir.to_string(), r);
         r
     }
 }
@@ -777,6 +791,22 @@ mod tests {
     use super::*;
     use crate::fs::tests::{entry, layer};
     use crate::profile::load;
+
+    /// The memo grows with directories, not entries: on a 500k-entry layer, remembering every
+    /// path asked was 86 MiB of the strict rebuild's peak.
+    #[test]
+    fn the_matcher_remembers_directories_not_entries() {
+        let rules = vec![Rule::new("/opt/cache", "test")];
+        let mut m = Matcher::new(&rules, &[]);
+        for d in 0..10 {
+            for f in 0..1000 {
+                assert!(m.matches(&format!("srv/d{d}/f{f}")).is_none());
+                assert!(m.matches(&format!("opt/cache/d{d}/f{f}")).is_some());
+            }
+        }
+        // srv, srv/d*, opt/cache, opt/cache/d*: 22 directories for 20,000 entries.
+        assert_eq!(m.memo.len(), 22, "{:?}", m.memo.keys().collect::<Vec<_>>());
+    }
 
     #[test]
     fn removes_through_usr_merge_and_keeps_databases() {
