@@ -8,14 +8,17 @@
     vendor-image.py many MINBASE N OUT           two layers: MINBASE's tree, then N tiny files (plus
         their directories, 500 files a directory), written as tar directly (no tree on disk).
 
-Both write OUT/{oci-layout,index.json,blobs/}, tagged `vendor`, and print what they wrote on stderr.
-Every tar is gzip -6 with mtime 0, so the same inputs give the same digests.
+MINBASE is a rootfs directory (tarred as the first layer) or `oci:DIR:TAG`, an image whose layers
+are taken as they are (the integration tests pass the debian fixture). Both write
+OUT/{oci-layout,index.json,blobs/}, tagged `vendor`, and print what they wrote on stderr. Every tar
+is gzip -6 with mtime 0, so the same inputs give the same digests.
 """
 import gzip
 import hashlib
 import io
 import json
 import os
+import shutil
 import sys
 import tarfile
 
@@ -123,10 +126,28 @@ def many_layer(count):
     return fill
 
 
+def base_layers(minbase, out):
+    """The first layers: MINBASE's tree as one layer, or an OCI image's layers as they are."""
+    if not minbase.startswith("oci:"):
+        base, diff, _ = layer(out, lambda t: add_tree(t, minbase, "."))
+        return [base], [diff]
+    src, tag = minbase[len("oci:"):].rsplit(":", 1)
+    blob = lambda d: f"{src}/blobs/sha256/{d.split(':')[1]}"
+    with open(f"{src}/index.json") as f:
+        m = [e for e in json.load(f)["manifests"] if e.get("annotations", {}).get("org.opencontainers.image.ref.name") == tag][0]
+    with open(blob(m["digest"])) as f:
+        man = json.load(f)
+    with open(blob(man["config"]["digest"])) as f:
+        diffs = json.load(f)["rootfs"]["diff_ids"]
+    for l in man["layers"]:
+        shutil.copyfile(blob(l["digest"]), blob(l["digest"]).replace(src, out, 1))
+    return man["layers"], diffs
+
+
 def main():
     kind, minbase, arg, out = sys.argv[1:5]
     os.makedirs(out + "/blobs/sha256", exist_ok=True)
-    base, base_diff, _ = layer(out, lambda t: add_tree(t, minbase, "."))
+    bases, base_diffs = base_layers(minbase, out)
     top, top_diff, _ = layer(out, vendor_layer(arg) if kind == "vendor" else many_layer(int(arg)))
 
     def put(b):
@@ -137,12 +158,12 @@ def main():
 
     cfg = json.dumps({"architecture": "amd64", "os": "linux", "created": "2024-01-01T00:00:00Z",
                       "config": {"Entrypoint": ["/usr/bin/sleep"], "Cmd": ["infinity"]},
-                      "rootfs": {"type": "layers", "diff_ids": [base_diff, top_diff]},
-                      "history": [{"created": "2024-01-01T00:00:00Z", "created_by": "debootstrap --variant=minbase"},
-                                  {"created": "2024-01-01T00:00:00Z", "created_by": f"vendor-image.py {kind}"}]}).encode()
+                      "rootfs": {"type": "layers", "diff_ids": base_diffs + [top_diff]},
+                      "history": [{"created": "2024-01-01T00:00:00Z", "created_by": "minbase"} for _ in bases]
+                      + [{"created": "2024-01-01T00:00:00Z", "created_by": f"vendor-image.py {kind}"}]}).encode()
     man = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
                       "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": put(cfg), "size": len(cfg)},
-                      "layers": [base, top]}).encode()
+                      "layers": bases + [top]}).encode()
     with open(f"{out}/oci-layout", "w") as f:
         f.write('{"imageLayoutVersion":"1.0.0"}')
     with open(f"{out}/index.json", "w") as f:
