@@ -7,6 +7,7 @@
 use crate::layer::path::{join, split_parent};
 use crate::layer::tar::Kind;
 use crate::scan::{EntryInfo, LayerIndex};
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
@@ -21,9 +22,10 @@ pub struct FinalFs {
     /// Shared: platforms of an index that share a layer share its scan.
     pub layers: Vec<Arc<LayerIndex>>,
     /// Every visible explicit entry, by the path it was written to (its parent resolved
-    /// through symlinks within the root, as containerd's applier writes it). Keys and values
-    /// compact (`Box<str>`, [`At`]): one element per entry of the image.
-    map: BTreeMap<Box<str>, At>,
+    /// through symlinks within the root, as containerd's applier writes it). One element per
+    /// entry of the image, compact: the key is the entry's own shared name unless it was placed
+    /// elsewhere, the value an [`At`].
+    map: BTreeMap<Arc<str>, At>,
     /// Directories no entry names but an entry needed (containerd's `mkparent` makes them,
     /// root-owned, mode 0755), with the layer that made them.
     implied: BTreeMap<Box<str>, usize>,
@@ -60,8 +62,8 @@ impl At {
     }
 }
 
-/// The elements of `map` from `prefix` on, in order (a range over `Box<str>` keys by `&str`).
-fn from<'m, V>(map: &'m BTreeMap<Box<str>, V>, prefix: &str) -> impl Iterator<Item = (&'m Box<str>, &'m V)> {
+/// The elements of `map` from `prefix` on, in order (a range over boxed or shared names by `&str`).
+fn from<'m, K: Borrow<str> + Ord, V>(map: &'m BTreeMap<K, V>, prefix: &str) -> impl Iterator<Item = (&'m K, &'m V)> {
     map.range::<str, _>((std::ops::Bound::Included(prefix), std::ops::Bound::Unbounded))
 }
 
@@ -71,7 +73,7 @@ const MAX_HOPS: usize = 40;
 /// The state of an unpacking in progress, as containerd's `applyNaive` keeps it on disk.
 struct Apply<'a> {
     layers: &'a [Arc<LayerIndex>],
-    map: BTreeMap<Box<str>, At>,
+    map: BTreeMap<Arc<str>, At>,
     implied: BTreeMap<Box<str>, usize>,
     placed: HashMap<Loc, String>,
     inode_of: HashMap<Loc, Loc>,
@@ -131,7 +133,7 @@ impl Apply<'_> {
     /// name, so the profile's rules still reach it: a GNU tar or bsdtar extraction writes it
     /// there, and harden must never pass on what a rule removes or strips.
     fn unplaced(&mut self, loc: Loc) {
-        let path = self.entry(loc).path.as_str().into();
+        let path = self.entry(loc).path.clone();
         self.map.insert(path, At::new(loc));
     }
 
@@ -169,14 +171,14 @@ impl Apply<'_> {
             if let Some(hidden) = base.strip_prefix(".wh.") {
                 if hidden == ".wh..opq" {
                     let prefix = if parent.is_empty() { String::new() } else { format!("{parent}/") };
-                    let under = |m: &mut dyn Iterator<Item = &Box<str>>| -> Vec<String> {
+                    let under = |m: &mut dyn Iterator<Item = &str>| -> Vec<String> {
                         m.take_while(|p| p.starts_with(&prefix))
-                            .filter(|p| !unpacked.contains(&***p))
-                            .map(|p| p.to_string())
+                            .filter(|p| !unpacked.contains(*p))
+                            .map(str::to_string)
                             .collect()
                     };
-                    let mut doomed = under(&mut from(&self.map, &prefix).map(|(p, _)| p));
-                    doomed.extend(under(&mut from(&self.implied, &prefix).map(|(p, _)| p)));
+                    let mut doomed = under(&mut from(&self.map, &prefix).map(|(p, _)| &**p));
+                    doomed.extend(under(&mut from(&self.implied, &prefix).map(|(p, _)| &**p)));
                     for p in doomed {
                         self.remove_all(&p);
                     }
@@ -239,7 +241,7 @@ impl Apply<'_> {
                     }
                 }
             }
-            if path != e.path {
+            if *path != *e.path {
                 // The scan keeps a file's first bytes by its stored name: placed where they
                 // matter (an account database), they were not read.
                 if e.kind == Kind::File && e.prefix.is_none() && crate::scan::prefix_len(&path, e.mode, e.size) > 0 {
@@ -254,7 +256,9 @@ impl Apply<'_> {
             if opaque {
                 unpacked.insert(path.clone());
             }
-            self.map.insert(path.into(), At::new(loc));
+            // The entry's own name when written where it is stored (nearly always): shared.
+            let key = if *path == *e.path { e.path.clone() } else { path.into() };
+            self.map.insert(key, At::new(loc));
         }
     }
 }
@@ -287,7 +291,7 @@ impl FinalFs {
     /// Where an entry was written: its stored name, or (under a symlinked parent) the path
     /// its parent resolves to.
     pub fn placed_path(&self, loc: Loc) -> &str {
-        self.placed.get(&loc).map_or(self.entry(loc).path.as_str(), String::as_str)
+        self.placed.get(&loc).map_or(&*self.entry(loc).path, String::as_str)
     }
 
     /// The entry holding the inode a visible entry names: itself, or for a hardlink the
@@ -416,7 +420,7 @@ pub fn resolve_in<'a>(path: &str, follow_last: bool, lookup: &dyn Fn(&str) -> Op
 
 /// The first directory above `path` that is, at this point of the unpacking, a symlink whose
 /// target leaves the root (absolute, or more `..` than it is deep).
-fn escaping_ancestor(map: &BTreeMap<Box<str>, At>, layers: &[Arc<LayerIndex>], path: &str) -> Option<String> {
+fn escaping_ancestor(map: &BTreeMap<Arc<str>, At>, layers: &[Arc<LayerIndex>], path: &str) -> Option<String> {
     let mut end = 0;
     while let Some(i) = path[end..].find('/') {
         let dir = &path[..end + i];
@@ -452,12 +456,12 @@ pub fn link_leaves_root(link_path: &str, target: &str) -> bool {
     false
 }
 
-fn remove_under<V>(map: &mut BTreeMap<Box<str>, V>, dir: &str) {
+fn remove_under<K: Borrow<str> + Ord + Clone, V>(map: &mut BTreeMap<K, V>, dir: &str) {
     let prefix = if dir.is_empty() { String::new() } else { format!("{dir}/") };
-    let doomed: Vec<Box<str>> =
-        from(map, &prefix).take_while(|(p, _)| p.starts_with(&prefix)).map(|(p, _)| p.clone()).collect();
+    let doomed: Vec<K> =
+        from(map, &prefix).take_while(|(p, _)| (*p).borrow().starts_with(&prefix)).map(|(p, _)| p.clone()).collect();
     for p in doomed {
-        map.remove(&p);
+        map.remove(p.borrow());
     }
 }
 
@@ -489,26 +493,23 @@ pub mod tests {
     }
 
     /// The merged view of a layer of many entries costs a bounded number of bytes per entry,
-    /// at its peak too (measured with the unit tests' counting allocator): its map's element
-    /// (a boxed name and an 8-byte location) and the name. It was 40-byte elements, a second
-    /// copy of every name in a set kept for opaque markers, and that set's table.
+    /// at its peak too (measured with the unit tests' counting allocator): its map's element, an
+    /// 8-byte location keyed by the entry's own shared name. It was 40-byte elements keyed by a
+    /// copy of the name, and a second copy of every name in a set kept for opaque markers.
     #[test]
     fn the_merged_view_costs_bounded_bytes_per_entry() {
         let n = 100_000;
         let entries = (0..n)
             .map(|i| entry(&format!("opt/many/d{:05}/file-{i:07}.txt", i / 500), Kind::File, None))
             .collect::<Vec<_>>();
-        let names: i64 = entries.iter().map(|e| e.path.len() as i64).sum();
         let l = layer(entries);
         let start = crate::memory::counting::start();
         let fs = FinalFs::build(vec![l]);
         let (live, peak) = crate::memory::counting::since(start);
         assert_eq!((fs.iter().count(), fs.implied_dirs().count()), (n, 202), "opt, opt/many, 200 d*: implied");
-        let (per_live, per_peak) = ((live - names) / n as i64, (peak - names) / n as i64);
-        eprintln!(
-            "merged view: {live} bytes live, {peak} at peak; beyond the names {per_live} and {per_peak} per entry"
-        );
-        assert!(per_live <= 56 && per_peak <= 56, "{per_live} / {per_peak} bytes per entry beyond its name");
+        let (per_live, per_peak) = (live / n as i64, peak / n as i64);
+        eprintln!("merged view: {live} bytes live, {peak} at peak: {per_live} and {per_peak} per entry");
+        assert!(per_live <= 56 && per_peak <= 56, "{per_live} / {per_peak} bytes per entry");
     }
 
     #[test]
@@ -550,7 +551,7 @@ pub mod tests {
             layer(vec![entry("abs/cron", Kind::File, None)]),
         ]);
         let flagged: Vec<(usize, &str, &str)> =
-            fs.through_symlink.iter().map(|(l, s)| (l.layer, fs.entry(*l).path.as_str(), s.as_str())).collect();
+            fs.through_symlink.iter().map(|(l, s)| (l.layer, &*fs.entry(*l).path, s.as_str())).collect();
         assert_eq!(flagged, vec![(0, "evil/shadow", "evil"), (1, "abs/cron", "abs")]);
         // Resolution clamps `..` at the root: the plan and the guard stay inside.
         assert_eq!(fs.resolve("/evil/passwd", true).unwrap(), "etc/passwd");

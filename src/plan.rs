@@ -426,7 +426,7 @@ pub fn keep_cross_layer_link_targets(fs: &FinalFs, _: &Profile, p: &mut Plan) {
     for (path, loc, e) in fs.iter() {
         if e.kind == Kind::HardLink && !p.removed.contains_key(path) {
             if let Some(t) = &e.link {
-                let same_layer = fs.layers[loc.layer].entries.iter().any(|x| x.path == *t && x.kind == Kind::File);
+                let same_layer = fs.layers[loc.layer].entries.iter().any(|x| *x.path == **t && x.kind == Kind::File);
                 if p.removed.contains_key(t) && !same_layer {
                     p.removed.remove(t);
                     p.notes.push(format!("kept /{t}: hardlinked from /{path} in a higher layer"));
@@ -444,11 +444,12 @@ pub fn mark_layers(fs: &FinalFs, _: &Profile, p: &mut Plan) {
         for (ei, e) in layer.entries.iter().enumerate() {
             // Removed paths are where entries are written (under a symlinked parent, not their
             // stored name); the layer's change names the entry as stored.
-            if p.removed.contains_key(&e.path) || p.removed.contains_key(fs.placed_path(Loc { layer: li, entry: ei })) {
-                p.layers[li].changes.entry(e.path.clone()).or_default().remove = true;
+            if p.removed.contains_key(&*e.path) || p.removed.contains_key(fs.placed_path(Loc { layer: li, entry: ei }))
+            {
+                p.layers[li].changes.entry(e.path.to_string()).or_default().remove = true;
             }
             if e.escapes {
-                p.layers[li].changes.entry(e.path.clone()).or_default().normalize = true;
+                p.layers[li].changes.entry(e.path.to_string()).or_default().normalize = true;
                 escaping += 1;
             }
         }
@@ -490,7 +491,7 @@ pub fn fix_modes(fs: &FinalFs, profile: &Profile, p: &mut Plan) {
             p.caps_stripped.push(path.to_string());
         }
         if mode != e.mode || strip_caps {
-            let c = p.layers[loc.layer].changes.entry(e.path.clone()).or_default();
+            let c = p.layers[loc.layer].changes.entry(e.path.to_string()).or_default();
             if mode != e.mode {
                 c.mode = Some(mode);
             }
@@ -553,10 +554,10 @@ pub fn promote_hardlinks(fs: &FinalFs, _: &Profile, p: &mut Plan) {
         let mut promoted: HashMap<String, String> = HashMap::new();
         let mut seen_removed: HashSet<&str> = HashSet::new();
         for e in &layer.entries {
-            if e.kind == Kind::File && p.removed.contains_key(&e.path) {
+            if e.kind == Kind::File && p.removed.contains_key(&*e.path) {
                 seen_removed.insert(&e.path);
             }
-            if e.kind != Kind::HardLink || p.removed.contains_key(&e.path) {
+            if e.kind != Kind::HardLink || p.removed.contains_key(&*e.path) {
                 continue;
             }
             let Some(t) = &e.link else { continue };
@@ -565,12 +566,12 @@ pub fn promote_hardlinks(fs: &FinalFs, _: &Profile, p: &mut Plan) {
             }
             let lp = &mut p.layers[li];
             if let Some(first) = promoted.get(t) {
-                lp.changes.entry(e.path.clone()).or_default().relink_to = Some(first.clone());
+                lp.changes.entry(e.path.to_string()).or_default().relink_to = Some(first.clone());
             } else {
-                promoted.insert(t.clone(), e.path.clone());
-                lp.changes.entry(t.clone()).or_default().promote_to = Some(e.path.clone());
+                promoted.insert(t.clone(), e.path.to_string());
+                lp.changes.entry(t.clone()).or_default().promote_to = Some(e.path.to_string());
                 // The link's own entry is replaced by the promoted one.
-                lp.changes.entry(e.path.clone()).or_default().remove = true;
+                lp.changes.entry(e.path.to_string()).or_default().remove = true;
             }
         }
     }
@@ -722,7 +723,7 @@ pub fn follow_databases(fs: &FinalFs, profile: &Profile, p: &mut Plan) {
                 continue;
             }
             if let Some((loc, e)) = fs.get(&path).filter(|(_, e)| e.kind == Kind::File) {
-                let c = p.layers[loc.layer].changes.entry(e.path.clone()).or_default();
+                let c = p.layers[loc.layer].changes.entry(e.path.to_string()).or_default();
                 c.content = Some(NewContent::new(data));
             }
         }
@@ -734,8 +735,8 @@ pub fn follow_databases(fs: &FinalFs, profile: &Profile, p: &mut Plan) {
     }
     for (li, layer) in fs.layers.iter().enumerate() {
         for e in &layer.entries {
-            if new_removals.contains(&e.path) {
-                p.layers[li].changes.entry(e.path.clone()).or_default().remove = true;
+            if new_removals.contains(&*e.path) {
+                p.layers[li].changes.entry(e.path.to_string()).or_default().remove = true;
             }
         }
     }
@@ -1091,14 +1092,14 @@ mod tests {
             &[],
         );
         let idx = crate::scan::scan_layer(&t[..], None, None, &crate::layer::Limits::default()).unwrap();
-        let flagged: Vec<&str> = idx.entries.iter().filter(|e| e.busybox).map(|e| e.path.as_str()).collect();
+        let flagged: Vec<&str> = idx.entries.iter().filter(|e| e.busybox).map(|e| &*e.path).collect();
         assert_eq!(flagged, vec!["bin/busybox", "usr/local/bin/toolbox"]);
         let fs = FinalFs::build(vec![idx]);
         let text = "name = \"t\"\nextends = \"strict\"\n[files]\nkeep = [\"/opt/kept-copy\"]\n";
         let profile = crate::profile::load_str("t.toml", text).unwrap();
         let first = plan(&fs, &profile);
         let check = copy_check(&fs, &first, &profile);
-        let mut names: Vec<&str> = check.iter().map(|l| fs.entry(*l).path.as_str()).collect();
+        let mut names: Vec<&str> = check.iter().map(|l| &*fs.entry(*l).path).collect();
         names.sort();
         // Hashed: the removed tools of a size some candidate has, and those candidates only.
         assert_eq!(names, vec!["bin/dash", "opt/mysh", "opt/same-size"]);

@@ -14,7 +14,8 @@ use std::io::{self, Read};
 /// What the scan remembers of one entry.
 #[derive(Clone, Debug)]
 pub struct EntryInfo {
-    pub path: String,
+    /// Shared (cheap to clone): the merged views key their maps with it.
+    pub path: std::sync::Arc<str>,
     pub kind: Kind,
     pub mode: u32,
     pub uid: u64,
@@ -265,7 +266,7 @@ fn scan_counted(
                         caps: e.has_xattr("security.capability"),
                         uid: e.uid(),
                         gid: e.gid(),
-                        path: e.path,
+                        path: e.path.into(),
                         kind: e.kind,
                         mode,
                         // The size once extracted (a sparse file's real size).

@@ -350,7 +350,7 @@ pub fn after_view(fs: &FinalFs, plan: &Plan, user_layer: Option<&[u8]>) -> Final
         }
         let mut entries = Vec::with_capacity(layer.entries.len());
         for e in &layer.entries {
-            let Some(c) = lp.and_then(|lp| lp.changes.get(&e.path)) else {
+            let Some(c) = lp.and_then(|lp| lp.changes.get(&*e.path)) else {
                 entries.push(e.clone());
                 continue;
             };
@@ -361,7 +361,7 @@ pub fn after_view(fs: &FinalFs, plan: &Plan, user_layer: Option<&[u8]>) -> Final
             let mut mode = c.mode;
             let mut strip_caps = c.strip_caps;
             if let Some(to) = &c.promote_to {
-                n.path = to.clone();
+                n.path = to.as_str().into();
                 if let Some(lc) = lp.and_then(|lp| lp.changes.get(to)) {
                     mode = lc.mode.or(mode);
                     strip_caps |= lc.strip_caps;

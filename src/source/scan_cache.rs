@@ -142,7 +142,7 @@ fn wire_of(index: &LayerIndex) -> WireIndex {
             .entries
             .iter()
             .map(|e| WireEntry {
-                p: e.path.clone(),
+                p: e.path.to_string(),
                 k: kind_byte(e.kind),
                 m: e.mode,
                 u: e.uid,
@@ -183,7 +183,7 @@ fn index_of(w: WireIndex) -> Result<LayerIndex> {
             None => None,
         };
         entries.push(EntryInfo {
-            path: e.p,
+            path: e.p.into(),
             kind: Kind::from_byte(e.k),
             mode: e.m,
             uid: e.u,
