@@ -23,8 +23,13 @@
 #     server's log) for the app image, `-p strict` vs `skopeo copy`: cold, a rerun into the same
 #     repository, a re-mirror into a new one; against a registry with token authentication
 #     (integration/tokenserver.py) and one with none.
+#  8. vendor (issue #24, "64 MiB on any layer"): `-p strict` registry A → C, time and peak RSS, on
+#     the issue's image shape (integration/vendor-image.py: Debian minbase, then a gzip layer of
+#     ~60k entries — library trees, an executable copy of dash in apt's cache, apt's helpers, a
+#     setuid copy of sudo, caches) vs `skopeo copy` of it; and on minbase + a layer of
+#     $BENCH_ENTRIES (500000) tiny files.
 #
-# Usage: bench.sh [big] [app] [batch] [fleet] [pkgdb] [requests] — the sections to run (default: all).
+# Usage: bench.sh [big] [app] [batch] [fleet] [pkgdb] [requests] [vendor] — the sections to run (default: all).
 #
 # Output: a Markdown table on stdout (pasted into README.md), details on stderr.
 set -euo pipefail
@@ -37,7 +42,7 @@ for t in skopeo umoci /usr/bin/time gzip python3; do command -v "$t" >/dev/null 
 
 SEL=" ${*:-all} "
 want() { [[ "$SEL" == *" all "* || "$SEL" == *" $1 "* ]]; }
-for s in $SEL; do case "$s" in all|big|app|batch|fleet|pkgdb|requests) ;; *) echo "bench: unknown section $s (big app batch fleet pkgdb requests)" >&2; exit 2;; esac; done
+for s in $SEL; do case "$s" in all|big|app|batch|fleet|pkgdb|requests|vendor) ;; *) echo "bench: unknown section $s (big app batch fleet pkgdb requests vendor)" >&2; exit 2;; esac; done
 
 mapfile -t REFS < <(bash integration/build-image.sh all)
 APP_REF=$(printf '%s\n' "${REFS[@]}" | grep ':app$')
@@ -282,6 +287,23 @@ if want requests; then
   bash integration/registry.sh stop "$WORK/regT" >/dev/null 2>&1 || true
 fi
 
+# 8. The issue's vendor-shaped image and a 500k-entry layer: peak RSS of -p strict.
+if want vendor; then
+  MINBASE=$(ls -d "$CACHE"/rootfs/debian-* | grep -v '\.done$' | head -1)
+  n_many=${BENCH_ENTRIES:-500000}
+  python3 integration/vendor-image.py vendor "$MINBASE" "$ROOTFS" "$WORK/vendor" 2> "$WORK/vendor.log"
+  python3 integration/vendor-image.py many "$MINBASE" "$n_many" "$WORK/many" 2>> "$WORK/vendor.log"
+  cat "$WORK/vendor.log" >&2
+  v_shape=$(sed -n 2p "$WORK/vendor.log" | sed 's/^layer: //')
+  skopeo copy -q --dest-tls-verify=false "oci:$WORK/vendor:vendor" "docker://$A/vendor:1"
+  skopeo copy -q --dest-tls-verify=false "oci:$WORK/many:vendor" "docker://$A/many:1"
+  rm -rf "$WORK/vendor" "$WORK/many"
+  skopeo_cold
+  read -r t_sk_vendor _ < <(measure skopeo copy -q --src-tls-verify=false --dest-tls-verify=false "docker://$A/vendor:1" "docker://$B/vendor:1")
+  read -r t_h_vendor rss_vendor < <(measure "$HARDEN" rebuild -q --no-cache -p strict "$A/vendor:1" "$C/vendor-hard:1")
+  read -r t_h_many rss_many < <(measure "$HARDEN" rebuild -q --no-cache -p strict "$A/many:1" "$C/many-hard:1")
+fi
+
 mib() { python3 -c "print(f'{$1/1024:.0f} MiB')"; }
 mb() { python3 -c "print(f'{$1/2**20:.1f} MiB')"; }
 echo '| measurement | harden | reference | ratio (harden / reference) |'
@@ -312,6 +334,11 @@ if want fleet; then cat <<MD
 MD
 fi
 if want requests; then printf '%s' "$req_rows"; fi
+if want vendor; then cat <<MD
+| vendor-shaped image (minbase + a layer of ${v_shape}), \`-p strict\`, registry → registry | ${t_h_vendor} s, peak RSS $(mib "$rss_vendor") | \`skopeo copy\` ${t_sk_vendor} s | $(ratio "$t_h_vendor" "$t_sk_vendor") |
+| minbase + a layer of ${n_many} tiny files, \`-p strict\`, registry → registry | ${t_h_many} s, peak RSS $(mib "$rss_many") | — | — |
+MD
+fi
 if want pkgdb; then cat <<MD
 | package databases follow the files (\`-p strict\`, app image, median of 3) | ${t_db} s | \`keep_database = true\` ${t_keepdb} s | $(ratio "$t_db" "$t_keepdb") |
 MD

@@ -24,6 +24,7 @@ mod formats;
 mod hostile;
 mod keyless;
 mod matrix;
+mod memory;
 mod packages;
 mod platforms;
 mod profiles;

@@ -572,7 +572,7 @@ fn tar_framing_rewritten_layers_read_the_same_in_go() {
         };
         let mut plan = LayerPlan::default();
         for e in &idx.entries {
-            plan.changes.insert(e.path.clone(), EntryChange { mode: Some(0o600), ..Default::default() });
+            plan.changes.insert(e.path.to_string(), EntryChange { mode: Some(0o600), ..Default::default() });
         }
         let settings =
             harden::rewrite::Settings { splice: false, ..harden::rewrite::Settings::new(OutputCodec::Gzip(1)) };

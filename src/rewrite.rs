@@ -485,7 +485,7 @@ mod tests {
         assert_eq!(rw.stats.changed, 1);
         let got = crate::layer::testdata::entries(&out);
         let (e, _) = &got[0];
-        assert_eq!((e.path.as_str(), e.uid(), e.gid(), e.mode()), ("var/lib/nginx", 65532, 65532, 0o755));
+        assert_eq!((&*e.path, e.uid(), e.gid(), e.mode()), ("var/lib/nginx", 65532, 65532, 0o755));
         assert_eq!(&e.header.as_gnu().unwrap().uname[..4], b"\0\0\0\0", "no name left to win over the number");
     }
 
@@ -670,7 +670,7 @@ mod tests {
     fn gnu_sparse_files_are_read_and_passed_through_with_their_maps() {
         let t = sparse_sample();
         let idx = crate::scan::scan_layer(&t[..], None, None, &Limits::default()).unwrap();
-        let got: Vec<(&str, Kind, u64)> = idx.entries.iter().map(|e| (e.path.as_str(), e.kind, e.size)).collect();
+        let got: Vec<(&str, Kind, u64)> = idx.entries.iter().map(|e| (&*e.path, e.kind, e.size)).collect();
         assert_eq!(
             got,
             vec![("sparse", Kind::File, 1 << 20), ("opt/real name", Kind::File, 1_000_000), ("next", Kind::File, 4)]
@@ -704,11 +704,11 @@ mod tests {
         assert_eq!(back.len(), 3);
         let (e, d) = &back[0];
         assert_eq!(
-            (e.path.as_str(), e.mode(), e.real_size, &e.ext[..], &d[..]),
+            (&*e.path, e.mode(), e.real_size, &e.ext[..], &d[..]),
             ("sparse", 0o600, 1 << 20, &ext_of(&t)[..], &[b'z'; 1024][..])
         );
         let (e, d) = &back[1];
-        assert_eq!((e.path.as_str(), e.mode(), e.real_size, d.len()), ("opt/real name", 0o600, 1_000_000, 5));
+        assert_eq!((&*e.path, e.mode(), e.real_size, d.len()), ("opt/real name", 0o600, 1_000_000, 5));
         assert!(e.ext.starts_with(b"1\n999995\n5\n") && e.data_ext == 512, "the 1.0 map is kept in ext");
         assert!(e.header.path_bytes().starts_with(b"GNUSparseFile.0/"), "{:?}", e.header.path_bytes());
         assert_eq!((back[2].0.path.as_str(), &back[2].1[..]), ("next", &b"next"[..]));

@@ -14,7 +14,8 @@ use std::io::{self, Read};
 /// What the scan remembers of one entry.
 #[derive(Clone, Debug)]
 pub struct EntryInfo {
-    pub path: String,
+    /// Shared (cheap to clone): the merged views key their maps with it.
+    pub path: std::sync::Arc<str>,
     pub kind: Kind,
     pub mode: u32,
     pub uid: u64,
@@ -265,7 +266,7 @@ fn scan_counted(
                         caps: e.has_xattr("security.capability"),
                         uid: e.uid(),
                         gid: e.gid(),
-                        path: e.path,
+                        path: e.path.into(),
                         kind: e.kind,
                         mode,
                         // The size once extracted (a sparse file's real size).
@@ -307,6 +308,57 @@ fn scan_counted(
 mod tests {
     use super::*;
     use std::io::Write;
+
+    /// A tar stream of `n` one-byte files, 500 a directory, made as it is read.
+    struct ManyFiles {
+        n: usize,
+        next: usize,
+        block: Vec<u8>,
+        pos: usize,
+    }
+
+    impl Read for ManyFiles {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            if self.pos == self.block.len() {
+                self.pos = 0;
+                self.block.clear();
+                if self.next < self.n {
+                    let i = self.next;
+                    let mut h = tar::Header::new_ustar();
+                    h.set_path(format!("opt/many/d{:05}/file-{i:07}.txt", i / 500))?;
+                    h.set_size(1);
+                    h.set_mode(0o644);
+                    h.set_cksum();
+                    self.block.extend_from_slice(h.as_bytes());
+                    self.block.extend_from_slice(&[b'x'; 512]);
+                } else if self.next == self.n {
+                    self.block.resize(1024, 0);
+                }
+                self.next += 1;
+            }
+            let k = out.len().min(self.block.len() - self.pos);
+            out[..k].copy_from_slice(&self.block[self.pos..self.pos + k]);
+            self.pos += k;
+            Ok(k)
+        }
+    }
+
+    /// The scan's index costs a bounded number of bytes per entry beyond its name, measured
+    /// with the unit tests' counting allocator (on the thread that builds it) over 100,000
+    /// entries: what the memory of `-p strict` on a layer of many entries grows with.
+    #[test]
+    fn the_index_costs_bounded_bytes_per_entry() {
+        let n = 100_000;
+        let start = crate::memory::counting::start();
+        let index =
+            scan_layer(ManyFiles { n, next: 0, block: Vec::new(), pos: 0 }, None, None, &Limits::default()).unwrap();
+        let (live, peak) = crate::memory::counting::since(start);
+        assert_eq!(index.entries.len(), n);
+        let names: i64 = index.entries.iter().map(|e| e.path.len() as i64).sum();
+        let (per_live, per_peak) = ((live - names) / n as i64, (peak - names) / n as i64);
+        eprintln!("index: {live} bytes live, {peak} at peak; beyond the names {per_live} and {per_peak} per entry");
+        assert!(per_live <= 136 && per_peak <= 160, "{per_live} / {per_peak} bytes per entry beyond its name");
+    }
 
     #[test]
     fn the_busybox_banner_is_found_across_chunks() {

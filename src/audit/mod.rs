@@ -337,14 +337,20 @@ pub fn fails(findings: &[Finding], fail_on: Level) -> bool {
 /// The image a rebuild would produce, as the audit sees it: every layer with the plan's
 /// changes applied the way the rewrite applies them (removed entries dropped, modes and
 /// capabilities changed, hardlink targets promoted, changed entries' names normalised), plus
-/// the user layer when one is added. Costs a copy of the headers, no layer reads.
+/// the user layer when one is added. Costs a copy of the headers of the layers the plan
+/// changes (the others are shared), no layer reads.
 pub fn after_view(fs: &FinalFs, plan: &Plan, user_layer: Option<&[u8]>) -> FinalFs {
-    let mut layers: Vec<LayerIndex> = Vec::with_capacity(fs.layers.len() + 1);
+    let mut layers: Vec<std::sync::Arc<LayerIndex>> = Vec::with_capacity(fs.layers.len() + 1);
     for (li, layer) in fs.layers.iter().enumerate() {
         let lp = plan.layers.get(li);
+        // A layer the plan leaves alone is the source's, shared: no copy of its headers.
+        if lp.is_none_or(|lp| lp.is_unchanged()) {
+            layers.push(layer.clone());
+            continue;
+        }
         let mut entries = Vec::with_capacity(layer.entries.len());
         for e in &layer.entries {
-            let Some(c) = lp.and_then(|lp| lp.changes.get(&e.path)) else {
+            let Some(c) = lp.and_then(|lp| lp.changes.get(&*e.path)) else {
                 entries.push(e.clone());
                 continue;
             };
@@ -355,7 +361,7 @@ pub fn after_view(fs: &FinalFs, plan: &Plan, user_layer: Option<&[u8]>) -> Final
             let mut mode = c.mode;
             let mut strip_caps = c.strip_caps;
             if let Some(to) = &c.promote_to {
-                n.path = to.clone();
+                n.path = to.as_str().into();
                 if let Some(lc) = lp.and_then(|lp| lp.changes.get(to)) {
                     mode = lc.mode.or(mode);
                     strip_caps |= lc.strip_caps;
@@ -380,16 +386,16 @@ pub fn after_view(fs: &FinalFs, plan: &Plan, user_layer: Option<&[u8]>) -> Final
             n.escapes = false;
             entries.push(n);
         }
-        layers.push(LayerIndex {
+        layers.push(std::sync::Arc::new(LayerIndex {
             entries,
             codec: layer.codec,
             diff_id: layer.diff_id.clone(),
             uncompressed_size: layer.uncompressed_size,
-        });
+        }));
     }
     if let Some(blob) = user_layer {
         if let Ok(l) = crate::scan::scan_layer(blob, None, None, &crate::layer::Limits::default()) {
-            layers.push(l);
+            layers.push(l.into());
         }
     }
     FinalFs::build(layers)

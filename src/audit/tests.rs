@@ -438,6 +438,21 @@ fn after_view_of_a_strict_plan() {
     assert_eq!(r.summary(), "findings 7 → 0 (fatal 1 → 0)");
 }
 
+/// A layer the plan leaves alone is shared with the source's view, not copied (on a 500k-entry
+/// layer the copy was 77 MiB of the strict rebuild's peak).
+#[test]
+fn after_view_shares_the_layers_the_plan_leaves_alone() {
+    let untouched = layer((0..100).map(|i| file(&format!("opt/data/{i}.txt"), 0o644, b"x")).collect());
+    let fs = FinalFs::build(vec![untouched, layer(vec![file("root/.env", 0o600, b"A=1\n")])]);
+    let profile = crate::profile::load(&["strict".into()]).unwrap();
+    let plan = crate::plan::plan(&fs, &profile);
+    assert!(plan.layers[0].is_unchanged() && !plan.layers[1].is_unchanged(), "{:?}", plan.layers);
+    let after = after_view(&fs, &plan, None);
+    assert!(std::sync::Arc::ptr_eq(&after.layers[0], &fs.layers[0]), "the untouched layer is shared");
+    assert!(!std::sync::Arc::ptr_eq(&after.layers[1], &fs.layers[1]));
+    assert!(after.get("opt/data/99.txt").is_some() && after.get("root/.env").is_none());
+}
+
 #[test]
 fn after_view_adds_the_user_layer_and_promotes_hardlinks() {
     let fs = FinalFs::build(vec![layer(vec![
