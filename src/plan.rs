@@ -241,8 +241,9 @@ fn can_be_copy(follow: FollowCopies, e: &EntryInfo) -> bool {
 /// Files that may be byte-identical copies of a file the plan removes by a rule that follows
 /// copies: visible, regular, non-empty, neither removed nor kept, of the size of such a removed
 /// file (and executable when only executables follow) — with those removed files. Only these
-/// are hashed ([`crate::scan::hash_entries`], a second read of their layers); empty when no
-/// file could be a copy.
+/// are hashed: executables' hashes come from the first scan ([`crate::scan::ExecHashes`]), the
+/// rest by a second read of their layers ([`crate::scan::hash_entries`]); empty when no file
+/// could be a copy.
 pub fn copy_check(fs: &FinalFs, plan: &Plan, profile: &Profile) -> Vec<Loc> {
     let aliases = fs.dir_aliases();
     let mut keep_m = Matcher::new(&profile.keep, &aliases);

@@ -125,7 +125,7 @@ async fn scan(ctx: &Ctx<'_>, src_ref: &ImageRef, manifest: &Manifest) -> Result<
 }
 
 /// The profile's plan for `fs`, with the byte-identical copies of removed tools (the few
-/// candidates are hashed, their layers read again).
+/// candidates hashed: executables by the scan already, others by reading their layers again).
 async fn plan_image(ctx: &Ctx<'_>, src_ref: &ImageRef, view: &ManifestView, fs: &FinalFs) -> Result<plan::Plan> {
     let profile = &ctx.profile;
     let mut plan = plan::plan(fs, profile);
