@@ -242,17 +242,19 @@ pub fn scan_layer(
     expected_diff_id: Option<&Digest>,
     limits: &Limits,
 ) -> io::Result<LayerIndex> {
-    scan_checked(blob, expected_digest, expected_diff_id, limits, false).map(|(index, _)| index)
+    scan_checked(blob, expected_digest, expected_diff_id, limits, false, &mut |_| {}).map(|(index, _)| index)
 }
 
-/// [`scan_layer`], with the hashes of the layer's executables ([`ExecHashes`]) taken on the way.
+/// [`scan_layer`], with the hashes of the layer's executables ([`ExecHashes`]) taken on the way,
+/// and each entry shown to `watch` as soon as it is read.
 pub fn scan_layer_hashing(
     blob: impl Read + Send,
     expected_digest: Option<&Digest>,
     expected_diff_id: Option<&Digest>,
     limits: &Limits,
+    watch: &mut dyn FnMut(&EntryInfo),
 ) -> io::Result<(LayerIndex, ExecHashes)> {
-    scan_checked(blob, expected_digest, expected_diff_id, limits, true)
+    scan_checked(blob, expected_digest, expected_diff_id, limits, true, watch)
 }
 
 fn scan_checked(
@@ -261,21 +263,22 @@ fn scan_checked(
     expected_diff_id: Option<&Digest>,
     limits: &Limits,
     hash_executables: bool,
+    watch: &mut dyn FnMut(&EntryInfo),
 ) -> io::Result<(LayerIndex, ExecHashes)> {
     let mut taken = (0u64, 0u64);
-    let res = scan_counted(blob, expected_digest, expected_diff_id, limits, hash_executables, &mut taken);
+    let res = scan_counted(blob, (expected_digest, expected_diff_id), limits, (hash_executables, watch), &mut taken);
     if res.is_err() {
         limits.give_back(taken.0, taken.1);
     }
     res
 }
 
+/// [`scan_checked`]'s scan, counting what it takes from `limits` in `taken`.
 fn scan_counted(
     blob: impl Read + Send,
-    expected_digest: Option<&Digest>,
-    expected_diff_id: Option<&Digest>,
+    (expected_digest, expected_diff_id): (Option<&Digest>, Option<&Digest>),
     limits: &Limits,
-    hash_executables: bool,
+    (hash_executables, watch): (bool, &mut dyn FnMut(&EntryInfo)),
     taken: &mut (u64, u64),
 ) -> io::Result<(LayerIndex, ExecHashes)> {
     let ((entries, diff_id, uncompressed_size, hashes), compressed) =
@@ -335,6 +338,7 @@ fn scan_counted(
                         elf,
                         busybox,
                     };
+                    watch(&entry);
                     let kept = entry.kept_bytes();
                     limits.take_entry(kept)?;
                     taken.0 += 1;
@@ -391,7 +395,10 @@ mod tests {
             b.append_data(&mut h, path, *data).unwrap();
         }
         let t = b.into_inner().unwrap();
-        let (index, hashes) = scan_layer_hashing(&t[..], None, None, &Limits::default()).unwrap();
+        let mut seen = Vec::new();
+        let (index, hashes) =
+            scan_layer_hashing(&t[..], None, None, &Limits::default(), &mut |e| seen.push(e.path.clone())).unwrap();
+        assert_eq!(seen, files.iter().map(|f| f.0).collect::<Vec<_>>(), "every entry watched, in order");
         let got: Vec<(&str, Digest)> =
             hashes.iter().map(|(n, h)| (index.entries[*n as usize].path.as_str(), Digest::from_sha256(h))).collect();
         let wanted = [0, 1, 2, 5].into_iter().collect();

@@ -111,13 +111,25 @@ async fn scan(ctx: &Ctx<'_>, src_ref: &ImageRef, manifest: &Manifest) -> Result<
             ctx.locations.note(registry, repository, d);
         }
     }
+    // A profile that changes files: each layer's upload starts as it downloads, a guess that
+    // the plan leaves it alone, stopped once the scan sees an entry the profile may change.
+    // Not where nothing may be pushed before a verdict that comes later (a dry run,
+    // --verify-run), not to a layout (a refusal leaves it untouched), not where a mount serves.
+    let guess = ctx.profile.changes_files()
+        && ctx.dst.is_registry()
+        && !o.dry_run
+        && !o.verify_run
+        && ctx.dst.mount_source(&ctx.src).is_none();
+    let may_change = crate::plan::MayChange::new(&ctx.profile);
+    let watch = move || Box::new(may_change.watcher()) as Box<dyn FnMut(&crate::scan::EntryInfo) -> bool + Send>;
     let indexes = Scanner {
         src: &ctx.src,
         share: &ctx.share,
         jobs: o.jobs,
         progress: &o.progress,
         limits: &o.limits,
-        mirror_to: (!ctx.profile.changes_files()).then_some(&ctx.dst),
+        mirror_to: (!ctx.profile.changes_files() || guess).then_some(&ctx.dst),
+        stop_mirroring: guess.then_some(&watch as &source::LayerWatch),
     }
     .scan(&view, &config)
     .await?;

@@ -259,9 +259,19 @@ pub struct Scanner<'a> {
     pub limits: &'a crate::layer::Limits,
     /// Upload each fetched layer here while it is scanned — for profiles that change no file
     /// (mirroring), where every layer will be pushed as it is, so the copy overlaps the scan
-    /// (and, from a registry, the download too).
+    /// (and, from a registry, the download too); and, with [`Scanner::stop_mirroring`], for a
+    /// profile that may leave some layers as they are.
     pub mirror_to: Option<&'a Endpoint>,
+    /// When set, the upload of a layer from a registry (as it downloads) is a guess that the
+    /// plan will leave it as it is: a fresh watcher per layer sees each entry as the scan reads
+    /// it, and the upload stops once it says true (the layer may change). What the guess
+    /// uploads and the plan then changes stays unreferenced at the destination. A local source
+    /// is not uploaded on a guess (its push reads the same file after the plan).
+    pub stop_mirroring: Option<&'a LayerWatch>,
 }
+
+/// Makes a watcher for one layer's entries (see [`Scanner::stop_mirroring`]).
+pub type LayerWatch = dyn Fn() -> Box<dyn FnMut(&scan::EntryInfo) -> bool + Send> + Send + Sync;
 
 impl Scanner<'_> {
     /// The scan of every layer (bounded concurrency, each layer once per share): from the scan
@@ -371,7 +381,7 @@ impl Scanner<'_> {
         let blob = self.src.blob_local(&layer.digest, layer.size, self.share.spool.path(), None).await?;
         let verify = (!blob.verified).then(|| layer.digest.clone());
         let index = self.scan_file(&blob.path, verify, diff_id, &layer.digest).await?;
-        if let Some(dst) = self.mirror_to {
+        if let (Some(dst), None) = (self.mirror_to, self.stop_mirroring) {
             if !dst.has_blob(&layer.digest).await? {
                 dst.put_blob(&layer.digest, layer.size, &blob.path).await?;
             }
@@ -390,13 +400,40 @@ impl Scanner<'_> {
         let spool = self.share.spool.path();
         let (tap, follow) = crate::transport::follow::tap(format!("blob {digest}"), layer.size);
         let download = self.src.blob_local(digest, layer.size, spool, Some(tap));
+        // Set once the watcher says the plan may change the layer: its upload stops.
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
         let scan = {
             let (reader, limits, diff_id) = (follow.reader(), self.limits.clone(), diff_id.clone());
-            tokio::task::spawn_blocking(move || scan::scan_layer_hashing(reader, None, Some(&diff_id), &limits))
+            let mut watcher = self.stop_mirroring.map(|w| w());
+            tokio::task::spawn_blocking(move || {
+                scan::scan_layer_hashing(reader, None, Some(&diff_id), &limits, &mut |e| {
+                    if watcher.as_mut().is_some_and(|w| w(e)) {
+                        watcher = None;
+                        let _ = stop.send(true);
+                    }
+                })
+            })
         };
         let upload = async {
             match self.mirror_to {
-                Some(dst) if !dst.has_blob(digest).await? => dst.put_blob_following(digest, layer.size, &follow).await,
+                Some(dst) if !dst.has_blob(digest).await? => {
+                    let stop = async {
+                        // A watcher that ended without stopping it lets the upload finish.
+                        if stopped.wait_for(|s| *s).await.is_err() {
+                            std::future::pending::<()>().await;
+                        }
+                    };
+                    tokio::select! {
+                        res = dst.put_blob_following(digest, layer.size, &follow) => res,
+                        () = stop => {
+                            self.progress.line(&format!(
+                                "upload of layer {} stopped: the profile may change it",
+                                digest.short()
+                            ));
+                            Ok(())
+                        }
+                    }
+                }
                 _ => Ok(()),
             }
         };
@@ -422,7 +459,7 @@ impl Scanner<'_> {
         let index = tokio::task::spawn_blocking(move || {
             let f = std::fs::File::open(&path)?;
             let f = std::io::BufReader::with_capacity(1 << 20, f);
-            scan::scan_layer_hashing(f, verify.as_ref(), Some(&diff_id), &limits)
+            scan::scan_layer_hashing(f, verify.as_ref(), Some(&diff_id), &limits, &mut |_| {})
         })
         .await?;
         index.map_err(|e| anyhow!("layer {digest}: {e}"))

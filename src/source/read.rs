@@ -122,6 +122,7 @@ impl Images {
             progress: &self.o.progress,
             limits: &self.o.limits,
             mirror_to: None,
+            stop_mirroring: None,
         };
         let (view, config, fs) = scanner.read(&r, &manifest).await?;
         Ok(ReadImage { r, manifest, view, config, fs, platform })

@@ -99,6 +99,7 @@ fn read_image(f: &Fake) -> anyhow::Result<usize> {
             progress: &crate::progress::Progress::Quiet,
             limits: &limits,
             mirror_to: None,
+            stop_mirroring: None,
         };
         let idx = scanner.scan(&view, &config).await?;
         Ok(idx.len())
