@@ -360,6 +360,12 @@ fn rebuild_streams_untouched_layers_and_a_refusal_leaves_no_manifest() {
     let tags = run_with_timeout(Command::new(require_tool("curl")).args(["-s", &v2("refused", "tags/list")]));
     assert!(!stdout_str(&tags).contains("\"1\""), "no tag: {}", stdout_str(&tags));
 
+    // A dry run uploads nothing, even of a profile that changes no file.
+    let out =
+        harden(&["rebuild", "--dry-run", &a.image("src:1"), &b.image("dry:1"), "-p", "passthrough", "--no-cache"]);
+    assert!(out.status.success(), "{}", dump(&out));
+    assert_eq!(status(v2("dry", &format!("blobs/{}", digests[1]))), "404", "a dry run uploads nothing");
+
     // Goes through: the tool's layer rewritten, the untouched one found already there.
     let ok = profile("ok", "/opt/tool");
     let cache = tempdir("stream-cache");

@@ -245,16 +245,16 @@ pub fn scan_layer(
     scan_checked(blob, expected_digest, expected_diff_id, limits, false, &mut |_| {}).map(|(index, _)| index)
 }
 
-/// [`scan_layer`], with the hashes of the layer's executables ([`ExecHashes`]) taken on the way,
-/// and each entry shown to `watch` as soon as it is read.
+/// [`scan_layer`], with the hashes of the layer's executables ([`ExecHashes`]) taken on the way
+/// when `hash_executables`, and each entry shown to `watch` as soon as it is read.
 pub fn scan_layer_hashing(
     blob: impl Read + Send,
-    expected_digest: Option<&Digest>,
-    expected_diff_id: Option<&Digest>,
+    (expected_digest, expected_diff_id): (Option<&Digest>, Option<&Digest>),
     limits: &Limits,
+    hash_executables: bool,
     watch: &mut dyn FnMut(&EntryInfo),
 ) -> io::Result<(LayerIndex, ExecHashes)> {
-    scan_checked(blob, expected_digest, expected_diff_id, limits, true, watch)
+    scan_checked(blob, expected_digest, expected_diff_id, limits, hash_executables, watch)
 }
 
 fn scan_checked(
@@ -397,7 +397,8 @@ mod tests {
         let t = b.into_inner().unwrap();
         let mut seen = Vec::new();
         let (index, hashes) =
-            scan_layer_hashing(&t[..], None, None, &Limits::default(), &mut |e| seen.push(e.path.clone())).unwrap();
+            scan_layer_hashing(&t[..], (None, None), &Limits::default(), true, &mut |e| seen.push(e.path.clone()))
+                .unwrap();
         assert_eq!(seen, files.iter().map(|f| f.0).collect::<Vec<_>>(), "every entry watched, in order");
         let got: Vec<(&str, Digest)> =
             hashes.iter().map(|(n, h)| (index.entries[*n as usize].path.as_str(), Digest::from_sha256(h))).collect();

@@ -268,6 +268,9 @@ pub struct Scanner<'a> {
     /// uploads and the plan then changes stays unreferenced at the destination. A local source
     /// is not uploaded on a guess (its push reads the same file after the plan).
     pub stop_mirroring: Option<&'a LayerWatch>,
+    /// Hash every executable's data during the scan ([`scan::ExecHashes`]), for a plan whose
+    /// copy check may compare them ([`ScanShare::hash_locs`] then reads no layer again).
+    pub hash_executables: bool,
 }
 
 /// Makes a watcher for one layer's entries (see [`Scanner::stop_mirroring`]).
@@ -404,9 +407,9 @@ impl Scanner<'_> {
         let (stop, mut stopped) = tokio::sync::watch::channel(false);
         let scan = {
             let (reader, limits, diff_id) = (follow.reader(), self.limits.clone(), diff_id.clone());
-            let mut watcher = self.stop_mirroring.map(|w| w());
+            let (mut watcher, hash) = (self.stop_mirroring.map(|w| w()), self.hash_executables);
             tokio::task::spawn_blocking(move || {
-                scan::scan_layer_hashing(reader, None, Some(&diff_id), &limits, &mut |e| {
+                scan::scan_layer_hashing(reader, (None, Some(&diff_id)), &limits, hash, &mut |e| {
                     if watcher.as_mut().is_some_and(|w| w(e)) {
                         watcher = None;
                         let _ = stop.send(true);
@@ -455,11 +458,11 @@ impl Scanner<'_> {
         diff_id: Digest,
         digest: &Digest,
     ) -> Result<Scanned> {
-        let (path, limits) = (path.to_path_buf(), self.limits.clone());
+        let (path, limits, hash) = (path.to_path_buf(), self.limits.clone(), self.hash_executables);
         let index = tokio::task::spawn_blocking(move || {
             let f = std::fs::File::open(&path)?;
             let f = std::io::BufReader::with_capacity(1 << 20, f);
-            scan::scan_layer_hashing(f, verify.as_ref(), Some(&diff_id), &limits, &mut |_| {})
+            scan::scan_layer_hashing(f, (verify.as_ref(), Some(&diff_id)), &limits, hash, &mut |_| {})
         })
         .await?;
         index.map_err(|e| anyhow!("layer {digest}: {e}"))

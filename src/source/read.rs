@@ -123,6 +123,7 @@ impl Images {
             limits: &self.o.limits,
             mirror_to: None,
             stop_mirroring: None,
+            hash_executables: false,
         };
         let (view, config, fs) = scanner.read(&r, &manifest).await?;
         Ok(ReadImage { r, manifest, view, config, fs, platform })

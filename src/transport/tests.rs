@@ -100,6 +100,7 @@ fn read_image(f: &Fake) -> anyhow::Result<usize> {
             limits: &limits,
             mirror_to: None,
             stop_mirroring: None,
+            hash_executables: false,
         };
         let idx = scanner.scan(&view, &config).await?;
         Ok(idx.len())
