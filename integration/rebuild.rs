@@ -4,6 +4,7 @@
 
 use crate::common::*;
 use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
 /// Checks a registry result: printed name, digest resolvable, raw manifest
@@ -290,6 +291,99 @@ fn rebuild_passthrough_mirror_keeps_layers_and_overlaps_upload() {
     let err = stderr_str(&out);
     assert!(err.contains("already present"), "the layer went up during the scan:\n{err}");
     assert!(!err.contains("pushed blob"), "no layer is uploaded a second time:\n{err}");
+}
+
+/// A layer the profile leaves alone goes up while it downloads, before the plan: a guard refusal
+/// then leaves that blob unreferenced at the destination but no manifest and no tag; a rebuild
+/// that goes through finds it already there, and its digest is the one a layout destination
+/// (nothing uploaded before the plan) and a warm rerun give.
+#[test]
+fn rebuild_streams_untouched_layers_and_a_refusal_leaves_no_manifest() {
+    let (a, b) = (Registry::start(false), Registry::start(false));
+    let tar = |files: &[(&str, u32, &[u8])]| {
+        let mut t = tar::Builder::new(Vec::new());
+        for (path, mode, data) in files {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(*mode);
+            h.set_mtime(0);
+            h.set_cksum();
+            t.append_data(&mut h, path, *data).unwrap();
+        }
+        t.into_inner().unwrap()
+    };
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let app = tar(&[
+        ("bin/sh", 0o755, b"\x7fELF-not-really-a-shell"),
+        ("app/server", 0o755, b"#!/bin/sh\necho serving\n"),
+        ("opt/tool", 0o755, b"a tool the profile removes"),
+    ]);
+    let untouched = tar(&[("app/data.bin", 0o644, &data)]);
+    let dir = tempdir("stream-src");
+    oci_layout_of_layers(dir.path(), &[&app, &untouched], serde_json::json!({"Entrypoint": ["/app/server"]}));
+    skopeo_copy(&format!("oci:{}:t", dir.path().display()), &a.docker("src:1"));
+    // skopeo compresses the layers on the way: the source's digests are its manifest's.
+    let src_manifest = skopeo_inspect_raw(&a.image("src:1"));
+    let digests: Vec<String> =
+        (0..2).map(|i| src_manifest["layers"][i]["digest"].as_str().unwrap().to_string()).collect();
+    let profile = |name: &str, remove: &str| {
+        let f = dir.path().join(format!("{name}.toml"));
+        std::fs::write(&f, format!("name = \"{name}\"\n[files]\nremove = [\"{remove}\"]\n")).unwrap();
+        f.display().to_string()
+    };
+    let status = |url: String| {
+        let out = run_ok(Command::new(require_tool("curl")).args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-I",
+            &url,
+        ]));
+        stdout_str(&out)
+    };
+    let v2 = |repo: &str, what: &str| format!("http://{}/v2/{repo}/{what}", b.host);
+
+    // Refused: the entrypoint goes. The untouched layer went up during the scan; nothing names it.
+    let out = harden(&[
+        "rebuild",
+        &a.image("src:1"),
+        &b.image("refused:1"),
+        "-p",
+        &profile("breaks", "/app/server"),
+        "--no-cache",
+    ]);
+    expect_exit(&out, 3);
+    assert_eq!(status(v2("refused", &format!("blobs/{}", digests[1]))), "200", "the untouched layer streamed up");
+    assert_eq!(status(v2("refused", "manifests/1")), "404", "no manifest, no tag after a refusal");
+    let tags = run_with_timeout(Command::new(require_tool("curl")).args(["-s", &v2("refused", "tags/list")]));
+    assert!(!stdout_str(&tags).contains("\"1\""), "no tag: {}", stdout_str(&tags));
+
+    // A dry run uploads nothing, even of a profile that changes no file.
+    let out =
+        harden(&["rebuild", "--dry-run", &a.image("src:1"), &b.image("dry:1"), "-p", "passthrough", "--no-cache"]);
+    assert!(out.status.success(), "{}", dump(&out));
+    assert_eq!(status(v2("dry", &format!("blobs/{}", digests[1]))), "404", "a dry run uploads nothing");
+
+    // Goes through: the tool's layer rewritten, the untouched one found already there.
+    let ok = profile("ok", "/opt/tool");
+    let cache = tempdir("stream-cache");
+    let run = |dst: &str| {
+        let out =
+            harden(&["rebuild", &a.image("src:1"), dst, "-p", &ok, "--cache-dir", &cache.path().display().to_string()]);
+        (expect_pinned(&out), stderr_str(&out))
+    };
+    let (cold, err) = run(&b.image("ok:1"));
+    let short = &digests[1]["sha256:".len().."sha256:".len() + 12];
+    assert!(err.contains(&format!("blob {short} already present")), "uploaded during the scan:\n{err}");
+    check_registry_result(&b, &cold, "ok", "1", &[]);
+    let (warm, _) = run(&b.image("ok-again:1"));
+    assert_eq!(warm.digest, cold.digest, "warm and cold give the same digest");
+    let layout = tempdir("stream-dst");
+    let out =
+        harden(&["rebuild", &a.image("src:1"), &format!("oci:{}:t", layout.path().display()), "-p", &ok, "--no-cache"]);
+    assert_eq!(expect_pinned(&out).digest, cold.digest, "streamed or not, the same digest");
 }
 
 /// On a terminal (a pty from util-linux's `script`), a rebuild draws a bar per layer in flight

@@ -23,6 +23,10 @@ impl Digest {
     pub fn of(bytes: &[u8]) -> Self {
         Digest(format!("sha256:{}", hex::encode(Sha256::digest(bytes))))
     }
+    /// The digest of a sha256 already computed.
+    pub fn from_sha256(bytes: &[u8; 32]) -> Self {
+        Digest(format!("sha256:{}", hex::encode(bytes)))
+    }
     pub fn from_hasher(h: Sha256) -> Self {
         Digest(format!("sha256:{}", hex::encode(h.finalize())))
     }

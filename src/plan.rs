@@ -152,6 +152,84 @@ fn parent(p: &str) -> &str {
     split_parent(p).0
 }
 
+/// A guess, entry by entry while a layer still streams in and before the image is scanned, at
+/// whether the plan may change that layer: an entry a `remove` rule matches (itself or a
+/// directory above it), a setuid/setgid file, a file with capabilities or a world-writable one
+/// when the profile fixes those, a package database when the profile removes anything. It can
+/// be wrong both ways (`keep` rules, a path seen through a directory symlink, a copy of a
+/// removed tool, a directory handed over are not considered): it only says which layers are
+/// worth uploading before the plan is made ([`crate::source::Scanner::stop_mirroring`]); the
+/// plan alone decides what the result holds.
+#[derive(Clone)]
+pub struct MayChange {
+    remove: std::sync::Arc<globset::GlobSet>,
+    setuid: bool,
+    caps: bool,
+    world_writable: bool,
+    databases: bool,
+}
+
+impl MayChange {
+    pub fn new(profile: &Profile) -> MayChange {
+        let mut b = globset::GlobSetBuilder::new();
+        // Validated at load time; one that no longer compiles matches nothing (as in RuleSet).
+        for g in profile.remove.iter().filter_map(|r| crate::profile::compile(&r.pattern).ok()) {
+            b.add(g);
+        }
+        MayChange {
+            remove: std::sync::Arc::new(b.build().unwrap_or_else(|_| globset::GlobSet::empty())),
+            setuid: profile.strip_setuid,
+            caps: profile.strip_capabilities,
+            world_writable: profile.fix_world_writable,
+            databases: profile.changes_files(),
+        }
+    }
+
+    /// A watcher for one layer's entries, in order: true for an entry that may make the plan
+    /// change the layer. It remembers each directory's verdict (memory: one per directory).
+    pub fn watcher(&self) -> impl FnMut(&EntryInfo) -> bool + Send + 'static {
+        let (me, mut dirs) = (self.clone(), HashMap::<String, bool>::new());
+        move |e| me.entry(e, &mut dirs)
+    }
+
+    fn entry(&self, e: &EntryInfo, dirs: &mut HashMap<String, bool>) -> bool {
+        let file = e.kind == Kind::File;
+        let sticky_dir = e.kind == Kind::Dir && e.mode & 0o1000 != 0;
+        (self.setuid && file && e.mode & 0o6000 != 0)
+            || (self.caps && e.caps)
+            || (self.world_writable && (file || e.kind == Kind::Dir) && e.mode & 0o002 != 0 && !sticky_dir)
+            || (self.databases && crate::pkgdb::paths::is_database_file(&e.path))
+            || self.removes(&e.path, dirs)
+    }
+
+    /// Whether a `remove` rule matches `path` or a directory above it.
+    fn removes(&self, path: &str, dirs: &mut HashMap<String, bool>) -> bool {
+        if self.remove.is_empty() {
+            return false;
+        }
+        if self.remove.is_match(path) {
+            return true;
+        }
+        // The nearest directory above with a verdict, then those below it, top-down.
+        let mut above = Vec::new();
+        let mut d = parent(path);
+        let mut verdict = false;
+        while !d.is_empty() {
+            if let Some(v) = dirs.get(d) {
+                verdict = *v;
+                break;
+            }
+            above.push(d);
+            d = parent(d);
+        }
+        for d in above.into_iter().rev() {
+            verdict = verdict || self.remove.is_match(d);
+            dirs.insert(d.to_string(), verdict);
+        }
+        verdict
+    }
+}
+
 /// The names a canonical path is visible under: itself, and through each directory symlink.
 fn visible_names(path: &str, aliases: &[(String, String)]) -> Vec<String> {
     let mut names = vec![path.to_string()];
@@ -255,8 +333,9 @@ fn can_be_copy(follow: FollowCopies, e: &EntryInfo) -> bool {
 /// Files that may be byte-identical copies of a file the plan removes by a rule that follows
 /// copies: visible, regular, non-empty, neither removed nor kept, of the size of such a removed
 /// file (and executable when only executables follow) — with those removed files. Only these
-/// are hashed ([`crate::scan::hash_entries`], a second read of their layers); empty when no
-/// file could be a copy.
+/// are hashed: executables' hashes come from the first scan ([`crate::scan::ExecHashes`]), the
+/// rest by a second read of their layers ([`crate::scan::hash_entries`]); empty when no file
+/// could be a copy.
 pub fn copy_check(fs: &FinalFs, plan: &Plan, profile: &Profile) -> Vec<Loc> {
     let aliases = fs.dir_aliases();
     let mut keep_m = Matcher::new(&profile.keep, &aliases);
@@ -807,6 +886,33 @@ mod tests {
         }
         // srv, srv/d*, opt/cache, opt/cache/d*: 22 directories for 20,000 entries.
         assert_eq!(m.memo.len(), 22, "{:?}", m.memo.keys().collect::<Vec<_>>());
+    }
+
+    /// The streaming guess flags what strict may change, entry by entry, and nothing else: a
+    /// removed path or one under a removed directory (remembered per directory), a setuid file,
+    /// a package database; an application's data file is left to upload.
+    #[test]
+    fn may_change_flags_what_the_profile_may_touch() {
+        let strict = load(&["strict".into()]).unwrap();
+        let mut watch = MayChange::new(&strict).watcher();
+        let mut e = |path: &str, mode: u32| {
+            let mut x = entry(path, Kind::File, None);
+            x.mode = mode;
+            watch(&x)
+        };
+        assert!(!e("app/data.bin", 0o644));
+        assert!(!e("app/server", 0o755));
+        assert!(e("usr/bin/passwd", 0o4755), "setuid");
+        assert!(e("var/lib/dpkg/status", 0o644), "a package database");
+        assert!(e("var/cache/apt/pkgcache.bin", 0o644), "a cache");
+        assert!(e("usr/share/doc/pkg/deep/er/copyright", 0o644), "under a removed directory");
+        assert!(e("usr/share/doc/pkg/deep/other", 0o644), "the directory's verdict remembered");
+        assert!(!e("usr/share/app/data", 0o644));
+        let passthrough = load(&["passthrough".into()]).unwrap();
+        let mut none = MayChange::new(&passthrough).watcher();
+        let mut suid = entry("usr/bin/passwd", Kind::File, None);
+        suid.mode = 0o4755;
+        assert!(!none(&suid), "a profile that changes nothing flags nothing");
     }
 
     #[test]

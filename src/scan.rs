@@ -1,5 +1,7 @@
 //! Scan: read every layer once, headers only (plus small prefixes of the few files later stages
-//! look inside), and check each layer's uncompressed digest against the config's diff_id.
+//! look inside, and when asked the sha256 of every executable's data, which streams past for
+//! busybox's banner anyway), and check each layer's uncompressed digest against the config's
+//! diff_id.
 //!
 //! Owns: turning a layer blob into a [`LayerIndex`]. Must not: decide what to change, write blobs.
 
@@ -162,7 +164,37 @@ impl Banner {
     }
 }
 
-impl std::io::Write for Banner {
+/// The sha256 of executables' data, taken while the scan streams them past for busybox's banner:
+/// `(entry number, hash)`, entries numbered as [`scan_layer`] numbers them. The plan's copy check
+/// ([`crate::plan::copy_check`]) hashes executables only, so with these it need not read the
+/// layer again. 36 bytes per executable.
+pub type ExecHashes = Vec<(u32, [u8; 32])>;
+
+/// What an entry's data goes through as the scan reads it: the banner search, and a hash when
+/// the entry is an executable whose hash is kept ([`ExecHashes`]).
+struct Body {
+    banner: Banner,
+    hash: Option<sha2::Sha256>,
+}
+
+impl Body {
+    fn new(head: &[u8], hashing: bool) -> Body {
+        use sha2::Digest as _;
+        let mut b = Body { banner: Banner::new(&[]), hash: hashing.then(sha2::Sha256::new) };
+        b.look(head);
+        b
+    }
+
+    fn look(&mut self, data: &[u8]) {
+        use sha2::Digest as _;
+        if let Some(h) = &mut self.hash {
+            h.update(data);
+        }
+        self.banner.look(data);
+    }
+}
+
+impl std::io::Write for Body {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         self.look(data);
         Ok(data.len())
@@ -211,25 +243,50 @@ pub fn scan_layer(
     expected_diff_id: Option<&Digest>,
     limits: &Limits,
 ) -> io::Result<LayerIndex> {
+    scan_checked(blob, expected_digest, expected_diff_id, limits, false, &mut |_| {}).map(|(index, _)| index)
+}
+
+/// [`scan_layer`], with the hashes of the layer's executables ([`ExecHashes`]) taken on the way
+/// when `hash_executables`, and each entry shown to `watch` as soon as it is read.
+pub fn scan_layer_hashing(
+    blob: impl Read + Send,
+    (expected_digest, expected_diff_id): (Option<&Digest>, Option<&Digest>),
+    limits: &Limits,
+    hash_executables: bool,
+    watch: &mut dyn FnMut(&EntryInfo),
+) -> io::Result<(LayerIndex, ExecHashes)> {
+    scan_checked(blob, expected_digest, expected_diff_id, limits, hash_executables, watch)
+}
+
+fn scan_checked(
+    blob: impl Read + Send,
+    expected_digest: Option<&Digest>,
+    expected_diff_id: Option<&Digest>,
+    limits: &Limits,
+    hash_executables: bool,
+    watch: &mut dyn FnMut(&EntryInfo),
+) -> io::Result<(LayerIndex, ExecHashes)> {
     let mut taken = (0u64, 0u64);
-    let res = scan_counted(blob, expected_digest, expected_diff_id, limits, &mut taken);
+    let res = scan_counted(blob, (expected_digest, expected_diff_id), limits, (hash_executables, watch), &mut taken);
     if res.is_err() {
         limits.give_back(taken.0, taken.1);
     }
     res
 }
 
+/// [`scan_checked`]'s scan, counting what it takes from `limits` in `taken`.
 fn scan_counted(
     blob: impl Read + Send,
-    expected_digest: Option<&Digest>,
-    expected_diff_id: Option<&Digest>,
+    (expected_digest, expected_diff_id): (Option<&Digest>, Option<&Digest>),
     limits: &Limits,
+    (hash_executables, watch): (bool, &mut dyn FnMut(&EntryInfo)),
     taken: &mut (u64, u64),
-) -> io::Result<LayerIndex> {
-    let ((entries, diff_id, uncompressed_size), compressed) =
+) -> io::Result<(LayerIndex, ExecHashes)> {
+    let ((entries, diff_id, uncompressed_size, hashes), compressed) =
         inflate::with_plain(blob, expected_digest.is_some(), limits, |plain| {
             let mut hashing = HashingReader::new(plain);
             let mut entries = Vec::new();
+            let mut hashes = ExecHashes::new();
             {
                 let mut tr = TarReader::new(&mut hashing);
                 while let Some(e) = tr.next_entry()? {
@@ -242,11 +299,12 @@ fn scan_counted(
                     // Every file's first bytes say whether it is ELF (libraries are not executable).
                     let head_len = if e.kind == Kind::File && !e.sparse { want.max(e.size.min(64)) } else { 0 };
                     let head = if head_len > 0 { tr.read_prefix(head_len)? } else { Vec::new() };
-                    let mut banner = Banner::new(&head);
+                    let executable = e.kind == Kind::File && !e.sparse && mode & 0o111 != 0 && e.size > 0;
+                    let mut body = Body::new(&head, hash_executables && executable);
                     let elf = if head.starts_with(b"\x7fELF") {
                         elf::read_deps(&head, e.size, |n| {
                             let more = tr.read_prefix(n)?;
-                            banner.look(&more);
+                            body.look(&more);
                             Ok(more)
                         })?
                         .map(Box::new)
@@ -256,12 +314,16 @@ fn scan_counted(
                     let prefix: Option<Box<[u8]>> = (want > 0).then(|| head[..head.len().min(want as usize)].into());
                     // Executables are read to their end for busybox's banner (the bytes stream past
                     // anyway); nothing of them is kept but the flag.
-                    let busybox = if e.kind == Kind::File && !e.sparse && mode & 0o111 != 0 && e.size > 0 {
-                        tr.copy_data(&mut banner)?;
-                        banner.found
+                    let busybox = if executable {
+                        tr.copy_data(&mut body)?;
+                        body.banner.found
                     } else {
                         false
                     };
+                    if let (Some(h), Ok(n)) = (body.hash.take(), u32::try_from(entries.len())) {
+                        use sha2::Digest as _;
+                        hashes.push((n, h.finalize().into()));
+                    }
                     let entry = EntryInfo {
                         caps: e.has_xattr("security.capability"),
                         uid: e.uid(),
@@ -277,6 +339,7 @@ fn scan_counted(
                         elf,
                         busybox,
                     };
+                    watch(&entry);
                     let kept = entry.kept_bytes();
                     limits.take_entry(kept)?;
                     taken.0 += 1;
@@ -286,7 +349,7 @@ fn scan_counted(
                 tr.finish()?;
             }
             let (diff_id, uncompressed_size) = hashing.finish()?;
-            Ok((entries, diff_id, uncompressed_size))
+            Ok((entries, diff_id, uncompressed_size, hashes))
         })?;
     if let Some(expected) = expected_digest {
         let digest = compressed.digest.as_ref().ok_or_else(|| io::Error::other("the blob was not hashed"))?;
@@ -301,7 +364,7 @@ fn scan_counted(
             )));
         }
     }
-    Ok(LayerIndex { entries, codec: compressed.codec, diff_id, uncompressed_size })
+    Ok((LayerIndex { entries, codec: compressed.codec, diff_id, uncompressed_size }, hashes))
 }
 
 #[cfg(test)]
@@ -360,29 +423,71 @@ mod tests {
         assert!(per_live <= 136 && per_peak <= 160, "{per_live} / {per_peak} bytes per entry beyond its name");
     }
 
+    /// The hashes the scan takes of executables are those a second read ([`hash_entries`]) takes,
+    /// through every way the scan reads data (the head, an ELF file's dynamic section, the rest
+    /// for busybox's banner), for executables only.
+    #[test]
+    fn the_scan_hashes_executables_as_a_second_read_does() {
+        let elf = std::fs::read("/bin/true").unwrap();
+        let mut busybox = vec![7u8; 200_000];
+        busybox[150_000..150_009].copy_from_slice(b"BusyBox v");
+        let files: Vec<(&str, u32, &[u8])> = vec![
+            ("bin/true", 0o755, &elf),
+            ("bin/tiny", 0o755, b"#!/bin/sh\n"),
+            ("bin/busybox", 0o4755, &busybox),
+            ("usr/lib/libtrue.so", 0o644, &elf), // not executable: not hashed
+            ("bin/empty", 0o755, b""),           // empty: not hashed
+            ("bin/copy", 0o700, &elf),
+        ];
+        let mut b = tar::Builder::new(Vec::new());
+        for (path, mode, data) in &files {
+            let mut h = tar::Header::new_ustar();
+            h.set_mode(*mode);
+            h.set_size(data.len() as u64);
+            b.append_data(&mut h, path, *data).unwrap();
+        }
+        let t = b.into_inner().unwrap();
+        let mut seen = Vec::new();
+        let (index, hashes) =
+            scan_layer_hashing(&t[..], (None, None), &Limits::default(), true, &mut |e| seen.push(e.path.to_string()))
+                .unwrap();
+        assert_eq!(seen, files.iter().map(|f| f.0).collect::<Vec<_>>(), "every entry watched, in order");
+        let got: Vec<(&str, Digest)> =
+            hashes.iter().map(|(n, h)| (&*index.entries[*n as usize].path, Digest::from_sha256(h))).collect();
+        let wanted = [0, 1, 2, 5].into_iter().collect();
+        let again = hash_entries(&t[..], &wanted, &Limits::default()).unwrap();
+        let expect: Vec<(&str, Digest)> = [0, 1, 2, 5].iter().map(|i| (files[*i].0, again[i].clone())).collect();
+        assert_eq!(got, expect);
+        assert_eq!(got[0].1, Digest::of(&elf));
+        assert!(index.entries[0].elf.is_some() && index.entries[2].busybox);
+        // scan_layer takes none, and the same index.
+        let plain = scan_layer(&t[..], None, None, &Limits::default()).unwrap();
+        assert_eq!(format!("{:?}", plain.entries), format!("{:?}", index.entries));
+    }
+
     #[test]
     fn the_busybox_banner_is_found_across_chunks() {
         let data = b"xxxxBusyBox v1.36.1 (2023-01-01)".to_vec();
         for split in 0..data.len() {
             for first in [0, 2] {
-                let mut b = Banner::new(&data[..first.min(split)]);
+                let mut b = Body::new(&data[..first.min(split)], false);
                 b.write_all(&data[first.min(split)..split]).unwrap();
                 // One byte at a time, then the rest.
                 for c in data[split..].chunks(1).take(3) {
                     b.write_all(c).unwrap();
                 }
                 b.write_all(&data[(split + 3).min(data.len())..]).unwrap();
-                assert!(b.found, "split at {split}");
+                assert!(b.banner.found, "split at {split}");
             }
         }
-        let mut b = Banner::new(b"BusyBox");
+        let mut b = Body::new(b"BusyBox", false);
         b.write_all(b"v1 BusyBox").unwrap();
         b.write_all(b"-v").unwrap();
-        assert!(!b.found, "neither is the banner");
-        let mut b = Banner::new(b"Busy");
+        assert!(!b.banner.found, "neither is the banner");
+        let mut b = Body::new(b"Busy", true);
         b.write_all(b"Box").unwrap();
         b.write_all(b" ").unwrap();
         b.write_all(b"v").unwrap();
-        assert!(b.found);
+        assert!(b.banner.found);
     }
 }

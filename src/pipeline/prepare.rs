@@ -111,13 +111,25 @@ async fn scan(ctx: &Ctx<'_>, src_ref: &ImageRef, manifest: &Manifest) -> Result<
             ctx.locations.note(registry, repository, d);
         }
     }
+    // Each layer's upload starts as it downloads: for a profile that changes no file every
+    // layer goes as it is; for one that does, a guess that the plan leaves the layer alone,
+    // stopped once the scan sees an entry the profile may change (not into a layout, whose
+    // refusal leaves it untouched, nor where a mount from the source serves). Neither where
+    // nothing may go up before a verdict that comes later: a dry run, --verify-run.
+    let early = !o.dry_run && !o.verify_run;
+    let guess =
+        early && ctx.profile.changes_files() && ctx.dst.is_registry() && ctx.dst.mount_source(&ctx.src).is_none();
+    let may_change = crate::plan::MayChange::new(&ctx.profile);
+    let watch = move || Box::new(may_change.watcher()) as Box<dyn FnMut(&crate::scan::EntryInfo) -> bool + Send>;
     let indexes = Scanner {
         src: &ctx.src,
         share: &ctx.share,
         jobs: o.jobs,
         progress: &o.progress,
         limits: &o.limits,
-        mirror_to: (!ctx.profile.changes_files()).then_some(&ctx.dst),
+        mirror_to: ((early && !ctx.profile.changes_files()) || guess).then_some(&ctx.dst),
+        stop_mirroring: guess.then_some(&watch as &source::LayerWatch),
+        hash_executables: ctx.profile.remove.iter().any(|r| r.follow_copies != crate::profile::FollowCopies::None),
     }
     .scan(&view, &config)
     .await?;
@@ -125,7 +137,7 @@ async fn scan(ctx: &Ctx<'_>, src_ref: &ImageRef, manifest: &Manifest) -> Result<
 }
 
 /// The profile's plan for `fs`, with the byte-identical copies of removed tools (the few
-/// candidates are hashed, their layers read again).
+/// candidates hashed: executables by the scan already, others by reading their layers again).
 async fn plan_image(ctx: &Ctx<'_>, src_ref: &ImageRef, view: &ManifestView, fs: &FinalFs) -> Result<plan::Plan> {
     let profile = &ctx.profile;
     let mut plan = plan::plan(fs, profile);

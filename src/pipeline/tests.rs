@@ -619,3 +619,31 @@ fn a_failed_rebuild_still_writes_its_report() {
     assert!(block(rebuild(&f.src, &dst, &o)).is_err());
     assert!(!report.exists());
 }
+
+/// The copy check needs no second read of the layers when every candidate is an executable:
+/// the scan hashed them on the way ([`crate::scan::ExecHashes`]). A byte-identical copy of a
+/// removed shell in another layer goes with it; a same-size executable with other bytes stays.
+#[test]
+fn copies_of_removed_tools_are_found_from_the_first_scan_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = layout_ref(&tmp.path().join("src"), "v1");
+    let ep = Endpoint::open(&src, &NetOptions::default()).unwrap();
+    let layers = vec![
+        layer(&[("bin/dash", 0o755, b"dash-binary"), ("etc/passwd", 0o644, b"root:x:0:0:root:/root:/bin/dash\n")]),
+        layer(&[
+            ("opt/mysh", 0o755, b"dash-binary"),
+            ("opt/same-size", 0o755, b"other-bytes"),
+            ("app/server", 0o755, b"#!/app/run\n"),
+            ("app/run", 0o755, b"\x7fELF-not-really"),
+        ]),
+    ];
+    put_image(&ep, &tmp.path().join("src"), Some("v1"), "amd64", &layers);
+    let share = Arc::new(ScanShare::new().unwrap());
+    let o = RebuildOptions { scans: Some(Arc::clone(&share)), ..quiet(&["strict"]) };
+    let out = block(rebuild(&src, &layout_ref(&tmp.path().join("dst"), "hard"), &o)).unwrap();
+    let plan = &out.report.image.as_ref().unwrap().plan;
+    let removed: Vec<&str> = plan.removed.iter().map(|p| p.path.as_str()).collect();
+    assert!(removed.contains(&"/bin/dash") && removed.contains(&"/opt/mysh"), "{removed:?}");
+    assert!(!removed.contains(&"/opt/same-size"), "{removed:?}");
+    assert_eq!(share.rereads(), 0, "no layer was read a second time for the copy check");
+}

@@ -6,8 +6,8 @@
 //! (once, verified) only when a later stage reads it ([`ScanShare::blob`]).
 //!
 //! Owns: resolving what a reference names ([`walk`]), fetching configs and layers, the spool of
-//! fetched layers, the per-run memo of scans and the scan cache on disk, reading chosen entries
-//! of fetched layers again ([`hash_locs`]). Must not: plan, rewrite or judge anything.
+//! fetched layers, the per-run memo of scans and the scan cache on disk, the hashes of
+//! executables a scan took, reading chosen entries of fetched layers again ([`hash_locs`]). Must not: plan, rewrite or judge anything.
 
 use crate::digest::Digest;
 use crate::fs::{FinalFs, Loc};
@@ -72,6 +72,11 @@ pub struct ScanShare {
     /// Content hashes of entries read again ([`ScanShare::hash_locs`]), by layer digest and
     /// entry index: a batch's images on one base read the base for them once.
     hashes: Mutex<HashMap<(Digest, usize), Digest>>,
+    /// The hashes of each scanned layer's executables, taken during its scan
+    /// ([`scan::ExecHashes`]): what [`ScanShare::hash_locs`] needs without reading it again.
+    exec_hashes: Mutex<HashMap<Digest, Arc<scan::ExecHashes>>>,
+    /// How many times [`ScanShare::hash_locs`] read layers again (for tests).
+    rereads: std::sync::atomic::AtomicUsize,
     cache: Option<Arc<ScanCache>>,
 }
 
@@ -83,6 +88,8 @@ impl ScanShare {
             blobs: Default::default(),
             known: Default::default(),
             hashes: Default::default(),
+            exec_hashes: Default::default(),
+            rereads: Default::default(),
             cache: None,
         })
     }
@@ -91,12 +98,21 @@ impl ScanShare {
     /// that will scan nothing more, so that an index is freed once no image holds it.
     pub async fn forget_scans(&self) {
         self.memo.lock().await.clear();
+        if let Ok(mut h) = self.exec_hashes.lock() {
+            h.clear();
+        }
     }
 
     /// Keep scans on disk under `dir` (the cache directory's `scans/`), notices to `progress`.
     pub fn with_cache(mut self, dir: Option<&Path>, progress: &Progress) -> ScanShare {
         self.cache = dir.map(|d| Arc::new(ScanCache::new(d.join("scans"), progress.clone())));
         self
+    }
+
+    /// How many times entries were hashed by reading layers again (the copy check's second
+    /// read), in this run.
+    pub fn rereads(&self) -> usize {
+        self.rereads.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Whether `layer`'s blob was fetched in this run.
@@ -140,8 +156,8 @@ impl ScanShare {
     }
 
     /// The sha256 of chosen entries of an image's layers (`layers` in manifest order): from this
-    /// run's memo, else the scan cache, else read from the layers' blobs (fetched if need be),
-    /// each only once.
+    /// run's memo, else the hashes the scan took of executables, else the scan cache, else read
+    /// from the layers' blobs (fetched if need be), each only once.
     pub async fn hash_locs(
         &self,
         src: &Endpoint,
@@ -163,6 +179,24 @@ impl ScanShare {
                 }
             }
         }
+        // From the first scan's hashes of executables: recorded like those read again.
+        let mut fresh = Vec::new();
+        if !missing.is_empty() {
+            let scanned = self.exec_hashes.lock().map_err(|_| anyhow!("hash memo poisoned"))?;
+            missing.retain(|l| {
+                let found = layers.get(l.layer).and_then(|d| scanned.get(&d.digest)).and_then(|hs| {
+                    let i = hs.binary_search_by_key(&(l.entry as u64), |(n, _)| u64::from(*n)).ok()?;
+                    Some(Digest::from_sha256(&hs[i].1))
+                });
+                match found {
+                    Some(d) => {
+                        fresh.push((*l, d));
+                        false
+                    }
+                    None => true,
+                }
+            });
+        }
         // From the scan cache, layer by layer.
         if let (Some(cache), false) = (&self.cache, missing.is_empty()) {
             let wanted: HashSet<usize> = missing.iter().map(|l| l.layer).collect();
@@ -179,13 +213,16 @@ impl ScanShare {
             }
         }
         if !missing.is_empty() {
+            self.rereads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let mut blobs = vec![PathBuf::new(); layers.len()];
             for li in missing.iter().map(|l| l.layer).collect::<HashSet<_>>() {
                 blobs[li] = self.blob(src, &layers[li]).await?;
             }
             let names: Vec<String> = layers.iter().map(|l| l.digest.to_string()).collect();
             let (m, lim) = (missing.clone(), limits.clone());
-            let fresh = tokio::task::spawn_blocking(move || hash_locs(&blobs, &names, &m, &lim)).await??;
+            fresh.extend(tokio::task::spawn_blocking(move || hash_locs(&blobs, &names, &m, &lim)).await??);
+        }
+        if !fresh.is_empty() {
             if let Some(cache) = &self.cache {
                 let mut per: HashMap<usize, Vec<(Loc, Digest)>> = HashMap::new();
                 for (l, d) in &fresh {
@@ -210,6 +247,9 @@ impl ScanShare {
     }
 }
 
+/// A fresh scan: the layer's index and its executables' hashes.
+type Scanned = (LayerIndex, scan::ExecHashes);
+
 /// Fetches and scans the layers of images from one source.
 pub struct Scanner<'a> {
     pub src: &'a Endpoint,
@@ -219,9 +259,22 @@ pub struct Scanner<'a> {
     pub limits: &'a crate::layer::Limits,
     /// Upload each fetched layer here while it is scanned — for profiles that change no file
     /// (mirroring), where every layer will be pushed as it is, so the copy overlaps the scan
-    /// (and, from a registry, the download too).
+    /// (and, from a registry, the download too); and, with [`Scanner::stop_mirroring`], for a
+    /// profile that may leave some layers as they are.
     pub mirror_to: Option<&'a Endpoint>,
+    /// When set, the upload of a layer from a registry (as it downloads) is a guess that the
+    /// plan will leave it as it is: a fresh watcher per layer sees each entry as the scan reads
+    /// it, and the upload stops once it says true (the layer may change). What the guess
+    /// uploads and the plan then changes stays unreferenced at the destination. A local source
+    /// is not uploaded on a guess (its push reads the same file after the plan).
+    pub stop_mirroring: Option<&'a LayerWatch>,
+    /// Hash every executable's data during the scan ([`scan::ExecHashes`]), for a plan whose
+    /// copy check may compare them ([`ScanShare::hash_locs`] then reads no layer again).
+    pub hash_executables: bool,
 }
+
+/// Makes a watcher for one layer's entries (see [`Scanner::stop_mirroring`]).
+pub type LayerWatch = dyn Fn() -> Box<dyn FnMut(&scan::EntryInfo) -> bool + Send> + Send + Sync;
 
 impl Scanner<'_> {
     /// The scan of every layer (bounded concurrency, each layer once per share): from the scan
@@ -247,12 +300,15 @@ impl Scanner<'_> {
                             ));
                             return Ok(Arc::new(index));
                         }
-                        let (path, index) = if self.src.is_registry() {
+                        let (path, (index, hashes)) = if self.src.is_registry() {
                             self.fetch_following(layer, diff_id.clone()).await?
                         } else {
                             self.fetch_then_scan(layer, diff_id.clone()).await?
                         };
                         let _ = self.share.blob_cell(&layer.digest)?.set(path);
+                        if let Ok(mut h) = self.share.exec_hashes.lock() {
+                            h.insert(layer.digest.clone(), Arc::new(hashes));
+                        }
                         self.progress.line(&format!(
                             "scanned layer {}/{n} {} ({} entries)",
                             i + 1,
@@ -324,11 +380,11 @@ impl Scanner<'_> {
 impl Scanner<'_> {
     /// A local blob (an OCI layout's): scan it, verifying its digest on the way, and upload it
     /// (when mirroring) only once the scan has checked it.
-    async fn fetch_then_scan(&self, layer: &LayerDesc, diff_id: Digest) -> Result<(PathBuf, LayerIndex)> {
+    async fn fetch_then_scan(&self, layer: &LayerDesc, diff_id: Digest) -> Result<(PathBuf, Scanned)> {
         let blob = self.src.blob_local(&layer.digest, layer.size, self.share.spool.path(), None).await?;
         let verify = (!blob.verified).then(|| layer.digest.clone());
         let index = self.scan_file(&blob.path, verify, diff_id, &layer.digest).await?;
-        if let Some(dst) = self.mirror_to {
+        if let (Some(dst), None) = (self.mirror_to, self.stop_mirroring) {
             if !dst.has_blob(&layer.digest).await? {
                 dst.put_blob(&layer.digest, layer.size, &blob.path).await?;
             }
@@ -342,18 +398,45 @@ impl Scanner<'_> {
     /// the download verified exactly the bytes it read — one attempt, file written once — and
     /// scans the finished file again otherwise. A failed download is the error, whatever the
     /// scan and the upload made of its bytes.
-    async fn fetch_following(&self, layer: &LayerDesc, diff_id: Digest) -> Result<(PathBuf, LayerIndex)> {
+    async fn fetch_following(&self, layer: &LayerDesc, diff_id: Digest) -> Result<(PathBuf, Scanned)> {
         let digest = &layer.digest;
         let spool = self.share.spool.path();
         let (tap, follow) = crate::transport::follow::tap(format!("blob {digest}"), layer.size);
         let download = self.src.blob_local(digest, layer.size, spool, Some(tap));
+        // Set once the watcher says the plan may change the layer: its upload stops.
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
         let scan = {
             let (reader, limits, diff_id) = (follow.reader(), self.limits.clone(), diff_id.clone());
-            tokio::task::spawn_blocking(move || scan::scan_layer(reader, None, Some(&diff_id), &limits))
+            let (mut watcher, hash) = (self.stop_mirroring.map(|w| w()), self.hash_executables);
+            tokio::task::spawn_blocking(move || {
+                scan::scan_layer_hashing(reader, (None, Some(&diff_id)), &limits, hash, &mut |e| {
+                    if watcher.as_mut().is_some_and(|w| w(e)) {
+                        watcher = None;
+                        let _ = stop.send(true);
+                    }
+                })
+            })
         };
         let upload = async {
             match self.mirror_to {
-                Some(dst) if !dst.has_blob(digest).await? => dst.put_blob_following(digest, layer.size, &follow).await,
+                Some(dst) if !dst.has_blob(digest).await? => {
+                    let stop = async {
+                        // A watcher that ended without stopping it lets the upload finish.
+                        if stopped.wait_for(|s| *s).await.is_err() {
+                            std::future::pending::<()>().await;
+                        }
+                    };
+                    tokio::select! {
+                        res = dst.put_blob_following(digest, layer.size, &follow) => res,
+                        () = stop => {
+                            self.progress.line(&format!(
+                                "upload of layer {} stopped: the profile may change it",
+                                digest.short()
+                            ));
+                            Ok(())
+                        }
+                    }
+                }
                 _ => Ok(()),
             }
         };
@@ -374,12 +457,12 @@ impl Scanner<'_> {
         verify: Option<Digest>,
         diff_id: Digest,
         digest: &Digest,
-    ) -> Result<LayerIndex> {
-        let (path, limits) = (path.to_path_buf(), self.limits.clone());
+    ) -> Result<Scanned> {
+        let (path, limits, hash) = (path.to_path_buf(), self.limits.clone(), self.hash_executables);
         let index = tokio::task::spawn_blocking(move || {
             let f = std::fs::File::open(&path)?;
             let f = std::io::BufReader::with_capacity(1 << 20, f);
-            scan::scan_layer(f, verify.as_ref(), Some(&diff_id), &limits)
+            scan::scan_layer_hashing(f, (verify.as_ref(), Some(&diff_id)), &limits, hash, &mut |_| {})
         })
         .await?;
         index.map_err(|e| anyhow!("layer {digest}: {e}"))

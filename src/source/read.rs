@@ -122,6 +122,8 @@ impl Images {
             progress: &self.o.progress,
             limits: &self.o.limits,
             mirror_to: None,
+            stop_mirroring: None,
+            hash_executables: false,
         };
         let (view, config, fs) = scanner.read(&r, &manifest).await?;
         Ok(ReadImage { r, manifest, view, config, fs, platform })

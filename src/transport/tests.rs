@@ -99,6 +99,8 @@ fn read_image(f: &Fake) -> anyhow::Result<usize> {
             progress: &crate::progress::Progress::Quiet,
             limits: &limits,
             mirror_to: None,
+            stop_mirroring: None,
+            hash_executables: false,
         };
         let idx = scanner.scan(&view, &config).await?;
         Ok(idx.len())
