@@ -12,6 +12,11 @@
 //! (reqwest's read timeout is not used: hyper keeps reading while it sends a body, so it would
 //! cut every upload longer than the timeout, however steady.)
 //!
+//! One connection per registry and login ([`Clients`], carried by [`NetOptions`]) serves every
+//! endpoint a run opens on it — a batch's jobs, a rebuild's source and destination — so a TLS
+//! set-up, a `/v2/` handshake and a push authentication per repository are paid once per run,
+//! not per job.
+//!
 //! Owns: requests to one registry and their retries, timeouts and progress. Must not: know
 //! about profiles, or decide what to push (the push protocol does).
 
@@ -380,10 +385,19 @@ impl Registry {
         let key = r.digest().map(|d| d.as_str().to_string()).or_else(|| r.tag().map(str::to_string));
         let reference = self.reference(key.as_deref());
         let what = format!("{r}: GET manifest");
-        let pulled =
-            self.retry.call(&what, || self.conn.client.pull_manifest_raw(&reference, &self.auth, ACCEPT)).await;
+        let open = self.identity.is_none()
+            && matches!(self.auth, RegistryAuth::Anonymous)
+            && *self.conn.open.lock().await == Some(true);
+        let pulled = match open {
+            true => self.retry.call(&what, || self.pull_manifest_open(key.as_deref().unwrap_or("latest"))).await,
+            false => self
+                .retry
+                .call(&what, || self.conn.client.pull_manifest_raw(&reference, &self.auth, ACCEPT))
+                .await
+                .map(|(bytes, _)| bytes.to_vec()),
+        };
         let bytes = match pulled {
-            Ok((bytes, _)) => bytes,
+            Ok(bytes) => bytes,
             Err(e) => return Ok(Err(e)),
         };
         if bytes.len() > super::MAX_MANIFEST {
@@ -392,7 +406,32 @@ impl Registry {
         let digest = Digest::of(&bytes);
         let media_type = super::media_type_of(&bytes)
             .ok_or_else(|| anyhow!("{r}: the registry answered with something that is not a manifest"))?;
-        Ok(Ok(Manifest { bytes: bytes.to_vec(), media_type, digest }))
+        Ok(Ok(Manifest { bytes, media_type, digest }))
+    }
+
+    /// A manifest pull from an open registry (anonymous, and its /v2/ asked for nothing): one
+    /// GET, read to at most [`super::MAX_MANIFEST`] + 1 bytes. oci-client's pull stores the
+    /// anonymous login and then asks /v2/ again before every pull, since no token comes of it.
+    async fn pull_manifest_open(&self, key: &str) -> std::result::Result<Vec<u8>, OciDistributionError> {
+        let http = self.http().map_err(|e| OciDistributionError::GenericError(Some(format!("{e:#}"))))?;
+        let url = format!("{}/v2/{}/manifests/{key}", self.base, self.repository);
+        let mut res = http.get(&url).header(reqwest::header::ACCEPT, ACCEPT.join(", ")).send().await?;
+        let code = res.status().as_u16();
+        let mut body = Vec::new();
+        while let Some(chunk) = res.chunk().await? {
+            body.extend_from_slice(&chunk[..chunk.len().min(super::MAX_MANIFEST + 1 - body.len())]);
+            if body.len() > super::MAX_MANIFEST {
+                break;
+            }
+        }
+        match code {
+            200 => Ok(body),
+            404 => Err(OciDistributionError::ImageManifestNotFoundError(url)),
+            _ => {
+                let message = String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned();
+                Err(OciDistributionError::ServerError { code, url, message })
+            }
+        }
     }
 
     pub async fn blob_bytes(&self, d: &Digest, max: u64) -> Result<Vec<u8>> {
