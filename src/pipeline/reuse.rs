@@ -101,9 +101,12 @@ impl ResultKey {
             Ok(images) => (made_from(&images, top), all_present(&ctx.dst, &images).await.unwrap_or(false)),
             Err(_) => (true, false),
         };
-        // What the kept manifest names is not all here: mounted from where it was recorded.
+        // What the kept manifest names is not all here: mounted from where it was recorded, if
+        // that is another repository of this registry.
         if from_top && !present && !fetched {
-            return self.mount_from_recorded(ctx, &record, &digest, top, Some(manifest)).await;
+            if let Some(found) = self.mount_from_recorded(ctx, &record, &digest, top, Some(manifest.clone())).await {
+                return Some(found);
+            }
         }
         if !(from_top && present) {
             ctx.o.progress.line(&format!(
