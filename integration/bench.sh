@@ -13,7 +13,8 @@
 #  5. fleet (issue #15), both tools cold then warm (skopeo's blob-info cache and harden's cache
 #     directories emptied before the cold runs): the warm re-mirror of the big image to a new
 #     repository vs skopeo's warm copy; the rerun of a finished 90-job batch (3 sources × 30
-#     destinations) vs its cold run; two pods (two processes, separate cache directories, one
+#     destinations) vs its cold run, and vs `skopeo copy` of the same 90 pairs again with the
+#     same parallelism (xargs -P 2, as --jobs 2), time and requests; two pods (two processes, separate cache directories, one
 #     --shared-cache) splitting the 20-image batch: how often the shared base is rewritten; the
 #     HTTP requests of each copy (cold, warm to a new repository, warm to the same), counted
 #     from the registries' logs, harden vs skopeo.
@@ -224,7 +225,17 @@ if want fleet; then
     for j in $(seq 0 29); do for i in 0 1 2; do printf '[[job]]\nsource = "%s/fleet:s%s"\ndestination = "%s/m%s/fleet:s%s"\n' "$A" "$i" "$C" "$j" "$i"; done; done; } > "$WORK/ninety.toml"
   rm -rf "$WORK/hc-90"
   read -r t_90 rss_90 < <(measure "$HARDEN" batch -q --jobs 2 --cache-dir "$WORK/hc-90" "$WORK/ninety.toml")
+  a0=$(served regA); d0=$(served regC)
   read -r t_90r _ < <(measure "$HARDEN" batch -q --jobs 2 --cache-dir "$WORK/hc-90" "$WORK/ninety.toml")
+  n_90r=$(asked "$a0" "$d0" regC)
+  # The same 90 (source, destination) pairs with skopeo, 2 copies at a time (as --jobs 2), into
+  # registry B: a first run, then the rerun the harden rerun is compared with.
+  for j in $(seq 0 29); do for i in 0 1 2; do echo "docker://$A/fleet:s$i docker://$B/m$j/fleet:s$i"; done; done > "$WORK/ninety.pairs"
+  sk90() { xargs -P 2 -L 1 skopeo copy -q --src-tls-verify=false --dest-tls-verify=false < "$WORK/ninety.pairs"; }
+  read -r t_sk90 _ < <(measure bash -c "$(declare -f sk90); WORK=$WORK sk90")
+  a0=$(served regA); d0=$(served regB)
+  read -r t_sk90r _ < <(measure bash -c "$(declare -f sk90); WORK=$WORK sk90")
+  n_sk90r=$(asked "$a0" "$d0" regB)
   # Two pods of an indexed Job: each its own disk (cache directory), the registry shared.
   { echo '[defaults]'; echo 'profiles = ["strict"]'; for i in $(seq 0 19); do printf '[[job]]\nsource = "%s/fleet:s%s"\ndestination = "%s/pods:s%s"\n' "$A" "$i" "$C" "$i"; done; } > "$WORK/pods.toml"
   pods() {
@@ -329,7 +340,8 @@ if want fleet; then cat <<MD
 | requests (source + destination registry), cold copy of the 1 GiB image | ${n_h_cold} | \`skopeo copy\` ${n_sk_cold} | — |
 | requests, warm re-mirror to a new repository | ${n_h_new} | \`skopeo copy\` ${n_sk_new} | — |
 | requests, warm re-mirror to the same repository | ${n_h_same} | \`skopeo copy\` ${n_sk_same} | — |
-| rerun of a finished 90-job batch (3 sources × 30 destinations, \`-p strict\`) | ${t_90r} s | its cold run ${t_90} s (peak RSS $(mib "$rss_90")) | $(ratio "$t_90r" "$t_90") |
+| rerun of a finished 90-job batch (3 sources × 30 destinations, \`-p strict\`, \`--jobs 2\`) | ${t_90r} s | its cold run ${t_90} s (peak RSS $(mib "$rss_90")) | $(ratio "$t_90r" "$t_90") |
+| the same rerun vs \`skopeo copy\` of the same 90 pairs again, 2 at a time (its first run ${t_sk90} s) | ${t_90r} s, ${n_90r} requests | ${t_sk90r} s, ${n_sk90r} requests | $(ratio "$t_90r" "$t_sk90r") |
 | two pods (\`--shard 0/2\`, \`1/2\`, own cache directories, one \`--shared-cache\`) splitting the 20-image batch | ${t_pods} s, shared base rewritten ${base_rewrites}× in total | — | — |
 MD
 fi

@@ -292,3 +292,73 @@ fn fleet_warm_remirror_makes_no_more_requests_than_skopeo() {
     assert!(!asked.iter().any(|r| r.contains("/referrers/") || r.contains(".sig")), "{}", asked.join("\n"));
     skopeo_inspect(&moved.reference(), &[]);
 }
+
+/// A finished batch reruns at skopeo's cost (issue #24): the rerun of 2 sources × 3
+/// destinations on one registry makes no more requests than `skopeo copy` of the same six
+/// pairs again (to destinations of its own), counted from the registry's log, never timed.
+/// The jobs share one connection per registry (one `/v2/` handshake, not one per job), a
+/// reuse puts the recorded manifest again after a HEAD per blob (no fetch of it, no push
+/// probe), and nothing is uploaded.
+#[test]
+fn fleet_batch_rerun_makes_no_more_requests_than_skopeo() {
+    let reg = Registry::start(false);
+    let tmp = tempdir("fleet-batch-requests");
+    let f = fixture("app");
+    let sources = ["app", "app-shellcmd"];
+    for tag in sources {
+        skopeo_copy(&format!("oci:{}:{tag}", f.layout.display()), &reg.docker(&format!("src/{tag}:1")));
+    }
+    let pairs: Vec<(String, String)> =
+        (0..3).flat_map(|j| sources.iter().map(move |tag| (format!("src/{tag}:1"), format!("m{j}/{tag}:1")))).collect();
+    let jobs = tmp.path().join("jobs.toml");
+    let mut text = String::from("[defaults]\nprofiles = [\"baseline\"]\n");
+    for (s, d) in &pairs {
+        text += &format!("\n[[job]]\nsource = \"{}\"\ndestination = \"{}\"\n", reg.image(s), reg.image(d));
+    }
+    std::fs::write(&jobs, text).unwrap();
+    let cache = tmp.path().join("cache");
+    let batch = || {
+        let out = harden(&["batch", jobs.to_str().unwrap(), "--jobs", "2", "--cache-dir", cache.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", dump(&out));
+        let mut lines: Vec<String> = stdout_str(&out).lines().map(str::to_string).collect();
+        lines.sort();
+        assert_eq!(lines.len(), pairs.len(), "{}", dump(&out));
+        lines
+    };
+    let cold = batch();
+    let n = served(&reg, 0).len();
+    let rerun = batch();
+    let harden_asked = served(&reg, n);
+    assert_eq!(rerun, cold, "a rerun gives every job its first run's result");
+
+    let copy_all = || {
+        for (s, d) in &pairs {
+            skopeo_copy(&reg.docker(s), &reg.docker(&d.replacen('m', "sk", 1)));
+        }
+    };
+    copy_all();
+    let n = served(&reg, 0).len();
+    copy_all();
+    let skopeo_asked = served(&reg, n);
+    assert!(
+        harden_asked.len() <= skopeo_asked.len(),
+        "the rerun of a finished batch: harden {} requests, skopeo copy {}\nharden:\n{}",
+        harden_asked.len(),
+        skopeo_asked.len(),
+        harden_asked.join("\n")
+    );
+    assert!(
+        !harden_asked.iter().any(|r| r.contains("/uploads/") || r.contains("/referrers/")),
+        "{}",
+        harden_asked.join("\n")
+    );
+    // The jobs share the registry's connection: one handshake for the batch (and oci-client's
+    // own before each manifest pull, on a registry with no authentication), not five per job.
+    let handshakes = harden_asked.iter().filter(|r| r.ends_with(" /v2/")).count();
+    assert!(
+        handshakes <= pairs.len() + 2,
+        "{handshakes} GET /v2/ for {} jobs\n{}",
+        pairs.len(),
+        harden_asked.join("\n")
+    );
+}

@@ -118,6 +118,7 @@ impl Net {
             timeout: std::time::Duration::from_secs(self.timeout),
             progress: progress.clone(),
             logins,
+            clients: Default::default(),
         })
     }
 }

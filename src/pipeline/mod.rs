@@ -226,9 +226,6 @@ pub async fn rebuild(src: &ImageRef, dst: &ImageRef, o: &RebuildOptions) -> Resu
     let t0 = Instant::now();
     let ctx = Ctx::open(src, dst, o)?;
     validate(&ctx)?;
-    if !o.dry_run {
-        ctx.dst.check_push().await.with_context(|| format!("{dst}: the destination does not accept a push"))?;
-    }
     let w = walk::walk(&ctx.src, src).await?;
     let chosen = choose(&ctx, &w)?;
     let mut report = RebuildReport::new(
@@ -247,8 +244,8 @@ pub async fn rebuild(src: &ImageRef, dst: &ImageRef, o: &RebuildOptions) -> Resu
             return Err(e);
         }
     };
-    if let Some((k, digest)) = &ended.record {
-        k.store(&ctx, digest, &report);
+    if let Some((k, manifest)) = &ended.record {
+        k.store(&ctx, manifest, &report);
     }
     Ok(Outcome { pushed: ended.pushed, dry_run: ended.dry_run, refused: ended.refused, report })
 }
@@ -304,7 +301,7 @@ struct Ending {
     dry_run: Vec<PlanListing>,
     refused: Option<Failure>,
     /// The result to record for the next run's reuse, once the report is written.
-    record: Option<(reuse::ResultKey, Digest)>,
+    record: Option<(reuse::ResultKey, crate::transport::Manifest)>,
 }
 
 /// Everything after the source is resolved, filling `report` as it goes: gate, reuse or
@@ -329,6 +326,15 @@ async fn run(
         if let Some(found) = k.find(ctx, &w.top).await {
             return reuse_result(ctx, report, found, t0).await;
         }
+    }
+    // Fail fast, before anything is fetched or rewritten: refused credentials cost a second,
+    // not a rebuild. A reuse needs no such check: its only push (the manifest, or mounts)
+    // says it, and a rerun of a batch costs what skopeo's does without one.
+    if !o.dry_run {
+        ctx.dst
+            .check_push()
+            .await
+            .with_context(|| format!("{}: the destination does not accept a push", ctx.dst_ref))?;
     }
     // Only once no reuse applies: a reused result says what its run left behind (the same
     // source digests), so a rerun looks up no signatures or referrers of the source.
@@ -360,7 +366,7 @@ async fn run(
     sign_and_attest(ctx, w, report, &x, &line).await?;
     x.timings.total = Some(t0.elapsed().as_millis() as u64);
     report.timings_ms = Some(x.timings);
-    let record = result_key.map(|k| (k, x.digest));
+    let record = result_key.map(|k| (k, x.manifest));
     Ok(Ending { pushed: Some(line), dry_run: Vec::new(), refused: None, record })
 }
 
@@ -410,6 +416,8 @@ fn set_images(report: &mut RebuildReport, images: &[Prepared], is_index: bool) {
 
 /// The result pushed: its digest, what the report says of it, what to attest.
 struct Executed {
+    /// The manifest (or index) pushed: recorded for a rerun's reuse.
+    manifest: crate::transport::Manifest,
     digest: Digest,
     result: ResultRef,
     timings: Timings,
@@ -434,7 +442,7 @@ async fn execute_single(
     };
     let done = single::execute(ctx, p, Some(dst)).await?;
     write_contract(o, &done.contract)?;
-    let digest = done.manifest.digest;
+    let digest = done.manifest.digest.clone();
     let bom = inventory.map(|inv| inv.cyclonedx(&dst.without_tag().to_string(), digest.as_str()));
     if let (Some(path), Some(bom)) = (&o.sbom, &bom) {
         crate::files::write_atomic(path, &serde_json::to_vec_pretty(bom)?)
@@ -449,7 +457,7 @@ async fn execute_single(
     let timings = image.timings_ms.take().unwrap_or_default();
     let result = image.result.take().unwrap_or_default();
     report.image = Some(image);
-    Ok(Executed { digest, result, timings, attest, platforms: Vec::new(), index: false })
+    Ok(Executed { digest, manifest: done.manifest, result, timings, attest, platforms: Vec::new(), index: false })
 }
 
 /// The packages of a prepared image's result, its notes said.
@@ -498,7 +506,15 @@ async fn execute_index(
     let converted_to_oci = (done.manifest.media_type != w.top.media_type)
         .then(|| crate::report::Conversion { from: w.top.media_type.clone(), to: done.manifest.media_type.clone() });
     let result = ResultRef { digest: done.manifest.digest.to_string(), converted_to_oci, ..Default::default() };
-    Ok(Executed { digest: done.manifest.digest, result, timings: Timings::default(), attest, platforms, index: true })
+    Ok(Executed {
+        digest: done.manifest.digest.clone(),
+        manifest: done.manifest,
+        result,
+        timings: Timings::default(),
+        attest,
+        platforms,
+        index: true,
+    })
 }
 
 /// With `--sign-key`: sign the pushed result (`line`), and with `--attest` attest it.

@@ -2,11 +2,14 @@
 //! and the name the result records), the profile, the options that shape bytes and harden's
 //! build: a finished one is recorded under that key in the cache directory (`results/`). A rerun
 //! whose destination still holds that result re-tags it instead of planning and rewriting
-//! again; its cost is the source's manifest, the record, the destination's manifests and a HEAD
-//! per blob — what a mirror's rerun costs with skopeo.
+//! again; its cost is the source's manifest, a HEAD per blob and the manifest's put — what a
+//! mirror's rerun costs with skopeo.
 //!
-//! The record is input, not truth: the destination must hold the recorded manifest (fetched by
-//! digest, so its bytes are checked), every blob it names (HEAD), and the manifest must say it
+//! The record is input, not truth: the destination must hold every blob the recorded manifest
+//! names (HEAD) — the manifest itself is kept in the record (checked against the recorded
+//! digest) and put again under the tag, as skopeo puts its own; to a destination with no tag,
+//! and for the platform manifests of an index, it is fetched from the destination by digest
+//! — and the manifest must say it
 //! was made from this source (`org.opencontainers.image.base.digest`; for an index, each
 //! platform's manifest names one of the source index's entries). Anything else is a miss, and
 //! the rebuild runs. The cache directory's own rules ([`crate::cache`]) apply: it is this
@@ -80,18 +83,32 @@ impl ResultKey {
             return None;
         }
         let digest = Digest::parse(record["digest"].as_str()?).ok()?;
-        let manifest = match ctx.dst.manifest(&ctx.dst_ref.with_digest(&digest)).await {
-            Ok(m) => m,
-            // Not here: in the repository of the same registry the record was made for, the
-            // result is mounted from there (a mirror's re-mirror to a new repository).
-            Err(_) => return self.mount_from_recorded(ctx, &record, &digest, top).await,
+        let kept = kept_manifest(&record, &digest);
+        // Under a tag, the kept manifest is put again (the caller does): its blobs are asked
+        // for, not the manifest. Else it must be here already.
+        let manifest = match kept.clone().filter(|_| ctx.dst_ref.tag().is_some()) {
+            Some(m) => m,
+            None => match ctx.dst.manifest(&ctx.dst_ref.with_digest(&digest)).await {
+                Ok(m) => m,
+                // Not here: in the repository of the same registry the record was made for, the
+                // result is mounted from there (a mirror's re-mirror to a new repository).
+                Err(_) => return self.mount_from_recorded(ctx, &record, &digest, top, kept).await,
+            },
         };
+        let fetched = kept.is_none() || ctx.dst_ref.tag().is_none();
         // A failure to look (a manifest that does not parse, a HEAD refused) is a miss too.
-        let whole = match images(&ctx.dst, ctx.dst_ref, &manifest).await {
-            Ok(images) => made_from(&images, top) && all_present(&ctx.dst, &images).await.unwrap_or(false),
-            Err(_) => false,
+        let (from_top, present) = match images(&ctx.dst, ctx.dst_ref, &manifest).await {
+            Ok(images) => (made_from(&images, top), all_present(&ctx.dst, &images).await.unwrap_or(false)),
+            Err(_) => (true, false),
         };
-        if !whole {
+        // What the kept manifest names is not all here: mounted from where it was recorded, if
+        // that is another repository of this registry.
+        if from_top && !present && !fetched {
+            if let Some(found) = self.mount_from_recorded(ctx, &record, &digest, top, Some(manifest.clone())).await {
+                return Some(found);
+            }
+        }
+        if !(from_top && present) {
             ctx.o.progress.line(&format!(
                 "note: the recorded result {} at {} is incomplete or not from this source: rebuilding",
                 digest.short(),
@@ -112,6 +129,7 @@ impl ResultKey {
         record: &Value,
         digest: &Digest,
         top: &Manifest,
+        kept: Option<Manifest>,
     ) -> Option<Found> {
         let (Some((registry, repository)), Some(at_registry), Some(at_repository)) =
             (ctx.dst.registry_repository(), record["registry"].as_str(), record["repository"].as_str())
@@ -123,7 +141,11 @@ impl ResultKey {
         }
         let there = ctx.dst_ref.in_repository(at_repository, digest)?;
         let ep = Endpoint::open(&there, &ctx.o.net.for_destination()).ok()?;
-        let manifest = ep.manifest(&there).await.ok()?;
+        // The kept manifest needs no fetch: each blob's mount (201 Created) says it is there.
+        let manifest = match kept {
+            Some(m) => m,
+            None => ep.manifest(&there).await.ok()?,
+        };
         let images = images(&ep, &there, &manifest).await.ok()?;
         if !made_from(&images, top) {
             return None;
@@ -154,8 +176,12 @@ impl ResultKey {
 
     /// Record `digest` (and the report that made it) for the next run. A record that cannot be
     /// written only costs that run its reuse.
-    pub fn store(&self, ctx: &Ctx<'_>, digest: &Digest, report: &crate::report::RebuildReport) {
-        let mut record = json!({"schema": SCHEMA, "digest": digest.as_str(), "report": report});
+    pub fn store(&self, ctx: &Ctx<'_>, manifest: &Manifest, report: &crate::report::RebuildReport) {
+        let mut record = json!({"schema": SCHEMA, "digest": manifest.digest.as_str(), "report": report});
+        // The manifest itself (JSON, so text): a rerun puts it again without fetching it.
+        if let Ok(text) = std::str::from_utf8(&manifest.bytes) {
+            record["manifest"] = json!(text);
+        }
         // Where it was pushed: a run to another repository of that registry mounts it from there.
         if let Some((registry, repository)) = ctx.dst.registry_repository() {
             record["registry"] = json!(registry);
@@ -164,6 +190,16 @@ impl ResultKey {
         // `results/` exists: the cache directory is made with it (crate::cache).
         let _ = serde_json::to_vec(&record).map(|b| crate::files::write_atomic(&self.path, &b));
     }
+}
+
+/// The manifest a record keeps, when its bytes have the recorded digest and are a manifest.
+fn kept_manifest(record: &Value, digest: &Digest) -> Option<Manifest> {
+    let bytes = record["manifest"].as_str()?.as_bytes().to_vec();
+    if Digest::of(&bytes) != *digest || bytes.len() > crate::transport::MAX_MANIFEST {
+        return None;
+    }
+    let media_type = crate::transport::media_type_of(&bytes)?;
+    Some(Manifest { bytes, media_type, digest: digest.clone() })
 }
 
 /// `m` parsed and, for an index, each platform manifest it lists (fetched from `ep` by digest,

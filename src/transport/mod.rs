@@ -54,6 +54,9 @@ pub struct NetOptions {
     pub max_blob: u64,
     /// Where registry credentials come from (`--authfile`, `--creds`, the auth files).
     pub logins: auth::Logins,
+    /// The registry connections opened with these settings, shared by every clone: one per
+    /// registry and login for a whole run or batch ([`registry::Clients`]).
+    pub clients: registry::Clients,
 }
 
 impl NetOptions {
@@ -80,6 +83,7 @@ impl Default for NetOptions {
             progress: crate::progress::Progress::default(),
             max_blob: crate::layer::DEFAULT_MAX_LAYER_SIZE,
             logins: auth::Logins::default(),
+            clients: registry::Clients::default(),
         }
     }
 }

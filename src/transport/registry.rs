@@ -12,6 +12,11 @@
 //! (reqwest's read timeout is not used: hyper keeps reading while it sends a body, so it would
 //! cut every upload longer than the timeout, however steady.)
 //!
+//! One connection per registry and login ([`Clients`], carried by [`NetOptions`]) serves every
+//! endpoint a run opens on it — a batch's jobs, a rebuild's source and destination — so a TLS
+//! set-up, a `/v2/` handshake and a push authentication per repository are paid once per run,
+//! not per job.
+//!
 //! Owns: requests to one registry and their retries, timeouts and progress. Must not: know
 //! about profiles, or decide what to push (the push protocol does).
 
@@ -28,6 +33,7 @@ use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientP
 use oci_client::errors::OciDistributionError;
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -39,6 +45,43 @@ use std::time::{Duration, Instant};
 const UPLOAD_CHUNK: usize = 256 << 10;
 
 pub struct Registry {
+    /// The connection to this registry under this login, shared with every endpoint opened
+    /// from the same [`NetOptions`] (see [`Clients`]).
+    conn: Arc<Conn>,
+    /// What this repository shares with the other endpoints on it through `conn`.
+    repo: Arc<RepoState>,
+    auth: RegistryAuth,
+    /// An identity token to exchange and the access token in use (whether it has push scope).
+    identity: Option<Identity>,
+    /// Where the login came from (`--creds`, a file and key, a helper), for messages.
+    login: String,
+    base: String,
+    retry: RetryPolicy,
+    /// Bars for downloads and uploads (on a terminal).
+    progress: crate::progress::Progress,
+    pub registry: String,
+    pub repository: String,
+}
+
+/// The registry connections a run has opened, one per (registry, protocol, TLS settings,
+/// login), handed out again to every endpoint opened on the same: the jobs of a batch, and a
+/// rebuild's source, destination and what goes beside them. Each costs a TLS set-up (reading
+/// the system's CA certificates), its connections, its `/v2/` probe and its tokens: per
+/// registry, not per job. Cloned with the [`NetOptions`] that carry it; bounded by the
+/// registries and logins a run names.
+#[derive(Clone, Default)]
+pub struct Clients(Arc<std::sync::Mutex<HashMap<Digest, Arc<Conn>>>>);
+
+impl std::fmt::Debug for Clients {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.0.lock().map(|m| m.len()).unwrap_or(0);
+        write!(f, "Clients({n} open)")
+    }
+}
+
+/// One registry under one login: oci-client's client (its connections, stored login and
+/// tokens, per repository), the `/v2/` probe, and what each repository has settled.
+struct Conn {
     client: Client,
     /// A client with no login stored, for a registry that has shown no login applies (an
     /// anonymous run, and /v2/ sent no Bearer challenge: no token can come of it): oci-client asks /v2/ again before every
@@ -48,28 +91,30 @@ pub struct Registry {
     bare_config: std::sync::Mutex<Option<ClientConfig>>,
     /// Whether /v2/ was asked once (None: not yet, or it failed) and no token came of it.
     open: tokio::sync::Mutex<Option<bool>>,
-    /// The push-scoped authentication is done: oci-client keeps its token (and fetches a new
-    /// one when it expires), so it is not asked for again before each push-side request.
-    push_ready: std::sync::atomic::AtomicBool,
-    auth: RegistryAuth,
-    /// An identity token to exchange and the access token in use (whether it has push scope).
-    identity: Option<Identity>,
-    /// Where the login came from (`--creds`, a file and key, a helper), for messages.
-    login: String,
     /// A plain HTTP client to the registry at `base` (`https://host`), for what oci-client does
     /// not do: token requests of our own. Built on first use (an identity token, a mount under
     /// Bearer authentication), not for every endpoint opened.
     http: std::sync::OnceLock<reqwest::Client>,
     http_settings: HttpSettings,
-    base: String,
+    repos: std::sync::Mutex<HashMap<String, Arc<RepoState>>>,
+}
+
+/// What a repository has settled with the registry, for every endpoint on it: oci-client files
+/// tokens per repository, so two endpoints asking for them apart would replace each other's.
+#[derive(Default)]
+struct RepoState {
+    /// The push-scoped authentication is done: oci-client keeps its token (and fetches a new
+    /// one when it expires), so it is not asked for again before each push-side request.
+    push_ready: std::sync::atomic::AtomicBool,
     /// Repositories this one's push token also reads (for cross-repository mounts), or None
     /// once the registry showed it wants no Bearer token.
     mount_scopes: tokio::sync::Mutex<Option<std::collections::BTreeSet<String>>>,
-    retry: RetryPolicy,
-    /// Bars for downloads and uploads (on a terminal).
-    progress: crate::progress::Progress,
-    pub registry: String,
-    pub repository: String,
+}
+
+impl RepoState {
+    fn new() -> RepoState {
+        RepoState { mount_scopes: tokio::sync::Mutex::new(Some(Default::default())), ..Default::default() }
+    }
 }
 
 /// What [`Registry::http`] is built with: the same TLS and timeout settings as oci-client's.
@@ -92,12 +137,41 @@ fn is_loopback(registry: &str) -> bool {
     host == "localhost" || host.starts_with("127.") || host == "[::1]"
 }
 
-impl Registry {
-    pub fn open(r: &ImageRef, net: &NetOptions) -> Result<Registry> {
-        let ImageRef::Registry { registry, repository, .. } = r else { bail!("{r} is not a registry reference") };
-        let protocol =
-            if net.plain_http || is_loopback(registry) { ClientProtocol::Http } else { ClientProtocol::Https };
-        let plain = matches!(protocol, ClientProtocol::Http);
+impl Clients {
+    /// The connection to `registry` under `creds` with `net`'s settings: the one already open,
+    /// else a new one.
+    fn get(
+        &self,
+        r: &ImageRef,
+        registry: &str,
+        plain: bool,
+        net: &NetOptions,
+        creds: &Credentials,
+    ) -> Result<Arc<Conn>> {
+        let login = match creds {
+            Credentials::Anonymous => String::new(),
+            Credentials::Basic(u, p) => format!("basic\0{u}\0{p}"),
+            Credentials::IdentityToken(t) => format!("identity\0{t}"),
+        };
+        let ca = net.ca_cert.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
+        let key = Digest::of(
+            format!("{registry}\0{plain}\0{}\0{ca}\0{}\0{login}", net.insecure, net.timeout.as_millis()).as_bytes(),
+        );
+        if let Some(c) = self.0.lock().ok().and_then(|m| m.get(&key).cloned()) {
+            return Ok(c);
+        }
+        let conn = Arc::new(Conn::new(r, plain, net)?);
+        if let Ok(mut m) = self.0.lock() {
+            // Two opened at once: the first one kept serves both from now on.
+            return Ok(Arc::clone(m.entry(key).or_insert(conn)));
+        }
+        Ok(conn)
+    }
+}
+
+impl Conn {
+    fn new(r: &ImageRef, plain: bool, net: &NetOptions) -> Result<Conn> {
+        let protocol = if plain { ClientProtocol::Http } else { ClientProtocol::Https };
         let mut extra = Vec::new();
         let mut ca = None;
         if let Some(path) = &net.ca_cert {
@@ -117,16 +191,36 @@ impl Registry {
             ..Default::default()
         };
         let bare_config = config(extra.clone());
+        let client = Client::try_from(config(extra))
+            .map_err(|e| anyhow!("{r}: cannot set up the HTTP client: {}", describe(&e)))?;
+        Ok(Conn {
+            client,
+            bare: std::sync::OnceLock::new(),
+            bare_config: std::sync::Mutex::new(Some(bare_config)),
+            open: tokio::sync::Mutex::new(None),
+            http: std::sync::OnceLock::new(),
+            http_settings: HttpSettings { insecure: net.insecure, timeout: net.timeout, ca },
+            repos: Default::default(),
+        })
+    }
+}
+
+impl Registry {
+    pub fn open(r: &ImageRef, net: &NetOptions) -> Result<Registry> {
+        let ImageRef::Registry { registry, repository, .. } = r else { bail!("{r} is not a registry reference") };
+        let plain = net.plain_http || is_loopback(registry);
         let retry = RetryPolicy {
             retries: net.retries,
             timeout: net.timeout,
             progress: net.progress.clone(),
             ..Default::default()
         };
-        let client = Client::try_from(config(extra))
-            .map_err(|e| anyhow!("{r}: cannot set up the HTTP client: {}", describe(&e)))?;
         let (creds, login) = net.logins.lookup(registry, repository)?;
-        let http_settings = HttpSettings { insecure: net.insecure, timeout: net.timeout, ca };
+        let conn = net.clients.get(r, registry, plain, net, &creds)?;
+        let repo = match conn.repos.lock() {
+            Ok(mut repos) => Arc::clone(repos.entry(repository.clone()).or_insert_with(|| Arc::new(RepoState::new()))),
+            Err(_) => Arc::new(RepoState::new()),
+        };
         let base = format!("{}://{registry}", if plain { "http" } else { "https" });
         let (auth, identity) = match creds {
             Credentials::Anonymous => (RegistryAuth::Anonymous, None),
@@ -136,18 +230,12 @@ impl Registry {
             }
         };
         Ok(Registry {
-            client,
-            bare: std::sync::OnceLock::new(),
-            bare_config: std::sync::Mutex::new(Some(bare_config)),
-            open: tokio::sync::Mutex::new(None),
-            push_ready: std::sync::atomic::AtomicBool::new(false),
+            conn,
+            repo,
             auth,
             identity,
             login,
-            http: std::sync::OnceLock::new(),
-            http_settings,
             base,
-            mount_scopes: tokio::sync::Mutex::new(Some(Default::default())),
             retry,
             progress: net.progress.clone(),
             registry: registry.clone(),
@@ -174,19 +262,24 @@ impl Registry {
         if let Some(id) = &self.identity {
             return self.ensure_identity(id, &r, push).await;
         }
-        self.client.store_auth_if_needed(&self.registry, &self.auth).await;
+        self.conn.client.store_auth_if_needed(&self.registry, &self.auth).await;
         if matches!(self.auth, RegistryAuth::Anonymous) {
             self.probe_open(&r).await;
         }
-        if push && !self.push_ready.load(std::sync::atomic::Ordering::Acquire) {
+        if push && !self.repo.push_ready.load(std::sync::atomic::Ordering::Acquire) {
+            // Anonymous, and /v2/ asked for nothing: there is no push token to get.
+            if matches!(self.auth, RegistryAuth::Anonymous) && *self.conn.open.lock().await == Some(true) {
+                self.repo.push_ready.store(true, std::sync::atomic::Ordering::Release);
+                return Ok(());
+            }
             let what = format!("{}: authentication for push", self.name());
             self.retry
-                .call(&what, || self.client.auth(&r, &self.auth, oci_client::RegistryOperation::Push))
+                .call(&what, || self.conn.client.auth(&r, &self.auth, oci_client::RegistryOperation::Push))
                 .await
                 .map_err(|e| {
                     anyhow!("{}: authentication for push failed ({}): {}", self.name(), self.login, describe(&e))
                 })?;
-            self.push_ready.store(true, std::sync::atomic::Ordering::Release);
+            self.repo.push_ready.store(true, std::sync::atomic::Ordering::Release);
         }
         Ok(())
     }
@@ -195,11 +288,11 @@ impl Registry {
     /// a login (an anonymous run answers no Basic challenge), and [`Self::c`] hands out the client that does not ask /v2/ before each. A probe
     /// that fails decides nothing (the request that follows says what is wrong).
     async fn probe_open(&self, r: &Reference) {
-        let mut open = self.open.lock().await;
+        let mut open = self.conn.open.lock().await;
         if open.is_some() {
             return;
         }
-        let asked = self.client.auth(r, &RegistryAuth::Anonymous, oci_client::RegistryOperation::Pull);
+        let asked = self.conn.client.auth(r, &RegistryAuth::Anonymous, oci_client::RegistryOperation::Pull);
         if let Ok(Ok(token)) = tokio::time::timeout(self.retry.timeout, asked).await {
             *open = Some(token.is_none());
         }
@@ -207,25 +300,25 @@ impl Registry {
 
     /// The client for requests that do not store a login themselves (all but manifest pulls).
     async fn c(&self) -> &Client {
-        if *self.open.lock().await != Some(true) {
-            return &self.client;
+        if *self.conn.open.lock().await != Some(true) {
+            return &self.conn.client;
         }
-        self.bare.get_or_init(|| {
-            let made = self.bare_config.lock().ok().and_then(|mut c| c.take()).map(Client::try_from);
+        self.conn.bare.get_or_init(|| {
+            let made = self.conn.bare_config.lock().ok().and_then(|mut c| c.take()).map(Client::try_from);
             match made {
                 Some(Ok(c)) => c,
                 // Cannot happen (the same config made `client`); that client is as good, only chattier.
-                _ => self.client.clone(),
+                _ => self.conn.client.clone(),
             }
         })
     }
 
     /// The plain HTTP client for token requests, built on first use.
     fn http(&self) -> Result<&reqwest::Client> {
-        if let Some(c) = self.http.get() {
+        if let Some(c) = self.conn.http.get() {
             return Ok(c);
         }
-        let HttpSettings { insecure, timeout, ca } = &self.http_settings;
+        let HttpSettings { insecure, timeout, ca } = &self.conn.http_settings;
         let mut b = reqwest::Client::builder()
             .danger_accept_invalid_certs(*insecure)
             .connect_timeout((*timeout).min(Duration::from_secs(30)))
@@ -234,7 +327,7 @@ impl Registry {
             b = b.tls_certs_merge([cert.clone()]);
         }
         let built = b.build().map_err(|e| anyhow!("{}: cannot set up the HTTP client: {e}", self.registry))?;
-        Ok(self.http.get_or_init(|| built))
+        Ok(self.conn.http.get_or_init(|| built))
     }
 
     /// An access token for this repository (with push scope when `push`), exchanged again when
@@ -263,7 +356,8 @@ impl Registry {
         };
         for op in ops {
             // With a Bearer token oci-client sends no request here: it files the token for `op`.
-            self.client
+            self.conn
+                .client
                 .auth(r, &bearer, *op)
                 .await
                 .map_err(|e| anyhow!("{}: authentication failed: {}", self.name(), describe(&e)))?;
@@ -291,9 +385,19 @@ impl Registry {
         let key = r.digest().map(|d| d.as_str().to_string()).or_else(|| r.tag().map(str::to_string));
         let reference = self.reference(key.as_deref());
         let what = format!("{r}: GET manifest");
-        let pulled = self.retry.call(&what, || self.client.pull_manifest_raw(&reference, &self.auth, ACCEPT)).await;
+        let open = self.identity.is_none()
+            && matches!(self.auth, RegistryAuth::Anonymous)
+            && *self.conn.open.lock().await == Some(true);
+        let pulled = match open {
+            true => self.retry.call(&what, || self.pull_manifest_open(key.as_deref().unwrap_or("latest"))).await,
+            false => self
+                .retry
+                .call(&what, || self.conn.client.pull_manifest_raw(&reference, &self.auth, ACCEPT))
+                .await
+                .map(|(bytes, _)| bytes.to_vec()),
+        };
         let bytes = match pulled {
-            Ok((bytes, _)) => bytes,
+            Ok(bytes) => bytes,
             Err(e) => return Ok(Err(e)),
         };
         if bytes.len() > super::MAX_MANIFEST {
@@ -302,7 +406,32 @@ impl Registry {
         let digest = Digest::of(&bytes);
         let media_type = super::media_type_of(&bytes)
             .ok_or_else(|| anyhow!("{r}: the registry answered with something that is not a manifest"))?;
-        Ok(Ok(Manifest { bytes: bytes.to_vec(), media_type, digest }))
+        Ok(Ok(Manifest { bytes, media_type, digest }))
+    }
+
+    /// A manifest pull from an open registry (anonymous, and its /v2/ asked for nothing): one
+    /// GET, read to at most [`super::MAX_MANIFEST`] + 1 bytes. oci-client's pull stores the
+    /// anonymous login and then asks /v2/ again before every pull, since no token comes of it.
+    async fn pull_manifest_open(&self, key: &str) -> std::result::Result<Vec<u8>, OciDistributionError> {
+        let http = self.http().map_err(|e| OciDistributionError::GenericError(Some(format!("{e:#}"))))?;
+        let url = format!("{}/v2/{}/manifests/{key}", self.base, self.repository);
+        let mut res = http.get(&url).header(reqwest::header::ACCEPT, ACCEPT.join(", ")).send().await?;
+        let code = res.status().as_u16();
+        let mut body = Vec::new();
+        while let Some(chunk) = res.chunk().await? {
+            body.extend_from_slice(&chunk[..chunk.len().min(super::MAX_MANIFEST + 1 - body.len())]);
+            if body.len() > super::MAX_MANIFEST {
+                break;
+            }
+        }
+        match code {
+            200 => Ok(body),
+            404 => Err(OciDistributionError::ImageManifestNotFoundError(url)),
+            _ => {
+                let message = String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned();
+                Err(OciDistributionError::ServerError { code, url, message })
+            }
+        }
     }
 
     pub async fn blob_bytes(&self, d: &Digest, max: u64) -> Result<Vec<u8>> {
@@ -545,13 +674,13 @@ impl Registry {
     /// and every blob is uploaded again. A failure here only costs that upload. An identity
     /// token keeps its own exchange.
     async fn read_scope_for_mounts(&self, from: &str, to: &Reference) {
-        let mut scopes = self.mount_scopes.lock().await;
+        let mut scopes = self.repo.mount_scopes.lock().await;
         let Some(known) = scopes.as_mut() else { return };
         if self.identity.is_some() || known.contains(from) {
             return;
         }
         // An anonymous endpoint whose /v2/ asked for nothing has no token server to ask.
-        if *self.open.lock().await == Some(true) {
+        if *self.conn.open.lock().await == Some(true) {
             return *scopes = None;
         }
         let Ok(http) = self.http() else { return };
@@ -570,7 +699,7 @@ impl Registry {
         let Ok(t) = super::oauth::token_for(http, &challenge, basic, &wanted).await else { return };
         let bearer = RegistryAuth::Bearer(t.token);
         // oci-client files a Bearer token it is given without a request.
-        let _ = self.client.auth(to, &bearer, oci_client::RegistryOperation::Push).await;
+        let _ = self.conn.client.auth(to, &bearer, oci_client::RegistryOperation::Push).await;
     }
 
     /// The referrers of `d` as the registry lists them (its referrers API, or oci-client's
