@@ -161,6 +161,15 @@ pub struct Claim<'a> {
     pub payload_sha256: [u8; 32],
 }
 
+/// A Rekor v2 `HashOutput` (`{"algorithm": "SHA2_256", "digest": base64}`) is this SHA-256.
+fn v2_hash_is(h: &Value, sha256: &[u8]) -> bool {
+    h["algorithm"].as_str() == Some("SHA2_256")
+        && h["digest"]
+            .as_str()
+            .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok())
+            .is_some_and(|d| d == sha256)
+}
+
 /// A Rekor v2 verifier names this certificate (`x509Certificate.rawBytes`, DER).
 fn v2_verifier_is(verifier: &Value, cert_der: &[u8]) -> bool {
     verifier["x509Certificate"]["rawBytes"]
@@ -224,9 +233,7 @@ pub fn body_matches(body: &[u8], claim: &Claim) -> Result<(), String> {
         }
         (Some("hashedrekord"), Some("0.0.2")) => {
             let spec = &v["spec"]["hashedRekordV002"];
-            if spec["data"]["algorithm"].as_str() != Some("SHA2_256")
-                || b64(&spec["data"]["digest"]).as_deref() != Some(claim.payload_sha256.as_slice())
-            {
+            if !v2_hash_is(&spec["data"], &claim.payload_sha256) {
                 return Err("the log entry is for another artifact (payload hash differs)".into());
             }
             if b64(&spec["signature"]["content"]).as_deref() != Some(claim.signature) {
@@ -239,9 +246,7 @@ pub fn body_matches(body: &[u8], claim: &Claim) -> Result<(), String> {
         }
         (Some("dsse"), Some("0.0.2")) => {
             let spec = &v["spec"]["dsseV002"];
-            if spec["payloadHash"]["algorithm"].as_str() != Some("SHA2_256")
-                || b64(&spec["payloadHash"]["digest"]).as_deref() != Some(claim.payload_sha256.as_slice())
-            {
+            if !v2_hash_is(&spec["payloadHash"], &claim.payload_sha256) {
                 return Err("the log entry is for another artifact (payload hash differs)".into());
             }
             let sigs = spec["signatures"].as_array().map(Vec::as_slice).unwrap_or_default();

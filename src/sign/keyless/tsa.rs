@@ -243,8 +243,7 @@ fn read(der: &[u8]) -> Result<Token<'_>, String> {
 }
 
 /// The TSA's signing certificate's issuer (DER) and serial (INTEGER contents).
-fn issuer_and_serial(der: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
-    let c = x509_cert::Certificate::from_der(der).ok()?;
+fn issuer_and_serial(c: &x509_cert::Certificate) -> Option<(Vec<u8>, Vec<u8>)> {
     let tbs = c.tbs_certificate();
     let serial = tbs.serial_number().to_der().ok()?;
     let serial = AnyRef::from_der(&serial).ok()?.value().to_vec();
@@ -267,7 +266,8 @@ pub fn verify<'r>(der: &[u8], signed: &[u8], tsas: &'r [Authority]) -> Result<St
     let mut signers = 0;
     for tsa in tsas {
         let Some(leaf) = tsa.chain.first() else { continue };
-        if issuer_and_serial(leaf).is_none_or(|(i, s)| i != t.issuer || s != t.serial) {
+        let Ok(cert) = x509_cert::Certificate::from_der(leaf) else { continue };
+        if issuer_and_serial(&cert).is_none_or(|(i, s)| i != t.issuer || s != t.serial) {
             continue;
         }
         signers += 1;
@@ -275,7 +275,7 @@ pub fn verify<'r>(der: &[u8], signed: &[u8], tsas: &'r [Authority]) -> Result<St
             why.push(format!("{}: not valid at {}", tsa.name, show_time(t.time)));
             continue;
         }
-        match verify_with(&t, leaf, &tsa.chain[1..]) {
+        match verify_with(&t, &cert, leaf, &tsa.chain[1..]) {
             Ok(()) => return Ok(Stamp { time: t.time, tsa }),
             Err(w) => why.push(format!("{}: {w}", tsa.name)),
         }
@@ -287,8 +287,7 @@ pub fn verify<'r>(der: &[u8], signed: &[u8], tsas: &'r [Authority]) -> Result<St
 }
 
 /// The signature by `leaf`'s key, and `leaf` chaining through `chain` at the timestamp's time.
-fn verify_with(t: &Token, leaf: &[u8], chain: &[Vec<u8>]) -> Result<(), String> {
-    let cert = x509_cert::Certificate::from_der(leaf).map_err(|e| format!("unreadable certificate ({e})"))?;
+fn verify_with(t: &Token, cert: &x509_cert::Certificate, leaf: &[u8], chain: &[Vec<u8>]) -> Result<(), String> {
     let spki =
         cert.tbs_certificate().subject_public_key_info().to_der().map_err(|e| format!("unreadable key ({e})"))?;
     let key = PublicKey::from_spki_der(&spki)?;
