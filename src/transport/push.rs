@@ -1,7 +1,8 @@
 //! The push protocol, the one way anything reaches a destination: for each blob, already
 //! present? mountable from another repository of the same registry (the source's, then those
-//! [`super::locations`] knows to hold it; each mount confirmed by a HEAD, a refused one
-//! forgotten)? else upload; then every blob confirmed present; the manifest last. A manifest is
+//! [`super::locations`] knows to hold it; a mount counts once the registry answers 201 Created,
+//! a refused one is forgotten)? else upload; a blob the run has already stored into this
+//! repository is neither asked for nor stored again (see `Registry::store_once`); then every blob confirmed present; the manifest last. A manifest is
 //! never stored before all that it names is, so an interrupted or failed push leaves nothing
 //! that points at a missing blob.
 //! Used by the rebuild, by signing, and by whatever pushes next (attestations, referrers).

@@ -109,11 +109,41 @@ struct RepoState {
     /// Repositories this one's push token also reads (for cross-repository mounts), or None
     /// once the registry showed it wants no Bearer token.
     mount_scopes: tokio::sync::Mutex<Option<std::collections::BTreeSet<String>>>,
+    /// Blobs this run has seen the repository hold (a HEAD's 200, an upload's or a mount's
+    /// 201), and one lock per blob being stored: see [`Registry::store_once`].
+    blobs: std::sync::Mutex<HashMap<Digest, BlobState>>,
+}
+
+/// A blob of a repository, as this run knows it.
+enum BlobState {
+    /// Held: confirmed by the registry during this run.
+    Held,
+    /// Being stored (or looked for) by one endpoint; the others wait on this lock.
+    Storing(Arc<tokio::sync::Mutex<()>>),
 }
 
 impl RepoState {
     fn new() -> RepoState {
         RepoState { mount_scopes: tokio::sync::Mutex::new(Some(Default::default())), ..Default::default() }
+    }
+
+    fn holds(&self, d: &Digest) -> bool {
+        self.blobs.lock().is_ok_and(|b| matches!(b.get(d), Some(BlobState::Held)))
+    }
+
+    fn note_held(&self, d: &Digest) {
+        if let Ok(mut b) = self.blobs.lock() {
+            b.insert(d.clone(), BlobState::Held);
+        }
+    }
+
+    /// The lock an endpoint holds while it stores `d` here (None once `d` is held).
+    fn store_lock(&self, d: &Digest) -> Option<Arc<tokio::sync::Mutex<()>>> {
+        let mut b = self.blobs.lock().ok()?;
+        match b.entry(d.clone()).or_insert_with(|| BlobState::Storing(Default::default())) {
+            BlobState::Held => None,
+            BlobState::Storing(lock) => Some(Arc::clone(lock)),
+        }
     }
 }
 
@@ -561,31 +591,69 @@ impl Registry {
         self.has_blob(&probe).await.map(drop).with_context(|| format!("login from {}", self.login))
     }
 
+    /// Whether the repository holds `d`: a HEAD, unless this run has already seen it hold it.
     pub async fn has_blob(&self, d: &Digest) -> Result<bool> {
+        if self.repo.holds(d) {
+            return Ok(true);
+        }
         self.ensure_auth(false).await?;
         let r = self.reference(None);
         let what = format!("{}: HEAD blob {d}", self.name());
-        self.retry
+        let held = self
+            .retry
             .call(&what, || async { self.c().await.blob_exists(&r, d.as_str()).await })
             .await
-            .map_err(|e| anyhow!("{what}: {}", describe(&e)))
+            .map_err(|e| anyhow!("{what}: {}", describe(&e)))?;
+        if held {
+            self.repo.note_held(d);
+        }
+        Ok(held)
+    }
+
+    /// Store `d` into this repository with `store` (an upload or a mount; true when the registry
+    /// took it), at most one endpoint of this run at a time, and not at all once the run has
+    /// seen the repository hold it. distribution (2.8, its filesystem driver) rewrites a blob's
+    /// link file in place on every upload or mount of it — truncate, then write — so a manifest
+    /// put that reads the link meanwhile fails with `MANIFEST_BLOB_UNKNOWN`: two jobs of a batch
+    /// storing a shared base layer into one repository did that (1 job in 90 of a cold batch,
+    /// every run). Storing each blob once per repository per run removes the rewrite.
+    async fn store_once<F, Fut>(&self, d: &Digest, store: F) -> Result<bool>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<bool>>,
+    {
+        let Some(lock) = self.repo.store_lock(d) else { return Ok(true) };
+        let _one = lock.lock().await;
+        if self.repo.holds(d) {
+            return Ok(true);
+        }
+        let stored = store().await?;
+        if stored {
+            self.repo.note_held(d);
+        }
+        Ok(stored)
     }
 
     pub async fn put_blob(&self, d: &Digest, size: u64, path: &Path) -> Result<()> {
-        self.ensure_auth(true).await?;
-        let what = format!("{}: upload of blob {d}", self.name());
-        self.retry
-            .stream(&what, || async {
-                let file = tokio::fs::File::open(path)
-                    .await
-                    .map_err(|e| AttemptError::fatal(anyhow!("cannot open {}: {e}", path.display())))?;
-                // Small chunks: the watchdog sees progress chunk by chunk, so even a slow link
-                // moves one well within --timeout.
-                let body = tokio_util::io::ReaderStream::with_capacity(file, 64 << 10);
-                self.push_watched(d, size, body, &what).await
-            })
-            .await
-            .map_err(anyhow::Error::from)
+        self.store_once(d, || async {
+            self.ensure_auth(true).await?;
+            let what = format!("{}: upload of blob {d}", self.name());
+            self.retry
+                .stream(&what, || async {
+                    let file = tokio::fs::File::open(path)
+                        .await
+                        .map_err(|e| AttemptError::fatal(anyhow!("cannot open {}: {e}", path.display())))?;
+                    // Small chunks: the watchdog sees progress chunk by chunk, so even a slow link
+                    // moves one well within --timeout.
+                    let body = tokio_util::io::ReaderStream::with_capacity(file, 64 << 10);
+                    self.push_watched(d, size, body, &what).await
+                })
+                .await
+                .map_err(anyhow::Error::from)
+                .map(|()| true)
+        })
+        .await
+        .map(drop)
     }
 
     /// Store a blob while it is being downloaded, the body read behind the download (see
@@ -595,6 +663,10 @@ impl Registry {
     /// (this ends: the download's attempts are bounded). When the download fails, so does this,
     /// at once; the caller reports the download's error.
     pub async fn put_blob_following(&self, d: &Digest, size: u64, follow: &Follow) -> Result<()> {
+        self.store_once(d, || async { self.put_following(d, size, follow).await.map(|()| true) }).await.map(drop)
+    }
+
+    async fn put_following(&self, d: &Digest, size: u64, follow: &Follow) -> Result<()> {
         self.ensure_auth(true).await?;
         let what = format!("{}: upload of blob {d}", self.name());
         let download_gone = || matches!(follow.end(), End::Failed(_) | End::Abandoned);
@@ -645,27 +717,37 @@ impl Registry {
     }
 
     pub async fn put_blob_bytes(&self, d: &Digest, bytes: &[u8]) -> Result<()> {
-        self.ensure_auth(true).await?;
-        let r = self.reference(None);
-        let what = format!("{}: upload of blob {d}", self.name());
-        let bytes = bytes::Bytes::copy_from_slice(bytes);
-        self.retry
-            .call(&what, || async { self.c().await.push_blob(&r, bytes.clone(), d.as_str()).await })
-            .await
-            .map_err(|e| anyhow!("{what} failed: {}", describe(&e)))?;
-        Ok(())
+        self.store_once(d, || async {
+            self.ensure_auth(true).await?;
+            let r = self.reference(None);
+            let what = format!("{}: upload of blob {d}", self.name());
+            let bytes = bytes::Bytes::copy_from_slice(bytes);
+            self.retry
+                .call(&what, || async { self.c().await.push_blob(&r, bytes.clone(), d.as_str()).await })
+                .await
+                .map_err(|e| anyhow!("{what} failed: {}", describe(&e)))?;
+            Ok(true)
+        })
+        .await
+        .map(drop)
     }
 
     /// Mount `d` from another repository of this registry; false when the registry refuses.
+    /// True at once when this run has seen this repository hold it (see [`Self::store_once`]).
     pub async fn mount(&self, repository: &str, d: &Digest) -> bool {
-        if self.ensure_auth(true).await.is_err() {
-            return false;
-        }
-        let to = self.reference(None);
-        self.read_scope_for_mounts(repository, &to).await;
-        let from = Reference::with_tag(self.registry.clone(), repository.to_string(), "latest".to_string());
-        let what = format!("{}: mount of blob {d} from {repository}", self.name());
-        self.retry.call(&what, || async { self.c().await.mount_blob(&to, &from, d.as_str()).await }).await.is_ok()
+        let mount = || async {
+            self.ensure_auth(true).await?;
+            let to = self.reference(None);
+            self.read_scope_for_mounts(repository, &to).await;
+            let from = Reference::with_tag(self.registry.clone(), repository.to_string(), "latest".to_string());
+            let what = format!("{}: mount of blob {d} from {repository}", self.name());
+            Ok(self
+                .retry
+                .call(&what, || async { self.c().await.mount_blob(&to, &from, d.as_str()).await })
+                .await
+                .is_ok())
+        };
+        self.store_once(d, mount).await.unwrap_or(false)
     }
 
     /// Before a mount from `from` under Bearer authentication: a push token that also reads
@@ -724,11 +806,29 @@ impl Registry {
         let target = self.reference(Some(&key));
         let body = bytes::Bytes::from(m.bytes.clone());
         let what = format!("{r}: manifest push");
-        self.retry
-            .call(&what, || async { self.c().await.push_manifest_raw(&target, body.clone(), ct.clone()).await })
-            .await
-            .map_err(|e| anyhow!("{r}: manifest push failed: {}", describe(&e)))?;
-        Ok(())
+        // Every blob was confirmed present before the put (transport::push), so a blob the
+        // registry calls unknown is one another client (another pod) is storing again at that
+        // moment: distribution rewrites its link in place (see `store_once`). Asked again, a
+        // little later, at most twice.
+        let (mut pause, mut again) = (Duration::from_millis(250), 2);
+        loop {
+            let res = self
+                .retry
+                .call(&what, || async { self.c().await.push_manifest_raw(&target, body.clone(), ct.clone()).await })
+                .await;
+            match res {
+                Ok(_) => return Ok(()),
+                Err(e) if again > 0 && describe(&e).contains("MANIFEST_BLOB_UNKNOWN") => {
+                    again -= 1;
+                    self.progress.line(&format!(
+                        "{r}: the registry did not find a blob it had confirmed; putting the manifest again"
+                    ));
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                }
+                Err(e) => bail!("{r}: manifest push failed: {}", describe(&e)),
+            }
+        }
     }
 }
 
