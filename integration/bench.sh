@@ -24,7 +24,8 @@
 #     server's log) for the app image, `-p strict` vs `skopeo copy`: cold, a rerun into the same
 #     repository, a re-mirror into a new one; against a registry with token authentication
 #     (integration/tokenserver.py) and one with none.
-#  8. vendor (issue #24, "64 MiB on any layer"): `-p strict` registry A → C, time and peak RSS, on
+#  8. vendor (issue #24, "64 MiB on any layer"): `-p strict` and `-p passthrough` registry A → C,
+#     time, CPU-seconds (the tool and both registries) and peak RSS, on
 #     the issue's image shape (integration/vendor-image.py: Debian minbase, then a gzip layer of
 #     ~60k entries — library trees, an executable copy of dash in apt's cache, apt's helpers, a
 #     setuid copy of sudo, caches) vs `skopeo copy` of it; and on minbase + a layer of
@@ -129,7 +130,7 @@ skopeo_cold
 read -r t_skopeo_big _ c_skopeo < <(measure_copy "$WORK/regB" skopeo copy -q --src-tls-verify=false --dest-tls-verify=false "docker://$A/big:1" "docker://$B/big:1")
 t_skopeo_mirror=$t_skopeo_big
 read -r t_harden_mirror rss_mirror c_harden < <(measure_copy "$WORK/regC" "$HARDEN" rebuild -q --no-cache -p passthrough "$A/big:1" "$C/big:1")
-read -r t_harden_big rss_big < <(measure "$HARDEN" rebuild -q --no-cache -p strict "$A/big:1" "$C/big-hard:1")
+read -r t_harden_big rss_big c_harden_big < <(measure_copy "$WORK/regC" "$HARDEN" rebuild -q --no-cache -p strict "$A/big:1" "$C/big-hard:1")
 read -r t_gzip _ < <(measure sh -c "gzip -dc '$LAYER' | gzip -6 -c > /dev/null")
 
 fi
@@ -309,10 +310,13 @@ if want vendor; then
   skopeo copy -q --dest-tls-verify=false "oci:$WORK/vendor:vendor" "docker://$A/vendor:1"
   skopeo copy -q --dest-tls-verify=false "oci:$WORK/many:vendor" "docker://$A/many:1"
   rm -rf "$WORK/vendor" "$WORK/many"
+  # Each copy cold (skopeo's blob-info cache emptied, harden with --no-cache), into a repository
+  # the destination registry does not hold yet: nothing can be skipped or mounted.
   skopeo_cold
-  read -r t_sk_vendor _ < <(measure skopeo copy -q --src-tls-verify=false --dest-tls-verify=false "docker://$A/vendor:1" "docker://$B/vendor:1")
-  read -r t_h_vendor rss_vendor < <(measure "$HARDEN" rebuild -q --no-cache -p strict "$A/vendor:1" "$C/vendor-hard:1")
-  read -r t_h_many rss_many < <(measure "$HARDEN" rebuild -q --no-cache -p strict "$A/many:1" "$C/many-hard:1")
+  read -r t_sk_vendor _ c_sk_vendor < <(measure_copy "$WORK/regB" skopeo copy -q --src-tls-verify=false --dest-tls-verify=false "docker://$A/vendor:1" "docker://$B/vendor:1")
+  read -r t_hp_vendor rss_hp_vendor c_hp_vendor < <(measure_copy "$WORK/regC" "$HARDEN" rebuild -q --no-cache -p passthrough "$A/vendor:1" "$C/vendor-mirror:1")
+  read -r t_h_vendor rss_vendor c_h_vendor < <(measure_copy "$WORK/regC" "$HARDEN" rebuild -q --no-cache -p strict "$A/vendor:1" "$C/vendor-hard:1")
+  read -r t_h_many rss_many c_h_many < <(measure_copy "$WORK/regC" "$HARDEN" rebuild -q --no-cache -p strict "$A/many:1" "$C/many-hard:1")
 fi
 
 mib() { python3 -c "print(f'{$1/1024:.0f} MiB')"; }
@@ -320,7 +324,7 @@ mb() { python3 -c "print(f'{$1/2**20:.1f} MiB')"; }
 echo '| measurement | harden | reference | ratio (harden / reference) |'
 echo '|---|---|---|---|'
 if want big; then cat <<MD
-| 1 GiB layer, \`-p strict\`, registry → registry | ${t_harden_big} s, peak RSS $(mib "$rss_big") | \`skopeo copy\` ${t_skopeo_big} s | $(ratio "$t_harden_big" "$t_skopeo_big") |
+| 1 GiB layer, \`-p strict\`, registry → registry | ${t_harden_big} s, ${c_harden_big} CPU-s, peak RSS $(mib "$rss_big") | \`skopeo copy\` ${t_skopeo_big} s, ${c_skopeo} CPU-s | $(ratio "$t_harden_big" "$t_skopeo_big") (CPU $(ratio "$c_harden_big" "$c_skopeo")) |
 | same layer, vs recompressing it | ${t_harden_big} s | \`gzip -dc \| gzip -6 -c\` ${t_gzip} s | $(ratio "$t_harden_big" "$t_gzip") |
 | no-op mirror (\`-p passthrough\`), registry A → B | ${t_harden_mirror} s, peak RSS $(mib "$rss_mirror") | \`skopeo copy\` ${t_skopeo_mirror} s | $(ratio "$t_harden_mirror" "$t_skopeo_mirror") |
 | the same two copies in CPU-seconds (the tool + both registries, $(nproc) cores) | ${c_harden} CPU-s | ${c_skopeo} CPU-s | $(ratio "$c_harden" "$c_skopeo") |
@@ -347,8 +351,9 @@ MD
 fi
 if want requests; then printf '%s' "$req_rows"; fi
 if want vendor; then cat <<MD
-| vendor-shaped image (minbase + a layer of ${v_shape}), \`-p strict\`, registry → registry | ${t_h_vendor} s, peak RSS $(mib "$rss_vendor") | \`skopeo copy\` ${t_sk_vendor} s | $(ratio "$t_h_vendor" "$t_sk_vendor") |
-| minbase + a layer of ${n_many} tiny files, \`-p strict\`, registry → registry | ${t_h_many} s, peak RSS $(mib "$rss_many") | — | — |
+| vendor-shaped image (minbase + a layer of ${v_shape}), \`-p strict\`, registry → registry | ${t_h_vendor} s, ${c_h_vendor} CPU-s, peak RSS $(mib "$rss_vendor") | \`skopeo copy\` ${t_sk_vendor} s, ${c_sk_vendor} CPU-s | $(ratio "$t_h_vendor" "$t_sk_vendor") (CPU $(ratio "$c_h_vendor" "$c_sk_vendor")) |
+| the same image, no-op mirror (\`-p passthrough\`) | ${t_hp_vendor} s, ${c_hp_vendor} CPU-s, peak RSS $(mib "$rss_hp_vendor") | \`skopeo copy\` ${t_sk_vendor} s, ${c_sk_vendor} CPU-s | $(ratio "$t_hp_vendor" "$t_sk_vendor") (CPU $(ratio "$c_hp_vendor" "$c_sk_vendor")) |
+| minbase + a layer of ${n_many} tiny files, \`-p strict\`, registry → registry | ${t_h_many} s, ${c_h_many} CPU-s, peak RSS $(mib "$rss_many") | — | — |
 MD
 fi
 if want pkgdb; then cat <<MD
