@@ -127,15 +127,15 @@ impl Sorted {
         if self.blocks.is_empty() {
             self.blocks.push(Vec::with_capacity(BLOCK));
         }
-        let last = b + 1 == self.blocks.len();
         let block = &mut self.blocks[b];
         if block.len() < BLOCK {
             block.insert(i, a);
-        } else if i == BLOCK && last {
-            // Past the end (a sorted layer): a new block, the full one stays full.
+        } else if i == BLOCK {
+            // Past a full block's end (a sorted layer, or its run between two paths of lower
+            // layers): a new block after it, the full one stays full.
             let mut next = Vec::with_capacity(BLOCK);
             next.push(a);
-            self.blocks.push(next);
+            self.blocks.insert(b + 1, next);
         } else {
             let mut tail = Vec::with_capacity(BLOCK);
             tail.extend(block.drain(BLOCK / 2..));
@@ -323,7 +323,7 @@ impl Apply<'_> {
                 self.remove_all(&path);
             }
             if e.kind == Kind::HardLink {
-                let target = e.link.as_deref().unwrap_or("");
+                let target = e.link().unwrap_or("");
                 let (tdir, tbase) = split_parent(target);
                 let tpath = self.root_path(tdir).map(|d| join(&d, tbase));
                 match tpath.as_deref().and_then(|t| self.get(t).map(|a| a.loc())) {
@@ -370,7 +370,7 @@ impl Apply<'_> {
             if *path != *e.path {
                 // The scan keeps a file's first bytes by its stored name: placed where they
                 // matter (an account database), they were not read.
-                if e.kind == Kind::File && e.prefix.is_none() && crate::scan::prefix_len(&path, e.mode, e.size) > 0 {
+                if e.kind == Kind::File && e.prefix().is_none() && crate::scan::prefix_len(&path, e.mode, e.size) > 0 {
                     self.note(
                         loc,
                         format!("written through a symlinked parent to /{path}, whose contents harden did not read"),
@@ -507,7 +507,7 @@ impl FinalFs {
     /// The contents the scan kept for a file (full for account files, a prefix otherwise).
     pub fn prefix(&self, path: &str) -> Option<&[u8]> {
         let canon = self.resolve(path, true)?;
-        self.get(&canon).and_then(|(_, e)| e.prefix.as_deref())
+        self.get(&canon).and_then(|(_, e)| e.prefix())
     }
 }
 
@@ -535,7 +535,7 @@ pub fn resolve_in<'a>(path: &str, follow_last: bool, lookup: &dyn Fn(&str) -> Op
                 if hops > MAX_HOPS {
                     return None;
                 }
-                let target = e.link.clone().unwrap_or_default();
+                let target = e.link().unwrap_or_default().to_string();
                 cur.pop();
                 if target.starts_with('/') {
                     cur.clear();
@@ -558,7 +558,7 @@ fn escaping_ancestor(map: &Sorted, k: Keys, path: &str) -> Option<String> {
         end += i + 1;
         let Some(loc) = map.get(k, dir).map(|a| a.loc()) else { continue };
         let e = &k.layers[loc.layer].entries[loc.entry];
-        if e.kind == Kind::Symlink && e.link.as_deref().is_some_and(|t| link_leaves_root(dir, t)) {
+        if e.kind == Kind::Symlink && e.link().is_some_and(|t| link_leaves_root(dir, t)) {
             return Some(dir.to_string());
         }
     }
@@ -603,20 +603,21 @@ pub mod tests {
     use crate::layer::codec::Codec;
 
     pub fn entry(path: &str, kind: Kind, link: Option<&str>) -> EntryInfo {
-        EntryInfo {
+        let mut e = EntryInfo {
             path: path.into(),
             kind,
             mode: if kind == Kind::Dir { 0o755 } else { 0o644 },
             uid: 0,
             gid: 0,
             size: 0,
-            link: link.map(Into::into),
             caps: false,
             escapes: false,
             prefix: None,
-            elf: None,
             busybox: false,
-        }
+            rare: None,
+        };
+        e.set_link(link);
+        e
     }
 
     pub fn layer(entries: Vec<EntryInfo>) -> LayerIndex {
