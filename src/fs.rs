@@ -22,10 +22,9 @@ pub struct FinalFs {
     /// Shared: platforms of an index that share a layer share its scan.
     pub layers: Vec<Arc<LayerIndex>>,
     /// Every visible explicit entry, by the path it was written to (its parent resolved
-    /// through symlinks within the root, as containerd's applier writes it). One element per
-    /// entry of the image, compact: the key is the entry's own shared name unless it was placed
-    /// elsewhere, the value an [`At`].
-    map: BTreeMap<Arc<str>, At>,
+    /// through symlinks within the root, as containerd's applier writes it): an [`At`] each,
+    /// sorted by that path (the entry's own name, or its `placed` one).
+    map: Sorted,
     /// Directories no entry names but an entry needed (containerd's `mkparent` makes them,
     /// root-owned, mode 0755), with the layer that made them.
     implied: BTreeMap<Box<str>, usize>,
@@ -46,19 +45,136 @@ pub struct FinalFs {
     pub unpack_notes: Vec<String>,
 }
 
-/// A [`Loc`] in 8 bytes instead of 16, as the map keeps it: the layer in the top 24 bits (a
-/// manifest of 4 MiB lists fewer layers), the entry in the low 40 (a trillion entries would
-/// not fit in memory anyway).
+/// A [`Loc`] in 8 bytes instead of 16, as the merged view keeps it: the layer in the top 24
+/// bits (a manifest of 4 MiB lists fewer layers), whether the entry was placed elsewhere than
+/// its stored name (its path is then in `placed`) in the next, the entry in the low 39 (half a
+/// trillion entries would not fit in memory anyway).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct At(u64);
 
+const ENTRY_BITS: u32 = 39;
+const PLACED: u64 = 1 << ENTRY_BITS;
+
 impl At {
-    fn new(l: Loc) -> At {
-        debug_assert!(l.layer < 1 << 24 && l.entry < 1 << 40);
-        At(((l.layer as u64) << 40) | (l.entry as u64 & ((1 << 40) - 1)))
+    fn new(l: Loc, placed: bool) -> At {
+        debug_assert!(l.layer < 1 << 24 && l.entry < 1 << ENTRY_BITS);
+        At(((l.layer as u64) << 40) | if placed { PLACED } else { 0 } | (l.entry as u64 & (PLACED - 1)))
     }
     fn loc(self) -> Loc {
-        Loc { layer: (self.0 >> 40) as usize, entry: (self.0 & ((1 << 40) - 1)) as usize }
+        Loc { layer: (self.0 >> 40) as usize, entry: (self.0 & (PLACED - 1)) as usize }
+    }
+}
+
+/// What an [`At`]'s path is: its entry's name, or the path it was placed at.
+#[derive(Clone, Copy)]
+struct Keys<'a> {
+    layers: &'a [Arc<LayerIndex>],
+    placed: &'a HashMap<Loc, String>,
+}
+
+impl<'a> Keys<'a> {
+    fn of(self, a: At) -> &'a str {
+        let l = a.loc();
+        if a.0 & PLACED != 0 {
+            if let Some(p) = self.placed.get(&l) {
+                return p;
+            }
+        }
+        &self.layers[l.layer].entries[l.entry].path
+    }
+}
+
+/// The merged view's index: [`At`]s sorted by their paths ([`Keys`]), in blocks of at most
+/// [`BLOCK`] (a B-tree of one level, whose keys live in the scan's index): 8 bytes an entry
+/// when the layers come sorted (each block filled before the next starts), at most 16
+/// otherwise. A `BTreeMap` keyed by the shared names cost about 50.
+#[derive(Default)]
+struct Sorted {
+    blocks: Vec<Vec<At>>,
+}
+
+/// Elements a block of [`Sorted`] holds at most (4 KiB): an insertion moves half of one.
+const BLOCK: usize = 512;
+
+impl Sorted {
+    /// Where `path` is or would go: (block, position, found).
+    fn find(&self, k: Keys, path: &str) -> (usize, usize, bool) {
+        let bi = self.blocks.partition_point(|b| b.last().is_some_and(|&a| k.of(a) < path));
+        if bi == self.blocks.len() {
+            let last = self.blocks.len().saturating_sub(1);
+            return (last, self.blocks.get(last).map_or(0, Vec::len), false);
+        }
+        match self.blocks[bi].binary_search_by(|&a| k.of(a).cmp(path)) {
+            Ok(i) => (bi, i, true),
+            Err(i) => (bi, i, false),
+        }
+    }
+
+    fn get(&self, k: Keys, path: &str) -> Option<At> {
+        match self.find(k, path) {
+            (b, i, true) => Some(self.blocks[b][i]),
+            _ => None,
+        }
+    }
+
+    /// Put `a` at `path` (`k.of(a)` is `path`), replacing what was there.
+    fn insert(&mut self, k: Keys, path: &str, a: At) {
+        let (b, i, found) = self.find(k, path);
+        if found {
+            self.blocks[b][i] = a;
+            return;
+        }
+        if self.blocks.is_empty() {
+            self.blocks.push(Vec::with_capacity(BLOCK));
+        }
+        let block = &mut self.blocks[b];
+        if block.len() < BLOCK {
+            block.insert(i, a);
+        } else if i == BLOCK {
+            // Past a full block's end (a sorted layer, or its run between two paths of lower
+            // layers): a new block after it, the full one stays full.
+            let mut next = Vec::with_capacity(BLOCK);
+            next.push(a);
+            self.blocks.insert(b + 1, next);
+        } else {
+            let mut tail = Vec::with_capacity(BLOCK);
+            tail.extend(block.drain(BLOCK / 2..));
+            if i <= BLOCK / 2 {
+                block.insert(i, a);
+            } else {
+                tail.insert(i - BLOCK / 2, a);
+            }
+            self.blocks.insert(b + 1, tail);
+        }
+    }
+
+    fn remove(&mut self, k: Keys, path: &str) {
+        if let (b, i, true) = self.find(k, path) {
+            self.blocks[b].remove(i);
+            if self.blocks[b].is_empty() {
+                self.blocks.remove(b);
+            }
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = At> + '_ {
+        self.blocks.iter().flatten().copied()
+    }
+
+    /// The elements from `path` on, in order.
+    fn from<'s>(&'s self, k: Keys, path: &str) -> impl Iterator<Item = At> + 's {
+        let (b, i, _) = self.find(k, path);
+        let first = self.blocks.get(b).map_or(&[][..], |x| &x[i.min(x.len())..]);
+        first.iter().chain(self.blocks.iter().skip(b + 1).flatten()).copied()
+    }
+
+    /// Remove every path under `dir` (`dir/…`; everything when `dir` is the root).
+    fn remove_under(&mut self, k: Keys, dir: &str) {
+        let prefix = if dir.is_empty() { String::new() } else { format!("{dir}/") };
+        let doomed: Vec<At> = self.from(k, &prefix).take_while(|&a| k.of(a).starts_with(&prefix)).collect();
+        for a in doomed {
+            self.remove(k, k.of(a));
+        }
     }
 }
 
@@ -73,7 +189,7 @@ const MAX_HOPS: usize = 40;
 /// The state of an unpacking in progress, as containerd's `applyNaive` keeps it on disk.
 struct Apply<'a> {
     layers: &'a [Arc<LayerIndex>],
-    map: BTreeMap<Arc<str>, At>,
+    map: Sorted,
     implied: BTreeMap<Box<str>, usize>,
     placed: HashMap<Loc, String>,
     inode_of: HashMap<Loc, Loc>,
@@ -87,24 +203,33 @@ impl Apply<'_> {
         &self.layers[l.layer].entries[l.entry]
     }
 
+    fn keys(&self) -> Keys<'_> {
+        Keys { layers: self.layers, placed: &self.placed }
+    }
+
+    fn get(&self, path: &str) -> Option<At> {
+        self.map.get(self.keys(), path)
+    }
+
     /// containerd's `fs.RootPath`: symlinks in `dir` followed, never out of the root.
     fn root_path(&self, dir: &str) -> Option<String> {
-        resolve_in(dir, true, &|p| self.map.get(p).map(|&l| self.entry(l.loc())))
+        resolve_in(dir, true, &|p| self.get(p).map(|l| self.entry(l.loc())))
     }
 
     fn exists(&self, path: &str) -> bool {
-        self.map.contains_key(path) || self.implied.contains_key(path)
+        self.implied.contains_key(path) || self.get(path).is_some()
     }
 
     fn is_dir(&self, path: &str) -> bool {
-        self.implied.contains_key(path) || self.map.get(path).is_some_and(|&l| self.entry(l.loc()).kind == Kind::Dir)
+        self.implied.contains_key(path) || self.get(path).is_some_and(|l| self.entry(l.loc()).kind == Kind::Dir)
     }
 
     /// `os.RemoveAll(path)`.
     fn remove_all(&mut self, path: &str) {
-        self.map.remove(path);
+        let k = Keys { layers: self.layers, placed: &self.placed };
+        self.map.remove(k, path);
+        self.map.remove_under(k, path);
         self.implied.remove(path);
-        remove_under(&mut self.map, path);
         remove_under(&mut self.implied, path);
     }
 
@@ -133,8 +258,8 @@ impl Apply<'_> {
     /// name, so the profile's rules still reach it: a GNU tar or bsdtar extraction writes it
     /// there, and harden must never pass on what a rule removes or strips.
     fn unplaced(&mut self, loc: Loc) {
-        let path = self.entry(loc).path.clone();
-        self.map.insert(path, At::new(loc));
+        let k = Keys { layers: self.layers, placed: &self.placed };
+        self.map.insert(k, &self.layers[loc.layer].entries[loc.entry].path, At::new(loc, false));
     }
 
     fn note(&mut self, loc: Loc, what: String) {
@@ -153,7 +278,7 @@ impl Apply<'_> {
             if e.path.is_empty() {
                 continue;
             }
-            if let Some(link) = escaping_ancestor(&self.map, self.layers, &e.path) {
+            if let Some(link) = escaping_ancestor(&self.map, self.keys(), &e.path) {
                 self.through_symlink.push((loc, link));
             }
             let (dir, base) = split_parent(&e.path);
@@ -177,7 +302,8 @@ impl Apply<'_> {
                             .map(str::to_string)
                             .collect()
                     };
-                    let mut doomed = under(&mut from(&self.map, &prefix).map(|(p, _)| &**p));
+                    let k = self.keys();
+                    let mut doomed = under(&mut self.map.from(k, &prefix).map(|a| k.of(a)));
                     doomed.extend(under(&mut from(&self.implied, &prefix).map(|(p, _)| &**p)));
                     for p in doomed {
                         self.remove_all(&p);
@@ -197,10 +323,10 @@ impl Apply<'_> {
                 self.remove_all(&path);
             }
             if e.kind == Kind::HardLink {
-                let target = e.link.as_deref().unwrap_or("");
+                let target = e.link().unwrap_or("");
                 let (tdir, tbase) = split_parent(target);
                 let tpath = self.root_path(tdir).map(|d| join(&d, tbase));
-                match tpath.as_deref().and_then(|t| self.map.get(t).map(|a| a.loc())) {
+                match tpath.as_deref().and_then(|t| self.get(t).map(|a| a.loc())) {
                     Some(t) if self.entry(t).kind != Kind::Dir => {
                         let data = self.inode_of.get(&t).copied().unwrap_or(t);
                         self.inode_of.insert(loc, data);
@@ -244,7 +370,7 @@ impl Apply<'_> {
             if *path != *e.path {
                 // The scan keeps a file's first bytes by its stored name: placed where they
                 // matter (an account database), they were not read.
-                if e.kind == Kind::File && e.prefix.is_none() && crate::scan::prefix_len(&path, e.mode, e.size) > 0 {
+                if e.kind == Kind::File && e.prefix().is_none() && crate::scan::prefix_len(&path, e.mode, e.size) > 0 {
                     self.note(
                         loc,
                         format!("written through a symlinked parent to /{path}, whose contents harden did not read"),
@@ -253,12 +379,11 @@ impl Apply<'_> {
                 self.placed.insert(loc, path.clone());
             }
             self.implied.remove(path.as_str());
+            let at = At::new(loc, *path != *e.path);
+            self.map.insert(Keys { layers: self.layers, placed: &self.placed }, &path, at);
             if opaque {
-                unpacked.insert(path.clone());
+                unpacked.insert(path);
             }
-            // The entry's own name when written where it is stored (nearly always): shared.
-            let key = if *path == *e.path { e.path.clone() } else { path.into() };
-            self.map.insert(key, At::new(loc));
         }
     }
 }
@@ -273,7 +398,7 @@ impl FinalFs {
         let layers: Vec<Arc<LayerIndex>> = layers.into_iter().map(Into::into).collect();
         let mut a = Apply {
             layers: &layers,
-            map: BTreeMap::new(),
+            map: Sorted::default(),
             implied: BTreeMap::new(),
             placed: HashMap::new(),
             inode_of: HashMap::new(),
@@ -318,11 +443,16 @@ impl FinalFs {
 
     /// The entry at exactly this (normalised, canonical) path.
     pub fn get(&self, path: &str) -> Option<(Loc, &EntryInfo)> {
-        self.map.get(path).map(|&l| (l.loc(), self.entry(l.loc())))
+        self.map.get(self.keys(), path).map(|l| (l.loc(), self.entry(l.loc())))
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&str, Loc, &EntryInfo)> {
-        self.map.iter().map(|(p, &l)| (&**p, l.loc(), self.entry(l.loc())))
+        let k = self.keys();
+        self.map.iter().map(move |a| (k.of(a), a.loc(), self.entry(a.loc())))
+    }
+
+    fn keys(&self) -> Keys<'_> {
+        Keys { layers: &self.layers, placed: &self.placed }
     }
 
     /// Resolve `path` (absolute or relative to the root) to a canonical path, following
@@ -370,13 +500,14 @@ impl FinalFs {
             return true;
         }
         let prefix = format!("{path}/");
-        from(&self.map, &prefix).next().is_some_and(|(p, _)| p.starts_with(&prefix))
+        let k = self.keys();
+        self.map.from(k, &prefix).next().is_some_and(|a| k.of(a).starts_with(&prefix))
     }
 
     /// The contents the scan kept for a file (full for account files, a prefix otherwise).
     pub fn prefix(&self, path: &str) -> Option<&[u8]> {
         let canon = self.resolve(path, true)?;
-        self.get(&canon).and_then(|(_, e)| e.prefix.as_deref())
+        self.get(&canon).and_then(|(_, e)| e.prefix())
     }
 }
 
@@ -404,7 +535,7 @@ pub fn resolve_in<'a>(path: &str, follow_last: bool, lookup: &dyn Fn(&str) -> Op
                 if hops > MAX_HOPS {
                     return None;
                 }
-                let target = e.link.clone().unwrap_or_default();
+                let target = e.link().unwrap_or_default().to_string();
                 cur.pop();
                 if target.starts_with('/') {
                     cur.clear();
@@ -420,14 +551,14 @@ pub fn resolve_in<'a>(path: &str, follow_last: bool, lookup: &dyn Fn(&str) -> Op
 
 /// The first directory above `path` that is, at this point of the unpacking, a symlink whose
 /// target leaves the root (absolute, or more `..` than it is deep).
-fn escaping_ancestor(map: &BTreeMap<Arc<str>, At>, layers: &[Arc<LayerIndex>], path: &str) -> Option<String> {
+fn escaping_ancestor(map: &Sorted, k: Keys, path: &str) -> Option<String> {
     let mut end = 0;
     while let Some(i) = path[end..].find('/') {
         let dir = &path[..end + i];
         end += i + 1;
-        let Some(loc) = map.get(dir).map(|a| a.loc()) else { continue };
-        let e = &layers[loc.layer].entries[loc.entry];
-        if e.kind == Kind::Symlink && e.link.as_deref().is_some_and(|t| link_leaves_root(dir, t)) {
+        let Some(loc) = map.get(k, dir).map(|a| a.loc()) else { continue };
+        let e = &k.layers[loc.layer].entries[loc.entry];
+        if e.kind == Kind::Symlink && e.link().is_some_and(|t| link_leaves_root(dir, t)) {
             return Some(dir.to_string());
         }
     }
@@ -472,20 +603,21 @@ pub mod tests {
     use crate::layer::codec::Codec;
 
     pub fn entry(path: &str, kind: Kind, link: Option<&str>) -> EntryInfo {
-        EntryInfo {
+        let mut e = EntryInfo {
             path: path.into(),
             kind,
             mode: if kind == Kind::Dir { 0o755 } else { 0o644 },
             uid: 0,
             gid: 0,
             size: 0,
-            link: link.map(Into::into),
             caps: false,
             escapes: false,
             prefix: None,
-            elf: None,
             busybox: false,
-        }
+            rare: None,
+        };
+        e.set_link(link);
+        e
     }
 
     pub fn layer(entries: Vec<EntryInfo>) -> LayerIndex {
@@ -493,9 +625,10 @@ pub mod tests {
     }
 
     /// The merged view of a layer of many entries costs a bounded number of bytes per entry,
-    /// at its peak too (measured with the unit tests' counting allocator): its map's element, an
-    /// 8-byte location keyed by the entry's own shared name. It was 40-byte elements keyed by a
-    /// copy of the name, and a second copy of every name in a set kept for opaque markers.
+    /// at its peak too (measured with the unit tests' counting allocator): an 8-byte location
+    /// in full blocks of a sorted index whose keys are the scan's names. It was a `BTreeMap`
+    /// keyed by the shared names (about 50), before that 40-byte elements keyed by a copy of
+    /// the name, and a second copy of every name in a set kept for opaque markers.
     #[test]
     fn the_merged_view_costs_bounded_bytes_per_entry() {
         let n = 100_000;
@@ -509,7 +642,40 @@ pub mod tests {
         assert_eq!((fs.iter().count(), fs.implied_dirs().count()), (n, 202), "opt, opt/many, 200 d*: implied");
         let (per_live, per_peak) = (live / n as i64, peak / n as i64);
         eprintln!("merged view: {live} bytes live, {peak} at peak: {per_live} and {per_peak} per entry");
-        assert!(per_live <= 56 && per_peak <= 56, "{per_live} / {per_peak} bytes per entry");
+        assert!(per_live <= 9 && per_peak <= 9, "{per_live} / {per_peak} bytes per entry");
+    }
+
+    /// The sorted index keeps paths in order, found and removed, whatever order they come in
+    /// (blocks split in the middle, emptied ones dropped): as a `BTreeSet` of the same paths.
+    #[test]
+    fn the_sorted_index_orders_paths_as_a_btree_does() {
+        let n = 5_000;
+        // A shuffled order: a multiplicative step through 0..n.
+        let names: Vec<String> = (0..n).map(|i| format!("d{}/f{:05}", (i * 7919) % 13, (i * 7919) % n)).collect();
+        let layers = vec![Arc::new(layer(names.iter().map(|p| entry(p, Kind::File, None)).collect()))];
+        let placed = HashMap::new();
+        let k = Keys { layers: &layers, placed: &placed };
+        let mut s = Sorted::default();
+        let mut model = std::collections::BTreeMap::new();
+        for (i, p) in names.iter().enumerate() {
+            s.insert(k, p, At::new(Loc { layer: 0, entry: i }, false));
+            model.insert(p.clone(), i);
+        }
+        for p in names.iter().step_by(3) {
+            s.remove(k, p);
+            model.remove(p);
+        }
+        s.remove_under(k, "d5");
+        model.retain(|p, _| !p.starts_with("d5/"));
+        let got: Vec<(&str, usize)> = s.iter().map(|a| (k.of(a), a.loc().entry)).collect();
+        let want: Vec<(&str, usize)> = model.iter().map(|(p, &i)| (p.as_str(), i)).collect();
+        assert_eq!(got, want);
+        assert!(s.blocks.iter().all(|b| !b.is_empty() && b.len() <= BLOCK) && s.blocks.len() > 2);
+        assert_eq!(
+            s.from(k, "d3/").next().map(|a| k.of(a)),
+            model.range("d3/".to_string()..).next().map(|(p, _)| p.as_str())
+        );
+        assert!(s.get(k, "d5/f00005").is_none() && s.get(k, &names[1]).is_some());
     }
 
     #[test]

@@ -203,10 +203,10 @@ impl<'a> Guard<'a> {
             return;
         }
         let Some(canon) = canon_after else { return };
-        if let Some(deps) = self.fs.get(&canon).and_then(|(_, e)| e.elf.clone()) {
-            self.libraries(needed_by, &canon, *deps);
+        if let Some(deps) = self.fs.get(&canon).and_then(|(_, e)| e.elf().cloned()) {
+            self.libraries(needed_by, &canon, deps);
         }
-        let Some(prefix) = self.fs.get(&canon).and_then(|(_, e)| e.prefix.clone()) else { return };
+        let Some(prefix) = self.fs.get(&canon).and_then(|(_, e)| e.prefix().map(<[u8]>::to_vec)) else { return };
         if let Some(interp) = shebang(&prefix) {
             let what = format!("the interpreter of {located}");
             let mut parts = interp.split_whitespace();
@@ -250,8 +250,8 @@ impl<'a> Guard<'a> {
             for name in &d.needed {
                 match self.find_library(name, &dirs, &d) {
                     Lib::After(canon) => {
-                        if let Some(ld) = self.fs.get(&canon).and_then(|(_, e)| e.elf.clone()) {
-                            queue.push_back((canon, *ld));
+                        if let Some(ld) = self.fs.get(&canon).and_then(|(_, e)| e.elf().cloned()) {
+                            queue.push_back((canon, ld));
                         }
                     }
                     Lib::OnlyBefore(path) => self.blame_as(&who, name, &path),
@@ -288,9 +288,8 @@ impl<'a> Guard<'a> {
         } else {
             Box::new(dirs.iter().take(left).map(move |dir| format!("{dir}/{name}")))
         };
-        let compatible = |e: &EntryInfo| {
-            e.kind != Kind::Dir && e.elf.as_ref().is_none_or(|l| l.is64 == d.is64 && l.machine == d.machine)
-        };
+        let compatible =
+            |e: &EntryInfo| e.kind != Kind::Dir && e.elf().is_none_or(|l| l.is64 == d.is64 && l.machine == d.machine);
         let after = self.after();
         let mut before = None;
         for c in candidates {
@@ -361,7 +360,7 @@ impl<'a> Guard<'a> {
         if after(&canon).is_none() || !read.insert(canon.clone()) {
             return;
         }
-        let Some(text) = self.fs.get(&canon).and_then(|(_, e)| e.prefix.as_deref()) else { return };
+        let Some(text) = self.fs.get(&canon).and_then(|(_, e)| e.prefix()) else { return };
         let text = String::from_utf8_lossy(text).into_owned();
         for line in text.lines() {
             let line = line.split('#').next().unwrap_or_default().trim();
@@ -552,7 +551,7 @@ mod tests {
     fn file(path: &str, mode: u32, elf: Option<Box<ElfDeps>>, prefix: Option<&[u8]>) -> EntryInfo {
         let mut e = entry(path, Kind::File, None);
         e.mode = mode;
-        e.elf = elf;
+        e.set_elf(elf.map(|d| *d));
         e.prefix = prefix.map(|p| p.to_vec().into_boxed_slice());
         e
     }
@@ -676,7 +675,7 @@ mod tests {
         b.append_data(&mut h, "usr/bin/after", &b"after"[..]).unwrap();
         let t = b.into_inner().unwrap();
         let idx = crate::scan::scan_layer(&t[..], None, None, &crate::layer::Limits::default()).unwrap();
-        let d = idx.entries[0].elf.as_deref().unwrap();
+        let d = idx.entries[0].elf().unwrap();
         assert_eq!((d.needed.clone(), d.runpath.clone()), (vec!["libc.so.6".to_string()], vec!["$ORIGIN".to_string()]));
         assert!(idx.entries[0].prefix.is_none(), "a library keeps no prefix");
         assert_eq!(idx.entries[1].prefix.as_deref(), Some(&b"after"[..]), "the stream stays in step");

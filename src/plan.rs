@@ -465,8 +465,8 @@ pub fn remove_copies(fs: &FinalFs, profile: &Profile, p: &mut Plan) {
     // /usr/bin/dash).
     let mut names: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for (path, _, e) in fs.iter() {
-        if let (Kind::HardLink, Some(t)) = (e.kind, &e.link) {
-            names.entry(t.as_str()).or_default().push(path);
+        if let (Kind::HardLink, Some(t)) = (e.kind, e.link()) {
+            names.entry(t).or_default().push(path);
         }
     }
     for (target, links) in &names {
@@ -504,8 +504,8 @@ pub fn keep_directories(fs: &FinalFs, profile: &Profile, p: &mut Plan) {
 pub fn keep_cross_layer_link_targets(fs: &FinalFs, _: &Profile, p: &mut Plan) {
     for (path, loc, e) in fs.iter() {
         if e.kind == Kind::HardLink && !p.removed.contains_key(path) {
-            if let Some(t) = &e.link {
-                let same_layer = fs.layers[loc.layer].entries.iter().any(|x| *x.path == **t && x.kind == Kind::File);
+            if let Some(t) = e.link() {
+                let same_layer = fs.layers[loc.layer].entries.iter().any(|x| *x.path == *t && x.kind == Kind::File);
                 if p.removed.contains_key(t) && !same_layer {
                     p.removed.remove(t);
                     p.notes.push(format!("kept /{t}: hardlinked from /{path} in a higher layer"));
@@ -639,16 +639,16 @@ pub fn promote_hardlinks(fs: &FinalFs, _: &Profile, p: &mut Plan) {
             if e.kind != Kind::HardLink || p.removed.contains_key(&*e.path) {
                 continue;
             }
-            let Some(t) = &e.link else { continue };
-            if !seen_removed.contains(t.as_str()) {
+            let Some(t) = e.link() else { continue };
+            if !seen_removed.contains(t) {
                 continue;
             }
             let lp = &mut p.layers[li];
             if let Some(first) = promoted.get(t) {
                 lp.changes.entry(e.path.to_string()).or_default().relink_to = Some(first.clone());
             } else {
-                promoted.insert(t.clone(), e.path.to_string());
-                lp.changes.entry(t.clone()).or_default().promote_to = Some(e.path.to_string());
+                promoted.insert(t.to_string(), e.path.to_string());
+                lp.changes.entry(t.to_string()).or_default().promote_to = Some(e.path.to_string());
                 // The link's own entry is replaced by the promoted one.
                 lp.changes.entry(e.path.to_string()).or_default().remove = true;
             }

@@ -134,7 +134,7 @@ impl Audit<'_> {
     fn text(&self, path: &str) -> Option<Text> {
         let canon = self.fs.resolve(path, true)?;
         let (loc, e) = self.fs.get(&canon)?;
-        let body = String::from_utf8_lossy(e.prefix.as_deref()?).into_owned();
+        let body = String::from_utf8_lossy(e.prefix()?).into_owned();
         Some(Text { body, ev: self.file(&canon, loc) })
     }
 
@@ -253,7 +253,7 @@ impl Audit<'_> {
             if e.kind == Kind::Dir {
                 ev.detail = Some(format!("{files} file{} ({bytes} bytes)", if files == 1 { "" } else { "s" }));
             } else if e.kind == Kind::Symlink {
-                ev.detail = Some(format!("symlink to {}", e.link.as_deref().unwrap_or("?")));
+                ev.detail = Some(format!("symlink to {}", e.link().unwrap_or("?")));
             }
             out.push(ev);
         }
@@ -266,7 +266,7 @@ impl Audit<'_> {
         let mut out = Vec::new();
         let mut paths = Vec::new();
         for (path, loc, e) in self.fs.iter() {
-            let Some(prefix) = e.prefix.as_deref() else {
+            let Some(prefix) = e.prefix() else {
                 continue;
             };
             if e.kind != Kind::File || prefix.starts_with(b"\x7fELF") || secrets::library_path(path) {
@@ -386,7 +386,7 @@ impl Audit<'_> {
             let e = self.fs.entry(*loc);
             out.push(self.file(&e.path, *loc).with_detail(format!(
                 "written through /{link}, a symlink out of the root ({}): an unpacker that follows it writes outside",
-                self.fs.get(link).and_then(|(_, l)| l.link.clone()).unwrap_or_default()
+                self.fs.get(link).and_then(|(_, l)| l.link().map(str::to_string)).unwrap_or_default()
             )));
         }
         out

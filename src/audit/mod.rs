@@ -368,14 +368,14 @@ pub fn after_view(fs: &FinalFs, plan: &Plan, user_layer: Option<&[u8]>) -> Final
                 }
             }
             if let Some(to) = &c.relink_to {
-                n.link = Some(to.clone());
+                n.set_link(Some(to.as_str()));
             }
             if let Some(m) = mode {
                 n.mode = m;
             }
             if let Some(new) = &c.content {
                 n.size = new.data.len() as u64;
-                n.prefix = Some(new.data.to_vec().into_boxed_slice());
+                n.set_prefix(Some(new.data.to_vec().into_boxed_slice()));
             }
             if strip_caps {
                 n.caps = false;

@@ -97,7 +97,7 @@ pub fn rows(fs: &FinalFs) -> Vec<Row> {
                 uid,
                 gid,
                 size: if kind == Kind::File { d.size } else { 0 },
-                link: (kind == Kind::Symlink).then(|| d.link.clone().unwrap_or_default()),
+                link: (kind == Kind::Symlink).then(|| d.link().unwrap_or_default().to_string()),
                 hardlink: group.and_then(|n| n.iter().min()).map(|first| format!("/{first}")),
                 layer: loc.layer,
                 implied: false,

@@ -109,7 +109,7 @@ fn escaping_names_are_flagged_and_rewritten_inside_the_root() {
         esc,
         vec![("etc", false), ("etc/cron.d/evil", true), ("abs/file", true), ("app/ok", false), ("app/hard", true)]
     );
-    assert_eq!(idx.entries[4].link.as_deref(), Some("etc/shadow"));
+    assert_eq!(idx.entries[4].link(), Some("etc/shadow"));
 
     // Even a profile that changes nothing rewrites the layer, with the names inside the root.
     let fs = FinalFs::build(vec![idx]);
@@ -120,7 +120,7 @@ fn escaping_names_are_flagged_and_rewritten_inside_the_root() {
     assert_eq!(names, vec!["etc/", "etc/cron.d/evil", "abs/file", "app/ok", "app/hard"]);
     let back = scan(&out).unwrap();
     assert!(back.entries.iter().all(|e| !e.escapes), "{:?}", back.entries);
-    assert_eq!(back.entries[4].link.as_deref(), Some("etc/shadow"));
+    assert_eq!(back.entries[4].link(), Some("etc/shadow"));
     assert_eq!(stored(&out)[1].3, b"* * * * * root sh\n");
 }
 

@@ -118,7 +118,7 @@ fn text<'a>(fs: &'a FinalFs, path: &str) -> Result<Option<&'a str>, String> {
     if e.kind != Kind::File {
         return Err(format!("/{path}: a package database file that is not a regular file ({:?})", e.kind));
     }
-    let data = e.prefix.as_deref().unwrap_or(&[]);
+    let data = e.prefix().unwrap_or(&[]);
     if (data.len() as u64) < e.size {
         return Err(format!(
             "/{path}: {} bytes, more than the {} MiB harden reads of a package database file",
@@ -207,7 +207,7 @@ fn load_rpm(fs: &FinalFs) -> Option<Database> {
         if e.kind != Kind::File {
             return Err(format!("/{path}: not a regular file ({:?})", e.kind));
         }
-        let data = e.prefix.as_deref().unwrap_or(&[]);
+        let data = e.prefix().unwrap_or(&[]);
         if (data.len() as u64) < e.size {
             return Err(format!("/{path}: {} bytes, more than the {} MiB harden reads", e.size, MAX_FILE >> 20));
         }

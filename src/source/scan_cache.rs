@@ -164,12 +164,12 @@ fn wire_entry(e: &EntryInfo) -> WireEntry {
         u: e.uid,
         g: e.gid,
         s: e.size,
-        l: e.link.clone(),
+        l: e.link().map(str::to_string),
         caps: e.caps,
         esc: e.escapes,
         bb: e.busybox,
-        x: e.prefix.as_ref().map(|p| b64.encode(p)),
-        elf: e.elf.as_ref().map(|d| WireElf {
+        x: e.prefix().map(|p| b64.encode(p)),
+        elf: e.elf().map(|d| WireElf {
             is64: d.is64,
             machine: d.machine,
             dynamic: d.dynamic,
@@ -196,30 +196,30 @@ fn index_of(w: WireIndex) -> Result<LayerIndex> {
             Some(x) => Some(b64.decode(x)?.into_boxed_slice()),
             None => None,
         };
-        entries.push(EntryInfo {
+        let mut entry = EntryInfo {
             path: e.p.into(),
             kind: Kind::from_byte(e.k),
             mode: e.m,
             uid: e.u,
             gid: e.g,
             size: e.s,
-            link: e.l,
             caps: e.caps,
             escapes: e.esc,
-            prefix,
-            elf: e.elf.map(|d| {
-                Box::new(ElfDeps {
-                    is64: d.is64,
-                    machine: d.machine,
-                    dynamic: d.dynamic,
-                    needed: d.needed,
-                    runpath: d.runpath,
-                    rpath: d.rpath,
-                    incomplete: d.incomplete,
-                })
-            }),
             busybox: e.bb,
-        });
+            prefix,
+            rare: None,
+        };
+        entry.set_link(e.l);
+        entry.set_elf(e.elf.map(|d| ElfDeps {
+            is64: d.is64,
+            machine: d.machine,
+            dynamic: d.dynamic,
+            needed: d.needed,
+            runpath: d.runpath,
+            rpath: d.rpath,
+            incomplete: d.incomplete,
+        }));
+        entries.push(entry);
     }
     Ok(LayerIndex { entries, codec, diff_id, uncompressed_size: w.uncompressed_size })
 }
@@ -373,16 +373,15 @@ mod tests {
             uid: 0,
             gid: 7,
             size: 3,
-            link: None,
             caps: false,
             escapes: false,
             prefix: None,
-            elf: None,
             busybox: false,
+            rare: None,
         };
         let mut bin = e("usr/bin/x", Kind::File);
         bin.prefix = Some(b"\x7fELF\0\x01".to_vec().into_boxed_slice());
-        bin.elf = Some(Box::new(ElfDeps {
+        bin.set_elf(Some(ElfDeps {
             is64: true,
             machine: 62,
             dynamic: true,
@@ -394,7 +393,7 @@ mod tests {
         bin.busybox = true;
         bin.caps = true;
         let mut link = e("bin", Kind::Symlink);
-        link.link = Some("usr/bin".into());
+        link.set_link(Some("usr/bin"));
         link.escapes = true;
         LayerIndex {
             entries: vec![e("usr", Kind::Dir), bin, link, e("dev/x", Kind::Other(b'Z'))],
