@@ -408,7 +408,9 @@ async fn rewrite_here(
         async {
             match streamed {
                 true => Some(
-                    ctx.dst.put_blob_growing(&follow, &format!("{} rewritten", layer.digest.short()), layer.size).await,
+                    ctx.dst
+                        .put_blob_growing(&follow, &format!("layer {} as rewritten", layer.digest.short()), layer.size)
+                        .await,
                 ),
                 false => None,
             }

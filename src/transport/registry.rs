@@ -634,7 +634,7 @@ impl Registry {
     /// the registry stored, for the caller to hold against the rewrite's own. `label` names the
     /// blob on the progress bar; `estimate` is the bar's length.
     pub async fn put_blob_growing(&self, follow: &Follow, label: &str, estimate: u64) -> Result<(Digest, u64)> {
-        let what = format!("{}: upload of the {label}", self.name());
+        let what = format!("{}: upload of {label}", self.name());
         let r = self.reference(None);
         let send = |body: super::follow::BodyStream| async {
             let bar = self.progress.transfer("upload", label, estimate);
