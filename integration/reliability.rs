@@ -306,8 +306,8 @@ fn pinned_of(stdout: &str) -> String {
 
 // ------------------------------------------------------------------ the tests
 
-/// The registry is stopped while harden pushes the big layer (throttled through the proxy so
-/// the push is under way for seconds); harden fails with one line. The registry comes back on
+/// The registry is stopped while harden uploads the big layer (throttled through the proxy so
+/// the upload is under way for seconds; it goes up as it is rewritten); harden fails with one line. The registry comes back on
 /// the same port and storage; a rerun finishes with the digest of an undisturbed run and does
 /// not upload again the blob the first run had finished.
 #[test]
@@ -328,7 +328,9 @@ fn reliability_registry_stopped_mid_push_then_rerun_same_digest() {
     let (from, to) = (proxy.image("app:1"), proxy.image("hardened:1"));
     let args = [&["rebuild", &from, &to, "--retries", "2", "--timeout", "5"][..], &base[..]].concat();
     let run = spawn_harden(&args, &[("DOCKER_CONFIG", &creds)]);
-    run.wait_for_line("pushed blob", Duration::from_secs(300));
+    // The plan is made: the rewritten layers go up as they are rewritten (an untouched one
+    // went up during the scan).
+    run.wait_for_line("findings", Duration::from_secs(300));
     let t = Instant::now();
     let before = proxy.up.load(Ordering::SeqCst);
     while proxy.up.load(Ordering::SeqCst) < before + (4 << 20) {

@@ -637,14 +637,16 @@ impl Registry {
         let what = format!("{}: upload of {label}", self.name());
         let r = self.reference(None);
         let send = |body: super::follow::BodyStream| async {
-            let bar = self.progress.transfer("upload", label, estimate);
+            let bar = Arc::new(self.progress.transfer("upload", label, estimate));
             let watch = Watchdog::new();
+            let sent = Arc::clone(&bar);
             let body = watch
                 .observe(coalesce(body, GROWING_PATCH))
-                .inspect_ok(move |chunk| bar.inc(chunk.len() as u64))
+                .inspect_ok(move |chunk| sent.inc(chunk.len() as u64))
                 .map_err(OciDistributionError::from);
             let push = self.c().await.push_blob_stream_chunked(&r, body);
             let pushed = watch.guard(push, self.retry.timeout, &what).await?;
+            bar.complete();
             let digest = Digest::parse(&pushed.blob_digest)
                 .map_err(|e| AttemptError::fatal(anyhow!("{what}: the registry stored {}: {e}", pushed.blob_digest)))?;
             Ok((digest, pushed.size))
