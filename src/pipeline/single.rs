@@ -1,6 +1,7 @@
 //! Rebuilding one image manifest once it is [`Prepared`]: rewrite the layers the plan changes
-//! (through the rewrite cache), build the new config and manifest, push (blobs first, the
-//! manifest last). An index runs this once per platform ([`super::index`]).
+//! (through the rewrite cache; into a registry each rewritten layer goes up as it is written),
+//! build the new config and manifest, push (blobs first and confirmed, the manifest last). An
+//! index runs this once per platform ([`super::index`]).
 //!
 //! Owns: the new manifest's layer descriptors and annotations, the per-layer report. Must not:
 //! decide what changes (that is the plan's) or how a push is ordered (that is

@@ -2,7 +2,9 @@
 //! identity token is exchanged by [`super::oauth`] and handed to it as a Bearer token); plain
 //! HTTP is used for localhost and 127.0.0.0/8 (or with `--plain-http`). Layer uploads are
 //! monolithic PUTs with the digest known up front, streamed from a local file or from behind a
-//! download still under way (see [`super::follow`]), which downloads publish their progress to.
+//! download still under way (see [`super::follow`]), which downloads publish their progress to;
+//! a blob whose digest is known only once it is written (a rewrite's output) goes as a chunked
+//! upload behind its writer, the digest in the final PUT.
 //!
 //! Every request goes through the [`RetryPolicy`] (`--retries`, `--timeout`): a transient
 //! failure is retried with backoff; a download restarts from scratch into the same spool file;
