@@ -178,6 +178,31 @@ fn v2_verifier_is(verifier: &Value, cert_der: &[u8]) -> bool {
         .is_some_and(|d| d == cert_der)
 }
 
+/// A Rekor v1 entry of an envelope (dsse 0.0.1, intoto 0.0.2) agrees with `claim`: its payload
+/// hash (`{"value": hex}`) is the claim's, and one of its `signatures` is the claim's signature
+/// with the claim's certificate, as `sig_and_key` reads the two from a signature object (each
+/// kind stores them its own way).
+fn envelope_holds(
+    claim: &Claim,
+    want_hash: &str,
+    hash: &Value,
+    signatures: &Value,
+    sig_and_key: impl Fn(&Value) -> (Option<Vec<u8>>, Option<Vec<u8>>),
+) -> Result<(), String> {
+    if hash["value"].as_str() != Some(want_hash) {
+        return Err("the log entry is for another artifact (payload hash differs)".into());
+    }
+    let sigs = signatures.as_array().map(Vec::as_slice).unwrap_or_default();
+    let found = sigs.iter().any(|s| {
+        let (sig, key) = sig_and_key(s);
+        sig.as_deref() == Some(claim.signature) && key.as_deref() == Some(claim.cert_der)
+    });
+    if !found {
+        return Err("the log entry holds another signature or certificate".into());
+    }
+    Ok(())
+}
+
 /// The entry's body agrees with `claim` (hashedrekord or dsse, Rekor v1's 0.0.1 or v2's 0.0.2;
 /// intoto 0.0.2, cosign 2's attestations).
 pub fn body_matches(body: &[u8], claim: &Claim) -> Result<(), String> {
@@ -200,36 +225,18 @@ pub fn body_matches(body: &[u8], claim: &Claim) -> Result<(), String> {
         }
         (Some("dsse"), Some("0.0.1")) => {
             let spec = &v["spec"];
-            if spec["payloadHash"]["value"].as_str() != Some(want_hash.as_str()) {
-                return Err("the log entry is for another artifact (payload hash differs)".into());
-            }
-            let sigs = spec["signatures"].as_array().map(Vec::as_slice).unwrap_or_default();
-            let found = sigs.iter().any(|s| {
-                b64(&s["signature"]).as_deref() == Some(claim.signature)
-                    && s["verifier"].as_str().and_then(pem_der).as_deref() == Some(claim.cert_der)
-            });
-            if !found {
-                return Err("the log entry holds another signature or certificate".into());
-            }
-            Ok(())
+            envelope_holds(claim, &want_hash, &spec["payloadHash"], &spec["signatures"], |s| {
+                (b64(&s["signature"]), s["verifier"].as_str().and_then(pem_der))
+            })
         }
         (Some("intoto"), Some("0.0.2")) => {
             // cosign 2's keyless `.att`: the envelope's signatures hold base64 of the base64
             // signature, and the key as base64 PEM (sigstore-js reads them the same way).
             let content = &v["spec"]["content"];
-            if content["payloadHash"]["value"].as_str() != Some(want_hash.as_str()) {
-                return Err("the log entry is for another artifact (payload hash differs)".into());
-            }
-            let sigs = content["envelope"]["signatures"].as_array().map(Vec::as_slice).unwrap_or_default();
-            let found = sigs.iter().any(|s| {
+            envelope_holds(claim, &want_hash, &content["payloadHash"], &content["envelope"]["signatures"], |s| {
                 let sig = b64(&s["sig"]).and_then(|inner| base64::engine::general_purpose::STANDARD.decode(inner).ok());
-                sig.as_deref() == Some(claim.signature)
-                    && s["publicKey"].as_str().and_then(pem_der).as_deref() == Some(claim.cert_der)
-            });
-            if !found {
-                return Err("the log entry holds another signature or certificate".into());
-            }
-            Ok(())
+                (sig, s["publicKey"].as_str().and_then(pem_der))
+            })
         }
         (Some("hashedrekord"), Some("0.0.2")) => {
             let spec = &v["spec"]["hashedRekordV002"];
