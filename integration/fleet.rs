@@ -236,37 +236,51 @@ fn fleet_shared_cache_rewrites_once_across_pods_and_ignores_records_that_do_not_
     skopeo_inspect(&d.reference(), &[]);
 }
 
-/// The requests the registry served (its "response completed" log lines: method and path),
-/// from line `from` on.
-fn served(reg: &Registry, from: usize) -> Vec<String> {
+/// One request the registry answered: a "response completed" line of its log.
+struct Answered {
+    method: String,
+    /// The path and query, without the log's quotes.
+    uri: String,
+    status: String,
+}
+
+/// Every request the registry answered, in its log's order.
+fn answered(reg: &Registry) -> Vec<Answered> {
     let log = std::fs::read_to_string(reg.dir().join("registry.log")).unwrap();
-    let lines: Vec<String> = log
-        .lines()
+    log.lines()
         .filter(|l| l.contains("msg=\"response completed"))
         .map(|l| {
-            let field = |k: &str| l.split(k).nth(1).and_then(|v| v.split(' ').next()).unwrap_or("?").to_string();
-            format!("{} {}", field("http.request.method="), field("http.request.uri="))
+            let field = |k: &str| {
+                l.split(k).nth(1).and_then(|v| v.split(' ').next()).unwrap_or("?").trim_matches('"').to_string()
+            };
+            Answered {
+                method: field("http.request.method="),
+                uri: field("http.request.uri="),
+                status: field("http.response.status="),
+            }
         })
-        .collect();
-    lines[from.min(lines.len())..].to_vec()
+        .collect()
+}
+
+/// The requests the registry served, as "METHOD path", from the `from`th on.
+fn served(reg: &Registry, from: usize) -> Vec<String> {
+    answered(reg).into_iter().skip(from).map(|a| format!("{} {}", a.method, a.uri)).collect()
 }
 
 /// Each blob stored into a repository (an upload's final PUT or a mount answered 201), as
 /// "repository digest", in the registry log's order.
 fn stores(reg: &Registry) -> Vec<String> {
-    let log = std::fs::read_to_string(reg.dir().join("registry.log")).unwrap();
-    log.lines()
-        .filter(|l| l.contains("msg=\"response completed") && l.contains("http.response.status=201"))
-        .filter_map(|l| {
-            let field = |k: &str| l.split(k).nth(1).and_then(|v| v.split(' ').next()).unwrap_or("").trim_matches('"');
-            let (method, uri) = (field("http.request.method="), field("http.request.uri="));
-            let repo = uri.strip_prefix("/v2/")?.split("/blobs/uploads/").next()?;
-            let key = match method {
+    answered(reg)
+        .into_iter()
+        .filter(|a| a.status == "201")
+        .filter_map(|a| {
+            let repo = a.uri.strip_prefix("/v2/")?.split("/blobs/uploads/").next()?;
+            let key = match a.method.as_str() {
                 "PUT" => "digest=",
                 "POST" => "mount=",
                 _ => return None,
             };
-            let digest = uri.split(key).nth(1)?.split('&').next()?;
+            let digest = a.uri.split(key).nth(1)?.split('&').next()?;
             Some(format!("{repo} {}", digest.replace("%3A", ":")))
         })
         .collect()
