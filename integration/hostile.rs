@@ -106,17 +106,16 @@ fn input_bytes(args: &[&str]) -> u64 {
             std::fs::metadata(p).map_or(0, |m| m.len())
         }
     };
-    args.iter()
-        .filter_map(|a| a.split_once(':').map(|(_, rest)| rest))
-        .map(|rest| {
-            let p = Path::new(rest);
-            if p.exists() {
-                size(p)
-            } else {
-                p.parent().map_or(0, size)
-            }
-        })
-        .sum()
+    // `docker-archive:FILE`, `oci-archive:FILE`, or `oci:DIR:TAG` (the layout, not its parent).
+    let named = |rest: &str| -> Option<PathBuf> {
+        let whole = Path::new(rest);
+        if whole.exists() {
+            return Some(whole.to_path_buf());
+        }
+        let (dir, _tag) = rest.rsplit_once(':')?;
+        Path::new(dir).exists().then(|| PathBuf::from(dir))
+    };
+    args.iter().filter_map(|a| a.split_once(':')).filter_map(|(_, rest)| named(rest)).map(|p| size(&p)).sum()
 }
 
 /// Run harden with `args` under the watchdog, `TMPDIR` a fresh directory of `dir` (checked
