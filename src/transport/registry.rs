@@ -118,7 +118,8 @@ struct RepoState {
 enum BlobState {
     /// Held: confirmed by the registry during this run.
     Held,
-    /// Being stored (or looked for) by one endpoint; the others wait on this lock.
+    /// Being stored by one endpoint (or was, and the registry refused it); the others wait on
+    /// this lock.
     Storing(Arc<tokio::sync::Mutex<()>>),
 }
 
