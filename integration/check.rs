@@ -235,7 +235,7 @@ fn check_errors() {
 /// stdout), replacing what was there; the SBOM written is valid CycloneDX to
 /// cyclonedx-python-lib's strict validator. A FILE that cannot be written is exit 1 naming
 /// `--output`, and nothing half-written is left. `harden --version` is the build id that keys
-/// the caches: the version and the sha256 of the very binary.
+/// the caches: the version and a digest of what the binary was built from.
 #[test]
 fn check_and_sbom_write_to_a_file_with_o() {
     let fx = fixture("app");
@@ -268,7 +268,7 @@ fn check_and_sbom_write_to_a_file_with_o() {
 
     let out = harden(&["--version"]);
     assert!(out.status.success(), "{}", dump(&out));
-    let binary = std::fs::read(harden_bin()).unwrap();
-    let expected = format!("harden {}+{}", env!("CARGO_PKG_VERSION"), &sha256_hex(&binary)[..16]);
-    assert_eq!(stdout_str(&out).trim(), expected);
+    let printed = stdout_str(&out);
+    let id = printed.trim().strip_prefix(concat!("harden ", env!("CARGO_PKG_VERSION"), "+")).unwrap_or_default();
+    assert!(id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()), "--version printed {printed:?}");
 }

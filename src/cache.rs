@@ -49,14 +49,12 @@ pub struct RewriteCache {
     progress: crate::progress::Progress,
 }
 
-/// The version, and a digest of this very binary: development builds share a version number,
-/// and a cache entry written by another build must never be taken for this one's output.
+/// The version, and a digest of everything this binary is made from (sources, lock file,
+/// compiler, build settings; `src/build_id.rs`, run by `build.rs`): development builds
+/// share a version number, and a cache entry written by another build must never be taken for
+/// this one's output. Known at compile time, so no run reads its own binary to learn it.
 pub fn build_id() -> &'static str {
-    static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    ID.get_or_init(|| {
-        let exe = std::env::current_exe().and_then(std::fs::read).unwrap_or_default();
-        format!("{}+{}", env!("CARGO_PKG_VERSION"), &Digest::of(&exe).hex()[..16])
-    })
+    concat!(env!("CARGO_PKG_VERSION"), "+", env!("HARDEN_BUILD_ID"))
 }
 
 /// The cache directory and what it holds: rewrites and their blobs, and beside them the scan

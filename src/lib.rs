@@ -17,6 +17,8 @@
 
 pub mod audit;
 pub mod batch;
+#[cfg(test)]
+mod build_id;
 pub mod cache;
 pub mod config;
 pub mod contract;
