@@ -112,6 +112,18 @@ measure() {
   cat "$out"
 }
 ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
+# A warm re-mirror takes tens of milliseconds, the size of /usr/bin/time's steps: the median of 7,
+# each into a new repository (the command's '@' replaced by w1..w7), timed to the microsecond.
+warm_median() {
+  local k t0 t1 times=()
+  for k in 1 2 3 4 5 6 7; do
+    t0=$(date +%s.%N)
+    "${@//@/w$k}" >/dev/null 2>"$WORK/last.err" || { cat "$WORK/last.err" >&2; echo "bench: failed: $*" >&2; exit 1; }
+    t1=$(date +%s.%N)
+    times+=("$t1-$t0")
+  done
+  python3 -c "import statistics,sys; print(f'{statistics.median(eval(x) for x in sys.argv[1:]):.3f}')" "${times[@]}"
+}
 
 # A copy between registries: seconds, peak RSS (KiB), and the CPU-seconds of the whole copy —
 # the command's plus both registries' (from /proc): the machine's cores are shared by all three.
@@ -211,7 +223,9 @@ if want fleet; then
   read -r t_sk_cold _ < <(measure skopeo copy -q --src-tls-verify=false --dest-tls-verify=false "docker://$A/big:1" "docker://$B/remirror:1")
   n_sk_cold=$(asked "$a0" "$d0" regB); a0=$(served regA); d0=$(served regB)
   read -r t_sk_warm _ < <(measure skopeo copy -q --src-tls-verify=false --dest-tls-verify=false "docker://$A/big:1" "docker://$B/remirror-again:1")
-  n_sk_new=$(asked "$a0" "$d0" regB); a0=$(served regA); d0=$(served regB)
+  n_sk_new=$(asked "$a0" "$d0" regB)
+  t_sk_warm=$(warm_median skopeo copy -q --src-tls-verify=false --dest-tls-verify=false "docker://$A/big:1" "docker://$B/remirror-@:1")
+  a0=$(served regA); d0=$(served regB)
   skopeo copy -q --src-tls-verify=false --dest-tls-verify=false "docker://$A/big:1" "docker://$B/remirror-again:1"
   n_sk_same=$(asked "$a0" "$d0" regB)
   rm -rf "$WORK/hc-mirror"
@@ -219,7 +233,9 @@ if want fleet; then
   read -r t_h_cold _ < <(measure "$HARDEN" rebuild -q --cache-dir "$WORK/hc-mirror" -p passthrough "$A/big:1" "$C/remirror:1")
   n_h_cold=$(asked "$a0" "$d0" regC); a0=$(served regA); d0=$(served regC)
   read -r t_h_warm _ < <(measure "$HARDEN" rebuild -q --cache-dir "$WORK/hc-mirror" -p passthrough "$A/big:1" "$C/remirror-again:1")
-  n_h_new=$(asked "$a0" "$d0" regC); a0=$(served regA); d0=$(served regC)
+  n_h_new=$(asked "$a0" "$d0" regC)
+  t_h_warm=$(warm_median "$HARDEN" rebuild -q --cache-dir "$WORK/hc-mirror" -p passthrough "$A/big:1" "$C/remirror-@:1")
+  a0=$(served regA); d0=$(served regC)
   "$HARDEN" rebuild -q --cache-dir "$WORK/hc-mirror" -p passthrough "$A/big:1" "$C/remirror-again:1" >/dev/null 2>&1
   n_h_same=$(asked "$a0" "$d0" regC)
   { echo '[defaults]'; echo 'profiles = ["strict"]'
@@ -340,7 +356,7 @@ if want batch; then cat <<MD
 MD
 fi
 if want fleet; then cat <<MD
-| re-mirror of the 1 GiB image (\`-p passthrough\`) to a new repository, warm | ${t_h_warm} s (cold ${t_h_cold} s) | \`skopeo copy\` warm ${t_sk_warm} s (cold ${t_sk_cold} s) | $(ratio "$t_h_warm" "$t_sk_warm") |
+| re-mirror of the 1 GiB image (\`-p passthrough\`) to a new repository, warm (median of 7) | ${t_h_warm} s (cold ${t_h_cold} s) | \`skopeo copy\` warm ${t_sk_warm} s (cold ${t_sk_cold} s) | $(ratio "$t_h_warm" "$t_sk_warm") |
 | requests (source + destination registry), cold copy of the 1 GiB image | ${n_h_cold} | \`skopeo copy\` ${n_sk_cold} | — |
 | requests, warm re-mirror to a new repository | ${n_h_new} | \`skopeo copy\` ${n_sk_new} | — |
 | requests, warm re-mirror to the same repository | ${n_h_same} | \`skopeo copy\` ${n_sk_same} | — |
