@@ -48,6 +48,8 @@ pub mod shared_cache;
 pub mod sign;
 pub mod source;
 pub mod spool;
+#[cfg(test)]
+mod test_support;
 pub mod transport;
 pub mod verify_run;
 

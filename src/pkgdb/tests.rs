@@ -207,7 +207,6 @@ fn duplicate_stanzas_fail_and_each_file_is_read_once() {
     // a second even in a debug build on a loaded machine; 400k names took 6.5 s there).
     let deps: Vec<String> = (0..100_000).map(|i| format!("d{}", i % 50_000)).collect();
     let st = dpkg::parse("s", &format!("Package: a\nDepends: {}\n", deps.join(", "))).unwrap();
-    let t = std::time::Instant::now();
-    assert_eq!(st[0].depends().len(), 50_000);
-    assert!(t.elapsed() < std::time::Duration::from_secs(5), "{:?}", t.elapsed());
+    let found = crate::test_support::unless_hung("100k Depends", move || st[0].depends().len());
+    assert_eq!(found, 50_000);
 }

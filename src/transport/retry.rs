@@ -246,10 +246,12 @@ mod tests {
         assert_eq!(calls.load(Ordering::SeqCst), 1, "a 404 is not retried");
     }
 
-    #[tokio::test]
+    /// On tokio's paused clock: the time asserted is the policy's own (two timeouts and one
+    /// wait of 1–4 ms), exactly, not the machine's.
+    #[tokio::test(start_paused = true)]
     async fn a_hung_request_times_out_and_is_retried() {
         let calls = AtomicU32::new(0);
-        let t = std::time::Instant::now();
+        let t = tokio::time::Instant::now();
         let r: Result<(), OciDistributionError> = policy(1)
             .call(&"op", || async {
                 calls.fetch_add(1, Ordering::SeqCst);
@@ -260,6 +262,7 @@ mod tests {
         let msg = r.unwrap_err().to_string();
         assert!(msg.contains("--timeout"), "{msg}");
         assert_eq!(calls.load(Ordering::SeqCst), 2);
-        assert!(t.elapsed() < Duration::from_secs(5));
+        let spent = t.elapsed();
+        assert!(spent >= Duration::from_millis(401) && spent <= Duration::from_millis(404), "{spent:?}");
     }
 }

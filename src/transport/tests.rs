@@ -223,14 +223,15 @@ fn an_index_pointing_to_itself_is_an_error_not_a_hang() {
     let bytes = serde_json::to_vec(&index).unwrap();
     f.blob_as(&me, &bytes);
     f.tag(&me, OCI_INDEX, bytes.len());
-    let t = std::time::Instant::now();
-    let by_tag = block(f.ep().manifest(&f.r(":t")));
-    let by_digest = block(f.ep().manifest(&f.r(&format!("@{me}"))));
-    for r in [by_tag, by_digest] {
-        let e = r.expect_err("a self-referencing index must not be read").to_string();
+    let errors = crate::test_support::unless_hung("a self-referencing index", move || {
+        let by_tag = block(f.ep().manifest(&f.r(":t")));
+        let by_digest = block(f.ep().manifest(&f.r(&format!("@{me}"))));
+        [by_tag, by_digest].map(|r| r.map(drop).map_err(|e| e.to_string()))
+    });
+    for r in errors {
+        let e = r.expect_err("a self-referencing index must not be read");
         assert!(e.contains("corrupt"), "{e}");
     }
-    assert!(t.elapsed() < std::time::Duration::from_secs(5));
 }
 
 #[test]
