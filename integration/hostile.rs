@@ -11,7 +11,7 @@ use crate::common::*;
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 const MAX_RSS_KIB: u64 = 256 << 10;
@@ -33,63 +33,6 @@ struct Run {
     rss_kib: u64,
     stdout: String,
     stderr: String,
-}
-
-/// What the kernel counted for a finished child: peak RSS (`wait4`'s `ru_maxrss`), CPU-seconds,
-/// and the bytes it read and wrote through syscalls (`/proc/PID/io` `rchar`/`wchar`, read while
-/// the child is a zombie: `waitid(WNOWAIT)` lets it be read before the child is reaped).
-struct Usage {
-    rss_kib: u64,
-    cpu_secs: f64,
-    rchar: u64,
-    wchar: u64,
-}
-
-/// Run `cmd` to its end under the watchdog; its output and what it used.
-// The child is reaped by `wait4` (for its rusage), which clippy does not see.
-#[allow(clippy::zombie_processes)]
-fn measured(cmd: &mut Command) -> (std::process::ExitStatus, Vec<u8>, Vec<u8>, Usage) {
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("spawn harden");
-    let pid = child.id() as libc::pid_t;
-    let drain = |mut r: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut v = Vec::new();
-            let _ = r.read_to_end(&mut v);
-            v
-        })
-    };
-    let t_out = drain(Box::new(child.stdout.take().unwrap()));
-    let t_err = drain(Box::new(child.stderr.take().unwrap()));
-    let start = Instant::now();
-    loop {
-        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-        let r = unsafe {
-            libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, libc::WEXITED | libc::WNOHANG | libc::WNOWAIT)
-        };
-        assert_eq!(r, 0, "waitid: {}", std::io::Error::last_os_error());
-        if unsafe { info.si_pid() } == pid {
-            break;
-        }
-        if start.elapsed() > WATCHDOG {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{:?} still running after {WATCHDOG:?}: hung", cmd);
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).expect("/proc/PID/io of the finished child");
-    let count = |k: &str| {
-        io.lines().find_map(|l| l.strip_prefix(k)).and_then(|v| v.trim().parse::<u64>().ok()).expect("an io counter")
-    };
-    let (rchar, wchar) = (count("rchar:"), count("wchar:"));
-    let mut raw = 0;
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    assert_eq!(unsafe { libc::wait4(pid, &mut raw, 0, &mut ru) }, pid, "wait4");
-    let status = std::os::unix::process::ExitStatusExt::from_raw(raw);
-    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    let usage = Usage { rss_kib: ru.ru_maxrss as u64, cpu_secs: secs(ru.ru_utime) + secs(ru.ru_stime), rchar, wchar };
-    (status, t_out.join().unwrap(), t_err.join().unwrap(), usage)
 }
 
 /// The bytes of the files `args` names (a `oci:`/`*-archive:` path, or a layout directory).
@@ -126,13 +69,14 @@ fn bounded(dir: &Path, args: &[&str]) -> Run {
     std::fs::create_dir_all(&tmp).unwrap();
     let before = listing(dir);
     let inputs = input_bytes(args);
-    let (status, stdout, stderr, u) = measured(
+    let (Output { status, stdout, stderr }, u) = run_measured(
         Command::new(harden_bin())
             .args(args)
             .env("TMPDIR", &tmp)
             .env("XDG_CACHE_HOME", dir.join("xdg"))
             .env("NO_COLOR", "1")
             .current_dir(dir),
+        WATCHDOG,
     );
     let run = Run {
         code: status.code(),
@@ -141,23 +85,19 @@ fn bounded(dir: &Path, args: &[&str]) -> Run {
         stderr: String::from_utf8_lossy(&stderr).into_owned(),
     };
     let what = format!("harden {}", args.join(" "));
+    let (rchar, wchar) = u.rchar.zip(u.wchar).unwrap_or_else(|| panic!("{what}: /proc/PID/io gave no rchar/wchar"));
     eprintln!(
         "[hostile] {what}: exit {:?}, {} KiB peak, read {} KiB, wrote {} KiB (inputs {} KiB), {:.2} CPU-s",
         run.code,
         run.rss_kib,
-        u.rchar >> 10,
-        u.wchar >> 10,
+        rchar >> 10,
+        wchar >> 10,
         inputs >> 10,
         u.cpu_secs
     );
     assert!(run.rss_kib < MAX_RSS_KIB, "{what}: peak RSS {} KiB\n{}", run.rss_kib, run.stderr);
-    assert!(u.wchar < IO_SLACK, "{what}: wrote {} bytes\n{}", u.wchar, run.stderr);
-    assert!(
-        u.rchar < 2 * inputs + IO_SLACK,
-        "{what}: read {} bytes of {inputs} bytes of input\n{}",
-        u.rchar,
-        run.stderr
-    );
+    assert!(wchar < IO_SLACK, "{what}: wrote {wchar} bytes\n{}", run.stderr);
+    assert!(rchar < 2 * inputs + IO_SLACK, "{what}: read {} bytes of {inputs} bytes of input\n{}", rchar, run.stderr);
     assert!(run.code.is_some_and(|c| c < 4), "{what}: ended by {status:?} (killed? crashed?)\n{}", run.stderr);
     assert_eq!(listing(&tmp), Vec::<String>::new(), "{what}: left in TMPDIR");
     let mut after = listing(dir);

@@ -143,36 +143,66 @@ fn timeout() -> Duration {
 /// Runs `cmd` with stdin closed, capturing stdout/stderr, killing it after
 /// the timeout (panics then).
 pub fn run_with_timeout(cmd: &mut Command) -> Output {
+    run_measured(cmd, timeout()).0
+}
+
+/// What the kernel counted for a finished child: peak RSS (`wait4`'s `ru_maxrss`), CPU-seconds,
+/// and the bytes it read and wrote through syscalls (`/proc/PID/io` `rchar`/`wchar`, read while
+/// the child is a zombie: `waitid(WNOWAIT)` lets it be read before the child is reaped; `None`
+/// where `/proc` does not say).
+pub struct Usage {
+    pub rss_kib: u64,
+    pub cpu_secs: f64,
+    pub rchar: Option<u64>,
+    pub wchar: Option<u64>,
+}
+
+/// Runs `cmd` to its end with stdin closed, capturing stdout/stderr; its output and what it
+/// used. Past `limit` it is killed and the test fails as hung (a watchdog: tests assert what
+/// was used, not how long it took).
+// The child is reaped by `wait4` (for its rusage), which clippy does not see.
+#[allow(clippy::zombie_processes)]
+pub fn run_measured(cmd: &mut Command, limit: Duration) -> (Output, Usage) {
     let desc = describe(cmd);
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd.spawn().unwrap_or_else(|e| panic!("failed to spawn `{desc}`: {e}"));
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let t_out = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = out.read_to_end(&mut v);
-        v
-    });
-    let t_err = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = err.read_to_end(&mut v);
-        v
-    });
-    let limit = timeout();
-    let start = Instant::now();
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(st)) => break st,
-            Ok(None) if start.elapsed() > limit => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("`{desc}` did not finish within {limit:?} (HARDEN_IT_TIMEOUT_SECS)");
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-            Err(e) => panic!("waiting for `{desc}`: {e}"),
-        }
+    let pid = child.id() as libc::pid_t;
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            let _ = r.read_to_end(&mut v);
+            v
+        })
     };
-    Output { status, stdout: t_out.join().unwrap(), stderr: t_err.join().unwrap() }
+    let t_out = drain(Box::new(child.stdout.take().unwrap()));
+    let t_err = drain(Box::new(child.stderr.take().unwrap()));
+    let start = Instant::now();
+    loop {
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        let r = unsafe {
+            libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, libc::WEXITED | libc::WNOHANG | libc::WNOWAIT)
+        };
+        assert_eq!(r, 0, "waiting for `{desc}`: {}", std::io::Error::last_os_error());
+        if unsafe { info.si_pid() } == pid {
+            break;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("`{desc}` did not finish within {limit:?}: hung (HARDEN_IT_TIMEOUT_SECS sets the usual limit)");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).unwrap_or_default();
+    let count = |k: &str| io.lines().find_map(|l| l.strip_prefix(k)).and_then(|v| v.trim().parse::<u64>().ok());
+    let (rchar, wchar) = (count("rchar:"), count("wchar:"));
+    let mut raw = 0;
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    assert_eq!(unsafe { libc::wait4(pid, &mut raw, 0, &mut ru) }, pid, "wait4 for `{desc}`");
+    let status = std::os::unix::process::ExitStatusExt::from_raw(raw);
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    let usage = Usage { rss_kib: ru.ru_maxrss as u64, cpu_secs: secs(ru.ru_utime) + secs(ru.ru_stime), rchar, wchar };
+    (Output { status, stdout: t_out.join().unwrap(), stderr: t_err.join().unwrap() }, usage)
 }
 
 fn describe(cmd: &Command) -> String {
