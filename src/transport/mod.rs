@@ -235,6 +235,18 @@ impl Endpoint {
         }
     }
 
+    /// Store a blob while it is written, its digest known only at its end (a rewrite's output;
+    /// see [`registry::Registry::put_blob_growing`]): the digest and size stored. A registry
+    /// only: a layout or archive takes the finished file.
+    pub async fn put_blob_growing(&self, follow: &follow::Follow, label: &str, estimate: u64) -> Result<(Digest, u64)> {
+        match self {
+            Endpoint::Registry(x) => x.put_blob_growing(follow, label, estimate).await,
+            Endpoint::Layout(_) | Endpoint::Archive(_) => {
+                anyhow::bail!("{label}: only a registry takes a blob as it is written")
+            }
+        }
+    }
+
     /// Store a blob from a local file whose digest and size are known.
     pub async fn put_blob(&self, d: &Digest, size: u64, path: &Path) -> Result<()> {
         match self {

@@ -2,7 +2,9 @@
 //! identity token is exchanged by [`super::oauth`] and handed to it as a Bearer token); plain
 //! HTTP is used for localhost and 127.0.0.0/8 (or with `--plain-http`). Layer uploads are
 //! monolithic PUTs with the digest known up front, streamed from a local file or from behind a
-//! download still under way (see [`super::follow`]), which downloads publish their progress to.
+//! download still under way (see [`super::follow`]), which downloads publish their progress to;
+//! a blob whose digest is known only once it is written (a rewrite's output) goes as a chunked
+//! upload behind its writer, the digest in the final PUT.
 //!
 //! Every request goes through the [`RetryPolicy`] (`--retries`, `--timeout`): a transient
 //! failure is retried with backoff; a download restarts from scratch into the same spool file;
@@ -43,6 +45,31 @@ use std::time::{Duration, Instant};
 /// Largest chunk of an upload body read behind a download: progress for the watchdog stays
 /// fine-grained, and few hand-offs to the blocking pool.
 const UPLOAD_CHUNK: usize = 256 << 10;
+
+/// A growing blob's upload goes as PATCHes of this size: oci-client's own chunk size (it cuts
+/// larger pieces there, and sends smaller ones as they come, a request each).
+const GROWING_PATCH: usize = 4 << 20;
+
+/// `body` regrouped into pieces of `size` bytes (the last shorter), so each PATCH carries a
+/// full piece whatever the writer's pace; an error ends it.
+fn coalesce(
+    body: super::follow::BodyStream,
+    size: usize,
+) -> impl futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + Unpin + Send + 'static {
+    Box::pin(futures_util::stream::unfold(Some(body), move |body| async move {
+        let mut body = body?;
+        let mut piece = bytes::BytesMut::new();
+        while piece.len() < size {
+            match body.next().await {
+                Some(Ok(b)) => piece.extend_from_slice(&b),
+                Some(Err(e)) => return Some((Err(e), None)),
+                None if piece.is_empty() => return None,
+                None => return Some((Ok(piece.freeze()), None)),
+            }
+        }
+        Some((Ok(piece.freeze()), Some(body)))
+    }))
+}
 
 pub struct Registry {
     /// The connection to this registry under this login, shared with every endpoint opened
@@ -668,21 +695,63 @@ impl Registry {
     }
 
     async fn put_following(&self, d: &Digest, size: u64, follow: &Follow) -> Result<()> {
-        self.ensure_auth(true).await?;
         let what = format!("{}: upload of blob {d}", self.name());
+        self.upload_following(follow, &what, |body| self.push_watched(d, size, body, &what)).await
+    }
+
+    /// Store a blob while it is written, of unknown digest and length: a rewrite's output,
+    /// read behind the rewrite as [`Self::put_blob_following`] reads behind a download, from
+    /// byte 0 of the rewrite's current attempt (a splice redone as a recompression starts the
+    /// upload over). oci-client's `push_blob_stream_chunked` sends it: a POST, a PATCH per
+    /// 4 MiB, and the digest of what it sent in the final `PUT ?digest=` — the one step that
+    /// needs it, so the upload runs while the rewrite produces the blob (its monolithic
+    /// `push_blob_stream` wants the digest before the first byte). Returns the digest and size
+    /// the registry stored, for the caller to hold against the rewrite's own. `label` names the
+    /// blob on the progress bar; `estimate` is the bar's length.
+    pub async fn put_blob_growing(&self, follow: &Follow, label: &str, estimate: u64) -> Result<(Digest, u64)> {
+        let what = format!("{}: upload of {label}", self.name());
+        let r = self.reference(None);
+        let send = |body: super::follow::BodyStream| async {
+            let bar = Arc::new(self.progress.transfer("upload", label, estimate));
+            let watch = Watchdog::new();
+            let sent = Arc::clone(&bar);
+            let body = watch
+                .observe(coalesce(body, GROWING_PATCH))
+                .inspect_ok(move |chunk| sent.inc(chunk.len() as u64))
+                .map_err(OciDistributionError::from);
+            let push = self.c().await.push_blob_stream_chunked(&r, body);
+            let pushed = watch.guard(push, self.retry.timeout, &what).await?;
+            bar.complete();
+            let digest = Digest::parse(&pushed.blob_digest)
+                .map_err(|e| AttemptError::fatal(anyhow!("{what}: the registry stored {}: {e}", pushed.blob_digest)))?;
+            // Held now: the push's HEAD for it is answered from here (see `store_once`).
+            self.repo.note_held(&digest);
+            Ok((digest, pushed.size))
+        };
+        self.upload_following(follow, &what, send).await
+    }
+
+    /// An upload of what `follow` reads, by `send` (given the body from byte 0 of the writer's
+    /// current attempt), retried; started over, retries afresh, when the writer restarts; failed
+    /// at once when the writer fails.
+    async fn upload_following<T, F, Fut>(&self, follow: &Follow, what: &str, send: F) -> Result<T>
+    where
+        F: Fn(super::follow::BodyStream) -> Fut,
+        Fut: std::future::Future<Output = Result<T, AttemptError>>,
+    {
+        self.ensure_auth(true).await?;
         let download_gone = || matches!(follow.end(), End::Failed(_) | End::Abandoned);
         loop {
             let attempt = follow.attempts();
             let res = self
                 .retry
                 .stream(&what, || async {
-                    // No upload session (and no watchdog) while the download has nothing to give.
+                    // No upload session (and no watchdog) while the writer has nothing to give.
                     follow.ready().await;
                     if follow.attempts() != attempt || download_gone() {
                         return Err(AttemptError::fatal(anyhow!("{what}: the download it follows was restarted")));
                     }
-                    let body = Box::pin(follow.stream(UPLOAD_CHUNK));
-                    match self.push_watched(d, size, body, &what).await {
+                    match send(Box::pin(follow.stream(UPLOAD_CHUNK))).await {
                         // The download's doing, not the destination's: no retry here.
                         Err(e) if follow.attempts() != attempt || download_gone() => Err(AttemptError::fatal(e.error)),
                         res => res,
@@ -711,10 +780,7 @@ impl Registry {
             .inspect_ok(move |chunk| bar.inc(chunk.len() as u64))
             .map_err(OciDistributionError::from);
         let push = self.c().await.push_blob_stream(&r, body, d.as_str(), Some(size));
-        tokio::select! {
-            res = push => res.map(|_| ()).map_err(|e| AttemptError::oci(e, format!("{what} failed"))),
-            stalled = watch.stalled(timeout) => Err(AttemptError { error: anyhow!("{what} failed: {stalled}"), ..AttemptError::timed_out(timeout) }),
-        }
+        watch.guard(push, timeout, what).await.map(drop)
     }
 
     pub async fn put_blob_bytes(&self, d: &Digest, bytes: &[u8]) -> Result<()> {
@@ -862,20 +928,31 @@ struct Watchdog {
     /// Milliseconds since `start` at the last chunk handed to the connection.
     last: Arc<AtomicU64>,
     done: Arc<AtomicBool>,
+    /// The connection asked for the next chunk and the body has none yet: a writer behind the
+    /// body is slow (a rewrite between two runs it copies), not the registry.
+    pulling: Arc<AtomicBool>,
 }
 
 impl Watchdog {
     fn new() -> Watchdog {
-        Watchdog { start: Instant::now(), last: Arc::new(AtomicU64::new(0)), done: Arc::new(AtomicBool::new(false)) }
+        Watchdog {
+            start: Instant::now(),
+            last: Arc::new(AtomicU64::new(0)),
+            done: Arc::new(AtomicBool::new(false)),
+            pulling: Arc::new(AtomicBool::new(false)),
+        }
     }
 
     fn observe<S: futures_util::Stream + Unpin>(&self, body: S) -> impl futures_util::Stream<Item = S::Item> {
-        let (start, last, done) = (self.start, Arc::clone(&self.last), Arc::clone(&self.done));
+        let (start, last, done, pulling) =
+            (self.start, Arc::clone(&self.last), Arc::clone(&self.done), Arc::clone(&self.pulling));
         futures_util::stream::unfold(body, move |mut body| {
-            let (last, done) = (Arc::clone(&last), Arc::clone(&done));
+            let (last, done, pulling) = (Arc::clone(&last), Arc::clone(&done), Arc::clone(&pulling));
             async move {
+                pulling.store(true, Ordering::Relaxed);
                 let item = body.next().await;
                 last.store(start.elapsed().as_millis() as u64, Ordering::Relaxed);
+                pulling.store(false, Ordering::Relaxed);
                 if item.is_none() {
                     // All sent: from now on the clock runs for the answer.
                     done.store(true, Ordering::Relaxed);
@@ -885,12 +962,28 @@ impl Watchdog {
         })
     }
 
+    /// `push`, failed as a timeout when [`Self::stalled`] resolves first.
+    async fn guard<T>(
+        &self,
+        push: impl std::future::Future<Output = Result<T, OciDistributionError>>,
+        timeout: Duration,
+        what: &str,
+    ) -> Result<T, AttemptError> {
+        tokio::select! {
+            res = push => res.map_err(|e| AttemptError::oci(e, format!("{what} failed"))),
+            stalled = self.stalled(timeout) => Err(AttemptError { error: anyhow!("{what} failed: {stalled}"), ..AttemptError::timed_out(timeout) }),
+        }
+    }
+
     /// Resolves when the body has made no progress for `limit`, or — once it is all sent — the
     /// registry has not answered for `limit`.
     async fn stalled(&self, limit: Duration) -> String {
         let tick = (limit / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
         loop {
             tokio::time::sleep(tick).await;
+            if self.pulling.load(Ordering::Relaxed) {
+                continue;
+            }
             let idle = self.start.elapsed().saturating_sub(Duration::from_millis(self.last.load(Ordering::Relaxed)));
             if idle >= limit {
                 return if self.done.load(Ordering::Relaxed) {
