@@ -343,12 +343,20 @@ fn reliability_registry_stopped_mid_push_then_rerun_same_digest() {
     assert!(out.is_empty(), "no result on stdout after a failure: {out:?}");
     assert_one_line_error(&err);
     assert!(err.contains("retry"), "the transient failure should have been retried:\n{err}");
+    // The streamed upload gave up, and the push tried the spool file (and failed the same way).
+    assert!(err.contains("goes up with the push"), "the stop did not cut the streamed upload:\n{err}");
     drop(proxy);
 
-    // Back on the same port and storage: the rerun gives the same digest, reusing what the
-    // interrupted run had finished (--no-cache: not the clean run's result, which a rerun
-    // would otherwise mount whole from clean:1).
+    // Back on the same port and storage: the failed run left no manifest and no tag; the rerun
+    // gives the same digest, reusing what the interrupted run had finished (--no-cache: not the
+    // clean run's result, which a rerun would otherwise mount whole from clean:1).
     reg.restart();
+    let url = format!("http://{}/v2/hardened/manifests/1", reg.host);
+    let accept =
+        "Accept: application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json";
+    let curl = ["-s", "-o", "/dev/null", "-w", "%{http_code}", "-I", "-H", accept, &url];
+    let status = run_with_timeout(Command::new(require_tool("curl")).args(curl));
+    assert_eq!(stdout_str(&status), "404", "a failed run left a manifest");
     let again = harden(&[&["rebuild", src.as_str(), &reg.image("hardened:1"), "--no-cache"][..], &base[..]].concat());
     let pinned = expect_pinned(&again);
     assert_eq!(pinned.digest, clean.digest, "the rerun after the fault gives another digest");

@@ -398,8 +398,9 @@ async fn rewrite_here(
             Ok(rw)
         });
         match &done {
-            // Every byte is published (flushed through `Published`): the followers may end.
-            Ok(_) => tap.verified(),
+            // Every byte is published (flushed through `Published`): the followers may end,
+            // and the upload commits them under the digest the rewrite computed.
+            Ok(rw) => tap.complete(rw.digest.clone(), rw.size),
             Err(e) => tap.failed(&anyhow!("{e}")),
         }
         done
@@ -418,18 +419,16 @@ async fn rewrite_here(
         }
     );
     let rw = rewritten?;
-    stream_up(ctx, layer, &rw, uploaded);
+    stream_up(ctx, layer, uploaded);
     Ok(rw)
 }
 
 /// What came of a rewritten layer's upload while it was written: the registry holds it under
-/// the rewrite's digest (the push's HEAD finds it), or the push uploads it from the spool file
+/// the rewrite's digest (the push finds it held), or the push uploads it from the spool file
 /// as any blob (said here, with why).
-fn stream_up(ctx: &Ctx<'_>, layer: &LayerDesc, rw: &LayerRewrite, uploaded: Option<Result<(Digest, u64)>>) {
+fn stream_up(ctx: &Ctx<'_>, layer: &LayerDesc, uploaded: Option<Result<()>>) {
     let why = match uploaded {
-        None => return,
-        Some(Ok((d, n))) if d == rw.digest && n == rw.size => return,
-        Some(Ok((d, n))) => format!("the registry stored {n} bytes as {d}, not {} bytes as {}", rw.size, rw.digest),
+        None | Some(Ok(())) => return,
         Some(Err(e)) => format!("{e:#}"),
     };
     let first = why.lines().next().unwrap_or("");

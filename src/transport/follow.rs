@@ -13,11 +13,13 @@
 //!
 //! The same follows a file of unknown length while it is written ([`tap_growing`]: a rewrite's
 //! output, uploaded as it is produced): it ends where the writer's last attempt ended, once
-//! the writer says it is complete ([`Tap::verified`]).
+//! the writer says it is complete ([`Tap::complete`]) and what it wrote: the digest and length
+//! it computed, which an upload needs only at its end ([`Follow::completed`]).
 //!
 //! Owns: the shared progress of one download and reading behind it. Must not: fetch, verify or
 //! interpret the bytes.
 
+use crate::digest::Digest;
 use bytes::Bytes;
 use futures_util::Stream;
 use std::fs::File;
@@ -48,6 +50,8 @@ struct State {
     /// Bytes of the current attempt in the file.
     written: u64,
     end: End,
+    /// A growing file's digest and length, as its writer computed them ([`Tap::complete`]).
+    completed: Option<(Digest, u64)>,
 }
 
 struct Shared {
@@ -97,7 +101,7 @@ pub fn tap(what: impl Into<String>, size: u64) -> (Tap, Follow) {
 }
 
 /// A file of unknown length being written (a rewrite's output), named `what` in errors: its
-/// followers end where the writer's attempt ends once the writer calls [`Tap::verified`], which
+/// followers end where the writer's attempt ends once the writer calls [`Tap::complete`], which
 /// it must do only after every byte of that attempt is published by [`Tap::wrote`].
 pub fn tap_growing(what: impl Into<String>) -> (Tap, Follow) {
     new_tap(what.into(), u64::MAX, true)
@@ -108,7 +112,7 @@ fn new_tap(what: String, size: u64, growing: bool) -> (Tap, Follow) {
         what,
         size,
         growing,
-        state: Mutex::new(State { attempt: 1, file: None, path: None, written: 0, end: End::Running }),
+        state: Mutex::new(State { attempt: 1, file: None, path: None, written: 0, end: End::Running, completed: None }),
         cond: Condvar::new(),
         notify: tokio::sync::Notify::new(),
     });
@@ -148,6 +152,13 @@ impl Tap {
     }
 
     pub fn verified(self) {
+        self.end(End::Verified);
+    }
+
+    /// A growing file is complete: every byte of this attempt is published, and `digest` and
+    /// `size` are what the writer computed of them. Its followers end there.
+    pub fn complete(self, digest: Digest, size: u64) {
+        self.shared.lock().completed = Some((digest, size));
         self.end(End::Verified);
     }
 
@@ -236,6 +247,12 @@ impl Follow {
 
     pub fn end(&self) -> End {
         self.shared.lock().end.clone()
+    }
+
+    /// A growing file's digest and length, once its writer is done ([`Tap::complete`]): known
+    /// to a follower whose stream has ended.
+    pub fn completed(&self) -> Option<(Digest, u64)> {
+        self.shared.lock().completed.clone()
     }
 
     /// The file the download writes, once it has begun writing one.
@@ -539,10 +556,14 @@ mod tests {
         // Not ended before the writer says so: the follower waits at the written length.
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(!collect.is_finished());
-        tap.verified();
+        assert_eq!(follow.completed(), None);
+        let d = Digest::of(&data);
+        tap.complete(d.clone(), data.len() as u64);
         let got: Vec<Bytes> = collect.await.unwrap().into_iter().collect::<io::Result<_>>().unwrap();
         assert_eq!(got.concat(), data);
         assert_eq!(follow.attempts(), 2);
+        // What the writer computed is there for the follower whose stream ended.
+        assert_eq!(follow.completed(), Some((d, 500)));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

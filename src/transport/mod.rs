@@ -19,6 +19,7 @@ pub mod registry;
 pub mod retry;
 #[cfg(test)]
 mod tests;
+pub mod upload;
 
 use crate::digest::Digest;
 use crate::reference::ImageRef;
@@ -235,10 +236,11 @@ impl Endpoint {
         }
     }
 
-    /// Store a blob while it is written, its digest known only at its end (a rewrite's output;
-    /// see [`registry::Registry::put_blob_growing`]): the digest and size stored. A registry
-    /// only: a layout or archive takes the finished file.
-    pub async fn put_blob_growing(&self, follow: &follow::Follow, label: &str, estimate: u64) -> Result<(Digest, u64)> {
+    /// Store a blob while it is written, its digest known only at its end (a rewrite's output,
+    /// followed through a [`follow::tap_growing`]; see
+    /// [`registry::Registry::put_blob_growing`]). A registry only: a layout or archive takes
+    /// the finished file.
+    pub async fn put_blob_growing(&self, follow: &follow::Follow, label: &str, estimate: u64) -> Result<()> {
         match self {
             Endpoint::Registry(x) => x.put_blob_growing(follow, label, estimate).await,
             Endpoint::Layout(_) | Endpoint::Archive(_) => {
