@@ -723,8 +723,11 @@ impl Registry {
                 return Err(AttemptError::fatal(anyhow!("{what}: the registry holds {held} bytes of the {size} sent")));
             }
             let (at, d) = (&at, &d);
+            // Not retried: a PUT whose answer was lost may have stored the blob, and another
+            // session would store it again. The push asks (HEAD) before it uploads.
             let commit = || async move {
-                self.authorized(|login| async move { session(login).commit(at, d).await }).await.map(|()| true)
+                let committed = self.authorized(|login| async move { session(login).commit(at, d).await }).await;
+                committed.map(|()| true).map_err(|e| AttemptError::fatal(e.error))
             };
             self.store_once(d, commit).await.map(drop)
         };
@@ -1259,12 +1262,13 @@ mod tests {
         }
     }
 
-    /// A registry taking uploads as harden's own upload sends them: POST answered with a
-    /// Location path, the PATCH (chunked, its body kept) with a bare relative Location and a
-    /// new `_state`, and the PUT (`patch` other than 202: the PATCH gets that status). Returns
-    /// its port, the request lines seen ("METHOD URI", and "chunked" for a chunked PATCH) and
-    /// the PATCH's body.
-    fn upload_registry(patch: u16) -> (u16, Arc<std::sync::Mutex<Vec<String>>>, Arc<std::sync::Mutex<Vec<u8>>>) {
+    type Shared<T> = Arc<std::sync::Mutex<T>>;
+
+    /// A registry taking uploads as harden's own upload sends them: the POST answered 202 with
+    /// a Location path, the PATCH (its chunked body kept) with `patch` — 202, a bare relative
+    /// Location and a new `_state` — and the PUT with 201. Returns its port, the request lines
+    /// seen ("METHOD URI", and "chunked" after a chunked PATCH's) and the PATCH's body.
+    fn upload_registry(patch: u16) -> (u16, Shared<Vec<String>>, Shared<Vec<u8>>) {
         let (seen, body) = (Arc::new(std::sync::Mutex::new(Vec::new())), Arc::new(std::sync::Mutex::new(Vec::new())));
         let (s2, b2) = (Arc::clone(&seen), Arc::clone(&body));
         let port = serve(move |head, c| {
