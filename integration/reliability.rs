@@ -326,7 +326,9 @@ fn reliability_registry_stopped_mid_push_then_rerun_same_digest() {
     // Through a throttled proxy, stopped once a blob is pushed and the big one is under way.
     let proxy = Proxy::start(&reg.host, Faults { rate: 8 << 20, ..Default::default() });
     let (from, to) = (proxy.image("app:1"), proxy.image("hardened:1"));
-    let args = [&["rebuild", &from, &to, "--retries", "2", "--timeout", "5"][..], &base[..]].concat();
+    // --no-cache: rewritten here (not found in the rewrite cache the clean run filled), so
+    // streamed up as it is rewritten.
+    let args = [&["rebuild", &from, &to, "--retries", "2", "--timeout", "5", "--no-cache"][..], &base[..]].concat();
     let run = spawn_harden(&args, &[("DOCKER_CONFIG", &creds)]);
     // The plan is made: the rewritten layers go up as they are rewritten (an untouched one
     // went up during the scan).
