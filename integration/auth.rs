@@ -406,6 +406,81 @@ fn login_token_auth_remirror_mounts_instead_of_uploading() {
     assert!(reqs.len() <= 20, "{} requests for a re-mirror (skopeo makes about 13):\n{shown}", reqs.len());
 }
 
+/// A rewritten layer goes up while it is rewritten by harden's own upload — a POST, ONE chunked
+/// PATCH, the PUT with the rewrite's digest — under each login a registry asks for: htpasswd
+/// (Basic, sent as it is), token authentication (the push token oci-client got for the
+/// repository, no token request more) and an identity token (its exchange). The push finds
+/// each rewritten layer held: none falls back to the push's own upload. With token
+/// authentication, the app image's cold `-p strict` rebuild into another repository of the same
+/// registry makes no more requests than before the streamed upload (`integration/bench.sh
+/// requests`: 22 to the registry, 3 to the token server). Every login gives the same digest.
+#[test]
+fn login_streamed_rewrite_upload_under_basic_bearer_and_identity_logins() {
+    let fx = fixture("app");
+    let (_server, tok, tdir) = token_registry("refresh-4711");
+    let basic = Registry::start(true);
+    let home = Home::new();
+    let authfile = home.path().join("auth.json");
+    write_json(&authfile, &auths(&[(&tok.host, AUTH_USER, AUTH_PASS), (&basic.host, AUTH_USER, AUTH_PASS)]));
+    let identity = home.path().join("identity.json");
+    let entry =
+        serde_json::json!({"auth": base64_encode(format!("{AUTH_USER}:").as_bytes()), "identitytoken": "refresh-4711"});
+    write_json(&identity, &serde_json::json!({"auths": {tok.host.clone(): entry}}));
+    let tokens = || std::fs::read_to_string(tdir.path().join("token.log")).map(|l| l.lines().count()).unwrap_or(0);
+    let (src_tok, src_basic) = (tok.push_fixture(&fx, "rq/src:1"), basic.push_fixture(&fx, "rq/src:1"));
+    let mut digests = Vec::new();
+    for (reg, src, login, dst) in [
+        (&tok, &src_tok, &authfile, "rq/h1:1"),
+        (&basic, &src_basic, &authfile, "rq/h1:1"),
+        (&tok, &src_tok, &identity, "rq/id:1"),
+    ] {
+        let cache = tempdir("stream-login-cache");
+        let (before, tokens_before) = (reg.access_log().lines().count(), tokens());
+        let dst = reg.image(dst);
+        let args = [
+            "rebuild",
+            src,
+            &dst,
+            "-p",
+            "strict",
+            "--base-name",
+            "example.com/app:1",
+            "--authfile",
+            login.to_str().unwrap(),
+            "--cache-dir",
+            cache.path().to_str().unwrap(),
+        ];
+        let out = harden_with(&args, &home.env(&[]));
+        let pinned = expect_pinned(&out);
+        let err = stderr_str(&out);
+        let case = format!("{dst} with {}", login.display());
+        assert!(!err.contains("goes up with the push"), "{case}: the streamed upload gave up:\n{err}");
+        // "rewrote layer 1/2 SOURCE → RESULT (…)": the results' short digests.
+        let rewritten: Vec<&str> = err
+            .lines()
+            .filter(|l| l.contains("rewrote layer "))
+            .filter_map(|l| l.split(" → ").nth(1)?.split(' ').next())
+            .collect();
+        assert!(!rewritten.is_empty(), "{case}: nothing rewritten:\n{err}");
+        for short in &rewritten {
+            assert!(err.contains(&format!("blob {short} already present")), "{case}: {short} not held:\n{err}");
+        }
+        let reqs = requests_after(reg, before);
+        let shown = reqs.iter().map(|(m, u, s)| format!("{m} {u} {s}")).collect::<Vec<_>>().join("\n");
+        let patches = reqs.iter().filter(|(m, _, s)| m == "PATCH" && s == "202").count();
+        assert_eq!(patches, rewritten.len(), "{case}: one PATCH per rewritten layer:\n{shown}");
+        let committed = reqs.iter().filter(|(m, u, s)| m == "PUT" && u.contains("digest=") && s == "201").count();
+        assert!(committed >= rewritten.len(), "{case}: the uploads were not committed:\n{shown}");
+        if std::ptr::eq(reg, &tok) && login == &authfile {
+            let asked = tokens() - tokens_before;
+            assert!(reqs.len() <= 22, "{case}: {} requests (22 before the streamed upload):\n{shown}", reqs.len());
+            assert!(asked <= 3, "{case}: {asked} token requests (3 before the streamed upload)");
+        }
+        digests.push(pinned.digest);
+    }
+    assert!(digests.iter().all(|d| d == &digests[0]), "every login gives the same digest: {digests:?}");
+}
+
 /// credHelpers and credsStore: a working helper logs in (skopeo agrees for credHelpers); a
 /// failing or missing one is an error naming it, never anonymous access.
 #[test]

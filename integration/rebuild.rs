@@ -295,7 +295,8 @@ fn rebuild_passthrough_mirror_keeps_layers_and_overlaps_upload() {
 
 /// A layer the profile leaves alone goes up while it downloads, before the plan: a guard refusal
 /// then leaves that blob unreferenced at the destination but no manifest and no tag; a rebuild
-/// that goes through finds it already there, and its digest is the one a layout destination
+/// that goes through finds it already there (and the layer it rewrites, uploaded while it was
+/// rewritten), and its digest is the one a layout destination
 /// (nothing uploaded before the plan) and a warm rerun give.
 #[test]
 fn rebuild_streams_untouched_layers_and_a_refusal_leaves_no_manifest() {
@@ -378,6 +379,13 @@ fn rebuild_streams_untouched_layers_and_a_refusal_leaves_no_manifest() {
     let short = &digests[1]["sha256:".len().."sha256:".len() + 12];
     assert!(err.contains(&format!("blob {short} already present")), "uploaded during the scan:\n{err}");
     check_registry_result(&b, &cold, "ok", "1", &[]);
+    // The rewritten layer went up while it was rewritten (the push found it); the refused run,
+    // whose verdict came before any rewrite, sent none of it.
+    let rewritten = skopeo_inspect_raw(&b.image("ok:1"))["layers"][0]["digest"].as_str().unwrap().to_string();
+    assert_ne!(rewritten, digests[0], "the tool's layer is rewritten");
+    let short = &rewritten["sha256:".len().."sha256:".len() + 12];
+    assert!(err.contains(&format!("blob {short} already present")), "uploaded while rewritten:\n{err}");
+    assert_eq!(status(v2("refused", &format!("blobs/{rewritten}"))), "404", "a refusal rewrites and uploads nothing");
     let (warm, _) = run(&b.image("ok-again:1"));
     assert_eq!(warm.digest, cold.digest, "warm and cold give the same digest");
     let layout = tempdir("stream-dst");

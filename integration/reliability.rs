@@ -42,6 +42,10 @@ struct Faults {
     /// check) opening connections first do not move the cut off the downloads.
     cut_every: u64,
     cut_after: u64,
+    /// The same, harden to the registry: every Nth connection that sends this many bytes up
+    /// is cut there (an upload broken in the middle; the first such connection included).
+    cut_up_every: u64,
+    cut_up_after: u64,
 }
 
 struct Proxy {
@@ -73,6 +77,7 @@ impl Proxy {
             (stop.clone(), up.clone(), accepted.clone(), dropped.clone(), upstream.to_string());
         // Connections that have sent `cut_after` bytes back, so far.
         let big = Arc::new(AtomicU64::new(0));
+        let big_up = Arc::new(AtomicU64::new(0));
         std::thread::spawn(move || {
             let born = Instant::now();
             while !s.load(Ordering::SeqCst)
@@ -92,7 +97,8 @@ impl Proxy {
                     let _ = client.shutdown(Shutdown::Both);
                     continue;
                 }
-                let (u, s, upstream, big) = (u.clone(), s.clone(), upstream.clone(), big.clone());
+                let (u, s, upstream, big, big_up) =
+                    (u.clone(), s.clone(), upstream.clone(), big.clone(), big_up.clone());
                 std::thread::spawn(move || {
                     let _ = client.set_nonblocking(false);
                     std::thread::sleep(faults.delay);
@@ -101,7 +107,14 @@ impl Proxy {
                         return;
                     };
                     let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
-                    let up = std::thread::spawn(move || pipe(client, server, Some(&u), faults.rate, &s, None));
+                    let up = std::thread::spawn(move || {
+                        let cut = (faults.cut_up_every > 0).then_some(Cut {
+                            after: faults.cut_up_after,
+                            every: faults.cut_up_every,
+                            big: &big_up,
+                        });
+                        pipe(client, server, Some(&u), faults.rate, &s, cut)
+                    });
                     let stop = Arc::new(AtomicBool::new(false));
                     let cut = (faults.cut_every > 0).then_some(Cut {
                         after: faults.cut_after,
@@ -293,8 +306,8 @@ fn pinned_of(stdout: &str) -> String {
 
 // ------------------------------------------------------------------ the tests
 
-/// The registry is stopped while harden pushes the big layer (throttled through the proxy so
-/// the push is under way for seconds); harden fails with one line. The registry comes back on
+/// The registry is stopped while harden uploads the big layer (throttled through the proxy so
+/// the upload is under way for seconds; it goes up as it is rewritten); harden fails with one line. The registry comes back on
 /// the same port and storage; a rerun finishes with the digest of an undisturbed run and does
 /// not upload again the blob the first run had finished.
 #[test]
@@ -313,9 +326,13 @@ fn reliability_registry_stopped_mid_push_then_rerun_same_digest() {
     // Through a throttled proxy, stopped once a blob is pushed and the big one is under way.
     let proxy = Proxy::start(&reg.host, Faults { rate: 8 << 20, ..Default::default() });
     let (from, to) = (proxy.image("app:1"), proxy.image("hardened:1"));
-    let args = [&["rebuild", &from, &to, "--retries", "2", "--timeout", "5"][..], &base[..]].concat();
+    // --no-cache: rewritten here (not found in the rewrite cache the clean run filled), so
+    // streamed up as it is rewritten.
+    let args = [&["rebuild", &from, &to, "--retries", "2", "--timeout", "5", "--no-cache"][..], &base[..]].concat();
     let run = spawn_harden(&args, &[("DOCKER_CONFIG", &creds)]);
-    run.wait_for_line("pushed blob", Duration::from_secs(300));
+    // The plan is made: the rewritten layers go up as they are rewritten (an untouched one
+    // went up during the scan).
+    run.wait_for_line("findings", Duration::from_secs(300));
     let t = Instant::now();
     let before = proxy.up.load(Ordering::SeqCst);
     while proxy.up.load(Ordering::SeqCst) < before + (4 << 20) {
@@ -328,12 +345,20 @@ fn reliability_registry_stopped_mid_push_then_rerun_same_digest() {
     assert!(out.is_empty(), "no result on stdout after a failure: {out:?}");
     assert_one_line_error(&err);
     assert!(err.contains("retry"), "the transient failure should have been retried:\n{err}");
+    // The streamed upload gave up, and the push tried the spool file (and failed the same way).
+    assert!(err.contains("goes up with the push"), "the stop did not cut the streamed upload:\n{err}");
     drop(proxy);
 
-    // Back on the same port and storage: the rerun gives the same digest, reusing what the
-    // interrupted run had finished (--no-cache: not the clean run's result, which a rerun
-    // would otherwise mount whole from clean:1).
+    // Back on the same port and storage: the failed run left no manifest and no tag; the rerun
+    // gives the same digest, reusing what the interrupted run had finished (--no-cache: not the
+    // clean run's result, which a rerun would otherwise mount whole from clean:1).
     reg.restart();
+    let url = format!("http://{}/v2/hardened/manifests/1", reg.host);
+    let accept =
+        "Accept: application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json";
+    let curl = ["-s", "-o", "/dev/null", "-w", "%{http_code}", "-I", "-H", accept, &url];
+    let status = run_with_timeout(Command::new(require_tool("curl")).args(curl));
+    assert_eq!(stdout_str(&status), "404", "a failed run left a manifest");
     let again = harden(&[&["rebuild", src.as_str(), &reg.image("hardened:1"), "--no-cache"][..], &base[..]].concat());
     let pinned = expect_pinned(&again);
     assert_eq!(pinned.digest, clean.digest, "the rerun after the fault gives another digest");
@@ -408,6 +433,44 @@ fn reliability_flaky_proxy_mirror_same_digest_as_direct() {
         serde_json::from_slice(&skopeo_inspect_raw_bytes(&reg.image("debian:1"), &[])).unwrap();
     let raw: serde_json::Value = serde_json::from_slice(&skopeo_inspect_raw_bytes(&flaky_image, &[])).unwrap();
     assert_eq!(raw["layers"], src_raw["layers"], "a mirror keeps every layer as it is");
+}
+
+/// A rewritten layer goes up while its rewrite writes it (a chunked upload: the digest comes
+/// at the final PUT). Through a proxy that cuts the first connection to carry 2 MiB up —
+/// that upload, mid-way — the upload starts over from byte 0 of the spool file in a new
+/// session and completes: the push finds the layer already there, nothing is uploaded a
+/// second time by the push, and the digest is the direct rebuild's.
+#[test]
+fn reliability_streamed_rewrite_upload_cut_midway_is_retried_same_digest() {
+    let reg = Registry::start(false);
+    let tmp = tempdir("rel-stream-up");
+    let creds = no_creds(tmp.path());
+    let src = reg.push_fixture(&fixture("debian"), "debian:1");
+    let profile = default_profile();
+    let args = ["--base-name", BASE_NAME, "-p", profile.as_str(), "--no-cache"];
+    let direct = expect_pinned(&harden(&[&["rebuild", src.as_str(), &reg.image("direct:1")][..], &args[..]].concat()));
+    let direct_raw = skopeo_inspect_raw(&reg.image("direct:1"));
+    let layer = direct_raw["layers"][0]["digest"].as_str().unwrap().to_string();
+    let size = direct_raw["layers"][0]["size"].as_u64().unwrap();
+    assert!(size > 3 << 20, "the rewritten layer ({size} bytes) must outlast the cut");
+
+    let faults = Faults { cut_up_every: 1000, cut_up_after: 2 << 20, ..Default::default() };
+    let proxy = Proxy::start(&reg.host, faults);
+    let run = spawn_harden(
+        &[&["rebuild", &proxy.image("debian:1"), &proxy.image("cut:1"), "--retries", "4"][..], &args[..]].concat(),
+        &[("DOCKER_CONFIG", &creds)],
+    );
+    let (code, out, err) = run.finish(Duration::from_secs(600));
+    assert_eq!(code, Some(0), "the rebuild should survive the cut upload:\n{err}");
+    assert_eq!(pinned_of(&out), direct.digest, "a cut and retried upload gives another digest:\n{err}");
+    assert!(err.contains("rewritten") && err.contains("retry"), "the cut upload was not retried:\n{err}");
+    let short = &layer["sha256:".len().."sha256:".len() + 12];
+    assert!(err.contains(&format!("blob {short} already present")), "uploaded while rewritten:\n{err}");
+    assert!(!err.contains("goes up with the push"), "the streamed upload gave up:\n{err}");
+    // (The proxy counts no byte of the connection it cut.)
+    assert!(proxy.up.load(Ordering::SeqCst) >= size, "the layer was not sent again whole after the cut");
+    let log = std::fs::read_to_string(reg.dir().join("registry.log")).unwrap_or_default();
+    assert!(log.contains("PATCH"), "a chunked upload (PATCH) carried the rewritten layer");
 }
 
 /// SIGINT in the middle of a rebuild into an OCI layout: exit non-zero, no temporary directory

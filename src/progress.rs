@@ -147,6 +147,13 @@ impl Progress {
 pub struct Transfer(Option<(ProgressBar, Bars, Option<&'static str>)>);
 
 impl Transfer {
+    /// A transfer whose length was an estimate ended where it is: it counts as finished.
+    pub fn complete(&self) {
+        if let Some((pb, _, _)) = &self.0 {
+            pb.set_length(pb.position());
+        }
+    }
+
     pub fn inc(&self, n: u64) {
         if let Some((pb, _, _)) = &self.0 {
             pb.inc(n);

@@ -1,6 +1,7 @@
 //! Rebuilding one image manifest once it is [`Prepared`]: rewrite the layers the plan changes
-//! (through the rewrite cache), build the new config and manifest, push (blobs first, the
-//! manifest last). An index runs this once per platform ([`super::index`]).
+//! (through the rewrite cache; into a registry each rewritten layer goes up as it is written),
+//! build the new config and manifest, push (blobs first and confirmed, the manifest last). An
+//! index runs this once per platform ([`super::index`]).
 //!
 //! Owns: the new manifest's layer descriptors and annotations, the per-layer report. Must not:
 //! decide what changes (that is the plan's) or how a push is ordered (that is
@@ -17,6 +18,7 @@ use crate::reference::ImageRef;
 use crate::report::{ImageReport, LayerAction, LayerReport, ResultRef, Timings};
 use crate::rewrite::{self, LayerRewrite};
 use crate::shared_cache::Lookup;
+use crate::transport::follow;
 use crate::transport::push::{Blob, Push};
 use crate::transport::Manifest;
 use anyhow::{anyhow, Result};
@@ -360,7 +362,9 @@ async fn rewrite_one(
 }
 
 /// Rewrite one layer into `out` on a blocking thread. Only a rewrite reads the input: a layer
-/// known from the scan cache is fetched here.
+/// known from the scan cache is fetched here. Into a registry, when nothing waits for a later
+/// verdict (a dry run, `--verify-run`), the output is uploaded while it is written
+/// ([`stream_up`]); the push finds it there.
 async fn rewrite_here(
     ctx: &Ctx<'_>,
     layer: &LayerDesc,
@@ -373,18 +377,82 @@ async fn rewrite_here(
     let (out, lp, codec, splice, limits) =
         (out.to_path_buf(), Arc::new(lp.clone()), o.codec, !o.recompress, o.limits.clone());
     let bar = o.progress.transfer("rewrite", layer.digest.short(), layer.size);
-    tokio::task::spawn_blocking(move || -> std::io::Result<LayerRewrite> {
+    let streamed = !o.dry_run && !o.verify_run && ctx.dst.is_registry();
+    let (tap, follow) = follow::tap_growing(format!("rewrite of layer {}", layer.digest));
+    let rewrite = tokio::task::spawn_blocking(move || -> std::io::Result<LayerRewrite> {
         let file = std::fs::File::open(&input)?;
         let r: Arc<dyn crate::layer::splice::ReadAt> = Arc::new(Watched { file, bar });
-        // Created (truncated) again if a splice has to be redone.
-        let open_out = || Ok(std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&out)?));
+        // Created (truncated) again if a splice has to be redone: its followers start over.
+        let mut begun = false;
+        let mut open_out = || {
+            if std::mem::replace(&mut begun, true) {
+                tap.void();
+            }
+            let file = std::fs::File::create(&out)?;
+            tap.begin(&out)?;
+            Ok(std::io::BufWriter::with_capacity(1 << 20, Published { file, tap: &tap }))
+        };
         let settings = rewrite::Settings { codec, splice, workers };
-        let (mut w, rw) = rewrite::rewrite_layer(r, open_out, &lp, settings, &limits)?;
-        std::io::Write::flush(&mut w)?;
-        Ok(rw)
-    })
-    .await?
-    .map_err(|e| anyhow!("layer {}: rewrite failed: {e}", layer.digest))
+        let done = rewrite::rewrite_layer(r, &mut open_out, &lp, settings, &limits).and_then(|(mut w, rw)| {
+            std::io::Write::flush(&mut w)?;
+            Ok(rw)
+        });
+        match &done {
+            // Every byte is published (flushed through `Published`): the followers may end,
+            // and the upload commits them under the digest the rewrite computed.
+            Ok(rw) => tap.complete(rw.digest.clone(), rw.size),
+            Err(e) => tap.failed(&anyhow!("{e}")),
+        }
+        done
+    });
+    let (rewritten, uploaded) = tokio::join!(
+        async { rewrite.await?.map_err(|e| anyhow!("layer {}: rewrite failed: {e}", layer.digest)) },
+        async {
+            match streamed {
+                true => Some(
+                    ctx.dst
+                        .put_blob_growing(&follow, &format!("layer {} as rewritten", layer.digest.short()), layer.size)
+                        .await,
+                ),
+                false => None,
+            }
+        }
+    );
+    let rw = rewritten?;
+    stream_up(ctx, layer, uploaded);
+    Ok(rw)
+}
+
+/// What came of a rewritten layer's upload while it was written: the registry holds it under
+/// the rewrite's digest (the push finds it held), or the push uploads it from the spool file
+/// as any blob (said here, with why).
+fn stream_up(ctx: &Ctx<'_>, layer: &LayerDesc, uploaded: Option<Result<()>>) {
+    let why = match uploaded {
+        None | Some(Ok(())) => return,
+        Some(Err(e)) => format!("{e:#}"),
+    };
+    let first = why.lines().next().unwrap_or("");
+    ctx.o.progress.line(&format!(
+        "upload of layer {} as it was rewritten did not finish ({first}): it goes up with the push",
+        layer.digest.short()
+    ));
+}
+
+/// The rewrite's output file, telling its followers of every byte once it is in the file.
+struct Published<'a> {
+    file: std::fs::File,
+    tap: &'a follow::Tap,
+}
+
+impl std::io::Write for Published<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.tap.wrote(n as u64);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
 }
 
 /// A rewrite's input, moving its progress bar to the furthest byte read (a splice that is

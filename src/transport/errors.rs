@@ -120,6 +120,15 @@ impl AttemptError {
         let verdict = io_verdict(&e);
         AttemptError { error: anyhow::anyhow!("{what}: {e}"), verdict }
     }
+    /// A request of harden's own HTTP client that got no answer, classified as oci-client's are.
+    pub fn http(e: reqwest::Error, what: impl Display) -> Self {
+        let verdict = reqwest_verdict(&e);
+        AttemptError { error: anyhow::anyhow!("{what}: {e}"), verdict }
+    }
+    /// An answer with an unexpected HTTP status, classified by it; `message` is already one line.
+    pub fn status(code: u16, message: impl Display) -> Self {
+        AttemptError { error: anyhow::anyhow!("{message}"), verdict: status_verdict(code) }
+    }
     /// A failure no retry can help (local I/O, a digest mismatch).
     pub fn fatal(error: anyhow::Error) -> Self {
         AttemptError { error, verdict: Verdict::Fail }

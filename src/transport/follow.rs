@@ -11,9 +11,15 @@
 //! are the verified ones when the download ended verified after exactly one attempt (the file is
 //! written once, and every byte read was published by that attempt).
 //!
+//! The same follows a file of unknown length while it is written ([`tap_growing`]: a rewrite's
+//! output, uploaded as it is produced): it ends where the writer's last attempt ended, once
+//! the writer says it is complete ([`Tap::complete`]) and what it wrote: the digest and length
+//! it computed, which an upload needs only at its end ([`Follow::completed`]).
+//!
 //! Owns: the shared progress of one download and reading behind it. Must not: fetch, verify or
 //! interpret the bytes.
 
+use crate::digest::Digest;
 use bytes::Bytes;
 use futures_util::Stream;
 use std::fs::File;
@@ -44,12 +50,17 @@ struct State {
     /// Bytes of the current attempt in the file.
     written: u64,
     end: End,
+    /// A growing file's digest and length, as its writer computed them ([`Tap::complete`]).
+    completed: Option<(Digest, u64)>,
 }
 
 struct Shared {
     /// What is downloaded, for errors ("registry/repo: blob sha256:…").
     what: String,
+    /// The declared size; `u64::MAX` for a growing file (see [`tap_growing`]).
     size: u64,
+    /// Of unknown length: it ends where the writer's verified attempt ended.
+    growing: bool,
     state: Mutex<State>,
     /// Wakes blocking followers.
     cond: Condvar,
@@ -81,12 +92,27 @@ pub struct Follow {
     shared: Arc<Shared>,
 }
 
+/// A follower's body: the blob from byte 0 of one attempt (see [`Follow::stream`]).
+pub type BodyStream = std::pin::Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send + 'static>>;
+
 /// A new download of `size` bytes, named `what` in errors, and a handle to follow it.
 pub fn tap(what: impl Into<String>, size: u64) -> (Tap, Follow) {
+    new_tap(what.into(), size, false)
+}
+
+/// A file of unknown length being written (a rewrite's output), named `what` in errors: its
+/// followers end where the writer's attempt ends once the writer calls [`Tap::complete`], which
+/// it must do only after every byte of that attempt is published by [`Tap::wrote`].
+pub fn tap_growing(what: impl Into<String>) -> (Tap, Follow) {
+    new_tap(what.into(), u64::MAX, true)
+}
+
+fn new_tap(what: String, size: u64, growing: bool) -> (Tap, Follow) {
     let shared = Arc::new(Shared {
-        what: what.into(),
+        what,
         size,
-        state: Mutex::new(State { attempt: 1, file: None, path: None, written: 0, end: End::Running }),
+        growing,
+        state: Mutex::new(State { attempt: 1, file: None, path: None, written: 0, end: End::Running, completed: None }),
         cond: Condvar::new(),
         notify: tokio::sync::Notify::new(),
     });
@@ -126,6 +152,13 @@ impl Tap {
     }
 
     pub fn verified(self) {
+        self.end(End::Verified);
+    }
+
+    /// A growing file is complete: every byte of this attempt is published, and `digest` and
+    /// `size` are what the writer computed of them. Its followers end there.
+    pub fn complete(self, digest: Digest, size: u64) {
+        self.shared.lock().completed = Some((digest, size));
         self.end(End::Verified);
     }
 
@@ -175,7 +208,7 @@ impl Shared {
             End::Abandoned => return Err(io::Error::other(format!("{}: download abandoned", self.what))),
             End::Running | End::Verified | End::Failed(_) => {}
         }
-        if pos >= self.size {
+        if pos >= self.size || (self.growing && st.end == End::Verified && st.file.is_some() && pos >= st.written) {
             return Ok(Step::Eof);
         }
         match &st.file {
@@ -214,6 +247,12 @@ impl Follow {
 
     pub fn end(&self) -> End {
         self.shared.lock().end.clone()
+    }
+
+    /// A growing file's digest and length, once its writer is done ([`Tap::complete`]): known
+    /// to a follower whose stream has ended.
+    pub fn completed(&self) -> Option<(Digest, u64)> {
+        self.shared.lock().completed.clone()
     }
 
     /// The file the download writes, once it has begun writing one.
@@ -491,6 +530,40 @@ mod tests {
         assert_eq!(chunks.concat(), data);
         writer.join().unwrap().verified();
         assert_eq!(follow.finished().await, End::Verified);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_growing_file_is_followed_to_where_its_writer_ends_and_a_restart_is_seen() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tap, follow) = tap_growing("rewrite x");
+        let mut f = begin(&tap, &dir);
+        feed(&tap, &mut f, &[1u8; 30]);
+        let mut first = Box::pin(follow.stream(1000));
+        assert_eq!(first.next().await.unwrap().unwrap().len(), 30);
+        // The writer starts over (a splice redone as a recompression): the first follower fails.
+        tap.void();
+        assert!(first.next().await.unwrap().is_err());
+        let data: Vec<u8> = (0..500u32).map(|i| (i * 3) as u8).collect();
+        let second = follow.stream(64);
+        let collect = tokio::spawn(async move { second.collect::<Vec<io::Result<Bytes>>>().await });
+        let d2 = data.clone();
+        let writer = std::thread::spawn(move || {
+            let mut f = begin(&tap, &dir);
+            feed(&tap, &mut f, &d2);
+            tap
+        });
+        let tap = writer.join().unwrap();
+        // Not ended before the writer says so: the follower waits at the written length.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!collect.is_finished());
+        assert_eq!(follow.completed(), None);
+        let d = Digest::of(&data);
+        tap.complete(d.clone(), data.len() as u64);
+        let got: Vec<Bytes> = collect.await.unwrap().into_iter().collect::<io::Result<_>>().unwrap();
+        assert_eq!(got.concat(), data);
+        assert_eq!(follow.attempts(), 2);
+        // What the writer computed is there for the follower whose stream ended.
+        assert_eq!(follow.completed(), Some((d, 500)));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

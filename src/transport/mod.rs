@@ -19,6 +19,7 @@ pub mod registry;
 pub mod retry;
 #[cfg(test)]
 mod tests;
+pub mod upload;
 
 use crate::digest::Digest;
 use crate::reference::ImageRef;
@@ -232,6 +233,19 @@ impl Endpoint {
                 (follow::End::Verified, Some(path)) => self.put_blob(d, size, &path).await,
                 (end, _) => anyhow::bail!("blob {d}: not stored, its download did not complete ({end:?})"),
             },
+        }
+    }
+
+    /// Store a blob while it is written, its digest known only at its end (a rewrite's output,
+    /// followed through a [`follow::tap_growing`]; see
+    /// [`registry::Registry::put_blob_growing`]). A registry only: a layout or archive takes
+    /// the finished file.
+    pub async fn put_blob_growing(&self, follow: &follow::Follow, label: &str, estimate: u64) -> Result<()> {
+        match self {
+            Endpoint::Registry(x) => x.put_blob_growing(follow, label, estimate).await,
+            Endpoint::Layout(_) | Endpoint::Archive(_) => {
+                anyhow::bail!("{label}: only a registry takes a blob as it is written")
+            }
         }
     }
 

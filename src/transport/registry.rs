@@ -3,6 +3,9 @@
 //! HTTP is used for localhost and 127.0.0.0/8 (or with `--plain-http`). Layer uploads are
 //! monolithic PUTs with the digest known up front, streamed from a local file or from behind a
 //! download still under way (see [`super::follow`]), which downloads publish their progress to.
+//! A blob whose digest is known only once it is written (a rewrite's output) goes up behind its
+//! writer by harden's own upload ([`super::upload`]: a POST, one streamed PATCH, the digest in
+//! the PUT), with the push token oci-client was given for the repository, or the Basic login.
 //!
 //! Every request goes through the [`RetryPolicy`] (`--retries`, `--timeout`): a transient
 //! failure is retried with backoff; a download restarts from scratch into the same spool file;
@@ -24,6 +27,7 @@ use super::auth::Credentials;
 use super::errors::{describe, is_not_found, AttemptError};
 use super::follow::{End, Follow, Tap};
 use super::retry::{Classify, RetryPolicy};
+use super::upload;
 use super::{LocalBlob, Manifest, NetOptions};
 use crate::digest::Digest;
 use crate::reference::ImageRef;
@@ -106,6 +110,9 @@ struct RepoState {
     /// The push-scoped authentication is done: oci-client keeps its token (and fetches a new
     /// one when it expires), so it is not asked for again before each push-side request.
     push_ready: std::sync::atomic::AtomicBool,
+    /// That token (a Bearer challenge's), for harden's own uploads ([`super::upload`]): the
+    /// same one, not a token request more. Renewed when the registry answers one of them 401.
+    push_token: std::sync::Mutex<Option<String>>,
     /// Repositories this one's push token also reads (for cross-repository mounts), or None
     /// once the registry showed it wants no Bearer token.
     mount_scopes: tokio::sync::Mutex<Option<std::collections::BTreeSet<String>>>,
@@ -304,12 +311,16 @@ impl Registry {
                 return Ok(());
             }
             let what = format!("{}: authentication for push", self.name());
-            self.retry
+            let token = self
+                .retry
                 .call(&what, || self.conn.client.auth(&r, &self.auth, oci_client::RegistryOperation::Push))
                 .await
                 .map_err(|e| {
                     anyhow!("{}: authentication for push failed ({}): {}", self.name(), self.login, describe(&e))
                 })?;
+            if let Ok(mut kept) = self.repo.push_token.lock() {
+                *kept = token;
+            }
             self.repo.push_ready.store(true, std::sync::atomic::Ordering::Release);
         }
         Ok(())
@@ -618,10 +629,10 @@ impl Registry {
     /// put that reads the link meanwhile fails with `MANIFEST_BLOB_UNKNOWN`: two jobs of a batch
     /// storing a shared base layer into one repository did that (1 job in 90 of a cold batch,
     /// every run). Storing each blob once per repository per run removes the rewrite.
-    async fn store_once<F, Fut>(&self, d: &Digest, store: F) -> Result<bool>
+    async fn store_once<F, Fut, E>(&self, d: &Digest, store: F) -> Result<bool, E>
     where
         F: FnOnce() -> Fut,
-        Fut: std::future::Future<Output = Result<bool>>,
+        Fut: std::future::Future<Output = Result<bool, E>>,
     {
         let Some(lock) = self.repo.store_lock(d) else { return Ok(true) };
         let _one = lock.lock().await;
@@ -668,21 +679,129 @@ impl Registry {
     }
 
     async fn put_following(&self, d: &Digest, size: u64, follow: &Follow) -> Result<()> {
-        self.ensure_auth(true).await?;
         let what = format!("{}: upload of blob {d}", self.name());
+        self.upload_following(follow, &what, |body| self.push_watched(d, size, body, &what)).await
+    }
+
+    /// Store a blob while it is written, of unknown digest and length until its end: a
+    /// rewrite's output, read behind the rewrite as [`Self::put_blob_following`] reads behind a
+    /// download, from byte 0 of the writer's current attempt (a splice redone as a
+    /// recompression starts the upload over). harden's own upload ([`super::upload`]): a POST,
+    /// ONE PATCH whose body is the file as it is written, then, with the digest and length the
+    /// writer computed ([`Follow::completed`]; not hashed again here), the `PUT ?digest=` — the
+    /// one step that needs them. The PUT stores the blob as every store does, once per
+    /// repository and run ([`Self::store_once`]): when another endpoint has stored it
+    /// meanwhile, the session is left uncommitted. The registry checks the digest. `label`
+    /// names the blob on the progress bar; `estimate` is the bar's length. A failure stores
+    /// nothing; the caller's push uploads the finished file then.
+    pub async fn put_blob_growing(&self, follow: &Follow, label: &str, estimate: u64) -> Result<()> {
+        let what = format!("{}: upload of {label}", self.name());
+        let base = reqwest::Url::parse(&self.base).map_err(|e| anyhow!("{what}: {}: {e}", self.base))?;
+        let send = |body: super::follow::BodyStream| async {
+            let http = self.http().map_err(AttemptError::fatal)?;
+            let session = |login| upload::Session { http, base: &base, login, what: &what };
+            let at = self.authorized(|login| async move { session(login).start(&self.repository).await }).await?;
+            let bar = Arc::new(self.progress.transfer("upload", label, estimate));
+            let watch = Watchdog::new();
+            let sent = Arc::clone(&bar);
+            let body = watch.observe(body).inspect_ok(move |chunk| sent.inc(chunk.len() as u64));
+            let patch = async {
+                match session(self.push_login().await).send(&at, reqwest::Body::wrap_stream(body)).await {
+                    // Its token expired since the POST: a new one for the next attempt.
+                    Err(upload::Failed::Unauthorized(said)) => {
+                        self.renew_push_login().await;
+                        Err(AttemptError { error: anyhow!("{said}"), verdict: super::retry::Verdict::Retry(None) })
+                    }
+                    sent => sent.map_err(AttemptError::from),
+                }
+            };
+            let (at, held) = watch.guard(patch, self.retry.timeout, &what).await?;
+            bar.complete();
+            let no_digest = || AttemptError::fatal(anyhow!("{what}: the writer ended without its digest"));
+            let (d, size) = follow.completed().ok_or_else(no_digest)?;
+            if let Some(held) = held.filter(|&h| h != size) {
+                return Err(AttemptError::fatal(anyhow!("{what}: the registry holds {held} bytes of the {size} sent")));
+            }
+            let (at, d) = (&at, &d);
+            // Not retried: a PUT whose answer was lost may have stored the blob, and another
+            // session would store it again. The push asks (HEAD) before it uploads.
+            let commit = || async move {
+                let committed = self.authorized(|login| async move { session(login).commit(at, d).await }).await;
+                committed.map(|()| true).map_err(|e| AttemptError::fatal(e.error))
+            };
+            self.store_once(d, commit).await.map(drop)
+        };
+        self.upload_following(follow, &what, send).await
+    }
+
+    /// `step` with the push login; once more with a new one when the registry answers 401 (a
+    /// token that expired during a long upload).
+    async fn authorized<T, F, Fut>(&self, step: F) -> Result<T, AttemptError>
+    where
+        F: Fn(upload::Login) -> Fut,
+        Fut: std::future::Future<Output = Result<T, upload::Failed>>,
+    {
+        match step(self.push_login().await).await {
+            Err(upload::Failed::Unauthorized(_)) => {}
+            done => return done.map_err(AttemptError::from),
+        }
+        self.renew_push_login().await;
+        step(self.push_login().await).await.map_err(AttemptError::from)
+    }
+
+    /// What harden's own uploads authenticate with once [`Self::ensure_auth`] has run for a
+    /// push: the push token (an identity token's exchange, or the one oci-client got), else the
+    /// Basic login, else nothing.
+    async fn push_login(&self) -> upload::Login {
+        if let Some(id) = &self.identity {
+            return match &*id.current.lock().await {
+                Some((true, t)) => upload::Login::Bearer(t.token.clone()),
+                _ => upload::Login::None,
+            };
+        }
+        match (self.repo.push_token.lock().ok().and_then(|t| t.clone()), &self.auth) {
+            (Some(token), _) => upload::Login::Bearer(token),
+            (None, RegistryAuth::Basic(user, password)) => upload::Login::Basic(user.clone(), password.clone()),
+            (None, _) => upload::Login::None,
+        }
+    }
+
+    /// After a 401: the push authentication is done again (a token request). A failure shows
+    /// as the next 401.
+    async fn renew_push_login(&self) {
+        match &self.identity {
+            Some(id) => *id.current.lock().await = None,
+            None => {
+                self.repo.push_ready.store(false, Ordering::Release);
+                if let Ok(mut kept) = self.repo.push_token.lock() {
+                    *kept = None;
+                }
+            }
+        }
+        let _ = self.ensure_auth(true).await;
+    }
+
+    /// An upload of what `follow` reads, by `send` (given the body from byte 0 of the writer's
+    /// current attempt), retried; started over, retries afresh, when the writer restarts; failed
+    /// at once when the writer fails.
+    async fn upload_following<T, F, Fut>(&self, follow: &Follow, what: &str, send: F) -> Result<T>
+    where
+        F: Fn(super::follow::BodyStream) -> Fut,
+        Fut: std::future::Future<Output = Result<T, AttemptError>>,
+    {
+        self.ensure_auth(true).await?;
         let download_gone = || matches!(follow.end(), End::Failed(_) | End::Abandoned);
         loop {
             let attempt = follow.attempts();
             let res = self
                 .retry
                 .stream(&what, || async {
-                    // No upload session (and no watchdog) while the download has nothing to give.
+                    // No upload session (and no watchdog) while the writer has nothing to give.
                     follow.ready().await;
                     if follow.attempts() != attempt || download_gone() {
                         return Err(AttemptError::fatal(anyhow!("{what}: the download it follows was restarted")));
                     }
-                    let body = Box::pin(follow.stream(UPLOAD_CHUNK));
-                    match self.push_watched(d, size, body, &what).await {
+                    match send(Box::pin(follow.stream(UPLOAD_CHUNK))).await {
                         // The download's doing, not the destination's: no retry here.
                         Err(e) if follow.attempts() != attempt || download_gone() => Err(AttemptError::fatal(e.error)),
                         res => res,
@@ -710,11 +829,11 @@ impl Registry {
             .observe(body)
             .inspect_ok(move |chunk| bar.inc(chunk.len() as u64))
             .map_err(OciDistributionError::from);
-        let push = self.c().await.push_blob_stream(&r, body, d.as_str(), Some(size));
-        tokio::select! {
-            res = push => res.map(|_| ()).map_err(|e| AttemptError::oci(e, format!("{what} failed"))),
-            stalled = watch.stalled(timeout) => Err(AttemptError { error: anyhow!("{what} failed: {stalled}"), ..AttemptError::timed_out(timeout) }),
-        }
+        let push = async {
+            let pushed = self.c().await.push_blob_stream(&r, body, d.as_str(), Some(size)).await;
+            pushed.map_err(|e| AttemptError::oci(e, format!("{what} failed")))
+        };
+        watch.guard(push, timeout, what).await.map(drop)
     }
 
     pub async fn put_blob_bytes(&self, d: &Digest, bytes: &[u8]) -> Result<()> {
@@ -742,11 +861,12 @@ impl Registry {
             self.read_scope_for_mounts(repository, &to).await;
             let from = Reference::with_tag(self.registry.clone(), repository.to_string(), "latest".to_string());
             let what = format!("{}: mount of blob {d} from {repository}", self.name());
-            Ok(self
-                .retry
-                .call(&what, || async { self.c().await.mount_blob(&to, &from, d.as_str()).await })
-                .await
-                .is_ok())
+            Ok::<_, anyhow::Error>(
+                self.retry
+                    .call(&what, || async { self.c().await.mount_blob(&to, &from, d.as_str()).await })
+                    .await
+                    .is_ok(),
+            )
         };
         self.store_once(d, mount).await.unwrap_or(false)
     }
@@ -862,20 +982,31 @@ struct Watchdog {
     /// Milliseconds since `start` at the last chunk handed to the connection.
     last: Arc<AtomicU64>,
     done: Arc<AtomicBool>,
+    /// The connection asked for the next chunk and the body has none yet: a writer behind the
+    /// body is slow (a rewrite between two runs it copies), not the registry.
+    pulling: Arc<AtomicBool>,
 }
 
 impl Watchdog {
     fn new() -> Watchdog {
-        Watchdog { start: Instant::now(), last: Arc::new(AtomicU64::new(0)), done: Arc::new(AtomicBool::new(false)) }
+        Watchdog {
+            start: Instant::now(),
+            last: Arc::new(AtomicU64::new(0)),
+            done: Arc::new(AtomicBool::new(false)),
+            pulling: Arc::new(AtomicBool::new(false)),
+        }
     }
 
     fn observe<S: futures_util::Stream + Unpin>(&self, body: S) -> impl futures_util::Stream<Item = S::Item> {
-        let (start, last, done) = (self.start, Arc::clone(&self.last), Arc::clone(&self.done));
+        let (start, last, done, pulling) =
+            (self.start, Arc::clone(&self.last), Arc::clone(&self.done), Arc::clone(&self.pulling));
         futures_util::stream::unfold(body, move |mut body| {
-            let (last, done) = (Arc::clone(&last), Arc::clone(&done));
+            let (last, done, pulling) = (Arc::clone(&last), Arc::clone(&done), Arc::clone(&pulling));
             async move {
+                pulling.store(true, Ordering::Relaxed);
                 let item = body.next().await;
                 last.store(start.elapsed().as_millis() as u64, Ordering::Relaxed);
+                pulling.store(false, Ordering::Relaxed);
                 if item.is_none() {
                     // All sent: from now on the clock runs for the answer.
                     done.store(true, Ordering::Relaxed);
@@ -885,12 +1016,28 @@ impl Watchdog {
         })
     }
 
+    /// `push`, failed as a timeout when [`Self::stalled`] resolves first.
+    async fn guard<T>(
+        &self,
+        push: impl std::future::Future<Output = Result<T, AttemptError>>,
+        timeout: Duration,
+        what: &str,
+    ) -> Result<T, AttemptError> {
+        tokio::select! {
+            res = push => res,
+            stalled = self.stalled(timeout) => Err(AttemptError { error: anyhow!("{what} failed: {stalled}"), ..AttemptError::timed_out(timeout) }),
+        }
+    }
+
     /// Resolves when the body has made no progress for `limit`, or — once it is all sent — the
     /// registry has not answered for `limit`.
     async fn stalled(&self, limit: Duration) -> String {
         let tick = (limit / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
         loop {
             tokio::time::sleep(tick).await;
+            if self.pulling.load(Ordering::Relaxed) {
+                continue;
+            }
             let idle = self.start.elapsed().saturating_sub(Duration::from_millis(self.last.load(Ordering::Relaxed)));
             if idle >= limit {
                 return if self.done.load(Ordering::Relaxed) {
@@ -1086,5 +1233,132 @@ mod tests {
         res.unwrap();
         assert_eq!(puts.load(Ordering::SeqCst), 1);
         assert!(took > Duration::from_secs(3), "the test's upload was not slower than --timeout: {took:?}");
+    }
+
+    /// Reads a chunked request body (the head already read).
+    fn read_chunked(c: &mut std::net::TcpStream) -> std::io::Result<Vec<u8>> {
+        let line = |c: &mut std::net::TcpStream| -> std::io::Result<String> {
+            let mut l = Vec::new();
+            let mut b = [0u8; 1];
+            while !l.ends_with(b"\r\n") {
+                c.read_exact(&mut b)?;
+                l.push(b[0]);
+            }
+            Ok(String::from_utf8_lossy(&l).trim().to_string())
+        };
+        let mut out = Vec::new();
+        loop {
+            let size = line(c)?;
+            let n = usize::from_str_radix(size.split(';').next().unwrap_or(""), 16)
+                .map_err(|_| std::io::Error::other(format!("chunk size {size:?}")))?;
+            if n == 0 {
+                line(c)?;
+                return Ok(out);
+            }
+            let start = out.len();
+            out.resize(start + n, 0);
+            c.read_exact(&mut out[start..])?;
+            line(c)?;
+        }
+    }
+
+    type Shared<T> = Arc<std::sync::Mutex<T>>;
+
+    /// A registry taking uploads as harden's own upload sends them: the POST answered 202 with
+    /// a Location path, the PATCH (its chunked body kept) with `patch` — 202, a bare relative
+    /// Location and a new `_state` — and the PUT with 201. Returns its port, the request lines
+    /// seen ("METHOD URI", and "chunked" after a chunked PATCH's) and the PATCH's body.
+    fn upload_registry(patch: u16) -> (u16, Shared<Vec<String>>, Shared<Vec<u8>>) {
+        let (seen, body) = (Arc::new(std::sync::Mutex::new(Vec::new())), Arc::new(std::sync::Mutex::new(Vec::new())));
+        let (s2, b2) = (Arc::clone(&seen), Arc::clone(&body));
+        let port = serve(move |head, c| {
+            let head = String::from_utf8_lossy(head).to_string();
+            let first = head.lines().next().unwrap_or("").rsplit_once(' ').map(|(l, _)| l.to_string());
+            s2.lock().unwrap().push(first.unwrap_or_default());
+            let answer = if head.starts_with("POST") {
+                "HTTP/1.1 202 Accepted\r\nLocation: /v2/r/blobs/uploads/u1?_state=s%2B1\r\nContent-Length: 0\r\n\r\n"
+                    .to_string()
+            } else if head.starts_with("PATCH") {
+                if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+                    s2.lock().unwrap().push("chunked".into());
+                }
+                let Ok(got) = read_chunked(c) else { return false };
+                let n = got.len();
+                b2.lock().unwrap().extend_from_slice(&got);
+                match patch {
+                    202 => format!(
+                        "HTTP/1.1 202 Accepted\r\nLocation: u1?_state=s2\r\nRange: 0-{}\r\nContent-Length: 0\r\n\r\n",
+                        n - 1
+                    ),
+                    code => format!("HTTP/1.1 {code} No\r\nContent-Length: 22\r\n\r\nchunked bodies refused"),
+                }
+            } else if head.starts_with("PUT") {
+                "HTTP/1.1 201 Created\r\nLocation: /v2/r/blobs/x\r\nContent-Length: 0\r\n\r\n".to_string()
+            } else {
+                "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n".to_string()
+            };
+            c.write_all(answer.as_bytes()).is_ok()
+        });
+        (port, seen, body)
+    }
+
+    /// Writes `data` through a growing tap a piece at a time, as a rewrite does, and completes
+    /// it with its digest; meanwhile `reg` uploads it. The upload's result.
+    fn upload_while_written(reg: &Registry, data: &[u8]) -> Result<()> {
+        let dir = tempfile::tempdir().unwrap();
+        let (tap, follow) = super::super::follow::tap_growing("rewrite x");
+        let (path, data) = (dir.path().join("out"), data.to_vec());
+        let writer = std::thread::spawn(move || {
+            let mut f = std::fs::File::create(&path).unwrap();
+            tap.begin(&path).unwrap();
+            for piece in data.chunks(100_000) {
+                f.write_all(piece).unwrap();
+                tap.wrote(piece.len() as u64);
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            tap.complete(Digest::of(&data), data.len() as u64);
+        });
+        let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+        let res = rt.block_on(reg.put_blob_growing(&follow, "layer x", 1));
+        writer.join().unwrap();
+        res
+    }
+
+    /// A blob of unknown digest goes up while it is written as three requests: the POST, ONE
+    /// chunked PATCH carrying all of it (what the writer wrote, byte for byte), and the PUT to
+    /// where the PATCH's Location says — relative, its `_state` kept — with the writer's digest
+    /// added. The blob is then held: the push's HEAD is not sent.
+    #[test]
+    fn a_growing_blob_goes_up_as_one_streamed_patch() {
+        let (port, seen, body) = upload_registry(202);
+        let reg = client(port, 1, Duration::from_secs(5));
+        let data: Vec<u8> = (0..1_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8).collect();
+        upload_while_written(&reg, &data).unwrap();
+        let d = Digest::of(&data);
+        assert_eq!(body.lock().unwrap().as_slice(), data.as_slice(), "the PATCH carried the blob");
+        let sent =
+            || -> Vec<String> { seen.lock().unwrap().iter().filter(|l| !l.starts_with("GET")).cloned().collect() };
+        let put = format!("PUT /v2/r/blobs/uploads/u1?_state=s2&digest=sha256%3A{}", d.hex());
+        let patch = "PATCH /v2/r/blobs/uploads/u1?_state=s%2B1";
+        assert_eq!(sent(), ["POST /v2/r/blobs/uploads/", patch, "chunked", put.as_str()]);
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        assert!(rt.block_on(reg.has_blob(&d)).unwrap());
+        assert_eq!(sent().len(), 4, "a blob just stored is known held: no HEAD");
+    }
+
+    /// A registry that refuses the chunked PATCH (411 Length Required, as some do) fails the
+    /// upload at once, naming the step and what the registry said; not retried (the push
+    /// uploads the finished file instead), and nothing committed.
+    #[test]
+    fn a_refused_patch_fails_the_upload_at_once() {
+        let (port, seen, _) = upload_registry(411);
+        let reg = client(port, 3, Duration::from_secs(5));
+        let data = vec![5u8; 300_000];
+        let e = upload_while_written(&reg, &data).unwrap_err().to_string();
+        assert!(e.contains("PATCH answered HTTP 411") && e.contains("chunked bodies refused"), "{e}");
+        assert!(e.contains("upload of layer x"), "{e}");
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(seen.iter().filter(|l| l.starts_with("POST")).count(), 1, "not retried: {seen:?}");
+        assert!(!seen.iter().any(|l| l.starts_with("PUT")), "nothing committed: {seen:?}");
     }
 }
