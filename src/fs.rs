@@ -6,7 +6,7 @@
 
 use crate::layer::path::{join, split_parent};
 use crate::layer::tar::Kind;
-use crate::scan::{EntryInfo, LayerIndex};
+use crate::scan::{Entry, LayerIndex};
 use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -80,7 +80,7 @@ impl<'a> Keys<'a> {
                 return p;
             }
         }
-        &self.layers[l.layer].entries[l.entry].path
+        self.layers[l.layer].entries.name(l.entry)
     }
 }
 
@@ -198,9 +198,9 @@ struct Apply<'a> {
     through_symlink: Vec<(Loc, String)>,
 }
 
-impl Apply<'_> {
-    fn entry(&self, l: Loc) -> &EntryInfo {
-        &self.layers[l.layer].entries[l.entry]
+impl<'a> Apply<'a> {
+    fn entry(&self, l: Loc) -> Entry<'a> {
+        self.layers[l.layer].entries.at(l.entry)
     }
 
     fn keys(&self) -> Keys<'_> {
@@ -259,7 +259,7 @@ impl Apply<'_> {
     /// there, and harden must never pass on what a rule removes or strips.
     fn unplaced(&mut self, loc: Loc) {
         let k = Keys { layers: self.layers, placed: &self.placed };
-        self.map.insert(k, &self.layers[loc.layer].entries[loc.entry].path, At::new(loc, false));
+        self.map.insert(k, self.layers[loc.layer].entries.name(loc.entry), At::new(loc, false));
     }
 
     fn note(&mut self, loc: Loc, what: String) {
@@ -271,17 +271,17 @@ impl Apply<'_> {
         let layer = self.layers[li].clone();
         // Paths this layer has written: an opaque marker keeps them (`unpackedPaths`). Kept only
         // when the layer has such a marker (on a 500k-entry layer the set was 66 MiB).
-        let opaque = layer.entries.iter().any(|e| split_parent(&e.path).1 == ".wh..wh..opq");
+        let opaque = layer.entries.names().any(|p| split_parent(p).1 == ".wh..wh..opq");
         let mut unpacked: HashSet<String> = HashSet::new();
         for (ei, e) in layer.entries.iter().enumerate() {
             let loc = Loc { layer: li, entry: ei };
             if e.path.is_empty() {
                 continue;
             }
-            if let Some(link) = escaping_ancestor(&self.map, self.keys(), &e.path) {
+            if let Some(link) = escaping_ancestor(&self.map, self.keys(), e.path) {
                 self.through_symlink.push((loc, link));
             }
-            let (dir, base) = split_parent(&e.path);
+            let (dir, base) = split_parent(e.path);
             let Some(parent) = self.root_path(dir) else {
                 self.note(loc, "too many symlinks in its parent: containerd refuses the layer".into());
                 self.unplaced(loc);
@@ -416,7 +416,7 @@ impl FinalFs {
     /// Where an entry was written: its stored name, or (under a symlinked parent) the path
     /// its parent resolves to.
     pub fn placed_path(&self, loc: Loc) -> &str {
-        self.placed.get(&loc).map_or(&*self.entry(loc).path, String::as_str)
+        self.placed.get(&loc).map_or(self.entry(loc).path, String::as_str)
     }
 
     /// The entry holding the inode a visible entry names: itself, or for a hardlink the
@@ -437,16 +437,16 @@ impl FinalFs {
         self.implied.iter().map(|(p, &l)| (&**p, l))
     }
 
-    pub fn entry(&self, loc: Loc) -> &EntryInfo {
-        &self.layers[loc.layer].entries[loc.entry]
+    pub fn entry(&self, loc: Loc) -> Entry<'_> {
+        self.layers[loc.layer].entries.at(loc.entry)
     }
 
     /// The entry at exactly this (normalised, canonical) path.
-    pub fn get(&self, path: &str) -> Option<(Loc, &EntryInfo)> {
+    pub fn get(&self, path: &str) -> Option<(Loc, Entry<'_>)> {
         self.map.get(self.keys(), path).map(|l| (l.loc(), self.entry(l.loc())))
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (&str, Loc, &EntryInfo)> {
+    pub fn iter(&self) -> impl Iterator<Item = (&str, Loc, Entry<'_>)> {
         let k = self.keys();
         self.map.iter().map(move |a| (k.of(a), a.loc(), self.entry(a.loc())))
     }
@@ -469,7 +469,7 @@ impl FinalFs {
         &self,
         path: &str,
         follow_last: bool,
-        lookup: &dyn Fn(&str) -> Option<&'a EntryInfo>,
+        lookup: &dyn Fn(&str) -> Option<Entry<'a>>,
     ) -> Option<String> {
         resolve_in(path, follow_last, lookup)
     }
@@ -512,7 +512,7 @@ impl FinalFs {
 }
 
 /// Resolve `path` within the root over `lookup` (see [`FinalFs::resolve`]).
-pub fn resolve_in<'a>(path: &str, follow_last: bool, lookup: &dyn Fn(&str) -> Option<&'a EntryInfo>) -> Option<String> {
+pub fn resolve_in<'a>(path: &str, follow_last: bool, lookup: &dyn Fn(&str) -> Option<Entry<'a>>) -> Option<String> {
     let mut todo: Vec<String> = path.split('/').filter(|c| !c.is_empty()).map(str::to_string).collect();
     todo.reverse();
     let mut cur: Vec<String> = Vec::new();
@@ -557,7 +557,7 @@ fn escaping_ancestor(map: &Sorted, k: Keys, path: &str) -> Option<String> {
         let dir = &path[..end + i];
         end += i + 1;
         let Some(loc) = map.get(k, dir).map(|a| a.loc()) else { continue };
-        let e = &k.layers[loc.layer].entries[loc.entry];
+        let e = k.layers[loc.layer].entries.at(loc.entry);
         if e.kind == Kind::Symlink && e.link().is_some_and(|t| link_leaves_root(dir, t)) {
             return Some(dir.to_string());
         }
@@ -601,6 +601,7 @@ pub mod tests {
     use super::*;
     use crate::digest::Digest;
     use crate::layer::codec::Codec;
+    use crate::scan::{Entries, EntryInfo};
 
     pub fn entry(path: &str, kind: Kind, link: Option<&str>) -> EntryInfo {
         let mut e = EntryInfo {
@@ -621,6 +622,7 @@ pub mod tests {
     }
 
     pub fn layer(entries: Vec<EntryInfo>) -> LayerIndex {
+        let entries = Entries::from_owned(entries).expect("a small layer packs");
         LayerIndex { entries, codec: Codec::None, diff_id: Digest::of(b""), uncompressed_size: 0 }
     }
 

@@ -195,8 +195,8 @@ impl Audit<'_> {
     fn mode_check(
         &self,
         keep: &mut Matcher,
-        hit: impl Fn(&crate::scan::EntryInfo) -> bool,
-        detail: impl Fn(&crate::scan::EntryInfo) -> String,
+        hit: impl Fn(crate::scan::Entry<'_>) -> bool,
+        detail: impl Fn(crate::scan::Entry<'_>) -> String,
     ) -> Vec<Evidence> {
         let mut out = Vec::new();
         for (path, loc, e) in self.fs.iter() {
