@@ -47,9 +47,20 @@ pub struct Rare {
     /// An ELF file's class, machine and dynamic dependencies (what the guard follows), read as
     /// the layer streams past (see [`crate::layer::elf`]).
     elf: Option<ElfDeps>,
-    /// (size, uid, gid) of a packed entry when one of them does not fit in 32 bits (tar allows
-    /// more): the packed fields then hold nothing. Never set on an [`EntryInfo`].
-    wide: Option<(u64, u64, u64)>,
+    /// A packed entry's fields when one does not fit its packed field (tar allows more): the
+    /// packed fields then hold nothing. Never set on an [`EntryInfo`].
+    wide: Option<Wide>,
+}
+
+/// What [`Rare::wide`] keeps: a size, uid or gid past 32 bits, a mode past 16, a kind that is
+/// none of tar's (`Kind::Other`).
+#[derive(Clone, Copy, Debug)]
+struct Wide {
+    size: u64,
+    uid: u64,
+    gid: u64,
+    mode: u32,
+    kind: Kind,
 }
 
 impl EntryInfo {
@@ -183,38 +194,42 @@ impl std::fmt::Debug for Entry<'_> {
     }
 }
 
-/// One entry in a layer's [`Entries`]: 28 bytes. Its name and prefix end where these say in the
+/// One entry in a layer's [`Entries`]: 24 bytes. Its name and prefix end where these say in the
 /// layer's arenas, and start where the entry before it ends its own.
 #[derive(Clone, Copy, Debug)]
 struct Packed {
     name_end: u32,
     prefix_end: u32,
-    /// Zero when [`flag::WIDE`]: the three are then in the entry's [`Rare`].
+    /// Size, uid, gid and mode are zero when [`flag::WIDE`]: they are then in its [`Rare`].
     size: u32,
     uid: u32,
     gid: u32,
-    mode: u32,
-    kind: Kind,
-    flags: u8,
+    mode: u16,
+    /// Its kind ([`KINDS`]) in the low 3 bits, [`flag`]s above.
+    bits: u16,
 }
 
-/// [`Packed::flags`].
+/// Tar's kinds, as [`Packed::bits`] numbers them (`Kind::Other` is [`flag::WIDE`]).
+const KINDS: [Kind; 8] =
+    [Kind::File, Kind::HardLink, Kind::Symlink, Kind::CharDev, Kind::BlockDev, Kind::Dir, Kind::Fifo, Kind::GlobalPax];
+
+/// [`Packed::bits`] above its kind.
 mod flag {
-    pub const CAPS: u8 = 1;
-    pub const ESCAPES: u8 = 2;
-    pub const BUSYBOX: u8 = 4;
+    pub const CAPS: u16 = 1 << 3;
+    pub const ESCAPES: u16 = 1 << 4;
+    pub const BUSYBOX: u16 = 1 << 5;
     /// Has a prefix (perhaps empty): `None` and `Some(&[])` differ.
-    pub const PREFIX: u8 = 8;
+    pub const PREFIX: u16 = 1 << 6;
     /// Has a [`super::Rare`] in [`super::Entries`]' list of them.
-    pub const RARE: u8 = 16;
-    /// Its size, uid or gid needs more than 32 bits: all three are in its [`super::Rare`].
-    pub const WIDE: u8 = 32;
+    pub const RARE: u16 = 1 << 7;
+    /// One of its fields does not fit the packed one: all are in its [`super::Rare`].
+    pub const WIDE: u16 = 1 << 8;
 }
 
 /// A layer's entries, packed: a [`Packed`] each, every name in one string and every kept prefix
 /// in one buffer (names and prefixes at most 4 GiB a layer, as [`crate::layer::MAX_KEPT_BYTES`]
 /// bounds them across the run), and what few entries have ([`Rare`]) apart, by entry number.
-/// About 28 bytes an entry beyond its name and prefix (an owned [`EntryInfo`] costs 80, a heap
+/// 24 bytes an entry beyond its name and prefix (an owned [`EntryInfo`] costs 80, a heap
 /// name and a heap prefix). Read with [`Entries::at`], [`Entries::iter`], [`Entries::name`].
 #[derive(Clone, Default)]
 pub struct Entries {
@@ -248,7 +263,7 @@ impl Entries {
             Some(b) => (self.packed[b].name_end as usize, self.packed[b].prefix_end as usize),
             None => (0, 0),
         };
-        let rare = if p.flags & flag::RARE != 0 {
+        let rare = if p.bits & flag::RARE != 0 {
             u32::try_from(i)
                 .ok()
                 .and_then(|n| self.rare.binary_search_by_key(&n, |r| r.0).ok())
@@ -256,21 +271,27 @@ impl Entries {
         } else {
             None
         };
-        let (size, uid, gid) = match rare.and_then(|r| r.wide) {
+        let w = match rare.and_then(|r| r.wide) {
             Some(w) => w,
-            None => (p.size.into(), p.uid.into(), p.gid.into()),
+            None => Wide {
+                size: p.size.into(),
+                uid: p.uid.into(),
+                gid: p.gid.into(),
+                mode: p.mode.into(),
+                kind: KINDS[usize::from(p.bits & 7)],
+            },
         };
         Entry {
             path: self.names.get(name_start..p.name_end as usize).unwrap_or_default(),
-            size,
-            uid,
-            gid,
-            mode: p.mode,
-            kind: p.kind,
-            caps: p.flags & flag::CAPS != 0,
-            escapes: p.flags & flag::ESCAPES != 0,
-            busybox: p.flags & flag::BUSYBOX != 0,
-            prefix: (p.flags & flag::PREFIX != 0)
+            size: w.size,
+            uid: w.uid,
+            gid: w.gid,
+            mode: w.mode,
+            kind: w.kind,
+            caps: p.bits & flag::CAPS != 0,
+            escapes: p.bits & flag::ESCAPES != 0,
+            busybox: p.bits & flag::BUSYBOX != 0,
+            prefix: (p.bits & flag::PREFIX != 0)
                 .then(|| self.prefixes.get(prefix_start..p.prefix_end as usize))
                 .flatten(),
             rare,
@@ -299,7 +320,8 @@ impl Entries {
         let name_end = u32::try_from(self.names.len() + e.path.len()).map_err(|_| too_big("entry names"))?;
         let prefix_len = e.prefix.as_ref().map_or(0, |p| p.len());
         let prefix_end = u32::try_from(self.prefixes.len() + prefix_len).map_err(|_| too_big("kept prefixes"))?;
-        let narrow = (u32::try_from(e.size), u32::try_from(e.uid), u32::try_from(e.gid));
+        let kind = KINDS.iter().position(|k| *k == e.kind);
+        let narrow = (u32::try_from(e.size), u32::try_from(e.uid), u32::try_from(e.gid), u16::try_from(e.mode), kind);
         let mut flags = 0;
         for (set, bit) in [
             (e.caps, flag::CAPS),
@@ -311,16 +333,20 @@ impl Entries {
                 flags |= bit;
             }
         }
-        let (size, uid, gid) = match narrow {
-            (Ok(s), Ok(u), Ok(g)) => (s, u, g),
+        let (size, uid, gid, mode) = match narrow {
+            (Ok(s), Ok(u), Ok(g), Ok(m), Some(k)) => {
+                flags |= k as u16;
+                (s, u, g, m)
+            }
             _ => {
                 flags |= flag::WIDE;
-                (0, 0, 0)
+                (0, 0, 0, 0)
             }
         };
         let mut rare = e.rare.map(|r| *r);
         if flags & flag::WIDE != 0 {
-            rare.get_or_insert_with(Rare::default).wide = Some((e.size, e.uid, e.gid));
+            let wide = Wide { size: e.size, uid: e.uid, gid: e.gid, mode: e.mode, kind: e.kind };
+            rare.get_or_insert_with(Rare::default).wide = Some(wide);
         }
         if let Some(r) = rare {
             flags |= flag::RARE;
@@ -330,7 +356,7 @@ impl Entries {
         if let Some(p) = &e.prefix {
             self.prefixes.extend_from_slice(p);
         }
-        self.packed.push(Packed { name_end, prefix_end, size, uid, gid, mode: e.mode, kind: e.kind, flags });
+        self.packed.push(Packed { name_end, prefix_end, size, uid, gid, mode, bits: flags });
         Ok(())
     }
 
@@ -727,7 +753,7 @@ mod tests {
             scan_layer(ManyFiles { n, next: 0, block: Vec::new(), pos: 0 }, None, None, &Limits::default()).unwrap();
         let (live, peak) = crate::memory::counting::since(start);
         assert_eq!(index.entries.len(), n);
-        assert!(std::mem::size_of::<Packed>() <= 28, "{} bytes an entry", std::mem::size_of::<Packed>());
+        assert!(std::mem::size_of::<Packed>() <= 24, "{} bytes an entry", std::mem::size_of::<Packed>());
         let names: i64 = index.entries.names().map(|p| p.len() as i64).sum();
         assert_eq!(names / n as i64, 32, "opt/many/dNNNNN/file-NNNNNNN.txt");
         // What the index holds is what dropping it frees (`live` is low by the buffers the
@@ -736,10 +762,10 @@ mod tests {
         let held = live - crate::memory::counting::since(start).0;
         let (per_entry, per_peak) = (held / n as i64, peak / n as i64);
         eprintln!("index: {held} bytes held, {peak} at peak: {per_entry} and {per_peak} per entry, names included");
-        // 28 packed bytes, a 32-byte name and a one-byte prefix in arenas: 61 (an 80-byte
+        // 24 packed bytes, a 32-byte name and a one-byte prefix in arenas: 57 (an 80-byte
         // `EntryInfo`, a 48-byte heap name and a 32-byte heap prefix before); at the peak the
         // arenas' spare room before they are shrunk to fit, and the buffers in flight.
-        assert!(per_entry <= 62 && per_peak <= 96, "{per_entry} / {per_peak} bytes per entry");
+        assert!(per_entry <= 58 && per_peak <= 96, "{per_entry} / {per_peak} bytes per entry");
     }
 
     fn owned(path: &str) -> EntryInfo {
@@ -760,7 +786,8 @@ mod tests {
 
     /// Packed entries read back as they were pushed: names and prefixes from the arenas (an
     /// empty prefix is not no prefix), flags, links and ELF data apart, and a size, uid or gid
-    /// past 32 bits kept whole (tar allows them) rather than cut.
+    /// past 32 bits, a mode past 16 or a kind none of tar's kept whole (tar allows them) rather
+    /// than cut.
     #[test]
     fn packed_entries_read_back_as_pushed() {
         let mut wide = owned("big/ids");
@@ -779,7 +806,11 @@ mod tests {
         link.set_link(Some("usr/bin"));
         let mut other = owned("");
         other.kind = Kind::Other(b'Z');
-        let all = vec![owned("a"), wide, exe, empty, huge, link, other, owned("ü/ß")];
+        let mut modes = owned("dev/null");
+        (modes.kind, modes.mode) = (Kind::CharDev, 0o100644);
+        let mut big_mode = owned("m");
+        big_mode.mode = 0o7_777_777;
+        let all = vec![owned("a"), wide, exe, empty, huge, link, other, owned("ü/ß"), modes, big_mode];
         let packed = Entries::from_owned(all.clone()).unwrap();
         assert_eq!(packed.len(), all.len());
         assert_eq!(format!("{:?}", packed), format!("{:?}", all.iter().map(EntryInfo::view).collect::<Vec<_>>()));
@@ -793,7 +824,12 @@ mod tests {
         assert_eq!(packed.at(0).prefix(), None);
         assert_eq!(packed.at(2).elf().map(|d| d.machine), Some(62));
         assert!(packed.get(all.len()).is_none());
-        assert_eq!(packed.iter().rev().next().map(|e| e.path), Some("ü/ß"));
+        assert_eq!(packed.iter().rev().nth(2).map(|e| e.path), Some("ü/ß"));
+        assert_eq!(
+            (packed.at(6).kind, packed.at(8).kind, packed.at(8).mode),
+            (Kind::Other(b'Z'), Kind::CharDev, 0o100644)
+        );
+        assert_eq!(packed.at(9).mode, 0o7_777_777, "not cut to 16 bits");
     }
 
     /// The hashes the scan takes of executables are those a second read ([`hash_entries`]) takes,
