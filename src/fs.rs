@@ -744,7 +744,7 @@ pub mod tests {
             layer(vec![entry("abs/cron", Kind::File, None)]),
         ]);
         let flagged: Vec<(usize, &str, &str)> =
-            fs.through_symlink.iter().map(|(l, s)| (l.layer, &*fs.entry(*l).path, s.as_str())).collect();
+            fs.through_symlink.iter().map(|(l, s)| (l.layer, fs.entry(*l).path, s.as_str())).collect();
         assert_eq!(flagged, vec![(0, "evil/shadow", "evil"), (1, "abs/cron", "abs")]);
         // Resolution clamps `..` at the root: the plan and the guard stay inside.
         assert_eq!(fs.resolve("/evil/passwd", true).unwrap(), "etc/passwd");

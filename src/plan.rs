@@ -198,8 +198,8 @@ impl MayChange {
         (self.setuid && file && e.mode & 0o6000 != 0)
             || (self.caps && e.caps)
             || (self.world_writable && (file || e.kind == Kind::Dir) && e.mode & 0o002 != 0 && !sticky_dir)
-            || (self.databases && crate::pkgdb::paths::is_database_file(&e.path))
-            || self.removes(&e.path, dirs)
+            || (self.databases && crate::pkgdb::paths::is_database_file(e.path))
+            || self.removes(e.path, dirs)
     }
 
     /// Whether a `remove` rule matches `path` or a directory above it.
@@ -523,8 +523,7 @@ pub fn mark_layers(fs: &FinalFs, _: &Profile, p: &mut Plan) {
         for (ei, e) in layer.entries.iter().enumerate() {
             // Removed paths are where entries are written (under a symlinked parent, not their
             // stored name); the layer's change names the entry as stored.
-            if p.removed.contains_key(&*e.path) || p.removed.contains_key(fs.placed_path(Loc { layer: li, entry: ei }))
-            {
+            if p.removed.contains_key(e.path) || p.removed.contains_key(fs.placed_path(Loc { layer: li, entry: ei })) {
                 p.layers[li].changes.entry(e.path.to_string()).or_default().remove = true;
             }
             if e.escapes {
@@ -633,10 +632,10 @@ pub fn promote_hardlinks(fs: &FinalFs, _: &Profile, p: &mut Plan) {
         let mut promoted: HashMap<String, String> = HashMap::new();
         let mut seen_removed: HashSet<&str> = HashSet::new();
         for e in layer.entries.iter() {
-            if e.kind == Kind::File && p.removed.contains_key(&*e.path) {
-                seen_removed.insert(&e.path);
+            if e.kind == Kind::File && p.removed.contains_key(e.path) {
+                seen_removed.insert(e.path);
             }
-            if e.kind != Kind::HardLink || p.removed.contains_key(&*e.path) {
+            if e.kind != Kind::HardLink || p.removed.contains_key(e.path) {
                 continue;
             }
             let Some(t) = e.link() else { continue };
@@ -814,7 +813,7 @@ pub fn follow_databases(fs: &FinalFs, profile: &Profile, p: &mut Plan) {
     }
     for (li, layer) in fs.layers.iter().enumerate() {
         for e in layer.entries.iter() {
-            if new_removals.contains(&*e.path) {
+            if new_removals.contains(e.path) {
                 p.layers[li].changes.entry(e.path.to_string()).or_default().remove = true;
             }
         }
@@ -1198,14 +1197,14 @@ mod tests {
             &[],
         );
         let idx = crate::scan::scan_layer(&t[..], None, None, &crate::layer::Limits::default()).unwrap();
-        let flagged: Vec<&str> = idx.entries.iter().filter(|e| e.busybox).map(|e| &*e.path).collect();
+        let flagged: Vec<&str> = idx.entries.iter().filter(|e| e.busybox).map(|e| e.path).collect();
         assert_eq!(flagged, vec!["bin/busybox", "usr/local/bin/toolbox"]);
         let fs = FinalFs::build(vec![idx]);
         let text = "name = \"t\"\nextends = \"strict\"\n[files]\nkeep = [\"/opt/kept-copy\"]\n";
         let profile = crate::profile::load_str("t.toml", text).unwrap();
         let first = plan(&fs, &profile);
         let check = copy_check(&fs, &first, &profile);
-        let mut names: Vec<&str> = check.iter().map(|l| &*fs.entry(*l).path).collect();
+        let mut names: Vec<&str> = check.iter().map(|l| fs.entry(*l).path).collect();
         names.sort();
         // Hashed: the removed tools of a size some candidate has, and those candidates only.
         assert_eq!(names, vec!["bin/dash", "opt/mysh", "opt/same-size"]);

@@ -303,8 +303,8 @@ impl Entries {
         (i < self.len()).then(|| self.at(i))
     }
 
-    pub fn iter(&self) -> impl DoubleEndedIterator<Item = Entry<'_>> + ExactSizeIterator + '_ {
-        (0..self.len()).map(|i| self.at(i))
+    pub fn iter(&self) -> Iter<'_> {
+        Iter { entries: self, next: 0..self.len() }
     }
 
     /// Every entry's name, in order.
@@ -375,6 +375,38 @@ impl Entries {
             out.push(e)?;
         }
         Ok(out)
+    }
+}
+
+/// [`Entries::iter`]: each entry's view, in order.
+pub struct Iter<'a> {
+    entries: &'a Entries,
+    next: std::ops::Range<usize>,
+}
+
+impl<'a> Iterator for Iter<'a> {
+    type Item = Entry<'a>;
+    fn next(&mut self) -> Option<Entry<'a>> {
+        self.next.next().map(|i| self.entries.at(i))
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.next.size_hint()
+    }
+}
+
+impl DoubleEndedIterator for Iter<'_> {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        self.next.next_back().map(|i| self.entries.at(i))
+    }
+}
+
+impl ExactSizeIterator for Iter<'_> {}
+
+impl<'a> IntoIterator for &'a Entries {
+    type Item = Entry<'a>;
+    type IntoIter = Iter<'a>;
+    fn into_iter(self) -> Iter<'a> {
+        self.iter()
     }
 }
 

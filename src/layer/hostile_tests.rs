@@ -132,7 +132,7 @@ fn a_symlink_out_of_the_root_and_an_entry_through_it_are_reported_never_followed
     raw(&mut t, "evil/passwd", b'0', 0o644, b"pwned::0:0::/:/bin/sh\n", "");
     let fs = FinalFs::build(vec![scan(&gz(&end(t))).unwrap()]);
     assert_eq!(fs.through_symlink.len(), 1);
-    assert_eq!(&*fs.entry(fs.through_symlink[0].0).path, "evil/passwd");
+    assert_eq!(fs.entry(fs.through_symlink[0].0).path, "evil/passwd");
     // Lookups never leave the root; and as containerd resolves the parent within the root
     // (`fs.RootPath`), the entry written through the link lands on /etc/passwd, as in the
     // container. The scan kept no contents of it (by its stored name it is no account file):
