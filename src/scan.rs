@@ -14,12 +14,10 @@ use crate::layer::tar::{Kind, TarReader};
 use crate::layer::Limits;
 use std::io::{self, Read};
 
-/// One entry as the scan reads it, owned: what the scan builds before a layer's [`Entries`]
-/// packs it, and what tests, the scan cache and the audit's predicted layers build. Everything
-/// else reads entries as [`Entry`] views of a layer.
-#[derive(Clone, Debug)]
-pub struct EntryInfo {
-    pub path: Box<str>,
+/// One entry's fields, as an owned [`EntryInfo`] holds them or an [`Entry`] view lends them.
+#[derive(Clone, Copy)]
+pub struct Fields<Name, Prefix, R> {
+    pub path: Name,
     /// The size once extracted (a sparse file's real size).
     pub size: u64,
     pub uid: u64,
@@ -34,11 +32,20 @@ pub struct EntryInfo {
     /// The first bytes of the file, for the few files later stages look inside (see
     /// [`prefix_len`]; many files of a vendor tree are such: not rare). Read it with
     /// [`Entry::prefix`].
-    pub prefix: Option<Box<[u8]>>,
-    /// Set through [`EntryInfo::set_link`] and [`EntryInfo::set_elf`]: `None` when the entry
-    /// has neither.
-    pub rare: Option<Box<Rare>>,
+    pub prefix: Prefix,
+    /// An [`EntryInfo`]'s is set through [`EntryInfo::set_link`] and [`EntryInfo::set_elf`]:
+    /// `None` when the entry has neither.
+    pub rare: R,
 }
+
+/// One entry as the scan reads it, owned: what the scan builds before a layer's [`Entries`]
+/// packs it, and what tests, the scan cache and the audit's predicted layers build. Everything
+/// else reads entries as [`Entry`] views of a layer.
+pub type EntryInfo = Fields<Box<str>, Option<Box<[u8]>>, Option<Box<Rare>>>;
+
+/// One entry of a layer (or an [`EntryInfo`]), read: its fields copied out of the packed
+/// index, its name and prefix borrowed from the layer's arenas.
+pub type Entry<'a> = Fields<&'a str, Option<&'a [u8]>, Option<&'a Rare>>;
 
 /// What few entries have, kept apart so that the others cost nothing for it.
 #[derive(Clone, Debug, Default)]
@@ -63,22 +70,31 @@ struct Wide {
     kind: Kind,
 }
 
-impl EntryInfo {
-    /// This entry read as a layer's entries are.
-    pub fn view(&self) -> Entry<'_> {
-        Entry {
-            path: &self.path,
-            size: self.size,
-            uid: self.uid,
-            gid: self.gid,
-            mode: self.mode,
-            kind: self.kind,
+impl<N, P, R> Fields<N, P, R> {
+    /// The same entry with another name, prefix and rare part (of another kind: a view of an
+    /// owned entry, an owned copy of a view).
+    fn with<N2, P2, R2>(&self, path: N2, prefix: P2, rare: R2) -> Fields<N2, P2, R2> {
+        let (size, uid, gid, mode, kind) = (self.size, self.uid, self.gid, self.mode, self.kind);
+        Fields {
+            path,
+            size,
+            uid,
+            gid,
+            mode,
+            kind,
             caps: self.caps,
             escapes: self.escapes,
             busybox: self.busybox,
-            prefix: self.prefix.as_deref(),
-            rare: self.rare.as_deref(),
+            prefix,
+            rare,
         }
+    }
+}
+
+impl EntryInfo {
+    /// This entry read as a layer's entries are.
+    pub fn view(&self) -> Entry<'_> {
+        self.with(&self.path, self.prefix.as_deref(), self.rare.as_deref())
     }
 
     pub fn set_link(&mut self, link: Option<impl Into<Box<str>>>) {
@@ -104,26 +120,6 @@ impl EntryInfo {
             self.rare = Some(r);
         }
     }
-}
-
-/// One entry of a layer (or an [`EntryInfo`]), read: its fields copied out of the packed
-/// index, its name and prefix borrowed from the layer's arenas.
-#[derive(Clone, Copy)]
-pub struct Entry<'a> {
-    pub path: &'a str,
-    /// The size once extracted (a sparse file's real size).
-    pub size: u64,
-    pub uid: u64,
-    pub gid: u64,
-    pub mode: u32,
-    pub kind: Kind,
-    /// Carries a `security.capability` xattr.
-    pub caps: bool,
-    pub escapes: bool,
-    /// An executable whose data holds busybox's banner (`BusyBox v`): busybox under any name.
-    pub busybox: bool,
-    prefix: Option<&'a [u8]>,
-    rare: Option<&'a Rare>,
 }
 
 impl<'a> Entry<'a> {
@@ -156,22 +152,16 @@ impl<'a> Entry<'a> {
 
     /// An owned copy, to change and pack into another layer's entries.
     pub fn to_owned(&self) -> EntryInfo {
-        let mut e = EntryInfo {
-            path: self.path.into(),
-            size: self.size,
-            uid: self.uid,
-            gid: self.gid,
-            mode: self.mode,
-            kind: self.kind,
-            caps: self.caps,
-            escapes: self.escapes,
-            busybox: self.busybox,
-            prefix: self.prefix.map(Into::into),
-            rare: None,
-        };
+        let mut e: EntryInfo = self.with(self.path.into(), self.prefix.map(Into::into), None);
         e.set_link(self.link());
         e.set_elf(self.elf().cloned());
         e
+    }
+}
+
+impl std::fmt::Debug for EntryInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.view().fmt(f)
     }
 }
 
