@@ -19,7 +19,7 @@ use crate::layer::elf::{multiarch, ElfDeps};
 use crate::layer::path::split_parent;
 use crate::layer::tar::Kind;
 use crate::plan::Plan;
-use crate::scan::EntryInfo;
+use crate::scan::Entry;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -134,7 +134,7 @@ impl<'a> Guard<'a> {
     }
 
     /// Lookup in the filesystem as it will be after the plan.
-    fn after(&self) -> impl Fn(&str) -> Option<&'a EntryInfo> + 'a {
+    fn after(&self) -> impl Fn(&str) -> Option<Entry<'a>> + 'a {
         let (fs, plan) = (self.fs, self.plan);
         move |p: &str| if plan.is_removed(p) { None } else { fs.get(p).map(|(_, e)| e) }
     }
@@ -294,7 +294,7 @@ impl<'a> Guard<'a> {
             Box::new(dirs.iter().take(left).map(move |dir| format!("{dir}/{name}")))
         };
         let compatible =
-            |e: &EntryInfo| e.kind != Kind::Dir && e.elf().is_none_or(|l| l.is64 == d.is64 && l.machine == d.machine);
+            |e: Entry<'_>| e.kind != Kind::Dir && e.elf().is_none_or(|l| l.is64 == d.is64 && l.machine == d.machine);
         let after = self.after();
         let mut before = None;
         for c in candidates {
@@ -553,7 +553,7 @@ mod tests {
         }))
     }
 
-    fn file(path: &str, mode: u32, elf: Option<Box<ElfDeps>>, prefix: Option<&[u8]>) -> EntryInfo {
+    fn file(path: &str, mode: u32, elf: Option<Box<ElfDeps>>, prefix: Option<&[u8]>) -> crate::scan::EntryInfo {
         let mut e = entry(path, Kind::File, None);
         e.mode = mode;
         e.set_elf(elf.map(|d| *d));
@@ -681,10 +681,10 @@ mod tests {
         b.append_data(&mut h, "usr/bin/after", &b"after"[..]).unwrap();
         let t = b.into_inner().unwrap();
         let idx = crate::scan::scan_layer(&t[..], None, None, &crate::layer::Limits::default()).unwrap();
-        let d = idx.entries[0].elf().unwrap();
+        let d = idx.entries.at(0).elf().unwrap();
         assert_eq!((d.needed.clone(), d.runpath.clone()), (vec!["libc.so.6".to_string()], vec!["$ORIGIN".to_string()]));
-        assert!(idx.entries[0].prefix.is_none(), "a library keeps no prefix");
-        assert_eq!(idx.entries[1].prefix.as_deref(), Some(&b"after"[..]), "the stream stays in step");
+        assert!(idx.entries.at(0).prefix().is_none(), "a library keeps no prefix");
+        assert_eq!(idx.entries.at(1).prefix(), Some(&b"after"[..]), "the stream stays in step");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use crate::fs::{FinalFs, Loc};
 use crate::layer::path::split_parent;
 use crate::layer::tar::Kind;
 use crate::profile::{FollowCopies, Profile, Rule, RuleSet};
-use crate::scan::EntryInfo;
+use crate::scan::Entry;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -187,19 +187,19 @@ impl MayChange {
 
     /// A watcher for one layer's entries, in order: true for an entry that may make the plan
     /// change the layer. It remembers each directory's verdict (memory: one per directory).
-    pub fn watcher(&self) -> impl FnMut(&EntryInfo) -> bool + Send + 'static {
+    pub fn watcher(&self) -> impl FnMut(Entry<'_>) -> bool + Send + 'static {
         let (me, mut dirs) = (self.clone(), HashMap::<String, bool>::new());
         move |e| me.entry(e, &mut dirs)
     }
 
-    fn entry(&self, e: &EntryInfo, dirs: &mut HashMap<String, bool>) -> bool {
+    fn entry(&self, e: Entry<'_>, dirs: &mut HashMap<String, bool>) -> bool {
         let file = e.kind == Kind::File;
         let sticky_dir = e.kind == Kind::Dir && e.mode & 0o1000 != 0;
         (self.setuid && file && e.mode & 0o6000 != 0)
             || (self.caps && e.caps)
             || (self.world_writable && (file || e.kind == Kind::Dir) && e.mode & 0o002 != 0 && !sticky_dir)
-            || (self.databases && crate::pkgdb::paths::is_database_file(&e.path))
-            || self.removes(&e.path, dirs)
+            || (self.databases && crate::pkgdb::paths::is_database_file(e.path))
+            || self.removes(e.path, dirs)
     }
 
     /// Whether a `remove` rule matches `path` or a directory above it.
@@ -326,7 +326,7 @@ fn follows(fs: &FinalFs, path: &str, rule: &Rule) -> bool {
 /// Whether `e` can be a copy of a removed file whose rule follows copies as `follow` says: an
 /// executable's copy counts when it is executable too (a program copy is a program only if it
 /// can run), a secret's whatever its mode.
-fn can_be_copy(follow: FollowCopies, e: &EntryInfo) -> bool {
+fn can_be_copy(follow: FollowCopies, e: Entry<'_>) -> bool {
     follow == FollowCopies::Files || e.mode & 0o111 != 0
 }
 
@@ -339,7 +339,7 @@ fn can_be_copy(follow: FollowCopies, e: &EntryInfo) -> bool {
 pub fn copy_check(fs: &FinalFs, plan: &Plan, profile: &Profile) -> Vec<Loc> {
     let aliases = fs.dir_aliases();
     let mut keep_m = Matcher::new(&profile.keep, &aliases);
-    let file = |e: &EntryInfo| e.kind == Kind::File && e.size > 0;
+    let file = |e: Entry<'_>| e.kind == Kind::File && e.size > 0;
     let originals: Vec<(Loc, u64, FollowCopies)> = fs
         .iter()
         .filter_map(|(p, l, e)| {
@@ -357,8 +357,8 @@ pub fn copy_check(fs: &FinalFs, plan: &Plan, profile: &Profile) -> Vec<Loc> {
     let candidates: Vec<Loc> = fs
         .iter()
         .filter(|(p, _, e)| {
-            file(e)
-                && sizes.get(&e.size).is_some_and(|f| can_be_copy(*f, e))
+            file(*e)
+                && sizes.get(&e.size).is_some_and(|f| can_be_copy(*f, *e))
                 && !plan.is_removed(p)
                 && keep_m.matches(p).is_none()
         })
@@ -523,8 +523,7 @@ pub fn mark_layers(fs: &FinalFs, _: &Profile, p: &mut Plan) {
         for (ei, e) in layer.entries.iter().enumerate() {
             // Removed paths are where entries are written (under a symlinked parent, not their
             // stored name); the layer's change names the entry as stored.
-            if p.removed.contains_key(&*e.path) || p.removed.contains_key(fs.placed_path(Loc { layer: li, entry: ei }))
-            {
+            if p.removed.contains_key(e.path) || p.removed.contains_key(fs.placed_path(Loc { layer: li, entry: ei })) {
                 p.layers[li].changes.entry(e.path.to_string()).or_default().remove = true;
             }
             if e.escapes {
@@ -632,11 +631,11 @@ pub fn promote_hardlinks(fs: &FinalFs, _: &Profile, p: &mut Plan) {
     for (li, layer) in fs.layers.iter().enumerate() {
         let mut promoted: HashMap<String, String> = HashMap::new();
         let mut seen_removed: HashSet<&str> = HashSet::new();
-        for e in &layer.entries {
-            if e.kind == Kind::File && p.removed.contains_key(&*e.path) {
-                seen_removed.insert(&e.path);
+        for e in layer.entries.iter() {
+            if e.kind == Kind::File && p.removed.contains_key(e.path) {
+                seen_removed.insert(e.path);
             }
-            if e.kind != Kind::HardLink || p.removed.contains_key(&*e.path) {
+            if e.kind != Kind::HardLink || p.removed.contains_key(e.path) {
                 continue;
             }
             let Some(t) = e.link() else { continue };
@@ -813,8 +812,8 @@ pub fn follow_databases(fs: &FinalFs, profile: &Profile, p: &mut Plan) {
         p.removed.insert(x.clone(), by.clone());
     }
     for (li, layer) in fs.layers.iter().enumerate() {
-        for e in &layer.entries {
-            if new_removals.contains(&*e.path) {
+        for e in layer.entries.iter() {
+            if new_removals.contains(e.path) {
                 p.layers[li].changes.entry(e.path.to_string()).or_default().remove = true;
             }
         }
@@ -898,7 +897,7 @@ mod tests {
         let mut e = |path: &str, mode: u32| {
             let mut x = entry(path, Kind::File, None);
             x.mode = mode;
-            watch(&x)
+            watch(x.view())
         };
         assert!(!e("app/data.bin", 0o644));
         assert!(!e("app/server", 0o755));
@@ -912,7 +911,7 @@ mod tests {
         let mut none = MayChange::new(&passthrough).watcher();
         let mut suid = entry("usr/bin/passwd", Kind::File, None);
         suid.mode = 0o4755;
-        assert!(!none(&suid), "a profile that changes nothing flags nothing");
+        assert!(!none(suid.view()), "a profile that changes nothing flags nothing");
     }
 
     #[test]
@@ -1198,14 +1197,14 @@ mod tests {
             &[],
         );
         let idx = crate::scan::scan_layer(&t[..], None, None, &crate::layer::Limits::default()).unwrap();
-        let flagged: Vec<&str> = idx.entries.iter().filter(|e| e.busybox).map(|e| &*e.path).collect();
+        let flagged: Vec<&str> = idx.entries.iter().filter(|e| e.busybox).map(|e| e.path).collect();
         assert_eq!(flagged, vec!["bin/busybox", "usr/local/bin/toolbox"]);
         let fs = FinalFs::build(vec![idx]);
         let text = "name = \"t\"\nextends = \"strict\"\n[files]\nkeep = [\"/opt/kept-copy\"]\n";
         let profile = crate::profile::load_str("t.toml", text).unwrap();
         let first = plan(&fs, &profile);
         let check = copy_check(&fs, &first, &profile);
-        let mut names: Vec<&str> = check.iter().map(|l| &*fs.entry(*l).path).collect();
+        let mut names: Vec<&str> = check.iter().map(|l| fs.entry(*l).path).collect();
         names.sort();
         // Hashed: the removed tools of a size some candidate has, and those candidates only.
         assert_eq!(names, vec!["bin/dash", "opt/mysh", "opt/same-size"]);

@@ -670,7 +670,7 @@ mod tests {
     fn gnu_sparse_files_are_read_and_passed_through_with_their_maps() {
         let t = sparse_sample();
         let idx = crate::scan::scan_layer(&t[..], None, None, &Limits::default()).unwrap();
-        let got: Vec<(&str, Kind, u64)> = idx.entries.iter().map(|e| (&*e.path, e.kind, e.size)).collect();
+        let got: Vec<(&str, Kind, u64)> = idx.entries.iter().map(|e| (e.path, e.kind, e.size)).collect();
         assert_eq!(
             got,
             vec![("sparse", Kind::File, 1 << 20), ("opt/real name", Kind::File, 1_000_000), ("next", Kind::File, 4)]

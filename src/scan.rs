@@ -3,7 +3,8 @@
 //! busybox's banner anyway), and check each layer's uncompressed digest against the config's
 //! diff_id.
 //!
-//! Owns: turning a layer blob into a [`LayerIndex`]. Must not: decide what to change, write blobs.
+//! Owns: turning a layer blob into a [`LayerIndex`], and how an index keeps its entries (packed,
+//! [`Entries`]; read as [`Entry`] views). Must not: decide what to change, write blobs.
 
 use crate::digest::{Digest, HashingReader};
 use crate::layer::codec::Codec;
@@ -13,11 +14,10 @@ use crate::layer::tar::{Kind, TarReader};
 use crate::layer::Limits;
 use std::io::{self, Read};
 
-/// What the scan remembers of one entry: 80 bytes, its name and its prefix when it has one. What
-/// few entries have (a link target, ELF dependencies) is behind one pointer ([`Rare`]).
-#[derive(Clone, Debug)]
-pub struct EntryInfo {
-    pub path: Box<str>,
+/// One entry's fields, as an owned [`EntryInfo`] holds them or an [`Entry`] view lends them.
+#[derive(Clone, Copy)]
+pub struct Fields<Name, Prefix, R> {
+    pub path: Name,
     /// The size once extracted (a sparse file's real size).
     pub size: u64,
     pub uid: u64,
@@ -31,36 +31,70 @@ pub struct EntryInfo {
     pub busybox: bool,
     /// The first bytes of the file, for the few files later stages look inside (see
     /// [`prefix_len`]; many files of a vendor tree are such: not rare). Read it with
-    /// [`EntryInfo::prefix`].
-    pub prefix: Option<Box<[u8]>>,
-    /// Set through [`EntryInfo::set_link`] and [`EntryInfo::set_elf`]: `None` when the entry
-    /// has neither.
-    pub rare: Option<Box<Rare>>,
+    /// [`Entry::prefix`].
+    pub prefix: Prefix,
+    /// An [`EntryInfo`]'s is set through [`EntryInfo::set_link`] and [`EntryInfo::set_elf`]:
+    /// `None` when the entry has neither.
+    pub rare: R,
 }
 
-/// What few entries have, kept apart so that the others cost a pointer for it.
+/// One entry as the scan reads it, owned: what the scan builds before a layer's [`Entries`]
+/// packs it, and what tests, the scan cache and the audit's predicted layers build. Everything
+/// else reads entries as [`Entry`] views of a layer.
+pub type EntryInfo = Fields<Box<str>, Option<Box<[u8]>>, Option<Box<Rare>>>;
+
+/// One entry of a layer (or an [`EntryInfo`]), read: its fields copied out of the packed
+/// index, its name and prefix borrowed from the layer's arenas.
+pub type Entry<'a> = Fields<&'a str, Option<&'a [u8]>, Option<&'a Rare>>;
+
+/// What few entries have, kept apart so that the others cost nothing for it.
 #[derive(Clone, Debug, Default)]
 pub struct Rare {
     link: Option<Box<str>>,
     /// An ELF file's class, machine and dynamic dependencies (what the guard follows), read as
     /// the layer streams past (see [`crate::layer::elf`]).
     elf: Option<ElfDeps>,
+    /// A packed entry's fields when one does not fit its packed field (tar allows more): the
+    /// packed fields then hold nothing. Never set on an [`EntryInfo`].
+    wide: Option<Wide>,
+}
+
+/// What [`Rare::wide`] keeps: a size, uid or gid past 32 bits, a mode past 16, a kind that is
+/// none of tar's (`Kind::Other`).
+#[derive(Clone, Copy, Debug)]
+struct Wide {
+    size: u64,
+    uid: u64,
+    gid: u64,
+    mode: u32,
+    kind: Kind,
+}
+
+impl<N, P, R> Fields<N, P, R> {
+    /// The same entry with another name, prefix and rare part (of another kind: a view of an
+    /// owned entry, an owned copy of a view).
+    fn with<N2, P2, R2>(&self, path: N2, prefix: P2, rare: R2) -> Fields<N2, P2, R2> {
+        let (size, uid, gid, mode, kind) = (self.size, self.uid, self.gid, self.mode, self.kind);
+        Fields {
+            path,
+            size,
+            uid,
+            gid,
+            mode,
+            kind,
+            caps: self.caps,
+            escapes: self.escapes,
+            busybox: self.busybox,
+            prefix,
+            rare,
+        }
+    }
 }
 
 impl EntryInfo {
-    /// A link's target (symlink or hardlink).
-    pub fn link(&self) -> Option<&str> {
-        self.rare.as_ref().and_then(|r| r.link.as_deref())
-    }
-
-    /// The first bytes of the file, for the few files later stages look inside (see [`prefix_len`]).
-    pub fn prefix(&self) -> Option<&[u8]> {
-        self.prefix.as_deref()
-    }
-
-    /// An ELF file's class, machine and dynamic dependencies.
-    pub fn elf(&self) -> Option<&ElfDeps> {
-        self.rare.as_ref().and_then(|r| r.elf.as_ref())
+    /// This entry read as a layer's entries are.
+    pub fn view(&self) -> Entry<'_> {
+        self.with(&self.path, self.prefix.as_deref(), self.rare.as_deref())
     }
 
     pub fn set_link(&mut self, link: Option<impl Into<Box<str>>>) {
@@ -86,9 +120,26 @@ impl EntryInfo {
             self.rare = Some(r);
         }
     }
+}
+
+impl<'a> Entry<'a> {
+    /// A link's target (symlink or hardlink).
+    pub fn link(&self) -> Option<&'a str> {
+        self.rare.and_then(|r| r.link.as_deref())
+    }
+
+    /// The first bytes of the file, for the few files later stages look inside (see [`prefix_len`]).
+    pub fn prefix(&self) -> Option<&'a [u8]> {
+        self.prefix
+    }
+
+    /// An ELF file's class, machine and dynamic dependencies.
+    pub fn elf(&self) -> Option<&'a ElfDeps> {
+        self.rare.and_then(|r| r.elf.as_ref())
+    }
 
     pub fn is_whiteout(&self) -> bool {
-        crate::layer::path::split_parent(&self.path).1.starts_with(".wh.")
+        crate::layer::path::split_parent(self.path).1.starts_with(".wh.")
     }
 
     /// What keeping this entry costs against the reading limits ([`Limits::take_entry`]).
@@ -98,11 +149,266 @@ impl EntryInfo {
             + self.prefix().map_or(0, <[u8]>::len)
             + self.elf().map_or(0, ElfDeps::kept_bytes)) as u64
     }
+
+    /// An owned copy, to change and pack into another layer's entries.
+    pub fn to_owned(&self) -> EntryInfo {
+        let mut e: EntryInfo = self.with(self.path.into(), self.prefix.map(Into::into), None);
+        e.set_link(self.link());
+        e.set_elf(self.elf().cloned());
+        e
+    }
+}
+
+impl std::fmt::Debug for EntryInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.view().fmt(f)
+    }
+}
+
+impl std::fmt::Debug for Entry<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Entry")
+            .field("path", &self.path)
+            .field("size", &self.size)
+            .field("uid", &self.uid)
+            .field("gid", &self.gid)
+            .field("mode", &self.mode)
+            .field("kind", &self.kind)
+            .field("caps", &self.caps)
+            .field("escapes", &self.escapes)
+            .field("busybox", &self.busybox)
+            .field("prefix", &self.prefix)
+            .field("link", &self.link())
+            .field("elf", &self.elf())
+            .finish()
+    }
+}
+
+/// One entry in a layer's [`Entries`]: 24 bytes. Its name and prefix end where these say in the
+/// layer's arenas, and start where the entry before it ends its own.
+#[derive(Clone, Copy, Debug)]
+struct Packed {
+    name_end: u32,
+    prefix_end: u32,
+    /// Size, uid, gid and mode are zero when [`flag::WIDE`]: they are then in its [`Rare`].
+    size: u32,
+    uid: u32,
+    gid: u32,
+    mode: u16,
+    /// Its kind ([`KINDS`]) in the low 3 bits, [`flag`]s above.
+    bits: u16,
+}
+
+/// Tar's kinds, as [`Packed::bits`] numbers them (`Kind::Other` is [`flag::WIDE`]).
+const KINDS: [Kind; 8] =
+    [Kind::File, Kind::HardLink, Kind::Symlink, Kind::CharDev, Kind::BlockDev, Kind::Dir, Kind::Fifo, Kind::GlobalPax];
+
+/// [`Packed::bits`] above its kind.
+mod flag {
+    pub const CAPS: u16 = 1 << 3;
+    pub const ESCAPES: u16 = 1 << 4;
+    pub const BUSYBOX: u16 = 1 << 5;
+    /// Has a prefix (perhaps empty): `None` and `Some(&[])` differ.
+    pub const PREFIX: u16 = 1 << 6;
+    /// Has a [`super::Rare`] in [`super::Entries`]' list of them.
+    pub const RARE: u16 = 1 << 7;
+    /// One of its fields does not fit the packed one: all are in its [`super::Rare`].
+    pub const WIDE: u16 = 1 << 8;
+}
+
+/// A layer's entries, packed: a [`Packed`] each, every name in one string and every kept prefix
+/// in one buffer (names and prefixes at most 4 GiB a layer, as [`crate::layer::MAX_KEPT_BYTES`]
+/// bounds them across the run), and what few entries have ([`Rare`]) apart, by entry number.
+/// 24 bytes an entry beyond its name and prefix (an owned [`EntryInfo`] costs 80, a heap
+/// name and a heap prefix). Read with [`Entries::at`], [`Entries::iter`], [`Entries::name`].
+#[derive(Clone, Default)]
+pub struct Entries {
+    packed: Vec<Packed>,
+    names: String,
+    prefixes: Vec<u8>,
+    /// Sorted by entry number (entries are pushed in order).
+    rare: Vec<(u32, Rare)>,
+}
+
+impl Entries {
+    pub fn len(&self) -> usize {
+        self.packed.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.packed.is_empty()
+    }
+
+    /// Entry `i`'s name (cheaper than [`Entries::at`] when only the name is wanted). Panics when
+    /// `i` is out of range, as indexing a slice does.
+    pub fn name(&self, i: usize) -> &str {
+        let start = if i == 0 { 0 } else { self.packed[i - 1].name_end as usize };
+        self.names.get(start..self.packed[i].name_end as usize).unwrap_or_default()
+    }
+
+    /// Entry `i`. Panics when `i` is out of range, as indexing a slice does.
+    pub fn at(&self, i: usize) -> Entry<'_> {
+        let p = self.packed[i];
+        let (name_start, prefix_start) = match i.checked_sub(1) {
+            Some(b) => (self.packed[b].name_end as usize, self.packed[b].prefix_end as usize),
+            None => (0, 0),
+        };
+        let rare = if p.bits & flag::RARE != 0 {
+            u32::try_from(i)
+                .ok()
+                .and_then(|n| self.rare.binary_search_by_key(&n, |r| r.0).ok())
+                .map(|k| &self.rare[k].1)
+        } else {
+            None
+        };
+        let w = match rare.and_then(|r| r.wide) {
+            Some(w) => w,
+            None => Wide {
+                size: p.size.into(),
+                uid: p.uid.into(),
+                gid: p.gid.into(),
+                mode: p.mode.into(),
+                kind: KINDS[usize::from(p.bits & 7)],
+            },
+        };
+        Entry {
+            path: self.names.get(name_start..p.name_end as usize).unwrap_or_default(),
+            size: w.size,
+            uid: w.uid,
+            gid: w.gid,
+            mode: w.mode,
+            kind: w.kind,
+            caps: p.bits & flag::CAPS != 0,
+            escapes: p.bits & flag::ESCAPES != 0,
+            busybox: p.bits & flag::BUSYBOX != 0,
+            prefix: (p.bits & flag::PREFIX != 0)
+                .then(|| self.prefixes.get(prefix_start..p.prefix_end as usize))
+                .flatten(),
+            rare,
+        }
+    }
+
+    /// Entry `i`, or `None` past the end.
+    pub fn get(&self, i: usize) -> Option<Entry<'_>> {
+        (i < self.len()).then(|| self.at(i))
+    }
+
+    pub fn iter(&self) -> Iter<'_> {
+        Iter { entries: self, next: 0..self.len() }
+    }
+
+    /// Every entry's name, in order.
+    pub fn names(&self) -> impl Iterator<Item = &str> + '_ {
+        (0..self.len()).map(|i| self.name(i))
+    }
+
+    /// Pack `e` as the next entry; an error when the layer's names or prefixes pass 4 GiB or
+    /// its entries 2^32 (the reading limits stop a run before either).
+    pub fn push(&mut self, e: EntryInfo) -> io::Result<()> {
+        let too_big = |what: &str| crate::layer::tar::bad(format!("a layer's {what} pass 4 GiB in memory"));
+        let number = u32::try_from(self.packed.len()).map_err(|_| too_big("entries"))?;
+        let name_end = u32::try_from(self.names.len() + e.path.len()).map_err(|_| too_big("entry names"))?;
+        let prefix_len = e.prefix.as_ref().map_or(0, |p| p.len());
+        let prefix_end = u32::try_from(self.prefixes.len() + prefix_len).map_err(|_| too_big("kept prefixes"))?;
+        let kind = KINDS.iter().position(|k| *k == e.kind);
+        let narrow = (u32::try_from(e.size), u32::try_from(e.uid), u32::try_from(e.gid), u16::try_from(e.mode), kind);
+        let mut flags = 0;
+        for (set, bit) in [
+            (e.caps, flag::CAPS),
+            (e.escapes, flag::ESCAPES),
+            (e.busybox, flag::BUSYBOX),
+            (e.prefix.is_some(), flag::PREFIX),
+        ] {
+            if set {
+                flags |= bit;
+            }
+        }
+        let (size, uid, gid, mode) = match narrow {
+            (Ok(s), Ok(u), Ok(g), Ok(m), Some(k)) => {
+                flags |= k as u16;
+                (s, u, g, m)
+            }
+            _ => {
+                flags |= flag::WIDE;
+                (0, 0, 0, 0)
+            }
+        };
+        let mut rare = e.rare.map(|r| *r);
+        if flags & flag::WIDE != 0 {
+            let wide = Wide { size: e.size, uid: e.uid, gid: e.gid, mode: e.mode, kind: e.kind };
+            rare.get_or_insert_with(Rare::default).wide = Some(wide);
+        }
+        if let Some(r) = rare {
+            flags |= flag::RARE;
+            self.rare.push((number, r));
+        }
+        self.names.push_str(&e.path);
+        if let Some(p) = &e.prefix {
+            self.prefixes.extend_from_slice(p);
+        }
+        self.packed.push(Packed { name_end, prefix_end, size, uid, gid, mode, bits: flags });
+        Ok(())
+    }
+
+    /// Give back the room the vectors grew into beyond what they hold.
+    pub fn shrink_to_fit(&mut self) {
+        self.packed.shrink_to_fit();
+        self.names.shrink_to_fit();
+        self.prefixes.shrink_to_fit();
+        self.rare.shrink_to_fit();
+    }
+
+    /// Entries packed from owned ones (tests and small layers): an error as [`Entries::push`].
+    pub fn from_owned(entries: impl IntoIterator<Item = EntryInfo>) -> io::Result<Entries> {
+        let mut out = Entries::default();
+        for e in entries {
+            out.push(e)?;
+        }
+        Ok(out)
+    }
+}
+
+/// [`Entries::iter`]: each entry's view, in order.
+pub struct Iter<'a> {
+    entries: &'a Entries,
+    next: std::ops::Range<usize>,
+}
+
+impl<'a> Iterator for Iter<'a> {
+    type Item = Entry<'a>;
+    fn next(&mut self) -> Option<Entry<'a>> {
+        self.next.next().map(|i| self.entries.at(i))
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.next.size_hint()
+    }
+}
+
+impl DoubleEndedIterator for Iter<'_> {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        self.next.next_back().map(|i| self.entries.at(i))
+    }
+}
+
+impl ExactSizeIterator for Iter<'_> {}
+
+impl<'a> IntoIterator for &'a Entries {
+    type Item = Entry<'a>;
+    type IntoIter = Iter<'a>;
+    fn into_iter(self) -> Iter<'a> {
+        self.iter()
+    }
+}
+
+impl std::fmt::Debug for Entries {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
 }
 
 #[derive(Clone, Debug)]
 pub struct LayerIndex {
-    pub entries: Vec<EntryInfo>,
+    pub entries: Entries,
     pub codec: Codec,
     pub diff_id: Digest,
     pub uncompressed_size: u64,
@@ -303,7 +609,7 @@ pub fn scan_layer_hashing(
     (expected_digest, expected_diff_id): (Option<&Digest>, Option<&Digest>),
     limits: &Limits,
     hash_executables: bool,
-    watch: &mut dyn FnMut(&EntryInfo),
+    watch: &mut dyn FnMut(Entry<'_>),
 ) -> io::Result<(LayerIndex, ExecHashes)> {
     scan_checked(blob, expected_digest, expected_diff_id, limits, hash_executables, watch)
 }
@@ -314,7 +620,7 @@ fn scan_checked(
     expected_diff_id: Option<&Digest>,
     limits: &Limits,
     hash_executables: bool,
-    watch: &mut dyn FnMut(&EntryInfo),
+    watch: &mut dyn FnMut(Entry<'_>),
 ) -> io::Result<(LayerIndex, ExecHashes)> {
     let mut taken = (0u64, 0u64);
     let res = scan_counted(blob, (expected_digest, expected_diff_id), limits, (hash_executables, watch), &mut taken);
@@ -329,13 +635,13 @@ fn scan_counted(
     blob: impl Read + Send,
     (expected_digest, expected_diff_id): (Option<&Digest>, Option<&Digest>),
     limits: &Limits,
-    (hash_executables, watch): (bool, &mut dyn FnMut(&EntryInfo)),
+    (hash_executables, watch): (bool, &mut dyn FnMut(Entry<'_>)),
     taken: &mut (u64, u64),
 ) -> io::Result<(LayerIndex, ExecHashes)> {
     let ((entries, diff_id, uncompressed_size, hashes), compressed) =
         inflate::with_plain(blob, expected_digest.is_some(), limits, |plain| {
             let mut hashing = HashingReader::new(plain);
-            let mut entries = Vec::new();
+            let mut entries = Entries::default();
             let mut hashes = ExecHashes::new();
             {
                 let mut tr = TarReader::new(&mut hashing);
@@ -390,16 +696,17 @@ fn scan_counted(
                     };
                     entry.set_link(e.link);
                     entry.set_elf(elf);
-                    watch(&entry);
-                    let kept = entry.kept_bytes();
+                    watch(entry.view());
+                    let kept = entry.view().kept_bytes();
                     limits.take_entry(kept)?;
                     taken.0 += 1;
                     taken.1 += kept;
-                    entries.push(entry);
+                    entries.push(entry)?;
                 }
                 tr.finish()?;
             }
             let (diff_id, uncompressed_size) = hashing.finish()?;
+            entries.shrink_to_fit();
             Ok((entries, diff_id, uncompressed_size, hashes))
         })?;
     if let Some(expected) = expected_digest {
@@ -457,7 +764,7 @@ mod tests {
         }
     }
 
-    /// The scan's index costs a bounded number of bytes per entry beyond its name, measured
+    /// The scan's index costs a bounded number of bytes per entry, its name included, measured
     /// with the unit tests' counting allocator (on the thread that builds it) over 100,000
     /// entries: what the memory of `-p strict` on a layer of many entries grows with.
     #[test]
@@ -468,13 +775,83 @@ mod tests {
             scan_layer(ManyFiles { n, next: 0, block: Vec::new(), pos: 0 }, None, None, &Limits::default()).unwrap();
         let (live, peak) = crate::memory::counting::since(start);
         assert_eq!(index.entries.len(), n);
-        assert!(std::mem::size_of::<EntryInfo>() <= 80, "{} bytes an entry", std::mem::size_of::<EntryInfo>());
-        let names: i64 = index.entries.iter().map(|e| e.path.len() as i64).sum();
-        let (per_live, per_peak) = ((live - names) / n as i64, (peak - names) / n as i64);
-        eprintln!("index: {live} bytes live, {peak} at peak; beyond the names {per_live} and {per_peak} per entry");
-        // 80 bytes an entry and a one-byte prefix (112 before link and ELF data went behind one
-        // pointer), and the vector's spare room.
-        assert!(per_live <= 96 && per_peak <= 112, "{per_live} / {per_peak} bytes per entry beyond its name");
+        assert!(std::mem::size_of::<Packed>() <= 24, "{} bytes an entry", std::mem::size_of::<Packed>());
+        let names: i64 = index.entries.names().map(|p| p.len() as i64).sum();
+        assert_eq!(names / n as i64, 32, "opt/many/dNNNNN/file-NNNNNNN.txt");
+        // What the index holds is what dropping it frees (`live` is low by the buffers the
+        // decompressing thread handed this one, which this one freed).
+        drop(index);
+        let held = live - crate::memory::counting::since(start).0;
+        let (per_entry, per_peak) = (held / n as i64, peak / n as i64);
+        eprintln!("index: {held} bytes held, {peak} at peak: {per_entry} and {per_peak} per entry, names included");
+        // 24 packed bytes, a 32-byte name and a one-byte prefix in arenas: 57 (an 80-byte
+        // `EntryInfo`, a 48-byte heap name and a 32-byte heap prefix before); at the peak the
+        // arenas' spare room before they are shrunk to fit, and the buffers in flight.
+        assert!(per_entry <= 58 && per_peak <= 96, "{per_entry} / {per_peak} bytes per entry");
+    }
+
+    fn owned(path: &str) -> EntryInfo {
+        EntryInfo {
+            path: path.into(),
+            size: 0,
+            uid: 0,
+            gid: 0,
+            mode: 0o644,
+            kind: Kind::File,
+            caps: false,
+            escapes: false,
+            busybox: false,
+            prefix: None,
+            rare: None,
+        }
+    }
+
+    /// Packed entries read back as they were pushed: names and prefixes from the arenas (an
+    /// empty prefix is not no prefix), flags, links and ELF data apart, and a size, uid or gid
+    /// past 32 bits, a mode past 16 or a kind none of tar's kept whole (tar allows them) rather
+    /// than cut.
+    #[test]
+    fn packed_entries_read_back_as_pushed() {
+        let mut wide = owned("big/ids");
+        (wide.uid, wide.gid, wide.size) = (u64::from(u32::MAX) + 1, 7, 3);
+        let mut huge = owned("big/size");
+        huge.size = 5 << 32;
+        huge.set_link(Some("elsewhere"));
+        let mut exe = owned("usr/bin/x");
+        (exe.mode, exe.caps, exe.busybox, exe.uid, exe.gid, exe.size) = (0o4755, true, true, u32::MAX.into(), 1, 9);
+        exe.set_prefix(Some(b"\x7fELF".to_vec().into_boxed_slice()));
+        exe.set_elf(Some(ElfDeps { is64: true, machine: 62, ..ElfDeps::default() }));
+        let mut empty = owned("etc/empty.conf");
+        empty.set_prefix(Some(Box::new([])));
+        let mut link = owned("bin");
+        (link.kind, link.escapes) = (Kind::Symlink, true);
+        link.set_link(Some("usr/bin"));
+        let mut other = owned("");
+        other.kind = Kind::Other(b'Z');
+        let mut modes = owned("dev/null");
+        (modes.kind, modes.mode) = (Kind::CharDev, 0o100644);
+        let mut big_mode = owned("m");
+        big_mode.mode = 0o7_777_777;
+        let all = vec![owned("a"), wide, exe, empty, huge, link, other, owned("ü/ß"), modes, big_mode];
+        let packed = Entries::from_owned(all.clone()).unwrap();
+        assert_eq!(packed.len(), all.len());
+        assert_eq!(format!("{:?}", packed), format!("{:?}", all.iter().map(EntryInfo::view).collect::<Vec<_>>()));
+        for (i, e) in all.iter().enumerate() {
+            assert_eq!(packed.name(i), &*e.path);
+            assert_eq!(format!("{:?}", packed.at(i).to_owned()), format!("{e:?}"), "entry {i}");
+        }
+        assert_eq!(packed.at(1).uid, u64::from(u32::MAX) + 1, "not cut to 32 bits");
+        assert_eq!((packed.at(4).size, packed.at(4).link()), (5 << 32, Some("elsewhere")));
+        assert_eq!(packed.at(3).prefix(), Some(&[][..]));
+        assert_eq!(packed.at(0).prefix(), None);
+        assert_eq!(packed.at(2).elf().map(|d| d.machine), Some(62));
+        assert!(packed.get(all.len()).is_none());
+        assert_eq!(packed.iter().rev().nth(2).map(|e| e.path), Some("ü/ß"));
+        assert_eq!(
+            (packed.at(6).kind, packed.at(8).kind, packed.at(8).mode),
+            (Kind::Other(b'Z'), Kind::CharDev, 0o100644)
+        );
+        assert_eq!(packed.at(9).mode, 0o7_777_777, "not cut to 16 bits");
     }
 
     /// The hashes the scan takes of executables are those a second read ([`hash_entries`]) takes,
@@ -507,13 +884,13 @@ mod tests {
                 .unwrap();
         assert_eq!(seen, files.iter().map(|f| f.0).collect::<Vec<_>>(), "every entry watched, in order");
         let got: Vec<(&str, Digest)> =
-            hashes.iter().map(|(n, h)| (&*index.entries[*n as usize].path, Digest::from_sha256(h))).collect();
+            hashes.iter().map(|(n, h)| (index.entries.name(*n as usize), Digest::from_sha256(h))).collect();
         let wanted = [0, 1, 2, 5].into_iter().collect();
         let again = hash_entries(&t[..], &wanted, &Limits::default()).unwrap();
         let expect: Vec<(&str, Digest)> = [0, 1, 2, 5].iter().map(|i| (files[*i].0, again[i].clone())).collect();
         assert_eq!(got, expect);
         assert_eq!(got[0].1, Digest::of(&elf));
-        assert!(index.entries[0].elf().is_some() && index.entries[2].busybox);
+        assert!(index.entries.at(0).elf().is_some() && index.entries.at(2).busybox);
         // scan_layer takes none, and the same index.
         let plain = scan_layer(&t[..], None, None, &Limits::default()).unwrap();
         assert_eq!(format!("{:?}", plain.entries), format!("{:?}", index.entries));

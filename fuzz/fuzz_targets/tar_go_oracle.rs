@@ -43,7 +43,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(idx) = harden::scan::scan_layer(data, None, None, &limits()) else { return };
     let mut plan = harden::plan::LayerPlan::default();
     for e in &idx.entries {
-        plan.changes.insert(e.path.clone(), harden::plan::EntryChange { mode: Some(0o600), ..Default::default() });
+        plan.changes.insert(e.path.to_string(), harden::plan::EntryChange { mode: Some(0o600), ..Default::default() });
     }
     let settings = harden::rewrite::Settings {
         splice: false,

@@ -34,9 +34,9 @@ fuzz_target!(|data: &[u8]| {
     let back = scan::scan_layer(&out[..], None, Some(&rw.diff_id), &limits()).expect("the rewrite must scan back");
     for e in &back.entries {
         assert!(!e.escapes, "an escaping name survived the rewrite: {}", e.path);
-        let removed = lp.changes.get(&e.path).is_some_and(|c| c.remove && c.promote_to.is_none());
+        let removed = lp.changes.get(e.path).is_some_and(|c| c.remove && c.promote_to.is_none());
         assert!(
-            !removed || lp.changes.values().any(|c| c.promote_to.as_deref() == Some(e.path.as_str())),
+            !removed || lp.changes.values().any(|c| c.promote_to.as_deref() == Some(e.path)),
             "{} was to be removed",
             e.path
         );

@@ -195,8 +195,8 @@ impl Audit<'_> {
     fn mode_check(
         &self,
         keep: &mut Matcher,
-        hit: impl Fn(&crate::scan::EntryInfo) -> bool,
-        detail: impl Fn(&crate::scan::EntryInfo) -> String,
+        hit: impl Fn(crate::scan::Entry<'_>) -> bool,
+        detail: impl Fn(crate::scan::Entry<'_>) -> String,
     ) -> Vec<Evidence> {
         let mut out = Vec::new();
         for (path, loc, e) in self.fs.iter() {
@@ -376,7 +376,7 @@ impl Audit<'_> {
         for (li, layer) in self.fs.layers.iter().enumerate() {
             for (ei, e) in layer.entries.iter().enumerate() {
                 if e.escapes {
-                    out.push(self.file(&e.path, Loc { layer: li, entry: ei }).with_detail(
+                    out.push(self.file(e.path, Loc { layer: li, entry: ei }).with_detail(
                         "the stored name leaves the root (../ or absolute); shown as harden normalises it",
                     ));
                 }
@@ -384,7 +384,7 @@ impl Audit<'_> {
         }
         for (loc, link) in &self.fs.through_symlink {
             let e = self.fs.entry(*loc);
-            out.push(self.file(&e.path, *loc).with_detail(format!(
+            out.push(self.file(e.path, *loc).with_detail(format!(
                 "written through /{link}, a symlink out of the root ({}): an unpacker that follows it writes outside",
                 self.fs.get(link).and_then(|(_, l)| l.link().map(str::to_string)).unwrap_or_default()
             )));

@@ -341,6 +341,11 @@ pub fn fails(findings: &[Finding], fail_on: Level) -> bool {
 /// changes (the others are shared), no layer reads.
 pub fn after_view(fs: &FinalFs, plan: &Plan, user_layer: Option<&[u8]>) -> FinalFs {
     let mut layers: Vec<std::sync::Arc<LayerIndex>> = Vec::with_capacity(fs.layers.len() + 1);
+    // The source's layer packed within 4 GiB of names and prefixes; an entry past them (a
+    // changed prefix larger than the file was) is left out of this prediction.
+    let push = |entries: &mut crate::scan::Entries, e| {
+        let _ = entries.push(e);
+    };
     for (li, layer) in fs.layers.iter().enumerate() {
         let lp = plan.layers.get(li);
         // A layer the plan leaves alone is the source's, shared: no copy of its headers.
@@ -348,16 +353,16 @@ pub fn after_view(fs: &FinalFs, plan: &Plan, user_layer: Option<&[u8]>) -> Final
             layers.push(layer.clone());
             continue;
         }
-        let mut entries = Vec::with_capacity(layer.entries.len());
-        for e in &layer.entries {
-            let Some(c) = lp.and_then(|lp| lp.changes.get(&*e.path)) else {
-                entries.push(e.clone());
+        let mut entries = crate::scan::Entries::default();
+        for e in layer.entries.iter() {
+            let Some(c) = lp.and_then(|lp| lp.changes.get(e.path)) else {
+                push(&mut entries, e.to_owned());
                 continue;
             };
             if c.remove && c.promote_to.is_none() {
                 continue;
             }
-            let mut n = e.clone();
+            let mut n = e.to_owned();
             let mut mode = c.mode;
             let mut strip_caps = c.strip_caps;
             if let Some(to) = &c.promote_to {
@@ -384,7 +389,7 @@ pub fn after_view(fs: &FinalFs, plan: &Plan, user_layer: Option<&[u8]>) -> Final
                 (n.uid, n.gid) = (uid, gid);
             }
             n.escapes = false;
-            entries.push(n);
+            push(&mut entries, n);
         }
         layers.push(std::sync::Arc::new(LayerIndex {
             entries,

@@ -104,12 +104,12 @@ fn escaping_names_are_flagged_and_rewritten_inside_the_root() {
     raw(&mut t, "app/hard", b'1', 0o644, b"", "../../etc/shadow");
     let blob = gz(&end(t));
     let idx = scan(&blob).unwrap();
-    let esc: Vec<(&str, bool)> = idx.entries.iter().map(|e| (&*e.path, e.escapes)).collect();
+    let esc: Vec<(&str, bool)> = idx.entries.iter().map(|e| (e.path, e.escapes)).collect();
     assert_eq!(
         esc,
         vec![("etc", false), ("etc/cron.d/evil", true), ("abs/file", true), ("app/ok", false), ("app/hard", true)]
     );
-    assert_eq!(idx.entries[4].link(), Some("etc/shadow"));
+    assert_eq!(idx.entries.at(4).link(), Some("etc/shadow"));
 
     // Even a profile that changes nothing rewrites the layer, with the names inside the root.
     let fs = FinalFs::build(vec![idx]);
@@ -120,7 +120,7 @@ fn escaping_names_are_flagged_and_rewritten_inside_the_root() {
     assert_eq!(names, vec!["etc/", "etc/cron.d/evil", "abs/file", "app/ok", "app/hard"]);
     let back = scan(&out).unwrap();
     assert!(back.entries.iter().all(|e| !e.escapes), "{:?}", back.entries);
-    assert_eq!(back.entries[4].link(), Some("etc/shadow"));
+    assert_eq!(back.entries.at(4).link(), Some("etc/shadow"));
     assert_eq!(stored(&out)[1].3, b"* * * * * root sh\n");
 }
 
@@ -132,7 +132,7 @@ fn a_symlink_out_of_the_root_and_an_entry_through_it_are_reported_never_followed
     raw(&mut t, "evil/passwd", b'0', 0o644, b"pwned::0:0::/:/bin/sh\n", "");
     let fs = FinalFs::build(vec![scan(&gz(&end(t))).unwrap()]);
     assert_eq!(fs.through_symlink.len(), 1);
-    assert_eq!(&*fs.entry(fs.through_symlink[0].0).path, "evil/passwd");
+    assert_eq!(fs.entry(fs.through_symlink[0].0).path, "evil/passwd");
     // Lookups never leave the root; and as containerd resolves the parent within the root
     // (`fs.RootPath`), the entry written through the link lands on /etc/passwd, as in the
     // container. The scan kept no contents of it (by its stored name it is no account file):
@@ -223,7 +223,7 @@ fn header_only_entries_carry_no_data_whatever_size_they_declare() {
     raw(&mut t, "sbin/hidden", b'0', 0o4755, b"suid", "");
     raw(&mut t, "z", b'0', 0o644, &[b'z'; 1024], "");
     let idx = scan(&gz(&end(t))).unwrap();
-    let got: Vec<(&str, u64)> = idx.entries.iter().map(|e| (&*e.path, e.size)).collect();
+    let got: Vec<(&str, u64)> = idx.entries.iter().map(|e| (e.path, e.size)).collect();
     assert_eq!(got, vec![("sbin", 0), ("sbin/hidden", 4), ("z", 1024)]);
 
     // A PAX key with a NUL byte is refused (as bsdtar and GNU tar do); PAX blocks with no entry
@@ -252,7 +252,7 @@ fn a_pax_size_overrides_the_header_as_every_reader_does() {
     raw(&mut t, "b", b'0', 0o644, b"after", "");
     let blob = gz(&end(t));
     let idx = scan(&blob).unwrap();
-    let got: Vec<(&str, u64)> = idx.entries.iter().map(|e| (&*e.path, e.size)).collect();
+    let got: Vec<(&str, u64)> = idx.entries.iter().map(|e| (e.path, e.size)).collect();
     assert_eq!(got, vec![("a", 999), ("b", 5)]);
     // Passed through unchanged, and rewritten (its header rebuilt) alike.
     let fs = FinalFs::build(vec![idx]);
@@ -438,13 +438,13 @@ fn framing_as_go_reads_it_shows_the_smuggled_setuid_shell() {
     for (what, t) in cases {
         let blob = gz(&end(t));
         let idx = scan(&blob).unwrap_or_else(|e| panic!("{what}: {e}"));
-        let bash = idx.entries.iter().find(|e| &*e.path == "bin/bash");
+        let bash = idx.entries.iter().find(|e| e.path == "bin/bash");
         assert_eq!(bash.map(|e| e.mode), Some(0o4755), "{what}: {:?}", idx.entries);
         let fs = FinalFs::build(vec![idx]);
         let p = plan::plan(&fs, &profile::load(&["baseline".into()]).unwrap());
         let out = rewrite(&blob, &p.layers[0]).unwrap();
         let back = scan(&out).unwrap();
-        let modes: Vec<(&str, u32)> = back.entries.iter().map(|e| (&*e.path, e.mode)).collect();
+        let modes: Vec<(&str, u32)> = back.entries.iter().map(|e| (e.path, e.mode)).collect();
         assert!(modes.contains(&("bin/bash", 0o755)), "{what}: {modes:?}");
         assert!(modes.iter().all(|(_, m)| m & 0o6000 == 0), "{what}: {modes:?}");
     }

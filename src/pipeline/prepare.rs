@@ -120,7 +120,7 @@ async fn scan(ctx: &Ctx<'_>, src_ref: &ImageRef, manifest: &Manifest) -> Result<
     let guess =
         early && ctx.profile.changes_files() && ctx.dst.is_registry() && ctx.dst.mount_source(&ctx.src).is_none();
     let may_change = crate::plan::MayChange::new(&ctx.profile);
-    let watch = move || Box::new(may_change.watcher()) as Box<dyn FnMut(&crate::scan::EntryInfo) -> bool + Send>;
+    let watch = move || Box::new(may_change.watcher()) as Box<dyn FnMut(crate::scan::Entry<'_>) -> bool + Send>;
     let indexes = Scanner {
         src: &ctx.src,
         share: &ctx.share,

@@ -274,7 +274,7 @@ pub struct Scanner<'a> {
 }
 
 /// Makes a watcher for one layer's entries (see [`Scanner::stop_mirroring`]).
-pub type LayerWatch = dyn Fn() -> Box<dyn FnMut(&scan::EntryInfo) -> bool + Send> + Send + Sync;
+pub type LayerWatch = dyn Fn() -> Box<dyn FnMut(scan::Entry<'_>) -> bool + Send> + Send + Sync;
 
 impl Scanner<'_> {
     /// The scan of every layer (bounded concurrency, each layer once per share): from the scan
@@ -352,7 +352,7 @@ impl Scanner<'_> {
             );
         }
         let mut taken = (0u64, 0u64);
-        for e in &index.entries {
+        for e in index.entries.iter() {
             let kept = e.kept_bytes();
             if let Err(err) = self.limits.take_entry(kept) {
                 self.limits.give_back(taken.0, taken.1);

@@ -18,7 +18,7 @@ use crate::fs::Loc;
 use crate::layer::codec::Codec;
 use crate::layer::elf::ElfDeps;
 use crate::layer::tar::Kind;
-use crate::scan::{EntryInfo, LayerIndex};
+use crate::scan::{Entries, Entry, EntryInfo, LayerIndex};
 use anyhow::{anyhow, bail, Result};
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
@@ -139,8 +139,8 @@ struct WireOf<'a>(&'a LayerIndex);
 impl Serialize for WireOf<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
-        struct Entries<'a>(&'a [EntryInfo]);
-        impl Serialize for Entries<'_> {
+        struct Wire<'a>(&'a Entries);
+        impl Serialize for Wire<'_> {
             fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
                 s.collect_seq(self.0.iter().map(wire_entry))
             }
@@ -150,12 +150,12 @@ impl Serialize for WireOf<'_> {
         st.serialize_field("codec", codec_name(index.codec))?;
         st.serialize_field("diff_id", &index.diff_id.to_string())?;
         st.serialize_field("uncompressed_size", &index.uncompressed_size)?;
-        st.serialize_field("entries", &Entries(&index.entries))?;
+        st.serialize_field("entries", &Wire(&index.entries))?;
         st.end()
     }
 }
 
-fn wire_entry(e: &EntryInfo) -> WireEntry {
+fn wire_entry(e: Entry<'_>) -> WireEntry {
     let b64 = base64::engine::general_purpose::STANDARD;
     WireEntry {
         p: e.path.to_string(),
@@ -190,7 +190,7 @@ fn index_of(w: WireIndex) -> Result<LayerIndex> {
         o => bail!("unknown codec {o}"),
     };
     let diff_id = Digest::parse(&w.diff_id).map_err(|e| anyhow!(e))?;
-    let mut entries = Vec::with_capacity(w.entries.len());
+    let mut entries = Entries::default();
     for e in w.entries {
         let prefix = match e.x {
             Some(x) => Some(b64.decode(x)?.into_boxed_slice()),
@@ -219,8 +219,9 @@ fn index_of(w: WireIndex) -> Result<LayerIndex> {
             rpath: d.rpath,
             incomplete: d.incomplete,
         }));
-        entries.push(entry);
+        entries.push(entry)?;
     }
+    entries.shrink_to_fit();
     Ok(LayerIndex { entries, codec, diff_id, uncompressed_size: w.uncompressed_size })
 }
 
@@ -396,7 +397,7 @@ mod tests {
         link.set_link(Some("usr/bin"));
         link.escapes = true;
         LayerIndex {
-            entries: vec![e("usr", Kind::Dir), bin, link, e("dev/x", Kind::Other(b'Z'))],
+            entries: Entries::from_owned([e("usr", Kind::Dir), bin, link, e("dev/x", Kind::Other(b'Z'))]).unwrap(),
             codec: Codec::Zstd,
             diff_id: Digest::of(b"tar"),
             uncompressed_size: 10240,
