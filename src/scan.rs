@@ -306,7 +306,8 @@ impl Entries {
     /// its entries 2^32 (the reading limits stop a run before either).
     pub fn push(&mut self, e: EntryInfo) -> io::Result<()> {
         let too_big = |what: &str| crate::layer::tar::bad(format!("a layer's {what} pass 4 GiB in memory"));
-        let number = u32::try_from(self.packed.len()).map_err(|_| too_big("entries"))?;
+        let number = u32::try_from(self.packed.len())
+            .map_err(|_| crate::layer::tar::bad("a layer has more than 2^32 entries to keep in memory"))?;
         let name_end = u32::try_from(self.names.len() + e.path.len()).map_err(|_| too_big("entry names"))?;
         let prefix_len = e.prefix.as_ref().map_or(0, |p| p.len());
         let prefix_end = u32::try_from(self.prefixes.len() + prefix_len).map_err(|_| too_big("kept prefixes"))?;
