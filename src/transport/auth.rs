@@ -336,15 +336,13 @@ pub fn run_helper(name: &str, server: &str) -> Result<HelperAnswer> {
         let _ = e.take(MAX_HELPER_OUTPUT).read_to_end(&mut stderr);
     }
     let status = child.wait().map_err(|e| anyhow!("{prog}: {e}"))?;
-    let said = |b: &[u8]| {
-        let s = String::from_utf8_lossy(b);
-        s.lines().map(str::trim).find(|l| !l.is_empty()).map(|l| l.chars().take(200).collect::<String>())
-    };
     if !status.success() {
-        if said(&stdout).as_deref() == Some(HELPER_NOT_FOUND) {
+        if super::errors::first_line(&stdout).as_deref() == Some(HELPER_NOT_FOUND) {
             return Ok(HelperAnswer::NotFound);
         }
-        let why = said(&stdout).or_else(|| said(&stderr)).unwrap_or_else(|| "no message".into());
+        let why = super::errors::first_line(&stdout)
+            .or_else(|| super::errors::first_line(&stderr))
+            .unwrap_or_else(|| "no message".into());
         bail!("{prog} get failed ({status}): {why}");
     }
     let v: serde_json::Value =

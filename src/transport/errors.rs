@@ -14,6 +14,13 @@ pub fn describe(e: &OciDistributionError) -> String {
     s.lines().next().unwrap_or("").to_string()
 }
 
+/// What a server or a helper program answered, in one line for an error: its first non-empty
+/// line, trimmed, at most 200 characters (a body can be a whole HTML page).
+pub fn first_line(text: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(text);
+    text.lines().map(str::trim).find(|l| !l.is_empty()).map(|l| l.chars().take(200).collect())
+}
+
 /// Whether a registry error means "no such manifest" (as opposed to auth, network or server trouble).
 pub fn is_not_found(e: &OciDistributionError) -> bool {
     use oci_client::errors::OciErrorCode as C;

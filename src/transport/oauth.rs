@@ -92,8 +92,7 @@ pub async fn exchange(
     let status = res.status();
     let body = read_bounded(res).await.map_err(|e| anyhow!("{registry}: token server {}: {e}", challenge.realm))?;
     if !status.is_success() {
-        let said = String::from_utf8_lossy(&body);
-        let said: String = said.lines().next().unwrap_or("").chars().take(200).collect();
+        let said = super::errors::first_line(&body).unwrap_or_default();
         bail!("{registry}: token server {} refused the identity token (HTTP {status}): {said}", challenge.realm);
     }
     parse_answer(&body, started).map(Some).map_err(|e| anyhow!("{registry}: token server {}: {e}", challenge.realm))

@@ -790,7 +790,7 @@ impl Registry {
         Fut: std::future::Future<Output = Result<T, AttemptError>>,
     {
         self.ensure_auth(true).await?;
-        let download_gone = || matches!(follow.end(), End::Failed(_) | End::Abandoned);
+        let writer_gone = || matches!(follow.end(), End::Failed(_) | End::Abandoned);
         loop {
             let attempt = follow.attempts();
             let res = self
@@ -798,18 +798,20 @@ impl Registry {
                 .stream(&what, || async {
                     // No upload session (and no watchdog) while the writer has nothing to give.
                     follow.ready().await;
-                    if follow.attempts() != attempt || download_gone() {
-                        return Err(AttemptError::fatal(anyhow!("{what}: the download it follows was restarted")));
+                    if follow.attempts() != attempt || writer_gone() {
+                        return Err(AttemptError::fatal(anyhow!(
+                            "{what}: the download or rewrite it follows started over or stopped"
+                        )));
                     }
                     match send(Box::pin(follow.stream(UPLOAD_CHUNK))).await {
-                        // The download's doing, not the destination's: no retry here.
-                        Err(e) if follow.attempts() != attempt || download_gone() => Err(AttemptError::fatal(e.error)),
+                        // The writer's doing (a download or a rewrite), not the destination's: no retry here.
+                        Err(e) if follow.attempts() != attempt || writer_gone() => Err(AttemptError::fatal(e.error)),
                         res => res,
                     }
                 })
                 .await;
             match res {
-                Err(_) if follow.attempts() != attempt && !download_gone() => continue,
+                Err(_) if follow.attempts() != attempt && !writer_gone() => continue,
                 res => return res.map_err(anyhow::Error::from),
             }
         }

@@ -13,7 +13,7 @@
 //! not: retry, watch for stalls, get tokens, or decide what to upload (that is
 //! [`super::registry`]'s).
 
-use super::errors::AttemptError;
+use super::errors::{first_line, AttemptError};
 use crate::digest::Digest;
 use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION, RANGE};
 use reqwest::{Method, StatusCode, Url};
@@ -126,10 +126,7 @@ impl Session<'_> {
                 Ok(None) | Err(_) => break,
             }
         }
-        let said = String::from_utf8_lossy(&body);
-        let said: String =
-            said.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("").chars().take(200).collect();
-        let said = if said.is_empty() { String::new() } else { format!(": {said}") };
+        let said = first_line(&body).map(|l| format!(": {l}")).unwrap_or_default();
         let message = format!("{what}: {step} answered HTTP {code}{said}");
         Err(match code {
             StatusCode::UNAUTHORIZED => Failed::Unauthorized(message),
