@@ -43,7 +43,15 @@ pub struct FinalFs {
     /// hardlink to nothing, a parent that is a file, a bad whiteout name, a setuid bit a
     /// hardlink's chown clears), one line each naming layer and entry.
     pub unpack_notes: Vec<String>,
+    /// [`FinalFs::dir_aliases`], found once: every plan pass and audit check asks.
+    aliases: std::sync::OnceLock<Vec<(String, String)>>,
+    /// Directories [`FinalFs::resolve`] has walked: where each ended and the symlinks taken
+    /// (none: too many). A few thousand at most, those of the paths the stages ask about.
+    walked: std::sync::Mutex<HashMap<Box<str>, Walked>>,
 }
+
+/// Where a directory's walk ended and the symlinks it took (None: too many).
+type Walked = Option<(String, usize)>;
 
 /// A [`Loc`] in 8 bytes instead of 16, as the merged view keeps it: the layer in the top 24
 /// bits (a manifest of 4 MiB lists fewer layers), whether the entry was placed elsewhere than
@@ -211,6 +219,21 @@ struct Apply<'a> {
     inode_attrs: HashMap<Loc, (u64, u64, u32)>,
     notes: Vec<String>,
     through_symlink: Vec<(Loc, String)>,
+    /// The last entry's directory as [`Apply::layer`] placed it, while nothing could have
+    /// changed that: entries of one directory come one after another in a layer, and only a
+    /// symlink (or hardlink) added or a path removed changes how a directory resolves, so the
+    /// next entry of the same directory skips resolving, creating and checking it again.
+    memo: Option<ParentMemo>,
+    /// Whether to keep [`Apply::memo`] (the tests compare the view with and without it).
+    remember: bool,
+}
+
+/// A directory of a layer's entries: where it was placed (`root_path`, its missing parents
+/// made) and the escaping symlink above it, if any.
+struct ParentMemo {
+    dir: String,
+    parent: String,
+    escaping: Option<String>,
 }
 
 impl<'a> Apply<'a> {
@@ -241,6 +264,7 @@ impl<'a> Apply<'a> {
 
     /// `os.RemoveAll(path)`.
     fn remove_all(&mut self, path: &str) {
+        self.memo = None;
         let k = Keys { layers: self.layers, placed: &self.placed };
         self.map.remove(k, path);
         self.map.remove_under(k, path);
@@ -273,6 +297,7 @@ impl<'a> Apply<'a> {
     /// name, so the profile's rules still reach it: a GNU tar or bsdtar extraction writes it
     /// there, and harden must never pass on what a rule removes or strips.
     fn unplaced(&mut self, loc: Loc) {
+        self.memo = None;
         let k = Keys { layers: self.layers, placed: &self.placed };
         self.map.insert(k, self.layers[loc.layer].entries.name(loc.entry), At::new(loc, false));
     }
@@ -293,21 +318,36 @@ impl<'a> Apply<'a> {
             if e.path.is_empty() {
                 continue;
             }
-            if let Some(link) = escaping_ancestor(&self.map, self.keys(), e.path) {
-                self.through_symlink.push((loc, link));
-            }
             let (dir, base) = split_parent(e.path);
-            let Some(parent) = self.root_path(dir) else {
-                self.note(loc, "too many symlinks in its parent: containerd refuses the layer".into());
-                self.unplaced(loc);
-                continue;
+            let parent = match self.memo.as_ref().filter(|m| m.dir == dir) {
+                Some(m) => {
+                    if let Some(link) = &m.escaping {
+                        self.through_symlink.push((loc, link.clone()));
+                    }
+                    m.parent.clone()
+                }
+                None => {
+                    let escaping = escaping_ancestor(&self.map, self.keys(), e.path);
+                    if let Some(link) = &escaping {
+                        self.through_symlink.push((loc, link.clone()));
+                    }
+                    let Some(parent) = self.root_path(dir) else {
+                        self.note(loc, "too many symlinks in its parent: containerd refuses the layer".into());
+                        self.unplaced(loc);
+                        continue;
+                    };
+                    if !parent.is_empty() && !self.mkparent(&parent, li) {
+                        self.note(loc, format!("/{parent} is not a directory: containerd refuses the layer"));
+                        self.unplaced(loc);
+                        continue;
+                    }
+                    if self.remember {
+                        self.memo = Some(ParentMemo { dir: dir.to_string(), parent: parent.clone(), escaping });
+                    }
+                    parent
+                }
             };
             let path = join(&parent, base);
-            if !parent.is_empty() && !self.mkparent(&parent, li) {
-                self.note(loc, format!("/{parent} is not a directory: containerd refuses the layer"));
-                self.unplaced(loc);
-                continue;
-            }
             if let Some(hidden) = base.strip_prefix(".wh.") {
                 if hidden == ".wh..opq" {
                     let prefix = if parent.is_empty() { String::new() } else { format!("{parent}/") };
@@ -394,6 +434,9 @@ impl<'a> Apply<'a> {
                 self.placed.insert(loc, path.clone());
             }
             self.implied.remove(path.as_str());
+            if matches!(e.kind, Kind::Symlink | Kind::HardLink) {
+                self.memo = None;
+            }
             let at = At::new(loc, *path != *e.path);
             self.map.insert(Keys { layers: self.layers, placed: &self.placed }, &path, at);
             if opaque {
@@ -410,6 +453,10 @@ impl FinalFs {
     /// directory; an entry replaces what is there unless both are directories; a hardlink
     /// names the inode its target has at that moment.
     pub fn build<L: Into<Arc<LayerIndex>>>(layers: Vec<L>) -> FinalFs {
+        Self::build_with(layers, true)
+    }
+
+    fn build_with<L: Into<Arc<LayerIndex>>>(layers: Vec<L>, remember: bool) -> FinalFs {
         let layers: Vec<Arc<LayerIndex>> = layers.into_iter().map(Into::into).collect();
         let mut a = Apply {
             layers: &layers,
@@ -420,12 +467,25 @@ impl FinalFs {
             inode_attrs: HashMap::new(),
             notes: Vec::new(),
             through_symlink: Vec::new(),
+            memo: None,
+            remember,
         };
         for li in 0..layers.len() {
             a.layer(li);
         }
         let Apply { map, implied, placed, inode_of, inode_attrs, notes, through_symlink, .. } = a;
-        FinalFs { map, implied, placed, inode_of, inode_attrs, through_symlink, unpack_notes: notes, layers }
+        FinalFs {
+            map,
+            implied,
+            placed,
+            inode_of,
+            inode_attrs,
+            through_symlink,
+            unpack_notes: notes,
+            layers,
+            aliases: Default::default(),
+            walked: Default::default(),
+        }
     }
 
     /// Where an entry was written: its stored name, or (under a symlinked parent) the path
@@ -475,7 +535,32 @@ impl FinalFs {
     /// canonical path even if nothing exists there; None on a loop or an escape attempt
     /// that cannot be resolved.
     pub fn resolve(&self, path: &str, follow_last: bool) -> Option<String> {
-        self.resolve_with(path, follow_last, &|p| self.get(p).map(|(_, e)| e))
+        let lookup = |p: &str| self.get(p).map(|(_, e)| e);
+        // A path's walk is its directory's walk, then its last name from where that ended: the
+        // directory's is remembered, as the plan and the audit resolve every file of every
+        // package, a few thousand directories' worth, several times.
+        match path.rsplit_once('/') {
+            Some((dir, base)) if !dir.is_empty() && !matches!(base, "" | "." | "..") => {
+                let (cur, hops) = self.walked_dir(dir, &lookup)?;
+                walk(vec![base], cur, hops, follow_last, &lookup).map(|(p, _)| p)
+            }
+            _ => resolve_in(path, follow_last, &lookup),
+        }
+    }
+
+    /// `dir` walked as [`resolve`](Self::resolve) walks a path's directory (every symlink
+    /// followed): where it ends and the symlinks it took, from [`FinalFs::walked`] when asked
+    /// before.
+    fn walked_dir<'a>(&self, dir: &str, lookup: &dyn Fn(&str) -> Option<Entry<'a>>) -> Walked {
+        if let Some(w) = self.walked.lock().ok().and_then(|m| m.get(dir).cloned()) {
+            return w;
+        }
+        let todo: Vec<&str> = dir.split('/').filter(|c| !c.is_empty()).rev().collect();
+        let w = walk(todo, String::new(), 0, true, lookup);
+        if let Ok(mut m) = self.walked.lock() {
+            m.insert(dir.into(), w.clone());
+        }
+        w
     }
 
     /// As [`resolve`](Self::resolve), over any lookup (the plan resolves against the view
@@ -491,7 +576,11 @@ impl FinalFs {
 
     /// Directory symlinks of the final image as (link path, canonical target dir), e.g.
     /// ("bin", "usr/bin") on usr-merged Debian: a rule for `/bin/sh` must also match `usr/bin/sh`.
-    pub fn dir_aliases(&self) -> Vec<(String, String)> {
+    pub fn dir_aliases(&self) -> &[(String, String)] {
+        self.aliases.get_or_init(|| self.find_dir_aliases())
+    }
+
+    fn find_dir_aliases(&self) -> Vec<(String, String)> {
         let mut out = Vec::new();
         for (p, _, e) in self.iter() {
             if e.kind != Kind::Symlink {
@@ -526,42 +615,55 @@ impl FinalFs {
     }
 }
 
-/// Resolve `path` within the root over `lookup` (see [`FinalFs::resolve`]).
+/// Resolve `path` within the root over `lookup` (see [`FinalFs::resolve`]). One string is built
+/// as the walk goes (a component pushed or popped in place): the unpack simulation resolves
+/// every entry's parent, and a string per component per step was most of its time.
 pub fn resolve_in<'a>(path: &str, follow_last: bool, lookup: &dyn Fn(&str) -> Option<Entry<'a>>) -> Option<String> {
-    let mut todo: Vec<String> = path.split('/').filter(|c| !c.is_empty()).map(str::to_string).collect();
-    todo.reverse();
-    let mut cur: Vec<String> = Vec::new();
-    let mut hops = 0;
+    let todo: Vec<&str> = path.split('/').filter(|c| !c.is_empty()).rev().collect();
+    walk(todo, String::with_capacity(path.len()), 0, follow_last, lookup).map(|(p, _)| p)
+}
+
+/// The walk of [`resolve_in`]: `todo`'s components (the next one last) from `cur`, with `hops`
+/// symlinks already taken; where it ends and the symlinks taken in all, or None past
+/// [`MAX_HOPS`].
+fn walk<'t, 'a: 't>(
+    mut todo: Vec<&'t str>,
+    mut cur: String,
+    mut hops: usize,
+    follow_last: bool,
+    lookup: &dyn Fn(&str) -> Option<Entry<'a>>,
+) -> Option<(String, usize)> {
+    let pop = |cur: &mut String| cur.truncate(cur.rfind('/').unwrap_or(0));
     while let Some(c) = todo.pop() {
-        match c.as_str() {
+        match c {
             "." => continue,
             ".." => {
-                cur.pop();
+                pop(&mut cur);
                 continue;
             }
             _ => {}
         }
-        cur.push(c);
+        if !cur.is_empty() {
+            cur.push('/');
+        }
+        cur.push_str(c);
         let last = todo.is_empty();
-        let p = cur.join("/");
-        if let Some(e) = lookup(&p) {
+        if let Some(e) = lookup(&cur) {
             if e.kind == Kind::Symlink && (!last || follow_last) {
                 hops += 1;
                 if hops > MAX_HOPS {
                     return None;
                 }
-                let target = e.link().unwrap_or_default().to_string();
-                cur.pop();
+                let target = e.link().unwrap_or_default();
+                pop(&mut cur);
                 if target.starts_with('/') {
                     cur.clear();
                 }
-                let mut parts: Vec<String> = target.split('/').filter(|c| !c.is_empty()).map(str::to_string).collect();
-                parts.reverse();
-                todo.extend(parts);
+                todo.extend(target.split('/').filter(|c| !c.is_empty()).rev());
             }
         }
     }
-    Some(cur.join("/"))
+    Some((cur, hops))
 }
 
 /// The first directory above `path` that is, at this point of the unpacking, a symlink whose
@@ -765,6 +867,108 @@ pub mod tests {
         let fs = FinalFs::build(vec![layer(vec![first, entry("etc/x", Kind::Dir, None), second])]);
         let (loc, e) = fs.get("etc/motd").unwrap();
         assert_eq!((loc.entry, e.mode), (2, 0o644), "as tar extraction does: the last one stays");
+    }
+
+    /// Everything a merged view holds, as comparable text.
+    fn dump(fs: &FinalFs) -> Vec<String> {
+        let mut out: Vec<String> =
+            fs.iter().map(|(p, l, e)| format!("{p} <- {}:{} {:?}", l.layer, l.entry, e.kind)).collect();
+        out.extend(fs.implied_dirs().map(|(p, l)| format!("implied {p} {l}")));
+        out.extend(fs.unpack_notes.iter().cloned());
+        out.extend(fs.through_symlink.iter().map(|(l, s)| format!("through {}:{} {s}", l.layer, l.entry)));
+        out
+    }
+
+    /// A directory whose resolution changes between two of its entries (a symlink put on the
+    /// way, the directory replaced) is resolved again: the remembered parent is dropped.
+    #[test]
+    fn a_directory_changed_between_two_of_its_entries_is_resolved_again() {
+        let l = layer(vec![
+            entry("x", Kind::Dir, None),
+            entry("x/y", Kind::Dir, None),
+            entry("x/y/z", Kind::Symlink, Some("..")),
+            // x/y/z is x: placed at x/f1.
+            entry("x/y/z/f1", Kind::File, None),
+            // Placed at x/y: replaces that directory with a symlink to /etc ...
+            entry("x/y/z/y", Kind::Symlink, Some("/etc")),
+            // ... so x/y/z is now etc/z, and f2 goes there.
+            entry("x/y/z/f2", Kind::File, None),
+        ]);
+        let fs = FinalFs::build(vec![l]);
+        assert!(fs.get("x/f1").is_some());
+        assert!(fs.get("x/f2").is_none() && fs.get("etc/z/f2").is_some(), "{:?}", dump(&fs));
+    }
+
+    /// A small generator of hostile layers: short names, symlinks up, across and out,
+    /// whiteouts and opaque markers, replaced directories.
+    fn random_layers(seed: u64) -> Vec<LayerIndex> {
+        let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let mut next = move |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        let names = ["a", "b", "c", "..", "."];
+        let links = ["..", "/", "a", "/b", "../c", "a/b", "/etc", ".", "b/.."];
+        (0..3)
+            .map(|_| {
+                let n = 5 + next(25);
+                let mut v = Vec::new();
+                let mut dir: Vec<&str> = Vec::new();
+                for _ in 0..n {
+                    // Mostly stay in the same directory, as layers do.
+                    match next(6) {
+                        0 if !dir.is_empty() => {
+                            dir.pop();
+                        }
+                        1 if dir.len() < 4 => dir.push(names[next(3) as usize]),
+                        _ => {}
+                    }
+                    let base = match next(12) {
+                        0 => ".wh..wh..opq".to_string(),
+                        1 => format!(".wh.{}", names[next(3) as usize]),
+                        _ => names[next(5) as usize].to_string(),
+                    };
+                    let path = dir.iter().copied().chain([base.as_str()]).collect::<Vec<_>>().join("/");
+                    let e = match next(5) {
+                        0 => entry(&path, Kind::Symlink, Some(links[next(links.len() as u64) as usize])),
+                        1 => entry(&path, Kind::HardLink, Some(names[next(3) as usize])),
+                        2 => entry(&path, Kind::Dir, None),
+                        _ => entry(&path, Kind::File, None),
+                    };
+                    v.push(e);
+                }
+                layer(v)
+            })
+            .collect()
+    }
+
+    /// The remembered parent and the remembered directory walks change nothing: on thousands
+    /// of generated hostile layers, the view built with them is the view built without, and
+    /// every path resolves as the plain walk resolves it.
+    #[test]
+    fn remembered_parents_and_walks_change_no_view_and_no_resolution() {
+        for seed in 0..3000 {
+            let fs = FinalFs::build_with(random_layers(seed), true);
+            let plain = FinalFs::build_with(random_layers(seed), false);
+            assert_eq!(dump(&fs), dump(&plain), "seed {seed}");
+            let lookup = |p: &str| plain.get(p).map(|(_, e)| e);
+            for a in ["a", "b", "c", "..", ".", "etc", "x"] {
+                for b in ["a", "b", "c", "..", "."] {
+                    for c in ["a", "b", "", ".."] {
+                        let path = format!("{a}/{b}/{c}");
+                        for follow in [true, false] {
+                            assert_eq!(
+                                fs.resolve(&path, follow),
+                                resolve_in(&path, follow, &lookup),
+                                "seed {seed}: {path} {follow}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -230,27 +230,59 @@ impl MayChange {
     }
 }
 
-/// The names a canonical path is visible under: itself, and through each directory symlink.
-fn visible_names(path: &str, aliases: &[(String, String)]) -> Vec<String> {
-    let mut names = vec![path.to_string()];
-    for (link, target) in aliases {
-        if let Some(rest) = path.strip_prefix(target.as_str()).and_then(|r| r.strip_prefix('/')) {
-            names.push(format!("{link}/{rest}"));
-        }
-    }
-    names
-}
-
 /// Self-or-ancestor matching with memoisation by canonical directory (also used by the audit).
 pub(crate) struct Matcher<'a> {
     set: RuleSet<'a>,
     aliases: &'a [(String, String)],
+    /// The aliases by target: a path's aliases are found from its ancestors (a few lookups),
+    /// not by trying every directory symlink of the image on every path.
+    by_target: HashMap<&'a str, Vec<usize>>,
+    /// The aliases of the last directory [`Matcher::through_alias`] was asked about: paths come
+    /// in order, a directory's files one after another, so most asks are that one again.
+    alias_dir: (String, Vec<usize>),
     memo: HashMap<String, Option<&'a Rule>>,
+    /// The last directory [`Matcher::matches_dir`] answered, for the same reason.
+    last_dir: Option<(String, Option<&'a Rule>)>,
 }
 
 impl<'a> Matcher<'a> {
     pub(crate) fn new(rules: &'a [Rule], aliases: &'a [(String, String)]) -> Self {
-        Matcher { set: RuleSet::new(rules), aliases, memo: HashMap::new() }
+        let mut by_target: HashMap<&'a str, Vec<usize>> = HashMap::new();
+        for (i, (_, target)) in aliases.iter().enumerate() {
+            by_target.entry(target.as_str()).or_default().push(i);
+        }
+        Matcher {
+            set: RuleSet::new(rules),
+            aliases,
+            by_target,
+            alias_dir: (String::new(), Vec::new()),
+            memo: HashMap::new(),
+            last_dir: None,
+        }
+    }
+
+    /// The first rule (in the aliases' order) matching a name of `path` through a directory
+    /// alias: `link/rest` for each alias whose target is an ancestor of `path` (`target/rest`).
+    fn through_alias(&mut self, path: &str) -> Option<&'a Rule> {
+        if self.by_target.is_empty() {
+            return None;
+        }
+        // The aliases whose target is `path`'s directory or above it (in the aliases' order).
+        let dir = parent(path);
+        if self.alias_dir.0 != dir || self.alias_dir.0.is_empty() {
+            let mut hits: Vec<usize> = Vec::new();
+            for (i, _) in path.match_indices('/') {
+                if let Some(v) = self.by_target.get(&path[..i]) {
+                    hits.extend(v);
+                }
+            }
+            hits.sort_unstable();
+            self.alias_dir = (dir.to_string(), hits);
+        }
+        self.alias_dir.1.iter().find_map(|&i| {
+            let (link, target) = &self.aliases[i];
+            self.set.which(&format!("{link}/{}", &path[target.len() + 1..]))
+        })
     }
     /// The rule `path` or its nearest matching ancestor falls under. Only ancestors are
     /// remembered (a directory is asked for once per entry under it; a leaf once): the memo
@@ -262,7 +294,8 @@ impl<'a> Matcher<'a> {
         if let Some(r) = self.memo.get(path) {
             return *r;
         }
-        let own = visible_names(path, self.aliases).iter().find_map(|n| self.set.which(n));
+        // The path itself, then its names through the directory aliases.
+        let own = self.set.which(path).or_else(|| self.through_alias(path));
         own.or_else(|| self.matches_dir(parent(path)))
     }
 
@@ -271,11 +304,20 @@ impl<'a> Matcher<'a> {
         if dir.is_empty() {
             return None;
         }
-        if let Some(r) = self.memo.get(dir) {
-            return *r;
+        if let Some((last, r)) = &self.last_dir {
+            if last == dir {
+                return *r;
+            }
         }
-        let r = self.matches(dir);
-        self.memo.insert(dir.to_string(), r);
+        let r = match self.memo.get(dir) {
+            Some(r) => *r,
+            None => {
+                let r = self.matches(dir);
+                self.memo.insert(dir.to_string(), r);
+                r
+            }
+        };
+        self.last_dir = Some((dir.to_string(), r));
         r
     }
 }
@@ -338,7 +380,7 @@ fn can_be_copy(follow: FollowCopies, e: Entry<'_>) -> bool {
 /// could be a copy.
 pub fn copy_check(fs: &FinalFs, plan: &Plan, profile: &Profile) -> Vec<Loc> {
     let aliases = fs.dir_aliases();
-    let mut keep_m = Matcher::new(&profile.keep, &aliases);
+    let mut keep_m = Matcher::new(&profile.keep, aliases);
     let file = |e: Entry<'_>| e.kind == Kind::File && e.size > 0;
     let originals: Vec<(Loc, u64, FollowCopies)> = fs
         .iter()
@@ -424,8 +466,8 @@ pub fn copies(fs: &FinalFs, plan: &Plan, hashes: &HashMap<Loc, Digest>) -> BTree
 /// it), unless a `keep` rule matches.
 pub fn select_removals(fs: &FinalFs, profile: &Profile, p: &mut Plan) {
     let aliases = fs.dir_aliases();
-    let mut remove_m = Matcher::new(&profile.remove, &aliases);
-    let mut keep_m = Matcher::new(&profile.keep, &aliases);
+    let mut remove_m = Matcher::new(&profile.remove, aliases);
+    let mut keep_m = Matcher::new(&profile.keep, aliases);
     for (path, _, _) in fs.iter() {
         if keep_m.matches(path).is_none() {
             if let Some(rule) = remove_m.matches(path) {
@@ -442,7 +484,7 @@ pub fn select_removals(fs: &FinalFs, profile: &Profile, p: &mut Plan) {
 /// Each copy's original is recorded in [`Plan::copy_of`].
 pub fn remove_copies(fs: &FinalFs, profile: &Profile, p: &mut Plan) {
     let aliases = fs.dir_aliases();
-    let mut keep_m = Matcher::new(&profile.keep, &aliases);
+    let mut keep_m = Matcher::new(&profile.keep, aliases);
     let kept: HashSet<String> =
         fs.iter().filter(|(path, _, _)| keep_m.matches(path).is_some()).map(|(path, _, _)| path.to_string()).collect();
     let add = |p: &mut Plan, path: &str, of: &CopyOf, suffix: &str| {
@@ -488,7 +530,7 @@ pub fn remove_copies(fs: &FinalFs, profile: &Profile, p: &mut Plan) {
 /// A kept path keeps its directories.
 pub fn keep_directories(fs: &FinalFs, profile: &Profile, p: &mut Plan) {
     let aliases = fs.dir_aliases();
-    let mut keep_m = Matcher::new(&profile.keep, &aliases);
+    let mut keep_m = Matcher::new(&profile.keep, aliases);
     let kept: Vec<String> =
         fs.iter().filter(|(path, _, _)| keep_m.matches(path).is_some()).map(|(path, _, _)| path.to_string()).collect();
     for k in &kept {
@@ -544,7 +586,7 @@ pub fn mark_layers(fs: &FinalFs, _: &Profile, p: &mut Plan) {
 /// excepted) and file capabilities, on what stays.
 pub fn fix_modes(fs: &FinalFs, profile: &Profile, p: &mut Plan) {
     let aliases = fs.dir_aliases();
-    let mut allow_m = Matcher::new(&profile.setuid_allow, &aliases);
+    let mut allow_m = Matcher::new(&profile.setuid_allow, aliases);
     for (path, loc, e) in fs.iter() {
         if p.removed.contains_key(path) {
             continue;
@@ -671,7 +713,7 @@ pub fn remove_packages(fs: &FinalFs, profile: &Profile, p: &mut Plan) {
     let names = crate::profile::PackageMatcher::new(&profile.packages.remove);
     let aliases = fs.dir_aliases();
     let own_keeps: Vec<Rule> = profile.keep.iter().filter(|r| !r.origin.starts_with('@')).cloned().collect();
-    let mut keep_m = Matcher::new(&own_keeps, &aliases);
+    let mut keep_m = Matcher::new(&own_keeps, aliases);
     let mut any = false;
     for db in &dbs {
         let chosen: Vec<Option<&Rule>> = db.packages.iter().map(|pk| names.which(&pk.name)).collect();

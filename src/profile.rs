@@ -911,7 +911,13 @@ impl<'a> RuleSet<'a> {
         RuleSet { rules, set: b.build().unwrap_or_else(|_| GlobSet::empty()) }
     }
     pub fn which(&self, path: &str) -> Option<&'a Rule> {
-        self.set.matches(path).first().map(|&i| &self.rules[i])
+        // Most paths match no rule: the yes/no test allocates nothing and stops at the first
+        // match; the list of matches is made only for a path that has one.
+        let c = globset::Candidate::new(path);
+        if !self.set.is_match_candidate(&c) {
+            return None;
+        }
+        self.set.matches_candidate(&c).first().map(|&i| &self.rules[i])
     }
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()

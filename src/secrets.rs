@@ -79,7 +79,7 @@ fn mask(id: &str) -> String {
 }
 
 fn position(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
+    memchr::memmem::find(hay, needle)
 }
 
 /// The label of the first real private key block: `-----BEGIN <label>-----` alone on its line,
@@ -133,8 +133,15 @@ fn aws_key_ids(data: &[u8]) -> Vec<String> {
     const PREFIXES: [&[u8]; 4] = [b"AKIA", b"ASIA", b"ABIA", b"ACCA"];
     let word = |b: u8| b.is_ascii_alphanumeric();
     let mut out: Vec<String> = Vec::new();
-    let mut i = 0;
-    while i + 20 <= data.len() {
+    // Every id starts with `A`: only those positions are tried, and none inside an id found.
+    let mut next = 0;
+    for i in memchr::memchr_iter(b'A', data) {
+        if i + 20 > data.len() {
+            break;
+        }
+        if i < next {
+            continue;
+        }
         let here = &data[i..i + 20];
         let standalone = (i == 0 || !word(data[i - 1])) && data.get(i + 20).is_none_or(|b| !word(*b));
         if standalone
@@ -145,9 +152,7 @@ fn aws_key_ids(data: &[u8]) -> Vec<String> {
             if !out.contains(&id) {
                 out.push(id);
             }
-            i += 20;
-        } else {
-            i += 1;
+            next = i + 20;
         }
     }
     out

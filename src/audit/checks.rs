@@ -16,8 +16,8 @@ use std::collections::{BTreeMap, BTreeSet};
 pub(super) fn run(fs: &FinalFs, config: &Value, ctx: &AuditContext) -> Vec<Finding> {
     let aliases = fs.dir_aliases();
     let no_rules: Vec<Rule> = Vec::new();
-    let mut keep = Matcher::new(ctx.profile.map(|p| p.keep.as_slice()).unwrap_or(&no_rules), &aliases);
-    let mut allow = Matcher::new(ctx.profile.map(|p| p.setuid_allow.as_slice()).unwrap_or(&no_rules), &aliases);
+    let mut keep = Matcher::new(ctx.profile.map(|p| p.keep.as_slice()).unwrap_or(&no_rules), aliases);
+    let mut allow = Matcher::new(ctx.profile.map(|p| p.setuid_allow.as_slice()).unwrap_or(&no_rules), aliases);
     let a = Audit { fs, ctx };
     let passwd = a.text("etc/passwd");
     let mut out = vec![
@@ -44,12 +44,12 @@ pub(super) fn run(fs: &FinalFs, config: &Value, ctx: &AuditContext) -> Vec<Findi
                 |e| format!("mode {:04o}", e.mode & 0o7777),
             ),
         ),
-        Finding::new(CheckId::Shells, a.present("shells", &aliases, &mut keep, false)),
-        Finding::new(CheckId::PackageManagers, a.present("package-managers", &aliases, &mut keep, false)),
-        Finding::new(CheckId::PackageCaches, a.present("package-caches", &aliases, &mut keep, true)),
+        Finding::new(CheckId::Shells, a.present("shells", aliases, &mut keep, false)),
+        Finding::new(CheckId::PackageManagers, a.present("package-managers", aliases, &mut keep, false)),
+        Finding::new(CheckId::PackageCaches, a.present("package-caches", aliases, &mut keep, true)),
     ];
     let secret_rules = profile::group("secrets");
-    let mut secret_m = Matcher::new(&secret_rules, &aliases);
+    let mut secret_m = Matcher::new(&secret_rules, aliases);
     out.push(Finding::new(CheckId::SecretFile, a.present_with(&mut secret_m, &mut keep, true)));
     let (content, paths) = a.secret_content(&mut secret_m, &mut keep);
     let mut f = Finding::new(CheckId::SecretContent, content);

@@ -232,10 +232,13 @@ async fn predict(ctx: &Ctx<'_>, p: &Planned) -> (Result<crate::contract::Contrac
     // The predicted result's filesystem: audited here, and the source of the result's runtime
     // contract (the diff_ids the edit will get later are not part of it). Dropped at the end
     // of this function, so it never coexists with a rewrite's buffers.
-    let after = predicted_edit
-        .is_ok()
+    // A plan that changes no layer and adds none (a mirror) leaves the source's filesystem: that
+    // is the prediction, not a second unpack simulation of the same layers.
+    let same = p.user.layer.is_none() && p.plan.layers.iter().all(|l| l.is_unchanged());
+    let built = (predicted_edit.is_ok() && !same)
         .then(|| crate::audit::after_view(&p.fs, &p.plan, p.user.layer.as_ref().map(|l| l.blob.as_slice())));
-    let contract = match (&after, predicted_edit) {
+    let after = predicted_edit.is_ok().then(|| built.as_ref().unwrap_or(&p.fs));
+    let contract = match (after, predicted_edit) {
         (Some(a), _) => Ok(crate::contract::derive(a, &predicted, &ctx.profile.runtime).0),
         (_, Err(e)) => Err(e),
         (None, Ok(_)) => Err(anyhow::anyhow!("{}: no runtime contract could be derived", p.src_ref)),
@@ -249,7 +252,7 @@ async fn predict(ctx: &Ctx<'_>, p: &Planned) -> (Result<crate::contract::Contrac
         fs: &p.fs,
         config: &p.config,
         plan: &p.plan,
-        after: after.as_ref().map(|a| (a, &predicted)),
+        after: after.map(|a| (a, &predicted)),
         user_layer: p.user.layer.as_ref().map(|u| &u.digest),
         will_sign: ctx.o.sign_key.is_some(),
     })
