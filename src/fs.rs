@@ -633,7 +633,7 @@ fn walk<'t, 'a: 't>(
     follow_last: bool,
     lookup: &dyn Fn(&str) -> Option<Entry<'a>>,
 ) -> Option<(String, usize)> {
-    let pop = |cur: &mut String| cur.truncate(cur.rfind('/').unwrap_or(0));
+    let pop = |cur: &mut String| cur.truncate(split_parent(cur).0.len());
     while let Some(c) = todo.pop() {
         match c {
             "." => continue,
