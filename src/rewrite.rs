@@ -8,9 +8,13 @@
 //! the diff_id computed on the way; if it ever does not (or the splicer cannot read the source),
 //! the layer is recompressed in full.
 //!
+//! The thread that decodes and filters the source is the stage's slowest, so it hashes nothing:
+//! the tar stream's SHA-256 runs on a thread of its own ([`OffThreadHashingWriter`]), and the
+//! blob's on the check's thread (which reads every byte of it anyway).
+//!
 //! Owns: turning plan decisions into bytes. Must not: decide what to drop.
 
-use crate::digest::{Digest, HashingWriter};
+use crate::digest::{Digest, HashingReader, HashingWriter, OffThreadHashingWriter};
 use crate::layer::codec::{self, Codec, Encoder, OutputCodec};
 use crate::layer::splice::{self, Cursor, ReadAt, Splicer};
 use crate::layer::tar::{bad, Kind, RawEntry, TarReader, TarWriter, MAX_USTAR_SIZE};
@@ -78,11 +82,11 @@ pub fn rewrite_layer<W: Write>(
         }
     }
     let (_, plain) = codec::limited_decoder(Cursor::new(input), limits)?;
-    let blob = HashingWriter::new(open_out()?);
-    let mut tw = TarWriter::new(HashingWriter::new(Encoder::with_workers(codec, blob, workers)?));
+    let blob = OffThreadHashingWriter::new(open_out()?)?;
+    let mut tw = TarWriter::new(OffThreadHashingWriter::new(Encoder::with_workers(codec, blob, workers)?)?);
     let stats = filter(TarReader::new(plain), &mut tw, plan)?;
-    let (enc, diff_id, _) = tw.finish()?.finish();
-    let (out, digest, size) = enc.finish()?.finish();
+    let (enc, diff_id, _) = tw.finish()?.finish()?;
+    let (out, digest, size) = enc.finish()?.finish()?;
     Ok((out, LayerRewrite { digest, size, diff_id, stats }))
 }
 
@@ -101,16 +105,14 @@ fn spliced<W: Write>(
     GzipOut { level, workers }: GzipOut,
     limits: &Limits,
 ) -> io::Result<(W, LayerRewrite)> {
-    let blob = HashingWriter::new(Verified::new(out));
-    let (dec, splicer) = splice::open(input, blob, level, workers)?;
+    let (dec, splicer) = splice::open(input, Verified::new(out)?, level, workers)?;
     let consumed = dec.consumed();
     let plain = io::BufReader::with_capacity(256 << 10, codec::bounded(dec, consumed, limits));
-    let mut tw = TarWriter::new(HashingWriter::new(splicer));
+    let mut tw = TarWriter::new(OffThreadHashingWriter::new(splicer)?);
     let mut stats = filter(TarReader::new(plain), &mut tw, plan)?;
-    let (splicer, diff_id, plain_len) = tw.finish()?.finish();
-    let (blob, spliced) = splicer.finish()?;
-    let (verified, digest, size) = blob.finish();
-    let (out, decoded, decoded_len) = verified.finish()?;
+    let (splicer, diff_id, plain_len) = tw.finish()?.finish()?;
+    let (verified, spliced) = splicer.finish()?;
+    let Checked { out, blob: (digest, size), decoded: (decoded, decoded_len) } = verified.finish()?;
     if decoded != diff_id || decoded_len != plain_len {
         return Err(io::Error::other(format!(
             "spliced layer decodes to {decoded}, not the {diff_id} written (recompressing instead)"
@@ -137,7 +139,7 @@ impl<W: Write> TarSink for Splicer<W> {
 /// Apply `plan` entry by entry, telling the sink which output is the source's own bytes.
 fn filter<R: Read, S: TarSink>(
     mut tr: TarReader<R>,
-    tw: &mut TarWriter<HashingWriter<S>>,
+    tw: &mut TarWriter<OffThreadHashingWriter<S>>,
     plan: &LayerPlan,
 ) -> io::Result<RewriteStats> {
     let mut stats = RewriteStats::default();
@@ -167,7 +169,7 @@ fn filter<R: Read, S: TarSink>(
 /// Copy an entry verbatim, padding included (a source whose padding is not zeros makes a
 /// splice fail its check and the layer is recompressed).
 fn verbatim<R: Read, S: TarSink>(
-    tw: &mut TarWriter<HashingWriter<S>>,
+    tw: &mut TarWriter<OffThreadHashingWriter<S>>,
     tr: &mut TarReader<R>,
     e: &RawEntry,
 ) -> io::Result<()> {
@@ -181,26 +183,44 @@ fn verbatim<R: Read, S: TarSink>(
     Ok(())
 }
 
-/// A blob writer that also decodes what it writes on another thread, for [`spliced`]'s check.
+/// A blob writer that also hashes and decodes what it writes on another thread, for
+/// [`spliced`]'s check.
 struct Verified<W> {
     inner: W,
     buf: Vec<u8>,
     tx: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
-    check: Option<std::thread::JoinHandle<io::Result<(Digest, u64)>>>,
+    check: Option<std::thread::JoinHandle<io::Result<Hashed>>>,
+}
+
+/// (digest, length) of the blob written, and of what it decodes to.
+type Hashed = ((Digest, u64), (Digest, u64));
+
+/// What [`Verified`] wrote and found.
+struct Checked<W> {
+    out: W,
+    /// The blob's digest and size.
+    blob: (Digest, u64),
+    /// What the blob decodes to: its digest and length.
+    decoded: (Digest, u64),
 }
 
 impl<W: Write> Verified<W> {
-    fn new(inner: W) -> Self {
+    fn new(inner: W) -> io::Result<Self> {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(8);
-        let check = std::thread::spawn(move || {
-            let chunks = ChannelReader { rx, cur: Vec::new(), pos: 0 };
-            let mut d = flate2::read::MultiGzDecoder::new(io::BufReader::with_capacity(256 << 10, chunks));
-            let mut h = HashingWriter::new(io::sink());
-            io::copy(&mut d, &mut h)?;
-            let (_, digest, n) = h.finish();
-            Ok((digest, n))
-        });
-        Verified { inner, buf: Vec::with_capacity(256 << 10), tx: Some(tx), check: Some(check) }
+        let check = std::thread::Builder::new()
+            .name("harden-check".into())
+            .spawn(move || {
+                let mut raw = HashingReader::new(ChannelReader { rx, cur: Vec::new(), pos: 0 });
+                let mut d = flate2::read::MultiGzDecoder::new(io::BufReader::with_capacity(256 << 10, &mut raw));
+                let mut h = HashingWriter::new(io::sink());
+                io::copy(&mut d, &mut h)?;
+                drop(d);
+                let (_, digest, n) = h.finish();
+                // Bytes after the last member would be hashed here too: the digest is the blob's.
+                Ok((raw.finish()?, (digest, n)))
+            })
+            .map_err(|e| io::Error::other(format!("cannot start the splice check's thread: {e}")))?;
+        Ok(Verified { inner, buf: Vec::with_capacity(256 << 10), tx: Some(tx), check: Some(check) })
     }
 
     fn send(&mut self) {
@@ -212,13 +232,13 @@ impl<W: Write> Verified<W> {
         }
     }
 
-    /// The inner writer, and what the written blob decodes to (digest, length).
-    fn finish(mut self) -> io::Result<(W, Digest, u64)> {
+    /// The inner writer, the blob written and what it decodes to.
+    fn finish(mut self) -> io::Result<Checked<W>> {
         self.send();
         self.tx = None;
         let check = self.check.take().ok_or_else(|| io::Error::other("check already finished"))?;
-        let (digest, n) = check.join().map_err(|_| io::Error::other("the splice check stopped"))??;
-        Ok((self.inner, digest, n))
+        let (blob, decoded) = check.join().map_err(|_| io::Error::other("the splice check stopped"))??;
+        Ok(Checked { out: self.inner, blob, decoded })
     }
 }
 
@@ -769,10 +789,10 @@ mod tests {
         // The big file's header is rebuilt (a mode change), the small one is copied.
         let mut plan = LayerPlan::default();
         plan.changes.insert("big".into(), EntryChange { mode: Some(0o600), ..Default::default() });
-        let mut tw = TarWriter::new(HashingWriter::new(Pipe { tx, buf: Vec::new() }));
+        let mut tw = TarWriter::new(OffThreadHashingWriter::new(Pipe { tx, buf: Vec::new() }).unwrap());
         let stats = filter(TarReader::new(input), &mut tw, &plan).unwrap();
         assert_eq!(stats.changed, 1);
-        let (mut pipe, _, len) = tw.finish().unwrap().finish();
+        let (mut pipe, _, len) = tw.finish().unwrap().finish().unwrap();
         let rest = std::mem::take(&mut pipe.buf);
         pipe.tx.send(rest).unwrap();
         drop(pipe);
