@@ -395,6 +395,8 @@ pub struct Splicer<W: Write> {
     held: Held,
     held_src: u64,
     copy: Option<CopyRun>,
+    /// The source bytes of the run being written (kept for the next run).
+    scratch: Vec<u8>,
     pub stats: SpliceStats,
 }
 
@@ -453,6 +455,7 @@ pub fn open<W: Write>(
         held: Held::default(),
         held_src: 0,
         copy: None,
+        scratch: Vec::new(),
         stats: SpliceStats::default(),
     };
     Ok((dec, sp))
@@ -572,7 +575,10 @@ impl<W: Write> Splicer<W> {
         let (s, e) = run.bits;
         let first = s / 8;
         let last = e.div_ceil(8);
-        let mut raw = vec![0u8; (last - first) as usize + 1];
+        // Reused: a fresh megabyte per run cost page faults.
+        let mut raw = std::mem::take(&mut self.scratch);
+        raw.clear();
+        raw.resize((last - first) as usize + 1, 0);
         let n = raw.len() - 1;
         self.blob.read_exact_at(&mut raw[..n], first)?;
         let sh = (s % 8) as u32;
@@ -599,6 +605,7 @@ impl<W: Write> Splicer<W> {
             seg.push(0);
         }
         seg.extend_from_slice(&[0, 0, 0xff, 0xff]);
+        self.scratch = raw;
         self.gz.push_ready(seg)
     }
 
