@@ -401,9 +401,9 @@ pub struct Splicer<W: Write> {
 }
 
 /// The claimed bytes not decided yet: taken from the front, added at the back. Taking moves an
-/// offset instead of the bytes behind it (blocks are decided one by one, so moving the rest
-/// down each time copied a held megabyte per block); the space is reclaimed once the taken
-/// part is at least as large as what is left.
+/// offset instead of the bytes behind it (blocks are decided one by one, and moving the rest
+/// down copied everything held behind each block again); the space is reclaimed once the taken
+/// part is at least as large as what is left, so a byte is moved at most once on average.
 #[derive(Default)]
 struct Held {
     buf: Vec<u8>,
