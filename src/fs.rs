@@ -539,8 +539,8 @@ impl FinalFs {
         // A path's walk is its directory's walk, then its last name from where that ended: the
         // directory's is remembered, as the plan and the audit resolve every file of every
         // package, a few thousand directories' worth, several times.
-        match path.rsplit_once('/') {
-            Some((dir, base)) if !dir.is_empty() && !matches!(base, "" | "." | "..") => {
+        match split_parent(path) {
+            (dir, base) if !dir.is_empty() && !matches!(base, "" | "." | "..") => {
                 let (cur, hops) = self.walked_dir(dir, &lookup)?;
                 walk(vec![base], cur, hops, follow_last, &lookup).map(|(p, _)| p)
             }

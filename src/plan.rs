@@ -267,9 +267,10 @@ impl<'a> Matcher<'a> {
         if self.by_target.is_empty() {
             return None;
         }
-        // The aliases whose target is `path`'s directory or above it (in the aliases' order).
+        // The aliases whose target is `path`'s directory or above it (in the aliases' order). They
+        // depend on the directory alone; the first answer (none, for the root) holds for the root.
         let dir = parent(path);
-        if self.alias_dir.0 != dir || self.alias_dir.0.is_empty() {
+        if self.alias_dir.0 != dir {
             let mut hits: Vec<usize> = Vec::new();
             for (i, _) in path.match_indices('/') {
                 if let Some(v) = self.by_target.get(&path[..i]) {

@@ -575,12 +575,13 @@ impl<W: Write> Splicer<W> {
         let (s, e) = run.bits;
         let first = s / 8;
         let last = e.div_ceil(8);
-        // Reused: a fresh megabyte per run cost page faults.
+        // Reused: a fresh megabyte per run cost page faults. Not zeroed first: all but its last
+        // byte (the shift's zero, set here) are read over.
         let mut raw = std::mem::take(&mut self.scratch);
-        raw.clear();
-        raw.resize((last - first) as usize + 1, 0);
-        let n = raw.len() - 1;
+        let n = (last - first) as usize;
+        raw.resize(n + 1, 0);
         self.blob.read_exact_at(&mut raw[..n], first)?;
+        raw[n] = 0;
         let sh = (s % 8) as u32;
         let nbits = e - s;
         let nbytes = nbits.div_ceil(8) as usize;
